@@ -1,0 +1,18 @@
+{
+  # The native engine: one addon, kernels compiled per instruction set and chosen at run time
+  # (src/engine/native.ts asks the addon which one it picked).
+  "targets": [
+    {
+      "target_name": "red_native",
+      "sources": [
+        "native/addon.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fopenmp", "-fno-math-errno"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++1y", "-std=gnu++17"],
+      "ldflags": ["-fopenmp"],
+      "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-std=c++17", "-O3"] }
+    }
+  ]
+}

@@ -1,0 +1,29 @@
+// `red bench <name>`: benchmarks that print one JSON line per figure, each beside a peer
+// measured in the same run (numpy for GEMM, the memory bandwidth for decode, ...).
+import type { Command } from 'commander';
+import { fail } from '../util/errors.ts';
+
+export interface BenchOptions {
+  quick: boolean;
+  backend?: string;
+}
+type BenchFn = (opts: BenchOptions) => Promise<void>;
+
+// name → lazy loader of the module whose `run` performs the benchmark.
+const benches: Record<string, () => Promise<{ run: BenchFn }>> = {
+};
+
+export function registerBench(program: Command): void {
+  program
+    .command('bench')
+    .description(`benchmarks, one JSON line per figure (${Object.keys(benches).join(', ') || 'none yet'})`)
+    .argument('<name>', 'which benchmark')
+    .option('--quick', 'smaller sizes, fewer repeats', false)
+    .option('--backend <name>', 'native or reference (default: native when built)')
+    .action(async (name: string, opts: BenchOptions) => {
+      const load = benches[name];
+      if (!load) fail(`unknown benchmark "${name}"; available: ${Object.keys(benches).join(', ')}`);
+      const mod = await load();
+      await mod.run(opts);
+    });
+}

@@ -1,0 +1,8 @@
+// The list of subcommands. Each lives in its own file and exports register(program); the
+// heavy modules behind a command are imported inside its action, so `red --help` stays fast.
+import type { Command } from 'commander';
+import { registerBench } from './bench.ts';
+
+export function registerCommands(program: Command): void {
+  registerBench(program);
+}
