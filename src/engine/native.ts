@@ -1,0 +1,16 @@
+// Loads the native addon (build/Release/red_native.node, built by scripts/build-native.mjs).
+// The addon exports one function per Backend method with the same name and arguments, plus
+// isa() and threads(); this file only binds them. Returns null when the addon is not built.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import type { Backend } from './backend.ts';
+
+const addonPath = fileURLToPath(new URL('../../build/Release/red_native.node', import.meta.url));
+
+export function loadNativeBackend(): Backend | null {
+  if (!existsSync(addonPath)) return null;
+  const require = createRequire(import.meta.url);
+  const addon = require(addonPath) as Omit<Backend, 'name' | 'isa' | 'threads'> & { isa(): string; threads(): number };
+  return { ...addon, name: 'native', isa: addon.isa(), threads: addon.threads() };
+}
