@@ -1,0 +1,67 @@
+// The tokenizer wrapper on a hand-built byte-level BPE: ids worked out by hand from its merges,
+// the ChatML template rendered with add_generation_prompt, EOS ids and vocabulary checks.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { loadTokenizer, Tokenizer, eosIdsOf } from '../../src/model/tokenizer.ts';
+import { RedError } from '../../src/util/errors.ts';
+import { TINY, tinyTokenizerFiles, writeTinyTokenizer } from './tiny-tokenizer.ts';
+
+test('BPE encode applies merges in rank order, decode inverts it', () => {
+  const tok = new Tokenizer(tinyTokenizerFiles());
+  // "hello" → h e l l o → (h e) l l o → he (l l) o → (he ll) o = [hell, o];
+  // " world" → Ġ w o r l d → (Ġ w) o r l d.
+  const o = 'o'.charCodeAt(0), r = 'r'.charCodeAt(0), l = 'l'.charCodeAt(0), d = 'd'.charCodeAt(0);
+  assert.deepEqual(tok.encode('hello world'), [TINY.hell, o, TINY.spaceW, o, r, l, d]);
+  assert.equal(tok.decode([TINY.hell, o, TINY.spaceW, o, r, l, d]), 'hello world');
+  // Non-ASCII text round-trips through byte-level tokens (é = 0xC3 0xA9).
+  assert.deepEqual(tok.encode('é'), [0xc3, 0xa9]);
+  assert.equal(tok.decode([0xc3, 0xa9]), 'é');
+  assert.equal(tok.decode([]), '');
+});
+
+test('special tokens: kept whole when encoding, dropped when decoding', () => {
+  const tok = new Tokenizer(tinyTokenizerFiles());
+  assert.deepEqual(tok.encode('<|im_end|>he'), [TINY.imEnd, TINY.he]);
+  assert.equal(tok.decode([TINY.he, TINY.imEnd]), 'he');
+  assert.equal(tok.decode([TINY.he, TINY.imEnd], false), 'he<|im_end|>');
+});
+
+test('chat template with add_generation_prompt, then encoded', () => {
+  const tok = new Tokenizer(tinyTokenizerFiles());
+  const text = tok.applyChatTemplate([{ role: 'user', content: 'hi' }], true);
+  assert.equal(text, '<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n');
+  assert.equal(tok.applyChatTemplate([{ role: 'user', content: 'hi' }], false), '<|im_start|>user\nhi<|im_end|>\n');
+  const ids = tok.encode(text);
+  const b = (s: string) => [...Buffer.from(s)];
+  assert.deepEqual(ids, [TINY.imStart, ...b('user\nhi'), TINY.imEnd, ...b('\n'), TINY.imStart, ...b('assistant\n')]);
+});
+
+test('EOS ids: generation_config list ∪ tokenizer_config eos_token; number form', () => {
+  const f = tinyTokenizerFiles();
+  assert.deepEqual(new Tokenizer(f).eosIds, [TINY.endoftext, TINY.imEnd]);
+  assert.deepEqual(new Tokenizer({ ...f, generationConfig: { eos_token_id: TINY.endoftext } }).eosIds, [TINY.endoftext, TINY.imEnd]);
+  assert.deepEqual(new Tokenizer({ ...f, generationConfig: {} }).eosIds, [TINY.imEnd]);
+  assert.throws(() => new Tokenizer({ ...f, generationConfig: { eos_token_id: 'x' } }), RedError);
+});
+
+test('loadTokenizer: folder without tokenizer, vocabulary larger than the embedding', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'red-tok-'));
+  try {
+    assert.throws(() => loadTokenizer(dir), (e: unknown) => e instanceof RedError && /no tokenizer\.json/.test(e.message));
+    writeTinyTokenizer(dir);
+    const tok = loadTokenizer(dir, TINY.vocab);
+    assert.equal(tok.vocabSize, TINY.vocab);
+    assert.throws(() => loadTokenizer(dir, 200), (e: unknown) => e instanceof RedError && /ids up to 262.*only 200 rows/.test(e.message));
+    assert.deepEqual(eosIdsOf(dir), [TINY.imEnd, TINY.endoftext]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('eosIdsOf reads the fixture generation_config.json', () => {
+  const dir = new URL('../../../shared/fixtures/qwen2-tiny-tied', import.meta.url).pathname;
+  assert.deepEqual(eosIdsOf(dir), [2]);
+});
