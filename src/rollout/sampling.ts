@@ -1,0 +1,169 @@
+// Choosing the next token from one row of logits: greedy, temperature, top-k and top-p
+// (nucleus), plus the per-sample random streams that make seeded sampling independent of how
+// samples are batched. Pure functions over a logits row; the decoding loop lives in sampler.ts.
+import { Rng } from '../util/rng.ts';
+
+export interface TokenPolicy {
+  /** 0 = greedy (argmax); otherwise logits are divided by it before the softmax. */
+  temperature: number;
+  /** Nucleus: keep the smallest set of most likely tokens whose mass reaches topP; 1 = off. */
+  topP: number;
+  /** Keep the topK most likely tokens (ties with the k-th kept too); 0 = off. */
+  topK: number;
+}
+
+export interface ChosenToken {
+  id: number;
+  /**
+   * log of the probability the token was drawn with: softmax(logits / T) restricted to the
+   * top-k/top-p set and renormalised. With T = 1 and no truncation (the RL defaults) this is the
+   * model's log π(token), what importance ratios need. For greedy (T = 0) a point mass would say
+   * 0 for every token, so the model's log-softmax at T = 1 is returned instead.
+   */
+  logprob: number;
+}
+
+/**
+ * An independent random stream per (seed, prompt, sample), so sample j of prompt i draws the
+ * same numbers whatever else shares its batch. The three integers are mixed with the
+ * murmur3 finaliser so that neighbouring indices give unrelated seeds.
+ */
+export function sampleRng(seed: number, promptIndex: number, sampleIndex: number): Rng {
+  let h = mix32(seed >>> 0);
+  h = mix32((h ^ Math.imul(promptIndex + 1, 0x9e3779b1)) >>> 0);
+  h = mix32((h ^ Math.imul(sampleIndex + 1, 0x85ebca77)) >>> 0);
+  return new Rng(h);
+}
+
+function mix32(x: number): number {
+  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
+  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
+  return (x ^ (x >>> 16)) >>> 0;
+}
+
+/**
+ * Draws tokens from logits rows of length V. Keeps its scratch buffers between calls so that a
+ * 150k vocabulary does not allocate per token.
+ */
+export class TokenChooser {
+  private readonly V: number;
+  private readonly p: Float64Array; // (V) unnormalised probabilities exp((z − max)/T)
+  private readonly idx: Int32Array; // (V) candidate ids for top-k / top-p
+  private readonly heap: Int32Array; // (V) min-heap of ids for top-k selection
+
+  constructor(V: number) {
+    this.V = V;
+    this.p = new Float64Array(V);
+    this.idx = new Int32Array(V);
+    this.heap = new Int32Array(V);
+  }
+
+  /** Chooses a token from logits[off .. off+V). */
+  choose(logits: Float32Array, off: number, policy: TokenPolicy, rng: Rng): ChosenToken {
+    const V = this.V;
+    let max = -Infinity, arg = 0;
+    for (let v = 0; v < V; v++) {
+      const z = logits[off + v];
+      if (z > max) { max = z; arg = v; } // first maximum, as torch.argmax
+    }
+    if (policy.temperature === 0) {
+      let sum = 0;
+      for (let v = 0; v < V; v++) sum += Math.exp(logits[off + v] - max);
+      return { id: arg, logprob: -Math.log(sum) };
+    }
+    const invT = 1 / policy.temperature;
+    const p = this.p;
+    let total = 0;
+    for (let v = 0; v < V; v++) {
+      const e = Math.exp((logits[off + v] - max) * invT);
+      p[v] = e;
+      total += e;
+    }
+    const useK = policy.topK > 0 && policy.topK < V;
+    const useP = policy.topP < 1;
+    if (!useK && !useP) {
+      // Inverse CDF in vocabulary order.
+      const u = rng.uniform() * total;
+      let acc = 0, id = V - 1;
+      for (let v = 0; v < V; v++) {
+        acc += p[v];
+        if (acc > u) { id = v; break; }
+      }
+      while (p[id] === 0) id--; // u rounding past the last nonzero entry
+      return { id, logprob: Math.log(p[id] / total) };
+    }
+    // Candidates, most likely first.
+    let n: number;
+    if (useK) n = this.topKIds(p, policy.topK);
+    else {
+      // Tokens below eps = (1 − topP)·total/V hold less than (1 − topP) of the mass together,
+      // so the nucleus lies among the rest: sort only those.
+      const eps = ((1 - policy.topP) * total) / V;
+      n = 0;
+      for (let v = 0; v < V; v++) if (p[v] >= eps) this.idx[n++] = v;
+    }
+    const cand = this.idx.subarray(0, n);
+    cand.sort((a, b) => p[b] - p[a] || a - b);
+    let kept = n;
+    let keptMass = 0;
+    for (let i = 0; i < n; i++) keptMass += p[cand[i]];
+    if (useP) {
+      // Smallest prefix whose share of the (top-k) mass reaches topP; at least one token.
+      const target = policy.topP * keptMass;
+      let acc = 0;
+      for (let i = 0; i < n; i++) {
+        acc += p[cand[i]];
+        if (acc >= target) { kept = i + 1; break; }
+      }
+      keptMass = 0;
+      for (let i = 0; i < kept; i++) keptMass += p[cand[i]];
+    }
+    const u = rng.uniform() * keptMass;
+    let acc = 0, id = cand[kept - 1];
+    for (let i = 0; i < kept; i++) {
+      acc += p[cand[i]];
+      if (acc > u) { id = cand[i]; break; }
+    }
+    return { id, logprob: Math.log(p[id] / keptMass) };
+  }
+
+  /**
+   * Puts into idx the ids whose p is at least the k-th largest (ties included, as
+   * transformers' TopKLogitsWarper keeps them); returns how many. O(V log k) with a min-heap.
+   */
+  private topKIds(p: Float64Array, k: number): number {
+    const heap = this.heap;
+    let size = 0;
+    const less = (a: number, b: number) => p[a] < p[b];
+    const siftDown = (i: number) => {
+      for (;;) {
+        const l = 2 * i + 1, r = l + 1;
+        let m = i;
+        if (l < size && less(heap[l], heap[m])) m = l;
+        if (r < size && less(heap[r], heap[m])) m = r;
+        if (m === i) return;
+        const t = heap[i]; heap[i] = heap[m]; heap[m] = t;
+        i = m;
+      }
+    };
+    for (let v = 0; v < this.V; v++) {
+      if (size < k) {
+        let i = size++;
+        heap[i] = v;
+        while (i > 0) {
+          const parent = (i - 1) >> 1;
+          if (!less(heap[i], heap[parent])) break;
+          const t = heap[i]; heap[i] = heap[parent]; heap[parent] = t;
+          i = parent;
+        }
+      } else if (p[v] > p[heap[0]]) {
+        heap[0] = v;
+        siftDown(0);
+      }
+    }
+    const kth = p[heap[0]];
+    let n = 0;
+    for (let v = 0; v < this.V; v++) if (p[v] >= kth) this.idx[n++] = v;
+    return n;
+  }
+}
