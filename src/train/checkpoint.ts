@@ -1,0 +1,185 @@
+// Checkpoint folders `DIR/checkpoints/step-N/`, written atomically: everything goes into a
+// temporary sibling folder which is renamed into place only once complete, so a crash or a full
+// disk mid-write leaves the previous checkpoint intact and `latest()` never sees a partial one.
+// Also a minimal safetensors writer/reader for flat float32 state (AdamW moments).
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { fail, RedError } from '../util/errors.ts';
+import { writeFileAtomic, writeJsonAtomic } from '../util/fs.ts';
+
+/** The file whose presence marks a checkpoint folder as a training checkpoint (written last). */
+export const TRAINER_STATE_FILE = 'trainer_state.json';
+
+export interface CheckpointInfo {
+  step: number;
+  dir: string;
+}
+
+const STEP_DIR = /^step-(\d+)$/;
+
+export class CheckpointManager {
+  constructor(
+    /** DIR/checkpoints */
+    readonly root: string,
+    /** How many of the newest checkpoints to keep. */
+    readonly keep: number,
+  ) {}
+
+  /** Complete checkpoints, oldest first. */
+  list(): CheckpointInfo[] {
+    if (!existsSync(this.root)) return [];
+    const out: CheckpointInfo[] = [];
+    for (const name of readdirSync(this.root)) {
+      const m = STEP_DIR.exec(name);
+      if (!m) continue;
+      const dir = path.join(this.root, name);
+      if (existsSync(path.join(dir, TRAINER_STATE_FILE))) out.push({ step: Number(m[1]), dir });
+    }
+    return out.sort((a, b) => a.step - b.step);
+  }
+
+  /** The newest complete checkpoint, or null. */
+  latest(): CheckpointInfo | null {
+    return this.list().at(-1) ?? null;
+  }
+
+  /**
+   * Writes checkpoint `step`: `write(tmpDir)` fills a temporary folder, which is then renamed to
+   * step-N and older checkpoints beyond `keep` are deleted. On any I/O failure the temporary
+   * folder is removed and a RedError says what failed; the previous checkpoints are untouched.
+   */
+  async save(step: number, write: (dir: string) => Promise<void> | void): Promise<string> {
+    const final = path.join(this.root, `step-${step}`);
+    const tmp = path.join(this.root, `.tmp-step-${step}-${process.pid}`);
+    try {
+      mkdirSync(this.root, { recursive: true });
+      rmSync(tmp, { recursive: true, force: true });
+      mkdirSync(tmp);
+      await write(tmp);
+      fsyncDir(tmp);
+      if (existsSync(final)) {
+        // Re-saving a step (a resumed run reaching it again): swap, then delete the old one.
+        const old = path.join(this.root, `.old-step-${step}-${process.pid}`);
+        rmSync(old, { recursive: true, force: true });
+        renameSync(final, old);
+        renameSync(tmp, final);
+        rmSync(old, { recursive: true, force: true });
+      } else {
+        renameSync(tmp, final);
+      }
+      fsyncDir(this.root);
+    } catch (err) {
+      try {
+        rmSync(tmp, { recursive: true, force: true });
+      } catch {
+        // the folder may be unreachable (the reason we failed); nothing more to clean
+      }
+      if (err instanceof RedError) throw err;
+      const e = err as NodeJS.ErrnoException;
+      const prev = this.latest();
+      const why = e.code === 'ENOSPC' ? 'the disk is full' : e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EROFS' ? 'the folder is not writable' : 'an I/O error';
+      fail(`cannot write checkpoint ${final}: ${why} (${e.code ?? ''} ${e.message}); ` +
+        (prev ? `the previous checkpoint ${prev.dir} is intact` : 'no earlier checkpoint exists'));
+    }
+    this.prune();
+    return final;
+  }
+
+  /** Deletes all but the newest `keep` checkpoints, and temporary folders left by crashed runs of other processes. */
+  prune(): void {
+    const all = this.list();
+    for (const c of all.slice(0, Math.max(0, all.length - this.keep))) rmSync(c.dir, { recursive: true, force: true });
+    for (const name of readdirSync(this.root)) {
+      if ((name.startsWith('.tmp-step-') || name.startsWith('.old-step-')) && !name.endsWith(`-${process.pid}`)) {
+        rmSync(path.join(this.root, name), { recursive: true, force: true });
+      }
+    }
+  }
+}
+
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Writes JSON atomically (within a checkpoint's temporary folder this also fsyncs it). */
+export function writeStateJson(file: string, value: unknown): void {
+  writeJsonAtomic(file, value);
+}
+
+export function readStateJson(file: string): unknown {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    return fail(`${file}: cannot read the training state (${(err as Error).message})`);
+  }
+}
+
+/**
+ * Flat float32 arrays as a safetensors file (8-byte little-endian header length, JSON header
+ * {name: {dtype: 'F32', shape: [n], data_offsets: [a, b]}}, then the raw bytes), so optimiser
+ * moments are readable by any safetensors loader.
+ */
+export function writeF32Tensors(file: string, tensors: Record<string, Float32Array>): void {
+  const header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> = {};
+  let off = 0;
+  for (const [name, t] of Object.entries(tensors)) {
+    header[name] = { dtype: 'F32', shape: [t.length], data_offsets: [off, off + t.byteLength] };
+    off += t.byteLength;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - ((8 + json.length) % 8)) % 8); // keep the data 8-byte aligned
+  const head = Buffer.from(json, 'utf8');
+  const out = Buffer.alloc(8 + head.length + off);
+  out.writeBigUInt64LE(BigInt(head.length), 0);
+  head.copy(out, 8);
+  let pos = 8 + head.length;
+  for (const t of Object.values(tensors)) {
+    Buffer.from(t.buffer, t.byteOffset, t.byteLength).copy(out, pos);
+    pos += t.byteLength;
+  }
+  writeFileAtomic(file, out);
+}
+
+export function readF32Tensors(file: string): Record<string, Float32Array> {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (err) {
+    return fail(`${file}: cannot read (${(err as Error).message})`);
+  }
+  if (bytes.length < 8) fail(`${file}: not a safetensors file (too short)`);
+  const n = Number(bytes.readBigUInt64LE(0));
+  if (8 + n > bytes.length) fail(`${file}: not a safetensors file (header length ${n} exceeds the file)`);
+  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  try {
+    header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8'));
+  } catch {
+    return fail(`${file}: not a safetensors file (bad header)`);
+  }
+  const out: Record<string, Float32Array> = {};
+  for (const [name, h] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    if (h.dtype !== 'F32') fail(`${file}: tensor ${name} has dtype ${h.dtype}; expected F32`);
+    const [a, b] = h.data_offsets;
+    if (8 + n + b > bytes.length || (b - a) % 4 !== 0) fail(`${file}: tensor ${name} runs past the end of the file (truncated?)`);
+    const t = new Float32Array((b - a) / 4);
+    Buffer.from(t.buffer).set(bytes.subarray(8 + n + a, 8 + n + b));
+    out[name] = t;
+  }
+  return out;
+}
+
+/** Copies the tokenizer files of a model folder (those that exist) into `dir`. */
+export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.json', 'merges.txt', 'generation_config.json', 'added_tokens.json'];
+export function copyTokenizerFiles(fromDir: string, dir: string): void {
+  for (const name of TOKENIZER_FILES) {
+    const src = path.join(fromDir, name);
+    const dst = path.join(dir, name);
+    if (existsSync(src) && statSync(src).isFile() && !existsSync(dst)) writeFileAtomic(dst, readFileSync(src));
+  }
+}

@@ -1,0 +1,177 @@
+// The configuration of `red train`: ONE typed source of truth (TRL GRPOConfig style). Every option
+// is declared once here with its default and its documentation; YAML files and `--set` only
+// override. Validation happens once, before anything runs, and lists every problem by path.
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import YAML from 'yaml';
+import { fail } from '../util/errors.ts';
+
+const positiveInt = () => z.number().int().min(1);
+
+export const modelSchema = z.strictObject({
+  path: z.string().min(1).describe('Hugging Face model folder to start from (config.json, model.safetensors, tokenizer.json).'),
+  backend: z.enum(['auto', 'native', 'reference']).default('auto')
+    .describe('Compute backend: the native addon when built (auto), or the TypeScript reference.'),
+  referencePath: z.string().min(1).optional()
+    .describe('Frozen reference model for the KL term (loaded only when the KL coefficient is above 0); default: model.path.'),
+});
+
+export const dataSchema = z.strictObject({
+  train: z.string().min(1).describe('Training set: a .jsonl or .parquet file.'),
+  fields: z.string().min(1).default('paper')
+    .describe("Field mapping: 'paper' (problem/answer/distill), 'luffy' (LUFFY's OpenR1: prompt, reward_model.ground_truth, target), or 'problem=PATH,answer=PATH,trace=PATH'."),
+  onBadRow: z.enum(['error', 'skip']).default('error')
+    .describe("A malformed row: 'error' stops naming the file and row; 'skip' drops it and counts it in data/skipped_rows."),
+  maxPromptTokens: positiveInt().default(1024).describe('Longer prompts are dropped (counted in data/skipped_rows).'),
+  epochs: z.number().positive().default(5).describe('Passes over the training set (sets the planned number of steps).'),
+});
+
+export const rolloutSchema = z.strictObject({
+  groupSize: z.number().int().min(2, 'must be ≥ 2').default(7).describe('G: online rollouts per prompt (the offline trace is an extra member).'),
+  promptsPerStep: positiveInt().default(64).describe('Groups per optimiser step (prompts drawn per rollout batch).'),
+  temperature: z.number().min(0).default(1.0).describe('Sampling temperature.'),
+  topP: z.number().gt(0).max(1).default(1.0).describe('Nucleus sampling threshold (1 = off).'),
+  topK: z.number().int().min(0).default(0).describe('Top-k sampling (0 = off).'),
+  maxTokens: positiveInt().default(8192).describe('Response limit in tokens; offline traces are truncated to it too.'),
+  stopStrings: z.array(z.string()).default([]).describe('Extra stop strings (the tokenizer EOS tokens always stop).'),
+  maxFillAttempts: positiveInt().default(6)
+    .describe('Group filtering: draws of prompts per step before training on what there is.'),
+});
+
+export const optimSchema = z.strictObject({
+  lr: z.number().positive().optional().describe("Peak learning rate; default: the method preset's (2e-6 RL, 1e-6 luffy)."),
+  beta1: z.number().min(0).lt(1).default(0.9).describe('AdamW β1.'),
+  beta2: z.number().min(0).lt(1).default(0.95).describe('AdamW β2.'),
+  eps: z.number().positive().default(1e-8).describe('AdamW ε.'),
+  weightDecay: z.number().min(0).default(0).describe('AdamW decoupled weight decay.'),
+  maxGradNorm: z.number().min(0).default(1.0).describe('Clip the global gradient norm to this (0 = no clipping).'),
+  updatesPerBatch: positiveInt().default(1).describe('Optimiser steps on each rollout batch (>1: the PPO clip matters).'),
+  microBatchTokens: z.number().int().min(0).default(0)
+    .describe('Token budget of one forward/backward; the step accumulates gradients over micro-batches (0 = whole batch at once).'),
+});
+
+export const scheduleSchema = z.strictObject({
+  warmupSteps: z.number().int().min(0).default(1).describe('Linear warm-up steps.'),
+  minLrRatio: z.number().min(0).max(1).default(0.1).describe('Cosine decays to this fraction of the peak lr.'),
+  totalSteps: positiveInt().optional().describe('Planned optimiser steps; default: epochs × training set / promptsPerStep.'),
+});
+
+export const sftSchema = z.strictObject({
+  lr: z.number().positive().default(5e-5).describe('Learning rate of SFT (the sft method, the first stage of sft-grpo).'),
+  epochs: z.number().positive().default(3).describe('Passes over the traces.'),
+  batchSize: positiveInt().default(64).describe('Traces per SFT optimiser step.'),
+});
+
+export const checkpointSchema = z.strictObject({
+  every: positiveInt().default(50).describe('Write a checkpoint every this many steps (and at the end, on --max-steps and on Ctrl-C).'),
+  keep: positiveInt().default(3).describe('Keep the newest K checkpoints.'),
+});
+
+export const logSchema = z.strictObject({
+  progress: z.enum(['auto', 'bar', 'plain', 'none']).default('auto')
+    .describe('auto: a progress bar on a terminal, one plain line per step otherwise.'),
+});
+
+/**
+ * The training configuration without the algorithm group, which belongs to src/rl (its schema
+ * is applied by resolveTrainConfig after the preset named by `method` is expanded).
+ */
+export const trainSchema = z.strictObject({
+  method: z.string().default('red').describe('A preset of the algorithm options (sft, grpo, sft-grpo, mixpolicy, luffy, srft, relift, bread, red-I, red-II, red).'),
+  seed: z.number().int().min(0).default(42).describe('Seeds sampling, data order and initialisation; resume is exact.'),
+  model: modelSchema,
+  data: dataSchema,
+  rollout: rolloutSchema.prefault({}),
+  algorithm: z.record(z.string(), z.unknown()).default({})
+    .describe('Overrides of the algorithm options of the method preset (src/rl/options.ts).'),
+  optim: optimSchema.prefault({}),
+  schedule: scheduleSchema.prefault({}),
+  sft: sftSchema.prefault({}),
+  checkpoint: checkpointSchema.prefault({}),
+  log: logSchema.prefault({}),
+});
+
+export type TrainConfigBase = z.infer<typeof trainSchema>;
+
+/** One zod issue as "path message", e.g. `rollout.groupSize must be ≥ 2`. */
+export function formatIssue(issue: z.core.$ZodIssue, prefix: readonly PropertyKey[] = []): string {
+  const where = [...prefix, ...issue.path].map(String).join('.') || '(config)';
+  switch (issue.code) {
+    case 'too_small':
+      return `${where} must be ${issue.inclusive === false ? '>' : '≥'} ${String(issue.minimum)}`;
+    case 'too_big':
+      return `${where} must be ${issue.inclusive === false ? '<' : '≤'} ${String(issue.maximum)}`;
+    case 'unrecognized_keys':
+      return issue.keys.map((k) => `${where === '(config)' ? k : `${where}.${k}`}: unknown option`).join('\n');
+    case 'invalid_type':
+      return issue.input === undefined ? `${where} is required (${issue.expected})` : `${where} must be ${article(issue.expected)}, got ${JSON.stringify(issue.input)}`;
+    case 'invalid_value':
+      return `${where} must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${JSON.stringify(issue.input)}`;
+    default:
+      return `${where}: ${issue.message}`;
+  }
+}
+
+function article(word: string): string {
+  return /^[aeiou]/.test(word) ? `an ${word}` : `a ${word}`;
+}
+
+/** Throws one RedError listing every issue, one per line. */
+export function failWithIssues(source: string, lines: string[]): never {
+  fail(`invalid configuration (${source}):\n  ${lines.join('\n  ')}`);
+}
+
+/** Parse a YAML file into a plain object (an empty file is {}). */
+export function readYamlConfig(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    return fail(`${file}: cannot read the config (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  const doc = YAML.parseDocument(text, { prettyErrors: true });
+  if (doc.errors.length > 0) fail(`${file}: not valid YAML: ${doc.errors[0].message}`);
+  const value: unknown = doc.toJS();
+  if (value === null || value === undefined) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) fail(`${file}: the config must be a mapping of option groups`);
+  return value as Record<string, unknown>;
+}
+
+/**
+ * Apply `key.path=value` overrides in place. The value is read as a YAML scalar or flow
+ * collection (`3`, `true`, `1e-6`, `[a, b]`, `null`), so types match what a YAML file would give.
+ */
+export function applySets(config: Record<string, unknown>, sets: readonly string[]): void {
+  for (const s of sets) {
+    const eq = s.indexOf('=');
+    if (eq <= 0) fail(`--set ${s}: expected key.path=value`);
+    const keys = s.slice(0, eq).split('.');
+    if (keys.some((k) => k === '')) fail(`--set ${s}: empty key in "${s.slice(0, eq)}"`);
+    let value: unknown;
+    try {
+      value = YAML.parse(s.slice(eq + 1));
+    } catch (err) {
+      fail(`--set ${s}: the value is not valid YAML (${(err as Error).message})`);
+    }
+    let node: Record<string, unknown> = config;
+    for (let i = 0; i < keys.length - 1; i++) {
+      const next = node[keys[i]];
+      if (next === undefined || next === null) node[keys[i]] = {};
+      else if (typeof next !== 'object' || Array.isArray(next)) fail(`--set ${s}: ${keys.slice(0, i + 1).join('.')} is not an option group`);
+      node = node[keys[i]] as Record<string, unknown>;
+    }
+    node[keys[keys.length - 1]] = value;
+  }
+}
+
+/** Validate the part of the config the trainer owns; every problem listed by path. */
+export function parseTrainBase(raw: unknown, source: string): TrainConfigBase {
+  const r = trainSchema.safeParse(raw, { reportInput: true });
+  if (!r.success) failWithIssues(source, r.error.issues.map((i) => formatIssue(i)));
+  return r.data;
+}
+
+/** The resolved config as YAML (written to DIR/config.yaml). */
+export function configToYaml(config: unknown): string {
+  return YAML.stringify(config, { lineWidth: 0 });
+}
