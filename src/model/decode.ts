@@ -1,0 +1,252 @@
+// Inference-only forward with a KV cache: prefill packs several prompts into one pass (packed
+// causal attention) and stores their keys/values in cache slots; each decode step then runs B
+// new tokens, one per active slot, through the linear layers as B rows and attends to the cache
+// (backend.attentionDecode). Only the positions whose next token is wanted reach the lm_head.
+import type { Backend } from '../engine/backend.ts';
+import { fail } from '../util/errors.ts';
+import type { ModelConfig } from './config.ts';
+import type { ModelViews } from './params.ts';
+
+/** The shape of a decoder (Qwen2/Llama), in the shape vocabulary of the backend. */
+export interface DecoderShape {
+  V: number;
+  C: number;
+  L: number;
+  NH: number;
+  NKV: number;
+  HD: number;
+  /** MLP width. */
+  I: number;
+  eps: number;
+  ropeTheta: number;
+}
+
+export function decoderShape(c: ModelConfig): DecoderShape {
+  return {
+    V: c.vocabSize, C: c.hiddenSize, L: c.numLayers, NH: c.numHeads, NKV: c.numKvHeads, HD: c.headDim,
+    I: c.intermediateSize, eps: c.rmsNormEps, ropeTheta: c.ropeTheta,
+  };
+}
+
+/**
+ * Keys and values of S sequences ("slots"), each up to maxLen positions, per layer:
+ * k[l], v[l] of shape (S, maxLen, NKV*HD), the layout of Backend.attentionDecode.
+ */
+export class KvCache {
+  readonly k: Float32Array[];
+  readonly v: Float32Array[];
+  /** Floats per position: NKV*HD. */
+  readonly rowSize: number;
+
+  constructor(readonly shape: DecoderShape, readonly slots: number, readonly maxLen: number) {
+    this.rowSize = shape.NKV * shape.HD;
+    const n = slots * maxLen * this.rowSize;
+    this.k = [];
+    this.v = [];
+    for (let l = 0; l < shape.L; l++) {
+      this.k.push(new Float32Array(n));
+      this.v.push(new Float32Array(n));
+    }
+  }
+
+  /** Bytes held by the cache. */
+  get bytes(): number {
+    return 2 * this.shape.L * this.slots * this.maxLen * this.rowSize * 4;
+  }
+
+  /** Positions 0..len−1 of slot `from` copied into slot `to` (samples sharing a prompt). */
+  copySlot(from: number, to: number, len: number): void {
+    const R = this.rowSize, M = this.maxLen;
+    for (let l = 0; l < this.shape.L; l++) {
+      this.k[l].copyWithin(to * M * R, from * M * R, (from * M + len) * R);
+      this.v[l].copyWithin(to * M * R, from * M * R, (from * M + len) * R);
+    }
+  }
+
+  /** A copy of positions 0..len−1 of `slot`, to restore into another slot later. */
+  savePrefix(slot: number, len: number): KvPrefix {
+    const R = this.rowSize, M = this.maxLen;
+    const k: Float32Array[] = [], v: Float32Array[] = [];
+    for (let l = 0; l < this.shape.L; l++) {
+      k.push(this.k[l].slice(slot * M * R, (slot * M + len) * R));
+      v.push(this.v[l].slice(slot * M * R, (slot * M + len) * R));
+    }
+    return { len, k, v };
+  }
+
+  restorePrefix(prefix: KvPrefix, slot: number): void {
+    const off = slot * this.maxLen * this.rowSize;
+    for (let l = 0; l < this.shape.L; l++) {
+      this.k[l].set(prefix.k[l], off);
+      this.v[l].set(prefix.v[l], off);
+    }
+  }
+}
+
+/** Keys/values of one prompt kept outside the cache: k[l], v[l] of shape (len, NKV*HD). */
+export interface KvPrefix {
+  len: number;
+  k: Float32Array[];
+  v: Float32Array[];
+}
+
+/** Activation buffers for up to `rows` tokens, grown on demand. */
+class Activations {
+  rows = 0;
+  x = new Float32Array(0); // (T, C) residual stream
+  xn = new Float32Array(0); // (T, C) normalised input of a sublayer
+  rstd = new Float32Array(0); // (T)
+  q = new Float32Array(0); // (T, NH*HD)
+  k = new Float32Array(0); // (T, NKV*HD)
+  v = new Float32Array(0); // (T, NKV*HD)
+  att = new Float32Array(0); // (T, NH*HD)
+  lse = new Float32Array(0); // (T, NH)
+  proj = new Float32Array(0); // (T, C)
+  gate = new Float32Array(0); // (T, I)
+  up = new Float32Array(0); // (T, I)
+  h = new Float32Array(0); // (T, I) silu(gate)·up
+
+  ensure(rows: number, s: DecoderShape): void {
+    if (rows <= this.rows) return;
+    const { C, NH, NKV, HD, I } = s;
+    this.rows = rows;
+    this.x = new Float32Array(rows * C);
+    this.xn = new Float32Array(rows * C);
+    this.rstd = new Float32Array(rows);
+    this.q = new Float32Array(rows * NH * HD);
+    this.k = new Float32Array(rows * NKV * HD);
+    this.v = new Float32Array(rows * NKV * HD);
+    this.att = new Float32Array(rows * NH * HD);
+    this.lse = new Float32Array(rows * NH);
+    this.proj = new Float32Array(rows * C);
+    this.gate = new Float32Array(rows * I);
+    this.up = new Float32Array(rows * I);
+    this.h = new Float32Array(rows * I);
+  }
+}
+
+export class KvDecoder {
+  readonly cache: KvCache;
+  readonly shape: DecoderShape;
+  private readonly act = new Activations();
+  private headIn = new Float32Array(0); // (B, C) residual rows that reach the lm_head
+  private headNorm = new Float32Array(0); // (B, C) the same, final-normed
+  private logitsBuf = new Float32Array(0); // (B, V)
+  private rstdHead = new Float32Array(0); // (B)
+
+  constructor(
+    readonly backend: Backend,
+    config: ModelConfig,
+    /** Parameter views (params.ts modelViews over the model's flat parameter buffer). */
+    readonly weights: ModelViews,
+    slots: number,
+    maxLen: number,
+  ) {
+    this.shape = decoderShape(config);
+    if (weights.layers.length !== this.shape.L) fail(`decoder weights have ${weights.layers.length} layers, the config says ${this.shape.L}`);
+    this.cache = new KvCache(this.shape, slots, maxLen);
+  }
+
+  /**
+   * Prefill: prompts ids (packed, prompt p = ids[cu[p] .. cu[p+1])) run through the model in one
+   * pass; their keys/values go to cache slot slots[p] at positions 0..len−1. Returns the logits
+   * of each prompt's last position, (P, V), valid until the next call.
+   */
+  prefill(ids: Int32Array, cuSeqlens: Int32Array, slots: Int32Array, P: number): Float32Array {
+    const T = cuSeqlens[P];
+    const positions = new Int32Array(T);
+    const last = new Int32Array(P);
+    for (let p = 0; p < P; p++) {
+      const len = cuSeqlens[p + 1] - cuSeqlens[p];
+      if (len <= 0) fail('prefill: every prompt needs at least one token');
+      if (len > this.cache.maxLen) fail(`prefill: a prompt of ${len} tokens exceeds the cache length ${this.cache.maxLen}`);
+      for (let t = 0; t < len; t++) positions[cuSeqlens[p] + t] = t;
+      last[p] = cuSeqlens[p + 1] - 1;
+    }
+    const { NH, NKV, HD } = this.shape;
+    const R = NKV * HD, M = this.cache.maxLen;
+    this.layersForward(ids, positions, T, (l, a) => {
+      // packed causal attention over the prompts, then their k/v rows into their slots
+      this.backend.attentionForward(a.att, a.lse, a.q, a.k, a.v, cuSeqlens, P, T, NH, NKV, HD);
+      for (let p = 0; p < P; p++) {
+        const t0 = cuSeqlens[p], len = cuSeqlens[p + 1] - t0;
+        const dst = slots[p] * M * R;
+        this.cache.k[l].set(a.k.subarray(t0 * R, (t0 + len) * R), dst);
+        this.cache.v[l].set(a.v.subarray(t0 * R, (t0 + len) * R), dst);
+      }
+    });
+    return this.head(last, P);
+  }
+
+  /**
+   * One decode step: token b (ids[b]) sits at position positions[b] of slot slots[b], whose
+   * earlier positions are cached. Writes its k/v there and returns next-token logits (B, V),
+   * valid until the next call.
+   */
+  step(ids: Int32Array, slots: Int32Array, positions: Int32Array, B: number): Float32Array {
+    const { NH, NKV, HD } = this.shape;
+    const R = NKV * HD, M = this.cache.maxLen;
+    const lens = new Int32Array(B);
+    for (let b = 0; b < B; b++) {
+      if (positions[b] >= M) fail(`decode: position ${positions[b]} is past the cache length ${M}`);
+      lens[b] = positions[b] + 1;
+    }
+    this.layersForward(ids, positions, B, (l, a) => {
+      for (let b = 0; b < B; b++) {
+        const dst = (slots[b] * M + positions[b]) * R;
+        this.cache.k[l].set(a.k.subarray(b * R, (b + 1) * R), dst);
+        this.cache.v[l].set(a.v.subarray(b * R, (b + 1) * R), dst);
+      }
+      this.backend.attentionDecode(a.att, a.q, this.cache.k[l], this.cache.v[l], slots, lens, B, NH, NKV, HD, M);
+    });
+    const rows = new Int32Array(B);
+    for (let b = 0; b < B; b++) rows[b] = b;
+    return this.head(rows, B);
+  }
+
+  /**
+   * Embedding and every layer over T rows; `attend(l, act)` fills act.att (T, NH*HD) from
+   * act.q/k/v after RoPE (and stores k/v wherever the caller caches them).
+   */
+  private layersForward(ids: Int32Array, positions: Int32Array, T: number,
+    attend: (l: number, a: Activations) => void): void {
+    const s = this.shape, w = this.weights, be = this.backend;
+    const { C, NH, NKV, HD, I, eps, ropeTheta } = s;
+    const a = this.act;
+    a.ensure(T, s);
+    be.embeddingForward(a.x, ids, w.embed, T, C);
+    for (let l = 0; l < s.L; l++) {
+      const lw = w.layers[l];
+      be.rmsnormForward(a.xn, a.rstd, a.x, lw.inputNorm, T, C, eps);
+      be.linearForward(a.q, a.xn, lw.qWeight, lw.qBias, T, C, NH * HD);
+      be.linearForward(a.k, a.xn, lw.kWeight, lw.kBias, T, C, NKV * HD);
+      be.linearForward(a.v, a.xn, lw.vWeight, lw.vBias, T, C, NKV * HD);
+      be.ropeForward(a.q, positions, T, NH, HD, ropeTheta);
+      be.ropeForward(a.k, positions, T, NKV, HD, ropeTheta);
+      attend(l, a);
+      be.linearForward(a.proj, a.att, lw.oWeight, null, T, NH * HD, C);
+      be.add(a.x, a.x, a.proj, T * C);
+      be.rmsnormForward(a.xn, a.rstd, a.x, lw.postNorm, T, C, eps);
+      be.linearForward(a.gate, a.xn, lw.gateWeight, null, T, C, I);
+      be.linearForward(a.up, a.xn, lw.upWeight, null, T, C, I);
+      be.swigluForward(a.h, a.gate, a.up, T * I);
+      be.linearForward(a.proj, a.h, lw.downWeight, null, T, I, C);
+      be.add(a.x, a.x, a.proj, T * C);
+    }
+  }
+
+  /** Final norm and lm_head on the residual rows `rows` only: (B, V). */
+  private head(rows: Int32Array, B: number): Float32Array {
+    const { C, V, eps } = this.shape;
+    if (this.headIn.length < B * C) {
+      this.headIn = new Float32Array(B * C);
+      this.headNorm = new Float32Array(B * C);
+      this.rstdHead = new Float32Array(B);
+      this.logitsBuf = new Float32Array(B * V);
+    }
+    for (let b = 0; b < B; b++) this.headIn.set(this.act.x.subarray(rows[b] * C, (rows[b] + 1) * C), b * C);
+    this.backend.rmsnormForward(this.headNorm, this.rstdHead, this.headIn, this.weights.finalNorm, B, C, eps);
+    this.backend.linearForward(this.logitsBuf, this.headNorm, this.weights.lmHead, null, B, C, V);
+    return this.logitsBuf;
+  }
+}
