@@ -1,0 +1,117 @@
+// Reading and writing a model folder in the Hugging Face layout (config.json, model.safetensors
+// or shards + index, generation_config.json, tokenizer files). Every tensor is checked against
+// the shape config.json implies before any is read, and a folder is saved by writing a sibling
+// temporary folder and renaming it into place, so nothing half-written is ever seen.
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { fail } from '../util/errors.ts';
+import { writeJsonAtomic } from '../util/fs.ts';
+import { configToJson, type ModelConfig } from './config.ts';
+import type { ParamLayout } from './params.ts';
+import { Checkpoint, writeSafetensors } from './safetensors.ts';
+
+/** Reads every parameter of `layout` from the checkpoint in `dir` into a new flat buffer. */
+export function readWeights(dir: string, layout: ParamLayout, config: ModelConfig): Float32Array {
+  const ckpt = Checkpoint.open(dir);
+  try {
+    // Check names and shapes of everything first: a bad checkpoint fails before any allocation.
+    for (const spec of layout.specs) {
+      const found = ckpt.find(spec.name);
+      if (!found) fail(`${path.join(dir, 'model.safetensors')}: missing tensor "${spec.name}" (config.json: ${config.modelType}, ${config.numLayers} layers${config.tieWordEmbeddings ? ', tied embeddings' : ''})`);
+      const { file, entry } = found;
+      if (entry.shape.length !== spec.shape.length || entry.shape.some((d, i) => d !== spec.shape[i])) {
+        fail(`${file.file}: tensor "${spec.name}" has shape [${entry.shape.join(', ')}] but config.json implies [${spec.shape.join(', ')}]`);
+      }
+      if (entry.dtype !== 'F32' && entry.dtype !== 'BF16' && entry.dtype !== 'F16') fail(`${file.file}: tensor "${spec.name}" is ${entry.dtype}, expected a float tensor`);
+    }
+    for (const name of ckpt.names()) {
+      if (layout.byName.has(name)) continue;
+      if (name.endsWith('rotary_emb.inv_freq')) continue; // recomputed from rope_theta
+      if (name === 'lm_head.weight' && config.tieWordEmbeddings) continue; // tied: the embedding is the head
+      fail(`${ckpt.find(name)?.file.file}: unexpected tensor "${name}" (config.json describes a model without it)`);
+    }
+    const params = new Float32Array(layout.total);
+    for (const spec of layout.specs) {
+      const found = ckpt.find(spec.name)!;
+      found.file.readInto(spec.name, params.subarray(spec.offset, spec.offset + spec.size));
+    }
+    return params;
+  } finally {
+    ckpt.close();
+  }
+}
+
+/** Files of a model folder that save() regenerates instead of copying. */
+function isRegenerated(name: string): boolean {
+  return name === 'config.json' || name === 'generation_config.json' || name.endsWith('.safetensors') ||
+    name === 'model.safetensors.index.json' || name.endsWith('.bin') || name.endsWith('.pt') || name.endsWith('.pth') ||
+    name.startsWith('.');
+}
+
+export interface SaveContents {
+  config: ModelConfig;
+  layout: ParamLayout;
+  params: Float32Array;
+  /** generation_config.json's object (kept from the loaded folder, or made from the config). */
+  generationConfig: Record<string, unknown>;
+  /** The folder the model was loaded from: its tokenizer and other files are copied along. */
+  sourceDir: string | null;
+}
+
+/**
+ * Writes `dir` as a folder transformers loads: config.json, model.safetensors (F32, Hugging Face
+ * names, no lm_head.weight when tied), generation_config.json and the source folder's other files.
+ * The whole folder is replaced atomically.
+ */
+export function writeModelDir(dir: string, s: SaveContents): void {
+  const target = path.resolve(dir);
+  const tmp = `${target}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  try {
+    if (s.sourceDir && existsSync(s.sourceDir)) {
+      for (const name of readdirSync(s.sourceDir)) {
+        const src = path.join(s.sourceDir, name);
+        if (!isRegenerated(name) && statSync(src).isFile()) copyFileSync(src, path.join(tmp, name));
+      }
+    }
+    writeJsonAtomic(path.join(tmp, 'config.json'), configToJson(s.config));
+    writeJsonAtomic(path.join(tmp, 'generation_config.json'), s.generationConfig);
+    writeSafetensors(path.join(tmp, 'model.safetensors'),
+      s.layout.specs.map((p) => ({ name: p.name, shape: p.shape, data: s.params.subarray(p.offset, p.offset + p.size) })));
+    if (existsSync(target)) {
+      const old = `${target}.old-${process.pid}`;
+      renameSync(target, old);
+      renameSync(tmp, target);
+      rmSync(old, { recursive: true, force: true });
+    } else {
+      mkdirSync(path.dirname(target), { recursive: true });
+      renameSync(tmp, target);
+    }
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** generation_config.json of `dir` if present, else one made from the config's token ids. */
+export function readGenerationConfig(dir: string, config: ModelConfig): Record<string, unknown> {
+  const file = path.join(dir, 'generation_config.json');
+  if (existsSync(file)) {
+    try {
+      const json: unknown = JSON.parse(readFileSync(file, 'utf8'));
+      if (typeof json === 'object' && json !== null && !Array.isArray(json)) return json as Record<string, unknown>;
+    } catch {
+      /* fall through: an unreadable generation config is reported below */
+    }
+    fail(`${file}: not a JSON object`);
+  }
+  return defaultGenerationConfig(config);
+}
+
+export function defaultGenerationConfig(config: ModelConfig): Record<string, unknown> {
+  const g: Record<string, unknown> = {};
+  if (config.bosTokenId !== null) g.bos_token_id = config.bosTokenId;
+  if (config.eosTokenId !== null) g.eos_token_id = config.eosTokenId;
+  return g;
+}

@@ -1,0 +1,303 @@
+// The Qwen2 (and Llama) decoder over packed variable-length sequences: forward keeps the
+// activations backward needs, backward calls the same kernels in exactly the reverse order and
+// accumulates into one flat gradient buffer. The loss head never materialises (T, V) logits:
+// it runs in chunks of rows that have a target and keeps only each token's logprob and entropy.
+import path from 'node:path';
+import type { Backend } from '../engine/backend.ts';
+import { getBackend } from '../engine/index.ts';
+import { Rng } from '../util/rng.ts';
+import { checkBatch, type PackedBatch } from './batch.ts';
+import { loadConfig, type ModelConfig } from './config.ts';
+import { defaultGenerationConfig, readGenerationConfig, readWeights, writeModelDir } from './io.ts';
+import { modelViews, paramLayout, type ModelViews, type ParamLayout } from './params.ts';
+
+export type { PackedBatch } from './batch.ts';
+
+/** Rows of the loss head computed at once: (HEAD_ROWS, V) logits is the largest buffer. */
+const HEAD_ROWS = 128;
+
+/** Activations of one layer kept for backward; every buffer holds `cap` tokens. */
+interface LayerActs {
+  resid: Float32Array; // (T, C) the residual stream entering the layer
+  ln1: Float32Array; // (T, C) input_layernorm output
+  rstd1: Float32Array; // (T)
+  q: Float32Array; // (T, QD) after RoPE
+  k: Float32Array; // (T, KD) after RoPE
+  v: Float32Array; // (T, KD)
+  att: Float32Array; // (T, QD) attention output, before o_proj
+  lse: Float32Array; // (T, NH)
+  resid2: Float32Array; // (T, C) the residual stream after attention
+  ln2: Float32Array; // (T, C) post_attention_layernorm output
+  rstd2: Float32Array; // (T)
+  gate: Float32Array; // (T, I)
+  up: Float32Array; // (T, I)
+}
+
+/** Buffers shared by all layers: the final stream, the head chunk and the backward scratch. */
+interface Scratch {
+  residOut: Float32Array; // (T, C) stream after the last layer
+  lnf: Float32Array; // (T, C) model.norm output
+  rstdf: Float32Array; // (T)
+  mlp: Float32Array; // (T, I) swiglu output (recomputed in backward rather than kept per layer)
+  proj: Float32Array; // (T, C) o_proj / down_proj output before the residual add
+  headIn: Float32Array; // (HEAD_ROWS, C) rows of lnf gathered for the head
+  headLogits: Float32Array; // (HEAD_ROWS, V) logits, then dlogits in place
+  headTargets: Int32Array; // (HEAD_ROWS)
+  headCl: Float32Array; // (HEAD_ROWS)
+  headCe: Float32Array; // (HEAD_ROWS)
+  headLp: Float32Array; // (HEAD_ROWS)
+  headEnt: Float32Array; // (HEAD_ROWS)
+  dresid: Float32Array; // (T, C) gradient of the residual stream
+  dln: Float32Array; // (T, C)
+  dtmp: Float32Array; // (T, C)
+  dq: Float32Array; // (T, QD)
+  dk: Float32Array; // (T, KD)
+  dv: Float32Array; // (T, KD)
+  datt: Float32Array; // (T, QD)
+  dmlp: Float32Array; // (T, I)
+  dgate: Float32Array; // (T, I)
+  dup: Float32Array; // (T, I)
+}
+
+export interface LoadOptions {
+  backend?: Backend;
+}
+
+export class Qwen2Model {
+  readonly layout: ParamLayout;
+  /** All parameters, one flat buffer in `layout` order. */
+  readonly params: Float32Array;
+  /** Their gradients, same layout; backward accumulates here. */
+  readonly grads: Float32Array;
+  /** Named views into params. */
+  readonly w: ModelViews;
+  /** Named views into grads. */
+  readonly g: ModelViews;
+  /** generation_config.json's content, written back on save. */
+  generationConfig: Record<string, unknown>;
+  /** The folder this model was loaded from (its tokenizer files travel with save()). */
+  sourceDir: string | null = null;
+
+  private cap = 0;
+  private acts: LayerActs[] = [];
+  private s: Scratch | null = null;
+  /** The batch of the last forward, which backward differentiates. */
+  private batch: PackedBatch | null = null;
+  /** Token rows with a target (the rows the loss head computes), from the last forward. */
+  private headRows = new Int32Array(0);
+
+  constructor(readonly config: ModelConfig, readonly backend: Backend, params?: Float32Array) {
+    this.layout = paramLayout(config);
+    this.params = params ?? new Float32Array(this.layout.total);
+    if (this.params.length !== this.layout.total) throw new Error(`params has ${this.params.length} elements, layout ${this.layout.total}`);
+    this.grads = new Float32Array(this.layout.total);
+    this.w = modelViews(config, this.layout, this.params);
+    this.g = modelViews(config, this.layout, this.grads);
+    this.generationConfig = defaultGenerationConfig(config);
+  }
+
+  /** Loads a Hugging Face model folder (config.json + model.safetensors or shards). */
+  static async load(dir: string, opts: LoadOptions = {}): Promise<Qwen2Model> {
+    const config = loadConfig(path.join(dir, 'config.json'));
+    const layout = paramLayout(config);
+    const params = readWeights(dir, layout, config);
+    const model = new Qwen2Model(config, opts.backend ?? getBackend(), params);
+    model.generationConfig = readGenerationConfig(dir, config);
+    model.sourceDir = path.resolve(dir);
+    return model;
+  }
+
+  /** Random initialisation as transformers does: normal(0, initializer_range) weights, norms 1, biases 0. */
+  static init(config: ModelConfig, seed: number, opts: LoadOptions = {}): Qwen2Model {
+    const model = new Qwen2Model(config, opts.backend ?? getBackend());
+    const raw = config.raw.initializer_range;
+    const std = typeof raw === 'number' ? raw : 0.02;
+    const rng = new Rng(seed);
+    for (const spec of model.layout.specs) {
+      const p = model.params.subarray(spec.offset, spec.offset + spec.size);
+      if (spec.name.endsWith('norm.weight')) p.fill(1);
+      else if (spec.name.endsWith('.bias')) p.fill(0);
+      else for (let i = 0; i < p.length; i++) p[i] = rng.normal() * std;
+    }
+    return model;
+  }
+
+  /** Writes a folder transformers can load; the folder is replaced atomically. */
+  save(dir: string): void {
+    writeModelDir(dir, { config: this.config, layout: this.layout, params: this.params, generationConfig: this.generationConfig, sourceDir: this.sourceDir });
+  }
+
+  zeroGrad(): void {
+    this.grads.fill(0);
+  }
+
+  /**
+   * Per-token log p(target) and entropy of the next-token distribution (0 where target = −1).
+   * Keeps the activations for backward(). Returns fresh arrays of length T.
+   */
+  forward(batch: PackedBatch): { logprob: Float32Array; entropy: Float32Array } {
+    const T = checkBatch(batch, this.config.vocabSize);
+    this.trunkForward(batch, T);
+    const { backend: be, s } = this.ready();
+    const C = this.config.hiddenSize, V = this.config.vocabSize;
+    const rows: number[] = [];
+    for (let t = 0; t < T; t++) if (batch.targets[t] >= 0) rows.push(t);
+    this.headRows = Int32Array.from(rows);
+    const logprob = new Float32Array(T), entropy = new Float32Array(T);
+    for (let r0 = 0; r0 < rows.length; r0 += HEAD_ROWS) {
+      const n = Math.min(HEAD_ROWS, rows.length - r0);
+      for (let i = 0; i < n; i++) {
+        const t = rows[r0 + i];
+        s.headIn.set(s.lnf.subarray(t * C, (t + 1) * C), i * C);
+        s.headTargets[i] = batch.targets[t];
+      }
+      be.linearForward(s.headLogits, s.headIn, this.w.lmHead, null, n, C, V);
+      be.lossHeadForward(s.headLp, s.headEnt, s.headLogits, s.headTargets, n, V);
+      for (let i = 0; i < n; i++) {
+        logprob[rows[r0 + i]] = s.headLp[i];
+        entropy[rows[r0 + i]] = s.headEnt[i];
+      }
+    }
+    this.batch = batch;
+    return { logprob, entropy };
+  }
+
+  /**
+   * Gradient of Σ_t (coefLogprob[t]·logprob[t] + coefEntropy[t]·entropy[t]) for the last
+   * forward's batch, ACCUMULATED into grads (micro-batches add up). Coefficients are (T).
+   */
+  backward(coefLogprob: Float32Array, coefEntropy: Float32Array): void {
+    const batch = this.batch;
+    if (!batch) throw new Error('backward() without a preceding forward()');
+    const T = batch.ids.length;
+    if (coefLogprob.length < T || coefEntropy.length < T) throw new Error(`backward: coefficients must have T=${T} entries`);
+    const { backend: be, s } = this.ready();
+    const c = this.config, w = this.w, g = this.g;
+    const C = c.hiddenSize, V = c.vocabSize, NH = c.numHeads, NKV = c.numKvHeads, HD = c.headDim;
+    const QD = NH * HD, KD = NKV * HD, I = c.intermediateSize;
+    const B = batch.cuSeqlens.length - 1;
+
+    // Loss head, chunk by chunk: recompute the logits, turn them into dlogits in place, then
+    // d lm_head += dlogitsᵀ·lnf and d lnf = dlogits·lm_head (rows without a target get 0).
+    s.dtmp.fill(0, 0, T * C); // d lnf (T, C)
+    const rows = this.headRows;
+    for (let r0 = 0; r0 < rows.length; r0 += HEAD_ROWS) {
+      const n = Math.min(HEAD_ROWS, rows.length - r0);
+      for (let i = 0; i < n; i++) {
+        const t = rows[r0 + i];
+        s.headIn.set(s.lnf.subarray(t * C, (t + 1) * C), i * C);
+        s.headTargets[i] = batch.targets[t];
+        s.headCl[i] = coefLogprob[t];
+        s.headCe[i] = coefEntropy[t];
+      }
+      be.linearForward(s.headLogits, s.headIn, w.lmHead, null, n, C, V);
+      be.lossHeadBackward(s.headLogits, s.headLogits, s.headTargets, s.headCl, s.headCe, n, V);
+      be.linearBackward(s.dln, g.lmHead, null, s.headLogits, s.headIn, w.lmHead, n, C, V);
+      for (let i = 0; i < n; i++) {
+        const t = rows[r0 + i];
+        s.dtmp.set(s.dln.subarray(i * C, (i + 1) * C), t * C);
+      }
+    }
+    s.dresid.fill(0, 0, T * C);
+    be.rmsnormBackward(s.dresid, g.finalNorm, s.dtmp, s.residOut, w.finalNorm, s.rstdf, T, C);
+
+    for (let l = c.numLayers - 1; l >= 0; l--) {
+      const a = this.acts[l], lw = w.layers[l], lg = g.layers[l];
+      // MLP: resid_out = resid2 + down(swiglu(gate(ln2), up(ln2))); dresid flows through unchanged.
+      be.swigluForward(s.mlp, a.gate, a.up, T * I); // recomputed: the input of down_proj
+      be.linearBackward(s.dmlp, lg.downWeight, null, s.dresid, s.mlp, lw.downWeight, T, I, C);
+      be.swigluBackward(s.dgate, s.dup, s.dmlp, a.gate, a.up, T * I);
+      be.linearBackward(s.dln, lg.upWeight, null, s.dup, a.ln2, lw.upWeight, T, C, I);
+      be.linearBackward(s.dtmp, lg.gateWeight, null, s.dgate, a.ln2, lw.gateWeight, T, C, I);
+      be.add(s.dln, s.dln, s.dtmp, T * C);
+      be.rmsnormBackward(s.dresid, lg.postNorm, s.dln, a.resid2, lw.postNorm, a.rstd2, T, C);
+      // Attention: resid2 = resid + o_proj(attention(rope(q), rope(k), v)).
+      be.linearBackward(s.datt, lg.oWeight, null, s.dresid, a.att, lw.oWeight, T, QD, C);
+      be.attentionBackward(s.dq, s.dk, s.dv, s.datt, a.q, a.k, a.v, a.att, a.lse, batch.cuSeqlens, B, T, NH, NKV, HD);
+      be.ropeBackward(s.dk, batch.positions, T, NKV, HD, c.ropeTheta);
+      be.ropeBackward(s.dq, batch.positions, T, NH, HD, c.ropeTheta);
+      be.linearBackward(s.dln, lg.vWeight, lg.vBias, s.dv, a.ln1, lw.vWeight, T, C, KD);
+      be.linearBackward(s.dtmp, lg.kWeight, lg.kBias, s.dk, a.ln1, lw.kWeight, T, C, KD);
+      be.add(s.dln, s.dln, s.dtmp, T * C);
+      be.linearBackward(s.dtmp, lg.qWeight, lg.qBias, s.dq, a.ln1, lw.qWeight, T, C, QD);
+      be.add(s.dln, s.dln, s.dtmp, T * C);
+      be.rmsnormBackward(s.dresid, lg.inputNorm, s.dln, a.resid, lw.inputNorm, a.rstd1, T, C);
+    }
+    be.embeddingBackward(g.embed, s.dresid, batch.ids, T, C);
+  }
+
+  /** Full (T, V) logits of a batch, for tests and scoring short texts (allocates T·V floats). */
+  logits(batch: PackedBatch): Float32Array {
+    const T = checkBatch(batch, this.config.vocabSize);
+    this.trunkForward(batch, T);
+    const { backend: be, s } = this.ready();
+    const out = new Float32Array(T * this.config.vocabSize);
+    be.linearForward(out, s.lnf, this.w.lmHead, null, T, this.config.hiddenSize, this.config.vocabSize);
+    this.batch = null; // the head activations do not match a backward
+    return out;
+  }
+
+  /** Embedding, every decoder layer and the final norm; leaves lnf (T, C) in the scratch. */
+  private trunkForward(batch: PackedBatch, T: number): void {
+    this.ensureCapacity(T);
+    const { backend: be, s } = this.ready();
+    const c = this.config, w = this.w;
+    const C = c.hiddenSize, NH = c.numHeads, NKV = c.numKvHeads, HD = c.headDim;
+    const QD = NH * HD, KD = NKV * HD, I = c.intermediateSize;
+    const B = batch.cuSeqlens.length - 1;
+
+    be.embeddingForward(this.acts[0].resid, batch.ids, w.embed, T, C);
+    for (let l = 0; l < c.numLayers; l++) {
+      const a = this.acts[l], lw = w.layers[l];
+      const next = l + 1 < c.numLayers ? this.acts[l + 1].resid : s.residOut;
+      be.rmsnormForward(a.ln1, a.rstd1, a.resid, lw.inputNorm, T, C, c.rmsNormEps);
+      be.linearForward(a.q, a.ln1, lw.qWeight, lw.qBias, T, C, QD);
+      be.linearForward(a.k, a.ln1, lw.kWeight, lw.kBias, T, C, KD);
+      be.linearForward(a.v, a.ln1, lw.vWeight, lw.vBias, T, C, KD);
+      be.ropeForward(a.q, batch.positions, T, NH, HD, c.ropeTheta);
+      be.ropeForward(a.k, batch.positions, T, NKV, HD, c.ropeTheta);
+      be.attentionForward(a.att, a.lse, a.q, a.k, a.v, batch.cuSeqlens, B, T, NH, NKV, HD);
+      be.linearForward(s.proj, a.att, lw.oWeight, null, T, QD, C);
+      be.add(a.resid2, a.resid, s.proj, T * C);
+      be.rmsnormForward(a.ln2, a.rstd2, a.resid2, lw.postNorm, T, C, c.rmsNormEps);
+      be.linearForward(a.gate, a.ln2, lw.gateWeight, null, T, C, I);
+      be.linearForward(a.up, a.ln2, lw.upWeight, null, T, C, I);
+      be.swigluForward(s.mlp, a.gate, a.up, T * I);
+      be.linearForward(s.proj, s.mlp, lw.downWeight, null, T, I, C);
+      be.add(next, a.resid2, s.proj, T * C);
+    }
+    be.rmsnormForward(s.lnf, s.rstdf, s.residOut, w.finalNorm, T, C, c.rmsNormEps);
+  }
+
+  private ready(): { backend: Backend; s: Scratch } {
+    if (!this.s) throw new Error('no activations allocated');
+    return { backend: this.backend, s: this.s };
+  }
+
+  /** Allocates activations for T tokens (grown, never shrunk: RL batches vary in size). */
+  private ensureCapacity(T: number): void {
+    if (T <= this.cap) return;
+    const cap = Math.max(T, Math.ceil(this.cap * 1.25));
+    const c = this.config;
+    const C = c.hiddenSize, NH = c.numHeads, QD = NH * c.headDim, KD = c.numKvHeads * c.headDim, I = c.intermediateSize;
+    const f = (n: number): Float32Array => new Float32Array(n);
+    this.acts = [];
+    for (let l = 0; l < c.numLayers; l++) {
+      this.acts.push({
+        resid: f(cap * C), ln1: f(cap * C), rstd1: f(cap), q: f(cap * QD), k: f(cap * KD), v: f(cap * KD),
+        att: f(cap * QD), lse: f(cap * NH), resid2: f(cap * C), ln2: f(cap * C), rstd2: f(cap),
+        gate: f(cap * I), up: f(cap * I),
+      });
+    }
+    const R = HEAD_ROWS, V = c.vocabSize;
+    const headLogits = this.s?.headLogits ?? f(R * V);
+    this.s = {
+      residOut: f(cap * C), lnf: f(cap * C), rstdf: f(cap), mlp: f(cap * I), proj: f(cap * C),
+      headIn: f(R * C), headLogits, headTargets: new Int32Array(R), headCl: f(R), headCe: f(R), headLp: f(R), headEnt: f(R),
+      dresid: f(cap * C), dln: f(Math.max(cap, R) * C), dtmp: f(cap * C), dq: f(cap * QD), dk: f(cap * KD), dv: f(cap * KD),
+      datt: f(cap * QD), dmlp: f(cap * I), dgate: f(cap * I), dup: f(cap * I),
+    };
+    this.cap = cap;
+    this.batch = null;
+  }
+}

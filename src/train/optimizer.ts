@@ -1,0 +1,89 @@
+// AdamW over the model's flat parameter buffer (torch.optim.AdamW semantics: decoupled weight
+// decay, bias correction), with its two moments as flat buffers of the same layout, plus
+// global-norm gradient clipping as torch.nn.utils.clip_grad_norm_.
+import type { Backend } from '../engine/backend.ts';
+import { fail } from '../util/errors.ts';
+import type { ParamLayout } from '../model/params.ts';
+
+export interface AdamWOptions {
+  lr: number;
+  beta1: number; // default 0.9
+  beta2: number; // default 0.999 (torch); RL recipes commonly use 0.95
+  eps: number; // default 1e-8
+  weightDecay: number; // default 0.01 (torch)
+  /** Which parameters (Hugging Face names) are NOT decayed. Default: decay everything, as torch. */
+  noDecay?: (name: string) => boolean;
+}
+
+export interface AdamWState {
+  step: number;
+  m: Float32Array;
+  v: Float32Array;
+}
+
+/** Decay-exempt predicate for the usual recipe: no weight decay on norms and biases. */
+export function noDecayNormsAndBiases(name: string): boolean {
+  return name.endsWith('.bias') || name.endsWith('norm.weight');
+}
+
+export class AdamW {
+  readonly m: Float32Array; // first moment, the params' layout
+  readonly v: Float32Array; // second moment
+  step = 0;
+  /** Contiguous [offset, size, decayed] runs of the layout, merged where the decay flag agrees. */
+  private runs: { offset: number; size: number; decay: boolean }[];
+  readonly opts: AdamWOptions;
+
+  constructor(private backend: Backend, private params: Float32Array, private grads: Float32Array,
+    layout: ParamLayout, opts: Partial<AdamWOptions> & { lr: number }) {
+    this.opts = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, ...opts };
+    if (params.length !== layout.total || grads.length !== layout.total) throw new Error('AdamW: buffers do not match the layout');
+    this.m = new Float32Array(layout.total);
+    this.v = new Float32Array(layout.total);
+    this.runs = [];
+    for (const s of layout.specs) {
+      const decay = !(this.opts.noDecay?.(s.name) ?? false);
+      const last = this.runs[this.runs.length - 1];
+      if (last && last.decay === decay && last.offset + last.size === s.offset) last.size += s.size;
+      else this.runs.push({ offset: s.offset, size: s.size, decay });
+    }
+  }
+
+  /** One update from the current gradients; `lr` overrides the configured rate (schedules). */
+  update(lr = this.opts.lr): void {
+    this.step += 1;
+    const { beta1, beta2, eps, weightDecay } = this.opts;
+    for (const r of this.runs) {
+      const end = r.offset + r.size;
+      this.backend.adamw(this.params.subarray(r.offset, end), this.grads.subarray(r.offset, end),
+        this.m.subarray(r.offset, end), this.v.subarray(r.offset, end), r.size,
+        lr, beta1, beta2, eps, r.decay ? weightDecay : 0, this.step);
+    }
+  }
+
+  state(): AdamWState {
+    return { step: this.step, m: this.m, v: this.v };
+  }
+
+  /** Restores a state saved from an optimiser over the same layout. */
+  load(state: AdamWState): void {
+    if (state.m.length !== this.m.length || state.v.length !== this.v.length) {
+      fail(`optimizer state has ${state.m.length} moments, the model has ${this.m.length} parameters`);
+    }
+    if (!Number.isInteger(state.step) || state.step < 0) fail(`optimizer state: step must be a non-negative integer, got ${state.step}`);
+    this.m.set(state.m);
+    this.v.set(state.v);
+    this.step = state.step;
+  }
+}
+
+/**
+ * Global L2 norm of `grads`; when it exceeds maxNorm the gradients are scaled by
+ * maxNorm / (norm + 1e-6) (when that is < 1), as torch.nn.utils.clip_grad_norm_. Returns the norm before clipping.
+ */
+export function clipGradNorm(backend: Backend, grads: Float32Array, maxNorm: number): number {
+  const norm = Math.sqrt(backend.sumSquares(grads, grads.length));
+  const coef = maxNorm / (norm + 1e-6); // torch clamps this at 1
+  if (coef < 1) backend.scale(grads, coef, grads.length);
+  return norm;
+}
