@@ -1,0 +1,265 @@
+// Runs an evaluation: checks every gold answer, skips problems already in samples.jsonl,
+// sends the rest through the generator in chunks (one continuous-batching call per chunk,
+// appended to samples.jsonl when it finishes), verifies the answers, and writes results.json,
+// results.md and the pass@k chart. The outcome depends only on the records, so a resumed run
+// reports what an uninterrupted one would.
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { lineChart } from '../report/chart.ts';
+import { fail } from '../util/errors.ts';
+import { writeFileAtomic, writeJsonAtomic } from '../util/fs.ts';
+import type { BenchmarkSpec, EvalProblem } from './benchmarks.ts';
+import {
+  buildPrompt,
+  problemSeed,
+  STOP_STRINGS,
+  type AnswerVerifier,
+  type Generator,
+  type PromptStyle,
+  type SamplingSettings,
+} from './protocol.ts';
+import { benchmarkResult, overallOf, resultsMarkdown, type EvalResults, type Throughput } from './results.ts';
+import { problemKey, SamplesLog, type ProblemRecord, type SampleRecord } from './samples-log.ts';
+
+export interface EvalJob {
+  spec: BenchmarkSpec;
+  /** The file the problems came from (recorded in results). */
+  file: string;
+  problems: EvalProblem[];
+  sampling: SamplingSettings;
+}
+
+export interface EvalProgress {
+  /** Sequences (samples) finished so far in this run, and in all. */
+  samplesDone: number;
+  samplesTotal: number;
+  problemsDone: number;
+  problemsTotal: number;
+}
+
+export interface RunEvalOptions {
+  outDir: string;
+  /** Shown in the tables (the model folder). */
+  model: string;
+  jobs: EvalJob[];
+  generate: Generator;
+  verifier: AnswerVerifier;
+  prompt: PromptStyle;
+  seed: number;
+  /**
+   * Samples per generator call: problems are packed until their samples reach this, so a crash
+   * loses at most one chunk and the sampler still sees a large batch to keep full.
+   */
+  chunkSamples: number;
+  onProgress?: (p: EvalProgress) => void;
+  onWarning?: (message: string) => void;
+  /** Skip the PNG/SVG chart (tests that do not look at it). */
+  chart?: boolean;
+}
+
+/** What a run's folder was started with; a resume must match it for the benchmarks both have. */
+interface RunManifest {
+  model: string;
+  prompt: PromptStyle;
+  seed: number;
+  benchmarks: Record<string, SamplingSettings>;
+}
+
+function sameSampling(a: SamplingSettings, b: SamplingSettings): boolean {
+  return a.n === b.n && a.temperature === b.temperature && a.topP === b.topP && a.maxTokens === b.maxTokens;
+}
+
+/** Writes run.json, or checks that the folder's earlier run used the same settings. */
+function checkManifest(file: string, o: RunEvalOptions): void {
+  const now: RunManifest = { model: o.model, prompt: o.prompt, seed: o.seed, benchmarks: {} };
+  for (const j of o.jobs) now.benchmarks[j.spec.name] = j.sampling;
+  if (existsSync(file)) {
+    const before = JSON.parse(readFileSync(file, 'utf8')) as RunManifest;
+    const problems: string[] = [];
+    if (before.prompt !== now.prompt) problems.push(`prompt ${before.prompt} → ${now.prompt}`);
+    if (before.seed !== now.seed) problems.push(`seed ${before.seed} → ${now.seed}`);
+    for (const [name, s] of Object.entries(now.benchmarks)) {
+      const b = before.benchmarks[name];
+      if (b && !sameSampling(b, s)) problems.push(`${name}: ${JSON.stringify(b)} → ${JSON.stringify(s)}`);
+    }
+    if (problems.length > 0) fail(`${file}: this folder holds an evaluation with other settings (${problems.join('; ')}); use another --out or the same settings`);
+    now.benchmarks = { ...before.benchmarks, ...now.benchmarks };
+  }
+  writeJsonAtomic(file, now);
+}
+
+/**
+ * A gold answer the verifier cannot match even against itself in a box would make every sample
+ * wrong; such problems are reported instead of scored.
+ */
+async function checkGolds(jobs: readonly EvalJob[], verifier: AnswerVerifier): Promise<void> {
+  await Promise.all(
+    jobs.flatMap((j) =>
+      j.problems.map(async (p) => {
+        if (p.gold === null) return;
+        const first = Array.isArray(p.gold) ? p.gold[0] : p.gold;
+        const v = await verifier.verify(p.gold, `\\boxed{${first}}`);
+        if (!v.equal) {
+          p.goldError = `the verifier cannot parse the gold answer ${JSON.stringify(first)}${v.reason ? ` (${v.reason})` : ''}`;
+          p.gold = null;
+        }
+      }),
+    ),
+  );
+}
+
+interface Pending {
+  job: EvalJob;
+  problem: EvalProblem;
+}
+
+/** Consecutive pending problems with the same sampling settings, about `chunkSamples` samples each. */
+function chunksOf(pending: readonly Pending[], chunkSamples: number): Pending[][] {
+  const chunks: Pending[][] = [];
+  let cur: Pending[] = [];
+  let size = 0;
+  for (const p of pending) {
+    if (cur.length > 0 && (size + p.job.sampling.n > chunkSamples || !sameSampling(cur[0].job.sampling, p.job.sampling))) {
+      chunks.push(cur);
+      cur = [];
+      size = 0;
+    }
+    cur.push(p);
+    size += p.job.sampling.n;
+  }
+  if (cur.length > 0) chunks.push(cur);
+  return chunks;
+}
+
+export async function runEval(o: RunEvalOptions): Promise<EvalResults> {
+  if (!(o.chunkSamples >= 1)) fail(`chunk size must be ≥ 1 sample, got ${o.chunkSamples}`);
+  mkdirSync(o.outDir, { recursive: true });
+  checkManifest(path.join(o.outDir, 'run.json'), o);
+  await checkGolds(o.jobs, o.verifier);
+  for (const j of o.jobs) {
+    const bad = j.problems.filter((p) => p.gold === null);
+    if (bad.length > 0) {
+      o.onWarning?.(`${j.spec.name}: ${bad.length} problem(s) have a gold answer that cannot be parsed and are not scored (first: row ${bad[0].row}: ${bad[0].goldError})`);
+    }
+  }
+
+  const log = SamplesLog.open(path.join(o.outDir, 'samples.jsonl'));
+  if (log.droppedBytes > 0) o.onWarning?.(`${log.file}: dropped an unfinished last line (${log.droppedBytes} bytes) from an interrupted run`);
+  const pending: Pending[] = [];
+  for (const job of o.jobs) {
+    for (const problem of job.problems) {
+      if (problem.gold === null) continue;
+      const done = log.existing.get(problemKey(problem.benchmark, problem.index));
+      if (!done) pending.push({ job, problem });
+      else if (done.problem !== problem.problem) {
+        fail(`${log.file}: ${problem.benchmark} problem ${problem.index} differs from ${job.file} row ${problem.row}; the data changed since this folder was written; use another --out`);
+      }
+    }
+  }
+
+  const progress: EvalProgress = {
+    samplesDone: 0,
+    samplesTotal: pending.reduce((a, p) => a + p.job.sampling.n, 0),
+    problemsDone: 0,
+    problemsTotal: pending.length,
+  };
+  o.onProgress?.(progress);
+  const started = performance.now();
+  let tokens = 0;
+  for (const chunk of chunksOf(pending, o.chunkSamples)) {
+    const s = chunk[0].job.sampling;
+    const samplesBefore = progress.samplesDone;
+    const chunkSamples = chunk.reduce((a, p) => a + p.job.sampling.n, 0);
+    const requests = chunk.map(({ problem, job }) => ({
+      prompt: buildPrompt(o.prompt, problem.problem),
+      n: job.sampling.n,
+      seed: problemSeed(o.seed, problem.benchmark, problem.index),
+    }));
+    const completions = await o.generate(requests, {
+      temperature: s.temperature,
+      topP: s.topP,
+      maxTokens: s.maxTokens,
+      stopStrings: STOP_STRINGS,
+      onSequenceDone: () => {
+        progress.samplesDone++;
+        o.onProgress?.(progress);
+      },
+    });
+    if (completions.length !== chunk.length) fail(`generator returned ${completions.length} groups for ${chunk.length} prompts`);
+    const records = await Promise.all(
+      chunk.map(async ({ problem, job }, i): Promise<ProblemRecord> => {
+        const outs = completions[i];
+        if (outs.length !== job.sampling.n) fail(`generator returned ${outs.length} samples for a prompt that asked ${job.sampling.n}`);
+        const gold = problem.gold as string | string[];
+        const samples = await Promise.all(
+          outs.map(async (c): Promise<SampleRecord> => {
+            const v = await o.verifier.verify(gold, c.text);
+            tokens += c.tokens;
+            return {
+              text: c.text,
+              extracted: v.extracted ?? null,
+              correct: v.equal,
+              tokens: c.tokens,
+              finish: c.finishReason,
+              ...(v.reason !== undefined && !v.equal ? { reason: v.reason } : {}),
+            };
+          }),
+        );
+        return {
+          benchmark: problem.benchmark,
+          index: problem.index,
+          row: problem.row,
+          ...(problem.id !== undefined ? { id: problem.id } : {}),
+          ...(problem.level !== undefined ? { level: problem.level } : {}),
+          problem: problem.problem,
+          gold,
+          n: samples.length,
+          correct: samples.filter((x) => x.correct).length,
+          samples,
+        };
+      }),
+    );
+    log.append(records);
+    progress.problemsDone += chunk.length;
+    // A generator that does not report per sequence still moves the bar chunk by chunk.
+    progress.samplesDone = samplesBefore + chunkSamples;
+    o.onProgress?.(progress);
+  }
+  const wallS = (performance.now() - started) / 1000;
+
+  const results: EvalResults = {
+    model: o.model,
+    prompt: o.prompt,
+    seed: o.seed,
+    benchmarks: o.jobs.map((j) => benchmarkResult(j.spec, j.file, j.sampling, j.problems, log.existing)),
+    overall: { acc: NaN, len: NaN, benchmarks: 0 },
+  };
+  results.overall = overallOf(results.benchmarks);
+  if (pending.length > 0) {
+    const samples = progress.samplesTotal;
+    const t: Throughput = { problems: pending.length, samples, tokens, wallS, problemsPerS: pending.length / wallS, samplesPerS: samples / wallS, tokensPerS: tokens / wallS };
+    results.throughput = t;
+  }
+  await writeResults(o.outDir, results, o.chart ?? true);
+  return results;
+}
+
+/** results.json, results.md, and the pass@k chart (passk.svg, passk.png). */
+export async function writeResults(outDir: string, results: EvalResults, chart: boolean): Promise<void> {
+  writeJsonAtomic(path.join(outDir, 'results.json'), results);
+  writeFileAtomic(path.join(outDir, 'results.md'), resultsMarkdown(results));
+  if (!chart) return;
+  const series = results.benchmarks
+    .filter((b) => b.passAtK.length > 0)
+    .map((b) => ({ name: b.title, points: b.passAtK.map((y, i) => ({ x: i + 1, y })) }));
+  if (series.length === 0) return;
+  const kMax = Math.max(...series.map((s) => s.points.length));
+  const { svg, png } = await lineChart({
+    title: `pass@k: ${path.basename(results.model)}`,
+    x: { title: 'k (samples)', scale: kMax > 1 ? 'log' : 'linear', domain: [1, Math.max(kMax, 2)] },
+    y: { title: 'pass@k', format: '.0%', domain: [0, 1] },
+    series,
+  });
+  writeFileAtomic(path.join(outDir, 'passk.svg'), svg);
+  writeFileAtomic(path.join(outDir, 'passk.png'), png);
+}
