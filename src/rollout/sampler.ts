@@ -1,0 +1,300 @@
+// Batched sampling with a KV cache and continuous batching: n samples for each prompt, every
+// sample in its own cache slot; a sample that ends frees its slot and the next waiting one
+// takes it. A prompt is prefilled once and its cached keys/values copied to its other samples.
+// Used by the trainer (G samples per prompt) and the evaluator (all samples of all problems).
+import type { Backend } from '../engine/backend.ts';
+import type { ModelConfig } from '../model/config.ts';
+import { KvDecoder, type KvPrefix } from '../model/decode.ts';
+import type { ModelViews } from '../model/params.ts';
+import type { TokenDecoder } from '../model/tokenizer.ts';
+import { fail } from '../util/errors.ts';
+import type { Rng } from '../util/rng.ts';
+import { TokenChooser, sampleRng } from './sampling.ts';
+
+/** What generate() needs of a model (a Qwen2Model fits): shape, parameter views, backend. */
+export interface GenerationModel {
+  readonly config: ModelConfig;
+  /** Views of the current parameters; updated in place by training, so rollouts see new weights. */
+  readonly w: ModelViews;
+  readonly backend: Backend;
+}
+
+export interface GenerateParams {
+  /** Samples per prompt (default 1), or one count per prompt. */
+  n?: number | number[];
+  /** 0 = greedy; default 1 (the model's own distribution, what RL wants). */
+  temperature?: number;
+  /** Nucleus sampling mass; default 1 (off). */
+  topP?: number;
+  /** Keep only the k most likely tokens; default 0 (off). */
+  topK?: number;
+  /** Maximum new tokens per sample (≥ 1). */
+  maxTokens: number;
+  /**
+   * Sample j of prompt i draws from its own stream sampleRng(seed, i, j): same seed, same
+   * prompts → same tokens, however the samples are batched. Pass a new seed per RL step.
+   */
+  seed?: number;
+  /**
+   * Per-prompt seeds: sample j of prompt i then draws from sampleRng(promptSeeds[i], 0, j), so
+   * its tokens do not depend on where the prompt sits in this call (evaluation in chunks).
+   */
+  promptSeeds?: number[];
+  /** Tokens that end a sample (finishReason 'stop'); the EOS token is kept in ids. */
+  eosIds: number[];
+  /**
+   * Strings that end a sample (finishReason 'stop'; needs `tokenizer`). ids keep every token up
+   * to the one that completed the string; text is cut before it.
+   */
+  stopStrings?: string[];
+  /** Turns ids into Sample.text (and is needed for stopStrings). */
+  tokenizer?: TokenDecoder;
+  /** Concurrent sequences (cache slots); default 64. */
+  maxBatch?: number;
+  /** Prompt tokens per prefill pass (several prompts packed); default 4096. */
+  maxPrefillTokens?: number;
+  /** Called after each sampled token (streaming). */
+  onToken?: (promptIndex: number, sampleIndex: number, tokenId: number) => void;
+  /** Filled with counts and timings when given. */
+  stats?: GenerateStats;
+}
+
+export interface GenerateStats {
+  prefillTokens: number;
+  prefillSeconds: number;
+  /** Tokens produced by decode steps (the first token of each sample comes from its prefill). */
+  decodeTokens: number;
+  decodeSeconds: number;
+  decodeSteps: number;
+  /** Time spent choosing tokens and checking stops (included in decodeSeconds). */
+  sampleSeconds: number;
+}
+
+export type FinishReason = 'stop' | 'length';
+
+export interface Sample {
+  /** The generated token ids (prompt excluded; a final EOS included). */
+  ids: number[];
+  /** Decoded text without special tokens, cut before a stop string; only with a tokenizer. */
+  text?: string;
+  /**
+   * logprobs[t] = log-prob of ids[t] under the distribution it was drawn from:
+   * softmax(logits/T) restricted to top-k/top-p and renormalised (with T = 1 and no truncation,
+   * the RL default, exactly the model's log π). For greedy (T = 0): the model's log-softmax.
+   */
+  logprobs: number[];
+  finishReason: FinishReason;
+}
+
+export type OnSample = (promptIndex: number, sampleIndex: number, sample: Sample) => void;
+
+/** An empty stats record to pass as params.stats. */
+export function newGenerateStats(): GenerateStats {
+  return { prefillTokens: 0, prefillSeconds: 0, decodeTokens: 0, decodeSeconds: 0, decodeSteps: 0, sampleSeconds: 0 };
+}
+
+// A decoder (and its cache) is kept per parameter-view object and reused while it is big enough,
+// so repeated rollouts do not reallocate hundreds of MB of cache every step.
+const decoders = new WeakMap<ModelViews, KvDecoder>();
+
+function decoderFor(model: GenerationModel, slots: number, maxLen: number): KvDecoder {
+  const d = decoders.get(model.w);
+  if (d && d.backend === model.backend && d.cache.slots >= slots && d.cache.maxLen >= maxLen) return d;
+  decoders.delete(model.w); // release the old cache before allocating the new one
+  const fresh = new KvDecoder(model.backend, model.config, model.w, slots, maxLen);
+  decoders.set(model.w, fresh);
+  return fresh;
+}
+
+interface Running {
+  prompt: number;
+  sample: number;
+  slot: number;
+  rng: Rng;
+  ids: number[];
+  logprobs: number[];
+  /** Position of the last sampled token (fed at the next step). */
+  pos: number;
+}
+
+interface PromptState {
+  /** Samples admitted so far. */
+  started: number;
+  /** Next-token logits after the prompt (V), kept until every sample has drawn its first token. */
+  logits: Float32Array | null;
+  /** Cached keys/values of the prompt, kept while samples are still waiting for a slot. */
+  prefix: KvPrefix | null;
+}
+
+/**
+ * n samples for every prompt (token ids). Returns samples[promptIndex][sampleIndex], and calls
+ * onSample as each one finishes (in finishing order) so rewards can start early.
+ */
+export async function generate(model: GenerationModel, prompts: number[][], params: GenerateParams,
+  onSample?: OnSample): Promise<Sample[][]> {
+  const V = model.config.vocabSize;
+  const counts = typeof params.n === 'object' ? params.n : prompts.map(() => (params.n as number | undefined) ?? 1);
+  const temperature = params.temperature ?? 1;
+  const policy = { temperature, topP: params.topP ?? 1, topK: params.topK ?? 0 };
+  const seed = params.seed ?? 0;
+  const maxTokens = params.maxTokens;
+  const maxBatch = params.maxBatch ?? 64;
+  const maxPrefill = params.maxPrefillTokens ?? 4096;
+  const stopStrings = (params.stopStrings ?? []).filter((s) => s.length > 0);
+  const tok = params.tokenizer;
+  if (counts.length !== prompts.length) fail(`generate: n has ${counts.length} counts for ${prompts.length} prompts`);
+  for (const c of counts) if (!Number.isInteger(c) || c < 1) fail(`generate: n must be a positive integer, got ${c}`);
+  const promptSeeds = params.promptSeeds;
+  if (promptSeeds && promptSeeds.length !== prompts.length) fail(`generate: promptSeeds has ${promptSeeds.length} seeds for ${prompts.length} prompts`);
+  if (!Number.isInteger(maxTokens) || maxTokens < 1) fail(`generate: maxTokens must be a positive integer, got ${maxTokens}`);
+  if (!(temperature >= 0)) fail(`generate: temperature must be ≥ 0, got ${temperature}`);
+  if (!(policy.topP > 0 && policy.topP <= 1)) fail(`generate: topP must be in (0, 1], got ${policy.topP}`);
+  if (!Number.isInteger(policy.topK) || policy.topK < 0) fail(`generate: topK must be a non-negative integer, got ${policy.topK}`);
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) fail(`generate: maxBatch must be a positive integer, got ${maxBatch}`);
+  if (stopStrings.length > 0 && !tok) fail('generate: stop strings need a tokenizer');
+  for (const id of params.eosIds) if (!Number.isInteger(id) || id < 0 || id >= V) fail(`generate: EOS id ${id} outside the vocabulary (0..${V - 1})`);
+  let longestPrompt = 0;
+  prompts.forEach((p, i) => {
+    if (p.length === 0) fail(`generate: prompt ${i} is empty`);
+    for (const id of p) if (!Number.isInteger(id) || id < 0 || id >= V) fail(`generate: prompt ${i} has token id ${id} outside the vocabulary (0..${V - 1})`);
+    longestPrompt = Math.max(longestPrompt, p.length);
+  });
+  const results: Sample[][] = counts.map((c) => new Array<Sample>(c));
+  if (prompts.length === 0) return results;
+
+  const eos = new Set(params.eosIds);
+  // A stop string of c UTF-16 units spans at most 4c bytes, so at most 4c byte-level tokens:
+  // decoding that many trailing tokens is enough to see one that has just completed.
+  const stopWindow = 4 * Math.max(0, ...stopStrings.map((s) => s.length)) + 2;
+  // Work items in prompt order: (prompt, sample).
+  const work: [number, number][] = [];
+  counts.forEach((c, i) => { for (let j = 0; j < c; j++) work.push([i, j]); });
+  const total = work.length;
+  const slots = Math.min(maxBatch, total);
+  const dec = decoderFor(model, slots, longestPrompt + maxTokens);
+  const chooser = new TokenChooser(V);
+  const stats = params.stats;
+  const now = () => performance.now() / 1000;
+
+  const promptState: PromptState[] = prompts.map(() => ({ started: 0, logits: null, prefix: null }));
+  const freeSlots: number[] = [];
+  for (let s = slots - 1; s >= 0; s--) freeSlots.push(s);
+  let nextWork = 0;
+  let active: Running[] = [];
+
+  /** Appends a token; returns the finish reason when the sample is done. */
+  const append = (r: Running, id: number, logprob: number): FinishReason | null => {
+    r.ids.push(id);
+    r.logprobs.push(logprob);
+    params.onToken?.(r.prompt, r.sample, id);
+    if (eos.has(id)) return 'stop';
+    if (stopStrings.length > 0 && tok) {
+      const tail = tok.decode(r.ids.slice(Math.max(0, r.ids.length - stopWindow)));
+      if (stopStrings.some((s) => tail.includes(s))) return 'stop';
+    }
+    return r.ids.length >= maxTokens ? 'length' : null;
+  };
+
+  const finish = (r: Running, reason: FinishReason): void => {
+    freeSlots.push(r.slot);
+    const sample: Sample = { ids: r.ids, logprobs: r.logprobs, finishReason: reason };
+    if (tok) {
+      let text = tok.decode(r.ids);
+      let cut = text.length;
+      for (const s of stopStrings) {
+        const at = text.indexOf(s);
+        if (at >= 0 && at < cut) cut = at;
+      }
+      if (reason === 'stop') text = text.slice(0, cut);
+      sample.text = text;
+    }
+    results[r.prompt][r.sample] = sample;
+    onSample?.(r.prompt, r.sample, sample);
+  };
+
+  while (nextWork < total || active.length > 0) {
+    // Admit waiting samples into free slots; prefill the prompts that are not cached yet.
+    if (freeSlots.length > 0 && nextWork < total) {
+      const admitted: Running[] = [];
+      while (freeSlots.length > 0 && nextWork < total) {
+        const [prompt, sample] = work[nextWork++];
+        const rng = promptSeeds ? sampleRng(promptSeeds[prompt], 0, sample) : sampleRng(seed, prompt, sample);
+        admitted.push({ prompt, sample, slot: freeSlots.pop()!, rng, ids: [], logprobs: [], pos: prompts[prompt].length - 1 });
+      }
+      const t0 = now();
+      // The first admitted sample of an uncached prompt is the one its prefill writes into.
+      const toPrefill = admitted.filter((r) => promptState[r.prompt].logits === null && r === admitted.find((x) => x.prompt === r.prompt));
+      for (let i = 0; i < toPrefill.length;) {
+        let tokens = 0, j = i;
+        while (j < toPrefill.length && (j === i || tokens + prompts[toPrefill[j].prompt].length <= maxPrefill)) tokens += prompts[toPrefill[j++].prompt].length;
+        const group = toPrefill.slice(i, j);
+        const ids = new Int32Array(tokens), cu = new Int32Array(group.length + 1), slotIds = new Int32Array(group.length);
+        group.forEach((r, g) => {
+          ids.set(prompts[r.prompt], cu[g]);
+          cu[g + 1] = cu[g] + prompts[r.prompt].length;
+          slotIds[g] = r.slot;
+        });
+        const logits = dec.prefill(ids, cu, slotIds, group.length);
+        group.forEach((r, g) => { promptState[r.prompt].logits = logits.slice(g * V, (g + 1) * V); });
+        if (stats) stats.prefillTokens += tokens;
+        i = j;
+      }
+      for (const r of admitted) {
+        const st = promptState[r.prompt];
+        const home = toPrefill.find((x) => x.prompt === r.prompt);
+        const len = prompts[r.prompt].length;
+        if (home && home !== r) dec.cache.copySlot(home.slot, r.slot, len);
+        else if (!home) dec.cache.restorePrefix(st.prefix!, r.slot);
+        st.started++;
+      }
+      // Prompts with samples still waiting keep their keys/values outside the cache.
+      for (const r of toPrefill) {
+        const st = promptState[r.prompt];
+        if (st.started < counts[r.prompt]) st.prefix = dec.cache.savePrefix(r.slot, prompts[r.prompt].length);
+      }
+      if (stats) stats.prefillSeconds += now() - t0;
+      for (const r of admitted) {
+        const st = promptState[r.prompt];
+        const t = chooser.choose(st.logits!, 0, policy, r.rng);
+        const reason = append(r, t.id, t.logprob);
+        if (reason) finish(r, reason);
+        else active.push(r);
+      }
+      for (const r of admitted) {
+        const st = promptState[r.prompt];
+        if (st.started === counts[r.prompt]) { st.logits = null; st.prefix = null; }
+      }
+      continue; // samples that ended at once freed slots: admit again before stepping
+    }
+
+    // One decode step over every active sample.
+    const B = active.length;
+    const t0 = now();
+    const ids = new Int32Array(B), slotIds = new Int32Array(B), positions = new Int32Array(B);
+    active.forEach((r, b) => {
+      r.pos++;
+      ids[b] = r.ids[r.ids.length - 1];
+      slotIds[b] = r.slot;
+      positions[b] = r.pos;
+    });
+    const logits = dec.step(ids, slotIds, positions, B);
+    const t1 = now();
+    const still: Running[] = [];
+    active.forEach((r, b) => {
+      const t = chooser.choose(logits, b * V, policy, r.rng);
+      const reason = append(r, t.id, t.logprob);
+      if (reason) finish(r, reason);
+      else still.push(r);
+    });
+    active = still;
+    if (stats) {
+      stats.decodeTokens += B;
+      stats.decodeSteps++;
+      stats.decodeSeconds += now() - t0;
+      stats.sampleSeconds += now() - t1;
+    }
+    // Let timers, signals and progress output run between steps.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  return results;
+}
