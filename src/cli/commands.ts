@@ -2,7 +2,11 @@
 // heavy modules behind a command are imported inside its action, so `red --help` stays fast.
 import type { Command } from 'commander';
 import { registerBench } from './bench.ts';
+import { registerData } from './data.ts';
+import { registerMethods } from './methods.ts';
 
 export function registerCommands(program: Command): void {
   registerBench(program);
+  registerData(program);
+  registerMethods(program);
 }

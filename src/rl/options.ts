@@ -70,8 +70,6 @@ export const AlgorithmOptionsSchema = z.strictObject({
   }).prefault({}).describe('DAPO overlong reward shaping'),
   lr: positive.nullable().default(null)
     .describe("learning rate for this method; null = the trainer's optim.lr"),
-  epochs: positive.nullable().default(null)
-    .describe("passes over the data for this method; null = the trainer's default"),
   stages: z.array(z.enum(PRESET_NAMES)).default([])
     .describe('run these presets in order, each starting from the previous stage\'s final weights; [] = one stage (these options)'),
   sftInterleave: z.strictObject({
@@ -113,8 +111,9 @@ export interface Preset {
 // The paper's methods as data (RED-SPEC "The methods of the paper's Table 2").
 export const PRESETS: Record<PresetName, Preset> = {
   sft: {
-    description: 'NLL on offline traces, token mean',
-    sets: { objective: 'nll', onlineRollouts: false, groupFilter: { enabled: false }, lr: 5e-5, epochs: 3 },
+    // lr 5e-5 and 3 epochs live in the trainer's `sft` config group (one copy of those defaults).
+    description: 'NLL on offline traces, token mean (lr and epochs: the trainer\'s sft group)',
+    sets: { objective: 'nll', onlineRollouts: false, groupFilter: { enabled: false } },
   },
   grpo: {
     description: 'online GRPO only (G rollouts, no offline member)',
@@ -177,20 +176,24 @@ export function mergeOverrides(base: unknown, over: unknown): unknown {
 }
 
 /**
- * Validate options once, up front. Every problem is reported by path under `where`
- * (e.g. "algorithm.clip.epsLow: expected number ≥ 0").
+ * Every problem of `input` as one line naming its path under `where`
+ * (e.g. "algorithm.clip.epsLow: Too small: expected number to be >=0"); [] when valid.
  */
+export function algorithmOptionIssues(input: unknown, where = 'algorithm'): string[] {
+  const r = AlgorithmOptionsSchema.safeParse(input ?? {});
+  if (r.success) return [];
+  return r.error.issues.flatMap((issue) => {
+    const path = [where, ...issue.path.map(String)].join('.');
+    if (issue.code === 'unrecognized_keys') return issue.keys.map((key) => `${path}.${key}: unknown option`);
+    return [`${path}: ${issue.message}`];
+  });
+}
+
+/** Validate options once, up front; a RedError lists every problem by path. */
 export function parseAlgorithmOptions(input: unknown, where = 'algorithm'): AlgorithmOptions {
   const r = AlgorithmOptionsSchema.safeParse(input ?? {});
   if (r.success) return r.data;
-  const lines = r.error.issues.map((issue) => {
-    const keys = issue.code === 'unrecognized_keys' ? issue.keys : [undefined];
-    return keys.map((key) => {
-      const path = [where, ...issue.path.map(String), ...(key === undefined ? [] : [key])].join('.');
-      return key === undefined ? `${path}: ${issue.message}` : `${path}: unknown option`;
-    }).join('\n');
-  });
-  fail(`invalid options:\n${lines.join('\n')}`);
+  fail(`invalid options:\n${algorithmOptionIssues(input, where).join('\n')}`);
 }
 
 /** The full options of a preset with `overrides` (user config) applied on top of its row. */
