@@ -113,13 +113,18 @@ interface Pending {
   problem: EvalProblem;
 }
 
-/** Consecutive pending problems with the same sampling settings, about `chunkSamples` samples each. */
+/** One generator call can mix benchmarks whose samples differ only in count. */
+function sameDecoding(a: SamplingSettings, b: SamplingSettings): boolean {
+  return a.temperature === b.temperature && a.topP === b.topP && a.maxTokens === b.maxTokens;
+}
+
+/** Consecutive pending problems with the same decoding settings, about `chunkSamples` samples each. */
 function chunksOf(pending: readonly Pending[], chunkSamples: number): Pending[][] {
   const chunks: Pending[][] = [];
   let cur: Pending[] = [];
   let size = 0;
   for (const p of pending) {
-    if (cur.length > 0 && (size + p.job.sampling.n > chunkSamples || !sameSampling(cur[0].job.sampling, p.job.sampling))) {
+    if (cur.length > 0 && (size + p.job.sampling.n > chunkSamples || !sameDecoding(cur[0].job.sampling, p.job.sampling))) {
       chunks.push(cur);
       cur = [];
       size = 0;
