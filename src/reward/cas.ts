@@ -1,0 +1,80 @@
+// The symbolic leaf comparison, run inside a CAS worker (it may hang on inputs such as
+// `9^{9^{9^{9}}}`, which is why the pool guards it with a timeout). Two leaves are equal when the
+// compute engine finds them structurally identical, or when their values agree: at the constant
+// itself, or at fixed sample points for every free variable (a numeric identity test, in place
+// of sympy's `simplify(a - b) == 0`).
+import { ComputeEngine } from '@cortex-js/compute-engine';
+
+type Engine = InstanceType<typeof ComputeEngine>;
+type Expr = NonNullable<ReturnType<Engine['parse']>>;
+
+export type CasVerdict = { equal: boolean; reason?: string };
+
+// Irregular points in (0.3, 2.9): far from the poles and branch cuts of typical answers, and no
+// two of them in a simple ratio.
+const SAMPLES = [0.7318, 1.4142 + 0.1, 2.3761, 1.1937, 0.4593, 2.8117];
+
+function valuesClose(a: number, b: number): boolean {
+  if (a === b) return true;
+  if (!Number.isFinite(a) || !Number.isFinite(b)) return false;
+  const diff = Math.abs(a - b);
+  // Rounded to 6 decimals (Math-Verify's float rule), or equal to 1e-9 relative for large values.
+  return Math.round(a * 1e6) === Math.round(b * 1e6) || diff <= 1e-9 * Math.max(Math.abs(a), Math.abs(b));
+}
+
+function numericValue(e: Expr): { re: number; im: number } | null {
+  const v = e.N();
+  const re = v.re;
+  const im = v.im;
+  if (typeof re !== 'number' || Number.isNaN(re) || typeof im !== 'number' || Number.isNaN(im)) return null;
+  return { re, im };
+}
+
+function sameValue(a: Expr, b: Expr): boolean | null {
+  const va = numericValue(a);
+  const vb = numericValue(b);
+  if (!va || !vb) return null;
+  return valuesClose(va.re, vb.re) && valuesClose(va.im, vb.im);
+}
+
+export class CasComparer {
+  private readonly ce: Engine = new ComputeEngine();
+
+  private parse(latex: string): Expr | null {
+    const e = this.ce.parse(latex);
+    if (e.isValid) return e;
+    // Spellings the engine rejects but a reader does not: `[…]` as grouping, `\zeta`/`\Gamma` as
+    // variables (the engine reads them as functions), commands in subscripts (`L_{\odot}`).
+    const retry = latex
+      .replace(/\[/g, '(')
+      .replace(/\]/g, ')')
+      .replace(/\\(zeta|Gamma)(?![A-Za-z])/g, '\\operatorname{$1}')
+      .replace(/_\{\\([A-Za-z]+)\}/g, '_{$1}');
+    if (retry === latex) return null;
+    const again = this.ce.parse(retry);
+    return again.isValid ? again : null;
+  }
+
+  compare(goldLatex: string, predLatex: string): CasVerdict {
+    const a = this.parse(goldLatex);
+    const b = this.parse(predLatex);
+    if (!a || !b) return { equal: false, reason: `unparseable ${!a ? 'gold' : 'prediction'}` };
+    if (a.isSame(b)) return { equal: true };
+    const vars = [...new Set([...a.unknowns, ...b.unknowns])].sort();
+    if (vars.length === 0) {
+      const same = sameValue(a, b);
+      return same === null ? { equal: false, reason: 'not a number' } : { equal: same };
+    }
+    // Free variables: both sides must agree at every sample point where both are defined, and be
+    // defined at two points at least (an expression and its restriction to a domain differ elsewhere).
+    let compared = 0;
+    for (let k = 0; k < SAMPLES.length && compared < 4; k++) {
+      const sub: Record<string, number> = {};
+      vars.forEach((v, i) => (sub[v] = SAMPLES[(k + i * 2) % SAMPLES.length] + 0.01 * i));
+      const same = sameValue(a.subs(sub), b.subs(sub));
+      if (same === false) return { equal: false };
+      if (same === true) compared++;
+    }
+    return compared >= 2 ? { equal: true } : { equal: false, reason: 'not comparable' };
+  }
+}

@@ -1,0 +1,122 @@
+// The answer verifier: the reward of every rollout and every evaluation score. A response's final
+// answer is extracted, normalised, parsed into a structure and compared with each gold answer;
+// plain numbers are settled in this thread, symbolic leaves in a pool of CAS workers with a hard
+// timeout. Nothing throws out of verify(): failures become {equal:false, reason}.
+import { availableParallelism } from 'node:os';
+import { answersEqual, type LeafEqual } from './compare.ts';
+import { extractAnswer, goldAnswer } from './extract.ts';
+import { normalizeLatex } from './normalize.ts';
+import { parseAnswer, type Answer } from './parse.ts';
+import { CasPool } from './pool.ts';
+
+export { extractAnswer, goldAnswer } from './extract.ts';
+export { normalizeLatex } from './normalize.ts';
+
+export interface VerifyOptions {
+  /** Worker time one verify() may spend in the CAS, in ms (default 1000); past it the verdict is
+   * {equal:false, reason:'timeout'}. */
+  timeoutMs?: number;
+  /** Send every non-numeric leaf through the CAS, even when both spellings are identical (for the
+   * verifier's own tests: it proves that each gold answer parses). Default false. */
+  noShortcuts?: boolean;
+}
+
+export interface VerifyResult {
+  equal: boolean;
+  /** Why not equal: 'no_answer', 'no_gold', 'timeout', 'too_long', 'not_equal', 'error: …', or
+   * what the CAS could not read ('unparseable prediction', …). */
+  reason?: string;
+  /** The final answer found in the response. */
+  extracted?: string;
+}
+
+export type Gold = string | number | readonly string[];
+
+export const DEFAULT_TIMEOUT_MS = 1000;
+// Longer answers are not math answers; comparing them would only risk the CAS's time.
+const MAX_ANSWER_CHARS = 10_000;
+
+let pool: CasPool | null = null;
+let poolSize = Math.max(1, availableParallelism());
+
+/** Sets the number of CAS workers (default: the number of cores); takes effect on the next start. */
+export function configureVerifier(opts: { poolSize?: number }): void {
+  if (opts.poolSize !== undefined) poolSize = Math.max(1, Math.floor(opts.poolSize));
+}
+
+function getPool(): CasPool {
+  pool ??= new CasPool(poolSize);
+  return pool;
+}
+
+/** Starts every CAS worker now (so that the first comparisons do not wait for start-up). */
+export async function warmVerifier(): Promise<void> {
+  await getPool().warm();
+}
+
+/** Ends the CAS workers; a later verify() starts a fresh pool. */
+export async function closeVerifier(): Promise<void> {
+  const p = pool;
+  pool = null;
+  if (p) await p.close();
+}
+
+class CasTimeout extends Error {}
+
+function prepare(answer: string): { norm: string; parsed: Answer | null } {
+  const norm = normalizeLatex(answer);
+  return { norm, parsed: parseAnswer(norm) };
+}
+
+/** Whether the response `prediction` gives the answer `gold` (a gold string, a number, a list of
+ * acceptable golds, or a full solution whose last `\boxed{}` is the answer). */
+export async function verify(gold: Gold, prediction: string, opts: VerifyOptions = {}): Promise<VerifyResult> {
+  let extracted: string | undefined;
+  try {
+    const found = extractAnswer(String(prediction));
+    if (found === null) return { equal: false, reason: 'no_answer' };
+    extracted = found;
+    const golds = goldAnswer(gold);
+    if (golds.length === 0) return { equal: false, reason: 'no_gold', extracted };
+    if (found.length > MAX_ANSWER_CHARS) return { equal: false, reason: 'too_long', extracted };
+
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    let budgetMs = timeoutMs;
+    let casReason: string | undefined;
+    const shortcuts = !opts.noShortcuts;
+    const leaf: LeafEqual = async (a, b) => {
+      if (shortcuts && a === b) return true;
+      if (budgetMs <= 0) throw new CasTimeout();
+      const r = await getPool().compare(a, b, budgetMs);
+      budgetMs -= r.elapsedMs;
+      if (r.status === 'timeout') throw new CasTimeout();
+      if (r.reason) casReason = r.reason;
+      return r.status === 'equal';
+    };
+
+    const pred = prepare(found);
+    if (pred.parsed === null) return { equal: false, reason: 'no_answer', extracted };
+    for (const g of golds) {
+      if (g.length > MAX_ANSWER_CHARS) continue;
+      const gp = prepare(g);
+      if (shortcuts && gp.norm === pred.norm) return { equal: true, extracted };
+      if (gp.parsed && (await answersEqual(gp.parsed, pred.parsed, leaf))) return { equal: true, extracted };
+    }
+    return { equal: false, reason: casReason ?? 'not_equal', extracted };
+  } catch (err) {
+    if (err instanceof CasTimeout) return { equal: false, reason: 'timeout', extracted };
+    return { equal: false, reason: `error: ${err instanceof Error ? err.message : String(err)}`, extracted };
+  }
+}
+
+/** verify() over many pairs at once; the CAS leaves of all pairs share the worker pool. Results are
+ * in the order of `pairs`. */
+export async function verifyBatch(pairs: ReadonlyArray<{ gold: Gold; pred: string }>, opts: VerifyOptions = {}): Promise<VerifyResult[]> {
+  return Promise.all(pairs.map((p) => verify(p.gold, p.pred, opts)));
+}
+
+/** The trainer's reward: 1 when the response's final answer matches the gold answer, else 0
+ * (no answer, a wrong one, a timeout and an error all score 0). */
+export async function accuracyReward(response: string, gold: Gold, opts: VerifyOptions = {}): Promise<0 | 1> {
+  return (await verify(gold, response, opts)).equal ? 1 : 0;
+}
