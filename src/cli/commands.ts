@@ -3,10 +3,14 @@
 import type { Command } from 'commander';
 import { registerBench } from './bench.ts';
 import { registerData } from './data.ts';
+import { registerGenerate } from './generate.ts';
+import { registerScore } from './score.ts';
 import { registerMethods } from './methods.ts';
 
 export function registerCommands(program: Command): void {
   registerBench(program);
   registerData(program);
+  registerGenerate(program);
+  registerScore(program);
   registerMethods(program);
 }

@@ -1,0 +1,30 @@
+// `red data builtin`: writes the built-in task (train/held-out JSONL in the paper's format and the
+// tiny model's tokenizer) to a folder.
+import type { Command } from 'commander';
+import { fail } from '../util/errors.ts';
+
+function intOption(name: string): (value: string) => number {
+  return (value: string) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) fail(`--${name} must be a non-negative integer, got '${value}'`);
+    return n;
+  };
+}
+
+export function registerData(program: Command): void {
+  const data = program.command('data').description('datasets: write the built-in task');
+  data
+    .command('builtin')
+    .description('write the built-in math task: train.jsonl, test.jsonl (problem, answer, distill, level) and the tiny tokenizer')
+    .requiredOption('--out <dir>', 'output folder')
+    .option('--seed <n>', 'generator seed', intOption('seed'), 0)
+    .option('--train <n>', 'training problems', intOption('train'), 4000)
+    .option('--test <n>', 'held-out problems (never among the training ones)', intOption('test'), 500)
+    .action(async (opts: { out: string; seed: number; train: number; test: number }) => {
+      const { writeBuiltinDataset } = await import('../data/task/builtin.ts');
+      const files = writeBuiltinDataset(opts);
+      console.log(`wrote ${files.train} (${opts.train} rows, per level ${JSON.stringify(files.levels.train)})`);
+      console.log(`wrote ${files.test} (${opts.test} rows, per level ${JSON.stringify(files.levels.test)})`);
+      console.log(`wrote ${opts.out}/tokenizer.json and tokenizer_config.json`);
+    });
+}

@@ -1,0 +1,77 @@
+// The built-in task as a dataset on disk: train and held-out JSONL in the paper's format
+// (`problem`, `answer`, `distill`, plus `level`, `kind` and the short `solution`), so it goes
+// through the same loader as real data, with the tiny model's tokenizer beside it.
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fail } from '../../util/errors.ts';
+import { writeFileAtomic } from '../../util/fs.ts';
+import { Rng } from '../../util/rng.ts';
+import { generateProblems, type Level, type Split } from './problems.ts';
+import { shortSolution, teacherTrace } from './teacher.ts';
+import { writeBuiltinTokenizer } from './tokenizer.ts';
+
+export interface BuiltinRow {
+  problem: string;
+  answer: string;
+  /** The teacher's long R1-style trace (the offline member). */
+  distill: string;
+  /** The short worked solution (pretraining text). */
+  solution: string;
+  level: Level;
+  kind: string;
+}
+
+/** `count` distinct problems of one split with their traces; the same (split, seed, count) gives the same rows. */
+export function builtinRows(split: Split, count: number, seed: number, levelWeights?: readonly number[]): BuiltinRow[] {
+  // Separate streams per split so the train rows do not change when --test changes.
+  const streamSeed = (seed ^ (split === 'train' ? 0x7a11 : 0x7e57)) >>> 0;
+  const problems = generateProblems({ seed: streamSeed, count, split, levelWeights });
+  const wording = new Rng(streamSeed ^ 0x5eed);
+  return problems.map((p) => ({
+    problem: p.text,
+    answer: p.answer,
+    distill: teacherTrace(p, wording),
+    solution: shortSolution(p),
+    level: p.level,
+    kind: p.kind,
+  }));
+}
+
+export interface BuiltinDatasetOptions {
+  /** Folder to write train.jsonl, test.jsonl, tokenizer.json and tokenizer_config.json into. */
+  out: string;
+  seed: number;
+  train: number;
+  test: number;
+}
+
+export interface BuiltinDatasetFiles {
+  train: string;
+  test: string;
+  /** Rows per level in the train and test files. */
+  levels: { train: Record<Level, number>; test: Record<Level, number> };
+}
+
+export function writeBuiltinDataset(options: BuiltinDatasetOptions): BuiltinDatasetFiles {
+  for (const key of ['train', 'test'] as const) {
+    const n = options[key];
+    if (!Number.isInteger(n) || n < 1) fail(`--${key} must be a positive integer, got ${n}`);
+  }
+  if (!Number.isInteger(options.seed) || options.seed < 0) fail(`--seed must be a non-negative integer, got ${options.seed}`);
+  mkdirSync(options.out, { recursive: true });
+  const files = { train: path.join(options.out, 'train.jsonl'), test: path.join(options.out, 'test.jsonl') };
+  const levels = { train: countLevels([]), test: countLevels([]) };
+  for (const split of ['train', 'test'] as const) {
+    const rows = builtinRows(split, options[split], options.seed);
+    levels[split] = countLevels(rows);
+    writeFileAtomic(files[split], rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  }
+  writeBuiltinTokenizer(options.out);
+  return { ...files, levels };
+}
+
+function countLevels(rows: readonly BuiltinRow[]): Record<Level, number> {
+  const out: Record<Level, number> = { 1: 0, 2: 0, 3: 0, 4: 0, 5: 0 };
+  for (const r of rows) out[r.level]++;
+  return out;
+}
