@@ -1,0 +1,73 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { memberEntropyMeans, type TokenBatch } from '../../src/rl/batch.ts';
+import { EntropyRegulator, entropyWeight, relativeEntropyChange } from '../../src/rl/entropy.ts';
+import { RedError } from '../../src/util/errors.ts';
+import { assertClose } from './helpers.ts';
+
+test('H_rl, H_sft: token mean per member, then an unweighted mean over members', () => {
+  // online [0,2): H = [1, 3] → 2; offline [2,4): H = [4, masked 99] → 4; online [4,7): H = [0.5, 0.5, 2] → 1.
+  // H_rl = (2 + 1)/2 = 1.5 (the token mean (1+3+0.5+0.5+2)/5 = 1.4 would be wrong); H_sft = 4.
+  const b: TokenBatch = {
+    offsets: [0, 2, 4, 7], groupOf: [0, 0, 0], isOffline: [false, true, false], rewards: [0, 0, 0], accuracies: [0, 0, 0],
+    logprobs: new Float64Array(7), entropies: [1, 3, 4, 99, 0.5, 0.5, 2], mask: [1, 1, 1, 0, 1, 1, 1],
+  };
+  const H = memberEntropyMeans(b);
+  assertClose(H.rl, 1.5);
+  assertClose(H.sft, 4);
+});
+
+test('ΔH = |1 − H(k)/H(k−1)| and w = clip(ΔH_sft / max(ΔH_rl, 1e-8), 1, G)', () => {
+  assertClose(relativeEntropyChange(1.9, 2.0), 0.05);
+  assertClose(relativeEntropyChange(2.2, 2.0), 0.1);
+  assert.ok(Number.isNaN(relativeEntropyChange(1, null)));
+  assertClose(entropyWeight(0.2, 0.05, 7), 4); // 0.2/0.05 = 4, inside [1, 7]
+  assert.equal(entropyWeight(1.0, 0.05, 7), 7); // 20 → upper bound G
+  assert.equal(entropyWeight(0.01, 0.05, 7), 1); // 0.2 → lower bound 1
+  assert.equal(entropyWeight(0.3, 0, 7), 7); // ΔH_rl = 0 → 0.3/1e-8 → G
+  assert.equal(entropyWeight(0, 0, 7), 1); // nothing moves: 0 → 1
+});
+
+test('the regulator: w = 1 at the first step, then the ratio of entropy changes; state survives JSON', () => {
+  const reg = new EntropyRegulator(true, 7);
+  const s1 = reg.step(2.0, 1.0);
+  assert.equal(s1.w, 1);
+  assert.equal(s1.metrics['red/w'], 1);
+  assert.ok(Number.isNaN(s1.metrics['entropy/delta_rl']));
+  // Step 2: ΔH_rl = |1 − 1.9/2| = 0.05, ΔH_sft = |1 − 0.8/1| = 0.2 → w = 4.
+  const s2 = reg.step(1.9, 0.8);
+  assertClose(s2.w, 4);
+  assertClose(s2.metrics['entropy/delta_rl'], 0.05);
+  assertClose(s2.metrics['entropy/delta_sft'], 0.2);
+  assert.equal(s2.metrics['entropy/rl'], 1.9);
+  assert.equal(s2.metrics['entropy/sft'], 0.8);
+  // Checkpoint and resume: a restored regulator continues exactly as the original.
+  const restored = EntropyRegulator.fromJSON(JSON.parse(JSON.stringify(reg)), true, 7);
+  // Step 3: H_rl 1.9 → 1.9 (ΔH_rl = 0), H_sft 0.8 → 0.4 (ΔH_sft = 0.5) → w = G = 7.
+  assert.equal(reg.step(1.9, 0.4).w, 7);
+  assert.equal(restored.step(1.9, 0.4).w, 7);
+  assert.deepEqual(restored.toJSON(), reg.toJSON());
+  assert.deepEqual(reg.toJSON(), { prevRl: 1.9, prevSft: 0.4, steps: 3 });
+  // Lower bound: ΔH_rl = |1 − 0.95/1.9| = 0.5, ΔH_sft = |1 − 0.42/0.4| = 0.05 → 0.1 → 1.
+  assert.equal(reg.step(0.95, 0.42).w, 1);
+});
+
+test('the regulator off (mixpolicy, red-II): w stays 1 while the entropies are still logged', () => {
+  const reg = new EntropyRegulator(false, 7);
+  reg.step(2, 1);
+  const s = reg.step(2, 0.5);
+  assert.equal(s.w, 1);
+  assertClose(s.metrics['entropy/delta_sft'], 0.5);
+});
+
+test('a step without offline members keeps w = 1 and the previous H_sft', () => {
+  const reg = new EntropyRegulator(true, 7);
+  reg.step(2, 1);
+  assert.equal(reg.step(1.9, NaN).w, 1);
+  assertClose(reg.step(1.9 * 0.95, 0.5).w, 7); // ΔH_rl = 0.05, ΔH_sft = |1 − 0.5/1| = 0.5 → 10 → 7
+});
+
+test('fromJSON names the key and what was expected', () => {
+  assert.throws(() => EntropyRegulator.fromJSON({ prevRl: 'x' }, true, 7, 'ckpt/state.json: entropyRegulator'),
+    (e: unknown) => e instanceof RedError && /ckpt\/state.json: entropyRegulator.*prevRl/.test(e.message));
+});
