@@ -2,6 +2,7 @@
 // heavy modules behind a command are imported inside its action, so `red --help` stays fast.
 import type { Command } from 'commander';
 import { registerBench } from './bench.ts';
+import { registerEval } from './eval.ts';
 import { registerData } from './data.ts';
 import { registerGenerate } from './generate.ts';
 import { registerScore } from './score.ts';
@@ -9,6 +10,7 @@ import { registerMethods } from './methods.ts';
 
 export function registerCommands(program: Command): void {
   registerBench(program);
+  registerEval(program);
   registerData(program);
   registerGenerate(program);
   registerScore(program);
