@@ -83,7 +83,7 @@ for (const be of backends) {
   for (const withBias of [true, false]) {
     test(`${tag} linear ${withBias ? 'with' : 'without'} bias: forward = direct loop, backward = finite differences, grads accumulate`, () => {
       const rng = new Rng(2);
-      const T = 4, C = 5, OC = 3;
+      const T = 5, C = 5, OC = 6; // both the 4×4 tiles and the remainders of the product kernels
       const inp = randn(rng, T * C), w = randn(rng, OC * C), bias = withBias ? randn(rng, OC) : null;
       const R = randn(rng, T * OC);
       const out = new Float32Array(T * OC);
