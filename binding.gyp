@@ -5,7 +5,10 @@
     {
       "target_name": "red_native",
       "sources": [
-        "native/addon.cc"
+        "native/addon.cc",
+        "native/isa_avx512.cc",
+        "native/isa_avx2.cc",
+        "native/isa_portable.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],

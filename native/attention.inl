@@ -1,0 +1,324 @@
+// Causal grouped-query attention over packed sequences, flash-style: no T×T matrix is kept. For a
+// block of RQ query rows the scores against the (causally visible) keys of its sequence are
+// computed as a small GEMM against Kᵀ packed per (sequence, kv head), softmaxed in place, and
+// multiplied by V; lse(T,NH) is saved so backward recomputes the probabilities row block by row.
+// Vectors run along keys for the score products and along HD for the value products, so every
+// inner loop is broadcast-FMA (no horizontal sums). Included by isa_*.cc after kernels.inl.
+
+constexpr int RQ = 4;             // query rows per block
+constexpr int KB = 2 * W;         // keys per score tile
+constexpr int kMaxHeadDim = 256;  // addon.cc rejects larger HD
+constexpr int NVMAX = (kMaxHeadDim + W - 1) / W;
+
+static inline i64 roundUp(i64 x, i64 m) { return (x + m - 1) / m * m; }
+
+// Per-thread work buffers of one (sequence, kv head) task.
+struct AttnScratch {
+  Scratch kt, vt, kr, vr, s, p, ds, qb, dob, dk, dv;
+};
+
+// src rows (L, stride) at column offset → dst (HD, Lp) transposed, zero past L.
+static void packTransposed(float* dst, const float* src, i64 stride, i64 L, i64 Lp, i64 HD) {
+  for (i64 d = 0; d < HD; ++d) std::memset(dst + d * Lp + L, 0, sizeof(float) * (Lp - L));
+  for (i64 j = 0; j < L; ++j)
+    for (i64 d = 0; d < HD; ++d) dst[d * Lp + j] = src[j * stride + d];
+}
+// src rows (L, stride) → dst (Lp, HDp), zero-padded in both directions.
+static void packRows(float* dst, const float* src, i64 stride, i64 L, i64 Lp, i64 HD, i64 HDp) {
+  std::memset(dst, 0, sizeof(float) * Lp * HDp);
+  for (i64 j = 0; j < L; ++j) std::memcpy(dst + j * HDp, src + j * stride, sizeof(float) * HD);
+}
+// RQ rows of src (stride) starting at row i, nr of them valid → dst (RQ, HDp), zeros elsewhere.
+static void packQueryBlock(float* dst, const float* src, i64 stride, i64 nr, i64 HD, i64 HDp) {
+  std::memset(dst, 0, sizeof(float) * RQ * HDp);
+  for (i64 r = 0; r < nr; ++r) std::memcpy(dst + r * HDp, src + r * stride, sizeof(float) * HD);
+}
+
+// S(RQ, ncols) at row stride ldS = scale · Qb(RQ, HDp) · Kt(HD, Lp)[:, 0:ncols]; ncols % KB == 0.
+static void blockScores(float* S, i64 ldS, const float* Qb, i64 HDp, const float* Kt, i64 Lp, i64 HD, i64 ncols,
+                        float scale) {
+  const Vf sc = vset1(scale);
+  for (i64 j = 0; j < ncols; j += KB) {
+    Vf acc[RQ][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < RQ; ++r) acc[r][0] = acc[r][1] = vzero();
+    for (i64 d = 0; d < HD; ++d) {
+      const Vf k0 = vload(Kt + d * Lp + j), k1 = vload(Kt + d * Lp + j + W);
+#pragma GCC unroll 4
+      for (int r = 0; r < RQ; ++r) {
+        const Vf qd = vset1(Qb[r * HDp + d]);
+        acc[r][0] = vfmadd(qd, k0, acc[r][0]);
+        acc[r][1] = vfmadd(qd, k1, acc[r][1]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < RQ; ++r) {
+      vstore(S + r * ldS + j, vmul(acc[r][0], sc));
+      vstore(S + r * ldS + j + W, vmul(acc[r][1], sc));
+    }
+  }
+}
+
+// acc rows (RQ, HDp) = P(RQ, ncols) · Rows(ncols, HDp); NVT > 0 fixes HDp/W at compile time.
+template <int NVT>
+static void blockTimesRows(float* outRows, const float* P, i64 ldP, const float* Rows, i64 HDp, i64 ncols) {
+  const int nv = NVT > 0 ? NVT : (int)(HDp / W);
+  Vf acc[RQ][NVT > 0 ? NVT : NVMAX];
+  for (int r = 0; r < RQ; ++r)
+    for (int v = 0; v < nv; ++v) acc[r][v] = vzero();
+  for (i64 j = 0; j < ncols; ++j) {
+    const float* row = Rows + j * HDp;
+    Vf pj[RQ];
+#pragma GCC unroll 4
+    for (int r = 0; r < RQ; ++r) pj[r] = vset1(P[r * ldP + j]);
+    for (int v = 0; v < nv; ++v) {
+      const Vf x = vload(row + v * W);
+#pragma GCC unroll 4
+      for (int r = 0; r < RQ; ++r) acc[r][v] = vfmadd(pj[r], x, acc[r][v]);
+    }
+  }
+  for (int r = 0; r < RQ; ++r)
+    for (int v = 0; v < nv; ++v) vstore(outRows + r * HDp + v * W, acc[r][v]);
+}
+
+// Rows(ncols, HDp) += P(RQ, ncols)ᵀ · X(RQ, HDp)  (dK += dSᵀQ, dV += PᵀdO).
+template <int NVT>
+static void blockTransposeTimes(float* Rows, i64 HDp, const float* P, i64 ldP, const float* X, i64 ncols) {
+  const int nv = NVT > 0 ? NVT : (int)(HDp / W);
+  for (int v = 0; v < nv; ++v) {
+    Vf x[RQ];
+#pragma GCC unroll 4
+    for (int r = 0; r < RQ; ++r) x[r] = vload(X + r * HDp + v * W);
+    for (i64 j = 0; j < ncols; ++j) {
+      float* row = Rows + j * HDp + v * W;
+      Vf a = vload(row);
+#pragma GCC unroll 4
+      for (int r = 0; r < RQ; ++r) a = vfmadd(vset1(P[r * ldP + j]), x[r], a);
+      vstore(row, a);
+    }
+  }
+}
+
+using TimesRowsFn = void (*)(float*, const float*, i64, const float*, i64, i64);
+using TransposeTimesFn = void (*)(float*, i64, const float*, i64, const float*, i64);
+static TimesRowsFn pickTimesRows(i64 nv) {
+  switch (nv) {
+    case 1: return blockTimesRows<1>;
+    case 2: return blockTimesRows<2>;
+    case 4: return blockTimesRows<4>;
+    case 8: return blockTimesRows<8>;
+    default: return blockTimesRows<0>;
+  }
+}
+static TransposeTimesFn pickTransposeTimes(i64 nv) {
+  switch (nv) {
+    case 1: return blockTransposeTimes<1>;
+    case 2: return blockTransposeTimes<2>;
+    case 4: return blockTransposeTimes<4>;
+    case 8: return blockTransposeTimes<8>;
+    default: return blockTransposeTimes<0>;
+  }
+}
+
+// Row r of S (first n entries valid, ncols stored): p = e^{s − max} in place, zero past n;
+// returns the row's log-sum-exp and leaves the row UNnormalised (the caller scales by 1/Σ).
+static float softmaxRowInPlace(float* s, i64 n, i64 ncols, float* sumOut) {
+  Vf mv = vset1(-INFINITY);
+  i64 j = 0;
+  for (; j + W <= n; j += W) mv = vmax(mv, vload(s + j));
+  float mx = vhmax(mv);
+  for (; j < n; ++j) mx = s[j] > mx ? s[j] : mx;
+  const Vf mxv = vset1(mx);
+  Vf sv = vzero();
+  j = 0;
+  for (; j + W <= n; j += W) {
+    const Vf e = vexp(vsub(vload(s + j), mxv));
+    vstore(s + j, e);
+    sv = vadd(sv, e);
+  }
+  float sum = vhsum(sv);
+  if (j < n) {
+    const int r = (int)(n - j);
+    const Vf e = vexp(vsub(vloadPart(s + j, r), mxv));
+    vstorePart(s + j, e, r);
+    float tmp[W];
+    vstore(tmp, e);
+    for (int l = 0; l < r; ++l) sum += tmp[l];
+  }
+  for (i64 z = n; z < ncols; ++z) s[z] = 0;
+  *sumOut = sum;
+  return mx + std::log(sum);
+}
+
+// out(T, NH*HD), lse(T, NH) from q(T, NH*HD), k, v(T, NKV*HD); sequence b = tokens cu[b]..cu[b+1]−1.
+static void attentionForward(float* out, float* lse, const float* q, const float* k, const float* v,
+                             const int32_t* cu, i64 B, i64 T, i64 NH, i64 NKV, i64 HD) {
+  (void)T;
+  const i64 group = NH / NKV, QS = NH * HD, KS = NKV * HD, HDp = roundUp(HD, W);
+  const float scale = (float)(1.0 / std::sqrt((double)HD));
+  const TimesRowsFn timesRows = pickTimesRows(HDp / W);
+#pragma omp parallel
+  {
+    static thread_local AttnScratch sc;
+#pragma omp for schedule(dynamic, 1)
+    for (i64 task = 0; task < B * NH; ++task) {
+      const i64 b = task / NH, h = task % NH, g = h / group;
+      const i64 start = cu[b], L = cu[b + 1] - start;
+      if (L <= 0) continue;
+      const i64 Lp = roundUp(L, KB);
+      float* Kt = sc.kt.get(HD * Lp);      // (HD, Lp)
+      float* Vr = sc.vr.get(Lp * HDp);     // (Lp, HDp)
+      float* S = sc.s.get(RQ * Lp);        // (RQ, Lp)
+      float* Qb = sc.qb.get(RQ * HDp);     // (RQ, HDp)
+      float* O = sc.dob.get(RQ * HDp);     // (RQ, HDp)
+      packTransposed(Kt, k + start * KS + g * HD, KS, L, Lp, HD);
+      packRows(Vr, v + start * KS + g * HD, KS, L, Lp, HD, HDp);
+      for (i64 i0 = 0; i0 < L; i0 += RQ) {
+        const i64 nr = L - i0 < RQ ? L - i0 : RQ;
+        const i64 nmax = i0 + nr;  // keys visible to the block's last row
+        const i64 ncols = roundUp(nmax, KB);
+        packQueryBlock(Qb, q + (start + i0) * QS + h * HD, QS, nr, HD, HDp);
+        blockScores(S, Lp, Qb, HDp, Kt, Lp, HD, ncols, scale);
+        float inv[RQ];
+        for (i64 r = 0; r < RQ; ++r) {
+          if (r < nr) {
+            float sum;
+            lse[(start + i0 + r) * NH + h] = softmaxRowInPlace(S + r * Lp, i0 + r + 1, ncols, &sum);
+            inv[r] = 1.0f / sum;
+          } else {
+            std::memset(S + r * Lp, 0, sizeof(float) * ncols);
+            inv[r] = 0;
+          }
+        }
+        timesRows(O, S, Lp, Vr, HDp, nmax);
+        for (i64 r = 0; r < nr; ++r) {
+          float* o = out + (start + i0 + r) * QS + h * HD;
+          for (i64 d = 0; d < HD; ++d) o[d] = O[r * HDp + d] * inv[r];
+        }
+      }
+    }
+  }
+}
+
+// dq(T, NH*HD), dk, dv(T, NKV*HD) written. With p = e^{s − lse}, D_i = dO_i·O_i:
+// dS_ij = p_ij·(dO_i·v_j − D_i)·scale; dq_i = Σ_j dS_ij k_j; dk_j = Σ_i dS_ij q_i; dv_j = Σ_i p_ij dO_i.
+// One task per (sequence, kv head) owns that head's dk, dv rows, so tasks never share an output.
+static void attentionBackward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                              const float* v, const float* out, const float* lse, const int32_t* cu, i64 B, i64 T,
+                              i64 NH, i64 NKV, i64 HD) {
+  (void)T;
+  const i64 group = NH / NKV, QS = NH * HD, KS = NKV * HD, HDp = roundUp(HD, W);
+  const float scale = (float)(1.0 / std::sqrt((double)HD));
+  const TimesRowsFn timesRows = pickTimesRows(HDp / W);
+  const TransposeTimesFn transposeTimes = pickTransposeTimes(HDp / W);
+#pragma omp parallel
+  {
+    static thread_local AttnScratch sc;
+#pragma omp for schedule(dynamic, 1)
+    for (i64 task = 0; task < B * NKV; ++task) {
+      const i64 b = task / NKV, g = task % NKV;
+      const i64 start = cu[b], L = cu[b + 1] - start;
+      if (L <= 0) continue;
+      const i64 Lp = roundUp(L, KB);
+      float* Kt = sc.kt.get(HD * Lp);    // (HD, Lp)
+      float* Vt = sc.vt.get(HD * Lp);    // (HD, Lp)
+      float* Kr = sc.kr.get(Lp * HDp);   // (Lp, HDp)
+      float* P = sc.p.get(RQ * Lp);      // (RQ, Lp) probabilities
+      float* dS = sc.ds.get(RQ * Lp);    // (RQ, Lp) dP, then dS in place
+      float* Qb = sc.qb.get(RQ * HDp);   // (RQ, HDp)
+      float* dOb = sc.dob.get(RQ * HDp); // (RQ, HDp)
+      float* dQb = sc.s.get(RQ * HDp);   // (RQ, HDp)
+      float* dK = sc.dk.get(Lp * HDp);   // (Lp, HDp)
+      float* dV = sc.dv.get(Lp * HDp);   // (Lp, HDp)
+      const float* kseq = k + start * KS + g * HD;
+      const float* vseq = v + start * KS + g * HD;
+      packTransposed(Kt, kseq, KS, L, Lp, HD);
+      packTransposed(Vt, vseq, KS, L, Lp, HD);
+      packRows(Kr, kseq, KS, L, Lp, HD, HDp);
+      std::memset(dK, 0, sizeof(float) * Lp * HDp);
+      std::memset(dV, 0, sizeof(float) * Lp * HDp);
+      for (i64 h = g * group; h < (g + 1) * group; ++h) {
+        for (i64 i0 = 0; i0 < L; i0 += RQ) {
+          const i64 nr = L - i0 < RQ ? L - i0 : RQ;
+          const i64 nmax = i0 + nr;
+          const i64 ncols = roundUp(nmax, KB);
+          const i64 row0 = start + i0;
+          packQueryBlock(Qb, q + row0 * QS + h * HD, QS, nr, HD, HDp);
+          packQueryBlock(dOb, dout + row0 * QS + h * HD, QS, nr, HD, HDp);
+          blockScores(P, Lp, Qb, HDp, Kt, Lp, HD, ncols, scale);
+          blockScores(dS, Lp, dOb, HDp, Vt, Lp, HD, ncols, 1.0f);
+          for (i64 r = 0; r < RQ; ++r) {
+            float* pr = P + r * Lp;
+            float* dsr = dS + r * Lp;
+            if (r >= nr) {
+              std::memset(pr, 0, sizeof(float) * ncols);
+              std::memset(dsr, 0, sizeof(float) * ncols);
+              continue;
+            }
+            const i64 n = i0 + r + 1;
+            const float* orow = out + (row0 + r) * QS + h * HD;
+            const float D = dotRow(dOb + r * HDp, orow, HD);
+            const Vf lv = vset1(lse[(row0 + r) * NH + h]), Dv = vset1(D), sv = vset1(scale);
+            i64 j = 0;
+            for (; j + W <= n; j += W) {
+              const Vf p = vexp(vsub(vload(pr + j), lv));
+              vstore(pr + j, p);
+              vstore(dsr + j, vmul(vmul(p, vsub(vload(dsr + j), Dv)), sv));
+            }
+            if (j < n) {
+              const int rem = (int)(n - j);
+              const Vf p = vexp(vsub(vloadPart(pr + j, rem), lv));
+              vstorePart(pr + j, p, rem);
+              vstorePart(dsr + j, vmul(vmul(p, vsub(vloadPart(dsr + j, rem), Dv)), sv), rem);
+              j = n;
+            }
+            for (; j < ncols; ++j) pr[j] = dsr[j] = 0;
+          }
+          timesRows(dQb, dS, Lp, Kr, HDp, nmax);
+          for (i64 r = 0; r < nr; ++r) std::memcpy(dq + (row0 + r) * QS + h * HD, dQb + r * HDp, sizeof(float) * HD);
+          transposeTimes(dK, HDp, dS, Lp, Qb, nmax);
+          transposeTimes(dV, HDp, P, Lp, dOb, nmax);
+        }
+      }
+      for (i64 j = 0; j < L; ++j) {
+        std::memcpy(dk + (start + j) * KS + g * HD, dK + j * HDp, sizeof(float) * HD);
+        std::memcpy(dv + (start + j) * KS + g * HD, dV + j * HDp, sizeof(float) * HD);
+      }
+    }
+  }
+}
+
+// Decoding: token b (slot slots[b], keys 0..lens[b]−1 of that slot) against kCache, vCache
+// (S, maxLen, NKV*HD); q, out (B, NH*HD). One task per (token, head); memory bound.
+static void attentionDecode(float* out, const float* q, const float* kCache, const float* vCache,
+                            const int32_t* slots, const int32_t* lens, i64 B, i64 NH, i64 NKV, i64 HD, i64 maxLen) {
+  const i64 group = NH / NKV, QS = NH * HD, KS = NKV * HD;
+  const float scale = (float)(1.0 / std::sqrt((double)HD));
+#pragma omp parallel if (B * NH * maxLen * HD > kParallelMin)
+  {
+    static thread_local Scratch sScratch, accScratch;
+    float* acc = accScratch.get(roundUp(HD, W));
+#pragma omp for schedule(dynamic, 1)
+    for (i64 task = 0; task < B * NH; ++task) {
+      const i64 b = task / NH, h = task % NH, g = h / group;
+      const i64 n = lens[b];
+      const float* kb = kCache + (i64)slots[b] * maxLen * KS + g * HD;
+      const float* vb = vCache + (i64)slots[b] * maxLen * KS + g * HD;
+      const float* qh = q + b * QS + h * HD;
+      float* s = sScratch.get(roundUp(n, W));
+      for (i64 j = 0; j < n; ++j) s[j] = dotRow(qh, kb + j * KS, HD) * scale;
+      float sum;
+      softmaxRowInPlace(s, n, n, &sum);
+      const float inv = 1.0f / sum;
+      std::memset(acc, 0, sizeof(float) * roundUp(HD, W));
+      for (i64 j = 0; j < n; ++j) {
+        const Vf p = vset1(s[j] * inv);
+        const float* vr = vb + j * KS;
+        i64 d = 0;
+        for (; d + W <= HD; d += W) vstore(acc + d, vfmadd(p, vload(vr + d), vload(acc + d)));
+        if (d < HD) vstore(acc + d, vfmadd(p, vloadPart(vr + d, (int)(HD - d)), vload(acc + d)));
+      }
+      std::memcpy(out + b * QS + h * HD, acc, sizeof(float) * HD);
+    }
+  }
+}

@@ -1,0 +1,69 @@
+// The native engine's kernel table: one `Kernels` per instruction set (isa_avx512.cc, isa_avx2.cc,
+// isa_portable.cc compile the same kernel sources under different targets); addon.cc picks one at
+// load time and binds its entries to JavaScript. Semantics are those of src/engine/backend.ts.
+// Shape vocabulary: T tokens, C channels, OC output channels, V vocab, NH/NKV heads, HD head dim,
+// B sequences (or decode slots). Every buffer is row-major float32 (ids int32).
+#pragma once
+
+// Every standard header the kernel sources use is included here, BEFORE any `#pragma GCC target`,
+// so that library inline functions keep the default target and the linker never merges an
+// AVX-512 copy of one into the portable path.
+#if defined(__x86_64__) || defined(__i386__)
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_ps() and warn falsely (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#endif
+#include <omp.h>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <algorithm>
+#include <utility>
+
+namespace red {
+
+using i64 = int64_t;
+
+struct Kernels {
+  const char* isa;
+  // out(M,N) = op(a)(M,K)·op(b)(K,N) [+ out]; a (M,K) or (K,M) if transA; b (K,N) or (N,K) if transB.
+  void (*matmul)(float* out, const float* a, const float* b, i64 M, i64 N, i64 K, bool transA, bool transB,
+                 bool accumulate);
+  void (*linearForward)(float* out, const float* inp, const float* weight, const float* bias, i64 T, i64 C, i64 OC);
+  void (*linearBackward)(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                         const float* weight, i64 T, i64 C, i64 OC);
+  void (*embeddingForward)(float* out, const int32_t* ids, const float* wte, i64 T, i64 C);
+  void (*embeddingBackward)(float* dwte, const float* dout, const int32_t* ids, i64 T, i64 C);
+  void (*rmsnormForward)(float* out, float* rstd, const float* inp, const float* weight, i64 T, i64 C, float eps);
+  void (*rmsnormBackward)(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                          const float* rstd, i64 T, i64 C);
+  void (*ropeForward)(float* x, const int32_t* positions, i64 T, i64 NH, i64 HD, double theta);
+  void (*ropeBackward)(float* dx, const int32_t* positions, i64 T, i64 NH, i64 HD, double theta);
+  void (*attentionForward)(float* out, float* lse, const float* q, const float* k, const float* v,
+                           const int32_t* cuSeqlens, i64 B, i64 T, i64 NH, i64 NKV, i64 HD);
+  void (*attentionBackward)(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                            const float* v, const float* out, const float* lse, const int32_t* cuSeqlens, i64 B,
+                            i64 T, i64 NH, i64 NKV, i64 HD);
+  void (*attentionDecode)(float* out, const float* q, const float* kCache, const float* vCache,
+                          const int32_t* slots, const int32_t* lens, i64 B, i64 NH, i64 NKV, i64 HD, i64 maxLen);
+  void (*swigluForward)(float* out, const float* gate, const float* up, i64 n);
+  void (*swigluBackward)(float* dgate, float* dup, const float* dout, const float* gate, const float* up, i64 n);
+  void (*add)(float* out, const float* a, const float* b, i64 n);
+  void (*lossHeadForward)(float* logprob, float* entropy, const float* logits, const int32_t* targets, i64 T, i64 V);
+  void (*lossHeadBackward)(float* dlogits, const float* logits, const int32_t* targets, const float* coefLogprob,
+                           const float* coefEntropy, i64 T, i64 V);
+  void (*adamw)(float* params, const float* grads, float* m, float* v, i64 n, double lr, double beta1, double beta2,
+                double eps, double weightDecay, double step);
+  double (*sumSquares)(const float* x, i64 n);
+  void (*scale)(float* x, float s, i64 n);
+};
+
+namespace avx512 { extern const Kernels kernels; }
+namespace avx2 { extern const Kernels kernels; }
+namespace portable { extern const Kernels kernels; }
+
+}  // namespace red

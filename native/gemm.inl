@@ -1,0 +1,258 @@
+// GEMM: out(M,N) = op(a)(M,K)·op(b)(K,N) [+ out], the BLIS/Goto scheme. Loops, outermost first:
+//   jc: N in blocks of NC     (the packed B block, KC×NC, lives in L3 and is shared by the threads)
+//   pc: K in blocks of KC     (each block packed once, whatever the transposes: packing absorbs them)
+//   ic: M in blocks of MC     (the packed A block, MC×KC, lives in this core's L2)
+//   jr: NR-column micro-panels of B (one KC×NR micro-panel stays in L1 across the ir loop)
+//   ir: MR-row micro-panels of A  → microKernel: an MR×NR register tile updated KC times by FMAs.
+// Threads split the rows of each pc step (or, when M is small, the B micro-panels). Edges: the
+// last A micro-panel is packed with fewer rows and a kernel for exactly that many rows runs; the
+// last B micro-panel is zero-padded and stored through a lane mask.
+// Included by the isa_*.cc files inside their namespace, after simd.h.
+
+#if defined(RED_ISA_AVX512)
+constexpr int MR = 14;   // 14×32 tile = 28 zmm accumulators + 2 for B (32 registers)
+constexpr i64 KC = 384, MC = 168, NC = 3072;
+#elif defined(RED_ISA_AVX2)
+constexpr int MR = 6;    // 6×16 tile = 12 ymm accumulators + 2 for B + 1 broadcast (16 registers)
+constexpr i64 KC = 256, MC = 120, NC = 2048;
+#else
+constexpr int MR = 4;
+constexpr i64 KC = 256, MC = 64, NC = 1024;
+#endif
+constexpr int NR = 2 * W;
+
+// Grow-only, 64-byte aligned scratch owned by the calling thread (each JS thread has its own).
+struct Scratch {
+  float* ptr = nullptr;
+  size_t cap = 0;
+  float* get(size_t floats) {
+    if (floats > cap) {
+      std::free(ptr);
+      cap = floats + floats / 4;
+      ptr = static_cast<float*>(std::aligned_alloc(64, ((cap * sizeof(float)) + 63) / 64 * 64));
+    }
+    return ptr;
+  }
+};
+
+// The MR_×NR tile C(m ≤ MR_, n ≤ NR) at stride ldc ← [C +] Ap(kc,MR_)ᵀ·Bp(kc,NR).
+template <int MR_>
+static inline void microKernel(i64 kc, const float* __restrict Ap, const float* __restrict Bp, float* C, i64 ldc,
+                               int n, bool add) {
+  Vf c0[MR_], c1[MR_];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR_; ++i) c0[i] = c1[i] = vzero();
+#pragma GCC unroll 2
+  for (i64 k = 0; k < kc; ++k) {
+    const Vf b0 = vload(Bp), b1 = vload(Bp + W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR_; ++i) {
+      const Vf a = vset1(Ap[i]);
+      c0[i] = vfmadd(a, b0, c0[i]);
+      c1[i] = vfmadd(a, b1, c1[i]);
+    }
+    Ap += MR_;
+    Bp += NR;
+  }
+  if (n == NR) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR_; ++i) {
+      float* row = C + i * ldc;
+      if (add) {
+        c0[i] = vadd(c0[i], vload(row));
+        c1[i] = vadd(c1[i], vload(row + W));
+      }
+      vstore(row, c0[i]);
+      vstore(row + W, c1[i]);
+    }
+  } else {
+    const int n0 = n < W ? n : W, n1 = n - n0;
+    for (int i = 0; i < MR_; ++i) {
+      float* row = C + i * ldc;
+      if (n0 == W) {
+        if (add) c0[i] = vadd(c0[i], vload(row));
+        vstore(row, c0[i]);
+      } else {
+        if (add) c0[i] = vadd(c0[i], vloadPart(row, n0));
+        vstorePart(row, c0[i], n0);
+      }
+      if (n1 > 0) {
+        if (add) c1[i] = vadd(c1[i], vloadPart(row + W, n1));
+        vstorePart(row + W, c1[i], n1);
+      }
+    }
+  }
+}
+
+template <int... Ms>
+struct MicroTable {
+  using Fn = void (*)(i64, const float*, const float*, float*, i64, int, bool);
+  static constexpr Fn fns[sizeof...(Ms)] = {&microKernel<Ms + 1>...};
+};
+template <int... Ms>
+constexpr typename MicroTable<Ms...>::Fn MicroTable<Ms...>::fns[sizeof...(Ms)];
+template <int... Is>
+static constexpr auto makeMicroTable(std::integer_sequence<int, Is...>) { return MicroTable<Is...>{}; }
+
+// microKernel<m> for m = 1..MR (the last row panel of a block may be short).
+static inline void microKernelRows(int m, i64 kc, const float* Ap, const float* Bp, float* C, i64 ldc, int n,
+                                   bool add) {
+  using Table = decltype(makeMicroTable(std::make_integer_sequence<int, MR>{}));
+  Table::fns[m - 1](kc, Ap, Bp, C, ldc, n, add);
+}
+
+// Packs op(a)[i0:i0+mc, p0:p0+kc] into row micro-panels: panel r holds rows r·MR.. as (kc, mr)
+// with mr = min(MR, rows left), so a short last panel is dense too.
+static void packA(float* __restrict dst, const float* a, bool transA, i64 M, i64 K, i64 i0, i64 mc, i64 p0,
+                  i64 kc) {
+  for (i64 ir = 0; ir < mc; ir += MR) {
+    const int mr = (int)(mc - ir < MR ? mc - ir : MR);
+    if (transA) {  // a is (K,M): rows i of op(a) are contiguous along M for each k
+      for (i64 k = 0; k < kc; ++k) {
+        const float* src = a + (p0 + k) * M + i0 + ir;
+        for (int r = 0; r < mr; ++r) dst[k * mr + r] = src[r];
+      }
+    } else {  // a is (M,K)
+      for (int r = 0; r < mr; ++r) {
+        const float* src = a + (i0 + ir + r) * K + p0;
+        for (i64 k = 0; k < kc; ++k) dst[k * mr + r] = src[k];
+      }
+    }
+    dst += kc * mr;
+  }
+}
+
+// Packs op(b)[p0:p0+kc, j0+jp·NR .. +NR] as one column micro-panel (kc, NR), zero-padded past N.
+static void packBPanel(float* __restrict dst, const float* b, bool transB, i64 N, i64 K, i64 j0, i64 p0, i64 kc) {
+  const int nr = (int)(N - j0 < NR ? N - j0 : NR);
+  if (transB) {  // b is (N,K): each output column is a contiguous row of b
+    if (nr < NR) std::memset(dst, 0, sizeof(float) * kc * NR);
+    for (int j = 0; j < nr; ++j) {
+      const float* src = b + (j0 + j) * K + p0;
+      for (i64 k = 0; k < kc; ++k) dst[k * NR + j] = src[k];
+    }
+  } else {  // b is (K,N)
+    for (i64 k = 0; k < kc; ++k) {
+      const float* src = b + (p0 + k) * N + j0;
+      float* d = dst + k * NR;
+      if (nr == NR) {
+        vstore(d, vload(src));
+        vstore(d + W, vload(src + W));
+      } else {
+        for (int j = 0; j < NR; ++j) d[j] = j < nr ? src[j] : 0.0f;
+      }
+    }
+  }
+}
+
+// Small M (decoding a few tokens): a dot product or axpy per output, no packing; memory bound.
+static void matmulSmallM(float* out, const float* a, const float* b, i64 M, i64 N, i64 K, bool transA, bool transB,
+                         bool accumulate) {
+  for (i64 i = 0; i < M; ++i) {
+    float* o = out + i * N;
+    const i64 as = transA ? M : 1;          // stride of op(a)[i, k] along k
+    const float* ai = transA ? a + i : a + i * K;
+    if (transB) {  // o[j] = Σ_k a[i,k]·b[j,k]: one dot product per output
+#pragma omp parallel for schedule(static) if (N * K > 32768)
+      for (i64 j = 0; j < N; ++j) {
+        const float* bj = b + j * K;
+        float s;
+        if (as == 1) {
+          Vf acc0 = vzero(), acc1 = vzero();
+          i64 k = 0;
+          for (; k + 2 * W <= K; k += 2 * W) {
+            acc0 = vfmadd(vload(ai + k), vload(bj + k), acc0);
+            acc1 = vfmadd(vload(ai + k + W), vload(bj + k + W), acc1);
+          }
+          for (; k + W <= K; k += W) acc0 = vfmadd(vload(ai + k), vload(bj + k), acc0);
+          s = vhsum(vadd(acc0, acc1));
+          for (; k < K; ++k) s += ai[k] * bj[k];
+        } else {
+          s = 0;
+          for (i64 k = 0; k < K; ++k) s += ai[k * as] * bj[k];
+        }
+        o[j] = accumulate ? o[j] + s : s;
+      }
+    } else {  // o[:] = Σ_k a[i,k]·b[k,:]: axpy over rows of b, columns split across threads
+      const i64 chunk = 256;
+#pragma omp parallel for schedule(static) if (N * K > 32768)
+      for (i64 j0 = 0; j0 < N; j0 += chunk) {
+        const i64 j1 = j0 + chunk < N ? j0 + chunk : N;
+        float acc[chunk];
+        for (i64 j = j0; j < j1; ++j) acc[j - j0] = accumulate ? o[j] : 0.0f;
+        for (i64 k = 0; k < K; ++k) {
+          const Vf s = vset1(ai[k * as]);
+          const float* bk = b + k * N;
+          i64 j = j0;
+          for (; j + W <= j1; j += W) vstore(acc + (j - j0), vfmadd(s, vload(bk + j), vload(acc + (j - j0))));
+          for (; j < j1; ++j) acc[j - j0] += ai[k * as] * bk[j];
+        }
+        for (i64 j = j0; j < j1; ++j) o[j] = acc[j - j0];
+      }
+    }
+  }
+}
+
+static void matmul(float* out, const float* a, const float* b, i64 M, i64 N, i64 K, bool transA, bool transB,
+                   bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (!accumulate) std::memset(out, 0, sizeof(float) * M * N);
+    return;
+  }
+  if (M <= 4) return matmulSmallM(out, a, b, M, N, K, transA, transB, accumulate);
+
+  static thread_local Scratch bScratch;
+  const i64 ncMax = N < NC ? N : NC;
+  const i64 kcMax = K < KC ? K : KC;
+  float* bPack = bScratch.get((size_t)kcMax * ((ncMax + NR - 1) / NR) * NR);
+  const int nthreads = omp_get_max_threads();
+  // Rows per thread, in whole micro-panels; few rows → split the B micro-panels instead.
+  const bool splitRows = M >= (i64)nthreads * 4 * MR;
+
+#pragma omp parallel num_threads(nthreads)
+  {
+    static thread_local Scratch aScratch;
+    float* aPack = aScratch.get((size_t)MC * kcMax);
+    const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+    i64 rowBegin = 0, rowEnd = M;
+    if (splitRows) {
+      const i64 panels = (M + MR - 1) / MR;
+      rowBegin = std::min<i64>(M, panels * tid / nt * MR);
+      rowEnd = std::min<i64>(M, panels * (tid + 1) / nt * MR);
+    }
+    for (i64 jc = 0; jc < N; jc += NC) {
+      const i64 nc = N - jc < NC ? N - jc : NC;
+      const i64 nPanels = (nc + NR - 1) / NR;
+      i64 panelBegin = 0, panelEnd = nPanels;
+      if (!splitRows) {
+        panelBegin = nPanels * tid / nt;
+        panelEnd = nPanels * (tid + 1) / nt;
+      }
+      for (i64 pc = 0; pc < K; pc += KC) {
+        const i64 kc = K - pc < KC ? K - pc : KC;
+        const bool add = accumulate || pc > 0;
+#pragma omp for schedule(static)
+        for (i64 jp = 0; jp < nPanels; ++jp)
+          packBPanel(bPack + jp * kc * NR, b, transB, N, K, jc + jp * NR, pc, kc);
+        // (implicit barrier: the whole B block is packed)
+        for (i64 ic = rowBegin; ic < rowEnd; ic += MC) {
+          const i64 mc = rowEnd - ic < MC ? rowEnd - ic : MC;
+          packA(aPack, a, transA, M, K, ic, mc, pc, kc);
+          for (i64 jp = panelBegin; jp < panelEnd; ++jp) {
+            const i64 j = jc + jp * NR;
+            const int nr = (int)(N - j < NR ? N - j : NR);
+            const float* bp = bPack + jp * kc * NR;
+            for (i64 ir = 0; ir < mc; ir += MR) {
+              const int mr = (int)(mc - ir < MR ? mc - ir : MR);
+              float* c = out + (ic + ir) * N + j;
+              if (mr == MR) microKernel<MR>(kc, aPack + ir * kc, bp, c, N, nr, add);
+              else microKernelRows(mr, kc, aPack + ir * kc, bp, c, N, nr, add);
+            }
+          }
+        }
+#pragma omp barrier
+      }
+    }
+  }
+}

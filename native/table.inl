@@ -1,0 +1,9 @@
+// This instruction set's entry in the kernel table (engine.h); included last by isa_*.cc.
+extern const Kernels kernels;
+const Kernels kernels = {
+    RED_ISA_NAME,   matmul,         linearForward,     linearBackward,   embeddingForward,
+    embeddingBackward, rmsnormForward, rmsnormBackward, ropeForward,      ropeBackward,
+    attentionForward, attentionBackward, attentionDecode, swigluForward, swigluBackward,
+    add,            lossHeadForward, lossHeadBackward, adamw,            sumSquares,
+    scale,
+};
