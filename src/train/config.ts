@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import YAML from 'yaml';
+import { AlgorithmOptionsSchema, mergeOverrides, PRESET_NAMES, PRESETS, type AlgorithmOptions, type PresetName } from '../rl/options.ts';
 import { fail } from '../util/errors.ts';
 
 const positiveInt = () => z.number().int().min(1);
@@ -23,7 +24,7 @@ export const dataSchema = z.strictObject({
   onBadRow: z.enum(['error', 'skip']).default('error')
     .describe("A malformed row: 'error' stops naming the file and row; 'skip' drops it and counts it in data/skipped_rows."),
   maxPromptTokens: positiveInt().default(1024).describe('Longer prompts are dropped (counted in data/skipped_rows).'),
-  epochs: z.number().positive().default(5).describe('Passes over the training set (sets the planned number of steps).'),
+  epochs: z.number().positive().default(5).describe('Passes over the training set in RL stages (sets the planned number of steps; SFT stages use sft.epochs).'),
 });
 
 export const rolloutSchema = z.strictObject({
@@ -34,12 +35,10 @@ export const rolloutSchema = z.strictObject({
   topK: z.number().int().min(0).default(0).describe('Top-k sampling (0 = off).'),
   maxTokens: positiveInt().default(8192).describe('Response limit in tokens; offline traces are truncated to it too.'),
   stopStrings: z.array(z.string()).default([]).describe('Extra stop strings (the tokenizer EOS tokens always stop).'),
-  maxFillAttempts: positiveInt().default(6)
-    .describe('Group filtering: draws of prompts per step before training on what there is.'),
 });
 
 export const optimSchema = z.strictObject({
-  lr: z.number().positive().optional().describe("Peak learning rate; default: the method preset's (2e-6 RL, 1e-6 luffy)."),
+  lr: z.number().positive().default(2e-6).describe('Peak learning rate of RL stages (algorithm.lr, set by some presets, e.g. luffy 1e-6, takes precedence).'),
   beta1: z.number().min(0).lt(1).default(0.9).describe('AdamW β1.'),
   beta2: z.number().min(0).lt(1).default(0.95).describe('AdamW β2.'),
   eps: z.number().positive().default(1e-8).describe('AdamW ε.'),
@@ -57,8 +56,8 @@ export const scheduleSchema = z.strictObject({
 });
 
 export const sftSchema = z.strictObject({
-  lr: z.number().positive().default(5e-5).describe('Learning rate of SFT (the sft method, the first stage of sft-grpo).'),
-  epochs: z.number().positive().default(3).describe('Passes over the traces.'),
+  lr: z.number().positive().default(5e-5).describe('Peak learning rate of SFT stages (objective nll: the sft method, the first stage of sft-grpo).'),
+  epochs: z.number().positive().default(3).describe('Passes over the traces in an SFT stage.'),
   batchSize: positiveInt().default(64).describe('Traces per SFT optimiser step.'),
 });
 
@@ -92,6 +91,9 @@ export const trainSchema = z.strictObject({
 });
 
 export type TrainConfigBase = z.infer<typeof trainSchema>;
+
+/** The resolved configuration: every option present, `algorithm` expanded from the method's preset. */
+export type TrainConfig = Omit<TrainConfigBase, 'algorithm'> & { algorithm: AlgorithmOptions };
 
 /** One zod issue as "path message", e.g. `rollout.groupSize must be ≥ 2`. */
 export function formatIssue(issue: z.core.$ZodIssue, prefix: readonly PropertyKey[] = []): string {
@@ -169,6 +171,27 @@ export function parseTrainBase(raw: unknown, source: string): TrainConfigBase {
   const r = trainSchema.safeParse(raw, { reportInput: true });
   if (!r.success) failWithIssues(source, r.error.issues.map((i) => formatIssue(i)));
   return r.data;
+}
+
+/**
+ * The whole configuration, validated once: the trainer's groups and the algorithm options (the
+ * method's preset row with `algorithm` overrides on top), every problem of both listed together.
+ */
+export function resolveTrainConfig(raw: Record<string, unknown>, source: string): TrainConfig {
+  const problems: string[] = [];
+  const base = trainSchema.safeParse(raw, { reportInput: true });
+  if (!base.success) problems.push(...base.error.issues.map((i) => formatIssue(i)));
+  const method = typeof raw.method === 'string' ? raw.method : 'red';
+  let algorithm: AlgorithmOptions | null = null;
+  if (!(PRESET_NAMES as readonly string[]).includes(method)) {
+    problems.push(`method must be one of ${PRESET_NAMES.join(', ')}, got ${JSON.stringify(method)}`);
+  } else {
+    const a = AlgorithmOptionsSchema.safeParse(mergeOverrides(PRESETS[method as PresetName].sets, raw.algorithm ?? {}), { reportInput: true });
+    if (a.success) algorithm = a.data;
+    else problems.push(...a.error.issues.map((i) => formatIssue(i, ['algorithm'])));
+  }
+  if (problems.length > 0 || !base.success || algorithm === null) return failWithIssues(source, problems);
+  return { ...base.data, algorithm };
 }
 
 /** The resolved config as YAML (written to DIR/config.yaml). */

@@ -1,0 +1,179 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Trainer, type TrainerEnv } from '../../src/train/trainer.ts';
+import { resolveStages } from '../../src/rl/options.ts';
+import { learningRate } from '../../src/train/schedule.ts';
+import type { TrainConfig } from '../../src/train/config.ts';
+import type { PackedBatch } from '../../src/model/batch.ts';
+import { BigramModel, makeConfig, makeEnv, quiet, TRAINER_STATE_FILE, V } from './fakes.ts';
+
+const out = () => mkdtempSync(path.join(tmpdir(), 'red-train-'));
+const trainer = (env: TrainerEnv, config: TrainConfig, outDir: string, extra: { maxSteps?: number; resume?: boolean } = {}) =>
+  new Trainer(env, { config, stages: resolveStages(config.algorithm), outDir, maxSteps: extra.maxSteps, resume: extra.resume ?? false, progress: quiet });
+const metricLines = (dir: string) => readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+const withoutTiming = (m: Record<string, number>) => Object.fromEntries(Object.entries(m).filter(([k]) => !k.startsWith('timing_s/') && k !== 'throughput/tokens_per_s'));
+const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+for (const method of ['red', 'sft-grpo', 'relift', 'bread', 'srft', 'luffy']) {
+  test(`${method}: stopped at step 3, killed after step 5, resumed: bit-identical to an uninterrupted run`, async () => {
+    const over = { method, algorithm: method === 'relift' ? { sftInterleave: { bufferSize: 2 } } : {} };
+    const config = makeConfig(over);
+    const dirA = out();
+    const envA = makeEnv(config);
+    const stepsA = await trainer(envA, config, dirA).run();
+    assert.ok(stepsA >= 6, `ran ${stepsA} steps`);
+
+    const dirB = out();
+    assert.equal(await trainer(makeEnv(config), config, dirB, { maxSteps: 3 }).run(), 3);
+    assert.ok(existsSync(path.join(dirB, 'checkpoints', 'step-3', TRAINER_STATE_FILE)));
+    const cfgEvery2 = makeConfig({ ...over, checkpoint: { every: 2, keep: 10 } });
+    assert.equal(await trainer(makeEnv(cfgEvery2), cfgEvery2, dirB, { maxSteps: 5, resume: true }).run(), 5);
+    // SIGKILL after step 5 but before its checkpoint: only step-4 survives; the metrics file has step 5.
+    rmSync(path.join(dirB, 'checkpoints', 'step-5'), { recursive: true });
+    const envB = makeEnv(config, 6, new BigramModel(99)); // different init: the checkpoint must overwrite it
+    assert.equal(await trainer(envB, config, dirB, { resume: true }).run(), stepsA);
+
+    assert.ok(bits(envA.model.params).equals(bits(envB.model.params)), 'parameters differ');
+    const a = metricLines(dirA).map(withoutTiming);
+    const b = metricLines(dirB).map(withoutTiming);
+    assert.deepEqual(b, a);
+    assert.deepEqual(a.map((m) => m.step), Array.from({ length: stepsA }, (_, i) => i + 1));
+    for (const key of ['lr', 'grad/norm', 'loss/policy', 'groups/dropped_frac']) assert.ok(key in a[a.length - 1], `${key} missing`);
+  });
+}
+
+test('lr follows the schedule per stage: sft stage with sft.lr, then grpo with optim.lr', async () => {
+  const config = makeConfig({ method: 'sft-grpo' });
+  const dir = out();
+  await trainer(makeEnv(config), config, dir).run();
+  const m = metricLines(dir);
+  const sftSteps = Math.ceil((1 * 6) / 2); // sft.epochs × examples / sft.batchSize
+  const rlSteps = Math.ceil((2 * 6) / 2); // data.epochs × examples / promptsPerStep
+  assert.equal(m.length, sftSteps + rlSteps);
+  for (let k = 0; k < m.length; k++) {
+    const inSft = k < sftSteps;
+    const expected = learningRate(inSft ? k + 1 : k + 1 - sftSteps, { lr: inSft ? 5e-5 : 0.05, warmupSteps: 1, minLrRatio: 0.1, totalSteps: inSft ? sftSteps : rlSteps });
+    assert.equal(m[k].lr, expected);
+    assert.equal(m[k].stage, inSft ? 0 : 1);
+  }
+  assert.equal(m[0].lr, 5e-5);
+  assert.ok(Math.abs(m[sftSteps - 1].lr - 5e-6) < 1e-18); // floor 0.1·lr at the last sft step
+  assert.equal(m[sftSteps].lr, 0.05);
+});
+
+/** −Σ_{t: target ≥ 0} log p(target_t) / N over recorded batches, computed directly from W. */
+function directNll(w: Float32Array, batches: PackedBatch[]): number {
+  let s = 0;
+  let n = 0;
+  for (const b of batches) {
+    for (let t = 0; t < b.ids.length; t++) {
+      if (b.targets[t] < 0) continue;
+      const row = Array.from(w.subarray(b.ids[t] * V, b.ids[t] * V + V), Number);
+      const lse = Math.log(row.reduce((a, z) => a + Math.exp(z), 0));
+      s -= row[b.targets[t]] - lse;
+      n++;
+    }
+  }
+  return s / n;
+}
+
+test('SFT step: the gradient handed to the optimiser is d(token-mean NLL)/dW (finite differences), micro-batches included', async () => {
+  for (const microBatchTokens of [0, 6]) {
+    const config = makeConfig({ method: 'sft', optim: { lr: 0.05, microBatchTokens, maxGradNorm: 0 } });
+    const env = makeEnv(config);
+    const batches: PackedBatch[] = [];
+    const fwd = env.model.forward.bind(env.model);
+    let grads: Float32Array | null = null;
+    env.model.forward = (b) => { if (!grads) batches.push(b); return fwd(b); };
+    env.createOptimizer = () => ({
+      update: () => { grads ??= env.model.grads.slice(); },
+      state: () => ({ step: 0, m: new Float32Array(V * V), v: new Float32Array(V * V) }),
+      load: () => {},
+    });
+    const w0 = env.model.params.slice();
+    await trainer(env, config, out(), { maxSteps: 1 }).run();
+    assert.ok(grads);
+    // Each micro-batch is forwarded twice at most (π_old pass, then again for backward): dedupe.
+    const unique = [...new Set(batches)];
+    const seen = new Set<string>();
+    const distinct = unique.filter((b) => { const k = Array.from(b.ids).join(',') + '|' + Array.from(b.targets).join(','); if (seen.has(k)) return false; seen.add(k); return true; });
+    if (microBatchTokens > 0) assert.ok(distinct.length > 1, 'expected several micro-batches');
+    let worst = 0;
+    for (let i = 0; i < V * V; i++) {
+      const h = 1e-3;
+      const wp = w0.slice(); wp[i] += h;
+      const wm = w0.slice(); wm[i] -= h;
+      const fd = (directNll(wp, distinct) - directNll(wm, distinct)) / (2 * h);
+      worst = Math.max(worst, Math.abs(fd - grads![i]));
+    }
+    assert.ok(worst < 2e-4, `largest |FD − grad| = ${worst} (microBatchTokens ${microBatchTokens})`);
+  }
+});
+
+test('group filtering: all groups equal → every draw dropped, maxFillAttempts draws, no update', async () => {
+  const config = makeConfig({ method: 'red', algorithm: { groupFilter: { maxFillAttempts: 3 } } });
+  const env = makeEnv(config);
+  env.verify = async (items) => items.map(() => 1); // rollouts all correct, like the trace
+  let draws = 0;
+  const gen = env.generate;
+  env.generate = async (p, r) => { draws++; return gen(p, r); };
+  const w0 = env.model.params.slice();
+  const dir = out();
+  await trainer(env, config, dir, { maxSteps: 1 }).run();
+  const [m] = metricLines(dir);
+  assert.equal(draws, 3);
+  assert.equal(m['groups/draws'], 3);
+  assert.equal(m['groups/dropped_frac'], 1);
+  assert.equal(m['groups/kept'], 0);
+  assert.equal(m['acc/mean'], 1);
+  assert.ok(bits(w0).equals(bits(env.model.params)));
+});
+
+test('NaN in the loss: the step is skipped (nothing applied, no checkpoint), 3 in a row stop the run', async () => {
+  const config = makeConfig({ method: 'grpo' });
+  const env = makeEnv(config);
+  env.verify = async (items) => items.map((_, i) => i % 2); // every group has signal
+  let step = 0;
+  const gen = env.generate;
+  env.generate = async (p, r) => { step++; return gen(p, r); };
+  env.model.poison = () => step === 2;
+  const dir = out();
+  let after1: Float32Array | null = null;
+  const origUpdate = env.createOptimizer;
+  env.createOptimizer = () => { const o = origUpdate(); const u = o.update.bind(o); o.update = (lr) => { u(lr); if (step === 1) after1 = env.model.params.slice(); }; return o; };
+  await trainer(env, config, dir, { maxSteps: 2 }).run();
+  const m = metricLines(dir);
+  assert.equal(m[1]['steps/skipped'], 1);
+  assert.ok(!('loss/total' in m[1]), 'the NaN loss is not a number in the metrics');
+  assert.ok(bits(after1!).equals(bits(env.model.params)), 'a bad step changed the parameters');
+  assert.ok(existsSync(path.join(dir, 'checkpoints', 'step-2')), 'the final checkpoint (good params) is written');
+
+  const env2 = makeEnv(config);
+  env2.verify = env.verify;
+  let s2 = 0;
+  env2.generate = async (p, r) => { s2++; return gen(p, r); };
+  env2.model.poison = () => s2 >= 2;
+  const dir2 = out();
+  await assert.rejects(trainer(env2, config, dir2).run(), /3 steps in a row \(up to step 4\) had NaN or Inf/);
+  assert.deepEqual(metricLines(dir2).map((x) => x['steps/skipped']), [0, 1, 2]);
+  assert.ok(existsSync(path.join(dir2, 'checkpoints', 'step-1')));
+  assert.ok(!existsSync(path.join(dir2, 'checkpoints', 'step-2')) && !existsSync(path.join(dir2, 'checkpoints', 'step-3')));
+});
+
+test('a stop request (Ctrl-C) lets the step finish, checkpoints and returns', async () => {
+  const config = makeConfig({ method: 'red', checkpoint: { every: 100, keep: 2 } });
+  const env = makeEnv(config);
+  const dir = out();
+  const t = trainer(env, config, dir);
+  let calls = 0;
+  const gen = env.generate;
+  env.generate = async (p, r) => { if (++calls === 2) t.requestStop(); return gen(p, r); };
+  const last = await t.run();
+  assert.equal(last, t.step);
+  assert.ok(last >= 1 && last <= 2);
+  const state = JSON.parse(readFileSync(path.join(dir, 'checkpoints', `step-${last}`, TRAINER_STATE_FILE), 'utf8'));
+  assert.equal(state.step, last);
+});
