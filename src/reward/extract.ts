@@ -76,9 +76,10 @@ export function extractAnswer(response: string): string | null {
   if (boxed !== undefined) return boxed;
   const phrase = fallbackAnswer(text);
   if (phrase !== null) return phrase;
-  // A bare short reply ("5", "$\frac12$") is its own answer.
+  // A bare short reply ("5", "$\frac12$", "x = 3 cm") is its own answer; prose is not.
   const bare = text.trim();
-  return bare !== '' && bare.length <= 100 && !bare.includes('\n') ? mathOf(bare).replace(/\.$/, '') || null : null;
+  if (bare === '' || bare.length > 100 || bare.includes('\n') || /[A-Za-z]{2,}\s+[A-Za-z]{2,}/.test(bare)) return null;
+  return mathOf(bare).replace(/\.$/, '') || null;
 }
 
 /** Normalises a gold field into the list of acceptable answers: numbers (142.0 → "142"),

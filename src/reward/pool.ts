@@ -49,7 +49,13 @@ export class CasPool {
   /** Starts every worker and resolves once all of them can take work. */
   async warm(): Promise<void> {
     while (this.slots.length < this.size) this.spawn();
-    while (!this.closed && this.slots.some((s) => !s.ready)) await new Promise<void>((r) => this.readyWaiters.push(r));
+    while (!this.closed && this.slots.some((s) => !s.ready)) {
+      await new Promise<void>((r) => {
+        this.readyWaiters.push(r);
+        this.updateRefs();
+      });
+    }
+    this.updateRefs();
   }
 
   async close(): Promise<void> {
@@ -104,7 +110,10 @@ export class CasPool {
     const job = slot.job;
     slot.job = null;
     job?.resolve({ ...result, elapsedMs: performance.now() - slot.startedAt });
-    if (!this.closed) this.dispatch();
+    if (this.closed) return;
+    // Start the replacement now, so that it is ready by the time more work comes.
+    this.spawn();
+    this.dispatch();
   }
 
   private dispatch(): void {
@@ -128,7 +137,7 @@ export class CasPool {
 
   /** A worker keeps the process alive only while some comparison is running or waiting. */
   private updateRefs(): void {
-    const waiting = this.queue.length > 0;
+    const waiting = this.queue.length > 0 || this.readyWaiters.length > 0;
     for (const s of this.slots) {
       if (s.job || (waiting && !s.ready)) s.worker.ref();
       else s.worker.unref();
