@@ -67,12 +67,8 @@ export class Qwen2Model {
   readonly layout: ParamLayout;
   /** All parameters, one flat buffer in `layout` order. */
   readonly params: Float32Array;
-  /** Their gradients, same layout; backward accumulates here. */
-  readonly grads: Float32Array;
   /** Named views into params. */
   readonly w: ModelViews;
-  /** Named views into grads. */
-  readonly g: ModelViews;
   /** generation_config.json's content, written back on save. */
   generationConfig: Record<string, unknown>;
   /** The folder this model was loaded from (its tokenizer files travel with save()). */
@@ -90,9 +86,7 @@ export class Qwen2Model {
     this.layout = paramLayout(config);
     this.params = params ?? new Float32Array(this.layout.total);
     if (this.params.length !== this.layout.total) throw new Error(`params has ${this.params.length} elements, layout ${this.layout.total}`);
-    this.grads = new Float32Array(this.layout.total);
     this.w = modelViews(config, this.layout, this.params);
-    this.g = modelViews(config, this.layout, this.grads);
     this.generationConfig = defaultGenerationConfig(config);
   }
 
@@ -125,6 +119,24 @@ export class Qwen2Model {
   /** Writes a folder transformers can load; the folder is replaced atomically. */
   save(dir: string): void {
     writeModelDir(dir, { config: this.config, layout: this.layout, params: this.params, generationConfig: this.generationConfig, sourceDir: this.sourceDir });
+  }
+
+  private gradBuf: Float32Array | null = null;
+  private gradViews: ModelViews | null = null;
+
+  /**
+   * The gradients, same layout as params; backward accumulates here. Allocated on first use,
+   * so a model that only generates or scores never pays for them.
+   */
+  get grads(): Float32Array {
+    if (!this.gradBuf) this.gradBuf = new Float32Array(this.layout.total);
+    return this.gradBuf;
+  }
+
+  /** Named views into grads. */
+  get g(): ModelViews {
+    if (!this.gradViews) this.gradViews = modelViews(this.config, this.layout, this.grads);
+    return this.gradViews;
   }
 
   zeroGrad(): void {
