@@ -44,10 +44,16 @@ export interface BatchLayout {
   counted: Int32Array;
   /** (M) 1 = offline member. */
   offline: Uint8Array;
+  /** Members [first, end) are the ones a loss call evaluates (all, or one micro-batch's). */
+  first: number;
+  end: number;
 }
 
-/** Checks the shapes (a programming error, not a user one, if they disagree) and derives the layout. */
-export function batchLayout(b: TokenBatch): BatchLayout {
+/**
+ * Checks the shapes (a programming error, not a user one, if they disagree) and derives the layout.
+ * `members` = [first, end) restricts which members a loss evaluates (default: all).
+ */
+export function batchLayout(b: TokenBatch, members?: readonly [number, number]): BatchLayout {
   const M = b.groupOf.length;
   if (b.offsets.length !== M + 1) throw new Error(`TokenBatch: offsets has ${b.offsets.length} entries, expected members+1 = ${M + 1}`);
   for (const [name, arr] of [['isOffline', b.isOffline], ['rewards', b.rewards], ['accuracies', b.accuracies]] as const) {
@@ -84,7 +90,11 @@ export function batchLayout(b: TokenBatch): BatchLayout {
     for (let t = b.offsets[m]; t < b.offsets[m + 1]; t++) if (b.mask === undefined || b.mask[t]) n++;
     counted[m] = n;
   }
-  return { members: M, tokens: T, groups, groupSize, counted, offline };
+  const [first, end] = members ?? [0, M];
+  if (!(Number.isInteger(first) && Number.isInteger(end) && 0 <= first && first <= end && end <= M)) {
+    throw new Error(`members range [${first}, ${end}) is not inside [0, ${M})`);
+  }
+  return { members: M, tokens: T, groups, groupSize, counted, offline, first, end };
 }
 
 /** Whether token t counts. */
@@ -93,15 +103,15 @@ export function counts(b: TokenBatch, t: number): boolean {
 }
 
 /**
- * Mean entropy of the online and of the offline members: each member's H is the mean over its
- * counted tokens, then an unweighted mean over members (RED-SPEC "(I)", H_rl and H_sft).
- * NaN where the batch has no such member (or no entropies).
+ * Mean entropy of the online and of the offline members [first, end) of the layout: each member's H
+ * is the mean over its counted tokens, then an unweighted mean over members (RED-SPEC "(I)", H_rl
+ * and H_sft). NaN where there is no such member (or no entropies).
  */
 export function memberEntropyMeans(b: TokenBatch, layout: BatchLayout = batchLayout(b)): { rl: number; sft: number } {
   const sum = [0, 0];
   const n = [0, 0];
   if (b.entropies === undefined) return { rl: NaN, sft: NaN };
-  for (let m = 0; m < layout.members; m++) {
+  for (let m = layout.first; m < layout.end; m++) {
     if (layout.counted[m] === 0) continue;
     let s = 0;
     for (let t = b.offsets[m]; t < b.offsets[m + 1]; t++) if (counts(b, t)) s += b.entropies[t];

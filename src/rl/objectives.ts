@@ -10,10 +10,13 @@ export type ObjectiveFn = (b: TokenBatch, options: AlgorithmOptions, ctx: LossCo
 
 export const objectives: Record<ObjectiveName, ObjectiveFn> = {
   // RED-SPEC `sft`: token-mean NLL over every member's counted tokens (rewards are not read).
-  nll: (b, options) => nllLoss(
-    { logprobs: b.logprobs, tokens: b.offsets[b.offsets.length - 1], mask: b.mask, entropies: b.entropies },
-    options.entropyCoef,
-  ),
+  nll: (b, options, ctx) => {
+    const M = b.offsets.length - 1;
+    const [first, end] = ctx.members ?? [0, M];
+    return nllLoss({
+      logprobs: b.logprobs, tokens: b.offsets[M], mask: b.mask, entropies: b.entropies, range: [b.offsets[first], b.offsets[end]],
+    }, options.entropyCoef);
+  },
   // RED-SPEC "Objective": GRPO, MixPolicy, LUFFY, RED.
   'group-policy': policyLoss,
   // RED-SPEC `srft`.

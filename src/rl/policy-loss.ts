@@ -12,6 +12,13 @@ export interface LossContext {
   offlineWeight: number;
   /** The response token limit: L_norm of seq-sum-norm when options.lNorm is null. */
   maxResponseTokens: number;
+  /**
+   * Micro-batching: evaluate only members [first, end). Per-token inputs need only be filled for
+   * those members' tokens (sg entropies of srft: for all); advantages, r̄ and the aggregation still
+   * use the whole batch, so the returned loss and `loss/*` metrics are these members' share of the
+   * full loss (shares sum to it) and the gradients are exact for their tokens (0 elsewhere).
+   */
+  members?: readonly [number, number];
 }
 
 export interface LossResult {
@@ -92,7 +99,7 @@ export function addOnlineSurrogate(
   let value = 0;
   let clipped = 0;
   let seen = 0;
-  for (let m = 0; m < layout.members; m++) {
+  for (let m = layout.first; m < layout.end; m++) {
     if (layout.offline[m]) continue;
     const A = adv[m];
     for (let t = b.offsets[m]; t < b.offsets[m + 1]; t++) {
@@ -125,7 +132,7 @@ export function addOfflineTerm(
   let value = 0;
   let ratioSum = 0;
   let seen = 0;
-  for (let m = 0; m < layout.members; m++) {
+  for (let m = layout.first; m < layout.end; m++) {
     if (!layout.offline[m]) continue;
     const A = adv[m];
     const r = rbar[b.groupOf[m]];
@@ -152,7 +159,7 @@ export function addKlPenalty(
   let value = 0;
   let sum = 0;
   let seen = 0;
-  for (let m = 0; m < layout.members; m++) {
+  for (let m = layout.first; m < layout.end; m++) {
     if (layout.offline[m]) continue;
     for (let t = b.offsets[m]; t < b.offsets[m + 1]; t++) {
       if (!counts(b, t)) continue;
@@ -168,12 +175,12 @@ export function addKlPenalty(
 }
 
 /** Entropy bonus −entropyCoef · agg(H_t) over every member's counted tokens (d/dH_t = −coef·κ_t). */
-export function addEntropyBonus(acc: LossAccumulator, b: TokenBatch, kappa: Float64Array, coef: number): void {
+export function addEntropyBonus(acc: LossAccumulator, b: TokenBatch, layout: BatchLayout, kappa: Float64Array, coef: number): void {
   if (coef === 0) return;
   if (b.entropies === undefined) throw new Error('entropyCoef > 0 needs TokenBatch.entropies');
   const dH = acc.entropyGrad();
   let value = 0;
-  for (let t = 0; t < kappa.length; t++) {
+  for (let t = b.offsets[layout.first]; t < b.offsets[layout.end]; t++) {
     if (kappa[t] === 0) continue;
     value -= kappa[t] * coef * b.entropies[t];
     dH[t] -= kappa[t] * coef;
@@ -200,7 +207,7 @@ function mean(x: Floats): number {
  * member): advantages from batch.rewards, r̄ from batch.accuracies, aggregation `options.aggregation`.
  */
 export function policyLoss(b: TokenBatch, options: AlgorithmOptions, ctx: LossContext): LossResult {
-  const layout = batchLayout(b);
+  const layout = batchLayout(b, ctx.members);
   const kappa = aggregations[options.aggregation](b, layout, lNormOf(options, ctx));
   const adv = groupAdvantages(b.rewards, b.groupOf, options.normalizeStd);
   const rbar = groupMeanAccuracy(b.accuracies, b.groupOf, b.isOffline, options.accuracyIncludesOffline);
@@ -208,7 +215,7 @@ export function policyLoss(b: TokenBatch, options: AlgorithmOptions, ctx: LossCo
   const { clipFrac } = addOnlineSurrogate(acc, b, layout, kappa, adv, options.clip);
   const { ratioMean } = addOfflineTerm(acc, b, layout, kappa, adv, rbar, offlineRatios[options.piOffline], options.luffyGamma, ctx.offlineWeight);
   const { klMean } = addKlPenalty(acc, b, layout, kappa, options.klCoef, options.klEstimator);
-  addEntropyBonus(acc, b, kappa, options.entropyCoef);
+  addEntropyBonus(acc, b, layout, kappa, options.entropyCoef);
   const metrics: Record<string, number> = { ...batchMetrics(b, layout, rbar, ctx.offlineWeight), 'clip/frac': clipFrac };
   if (!Number.isNaN(ratioMean)) metrics['offline/ratio_mean'] = ratioMean;
   if (!Number.isNaN(klMean)) metrics['kl/mean'] = klMean;

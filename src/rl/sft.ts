@@ -14,6 +14,9 @@ export interface SftTokens {
   mask?: ArrayLike<number>;
   /** (≥ tokens) per-token entropy; needed when entropyCoef > 0. */
   entropies?: Floats;
+  /** Micro-batching: evaluate only tokens [t0, t1) (inputs need only be filled there); the mean
+   *  still divides by the counted tokens of the whole batch, so shares sum to the full loss. */
+  range?: readonly [number, number];
 }
 
 /**
@@ -21,29 +24,26 @@ export interface SftTokens {
  * counted tokens of the whole batch (token mean). d/dlog π_t = −1/N, d/dH_t = −entropyCoef/N.
  */
 export function nllLoss(x: SftTokens, entropyCoef = 0): LossResult {
+  const H = x.entropies;
+  if (entropyCoef !== 0 && H === undefined) throw new Error('nllLoss: entropyCoef > 0 needs entropies');
+  const counted = (t: number) => x.mask === undefined || x.mask[t] !== 0;
   let n = 0;
-  for (let t = 0; t < x.tokens; t++) if (x.mask === undefined || x.mask[t]) n++;
+  for (let t = 0; t < x.tokens; t++) if (counted(t)) n++;
   const dLogprobs = new Float64Array(x.tokens);
   const dEntropies = entropyCoef !== 0 ? new Float64Array(x.tokens) : null;
-  if (entropyCoef !== 0 && x.entropies === undefined) throw new Error('nllLoss: entropyCoef > 0 needs entropies');
+  const [t0, t1] = x.range ?? [0, x.tokens];
   let nll = 0;
-  let ent = 0;
-  for (let t = 0; t < x.tokens && n > 0; t++) {
-    if (x.mask !== undefined && !x.mask[t]) continue;
+  let meanH = 0;
+  for (let t = t0; t < t1 && n > 0; t++) {
+    if (!counted(t)) continue;
     nll -= x.logprobs[t] / n;
     dLogprobs[t] = -1 / n;
-    if (dEntropies) {
-      ent += x.entropies![t] / n;
-      dEntropies[t] = -entropyCoef / n;
-    }
+    if (H !== undefined) meanH += H[t] / n;
+    if (dEntropies) dEntropies[t] = -entropyCoef / n;
   }
-  const loss = nll - entropyCoef * ent;
+  const loss = nll - entropyCoef * meanH;
   const metrics: Record<string, number> = { 'loss/sft': nll, 'loss/total': loss };
-  if (x.entropies !== undefined) {
-    let h = 0;
-    for (let t = 0; t < x.tokens; t++) if (x.mask === undefined || x.mask[t]) h += x.entropies[t];
-    metrics['entropy/sft'] = n ? h / n : NaN;
-  }
+  if (H !== undefined) metrics['entropy/sft'] = n ? meanH : NaN;
   return { loss, dLogprobs, dEntropies, metrics };
 }
 

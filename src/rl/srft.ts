@@ -10,7 +10,7 @@ import {
   type LossContext, type LossResult,
 } from './policy-loss.ts';
 
-/** Token-mean of sg(H) over the counted tokens of the online (offline = false) or offline members. */
+/** Token-mean of sg(H) over the counted tokens of the batch's online (offline = false) or offline members (all, not one micro-batch's). */
 function detachedEntropyMean(b: TokenBatch, layout: BatchLayout, offline: boolean): number {
   const H = b.detached?.entropies ?? b.entropies;
   if (H === undefined) throw new Error('the srft loss needs TokenBatch.entropies');
@@ -32,7 +32,7 @@ function detachedEntropyMean(b: TokenBatch, layout: BatchLayout, offline: boolea
  * correct rollouts' term; wrong rollouts' term has weight 1.
  */
 export function srftLoss(b: TokenBatch, options: AlgorithmOptions, ctx: LossContext): LossResult {
-  const layout = batchLayout(b);
+  const layout = batchLayout(b, ctx.members);
   const kappa = aggregations[options.aggregation](b, layout, lNormOf(options, ctx));
   const adv = groupAdvantages(b.rewards, b.groupOf, options.normalizeStd);
   const rbar = groupMeanAccuracy(b.accuracies, b.groupOf, b.isOffline, options.accuracyIncludesOffline);
@@ -47,7 +47,7 @@ export function srftLoss(b: TokenBatch, options: AlgorithmOptions, ctx: LossCont
   let nDemo = 0;
   for (let m = 0; m < layout.members; m++) if (layout.offline[m]) nDemo += layout.counted[m];
   let sft = 0;
-  for (let m = 0; m < layout.members && nDemo > 0; m++) {
+  for (let m = layout.first; m < layout.end && nDemo > 0; m++) {
     if (!layout.offline[m]) continue;
     for (let t = b.offsets[m]; t < b.offsets[m + 1]; t++) {
       if (!counts(b, t)) continue;
@@ -61,7 +61,7 @@ export function srftLoss(b: TokenBatch, options: AlgorithmOptions, ctx: LossCont
 
   // Self-rollout: ℓ_t = −w_rl·log π_t (correct) or +log π_t (wrong), aggregated like the RL terms.
   let self = 0;
-  for (let m = 0; m < layout.members; m++) {
+  for (let m = layout.first; m < layout.end; m++) {
     if (layout.offline[m]) continue;
     const coef = b.accuracies[m] > 0 ? -wRl : 1;
     for (let t = b.offsets[m]; t < b.offsets[m + 1]; t++) {
@@ -73,6 +73,6 @@ export function srftLoss(b: TokenBatch, options: AlgorithmOptions, ctx: LossCont
   acc.add('loss/policy', self);
 
   addKlPenalty(acc, b, layout, kappa, options.klCoef, options.klEstimator);
-  addEntropyBonus(acc, b, kappa, options.entropyCoef);
+  addEntropyBonus(acc, b, layout, kappa, options.entropyCoef);
   return acc.result({ ...batchMetrics(b, layout, rbar, ctx.offlineWeight), 'srft/w_sft': wSft, 'srft/w_rl': wRl });
 }

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { aggregations } from '../../src/rl/aggregate.ts';
 import { batchLayout, type TokenBatch } from '../../src/rl/batch.ts';
 import { AGGREGATION_NAMES, PI_OFFLINE_NAMES, parseAlgorithmOptions, type AlgorithmOverrides } from '../../src/rl/options.ts';
+import { objectives } from '../../src/rl/objectives.ts';
 import { klEstimators, offlineRatios, policyLoss } from '../../src/rl/policy-loss.ts';
 import { assertAllClose, assertClose, checkGradients, randomBatch } from './helpers.ts';
 
@@ -241,4 +242,28 @@ test('the offline flag, not the position, decides: permuting members leaves the 
   };
   const o = opts({ offlineMember: true, piOffline: 'accuracy' });
   assertClose(policyLoss(b, o, ctx).loss, policyLoss(hand, o, ctx).loss);
+});
+
+test('micro-batches: shares of the loss sum to the full loss, gradients equal the full ones, other tokens unread', () => {
+  const b = randomBatch({ groups: 3, online: 3, offline: true, maxLen: 5, seed: 21 });
+  const M = b.groupOf.length;
+  const cuts = [0, 3, 5, 9, M]; // cuts that split groups: the group statistics must still be whole-batch
+  for (const objective of ['group-policy', 'srft', 'nll'] as const) {
+    const o = parseAlgorithmOptions({ objective, offlineMember: true, piOffline: 'accuracy', aggregation: 'token-mean', entropyCoef: 0.01, klCoef: 0.03 });
+    const full = objectives[objective](b, o, ctx);
+    let sum = 0;
+    for (let k = 0; k + 1 < cuts.length; k++) {
+      const [t0, t1] = [b.offsets[cuts[k]], b.offsets[cuts[k + 1]]];
+      // Per-token inputs outside this micro-batch are NaN (srft's sg entropies stay whole-batch).
+      const hide = (x: Float64Array) => x.map((v, t) => (t >= t0 && t < t1 ? v : NaN));
+      const part = objectives[objective]({
+        ...b, logprobs: hide(Float64Array.from(b.logprobs)), oldLogprobs: hide(b.oldLogprobs), refLogprobs: hide(b.refLogprobs),
+        entropies: hide(b.entropies), detached: { entropies: b.entropies },
+      }, o, { ...ctx, members: [cuts[k], cuts[k + 1]] });
+      sum += part.loss;
+      assertAllClose(part.dLogprobs.slice(t0, t1), full.dLogprobs.slice(t0, t1), 1e-12, `${objective} dLogprobs [${t0}, ${t1})`);
+      assertAllClose((part.dEntropies ?? new Float64Array(t1)).slice(t0, t1), (full.dEntropies ?? new Float64Array(t1)).slice(t0, t1), 1e-12, `${objective} dEntropies`);
+    }
+    assertClose(sum, full.loss, 1e-12, `${objective}: Σ shares`);
+  }
 });
