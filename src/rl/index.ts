@@ -1,4 +1,11 @@
 // The algorithms of RED-SPEC as pure functions over packed arrays: import from here.
+// One training step, as the trainer calls it (it never branches on the method's name):
+//   options = resolvePreset(config.method, config.algorithm); for each of resolveStages(options):
+//   rollouts → shapeRewards (R_i) → filterGroups / needsAnotherDraw (refill) → pack a TokenBatch
+//   pre-update forward: oldLogprobs, entropies → H = memberEntropyMeans(batch) →
+//   { w } = regulator.step(H.rl, H.sft)   (new EntropyRegulator(options.entropyRegulation, G))
+//   forward: logprobs (+ entropies) → r = objectives[options.objective](batch, options,
+//   { offlineWeight: w, maxResponseTokens }) → backprop r.dLogprobs (and r.dEntropies) per token.
 export * from './options.ts';
 export * from './batch.ts';
 export * from './aggregate.ts';
