@@ -4,7 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Backend } from '../../src/engine/backend.ts';
-import { availableBackends, skippedBackends } from '../../src/engine/index.ts';
+import { availableBackends, getBackend, skippedBackends } from '../../src/engine/index.ts';
+import { referenceBackend } from '../../src/engine/reference.ts';
+import { RedError } from '../../src/util/errors.ts';
 import { Rng } from '../../src/util/rng.ts';
 
 const backends = availableBackends();
@@ -319,3 +321,21 @@ for (const be of backends) {
     assert.deepEqual(Array.from(s), [0.5, -1, 4]);
   });
 }
+
+test('getBackend: RED_BACKEND overrides the preference; a bad value is a RedError naming it', () => {
+  const saved = process.env.RED_BACKEND;
+  try {
+    process.env.RED_BACKEND = 'reference';
+    assert.equal(getBackend('native'), referenceBackend);
+    process.env.RED_BACKEND = 'fast';
+    assert.throws(() => getBackend(), (e: unknown) => e instanceof RedError && e.message.includes('RED_BACKEND') && e.message.includes('fast'));
+    delete process.env.RED_BACKEND;
+    assert.equal(getBackend('reference'), referenceBackend);
+    // auto: native when built, else the reference
+    assert.equal(getBackend('auto').name, skippedBackends().length ? 'reference' : 'native');
+    assert.ok(availableBackends().includes(referenceBackend));
+  } finally {
+    if (saved === undefined) delete process.env.RED_BACKEND;
+    else process.env.RED_BACKEND = saved;
+  }
+});
