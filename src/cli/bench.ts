@@ -11,6 +11,7 @@ type BenchFn = (opts: BenchOptions) => Promise<void>;
 
 // name → lazy loader of the module whose `run` performs the benchmark.
 const benches: Record<string, () => Promise<{ run: BenchFn }>> = {
+  generate: () => import('../bench/generate.ts'),
 };
 
 export function registerBench(program: Command): void {

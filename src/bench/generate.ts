@@ -1,0 +1,173 @@
+// `red bench generate`: rollout speed. Prefill tokens/s and decode tokens/s at batch 1, 16 and
+// 64 through the KV-cache decoder, for a ~20M model and the Qwen2.5-0.5B shape (random
+// weights), beside the machine's memory bandwidth measured in the same run, since a batch-1
+// decode step cannot beat streaming every weight once (≈ weight bytes / bandwidth).
+import type { Backend } from '../engine/backend.ts';
+import { getBackend } from '../engine/index.ts';
+import { parseConfig, type ModelConfig } from '../model/config.ts';
+import { KvDecoder } from '../model/decode.ts';
+import { Qwen2Model } from '../model/qwen2.ts';
+import { generate, newGenerateStats } from '../rollout/sampler.ts';
+import type { BenchOptions } from '../cli/bench.ts';
+import { fail } from '../util/errors.ts';
+import { Rng } from '../util/rng.ts';
+
+function emit(fields: Record<string, unknown>): void {
+  console.log(JSON.stringify({ bench: 'generate', ...fields }));
+}
+
+const now = () => performance.now() / 1000;
+
+/** GB/s of backend.sumSquares over a buffer much larger than the caches (median of a few). */
+function memoryBandwidth(be: Backend, mb: number): number {
+  const n = (mb * 1024 * 1024) / 4;
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i += 1024) x[i] = 1; // touch every page before timing
+  const times: number[] = [];
+  for (let r = 0; r < 5; r++) {
+    const t0 = now();
+    be.sumSquares(x, n);
+    times.push(now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return (n * 4) / times[2] / 1e9;
+}
+
+interface Shape {
+  name: string;
+  hidden: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  intermediate: number;
+  vocab: number;
+}
+
+function configOf(s: Shape): ModelConfig {
+  return parseConfig({
+    model_type: 'qwen2', hidden_size: s.hidden, num_hidden_layers: s.layers, num_attention_heads: s.heads,
+    num_key_value_heads: s.kvHeads, intermediate_size: s.intermediate, vocab_size: s.vocab, rms_norm_eps: 1e-6,
+    rope_theta: 1e6, tie_word_embeddings: true, max_position_embeddings: 32768,
+  }, `bench ${s.name}`);
+}
+
+/**
+ * Random weights: Qwen2Model.init for small models; for large ones a cheap uniform fill
+ * (speed does not depend on the values, and 500M Box-Muller draws would dominate the bench).
+ */
+function randomModel(config: ModelConfig, backend: Backend): Qwen2Model {
+  const m = new Qwen2Model(config, backend);
+  if (m.layout.total < 50e6) return Qwen2Model.init(config, 0, { backend });
+  let x = 0x9e3779b9;
+  for (const spec of m.layout.specs) {
+    const p = m.params.subarray(spec.offset, spec.offset + spec.size);
+    if (spec.name.endsWith('norm.weight')) { p.fill(1); continue; }
+    for (let i = 0; i < p.length; i++) {
+      x ^= x << 13; x ^= x >>> 17; x ^= x << 5; // xorshift32
+      p[i] = ((x >>> 0) / 4294967296 - 0.5) * 0.04;
+    }
+  }
+  return m;
+}
+
+function randomPrompts(count: number, len: number, V: number, seed: number): number[][] {
+  const rng = new Rng(seed);
+  return Array.from({ length: count }, () => Array.from({ length: len }, () => rng.int(V)));
+}
+
+async function benchShape(shape: Shape, be: Backend, bandwidthGBs: number, quick: boolean): Promise<void> {
+  const config = configOf(shape);
+  const model = randomModel(config, be);
+  const V = config.vocabSize;
+  const params = model.layout.total;
+  // A decode step reads every weight once; the tied embedding is read as the lm_head only.
+  const weightBytes = params * 4;
+  const streamS = weightBytes / (bandwidthGBs * 1e9);
+  const base = { model: shape.name, params, backend: be.name, isa: be.isa, threads: be.threads };
+  emit({ ...base, name: 'model', weight_mb: +(weightBytes / 1e6).toFixed(1), weight_stream_ms: +(streamS * 1e3).toFixed(3) });
+
+  // Prefill: 8 prompts packed into one pass.
+  const promptLen = quick ? 64 : 128;
+  const prefillPrompts = 8;
+  {
+    const dec = new KvDecoder(be, config, model.w, prefillPrompts, promptLen);
+    const prompts = randomPrompts(prefillPrompts, promptLen, V, 1);
+    const ids = Int32Array.from(prompts.flat());
+    const cu = Int32Array.from({ length: prefillPrompts + 1 }, (_, i) => i * promptLen);
+    const slots = Int32Array.from({ length: prefillPrompts }, (_, i) => i);
+    dec.prefill(ids.subarray(0, promptLen), cu.subarray(0, 2), slots, 1); // warm-up
+    let reps = 0;
+    const t0 = now();
+    do {
+      dec.prefill(ids, cu, slots, prefillPrompts);
+      reps++;
+    } while (now() - t0 < 1 && reps < 5);
+    const s = (now() - t0) / reps;
+    emit({ ...base, name: 'prefill_tokens_per_s', value: +((prefillPrompts * promptLen) / s).toFixed(1), tokens: prefillPrompts * promptLen, prompts: prefillPrompts });
+  }
+
+  // Decode: B slots prefilled with 32-token prompts, then timed decode steps.
+  const ctx = 32;
+  const steps = quick ? 8 : 16;
+  const perToken: Record<number, number> = {};
+  for (const B of [1, 16, 64]) {
+    const dec = new KvDecoder(be, config, model.w, B, ctx + steps + 4);
+    const prompts = randomPrompts(B, ctx, V, 2);
+    dec.prefill(Int32Array.from(prompts.flat()), Int32Array.from({ length: B + 1 }, (_, i) => i * ctx), Int32Array.from({ length: B }, (_, i) => i), B);
+    const slots = Int32Array.from({ length: B }, (_, i) => i);
+    const ids = new Int32Array(B).fill(7);
+    const positions = new Int32Array(B).fill(ctx);
+    dec.step(ids, slots, positions, B); // warm-up
+    const times: number[] = [];
+    for (let s = 1; s <= steps; s++) {
+      positions.fill(ctx + s);
+      const t0 = now();
+      dec.step(ids, slots, positions, B);
+      times.push(now() - t0);
+      if (s >= 3 && times.reduce((a, b) => a + b, 0) > (quick ? 2 : 6)) break; // slow backend: enough
+    }
+    times.sort((a, b) => a - b);
+    const step = times[Math.floor(times.length / 2)];
+    perToken[B] = step / B;
+    const row: Record<string, unknown> = { ...base, name: `decode_b${B}_tokens_per_s`, value: +(B / step).toFixed(1), batch: B, step_ms: +(step * 1e3).toFixed(3), context: ctx, steps: times.length };
+    if (B === 1) {
+      row.weight_stream_ms = +(streamS * 1e3).toFixed(3);
+      row.step_over_stream = +(step / streamS).toFixed(2);
+      row.target = 'step_ms ≤ 2 × weight_stream_ms';
+      row.target_met = step <= 2 * streamS;
+    } else {
+      row.speedup_vs_b1 = +(perToken[1] / perToken[B]).toFixed(2);
+      if (B === 64) { row.target = 'speedup_vs_b1 ≥ 10'; row.target_met = perToken[1] / perToken[B] >= 10; }
+    }
+    emit(row);
+  }
+
+  // End to end through generate(): 16 prompts × 4 samples with continuous batching, so the
+  // figure includes sampling (a full-vocabulary softmax per token) and scheduling.
+  {
+    const stats = newGenerateStats();
+    const maxTokens = quick ? 8 : 32;
+    const t0 = now();
+    const out = await generate(model, randomPrompts(16, ctx, V, 3), { n: 4, temperature: 1, maxTokens, seed: 0, eosIds: [], maxBatch: 64, stats });
+    const s = now() - t0;
+    const tokens = out.flat().reduce((a, x) => a + x.ids.length, 0);
+    emit({
+      ...base, name: 'generate_tokens_per_s', value: +(tokens / s).toFixed(1), samples: 64, max_tokens: maxTokens,
+      decode_tokens_per_s: +(stats.decodeTokens / stats.decodeSeconds).toFixed(1),
+      sampling_share: +(stats.sampleSeconds / stats.decodeSeconds).toFixed(3),
+      prefill_s: +stats.prefillSeconds.toFixed(3),
+    });
+  }
+}
+
+export async function run(opts: BenchOptions): Promise<void> {
+  const pref = opts.backend ?? 'auto';
+  if (pref !== 'auto' && pref !== 'native' && pref !== 'reference') fail(`--backend must be native or reference, got "${pref}"`);
+  const be = getBackend(pref);
+  const bw = memoryBandwidth(be, opts.quick ? 128 : 512);
+  emit({ name: 'memory_bandwidth_gb_per_s', value: +bw.toFixed(2), via: `${be.name} sumSquares`, backend: be.name });
+  await benchShape({ name: 'qwen2-20m', hidden: 512, layers: 8, heads: 8, kvHeads: 2, intermediate: 1408, vocab: 8192 }, be, bw, opts.quick);
+  if (!opts.quick) {
+    await benchShape({ name: 'qwen2.5-0.5b-shape', hidden: 896, layers: 24, heads: 14, kvHeads: 2, intermediate: 4864, vocab: 151936 }, be, bw, false);
+  }
+}
