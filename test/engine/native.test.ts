@@ -1,0 +1,310 @@
+// Checks every kernel of the native addon against the TypeScript reference (src/engine/reference.ts,
+// the definition of correctness) on random and awkward shapes: sizes off the SIMD/tile widths,
+// 1-sized dimensions, views at odd offsets, packed sequences of unequal length, GQA, a 300-token
+// sequence. The process runs the best instruction set of this CPU; it then re-runs this file in
+// child processes with RED_ISA set to each lower one, so every dispatch path is compared.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { Backend } from '../../src/engine/backend.ts';
+import { loadNativeBackend } from '../../src/engine/native.ts';
+import { referenceBackend as ref } from '../../src/engine/reference.ts';
+import { Rng } from '../../src/util/rng.ts';
+
+const native = loadNativeBackend();
+const isChild = process.env.RED_NATIVE_TEST_CHILD === '1';
+const ISAS = ['avx512', 'avx2', 'portable'];
+
+function randn(rng: Rng, n: number, std = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.normal() * std;
+  return a;
+}
+
+/** A view of n random values at a non-zero, non-aligned offset inside a larger buffer. */
+function randView(rng: Rng, n: number, std = 1): Float32Array {
+  const off = 1 + rng.int(7);
+  return randn(rng, n + off + 3, std).subarray(off, off + n);
+}
+
+/** Asserts |got − want| ≤ atol + rtol·|want| everywhere; prints the largest difference. */
+function assertClose(label: string, got: ArrayLike<number>, want: ArrayLike<number>, atol: number, rtol: number): void {
+  assert.equal(got.length, want.length, `${label}: length`);
+  let maxDiff = 0, worst = -1;
+  for (let i = 0; i < want.length; i++) {
+    const d = Math.abs(got[i] - want[i]);
+    if (!(d <= atol + rtol * Math.abs(want[i])) && worst < 0) worst = i;
+    if (!(d <= maxDiff)) maxDiff = d;
+  }
+  console.log(`  ${label}: max |diff| = ${maxDiff.toExponential(2)} over ${want.length}`);
+  assert.ok(worst < 0, `${label}: element ${worst} got ${got[worst]}, want ${want[worst]} (max |diff| ${maxDiff})`);
+}
+
+/** Cumulative sequence offsets (B+1 entries) for the given lengths. */
+function cuSeqlensOf(lengths: number[]): Int32Array {
+  const cu = new Int32Array(lengths.length + 1);
+  lengths.forEach((l, b) => (cu[b + 1] = cu[b] + l));
+  return cu;
+}
+
+function compareKernels(nb: Backend): void {
+  const tag = `[isa=${nb.isa}]`;
+
+  test(`${tag} matmul: every transpose, with and without accumulate, awkward shapes and views`, () => {
+    const rng = new Rng(1);
+    // (M, N, K): 1-sized dims, small-M path (M ≤ 4), tails of the 14x32 / 6x16 tiles, a K past the
+    // 384-deep K block, M past one 168-row block per thread, N past the 3072-wide N block.
+    const shapes: [number, number, number][] = [
+      [1, 1, 1], [1, 37, 19], [3, 1, 50], [4, 70, 33], [5, 17, 1], [17, 33, 29], [29, 64, 64],
+      [64, 31, 100], [15, 48, 7], [350, 45, 400], [9, 3100, 20],
+    ];
+    for (const [M, N, K] of shapes) {
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) {
+          for (const accumulate of [false, true]) {
+            const a = randView(rng, M * K), b = randView(rng, K * N);
+            const init = randn(rng, M * N);
+            const got = randView(rng, M * N);
+            got.set(init);
+            const want = Float32Array.from(init);
+            nb.matmul(got, a, b, M, N, K, transA, transB, accumulate);
+            ref.matmul(want, a, b, M, N, K, transA, transB, accumulate);
+            assertClose(`matmul ${M}x${N}x${K} tA=${+transA} tB=${+transB} acc=${+accumulate}`, got, want,
+              2e-5 * Math.sqrt(K) + 1e-5, 1e-4);
+          }
+        }
+      }
+    }
+  });
+
+  test(`${tag} matmul: K = 0 writes zeros (or leaves out when accumulating); wrong sizes throw`, () => {
+    const out = Float32Array.from([1, 2, 3, 4, 5, 6]);
+    nb.matmul(out, new Float32Array(0), new Float32Array(0), 2, 3, 0, false, false, true);
+    assert.deepEqual(Array.from(out), [1, 2, 3, 4, 5, 6]);
+    nb.matmul(out, new Float32Array(0), new Float32Array(0), 2, 3, 0, false, false, false);
+    assert.deepEqual(Array.from(out), [0, 0, 0, 0, 0, 0]);
+    assert.throws(() => nb.matmul(new Float32Array(5), new Float32Array(6), new Float32Array(9), 2, 3, 3, false, false, false),
+      /matmul: out has 5 elements, the sizes need 6/);
+    assert.throws(() => nb.embeddingForward(new Float32Array(4), Int32Array.from([0, 2]), new Float32Array(4), 2, 2),
+      /ids\[1\] = 2 is outside \[0, 2\)/);
+  });
+
+  test(`${tag} linear forward/backward (bias and no bias, dinp null)`, () => {
+    const rng = new Rng(2);
+    for (const [T, C, OC] of [[1, 8, 5], [37, 29, 51], [130, 64, 96]] as const) {
+      const inp = randView(rng, T * C), w = randView(rng, OC * C, 0.2), bias = randView(rng, OC);
+      for (const withBias of [true, false]) {
+        const got = new Float32Array(T * OC), want = new Float32Array(T * OC);
+        nb.linearForward(got, inp, w, withBias ? bias : null, T, C, OC);
+        ref.linearForward(want, inp, w, withBias ? bias : null, T, C, OC);
+        assertClose(`linearForward T=${T} C=${C} OC=${OC} bias=${withBias}`, got, want, 1e-4, 1e-4);
+      }
+      const dout = randView(rng, T * OC);
+      const dw0 = randn(rng, OC * C), db0 = randn(rng, OC);
+      for (const withDinp of [true, false]) {
+        const dinpG = withDinp ? randn(rng, T * C) : null, dinpW = withDinp ? new Float32Array(T * C) : null;
+        const dwG = Float32Array.from(dw0), dwW = Float32Array.from(dw0);
+        const dbG = withDinp ? Float32Array.from(db0) : null, dbW = withDinp ? Float32Array.from(db0) : null;
+        nb.linearBackward(dinpG, dwG, dbG, dout, inp, w, T, C, OC);
+        ref.linearBackward(dinpW, dwW, dbW, dout, inp, w, T, C, OC);
+        if (dinpG && dinpW) assertClose(`linearBackward dinp T=${T}`, dinpG, dinpW, 1e-4, 1e-4);
+        assertClose(`linearBackward dweight (accumulated) T=${T}`, dwG, dwW, 1e-4 * Math.sqrt(T), 1e-4);
+        if (dbG && dbW) assertClose(`linearBackward dbias (accumulated) T=${T}`, dbG, dbW, 1e-4 * Math.sqrt(T), 1e-4);
+      }
+    }
+  });
+
+  test(`${tag} embedding forward/backward with repeated ids`, () => {
+    const rng = new Rng(3);
+    const V = 11, C = 37, T = 40;
+    const ids = Int32Array.from({ length: T }, () => rng.int(V));
+    ids[5] = ids[6] = ids[30] = 4;
+    const wte = randView(rng, V * C);
+    const got = new Float32Array(T * C), want = new Float32Array(T * C);
+    nb.embeddingForward(got, ids, wte, T, C);
+    ref.embeddingForward(want, ids, wte, T, C);
+    assertClose('embeddingForward', got, want, 0, 0);
+    const dout = randn(rng, T * C), d0 = randn(rng, V * C);
+    const dG = Float32Array.from(d0), dW = Float32Array.from(d0);
+    nb.embeddingBackward(dG, dout, ids, T, C);
+    ref.embeddingBackward(dW, dout, ids, T, C);
+    assertClose('embeddingBackward (accumulated)', dG, dW, 1e-5, 1e-5);
+  });
+
+  test(`${tag} rmsnorm forward/backward (dinp accumulates)`, () => {
+    const rng = new Rng(4);
+    for (const [T, C] of [[1, 5], [33, 64], [70, 131]] as const) {
+      const inp = randView(rng, T * C, 2), w = randView(rng, C);
+      const outG = new Float32Array(T * C), outW = new Float32Array(T * C);
+      const rG = new Float32Array(T), rW = new Float32Array(T);
+      nb.rmsnormForward(outG, rG, inp, w, T, C, 1e-6);
+      ref.rmsnormForward(outW, rW, inp, w, T, C, 1e-6);
+      assertClose(`rmsnormForward out T=${T} C=${C}`, outG, outW, 1e-5, 1e-5);
+      assertClose(`rmsnormForward rstd T=${T} C=${C}`, rG, rW, 1e-6, 1e-5);
+      const dout = randn(rng, T * C), dx0 = randn(rng, T * C), dw0 = randn(rng, C);
+      const dxG = Float32Array.from(dx0), dxW = Float32Array.from(dx0);
+      const dwG = Float32Array.from(dw0), dwW = Float32Array.from(dw0);
+      nb.rmsnormBackward(dxG, dwG, dout, inp, w, rW, T, C);
+      ref.rmsnormBackward(dxW, dwW, dout, inp, w, rW, T, C);
+      assertClose(`rmsnormBackward dinp T=${T} C=${C}`, dxG, dxW, 1e-5, 1e-4);
+      assertClose(`rmsnormBackward dweight T=${T} C=${C}`, dwG, dwW, 1e-4, 1e-4);
+    }
+  });
+
+  test(`${tag} rope forward/backward`, () => {
+    const rng = new Rng(5);
+    for (const [T, NH, HD] of [[1, 1, 2], [19, 3, 6], [40, 4, 64], [9, 2, 128]] as const) {
+      const positions = Int32Array.from({ length: T }, (_, t) => (t < T / 2 ? t : t * 37));
+      for (const dir of ['ropeForward', 'ropeBackward'] as const) {
+        const x = randn(rng, T * NH * HD);
+        const got = Float32Array.from(x), want = Float32Array.from(x);
+        nb[dir](got, positions, T, NH, HD, 1e6);
+        ref[dir](want, positions, T, NH, HD, 1e6);
+        assertClose(`${dir} T=${T} NH=${NH} HD=${HD}`, got, want, 1e-5, 1e-5);
+      }
+    }
+  });
+
+  // (lengths, NH, NKV, HD): one token, packed unequal sequences incl. an empty one, GQA,
+  // a 300-token sequence, head dims that are not a multiple of the vector width.
+  const attentionCases: [number[], number, number, number][] = [
+    [[1], 2, 1, 8],
+    [[1, 17, 0, 40, 5], 4, 2, 16],
+    [[300], 2, 1, 64],
+    [[23, 9], 3, 3, 12],
+    [[33], 4, 2, 80],
+  ];
+
+  test(`${tag} attention forward/backward over packed sequences`, () => {
+    const rng = new Rng(6);
+    for (const [lengths, NH, NKV, HD] of attentionCases) {
+      const cu = cuSeqlensOf(lengths);
+      const B = lengths.length, T = cu[B];
+      const q = randView(rng, T * NH * HD), k = randView(rng, T * NKV * HD), v = randView(rng, T * NKV * HD);
+      const label = `lengths=[${lengths}] NH=${NH} NKV=${NKV} HD=${HD}`;
+      const outG = new Float32Array(T * NH * HD), outW = new Float32Array(T * NH * HD);
+      const lseG = new Float32Array(T * NH), lseW = new Float32Array(T * NH);
+      nb.attentionForward(outG, lseG, q, k, v, cu, B, T, NH, NKV, HD);
+      ref.attentionForward(outW, lseW, q, k, v, cu, B, T, NH, NKV, HD);
+      assertClose(`attentionForward out ${label}`, outG, outW, 1e-5, 1e-4);
+      assertClose(`attentionForward lse ${label}`, lseG, lseW, 1e-5, 1e-5);
+      const dout = randn(rng, T * NH * HD);
+      const grads = (be: Backend) => {
+        const dq = new Float32Array(T * NH * HD).fill(7), dk = new Float32Array(T * NKV * HD).fill(7);
+        const dv = new Float32Array(T * NKV * HD).fill(7);  // written, so the 7s must vanish
+        be.attentionBackward(dq, dk, dv, dout, q, k, v, outW, lseW, cu, B, T, NH, NKV, HD);
+        return { dq, dk, dv };
+      };
+      const g = grads(nb), w = grads(ref);
+      assertClose(`attentionBackward dq ${label}`, g.dq, w.dq, 1e-4, 1e-4);
+      assertClose(`attentionBackward dk ${label}`, g.dk, w.dk, 1e-4, 1e-4);
+      assertClose(`attentionBackward dv ${label}`, g.dv, w.dv, 1e-4, 1e-4);
+    }
+  });
+
+  test(`${tag} attention decode against a KV cache (GQA, slots out of order)`, () => {
+    const rng = new Rng(7);
+    for (const [NH, NKV, HD] of [[4, 2, 16], [3, 1, 12], [2, 2, 64]] as const) {
+      const S = 3, maxLen = 40, B = 4;
+      const kCache = randn(rng, S * maxLen * NKV * HD), vCache = randn(rng, S * maxLen * NKV * HD);
+      const slots = Int32Array.from([2, 0, 1, 2]);
+      const lens = Int32Array.from([1, 40, 17, 33]);
+      const q = randn(rng, B * NH * HD);
+      const got = new Float32Array(B * NH * HD), want = new Float32Array(B * NH * HD);
+      nb.attentionDecode(got, q, kCache, vCache, slots, lens, B, NH, NKV, HD, maxLen);
+      ref.attentionDecode(want, q, kCache, vCache, slots, lens, B, NH, NKV, HD, maxLen);
+      assertClose(`attentionDecode NH=${NH} NKV=${NKV} HD=${HD}`, got, want, 1e-5, 1e-4);
+    }
+  });
+
+  test(`${tag} swiglu, add, scale, sumSquares`, () => {
+    const rng = new Rng(8);
+    const n = 1031;
+    const gate = randn(rng, n, 4), up = randn(rng, n), dout = randn(rng, n);
+    gate[0] = 30; gate[1] = -30; gate[2] = 0;
+    const fG = new Float32Array(n), fW = new Float32Array(n);
+    nb.swigluForward(fG, gate, up, n);
+    ref.swigluForward(fW, gate, up, n);
+    assertClose('swigluForward', fG, fW, 1e-6, 1e-5);
+    const dgG = new Float32Array(n), duG = new Float32Array(n), dgW = new Float32Array(n), duW = new Float32Array(n);
+    nb.swigluBackward(dgG, duG, dout, gate, up, n);
+    ref.swigluBackward(dgW, duW, dout, gate, up, n);
+    assertClose('swigluBackward dgate', dgG, dgW, 1e-6, 1e-5);
+    assertClose('swigluBackward dup', duG, duW, 1e-6, 1e-5);
+    const a = randn(rng, n), b = randn(rng, n);
+    const sumW = new Float32Array(n);
+    ref.add(sumW, a, b, n);
+    const aliased = Float32Array.from(a);
+    nb.add(aliased, aliased, b, n);
+    assertClose('add (out aliases a)', aliased, sumW, 0, 0);
+    const sG = Float32Array.from(a), sW = Float32Array.from(a);
+    nb.scale(sG, 0.37, n);
+    ref.scale(sW, 0.37, n);
+    assertClose('scale', sG, sW, 0, 3e-7);
+    const big = randn(rng, 100_003, 3);
+    assertClose('sumSquares', [nb.sumSquares(big, big.length)], [ref.sumSquares(big, big.length)], 0, 1e-6);
+  });
+
+  test(`${tag} loss head forward/backward, targets < 0, dlogits aliasing logits`, () => {
+    const rng = new Rng(9);
+    for (const [T, V] of [[1, 7], [6, 1003], [2, 151936]] as const) {
+      const logits = randn(rng, T * V, 3);
+      const targets = Int32Array.from({ length: T }, (_, t) => (t === 1 ? -1 : rng.int(V)));
+      if (T > 2) targets[T - 1] = V - 1;
+      const lpG = new Float32Array(T), enG = new Float32Array(T), lpW = new Float32Array(T), enW = new Float32Array(T);
+      nb.lossHeadForward(lpG, enG, logits, targets, T, V);
+      ref.lossHeadForward(lpW, enW, logits, targets, T, V);
+      assertClose(`lossHeadForward logprob T=${T} V=${V}`, lpG, lpW, 1e-5, 1e-5);
+      assertClose(`lossHeadForward entropy T=${T} V=${V}`, enG, enW, 1e-5, 1e-5);
+      const cl = randn(rng, T), ce = randn(rng, T);
+      const want = new Float32Array(T * V).fill(9);
+      ref.lossHeadBackward(want, logits, targets, cl, ce, T, V);
+      const separate = new Float32Array(T * V).fill(9);
+      nb.lossHeadBackward(separate, logits, targets, cl, ce, T, V);
+      assertClose(`lossHeadBackward T=${T} V=${V}`, separate, want, 1e-6, 1e-4);
+      const inPlace = Float32Array.from(logits);
+      nb.lossHeadBackward(inPlace, inPlace, targets, cl, ce, T, V);
+      assertClose(`lossHeadBackward, dlogits === logits, T=${T} V=${V}`, inPlace, want, 1e-6, 1e-4);
+    }
+  });
+
+  test(`${tag} adamw`, () => {
+    const rng = new Rng(10);
+    const n = 1029;
+    const p = randn(rng, n), g = randn(rng, n), m = randn(rng, n, 0.1), v = randn(rng, n, 0.1).map(Math.abs);
+    const [pG, mG, vG, pW, mW, vW] = [p, m, v, p, m, v].map((x) => Float32Array.from(x));
+    nb.adamw(pG, g, mG, vG, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3);
+    ref.adamw(pW, g, mW, vW, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3);
+    assertClose('adamw params', pG, pW, 1e-6, 1e-6);
+    assertClose('adamw m', mG, mW, 1e-7, 1e-6);
+    assertClose('adamw v', vG, vW, 1e-7, 1e-6);
+  });
+}
+
+if (!native) {
+  console.log('native engine tests skipped: the addon is not built (run `node scripts/build-native.mjs`)');
+  test('native engine matches the reference', { skip: 'native addon not built' }, () => {});
+} else {
+  if (isChild && process.env.RED_ISA) {
+    test(`RED_ISA=${process.env.RED_ISA} selects that kernel set`, () => assert.equal(native.isa, process.env.RED_ISA));
+  }
+  compareKernels(native);
+  if (!isChild) {
+    // Every instruction set below the one this CPU runs by default, each in its own process.
+    const lower = ISAS.slice(ISAS.indexOf(native.isa) + 1);
+    const skipped = ISAS.slice(0, ISAS.indexOf(native.isa));
+    if (skipped.length) console.log(`native engine: this CPU cannot run ${skipped.join(', ')}; those paths are not tested`);
+    for (const isa of lower) {
+      test(`the ${isa} kernels match the reference too (child process, RED_ISA=${isa})`, () => {
+        const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url)], {
+          env: { ...process.env, RED_ISA: isa, RED_NATIVE_TEST_CHILD: '1' },
+          encoding: 'utf8',
+        });
+        const output = `${r.stdout}${r.stderr}`;
+        const failures = output.split('\n').filter((l) => /^not ok|✖|max \|diff\|/.test(l.trim())).slice(0, 40);
+        assert.equal(r.status, 0, `RED_ISA=${isa} run failed:\n${failures.join('\n')}\n${output.slice(-3000)}`);
+      });
+    }
+  }
+}
