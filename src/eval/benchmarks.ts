@@ -4,6 +4,7 @@
 // problems. Each file stores its gold differently (SOURCES.md); the rules below undo that.
 import path from 'node:path';
 import { getPath, readRecordsDetailed, tryGetPath, type DataRecord, type RecordSource } from '../data/records.ts';
+import { lastBoxed } from '../reward/extract.ts';
 import { fail } from '../util/errors.ts';
 
 /** Where a record keeps its gold answer. */
@@ -103,31 +104,6 @@ export interface EvalProblem {
   goldError?: string;
 }
 
-/** The content of the last `\boxed{…}` (or `\fbox{…}`, or `\boxed 5`) of `text`; null if none. */
-export function lastBoxed(text: string): string | null {
-  let start = -1;
-  let cmdLen = 0;
-  for (const m of text.matchAll(/\\(?:boxed|fbox)(?![A-Za-z])/g)) {
-    start = m.index;
-    cmdLen = m[0].length;
-  }
-  if (start < 0) return null;
-  let i = start + cmdLen;
-  if (text[i] !== '{') {
-    // `\boxed 5`: the token after the space, up to whitespace or a closing `$`.
-    const m = /^\s+([^\s$]+)/.exec(text.slice(i));
-    return m ? m[1] : null;
-  }
-  let depth = 0;
-  for (; i < text.length; i++) {
-    const ch = text[i];
-    if (ch === '\\') i++; // an escaped brace \{ does not count
-    else if (ch === '{') depth++;
-    else if (ch === '}' && --depth === 0) return text.slice(start + cmdLen + 1, i);
-  }
-  return null; // unbalanced
-}
-
 /** "$a$" → "a"; "$69$,$84$" → "69, 84" (several answers, as OlympiadBench writes them). */
 export function stripDollars(s: string): string {
   return s.trim().replace(/\$\s*,\s*\$/g, ', ').replace(/^\$+|\$+$/g, '').trim();
@@ -158,8 +134,8 @@ export function readGold(record: DataRecord, rule: GoldRule): GoldResult {
     }
     case 'lastBoxed': {
       if (typeof raw !== 'string') return { error: `'${rule.path}' is not text` };
-      const boxed = lastBoxed(raw);
-      return boxed === null || boxed.trim() === '' ? { error: `'${rule.path}' has no \\boxed{} answer` } : { gold: boxed.trim() };
+      const boxed = lastBoxed(raw) ?? null;
+      return boxed === null ? { error: `'${rule.path}' has no \\boxed{} answer` } : { gold: boxed.trim() };
     }
     case 'dollarList': {
       const first: unknown = Array.isArray(raw) ? raw[0] : raw;

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { benchmarkByName, BENCHMARKS, lastBoxed, loadBenchmark, readGold, resolveBenchmark, stripDollars } from '../../src/eval/benchmarks.ts';
+import { benchmarkByName, BENCHMARKS, loadBenchmark, readGold, resolveBenchmark, stripDollars } from '../../src/eval/benchmarks.ts';
 
 const DATA = fileURLToPath(new URL('../../../shared/data/benchmarks/', import.meta.url));
 const line = (file: string, row: number): string => readFileSync(DATA + file, 'utf8').split('\n')[row - 1];
@@ -61,13 +61,9 @@ test('--limit keeps the first K problems', async () => {
   assert.deepEqual(p.map((x) => x.index), [0, 1, 2]);
 });
 
-test('lastBoxed, stripDollars and gold rules on hand cases', () => {
-  assert.equal(lastBoxed('a \\boxed{1} then \\boxed{\\frac{1}{2}} end'), '\\frac{1}{2}');
-  assert.equal(lastBoxed('x = \\boxed 7$'), '7');
-  assert.equal(lastBoxed('\\fbox{x^{2}}'), 'x^{2}');
-  assert.equal(lastBoxed('no box'), null);
-  assert.equal(lastBoxed('\\boxed{unclosed'), null);
-  assert.equal(lastBoxed('\\boxed{\\{1,2\\}}'), '\\{1,2\\}');
+test('stripDollars and gold rules on hand cases', () => {
+  assert.deepEqual(readGold({ s: 'a \\boxed{1} then \\boxed{\\frac{1}{2}} end' }, { kind: 'lastBoxed', path: 's' }), { gold: '\\frac{1}{2}' });
+  assert.ok('error' in readGold({ s: 'cut off \\boxed{12' }, { kind: 'lastBoxed', path: 's' }));
   assert.equal(stripDollars('$\\frac{32}{9}$,$\\frac{1}{2}$'), '\\frac{32}{9}, \\frac{1}{2}');
   assert.deepEqual(readGold({ answer: 142.0 }, { kind: 'field', path: 'answer' }), { gold: '142' });
   assert.deepEqual(readGold({ answer: ['1', 2] }, { kind: 'field', path: 'answer' }), { gold: ['1', '2'] });

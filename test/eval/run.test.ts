@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { lastBoxed, loadBenchmark, resolveBenchmark, type EvalProblem } from '../../src/eval/benchmarks.ts';
+import { loadBenchmark, resolveBenchmark, type EvalProblem } from '../../src/eval/benchmarks.ts';
+import { lastBoxed } from '../../src/reward/extract.ts';
 import { samplingFor, type AnswerVerifier, type Completion, type GenerationRequest, type Generator } from '../../src/eval/protocol.ts';
 import type { EvalResults } from '../../src/eval/results.ts';
 import { runEval, type EvalJob } from '../../src/eval/run.ts';
@@ -12,7 +13,7 @@ import { runEval, type EvalJob } from '../../src/eval/run.ts';
 // "???" stands for one the real verifier cannot parse.
 const exactVerifier: AnswerVerifier = {
   async verify(gold, response) {
-    const extracted = lastBoxed(response);
+    const extracted = lastBoxed(response) ?? null;
     const golds = Array.isArray(gold) ? gold : [gold];
     if (golds.includes('???')) return { equal: false, reason: 'gold does not parse' };
     if (extracted === null) return { equal: false, reason: 'no answer' };
