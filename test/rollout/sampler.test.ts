@@ -27,11 +27,16 @@ const PROMPTS = [[122, 145, 191, 61, 311, 159, 52], [350, 117, 185], [221, 208, 
 /** A stand-in tokenizer: token id → one letter, so stop strings can be placed by hand. */
 const letters = { decode: (ids: readonly number[]) => ids.map((id) => String.fromCharCode(97 + (id % 26))).join('') };
 
-function sameSamples(a: Sample[][], b: Sample[][], what: string): void {
+/**
+ * Same ids and finish reasons; log-probs bit-equal on the reference backend, within `tol` where
+ * the backend's GEMM sums in a different order for different batch sizes (native small-M path).
+ */
+function sameSamples(a: Sample[][], b: Sample[][], what: string, tol = 0): void {
   assert.equal(a.length, b.length);
   a.forEach((row, i) => row.forEach((s, j) => {
     assert.deepEqual(b[i][j].ids, s.ids, `${what}: prompt ${i} sample ${j} ids`);
-    assert.deepEqual(b[i][j].logprobs, s.logprobs, `${what}: prompt ${i} sample ${j} logprobs`);
+    if (tol === 0) assert.deepEqual(b[i][j].logprobs, s.logprobs, `${what}: prompt ${i} sample ${j} logprobs`);
+    else s.logprobs.forEach((lp, t) => assert.ok(Math.abs(b[i][j].logprobs[t] - lp) <= tol, `${what}: prompt ${i} sample ${j} logprob ${t}: ${b[i][j].logprobs[t]} vs ${lp}`));
     assert.equal(b[i][j].finishReason, s.finishReason, `${what}: prompt ${i} sample ${j} finish`);
   }));
 }
@@ -90,7 +95,7 @@ for (const backend of availableBackends()) {
     const order: string[] = [];
     const stats = newGenerateStats();
     const small = await generate(model, PROMPTS, { ...params, eosIds, maxBatch: 2, maxPrefillTokens: 8, stats }, (i, j) => order.push(`${i}.${j}`));
-    sameSamples(big, small, 'maxBatch 2');
+    sameSamples(big, small, 'maxBatch 2', backend.name === 'reference' ? 0 : 1e-5);
     assert.equal(order.length, 12);
     // each prompt is prefilled once, however many of its samples wait for a slot
     assert.equal(stats.prefillTokens, PROMPTS.reduce((a, p) => a + p.length, 0));
@@ -98,7 +103,7 @@ for (const backend of availableBackends()) {
     // per-prompt seeds: a prompt's samples do not depend on its position in the call
     const a = await generate(model, PROMPTS, { ...params, eosIds, promptSeeds: [11, 12, 13] });
     const b = await generate(model, [PROMPTS[2], PROMPTS[0]], { ...params, eosIds, promptSeeds: [13, 11] });
-    sameSamples([a[2], a[0]], b, 'promptSeeds');
+    sameSamples([a[2], a[0]], b, 'promptSeeds', backend.name === 'reference' ? 0 : 1e-5);
   });
 
   test(`stop strings end a sample where the string completes; text is cut before it: ${backend.name}`, async () => {
