@@ -70,7 +70,7 @@ export const AlgorithmOptionsSchema = z.strictObject({
   }).prefault({}).describe('DAPO overlong reward shaping'),
   lr: positive.nullable().default(null)
     .describe("learning rate for this method; null = the trainer's optim.lr"),
-  stages: z.array(z.enum(PRESET_NAMES)).default([])
+  stages: z.array(z.enum(PRESET_NAMES)).default(() => [])
     .describe('run these presets in order, each starting from the previous stage\'s final weights; [] = one stage (these options)'),
   sftInterleave: z.strictObject({
     enabled: z.boolean().default(false).describe('ReLIFT: buffer questions whose online rollouts all fail, SFT on their traces when full'),

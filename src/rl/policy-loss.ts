@@ -48,10 +48,11 @@ export const offlineRatios: Record<PiOfflineName, OfflineRatioFn> = {
     return { value: p / (p + gamma), dLogprob: (p * gamma) / ((p + gamma) * (p + gamma)) };
   },
   // accuracy (RED II): ρ = π / sg(π + (1−π)·r̄), dρ/dlog π = π / π_offline.
+  // In log space so that r̄ = 0 gives exactly ρ = π/sg(π) even where π underflows.
   accuracy: (logp, sgLogp, rbar) => {
     const sp = Math.exp(sgLogp);
-    const piOffline = sp + (1 - sp) * rbar;
-    const r = Math.exp(logp) / piOffline;
+    const logPiOffline = rbar === 0 ? sgLogp : Math.log(sp + (1 - sp) * rbar);
+    const r = Math.exp(logp - logPiOffline);
     return { value: r, dLogprob: r };
   },
 };

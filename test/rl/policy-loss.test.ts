@@ -267,3 +267,8 @@ test('micro-batches: shares of the loss sum to the full loss, gradients equal th
     assertClose(sum, full.loss, 1e-12, `${objective}: Σ shares`);
   }
 });
+
+test('accuracy with r̄ = 0 stays exact where π underflows (log π = −800)', () => {
+  const r = offlineRatios.accuracy(-800, -800, 0, 0.1);
+  assert.deepEqual([r.value, r.dLogprob], [1, 1]);
+});
