@@ -8,6 +8,10 @@ import { ComputeEngine } from '@cortex-js/compute-engine';
 type Engine = InstanceType<typeof ComputeEngine>;
 type Expr = NonNullable<ReturnType<Engine['parse']>>;
 
+// `c(x+1)` is c·(x+1), as a reader of an answer takes it (and as sympy's LaTeX parser does); the
+// engine would otherwise guess a function application for an unknown letter before a parenthesis.
+const PARSE_OPTIONS = { resolveApplication: (): 'multiply' => 'multiply' };
+
 export type CasVerdict = { equal: boolean; reason?: string };
 
 // Irregular points in (0.3, 2.9): far from the poles and branch cuts of typical answers, and no
@@ -44,7 +48,7 @@ export class CasComparer {
   private readonly ce: Engine = new ComputeEngine();
 
   private parse(latex: string): Expr | null {
-    const e = this.ce.parse(latex);
+    const e = this.ce.parse(latex, PARSE_OPTIONS);
     if (e.isValid) return e;
     // Spellings the engine rejects but a reader does not: `[…]` as grouping, `\zeta`/`\Gamma` as
     // variables (the engine reads them as functions), commands in subscripts (`L_{\odot}`).
@@ -54,15 +58,27 @@ export class CasComparer {
       .replace(/\\(zeta|Gamma)(?![A-Za-z])/g, '\\operatorname{$1}')
       .replace(/_\{\\([A-Za-z]+)\}/g, '_{$1}');
     if (retry === latex) return null;
-    const again = this.ce.parse(retry);
+    const again = this.ce.parse(retry, PARSE_OPTIONS);
     return again.isValid ? again : null;
   }
 
+  /** Each comparison runs in a scope of its own: the engine declares the symbols it meets (and
+   * infers their types from use), and one answer's `f(x)` must not change how the next one's `f^2`
+   * reads. */
   compare(goldLatex: string, predLatex: string): CasVerdict {
+    this.ce.pushScope();
+    try {
+      return this.compareInScope(goldLatex, predLatex);
+    } finally {
+      this.ce.popScope();
+    }
+  }
+
+  private compareInScope(goldLatex: string, predLatex: string): CasVerdict {
     const a = this.parse(goldLatex);
     const b = this.parse(predLatex);
     if (!a || !b) return { equal: false, reason: `unparseable ${!a ? 'gold' : 'prediction'}` };
-    if (a.isSame(b)) return { equal: true };
+    if (a.isSame(b) || JSON.stringify(a.json) === JSON.stringify(b.json)) return { equal: true };
     const vars = [...new Set([...a.unknowns, ...b.unknowns])].sort();
     if (vars.length === 0) {
       const same = sameValue(a, b);

@@ -99,6 +99,8 @@ export function normalizeLatex(input: string): string {
   s = s.replace(/\bnp\./g, '').replace(/(?<![\\A-Za-z])(arcsin|arccos|arctan|sin|cos|tan|sqrt|log|ln|exp)(?=\()/g, '\\$1');
   // "x \in [1,2]" is the interval.
   s = s.replace(/^\s*[A-Za-z]\s*\\in(?![A-Za-z])/, '');
+  // "t(0,4]" (OlympiadBench) is "t ∈ (0,4]": a letter before a half-open or closed interval.
+  s = s.replace(/^\s*[A-Za-z]\s*(?=(?:\([^()[\]]*,[^()[\]]*\]|\[[^()[\]]*,[^()[\]]*[)\]])\s*$)/, '');
   s = s.replace(/\s+(?:and|or)\s+/gi, ',');
   s = s.trim();
   for (let i = 0; i < 3; i++) s = s.replace(TRAILING_UNIT_RE, '').trim();

@@ -106,6 +106,20 @@ test('random garbage never throws and never exceeds timeout + margin', async () 
   assert.ok(slowest < TIMEOUT_MS + MARGIN_MS + 1500, `slowest ${slowest} ms`); // may include a worker restart
 });
 
+test('verdicts do not depend on what the workers compared before', async () => {
+  // The engine declares `f` a function on meeting f(x)=…; the next answer's f^2 must still read as a power.
+  configureVerifier({ poolSize: 1 });
+  await closeVerifier();
+  try {
+    assert.equal((await verify('f(x)=x^2+1', '\\boxed{f(x)=1+x^2}')).equal, true);
+    assert.equal((await verify('f^2', '\\boxed{f\\cdot f}')).equal, true);
+    assert.equal((await verify('f^2', '\\boxed{2f}')).equal, false);
+  } finally {
+    await closeVerifier();
+    configureVerifier({ poolSize: 2 });
+  }
+});
+
 test('inputs of the wrong type are errors, not exceptions', async () => {
   const r = await verify(undefined as unknown as string, '\\boxed{5}');
   assert.equal(r.equal, false);
