@@ -7,6 +7,7 @@ import { registerData } from './data.ts';
 import { registerGenerate } from './generate.ts';
 import { registerScore } from './score.ts';
 import { registerMethods } from './methods.ts';
+import { registerTrain } from './train.ts';
 
 export function registerCommands(program: Command): void {
   registerBench(program);
@@ -15,4 +16,5 @@ export function registerCommands(program: Command): void {
   registerGenerate(program);
   registerScore(program);
   registerMethods(program);
+  registerTrain(program);
 }

@@ -77,6 +77,8 @@ export interface TrainerEnv {
   verify(items: { gold: string; text: string }[]): Promise<number[]>;
   /** The prompt's token ids through the chat template (cached by the env). */
   promptIds(example: TrainingExample): number[];
+  /** Text of response ids (BREAD verifies the teacher prefix together with its continuation). */
+  decode(ids: readonly number[]): string;
   /** The teacher trace's token ids, untruncated, without EOS. */
   traceIds(example: TrainingExample): number[];
   /** Appended to a trace that was not truncated. */
@@ -466,7 +468,8 @@ export class Trainer {
       const room = Math.max(1, cfg.rollout.maxTokens - n);
       const req = { ...this.rolloutRequest(G, mixSeed(cfg.seed, step, draw, 1 + index, k)), maxTokens: room };
       const [samples] = await timer.time('rollout', () => this.env.generate([p], req));
-      const accs = await timer.time('reward', () => this.env.verify(samples.map((s) => ({ gold: e.answer, text: s.text }))));
+      // The answer may sit in the teacher's prefix: the whole response is prefix + continuation.
+      const accs = await timer.time('reward', () => this.env.verify(samples.map((s) => ({ gold: e.answer, text: this.env.decode([...trace.slice(0, n), ...s.ids]) }))));
       tried.set(k, samples.map((s, j) => ({ group: 0, promptIds: p, responseIds: s.ids, isOffline: false, accuracy: accs[j], reward: accs[j], clipped: s.finishReason === 'length' })));
       return accs.reduce((a, b) => a + b, 0) / accs.length;
     }, o.prefixSearch);

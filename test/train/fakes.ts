@@ -130,6 +130,7 @@ export function makeEnv(config: TrainConfig, n = 6, model = new BigramModel()): 
     verify: fakeVerify,
     promptIds: (e) => [Number(e.problem), Number(e.problem)],
     traceIds: (e) => [Number(e.answer), Number(e.answer)],
+    decode: (ids) => ids.join(' '),
     eosId: EOS,
     examples: examples(n),
     loadWeights: (dir) => readF32Tensors(path.join(dir, 'model.safetensors')).w,

@@ -1,0 +1,149 @@
+// `red train` end to end: reads and validates the config (YAML + --set), writes DIR/config.yaml,
+// builds the real components (Qwen2Model, tokenizer, sampler, verifier, AdamW) into the
+// Trainer's environment and runs every stage; Ctrl-C checkpoints after the current step.
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { loadDataset, promptMessages, type TrainingExample } from '../data/dataset.ts';
+import { getBackend } from '../engine/index.ts';
+import { readWeights } from '../model/io.ts';
+import { Qwen2Model } from '../model/qwen2.ts';
+import { loadTokenizer, type Tokenizer } from '../model/tokenizer.ts';
+import { closeVerifier, verify } from '../reward/index.ts';
+import { resolveStages } from '../rl/options.ts';
+import { generate } from '../rollout/sampler.ts';
+import { fail } from '../util/errors.ts';
+import { writeFileAtomic } from '../util/fs.ts';
+import { applySets, configToYaml, readYamlConfig, resolveTrainConfig, type TrainConfig } from './config.ts';
+import { createProgress, type Progress } from './metrics.ts';
+import { AdamW, clipGradNorm } from './optimizer.ts';
+import { Trainer, type RolloutSample, type TrainerEnv } from './trainer.ts';
+
+export interface TrainCommand {
+  /** YAML config; optional with resume (then DIR/config.yaml). */
+  config?: string;
+  out: string;
+  method?: string;
+  sets: string[];
+  maxSteps?: number;
+  resume: boolean;
+}
+
+/** Markers that end an assistant turn, in the order they are preferred as the trace's EOS. */
+const END_OF_TURN = ['<|im_end|>', '<|endoftext|>'];
+
+/** The config as the command line gives it: the file, then --method, then each --set. */
+export function loadCommandConfig(cmd: TrainCommand): TrainConfig {
+  const file = cmd.config ?? (cmd.resume ? path.join(cmd.out, 'config.yaml') : undefined);
+  if (!file) fail('--config is required (or --resume with an output folder that holds config.yaml)');
+  if (!existsSync(file)) fail(`${file}: config file not found`);
+  const raw = readYamlConfig(file);
+  if (cmd.method !== undefined) raw.method = cmd.method;
+  applySets(raw, cmd.sets);
+  const sources = [file, cmd.method !== undefined ? '--method' : '', cmd.sets.length > 0 ? '--set' : ''].filter((s) => s !== '');
+  return resolveTrainConfig(raw, sources.join(' + '));
+}
+
+/** Runs `red train`; returns the last step done. */
+export async function runTrain(cmd: TrainCommand, progress?: Progress): Promise<number> {
+  const config = loadCommandConfig(cmd);
+  const stages = resolveStages(config.algorithm);
+  try {
+    mkdirSync(cmd.out, { recursive: true });
+    writeFileAtomic(path.join(cmd.out, 'config.yaml'), configToYaml(config));
+  } catch (err) {
+    fail(`cannot write to the output folder ${cmd.out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const env = await buildEnv(config, stages.some((s) => s.klCoef > 0));
+  const p = progress ?? createProgress(config.log.progress);
+  const trainer = new Trainer(env, { config, stages, outDir: cmd.out, maxSteps: cmd.maxSteps, resume: cmd.resume, progress: p });
+  let interrupts = 0;
+  const onSigint = () => {
+    interrupts++;
+    if (interrupts > 1) {
+      p.stop();
+      process.stderr.write('\nsecond Ctrl-C: exiting without a checkpoint of the current step\n');
+      process.exit(130);
+    }
+    p.log('Ctrl-C: finishing the current step, then writing a checkpoint (Ctrl-C again to quit now)');
+    trainer.requestStop();
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    const last = await trainer.run();
+    p.stop();
+    process.stderr.write(`red train: stopped at step ${last}; outputs in ${cmd.out}\n`);
+    return last;
+  } finally {
+    process.off('SIGINT', onSigint);
+    p.stop();
+    await closeVerifier();
+  }
+}
+
+/** The real components behind the Trainer. */
+export async function buildEnv(config: TrainConfig, needsReference: boolean): Promise<TrainerEnv> {
+  const data = await loadDataset(config.data.train, { fields: config.data.fields, onBadRow: config.data.onBadRow });
+  const backend = getBackend(config.model.backend);
+  const model = await Qwen2Model.load(config.model.path, { backend });
+  const tokenizer = loadTokenizer(config.model.path, model.config.vocabSize);
+  const refModel = needsReference ? await Qwen2Model.load(config.model.referencePath ?? config.model.path, { backend }) : null;
+  if (refModel && refModel.params.length !== model.params.length) fail(`model.referencePath: ${config.model.referencePath} is not the same architecture as model.path`);
+  const stopIds = stopTokenIds(tokenizer);
+  const eosId = END_OF_TURN.map((t) => tokenizer.tokenToId(t)).find((id) => id !== undefined) ?? tokenizer.eosIds[0];
+  if (eosId === undefined) fail(`${config.model.path}: the tokenizer has no end-of-turn or EOS token to end the teacher traces with`);
+  const o = config.optim;
+
+  // Prompt ids are cached (short, reused every epoch); traces only for small sets (a 46k × 8k-token
+  // cache would not fit in memory).
+  const promptCache = new Map<string, number[]>();
+  const traceCache = data.examples.length <= 20_000 ? new Map<string, number[]>() : null;
+  const promptIds = (e: TrainingExample): number[] => {
+    let ids = promptCache.get(e.id);
+    if (!ids) {
+      ids = tokenizer.encode(tokenizer.applyChatTemplate(promptMessages(e), true));
+      promptCache.set(e.id, ids);
+    }
+    return ids;
+  };
+  const traceIds = (e: TrainingExample): number[] => {
+    if (e.trace === undefined) fail(`${config.data.train}: ${e.id} has no teacher trace`);
+    const hit = traceCache?.get(e.id);
+    if (hit) return hit;
+    const ids = tokenizer.encode(e.trace);
+    traceCache?.set(e.id, ids);
+    return ids;
+  };
+
+  return {
+    model,
+    refModel,
+    createOptimizer: () => new AdamW(backend, model.params, model.grads, model.layout,
+      { lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay }),
+    clipGradNorm: (maxNorm) => clipGradNorm(backend, model.grads, maxNorm),
+    generate: async (prompts, req) => {
+      const samples = await generate(model, prompts, {
+        n: req.n, temperature: req.temperature, topP: req.topP, topK: req.topK, maxTokens: req.maxTokens,
+        seed: req.seed, eosIds: stopIds, stopStrings: req.stopStrings, tokenizer,
+      });
+      return samples.map((row) => row.map((s): RolloutSample => ({ ids: s.ids, text: s.text ?? tokenizer.decode(s.ids), finishReason: s.finishReason })));
+    },
+    verify: (items) => Promise.all(items.map(async (x) => ((await verify(x.gold, x.text)).equal ? 1 : 0))),
+    promptIds,
+    traceIds,
+    decode: (ids) => tokenizer.decode(ids),
+    eosId,
+    examples: data.examples,
+    loadWeights: (dir) => readWeights(dir, model.layout, model.config),
+    skippedRows: data.skipped,
+  };
+}
+
+/** Rollouts end on the tokenizer's EOS ids and on the chat end-of-turn markers. */
+function stopTokenIds(tokenizer: Tokenizer): number[] {
+  const ids = new Set(tokenizer.eosIds);
+  for (const t of END_OF_TURN) {
+    const id = tokenizer.tokenToId(t);
+    if (id !== undefined) ids.add(id);
+  }
+  return [...ids].sort((a, b) => a - b);
+}

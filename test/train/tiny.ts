@@ -1,0 +1,33 @@
+// A tiny real setup for end-to-end trainer tests: the built-in task's data and tokenizer and a
+// randomly initialised 2-layer Qwen2 (vocab 512, C 32) saved as a Hugging Face folder.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseConfig } from '../../src/model/config.ts';
+import { Qwen2Model } from '../../src/model/qwen2.ts';
+import { writeBuiltinDataset } from '../../src/data/task/builtin.ts';
+import { writeBuiltinTokenizer, BUILTIN_VOCAB_SIZE } from '../../src/data/task/tokenizer.ts';
+import { referenceBackend } from '../../src/engine/reference.ts';
+
+export const TINY_CONFIG = {
+  architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', hidden_act: 'silu',
+  vocab_size: BUILTIN_VOCAB_SIZE, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
+  num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 10000,
+  max_position_embeddings: 1024, tie_word_embeddings: true, initializer_range: 0.1,
+};
+
+/** Writes DIR/model (weights + tokenizer) and DIR/data (train.jsonl, test.jsonl); returns their paths. */
+export function writeTinySetup(dir: string, trainRows = 24): { model: string; train: string } {
+  const model = path.join(dir, 'model');
+  const data = path.join(dir, 'data');
+  mkdirSync(model, { recursive: true });
+  const m = Qwen2Model.init(parseConfig(TINY_CONFIG), 3, { backend: referenceBackend });
+  m.save(model);
+  writeBuiltinTokenizer(model);
+  writeBuiltinDataset({ out: data, seed: 1, train: trainRows, test: 4 });
+  return { model, train: path.join(data, 'train.jsonl') };
+}
+
+export function writeConfig(file: string, text: string): string {
+  writeFileSync(file, text);
+  return file;
+}
