@@ -63,6 +63,8 @@ export interface EvalResults {
   benchmarks: BenchmarkResult[];
   /** Mean of the per-benchmark Acc and LEN (benchmarks with nothing scored are left out). */
   overall: { acc: number; len: number; benchmarks: number };
+  /** The same figures in the project's metric vocabulary: eval/<benchmark>/acc, eval/<benchmark>/len, eval/overall/…. */
+  metrics: Record<string, number>;
   throughput?: Throughput;
 }
 
@@ -124,6 +126,22 @@ export function benchmarkResult(
 export function overallOf(benchmarks: readonly BenchmarkResult[]): EvalResults['overall'] {
   const done = benchmarks.filter((b) => b.scored > 0);
   return { acc: mean(done.map((b) => b.acc)), len: mean(done.map((b) => b.len)), benchmarks: done.length };
+}
+
+/** eval/<benchmark>/{acc,len,pass@k at powers of two} and eval/overall/{acc,len}. */
+export function metricsOf(benchmarks: readonly BenchmarkResult[], overall: EvalResults['overall']): Record<string, number> {
+  const m: Record<string, number> = {};
+  for (const b of benchmarks) {
+    if (b.scored === 0) continue;
+    m[`eval/${b.name}/acc`] = b.acc;
+    m[`eval/${b.name}/len`] = b.len;
+    for (let k = 2; k <= b.passAtK.length; k *= 2) m[`eval/${b.name}/pass@${k}`] = b.passAtK[k - 1];
+  }
+  if (overall.benchmarks > 0) {
+    m['eval/overall/acc'] = overall.acc;
+    m['eval/overall/len'] = overall.len;
+  }
+  return m;
 }
 
 const pct = (x: number): string => (Number.isFinite(x) ? (100 * x).toFixed(2) : '–');

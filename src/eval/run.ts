@@ -18,7 +18,7 @@ import {
   type PromptStyle,
   type SamplingSettings,
 } from './protocol.ts';
-import { benchmarkResult, overallOf, resultsMarkdown, type EvalResults, type Throughput } from './results.ts';
+import { benchmarkResult, metricsOf, overallOf, resultsMarkdown, type EvalResults, type Throughput } from './results.ts';
 import { problemKey, SamplesLog, type ProblemRecord, type SampleRecord } from './samples-log.ts';
 
 export interface EvalJob {
@@ -238,8 +238,10 @@ export async function runEval(o: RunEvalOptions): Promise<EvalResults> {
     seed: o.seed,
     benchmarks: o.jobs.map((j) => benchmarkResult(j.spec, j.file, j.sampling, j.problems, log.existing)),
     overall: { acc: NaN, len: NaN, benchmarks: 0 },
+    metrics: {},
   };
   results.overall = overallOf(results.benchmarks);
+  results.metrics = metricsOf(results.benchmarks, results.overall);
   if (pending.length > 0) {
     const samples = progress.samplesTotal;
     const t: Throughput = { problems: pending.length, samples, tokens, wallS, problemsPerS: pending.length / wallS, samplesPerS: samples / wallS, tokensPerS: tokens / wallS };
@@ -247,6 +249,13 @@ export async function runEval(o: RunEvalOptions): Promise<EvalResults> {
   }
   await writeResults(o.outDir, results, o.chart ?? true);
   return results;
+}
+
+function powersOfTwo(max: number): number[] {
+  const out: number[] = [];
+  for (let k = 1; k <= max; k *= 2) out.push(k);
+  if (out[out.length - 1] !== max) out.push(max);
+  return out;
 }
 
 /** results.json, results.md, and the pass@k chart (passk.svg, passk.png). */
@@ -261,7 +270,8 @@ export async function writeResults(outDir: string, results: EvalResults, chart: 
   const kMax = Math.max(...series.map((s) => s.points.length));
   const { svg, png } = await lineChart({
     title: `pass@k: ${path.basename(results.model)}`,
-    x: { title: 'k (samples)', scale: kMax > 1 ? 'log' : 'linear', domain: [1, Math.max(kMax, 2)] },
+    // Log-k axis labelled at powers of two (1, 2, 4, … 32), as pass@k curves usually are.
+    x: { title: 'k (samples)', scale: 'log', domain: [1, Math.max(kMax, 2)], ticks: powersOfTwo(Math.max(kMax, 2)), format: 'd' },
     y: { title: 'pass@k', format: '.0%', domain: [0, 1] },
     series,
   });

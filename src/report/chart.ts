@@ -53,7 +53,8 @@ export interface LineSeries {
 
 export interface LineChartOptions {
   title: string;
-  x: { title: string; scale?: 'linear' | 'log'; domain?: [number, number] };
+  /** `ticks`: the x values to label (e.g. powers of two on a log axis); `format`: d3-format. */
+  x: { title: string; scale?: 'linear' | 'log'; domain?: [number, number]; ticks?: number[]; format?: string };
   y: { title: string; format?: string; domain?: [number, number] };
   series: readonly LineSeries[];
   width?: number;
@@ -76,6 +77,7 @@ export function lineChartSpec(o: LineChartOptions): TopLevelSpec {
         type: 'quantitative',
         title: o.x.title,
         scale: { type: o.x.scale ?? 'linear', ...(o.x.domain ? { domain: o.x.domain, nice: false } : {}) },
+        ...(o.x.ticks || o.x.format ? { axis: { ...(o.x.ticks ? { values: o.x.ticks } : {}), ...(o.x.format ? { format: o.x.format } : {}) } } : {}),
       },
       y: {
         field: 'y',

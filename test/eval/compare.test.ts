@@ -1,11 +1,14 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { compareFolders } from '../../src/eval/compare.ts';
-import { overallOf, type BenchmarkResult, type EvalResults } from '../../src/eval/results.ts';
+import { metricsOf, overallOf, type BenchmarkResult, type EvalResults } from '../../src/eval/results.ts';
+
+const ROOT = mkdtempSync(path.join(tmpdir(), 'red-eval-test-'));
+after(() => rmSync(ROOT, { recursive: true, force: true }));
 
 function bench(name: string, title: string, acc: number, len: number): BenchmarkResult {
   return {
@@ -15,7 +18,8 @@ function bench(name: string, title: string, acc: number, len: number): Benchmark
 }
 
 function results(model: string, benchmarks: BenchmarkResult[]): EvalResults {
-  return { model, prompt: 'qwen-boxed', seed: 0, benchmarks, overall: overallOf(benchmarks) };
+  const overall = overallOf(benchmarks);
+  return { model, prompt: 'qwen-boxed', seed: 0, benchmarks, overall, metrics: metricsOf(benchmarks, overall) };
 }
 
 function writeRun(root: string, name: string, r: EvalResults): string {
@@ -26,7 +30,7 @@ function writeRun(root: string, name: string, r: EvalResults): string {
 }
 
 test('--compare lays models side by side with the mean of per-benchmark Acc and LEN', async () => {
-  const root = mkdtempSync(path.join(tmpdir(), 'red-compare-'));
+  const root = mkdtempSync(path.join(ROOT, 'red-compare-'));
   const grpo = writeRun(root, 'grpo', results('m1', [bench('aime24', 'AIME24', 0.1, 1000), bench('math500', 'MATH500', 0.7, 600)]));
   // RED has one benchmark more; its overall covers three, GRPO's two.
   const red = writeRun(root, 'red', results('m2', [bench('aime24', 'AIME24', 0.2, 2000), bench('math500', 'MATH500', 0.75, 700), bench('amc', 'AMC', 0.45, 1500)]));
@@ -43,7 +47,7 @@ test('--compare lays models side by side with the mean of per-benchmark Acc and 
 });
 
 test('red eval --compare prints the table and names a folder without results', () => {
-  const root = mkdtempSync(path.join(tmpdir(), 'red-compare-cli-'));
+  const root = mkdtempSync(path.join(ROOT, 'red-compare-cli-'));
   const a = writeRun(root, 'a', results('m', [bench('math500', 'MATH500', 0.5, 10)]));
   const bin = new URL('../../bin/red.js', import.meta.url).pathname;
   const ok = spawnSync(process.execPath, [bin, 'eval', '--compare', a], { encoding: 'utf8' });

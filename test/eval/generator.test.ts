@@ -1,9 +1,9 @@
 // The evaluator over the real sampler: a tiny random Qwen2 on the reference backend and a
 // byte-level tokenizer with a ChatML template, so prompts, stop ids and per-problem seeds are
 // exercised end to end in well under a second of decoding.
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { referenceBackend } from '../../src/engine/reference.ts';
@@ -16,6 +16,9 @@ import { Qwen2Model } from '../../src/model/qwen2.ts';
 import { Tokenizer } from '../../src/model/tokenizer.ts';
 import { byteToChar } from '../../src/data/task/tokenizer.ts';
 import { lastBoxed } from '../../src/reward/extract.ts';
+
+const ROOT = mkdtempSync(path.join(tmpdir(), 'red-eval-test-'));
+after(() => rmSync(ROOT, { recursive: true, force: true }));
 
 const CHATML =
   "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{%- endfor %}" +
@@ -64,7 +67,7 @@ test('prompts go through the chat template and both end markers stop generation'
 });
 
 test('with the real sampler, an interrupted and resumed run writes the same samples as one uninterrupted run', async () => {
-  const data = mkdtempSync(path.join(tmpdir(), 'red-evalgen-'));
+  const data = mkdtempSync(path.join(ROOT, 'red-evalgen-'));
   const file = path.join(data, 'q.jsonl');
   writeFileSync(file, ['1+1', '2+3', '4*2', '9-5', '6/3'].map((p, i) => JSON.stringify({ problem: `Compute ${p}.`, answer: String(i) })).join('\n') + '\n');
   const spec = resolveBenchmark(`q=${file}`, undefined, 3);

@@ -1,6 +1,6 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadBenchmark, resolveBenchmark, type EvalProblem } from '../../src/eval/benchmarks.ts';
@@ -8,6 +8,9 @@ import { lastBoxed } from '../../src/reward/extract.ts';
 import { samplingFor, type AnswerVerifier, type Completion, type GenerationRequest, type Generator } from '../../src/eval/protocol.ts';
 import type { EvalResults } from '../../src/eval/results.ts';
 import { runEval, type EvalJob } from '../../src/eval/run.ts';
+
+const ROOT = mkdtempSync(path.join(tmpdir(), 'red-eval-test-'));
+after(() => rmSync(ROOT, { recursive: true, force: true }));
 
 // A verifier that needs no math: the last \boxed{} must equal a gold exactly. A gold spelled
 // "???" stands for one the real verifier cannot parse.
@@ -84,7 +87,7 @@ async function setup(dir: string): Promise<{ jobs: EvalJob[]; table: Record<stri
 const close = (actual: number, expected: number, what: string): void => assert.ok(Math.abs(actual - expected) < 1e-12, `${what}: ${actual} ≠ ${expected}`);
 
 test('Acc, LEN, per-level accuracy, pass@k and overall from controlled answers', async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-eval-'));
+  const dir = mkdtempSync(path.join(ROOT, 'red-eval-'));
   const { jobs, table } = await setup(dir);
   const calls: GenerationRequest[][] = [];
   const r = await runEval({ outDir: dir, model: 'fake', jobs, generate: fakeGenerator(table, calls), verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 1000, chart: false });
@@ -107,6 +110,9 @@ test('Acc, LEN, per-level accuracy, pass@k and overall from controlled answers',
   // Overall: mean of per-benchmark Acc, (1.25/3 + 0.75)/2.
   close(r.overall.acc, (1.25 / 3 + 0.75) / 2, 'overall acc');
   close(r.overall.len, 25, 'overall len');
+  close(r.metrics['eval/A/acc'], 1.25 / 3, 'metric eval/A/acc');
+  close(r.metrics['eval/A/pass@4'], 2 / 3, 'metric eval/A/pass@4');
+  close(r.metrics['eval/overall/len'], 25, 'metric eval/overall/len');
   assert.equal(r.throughput?.problems, 7);
   assert.equal(r.throughput?.samples, 16);
 
@@ -134,12 +140,12 @@ function withoutThroughput(r: EvalResults): EvalResults {
 }
 
 test('a run interrupted mid-way (crash, truncated last line) resumes to the same results', async () => {
-  const data = mkdtempSync(path.join(tmpdir(), 'red-eval-data-'));
-  const whole = mkdtempSync(path.join(tmpdir(), 'red-eval-whole-'));
+  const data = mkdtempSync(path.join(ROOT, 'red-eval-data-'));
+  const whole = mkdtempSync(path.join(ROOT, 'red-eval-whole-'));
   const { jobs, table } = await setup(data);
   const full = await runEval({ outDir: whole, model: 'fake', jobs, generate: fakeGenerator(table), verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 4, chart: false });
 
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-eval-resume-'));
+  const dir = mkdtempSync(path.join(ROOT, 'red-eval-resume-'));
   const { jobs: jobs2 } = await setup(data);
   // Crash in the third generator call: the first two chunks (A0, A1) are on disk.
   let calls = 0;
@@ -174,7 +180,7 @@ test('a run interrupted mid-way (crash, truncated last line) resumes to the same
 });
 
 test('a gold answer that cannot be read or parsed is listed and warned about, not scored', async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-eval-gold-'));
+  const dir = mkdtempSync(path.join(ROOT, 'red-eval-gold-'));
   const file = writeJsonl(path.join(dir, 'g.jsonl'), [
     { problem: 'G0', answer: '4' },
     { problem: 'G1', answer: '' },
