@@ -11,6 +11,10 @@ import { loadConfig, type ModelConfig } from '../../src/model/config.ts';
 import { modelViews, paramLayout, type ModelViews } from '../../src/model/params.ts';
 import { SafetensorsFile } from '../../src/model/safetensors.ts';
 import { KvDecoder } from '../../src/model/decode.ts';
+import { packSequences } from '../../src/model/batch.ts';
+import { parseConfig } from '../../src/model/config.ts';
+import { Qwen2Model } from '../../src/model/qwen2.ts';
+import { Rng } from '../../src/util/rng.ts';
 
 const fixtures = fileURLToPath(new URL('../../../shared/fixtures/', import.meta.url));
 
@@ -84,4 +88,51 @@ for (const backend of availableBackends()) {
     test(`KV-cache decoding reproduces transformers' logits: ${name} on ${backend.name}`, () => checkAgainstGolden(backend, name));
   }
 }
+/**
+ * A wider GQA shape (8 query heads on 2 kv heads, head dim 32) and five sequences of uneven
+ * lengths, prefilled in two packed passes into scattered slots, then decoded with sequences
+ * dropping out as they end: every step's logits equal the full training forward's logits.
+ */
+function checkAgainstFullForward(backend: Backend): void {
+  const config = parseConfig({
+    model_type: 'qwen2', hidden_size: 256, num_hidden_layers: 2, num_attention_heads: 8, num_key_value_heads: 2,
+    intermediate_size: 320, vocab_size: 500, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: false,
+  });
+  const model = Qwen2Model.init(config, 1, { backend });
+  // larger weights than the 0.02 init, so attention is far from uniform
+  for (let i = 0; i < model.params.length; i++) model.params[i] *= 4;
+  const rng = new Rng(5);
+  const lens = [3, 40, 17, 9, 26], prompt = [2, 11, 5, 1, 8], slotOf = [6, 0, 3, 5, 1];
+  const seqs = lens.map((n) => Array.from({ length: n }, () => rng.int(500)));
+  const full = model.logits(packSequences(seqs));
+  const V = 500;
+  const rowOf = (b: number, t: number) => lens.slice(0, b).reduce((a, x) => a + x, 0) + t;
+  const dec = new KvDecoder(backend, config, model.w, 7, 48);
+  let worst = 0;
+  for (const group of [[0, 1, 2], [3, 4]]) {
+    const ids = Int32Array.from(group.flatMap((b) => seqs[b].slice(0, prompt[b])));
+    const cu = Int32Array.from([0, ...group.map((_, i) => group.slice(0, i + 1).reduce((a, b) => a + prompt[b], 0))]);
+    const logits = dec.prefill(ids, cu, Int32Array.from(group.map((b) => slotOf[b])), group.length);
+    group.forEach((b, i) => { worst = Math.max(worst, maxDiff(logits, i * V, full, rowOf(b, prompt[b] - 1) * V, V)); });
+  }
+  const pos = [...prompt];
+  for (;;) {
+    const active = [0, 1, 2, 3, 4].filter((b) => pos[b] < lens[b]);
+    if (active.length === 0) break;
+    const out = dec.step(Int32Array.from(active.map((b) => seqs[b][pos[b]])), Int32Array.from(active.map((b) => slotOf[b])),
+      Int32Array.from(active.map((b) => pos[b])), active.length);
+    active.forEach((b, i) => { worst = Math.max(worst, maxDiff(out, i * V, full, rowOf(b, pos[b]) * V, V)); pos[b]++; });
+  }
+  // float32 sums in another order (native): atol + rtol·max|logit|, logits here reach ~20
+  let scale = 0;
+  for (const x of full) scale = Math.max(scale, Math.abs(x));
+  const tol = 1e-4 + 3e-5 * scale;
+  console.log(`GQA 8/2, HD 32 on ${backend.name}: max |KV-cache logit − full forward| = ${worst.toExponential(2)} (tol ${tol.toExponential(2)}, max |logit| ${scale.toFixed(1)})`);
+  assert.ok(worst < tol, `KV-cache logits differ from the full forward by ${worst}`);
+}
+
+for (const backend of availableBackends()) {
+  test(`KV-cache decoding equals the full forward, uneven sequences in scattered slots: ${backend.name}`, () => checkAgainstFullForward(backend));
+}
+
 test('backends skipped', { skip: skippedBackends().join(', ') || false }, () => {});
