@@ -8,6 +8,7 @@ import { registerGenerate } from './generate.ts';
 import { registerScore } from './score.ts';
 import { registerMethods } from './methods.ts';
 import { registerTrain } from './train.ts';
+import { registerVerify } from './verify.ts';
 
 export function registerCommands(program: Command): void {
   registerBench(program);
@@ -17,4 +18,5 @@ export function registerCommands(program: Command): void {
   registerScore(program);
   registerMethods(program);
   registerTrain(program);
+  registerVerify(program);
 }

@@ -1,0 +1,109 @@
+// `red verify`: one verdict (`--gold G --pred P`, prints true/false, exit code 0 either way) or a
+// JSONL stream (`--jsonl FILE|-`): each line {"gold", "pred"} comes back with "equal" (and "reason"
+// when not equal) added, in input order, while later lines are still being verified.
+import type { Command } from 'commander';
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fail } from '../util/errors.ts';
+
+interface VerifyCliOptions {
+  gold?: string;
+  pred?: string;
+  explain: boolean;
+  jsonl?: string;
+  timeoutMs: string;
+  workers?: string;
+}
+
+function positiveInt(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) fail(`${flag} must be a positive integer, got '${value}'`);
+  return n;
+}
+
+async function write(line: string): Promise<void> {
+  if (!process.stdout.write(line + '\n')) await new Promise<void>((r) => process.stdout.once('drain', () => r()));
+}
+
+export function registerVerify(program: Command): void {
+  program
+    .command('verify')
+    .description('check a model answer against a gold answer (Math-Verify semantics): --gold/--pred, or --jsonl FILE|-')
+    .option('--gold <answer>', 'the gold answer (LaTeX, a number, or a solution ending in \\boxed{})')
+    .option('--pred <response>', 'the model response (its last \\boxed{} is the answer)')
+    .option('--explain', 'also print the reason and the extracted answer', false)
+    .option('--jsonl <file>', 'verify each line {"gold", "pred"} of FILE ("-" = stdin), writing it back with "equal"')
+    .option('--timeout-ms <ms>', 'CAS time allowed per comparison', '1000')
+    .option('--workers <n>', 'CAS worker threads (default: number of cores)')
+    .action(async (opts: VerifyCliOptions) => {
+      const timeoutMs = positiveInt(opts.timeoutMs, '--timeout-ms');
+      const reward = await import('../reward/index.ts');
+      if (opts.workers !== undefined) reward.configureVerifier({ poolSize: positiveInt(opts.workers, '--workers') });
+      try {
+        if (opts.jsonl !== undefined) {
+          if (opts.gold !== undefined || opts.pred !== undefined) fail('use either --jsonl or --gold/--pred, not both');
+          await verifyJsonl(opts.jsonl, timeoutMs, reward.verify);
+          return;
+        }
+        if (opts.gold === undefined || opts.pred === undefined) fail('red verify needs --gold and --pred (or --jsonl FILE)');
+        const r = await reward.verify(opts.gold, opts.pred, { timeoutMs });
+        console.log(String(r.equal));
+        if (opts.explain) {
+          console.log(`reason: ${r.reason ?? (r.equal ? 'equal' : 'not_equal')}`);
+          console.log(`extracted: ${r.extracted ?? '(none)'}`);
+        }
+      } finally {
+        await reward.closeVerifier();
+      }
+    });
+}
+
+type VerifyFn = typeof import('../reward/index.ts').verify;
+
+// Lines in flight at once: enough to keep every worker busy, bounded so memory stays flat.
+const WINDOW = 256;
+
+async function verifyJsonl(file: string, timeoutMs: number, verify: VerifyFn): Promise<void> {
+  const input = file === '-' ? process.stdin : createReadStream(file);
+  const opened = new Promise<void>((resolve, reject) => {
+    if (file === '-') resolve();
+    else input.once('open', () => resolve()).once('error', reject);
+  });
+  try {
+    await opened;
+  } catch (err) {
+    fail(`cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const lines = createInterface({ input, crlfDelay: Infinity });
+  // Output in input order: a FIFO of pending lines, the oldest written as soon as it is settled.
+  const pending: Array<Promise<string>> = [];
+  let lineNo = 0;
+  for await (const raw of lines) {
+    lineNo++;
+    if (raw.trim() === '') continue;
+    pending.push(verifyLine(raw, lineNo, timeoutMs, verify));
+    if (pending.length >= WINDOW) await write(await pending.shift()!);
+  }
+  while (pending.length > 0) await write(await pending.shift()!);
+}
+
+async function verifyLine(raw: string, lineNo: number, timeoutMs: number, verify: VerifyFn): Promise<string> {
+  let row: unknown;
+  try {
+    row = JSON.parse(raw);
+  } catch (err) {
+    return JSON.stringify({ line: lineNo, error: `line ${lineNo}: not JSON (${err instanceof Error ? err.message : String(err)})`, input: raw });
+  }
+  if (row === null || typeof row !== 'object' || Array.isArray(row)) {
+    return JSON.stringify({ line: lineNo, error: `line ${lineNo}: expected an object {"gold", "pred"}`, input: raw });
+  }
+  const obj = row as Record<string, unknown>;
+  const gold = obj.gold;
+  const pred = obj.pred;
+  const goldOk = typeof gold === 'string' || typeof gold === 'number' || (Array.isArray(gold) && gold.every((g) => typeof g === 'string'));
+  if (!goldOk || typeof pred !== 'string') {
+    return JSON.stringify({ ...obj, error: `line ${lineNo}: expected "gold" (string, number or list of strings) and "pred" (string)` });
+  }
+  const r = await verify(gold as string | number | string[], pred, { timeoutMs });
+  return JSON.stringify(r.equal ? { ...obj, equal: true } : { ...obj, equal: false, reason: r.reason });
+}

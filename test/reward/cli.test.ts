@@ -1,0 +1,88 @@
+// `red verify` as a user runs it: a child process of bin/red.js, single verdicts and JSONL
+// streams (order kept, a malformed line reported and skipped over, the process exits by itself).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+const RED = new URL('../../bin/red.js', import.meta.url).pathname;
+
+function red(args: string[], stdin?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [RED, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(stdin ?? '');
+  });
+}
+
+test('red verify --gold --pred prints true/false, exit code 0 either way', async () => {
+  const yes = await red(['verify', '--gold', '\\frac{1}{2}', '--pred', 'so the answer is \\boxed{0.5}', '--workers', '1']);
+  assert.equal(yes.code, 0, yes.stderr);
+  assert.equal(yes.stdout, 'true\n');
+  const no = await red(['verify', '--gold', '3', '--pred', '\\boxed{4}', '--explain', '--workers', '1']);
+  assert.equal(no.code, 0, no.stderr);
+  assert.deepEqual(no.stdout.trim().split('\n'), ['false', 'reason: not_equal', 'extracted: 4']);
+  // A symbolic comparison goes through a worker thread started from the CLI's tsx registration.
+  const sym = await red(['verify', '--gold', 'x^2-1', '--pred', '\\boxed{(x+1)(x-1)}', '--workers', '1']);
+  assert.equal(sym.stdout, 'true\n', sym.stderr);
+});
+
+test('red verify without --gold/--pred is one clear error line', async () => {
+  const r = await red(['verify', '--gold', '3']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^red: .*--gold and --pred/);
+});
+
+test('red verify --jsonl: verdicts added in input order, a malformed line reported, the run goes on', async () => {
+  const rows = [
+    { gold: '5', pred: '\\boxed{5}', id: 0 },
+    { gold: 'x^2+2x+1', pred: 'work \\boxed{(x+1)^2}', id: 1 },
+    'this line is not JSON',
+    { gold: '2', pred: '\\boxed{9^{9^{9^{9}}}}', id: 3 },
+    { gold: '\\{1,2\\}', pred: '\\boxed{\\{2,1\\}}', id: 4 },
+    { gold: '7', id: 5 },
+    { gold: '0.5', pred: '\\boxed{\\frac{1}{3}}', id: 6 },
+  ];
+  // Many quick numeric lines after slow ones: if output followed completion order, they would overtake.
+  for (let i = 7; i < 300; i++) rows.push({ gold: String(i), pred: `\\boxed{${i % 2 === 0 ? i : i + 1}}`, id: i });
+  const text = rows.map((r) => (typeof r === 'string' ? r : JSON.stringify(r))).join('\n') + '\n';
+  const dir = mkdtempSync(path.join(tmpdir(), 'red-verify-'));
+  try {
+    const file = path.join(dir, 'pairs.jsonl');
+    writeFileSync(file, text);
+    for (const args of [['--jsonl', file], ['--jsonl', '-']]) {
+      const r = await red(['verify', ...args, '--workers', '2', '--timeout-ms', '500'], args[1] === '-' ? text : undefined);
+      assert.equal(r.code, 0, r.stderr);
+      const out = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      assert.equal(out.length, rows.length);
+      assert.deepEqual(out.slice(0, 7).map((o) => [o.id, o.equal]), [[0, true], [1, true], [undefined, undefined], [3, false], [4, true], [5, undefined], [6, false]]);
+      assert.equal(out[2].line, 3);
+      assert.match(String(out[2].error), /not JSON/);
+      assert.equal(out[3].reason, 'timeout');
+      assert.match(String(out[5].error), /"pred"/);
+      for (let i = 7; i < 300; i++) {
+        assert.equal(out[i].id, i, `line ${i + 1} out of order`);
+        assert.equal(out[i].equal, i % 2 === 0);
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('red verify --jsonl on a missing file is one clear error line', async () => {
+  const r = await red(['verify', '--jsonl', '/nonexistent/pairs.jsonl']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^red: cannot read \/nonexistent\/pairs\.jsonl/);
+});
