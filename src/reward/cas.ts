@@ -4,6 +4,7 @@
 // itself, or at fixed sample points for every free variable (a numeric identity test, in place
 // of sympy's `simplify(a - b) == 0`).
 import { ComputeEngine } from '@cortex-js/compute-engine';
+import { evalJson } from './evalJson.ts';
 
 type Engine = InstanceType<typeof ComputeEngine>;
 type Expr = NonNullable<ReturnType<Engine['parse']>>;
@@ -87,10 +88,15 @@ export class CasComparer {
     // Free variables: both sides must agree at every sample point where both are defined, and be
     // defined at two points at least (an expression and its restriction to a domain differ elsewhere).
     let compared = 0;
+    const aJson = a.json;
+    const bJson = b.json;
     for (let k = 0; k < SAMPLES.length; k++) {
       const sub: Record<string, number> = {};
       vars.forEach((v, i) => (sub[v] = SAMPLES[(k + i * 2) % SAMPLES.length] + 0.01 * i));
-      const same = sameValue(a.subs(sub), b.subs(sub), true);
+      // Fast real evaluation first; the engine (complex-capable, slower) where it cannot tell.
+      const fa = evalJson(aJson, sub);
+      const fb = evalJson(bJson, sub);
+      const same = Number.isFinite(fa) && Number.isFinite(fb) ? valuesClose(fa, fb) : sameValue(a.subs(sub), b.subs(sub), true);
       if (same === false) return { equal: false };
       if (same === true) compared++;
     }
