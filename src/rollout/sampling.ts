@@ -35,11 +35,24 @@ export function sampleRng(seed: number, promptIndex: number, sampleIndex: number
   return new Rng(h);
 }
 
+/** The length of the shortest prefix of ids whose mass reaches target (at least 1). */
+function prefixReaching(p: Float64Array, ids: Int32Array, target: number): number {
+  let acc = 0;
+  for (let i = 0; i < ids.length; i++) {
+    acc += p[ids[i]];
+    if (acc >= target) return i + 1;
+  }
+  return Math.max(1, ids.length);
+}
+
 function mix32(x: number): number {
   x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
   x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
   return (x ^ (x >>> 16)) >>> 0;
 }
+
+// Top-p bins: NB bins over RANGE nats of scaled logit below the maximum.
+const NB = 4096, RANGE = 64;
 
 /**
  * Draws tokens from logits rows of length V. Keeps its scratch buffers between calls so that a
@@ -50,12 +63,15 @@ export class TokenChooser {
   private readonly p: Float64Array; // (V) unnormalised probabilities exp((z − max)/T)
   private readonly idx: Int32Array; // (V) candidate ids for top-k / top-p
   private readonly heap: Int32Array; // (V) min-heap of ids for top-k selection
+  private readonly bin: Uint16Array; // (V) top-p bin of each token
+  private readonly binMass = new Float64Array(NB); // (NB) probability mass per bin
 
   constructor(V: number) {
     this.V = V;
     this.p = new Float64Array(V);
     this.idx = new Int32Array(V);
     this.heap = new Int32Array(V);
+    this.bin = new Uint16Array(V);
   }
 
   /** Chooses a token from logits[off .. off+V). */
@@ -92,32 +108,22 @@ export class TokenChooser {
       while (p[id] === 0) id--; // u rounding past the last nonzero entry
       return { id, logprob: Math.log(p[id] / total) };
     }
-    // Candidates, most likely first.
-    let n: number;
-    if (useK) n = this.topKIds(p, policy.topK);
-    else {
-      // Tokens below eps = (1 − topP)·total/V hold less than (1 − topP) of the mass together,
-      // so the nucleus lies among the rest: sort only those.
-      const eps = ((1 - policy.topP) * total) / V;
-      n = 0;
-      for (let v = 0; v < V; v++) if (p[v] >= eps) this.idx[n++] = v;
-    }
-    const cand = this.idx.subarray(0, n);
-    cand.sort((a, b) => p[b] - p[a] || a - b);
-    let kept = n;
-    let keptMass = 0;
-    for (let i = 0; i < n; i++) keptMass += p[cand[i]];
-    if (useP) {
-      // Smallest prefix whose share of the (top-k) mass reaches topP; at least one token.
-      const target = policy.topP * keptMass;
-      let acc = 0;
-      for (let i = 0; i < n; i++) {
-        acc += p[cand[i]];
-        if (acc >= target) { kept = i + 1; break; }
+    let kept: number;
+    if (useK) {
+      // The top-k candidates, most likely first; then top-p on their renormalised mass.
+      const n = this.topKIds(p, policy.topK);
+      const cand = this.idx.subarray(0, n);
+      cand.sort((a, b) => p[b] - p[a] || a - b);
+      kept = n;
+      if (useP) {
+        let mass = 0;
+        for (let i = 0; i < n; i++) mass += p[cand[i]];
+        kept = prefixReaching(p, cand, policy.topP * mass);
       }
-      keptMass = 0;
-      for (let i = 0; i < kept; i++) keptMass += p[cand[i]];
-    }
+    } else kept = this.nucleus(logits, off, max, invT, policy.topP * total);
+    const cand = this.idx;
+    let keptMass = 0;
+    for (let i = 0; i < kept; i++) keptMass += p[cand[i]];
     const u = rng.uniform() * keptMass;
     let acc = 0, id = cand[kept - 1];
     for (let i = 0; i < kept; i++) {
@@ -125,6 +131,36 @@ export class TokenChooser {
       if (acc > u) { id = cand[i]; break; }
     }
     return { id, logprob: Math.log(p[id] / keptMass) };
+  }
+
+  /**
+   * Top-p without a full sort; puts the nucleus into idx and returns its size. Tokens are binned
+   * by their scaled logit (max − z)/T (bin width RANGE/NB, everything beyond RANGE in the last
+   * bin); the bins are walked from the most likely down until their mass reaches `target`. Every
+   * token of the bins above the boundary bin is kept, and only the boundary bin is sorted and
+   * cut where the cumulative mass reaches the target: the same set a full sort would keep.
+   */
+  private nucleus(logits: Float32Array, off: number, max: number, invT: number, target: number): number {
+    const V = this.V, p = this.p, bin = this.bin, mass = this.binMass, idx = this.idx;
+    mass.fill(0);
+    const perUnit = NB / RANGE;
+    for (let v = 0; v < V; v++) {
+      const b = Math.min(NB - 1, Math.floor((max - logits[off + v]) * invT * perUnit));
+      bin[v] = b;
+      mass[b] += p[v];
+    }
+    let above = 0, last = NB - 1;
+    for (let b = 0; b < NB; b++) {
+      if (above + mass[b] >= target) { last = b; break; }
+      above += mass[b];
+    }
+    let n = 0;
+    for (let v = 0; v < V; v++) if (bin[v] < last) idx[n++] = v;
+    let m = n;
+    for (let v = 0; v < V; v++) if (bin[v] === last) idx[m++] = v;
+    const boundary = idx.subarray(n, m);
+    boundary.sort((a, b) => p[b] - p[a] || a - b);
+    return n + prefixReaching(p, boundary, target - above);
   }
 
   /**

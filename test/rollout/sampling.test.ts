@@ -91,6 +91,28 @@ test('top-k on a large vocabulary keeps exactly the k largest (heap selection vs
   assert.ok(seen.size > k / 2, `only ${seen.size} distinct ids drawn`);
 });
 
+test('top-p on a large vocabulary keeps the same set as a full sort, with its renormalised log-probs', () => {
+  const V = 6000;
+  const rng = new Rng(9);
+  const row = new Float32Array(V);
+  for (let v = 0; v < V; v++) row[v] = rng.normal() * 2.5;
+  const chooser = new TokenChooser(V);
+  for (const [T, topP] of [[1, 0.9], [0.6, 0.5], [1.3, 0.99]]) {
+    // the slow definition: sort by probability, keep the shortest prefix reaching topP
+    const z = Array.from(row, (x) => x / T), mx = Math.max(...z);
+    const e = z.map((x) => Math.exp(x - mx)), total = e.reduce((a, b) => a + b, 0);
+    const order = [...e.keys()].sort((a, b) => e[b] - e[a]);
+    const kept = new Set<number>();
+    let acc = 0, mass = 0;
+    for (const v of order) { kept.add(v); acc += e[v] / total; mass += e[v]; if (acc >= topP) break; }
+    for (let i = 0; i < 400; i++) {
+      const t = chooser.choose(row, 0, { temperature: T, topP, topK: 0 }, rng);
+      assert.ok(kept.has(t.id), `T=${T} p=${topP}: id ${t.id} outside the nucleus of ${kept.size}`);
+      assertClose(t.logprob, Math.log(e[t.id] / mass), 1e-9, `T=${T} p=${topP} logprob`);
+    }
+  }
+});
+
 test('sampleRng: same (seed, prompt, sample) → same stream; any change → another', () => {
   const first = (s: number, p: number, j: number) => sampleRng(s, p, j).nextU32();
   assert.equal(first(1, 2, 3), first(1, 2, 3));
