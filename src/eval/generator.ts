@@ -5,7 +5,6 @@ import type { Tokenizer } from '../model/tokenizer.ts';
 import { verify as mathVerify, closeVerifier } from '../reward/index.ts';
 import { generate, type GenerateStats, type GenerationModel } from '../rollout/sampler.ts';
 import type { AnswerVerifier, Completion, Generator, PromptInput } from './protocol.ts';
-import { STOP_STRINGS } from './protocol.ts';
 
 export interface SamplerGeneratorOptions {
   model: GenerationModel;
@@ -23,21 +22,25 @@ export function encodePrompt(tokenizer: Tokenizer, prompt: PromptInput): number[
 }
 
 /**
- * The ids that end a response: the tokenizer's EOS ids plus the ids of the protocol's stop
- * markers. Decoding drops special tokens, so `<|im_end|>` can only be caught as an id.
+ * How a response ends: the tokenizer's EOS ids plus every stop string that is a single token
+ * (`<|im_end|>`, `<|endoftext|>`) as an id, since decoding drops special tokens and such a
+ * string could never be seen in text; only the remaining strings are matched on decoded text,
+ * which costs a tail decode per token.
  */
-export function stopIds(tokenizer: Tokenizer): number[] {
+export function stopRule(tokenizer: Tokenizer, stopStrings: readonly string[]): { eosIds: number[]; stopStrings: string[] } {
   const ids = new Set(tokenizer.eosIds);
-  for (const s of STOP_STRINGS) {
+  const strings: string[] = [];
+  for (const s of stopStrings) {
     const id = tokenizer.tokenToId(s);
     if (id !== undefined) ids.add(id);
+    else strings.push(s);
   }
-  return [...ids].sort((a, b) => a - b);
+  return { eosIds: [...ids].sort((a, b) => a - b), stopStrings: strings };
 }
 
 export function samplerGenerator(o: SamplerGeneratorOptions): Generator {
-  const eosIds = stopIds(o.tokenizer);
   return async (requests, opts) => {
+    const stop = stopRule(o.tokenizer, opts.stopStrings);
     const prompts = requests.map((r) => encodePrompt(o.tokenizer, r.prompt));
     const samples = await generate(
       o.model,
@@ -49,8 +52,8 @@ export function samplerGenerator(o: SamplerGeneratorOptions): Generator {
         maxTokens: opts.maxTokens,
         // Sample j of a problem draws from its own stream, whatever chunk the problem lands in.
         promptSeeds: requests.map((r) => r.seed),
-        eosIds,
-        stopStrings: [...opts.stopStrings],
+        eosIds: stop.eosIds,
+        stopStrings: stop.stopStrings,
         tokenizer: o.tokenizer,
         ...(o.maxBatch !== undefined ? { maxBatch: o.maxBatch } : {}),
         ...(o.stats ? { stats: o.stats } : {}),

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { referenceBackend } from '../../src/engine/reference.ts';
 import { loadBenchmark, resolveBenchmark } from '../../src/eval/benchmarks.ts';
-import { encodePrompt, samplerGenerator, stopIds } from '../../src/eval/generator.ts';
+import { encodePrompt, samplerGenerator, stopRule } from '../../src/eval/generator.ts';
 import { buildPrompt, samplingFor, type AnswerVerifier, type Generator } from '../../src/eval/protocol.ts';
 import { runEval, type EvalJob } from '../../src/eval/run.ts';
 import { parseConfig } from '../../src/model/config.ts';
@@ -57,7 +57,8 @@ const exactVerifier: AnswerVerifier = {
 
 test('prompts go through the chat template and both end markers stop generation', () => {
   const tok = byteTokenizer();
-  assert.deepEqual(stopIds(tok), [256, 258]);
+  assert.deepEqual(stopRule(tok, ['<|im_end|>', '<|endoftext|>']), { eosIds: [256, 258], stopStrings: [] });
+  assert.deepEqual(stopRule(tok, ['<|endoftext|>', '\n\nProblem:']), { eosIds: [256, 258], stopStrings: ['\n\nProblem:'] });
   const ids = encodePrompt(tok, buildPrompt('qwen-boxed', 'What is 2+2?'));
   assert.equal(
     tok.decode(ids, false),
