@@ -8,6 +8,7 @@ import { parseConfig, type ModelConfig } from '../model/config.ts';
 import { KvDecoder } from '../model/decode.ts';
 import { Qwen2Model } from '../model/qwen2.ts';
 import { generate, newGenerateStats } from '../rollout/sampler.ts';
+import { TokenChooser } from '../rollout/sampling.ts';
 import type { BenchOptions } from '../cli/bench.ts';
 import { fail } from '../util/errors.ts';
 import { Rng } from '../util/rng.ts';
@@ -75,7 +76,17 @@ function randomPrompts(count: number, len: number, V: number, seed: number): num
   return Array.from({ length: count }, () => Array.from({ length: len }, () => rng.int(V)));
 }
 
-async function benchShape(shape: Shape, be: Backend, bandwidthGBs: number, quick: boolean): Promise<void> {
+interface ShapeRun {
+  /** Prefill: this many prompts of promptLen tokens packed into one pass. */
+  prefillPrompts: number;
+  promptLen: number;
+  /** Decode steps timed per batch size (fewer when a step is slow). */
+  steps: number;
+  /** Run the end-to-end generate() figure (64 samples through continuous batching). */
+  endToEnd: boolean;
+}
+
+async function benchShape(shape: Shape, run: ShapeRun, be: Backend, bandwidthGBs: number, quick: boolean): Promise<void> {
   const config = configOf(shape);
   const model = randomModel(config, be);
   const V = config.vocabSize;
@@ -86,9 +97,8 @@ async function benchShape(shape: Shape, be: Backend, bandwidthGBs: number, quick
   const base = { model: shape.name, params, backend: be.name, isa: be.isa, threads: be.threads };
   emit({ ...base, name: 'model', weight_mb: +(weightBytes / 1e6).toFixed(1), weight_stream_ms: +(streamS * 1e3).toFixed(3) });
 
-  // Prefill: 8 prompts packed into one pass.
-  const promptLen = quick ? 64 : 128;
-  const prefillPrompts = 8;
+  // Prefill: several prompts packed into one pass.
+  const { promptLen, prefillPrompts, steps } = run;
   {
     const dec = new KvDecoder(be, config, model.w, prefillPrompts, promptLen);
     const prompts = randomPrompts(prefillPrompts, promptLen, V, 1);
@@ -108,7 +118,6 @@ async function benchShape(shape: Shape, be: Backend, bandwidthGBs: number, quick
 
   // Decode: B slots prefilled with 32-token prompts, then timed decode steps.
   const ctx = 32;
-  const steps = quick ? 8 : 16;
   const perToken: Record<number, number> = {};
   for (const B of [1, 16, 64]) {
     const dec = new KvDecoder(be, config, model.w, B, ctx + steps + 4);
@@ -142,9 +151,24 @@ async function benchShape(shape: Shape, be: Backend, bandwidthGBs: number, quick
     emit(row);
   }
 
-  // End to end through generate(): 16 prompts × 4 samples with continuous batching, so the
-  // figure includes sampling (a full-vocabulary softmax per token) and scheduling.
+  // Choosing a token: a full-vocabulary softmax in TypeScript, per sample per step.
   {
+    const chooser = new TokenChooser(V);
+    const rng = new Rng(4);
+    const row = new Float32Array(V);
+    for (let v = 0; v < V; v++) row[v] = rng.normal() * 3;
+    for (const [label, policy] of [['t1', { temperature: 1, topP: 1, topK: 0 }], ['t1_top_p_0.95', { temperature: 1, topP: 0.95, topK: 0 }]] as const) {
+      const reps = 20;
+      for (let i = 0; i < 5; i++) chooser.choose(row, 0, policy, rng); // JIT warm-up
+      const t0 = now();
+      for (let i = 0; i < reps; i++) chooser.choose(row, 0, policy, rng);
+      emit({ ...base, name: `sample_ms_per_token_${label}`, value: +(((now() - t0) / reps) * 1e3).toFixed(3), vocab: V });
+    }
+  }
+
+  // End to end through generate(): 16 prompts × 4 samples with continuous batching, so the
+  // figure includes sampling and scheduling.
+  if (run.endToEnd) {
     const stats = newGenerateStats();
     const maxTokens = quick ? 8 : 32;
     const t0 = now();
@@ -166,8 +190,10 @@ export async function run(opts: BenchOptions): Promise<void> {
   const be = getBackend(pref);
   const bw = memoryBandwidth(be, opts.quick ? 128 : 512);
   emit({ name: 'memory_bandwidth_gb_per_s', value: +bw.toFixed(2), via: `${be.name} sumSquares`, backend: be.name });
-  await benchShape({ name: 'qwen2-20m', hidden: 512, layers: 8, heads: 8, kvHeads: 2, intermediate: 1408, vocab: 8192 }, be, bw, opts.quick);
+  await benchShape({ name: 'qwen2-20m', hidden: 512, layers: 8, heads: 8, kvHeads: 2, intermediate: 1408, vocab: 8192 },
+    { prefillPrompts: 8, promptLen: opts.quick ? 64 : 128, steps: opts.quick ? 8 : 16, endToEnd: true }, be, bw, opts.quick);
   if (!opts.quick) {
-    await benchShape({ name: 'qwen2.5-0.5b-shape', hidden: 896, layers: 24, heads: 14, kvHeads: 2, intermediate: 4864, vocab: 151936 }, be, bw, false);
+    await benchShape({ name: 'qwen2.5-0.5b-shape', hidden: 896, layers: 24, heads: 14, kvHeads: 2, intermediate: 4864, vocab: 151936 },
+      { prefillPrompts: 4, promptLen: 64, steps: 8, endToEnd: false }, be, bw, false);
   }
 }
