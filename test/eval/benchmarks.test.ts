@@ -86,3 +86,15 @@ test('benchmarks given as files: name=path, bare path, field mapping, boxed: ans
   assert.throws(() => resolveBenchmark('nosuch'), /unknown benchmark 'nosuch'/);
   assert.equal(resolveBenchmark('OlympiadBench').name, 'olympiad');
 });
+
+test('a Parquet file with a dotted field mapping (the LUFFY validation set) loads through the same code', async () => {
+  const spec = resolveBenchmark(`luffy=${DATA}luffy_valid.parquet`, { problem: 'prompt.1.content', answer: 'reward_model.ground_truth', level: 'data_source' });
+  const problems = await loadBenchmark(spec, undefined);
+  assert.equal(problems.length, 2019);
+  const perSource: Record<string, number> = {};
+  for (const p of problems) perSource[p.level ?? '?'] = (perSource[p.level ?? '?'] ?? 0) + 1;
+  // SOURCES.md: olympiad_bench 675, math 500, amc 332 (=83×4), minerva 272, aime 240 (=30×8).
+  assert.deepEqual(perSource, { aime: 240, math: 500, olympiad_bench: 675, amc: 332, minerva: 272 });
+  assert.ok(problems[0].problem.startsWith('Every morning Aya goes for a $9$-kilometer-long walk'));
+  assert.equal(problems[0].gold, '204');
+});
