@@ -39,6 +39,24 @@ test('chat template with add_generation_prompt, then encoded', () => {
   assert.deepEqual(ids, [TINY.imStart, ...b('user\nhi'), TINY.imEnd, ...b('\n'), TINY.imStart, ...b('assistant\n')]);
 });
 
+// The structure of Qwen2.5-Instruct's template (default system prompt, loop.first, tools branch).
+const QWEN_STYLE = `{%- if tools %}{{- '<|im_start|>system\\n' }}{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] }}{%- else %}{{- 'You are Qwen.' }}{%- endif %}{{- '<|im_end|>\\n' }}
+{%- else %}{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}{%- else %}{{- '<|im_start|>system\\nYou are Qwen.<|im_end|>\\n' }}{%- endif %}{%- endif %}
+{%- for message in messages %}{%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant") %}{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}{%- endif %}{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}`;
+
+test('a Qwen2.5-style template: default system prompt unless one is given', () => {
+  const f = tinyTokenizerFiles();
+  const tok = new Tokenizer({ ...f, tokenizerConfig: { ...f.tokenizerConfig, chat_template: QWEN_STYLE } });
+  assert.equal(tok.applyChatTemplate([{ role: 'user', content: '1+1?' }]),
+    '<|im_start|>system\nYou are Qwen.<|im_end|>\n<|im_start|>user\n1+1?<|im_end|>\n<|im_start|>assistant\n');
+  assert.equal(tok.applyChatTemplate([{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'hi' }]),
+    '<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n');
+  const none = new Tokenizer({ ...f, tokenizerConfig: { eos_token: '<|im_end|>' } });
+  assert.equal(none.hasChatTemplate, false);
+  assert.throws(() => none.applyChatTemplate([{ role: 'user', content: 'hi' }]), (e: unknown) => e instanceof RedError && /no chat_template/.test(e.message));
+});
+
 test('EOS ids: generation_config list ∪ tokenizer_config eos_token; number form', () => {
   const f = tinyTokenizerFiles();
   assert.deepEqual(new Tokenizer(f).eosIds, [TINY.endoftext, TINY.imEnd]);
