@@ -74,8 +74,15 @@ function checkManifest(file: string, o: RunEvalOptions): void {
   const now: RunManifest = { model: o.model, prompt: o.prompt, seed: o.seed, benchmarks: {} };
   for (const j of o.jobs) now.benchmarks[j.spec.name] = j.sampling;
   if (existsSync(file)) {
-    const before = JSON.parse(readFileSync(file, 'utf8')) as RunManifest;
+    let before: RunManifest;
+    try {
+      before = JSON.parse(readFileSync(file, 'utf8')) as RunManifest;
+    } catch (err) {
+      fail(`${file}: unreadable (${(err as Error).message}); delete it only if samples.jsonl beside it came from this model and settings`);
+    }
     const problems: string[] = [];
+    // Samples of another model must not be mixed in; the folder path is what identifies it.
+    if (path.resolve(before.model) !== path.resolve(now.model)) problems.push(`model ${before.model} → ${now.model}`);
     if (before.prompt !== now.prompt) problems.push(`prompt ${before.prompt} → ${now.prompt}`);
     if (before.seed !== now.seed) problems.push(`seed ${before.seed} → ${now.seed}`);
     for (const [name, s] of Object.entries(now.benchmarks)) {

@@ -216,3 +216,14 @@ test('a gold answer that cannot be read or parsed is listed and warned about, no
   assert.match(warnings.join('\n'), /G: 3 problem\(s\) have a gold answer that cannot be parsed/);
   assert.match(readFileSync(path.join(dir, 'results.md'), 'utf8'), /## Not scored: gold answer could not be parsed\n\n- G problem 1 \(row 2\): 'answer' is ""/);
 });
+
+test('resuming a folder with another model is refused', async () => {
+  const data = mkdtempSync(path.join(ROOT, 'red-eval-model-data-'));
+  const out = mkdtempSync(path.join(ROOT, 'red-eval-model-'));
+  const { jobs, table } = await setup(data);
+  await runEval({ outDir: out, model: 'models/a', jobs, generate: fakeGenerator(table), verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 100, chart: false });
+  await assert.rejects(
+    runEval({ outDir: out, model: 'models/b', jobs, generate: fakeGenerator(table), verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 100, chart: false }),
+    /other settings \(model models\/a → models\/b\)/,
+  );
+});
