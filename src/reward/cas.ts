@@ -9,9 +9,15 @@ import { evalJson } from './evalJson.ts';
 type Engine = InstanceType<typeof ComputeEngine>;
 type Expr = NonNullable<ReturnType<Engine['parse']>>;
 
-// `c(x+1)` is c·(x+1), as a reader of an answer takes it (and as sympy's LaTeX parser does); the
-// engine would otherwise guess a function application for an unknown letter before a parenthesis.
-const PARSE_OPTIONS = { resolveApplication: (): 'multiply' => 'multiply' };
+// An unknown letter before parentheses: `c(x+1)` and `n(n-1)` are products, as a reader of an
+// answer takes them; `f(x)`, `I(0)`, `x(t)` (one number or one symbol inside) are applications.
+const PARSE_OPTIONS = {
+  resolveApplication: (ctx: { arguments: ReadonlyArray<unknown> }): 'apply' | 'multiply' => {
+    const [arg] = ctx.arguments;
+    const atom = typeof arg === 'number' || typeof arg === 'string' || (typeof arg === 'object' && arg !== null && 'num' in arg);
+    return ctx.arguments.length === 1 && atom ? 'apply' : 'multiply';
+  },
+};
 
 export type CasVerdict = { equal: boolean; reason?: string };
 

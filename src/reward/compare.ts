@@ -99,8 +99,12 @@ async function leavesEqual(g: Leaf, p: Leaf, leaf: LeafEqual): Promise<boolean> 
     const other = g.percent ? p : g;
     return rationalEqual(scale(pct.value, 1n, 100n), other.value) || rationalEqual(pct.value, other.value);
   }
-  if (g.kind === 'text' || p.kind === 'text') {
-    if (g.kind === 'text' && p.kind === 'text') return g.text.toLowerCase() === p.text.toLowerCase();
+  if (g.kind === 'text' && p.kind === 'text') return g.text.toLowerCase() === p.text.toLowerCase();
+  // A base-b numeral against a bare one (`52_8` vs `52`): the digits must match.
+  const digits = (a: Leaf): string | null => (a.kind === 'text' ? (/^(\d+)_\d+$/.exec(a.text)?.[1] ?? null) : a.kind === 'number' && a.value.den === 1n && !a.percent ? a.latex : null);
+  if ((g.kind === 'text' && /^\d+_\d+$/.test(g.text)) || (p.kind === 'text' && /^\d+_\d+$/.test(p.text))) {
+    const dg = digits(g);
+    return dg !== null && dg === digits(p);
   }
   return leaf(leafLatex(g), leafLatex(p));
 }

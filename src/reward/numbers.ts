@@ -63,6 +63,16 @@ export function parseRational(input: string): Rational | null {
     const q = divide(a, b);
     return m[1] === '-' ? { ...q, num: -q.num } : q;
   }
+  // A mixed number, `1\frac{4}{5}` = 9/5 (the MATH answers' convention), proper fractions only.
+  m = /^([+-]?)(\d+)\\frac(?:\{(\d+)\}|(\d))(?:\{(\d+)\}|(\d))$/.exec(s);
+  if (m) {
+    const whole = BigInt(m[2]);
+    const a = BigInt(m[3] ?? m[4]);
+    const b = BigInt(m[5] ?? m[6]);
+    if (b === 0n || a >= b) return null;
+    const q = rational(whole * b + a, b);
+    return m[1] === '-' ? { ...q, num: -q.num } : q;
+  }
   m = /^([+-]?[\d.]+)\/([+-]?[\d.]+)$/.exec(s);
   if (m) {
     const a = parseDecimal(m[1]);

@@ -13,7 +13,7 @@ export type Answer =
   /** `(A)`, `A`; `rest` is what follows the letter (`(C) 12`), compared with non-choice golds. */
   | { kind: 'choice'; letter: string; rest: Answer | null }
   /** `\{…\}` or a bare comma list: order-free. */
-  | { kind: 'set'; items: Answer[]; braces: boolean }
+  | { kind: 'set'; items: Answer[]; braces: boolean; plusMinus?: true }
   /** `(a,b)`, `[a,b)`, `(x,y,z)`: tuples, points and intervals, ordered, ends kept. */
   | { kind: 'seq'; open: '(' | '['; close: ')' | ']'; items: Answer[] }
   /** `A \cup B`: order-free. */
@@ -127,6 +127,13 @@ export function parseAnswer(s: string, depth = 0): Answer | null {
     return { kind: 'expr', latex: s };
   }
 
+  // `1\pm\sqrt{5}` is the two values 1+√5 and 1−√5 (`\mp` takes the opposite sign).
+  if (/\\(?:pm|mp)(?![A-Za-z])/.test(s)) {
+    const plus = s.replace(/\\pm(?![A-Za-z])/g, '+').replace(/\\mp(?![A-Za-z])/g, '-');
+    const minus = s.replace(/\\pm(?![A-Za-z])/g, '-').replace(/\\mp(?![A-Za-z])/g, '+');
+    return { kind: 'set', items: parseItems([plus, minus], depth), braces: false, plusMinus: true };
+  }
+
   const matrix = /^\\begin\{([pbBvV]?matrix|array)\}([\s\S]*)\\end\{\1\}$/.exec(s);
   if (matrix && matrix[1] !== 'vmatrix' && matrix[1] !== 'Vmatrix') {
     let body = matrix[2];
@@ -142,6 +149,10 @@ export function parseAnswer(s: string, depth = 0): Answer | null {
   const value = parseRational(bare);
   if (value) return { kind: 'number', value, percent, latex: bare };
 
+  // A numeral in another base, `52_8` / `4210_{5}`: compared by its digits, never by value.
+  const based = /^(\d+)_\{?(\d+)\}?$/.exec(bare);
+  if (based) return { kind: 'text', text: `${based[1]}_${based[2]}` };
+
   // Words ("Monday", "NorthAmerica") are compared as words, not as products of symbols.
   if (/^[A-Za-z]{3,}$/.test(bare) && !/^(?:sin|cos|tan|log|ln|exp)/.test(bare)) return { kind: 'text', text: bare };
   return { kind: 'expr', latex: s };
@@ -151,7 +162,9 @@ function parseItems(parts: string[], depth: number): Answer[] {
   const out: Answer[] = [];
   for (const p of parts) {
     const a = parseAnswer(p, depth + 1);
-    if (a) out.push(a);
+    // `\{1\pm\sqrt5, -2\}` has three elements, not two.
+    if (a && a.kind === 'set' && a.plusMinus) out.push(...a.items);
+    else if (a) out.push(a);
   }
   return out;
 }

@@ -32,8 +32,17 @@ test('MathJSON arithmetic, functions and symbols', () => {
 
 test('unknown heads, unbound symbols and complex results are NaN (the engine decides)', () => {
   assert.ok(Number.isNaN(evalJson(['Zeta', 2], {})));
+  assert.ok(Number.isNaN(evalJson(['Max', 2, 3], {})));
   assert.ok(Number.isNaN(evalJson(['Add', 'y', 1], { x: 1 })));
   assert.ok(Number.isNaN(evalJson(['Sqrt', -4], {})));
   assert.ok(Number.isNaN(evalJson(['Power', -8, ['Rational', 1, 3]], {})));
   assert.ok(Number.isNaN(evalJson('ImaginaryUnit', {})));
+});
+
+test('an undefined one-letter function is a fixed function of its arguments', () => {
+  const f = (x: number): number => evalJson(['f', 'x'], { x });
+  assert.equal(f(0.7), f(0.7));
+  assert.notEqual(f(0.7), f(1.4));
+  assert.notEqual(evalJson(['f', 'x'], { x: 0.7 }), evalJson(['g', 'x'], { x: 0.7 }));
+  assert.ok(Number.isFinite(evalJson(['I', 0], {})));
 });
