@@ -11,7 +11,7 @@
 
 #if defined(RED_ISA_AVX512)
 constexpr int MR = 14;   // 14×32 tile = 28 zmm accumulators + 2 for B (32 registers)
-constexpr i64 KC = 384, MC = 168, NC = 3072;
+constexpr i64 KC = 512, MC = 168, NC = 3072;
 #elif defined(RED_ISA_AVX2)
 constexpr int MR = 6;    // 6×16 tile = 12 ymm accumulators + 2 for B + 1 broadcast (16 registers)
 constexpr i64 KC = 256, MC = 120, NC = 2048;

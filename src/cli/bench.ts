@@ -12,6 +12,7 @@ type BenchFn = (opts: BenchOptions) => Promise<void>;
 // name → lazy loader of the module whose `run` performs the benchmark.
 const benches: Record<string, () => Promise<{ run: BenchFn }>> = {
   generate: () => import('../bench/generate.ts'),
+  engine: () => import('../bench/engine.ts'),
   verify: () => import('../bench/verify.ts'),
 };
 

@@ -1,0 +1,225 @@
+// `red bench engine`: the compute engine's speed, each figure beside a peer measured in the same
+// run. GEMM GFLOP/s against numpy's float32 matmul (OpenBLAS) at two shapes; a full training
+// step (forward + backward + AdamW) of a ~20M Qwen2 on 2048 packed tokens and of the
+// Qwen2.5-0.5B shape on 512 tokens, as tokens/s and MFU against the best GEMM rate measured
+// here. The 0.5B step runs in a child process so its peak resident memory is its own.
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { Backend } from '../engine/backend.ts';
+import { getBackend } from '../engine/index.ts';
+import { packSequences, type PackedBatch } from '../model/batch.ts';
+import { parseConfig, type ModelConfig } from '../model/config.ts';
+import { Qwen2Model } from '../model/qwen2.ts';
+import { AdamW } from '../train/optimizer.ts';
+import type { BenchOptions } from '../cli/bench.ts';
+import { fail } from '../util/errors.ts';
+import { Rng } from '../util/rng.ts';
+
+const CHILD_ENV = 'RED_BENCH_ENGINE_CHILD';
+
+function emit(fields: Record<string, unknown>): void {
+  console.log(JSON.stringify(fields));
+}
+
+const now = () => performance.now() / 1000;
+const round = (x: number, digits = 1) => +x.toFixed(digits);
+
+/** Runs `fn` once to warm up, then until `minReps` runs and `minSeconds` have passed (≤ maxReps). */
+function timeRuns(fn: () => void, minReps: number, minSeconds: number, maxReps: number): { best: number; median: number; reps: number } {
+  fn();
+  const times: number[] = [];
+  const t0 = now();
+  while (times.length < minReps || (now() - t0 < minSeconds && times.length < maxReps)) {
+    const t = now();
+    fn();
+    times.push(now() - t);
+  }
+  times.sort((a, b) => a - b);
+  return { best: times[0], median: times[Math.floor(times.length / 2)], reps: times.length };
+}
+
+function uniform(rng: Rng, n: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.uniform() * 2 - 1;
+  return a;
+}
+
+// numpy's float32 a @ b, timed exactly as ours: one warm-up, then best and median of the runs.
+const NUMPY_GEMM = `
+import json, sys, time
+import numpy as np
+M, K, N, min_reps, min_s, max_reps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+rng = np.random.default_rng(0)
+a = rng.uniform(-1, 1, (M, K)).astype(np.float32)
+b = rng.uniform(-1, 1, (K, N)).astype(np.float32)
+c = a @ b
+times = []
+t0 = time.perf_counter()
+while len(times) < min_reps or (time.perf_counter() - t0 < min_s and len(times) < max_reps):
+    t = time.perf_counter()
+    c = a @ b
+    times.append(time.perf_counter() - t)
+times.sort()
+print(json.dumps({"best": times[0], "median": times[len(times) // 2], "reps": len(times), "numpy": np.__version__}))
+`;
+
+interface NumpyTiming { best: number; median: number; reps: number; numpy: string }
+
+function numpyGemm(M: number, K: number, N: number, minReps: number, minSeconds: number, maxReps: number): NumpyTiming | string {
+  const r = spawnSync('python3', ['-c', NUMPY_GEMM, `${M}`, `${K}`, `${N}`, `${minReps}`, `${minSeconds}`, `${maxReps}`], { encoding: 'utf8' });
+  if (r.error) return `python3 not runnable (${r.error.message})`;
+  if (r.status !== 0) return `numpy peer failed: ${(r.stderr || '').trim().split('\n').pop() ?? 'no output'}`;
+  try {
+    return JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as NumpyTiming;
+  } catch {
+    return `numpy peer printed no timing`;
+  }
+}
+
+/** One gemm figure; returns our best GFLOP/s. */
+function benchGemm(be: Backend, M: number, K: number, N: number, quick: boolean): number {
+  const rng = new Rng(M * 31 + N);
+  const a = uniform(rng, M * K), b = uniform(rng, K * N), out = new Float32Array(M * N);
+  const flops = 2 * M * K * N;
+  const [minReps, minS, maxReps] = quick ? [3, 0.5, 10] : [5, 1.5, 30];
+  const ours = timeRuns(() => be.matmul(out, a, b, M, N, K, false, false, false), minReps, minS, maxReps);
+  const gflops = flops / ours.best / 1e9;
+  const row: Record<string, unknown> = {
+    bench: 'gemm', m: M, k: K, n: N, gflops: round(gflops), median_gflops: round(flops / ours.median / 1e9),
+  };
+  const np = numpyGemm(M, K, N, minReps, minS, maxReps);
+  if (typeof np === 'string') {
+    row.numpy_gflops = null;
+    row.ratio = null;
+    row.note = `${np}; peer skipped`;
+  } else {
+    const npG = flops / np.best / 1e9;
+    row.numpy_gflops = round(npG);
+    row.numpy_median_gflops = round(flops / np.median / 1e9);
+    row.ratio = round(gflops / npG, 2);
+  }
+  Object.assign(row, { backend: be.name, isa: be.isa, threads: be.threads, reps: ours.reps, timing: 'best of reps after a warm-up (median beside it)' });
+  emit(row);
+  return gflops;
+}
+
+interface Shape { name: string; hidden: number; layers: number; heads: number; kvHeads: number; intermediate: number; vocab: number }
+
+const SHAPE_20M: Shape = { name: '20M', hidden: 512, layers: 8, heads: 8, kvHeads: 2, intermediate: 1408, vocab: 8192 };
+const SHAPE_05B: Shape = { name: 'qwen2.5-0.5b', hidden: 896, layers: 24, heads: 14, kvHeads: 2, intermediate: 4864, vocab: 151936 };
+
+function configOf(s: Shape): ModelConfig {
+  return parseConfig({
+    model_type: 'qwen2', hidden_size: s.hidden, num_hidden_layers: s.layers, num_attention_heads: s.heads,
+    num_key_value_heads: s.kvHeads, intermediate_size: s.intermediate, vocab_size: s.vocab, rms_norm_eps: 1e-6,
+    rope_theta: 1e6, tie_word_embeddings: true, max_position_embeddings: 32768,
+  }, `bench ${s.name}`);
+}
+
+/** Weights from a cheap xorshift (speed does not depend on the values; 500M normal draws would dominate). */
+function randomModel(config: ModelConfig, be: Backend): Qwen2Model {
+  const model = new Qwen2Model(config, be);
+  let x = 0x2545f491;
+  for (const spec of model.layout.specs) {
+    const p = model.params.subarray(spec.offset, spec.offset + spec.size);
+    if (spec.name.endsWith('norm.weight')) { p.fill(1); continue; }
+    for (let i = 0; i < p.length; i++) {
+      x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+      p[i] = ((x >>> 0) / 4294967296 - 0.5) * 0.04;
+    }
+  }
+  return model;
+}
+
+/** Packed sequences of unequal lengths (as an RL batch is) totalling `tokens`. */
+function packedBatch(tokens: number, vocab: number, seed: number): PackedBatch {
+  const rng = new Rng(seed);
+  const lengths: number[] = [];
+  const pattern = [0.25, 0.22, 0.16, 0.12, 0.25];
+  let left = tokens;
+  for (let i = 0; left > 0; i++) {
+    const len = i === pattern.length - 1 ? left : Math.min(left, Math.max(1, Math.round(tokens * pattern[i % pattern.length])));
+    lengths.push(len);
+    left -= len;
+  }
+  return packSequences(lengths.map((l) => Array.from({ length: l }, () => rng.int(vocab))));
+}
+
+interface StepTiming { stepS: number; forwardS: number; backwardS: number; optimizerS: number; steps: number; params: number; sequences: number }
+
+/** Times full training steps: zeroGrad, forward, backward of the mean token NLL, AdamW update. */
+function timeTrainSteps(shape: Shape, tokens: number, be: Backend, steps: number): StepTiming {
+  const config = configOf(shape);
+  const model = randomModel(config, be);
+  const opt = new AdamW(be, model.params, model.grads, model.layout, { lr: 1e-5, beta2: 0.95, weightDecay: 0.01 });
+  const batch = packedBatch(tokens, config.vocabSize, 1);
+  let scored = 0;
+  for (let t = 0; t < tokens; t++) if (batch.targets[t] >= 0) scored++;
+  const coefLogprob = new Float32Array(tokens).fill(-1 / scored); // d(mean NLL)/d logprob
+  const coefEntropy = new Float32Array(tokens);
+  const runs: { f: number; b: number; o: number }[] = [];
+  for (let s = 0; s <= steps; s++) { // step 0 warms up (allocations, page faults)
+    const t0 = now();
+    model.zeroGrad();
+    model.forward(batch);
+    const t1 = now();
+    model.backward(coefLogprob, coefEntropy);
+    const t2 = now();
+    opt.update();
+    const t3 = now();
+    if (s > 0) runs.push({ f: t1 - t0, b: t2 - t1, o: t3 - t2 });
+  }
+  runs.sort((x, y) => x.f + x.b + x.o - (y.f + y.b + y.o));
+  const med = runs[Math.floor(runs.length / 2)];
+  return {
+    stepS: med.f + med.b + med.o, forwardS: med.f, backwardS: med.b, optimizerS: med.o, steps,
+    params: model.layout.total, sequences: batch.cuSeqlens.length - 1,
+  };
+}
+
+function trainStepRow(shape: Shape, tokens: number, be: Backend, t: StepTiming, peakGflops: number): Record<string, unknown> {
+  const flops = 6 * t.params * tokens;
+  return {
+    bench: 'train_step', model: shape.name, tokens, tokens_per_s: round(tokens / t.stepS),
+    mfu: round(flops / t.stepS / (peakGflops * 1e9), 3),
+    params: t.params, sequences: t.sequences, step_s: round(t.stepS, 3), forward_s: round(t.forwardS, 3),
+    backward_s: round(t.backwardS, 3), optimizer_s: round(t.optimizerS, 3), steps_timed: t.steps,
+    peak_gflops: round(peakGflops), mfu_def: '6·params·tokens/step_s ÷ best gemm GFLOP/s above',
+    shape: `hidden ${shape.hidden}, ${shape.layers} layers, ${shape.heads}/${shape.kvHeads} heads, intermediate ${shape.intermediate}, vocab ${shape.vocab}, tied`,
+    backend: be.name, isa: be.isa, threads: be.threads,
+  };
+}
+
+/** The 0.5B step in a child process (its maxRSS is then the step's alone). */
+function trainStep05bInChild(pref: string, peakGflops: number, steps: number): Record<string, unknown> {
+  const self = fileURLToPath(import.meta.url);
+  const r = spawnSync(process.execPath, ['--import', 'tsx', self], {
+    encoding: 'utf8', maxBuffer: 1 << 24,
+    env: { ...process.env, [CHILD_ENV]: JSON.stringify({ pref, peakGflops, steps }) },
+  });
+  const last = (r.stdout || '').trim().split('\n').pop() ?? '';
+  if (r.status !== 0 || !last.startsWith('{')) {
+    return { bench: 'train_step', model: SHAPE_05B.name, tokens: 512, error: `child process failed (status ${r.status}, signal ${r.signal}): ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}` };
+  }
+  return JSON.parse(last) as Record<string, unknown>;
+}
+
+async function childMain(spec: string): Promise<void> {
+  const { pref, peakGflops, steps } = JSON.parse(spec) as { pref: 'auto' | 'native' | 'reference'; peakGflops: number; steps: number };
+  const be = getBackend(pref);
+  const t = timeTrainSteps(SHAPE_05B, 512, be, steps);
+  const maxRssMb = process.resourceUsage().maxRSS / 1024; // maxRSS is in KiB
+  emit({ ...trainStepRow(SHAPE_05B, 512, be, t, peakGflops), max_rss_mb: round(maxRssMb), fits_24gib: maxRssMb < 24 * 1024 });
+}
+
+export async function run(opts: BenchOptions): Promise<void> {
+  const pref = opts.backend ?? 'auto';
+  if (pref !== 'auto' && pref !== 'native' && pref !== 'reference') fail(`--backend must be native or reference, got "${pref}"`);
+  const be = getBackend(pref);
+  const peak = Math.max(benchGemm(be, 1024, 1024, 1024, opts.quick), benchGemm(be, 4096, 896, 896, opts.quick));
+  const steps = opts.quick ? 2 : 3;
+  emit(trainStepRow(SHAPE_20M, 2048, be, timeTrainSteps(SHAPE_20M, 2048, be, steps), peak));
+  if (!opts.quick) emit(trainStep05bInChild(pref, peak, 2));
+}
+
+if (process.env[CHILD_ENV]) await childMain(process.env[CHILD_ENV]);
