@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { registerBench } from './bench.ts';
 import { registerEval } from './eval.ts';
 import { registerData } from './data.ts';
+import { registerPretrain } from './pretrain.ts';
 import { registerGenerate } from './generate.ts';
 import { registerScore } from './score.ts';
 import { registerMethods } from './methods.ts';
@@ -14,6 +15,7 @@ export function registerCommands(program: Command): void {
   registerBench(program);
   registerEval(program);
   registerData(program);
+  registerPretrain(program);
   registerGenerate(program);
   registerScore(program);
   registerMethods(program);

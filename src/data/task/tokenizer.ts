@@ -56,17 +56,24 @@ export function byteToChar(): string[] {
 const BYTE_CHARS = byteToChar();
 const ADDED_SPLIT = new RegExp(`(${ADDED_TOKENS.map((t) => t.content.replace(/[|/<>]/g, (c) => `\\${c}`)).join('|')})`);
 
-/** Pre-tokenised words of `text` in byte-level characters, added tokens removed (they never enter BPE). */
-export function preTokenize(text: string): string[] {
+/** Pre-tokenised words of `text` as raw strings, added tokens removed (they never enter BPE). */
+function rawWords(text: string): string[] {
   const words: string[] = [];
-  const encoder = new TextEncoder();
   for (const part of text.split(ADDED_SPLIT)) {
     if (part === '' || ADDED_TOKENS.some((t) => t.content === part)) continue;
-    for (const m of part.matchAll(SPLIT_JS)) {
-      words.push(Array.from(encoder.encode(m[0]), (b) => BYTE_CHARS[b]).join(''));
-    }
+    for (const m of part.matchAll(SPLIT_JS)) words.push(m[0]);
   }
   return words;
+}
+
+const encoder = new TextEncoder();
+function byteLevel(word: string): string {
+  return Array.from(encoder.encode(word), (b) => BYTE_CHARS[b]).join('');
+}
+
+/** Pre-tokenised words of `text` in byte-level characters, added tokens removed. */
+export function preTokenize(text: string): string[] {
+  return rawWords(text).map(byteLevel);
 }
 
 /**
@@ -75,9 +82,9 @@ export function preTokenize(text: string): string[] {
  */
 export function learnMerges(texts: readonly string[], numMerges: number): [string, string][] {
   const counts = new Map<string, number>();
-  for (const text of texts) for (const w of preTokenize(text)) counts.set(w, (counts.get(w) ?? 0) + 1);
-  // Each distinct word as its current symbol sequence, with its frequency.
-  const words = [...counts].map(([w, n]) => ({ symbols: Array.from(w), n }));
+  for (const text of texts) for (const w of rawWords(text)) counts.set(w, (counts.get(w) ?? 0) + 1);
+  // Each distinct word as its current symbol sequence (byte-level characters), with its frequency.
+  const words = [...counts].map(([w, n]) => ({ symbols: Array.from(byteLevel(w)), n }));
   const merges: [string, string][] = [];
   while (merges.length < numMerges) {
     const pairs = new Map<string, number>();

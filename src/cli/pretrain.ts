@@ -1,0 +1,67 @@
+// `red pretrain`: trains the tiny base model of the built-in task from scratch (short solutions
+// only, easy-skewed curriculum) and saves it as a Hugging Face model folder with its tokenizer.
+import type { Command } from 'commander';
+import { fail } from '../util/errors.ts';
+
+interface PretrainCliOptions {
+  out: string;
+  seed?: string;
+  steps?: string;
+  batchSize?: string;
+  lr?: string;
+  quick: boolean;
+  evalPerLevel?: string;
+  backend?: string;
+}
+
+function parseNumber(name: string, value: string | undefined, integer: boolean): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < 0) fail(`--${name} must be a non-negative ${integer ? 'integer' : 'number'}, got '${value}'`);
+  return n;
+}
+
+export function registerPretrain(program: Command): void {
+  program
+    .command('pretrain')
+    .description('pretrain the tiny Qwen2 base model of the built-in task (partial ability: easy problems sometimes, hard ones rarely)')
+    .requiredOption('--out <dir>', 'output model folder (config.json, model.safetensors, tokenizer files)')
+    .option('--seed <n>', 'seed of initialisation, data order and evaluation (default 0)')
+    .option('--steps <n>', 'optimiser steps (default 300; --quick 20)')
+    .option('--batch-size <n>', 'sequences per step (default 16)')
+    .option('--lr <x>', 'peak learning rate (default 3e-3)')
+    .option('--eval-per-level <n>', 'held-out problems per level sampled at the end (0 = skip)')
+    .option('--quick', 'a much smaller model and a short run (smoke test)', false)
+    .option('--backend <name>', 'auto, native or reference (default auto)')
+    .action(async (opts: PretrainCliOptions) => {
+      const { pretrain, PRETRAIN_DEFAULTS, PRETRAIN_QUICK } = await import('../train/pretrain.ts');
+      const backend = opts.backend;
+      if (backend !== undefined && backend !== 'auto' && backend !== 'native' && backend !== 'reference') fail(`--backend must be auto, native or reference, got '${backend}'`);
+      const base = { ...PRETRAIN_DEFAULTS, ...(opts.quick ? PRETRAIN_QUICK : {}) };
+      const set = <T>(v: T | undefined, fallback: T): T => (v === undefined ? fallback : v);
+      const steps = set(parseNumber('steps', opts.steps, true), base.steps);
+      const every = Math.max(1, Math.round(steps / 20));
+      const started = performance.now();
+      const result = await pretrain({
+        ...base,
+        out: opts.out,
+        seed: set(parseNumber('seed', opts.seed, true), base.seed),
+        steps,
+        batchSize: set(parseNumber('batch-size', opts.batchSize, true), base.batchSize),
+        lr: set(parseNumber('lr', opts.lr, false), base.lr),
+        evalPerLevel: set(parseNumber('eval-per-level', opts.evalPerLevel, true), base.evalPerLevel),
+        backend,
+        onStep: (s) => {
+          if (s.step % every === 0 || s.step === 1 || s.step === steps) {
+            const elapsed = (performance.now() - started) / 1000;
+            console.log(`step ${s.step}/${steps}  loss ${s.loss.toFixed(4)}  lr ${s.lr.toExponential(2)}  grad/norm ${s.gradNorm.toFixed(3)}  ${(s.tokens / s.seconds).toFixed(0)} tok/s  ${elapsed.toFixed(1)}s`);
+          }
+        },
+      });
+      console.log(`saved ${result.dir} (${result.parameters} parameters, ${result.seconds.toFixed(1)}s, ${result.tokensPerSecond.toFixed(0)} tok/s)`);
+      if (result.levels.length > 0) {
+        console.log('level  problems  sampled acc (T=1)  greedy acc');
+        for (const l of result.levels) console.log(`${String(l.level).padStart(5)}  ${String(l.problems).padStart(8)}  ${l.sampledAcc.toFixed(3).padStart(17)}  ${l.greedyAcc.toFixed(3).padStart(10)}`);
+      }
+    });
+}

@@ -1,0 +1,311 @@
+// Pretrains the tiny Qwen2-architecture base model of the built-in task from scratch: causal LM
+// loss on the response tokens of chat-formatted prompts + SHORT solutions, packed sequences,
+// AdamW with warm-up and cosine decay. The curriculum leans on easy levels and the run is short,
+// so the model ends with partial ability (like a base model before post-training): it solves
+// easy problems sometimes and hard ones rarely, and has never seen a long `<think>` trace.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Backend } from '../engine/backend.ts';
+import { getBackend, type BackendPreference } from '../engine/index.ts';
+import { qwenBoxedPrompt } from '../data/dataset.ts';
+import { EpochIterator } from '../data/dataset.ts';
+import { generateProblems, LEVELS, type Level, type Problem } from '../data/task/problems.ts';
+import { shortSolution } from '../data/task/teacher.ts';
+import { BUILTIN_IDS, builtinTokenizerFiles, renderChatML, writeBuiltinTokenizer } from '../data/task/tokenizer.ts';
+import { packSequences } from '../model/batch.ts';
+import { parseConfig } from '../model/config.ts';
+import { Qwen2Model } from '../model/qwen2.ts';
+import { Tokenizer } from '../model/tokenizer.ts';
+import { generate } from '../rollout/sampler.ts';
+import { fail } from '../util/errors.ts';
+import { writeJsonAtomic } from '../util/fs.ts';
+import { AdamW, clipGradNorm, noDecayNormsAndBiases } from './optimizer.ts';
+import { learningRate } from './schedule.ts';
+
+/** The tiny model's shape (vocab comes from the built-in tokenizer). */
+export interface TinyModelShape {
+  hidden: number; // C
+  layers: number; // L
+  heads: number; // NH
+  kvHeads: number; // NKV
+  intermediate: number; // MLP width
+}
+
+/** ~0.62M parameters: the default base model. */
+export const TINY_MODEL: TinyModelShape = { hidden: 128, layers: 3, heads: 4, kvHeads: 2, intermediate: 352 };
+/** ~26k parameters: for --quick runs and tests on the reference backend. */
+export const QUICK_MODEL: TinyModelShape = { hidden: 32, layers: 1, heads: 2, kvHeads: 1, intermediate: 64 };
+
+export interface PretrainOptions {
+  /** Output model folder (replaced atomically). */
+  out: string;
+  /** Seeds the initialisation, the problem stream and the evaluation samples (default 0). */
+  seed: number;
+  /** Optimiser steps. */
+  steps: number;
+  /** Sequences (prompt + short solution) per step. */
+  batchSize: number;
+  /** Peak learning rate; warm-up `warmupSteps`, then cosine to 0.1·lr. */
+  lr: number;
+  warmupSteps: number;
+  weightDecay: number;
+  /** Global gradient-norm clip. */
+  gradClip: number;
+  /**
+   * Relative frequency of levels 1..5 in the pretraining stream: skewed to easy so the model
+   * learns the format and easy arithmetic but stays weak on hard levels.
+   */
+  levelWeights: [number, number, number, number, number];
+  /** Distinct training problems in the pool the epochs cycle over. */
+  poolSize: number;
+  model: TinyModelShape;
+  /** Held-out problems per level sampled after training (0 = skip the evaluation). */
+  evalPerLevel: number;
+  /** Samples per evaluation problem at temperature 1 (the RL rollout setting). */
+  evalSamples: number;
+  backend?: BackendPreference | Backend;
+  /** Called after every step. */
+  onStep?: (info: PretrainStep) => void;
+}
+
+export const PRETRAIN_DEFAULTS: Omit<PretrainOptions, 'out' | 'onStep' | 'backend'> = {
+  seed: 0,
+  steps: 300,
+  batchSize: 16,
+  lr: 3e-3,
+  warmupSteps: 10,
+  weightDecay: 0.01,
+  gradClip: 1.0,
+  levelWeights: [8, 4, 2, 1, 1],
+  poolSize: 4000,
+  model: TINY_MODEL,
+  evalPerLevel: 40,
+  evalSamples: 4,
+};
+
+/** --quick: the small model and a short run, for smoke tests (seconds even on the reference backend). */
+export const PRETRAIN_QUICK: Partial<PretrainOptions> = { steps: 20, batchSize: 8, model: QUICK_MODEL, poolSize: 400, evalPerLevel: 4, evalSamples: 2 };
+
+export interface PretrainStep {
+  step: number;
+  /** Mean response-token NLL of the step's batch, before the update. */
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokens: number;
+  seconds: number;
+}
+
+export interface LevelAccuracy {
+  level: Level;
+  problems: number;
+  /** Fraction of samples (temperature 1) whose last \boxed{} equals the gold answer. */
+  sampledAcc: number;
+  /** Fraction of problems solved by greedy decoding. */
+  greedyAcc: number;
+}
+
+export interface PretrainResult {
+  dir: string;
+  parameters: number;
+  losses: number[];
+  seconds: number;
+  tokensPerSecond: number;
+  levels: LevelAccuracy[];
+}
+
+/** One tokenised training sequence: the chat prompt and the short solution + <|im_end|>. */
+interface Sequence {
+  ids: number[];
+  /** Index of the first response token. */
+  responseStart: number;
+}
+
+/**
+ * Prompt ids of problems: ChatML of the qwen-boxed prompt, ending with the assistant header.
+ * The fixed text around the problem is encoded once: the pre-tokenizer never joins a token
+ * across "user\n" | problem or across problem + "\n" | "Please…", so the pieces' ids concatenate
+ * to the ids of the whole (a problem starting with whitespace is encoded whole to be safe).
+ */
+export class PromptEncoder {
+  private readonly head: number[];
+  private readonly tail: number[];
+  private readonly template: [string, string];
+
+  constructor(private readonly tok: Tokenizer) {
+    const marker = '\u0001';
+    const [head, rest] = renderChatML(qwenBoxedPrompt(marker), true).split(marker);
+    if (!rest.startsWith('\n')) throw new Error('qwen-boxed prompt: expected a newline after the problem');
+    this.template = [head, rest];
+    this.head = tok.encode(head);
+    this.tail = tok.encode(rest.slice(1));
+  }
+
+  encode(problem: string): number[] {
+    if (/^\s/.test(problem)) return this.tok.encode(this.template[0] + problem + this.template[1]);
+    return [...this.head, ...this.tok.encode(problem + '\n'), ...this.tail];
+  }
+}
+
+function toSequence(tok: Tokenizer, prompts: PromptEncoder, p: Problem): Sequence {
+  const prompt = prompts.encode(p.text);
+  const response = [...tok.encode(shortSolution(p)), BUILTIN_IDS.imEnd];
+  return { ids: [...prompt, ...response], responseStart: prompt.length };
+}
+
+/** The last \boxed{…} of a text (no nested braces in this task's answers). */
+export function lastBoxed(text: string): string | undefined {
+  return [...text.matchAll(/\\boxed\{([^{}]*)\}/g)].at(-1)?.[1]?.trim();
+}
+
+export function validatePretrainOptions(o: PretrainOptions): void {
+  const problems: string[] = [];
+  const posInt = (name: string, v: number) => {
+    if (!Number.isInteger(v) || v < 1) problems.push(`${name} must be a positive integer, got ${v}`);
+  };
+  posInt('steps', o.steps);
+  posInt('batchSize', o.batchSize);
+  posInt('poolSize', o.poolSize);
+  posInt('evalSamples', o.evalSamples);
+  if (!Number.isInteger(o.evalPerLevel) || o.evalPerLevel < 0) problems.push(`evalPerLevel must be a non-negative integer, got ${o.evalPerLevel}`);
+  if (!Number.isInteger(o.seed) || o.seed < 0) problems.push(`seed must be a non-negative integer, got ${o.seed}`);
+  if (!(o.lr > 0)) problems.push(`lr must be > 0, got ${o.lr}`);
+  for (const k of ['hidden', 'layers', 'heads', 'kvHeads', 'intermediate'] as const) posInt(`model.${k}`, o.model[k]);
+  if (o.model.hidden % o.model.heads !== 0) problems.push(`model.hidden (${o.model.hidden}) must be a multiple of model.heads (${o.model.heads})`);
+  if (o.model.heads % o.model.kvHeads !== 0) problems.push(`model.heads must be a multiple of model.kvHeads`);
+  if (problems.length > 0) fail(`pretrain options: ${problems.join('; ')}`);
+}
+
+/** The config.json object of the tiny model. */
+export function tinyConfigJson(shape: TinyModelShape, vocabSize: number): Record<string, unknown> {
+  return {
+    architectures: ['Qwen2ForCausalLM'],
+    model_type: 'qwen2',
+    vocab_size: vocabSize,
+    hidden_size: shape.hidden,
+    intermediate_size: shape.intermediate,
+    num_hidden_layers: shape.layers,
+    num_attention_heads: shape.heads,
+    num_key_value_heads: shape.kvHeads,
+    hidden_act: 'silu',
+    max_position_embeddings: 2048,
+    rope_theta: 10000.0,
+    rms_norm_eps: 1e-6,
+    initializer_range: 0.02,
+    tie_word_embeddings: true,
+    use_cache: true,
+    use_sliding_window: false,
+    sliding_window: null,
+    max_window_layers: shape.layers,
+    attention_dropout: 0.0,
+    bos_token_id: BUILTIN_IDS.endoftext,
+    eos_token_id: BUILTIN_IDS.imEnd,
+    torch_dtype: 'float32',
+  };
+}
+
+export async function pretrain(options: Partial<PretrainOptions> & { out: string }): Promise<PretrainResult> {
+  const o: PretrainOptions = { ...PRETRAIN_DEFAULTS, ...options };
+  validatePretrainOptions(o);
+  const started = performance.now();
+  const backend = typeof o.backend === 'object' ? o.backend : getBackend(o.backend ?? 'auto');
+  const tokFiles = builtinTokenizerFiles();
+  const tok = new Tokenizer({ ...tokFiles, generationConfig: {}, source: 'built-in tokenizer' });
+  const config = parseConfig(tinyConfigJson(o.model, tok.vocabSize), 'tiny model config');
+  const model = Qwen2Model.init(config, o.seed, { backend });
+  const optim = new AdamW(backend, model.params, model.grads, model.layout, {
+    lr: o.lr, beta1: 0.9, beta2: 0.95, weightDecay: o.weightDecay, noDecay: noDecayNormsAndBiases,
+  });
+
+  // A pool of distinct train-split problems (never a held-out one), cycled in seeded epochs.
+  const pool = generateProblems({ seed: o.seed, count: o.poolSize, split: 'train', levelWeights: o.levelWeights });
+  const prompts = new PromptEncoder(tok);
+  const data = new EpochIterator(pool.map((p) => toSequence(tok, prompts, p)), o.seed);
+
+  const losses: number[] = [];
+  let tokens = 0;
+  for (let step = 1; step <= o.steps; step++) {
+    const t0 = performance.now();
+    const seqs = data.take(o.batchSize);
+    const batch = packSequences(seqs.map((s) => s.ids), seqs.map((s) => s.responseStart));
+    const T = batch.ids.length;
+    let scored = 0;
+    for (let t = 0; t < T; t++) if (batch.targets[t] >= 0) scored++;
+    model.zeroGrad();
+    const { logprob } = model.forward(batch);
+    // loss = −(1/N) Σ_t log p(target_t) over the N response tokens: d loss / d logprob_t = −1/N.
+    const coef = new Float32Array(T);
+    let nll = 0;
+    for (let t = 0; t < T; t++) {
+      if (batch.targets[t] < 0) continue;
+      coef[t] = -1 / scored;
+      nll -= logprob[t];
+    }
+    model.backward(coef, new Float32Array(T));
+    const gradNorm = clipGradNorm(backend, model.grads, o.gradClip);
+    const lr = learningRate(step, { lr: o.lr, warmupSteps: o.warmupSteps, minLrRatio: 0.1, totalSteps: o.steps });
+    optim.update(lr);
+    losses.push(nll / scored);
+    tokens += T;
+    o.onStep?.({ step, loss: nll / scored, lr, gradNorm, tokens: T, seconds: (performance.now() - t0) / 1000 });
+  }
+  const trainSeconds = (performance.now() - started) / 1000;
+
+  const levels = o.evalPerLevel > 0 ? await evaluateLevels(model, tok, o) : [];
+
+  // Tokenizer files go into a staging folder the model is "loaded from", so save() copies them
+  // into the new folder before its atomic rename: the folder appears complete or not at all.
+  const staging = mkdtempSync(path.join(tmpdir(), 'red-pretrain-'));
+  try {
+    writeBuiltinTokenizer(staging);
+    writeJsonAtomic(path.join(staging, 'pretrain.json'), {
+      note: 'red pretrain: tiny base model of the built-in task (short solutions only)',
+      options: { ...o, onStep: undefined, backend: backend.name },
+      parameters: model.params.length,
+      final_loss: losses.at(-1),
+      losses,
+      levels,
+    });
+    model.generationConfig = { bos_token_id: BUILTIN_IDS.endoftext, eos_token_id: [BUILTIN_IDS.imEnd, BUILTIN_IDS.endoftext], pad_token_id: BUILTIN_IDS.endoftext };
+    model.sourceDir = staging;
+    model.save(o.out);
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
+  return {
+    dir: o.out,
+    parameters: model.params.length,
+    losses,
+    seconds: (performance.now() - started) / 1000,
+    tokensPerSecond: tokens / trainSeconds,
+    levels,
+  };
+}
+
+/** Per-level accuracy on held-out problems: sampled at temperature 1 and greedy. */
+export async function evaluateLevels(
+  model: Qwen2Model,
+  tok: Tokenizer,
+  o: Pick<PretrainOptions, 'seed' | 'evalPerLevel' | 'evalSamples'>,
+): Promise<LevelAccuracy[]> {
+  const out: LevelAccuracy[] = [];
+  for (const level of LEVELS) {
+    const weights: [number, number, number, number, number] = [0, 0, 0, 0, 0];
+    weights[level - 1] = 1;
+    const problems = generateProblems({ seed: o.seed + 1000 * level, count: o.evalPerLevel, split: 'test', levelWeights: weights });
+    const promptEncoder = new PromptEncoder(tok);
+    const prompts = problems.map((p) => promptEncoder.encode(p.text));
+    const common = { maxTokens: 96, eosIds: [BUILTIN_IDS.imEnd, BUILTIN_IDS.endoftext], tokenizer: tok, seed: o.seed };
+    const sampled = await generate(model, prompts, { ...common, n: o.evalSamples, temperature: 1 });
+    const greedy = await generate(model, prompts, { ...common, n: 1, temperature: 0 });
+    let right = 0;
+    let greedyRight = 0;
+    problems.forEach((p, i) => {
+      for (const s of sampled[i]) if (lastBoxed(s.text ?? '') === p.answer) right++;
+      if (lastBoxed(greedy[i][0].text ?? '') === p.answer) greedyRight++;
+    });
+    out.push({ level, problems: problems.length, sampledAcc: right / (problems.length * o.evalSamples), greedyAcc: greedyRight / problems.length });
+  }
+  return out;
+}
