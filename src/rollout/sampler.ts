@@ -106,6 +106,11 @@ function decoderFor(model: GenerationModel, slots: number, maxLen: number): KvDe
   return fresh;
 }
 
+/** Drops the KV cache kept for this model between generate() calls (e.g. before training). */
+export function releaseGenerationCache(model: GenerationModel): void {
+  decoders.delete(model.w);
+}
+
 interface Running {
   prompt: number;
   sample: number;
