@@ -1,8 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { loadDataset } from '../../src/data/dataset.ts';
 import { builtinRows, writeBuiltinDataset } from '../../src/data/task/builtin.ts';
 import { generateProblems, kindsOf, LEVELS, splitOf, type Problem } from '../../src/data/task/problems.ts';
@@ -166,4 +168,16 @@ test('the written dataset goes through the paper-format loader', async () => {
   const trainSet = new Set(train.examples.map((e) => e.problem));
   assert.ok(held.examples.every((e) => !trainSet.has(e.problem)));
   assert.equal(Object.values(files.levels.train).reduce((a, b) => a + b, 0), 120);
+});
+
+test('red data builtin writes the files and rejects bad sizes with one line', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'red-builtin-cli-'));
+  const bin = fileURLToPath(new URL('../../bin/red.js', import.meta.url));
+  const ok = spawnSync(process.execPath, [bin, 'data', 'builtin', '--out', dir, '--seed', '2', '--train', '40', '--test', '10'], { encoding: 'utf8' });
+  assert.equal(ok.status, 0, ok.stderr);
+  for (const f of ['train.jsonl', 'test.jsonl', 'tokenizer.json', 'tokenizer_config.json']) assert.ok(existsSync(path.join(dir, f)), f);
+  assert.equal(readFileSync(path.join(dir, 'train.jsonl'), 'utf8').trim().split('\n').length, 40);
+  const bad = spawnSync(process.execPath, [bin, 'data', 'builtin', '--out', dir, '--train', 'many'], { encoding: 'utf8' });
+  assert.equal(bad.status, 1);
+  assert.equal(bad.stderr.trim(), "red: --train must be a non-negative integer, got 'many'");
 });
