@@ -14,6 +14,7 @@ const benches: Record<string, () => Promise<{ run: BenchFn }>> = {
   generate: () => import('../bench/generate.ts'),
   engine: () => import('../bench/engine.ts'),
   verify: () => import('../bench/verify.ts'),
+  eval: () => import('../eval/bench.ts'),
 };
 
 export function registerBench(program: Command): void {
