@@ -37,16 +37,17 @@ export function registerVerify(program: Command): void {
     .option('--workers <n>', 'CAS worker threads (default: number of cores)')
     .action(async (opts: VerifyCliOptions) => {
       const timeoutMs = positiveInt(opts.timeoutMs, '--timeout-ms');
+      const workers = opts.workers === undefined ? undefined : positiveInt(opts.workers, '--workers');
+      if (opts.jsonl !== undefined && (opts.gold !== undefined || opts.pred !== undefined)) fail('use either --jsonl or --gold/--pred, not both');
+      if (opts.jsonl === undefined && (opts.gold === undefined || opts.pred === undefined)) fail('red verify needs --gold and --pred (or --jsonl FILE)');
       const reward = await import('../reward/index.ts');
-      if (opts.workers !== undefined) reward.configureVerifier({ poolSize: positiveInt(opts.workers, '--workers') });
+      if (workers !== undefined) reward.configureVerifier({ poolSize: workers });
       try {
         if (opts.jsonl !== undefined) {
-          if (opts.gold !== undefined || opts.pred !== undefined) fail('use either --jsonl or --gold/--pred, not both');
           await verifyJsonl(opts.jsonl, timeoutMs, reward.verify);
           return;
         }
-        if (opts.gold === undefined || opts.pred === undefined) fail('red verify needs --gold and --pred (or --jsonl FILE)');
-        const r = await reward.verify(opts.gold, opts.pred, { timeoutMs });
+        const r = await reward.verify(opts.gold!, opts.pred!, { timeoutMs });
         console.log(String(r.equal));
         if (opts.explain) {
           console.log(`reason: ${r.reason ?? (r.equal ? 'equal' : 'not_equal')}`);
