@@ -102,6 +102,8 @@ export function normalizeLatex(input: string): string {
   // "t(0,4]" (OlympiadBench) is "t ∈ (0,4]": a letter before a half-open or closed interval.
   s = s.replace(/^\s*[A-Za-z]\s*(?=(?:\([^()[\]]*,[^()[\]]*\]|\[[^()[\]]*,[^()[\]]*[)\]])\s*$)/, '');
   s = s.replace(/\s+(?:and|or)\s+/gi, ',');
+  // "≈ 3.14" and "= 5" with nothing on the left: the value alone.
+  s = s.replace(/\\approx(?![A-Za-z])/g, '=').replace(/^\s*=\s*/, '');
   s = s.trim();
   for (let i = 0; i < 3; i++) s = s.replace(TRAILING_UNIT_RE, '').trim();
   s = s.replace(/[.\s]+$/, '');

@@ -124,7 +124,9 @@ export function parseAnswer(s: string, depth = 0): Answer | null {
     const items = splitTop(s.slice(1, -1), COMMA).parts;
     if (items.length > 1) return { kind: 'seq', open: first, close: last, items: parseItems(items, depth) };
     if (first === '(' && last === ')') return parseAnswer(s.slice(1, -1), depth + 1);
-    return { kind: 'expr', latex: s };
+    // `\left[\begin{array}…\end{array}\right]`: a matrix in brackets.
+    const inner = parseAnswer(s.slice(1, -1), depth + 1);
+    return inner?.kind === 'matrix' ? inner : { kind: 'expr', latex: s };
   }
 
   // `1\pm\sqrt{5}` is the two values 1+√5 and 1−√5 (`\mp` takes the opposite sign).

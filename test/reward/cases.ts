@@ -230,6 +230,7 @@ export const CASES: Case[] = [
   ['\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}', '\\begin{pmatrix}1&2\\end{pmatrix}', false, 'matrix'],
   ['\\begin{pmatrix}\\sqrt{4}\\\\0.5\\end{pmatrix}', '\\begin{pmatrix}2\\\\\\frac{1}{2}\\end{pmatrix}', true, 'matrix'],
   ['\\begin{pmatrix}1\\\\2\\end{pmatrix}', '(1,2)', true, 'matrix'],
+  ['\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}', '\\left[\\begin{array}{cc}1&2\\\\3&4\\end{array}\\right]', true, 'matrix'],
   // \left / \right and spacing
   ['\\left(1,2\\right)', '(1,2)', true, 'delimiters'],
   ['\\left[1,2\\right)', '[1,2)', true, 'delimiters'],
@@ -250,6 +251,10 @@ export const CASES: Case[] = [
   ['12', 'Working.\nAnswer: 12', true, 'extract'],
   ['\\frac{3}{4}', 'Working.\n**Answer:** $\\frac{3}{4}$', true, 'extract'],
   ['3.5', 'The final answer is 3.5.', true, 'extract'],
+  ['3.14', 'so $x \\approx \\boxed{3.14}$', true, 'extract'],
+  ['3.14', 'so \\boxed{x \\approx 3.14}', true, 'extract'],
+  ['1,2', 'so \\boxed{x=1 \\text{ or } x=2}', true, 'extract'],
+  ['(1,1), (3,2)', '\\boxed{(3,2) \\text{ and } (1,1)}', true, 'extract'],
   ['5', 'No box here, just rambling about 5 things\nand more lines', false, 'extract'],
   ['5', '', false, 'extract'],
   ['5', '\\boxed{}', false, 'extract'],
