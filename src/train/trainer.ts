@@ -576,6 +576,7 @@ export class Trainer {
     if (regulate) {
       metrics['loss/policy'] ??= 0;
       metrics['loss/offline'] ??= 0;
+      metrics['clip/frac'] ??= 0; // objectives without a clip clip nothing
     }
     return { ok, metrics, tokens: packed.totalTokens };
   }

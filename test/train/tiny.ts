@@ -1,5 +1,5 @@
 // A tiny real setup for end-to-end trainer tests: the built-in task's data and tokenizer and a
-// randomly initialised 2-layer Qwen2 (vocab 512, C 32) saved as a Hugging Face folder.
+// randomly initialised 1-layer Qwen2 (vocab 512, C 16) saved as a Hugging Face folder.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseConfig } from '../../src/model/config.ts';
@@ -10,7 +10,7 @@ import { referenceBackend } from '../../src/engine/reference.ts';
 
 export const TINY_CONFIG = {
   architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', hidden_act: 'silu',
-  vocab_size: BUILTIN_VOCAB_SIZE, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
+  vocab_size: BUILTIN_VOCAB_SIZE, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1,
   num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 10000,
   max_position_embeddings: 1024, tie_word_embeddings: true, initializer_range: 0.1,
 };
