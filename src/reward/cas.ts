@@ -26,13 +26,21 @@ export type CasVerdict = { equal: boolean; reason?: string };
 // underflow or overflow alike everywhere else.
 const SAMPLES = [0.7318, 1.5142, 2.3761, 1.1937, 0.4593, 2.8117, 1.000013];
 
-function valuesClose(a: number, b: number): boolean {
+/** `noiseFloor`: differences below it are rounding noise (at sample points, where doubles are
+ * used: sin²x + cos²x − 1 comes out as ~1e-16, not 0). */
+function valuesClose(a: number, b: number, noiseFloor = 0): boolean {
   if (a === b) return true;
   if (!Number.isFinite(a) || !Number.isFinite(b)) return false;
   const diff = Math.abs(a - b);
+  const big = Math.max(Math.abs(a), Math.abs(b));
+  if (diff <= noiseFloor) return true;
+  // Below 1e-3, 6 decimals are too coarse (5.3e-9 would equal 0): 6 significant digits instead.
+  if (big < 1e-3) return diff <= 1e-6 * big;
   // Rounded to 6 decimals (Math-Verify's float rule), or equal to 1e-9 relative for large values.
-  return Math.round(a * 1e6) === Math.round(b * 1e6) || diff <= 1e-9 * Math.max(Math.abs(a), Math.abs(b));
+  return Math.round(a * 1e6) === Math.round(b * 1e6) || diff <= 1e-9 * big;
 }
+
+const SAMPLE_NOISE = 1e-12;
 
 function numericValue(e: Expr): { re: number; im: number } | null {
   const v = e.N();
@@ -48,7 +56,8 @@ function sameValue(a: Expr, b: Expr, finiteOnly = false): boolean | null {
   if (!va || !vb) return null;
   // At a sample point, an overflow on both sides says nothing about equality.
   if (finiteOnly && ![va.re, va.im, vb.re, vb.im].every(Number.isFinite)) return null;
-  return valuesClose(va.re, vb.re) && valuesClose(va.im, vb.im);
+  const floor = finiteOnly ? SAMPLE_NOISE : 0;
+  return valuesClose(va.re, vb.re, floor) && valuesClose(va.im, vb.im, floor);
 }
 
 export class CasComparer {
@@ -102,7 +111,7 @@ export class CasComparer {
       // Fast real evaluation first; the engine (complex-capable, slower) where it cannot tell.
       const fa = evalJson(aJson, sub);
       const fb = evalJson(bJson, sub);
-      const same = Number.isFinite(fa) && Number.isFinite(fb) ? valuesClose(fa, fb) : sameValue(a.subs(sub), b.subs(sub), true);
+      const same = Number.isFinite(fa) && Number.isFinite(fb) ? valuesClose(fa, fb, SAMPLE_NOISE) : sameValue(a.subs(sub), b.subs(sub), true);
       if (same === false) return { equal: false };
       if (same === true) compared++;
     }

@@ -110,12 +110,20 @@ function round6(a: Rational): bigint {
   return neg ? -q : q;
 }
 
+const abs = (x: bigint): bigint => (x < 0n ? -x : x);
+
 /** Exact equality, or equality after rounding to 6 decimals when either side was written as a
- * decimal (so 1/3 = 0.333333, but 1/3 ≠ 0.33 and 1/3 ≠ 1/3 + 10⁻⁹ written as a fraction). */
+ * decimal (so 1/3 = 0.333333, but 1/3 ≠ 0.33 and 1/3 ≠ 1/3 + 10⁻⁹ written as a fraction).
+ * Below 10⁻³, where 6 decimals are fewer than 3 significant digits (Minerva's 5.3e-9 would equal
+ * 0), the rule is 6 significant digits instead: |a − b| ≤ 10⁻⁶·max(|a|, |b|). */
 export function rationalEqual(a: Rational, b: Rational): boolean {
   if (a.num === b.num && a.den === b.den) return true;
   if (!a.decimal && !b.decimal) return false;
-  return round6(a) === round6(b);
+  const magA = abs(a.num) * b.den; // |a| and |b| over the common denominator a.den·b.den
+  const magB = abs(b.num) * a.den;
+  const big = magA > magB ? magA : magB;
+  if (1000n * big >= a.den * b.den) return round6(a) === round6(b);
+  return abs(a.num * b.den - b.num * a.den) * 1_000_000n <= big;
 }
 
 export function rationalToString(a: Rational): string {
