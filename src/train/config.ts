@@ -2,6 +2,7 @@
 // is declared once here with its default and its documentation; YAML files and `--set` only
 // override. Validation happens once, before anything runs, and lists every problem by path.
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { z } from 'zod';
 import YAML from 'yaml';
 import { AlgorithmOptionsSchema, mergeOverrides, PRESET_NAMES, PRESETS, type AlgorithmOptions, type PresetName } from '../rl/options.ts';
@@ -123,8 +124,24 @@ export function failWithIssues(source: string, lines: string[]): never {
   fail(`invalid configuration (${source}):\n  ${lines.join('\n  ')}`);
 }
 
-/** Parse a YAML file into a plain object (an empty file is {}). */
-export function readYamlConfig(file: string): Record<string, unknown> {
+/**
+ * A config file as a plain object. `extends: other.yaml` (a path relative to the file) starts from
+ * that file's content and overrides it key by key, so example configs share one base without
+ * repeating it. Relative `model.path`, `model.referencePath` and `data.train` are kept as written
+ * (they are relative to the working directory).
+ */
+export function readYamlConfig(file: string, seen: string[] = []): Record<string, unknown> {
+  const raw = readYamlFile(file);
+  const parent = raw.extends;
+  delete raw.extends;
+  if (parent === undefined) return raw;
+  if (typeof parent !== 'string') fail(`${file}: extends must be a file name, got ${JSON.stringify(parent)}`);
+  const base = path.resolve(path.dirname(file), parent);
+  if (seen.includes(base)) fail(`${file}: extends ${parent} forms a cycle`);
+  return mergeOverrides(readYamlConfig(base, [...seen, path.resolve(file)]), raw) as Record<string, unknown>;
+}
+
+function readYamlFile(file: string): Record<string, unknown> {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
