@@ -1,0 +1,27 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PRESET_NAMES } from '../../src/rl/options.ts';
+import { readYamlConfig, resolveTrainConfig } from '../../src/train/config.ts';
+
+const examples = fileURLToPath(new URL('../../examples/', import.meta.url));
+
+test('examples/builtin: one valid config per method, named after it', () => {
+  const files = readdirSync(path.join(examples, 'builtin')).filter((f) => f.endsWith('.yaml') && f !== 'base.yaml');
+  assert.deepEqual(files.map((f) => f.replace(/\.yaml$/, '')).sort(), [...PRESET_NAMES].sort());
+  for (const f of files) {
+    const c = resolveTrainConfig(readYamlConfig(path.join(examples, 'builtin', f)), f);
+    assert.equal(c.method, f.replace(/\.yaml$/, ''));
+    assert.equal(c.model.path, 'runs/builtin/base');
+  }
+});
+
+test('examples/paper: the RED-SPEC recipe for Qwen2.5-Math-1.5B', () => {
+  const c = resolveTrainConfig(readYamlConfig(path.join(examples, 'paper', 'qwen2.5-math-1.5b-red.yaml')), 'paper');
+  assert.equal(c.method, 'red');
+  assert.equal(c.data.fields, 'luffy');
+  assert.deepEqual([c.optim.lr, c.rollout.promptsPerStep, c.rollout.groupSize, c.rollout.maxTokens, c.data.maxPromptTokens, c.data.epochs, c.seed],
+    [2e-6, 64, 7, 8192, 1024, 5, 42]);
+});
