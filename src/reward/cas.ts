@@ -42,6 +42,17 @@ function valuesClose(a: number, b: number, noiseFloor = 0): boolean {
 
 const SAMPLE_NOISE = 1e-12;
 
+/** Whether MathJSON holds an inexact number (`1.5`, `2e-9`): then Math-Verify's float rules apply. */
+function hasDecimal(json: unknown): boolean {
+  if (typeof json === 'number') return !Number.isInteger(json);
+  if (Array.isArray(json)) return json.some(hasDecimal);
+  if (json !== null && typeof json === 'object') {
+    const num = (json as { num?: unknown }).num;
+    return typeof num === 'string' && /[.]|e-/i.test(num);
+  }
+  return false;
+}
+
 function numericValue(e: Expr): { re: number; im: number } | null {
   const v = e.N();
   const re = v.re;
@@ -97,6 +108,12 @@ export class CasComparer {
     if (a.isSame(b) || JSON.stringify(a.json) === JSON.stringify(b.json)) return { equal: true };
     const vars = [...new Set([...a.unknowns, ...b.unknowns])].sort();
     if (vars.length === 0) {
+      // Exact on both sides (no decimal literal): the engine's own value test decides, at its
+      // working precision, so 2^{1009} ≠ 2^{1009}+1, which no double could tell apart.
+      if (!hasDecimal(a.json) && !hasDecimal(b.json)) {
+        const eq = a.isEqual(b);
+        if (eq !== undefined) return { equal: eq };
+      }
       const same = sameValue(a, b);
       return same === null ? { equal: false, reason: 'not a number' } : { equal: same };
     }

@@ -4,7 +4,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { verifyBatch, closeVerifier, configureVerifier, goldAnswer } from '../../src/reward/index.ts';
+import { verifyBatch, closeVerifier, configureVerifier, goldAnswer, normalizeLatex } from '../../src/reward/index.ts';
+import { parseAnswer } from '../../src/reward/parse.ts';
 
 configureVerifier({ poolSize: 2 });
 after(closeVerifier);
@@ -59,5 +60,16 @@ test('integer benchmark golds differ from their successor', async () => {
   assert.ok(ints.length > 300, `only ${ints.length} integer golds`);
   const results = await verifyBatch(ints.map((g) => ({ gold: g, pred: `\\boxed{${(BigInt(g) + 1n).toString()}}` })));
   const wrong = results.flatMap((r, i) => (r.equal ? [ints[i]] : []));
+  assert.deepEqual(wrong, []);
+});
+
+test('every symbolic benchmark gold differs from itself plus one', async () => {
+  // Catches a verifier that calls unparseable or huge answers equal: 2^{1009} vs 2^{1009}+1 needs
+  // exact arithmetic, I(0) needs an application, not 0·I.
+  const exprs = [...new Set(loadGolds().flatMap((g) => goldAnswer(g.raw)))].filter((g) => parseAnswer(normalizeLatex(g))?.kind === 'expr');
+  assert.ok(exprs.length > 150, `only ${exprs.length} symbolic golds`);
+  const results = await verifyBatch(exprs.map((g) => ({ gold: g, pred: `\\boxed{\\left(${g}\\right)+1}` })), { timeoutMs: 5000 });
+  const wrong = results.flatMap((r, i) => (r.equal ? [exprs[i]] : []));
+  console.log(`${exprs.length} symbolic golds, ${wrong.length} equal to themselves plus one`);
   assert.deepEqual(wrong, []);
 });

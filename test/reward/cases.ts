@@ -117,6 +117,11 @@ export const CASES: Case[] = [
   ['a+b', 'a-b', false, 'symbolic'],
   ['2^{N-2}+1', '\\frac{2^N}{4}+1', true, 'symbolic'],
   ['\\log_2 8', '3', true, 'symbolic'],
+  ['2^{1009}', '2^{1009}+1', false, 'symbolic'],
+  ['2^{1009}', '2\\cdot 2^{1008}', true, 'symbolic'],
+  ['\\frac{100!}{2^{50}}', '\\frac{100!}{2^{50}}+1', false, 'symbolic'],
+  ['10^{20}\\sqrt{2}', '10^{20}\\sqrt{2}+1', false, 'symbolic'],
+  ['\\pi', '3.141593', true, 'constant'],
   ['\\ln(e^3)', '3', true, 'symbolic'],
   // sets, order-free
   ['\\{1,2\\}', '\\{2,1\\}', true, 'set'],
