@@ -23,16 +23,19 @@ constexpr int NR = 2 * W;
 
 // Grow-only, 64-byte aligned scratch owned by the calling thread (each JS thread has its own).
 struct Scratch {
-  float* ptr = nullptr;
-  size_t cap = 0;
-  float* get(size_t floats) {
-    if (floats > cap) {
+  void* ptr = nullptr;
+  size_t cap = 0;  // bytes
+  ~Scratch() { std::free(ptr); }
+  void* bytes(size_t n) {
+    if (n > cap) {
       std::free(ptr);
-      cap = floats + floats / 4;
-      ptr = static_cast<float*>(std::aligned_alloc(64, ((cap * sizeof(float)) + 63) / 64 * 64));
+      cap = (n + n / 4 + 63) / 64 * 64;
+      ptr = std::aligned_alloc(64, cap);
     }
     return ptr;
   }
+  float* get(size_t floats) { return static_cast<float*>(bytes(floats * sizeof(float))); }
+  int32_t* ints(size_t n) { return static_cast<int32_t*>(bytes(n * sizeof(int32_t))); }
 };
 
 // The MR_×NR tile C(m ≤ MR_, n ≤ NR) at stride ldc ← [C +] Ap(kc,MR_)ᵀ·Bp(kc,NR).

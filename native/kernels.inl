@@ -139,44 +139,70 @@ static void rmsnormBackward(float* dinp, float* dweight, const float* dout, cons
 
 // ---- RoPE (rotate-half): pairs (i, i + HD/2) of each head rotated by pos·theta^(−2i/HD) ----
 
-// sign = +1 forward, −1 the transpose (backward). cos/sin in double, as the reference does.
-static void rope(float* x, const int32_t* positions, i64 T, i64 NH, i64 HD, double theta, double sign) {
+// The cos/sin table (T, HD): row t holds cos(pos_t·f_i) for i < HD/2, then sin(pos_t·f_i), with
+// f_i = theta^(−2i/HD) and the angles in double as the reference computes them. Every layer's q
+// and k, forward and backward, rotate by the same positions, so the last table is kept and reused
+// while (positions, HD, theta) are unchanged.
+struct RopeTable {
+  Scratch positions, table;
+  i64 T = -1, HD = -1;
+  double theta = 0;
+};
+
+static const float* ropeTable(const int32_t* positions, i64 T, i64 HD, double theta) {
+  static thread_local RopeTable cache;
   const i64 half = HD / 2;
-#pragma omp parallel if (T * NH * HD > kParallelMin)
-  {
-    static thread_local Scratch table;
-    float* cs = table.get(2 * half);  // (2, HD/2): cos then sin of this token's angles
-#pragma omp for schedule(static)
-    for (i64 t = 0; t < T; ++t) {
-      for (i64 i = 0; i < half; ++i) {
-        const double angle = (double)positions[t] * std::pow(theta, (double)(-2 * i) / (double)HD);
-        cs[i] = (float)std::cos(angle);
-        cs[half + i] = (float)(sign * std::sin(angle));
+  if (cache.T == T && cache.HD == HD && cache.theta == theta &&
+      std::memcmp(cache.positions.ints(T), positions, sizeof(int32_t) * T) == 0)
+    return cache.table.get(T * HD);
+  cache.T = -1;  // invalid while being rebuilt
+  float* cs = cache.table.get(T * HD);
+  std::memcpy(cache.positions.ints(T), positions, sizeof(int32_t) * T);
+#pragma omp parallel for schedule(static) if (T * HD > 4096)
+  for (i64 t = 0; t < T; ++t) {
+    for (i64 i = 0; i < half; ++i) {
+      const double angle = (double)positions[t] * std::pow(theta, (double)(-2 * i) / (double)HD);
+      cs[t * HD + i] = (float)std::cos(angle);
+      cs[t * HD + half + i] = (float)std::sin(angle);
+    }
+  }
+  cache.T = T;
+  cache.HD = HD;
+  cache.theta = theta;
+  return cs;
+}
+
+// x(T, NH*HD) in place; sign = +1 rotates by the angle, −1 by its negative (the transpose).
+static void rope(float* x, const int32_t* positions, i64 T, i64 NH, i64 HD, double theta, float sign) {
+  const i64 half = HD / 2;
+  const float* table = ropeTable(positions, T, HD, theta);
+  const Vf sg = vset1(sign);
+#pragma omp parallel for schedule(static) if (T * NH * HD > kParallelMin)
+  for (i64 t = 0; t < T; ++t) {
+    const float* cs = table + t * HD;
+    for (i64 h = 0; h < NH; ++h) {
+      float* x1 = x + (t * NH + h) * HD;
+      float* x2 = x1 + half;
+      i64 i = 0;
+      for (; i + W <= half; i += W) {
+        const Vf a = vload(x1 + i), b = vload(x2 + i), c = vload(cs + i), s = vmul(sg, vload(cs + half + i));
+        vstore(x1 + i, vfnmadd(b, s, vmul(a, c)));  // x1·cos − x2·sin
+        vstore(x2 + i, vfmadd(a, s, vmul(b, c)));   // x2·cos + x1·sin
       }
-      for (i64 h = 0; h < NH; ++h) {
-        float* x1 = x + (t * NH + h) * HD;
-        float* x2 = x1 + half;
-        i64 i = 0;
-        for (; i + W <= half; i += W) {
-          const Vf a = vload(x1 + i), b = vload(x2 + i), c = vload(cs + i), s = vload(cs + half + i);
-          vstore(x1 + i, vfnmadd(b, s, vmul(a, c)));  // x1·cos − x2·sin
-          vstore(x2 + i, vfmadd(a, s, vmul(b, c)));   // x2·cos + x1·sin
-        }
-        for (; i < half; ++i) {
-          const float a = x1[i], b = x2[i];
-          x1[i] = a * cs[i] - b * cs[half + i];
-          x2[i] = b * cs[i] + a * cs[half + i];
-        }
+      for (; i < half; ++i) {
+        const float a = x1[i], b = x2[i], s = sign * cs[half + i];
+        x1[i] = a * cs[i] - b * s;
+        x2[i] = b * cs[i] + a * s;
       }
     }
   }
 }
 
 static void ropeForward(float* x, const int32_t* positions, i64 T, i64 NH, i64 HD, double theta) {
-  rope(x, positions, T, NH, HD, theta, 1.0);
+  rope(x, positions, T, NH, HD, theta, 1.0f);
 }
 static void ropeBackward(float* dx, const int32_t* positions, i64 T, i64 NH, i64 HD, double theta) {
-  rope(dx, positions, T, NH, HD, theta, -1.0);
+  rope(dx, positions, T, NH, HD, theta, -1.0f);
 }
 
 // ---- elementwise ----

@@ -164,6 +164,14 @@ function compareKernels(nb: Backend): void {
         assertClose(`${dir} T=${T} NH=${NH} HD=${HD}`, got, want, 1e-5, 1e-5);
       }
     }
+    // Same T and HD, new positions: the native cos/sin table must not be reused.
+    const T = 40, NH = 4, HD = 64;
+    const shifted = Int32Array.from({ length: T }, (_, t) => t + 1000);
+    const x = randn(rng, T * NH * HD);
+    const got = Float32Array.from(x), want = Float32Array.from(x);
+    nb.ropeForward(got, shifted, T, NH, HD, 1e6);
+    ref.ropeForward(want, shifted, T, NH, HD, 1e6);
+    assertClose('ropeForward after the positions changed', got, want, 1e-5, 1e-5);
   });
 
   // (lengths, NH, NKV, HD): one token, packed unequal sequences incl. an empty one, GQA,
