@@ -2,7 +2,7 @@
 // model's chat template and tokenizer, all samples of a chunk in one continuous-batching
 // generate() call with a seed per problem, and verdicts from the math verifier (src/reward).
 import type { Tokenizer } from '../model/tokenizer.ts';
-import { verify as mathVerify, closeVerifier } from '../reward/index.ts';
+import { closeVerifier, verify as mathVerify, warmVerifier } from '../reward/index.ts';
 import { generate, type GenerateStats, type GenerationModel } from '../rollout/sampler.ts';
 import type { AnswerVerifier, Completion, Generator, PromptInput } from './protocol.ts';
 
@@ -69,5 +69,6 @@ export function samplerGenerator(o: SamplerGeneratorOptions): Generator {
 /** The math verifier (Math-Verify semantics, CAS worker pool) as the evaluator's AnswerVerifier. */
 export const mathVerifier: AnswerVerifier = {
   verify: (gold, response) => mathVerify(gold, response),
+  warm: () => warmVerifier(),
   close: () => closeVerifier(),
 };

@@ -99,6 +99,8 @@ export interface Verdict {
 /** Decides whether a response's final answer equals the gold answer. */
 export interface AnswerVerifier {
   verify(gold: string | string[], response: string): Promise<Verdict>;
+  /** Starts worker processes or threads ahead of the first verdict (kept out of the timed part). */
+  warm?(): Promise<void>;
   /** Releases worker processes or threads, if any. */
   close?(): Promise<void> | void;
 }

@@ -147,7 +147,7 @@ export async function runEval(o: RunEvalOptions): Promise<EvalResults> {
   if (!(o.chunkSamples >= 1)) fail(`chunk size must be ≥ 1 sample, got ${o.chunkSamples}`);
   mkdirSync(o.outDir, { recursive: true });
   checkManifest(path.join(o.outDir, 'run.json'), o);
-  await checkGolds(o.jobs, o.verifier);
+  await Promise.all([checkGolds(o.jobs, o.verifier), o.verifier.warm?.()]);
   for (const j of o.jobs) {
     const bad = j.problems.filter((p) => p.gold === null);
     if (bad.length > 0) {

@@ -6,47 +6,15 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { referenceBackend } from '../../src/engine/reference.ts';
 import { loadBenchmark, resolveBenchmark } from '../../src/eval/benchmarks.ts';
 import { encodePrompt, samplerGenerator, stopRule } from '../../src/eval/generator.ts';
 import { buildPrompt, samplingFor, type AnswerVerifier, type Generator } from '../../src/eval/protocol.ts';
 import { runEval, type EvalJob } from '../../src/eval/run.ts';
-import { parseConfig } from '../../src/model/config.ts';
-import { Qwen2Model } from '../../src/model/qwen2.ts';
-import { Tokenizer } from '../../src/model/tokenizer.ts';
-import { byteToChar } from '../../src/data/task/tokenizer.ts';
+import { byteTokenizer, tinyModel } from './tiny.ts';
 import { lastBoxed } from '../../src/reward/extract.ts';
 
 const ROOT = mkdtempSync(path.join(tmpdir(), 'red-eval-test-'));
 after(() => rmSync(ROOT, { recursive: true, force: true }));
-
-const CHATML =
-  "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{%- endfor %}" +
-  "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
-
-/** 256 byte tokens (no merges) + <|endoftext|> 256, <|im_start|> 257, <|im_end|> 258. */
-function byteTokenizer(): Tokenizer {
-  const vocab: Record<string, number> = {};
-  byteToChar().forEach((c, i) => (vocab[c] = i));
-  const added = ['<|endoftext|>', '<|im_start|>', '<|im_end|>'].map((content, i) => ({ id: 256 + i, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
-  const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false };
-  return new Tokenizer({
-    tokenizerJson: {
-      version: '1.0', truncation: null, padding: null, added_tokens: added, normalizer: null,
-      pre_tokenizer: byteLevel, post_processor: byteLevel, decoder: byteLevel,
-      model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges: [] },
-    },
-    tokenizerConfig: { chat_template: CHATML, eos_token: '<|im_end|>', pad_token: '<|endoftext|>' },
-  });
-}
-
-function tinyModel(): Qwen2Model {
-  const config = parseConfig({
-    model_type: 'qwen2', hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
-    vocab_size: 260, max_position_embeddings: 1024, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: true,
-  });
-  return Qwen2Model.init(config, 7, { backend: referenceBackend });
-}
 
 const exactVerifier: AnswerVerifier = {
   async verify(gold, response) {
