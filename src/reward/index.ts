@@ -96,13 +96,21 @@ export async function verify(gold: Gold, prediction: string, opts: VerifyOptions
 
     const pred = prepare(found);
     if (pred.parsed === null) return { equal: false, reason: 'no_answer', extracted };
+    // Any acceptable gold counts; one that runs out of CAS time does not stop the others (they may
+    // still match without the CAS).
+    let timedOut = false;
     for (const g of golds) {
       if (g.length > MAX_ANSWER_CHARS) continue;
       const gp = prepare(g);
       if (shortcuts && gp.norm === pred.norm) return { equal: true, extracted };
-      if (gp.parsed && (await answersEqual(gp.parsed, pred.parsed, leaf))) return { equal: true, extracted };
+      try {
+        if (gp.parsed && (await answersEqual(gp.parsed, pred.parsed, leaf))) return { equal: true, extracted };
+      } catch (err) {
+        if (!(err instanceof CasTimeout)) throw err;
+        timedOut = true;
+      }
     }
-    return { equal: false, reason: casReason ?? 'not_equal', extracted };
+    return { equal: false, reason: timedOut ? 'timeout' : (casReason ?? 'not_equal'), extracted };
   } catch (err) {
     if (err instanceof CasTimeout) return { equal: false, reason: 'timeout', extracted };
     return { equal: false, reason: `error: ${err instanceof Error ? err.message : String(err)}`, extracted };

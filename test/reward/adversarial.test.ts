@@ -44,6 +44,14 @@ test('a CAS comparison that hangs returns reason timeout within timeout + margin
   assert.equal((await verify('x^2-1', '\\boxed{(x-1)(x+1)}')).equal, true);
 });
 
+test('a gold list: one gold timing out does not hide a later one that matches', async () => {
+  await warmVerifier();
+  const r = await verify(['9^{9^{9^{9}}}', '7'], '\\boxed{7}', { timeoutMs: 300 });
+  assert.equal(r.equal, true, JSON.stringify(r));
+  const r2 = await verify(['9^{9^{9^{9}}}', '7'], '\\boxed{8}', { timeoutMs: 300 });
+  assert.deepEqual([r2.equal, r2.reason], [false, 'timeout']);
+});
+
 test('one budget per verify: a set of hanging elements still ends within timeout + margin', async () => {
   const { r, ms } = await timed('\\{1,2,3\\}', '\\boxed{\\{9^{9^{9^{9}}}, 9^{9^{9^{8}}}, 9^{9^{9^{7}}}\\}}');
   assert.equal(r.equal, false);
