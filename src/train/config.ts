@@ -53,7 +53,7 @@ export const optimSchema = z.strictObject({
 export const scheduleSchema = z.strictObject({
   warmupSteps: z.number().int().min(0).default(1).describe('Linear warm-up steps.'),
   minLrRatio: z.number().min(0).max(1).default(0.1).describe('Cosine decays to this fraction of the peak lr.'),
-  totalSteps: positiveInt().optional().describe('Planned optimiser steps; default: epochs × training set / promptsPerStep.'),
+  totalSteps: positiveInt().optional().describe('Planned optimiser steps of each stage; default: epochs × training set / (promptsPerStep, or sft.batchSize for SFT stages).'),
 });
 
 export const sftSchema = z.strictObject({

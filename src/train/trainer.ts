@@ -147,7 +147,7 @@ interface StepGroup {
 }
 
 class Timer {
-  readonly s: Record<'rollout' | 'reward' | 'logprob' | 'update' | 'other', number> = { rollout: 0, reward: 0, logprob: 0, update: 0, other: 0 };
+  readonly s: Record<'rollout' | 'reward' | 'logprob' | 'update', number> = { rollout: 0, reward: 0, logprob: 0, update: 0 };
   async time<T>(key: keyof Timer['s'], f: () => Promise<T> | T): Promise<T> {
     const t0 = performance.now();
     try {
@@ -237,7 +237,8 @@ export class Trainer {
         this.state.entropyRegulator = { prevRl: null, prevSft: null, steps: 0 };
         this.state.hardQuestions = null;
       }
-      if (saved !== this.state.step || finishedStage) await this.saveCheckpoint();
+      const enteredNextStage = this.state.stage !== k;
+      if (saved !== this.state.step || enteredNextStage) await this.saveCheckpoint();
       this.s.progress.stop();
       if (!finishedStage) break;
     }
@@ -318,7 +319,7 @@ export class Trainer {
     this.state.hardQuestions = st.hardQuestions?.toJSON() ?? null;
 
     const total = (performance.now() - t0) / 1000;
-    for (const [k, v] of Object.entries(timer.s)) if (k !== 'other') m[`timing_s/${k}`] = v;
+    for (const [k, v] of Object.entries(timer.s)) m[`timing_s/${k}`] = v;
     m['timing_s/step'] = total;
     m['timing_s/overhead'] = Math.max(0, total - timer.s.rollout - timer.s.logprob - timer.s.update);
     m['throughput/tokens_per_s'] = (m['tokens/step'] ?? 0) / total;
