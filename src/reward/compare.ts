@@ -32,7 +32,8 @@ function isName(a: Answer): boolean {
   if (a.kind === 'choice') return a.rest === null;
   if (a.kind !== 'expr' && a.kind !== 'text') return false;
   const s = a.kind === 'expr' ? a.latex : a.text;
-  return /^(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?\w+\}?)?(?:'*)(?:\([A-Za-z0-9,]*\))?$/.test(s) || a.kind === 'text';
+  // A word such as `Area` (parsed as text) names a quantity too.
+  return /^(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?\w+\}?)?(?:'*)(?:\([A-Za-z0-9,]*\))?$/.test(s) || /^[A-Za-z]+$/.test(s);
 }
 
 const FLIP: Record<RelOp, RelOp> = { '=': '=', '<': '>', '>': '<', '\\le': '\\ge', '\\ge': '\\le' };
@@ -69,16 +70,22 @@ function answerKey(a: Answer): string {
   return JSON.stringify(a, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
 }
 
+// Past this many elements, sets are matched by identical parsed structure only: the pairwise search
+// is quadratic and runs in the main thread, where no timeout can stop it.
+const MAX_PAIRWISE_ITEMS = 200;
+
 /** Greedy matching is exact here: equivalence is transitive, so any match of an item is as good as another. */
 async function sameMultiset(gs: Answer[], ps: Answer[], leaf: LeafEqual): Promise<boolean> {
   if (gs.length !== ps.length) return false;
   const used = new Array<boolean>(ps.length).fill(false);
+  const pKeys = ps.map(answerKey);
+  const pairwise = gs.length <= MAX_PAIRWISE_ITEMS;
   for (const g of gs) {
     let found = -1;
     // Identical spellings first: they cost nothing and are the usual case.
     const key = answerKey(g);
-    for (let j = 0; j < ps.length && found < 0; j++) if (!used[j] && answerKey(ps[j]) === key) found = j;
-    for (let j = 0; j < ps.length && found < 0; j++) if (!used[j] && (await answersEqual(g, ps[j], leaf))) found = j;
+    for (let j = 0; j < ps.length && found < 0; j++) if (!used[j] && pKeys[j] === key) found = j;
+    for (let j = 0; pairwise && j < ps.length && found < 0; j++) if (!used[j] && (await answersEqual(g, ps[j], leaf))) found = j;
     if (found < 0) return false;
     used[found] = true;
   }

@@ -80,6 +80,9 @@ test('pathological inputs: no throw, a sensible verdict, within timeout + margin
     ['5', '\\boxed{\\left(\\right.}', false, 'stray delimiters'],
     ['5', `\\boxed{${'\\{'.repeat(500)}}`, false, 'escaped braces never closed'],
     ['5', `\\boxed{${'1,'.repeat(5000)}1}`, false, '5,001-element list'],
+    [Array.from({ length: 1500 }, (_, i) => i).join(','), `\\boxed{${Array.from({ length: 1500 }, (_, i) => 1499 - i).join(',')}}`, true, 'two 1,500-element lists, one reversed'],
+    [Array.from({ length: 1500 }, (_, i) => i).join(','), `\\boxed{${Array.from({ length: 1500 }, (_, i) => i + 1).join(',')}}`, false, 'two 1,500-element lists, shifted'],
+    [Array.from({ length: 200 }, (_, i) => i).join(','), `\\boxed{${Array.from({ length: 200 }, (_, i) => `${i}.0`).join(',')}}`, true, '200 numbers spelled differently'],
   ];
   for (const [gold, pred, expected, what] of cases) {
     const { r, ms } = await timed(gold, pred);
