@@ -533,6 +533,9 @@ export class Trainer {
     const ctx = { offlineWeight: w, maxResponseTokens: cfg.rollout.maxTokens };
     let ok = true;
     let activationsFresh = single;
+    // Several updates per batch: a NaN in a later one must undo the earlier ones too, so the step
+    // leaves no trace. (One update needs no copy: nothing is applied before the check.)
+    const before = cfg.optim.updatesPerBatch > 1 ? { params: env.model.params.slice(), opt: copyState(optimizer.state()) } : null;
     for (let u = 0; u < cfg.optim.updatesPerBatch; u++) {
       // Current policy: equal to π_old before the first update; recomputed after it.
       let logprobs = oldLogprobs;
@@ -569,6 +572,10 @@ export class Trainer {
       if (!lossOk || !Number.isFinite(gradNorm)) {
         // Nothing from a bad step reaches the parameters or the optimiser moments.
         env.model.zeroGrad();
+        if (before && u > 0) {
+          env.model.params.set(before.params);
+          optimizer.load(before.opt);
+        }
         ok = false;
         break;
       }
@@ -619,6 +626,10 @@ export class Trainer {
     this.env.model.params.set(loaded);
     this.s.progress.log(`resuming from ${dir} (step ${raw.step})`);
   }
+}
+
+function copyState(s: OptimizerState): OptimizerState {
+  return { step: s.step, m: s.m.slice(), v: s.v.slice() };
 }
 
 function writeOptimizer(file: string, s: OptimizerState): void {

@@ -163,6 +163,36 @@ test('NaN in the loss: the step is skipped (nothing applied, no checkpoint), 3 i
   assert.ok(!existsSync(path.join(dir2, 'checkpoints', 'step-2')) && !existsSync(path.join(dir2, 'checkpoints', 'step-3')));
 });
 
+test('several updates per batch: a NaN in the second update undoes the first (params and moments)', async () => {
+  const config = makeConfig({ method: 'grpo', optim: { lr: 0.05, updatesPerBatch: 2 } });
+  const env = makeEnv(config);
+  env.verify = async (items) => items.map((_, i) => i % 2);
+  let step = 0;
+  let forwardsAtStepStart = 0;
+  const gen = env.generate;
+  env.generate = async (p, r) => { step++; forwardsAtStepStart = env.model.forwards; return gen(p, r); };
+  // Step 2: forward 1 is π_old (fine), forward 2 recomputes the policy for the second update (NaN).
+  env.model.poison = () => step === 2 && env.model.forwards - forwardsAtStepStart >= 2;
+  let snapshot: { params: Float32Array; m: Float32Array; step: number } | null = null;
+  const create = env.createOptimizer;
+  env.createOptimizer = () => {
+    const o = create();
+    const u = o.update.bind(o);
+    o.update = (lr) => { u(lr); if (step === 1 && o.state().step === 2) snapshot = { params: env.model.params.slice(), m: o.state().m.slice(), step: o.state().step }; };
+    (env as unknown as { opt: typeof o }).opt = o;
+    return o;
+  };
+  const dir = out();
+  await trainer(env, config, dir, { maxSteps: 2 }).run();
+  const m = metricLines(dir);
+  assert.equal(m[1]['steps/skipped'], 1);
+  assert.ok(snapshot, 'step 1 made two updates');
+  assert.ok(bits(snapshot!.params).equals(bits(env.model.params)), 'the first update of the bad step was not undone');
+  const opt = (env as unknown as { opt: { state(): { step: number; m: Float32Array } } }).opt;
+  assert.equal(opt.state().step, 2);
+  assert.ok(bits(snapshot!.m).equals(bits(opt.state().m)));
+});
+
 test('a stop request (Ctrl-C) lets the step finish, checkpoints and returns', async () => {
   const config = makeConfig({ method: 'red', checkpoint: { every: 100, keep: 2 } });
   const env = makeEnv(config);
