@@ -55,14 +55,16 @@ function mathOf(span: string): string {
   return (m ? (m[1] ?? m[2]) : span).trim();
 }
 
-// "The final answer is 5." / "Answer: $\frac12$" — the last such phrase wins.
-const FALLBACK_RE = /(?:final answer is|answer\s*(?:is)?\s*:)\s*(?:\*\*)?\s*([^\n]*)/gi;
+// "The final answer is 5." / "Answer: $\frac12$" — the last such phrase wins, and what follows it
+// on its line is the answer.
+const FALLBACK_RE = /final answer is|answer\s*(?:is)?\s*:/gi;
 
 function fallbackAnswer(text: string): string | null {
-  let last: string | null = null;
-  for (const m of text.matchAll(FALLBACK_RE)) last = m[1];
-  if (last === null) return null;
-  let ans = mathOf(last.slice(0, 500));
+  let end = -1;
+  for (const m of text.matchAll(FALLBACK_RE)) end = m.index + m[0].length;
+  if (end < 0) return null;
+  const line = text.slice(end, end + 500).split('\n')[0].replace(/^\s*(?:\*\*)?\s*/, '');
+  let ans = mathOf(line);
   // A sentence end is a period followed by space or end, not a decimal point.
   ans = ans.replace(/\*\*/g, '').replace(/\.(\s.*)?$/, '').replace(/[.\s]+$/, '').trim();
   return ans === '' ? null : ans;

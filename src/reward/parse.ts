@@ -24,7 +24,7 @@ export type Answer =
 
 // Deeper nesting than this is read as one opaque expression (1,000 nested parentheses must not
 // exhaust the stack).
-const MAX_DEPTH = 40;
+const MAX_DEPTH = 16;
 
 const OPENERS = new Set(['(', '[', '{']);
 const CLOSERS = new Set([')', ']', '}']);

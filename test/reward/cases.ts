@@ -265,6 +265,8 @@ export const CASES: Case[] = [
   ['12', 'Working.\nAnswer: 12', true, 'extract'],
   ['\\frac{3}{4}', 'Working.\n**Answer:** $\\frac{3}{4}$', true, 'extract'],
   ['3.5', 'The final answer is 3.5.', true, 'extract'],
+  ['5', 'The final answer is not 4. The final answer is $5$.', true, 'extract'],
+  ['4', 'The final answer is not 4. The final answer is $5$.', false, 'extract'],
   ['3.14', 'so $x \\approx \\boxed{3.14}$', true, 'extract'],
   ['3.14', 'so \\boxed{x \\approx 3.14}', true, 'extract'],
   ['1,2', 'so \\boxed{x=1 \\text{ or } x=2}', true, 'extract'],
