@@ -355,7 +355,11 @@ export class Trainer {
     return fail(`${this.s.config.data.train}: no prompt fits data.maxPromptTokens = ${limit}`);
   }
 
-  /** The teacher trace as a member: truncated to the response limit, EOS appended when it was not. */
+  /**
+   * The teacher trace as a member: truncated to the response limit, EOS appended when it was not.
+   * Like a rollout, the response including its EOS never exceeds the limit, so a trace of exactly
+   * the limit counts as truncated.
+   */
   private offlineMember(example: TrainingExample, group: number): Member {
     const promptIds = this.env.promptIds(example);
     const trace = this.env.traceIds(example);

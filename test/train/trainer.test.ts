@@ -113,6 +113,29 @@ test('SFT step: the gradient handed to the optimiser is d(token-mean NLL)/dW (fi
   }
 });
 
+test('offline traces: the chat prompt, then the trace truncated to the response limit, EOS only when not truncated', async () => {
+  // A 3-token trace with a 3-token limit: trace + EOS would exceed the limit a rollout obeys, so
+  // the EOS is what gets cut (the response is marked clipped).
+  for (const [maxTokens, expectEos] of [[5, true], [4, true], [2, false], [3, false]] as const) {
+    const config = makeConfig({ method: 'sft', rollout: { groupSize: 3, promptsPerStep: 2, maxTokens } });
+    const env = makeEnv(config);
+    env.traceIds = (e) => [Number(e.answer), Number(e.answer) + 1, Number(e.answer) + 2].slice(0, 3); // 3 tokens
+    const seen: PackedBatch[] = [];
+    const fwd = env.model.forward.bind(env.model);
+    env.model.forward = (b) => { seen.push(b); return fwd(b); };
+    await trainer(env, config, out(), { maxSteps: 1 }).run();
+    const b = seen[0];
+    const first = Array.from(b.ids.subarray(b.cuSeqlens[0], b.cuSeqlens[1]));
+    const p = first[0];
+    const a = (p + 1) % 7; // examples(): answer = problem + 1 (mod 7), prompt = [p, p]
+    const trace = [a, a + 1, a + 2].slice(0, maxTokens);
+    assert.ok(first.length - 2 <= maxTokens);
+    assert.deepEqual(first, [p, p, ...trace, ...(expectEos ? [7] : [])], `maxTokens ${maxTokens}`);
+    // Only the response is scored: targets start at the last prompt token.
+    assert.deepEqual(Array.from(b.targets.subarray(0, first.length)), [-1, ...first.slice(2), -1]);
+  }
+});
+
 test('group filtering: all groups equal → every draw dropped, maxFillAttempts draws, no update', async () => {
   const config = makeConfig({ method: 'red', algorithm: { groupFilter: { maxFillAttempts: 3 } } });
   const env = makeEnv(config);
