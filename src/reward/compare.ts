@@ -36,6 +36,12 @@ function isName(a: Answer): boolean {
   return /^(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?\w+\}?)?(?:'*)(?:\([A-Za-z0-9,]*\))?$/.test(s) || /^[A-Za-z]+$/.test(s);
 }
 
+/** `(l)-(r)` for an equation `l = r` between two leaves, else null. */
+function zeroForm(rel: Extract<Answer, { kind: 'relation' }>): string | null {
+  if (rel.sides.length !== 2 || !isLeaf(rel.sides[0]) || !isLeaf(rel.sides[1])) return null;
+  return `(${leafLatex(rel.sides[0])})-(${leafLatex(rel.sides[1])})`;
+}
+
 const FLIP: Record<RelOp, RelOp> = { '=': '=', '<': '>', '>': '<', '\\le': '\\ge', '\\ge': '\\le' };
 
 /** An inequality chain written left-to-right with `<`/`\le` (`5\ge x` → `x\le 5`). */
@@ -175,9 +181,14 @@ export async function answersEqual(gold: Answer, pred: Answer, leaf: LeafEqual):
         return gi !== null && pi !== null && answersEqual(gi, pi, leaf);
       }
       if (await sameSequence(g.sides, p.sides, leaf)) return true;
+      if (!g.ops.every((o) => o === '=')) return false;
       // `a = b` is `b = a`.
-      if (g.ops.every((o) => o === '=')) return sameSequence(g.sides, [...p.sides].reverse(), leaf);
-      return false;
+      if (await sameSequence(g.sides, [...p.sides].reverse(), leaf)) return true;
+      // An equation rearranged (`5x-7y+4=0` vs `5x+4=7y`): the same zero set when l−r agree up to sign.
+      const gz = zeroForm(g);
+      const pz = zeroForm(p);
+      if (gz === null || pz === null) return false;
+      return (await leaf(gz, pz)) || leaf(gz, `-(${pz})`);
     }
     default:
       return gold satisfies never;

@@ -94,6 +94,8 @@ export function normalizeLatex(input: string): string {
   s = s.replace(/\\(?:leqslant|leqq|leq)(?![A-Za-z])|<=/g, '\\le ').replace(/\\(?:geqslant|geqq|geq)(?![A-Za-z])|>=/g, '\\ge ');
   s = s.replace(/\\neq(?![A-Za-z])/g, '\\ne ').replace(/\\lt(?![A-Za-z])/g, '<').replace(/\\gt(?![A-Za-z])/g, '>');
   s = s.replace(/\\(?:varnothing)(?![A-Za-z])|\\\{\s*\\\}/g, '\\emptyset ');
+  // All reals, as the interval it is.
+  s = s.replace(/\\mathbb\s*\{?\s*R\s*\}?|\\R(?![A-Za-z])|\u211D/g, '(-\\infty,\\infty)');
   s = s.replace(/\\infinity(?![A-Za-z])|\binfinity\b|\\inf(?![A-Za-z])/gi, '\\infty ');
   // Code-style answers: `np.arcsin(10/13)`, `sqrt(2)`.
   s = s.replace(/\bnp\./g, '').replace(/(?<![\\A-Za-z])(arcsin|arccos|arctan|sin|cos|tan|sqrt|log|ln|exp)(?=\()/g, '\\$1');

@@ -160,6 +160,8 @@ export const CASES: Case[] = [
   ['(-\\infty, 5]', 'x < 5', false, 'interval'],
   ['[1,3)', '1 \\le x < 3', true, 'interval'],
   ['(3,\\infty)', 'x>3', true, 'interval'],
+  ['(-\\infty,\\infty)', '\\mathbb{R}', true, 'interval'],
+  ['\\mathbb{R}', '(-\\infty, 0)', false, 'interval'],
   // tuples and points, ordered
   ['(15,-29)', '(15,-29)', true, 'tuple'],
   ['(15,-29)', '(-29,15)', false, 'tuple'],
@@ -184,6 +186,11 @@ export const CASES: Case[] = [
   ['n=k+4', 'k+4', true, 'equation'],
   ['y=2x+1', 'y=1+2x', true, 'equation'],
   ['y=2x+1', 'y=2x-1', false, 'equation'],
+  ['5x - 7y + 11z + 4 = 0', '5x-7y+11z+4=0', true, 'equation'],
+  ['5x - 7y + 11z + 4 = 0', '-5x+7y-11z-4=0', true, 'equation'],
+  ['5x - 7y + 11z + 4 = 0', '5x+11z+4=7y', true, 'equation'],
+  ['5x - 7y + 11z + 4 = 0', '5x-7y+11z-4=0', false, 'equation'],
+  ['y = 2x + 3', '2x - y + 3 = 0', true, 'equation'],
   // inequalities read both ways
   ['x\\le 5', '5\\ge x', true, 'inequality'],
   ['x\\le 5', 'x \\leq 5', true, 'inequality'],
