@@ -4,7 +4,8 @@
 //   ic: M in blocks of MC     (the packed A block, MC×KC, lives in this core's L2)
 //   jr: NR-column micro-panels of B (one KC×NR micro-panel stays in L1 across the ir loop)
 //   ir: MR-row micro-panels of A  → microKernel: an MR×NR register tile updated KC times by FMAs.
-// Threads split the rows of each pc step (or, when M is small, the B micro-panels). Edges: the
+// Threads split the rows of each pc step; with few rows (matmulFewRows) they split the B
+// micro-panels instead and pack them on the fly. Edges: the
 // last A micro-panel is packed with fewer rows and a kernel for exactly that many rows runs; the
 // last B micro-panel is zero-padded and stored through a lane mask.
 // Included by the isa_*.cc files inside their namespace, after simd.h.
@@ -44,8 +45,12 @@ static inline void microKernel(i64 kc, const float* __restrict Ap, const float* 
                                int n, bool add) {
   Vf c0[MR_], c1[MR_];
 #pragma GCC unroll 16
-  for (int i = 0; i < MR_; ++i) c0[i] = c1[i] = vzero();
-#pragma GCC unroll 2
+  for (int i = 0; i < MR_; ++i) {  // zero the tile; start fetching C so the final update does not stall
+    c0[i] = c1[i] = vzero();
+    __builtin_prefetch(C + i * ldc);
+    __builtin_prefetch(C + i * ldc + W);
+  }
+#pragma GCC unroll 4
   for (i64 k = 0; k < kc; ++k) {
     const Vf b0 = vload(Bp), b1 = vload(Bp + W);
 #pragma GCC unroll 16
@@ -196,6 +201,39 @@ static void matmulSmallM(float* out, const float* a, const float* b, i64 M, i64 
   }
 }
 
+// Few rows (M ≤ 2·MC: a loss-head chunk, a decode batch): all of op(a) fits in L2, so each thread
+// packs all of it and streams ITS share of B micro-panels through an L1-sized buffer, each used
+// once for every row. B is read once, never written back as a packed block, and no barrier is needed.
+static void matmulFewRows(float* out, const float* a, const float* b, i64 M, i64 N, i64 K, bool transA, bool transB,
+                          bool accumulate) {
+  const i64 kcMax = K < KC ? K : KC;
+  const i64 nPanels = (N + NR - 1) / NR;
+#pragma omp parallel num_threads(omp_get_max_threads())
+  {
+    static thread_local Scratch aScratch, bScratch;
+    float* aPack = aScratch.get((size_t)M * kcMax);  // (M, kc) as MR-row micro-panels
+    float* bPanel = bScratch.get((size_t)kcMax * NR); // (kc, NR)
+    const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+    const i64 panelBegin = nPanels * tid / nt, panelEnd = nPanels * (tid + 1) / nt;
+    for (i64 pc = 0; pc < K && panelBegin < panelEnd; pc += KC) {
+      const i64 kc = K - pc < KC ? K - pc : KC;
+      const bool add = accumulate || pc > 0;
+      packA(aPack, a, transA, M, K, 0, M, pc, kc);
+      for (i64 jp = panelBegin; jp < panelEnd; ++jp) {
+        const i64 j = jp * NR;
+        const int nr = (int)(N - j < NR ? N - j : NR);
+        packBPanel(bPanel, b, transB, N, K, j, pc, kc);
+        for (i64 ir = 0; ir < M; ir += MR) {
+          const int mr = (int)(M - ir < MR ? M - ir : MR);
+          float* c = out + ir * N + j;
+          if (mr == MR) microKernel<MR>(kc, aPack + ir * kc, bPanel, c, N, nr, add);
+          else microKernelRows(mr, kc, aPack + ir * kc, bPanel, c, N, nr, add);
+        }
+      }
+    }
+  }
+}
+
 static void matmul(float* out, const float* a, const float* b, i64 M, i64 N, i64 K, bool transA, bool transB,
                    bool accumulate) {
   if (M <= 0 || N <= 0) return;
@@ -204,6 +242,7 @@ static void matmul(float* out, const float* a, const float* b, i64 M, i64 N, i64
     return;
   }
   if (M <= 4) return matmulSmallM(out, a, b, M, N, K, transA, transB, accumulate);
+  if (M <= 2 * MC) return matmulFewRows(out, a, b, M, N, K, transA, transB, accumulate);
 
   static thread_local Scratch bScratch;
   const i64 ncMax = N < NC ? N : NC;

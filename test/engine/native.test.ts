@@ -53,11 +53,12 @@ function compareKernels(nb: Backend): void {
 
   test(`${tag} matmul: every transpose, with and without accumulate, awkward shapes and views`, () => {
     const rng = new Rng(1);
-    // (M, N, K): 1-sized dims, small-M path (M ≤ 4), tails of the 14x32 / 6x16 tiles, a K past the
-    // 384-deep K block, M past one 168-row block per thread, N past the 3072-wide N block.
+    // (M, N, K): 1-sized dims, the M ≤ 4 path, the few-rows path (M ≤ 336) and the blocked one,
+    // tails of the 14x32 / 6x16 tiles, K past the 512-deep K block in both paths, N past the
+    // 3072-wide N block.
     const shapes: [number, number, number][] = [
       [1, 1, 1], [1, 37, 19], [3, 1, 50], [4, 70, 33], [5, 17, 1], [17, 33, 29], [29, 64, 64],
-      [64, 31, 100], [15, 48, 7], [350, 45, 400], [9, 3100, 20],
+      [64, 31, 100], [15, 48, 7], [40, 70, 600], [350, 45, 530], [9, 3100, 20],
     ];
     for (const [M, N, K] of shapes) {
       for (const transA of [false, true]) {
