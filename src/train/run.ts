@@ -40,7 +40,20 @@ export function loadCommandConfig(cmd: TrainCommand): TrainConfig {
   if (cmd.method !== undefined) raw.method = cmd.method;
   applySets(raw, cmd.sets);
   const sources = [file, cmd.method !== undefined ? '--method' : '', cmd.sets.length > 0 ? '--set' : ''].filter((s) => s !== '');
-  return resolveTrainConfig(raw, sources.join(' + '));
+  const config = resolveTrainConfig(raw, sources.join(' + '));
+  checkInputs(config, sources.join(' + '));
+  return config;
+}
+
+/** The files the config names exist (all missing ones listed at once, before anything loads). */
+function checkInputs(config: TrainConfig, source: string): void {
+  const problems: string[] = [];
+  const folders: [string, string | undefined][] = [['model.path', config.model.path], ['model.referencePath', config.model.referencePath]];
+  for (const [key, dir] of folders) {
+    if (dir !== undefined && !existsSync(path.join(dir, 'config.json'))) problems.push(`${key}: ${dir} is not a model folder (no config.json)`);
+  }
+  if (!existsSync(config.data.train)) problems.push(`data.train: ${config.data.train} not found`);
+  if (problems.length > 0) fail(`invalid configuration (${source}):\n  ${problems.join('\n  ')}`);
 }
 
 /** Runs `red train`; returns the last step done. */

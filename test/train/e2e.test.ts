@@ -113,6 +113,11 @@ test('a malformed row: an error naming file and row; with data.onBadRow skip it 
   assert.equal(lines(dir)[0]['data/skipped_rows'], 1);
 });
 
+test('missing inputs are listed together before anything runs', async () => {
+  await assert.rejects(runTrain({ config: config(), out: out(), sets: ['model.path=/nonexistent/model', 'data.train=/nonexistent/train.jsonl'], resume: false }, quiet),
+    (err: Error) => /model\.path: \/nonexistent\/model is not a model folder/.test(err.message) && /data\.train: \/nonexistent\/train\.jsonl not found/.test(err.message));
+});
+
 test('an unwritable output folder: a clear error before anything runs', async () => {
   const file = path.join(mkdtempSync(path.join(tmpdir(), 'red-f-')), 'file');
   writeFileSync(file, 'x');
