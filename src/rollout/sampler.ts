@@ -95,15 +95,24 @@ export function newGenerateStats(): GenerateStats {
 
 // A decoder (and its cache) is kept per parameter-view object and reused while it is big enough,
 // so repeated rollouts do not reallocate hundreds of MB of cache every step.
+// A decoder in use by a running generate() (calls interleave at their awaits) is never shared:
+// a concurrent call on the same model gets a decoder of its own.
 const decoders = new WeakMap<ModelViews, KvDecoder>();
+const busy = new WeakSet<KvDecoder>();
 
-function decoderFor(model: GenerationModel, slots: number, maxLen: number): KvDecoder {
+function acquireDecoder(model: GenerationModel, slots: number, maxLen: number): KvDecoder {
   const d = decoders.get(model.w);
-  if (d && d.backend === model.backend && d.cache.slots >= slots && d.cache.maxLen >= maxLen) return d;
+  if (d && busy.has(d)) return claim(new KvDecoder(model.backend, model.config, model.w, slots, maxLen));
+  if (d && d.backend === model.backend && d.cache.slots >= slots && d.cache.maxLen >= maxLen) return claim(d);
   decoders.delete(model.w); // release the old cache before allocating the new one
   const fresh = new KvDecoder(model.backend, model.config, model.w, slots, maxLen);
   decoders.set(model.w, fresh);
-  return fresh;
+  return claim(fresh);
+}
+
+function claim(d: KvDecoder): KvDecoder {
+  busy.add(d);
+  return d;
 }
 
 /** Drops the KV cache kept for this model between generate() calls (e.g. before training). */
@@ -176,7 +185,7 @@ export async function generate(model: GenerationModel, prompts: number[][], para
   counts.forEach((c, i) => { for (let j = 0; j < c; j++) work.push([i, j]); });
   const total = work.length;
   const slots = Math.min(maxBatch, total);
-  const dec = decoderFor(model, slots, longestPrompt + maxTokens);
+  const dec = acquireDecoder(model, slots, longestPrompt + maxTokens);
   const chooser = new TokenChooser(V);
   const stats = params.stats;
   const now = () => performance.now() / 1000;
@@ -217,89 +226,93 @@ export async function generate(model: GenerationModel, prompts: number[][], para
     onSample?.(r.prompt, r.sample, sample);
   };
 
-  while (nextWork < total || active.length > 0) {
-    // Admit waiting samples into free slots; prefill the prompts that are not cached yet.
-    if (freeSlots.length > 0 && nextWork < total) {
-      const admitted: Running[] = [];
-      while (freeSlots.length > 0 && nextWork < total) {
-        const [prompt, sample] = work[nextWork++];
-        const rng = promptSeeds ? sampleRng(promptSeeds[prompt], 0, sample) : sampleRng(seed, prompt, sample);
-        admitted.push({ prompt, sample, slot: freeSlots.pop()!, rng, ids: [], logprobs: [], pos: prompts[prompt].length - 1 });
+  try {
+    while (nextWork < total || active.length > 0) {
+      // Admit waiting samples into free slots; prefill the prompts that are not cached yet.
+      if (freeSlots.length > 0 && nextWork < total) {
+        const admitted: Running[] = [];
+        while (freeSlots.length > 0 && nextWork < total) {
+          const [prompt, sample] = work[nextWork++];
+          const rng = promptSeeds ? sampleRng(promptSeeds[prompt], 0, sample) : sampleRng(seed, prompt, sample);
+          admitted.push({ prompt, sample, slot: freeSlots.pop()!, rng, ids: [], logprobs: [], pos: prompts[prompt].length - 1 });
+        }
+        const t0 = now();
+        // The first admitted sample of an uncached prompt is the one its prefill writes into.
+        const toPrefill = admitted.filter((r) => promptState[r.prompt].logits === null && r === admitted.find((x) => x.prompt === r.prompt));
+        for (let i = 0; i < toPrefill.length;) {
+          let tokens = 0, j = i;
+          while (j < toPrefill.length && (j === i || tokens + prompts[toPrefill[j].prompt].length <= maxPrefill)) tokens += prompts[toPrefill[j++].prompt].length;
+          const group = toPrefill.slice(i, j);
+          const ids = new Int32Array(tokens), cu = new Int32Array(group.length + 1), slotIds = new Int32Array(group.length);
+          group.forEach((r, g) => {
+            ids.set(prompts[r.prompt], cu[g]);
+            cu[g + 1] = cu[g] + prompts[r.prompt].length;
+            slotIds[g] = r.slot;
+          });
+          const logits = dec.prefill(ids, cu, slotIds, group.length);
+          group.forEach((r, g) => { promptState[r.prompt].logits = logits.slice(g * V, (g + 1) * V); });
+          if (stats) stats.prefillTokens += tokens;
+          i = j;
+        }
+        for (const r of admitted) {
+          const st = promptState[r.prompt];
+          const home = toPrefill.find((x) => x.prompt === r.prompt);
+          const len = prompts[r.prompt].length;
+          if (home && home !== r) dec.cache.copySlot(home.slot, r.slot, len);
+          else if (!home) dec.cache.restorePrefix(st.prefix!, r.slot);
+          st.started++;
+        }
+        // Prompts with samples still waiting keep their keys/values outside the cache.
+        for (const r of toPrefill) {
+          const st = promptState[r.prompt];
+          if (st.started < counts[r.prompt]) st.prefix = dec.cache.savePrefix(r.slot, prompts[r.prompt].length);
+        }
+        if (stats) stats.prefillSeconds += now() - t0;
+        for (const r of admitted) {
+          const st = promptState[r.prompt];
+          const t = chooser.choose(st.logits!, 0, policy, r.rng);
+          const reason = append(r, t.id, t.logprob);
+          if (reason) finish(r, reason);
+          else active.push(r);
+        }
+        for (const r of admitted) {
+          const st = promptState[r.prompt];
+          if (st.started === counts[r.prompt]) { st.logits = null; st.prefix = null; }
+        }
+        continue; // samples that ended at once freed slots: admit again before stepping
       }
+
+      // One decode step over every active sample.
+      const B = active.length;
       const t0 = now();
-      // The first admitted sample of an uncached prompt is the one its prefill writes into.
-      const toPrefill = admitted.filter((r) => promptState[r.prompt].logits === null && r === admitted.find((x) => x.prompt === r.prompt));
-      for (let i = 0; i < toPrefill.length;) {
-        let tokens = 0, j = i;
-        while (j < toPrefill.length && (j === i || tokens + prompts[toPrefill[j].prompt].length <= maxPrefill)) tokens += prompts[toPrefill[j++].prompt].length;
-        const group = toPrefill.slice(i, j);
-        const ids = new Int32Array(tokens), cu = new Int32Array(group.length + 1), slotIds = new Int32Array(group.length);
-        group.forEach((r, g) => {
-          ids.set(prompts[r.prompt], cu[g]);
-          cu[g + 1] = cu[g] + prompts[r.prompt].length;
-          slotIds[g] = r.slot;
-        });
-        const logits = dec.prefill(ids, cu, slotIds, group.length);
-        group.forEach((r, g) => { promptState[r.prompt].logits = logits.slice(g * V, (g + 1) * V); });
-        if (stats) stats.prefillTokens += tokens;
-        i = j;
-      }
-      for (const r of admitted) {
-        const st = promptState[r.prompt];
-        const home = toPrefill.find((x) => x.prompt === r.prompt);
-        const len = prompts[r.prompt].length;
-        if (home && home !== r) dec.cache.copySlot(home.slot, r.slot, len);
-        else if (!home) dec.cache.restorePrefix(st.prefix!, r.slot);
-        st.started++;
-      }
-      // Prompts with samples still waiting keep their keys/values outside the cache.
-      for (const r of toPrefill) {
-        const st = promptState[r.prompt];
-        if (st.started < counts[r.prompt]) st.prefix = dec.cache.savePrefix(r.slot, prompts[r.prompt].length);
-      }
-      if (stats) stats.prefillSeconds += now() - t0;
-      for (const r of admitted) {
-        const st = promptState[r.prompt];
-        const t = chooser.choose(st.logits!, 0, policy, r.rng);
+      const ids = new Int32Array(B), slotIds = new Int32Array(B), positions = new Int32Array(B);
+      active.forEach((r, b) => {
+        r.pos++;
+        ids[b] = r.ids[r.ids.length - 1];
+        slotIds[b] = r.slot;
+        positions[b] = r.pos;
+      });
+      const logits = dec.step(ids, slotIds, positions, B);
+      const t1 = now();
+      const still: Running[] = [];
+      active.forEach((r, b) => {
+        const t = chooser.choose(logits, b * V, policy, r.rng);
         const reason = append(r, t.id, t.logprob);
         if (reason) finish(r, reason);
-        else active.push(r);
+        else still.push(r);
+      });
+      active = still;
+      if (stats) {
+        stats.decodeTokens += B;
+        stats.decodeSteps++;
+        stats.decodeSeconds += now() - t0;
+        stats.sampleSeconds += now() - t1;
       }
-      for (const r of admitted) {
-        const st = promptState[r.prompt];
-        if (st.started === counts[r.prompt]) { st.logits = null; st.prefix = null; }
-      }
-      continue; // samples that ended at once freed slots: admit again before stepping
+      // Let timers, signals and progress output run between steps.
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
-
-    // One decode step over every active sample.
-    const B = active.length;
-    const t0 = now();
-    const ids = new Int32Array(B), slotIds = new Int32Array(B), positions = new Int32Array(B);
-    active.forEach((r, b) => {
-      r.pos++;
-      ids[b] = r.ids[r.ids.length - 1];
-      slotIds[b] = r.slot;
-      positions[b] = r.pos;
-    });
-    const logits = dec.step(ids, slotIds, positions, B);
-    const t1 = now();
-    const still: Running[] = [];
-    active.forEach((r, b) => {
-      const t = chooser.choose(logits, b * V, policy, r.rng);
-      const reason = append(r, t.id, t.logprob);
-      if (reason) finish(r, reason);
-      else still.push(r);
-    });
-    active = still;
-    if (stats) {
-      stats.decodeTokens += B;
-      stats.decodeSteps++;
-      stats.decodeSeconds += now() - t0;
-      stats.sampleSeconds += now() - t1;
-    }
-    // Let timers, signals and progress output run between steps.
-    await new Promise<void>((resolve) => setImmediate(resolve));
+  } finally {
+    busy.delete(dec);
   }
   return results;
 }

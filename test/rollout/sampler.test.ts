@@ -130,6 +130,15 @@ for (const backend of availableBackends()) {
   });
 }
 
+test('concurrent generate() calls on one model do not share a KV cache', async () => {
+  const model = await Qwen2Model.load(fixture('qwen2-tiny-tied'), { backend: availableBackends()[0] });
+  const a = { n: 2, maxTokens: 10, seed: 1, eosIds: [] }, b = { n: 3, maxTokens: 7, seed: 2, eosIds: [] };
+  const alone = [await generate(model, PROMPTS, a), await generate(model, [PROMPTS[2], PROMPTS[1]], b)];
+  const together = await Promise.all([generate(model, PROMPTS, a), generate(model, [PROMPTS[2], PROMPTS[1]], b)]);
+  sameSamples(alone[0], together[0], 'concurrent a');
+  sameSamples(alone[1], together[1], 'concurrent b');
+});
+
 test('generate rejects bad input with a clear error', async () => {
   const model = await Qwen2Model.load(fixture('qwen2-tiny-tied'), { backend: availableBackends()[0] });
   await assert.rejects(generate(model, [[1, 999]], { maxTokens: 2, eosIds: [] }), /prompt 0 has token id 999 outside the vocabulary/);
