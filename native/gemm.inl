@@ -4,7 +4,7 @@
 //   ic: M in blocks of MC     (the packed A block, MC×KC, lives in this core's L2)
 //   jr: NR-column micro-panels of B (one KC×NR micro-panel stays in L1 across the ir loop)
 //   ir: MR-row micro-panels of A  → microKernel: an MR×NR register tile updated KC times by FMAs.
-// Threads split the rows of each pc step; with few rows (matmulFewRows) they split the B
+// Threads take row blocks of each pc step dynamically; with few rows (matmulFewRows) they take B
 // micro-panels instead and pack them on the fly. Edges: the
 // last A micro-panel is packed with fewer rows and a kernel for exactly that many rows runs; the
 // last B micro-panel is zero-padded and stored through a lane mask.
@@ -133,11 +133,19 @@ static void packA(float* __restrict dst, const float* a, bool transA, i64 M, i64
 // Packs op(b)[p0:p0+kc, j0+jp·NR .. +NR] as one column micro-panel (kc, NR), zero-padded past N.
 static void packBPanel(float* __restrict dst, const float* b, bool transB, i64 N, i64 K, i64 j0, i64 p0, i64 kc) {
   const int nr = (int)(N - j0 < NR ? N - j0 : NR);
-  if (transB) {  // b is (N,K): each output column is a contiguous row of b
-    if (nr < NR) std::memset(dst, 0, sizeof(float) * kc * NR);
-    for (int j = 0; j < nr; ++j) {
-      const float* src = b + (j0 + j) * K + p0;
-      for (i64 k = 0; k < kc; ++k) dst[k * NR + j] = src[k];
+  if (transB) {  // b is (N,K): W rows × W k at a time, transposed in registers
+    for (int g = 0; g < NR; g += W) {
+      const int rows = nr - g < 0 ? 0 : (nr - g < W ? nr - g : W);
+      const float* src = b + (j0 + g) * K + p0;
+      i64 k = 0;
+      for (; k + W <= kc; k += W) {
+        Vf r[W];
+        for (int i = 0; i < W; ++i) r[i] = i < rows ? vload(src + i * K + k) : vzero();
+        vtranspose(r);
+        for (int i = 0; i < W; ++i) vstore(dst + (k + i) * NR + g, r[i]);
+      }
+      for (; k < kc; ++k)
+        for (int i = 0; i < W; ++i) dst[k * NR + g + i] = i < rows ? src[i * K + k] : 0.0f;
     }
   } else {  // b is (K,N)
     for (i64 k = 0; k < kc; ++k) {
@@ -202,8 +210,8 @@ static void matmulSmallM(float* out, const float* a, const float* b, i64 M, i64 
 }
 
 // Few rows (M ≤ 2·MC: a loss-head chunk, a decode batch): all of op(a) fits in L2, so each thread
-// packs all of it and streams ITS share of B micro-panels through an L1-sized buffer, each used
-// once for every row. B is read once, never written back as a packed block, and no barrier is needed.
+// packs all of it and streams its share of B micro-panels through an L1-sized buffer, each used
+// once for every row: B is read once and never written back as a packed block.
 static void matmulFewRows(float* out, const float* a, const float* b, i64 M, i64 N, i64 K, bool transA, bool transB,
                           bool accumulate) {
   const i64 kcMax = K < KC ? K : KC;
@@ -213,13 +221,13 @@ static void matmulFewRows(float* out, const float* a, const float* b, i64 M, i64
     static thread_local Scratch aScratch, bScratch;
     float* aPack = aScratch.get((size_t)M * kcMax);  // (M, kc) as MR-row micro-panels
     float* bPanel = bScratch.get((size_t)kcMax * NR); // (kc, NR)
-    const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-    const i64 panelBegin = nPanels * tid / nt, panelEnd = nPanels * (tid + 1) / nt;
-    for (i64 pc = 0; pc < K && panelBegin < panelEnd; pc += KC) {
+    for (i64 pc = 0; pc < K; pc += KC) {
       const i64 kc = K - pc < KC ? K - pc : KC;
       const bool add = accumulate || pc > 0;
       packA(aPack, a, transA, M, K, 0, M, pc, kc);
-      for (i64 jp = panelBegin; jp < panelEnd; ++jp) {
+      // Panels handed out dynamically; the loop's barrier orders the K blocks of a panel.
+#pragma omp for schedule(dynamic, 1)
+      for (i64 jp = 0; jp < nPanels; ++jp) {
         const i64 j = jp * NR;
         const int nr = (int)(N - j < NR ? N - j : NR);
         packBPanel(bPanel, b, transB, N, K, j, pc, kc);
@@ -249,28 +257,18 @@ static void matmul(float* out, const float* a, const float* b, i64 M, i64 N, i64
   const i64 kcMax = K < KC ? K : KC;
   float* bPack = bScratch.get((size_t)kcMax * ((ncMax + NR - 1) / NR) * NR);
   const int nthreads = omp_get_max_threads();
-  // Rows per thread, in whole micro-panels; few rows → split the B micro-panels instead.
-  const bool splitRows = M >= (i64)nthreads * 4 * MR;
+  // Row blocks are handed out dynamically (a thread the OS preempts on a shared machine just takes
+  // fewer); at least ~4 blocks per thread, at most MC rows, whole micro-panels.
+  const i64 rowsPerBlock = std::max<i64>(MR, std::min<i64>(MC, (M / (4 * nthreads)) / MR * MR));
+  const i64 rowBlocks = (M + rowsPerBlock - 1) / rowsPerBlock;
 
 #pragma omp parallel num_threads(nthreads)
   {
     static thread_local Scratch aScratch;
-    float* aPack = aScratch.get((size_t)MC * kcMax);
-    const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-    i64 rowBegin = 0, rowEnd = M;
-    if (splitRows) {
-      const i64 panels = (M + MR - 1) / MR;
-      rowBegin = std::min<i64>(M, panels * tid / nt * MR);
-      rowEnd = std::min<i64>(M, panels * (tid + 1) / nt * MR);
-    }
+    float* aPack = aScratch.get((size_t)MC * kcMax);  // (mc, kc) as MR-row micro-panels
     for (i64 jc = 0; jc < N; jc += NC) {
       const i64 nc = N - jc < NC ? N - jc : NC;
       const i64 nPanels = (nc + NR - 1) / NR;
-      i64 panelBegin = 0, panelEnd = nPanels;
-      if (!splitRows) {
-        panelBegin = nPanels * tid / nt;
-        panelEnd = nPanels * (tid + 1) / nt;
-      }
       for (i64 pc = 0; pc < K; pc += KC) {
         const i64 kc = K - pc < KC ? K - pc : KC;
         const bool add = accumulate || pc > 0;
@@ -278,10 +276,12 @@ static void matmul(float* out, const float* a, const float* b, i64 M, i64 N, i64
         for (i64 jp = 0; jp < nPanels; ++jp)
           packBPanel(bPack + jp * kc * NR, b, transB, N, K, jc + jp * NR, pc, kc);
         // (implicit barrier: the whole B block is packed)
-        for (i64 ic = rowBegin; ic < rowEnd; ic += MC) {
-          const i64 mc = rowEnd - ic < MC ? rowEnd - ic : MC;
+#pragma omp for schedule(dynamic, 1)
+        for (i64 blk = 0; blk < rowBlocks; ++blk) {
+          const i64 ic = blk * rowsPerBlock;
+          const i64 mc = M - ic < rowsPerBlock ? M - ic : rowsPerBlock;
           packA(aPack, a, transA, M, K, ic, mc, pc, kc);
-          for (i64 jp = panelBegin; jp < panelEnd; ++jp) {
+          for (i64 jp = 0; jp < nPanels; ++jp) {
             const i64 j = jc + jp * NR;
             const int nr = (int)(N - j < NR ? N - j : NR);
             const float* bp = bPack + jp * kc * NR;
@@ -293,7 +293,7 @@ static void matmul(float* out, const float* a, const float* b, i64 M, i64 N, i64
             }
           }
         }
-#pragma omp barrier
+        // (implicit barrier: bPack is free to be repacked)
       }
     }
   }

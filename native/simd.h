@@ -46,6 +46,30 @@ static inline float vhmax(Vf a) {
   return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
 }
 
+// r[0..15] ← its transpose (r[i] lane j ↔ r[j] lane i): 32-bit and 64-bit interleaves within
+// 128-bit lanes, then two rounds of 128-bit lane shuffles.
+static inline void vtranspose(Vf* r) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i].v, r[2 * i + 1].v);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i].v, r[2 * i + 1].v);
+  }
+  for (int i = 0; i < 4; ++i) {  // u[4i+c], 128-bit lane l: rows 4i..4i+3 of column 4l+c
+    u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int c = 0; c < 4; ++c) {
+    const __m512 x0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44), x1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
+    const __m512 y0 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44), y1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
+    r[c].v = _mm512_shuffle_f32x4(x0, y0, 0x88);
+    r[4 + c].v = _mm512_shuffle_f32x4(x0, y0, 0xDD);
+    r[8 + c].v = _mm512_shuffle_f32x4(x1, y1, 0x88);
+    r[12 + c].v = _mm512_shuffle_f32x4(x1, y1, 0xDD);
+  }
+}
+
 #elif defined(RED_ISA_AVX2)
 
 struct Vf { __m256 v; };
@@ -88,6 +112,25 @@ static inline float vhmax(Vf a) {
   return _mm_cvtss_f32(s);
 }
 
+// r[0..7] ← its transpose: interleaves within 128-bit lanes, then a 128-bit lane exchange.
+static inline void vtranspose(Vf* r) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i].v, r[2 * i + 1].v);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i].v, r[2 * i + 1].v);
+  }
+  for (int i = 0; i < 2; ++i) {  // u[4i+c], 128-bit lane l: rows 4i..4i+3 of column 4l+c
+    u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int c = 0; c < 4; ++c) {
+    r[c].v = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+    r[4 + c].v = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+  }
+}
+
 #elif defined(RED_ISA_PORTABLE)
 
 // Plain C++: loops over 8 lanes that the compiler may vectorise for the baseline target.
@@ -113,6 +156,14 @@ static inline Vf vround(Vf a) { RED_LANES(std::nearbyint(a.v[i])); }
 static inline Vf vscale2(Vf p, Vf n) { RED_LANES(std::ldexp(p.v[i], (int)n.v[i])); }
 static inline float vhsum(Vf a) { float s = 0; for (int i = 0; i < W; ++i) s += a.v[i]; return s; }
 static inline float vhmax(Vf a) { float s = a.v[0]; for (int i = 1; i < W; ++i) s = a.v[i] > s ? a.v[i] : s; return s; }
+static inline void vtranspose(Vf* r) {
+  for (int i = 0; i < W; ++i)
+    for (int j = i + 1; j < W; ++j) {
+      const float x = r[i].v[j];
+      r[i].v[j] = r[j].v[i];
+      r[j].v[i] = x;
+    }
+}
 #undef RED_LANES
 
 #else
