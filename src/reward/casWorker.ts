@@ -22,5 +22,12 @@ if (port) {
     }
     port.postMessage(reply);
   });
+  // A first comparison compiles the engine's parser and simplifier; done here, its cost is start-up
+  // time rather than part of some answer's timeout budget.
+  try {
+    cas.compare('\\frac{x^2+2x+1}{2}', '\\frac{(x+1)^2}{2}+\\sqrt{4}-2');
+  } catch {
+    // A failed warm-up changes nothing; real comparisons report their own errors.
+  }
   port.postMessage({ type: 'ready' } satisfies CasReply);
 }

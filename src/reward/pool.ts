@@ -28,14 +28,35 @@ interface Slot {
 
 const WORKER_URL = new URL('./casWorker.mjs', import.meta.url);
 
+// Workers that die before they are ready, in a row, before the pool stops retrying and fails the
+// waiting comparisons (a worker that cannot start must not respawn forever).
+const MAX_START_FAILURES = 3;
+
+/** The parent's node flags, less those a worker started from a file rejects (`--input-type`,
+ * which `node -e` scripts carry). */
+function workerExecArgv(): string[] {
+  const out: string[] = [];
+  const args = process.execArgv;
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--input-type') i++;
+    else if (!args[i].startsWith('--input-type=')) out.push(args[i]);
+  }
+  return out;
+}
+
 export class CasPool {
   private readonly slots: Slot[] = [];
   private readonly queue: Job[] = [];
   private readonly readyWaiters: Array<() => void> = [];
   private nextId = 1;
   private closed = false;
+  private startFailures = 0;
 
-  constructor(readonly size: number) {}
+  /** `workerUrl` is for tests (a worker that cannot start). */
+  constructor(
+    readonly size: number,
+    private readonly workerUrl: URL = WORKER_URL,
+  ) {}
 
   /** Compares two leaf LaTeX strings in a worker, giving up after budgetMs of worker time. */
   compare(gold: string, pred: string, budgetMs: number): Promise<LeafResult> {
@@ -73,7 +94,7 @@ export class CasPool {
   }
 
   private spawn(): Slot {
-    const worker = new Worker(WORKER_URL);
+    const worker = new Worker(this.workerUrl, { execArgv: workerExecArgv() });
     const slot: Slot = { worker, ready: false, job: null, timer: null, startedAt: 0 };
     worker.on('message', (msg: CasReply) => this.onMessage(slot, msg));
     worker.on('error', (err: Error) => this.replace(slot, { status: 'error', reason: `error: worker failed: ${err.message}` }));
@@ -86,6 +107,7 @@ export class CasPool {
   private onMessage(slot: Slot, msg: CasReply): void {
     if (msg.type === 'ready') {
       slot.ready = true;
+      this.startFailures = 0;
       if (this.slots.every((s) => s.ready)) for (const w of this.readyWaiters.splice(0)) w();
     } else {
       const job = slot.job;
@@ -111,6 +133,15 @@ export class CasPool {
     slot.job = null;
     job?.resolve({ ...result, elapsedMs: performance.now() - slot.startedAt });
     if (this.closed) return;
+    if (!slot.ready && ++this.startFailures >= MAX_START_FAILURES) {
+      // Give up for now: fail what waits; the next compare() tries a fresh worker again.
+      this.startFailures = 0;
+      const reason = `error: CAS worker cannot start (${result.reason ?? 'unknown'})`;
+      for (const waiting of this.queue.splice(0)) waiting.resolve({ status: 'error', reason, elapsedMs: 0 });
+      for (const w of this.readyWaiters.splice(0)) w();
+      this.updateRefs();
+      return;
+    }
     // Start the replacement now, so that it is ready by the time more work comes.
     this.spawn();
     this.dispatch();

@@ -60,7 +60,7 @@ test('red verify --jsonl: verdicts added in input order, a malformed line report
     const file = path.join(dir, 'pairs.jsonl');
     writeFileSync(file, text);
     for (const args of [['--jsonl', file], ['--jsonl', '-']]) {
-      const r = await red(['verify', ...args, '--workers', '2', '--timeout-ms', '500'], args[1] === '-' ? text : undefined);
+      const r = await red(['verify', ...args, '--workers', '2', '--timeout-ms', '1500'], args[1] === '-' ? text : undefined);
       assert.equal(r.code, 0, r.stderr);
       const out = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
       assert.equal(out.length, rows.length);
@@ -83,4 +83,23 @@ test('red verify --jsonl on a missing file is one clear error line', async () =>
   const r = await red(['verify', '--jsonl', '/nonexistent/pairs.jsonl']);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /^red: cannot read \/nonexistent\/pairs\.jsonl/);
+});
+
+test('idle CAS workers do not keep a process alive (no closeVerifier call)', async () => {
+  const index = new URL('../../src/reward/index.ts', import.meta.url).href;
+  const script = `const m = await import(${JSON.stringify(index)}); console.log((await m.verify('x^2', '\\\\boxed{x\\\\cdot x}')).equal);`;
+  const r = await new Promise<{ code: number | null; stdout: string; ms: number }>((resolve, reject) => {
+    const t = performance.now();
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, ms: performance.now() - t });
+    });
+  });
+  assert.equal(r.code, 0);
+  assert.equal(r.stdout, 'true\n');
 });
