@@ -8,7 +8,7 @@ import { getBackend } from '../engine/index.ts';
 import { readWeights } from '../model/io.ts';
 import { Qwen2Model } from '../model/qwen2.ts';
 import { loadTokenizer, type Tokenizer } from '../model/tokenizer.ts';
-import { closeVerifier, verify } from '../reward/index.ts';
+import { closeVerifier, verify, warmVerifier } from '../reward/index.ts';
 import { resolveStages } from '../rl/options.ts';
 import { generate } from '../rollout/sampler.ts';
 import { fail } from '../util/errors.ts';
@@ -82,6 +82,8 @@ export async function runTrain(cmd: TrainCommand, progress?: Progress): Promise<
   };
   process.on('SIGINT', onSigint);
   try {
+    // Start the CAS workers now so their start-up is not billed to the first step's reward time.
+    if (stages.some((s) => s.onlineRollouts)) await warmVerifier();
     const last = await trainer.run();
     p.stop();
     process.stderr.write(`red train: stopped at step ${last}; outputs in ${cmd.out}\n`);
