@@ -279,7 +279,7 @@ export async function writeResults(outDir: string, results: EvalResults, chart: 
     title: `pass@k: ${path.basename(results.model)}`,
     // Log-k axis labelled at powers of two (1, 2, 4, … 32), as pass@k curves usually are.
     x: { title: 'k (samples)', scale: 'log', domain: [1, Math.max(kMax, 2)], ticks: powersOfTwo(Math.max(kMax, 2)), format: 'd' },
-    y: { title: 'pass@k', format: '.0%', domain: [0, 1] },
+    y: { title: 'pass@k', format: '.0%', zero: true },
     series,
   });
   writeFileAtomic(path.join(outDir, 'passk.svg'), svg);

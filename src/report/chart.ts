@@ -55,7 +55,8 @@ export interface LineChartOptions {
   title: string;
   /** `ticks`: the x values to label (e.g. powers of two on a log axis); `format`: d3-format. */
   x: { title: string; scale?: 'linear' | 'log'; domain?: [number, number]; ticks?: number[]; format?: string };
-  y: { title: string; format?: string; domain?: [number, number] };
+  /** Without `domain` the y range fits the data; `zero` keeps 0 in it (default false). */
+  y: { title: string; format?: string; domain?: [number, number]; zero?: boolean };
   series: readonly LineSeries[];
   width?: number;
   height?: number;
@@ -83,7 +84,7 @@ export function lineChartSpec(o: LineChartOptions): TopLevelSpec {
         field: 'y',
         type: 'quantitative',
         title: o.y.title,
-        scale: o.y.domain ? { domain: o.y.domain } : { zero: false },
+        scale: o.y.domain ? { domain: o.y.domain } : { zero: o.y.zero ?? false },
         ...(o.y.format ? { axis: { format: o.y.format } } : {}),
       },
       color: { field: 'series', type: 'nominal', title: null, sort: o.series.map((s) => s.name) },
