@@ -1,0 +1,50 @@
+// `red demo` (= `npm start`): every Table 2 method on the built-in task with one budget and seed,
+// evaluated on the held-out split; prints the table and writes the report. --quick: ≤ 2 minutes.
+import type { Command } from 'commander';
+import { fail } from '../util/errors.ts';
+
+interface DemoCliOptions {
+  out: string;
+  quick: boolean;
+  tiny: boolean;
+  steps?: string;
+  methods?: string;
+  /** false with --no-cache. */
+  cache: string | false;
+  backend: string;
+}
+
+export function registerDemo(program: Command): void {
+  program
+    .command('demo')
+    .description('train every Table 2 method (sft, grpo, sft-grpo, mixpolicy, luffy, srft, relift, bread, red-I, red-II, red) on the built-in task from one tiny base model, evaluate each on the held-out split, write results.md/.json and report.html (default ≤ 15 min on 2 cores)')
+    .option('--out <dir>', 'output folder: base/, data/, runs/<method>/, results.md, results.json, report.html, figures/', 'runs/demo')
+    .option('--quick', 'a much smaller model and budget (≤ 2 minutes)', false)
+    .option('--tiny', 'the smallest budget (seconds per method; the pipeline test)', false)
+    .option('--steps <n>', 'optimiser steps per method (per stage), overriding the budget\'s')
+    .option('--methods <list>', 'comma-separated subset of the methods')
+    .option('--cache <dir>', 'where the data and the base model are kept between demos (env RED_CACHE)', process.env.RED_CACHE ?? '.red-cache')
+    .option('--no-cache', 'build the data and the base model inside --out')
+    .option('--backend <name>', 'auto, native or reference', 'auto')
+    .action(async (opts: DemoCliOptions) => {
+      const { BUDGETS } = await import('../demo/budget.ts');
+      const { runDemo } = await import('../demo/run.ts');
+      if (opts.quick && opts.tiny) fail('--quick and --tiny are two budgets; give one');
+      const backend = opts.backend;
+      if (backend !== 'auto' && backend !== 'native' && backend !== 'reference') fail(`--backend must be auto, native or reference, got '${backend}'`);
+      const base = BUDGETS[opts.tiny ? 'tiny' : opts.quick ? 'quick' : 'default'];
+      let steps = base.train.steps;
+      if (opts.steps !== undefined) {
+        steps = Number(opts.steps);
+        if (!Number.isInteger(steps) || steps < 1) fail(`--steps must be a positive integer, got '${opts.steps}'`);
+      }
+      const methods = opts.methods?.split(',').map((s) => s.trim()).filter((s) => s !== '');
+      await runDemo({
+        out: opts.out,
+        budget: { ...base, train: { ...base.train, steps } },
+        cacheDir: opts.cache === false ? null : opts.cache,
+        methods,
+        backend,
+      });
+    });
+}

@@ -1,0 +1,46 @@
+// `red report RUN_DIR... --out DIR`: the demo's report (table, training curves, token view) from
+// any run folders, read from their config.yaml, metrics.jsonl and eval results.
+import type { Command } from 'commander';
+import { fail } from '../util/errors.ts';
+
+interface ReportCliOptions {
+  out: string;
+  base?: string;
+  baseEval?: string;
+  title?: string;
+  traceFile?: string;
+  tokenDiff: string;
+  backend: string;
+}
+
+export function registerReport(program: Command): void {
+  program
+    .command('report')
+    .description('build report.html, results.md/.json and figures/*.svg|png from run folders (red train outputs; eval results in RUN/eval/results.json or RUN/results.json)')
+    .argument('<runs...>', 'run folders')
+    .requiredOption('--out <dir>', 'output folder')
+    .option('--base <dir>', 'base model folder (Figure 5\'s "before"; default: the runs\' model.path)')
+    .option('--base-eval <dir>', 'red eval folder of the base model (a "base" row in the table)')
+    .option('--title <text>', 'page title')
+    .option('--trace-file <jsonl>', 'take the teacher trace of Figure 5 from this file (problem/answer/distill)')
+    .option('--token-diff <mode>', 'auto (small models only), off, force', 'auto')
+    .option('--backend <name>', 'auto, native or reference', 'auto')
+    .action(async (runs: string[], opts: ReportCliOptions) => {
+      const mode = opts.tokenDiff;
+      if (mode !== 'auto' && mode !== 'off' && mode !== 'force') fail(`--token-diff must be auto, off or force, got '${mode}'`);
+      const backend = opts.backend;
+      if (backend !== 'auto' && backend !== 'native' && backend !== 'reference') fail(`--backend must be auto, native or reference, got '${backend}'`);
+      const { buildReport } = await import('../report/build.ts');
+      const r = await buildReport({
+        runDirs: runs,
+        out: opts.out,
+        ...(opts.base || opts.baseEval ? { base: { dir: opts.base ?? '', ...(opts.baseEval ? { evalDir: opts.baseEval } : {}) } } : {}),
+        ...(opts.title ? { title: opts.title } : {}),
+        ...(opts.traceFile ? { traceFile: opts.traceFile } : {}),
+        tokenDiff: mode,
+        backend,
+      });
+      process.stdout.write(r.markdown);
+      process.stderr.write(`wrote ${r.html}, results.md, results.json and ${r.figures.length} figures in ${opts.out}/figures${r.tokenDiffSkipped ? ` (token view: ${r.tokenDiffSkipped})` : ''}\n`);
+    });
+}

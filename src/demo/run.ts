@@ -1,0 +1,207 @@
+// `red demo`: RED against the paper's baselines on the built-in task, end to end on a laptop.
+// Data and base model (cached), then every Table 2 method trained with the same budget, seed and
+// base, each evaluated on the held-out split; the table and the report go to one folder.
+import { createHash } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { writeBuiltinDataset } from '../data/task/builtin.ts';
+import type { BackendPreference } from '../engine/index.ts';
+import { closeVerifier } from '../reward/index.ts';
+import { resolveStages } from '../rl/options.ts';
+import { CheckpointManager } from '../train/checkpoint.ts';
+import { configToYaml } from '../train/config.ts';
+import { createProgress } from '../train/metrics.ts';
+import { pretrain } from '../train/pretrain.ts';
+import { buildEnv, loadCommandConfig } from '../train/run.ts';
+import { Trainer } from '../train/trainer.ts';
+import { fail } from '../util/errors.ts';
+import { writeFileAtomic, writeJsonAtomic } from '../util/fs.ts';
+import { buildReport } from '../report/build.ts';
+import { evaluateHeldOut } from './evaluate.ts';
+import { DEMO_METHODS, type DemoBudget } from './budget.ts';
+
+export interface DemoOptions {
+  /** Everything goes here: base/, data/, runs/<method>/, results.md/.json, report.html, figures/. */
+  out: string;
+  budget: DemoBudget;
+  /** Folder reused across demos for the data and the base model; null = build them in `out`. */
+  cacheDir: string | null;
+  /** Subset of the methods (default: all of Table 2). */
+  methods?: readonly string[];
+  backend?: BackendPreference;
+  /** One line per phase (default: stdout). */
+  log?: (line: string) => void;
+}
+
+export interface DemoRunTiming {
+  name: string;
+  trainSeconds: number;
+  evalSeconds: number;
+}
+
+export interface DemoResult {
+  out: string;
+  seconds: number;
+  runs: DemoRunTiming[];
+}
+
+/** A short hash of what determines a cached artefact (options + the generator's source). */
+function cacheKey(value: unknown, sources: readonly string[]): string {
+  const h = createHash('sha256').update(JSON.stringify(value));
+  for (const s of sources) h.update(readFileSync(new URL(s, import.meta.url)));
+  return h.digest('hex').slice(0, 12);
+}
+
+const DATA_SOURCES = ['../data/task/problems.ts', '../data/task/teacher.ts', '../data/task/builtin.ts', '../data/task/tokenizer.ts'];
+const BASE_SOURCES = [...DATA_SOURCES, '../train/pretrain.ts'];
+
+function complete(dir: string, files: readonly string[]): boolean {
+  return files.every((f) => existsSync(path.join(dir, f)));
+}
+
+export async function runDemo(o: DemoOptions): Promise<DemoResult> {
+  const log = o.log ?? ((line: string) => console.log(line));
+  const b = o.budget;
+  const methods = o.methods ?? DEMO_METHODS;
+  for (const m of methods) if (!(DEMO_METHODS as readonly string[]).includes(m)) fail(`--methods: unknown method '${m}'; expected some of ${DEMO_METHODS.join(', ')}`);
+  const t0 = performance.now();
+  const since = () => ((performance.now() - t0) / 1000).toFixed(1).padStart(6);
+  const out = path.resolve(o.out);
+  try {
+    mkdirSync(out, { recursive: true });
+  } catch (err) {
+    fail(`cannot create the output folder ${o.out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+
+  // 1. Data: train/held-out JSONL of the built-in task.
+  let t = performance.now();
+  const dataDir = path.join(out, 'data');
+  const dataOpts = { seed: b.seed, train: b.data.train, test: b.data.test };
+  const dataFiles = ['train.jsonl', 'test.jsonl', 'tokenizer.json', 'tokenizer_config.json'];
+  let how = 'built';
+  if (o.cacheDir) {
+    const cached = path.join(o.cacheDir, `data-${cacheKey(dataOpts, DATA_SOURCES)}`);
+    if (complete(cached, dataFiles)) how = `reused ${cached}`;
+    else writeBuiltinDataset({ ...dataOpts, out: cached });
+    rmSync(dataDir, { recursive: true, force: true });
+    cpSync(cached, dataDir, { recursive: true });
+  } else writeBuiltinDataset({ ...dataOpts, out: dataDir });
+  log(`[${since()} s] data: ${how}, ${b.data.train} train / ${b.data.test} held-out problems (${secs(t)})`);
+
+  // 2. The base model: the tiny Qwen2 pretrained from scratch (partial ability).
+  t = performance.now();
+  const baseDir = path.join(out, 'base');
+  const pre = { seed: b.seed, ...b.pretrain, evalPerLevel: 0, evalSamples: 1 };
+  const modelFiles = ['config.json', 'model.safetensors', 'tokenizer.json'];
+  how = 'pretrained';
+  const target = o.cacheDir ? path.join(o.cacheDir, `base-${cacheKey(pre, BASE_SOURCES)}`) : baseDir;
+  if (o.cacheDir && complete(target, modelFiles)) how = `reused ${target}`;
+  else await pretrain({ ...pre, out: target, backend: o.backend });
+  if (target !== baseDir) {
+    rmSync(baseDir, { recursive: true, force: true });
+    cpSync(target, baseDir, { recursive: true });
+  }
+  log(`[${since()} s] base model: ${how}, ${b.pretrain.steps} steps (${secs(t)})`);
+
+  // 3. One config for every method; each run only names its method.
+  const configFile = path.join(out, 'train-config.yaml');
+  writeFileAtomic(configFile, demoConfigYaml(b, baseDir, path.join(dataDir, 'train.jsonl'), o.backend));
+  const testFile = path.join(dataDir, 'test.jsonl');
+
+  const runs: DemoRunTiming[] = [];
+  const runDirs: string[] = [];
+  try {
+    t = performance.now();
+    const baseEval = await evaluateHeldOut({ model: baseDir, testFile, out: path.join(out, 'base-eval'), budget: b, backend: o.backend });
+    runs.push({ name: 'base', trainSeconds: 0, evalSeconds: (performance.now() - t) / 1000 });
+    log(`[${since()} s] base: eval acc ${pct(baseEval.overall.acc)} LEN ${baseEval.overall.len.toFixed(0)} (${secs(t)})`);
+
+    for (const method of methods) {
+      const dir = path.join(out, 'runs', method);
+      rmSync(dir, { recursive: true, force: true });
+      t = performance.now();
+      const steps = await trainOne(configFile, dir, method);
+      const trainSeconds = (performance.now() - t) / 1000;
+      const latest = new CheckpointManager(path.join(dir, 'checkpoints'), 1).latest();
+      if (!latest) fail(`${dir}: training left no checkpoint`);
+      const te = performance.now();
+      const res = await evaluateHeldOut({ model: latest.dir, testFile, out: path.join(dir, 'eval'), budget: b, backend: o.backend });
+      const evalSeconds = (performance.now() - te) / 1000;
+      writeJsonAtomic(path.join(dir, 'wall_time.json'), { train_s: trainSeconds, eval_s: evalSeconds });
+      runs.push({ name: method, trainSeconds, evalSeconds });
+      runDirs.push(dir);
+      log(`[${since()} s] ${method}: ${steps} steps in ${trainSeconds.toFixed(1)} s; eval acc ${pct(res.overall.acc)} LEN ${res.overall.len.toFixed(0)} (${evalSeconds.toFixed(1)} s)`);
+    }
+  } finally {
+    await closeVerifier();
+  }
+
+  t = performance.now();
+  const report = await buildReport({
+    runDirs,
+    out,
+    base: { dir: baseDir, evalDir: path.join(out, 'base-eval') },
+    title: `red demo (${b.name} budget): RED against the baselines on the built-in task`,
+    notes: demoNotes(b),
+    backend: o.backend,
+  });
+  log(`[${since()} s] report: ${path.relative(process.cwd(), report.html) || report.html}, ${report.figures.length} figures (${secs(t)})`);
+  process.stdout.write('\n' + report.markdown + '\n');
+  return { out, seconds: (performance.now() - t0) / 1000, runs };
+}
+
+/** Trains one method as `red train --config FILE --method M --out DIR` would, without its console lines. */
+async function trainOne(configFile: string, dir: string, method: string): Promise<number> {
+  const config = loadCommandConfig({ config: configFile, out: dir, method, sets: [], resume: false });
+  const stages = resolveStages(config.algorithm);
+  mkdirSync(dir, { recursive: true });
+  writeFileAtomic(path.join(dir, 'config.yaml'), configToYaml(config));
+  const env = await buildEnv(config, stages.some((s) => s.klCoef > 0));
+  const trainer = new Trainer(env, { config, stages, outDir: dir, resume: false, progress: createProgress('none') });
+  return trainer.run();
+}
+
+/**
+ * The shared training config: examples/builtin/base.yaml's recipe (G, prompts per step, learning
+ * rates, ReLIFT's buffer = one step of prompts) at the budget's size. Checkpoints only at the end.
+ */
+export function demoConfigYaml(b: DemoBudget, modelDir: string, trainFile: string, backend?: BackendPreference): string {
+  const t = b.train;
+  const config = {
+    seed: b.seed,
+    model: { path: modelDir, ...(backend ? { backend } : {}) },
+    data: { train: trainFile, maxPromptTokens: 128 },
+    rollout: { groupSize: t.groupSize, promptsPerStep: t.promptsPerStep, maxTokens: t.maxTokens },
+    optim: { lr: t.rlLr },
+    sft: { lr: t.sftLr, batchSize: t.promptsPerStep },
+    schedule: { totalSteps: t.steps },
+    algorithm: { sftInterleave: { bufferSize: t.promptsPerStep } },
+    checkpoint: { every: t.steps, keep: 1 },
+    log: { progress: 'none' },
+  };
+  return `# red demo (${b.name} budget): the config every method shares; each run adds only its method.\n` + YAML.stringify(config);
+}
+
+function demoNotes(b: DemoBudget): string[] {
+  return [
+    `Budget '${b.name}': every method trains ${b.train.steps} optimiser steps per stage (sft-grpo: an SFT stage then a GRPO stage, ${b.train.steps} each) of ${b.train.promptsPerStep} prompts, G = ${b.train.groupSize}, responses ≤ ${b.train.maxTokens} tokens, seed ${b.seed}, from the same base model.`,
+    `Evaluation: the first ${b.eval.problems} held-out problems, avg@${b.eval.samples} at temperature ${b.eval.temperature}, ≤ ${b.eval.maxTokens} tokens; LEN = mean response tokens.`,
+    'Method options are the presets of src/rl/options.ts, unchanged (e.g. luffy keeps its own lr 1e-6, which is tiny at this scale); nothing is tuned per method.',
+  ];
+}
+
+function secs(t: number): string {
+  return `${((performance.now() - t) / 1000).toFixed(1)} s`;
+}
+
+function pct(x: number): string {
+  return Number.isFinite(x) ? `${(100 * x).toFixed(1)}%` : '-';
+}
+
+/** Run folders of a demo output, in Table 2 order (for `red report DIR/runs/*`). */
+export function demoRunDirs(out: string): string[] {
+  const root = path.join(out, 'runs');
+  if (!existsSync(root)) return [];
+  return readdirSync(root).map((n) => path.join(root, n));
+}

@@ -1,0 +1,63 @@
+// The training-curve figures of the report, each one metric of metrics.jsonl against step with
+// every run on one chart: accuracy and response length (Table 2's two axes), entropy on online
+// and offline data (the paper's Figures 4 and 6a) and the offline weight w (Figure 6b).
+import { lineChartSpec, renderChart, type LineSeries } from './chart.ts';
+import type { RunSummary } from './runs.ts';
+
+export interface Figure {
+  /** File stem: figures/<id>.svg and .png. */
+  id: string;
+  title: string;
+  caption: string;
+  svg: string;
+  png: Uint8Array;
+}
+
+interface CurveSpec {
+  id: string;
+  metric: string;
+  title: string;
+  yTitle: string;
+  caption: string;
+  format?: string;
+}
+
+export const CURVES: readonly CurveSpec[] = [
+  { id: 'accuracy', metric: 'acc/mean', title: 'Training accuracy (online rollouts)', yTitle: 'acc/mean', format: '.0%', caption: 'Fraction of correct online rollouts per step (methods without rollouts, like sft, have no curve).' },
+  { id: 'length', metric: 'completions/mean_length', title: 'Mean response length (online rollouts)', yTitle: 'tokens', caption: 'Mean length of the online rollouts per step.' },
+  { id: 'entropy-rl', metric: 'entropy/rl', title: 'Policy entropy on online rollouts (Fig. 4, 6a)', yTitle: 'entropy/rl (nats)', caption: 'Mean token entropy of the pre-update policy on its own rollouts: Recall shrinks it.' },
+  { id: 'entropy-sft', metric: 'entropy/sft', title: 'Policy entropy on teacher traces (Fig. 6a)', yTitle: 'entropy/sft (nats)', caption: 'Mean token entropy of the pre-update policy on the offline traces (methods with an offline member).' },
+  { id: 'red-w', metric: 'red/w', title: 'Offline weight w (Fig. 6b)', yTitle: 'red/w', caption: 'w(k) = clip(ΔH_sft / ΔH_rl, 1, G) under entropy regulation (red-I, red); 1 otherwise.' },
+];
+
+/** One series per run holding the metric (points in step order). */
+export function curveSeries(runs: readonly RunSummary[], metric: string): LineSeries[] {
+  const out: LineSeries[] = [];
+  for (const r of runs) {
+    const points = r.metrics.filter((m) => Number.isFinite(m[metric])).map((m) => ({ x: m.step, y: m[metric] }));
+    if (points.length > 0) out.push({ name: r.name, points });
+  }
+  return out;
+}
+
+/** Every curve some run logged; eleven methods need more than the default ten colours. */
+export async function curveFigures(runs: readonly RunSummary[]): Promise<Figure[]> {
+  const figures: Figure[] = [];
+  for (const c of CURVES) {
+    const series = curveSeries(runs, c.metric);
+    if (series.length === 0) continue;
+    const spec = lineChartSpec({
+      title: c.title,
+      x: { title: 'step', format: 'd' },
+      y: { title: c.yTitle, ...(c.format ? { format: c.format } : {}) },
+      series,
+      width: 560,
+      height: 320,
+    });
+    const encoding = (spec as { encoding?: { color?: Record<string, unknown> } }).encoding;
+    if (encoding?.color) encoding.color.scale = { scheme: 'tableau20' };
+    const { svg, png } = await renderChart(spec);
+    figures.push({ id: c.id, title: c.title, caption: c.caption, svg, png });
+  }
+  return figures;
+}
