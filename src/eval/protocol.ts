@@ -67,7 +67,7 @@ export interface GenerationRequest {
 export interface Completion {
   /** The response text, stop marker excluded. */
   text: string;
-  /** Response length in tokens (what LEN averages). */
+  /** Response length in tokens, a final EOS included (what LEN averages, as verl counts it). */
   tokens: number;
   /** 'stop' (EOS or a stop string) or 'length' (hit maxTokens); kept as the sampler reports it. */
   finishReason: string;

@@ -232,23 +232,15 @@ export async function runEval(o: RunEvalOptions): Promise<EvalResults> {
       }),
     );
     log.append(records);
+    // Partial tables after every chunk, so a long run can be read while it goes (chart at the end).
+    await writeResults(o.outDir, collectResults(o, log), false);
     progress.problemsDone += chunk.length;
     // A generator that does not report per sequence still moves the bar chunk by chunk.
     progress.samplesDone = samplesBefore + chunkSamples;
     o.onProgress?.(progress);
   }
   const wallS = (performance.now() - started) / 1000;
-
-  const results: EvalResults = {
-    model: o.model,
-    prompt: o.prompt,
-    seed: o.seed,
-    benchmarks: o.jobs.map((j) => benchmarkResult(j.spec, j.file, j.sampling, j.problems, log.existing)),
-    overall: { acc: NaN, len: NaN, benchmarks: 0 },
-    metrics: {},
-  };
-  results.overall = overallOf(results.benchmarks);
-  results.metrics = metricsOf(results.benchmarks, results.overall);
+  const results = collectResults(o, log);
   if (pending.length > 0) {
     const samples = progress.samplesTotal;
     const t: Throughput = { problems: pending.length, samples, tokens, wallS, problemsPerS: pending.length / wallS, samplesPerS: samples / wallS, tokensPerS: tokens / wallS };
@@ -256,6 +248,13 @@ export async function runEval(o: RunEvalOptions): Promise<EvalResults> {
   }
   await writeResults(o.outDir, results, o.chart ?? true);
   return results;
+}
+
+/** Results over every record written so far (problems still to run count as `unfinished`). */
+function collectResults(o: RunEvalOptions, log: SamplesLog): EvalResults {
+  const benchmarks = o.jobs.map((j) => benchmarkResult(j.spec, j.file, j.sampling, j.problems, log.existing));
+  const overall = overallOf(benchmarks);
+  return { model: o.model, prompt: o.prompt, seed: o.seed, benchmarks, overall, metrics: metricsOf(benchmarks, overall) };
 }
 
 function powersOfTwo(max: number): number[] {

@@ -157,6 +157,10 @@ test('a run interrupted mid-way (crash, truncated last line) resumes to the same
   await assert.rejects(runEval({ outDir: dir, model: 'fake', jobs: jobs2, generate: crashing, verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 4, chart: false }), /killed/);
   const samplesFile = path.join(dir, 'samples.jsonl');
   assert.equal(readFileSync(samplesFile, 'utf8').trim().split('\n').length, 2);
+  // The tables written after each chunk show the partial state: A0 (0/4) and A1 (1/4) scored.
+  const partial = JSON.parse(readFileSync(path.join(dir, 'results.json'), 'utf8')) as EvalResults;
+  assert.deepEqual(partial.benchmarks.map((b) => [b.scored, b.unfinished]), [[2, 1], [0, 4]]);
+  close(partial.benchmarks[0].acc, 0.125, 'partial A acc');
   // A write cut off mid-line: half of A2's record, no newline.
   const a2 = readFileSync(path.join(whole, 'samples.jsonl'), 'utf8').split('\n')[2];
   appendFileSync(samplesFile, a2.slice(0, a2.length >> 1));
