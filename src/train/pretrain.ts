@@ -57,7 +57,7 @@ export interface PretrainOptions {
    * learns the format and easy arithmetic but stays weak on hard levels.
    */
   levelWeights: [number, number, number, number, number];
-  /** Distinct training problems in the pool the epochs cycle over. */
+  /** Training problems (repeats allowed) in the pool the epochs cycle over. */
   poolSize: number;
   model: TinyModelShape;
   /** Held-out problems per level sampled after training (0 = skip the evaluation). */
@@ -77,7 +77,7 @@ export const PRETRAIN_DEFAULTS: Omit<PretrainOptions, 'out' | 'onStep' | 'backen
   warmupSteps: 10,
   weightDecay: 0.01,
   gradClip: 1.0,
-  levelWeights: [8, 4, 2, 1, 1],
+  levelWeights: [12, 4, 2, 1, 1],
   poolSize: 4000,
   model: TINY_MODEL,
   evalPerLevel: 40,
@@ -218,8 +218,9 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
     lr: o.lr, beta1: 0.9, beta2: 0.95, weightDecay: o.weightDecay, noDecay: noDecayNormsAndBiases,
   });
 
-  // A pool of distinct train-split problems (never a held-out one), cycled in seeded epochs.
-  const pool = generateProblems({ seed: o.seed, count: o.poolSize, split: 'train', levelWeights: o.levelWeights });
+  // A pool of train-split problems (never a held-out one; easy ones recur, as facts do in
+  // pretraining text), cycled in seeded epochs.
+  const pool = generateProblems({ seed: o.seed, count: o.poolSize, split: 'train', levelWeights: o.levelWeights, repeats: true });
   const prompts = new PromptEncoder(tok);
   const data = new EpochIterator(pool.map((p) => toSequence(tok, prompts, p)), o.seed);
 

@@ -1,6 +1,9 @@
 // The built-in task: short math problems with exact answers at five difficulty levels, each with
 // its worked solution as data (steps, checks, an alternative route) for the teacher to write out.
 // Train and held-out problems never overlap: the split is a hash of the problem text.
+// Levels: 1 one-step sums with a single-digit operand and the times table; 2 two-digit sums,
+// differences and exact division; 3 two-step arithmetic, ax+b=c, remainders; 4 fractions,
+// ax-b=cx+d, powers mod m, three-term expressions; 5 word problems, a 2x2 system, (a-b)(c+d)-e.
 import { fail } from '../../util/errors.ts';
 import { Rng } from '../../util/rng.ts';
 
@@ -75,38 +78,20 @@ const NAMES = ['Ann', 'Ben', 'Cal', 'Dee', 'Eli', 'Fay', 'Gus', 'Ivy', 'Max', 'S
 const ITEMS = ['pens', 'cards', 'eggs', 'books', 'cups', 'coins'];
 
 const level1: Record<string, Generator> = {
-  add(rng) {
-    const [a, b] = [between(rng, 10, 99), between(rng, 10, 99)];
-    const c = a + b;
-    const [ta, tb] = [a - (a % 10), b - (b % 10)];
+  add1(rng) {
+    const [a, b] = [between(rng, 1, 9), between(rng, 1, 9)];
     return {
       text: `Compute ${a}+${b}.`,
-      answer: String(c),
+      answer: String(a + b),
       worked: {
         goal: `compute ${a}+${b}`,
-        steps: [`${a}+${b} = ${c}`],
-        checks: [`${c}-${b} = ${a}`],
-        alternative: [`${ta}+${tb} = ${ta + tb}`, `${a % 10}+${b % 10} = ${(a % 10) + (b % 10)}`, `${ta + tb}+${(a % 10) + (b % 10)} = ${c}`],
+        steps: [`${a}+${b} = ${a + b}`],
+        checks: [`${a + b}-${b} = ${a}`],
+        alternative: [`${b}+${a} = ${a + b}`],
       },
     };
   },
-  sub(rng) {
-    const a = between(rng, 20, 99);
-    const b = between(rng, 10, a - 1);
-    const c = a - b;
-    const tb = b - (b % 10);
-    return {
-      text: `Compute ${a}-${b}.`,
-      answer: String(c),
-      worked: {
-        goal: `compute ${a}-${b}`,
-        steps: [`${a}-${b} = ${c}`],
-        checks: [`${c}+${b} = ${a}`],
-        alternative: [`${a}-${tb} = ${a - tb}`, `${a - tb}-${b % 10} = ${c}`],
-      },
-    };
-  },
-  mul(rng) {
+  mul1(rng) {
     const [a, b] = [between(rng, 2, 9), between(rng, 2, 9)];
     const c = a * b;
     return {
@@ -120,9 +105,90 @@ const level1: Record<string, Generator> = {
       },
     };
   },
+  addSmall(rng) {
+    const [a, b] = [between(rng, 10, 99), between(rng, 1, 9)];
+    const [t, u] = [a - (a % 10), a % 10];
+    return {
+      text: `Compute ${a}+${b}.`,
+      answer: String(a + b),
+      worked: {
+        goal: `compute ${a}+${b}`,
+        // Digit by digit, so a held-out sum is built from one-digit facts seen in training.
+        steps: [`${u}+${b} = ${u + b}`, `${t}+${u + b} = ${a + b}`],
+        checks: [`${a + b}-${b} = ${a}`],
+        alternative: [`${a}+${b} = ${a + b}`],
+      },
+    };
+  },
+  subSmall(rng) {
+    const [a, b] = [between(rng, 10, 99), between(rng, 1, 9)];
+    // Units first, borrowing ten when the units digit is too small: 23-5 → 13-5 = 8, 10+8 = 18.
+    const [t, u] = [a - (a % 10), a % 10];
+    const [hi, lo] = u >= b ? [u, t] : [u + 10, t - 10];
+    return {
+      text: `Compute ${a}-${b}.`,
+      answer: String(a - b),
+      worked: {
+        goal: `compute ${a}-${b}`,
+        steps: [`${hi}-${b} = ${hi - b}`, `${lo}+${hi - b} = ${a - b}`],
+        checks: [`${a - b}+${b} = ${a}`],
+        alternative: [`${b}+${a - b} = ${a}`, `So ${a}-${b} = ${a - b}`],
+      },
+    };
+  },
 };
 
 const level2: Record<string, Generator> = {
+  add(rng) {
+    const [a, b] = [between(rng, 10, 99), between(rng, 10, 99)];
+    const c = a + b;
+    const [ta, tb] = [a - (a % 10), b - (b % 10)];
+    return {
+      text: `Compute ${a}+${b}.`,
+      answer: String(c),
+      worked: {
+        goal: `compute ${a}+${b}`,
+        steps: [`${a % 10}+${b % 10} = ${(a % 10) + (b % 10)}`, `${ta}+${tb} = ${ta + tb}`, `${ta + tb}+${(a % 10) + (b % 10)} = ${c}`],
+        checks: [`${c}-${b} = ${a}`],
+        alternative: [`${a}+${b} = ${c}`],
+      },
+    };
+  },
+  sub(rng) {
+    const a = between(rng, 20, 99);
+    const b = between(rng, 10, a - 1);
+    const c = a - b;
+    const tb = b - (b % 10);
+    return {
+      text: `Compute ${a}-${b}.`,
+      answer: String(c),
+      worked: {
+        goal: `compute ${a}-${b}`,
+        steps: [`${a}-${tb} = ${a - tb}`, `${a - tb}-${b % 10} = ${c}`],
+        checks: [`${c}+${b} = ${a}`],
+        alternative: [`${a}-${b} = ${c}`],
+      },
+    };
+  },
+  div(rng) {
+    const [q, b] = [between(rng, 2, 19), between(rng, 2, 9)];
+    const a = q * b;
+    return {
+      text: `Compute ${a}/${b}.`,
+      answer: String(q),
+      worked: {
+        goal: `compute ${a}/${b}`,
+        steps: [`${a}/${b} = ${q}`],
+        checks: [`${q}*${b} = ${a}`],
+        alternative: q >= 10
+          ? [`${b}*10 = ${b * 10}`, `${a}-${b * 10} = ${a - b * 10}`, `${a - b * 10}/${b} = ${q - 10}`, `10+${q - 10} = ${q}`]
+          : [`${b}*${q} = ${a}`, `so ${a}/${b} = ${q}`],
+      },
+    };
+  },
+};
+
+const level3: Record<string, Generator> = {
   addMul(rng) {
     const [a, b, c] = [between(rng, 2, 30), between(rng, 2, 12), between(rng, 2, 9)];
     const p = b * c;
@@ -155,22 +221,6 @@ const level2: Record<string, Generator> = {
       },
     };
   },
-  div(rng) {
-    const [q, b] = [between(rng, 2, 19), between(rng, 2, 9)];
-    const a = q * b;
-    return {
-      text: `Compute ${a}/${b}.`,
-      answer: String(q),
-      worked: {
-        goal: `compute ${a}/${b}`,
-        steps: [`${a}/${b} = ${q}`],
-        checks: [`${q}*${b} = ${a}`],
-        alternative: q >= 10
-          ? [`${b}*10 = ${b * 10}`, `${a}-${b * 10} = ${a - b * 10}`, `${a - b * 10}/${b} = ${q - 10}`, `10+${q - 10} = ${q}`]
-          : [`${b}*${q} = ${a}`, `so ${a}/${b} = ${q}`],
-      },
-    };
-  },
   mul2(rng) {
     let a = between(rng, 11, 49);
     if (a % 10 === 0) a++; // a zero units digit makes the split into tens and units empty
@@ -187,9 +237,6 @@ const level2: Record<string, Generator> = {
       },
     };
   },
-};
-
-const level3: Record<string, Generator> = {
   linear(rng) {
     const [a, x, b] = [between(rng, 2, 9), between(rng, 1, 15), between(rng, 1, 30)];
     const plus = rng.int(2) === 0 || a * x <= b;
@@ -204,24 +251,6 @@ const level3: Record<string, Generator> = {
         steps: [`${a}x = ${moved} = ${a * x}`, `x = ${a * x}/${a} = ${x}`],
         checks: [`${a}*${x}${plus ? '+' : '-'}${b} = ${a * x}${plus ? '+' : '-'}${b} = ${c}`],
         alternative: [`x = (${moved})/${a}`, `(${moved})/${a} = ${a * x}/${a} = ${x}`],
-      },
-    };
-  },
-  fracAdd(rng) {
-    const [q, s] = [between(rng, 2, 9), between(rng, 2, 9)];
-    const [p, r] = [between(rng, 1, q - 1), between(rng, 1, s - 1)];
-    const d = (q * s) / gcd(q, s);
-    const [pp, rr] = [p * (d / q), r * (d / s)];
-    const ans = fraction(pp + rr, d);
-    const raw = `${pp + rr}/${d}`;
-    return {
-      text: `Compute ${p}/${q}+${r}/${s}.`,
-      answer: ans,
-      worked: {
-        goal: `compute ${p}/${q}+${r}/${s}`,
-        steps: [...expand(p, q, d), ...expand(r, s, d), `${pp}/${d}+${rr}/${d} = ${withReduced(raw, ans)}`],
-        checks: [`${raw}-${rr}/${d} = ${pp}/${d}${pp / d === p / q && pp !== p ? ` = ${p}/${q}` : ''}`],
-        alternative: [`${p}/${q}+${r}/${s} = (${p}*${s}+${r}*${q})/(${q}*${s})`, `(${p * s}+${r * q})/${q * s} = ${withReduced(`${p * s + r * q}/${q * s}`, fraction(p * s + r * q, q * s))}`],
       },
     };
   },
@@ -244,6 +273,24 @@ const level3: Record<string, Generator> = {
 };
 
 const level4: Record<string, Generator> = {
+  fracAdd(rng) {
+    const [q, s] = [between(rng, 2, 9), between(rng, 2, 9)];
+    const [p, r] = [between(rng, 1, q - 1), between(rng, 1, s - 1)];
+    const d = (q * s) / gcd(q, s);
+    const [pp, rr] = [p * (d / q), r * (d / s)];
+    const ans = fraction(pp + rr, d);
+    const raw = `${pp + rr}/${d}`;
+    return {
+      text: `Compute ${p}/${q}+${r}/${s}.`,
+      answer: ans,
+      worked: {
+        goal: `compute ${p}/${q}+${r}/${s}`,
+        steps: [...expand(p, q, d), ...expand(r, s, d), `${pp}/${d}+${rr}/${d} = ${withReduced(raw, ans)}`],
+        checks: [`${raw}-${rr}/${d} = ${pp}/${d}${pp / d === p / q && pp !== p ? ` = ${p}/${q}` : ''}`],
+        alternative: [`${p}/${q}+${r}/${s} = (${p}*${s}+${r}*${q})/(${q}*${s})`, `(${p * s}+${r * q})/${q * s} = ${withReduced(`${p * s + r * q}/${q * s}`, fraction(p * s + r * q, q * s))}`],
+      },
+    };
+  },
   linear2(rng) {
     // ax-b = cx+d with a > c, x ≥ 2 so that b = (a-c)x-d ≥ 1 leaves room for d ≥ 1.
     const c = between(rng, 1, 6);
@@ -426,8 +473,17 @@ export function generateProblem(rng: Rng, level: Level): Problem {
 /**
  * `count` distinct problems of `split` at the given level weights (default uniform), drawn from
  * a seeded stream; the problems of the other split are rejected, so train and test are disjoint.
+ * With `repeats`, a problem may recur (as facts do in pretraining text), still never from the other split.
  */
-export function generateProblems(options: { seed: number; count: number; split: Split; levelWeights?: readonly number[]; exclude?: ReadonlySet<string> }): Problem[] {
+export function generateProblems(options: {
+  seed: number;
+  count: number;
+  split: Split;
+  levelWeights?: readonly number[];
+  exclude?: ReadonlySet<string>;
+  /** Allow a problem to recur (a pretraining stream); default false: all distinct. */
+  repeats?: boolean;
+}): Problem[] {
   const weights = options.levelWeights ?? [1, 1, 1, 1, 1];
   if (weights.length !== 5 || weights.some((w) => !(w >= 0)) || weights.every((w) => w === 0)) {
     fail(`level weights must be 5 non-negative numbers, not all 0; got ${JSON.stringify(weights)}`);
@@ -451,7 +507,7 @@ export function generateProblems(options: { seed: number; count: number; split: 
     for (let attempt = 0; ; attempt++) {
       if (attempt >= 1000) fail(`could only generate ${out.length} distinct level-${level} ${options.split} problems of the ${options.count} asked; ask for fewer`);
       const p = generateProblem(rng, level);
-      if (splitOf(p.text) !== options.split || seen.has(p.text)) continue;
+      if (splitOf(p.text) !== options.split || (!options.repeats && seen.has(p.text))) continue;
       seen.add(p.text);
       out.push(p);
       break;
