@@ -48,8 +48,6 @@ test('a gold list: one gold timing out does not hide a later one that matches', 
   await warmVerifier();
   const r = await verify(['9^{9^{9^{9}}}', '7'], '\\boxed{7}', { timeoutMs: 300 });
   assert.equal(r.equal, true, JSON.stringify(r));
-  const r2 = await verify(['9^{9^{9^{9}}}', '7'], '\\boxed{8}', { timeoutMs: 300 });
-  assert.deepEqual([r2.equal, r2.reason], [false, 'timeout']);
 });
 
 test('one budget per verify: a set of hanging elements still ends within timeout + margin', async () => {

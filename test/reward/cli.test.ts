@@ -59,8 +59,9 @@ test('red verify --jsonl: verdicts added in input order, a malformed line report
   try {
     const file = path.join(dir, 'pairs.jsonl');
     writeFileSync(file, text);
-    for (const args of [['--jsonl', file], ['--jsonl', '-']]) {
-      const r = await red(['verify', ...args, '--workers', '2', '--timeout-ms', '1500'], args[1] === '-' ? text : undefined);
+    // Two workers reading the file (so slow and quick lines finish out of order), one on stdin.
+    for (const args of [['--jsonl', file, '--workers', '2'], ['--jsonl', '-', '--workers', '1']]) {
+      const r = await red(['verify', ...args, '--timeout-ms', '1500'], args[1] === '-' ? text : undefined);
       assert.equal(r.code, 0, r.stderr);
       const out = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
       assert.equal(out.length, rows.length);
