@@ -28,6 +28,24 @@ namespace red {
 
 using i64 = int64_t;
 
+// Grow-only, 64-byte aligned scratch; kernels keep one per thread (`static thread_local`), so each
+// JS thread and each OpenMP worker has its own and nothing is allocated per call in steady state.
+struct Scratch {
+  void* ptr = nullptr;
+  size_t cap = 0;  // bytes
+  ~Scratch() { std::free(ptr); }
+  void* bytes(size_t n) {
+    if (n > cap) {
+      std::free(ptr);
+      cap = (n + n / 4 + 63) / 64 * 64;
+      ptr = std::aligned_alloc(64, cap);
+    }
+    return ptr;
+  }
+  float* get(size_t floats) { return static_cast<float*>(bytes(floats * sizeof(float))); }
+  int32_t* ints(size_t n) { return static_cast<int32_t*>(bytes(n * sizeof(int32_t))); }
+};
+
 struct Kernels {
   const char* isa;
   // out(M,N) = op(a)(M,K)·op(b)(K,N) [+ out]; a (M,K) or (K,M) if transA; b (K,N) or (N,K) if transB.

@@ -1,13 +1,13 @@
 // GEMM: out(M,N) = op(a)(M,K)·op(b)(K,N) [+ out], the BLIS/Goto scheme. Loops, outermost first:
 //   jc: N in blocks of NC     (the packed B block, KC×NC, lives in L3 and is shared by the threads)
 //   pc: K in blocks of KC     (each block packed once, whatever the transposes: packing absorbs them)
-//   ic: M in blocks of MC     (the packed A block, MC×KC, lives in this core's L2)
-//   jr: NR-column micro-panels of B (one KC×NR micro-panel stays in L1 across the ir loop)
+//   ic: M in row blocks ≤ MC  (the packed A block, ≤ MC×KC, lives in this core's L2)
+//   jr: NR-column micro-panels of B (one KC×NR micro-panel stays close across the ir loop)
 //   ir: MR-row micro-panels of A  → microKernel: an MR×NR register tile updated KC times by FMAs.
-// Threads take row blocks of each pc step dynamically; with few rows (matmulFewRows) they take B
-// micro-panels instead and pack them on the fly. Edges: the
-// last A micro-panel is packed with fewer rows and a kernel for exactly that many rows runs; the
-// last B micro-panel is zero-padded and stored through a lane mask.
+// Threads take the row blocks of each pc step dynamically; with few rows (matmulFewRows) they take
+// B micro-panels instead and pack them on the fly. Edges: the last A micro-panel is packed with
+// fewer rows and a kernel for exactly that many rows runs; the last B micro-panel is zero-padded
+// and stored through a lane mask. M ≤ 4 (decoding one token per sequence) skips packing.
 // Included by the isa_*.cc files inside their namespace, after simd.h.
 
 #if defined(RED_ISA_AVX512)
@@ -21,23 +21,6 @@ constexpr int MR = 4;
 constexpr i64 KC = 256, MC = 64, NC = 1024;
 #endif
 constexpr int NR = 2 * W;
-
-// Grow-only, 64-byte aligned scratch owned by the calling thread (each JS thread has its own).
-struct Scratch {
-  void* ptr = nullptr;
-  size_t cap = 0;  // bytes
-  ~Scratch() { std::free(ptr); }
-  void* bytes(size_t n) {
-    if (n > cap) {
-      std::free(ptr);
-      cap = (n + n / 4 + 63) / 64 * 64;
-      ptr = std::aligned_alloc(64, cap);
-    }
-    return ptr;
-  }
-  float* get(size_t floats) { return static_cast<float*>(bytes(floats * sizeof(float))); }
-  int32_t* ints(size_t n) { return static_cast<int32_t*>(bytes(n * sizeof(int32_t))); }
-};
 
 // The MR_×NR tile C(m ≤ MR_, n ≤ NR) at stride ldc ← [C +] Ap(kc,MR_)ᵀ·Bp(kc,NR).
 template <int MR_>
