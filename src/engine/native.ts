@@ -1,6 +1,9 @@
-// Loads the native addon (build/Release/red_native.node, built by scripts/build-native.mjs).
-// The addon exports one function per Backend method with the same name and arguments, plus
-// isa() and threads(); this file only binds them. Returns null when the addon is not built.
+// Loads the native addon (build/Release/red_native.node, built by scripts/build-native.mjs from
+// native/). The addon exports one function per Backend method with the same name and arguments,
+// plus isa() and threads(); this file only binds them. Returns null when the addon is not built.
+// The addon picks AVX-512, AVX2+FMA or portable kernels once at load; RED_ISA=avx2|portable
+// forces a lower set, OMP_NUM_THREADS the thread count. Every call checks that each buffer holds
+// what its sizes imply (and the index arrays' ranges) and throws a RangeError/TypeError otherwise.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
