@@ -71,10 +71,10 @@ export interface PretrainOptions {
 
 export const PRETRAIN_DEFAULTS: Omit<PretrainOptions, 'out' | 'onStep' | 'backend'> = {
   seed: 0,
-  steps: 300,
+  steps: 1200,
   batchSize: 16,
-  lr: 3e-3,
-  warmupSteps: 10,
+  lr: 5e-3,
+  warmupSteps: 20,
   weightDecay: 0.01,
   gradClip: 1.0,
   levelWeights: [12, 4, 2, 1, 1],
