@@ -12,6 +12,7 @@ interface DemoCliOptions {
   /** false with --no-cache. */
   cache: string | false;
   backend: string;
+  base?: string;
 }
 
 export function registerDemo(program: Command): void {
@@ -25,6 +26,7 @@ export function registerDemo(program: Command): void {
     .option('--methods <list>', 'comma-separated subset of the methods')
     .option('--cache <dir>', 'where the data and the base model are kept between demos (env RED_CACHE)', process.env.RED_CACHE ?? '.red-cache')
     .option('--no-cache', 'build the data and the base model inside --out')
+    .option('--base <dir>', 'start every method from this model folder instead of the pretrained tiny base')
     .option('--backend <name>', 'auto, native or reference', 'auto')
     .action(async (opts: DemoCliOptions) => {
       const { BUDGETS } = await import('../demo/budget.ts');
@@ -39,12 +41,14 @@ export function registerDemo(program: Command): void {
         if (!Number.isInteger(steps) || steps < 1) fail(`--steps must be a positive integer, got '${opts.steps}'`);
       }
       const methods = opts.methods?.split(',').map((s) => s.trim()).filter((s) => s !== '');
-      await runDemo({
+      const result = await runDemo({
         out: opts.out,
         budget: { ...base, train: { ...base.train, steps } },
         cacheDir: opts.cache === false ? null : opts.cache,
         methods,
+        ...(opts.base !== undefined ? { baseModel: opts.base } : {}),
         backend,
       });
+      process.stdout.write(`\n${result.markdown}\nOutputs in ${result.out} (report.html, results.md, results.json, figures/, runs/<method>/).\n`);
     });
 }

@@ -2,7 +2,7 @@
 // Data and base model (cached), then every Table 2 method trained with the same budget, seed and
 // base, each evaluated on the held-out split; the table and the report go to one folder.
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { writeBuiltinDataset } from '../data/task/builtin.ts';
@@ -29,6 +29,8 @@ export interface DemoOptions {
   cacheDir: string | null;
   /** Subset of the methods (default: all of Table 2). */
   methods?: readonly string[];
+  /** Start from this model folder instead of pretraining one (it is copied to OUT/base). */
+  baseModel?: string;
   backend?: BackendPreference;
   /** One line per phase (default: stdout). */
   log?: (line: string) => void;
@@ -44,6 +46,8 @@ export interface DemoResult {
   out: string;
   seconds: number;
   runs: DemoRunTiming[];
+  /** The results table (Markdown). */
+  markdown: string;
 }
 
 /** A short hash of what determines a cached artefact (options + the generator's source). */
@@ -66,6 +70,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const methods = o.methods ?? DEMO_METHODS;
   for (const m of methods) if (!(DEMO_METHODS as readonly string[]).includes(m)) fail(`--methods: unknown method '${m}'; expected some of ${DEMO_METHODS.join(', ')}`);
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   const since = () => ((performance.now() - t0) / 1000).toFixed(1).padStart(6);
   const out = path.resolve(o.out);
   try {
@@ -95,14 +100,18 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const pre = { seed: b.seed, ...b.pretrain, evalPerLevel: 0, evalSamples: 1 };
   const modelFiles = ['config.json', 'model.safetensors', 'tokenizer.json'];
   how = 'pretrained';
-  const target = o.cacheDir ? path.join(o.cacheDir, `base-${cacheKey(pre, BASE_SOURCES)}`) : baseDir;
-  if (o.cacheDir && complete(target, modelFiles)) how = `reused ${target}`;
+  let target = o.cacheDir ? path.join(o.cacheDir, `base-${cacheKey(pre, BASE_SOURCES)}`) : baseDir;
+  if (o.baseModel !== undefined) {
+    if (!complete(o.baseModel, modelFiles)) fail(`--base ${o.baseModel}: not a model folder with ${modelFiles.join(', ')}`);
+    target = path.resolve(o.baseModel);
+    how = `given ${o.baseModel}`;
+  } else if (o.cacheDir && complete(target, modelFiles)) how = `reused ${target}`;
   else await pretrain({ ...pre, out: target, backend: o.backend });
   if (target !== baseDir) {
     rmSync(baseDir, { recursive: true, force: true });
     cpSync(target, baseDir, { recursive: true });
   }
-  log(`[${since()} s] base model: ${how}, ${b.pretrain.steps} steps (${secs(t)})`);
+  log(`[${since()} s] base model: ${how}${o.baseModel === undefined ? `, ${b.pretrain.steps} steps` : ''} (${secs(t)})`);
 
   // 3. One config for every method; each run only names its method.
   const configFile = path.join(out, 'train-config.yaml');
@@ -131,7 +140,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       writeJsonAtomic(path.join(dir, 'wall_time.json'), { train_s: trainSeconds, eval_s: evalSeconds });
       runs.push({ name: method, trainSeconds, evalSeconds });
       runDirs.push(dir);
-      log(`[${since()} s] ${method}: ${steps} steps in ${trainSeconds.toFixed(1)} s; eval acc ${pct(res.overall.acc)} LEN ${res.overall.len.toFixed(0)} (${evalSeconds.toFixed(1)} s)`);
+      log(`[${since()} s] ${method}: ${steps} step${steps === 1 ? '' : 's'} in ${trainSeconds.toFixed(1)} s; eval acc ${pct(res.overall.acc)} LEN ${res.overall.len.toFixed(0)} (${evalSeconds.toFixed(1)} s)`);
     }
   } finally {
     await closeVerifier();
@@ -147,8 +156,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     backend: o.backend,
   });
   log(`[${since()} s] report: ${path.relative(process.cwd(), report.html) || report.html}, ${report.figures.length} figures (${secs(t)})`);
-  process.stdout.write('\n' + report.markdown + '\n');
-  return { out, seconds: (performance.now() - t0) / 1000, runs };
+  const cpu = process.cpuUsage(cpu0);
+  const seconds = (performance.now() - t0) / 1000;
+  log(`done in ${seconds.toFixed(1)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s CPU (this process; on a busy machine the CPU time is the better guide to an idle one's wall time)`);
+  return { out, seconds, runs, markdown: report.markdown };
 }
 
 /** Trains one method as `red train --config FILE --method M --out DIR` would, without its console lines. */
@@ -197,11 +208,4 @@ function secs(t: number): string {
 
 function pct(x: number): string {
   return Number.isFinite(x) ? `${(100 * x).toFixed(1)}%` : '-';
-}
-
-/** Run folders of a demo output, in Table 2 order (for `red report DIR/runs/*`). */
-export function demoRunDirs(out: string): string[] {
-  const root = path.join(out, 'runs');
-  if (!existsSync(root)) return [];
-  return readdirSync(root).map((n) => path.join(root, n));
 }

@@ -1,0 +1,78 @@
+// The demo pipeline end to end at the smallest budget: data, a pretrained base, every Table 2
+// method trained and evaluated, the table and the report, all in a temporary folder. Checks that
+// every output exists and parses: results.json names every method, report.html references every
+// figure, each SVG has marks and each PNG the PNG signature.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { BUDGETS, DEMO_METHODS } from '../../src/demo/budget.ts';
+import { runDemo } from '../../src/demo/run.ts';
+import { PRESET_NAMES } from '../../src/rl/options.ts';
+import { buildReport } from '../../src/report/build.ts';
+
+const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+test('the demo methods are exactly the presets of Table 2', () => {
+  assert.deepEqual([...DEMO_METHODS].sort(), [...PRESET_NAMES].sort());
+});
+
+test('red demo --tiny: every method trained, evaluated, tabulated and reported', async () => {
+  const root = mkdtempSync(path.join(tmpdir(), 'red-demo-'));
+  const out = path.join(root, 'out');
+  const lines: string[] = [];
+  const result = await runDemo({ out, budget: BUDGETS.tiny, cacheDir: path.join(root, 'cache'), log: (l) => lines.push(l) });
+
+  // One progress line per phase and per method, each with its wall time.
+  assert.equal(lines.length, 3 + DEMO_METHODS.length + 2, lines.join('\n'));
+  for (const m of DEMO_METHODS) assert.ok(lines.some((l) => new RegExp(`\\] ${m}: \\d+ steps? in [\\d.]+ s`).test(l)), `no progress line for ${m}`);
+  assert.equal(result.runs.length, DEMO_METHODS.length + 1);
+
+  // The base model as a Hugging Face folder, each run as red train leaves it.
+  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) assert.ok(existsSync(path.join(out, 'base', f)), `base/${f}`);
+  for (const m of DEMO_METHODS) {
+    for (const f of ['config.yaml', 'metrics.jsonl', 'eval/results.json']) assert.ok(existsSync(path.join(out, 'runs', m, f)), `runs/${m}/${f}`);
+    assert.match(readFileSync(path.join(out, 'runs', m, 'config.yaml'), 'utf8'), new RegExp(`^method: ${m}$`, 'm'));
+    assert.match(readFileSync(path.join(out, 'runs', m, 'config.yaml'), 'utf8'), /^seed: 42$/m);
+  }
+
+  const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as { methods: Record<string, { acc: number | null; len: number | null; steps: number }> };
+  assert.deepEqual(Object.keys(results.methods).sort(), ['base', ...DEMO_METHODS].sort());
+  for (const m of DEMO_METHODS) {
+    const r = results.methods[m];
+    assert.ok(r.acc !== null && r.acc >= 0 && r.acc <= 1, `${m}: acc ${r.acc}`);
+    assert.ok(r.len !== null && r.len > 0 && r.len <= BUDGETS.tiny.eval.maxTokens, `${m}: len ${r.len}`);
+    // Same budget: one step per stage; sft-grpo has two stages.
+    assert.equal(r.steps, m === 'sft-grpo' ? 2 : 1, m);
+  }
+  const md = readFileSync(path.join(out, 'results.md'), 'utf8');
+  for (const m of DEMO_METHODS) assert.match(md, new RegExp(`^\\| ${m} \\|`, 'm'));
+
+  const html = readFileSync(path.join(out, 'report.html'), 'utf8');
+  assert.doesNotMatch(html, /<script|https?:\/\/(?!www\.w3\.org)/, 'report.html must be offline: no script, no external resource');
+  const figures = readdirSync(path.join(out, 'figures'));
+  const ids = [...new Set(figures.map((f) => f.replace(/\.(svg|png)$/, '')))];
+  for (const id of ['accuracy', 'length', 'entropy-rl', 'entropy-sft', 'red-w', 'token-diff']) assert.ok(ids.includes(id), `figure ${id} missing (have ${ids.join(', ')})`);
+  for (const id of ids) {
+    assert.ok(html.includes(`figures/${id}.svg`) && html.includes(`id="${id}"`), `report.html does not show ${id}`);
+    const svg = readFileSync(path.join(out, 'figures', `${id}.svg`), 'utf8');
+    assert.ok(svg.startsWith('<svg'), `${id}.svg is not an SVG`);
+    assert.match(svg, id === 'token-diff' ? /<rect[^>]+fill="#/ : /class="mark-(line|symbol) role-mark/, `${id}.svg has no marks`);
+    const png = readFileSync(path.join(out, 'figures', `${id}.png`));
+    assert.deepEqual([...png.subarray(0, 8)], PNG_SIGNATURE, `${id}.png signature`);
+  }
+
+  // A second demo reuses the cached data and base model.
+  const again: string[] = [];
+  await runDemo({ out: path.join(root, 'again'), budget: BUDGETS.tiny, cacheDir: path.join(root, 'cache'), methods: ['sft'], log: (l) => again.push(l) });
+  assert.match(again[0], /data: reused/);
+  assert.match(again[1], /base model: reused/);
+
+  // red report rebuilds the same table from the run folders alone.
+  const rep = path.join(root, 'report');
+  const built = await buildReport({ runDirs: DEMO_METHODS.map((m) => path.join(out, 'runs', m)), out: rep, tokenDiff: 'off' });
+  const rebuilt = JSON.parse(readFileSync(path.join(rep, 'results.json'), 'utf8')) as { methods: Record<string, { acc: number | null }> };
+  for (const m of DEMO_METHODS) assert.equal(rebuilt.methods[m].acc, results.methods[m].acc, m);
+  assert.equal(built.tokenDiffSkipped, 'turned off');
+});

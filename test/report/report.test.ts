@@ -1,0 +1,102 @@
+// The report's pieces against hand-computed values: the results table (columns, overall figures,
+// the RED verdict), metrics.jsonl parsing, the token view's colours and probability changes, and
+// the per-token trace logprobs against a one-prefix-at-a-time forward.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { EvalResults } from '../../src/eval/results.ts';
+import { packSequences } from '../../src/model/batch.ts';
+import { parseConfig } from '../../src/model/config.ts';
+import { Qwen2Model } from '../../src/model/qwen2.ts';
+import { referenceBackend } from '../../src/engine/reference.ts';
+import { readMetrics } from '../../src/report/runs.ts';
+import { resultsTable, tableMarkdown } from '../../src/report/table.ts';
+import { deltaColor, probabilityDelta, tokenDiffSvg, traceLogprobs } from '../../src/report/tokendiff.ts';
+import { curveSeries } from '../../src/report/figures.ts';
+
+function evalWithLevels(levels: Record<string, [number, number]>, acc: number, len: number): EvalResults {
+  const byLevel = Object.fromEntries(Object.entries(levels).map(([l, [a, n]]) => [l, { problems: 10, acc: a, len: n }]));
+  return {
+    model: 'm', prompt: 'qwen-boxed', seed: 0,
+    benchmarks: [{ name: 'heldout', title: 'heldout', file: 'x', sampling: { n: 4, temperature: 0.6, topP: 1, maxTokens: 64 }, problems: 20, scored: 20, acc, len, clippedFrac: 0, passAtK: [], byLevel, unparseableGold: [], unfinished: 0 }],
+    overall: { acc, len, benchmarks: 1 }, metrics: {},
+  };
+}
+
+test('table: one column per level, Acc in %, the best non-base Acc in bold, and an honest verdict', () => {
+  const t = resultsTable([
+    { name: 'base', steps: 0, seed: null, eval: evalWithLevels({ 1: [0.5, 20], 2: [0.1, 30] }, 0.3, 25), trainSeconds: null, evalSeconds: 1 },
+    { name: 'sft', steps: 5, seed: 42, eval: evalWithLevels({ 1: [0.9, 80], 2: [0.5, 90] }, 0.7, 85), trainSeconds: 3, evalSeconds: 1 },
+    { name: 'grpo', steps: 5, seed: 42, eval: evalWithLevels({ 1: [0.7, 20], 2: [0.2, 22] }, 0.45, 21), trainSeconds: 4, evalSeconds: 1 },
+    { name: 'red', steps: 5, seed: 42, eval: evalWithLevels({ 1: [0.8, 50], 2: [0.4, 60] }, 0.6, 55), trainSeconds: 5, evalSeconds: 1 },
+  ]);
+  assert.equal(t.columnKind, 'level');
+  assert.deepEqual(t.columns.map((c) => c.title), ['L1', 'L2']);
+  // red 60% is below sft 70% and above grpo 45%: rank 2 of 3 methods (base excluded).
+  assert.equal(t.verdict, 'RED: overall Acc 60.0 (rank 2 of 3 methods); best other method: sft 70.0. RED is NOT ahead on this run.');
+  const md = tableMarkdown(t);
+  assert.match(md, /^\| sft \| 5 \| 90\.0 \| 50\.0 \| \*\*70\.0\*\* \| 85 \| 3\.0 \| 1\.0 \|$/m);
+  assert.match(md, /^\| red \| 5 \| 80\.0 \| 40\.0 \| 60\.0 \| 55 \| 5\.0 \| 1\.0 \|$/m);
+  assert.match(md, /^\| base \| 0 \| 50\.0 \| 10\.0 \| 30\.0 \| 25 \| - \| 1\.0 \|$/m);
+});
+
+test('table: several benchmarks become one column each', () => {
+  const e = evalWithLevels({}, 0.5, 10);
+  const two: EvalResults = { ...e, benchmarks: [{ ...e.benchmarks[0], name: 'aime24', title: 'AIME24', byLevel: undefined }, { ...e.benchmarks[0], name: 'math500', title: 'MATH500', acc: 0.25, byLevel: undefined }] };
+  const t = resultsTable([{ name: 'red', steps: 1, seed: 1, eval: two, trainSeconds: null, evalSeconds: null }]);
+  assert.equal(t.columnKind, 'benchmark');
+  assert.deepEqual(t.columns.map((c) => c.title), ['AIME24', 'MATH500']);
+  assert.equal(t.rows[0].cells.math500.acc, 0.25);
+  assert.equal(t.verdict, null, 'no other method to compare with');
+});
+
+test('metrics.jsonl: steps in order, a torn last line ignored, a bad middle line named', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'red-report-'));
+  const f = path.join(dir, 'metrics.jsonl');
+  writeFileSync(f, '{"step":2,"acc/mean":0.5}\n{"step":1,"acc/mean":0.25,"red/w":1}\n{"step":3,"acc');
+  const m = readMetrics(f);
+  assert.deepEqual(m.map((x) => x.step), [1, 2]);
+  const series = curveSeries([{ name: 'r', metrics: m } as Parameters<typeof curveSeries>[0][number]], 'acc/mean');
+  assert.deepEqual(series, [{ name: 'r', points: [{ x: 1, y: 0.25 }, { x: 2, y: 0.5 }] }]);
+  assert.deepEqual(curveSeries([{ name: 'r', metrics: m } as Parameters<typeof curveSeries>[0][number]], 'red/w')[0].points, [{ x: 1, y: 1 }]);
+  writeFileSync(f, '{"step":1}\nnot json\n{"step":3}\n');
+  assert.throws(() => readMetrics(f), /metrics\.jsonl: line 2 is not JSON/);
+});
+
+test('token view: Δp = e^after − e^before; white at 0, red up, blue down, sqrt intensity', () => {
+  const d = probabilityDelta(Float32Array.of(Math.log(0.25), Math.log(0.5)), Float32Array.of(Math.log(0.5), Math.log(0.25)));
+  assert.ok(Math.abs(d[0] - 0.25) < 1e-6 && Math.abs(d[1] + 0.25) < 1e-6, String(d));
+  assert.equal(deltaColor(0), '#ffffff');
+  assert.equal(deltaColor(1), '#ff0000');
+  assert.equal(deltaColor(-1), '#0000ff');
+  // |Δp| = 0.25 → intensity 0.5 → the other channels at round(255·0.5) = 128 = 0x80.
+  assert.equal(deltaColor(0.25), '#ff8080');
+  assert.equal(deltaColor(-0.25), '#8080ff');
+  const svg = tokenDiffSvg({ tokens: ['a', '<b>', '\n', 'c'], panels: [{ label: 'base → red', delta: [0.25, -1, 0, 1] }], caption: 'x' });
+  assert.match(svg, /fill="#ff8080"><title>a: Δp 0\.250</);
+  assert.match(svg, />&lt;b&gt;</, 'token text is escaped');
+  assert.match(svg, />↵</, 'a newline token is shown as ↵');
+});
+
+test('traceLogprobs: each trace token scored as a forward over its own prefix scores it', () => {
+  const config = parseConfig({
+    architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', hidden_act: 'silu', vocab_size: 40, hidden_size: 16, intermediate_size: 32,
+    num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 10000, max_position_embeddings: 64,
+    tie_word_embeddings: true, initializer_range: 0.5,
+  });
+  const model = Qwen2Model.init(config, 7, { backend: referenceBackend });
+  const prompt = [1, 5, 9];
+  const trace = [12, 3, 30, 7];
+  const got = traceLogprobs(model, prompt, trace);
+  for (let i = 0; i < trace.length; i++) {
+    // Only the last token of prompt + trace[0..i] is a target: find its row by its target.
+    const seq = [...prompt, ...trace.slice(0, i + 1)];
+    const batch = packSequences([seq], [seq.length - 1]);
+    const { logprob } = model.forward(batch);
+    const row = [...batch.targets].findIndex((t) => t >= 0);
+    assert.equal(batch.targets[row], trace[i]);
+    assert.ok(Math.abs(got[i] - logprob[row]) < 1e-5, `token ${i}: ${got[i]} vs ${logprob[row]}`);
+  }
+});
