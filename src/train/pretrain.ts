@@ -47,6 +47,7 @@ export interface PretrainOptions {
   batchSize: number;
   /** Peak learning rate; warm-up `warmupSteps`, then cosine to 0.1·lr. */
   lr: number;
+  /** Linear warm-up steps, capped at a tenth of `steps` so short runs still decay. */
   warmupSteps: number;
   weightDecay: number;
   /** Global gradient-norm clip. */
@@ -223,6 +224,7 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
   const prompts = new PromptEncoder(tok);
   const data = new EpochIterator(pool.map((p) => toSequence(tok, prompts, p)), o.seed);
 
+  const warmup = Math.min(o.warmupSteps, Math.ceil(o.steps / 10));
   const losses: number[] = [];
   let tokens = 0;
   for (let step = 1; step <= o.steps; step++) {
@@ -244,7 +246,7 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
     }
     model.backward(coef, new Float32Array(T));
     const gradNorm = clipGradNorm(backend, model.grads, o.gradClip);
-    const lr = learningRate(step, { lr: o.lr, warmupSteps: o.warmupSteps, minLrRatio: 0.1, totalSteps: o.steps });
+    const lr = learningRate(step, { lr: o.lr, warmupSteps: warmup, minLrRatio: 0.1, totalSteps: o.steps });
     optim.update(lr);
     losses.push(nll / scored);
     tokens += T;
