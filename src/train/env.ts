@@ -1,0 +1,102 @@
+// What the training loop computes with, as interfaces: the policy, the optimiser, the sampler,
+// the verifier and the tokenised data (run.ts builds them from the real parts; tests use fakes),
+// plus the step's seed derivation and timer.
+import type { TrainingExample } from '../data/dataset.ts';
+import type { PackedBatch } from '../model/batch.ts';
+
+/** The trainable policy (Qwen2Model satisfies it). */
+export interface TrainerModel {
+  readonly params: Float32Array;
+  readonly grads: Float32Array;
+  /** Per packed token log π(target) and entropy; keeps activations for backward. */
+  forward(batch: PackedBatch): { logprob: Float32Array; entropy: Float32Array };
+  /** Accumulates d/dθ Σ_t (coefLogprob_t·logprob_t + coefEntropy_t·entropy_t) of the last forward. */
+  backward(coefLogprob: Float32Array, coefEntropy: Float32Array): void;
+  zeroGrad(): void;
+  /** Writes a Hugging Face model folder (config, weights, tokenizer files). */
+  save(dir: string): void;
+}
+
+export interface OptimizerState {
+  step: number;
+  m: Float32Array;
+  v: Float32Array;
+}
+
+/** AdamW over the model's flat buffers (src/train/optimizer.ts satisfies it). */
+export interface TrainerOptimizer {
+  update(lr: number): void;
+  state(): OptimizerState;
+  load(state: OptimizerState): void;
+}
+
+export interface RolloutRequest {
+  n: number;
+  seed: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  maxTokens: number;
+  stopStrings: string[];
+}
+
+export interface RolloutSample {
+  /** Response ids (the EOS token included when the sampler stopped on it). */
+  ids: readonly number[];
+  text: string;
+  finishReason: 'stop' | 'length';
+}
+
+/** Everything the loop computes with, built from the config by run.ts (or faked in tests). */
+export interface TrainerEnv {
+  model: TrainerModel;
+  /** Frozen reference policy; present only when the KL coefficient is above 0. */
+  refModel: { forward(batch: PackedBatch): { logprob: Float32Array } } | null;
+  /** A fresh AdamW over model.params/grads with the optim settings. */
+  createOptimizer(): TrainerOptimizer;
+  /** Clips model.grads to a global norm; returns the norm before clipping. */
+  clipGradNorm(maxNorm: number): number;
+  /** Samples `n` responses for each prompt (ids include the chat template). */
+  generate(prompts: number[][], request: RolloutRequest): Promise<RolloutSample[][]>;
+  /** acc ∈ {0,1} of each response against its gold answer, in order. */
+  verify(items: { gold: string; text: string }[]): Promise<number[]>;
+  /** The prompt's token ids through the chat template (cached by the env). */
+  promptIds(example: TrainingExample): number[];
+  /** Text of response ids (BREAD verifies the teacher prefix together with its continuation). */
+  decode(ids: readonly number[]): string;
+  /** The teacher trace's token ids, untruncated, without EOS. */
+  traceIds(example: TrainingExample): number[];
+  /** Appended to a trace that was not truncated. */
+  eosId: number;
+  examples: TrainingExample[];
+  /** The flat parameters saved in a checkpoint folder (to resume). */
+  loadWeights(dir: string): Float32Array;
+  /** Malformed rows skipped while loading (data.onBadRow: skip). */
+  skippedRows: number;
+}
+
+/** Derives a 32-bit seed from integers (splitmix32 rounds), so seeds are pure functions of the step. */
+export function mixSeed(...parts: number[]): number {
+  let h = 0x9e3779b9;
+  for (const p of parts) {
+    h = (h ^ (p >>> 0)) >>> 0;
+    h = (h + 0x9e3779b9) >>> 0;
+    h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
+    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
+    h = (h ^ (h >>> 16)) >>> 0;
+  }
+  return h;
+}
+
+/** Seconds spent per part of a step (timing_s/*). */
+export class StepTimer {
+  readonly s: Record<'rollout' | 'reward' | 'logprob' | 'update', number> = { rollout: 0, reward: 0, logprob: 0, update: 0 };
+  async time<T>(key: keyof StepTimer['s'], f: () => Promise<T> | T): Promise<T> {
+    const t0 = performance.now();
+    try {
+      return await f();
+    } finally {
+      this.s[key] += (performance.now() - t0) / 1000;
+    }
+  }
+}

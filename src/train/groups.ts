@@ -1,0 +1,176 @@
+// One step's groups (RED-SPEC "Group filtering"): draws prompts, rolls out G per prompt, verifies,
+// adds the teacher trace where the method has an offline member, feeds ReLIFT's buffer and BREAD's
+// prefix search on all-fail groups, and refills until the step has its groups or the draws run out.
+import type { EpochIterator, TrainingExample } from '../data/dataset.ts';
+import {
+  filterGroups, isHardGroup, needsAnotherDraw, prefixSearchAsync, prefixTokens, shapeRewards, type AlgorithmOptions, type HardQuestionBuffer,
+} from '../rl/index.ts';
+import { fail } from '../util/errors.ts';
+import type { TrainConfig } from './config.ts';
+import { mixSeed, type RolloutRequest, type RolloutSample, type StepTimer, type TrainerEnv } from './env.ts';
+import type { Metrics } from './metrics.ts';
+import type { Member } from './pack.ts';
+
+export interface StepGroup {
+  example: TrainingExample;
+  members: Member[];
+}
+
+/** Groups per optimiser step: prompts per rollout batch, or traces per SFT step (no rollouts). */
+export function groupsPerStep(config: TrainConfig, o: AlgorithmOptions): number {
+  return o.onlineRollouts ? config.rollout.promptsPerStep : config.sft.batchSize;
+}
+
+/** What a stage lends the collector: its options, data order and ReLIFT buffer. */
+export interface CollectorStage {
+  options: AlgorithmOptions;
+  data: EpochIterator<TrainingExample>;
+  hardQuestions: HardQuestionBuffer | null;
+}
+
+export class GroupCollector {
+  constructor(
+    private readonly env: TrainerEnv,
+    private readonly config: TrainConfig,
+    private readonly stage: CollectorStage,
+    /** Counters kept in the checkpoint (prompts over data.maxPromptTokens). */
+    private readonly counters: { skippedPrompts: number },
+  ) {}
+
+  /** Draws the next prompt whose chat prompt fits data.maxPromptTokens. */
+  nextExample(): TrainingExample {
+    const limit = this.config.data.maxPromptTokens;
+    for (let tries = 0; tries < this.env.examples.length; tries++) {
+      const e = this.stage.data.next();
+      if (this.env.promptIds(e).length <= limit) return e;
+      this.counters.skippedPrompts++;
+    }
+    return fail(`${this.config.data.train}: no prompt fits data.maxPromptTokens = ${limit}`);
+  }
+
+  /**
+   * The teacher trace as a member: truncated to the response limit, EOS appended when it was not.
+   * Like a rollout, the response including its EOS never exceeds the limit, so a trace of exactly
+   * the limit counts as truncated.
+   */
+  offlineMember(example: TrainingExample, group: number): Member {
+    const promptIds = this.env.promptIds(example);
+    const trace = this.env.traceIds(example);
+    const limit = this.config.rollout.maxTokens;
+    const clipped = trace.length >= limit;
+    const responseIds = clipped ? trace.slice(0, limit) : [...trace, this.env.eosId];
+    return { group, promptIds, responseIds, isOffline: true, accuracy: 1, reward: 1, clipped };
+  }
+
+  private rolloutRequest(n: number, seed: number): RolloutRequest {
+    const r = this.config.rollout;
+    return { n, seed, temperature: r.temperature, topP: r.topP, topK: r.topK, maxTokens: r.maxTokens, stopStrings: r.stopStrings };
+  }
+
+  /**
+   * Draws prompts, rolls out, verifies and filters groups until the step has promptsPerStep groups
+   * or groupFilter.maxFillAttempts draws were made (RED-SPEC "Group filtering").
+   */
+  async collect(step: number, timer: StepTimer): Promise<{ groups: StepGroup[]; metrics: Metrics }> {
+    const st = this.stage;
+    const o = st.options;
+    const cfg = this.config;
+    const G = cfg.rollout.groupSize;
+    const wanted = groupsPerStep(cfg, o);
+    const kept: StepGroup[] = [];
+    let draws = 0;
+    let drawnGroups = 0;
+    let droppedGroups = 0;
+    const online = { n: 0, acc: 0, reward: 0, len: 0, clipped: 0 };
+    let bread = 0;
+    do {
+      const examples = Array.from({ length: wanted - kept.length }, () => this.nextExample());
+      let samples: RolloutSample[][] = examples.map(() => []);
+      let accs: number[][] = examples.map(() => []);
+      if (o.onlineRollouts) {
+        const prompts = examples.map((e) => this.env.promptIds(e));
+        samples = await timer.time('rollout', () => this.env.generate(prompts, this.rolloutRequest(G, mixSeed(cfg.seed, step, draws))));
+        accs = await timer.time('reward', () => this.verifyGroups(examples, samples));
+      }
+      const groups: StepGroup[] = [];
+      for (let i = 0; i < examples.length; i++) {
+        const e = examples[i];
+        const promptIds = this.env.promptIds(e);
+        let members: Member[] = samples[i].map((s, j) => ({
+          group: 0, promptIds, responseIds: s.ids, isOffline: false, accuracy: accs[i][j], reward: accs[i][j], clipped: s.finishReason === 'length',
+        }));
+        if (o.onlineRollouts && isHardGroup(accs[i])) {
+          st.hardQuestions?.add(e.id);
+          if (o.prefixSearch.enabled) {
+            const branched = await this.branchFromPrefix(e, step, draws, i, timer);
+            if (branched) { members = branched; bread++; }
+          }
+        }
+        if (o.offlineMember || !o.onlineRollouts) members.push(this.offlineMember(e, 0));
+        for (const mem of members) {
+          if (mem.isOffline) continue;
+          online.n++; online.acc += mem.accuracy; online.len += mem.responseIds.length; online.clipped += mem.clipped ? 1 : 0;
+        }
+        groups.push({ example: e, members });
+      }
+      // Rewards R_i = acc_i + shaping; then filtering on the accuracies of all members.
+      const flat = groups.flatMap((g, gi) => g.members.map((mem) => ({ mem, gi })));
+      const rewards = shapeRewards({
+        accuracies: flat.map((f) => f.mem.accuracy), lengths: flat.map((f) => f.mem.responseIds.length), isOffline: flat.map((f) => f.mem.isOffline),
+      }, o.overlong, cfg.rollout.maxTokens);
+      flat.forEach((f, i) => { f.mem.reward = rewards[i]; if (!f.mem.isOffline) online.reward += rewards[i]; });
+      const { keep } = filterGroups(flat.map((f) => f.mem.accuracy), flat.map((f) => f.gi), o.groupFilter.enabled);
+      for (let g = 0; g < groups.length; g++) if (keep[g]) kept.push(groups[g]); else droppedGroups++;
+      drawnGroups += groups.length;
+      draws++;
+    } while (needsAnotherDraw(kept.length, wanted, draws, o.groupFilter.maxFillAttempts));
+    kept.forEach((g, gi) => g.members.forEach((mem) => (mem.group = gi)));
+    const metrics: Metrics = {
+      'groups/kept': kept.length,
+      'groups/dropped_frac': drawnGroups ? droppedGroups / drawnGroups : 0,
+      'groups/draws': draws,
+    };
+    if (online.n > 0) {
+      metrics['reward/mean'] = online.reward / online.n;
+      metrics['acc/mean'] = online.acc / online.n;
+      metrics['completions/mean_length'] = online.len / online.n;
+      metrics['completions/clipped_frac'] = online.clipped / online.n;
+    }
+    if (o.prefixSearch.enabled) metrics['bread/branched_groups'] = bread;
+    return { groups: kept, metrics };
+  }
+
+  private async verifyGroups(examples: TrainingExample[], samples: RolloutSample[][]): Promise<number[][]> {
+    const items = examples.flatMap((e, i) => samples[i].map((s) => ({ gold: e.answer, text: s.text })));
+    const flat = await this.env.verify(items);
+    let k = 0;
+    return samples.map((row) => row.map(() => flat[k++]));
+  }
+
+  /**
+   * BREAD: the shortest teacher prefix (in segments) whose continuations succeed within the
+   * band; returns G continuations from it, the prefix folded into the prompt so that no loss
+   * falls on it. Null when the trace is empty.
+   */
+  private async branchFromPrefix(e: TrainingExample, step: number, draw: number, index: number, timer: StepTimer): Promise<Member[] | null> {
+    const o = this.stage.options;
+    const cfg = this.config;
+    const G = cfg.rollout.groupSize;
+    const prompt = this.env.promptIds(e);
+    const trace = this.env.traceIds(e).slice(0, cfg.rollout.maxTokens);
+    if (trace.length === 0) return null;
+    const tried = new Map<number, Member[]>();
+    const choice = await prefixSearchAsync(async (k) => {
+      const n = prefixTokens(k, trace.length, o.prefixSearch.segments);
+      const p = [...prompt, ...trace.slice(0, n)];
+      const room = Math.max(1, cfg.rollout.maxTokens - n);
+      const req = { ...this.rolloutRequest(G, mixSeed(cfg.seed, step, draw, 1 + index, k)), maxTokens: room };
+      const [samples] = await timer.time('rollout', () => this.env.generate([p], req));
+      // The answer may sit in the teacher's prefix: the whole response is prefix + continuation.
+      const accs = await timer.time('reward', () => this.env.verify(samples.map((s) => ({ gold: e.answer, text: this.env.decode([...trace.slice(0, n), ...s.ids]) }))));
+      tried.set(k, samples.map((s, j) => ({ group: 0, promptIds: p, responseIds: s.ids, isOffline: false, accuracy: accs[j], reward: accs[j], clipped: s.finishReason === 'length' })));
+      return accs.reduce((a, b) => a + b, 0) / accs.length;
+    }, o.prefixSearch);
+    return tried.get(choice.segments) ?? null;
+  }
+}

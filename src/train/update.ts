@@ -1,0 +1,131 @@
+// One optimiser step on a batch of members: the π_old/entropy forward (feeding RED (I)), the
+// algorithm's loss over the whole batch, backward per micro-batch (gradients accumulate), clipping
+// and AdamW, repeated optim.updatesPerBatch times; a NaN or Inf anywhere leaves no trace.
+import { memberEntropyMeans, type EntropyRegulator, type LossContext, type LossResult, type TokenBatch } from '../rl/index.ts';
+import type { TrainConfig } from './config.ts';
+import type { OptimizerState, StepTimer, TrainerEnv, TrainerOptimizer } from './env.ts';
+import type { Metrics } from './metrics.ts';
+import { gatherTokens, packMembers, scatterTokens, type Member } from './pack.ts';
+
+export interface UpdateRequest {
+  members: Member[];
+  lr: number;
+  optimizer: TrainerOptimizer;
+  /** The loss over the whole batch and its per-token gradients (an objective of src/rl). */
+  loss: (batch: TokenBatch, ctx: LossContext) => LossResult;
+  /** > 0: the frozen reference model's log-probs are computed for the KL term. */
+  klCoef: number;
+  /** RED (I): the step's main update feeds its pre-update entropies to the regulator (and reads
+   *  w from it); null for ReLIFT's SFT step, which must not move the regulator (w = 1). */
+  regulator: EntropyRegulator | null;
+}
+
+/**
+ * Forward (π_old and entropies; also the current policy while the batch has not been updated),
+ * the loss's per-token gradients, backward through the model, clipping and AdamW — repeated
+ * optim.updatesPerBatch times. With a token budget the members are split into micro-batches
+ * whose gradients accumulate; the loss is always computed over the whole batch.
+ * Returns ok = false when the loss or gradient was not finite (nothing was applied).
+ */
+export async function policyUpdate(env: TrainerEnv, cfg: TrainConfig, req: UpdateRequest, timer: StepTimer,
+): Promise<{ ok: boolean; metrics: Metrics; tokens: number }> {
+  const { members, lr, optimizer, regulator } = req;
+  const packed = packMembers(members, cfg.optim.microBatchTokens);
+  const T = packed.responseTokens;
+  const oldLogprobs = new Float32Array(T);
+  const entropies = new Float32Array(T);
+  const single = packed.micro.length === 1;
+  // Pass 1: π_old and entropies of the pre-update policy (feeds RED I and the ratios).
+  await timer.time('logprob', () => {
+    for (const mb of packed.micro) {
+      const out = env.model.forward(mb.batch);
+      gatherTokens(oldLogprobs, out.logprob, mb, packed.offsets);
+      gatherTokens(entropies, out.entropy, mb, packed.offsets);
+    }
+  });
+  let refLogprobs: Float32Array | undefined;
+  if (req.klCoef > 0 && env.refModel) {
+    refLogprobs = new Float32Array(T);
+    await timer.time('logprob', () => {
+      for (const mb of packed.micro) gatherTokens(refLogprobs!, env.refModel!.forward(mb.batch).logprob, mb, packed.offsets);
+    });
+  }
+  const base: Omit<TokenBatch, 'logprobs'> = {
+    offsets: packed.offsets,
+    groupOf: members.map((x) => x.group),
+    isOffline: members.map((x) => x.isOffline),
+    rewards: members.map((x) => x.reward),
+    accuracies: members.map((x) => x.accuracy),
+    oldLogprobs,
+    refLogprobs,
+  };
+  const metrics: Metrics = {};
+  let w = 1;
+  if (regulator) {
+    const H = memberEntropyMeans({ ...base, logprobs: oldLogprobs, entropies });
+    const reg = regulator.step(H.rl, H.sft);
+    Object.assign(metrics, reg.metrics);
+    w = reg.w;
+  }
+  const ctx = { offlineWeight: w, maxResponseTokens: cfg.rollout.maxTokens };
+  let ok = true;
+  let activationsFresh = single;
+  // Several updates per batch: a NaN in a later one must undo the earlier ones too, so the step
+  // leaves no trace. (One update needs no copy: nothing is applied before the check.)
+  const before = cfg.optim.updatesPerBatch > 1 ? { params: env.model.params.slice(), opt: copyState(optimizer.state()) } : null;
+  for (let u = 0; u < cfg.optim.updatesPerBatch; u++) {
+    // Current policy: equal to π_old before the first update; recomputed after it.
+    let logprobs = oldLogprobs;
+    let current = entropies;
+    if (u > 0) {
+      logprobs = new Float32Array(T);
+      current = new Float32Array(T);
+      await timer.time('logprob', () => {
+        for (const mb of packed.micro) {
+          const out = env.model.forward(mb.batch);
+          gatherTokens(logprobs, out.logprob, mb, packed.offsets);
+          gatherTokens(current, out.entropy, mb, packed.offsets);
+        }
+      });
+      activationsFresh = single;
+    }
+    const loss = req.loss({ ...base, logprobs, entropies: current }, ctx);
+    const lossOk = Number.isFinite(loss.loss);
+    let gradNorm = NaN;
+    if (lossOk) {
+      await timer.time('update', () => {
+        env.model.zeroGrad();
+        for (const mb of packed.micro) {
+          if (!(activationsFresh && mb === packed.micro[0])) env.model.forward(mb.batch);
+          env.model.backward(scatterTokens(loss.dLogprobs, mb, packed.offsets), scatterTokens(loss.dEntropies, mb, packed.offsets));
+        }
+        gradNorm = env.clipGradNorm(cfg.optim.maxGradNorm > 0 ? cfg.optim.maxGradNorm : Infinity);
+      });
+    }
+    activationsFresh = false;
+    for (const [k, v] of Object.entries(loss.metrics)) metrics[k] = v;
+    metrics['loss/total'] = loss.loss;
+    metrics['grad/norm'] = gradNorm;
+    if (!lossOk || !Number.isFinite(gradNorm)) {
+      // Nothing from a bad step reaches the parameters or the optimiser moments.
+      env.model.zeroGrad();
+      if (before && u > 0) {
+        env.model.params.set(before.params);
+        optimizer.load(before.opt);
+      }
+      ok = false;
+      break;
+    }
+    await timer.time('update', () => optimizer.update(lr));
+  }
+  if (regulator) {
+    metrics['loss/policy'] ??= 0;
+    metrics['loss/offline'] ??= 0;
+    metrics['clip/frac'] ??= 0; // objectives without a clip clip nothing
+  }
+  return { ok, metrics, tokens: packed.totalTokens };
+}
+
+function copyState(s: OptimizerState): OptimizerState {
+  return { step: s.step, m: s.m.slice(), v: s.v.slice() };
+}
