@@ -1,7 +1,7 @@
 // The sizes of a `red demo` run: how big the base model is and how long it pretrains, how many
 // steps every method trains (one budget for all of them, so the table compares like with like)
 // and how much of the held-out split each trained model is evaluated on.
-import { QUICK_MODEL, TINY_MODEL, type TinyModelShape } from '../train/pretrain.ts';
+import { PRETRAIN_DEFAULTS, QUICK_MODEL, TINY_MODEL, type TinyModelShape } from '../train/pretrain.ts';
 
 export const BUDGET_NAMES = ['default', 'quick', 'tiny'] as const;
 export type BudgetName = (typeof BUDGET_NAMES)[number];
@@ -11,7 +11,8 @@ export interface DemoBudget {
   /** Seed of the data, the base model and every run (the paper's recipe uses 42 for training). */
   seed: number;
   data: { train: number; test: number };
-  pretrain: { steps: number; batchSize: number; poolSize: number; model: TinyModelShape };
+  /** The base model's pretraining (its own seed: the default budget's base is exactly `red pretrain`'s). */
+  pretrain: { seed: number; steps: number; batchSize: number; poolSize: number; model: TinyModelShape };
   train: {
     /** Optimiser steps of every stage (sft-grpo has two stages of this many). */
     steps: number;
@@ -34,16 +35,17 @@ export interface DemoBudget {
 }
 
 /**
- * default: ≤ 15 min on a 2-core laptop CPU (native backend). The model and learning rates are
- * examples/builtin/base.yaml's; the step count is what fits eleven methods into the budget.
+ * default: ≤ 15 min on a 2-core laptop CPU (native backend). The base model is `red pretrain`'s
+ * default one; G, prompts per step and learning rates are examples/builtin/base.yaml's; the step
+ * count and the evaluation size are what fits eleven methods (twelve evaluations) in the budget.
  */
 const DEFAULT_BUDGET: DemoBudget = {
   name: 'default',
   seed: 42,
   data: { train: 4000, test: 500 },
-  pretrain: { steps: 300, batchSize: 16, poolSize: 4000, model: TINY_MODEL },
-  train: { steps: 16, promptsPerStep: 8, groupSize: 4, maxTokens: 256, rlLr: 1e-4, sftLr: 1e-3 },
-  eval: { problems: 100, samples: 4, temperature: 0.6, maxTokens: 256 },
+  pretrain: { seed: PRETRAIN_DEFAULTS.seed, steps: PRETRAIN_DEFAULTS.steps, batchSize: PRETRAIN_DEFAULTS.batchSize, poolSize: PRETRAIN_DEFAULTS.poolSize, model: TINY_MODEL },
+  train: { steps: 12, promptsPerStep: 8, groupSize: 4, maxTokens: 256, rlLr: 1e-4, sftLr: 1e-3 },
+  eval: { problems: 60, samples: 4, temperature: 0.6, maxTokens: 256 },
 };
 
 /** quick: ≤ 2 min; the ~26k-parameter model, a few steps, a small evaluation (a smoke run). */
@@ -51,7 +53,7 @@ const QUICK_BUDGET: DemoBudget = {
   name: 'quick',
   seed: 42,
   data: { train: 400, test: 100 },
-  pretrain: { steps: 40, batchSize: 8, poolSize: 400, model: QUICK_MODEL },
+  pretrain: { seed: 42, steps: 40, batchSize: 8, poolSize: 400, model: QUICK_MODEL },
   train: { steps: 3, promptsPerStep: 4, groupSize: 2, maxTokens: 96, rlLr: 1e-3, sftLr: 1e-3 },
   eval: { problems: 20, samples: 2, temperature: 0.6, maxTokens: 96 },
 };
@@ -61,7 +63,7 @@ const TINY_BUDGET: DemoBudget = {
   name: 'tiny',
   seed: 42,
   data: { train: 40, test: 20 },
-  pretrain: { steps: 4, batchSize: 4, poolSize: 40, model: { hidden: 16, layers: 1, heads: 2, kvHeads: 1, intermediate: 32 } },
+  pretrain: { seed: 42, steps: 4, batchSize: 4, poolSize: 40, model: { hidden: 16, layers: 1, heads: 2, kvHeads: 1, intermediate: 32 } },
   train: { steps: 1, promptsPerStep: 2, groupSize: 2, maxTokens: 24, rlLr: 1e-3, sftLr: 1e-3 },
   eval: { problems: 5, samples: 1, temperature: 0.6, maxTokens: 24 },
 };

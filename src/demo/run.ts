@@ -97,7 +97,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   // 2. The base model: the tiny Qwen2 pretrained from scratch (partial ability).
   t = performance.now();
   const baseDir = path.join(out, 'base');
-  const pre = { seed: b.seed, ...b.pretrain, evalPerLevel: 0, evalSamples: 1 };
+  const pre = { ...b.pretrain, evalPerLevel: 0, evalSamples: 1 };
   const modelFiles = ['config.json', 'model.safetensors', 'tokenizer.json'];
   how = 'pretrained';
   let target = o.cacheDir ? path.join(o.cacheDir, `base-${cacheKey(pre, BASE_SOURCES)}`) : baseDir;
@@ -152,7 +152,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     out,
     base: { dir: baseDir, evalDir: path.join(out, 'base-eval') },
     title: `red demo (${b.name} budget): RED against the baselines on the built-in task`,
-    notes: demoNotes(b),
+    notes: demoNotes(b, o.baseModel),
     backend: o.backend,
   });
   log(`[${since()} s] report: ${path.relative(process.cwd(), report.html) || report.html}, ${report.figures.length} figures (${secs(t)})`);
@@ -194,9 +194,12 @@ export function demoConfigYaml(b: DemoBudget, modelDir: string, trainFile: strin
   return `# red demo (${b.name} budget): the config every method shares; each run adds only its method.\n` + YAML.stringify(config);
 }
 
-function demoNotes(b: DemoBudget): string[] {
+function demoNotes(b: DemoBudget, baseModel: string | undefined): string[] {
   return [
     `Budget '${b.name}': every method trains ${b.train.steps} optimiser steps per stage (sft-grpo: an SFT stage then a GRPO stage, ${b.train.steps} each) of ${b.train.promptsPerStep} prompts, G = ${b.train.groupSize}, responses ≤ ${b.train.maxTokens} tokens, seed ${b.seed}, from the same base model.`,
+    baseModel !== undefined
+      ? `Base model: ${baseModel} (given with --base), copied to base/.`
+      : `Base model: pretrained ${b.pretrain.steps} steps from scratch (seed ${b.pretrain.seed}) on short solutions of the training split.`,
     `Evaluation: the first ${b.eval.problems} held-out problems, avg@${b.eval.samples} at temperature ${b.eval.temperature}, ≤ ${b.eval.maxTokens} tokens; LEN = mean response tokens.`,
     'Method options are the presets of src/rl/options.ts, unchanged (e.g. luffy keeps its own lr 1e-6, which is tiny at this scale); nothing is tuned per method.',
   ];

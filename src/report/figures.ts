@@ -40,9 +40,13 @@ export function curveSeries(runs: readonly RunSummary[], metric: string): LineSe
   return out;
 }
 
-/** Every curve some run logged; eleven methods need more than the default ten colours. */
+/**
+ * Every curve some run logged. Colours come from one domain (all runs, in order) so a method has
+ * the same colour on every chart; eleven methods need more than the default ten colours.
+ */
 export async function curveFigures(runs: readonly RunSummary[]): Promise<Figure[]> {
   const figures: Figure[] = [];
+  const domain = runs.map((r) => r.name);
   for (const c of CURVES) {
     const series = curveSeries(runs, c.metric);
     if (series.length === 0) continue;
@@ -55,7 +59,7 @@ export async function curveFigures(runs: readonly RunSummary[]): Promise<Figure[
       height: 320,
     });
     const encoding = (spec as { encoding?: { color?: Record<string, unknown> } }).encoding;
-    if (encoding?.color) encoding.color.scale = { scheme: 'tableau20' };
+    if (encoding?.color) encoding.color.scale = { scheme: 'tableau20', domain };
     const { svg, png } = await renderChart(spec);
     figures.push({ id: c.id, title: c.title, caption: c.caption, svg, png });
   }
