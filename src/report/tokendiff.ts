@@ -48,6 +48,11 @@ export function deltaColor(d: number): string {
   return d >= 0 ? `#ff${hex(fade)}${hex(fade)}` : `#${hex(fade)}${hex(fade)}ff`;
 }
 
+/** Black text on light shading, white on dark (|Δp| above ~0.4). */
+function textColor(d: number): string {
+  return Math.sqrt(Math.min(1, Math.abs(d))) > 0.65 ? 'white' : 'black';
+}
+
 function escapeXml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
@@ -72,7 +77,7 @@ export function tokenDiffSvg(view: TokenDiffView): string {
   stops.forEach((d, i) => {
     const x = PAD + 40 + i * 64;
     parts.push(`<rect x="${x}" y="${y}" width="60" height="${LINE_H - 2}" fill="${deltaColor(d)}" stroke="#999" stroke-width="0.5"/>`);
-    text(x + 4, y + 14, (d > 0 ? '+' : '') + String(d));
+    text(x + 4, y + 14, (d > 0 ? '+' : '') + String(d), `fill="${textColor(d)}"`);
   });
   y += LINE_H + 10;
   for (const panel of view.panels) {
@@ -88,7 +93,7 @@ export function tokenDiffSvg(view: TokenDiffView): string {
         y += LINE_H;
       }
       parts.push(`<rect x="${x.toFixed(1)}" y="${y}" width="${w.toFixed(1)}" height="${LINE_H - 2}" fill="${deltaColor(panel.delta[i] ?? 0)}"><title>${escapeXml(`${shown}: Δp ${(panel.delta[i] ?? 0).toFixed(3)}`)}</title></rect>`);
-      text(x, y + 14, shown, 'xml:space="preserve"');
+      text(x, y + 14, shown, `xml:space="preserve" fill="${textColor(panel.delta[i] ?? 0)}"`);
       x += w;
       if (newline) {
         x = PAD;
