@@ -76,3 +76,15 @@ test('red demo --tiny: every method trained, evaluated, tabulated and reported',
   for (const m of DEMO_METHODS) assert.equal(rebuilt.methods[m].acc, results.methods[m].acc, m);
   assert.equal(built.tokenDiffSkipped, 'turned off');
 });
+
+test('red report and red demo: user errors are one line naming what is wrong', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const bin = new URL('../../bin/red.js', import.meta.url).pathname;
+  const missing = path.join(tmpdir(), 'red-no-such-run');
+  const r = spawnSync(process.execPath, [bin, 'report', missing, '--out', path.join(tmpdir(), 'red-report-x')], { encoding: 'utf8' });
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr.trim(), `red: ${missing}: run folder not found`);
+  const d = spawnSync(process.execPath, [bin, 'demo', '--tiny', '--methods', 'sft,nope', '--out', path.join(tmpdir(), 'red-demo-x')], { encoding: 'utf8' });
+  assert.equal(d.status, 1);
+  assert.match(d.stderr.trim(), /^red: --methods: unknown method 'nope'; expected some of sft, grpo, /);
+});
