@@ -144,50 +144,55 @@ static void packBPanel(float* __restrict dst, const float* b, bool transB, i64 N
   }
 }
 
-// Small M (decoding a few tokens): a dot product or axpy per output, no packing; memory bound.
+// M ≤ 4 (decoding a few tokens): memory bound, so B is streamed exactly once and every row of
+// op(a) (copied to a contiguous (M, K) buffer first) is applied to each piece of it; no packing.
+constexpr i64 kSmallM = 8;
 static void matmulSmallM(float* out, const float* a, const float* b, i64 M, i64 N, i64 K, bool transA, bool transB,
                          bool accumulate) {
-  for (i64 i = 0; i < M; ++i) {
-    float* o = out + i * N;
-    const i64 as = transA ? M : 1;          // stride of op(a)[i, k] along k
-    const float* ai = transA ? a + i : a + i * K;
-    if (transB) {  // o[j] = Σ_k a[i,k]·b[j,k]: one dot product per output
+  static thread_local Scratch aScratch;
+  float* ar = aScratch.get((size_t)M * K);  // (M, K)
+  for (i64 i = 0; i < M; ++i)
+    for (i64 k = 0; k < K; ++k) ar[i * K + k] = transA ? a[k * M + i] : a[i * K + k];
+  if (transB) {  // out[i, j] = Σ_k ar[i, k]·b[j, k]: M dot products per row of b
 #pragma omp parallel for schedule(static) if (N * K > 32768)
-      for (i64 j = 0; j < N; ++j) {
-        const float* bj = b + j * K;
-        float s;
-        if (as == 1) {
-          Vf acc0 = vzero(), acc1 = vzero();
-          i64 k = 0;
-          for (; k + 2 * W <= K; k += 2 * W) {
-            acc0 = vfmadd(vload(ai + k), vload(bj + k), acc0);
-            acc1 = vfmadd(vload(ai + k + W), vload(bj + k + W), acc1);
-          }
-          for (; k + W <= K; k += W) acc0 = vfmadd(vload(ai + k), vload(bj + k), acc0);
-          s = vhsum(vadd(acc0, acc1));
-          for (; k < K; ++k) s += ai[k] * bj[k];
-        } else {
-          s = 0;
-          for (i64 k = 0; k < K; ++k) s += ai[k * as] * bj[k];
-        }
-        o[j] = accumulate ? o[j] + s : s;
+    for (i64 j = 0; j < N; ++j) {
+      const float* bj = b + j * K;
+      Vf acc[kSmallM];
+      for (i64 i = 0; i < M; ++i) acc[i] = vzero();
+      i64 k = 0;
+      for (; k + W <= K; k += W) {
+        const Vf bv = vload(bj + k);
+        for (i64 i = 0; i < M; ++i) acc[i] = vfmadd(vload(ar + i * K + k), bv, acc[i]);
       }
-    } else {  // o[:] = Σ_k a[i,k]·b[k,:]: axpy over rows of b, columns split across threads
-      const i64 chunk = 256;
+      if (k < K) {
+        const int r = (int)(K - k);
+        const Vf bv = vloadPart(bj + k, r);
+        for (i64 i = 0; i < M; ++i) acc[i] = vfmadd(vloadPart(ar + i * K + k, r), bv, acc[i]);
+      }
+      for (i64 i = 0; i < M; ++i) {
+        const float sum = vhsum(acc[i]);
+        out[i * N + j] = accumulate ? out[i * N + j] + sum : sum;
+      }
+    }
+  } else {  // out[i, :] = Σ_k ar[i, k]·b[k, :]: column chunks across threads, rows of b streamed once
+    constexpr i64 chunk = 256;
 #pragma omp parallel for schedule(static) if (N * K > 32768)
-      for (i64 j0 = 0; j0 < N; j0 += chunk) {
-        const i64 j1 = j0 + chunk < N ? j0 + chunk : N;
-        float acc[chunk];
-        for (i64 j = j0; j < j1; ++j) acc[j - j0] = accumulate ? o[j] : 0.0f;
-        for (i64 k = 0; k < K; ++k) {
-          const Vf s = vset1(ai[k * as]);
-          const float* bk = b + k * N;
-          i64 j = j0;
-          for (; j + W <= j1; j += W) vstore(acc + (j - j0), vfmadd(s, vload(bk + j), vload(acc + (j - j0))));
-          for (; j < j1; ++j) acc[j - j0] += ai[k * as] * bk[j];
+    for (i64 j0 = 0; j0 < N; j0 += chunk) {
+      const i64 n = N - j0 < chunk ? N - j0 : chunk;
+      float acc[kSmallM][chunk];
+      for (i64 i = 0; i < M; ++i)
+        for (i64 j = 0; j < n; ++j) acc[i][j] = accumulate ? out[i * N + j0 + j] : 0.0f;
+      for (i64 k = 0; k < K; ++k) {
+        const float* bk = b + k * N + j0;
+        i64 j = 0;
+        for (; j + W <= n; j += W) {
+          const Vf bv = vload(bk + j);
+          for (i64 i = 0; i < M; ++i) vstore(acc[i] + j, vfmadd(vset1(ar[i * K + k]), bv, vload(acc[i] + j)));
         }
-        for (i64 j = j0; j < j1; ++j) o[j] = acc[j - j0];
+        for (; j < n; ++j)
+          for (i64 i = 0; i < M; ++i) acc[i][j] += ar[i * K + k] * bk[j];
       }
+      for (i64 i = 0; i < M; ++i) std::memcpy(out + i * N + j0, acc[i], sizeof(float) * n);
     }
   }
 }
@@ -232,7 +237,7 @@ static void matmul(float* out, const float* a, const float* b, i64 M, i64 N, i64
     if (!accumulate) std::memset(out, 0, sizeof(float) * M * N);
     return;
   }
-  if (M <= 4) return matmulSmallM(out, a, b, M, N, K, transA, transB, accumulate);
+  if (M <= kSmallM) return matmulSmallM(out, a, b, M, N, K, transA, transB, accumulate);
   if (M <= 2 * MC) return matmulFewRows(out, a, b, M, N, K, transA, transB, accumulate);
 
   static thread_local Scratch bScratch;
