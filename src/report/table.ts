@@ -26,6 +26,8 @@ export interface TableRow {
   cells: Record<string, TableCell>;
   acc: number | null;
   len: number | null;
+  /** Evaluation samples behind `acc` (scored problems × n, over benchmarks). */
+  samples: number;
   trainSeconds: number | null;
   evalSeconds: number | null;
 }
@@ -62,6 +64,7 @@ export function resultsTable(inputs: readonly TableInput[]): ResultsTable {
       name: r.name, steps: r.steps, seed: r.seed, cells,
       acc: finite(r.eval?.overall.acc) ? r.eval.overall.acc : null,
       len: finite(r.eval?.overall.len) ? r.eval.overall.len : null,
+      samples: r.eval ? r.eval.benchmarks.reduce((a, b) => a + b.scored * b.sampling.n, 0) : 0,
       trainSeconds: r.trainSeconds, evalSeconds: r.evalSeconds,
     };
   });
@@ -77,7 +80,16 @@ function verdict(rows: readonly TableRow[]): string | null {
   const bestAcc = best.acc ?? 0;
   const rank = 1 + rows.filter((r) => r.name !== 'red' && r.name !== 'base' && r.acc !== null && r.acc > red.acc!).length;
   const ahead = red.acc > bestAcc ? 'RED is ahead' : red.acc === bestAcc ? 'RED ties with it' : 'RED is NOT ahead';
-  return `RED: overall Acc ${fmtPct(red.acc)} (rank ${rank} of ${others.length + 1} methods); best other method: ${best.name} ${fmtPct(bestAcc)}. ${ahead} on this run.`;
+  return `RED: overall Acc ${fmtPct(red.acc)}${stdErr(red)} (rank ${rank} of ${others.length + 1} methods); best other method: ${best.name} ${fmtPct(bestAcc)}${stdErr(best)}. ${ahead} on this run.`;
+}
+
+/**
+ * " ± s.e." of an accuracy from its sample count, sqrt(p(1−p)/N), treating samples as independent
+ * (samples of one problem are correlated, so the true error is larger): a guide to which gaps are noise.
+ */
+function stdErr(r: TableRow): string {
+  if (r.acc === null || r.samples < 2) return '';
+  return ` ± ${(100 * Math.sqrt((r.acc * (1 - r.acc)) / r.samples)).toFixed(1)}`;
 }
 
 export function fmtPct(x: number | null | undefined): string {

@@ -35,7 +35,8 @@ test('table: one column per level, Acc in %, the best non-base Acc in bold, and 
   assert.equal(t.columnKind, 'level');
   assert.deepEqual(t.columns.map((c) => c.title), ['L1', 'L2']);
   // red 60% is below sft 70% and above grpo 45%: rank 2 of 3 methods (base excluded).
-  assert.equal(t.verdict, 'RED: overall Acc 60.0 (rank 2 of 3 methods); best other method: sft 70.0. RED is NOT ahead on this run.');
+  // s.e. over 20 problems × 4 samples = 80: sqrt(0.6·0.4/80) = 5.48%, sqrt(0.7·0.3/80) = 5.12%.
+  assert.equal(t.verdict, 'RED: overall Acc 60.0 ± 5.5 (rank 2 of 3 methods); best other method: sft 70.0 ± 5.1. RED is NOT ahead on this run.');
   const md = tableMarkdown(t);
   assert.match(md, /^\| sft \| 5 \| 90\.0 \| 50\.0 \| \*\*70\.0\*\* \| 85 \| 3\.0 \| 1\.0 \|$/m);
   assert.match(md, /^\| red \| 5 \| 80\.0 \| 40\.0 \| 60\.0 \| 55 \| 5\.0 \| 1\.0 \|$/m);
