@@ -21,6 +21,7 @@ constexpr int MR = 4;
 constexpr i64 KC = 256, MC = 64, NC = 1024;
 #endif
 constexpr int NR = 2 * W;
+static_assert(MR <= W, "packA transposes MR rows as one W×W block");
 
 // The MR_×NR tile C(m ≤ MR_, n ≤ NR) at stride ldc ← [C +] Ap(kc,MR_)ᵀ·Bp(kc,NR).
 template <int MR_>
@@ -103,11 +104,17 @@ static void packA(float* __restrict dst, const float* a, bool transA, i64 M, i64
         const float* src = a + (p0 + k) * M + i0 + ir;
         for (int r = 0; r < mr; ++r) dst[k * mr + r] = src[r];
       }
-    } else {  // a is (M,K)
-      for (int r = 0; r < mr; ++r) {
-        const float* src = a + (i0 + ir + r) * K + p0;
-        for (i64 k = 0; k < kc; ++k) dst[k * mr + r] = src[k];
+    } else {  // a is (M,K): mr (≤ W) rows × W k at a time, transposed in registers
+      const float* src = a + (i0 + ir) * K + p0;
+      i64 k = 0;
+      for (; k + W <= kc; k += W) {
+        Vf r[W];
+        for (int i = 0; i < W; ++i) r[i] = i < mr ? vload(src + i * K + k) : vzero();
+        vtranspose(r);
+        for (int i = 0; i < W; ++i) vstorePart(dst + (k + i) * mr, r[i], mr);
       }
+      for (; k < kc; ++k)
+        for (int r = 0; r < mr; ++r) dst[k * mr + r] = src[r * K + k];
     }
     dst += kc * mr;
   }
