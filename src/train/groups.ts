@@ -99,6 +99,11 @@ export class GroupCollector {
         let members: Member[] = samples[i].map((s, j) => ({
           group: 0, promptIds, responseIds: s.ids, isOffline: false, accuracy: accs[i][j], reward: accs[i][j], clipped: s.finishReason === 'length',
         }));
+        // The step's rollout statistics describe the policy on its own: BREAD's branched
+        // continuations (helped by a teacher prefix) are not counted.
+        for (const mem of members) {
+          online.n++; online.acc += mem.accuracy; online.len += mem.responseIds.length; online.clipped += mem.clipped ? 1 : 0;
+        }
         if (o.onlineRollouts && isHardGroup(accs[i])) {
           st.hardQuestions?.add(e.id);
           if (o.prefixSearch.enabled) {
@@ -107,10 +112,6 @@ export class GroupCollector {
           }
         }
         if (o.offlineMember || !o.onlineRollouts) members.push(this.offlineMember(e, 0));
-        for (const mem of members) {
-          if (mem.isOffline) continue;
-          online.n++; online.acc += mem.accuracy; online.len += mem.responseIds.length; online.clipped += mem.clipped ? 1 : 0;
-        }
         groups.push({ example: e, members });
       }
       // Rewards R_i = acc_i + shaping; then filtering on the accuracies of all members.
@@ -118,7 +119,11 @@ export class GroupCollector {
       const rewards = shapeRewards({
         accuracies: flat.map((f) => f.mem.accuracy), lengths: flat.map((f) => f.mem.responseIds.length), isOffline: flat.map((f) => f.mem.isOffline),
       }, o.overlong, cfg.rollout.maxTokens);
-      flat.forEach((f, i) => { f.mem.reward = rewards[i]; if (!f.mem.isOffline) online.reward += rewards[i]; });
+      flat.forEach((f, i) => { f.mem.reward = rewards[i]; });
+      // reward/mean: the rollouts' shaped rewards (R = acc + shaping), by the same formula.
+      const own = samples.flat();
+      const ownRewards = shapeRewards({ accuracies: accs.flat(), lengths: own.map((x) => x.ids.length), isOffline: own.map(() => false) }, o.overlong, cfg.rollout.maxTokens);
+      for (const r of ownRewards) online.reward += r;
       const { keep } = filterGroups(flat.map((f) => f.mem.accuracy), flat.map((f) => f.gi), o.groupFilter.enabled);
       for (let g = 0; g < groups.length; g++) if (keep[g]) kept.push(groups[g]); else droppedGroups++;
       drawnGroups += groups.length;

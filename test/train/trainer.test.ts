@@ -8,7 +8,8 @@ import { resolveStages } from '../../src/rl/options.ts';
 import { learningRate } from '../../src/train/schedule.ts';
 import type { TrainConfig } from '../../src/train/config.ts';
 import type { PackedBatch } from '../../src/model/batch.ts';
-import { BigramModel, makeConfig, makeEnv, quiet, TRAINER_STATE_FILE, V } from './fakes.ts';
+import { BigramModel, fakeGenerate, makeConfig, makeEnv, quiet, TRAINER_STATE_FILE, V } from './fakes.ts';
+import { mixSeed } from '../../src/train/env.ts';
 
 const out = () => mkdtempSync(path.join(tmpdir(), 'red-train-'));
 const trainer = (env: TrainerEnv, config: TrainConfig, outDir: string, extra: { maxSteps?: number; resume?: boolean } = {}) =>
@@ -134,6 +135,22 @@ test('offline traces: the chat prompt, then the trace truncated to the response 
     // Only the response is scored: targets start at the last prompt token.
     assert.deepEqual(Array.from(b.targets.subarray(0, first.length)), [-1, ...first.slice(2), -1]);
   }
+});
+
+test('step metrics describe the rollouts: accuracy, reward, length, clipped fraction', async () => {
+  const config = makeConfig({ method: 'grpo', rollout: { groupSize: 3, promptsPerStep: 2, maxTokens: 5 } });
+  const env = makeEnv(config);
+  env.verify = async (items) => items.map((_, i) => i % 2); // [0,1,0 | 1,0,1]: 3 of 6 correct
+  const dir = out();
+  await trainer(env, config, dir, { maxSteps: 1 }).run();
+  const [m] = metricLines(dir);
+  // The same samples, drawn directly from the fake sampler with step 1's seed.
+  const samples = (await fakeGenerate([[0], [0]], { n: 3, seed: mixSeed(7, 1, 0), temperature: 1, topP: 1, topK: 0, maxTokens: 5, stopStrings: [] })).flat();
+  assert.equal(m['acc/mean'], 0.5);
+  assert.equal(m['reward/mean'], 0.5);
+  assert.equal(m['completions/mean_length'], samples.reduce((a, x) => a + x.ids.length, 0) / 6);
+  assert.equal(m['completions/clipped_frac'], samples.filter((x) => x.finishReason === 'length').length / 6);
+  assert.equal(m['groups/dropped_frac'], 0);
 });
 
 test('group filtering: all groups equal → every draw dropped, maxFillAttempts draws, no update', async () => {
