@@ -306,13 +306,16 @@ if (!native) {
     if (skipped.length) console.log(`native engine: this CPU cannot run ${skipped.join(', ')}; those paths are not tested`);
     for (const isa of lower) {
       test(`the ${isa} kernels match the reference too (child process, RED_ISA=${isa})`, () => {
-        const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url)], {
-          env: { ...process.env, RED_ISA: isa, RED_NATIVE_TEST_CHILD: '1' },
-          encoding: 'utf8',
-        });
+        // Without the runner's NODE_TEST_CONTEXT the child reports as plain TAP, which is read here.
+        const env: NodeJS.ProcessEnv = { ...process.env, RED_ISA: isa, RED_NATIVE_TEST_CHILD: '1' };
+        delete env.NODE_TEST_CONTEXT;
+        const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url)], { env, encoding: 'utf8' });
         const output = `${r.stdout}${r.stderr}`;
         const failures = output.split('\n').filter((l) => /^not ok|✖|max \|diff\|/.test(l.trim())).slice(0, 40);
         assert.equal(r.status, 0, `RED_ISA=${isa} run failed:\n${failures.join('\n')}\n${output.slice(-3000)}`);
+        // A child that could not load the addon would skip everything and still exit 0.
+        assert.match(output, new RegExp(`ok \\d+ - \\[isa=${isa}\\] adamw`), `RED_ISA=${isa}: the comparisons did not run`);
+        assert.match(output, /# fail 0/);
       });
     }
   }
