@@ -195,6 +195,7 @@ export class Trainer {
     const { groups, metrics: collectMetrics } = await st.groups.collect(step, timer);
     Object.assign(m, collectMetrics);
     let updated = false;
+    const regulatorBefore = st.regulator.toJSON();
     if (groups.length > 0) {
       const members = groups.flatMap((g) => g.members);
       const result = await policyUpdate(this.env, cfg, {
@@ -215,7 +216,11 @@ export class Trainer {
       for (const [k, v] of Object.entries(r.metrics)) m[`relift/${k}`] = v;
       m['relift/sft_steps'] = 1;
     }
-    if (!updated && groups.length > 0) this.onSkippedStep(step);
+    if (!updated && groups.length > 0) {
+      // A bad step must not move RED (I)'s memory of the previous entropies either.
+      st.regulator = EntropyRegulator.fromJSON(regulatorBefore, o.entropyRegulation, cfg.rollout.groupSize);
+      this.onSkippedStep(step);
+    }
     else if (groups.length > 0) this.state.consecutiveSkips = 0;
 
     this.state.step = step;

@@ -190,6 +190,8 @@ test('NaN in the loss: the step is skipped (nothing applied, no checkpoint), 3 i
   assert.ok(!('loss/total' in m[1]), 'the NaN loss is not a number in the metrics');
   assert.ok(bits(after1!).equals(bits(env.model.params)), 'a bad step changed the parameters');
   assert.ok(existsSync(path.join(dir, 'checkpoints', 'step-2')), 'the final checkpoint (good params) is written');
+  const state = (s: number) => JSON.parse(readFileSync(path.join(dir, 'checkpoints', `step-${s}`, TRAINER_STATE_FILE), 'utf8'));
+  assert.deepEqual(state(2).entropyRegulator, state(1).entropyRegulator, 'the bad step moved the entropy regulator');
 
   const env2 = makeEnv(config);
   env2.verify = env.verify;
