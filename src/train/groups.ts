@@ -81,7 +81,7 @@ export class GroupCollector {
     let draws = 0;
     let drawnGroups = 0;
     let droppedGroups = 0;
-    const online = { n: 0, acc: 0, reward: 0, len: 0, clipped: 0 };
+    const online = { n: 0, acc: 0, reward: 0, rewardSq: 0, len: 0, clipped: 0 };
     let bread = 0;
     do {
       const examples = Array.from({ length: wanted - kept.length }, () => this.nextExample());
@@ -123,7 +123,7 @@ export class GroupCollector {
       // reward/mean: the rollouts' shaped rewards (R = acc + shaping), by the same formula.
       const own = samples.flat();
       const ownRewards = shapeRewards({ accuracies: accs.flat(), lengths: own.map((x) => x.ids.length), isOffline: own.map(() => false) }, o.overlong, cfg.rollout.maxTokens);
-      for (const r of ownRewards) online.reward += r;
+      for (const r of ownRewards) { online.reward += r; online.rewardSq += r * r; }
       const { keep } = filterGroups(flat.map((f) => f.mem.accuracy), flat.map((f) => f.gi), o.groupFilter.enabled);
       for (let g = 0; g < groups.length; g++) if (keep[g]) kept.push(groups[g]); else droppedGroups++;
       drawnGroups += groups.length;
@@ -137,6 +137,8 @@ export class GroupCollector {
     };
     if (online.n > 0) {
       metrics['reward/mean'] = online.reward / online.n;
+      // population std over the step's rollouts
+      metrics['reward/std'] = Math.sqrt(Math.max(0, online.rewardSq / online.n - (online.reward / online.n) ** 2));
       metrics['acc/mean'] = online.acc / online.n;
       metrics['completions/mean_length'] = online.len / online.n;
       metrics['completions/clipped_frac'] = online.clipped / online.n;

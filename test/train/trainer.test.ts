@@ -148,6 +148,7 @@ test('step metrics describe the rollouts: accuracy, reward, length, clipped frac
   const samples = (await fakeGenerate([[0], [0]], { n: 3, seed: mixSeed(7, 1, 0), temperature: 1, topP: 1, topK: 0, maxTokens: 5, stopStrings: [] })).flat();
   assert.equal(m['acc/mean'], 0.5);
   assert.equal(m['reward/mean'], 0.5);
+  assert.equal(m['reward/std'], 0.5); // rewards 0,1,0,1,0,1
   assert.equal(m['completions/mean_length'], samples.reduce((a, x) => a + x.ids.length, 0) / 6);
   assert.equal(m['completions/clipped_frac'], samples.filter((x) => x.finishReason === 'length').length / 6);
   assert.equal(m['groups/dropped_frac'], 0);
