@@ -17,10 +17,21 @@ struct AttnScratch {
   Scratch kt, vt, kr, vr, s, p, ds, qb, dob, dk, dv;
 };
 
-// src rows (L, stride) at column offset → dst (HD, Lp) transposed, zero past L.
+// src rows (L, stride) → dst (HD, Lp) transposed, zero past L; W×W blocks go through registers.
 static void packTransposed(float* dst, const float* src, i64 stride, i64 L, i64 Lp, i64 HD) {
   for (i64 d = 0; d < HD; ++d) std::memset(dst + d * Lp + L, 0, sizeof(float) * (Lp - L));
-  for (i64 j = 0; j < L; ++j)
+  const i64 L0 = L / W * W, H0 = HD / W * W;
+  for (i64 j = 0; j < L0; j += W) {
+    for (i64 d = 0; d < H0; d += W) {
+      Vf r[W];
+      for (int i = 0; i < W; ++i) r[i] = vload(src + (j + i) * stride + d);
+      vtranspose(r);
+      for (int i = 0; i < W; ++i) vstore(dst + (d + i) * Lp + j, r[i]);
+    }
+    for (i64 d = H0; d < HD; ++d)
+      for (i64 i = j; i < j + W; ++i) dst[d * Lp + i] = src[i * stride + d];
+  }
+  for (i64 j = L0; j < L; ++j)
     for (i64 d = 0; d < HD; ++d) dst[d * Lp + j] = src[j * stride + d];
 }
 // src rows (L, stride) → dst (Lp, HDp), zero-padded in both directions.
@@ -289,36 +300,51 @@ static void attentionBackward(float* dq, float* dk, float* dv, const float* dout
 }
 
 // Decoding: token b (slot slots[b], keys 0..lens[b]−1 of that slot) against kCache, vCache
-// (S, maxLen, NKV*HD); q, out (B, NH*HD). One task per (token, head); memory bound.
+// (S, maxLen, NKV*HD); q, out (B, NH*HD). One task per (token, kv head): its keys and values are
+// packed once (Kᵀ, rows) and the group's query heads, RQ at a time, go through the same block
+// products as the forward pass, so every cached key and value is read once per step.
 static void attentionDecode(float* out, const float* q, const float* kCache, const float* vCache,
                             const int32_t* slots, const int32_t* lens, i64 B, i64 NH, i64 NKV, i64 HD, i64 maxLen) {
-  const i64 group = NH / NKV, QS = NH * HD, KS = NKV * HD;
+  const i64 group = NH / NKV, QS = NH * HD, KS = NKV * HD, HDp = roundUp(HD, W);
   const float scale = (float)(1.0 / std::sqrt((double)HD));
+  const TimesRowsFn timesRows = pickTimesRows(HDp / W);
 #pragma omp parallel if (B * NH * maxLen * HD > kParallelMin)
   {
-    static thread_local Scratch sScratch, accScratch;
-    float* acc = accScratch.get(roundUp(HD, W));
+    static thread_local AttnScratch sc;
 #pragma omp for schedule(dynamic, 1)
-    for (i64 task = 0; task < B * NH; ++task) {
-      const i64 b = task / NH, h = task % NH, g = h / group;
-      const i64 n = lens[b];
-      const float* kb = kCache + (i64)slots[b] * maxLen * KS + g * HD;
-      const float* vb = vCache + (i64)slots[b] * maxLen * KS + g * HD;
-      const float* qh = q + b * QS + h * HD;
-      float* s = sScratch.get(roundUp(n, W));
-      for (i64 j = 0; j < n; ++j) s[j] = dotRow(qh, kb + j * KS, HD) * scale;
-      float sum;
-      softmaxRowInPlace(s, n, n, &sum);
-      const float inv = 1.0f / sum;
-      std::memset(acc, 0, sizeof(float) * roundUp(HD, W));
-      for (i64 j = 0; j < n; ++j) {
-        const Vf p = vset1(s[j] * inv);
-        const float* vr = vb + j * KS;
-        i64 d = 0;
-        for (; d + W <= HD; d += W) vstore(acc + d, vfmadd(p, vload(vr + d), vload(acc + d)));
-        if (d < HD) vstore(acc + d, vfmadd(p, vloadPart(vr + d, (int)(HD - d)), vload(acc + d)));
+    for (i64 task = 0; task < B * NKV; ++task) {
+      const i64 b = task / NKV, g = task % NKV;
+      const i64 n = lens[b], Lp = roundUp(n, KB);
+      float* Kt = sc.kt.get(HD * Lp);   // (HD, Lp)
+      float* Vr = sc.vr.get(Lp * HDp);  // (Lp, HDp)
+      float* S = sc.s.get(RQ * Lp);     // (RQ, Lp)
+      float* Qb = sc.qb.get(RQ * HDp);  // (RQ, HDp)
+      float* O = sc.dob.get(RQ * HDp);  // (RQ, HDp)
+      const i64 slot = (i64)slots[b] * maxLen * KS + g * HD;
+      packTransposed(Kt, kCache + slot, KS, n, Lp, HD);
+      packRows(Vr, vCache + slot, KS, n, Lp, HD, HDp);
+      for (i64 h0 = 0; h0 < group; h0 += RQ) {
+        const i64 nh = group - h0 < RQ ? group - h0 : RQ;
+        const i64 head0 = g * group + h0;  // the group's query heads are adjacent in q
+        packQueryBlock(Qb, q + b * QS + head0 * HD, HD, nh, HD, HDp);
+        blockScores(S, Lp, Qb, HDp, Kt, Lp, HD, Lp, scale);
+        float inv[RQ];
+        for (i64 r = 0; r < RQ; ++r) {
+          if (r < nh) {
+            float sum;
+            softmaxRowInPlace(S + r * Lp, n, Lp, &sum);
+            inv[r] = 1.0f / sum;
+          } else {
+            std::memset(S + r * Lp, 0, sizeof(float) * Lp);
+            inv[r] = 0;
+          }
+        }
+        timesRows(O, S, Lp, Vr, HDp, n);
+        for (i64 r = 0; r < nh; ++r) {
+          float* o = out + b * QS + (head0 + r) * HD;
+          for (i64 d = 0; d < HD; ++d) o[d] = O[r * HDp + d] * inv[r];
+        }
       }
-      std::memcpy(out + b * QS + h * HD, acc, sizeof(float) * HD);
     }
   }
 }
