@@ -2,7 +2,7 @@
 // temporary sibling folder which is renamed into place only once complete, so a crash or a full
 // disk mid-write leaves the previous checkpoint intact and `latest()` never sees a partial one.
 // Also a minimal safetensors writer/reader for flat float32 state (AdamW moments).
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { fail, RedError } from '../util/errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.ts';
@@ -122,10 +122,11 @@ export function readStateJson(file: string): unknown {
 /**
  * Flat float32 arrays as a safetensors file (8-byte little-endian header length, JSON header
  * {name: {dtype: 'F32', shape: [n], data_offsets: [a, b]}}, then the raw bytes), so optimiser
- * moments are readable by any safetensors loader.
+ * moments are readable by any safetensors loader. Written and read in chunks straight from and
+ * into the arrays: the moments of a 1.5B model are 6 GB each, past Node's largest Buffer.
  */
 export function writeF32Tensors(file: string, tensors: Record<string, Float32Array>): void {
-  const header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> = {};
+  const header: Record<string, TensorHeader> = {};
   let off = 0;
   for (const [name, t] of Object.entries(tensors)) {
     header[name] = { dtype: 'F32', shape: [t.length], data_offsets: [off, off + t.byteLength] };
@@ -133,45 +134,86 @@ export function writeF32Tensors(file: string, tensors: Record<string, Float32Arr
   }
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - ((8 + json.length) % 8)) % 8); // keep the data 8-byte aligned
-  const head = Buffer.from(json, 'utf8');
-  const out = Buffer.alloc(8 + head.length + off);
-  out.writeBigUInt64LE(BigInt(head.length), 0);
-  head.copy(out, 8);
-  let pos = 8 + head.length;
-  for (const t of Object.values(tensors)) {
-    Buffer.from(t.buffer, t.byteOffset, t.byteLength).copy(out, pos);
-    pos += t.byteLength;
+  const head = Buffer.alloc(8 + Buffer.byteLength(json));
+  head.writeBigUInt64LE(BigInt(head.length - 8), 0);
+  head.write(json, 8, 'utf8');
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}`);
+  try {
+    const fd = openSync(tmp, 'w');
+    try {
+      writeAll(fd, head);
+      for (const t of Object.values(tensors)) {
+        for (let pos = 0; pos < t.byteLength; pos += IO_CHUNK) {
+          writeAll(fd, Buffer.from(t.buffer, t.byteOffset + pos, Math.min(IO_CHUNK, t.byteLength - pos)));
+        }
+      }
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
   }
-  writeFileAtomic(file, out);
+}
+
+interface TensorHeader { dtype: string; shape: number[]; data_offsets: [number, number] }
+
+/** Bytes per read or write call. */
+const IO_CHUNK = 1 << 28;
+
+function writeAll(fd: number, bytes: Buffer): void {
+  let off = 0;
+  while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
 }
 
 export function readF32Tensors(file: string): Record<string, Float32Array> {
-  let bytes: Buffer;
+  let fd: number;
   try {
-    bytes = readFileSync(file);
+    fd = openSync(file, 'r');
   } catch (err) {
     return fail(`${file}: cannot read (${(err as Error).message})`);
   }
-  if (bytes.length < 8) fail(`${file}: not a safetensors file (too short)`);
-  const n = Number(bytes.readBigUInt64LE(0));
-  if (8 + n > bytes.length) fail(`${file}: not a safetensors file (header length ${n} exceeds the file)`);
-  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
   try {
-    header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8'));
-  } catch {
-    return fail(`${file}: not a safetensors file (bad header)`);
+    const size = fstatSync(fd).size;
+    const len = Buffer.alloc(8);
+    if (size < 8 || readSync(fd, len, 0, 8, 0) !== 8) fail(`${file}: not a safetensors file (too short)`);
+    const n = Number(len.readBigUInt64LE(0));
+    if (8 + n > size) fail(`${file}: not a safetensors file (header length ${n} exceeds the file)`);
+    const headBytes = Buffer.alloc(n);
+    readExactly(fd, headBytes, 8, file);
+    let header: Record<string, TensorHeader>;
+    try {
+      header = JSON.parse(headBytes.toString('utf8'));
+    } catch {
+      return fail(`${file}: not a safetensors file (bad header)`);
+    }
+    const out: Record<string, Float32Array> = {};
+    for (const [name, h] of Object.entries(header)) {
+      if (name === '__metadata__') continue;
+      if (h.dtype !== 'F32') fail(`${file}: tensor ${name} has dtype ${h.dtype}; expected F32`);
+      const [a, b] = h.data_offsets;
+      if (8 + n + b > size || (b - a) % 4 !== 0) fail(`${file}: tensor ${name} runs past the end of the file (truncated?)`);
+      const t = new Float32Array((b - a) / 4);
+      for (let pos = 0; pos < t.byteLength; pos += IO_CHUNK) {
+        readExactly(fd, Buffer.from(t.buffer, pos, Math.min(IO_CHUNK, t.byteLength - pos)), 8 + n + a + pos, file);
+      }
+      out[name] = t;
+    }
+    return out;
+  } finally {
+    closeSync(fd);
   }
-  const out: Record<string, Float32Array> = {};
-  for (const [name, h] of Object.entries(header)) {
-    if (name === '__metadata__') continue;
-    if (h.dtype !== 'F32') fail(`${file}: tensor ${name} has dtype ${h.dtype}; expected F32`);
-    const [a, b] = h.data_offsets;
-    if (8 + n + b > bytes.length || (b - a) % 4 !== 0) fail(`${file}: tensor ${name} runs past the end of the file (truncated?)`);
-    const t = new Float32Array((b - a) / 4);
-    Buffer.from(t.buffer).set(bytes.subarray(8 + n + a, 8 + n + b));
-    out[name] = t;
+}
+
+function readExactly(fd: number, into: Buffer, position: number, file: string): void {
+  let off = 0;
+  while (off < into.length) {
+    const got = readSync(fd, into, off, into.length - off, position + off);
+    if (got === 0) fail(`${file}: unexpected end of file (truncated?)`);
+    off += got;
   }
-  return out;
 }
 
 /** Copies the tokenizer files of a model folder (those that exist) into `dir`. */

@@ -70,4 +70,7 @@ test('float32 safetensors round trip is bit-exact and has the standard layout', 
   const back = readF32Tensors(path.join(dir, 'o.safetensors'));
   assert.deepEqual(new Uint32Array(back.m.buffer), new Uint32Array(m.buffer));
   assert.deepEqual(new Uint32Array(back.v.buffer), new Uint32Array(v.buffer));
+  // A file cut short (a crash of some other writer) is named as truncated, not misread.
+  writeFileSync(path.join(dir, 'cut.safetensors'), bytes.subarray(0, bytes.length - 3));
+  assert.throws(() => readF32Tensors(path.join(dir, 'cut.safetensors')), /cut\.safetensors: tensor v runs past the end of the file \(truncated\?\)/);
 });
