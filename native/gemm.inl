@@ -252,15 +252,17 @@ static void matmul(float* out, const float* a, const float* b, i64 M, i64 N, i64
   const i64 kcMax = K < KC ? K : KC;
   float* bPack = bScratch.get((size_t)kcMax * ((ncMax + NR - 1) / NR) * NR);
   const int nthreads = omp_get_max_threads();
-  // Row blocks are handed out dynamically (a thread the OS preempts on a shared machine just takes
-  // fewer); at least ~4 blocks per thread, at most MC rows, whole micro-panels.
-  const i64 rowsPerBlock = std::max<i64>(MR, std::min<i64>(MC, (M / (4 * nthreads)) / MR * MR));
-  const i64 rowBlocks = (M + rowsPerBlock - 1) / rowsPerBlock;
+  // Row blocks of about MC rows, as many as a multiple of the thread count and equal to within one
+  // micro-panel, so an idle machine splits evenly; they are handed out dynamically, so a thread
+  // the OS preempts on a busy machine just takes fewer.
+  const i64 panels = (M + MR - 1) / MR;
+  const i64 rowBlocks = ((M + MC - 1) / MC + nthreads - 1) / nthreads * nthreads;
+  const i64 maxBlockRows = (panels + rowBlocks - 1) / rowBlocks * MR;
 
 #pragma omp parallel num_threads(nthreads)
   {
     static thread_local Scratch aScratch;
-    float* aPack = aScratch.get((size_t)MC * kcMax);  // (mc, kc) as MR-row micro-panels
+    float* aPack = aScratch.get((size_t)maxBlockRows * kcMax);  // (mc, kc) as MR-row micro-panels
     for (i64 jc = 0; jc < N; jc += NC) {
       const i64 nc = N - jc < NC ? N - jc : NC;
       const i64 nPanels = (nc + NR - 1) / NR;
@@ -273,8 +275,9 @@ static void matmul(float* out, const float* a, const float* b, i64 M, i64 N, i64
         // (implicit barrier: the whole B block is packed)
 #pragma omp for schedule(dynamic, 1)
         for (i64 blk = 0; blk < rowBlocks; ++blk) {
-          const i64 ic = blk * rowsPerBlock;
-          const i64 mc = M - ic < rowsPerBlock ? M - ic : rowsPerBlock;
+          const i64 ic = std::min<i64>(M, panels * blk / rowBlocks * MR);
+          const i64 mc = std::min<i64>(M, panels * (blk + 1) / rowBlocks * MR) - ic;
+          if (mc <= 0) continue;
           packA(aPack, a, transA, M, K, ic, mc, pc, kc);
           for (i64 jp = 0; jp < nPanels; ++jp) {
             const i64 j = jc + jp * NR;
