@@ -112,7 +112,7 @@ async function pickTrace(file: string, fields: string | null): Promise<TrainingE
 async function tokenDiffFigure(runs: readonly RunSummary[], o: BuildReportOptions): Promise<Figure | string> {
   const mode = o.tokenDiff ?? 'auto';
   if (mode === 'off') return 'turned off';
-  const baseDir = o.base?.dir ?? runs.find((r) => r.modelPath !== null)?.modelPath ?? null;
+  const baseDir = (o.base?.dir || null) ?? runs.find((r) => r.modelPath !== null)?.modelPath ?? null;
   if (!baseDir || !existsSync(path.join(baseDir, 'config.json'))) return 'no base model folder (config.yaml model.path) to compare against';
   const withCkpt = runs.filter((r) => r.checkpoint !== null);
   const preferred = ['grpo', 'red'].map((n) => withCkpt.find((r) => r.name === n || r.method === n)).filter((r): r is RunSummary => r !== undefined);
