@@ -214,7 +214,8 @@ export class Trainer {
         loss: (b) => nllLoss({ logprobs: b.logprobs, tokens: b.offsets[b.offsets.length - 1], entropies: b.entropies }, o.sftInterleave.entropyCoef),
       }, timer);
       for (const [k, v] of Object.entries(r.metrics)) m[`relift/${k}`] = v;
-      m['relift/sft_steps'] = 1;
+      m['relift/sft_steps'] = r.ok ? 1 : 0;
+      if (!r.ok) this.s.progress.log(`step ${step}: NaN or Inf in ReLIFT's SFT step; it was skipped (its questions are dropped)`);
     }
     if (!updated && groups.length > 0) {
       // A bad step must not move RED (I)'s memory of the previous entropies either.
