@@ -1,9 +1,26 @@
-// This instruction set's entry in the kernel table (engine.h); included last by isa_*.cc.
+// This instruction set's entry in the kernel table (engine.h), in the table's field order;
+// included last by isa_*.cc.
 extern const Kernels kernels;
 const Kernels kernels = {
-    RED_ISA_NAME,   matmul,         linearForward,     linearBackward,   embeddingForward,
-    embeddingBackward, rmsnormForward, rmsnormBackward, ropeForward,      ropeBackward,
-    attentionForward, attentionBackward, attentionDecode, swigluForward, swigluBackward,
-    add,            lossHeadForward, lossHeadBackward, adamw,            sumSquares,
+    RED_ISA_NAME,
+    matmul,
+    linearForward,
+    linearBackward,
+    embeddingForward,
+    embeddingBackward,
+    rmsnormForward,
+    rmsnormBackward,
+    ropeForward,
+    ropeBackward,
+    attentionForward,
+    attentionBackward,
+    attentionDecode,
+    swigluForward,
+    swigluBackward,
+    add,
+    lossHeadForward,
+    lossHeadBackward,
+    adamw,
+    sumSquares,
     scale,
 };
