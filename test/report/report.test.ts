@@ -59,9 +59,11 @@ test('metrics.jsonl: steps in order, a torn last line ignored, a bad middle line
   writeFileSync(f, '{"step":2,"acc/mean":0.5}\n{"step":1,"acc/mean":0.25,"red/w":1}\n{"step":3,"acc');
   const m = readMetrics(f);
   assert.deepEqual(m.map((x) => x.step), [1, 2]);
-  const series = curveSeries([{ name: 'r', metrics: m } as Parameters<typeof curveSeries>[0][number]], 'acc/mean');
+  const series = curveSeries([{ name: 'r', metrics: m }], 'acc/mean');
   assert.deepEqual(series, [{ name: 'r', points: [{ x: 1, y: 0.25 }, { x: 2, y: 0.5 }] }]);
-  assert.deepEqual(curveSeries([{ name: 'r', metrics: m } as Parameters<typeof curveSeries>[0][number]], 'red/w')[0].points, [{ x: 1, y: 1 }]);
+  assert.deepEqual(curveSeries([{ name: 'r', metrics: m }], 'red/w')[0].points, [{ x: 1, y: 1 }]);
+  // Trailing mean over 2 points: (0.25), (0.25 + 0.5)/2.
+  assert.deepEqual(curveSeries([{ name: 'r', metrics: m }], 'acc/mean', 2)[0].points, [{ x: 1, y: 0.25 }, { x: 2, y: 0.375 }]);
   writeFileSync(f, '{"step":1}\nnot json\n{"step":3}\n');
   assert.throws(() => readMetrics(f), /metrics\.jsonl: line 2 is not JSON/);
 });
