@@ -19,7 +19,11 @@ function nodeGypCommand() {
     const require = createRequire(import.meta.url);
     return [process.execPath, require.resolve('node-gyp/bin/node-gyp.js')];
   } catch {
-    return ['node-gyp'];
+    // Run by hand (not under npm): npm's bundled copy beside this node (Debian, nvm, the
+    // official tarball all keep npm in <prefix>/lib/node_modules/npm).
+    const bundled = path.resolve(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm',
+      'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+    return existsSync(bundled) ? [process.execPath, bundled] : ['node-gyp'];
   }
 }
 
