@@ -308,7 +308,11 @@ static void attentionDecode(float* out, const float* q, const float* kCache, con
   const i64 group = NH / NKV, QS = NH * HD, KS = NKV * HD, HDp = roundUp(HD, W);
   const float scale = (float)(1.0 / std::sqrt((double)HD));
   const TimesRowsFn timesRows = pickTimesRows(HDp / W);
-#pragma omp parallel if (B * NH * maxLen * HD > kParallelMin)
+  // Parallel only for real work (Σ lens·NH·HD multiply-adds): a batch-1 step's few dozen keys take
+  // microseconds, less than waking an OpenMP worker on a busy machine (0.1-0.3 ms measured).
+  i64 work = 0;
+  for (i64 b = 0; b < B; ++b) work += (i64)lens[b] * NH * HD;
+#pragma omp parallel if (work > 8 * kParallelMin && B * NKV > 1)
   {
     static thread_local AttnScratch sc;
 #pragma omp for schedule(dynamic, 1)

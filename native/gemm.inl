@@ -151,36 +151,85 @@ static void packBPanel(float* __restrict dst, const float* b, bool transB, i64 N
   }
 }
 
-// M ≤ 4 (decoding a few tokens): memory bound, so B is streamed exactly once and every row of
-// op(a) (copied to a contiguous (M, K) buffer first) is applied to each piece of it; no packing.
+// M ≤ kSmallM (decoding a few tokens): memory bound, so B is streamed exactly once and every row of
+// op(a) (contiguous (M, K), copied first only if transA) is applied to each piece of it; no packing.
 constexpr i64 kSmallM = 8;
-static void matmulSmallM(float* out, const float* a, const float* b, i64 M, i64 N, i64 K, bool transA, bool transB,
-                         bool accumulate) {
-  static thread_local Scratch aScratch;
-  float* ar = aScratch.get((size_t)M * K);  // (M, K)
-  for (i64 i = 0; i < M; ++i)
-    for (i64 k = 0; k < K; ++k) ar[i * K + k] = transA ? a[k * M + i] : a[i * K + k];
-  if (transB) {  // out[i, j] = Σ_k ar[i, k]·b[j, k]: M dot products per row of b
-#pragma omp parallel for schedule(static) if (N * K > 32768)
-    for (i64 j = 0; j < N; ++j) {
-      const float* bj = b + j * K;
-      Vf acc[kSmallM];
-      for (i64 i = 0; i < M; ++i) acc[i] = vzero();
-      i64 k = 0;
-      for (; k + W <= K; k += W) {
-        const Vf bv = vload(bj + k);
-        for (i64 i = 0; i < M; ++i) acc[i] = vfmadd(vload(ar + i * K + k), bv, acc[i]);
-      }
-      if (k < K) {
-        const int r = (int)(K - k);
-        const Vf bv = vloadPart(bj + k, r);
-        for (i64 i = 0; i < M; ++i) acc[i] = vfmadd(vloadPart(ar + i * K + k, r), bv, acc[i]);
-      }
-      for (i64 i = 0; i < M; ++i) {
-        const float sum = vhsum(acc[i]);
-        out[i * N + j] = accumulate ? out[i * N + j] + sum : sum;
+
+// out[i, j] (+)= Σ_k ar[i, k]·b[j, k] for weight rows j0 ≤ j < j1 of b (N, K) row-major (transB),
+// all MM rows of ar (MM, K) at once: each weight float is loaded once and used MM times, and the
+// weight rows are read one after another as a single sequential stream (4 rows interleaved ran
+// 1.5× slower on the 20M model's shapes: the prefetcher follows one stream best). Two accumulator
+// sets (k, k+W) when MM ≤ 4 keep 2·MM FMA chains in flight for long rows.
+template <int MM>
+static void gemvRows(float* out, const float* ar, const float* b, i64 j0, i64 j1, i64 N, i64 K, bool accumulate) {
+  constexpr int S = MM <= 4 ? 2 : 1;
+  const i64 kv = K / (S * W) * (S * W);
+  for (i64 j = j0; j < j1; ++j) {
+    const float* bj = b + j * K;
+    Vf acc[S][MM];
+#pragma GCC unroll 8
+    for (int s = 0; s < S; ++s)
+#pragma GCC unroll 8
+      for (int i = 0; i < MM; ++i) acc[s][i] = vzero();
+    for (i64 k = 0; k < kv; k += S * W) {
+#pragma GCC unroll 2
+      for (int s = 0; s < S; ++s) {
+        const Vf bv = vload(bj + k + s * W);
+#pragma GCC unroll 8
+        for (int i = 0; i < MM; ++i) acc[s][i] = vfmadd(vload(ar + i * K + k + s * W), bv, acc[s][i]);
       }
     }
+    for (i64 k = kv; k < K; k += W) {  // what is left: up to S·W − 1 floats
+      const int n = K - k < W ? (int)(K - k) : W;
+      const Vf bv = vloadPart(bj + k, n);
+#pragma GCC unroll 8
+      for (int i = 0; i < MM; ++i) acc[0][i] = vfmadd(vloadPart(ar + i * K + k, n), bv, acc[0][i]);
+    }
+    for (int i = 0; i < MM; ++i) {
+      const float sum = vhsum(S == 2 ? vadd(acc[0][i], acc[S - 1][i]) : acc[0][i]);
+      float* o = out + i * N + j;
+      *o = accumulate ? *o + sum : sum;
+    }
+  }
+}
+
+template <int... Ms>
+struct GemvTable {
+  using Fn = void (*)(float*, const float*, const float*, i64, i64, i64, i64, bool);
+  static constexpr Fn fns[sizeof...(Ms)] = {&gemvRows<Ms + 1>...};
+};
+template <int... Ms>
+constexpr typename GemvTable<Ms...>::Fn GemvTable<Ms...>::fns[sizeof...(Ms)];
+template <int... Is>
+static constexpr auto makeGemvTable(std::integer_sequence<int, Is...>) { return GemvTable<Is...>{}; }
+
+// Below this many bytes of weights a GEMV runs on the calling thread: on the shared 2-core machine
+// one thread streams as fast as two (sumSquares over 512 MB: 18.9 vs 18.6 GB/s), and waking an
+// OpenMP worker that the OS has descheduled cost 0.1-0.2 ms per call, which made the 20M model's
+// batch-1 step 18.9 ms vs 6.1 ms on one thread. Above it, the rows go out in ~1 MB chunks taken
+// dynamically, so a late worker only takes fewer of them.
+constexpr i64 kGemvParallelBytes = 8 << 20;
+
+static void matmulSmallM(float* out, const float* a, const float* b, i64 M, i64 N, i64 K, bool transA, bool transB,
+                         bool accumulate) {
+  const float* ar = a;  // (M, K)
+  if (transA) {
+    static thread_local Scratch aScratch;
+    float* t = aScratch.get((size_t)M * K);
+    for (i64 i = 0; i < M; ++i)
+      for (i64 k = 0; k < K; ++k) t[i * K + k] = a[k * M + i];
+    ar = t;
+  }
+  if (transB) {
+    using Table = decltype(makeGemvTable(std::make_integer_sequence<int, (int)kSmallM>{}));
+    const auto gemv = Table::fns[M - 1];
+    if (N * K * (i64)sizeof(float) < kGemvParallelBytes || omp_get_max_threads() < 2) {
+      gemv(out, ar, b, 0, N, N, K, accumulate);
+      return;
+    }
+    const i64 chunk = std::max<i64>(4, (((i64)1 << 20) / (K * (i64)sizeof(float)) + 3) / 4 * 4);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (i64 j0 = 0; j0 < N; j0 += chunk) gemv(out, ar, b, j0, std::min(N, j0 + chunk), N, K, accumulate);
   } else {  // out[i, :] = Σ_k ar[i, k]·b[k, :]: column chunks across threads, rows of b streamed once
     constexpr i64 chunk = 256;
 #pragma omp parallel for schedule(static) if (N * K > 32768)

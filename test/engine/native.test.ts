@@ -59,6 +59,9 @@ function compareKernels(nb: Backend): void {
     const shapes: [number, number, number][] = [
       [1, 1, 1], [1, 37, 19], [3, 1, 50], [4, 70, 33], [5, 17, 1], [17, 33, 29], [29, 64, 64],
       [64, 31, 100], [15, 48, 7], [40, 70, 600], [350, 45, 530], [9, 3100, 20],
+      // the GEMV path for every M ≤ 8: row groups with a remainder, K tails, and (2150·1000·4 B
+      // ≥ 8 MiB of weights) its chunked parallel split
+      [2, 39, 45], [3, 23, 16], [6, 13, 70], [8, 9, 33], [1, 2150, 1000],
     ];
     for (const [M, N, K] of shapes) {
       for (const transA of [false, true]) {
