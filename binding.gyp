@@ -6,6 +6,7 @@
       "target_name": "red_native",
       "sources": [
         "native/addon.cc",
+        "native/pool.cc",
         "native/isa_avx512.cc",
         "native/isa_avx2.cc",
         "native/isa_portable.cc"

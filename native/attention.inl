@@ -308,47 +308,45 @@ static void attentionDecode(float* out, const float* q, const float* kCache, con
   const i64 group = NH / NKV, QS = NH * HD, KS = NKV * HD, HDp = roundUp(HD, W);
   const float scale = (float)(1.0 / std::sqrt((double)HD));
   const TimesRowsFn timesRows = pickTimesRows(HDp / W);
-  // Parallel only for real work (Σ lens·NH·HD multiply-adds): a batch-1 step's few dozen keys take
-  // microseconds, less than waking an OpenMP worker on a busy machine (0.1-0.3 ms measured).
+  // One task per (token, kv head) through parallelTasks; a batch-1 step's few dozen keys take
+  // microseconds, so small steps run on the calling thread (Σ lens·NH·HD multiply-adds).
   i64 work = 0;
   for (i64 b = 0; b < B; ++b) work += (i64)lens[b] * NH * HD;
-#pragma omp parallel if (work > 8 * kParallelMin && B * NKV > 1)
-  {
+  auto decodeTask = [&](i64 task) {
     static thread_local AttnScratch sc;
-#pragma omp for schedule(dynamic, 1)
-    for (i64 task = 0; task < B * NKV; ++task) {
-      const i64 b = task / NKV, g = task % NKV;
-      const i64 n = lens[b], Lp = roundUp(n, KB);
-      float* Kt = sc.kt.get(HD * Lp);   // (HD, Lp)
-      float* Vr = sc.vr.get(Lp * HDp);  // (Lp, HDp)
-      float* S = sc.s.get(RQ * Lp);     // (RQ, Lp)
-      float* Qb = sc.qb.get(RQ * HDp);  // (RQ, HDp)
-      float* O = sc.dob.get(RQ * HDp);  // (RQ, HDp)
-      const i64 slot = (i64)slots[b] * maxLen * KS + g * HD;
-      packTransposed(Kt, kCache + slot, KS, n, Lp, HD);
-      packRows(Vr, vCache + slot, KS, n, Lp, HD, HDp);
-      for (i64 h0 = 0; h0 < group; h0 += RQ) {
-        const i64 nh = group - h0 < RQ ? group - h0 : RQ;
-        const i64 head0 = g * group + h0;  // the group's query heads are adjacent in q
-        packQueryBlock(Qb, q + b * QS + head0 * HD, HD, nh, HD, HDp);
-        blockScores(S, Lp, Qb, HDp, Kt, Lp, HD, Lp, scale);
-        float inv[RQ];
-        for (i64 r = 0; r < RQ; ++r) {
-          if (r < nh) {
-            float sum;
-            softmaxRowInPlace(S + r * Lp, n, Lp, &sum);
-            inv[r] = 1.0f / sum;
-          } else {
-            std::memset(S + r * Lp, 0, sizeof(float) * Lp);
-            inv[r] = 0;
-          }
-        }
-        timesRows(O, S, Lp, Vr, HDp, n);
-        for (i64 r = 0; r < nh; ++r) {
-          float* o = out + b * QS + (head0 + r) * HD;
-          for (i64 d = 0; d < HD; ++d) o[d] = O[r * HDp + d] * inv[r];
+    const i64 b = task / NKV, g = task % NKV;
+    const i64 n = lens[b], Lp = roundUp(n, KB);
+    float* Kt = sc.kt.get(HD * Lp);   // (HD, Lp)
+    float* Vr = sc.vr.get(Lp * HDp);  // (Lp, HDp)
+    float* S = sc.s.get(RQ * Lp);     // (RQ, Lp)
+    float* Qb = sc.qb.get(RQ * HDp);  // (RQ, HDp)
+    float* O = sc.dob.get(RQ * HDp);  // (RQ, HDp)
+    const i64 slot = (i64)slots[b] * maxLen * KS + g * HD;
+    packTransposed(Kt, kCache + slot, KS, n, Lp, HD);
+    packRows(Vr, vCache + slot, KS, n, Lp, HD, HDp);
+    for (i64 h0 = 0; h0 < group; h0 += RQ) {
+      const i64 nh = group - h0 < RQ ? group - h0 : RQ;
+      const i64 head0 = g * group + h0;  // the group's query heads are adjacent in q
+      packQueryBlock(Qb, q + b * QS + head0 * HD, HD, nh, HD, HDp);
+      blockScores(S, Lp, Qb, HDp, Kt, Lp, HD, Lp, scale);
+      float inv[RQ];
+      for (i64 r = 0; r < RQ; ++r) {
+        if (r < nh) {
+          float sum;
+          softmaxRowInPlace(S + r * Lp, n, Lp, &sum);
+          inv[r] = 1.0f / sum;
+        } else {
+          std::memset(S + r * Lp, 0, sizeof(float) * Lp);
+          inv[r] = 0;
         }
       }
+      timesRows(O, S, Lp, Vr, HDp, n);
+      for (i64 r = 0; r < nh; ++r) {
+        float* o = out + b * QS + (head0 + r) * HD;
+        for (i64 d = 0; d < HD; ++d) o[d] = O[r * HDp + d] * inv[r];
+      }
     }
-  }
+  };
+  if (work > 8 * kParallelMin) parallelTasks(B * NKV, decodeTask);
+  else for (i64 task = 0; task < B * NKV; ++task) decodeTask(task);
 }

@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <algorithm>
+#include <type_traits>
 #include <utility>
 
 namespace red {
@@ -45,6 +46,18 @@ struct Scratch {
   float* get(size_t floats) { return static_cast<float*>(bytes(floats * sizeof(float))); }
   int32_t* ints(size_t n) { return static_cast<int32_t*>(bytes(n * sizeof(int32_t))); }
 };
+
+// Runs fn(ctx, task) for task = 0..n−1 on the calling thread and the pool's helper threads
+// (pool.cc), in any order, each task once; returns when all are done. Unlike an OpenMP parallel
+// region, the caller never waits for a helper that has not started, so on a busy machine a small
+// job costs no more than running it alone. Not reentrant: a task must not call it (it would run
+// serially). Tasks use their own thread's `static thread_local` Scratch.
+void runTasks(i64 n, void (*fn)(void* ctx, i64 task), void* ctx);
+template <class F>
+inline void parallelTasks(i64 n, F&& body) {
+  using Body = std::remove_reference_t<F>;
+  runTasks(n, [](void* ctx, i64 task) { (*static_cast<Body*>(ctx))(task); }, (void*)&body);
+}
 
 struct Kernels {
   const char* isa;

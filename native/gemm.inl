@@ -206,8 +206,8 @@ static constexpr auto makeGemvTable(std::integer_sequence<int, Is...>) { return 
 // Below this many bytes of weights a GEMV runs on the calling thread: on the shared 2-core machine
 // one thread streams as fast as two (sumSquares over 512 MB: 18.9 vs 18.6 GB/s), and waking an
 // OpenMP worker that the OS has descheduled cost 0.1-0.2 ms per call, which made the 20M model's
-// batch-1 step 18.9 ms vs 6.1 ms on one thread. Above it, the rows go out in ~1 MB chunks taken
-// dynamically, so a late worker only takes fewer of them.
+// batch-1 step 18.9 ms vs 6.1 ms on one thread. Above it, the rows go out in ~1 MB chunks as
+// parallelTasks, so a late helper only takes fewer of them.
 constexpr i64 kGemvParallelBytes = 8 << 20;
 
 static void matmulSmallM(float* out, const float* a, const float* b, i64 M, i64 N, i64 K, bool transA, bool transB,
@@ -228,8 +228,9 @@ static void matmulSmallM(float* out, const float* a, const float* b, i64 M, i64 
       return;
     }
     const i64 chunk = std::max<i64>(4, (((i64)1 << 20) / (K * (i64)sizeof(float)) + 3) / 4 * 4);
-#pragma omp parallel for schedule(dynamic, 1)
-    for (i64 j0 = 0; j0 < N; j0 += chunk) gemv(out, ar, b, j0, std::min(N, j0 + chunk), N, K, accumulate);
+    parallelTasks((N + chunk - 1) / chunk, [&](i64 c) {
+      gemv(out, ar, b, c * chunk, std::min(N, (c + 1) * chunk), N, K, accumulate);
+    });
   } else {  // out[i, :] = Σ_k ar[i, k]·b[k, :]: column chunks across threads, rows of b streamed once
     constexpr i64 chunk = 256;
 #pragma omp parallel for schedule(static) if (N * K > 32768)
@@ -253,36 +254,34 @@ static void matmulSmallM(float* out, const float* a, const float* b, i64 M, i64 
   }
 }
 
-// Few rows (M ≤ 2·MC: a loss-head chunk, a decode batch): all of op(a) fits in L2, so each thread
-// packs all of it and streams its share of B micro-panels through an L1-sized buffer, each used
-// once for every row: B is read once and never written back as a packed block.
+// Few rows (M ≤ 2·MC: a loss-head chunk, a decode batch): all of op(a) fits in L2, so the caller
+// packs one K block of it and the threads stream B micro-panels through an L1-sized buffer, each
+// used once for every row: B is read once and never written back as a packed block. One
+// parallelTasks job per K block (its return orders the K blocks of a panel); a helper that is
+// late just takes fewer panels.
 static void matmulFewRows(float* out, const float* a, const float* b, i64 M, i64 N, i64 K, bool transA, bool transB,
                           bool accumulate) {
   const i64 kcMax = K < KC ? K : KC;
   const i64 nPanels = (N + NR - 1) / NR;
-#pragma omp parallel num_threads(omp_get_max_threads())
-  {
-    static thread_local Scratch aScratch, bScratch;
-    float* aPack = aScratch.get((size_t)M * kcMax);  // (M, kc) as MR-row micro-panels
-    float* bPanel = bScratch.get((size_t)kcMax * NR); // (kc, NR)
-    for (i64 pc = 0; pc < K; pc += KC) {
-      const i64 kc = K - pc < KC ? K - pc : KC;
-      const bool add = accumulate || pc > 0;
-      packA(aPack, a, transA, M, K, 0, M, pc, kc);
-      // Panels handed out dynamically; the loop's barrier orders the K blocks of a panel.
-#pragma omp for schedule(dynamic, 1)
-      for (i64 jp = 0; jp < nPanels; ++jp) {
-        const i64 j = jp * NR;
-        const int nr = (int)(N - j < NR ? N - j : NR);
-        packBPanel(bPanel, b, transB, N, K, j, pc, kc);
-        for (i64 ir = 0; ir < M; ir += MR) {
-          const int mr = (int)(M - ir < MR ? M - ir : MR);
-          float* c = out + ir * N + j;
-          if (mr == MR) microKernel<MR>(kc, aPack + ir * kc, bPanel, c, N, nr, add);
-          else microKernelRows(mr, kc, aPack + ir * kc, bPanel, c, N, nr, add);
-        }
+  static thread_local Scratch aScratch;
+  float* aPack = aScratch.get((size_t)M * kcMax);  // (M, kc) as MR-row micro-panels, shared
+  for (i64 pc = 0; pc < K; pc += KC) {
+    const i64 kc = K - pc < KC ? K - pc : KC;
+    const bool add = accumulate || pc > 0;
+    packA(aPack, a, transA, M, K, 0, M, pc, kc);
+    parallelTasks(nPanels, [&](i64 jp) {
+      static thread_local Scratch bScratch;
+      float* bPanel = bScratch.get((size_t)kcMax * NR);  // (kc, NR)
+      const i64 j = jp * NR;
+      const int nr = (int)(N - j < NR ? N - j : NR);
+      packBPanel(bPanel, b, transB, N, K, j, pc, kc);
+      for (i64 ir = 0; ir < M; ir += MR) {
+        const int mr = (int)(M - ir < MR ? M - ir : MR);
+        float* c = out + ir * N + j;
+        if (mr == MR) microKernel<MR>(kc, aPack + ir * kc, bPanel, c, N, nr, add);
+        else microKernelRows(mr, kc, aPack + ir * kc, bPanel, c, N, nr, add);
       }
-    }
+    });
   }
 }
 

@@ -217,11 +217,12 @@ function compareKernels(nb: Backend): void {
 
   test(`${tag} attention decode against a KV cache (GQA, slots out of order)`, () => {
     const rng = new Rng(7);
-    for (const [NH, NKV, HD] of [[4, 2, 16], [3, 1, 12], [2, 2, 64]] as const) {
-      const S = 3, maxLen = 40, B = 4;
+    // the last shape has enough keys (Σ lens·NH·HD ≥ 8·2^15) to take the parallel path
+    for (const [NH, NKV, HD, maxLen] of [[4, 2, 16, 40], [3, 1, 12, 40], [2, 2, 64, 40], [8, 2, 64, 300]] as const) {
+      const S = 3, B = 4;
       const kCache = randn(rng, S * maxLen * NKV * HD), vCache = randn(rng, S * maxLen * NKV * HD);
       const slots = Int32Array.from([2, 0, 1, 2]);
-      const lens = Int32Array.from([1, 40, 17, 33]);
+      const lens = Int32Array.from([1, maxLen, Math.floor(maxLen * 0.42), maxLen - 7]);
       const q = randn(rng, B * NH * HD);
       const got = new Float32Array(B * NH * HD), want = new Float32Array(B * NH * HD);
       nb.attentionDecode(got, q, kCache, vCache, slots, lens, B, NH, NKV, HD, maxLen);

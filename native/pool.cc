@@ -1,0 +1,119 @@
+// The task pool behind parallelTasks (engine.h): the calling thread and omp_get_max_threads() − 1
+// helper threads take tasks 0..n−1 from one atomic counter, and the caller waits only for tasks
+// that were taken, never for a helper that has not woken up yet. OpenMP's fork/join instead waits
+// at its barrier for every thread of the team: on the shared 2-core machine a descheduled worker
+// cost 0.1-0.3 ms per kernel call, more than a whole decode-size GEMM. Compiled for the baseline
+// target (not in an isa_*.cc file), once for all instruction sets.
+#include "engine.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace red {
+namespace {
+
+static inline void cpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+// Spins a helper makes (each a pause, tens of ns) waiting for the next job before it sleeps: enough
+// to bridge the gaps between back-to-back kernel calls, short enough not to hold a shared core.
+constexpr int kSpins = 4000;
+
+struct Pool {
+  // (generation << 32) | next task: a task is claimed by a compare-exchange that also checks the
+  // generation, so a helper that wakes late cannot claim a task of a finished or newer job.
+  std::atomic<uint64_t> ticket{0};
+  std::atomic<uint32_t> generation{0};
+  std::atomic<int64_t> done{0};  // tasks of the current job finished
+  std::atomic<int64_t> total{0};
+  std::atomic<void (*)(void*, i64)> fn{nullptr};
+  std::atomic<void*> ctx{nullptr};
+  std::atomic<int> sleepers{0};
+  std::mutex sleepMutex;
+  std::condition_variable wake;
+  std::mutex callers;  // one job at a time; a concurrent caller runs its tasks alone
+  int helpers = 0;
+
+  // Takes and runs tasks of job `g` until none is left.
+  void work(uint32_t g) {
+    for (;;) {
+      uint64_t t = ticket.load(std::memory_order_acquire);
+      if ((uint32_t)(t >> 32) != g) return;
+      const i64 task = (i64)(t & 0xffffffffu);
+      if (task >= total.load(std::memory_order_relaxed)) return;
+      if (!ticket.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel)) continue;
+      // Job g cannot finish (and fn/ctx cannot change) before this task is counted done.
+      fn.load(std::memory_order_relaxed)(ctx.load(std::memory_order_relaxed), task);
+      done.fetch_add(1, std::memory_order_release);
+    }
+  }
+
+  void helperLoop() {
+    uint32_t seen = 0;
+    for (;;) {
+      uint32_t g = generation.load(std::memory_order_acquire);
+      for (int i = 0; i < kSpins && g == seen; ++i) {
+        cpuRelax();
+        g = generation.load(std::memory_order_acquire);
+      }
+      if (g == seen) {
+        std::unique_lock<std::mutex> lock(sleepMutex);
+        sleepers.fetch_add(1);  // seq_cst, paired with run(): either it sees us or we see its job
+        wake.wait(lock, [&] { return generation.load() != seen; });
+        sleepers.fetch_sub(1);
+        g = generation.load(std::memory_order_acquire);
+      }
+      seen = g;
+      work(g);
+    }
+  }
+
+  void run(i64 n, void (*f)(void*, i64), void* c) {
+    if (helpers == 0 || n == 1 || !callers.try_lock()) {
+      for (i64 i = 0; i < n; ++i) f(c, i);
+      return;
+    }
+    fn.store(f, std::memory_order_relaxed);
+    ctx.store(c, std::memory_order_relaxed);
+    total.store(n, std::memory_order_relaxed);
+    done.store(0, std::memory_order_relaxed);
+    const uint32_t g = generation.load(std::memory_order_relaxed) + 1;
+    ticket.store((uint64_t)g << 32, std::memory_order_release);
+    generation.store(g);  // seq_cst
+    if (sleepers.load() > 0) {
+      { std::lock_guard<std::mutex> lock(sleepMutex); }
+      wake.notify_all();
+    }
+    work(g);
+    while (done.load(std::memory_order_acquire) < n) cpuRelax();
+    callers.unlock();
+  }
+};
+
+Pool& pool() {
+  // Never destroyed: the helpers are detached and block forever once the process stops using them.
+  static Pool* p = [] {
+    Pool* q = new Pool;
+    q->helpers = std::max(0, omp_get_max_threads() - 1);
+    for (int i = 0; i < q->helpers; ++i) std::thread([q] { q->helperLoop(); }).detach();
+    return q;
+  }();
+  return *p;
+}
+
+}  // namespace
+
+void runTasks(i64 n, void (*fn)(void* ctx, i64 task), void* ctx) {
+  if (n <= 0) return;
+  pool().run(n, fn, ctx);
+}
+
+}  // namespace red
