@@ -44,8 +44,8 @@ const DEFAULT_BUDGET: DemoBudget = {
   seed: 42,
   data: { train: 4000, test: 500 },
   pretrain: { seed: PRETRAIN_DEFAULTS.seed, steps: PRETRAIN_DEFAULTS.steps, batchSize: PRETRAIN_DEFAULTS.batchSize, poolSize: PRETRAIN_DEFAULTS.poolSize, model: TINY_MODEL },
-  train: { steps: 24, promptsPerStep: 8, groupSize: 4, maxTokens: 256, rlLr: 1e-4, sftLr: 1e-3 },
-  eval: { problems: 60, samples: 4, temperature: 0.6, maxTokens: 256 },
+  train: { steps: 40, promptsPerStep: 8, groupSize: 4, maxTokens: 256, rlLr: 1e-4, sftLr: 1e-3 },
+  eval: { problems: 200, samples: 4, temperature: 0.6, maxTokens: 256 },
 };
 
 /**
