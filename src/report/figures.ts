@@ -27,9 +27,9 @@ interface CurveSpec {
 export const CURVES: readonly CurveSpec[] = [
   { id: 'accuracy', metric: 'acc/mean', title: 'Training accuracy (online rollouts, 5-step mean)', yTitle: 'acc/mean', format: '.0%', smooth: 5, caption: 'Fraction of correct online rollouts, trailing mean over 5 steps (methods without rollouts, like sft, have no curve).' },
   { id: 'length', metric: 'completions/mean_length', title: 'Mean response length (online rollouts, 5-step mean)', yTitle: 'tokens', smooth: 5, caption: 'Mean length of the online rollouts, trailing mean over 5 steps.' },
-  { id: 'entropy-rl', metric: 'entropy/rl', title: 'Policy entropy on online rollouts (Fig. 4, 6a)', yTitle: 'entropy/rl (nats)', caption: 'Mean token entropy of the pre-update policy on its own rollouts: Recall shrinks it.' },
-  { id: 'entropy-sft', metric: 'entropy/sft', title: 'Policy entropy on teacher traces (Fig. 6a)', yTitle: 'entropy/sft (nats)', caption: 'Mean token entropy of the pre-update policy on the offline traces (methods with an offline member).' },
-  { id: 'red-w', metric: 'red/w', title: 'Offline weight w (Fig. 6b)', yTitle: 'red/w', caption: 'w(k) = clip(ΔH_sft / ΔH_rl, 1, G) under entropy regulation (red-I, red); 1 otherwise.' },
+  { id: 'entropy-rl', metric: 'entropy/rl', title: 'Policy entropy on online rollouts (Fig. 4, 6a; 5-step mean)', yTitle: 'entropy/rl (nats)', smooth: 5, caption: 'Mean token entropy of the pre-update policy on its own rollouts, trailing mean over 5 steps: Recall shrinks it.' },
+  { id: 'entropy-sft', metric: 'entropy/sft', title: 'Policy entropy on teacher traces (Fig. 6a; 5-step mean)', yTitle: 'entropy/sft (nats)', smooth: 5, caption: 'Mean token entropy of the pre-update policy on the offline traces (methods with an offline member), trailing mean over 5 steps.' },
+  { id: 'red-w', metric: 'red/w', title: 'Offline weight w (Fig. 6b)', yTitle: 'red/w', caption: 'w(k) = clip(ΔH_sft / ΔH_rl, 1, G) under entropy regulation (red-I, red); 1 otherwise. Per step, unsmoothed.' },
 ];
 
 /**
