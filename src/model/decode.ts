@@ -133,6 +133,8 @@ export class KvDecoder {
   private headNorm = new Float32Array(0); // (B, C) the same, final-normed
   private logitsBuf = new Float32Array(0); // (B, V)
   private rstdHead = new Float32Array(0); // (B)
+  private lens = new Int32Array(0); // (B) keys per slot after this step, for attentionDecode
+  private headRows = new Int32Array(0); // (B) 0..B−1: every decode row reaches the lm_head
 
   constructor(
     readonly backend: Backend,
@@ -186,7 +188,12 @@ export class KvDecoder {
   step(ids: Int32Array, slots: Int32Array, positions: Int32Array, B: number): Float32Array {
     const { NH, NKV, HD } = this.shape;
     const R = NKV * HD, M = this.cache.maxLen;
-    const lens = new Int32Array(B);
+    // Per-step index buffers are kept (grown on demand): a step should allocate nothing.
+    if (this.lens.length < B) {
+      this.lens = new Int32Array(B);
+      this.headRows = Int32Array.from({ length: B }, (_, b) => b);
+    }
+    const lens = this.lens;
     for (let b = 0; b < B; b++) {
       if (positions[b] >= M) fail(`decode: position ${positions[b]} is past the cache length ${M}`);
       lens[b] = positions[b] + 1;
@@ -199,9 +206,7 @@ export class KvDecoder {
       }
       this.backend.attentionDecode(a.att, a.q, this.cache.k[l], this.cache.v[l], slots, lens, B, NH, NKV, HD, M);
     });
-    const rows = new Int32Array(B);
-    for (let b = 0; b < B; b++) rows[b] = b;
-    return this.head(rows, B);
+    return this.head(this.headRows, B);
   }
 
   /**
