@@ -93,7 +93,12 @@ struct Pool {
       wake.notify_all();
     }
     work(g);
-    while (done.load(std::memory_order_acquire) < n) cpuRelax();
+    // Only tasks a helper claimed are left; if one is slow (its core taken by another process),
+    // yield now and then rather than spin against it on a machine with few cores.
+    for (int spins = 0; done.load(std::memory_order_acquire) < n; ++spins) {
+      if (spins % 1024 == 1023) std::this_thread::yield();
+      else cpuRelax();
+    }
     callers.unlock();
   }
 };
