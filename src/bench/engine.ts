@@ -8,8 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { Backend } from '../engine/backend.ts';
 import { getBackend } from '../engine/index.ts';
 import { packSequences, type PackedBatch } from '../model/batch.ts';
-import { parseConfig, type ModelConfig } from '../model/config.ts';
-import { Qwen2Model } from '../model/qwen2.ts';
+import { SHAPE_05B, SHAPE_20M, configOf, randomModel, type Shape } from './shapes.ts';
 import { AdamW } from '../train/optimizer.ts';
 import type { BenchOptions } from '../cli/bench.ts';
 import { fail } from '../util/errors.ts';
@@ -124,34 +123,6 @@ function benchGemm(be: Backend, M: number, K: number, N: number, quick: boolean)
 }
 
 interface Peak { wall: number; cpu: number }
-
-interface Shape { name: string; hidden: number; layers: number; heads: number; kvHeads: number; intermediate: number; vocab: number }
-
-const SHAPE_20M: Shape = { name: '20M', hidden: 512, layers: 8, heads: 8, kvHeads: 2, intermediate: 1408, vocab: 8192 };
-const SHAPE_05B: Shape = { name: 'qwen2.5-0.5b', hidden: 896, layers: 24, heads: 14, kvHeads: 2, intermediate: 4864, vocab: 151936 };
-
-function configOf(s: Shape): ModelConfig {
-  return parseConfig({
-    model_type: 'qwen2', hidden_size: s.hidden, num_hidden_layers: s.layers, num_attention_heads: s.heads,
-    num_key_value_heads: s.kvHeads, intermediate_size: s.intermediate, vocab_size: s.vocab, rms_norm_eps: 1e-6,
-    rope_theta: 1e6, tie_word_embeddings: true, max_position_embeddings: 32768,
-  }, `bench ${s.name}`);
-}
-
-/** Weights from a cheap xorshift (speed does not depend on the values; 500M normal draws would dominate). */
-function randomModel(config: ModelConfig, be: Backend): Qwen2Model {
-  const model = new Qwen2Model(config, be);
-  let x = 0x2545f491;
-  for (const spec of model.layout.specs) {
-    const p = model.params.subarray(spec.offset, spec.offset + spec.size);
-    if (spec.name.endsWith('norm.weight')) { p.fill(1); continue; }
-    for (let i = 0; i < p.length; i++) {
-      x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
-      p[i] = ((x >>> 0) / 4294967296 - 0.5) * 0.04;
-    }
-  }
-  return model;
-}
 
 /** Packed sequences of unequal lengths (as an RL batch is) totalling `tokens`. */
 function packedBatch(tokens: number, vocab: number, seed: number): PackedBatch {

@@ -5,9 +5,8 @@
 import { availableParallelism, loadavg } from 'node:os';
 import type { Backend } from '../engine/backend.ts';
 import { getBackend } from '../engine/index.ts';
-import { parseConfig, type ModelConfig } from '../model/config.ts';
 import { KvDecoder } from '../model/decode.ts';
-import { Qwen2Model } from '../model/qwen2.ts';
+import { SHAPE_05B, SHAPE_20M, configOf, randomModel, type Shape } from './shapes.ts';
 import { generate, newGenerateStats } from '../rollout/sampler.ts';
 import { TokenChooser } from '../rollout/sampling.ts';
 import type { BenchOptions } from '../cli/bench.ts';
@@ -33,43 +32,6 @@ function memoryBandwidth(be: Backend, mb: number): number {
   }
   times.sort((a, b) => a - b);
   return (n * 4) / times[2] / 1e9;
-}
-
-interface Shape {
-  name: string;
-  hidden: number;
-  layers: number;
-  heads: number;
-  kvHeads: number;
-  intermediate: number;
-  vocab: number;
-}
-
-function configOf(s: Shape): ModelConfig {
-  return parseConfig({
-    model_type: 'qwen2', hidden_size: s.hidden, num_hidden_layers: s.layers, num_attention_heads: s.heads,
-    num_key_value_heads: s.kvHeads, intermediate_size: s.intermediate, vocab_size: s.vocab, rms_norm_eps: 1e-6,
-    rope_theta: 1e6, tie_word_embeddings: true, max_position_embeddings: 32768,
-  }, `bench ${s.name}`);
-}
-
-/**
- * Random weights: Qwen2Model.init for small models; for large ones a cheap uniform fill
- * (speed does not depend on the values, and 500M Box-Muller draws would dominate the bench).
- */
-function randomModel(config: ModelConfig, backend: Backend): Qwen2Model {
-  const m = new Qwen2Model(config, backend);
-  if (m.layout.total < 50e6) return Qwen2Model.init(config, 0, { backend });
-  let x = 0x9e3779b9;
-  for (const spec of m.layout.specs) {
-    const p = m.params.subarray(spec.offset, spec.offset + spec.size);
-    if (spec.name.endsWith('norm.weight')) { p.fill(1); continue; }
-    for (let i = 0; i < p.length; i++) {
-      x ^= x << 13; x ^= x >>> 17; x ^= x << 5; // xorshift32
-      p[i] = ((x >>> 0) / 4294967296 - 0.5) * 0.04;
-    }
-  }
-  return m;
 }
 
 function randomPrompts(count: number, len: number, V: number, seed: number): number[][] {
@@ -198,10 +160,10 @@ export async function run(opts: BenchOptions): Promise<void> {
   // The machine's load beside it: the batch-64/batch-1 ratio needs a second free core (batch 64 is
   // compute bound, batch 1 bandwidth bound), so on a shared machine it moves with the load.
   emit({ name: 'memory_bandwidth_gb_per_s', value: +bw.toFixed(2), via: `${be.name} sumSquares`, backend: be.name, load_avg_1m: +loadavg()[0].toFixed(2), cpus: availableParallelism() });
-  await benchShape({ name: 'qwen2-20m', hidden: 512, layers: 8, heads: 8, kvHeads: 2, intermediate: 1408, vocab: 8192 },
+  await benchShape(SHAPE_20M,
     { prefillPrompts: 8, promptLen: opts.quick ? 64 : 128, steps: opts.quick ? 8 : 16, endToEnd: true }, be, bw, opts.quick);
   if (!opts.quick) {
-    await benchShape({ name: 'qwen2.5-0.5b-shape', hidden: 896, layers: 24, heads: 14, kvHeads: 2, intermediate: 4864, vocab: 151936 },
+    await benchShape(SHAPE_05B,
       { prefillPrompts: 4, promptLen: 64, steps: 8, endToEnd: false }, be, bw, false);
   }
 }

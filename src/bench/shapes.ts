@@ -1,0 +1,37 @@
+// The model shapes the benchmarks measure (a ~20M Qwen2 and the Qwen2.5-0.5B shape) and a quick
+// way to fill one with random weights: speed does not depend on the values.
+import type { Backend } from '../engine/backend.ts';
+import { parseConfig, type ModelConfig } from '../model/config.ts';
+import { Qwen2Model } from '../model/qwen2.ts';
+
+export interface Shape { name: string; hidden: number; layers: number; heads: number; kvHeads: number; intermediate: number; vocab: number }
+
+export const SHAPE_20M: Shape = { name: '20M', hidden: 512, layers: 8, heads: 8, kvHeads: 2, intermediate: 1408, vocab: 8192 };
+export const SHAPE_05B: Shape = { name: 'qwen2.5-0.5b', hidden: 896, layers: 24, heads: 14, kvHeads: 2, intermediate: 4864, vocab: 151936 };
+
+export function configOf(s: Shape): ModelConfig {
+  return parseConfig({
+    model_type: 'qwen2', hidden_size: s.hidden, num_hidden_layers: s.layers, num_attention_heads: s.heads,
+    num_key_value_heads: s.kvHeads, intermediate_size: s.intermediate, vocab_size: s.vocab, rms_norm_eps: 1e-6,
+    rope_theta: 1e6, tie_word_embeddings: true, max_position_embeddings: 32768,
+  }, `bench ${s.name}`);
+}
+
+/**
+ * Random weights: Qwen2Model.init for small models; for large ones a cheap xorshift fill
+ * (500M Box-Muller draws would dominate the bench).
+ */
+export function randomModel(config: ModelConfig, backend: Backend): Qwen2Model {
+  const m = new Qwen2Model(config, backend);
+  if (m.layout.total < 50e6) return Qwen2Model.init(config, 0, { backend });
+  let x = 0x9e3779b9;
+  for (const spec of m.layout.specs) {
+    const p = m.params.subarray(spec.offset, spec.offset + spec.size);
+    if (spec.name.endsWith('norm.weight')) { p.fill(1); continue; }
+    for (let i = 0; i < p.length; i++) {
+      x ^= x << 13; x ^= x >>> 17; x ^= x << 5; // xorshift32
+      p[i] = ((x >>> 0) / 4294967296 - 0.5) * 0.04;
+    }
+  }
+  return m;
+}
