@@ -70,6 +70,8 @@ export const AlgorithmOptionsSchema = z.strictObject({
   }).prefault({}).describe('DAPO overlong reward shaping'),
   lr: positive.nullable().default(null)
     .describe("learning rate for this method; null = the trainer's optim.lr"),
+  lrScale: positive.default(1)
+    .describe('multiplies the learning rate in force (lr, else the trainer\'s optim.lr or sft.lr): a ratio keeps its meaning at every scale'),
   stages: z.array(z.enum(PRESET_NAMES)).default(() => [])
     .describe('run these presets in order, each starting from the previous stage\'s final weights; [] = one stage (these options)'),
   sftInterleave: z.strictObject({
@@ -128,10 +130,12 @@ export const PRESETS: Record<PresetName, Preset> = {
     sets: { offlineMember: true, piOffline: 'one' },
   },
   luffy: {
-    description: 'π_offline = luffy (γ 0.1), no clip, no std, seq-sum-norm, entropy bonus 0.001, lr 1e-6',
+    // RED-SPEC: luffy lr 1e-6 vs 2e-6 for the others, kept as the ratio 0.5 so the recipe still
+    // gets 1e-6 at paper scale and a small run (demo lr 1e-4) does not freeze at an absolute 1e-6.
+    description: 'π_offline = luffy (γ 0.1), no clip, no std, seq-sum-norm, entropy bonus 0.001, lr ×0.5 (1e-6 at the paper\'s 2e-6)',
     sets: {
       offlineMember: true, piOffline: 'luffy', luffyGamma: 0.1, clip: { enabled: false }, normalizeStd: false,
-      aggregation: 'seq-sum-norm', lNorm: null, entropyCoef: 0.001, lr: 1e-6,
+      aggregation: 'seq-sum-norm', lNorm: null, entropyCoef: 0.001, lrScale: 0.5,
     },
   },
   srft: {

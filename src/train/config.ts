@@ -39,7 +39,7 @@ export const rolloutSchema = z.strictObject({
 });
 
 export const optimSchema = z.strictObject({
-  lr: z.number().positive().default(2e-6).describe('Peak learning rate of RL stages (algorithm.lr, set by some presets, e.g. luffy 1e-6, takes precedence).'),
+  lr: z.number().positive().default(2e-6).describe('Peak learning rate of RL stages (algorithm.lr takes precedence; algorithm.lrScale multiplies either, e.g. luffy 0.5 = RED-SPEC 1e-6 vs 2e-6).'),
   beta1: z.number().min(0).lt(1).default(0.9).describe('AdamW β1.'),
   beta2: z.number().min(0).lt(1).default(0.95).describe('AdamW β2.'),
   eps: z.number().positive().default(1e-8).describe('AdamW ε.'),

@@ -30,8 +30,11 @@ test('presets are rows of options (RED-SPEC Table 2)', () => {
   assert.deepEqual([red2.piOffline, red2.entropyRegulation], ['accuracy', false]);
   const luffy = resolvePreset('luffy');
   assert.deepEqual(
-    [luffy.piOffline, luffy.luffyGamma, luffy.clip.enabled, luffy.normalizeStd, luffy.aggregation, luffy.lNorm, luffy.entropyCoef, luffy.lr],
-    ['luffy', 0.1, false, false, 'seq-sum-norm', null, 0.001, 1e-6]);
+    [luffy.piOffline, luffy.luffyGamma, luffy.clip.enabled, luffy.normalizeStd, luffy.aggregation, luffy.lNorm, luffy.entropyCoef, luffy.lr, luffy.lrScale],
+    ['luffy', 0.1, false, false, 'seq-sum-norm', null, 0.001, null, 0.5]);
+  // RED-SPEC: luffy lr 1e-6 where the others use 2e-6 (the trainer's default optim.lr).
+  assert.equal(2e-6 * luffy.lrScale, 1e-6);
+  assert.equal(resolvePreset('grpo').lrScale, 1);
   assert.equal(resolvePreset('grpo').offlineMember, false);
   assert.deepEqual([resolvePreset('mixpolicy').piOffline, resolvePreset('mixpolicy').entropyRegulation], ['one', false]);
   assert.equal(resolvePreset('bread').prefixSearch.enabled, true);

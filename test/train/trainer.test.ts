@@ -65,6 +65,18 @@ test('lr follows the schedule per stage: sft stage with sft.lr, then grpo with o
   assert.equal(m[sftSteps].lr, 0.05);
 });
 
+test('luffy: lrScale 0.5 halves optim.lr (and an explicit algorithm.lr) at every step', async () => {
+  for (const [algorithm, base] of [[{}, 0.05], [{ lr: 0.02 }, 0.02]] as const) {
+    const config = makeConfig({ method: 'luffy', algorithm });
+    const dir = out();
+    await trainer(makeEnv(config), config, dir).run();
+    const m = metricLines(dir);
+    assert.ok(m.length >= 2);
+    m.forEach((x, k) => assert.equal(x.lr, learningRate(k + 1, { lr: base / 2, warmupSteps: 1, minLrRatio: 0.1, totalSteps: m.length })));
+    assert.equal(m[0].lr, base / 2);
+  }
+});
+
 /** −Σ_{t: target ≥ 0} log p(target_t) / N over recorded batches, computed directly from W. */
 function directNll(w: Float32Array, batches: PackedBatch[]): number {
   let s = 0;
