@@ -210,7 +210,13 @@ export function writeSafetensors(file: string, tensors: TensorToWrite[], metadat
   try {
     writeAll(fd, prefix);
     writeAll(fd, hbytes);
-    for (const t of tensors) writeAll(fd, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    // In slices: a Uint8Array view of a multi-GB tensor (a 1.5B model's optimiser moments) is
+    // past V8's typed-array length limit.
+    for (const t of tensors) {
+      for (let pos = 0; pos < t.data.byteLength; pos += WRITE_SLICE) {
+        writeAll(fd, new Uint8Array(t.data.buffer, t.data.byteOffset + pos, Math.min(WRITE_SLICE, t.data.byteLength - pos)));
+      }
+    }
     fsyncSync(fd);
     closeSync(fd);
     renameSync(tmp, file);
@@ -221,9 +227,11 @@ export function writeSafetensors(file: string, tensors: TensorToWrite[], metadat
   }
 }
 
+const WRITE_SLICE = 1 << 28;
+
 function writeAll(fd: number, bytes: Uint8Array): void {
   let off = 0;
-  while (off < bytes.length) off += writeSync(fd, bytes, off, Math.min(bytes.length - off, 1 << 30));
+  while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
 }
 
 /** A checkpoint's tensors across one file or the shards named by model.safetensors.index.json. */

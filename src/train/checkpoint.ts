@@ -2,10 +2,11 @@
 // temporary sibling folder which is renamed into place only once complete, so a crash or a full
 // disk mid-write leaves the previous checkpoint intact and `latest()` never sees a partial one.
 // Also a minimal safetensors writer/reader for flat float32 state (AdamW moments).
-import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fail, RedError } from '../util/errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.ts';
+import { writeSafetensors } from '../model/safetensors.ts';
 
 /** The file whose presence marks a checkpoint folder as a training checkpoint (written last). */
 export const TRAINER_STATE_FILE = 'trainer_state.json';
@@ -120,54 +121,22 @@ export function readStateJson(file: string): unknown {
 }
 
 /**
- * Flat float32 arrays as a safetensors file (8-byte little-endian header length, JSON header
- * {name: {dtype: 'F32', shape: [n], data_offsets: [a, b]}}, then the raw bytes), so optimiser
- * moments are readable by any safetensors loader. Written and read in chunks straight from and
- * into the arrays: the moments of a 1.5B model are 6 GB each, past Node's largest Buffer.
+ * Flat float32 arrays as a safetensors file (the model's writer: temporary name, then rename), so
+ * optimiser moments are readable by any safetensors loader.
  */
 export function writeF32Tensors(file: string, tensors: Record<string, Float32Array>): void {
-  const header: Record<string, TensorHeader> = {};
-  let off = 0;
-  for (const [name, t] of Object.entries(tensors)) {
-    header[name] = { dtype: 'F32', shape: [t.length], data_offsets: [off, off + t.byteLength] };
-    off += t.byteLength;
-  }
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - ((8 + json.length) % 8)) % 8); // keep the data 8-byte aligned
-  const head = Buffer.alloc(8 + Buffer.byteLength(json));
-  head.writeBigUInt64LE(BigInt(head.length - 8), 0);
-  head.write(json, 8, 'utf8');
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}`);
-  try {
-    const fd = openSync(tmp, 'w');
-    try {
-      writeAll(fd, head);
-      for (const t of Object.values(tensors)) {
-        for (let pos = 0; pos < t.byteLength; pos += IO_CHUNK) {
-          writeAll(fd, Buffer.from(t.buffer, t.byteOffset + pos, Math.min(IO_CHUNK, t.byteLength - pos)));
-        }
-      }
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
+  writeSafetensors(file, Object.entries(tensors).map(([name, data]) => ({ name, shape: [data.length], data })));
 }
 
 interface TensorHeader { dtype: string; shape: number[]; data_offsets: [number, number] }
 
-/** Bytes per read or write call. */
+/** Bytes per read call. */
 const IO_CHUNK = 1 << 28;
 
-function writeAll(fd: number, bytes: Buffer): void {
-  let off = 0;
-  while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
-}
-
+/**
+ * Reads them back in chunks straight into the arrays: the moments of a 1.5B model are 6 GB each,
+ * past Node's largest Buffer.
+ */
 export function readF32Tensors(file: string): Record<string, Float32Array> {
   let fd: number;
   try {

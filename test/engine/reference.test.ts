@@ -3,7 +3,6 @@
 // hand-computed cases written out here.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Backend } from '../../src/engine/backend.ts';
 import { availableBackends, getBackend, skippedBackends } from '../../src/engine/index.ts';
 import { referenceBackend } from '../../src/engine/reference.ts';
 import { RedError } from '../../src/util/errors.ts';
