@@ -16,7 +16,13 @@
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 #endif
+#ifdef _OPENMP
 #include <omp.h>
+#else
+// Built without OpenMP (a compiler without it, e.g. clang lacking libomp): the pragmas are
+// ignored and the kernels run on one thread; the task pool then has no helpers.
+inline int omp_get_max_threads() { return 1; }
+#endif
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>

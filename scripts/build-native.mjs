@@ -42,7 +42,14 @@ const [cmd, ...pre] = nodeGypCommand();
 const dir = nodeDir();
 const args = [...pre, 'rebuild', ...(dir ? [`--nodedir=${dir}`] : [])];
 const jobs = process.env.JOBS ?? '2';
-const result = spawnSync(cmd, args, { stdio: 'inherit', env: { ...process.env, JOBS: jobs } });
+const build = (extra) => spawnSync(cmd, [...args, ...extra], { stdio: 'inherit', env: { ...process.env, JOBS: jobs } });
+let result = build([]);
+if (result.status !== 0) {
+  // Most often a compiler without OpenMP (clang without libomp): single-threaded native kernels
+  // still beat the TypeScript reference by far.
+  console.warn('[red] Native build failed; retrying without OpenMP (the engine will use one thread).');
+  result = build(['--openmp=false']);
+}
 if (result.status !== 0) {
   console.warn('[red] The native engine could not be built; red will run on the (slow) TypeScript reference backend.');
   console.warn('[red] Install a C++17 compiler (g++ or clang) and Python 3, then run `npm rebuild red` or `node scripts/build-native.mjs`.');
