@@ -1,5 +1,5 @@
 // `red pretrain`: trains the tiny base model of the built-in task from scratch (short solutions
-// only, easy-skewed curriculum) and saves it as a Hugging Face model folder with its tokenizer.
+// plus a small share of teacher traces, easy-skewed curriculum) and saves it as a Hugging Face model folder with its tokenizer.
 import type { Command } from 'commander';
 import { fail } from '../util/errors.ts';
 

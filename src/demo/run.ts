@@ -12,7 +12,7 @@ import { resolveStages } from '../rl/options.ts';
 import { CheckpointManager } from '../train/checkpoint.ts';
 import { configToYaml } from '../train/config.ts';
 import { createProgress } from '../train/metrics.ts';
-import { pretrain } from '../train/pretrain.ts';
+import { pretrain, PRETRAIN_DEFAULTS } from '../train/pretrain.ts';
 import { buildEnv, loadCommandConfig } from '../train/run.ts';
 import { Trainer } from '../train/trainer.ts';
 import { fail } from '../util/errors.ts';
@@ -199,7 +199,7 @@ function demoNotes(b: DemoBudget, baseModel: string | undefined): string[] {
     `Budget '${b.name}': every method trains ${b.train.steps} optimiser steps per stage (sft-grpo: an SFT stage then a GRPO stage, ${b.train.steps} each) of ${b.train.promptsPerStep} prompts, G = ${b.train.groupSize}, responses ≤ ${b.train.maxTokens} tokens, seed ${b.seed}, from the same base model.`,
     baseModel !== undefined
       ? `Base model: ${baseModel} (given with --base), copied to base/.`
-      : `Base model: pretrained ${b.pretrain.steps} steps from scratch (seed ${b.pretrain.seed}) on short solutions of the training split.`,
+      : `Base model: pretrained ${b.pretrain.steps} steps from scratch (seed ${b.pretrain.seed}) on short solutions of the training split plus a ${Math.round(PRETRAIN_DEFAULTS.traceShare * 100)}% share of teacher traces for other train-split problems.`,
     `Evaluation: the first ${b.eval.problems} held-out problems, avg@${b.eval.samples} at temperature ${b.eval.temperature}, ≤ ${b.eval.maxTokens} tokens; LEN = mean response tokens.`,
     'Method options are the presets of src/rl/options.ts, unchanged (e.g. luffy keeps its own lr 1e-6, which is tiny at this scale); nothing is tuned per method.',
   ];

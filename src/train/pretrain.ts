@@ -1,8 +1,9 @@
 // Pretrains the tiny Qwen2-architecture base model of the built-in task from scratch: causal LM
-// loss on the response tokens of chat-formatted prompts + SHORT solutions, packed sequences,
-// AdamW with warm-up and cosine decay. The curriculum leans on easy levels and the run is short,
-// so the model ends with partial ability (like a base model before post-training): it solves
-// easy problems sometimes and hard ones rarely, and has never seen a long `<think>` trace.
+// loss on the response tokens of chat-formatted prompts + mostly SHORT solutions with a small
+// share of teacher-style `<think>` traces (for fresh problems), packed sequences, AdamW with
+// warm-up and cosine decay. Like Qwen2.5-Math before post-training, the base has seen some long
+// reasoning text, and the curriculum leans on easy levels, so it solves easy problems sometimes
+// and hard ones rarely; the teacher's traces are then not alien to SFT and RL.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,7 +11,7 @@ import type { Backend } from '../engine/backend.ts';
 import { getBackend, type BackendPreference } from '../engine/index.ts';
 import { EpochIterator, qwenBoxedPrompt } from '../data/dataset.ts';
 import { generateProblems, LEVELS, type Level, type Problem } from '../data/task/problems.ts';
-import { shortSolution } from '../data/task/teacher.ts';
+import { shortSolution, teacherTrace } from '../data/task/teacher.ts';
 import { BUILTIN_IDS, builtinTokenizerFiles, renderChatML, writeBuiltinTokenizer } from '../data/task/tokenizer.ts';
 import { packSequences } from '../model/batch.ts';
 import { parseConfig } from '../model/config.ts';
@@ -18,6 +19,7 @@ import { Qwen2Model } from '../model/qwen2.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import { generate } from '../rollout/sampler.ts';
 import { fail } from '../util/errors.ts';
+import { Rng } from '../util/rng.ts';
 import { writeJsonAtomic } from '../util/fs.ts';
 import { AdamW, clipGradNorm, noDecayNormsAndBiases } from './optimizer.ts';
 import { learningRate } from './schedule.ts';
@@ -59,6 +61,11 @@ export interface PretrainOptions {
   levelWeights: [number, number, number, number, number];
   /** Training problems (repeats allowed) in the pool the epochs cycle over. */
   poolSize: number;
+  /**
+   * Share of the pool's sequences that are teacher-style traces instead of short solutions, for
+   * problems drawn from their own seeded stream (not the short pool's); in [0, 1).
+   */
+  traceShare: number;
   model: TinyModelShape;
   /** Held-out problems per level sampled after training (0 = skip the evaluation). */
   evalPerLevel: number;
@@ -79,6 +86,8 @@ export const PRETRAIN_DEFAULTS: Omit<PretrainOptions, 'out' | 'onStep' | 'backen
   gradClip: 1.0,
   levelWeights: [12, 4, 2, 1, 1],
   poolSize: 4000,
+  // ~10% of sequences, ~40% of response tokens (a trace is ~5.6× a short solution's length).
+  traceShare: 0.1,
   model: TINY_MODEL,
   evalPerLevel: 40,
   evalSamples: 4,
@@ -148,10 +157,34 @@ export class PromptEncoder {
   }
 }
 
-function toSequence(tok: Tokenizer, prompts: PromptEncoder, p: Problem): Sequence {
+function toSequence(tok: Tokenizer, prompts: PromptEncoder, p: Problem, responseText: string): Sequence {
   const prompt = prompts.encode(p.text);
-  const response = [...tok.encode(shortSolution(p)), BUILTIN_IDS.imEnd];
+  const response = [...tok.encode(responseText), BUILTIN_IDS.imEnd];
   return { ids: [...prompt, ...response], responseStart: prompt.length };
+}
+
+/** One pretraining document: a problem and the response text the model learns after its prompt. */
+export interface PretrainDocument {
+  problem: Problem;
+  response: string;
+  trace: boolean;
+}
+
+/**
+ * The pretraining pool: `poolSize − round(poolSize · traceShare)` train-split problems with short
+ * solutions, then `round(poolSize · traceShare)` train-split problems from a second seeded stream
+ * with teacher traces (never a held-out problem; easy ones recur, as facts do in pretraining text).
+ */
+export function pretrainDocuments(o: Pick<PretrainOptions, 'seed' | 'poolSize' | 'traceShare' | 'levelWeights'>): PretrainDocument[] {
+  const traces = Math.round(o.poolSize * o.traceShare);
+  const short = generateProblems({ seed: o.seed, count: o.poolSize - traces, split: 'train', levelWeights: o.levelWeights, repeats: true });
+  const traceSeed = (o.seed ^ 0x7ace) >>> 0;
+  const wording = new Rng((traceSeed ^ 0x5eed) >>> 0);
+  const long = traces > 0 ? generateProblems({ seed: traceSeed, count: traces, split: 'train', levelWeights: o.levelWeights, repeats: true }) : [];
+  return [
+    ...short.map((p) => ({ problem: p, response: shortSolution(p), trace: false })),
+    ...long.map((p) => ({ problem: p, response: teacherTrace(p, wording), trace: true })),
+  ];
 }
 
 /** The last \boxed{…} of a text (no nested braces in this task's answers). */
@@ -170,6 +203,7 @@ export function validatePretrainOptions(o: PretrainOptions): void {
   posInt('evalSamples', o.evalSamples);
   if (!Number.isInteger(o.evalPerLevel) || o.evalPerLevel < 0) problems.push(`evalPerLevel must be a non-negative integer, got ${o.evalPerLevel}`);
   if (!Number.isInteger(o.seed) || o.seed < 0) problems.push(`seed must be a non-negative integer, got ${o.seed}`);
+  if (!(o.traceShare >= 0 && o.traceShare < 1)) problems.push(`traceShare must be in [0, 1), got ${o.traceShare}`);
   if (!(o.lr > 0)) problems.push(`lr must be > 0, got ${o.lr}`);
   for (const k of ['hidden', 'layers', 'heads', 'kvHeads', 'intermediate'] as const) posInt(`model.${k}`, o.model[k]);
   if (o.model.hidden % o.model.heads !== 0) problems.push(`model.hidden (${o.model.hidden}) must be a multiple of model.heads (${o.model.heads})`);
@@ -218,11 +252,9 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
     lr: o.lr, beta1: 0.9, beta2: 0.95, weightDecay: o.weightDecay, noDecay: noDecayNormsAndBiases,
   });
 
-  // A pool of train-split problems (never a held-out one; easy ones recur, as facts do in
-  // pretraining text), cycled in seeded epochs.
-  const pool = generateProblems({ seed: o.seed, count: o.poolSize, split: 'train', levelWeights: o.levelWeights, repeats: true });
+  // The mixed pool, cycled in seeded (shuffled) epochs, so batches mix traces at about traceShare.
   const prompts = new PromptEncoder(tok);
-  const data = new EpochIterator(pool.map((p) => toSequence(tok, prompts, p)), o.seed);
+  const data = new EpochIterator(pretrainDocuments(o).map((d) => toSequence(tok, prompts, d.problem, d.response)), o.seed);
 
   const warmup = Math.min(o.warmupSteps, Math.ceil(o.steps / 10));
   const losses: number[] = [];
@@ -262,7 +294,7 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
   try {
     writeBuiltinTokenizer(staging);
     writeJsonAtomic(path.join(staging, 'pretrain.json'), {
-      note: 'red pretrain: tiny base model of the built-in task (short solutions only)',
+      note: 'red pretrain: tiny base model of the built-in task (short solutions + a traceShare of teacher traces)',
       options: { ...o, onStep: undefined, backend: backend.name },
       parameters: model.params.length,
       final_loss: losses.at(-1),
@@ -298,7 +330,8 @@ export async function evaluateLevels(
     const problems = generateProblems({ seed: o.seed + 1000 * level, count: o.evalPerLevel, split: 'test', levelWeights: weights });
     const promptEncoder = new PromptEncoder(tok);
     const prompts = problems.map((p) => promptEncoder.encode(p.text));
-    const common = { maxTokens: 96, eosIds: [BUILTIN_IDS.imEnd, BUILTIN_IDS.endoftext], tokenizer: tok, seed: o.seed };
+    // 256 = the demo's response limit: a trace-style answer must have room to reach its box.
+    const common = { maxTokens: 256, eosIds: [BUILTIN_IDS.imEnd, BUILTIN_IDS.endoftext], tokenizer: tok, seed: o.seed };
     const sampled = await generate(model, prompts, { ...common, n: o.evalSamples, temperature: 1 });
     const greedy = await generate(model, prompts, { ...common, n: 1, temperature: 0 });
     let right = 0;

@@ -4,12 +4,13 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { qwenBoxedPrompt } from '../../src/data/dataset.ts';
-import { generateProblems } from '../../src/data/task/problems.ts';
+import { generateProblems, splitOf } from '../../src/data/task/problems.ts';
 import { BUILTIN_IDS, BUILTIN_VOCAB_SIZE, renderChatML, writeBuiltinTokenizer } from '../../src/data/task/tokenizer.ts';
 import { packSequences } from '../../src/model/batch.ts';
 import { Qwen2Model } from '../../src/model/qwen2.ts';
 import { loadTokenizer } from '../../src/model/tokenizer.ts';
-import { lastBoxed, pretrain, PromptEncoder, QUICK_MODEL } from '../../src/train/pretrain.ts';
+import { RedError } from '../../src/util/errors.ts';
+import { lastBoxed, pretrain, pretrainDocuments, PRETRAIN_DEFAULTS, PromptEncoder, QUICK_MODEL, validatePretrainOptions } from '../../src/train/pretrain.ts';
 
 test('prompt ids built from cached pieces equal the ids of the whole rendered prompt', () => {
   const tokDir = mkdtempSync(path.join(tmpdir(), 'red-pt-tok-'));
@@ -22,6 +23,25 @@ test('prompt ids built from cached pieces equal the ids of the whole rendered pr
   for (const odd of [' leading space?', 'ends in a digit 7', 'two\nlines.']) {
     assert.deepEqual(enc.encode(odd), tok.encode(renderChatML(qwenBoxedPrompt(odd), true)), odd);
   }
+});
+
+test('the pretraining pool mixes short solutions with a traceShare of teacher traces, all train split', () => {
+  const o = { seed: 5, poolSize: 300, traceShare: 0.15, levelWeights: [12, 4, 2, 1, 1] as [number, number, number, number, number] };
+  const docs = pretrainDocuments(o);
+  assert.equal(docs.length, 300);
+  const traces = docs.filter((d) => d.trace);
+  assert.equal(traces.length, 45); // round(300 · 0.15)
+  for (const d of docs) {
+    assert.equal(splitOf(d.problem.text), 'train', d.problem.text);
+    assert.equal(d.response.startsWith('<think>\n'), d.trace);
+    assert.equal(lastBoxed(d.response), d.problem.answer);
+  }
+  // The traces' problems come from their own stream, not the first problems of the short pool.
+  const shortTexts = docs.filter((d) => !d.trace).map((d) => d.problem.text);
+  assert.notDeepEqual(traces.map((d) => d.problem.text), shortTexts.slice(0, 45));
+  assert.equal(pretrainDocuments({ ...o, traceShare: 0 }).filter((d) => d.trace).length, 0);
+  assert.ok(PRETRAIN_DEFAULTS.traceShare >= 0.1 && PRETRAIN_DEFAULTS.traceShare <= 0.2);
+  assert.throws(() => validatePretrainOptions({ ...PRETRAIN_DEFAULTS, out: 'x', traceShare: 1 }), (e: unknown) => e instanceof RedError && /traceShare/.test(e.message));
 });
 
 test('lastBoxed takes the last box', () => {
