@@ -201,7 +201,7 @@ function demoNotes(b: DemoBudget, baseModel: string | undefined): string[] {
       ? `Base model: ${baseModel} (given with --base), copied to base/.`
       : `Base model: pretrained ${b.pretrain.steps} steps from scratch (seed ${b.pretrain.seed}) on short solutions of the training split plus a ${Math.round(PRETRAIN_DEFAULTS.traceShare * 100)}% share of teacher traces for other train-split problems.`,
     `Evaluation: the first ${b.eval.problems} held-out problems, avg@${b.eval.samples} at temperature ${b.eval.temperature}, ≤ ${b.eval.maxTokens} tokens; LEN = mean response tokens.`,
-    'Method options are the presets of src/rl/options.ts, unchanged (e.g. luffy trains at half the shared lr, as RED-SPEC's 1e-6 vs 2e-6); nothing is tuned per method.',
+    'Method options are the presets of src/rl/options.ts, unchanged (e.g. luffy trains at half the shared lr, as RED-SPEC: 1e-6 vs 2e-6); nothing is tuned per method.',
   ];
 }
 
