@@ -27,6 +27,9 @@ static inline void cpuRelax() {
 // to bridge the gaps between back-to-back kernel calls, short enough not to hold a shared core.
 constexpr int kSpins = 4000;
 
+// Task index of a ticket that no task can be claimed from (≥ any total: jobs have < 2^32 − 1 tasks).
+constexpr uint64_t kClosed = 0xffffffffu;
+
 struct Pool {
   // (generation << 32) | next task: a task is claimed by a compare-exchange that also checks the
   // generation, so a helper that wakes late cannot claim a task of a finished or newer job.
@@ -48,7 +51,9 @@ struct Pool {
       uint64_t t = ticket.load(std::memory_order_acquire);
       if ((uint32_t)(t >> 32) != g) return;
       const i64 task = (i64)(t & 0xffffffffu);
-      if (task >= total.load(std::memory_order_relaxed)) return;
+      // Acquire, paired with run(): a helper that sees the next job's total also sees the ticket
+      // that run() closed before storing it, so its compare-exchange below fails.
+      if (task >= total.load(std::memory_order_acquire)) return;
       if (!ticket.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel)) continue;
       // Job g cannot finish (and fn/ctx cannot change) before this task is counted done.
       fn.load(std::memory_order_relaxed)(ctx.load(std::memory_order_relaxed), task);
@@ -81,11 +86,18 @@ struct Pool {
       for (i64 i = 0; i < n; ++i) f(c, i);
       return;
     }
+    const uint32_t g = generation.load(std::memory_order_relaxed) + 1;
+    // Close the counter BEFORE the new total is visible. When the previous job ended the ticket
+    // still read (g − 1, n_prev); a helper that loaded it, was preempted, and then read this job's
+    // larger total passed the `task < total` test, and its compare-exchange on the unchanged
+    // ticket succeeded: it ran task n_prev with a mix of the old and new fn/ctx (the old ctx lives
+    // on a returned caller's stack) and counted it in the new job's `done`, so this caller could
+    // return while one of its tasks still ran — the demo's one-off segmentation fault.
+    ticket.store(((uint64_t)g << 32) | kClosed, std::memory_order_relaxed);
     fn.store(f, std::memory_order_relaxed);
     ctx.store(c, std::memory_order_relaxed);
-    total.store(n, std::memory_order_relaxed);
+    total.store(n, std::memory_order_release);  // after the close (see work())
     done.store(0, std::memory_order_relaxed);
-    const uint32_t g = generation.load(std::memory_order_relaxed) + 1;
     ticket.store((uint64_t)g << 32, std::memory_order_release);
     generation.store(g);  // seq_cst
     if (sleepers.load() > 0) {

@@ -82,6 +82,28 @@ function compareKernels(nb: Backend): void {
     }
   });
 
+  test(`${tag} task pool: back-to-back jobs of alternating size each run every task exactly once`, () => {
+    // The few-rows GEMM (9 ≤ M ≤ 336) is one pool job per call with one task per NR-wide column
+    // panel. A short job followed at once by a longer one is the pattern in which a helper still
+    // holding the finished job's ticket could claim a task past its end (the demo's segfault);
+    // with accumulate a task that ran twice, or not at all, shows up as a wrong column block.
+    const rng = new Rng(11);
+    const M = 9, K = 8;
+    const bufs = [40, 1000, 70, 600].map((N) => ({ N, a: randn(rng, M * K), b: randn(rng, K * N), init: randn(rng, M * N) }));
+    const started = Date.now();
+    for (let it = 0; it < 4000 && Date.now() - started < 4000; it++) {
+      const { N, a, b, init } = bufs[it % bufs.length];
+      const got = Float32Array.from(init), want = Float32Array.from(init);
+      nb.matmul(got, a, b, M, N, K, false, true, true);
+      ref.matmul(want, a, b, M, N, K, false, true, true);
+      for (let i = 0; i < want.length; i++) {
+        if (!(Math.abs(got[i] - want[i]) <= 1e-4 + 1e-4 * Math.abs(want[i]))) {
+          assert.fail(`call ${it} (${M}x${N}x${K}): element ${i} got ${got[i]}, want ${want[i]}`);
+        }
+      }
+    }
+  });
+
   test(`${tag} matmul: K = 0 writes zeros (or leaves out when accumulating); wrong sizes throw`, () => {
     const out = Float32Array.from([1, 2, 3, 4, 5, 6]);
     nb.matmul(out, new Float32Array(0), new Float32Array(0), 2, 3, 0, false, false, true);
