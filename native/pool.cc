@@ -7,6 +7,8 @@
 #include "engine.h"
 
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -44,6 +46,10 @@ struct Pool {
   std::condition_variable wake;
   std::mutex callers;  // one job at a time; a concurrent caller runs its tasks alone
   int helpers = 0;
+  // Test hook (RED_POOL_TEST_DELAY_US): on every job the caller sleeps this long after
+  // publishing total and before opening the ticket — the window a preempted caller left open to a
+  // stale helper before that race was fixed — so test/engine/native.test.ts can hit it every time.
+  int testDelayUs = 0;
 
   // Takes and runs tasks of job `g` until none is left.
   void work(uint32_t g) {
@@ -98,6 +104,7 @@ struct Pool {
     ctx.store(c, std::memory_order_relaxed);
     total.store(n, std::memory_order_release);  // after the close (see work())
     done.store(0, std::memory_order_relaxed);
+    if (testDelayUs > 0) std::this_thread::sleep_for(std::chrono::microseconds(testDelayUs));
     ticket.store((uint64_t)g << 32, std::memory_order_release);
     generation.store(g);  // seq_cst
     if (sleepers.load() > 0) {
@@ -120,6 +127,7 @@ Pool& pool() {
   static Pool* p = [] {
     Pool* q = new Pool;
     q->helpers = std::max(0, omp_get_max_threads() - 1);
+    if (const char* d = std::getenv("RED_POOL_TEST_DELAY_US")) q->testDelayUs = std::atoi(d);
     for (int i = 0; i < q->helpers; ++i) std::thread([q] { q->helperLoop(); }).detach();
     return q;
   }();

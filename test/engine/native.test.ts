@@ -330,6 +330,20 @@ if (!native) {
     const lower = ISAS.slice(ISAS.indexOf(native.isa) + 1);
     const skipped = ISAS.slice(0, ISAS.indexOf(native.isa));
     if (skipped.length) console.log(`native engine: this CPU cannot run ${skipped.join(', ')}; those paths are not tested`);
+    test('task pool: no task runs twice even when the caller is preempted while starting a job (child process)', () => {
+      // RED_POOL_TEST_DELAY_US makes the caller sleep between publishing a job's task count and
+      // opening its ticket, so a helper always finds that window; before the fix a helper then
+      // re-ran the previous job's end task inside this one (3 of 3 runs failed within 5 calls).
+      const env: NodeJS.ProcessEnv = { ...process.env, RED_POOL_TEST_DELAY_US: '30', RED_NATIVE_TEST_CHILD: '1' };
+      delete env.NODE_TEST_CONTEXT;
+      delete env.RED_ISA;
+      const r = spawnSync(process.execPath, ['--import', 'tsx', '--test-name-pattern=task pool', fileURLToPath(import.meta.url)],
+        { env, encoding: 'utf8', timeout: 60_000 });
+      const output = `${r.stdout}${r.stderr}`;
+      assert.equal(r.status, 0, `pool stress child failed (status ${r.status}, signal ${r.signal}):\n${output.slice(-3000)}`);
+      assert.match(output, /ok \d+ - \[isa=\w+\] task pool/, 'the pool stress test did not run');
+      assert.match(output, /# fail 0/);
+    });
     for (const isa of lower) {
       test(`the ${isa} kernels match the reference too (child process, RED_ISA=${isa})`, () => {
         // Without the runner's NODE_TEST_CONTEXT the child reports as plain TAP, which is read here.
