@@ -204,15 +204,23 @@ function mean(x: Floats): number {
 }
 
 /**
- * The loss of objective `group-policy` (RED-SPEC "Objective"; GRPO when the batch has no offline
- * member): advantages from batch.rewards, r̄ from batch.accuracies, aggregation `options.aggregation`.
+ * What every group objective starts from: the member layout, the aggregation coefficients κ, the
+ * advantages Â (RED-SPEC "Advantage"), r̄ per group and an empty accumulator for the gradients.
  */
-export function policyLoss(b: TokenBatch, options: AlgorithmOptions, ctx: LossContext): LossResult {
+export function groupTerms(b: TokenBatch, options: AlgorithmOptions, ctx: LossContext) {
   const layout = batchLayout(b, ctx.members);
   const kappa = aggregations[options.aggregation](b, layout, lNormOf(options, ctx));
   const adv = groupAdvantages(b.rewards, b.groupOf, options.normalizeStd);
   const rbar = groupMeanAccuracy(b.accuracies, b.groupOf, b.isOffline, options.accuracyIncludesOffline);
-  const acc = new LossAccumulator(layout.tokens);
+  return { layout, kappa, adv, rbar, acc: new LossAccumulator(layout.tokens) };
+}
+
+/**
+ * The loss of objective `group-policy` (RED-SPEC "Objective"; GRPO when the batch has no offline
+ * member): advantages from batch.rewards, r̄ from batch.accuracies, aggregation `options.aggregation`.
+ */
+export function policyLoss(b: TokenBatch, options: AlgorithmOptions, ctx: LossContext): LossResult {
+  const { layout, kappa, adv, rbar, acc } = groupTerms(b, options, ctx);
   const { clipFrac } = addOnlineSurrogate(acc, b, layout, kappa, adv, options.clip);
   const { ratioMean } = addOfflineTerm(acc, b, layout, kappa, adv, rbar, offlineRatios[options.piOffline], options.luffyGamma, ctx.offlineWeight);
   const { klMean } = addKlPenalty(acc, b, layout, kappa, options.klCoef, options.klEstimator);

@@ -1,12 +1,10 @@
 // The single-stage SRFT loss (RED-SPEC `srft` row) on the same TokenBatch as policyLoss: a demo SFT
 // term weighted by sg(e^−H), the demo RL term of policyLoss (π_offline from the options, `one` in
 // the preset), and a self-rollout term ±log π weighted on correct rollouts by sg(e^H).
-import { aggregations } from './aggregate.ts';
-import { groupAdvantages, groupMeanAccuracy } from './advantages.ts';
-import { batchLayout, counts, type BatchLayout, type TokenBatch } from './batch.ts';
+import { counts, type BatchLayout, type TokenBatch } from './batch.ts';
 import type { AlgorithmOptions } from './options.ts';
 import {
-  addEntropyBonus, addKlPenalty, addOfflineTerm, batchMetrics, lNormOf, LossAccumulator, offlineRatios,
+  addEntropyBonus, addKlPenalty, addOfflineTerm, batchMetrics, groupTerms, offlineRatios,
   type LossContext, type LossResult,
 } from './policy-loss.ts';
 
@@ -32,11 +30,7 @@ function detachedEntropyMean(b: TokenBatch, layout: BatchLayout, offline: boolea
  * correct rollouts' term; wrong rollouts' term has weight 1.
  */
 export function srftLoss(b: TokenBatch, options: AlgorithmOptions, ctx: LossContext): LossResult {
-  const layout = batchLayout(b, ctx.members);
-  const kappa = aggregations[options.aggregation](b, layout, lNormOf(options, ctx));
-  const adv = groupAdvantages(b.rewards, b.groupOf, options.normalizeStd);
-  const rbar = groupMeanAccuracy(b.accuracies, b.groupOf, b.isOffline, options.accuracyIncludesOffline);
-  const acc = new LossAccumulator(layout.tokens);
+  const { layout, kappa, adv, rbar, acc } = groupTerms(b, options, ctx);
 
   const hDemo = detachedEntropyMean(b, layout, true);
   const hRollout = detachedEntropyMean(b, layout, false);
