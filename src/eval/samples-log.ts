@@ -3,6 +3,7 @@
 // problems already present are skipped and a trailing partial line (a crash mid-write) is cut off.
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, truncateSync, writeSync } from 'node:fs';
 import { fail } from '../util/errors.ts';
+import type { EvalProblem } from './benchmarks.ts';
 
 export interface SampleRecord {
   text: string;
@@ -16,13 +17,8 @@ export interface SampleRecord {
   reason?: string;
 }
 
-export interface ProblemRecord {
-  benchmark: string;
-  index: number;
-  row: number;
-  id?: string;
-  level?: string;
-  problem: string;
+/** A problem as prompted (EvalProblem, whose gold was readable), with its samples and verdicts. */
+export interface ProblemRecord extends Omit<EvalProblem, 'gold' | 'goldError'> {
   gold: string | string[];
   /** Samples drawn (= samples.length). */
   n: number;
