@@ -163,11 +163,7 @@ export class Qwen2Model {
     const logprob = new Float32Array(T), entropy = new Float32Array(T);
     for (let r0 = 0; r0 < rows.length; r0 += HEAD_ROWS) {
       const n = Math.min(HEAD_ROWS, rows.length - r0);
-      for (let i = 0; i < n; i++) {
-        const t = rows[r0 + i];
-        s.headIn.set(s.lnf.subarray(t * C, (t + 1) * C), i * C);
-        s.headTargets[i] = batch.targets[t];
-      }
+      this.gatherHeadRows(batch, rows, r0, n);
       be.linearForward(s.headLogits, s.headIn, this.w.lmHead, null, n, C, V);
       be.lossHeadForward(s.headLp, s.headEnt, s.headLogits, s.headTargets, n, V);
       for (let i = 0; i < n; i++) {
@@ -177,6 +173,17 @@ export class Qwen2Model {
     }
     this.batch = batch;
     return { logprob, entropy };
+  }
+
+  /** One loss-head chunk's inputs: final-norm rows rows[r0..r0+n) → headIn (n, C), their targets → headTargets. */
+  private gatherHeadRows(batch: PackedBatch, rows: ArrayLike<number>, r0: number, n: number): void {
+    const { s } = this.ready();
+    const C = this.config.hiddenSize;
+    for (let i = 0; i < n; i++) {
+      const t = rows[r0 + i];
+      s.headIn.set(s.lnf.subarray(t * C, (t + 1) * C), i * C);
+      s.headTargets[i] = batch.targets[t];
+    }
   }
 
   /**
@@ -200,12 +207,10 @@ export class Qwen2Model {
     const rows = this.headRows;
     for (let r0 = 0; r0 < rows.length; r0 += HEAD_ROWS) {
       const n = Math.min(HEAD_ROWS, rows.length - r0);
+      this.gatherHeadRows(batch, rows, r0, n);
       for (let i = 0; i < n; i++) {
-        const t = rows[r0 + i];
-        s.headIn.set(s.lnf.subarray(t * C, (t + 1) * C), i * C);
-        s.headTargets[i] = batch.targets[t];
-        s.headCl[i] = coefLogprob[t];
-        s.headCe[i] = coefEntropy[t];
+        s.headCl[i] = coefLogprob[rows[r0 + i]];
+        s.headCe[i] = coefEntropy[rows[r0 + i]];
       }
       be.linearForward(s.headLogits, s.headIn, w.lmHead, null, n, C, V);
       be.lossHeadBackward(s.headLogits, s.headLogits, s.headTargets, s.headCl, s.headCe, n, V);
