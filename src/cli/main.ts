@@ -1,7 +1,8 @@
-// Entry point of the `red` command: registers every subcommand and turns a RedError into one
-// clear line on stderr (exit code 1) instead of a stack trace.
+// Entry point of the `red` command: registers every subcommand and turns any error into one
+// clear line on stderr (exit code 1) instead of a stack trace; RED_DEBUG=1 shows the stack.
+import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { RedError } from '../util/errors.ts';
+import { errorLine } from '../util/errors.ts';
 import { registerCommands } from './commands.ts';
 
 // `red score … | head` closes our stdout early: that is the reader's choice, not an error.
@@ -10,17 +11,24 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   throw err;
 });
 
+/** Prints the error as one line (the stack only under RED_DEBUG=1) and exits 1. */
+function die(err: unknown): never {
+  if (process.env.RED_DEBUG === '1' && err instanceof Error) console.error(err.stack);
+  else console.error(`red: ${errorLine(err)}`);
+  process.exit(1);
+}
+process.on('uncaughtException', die);
+process.on('unhandledRejection', die);
+
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 const program = new Command('red')
   .description('Post-train small language models to reason with Recall-Extend Dynamics (RED).')
+  .version(version, '-V, --version', 'print the version of red')
   .showHelpAfterError();
 registerCommands(program);
 
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  if (err instanceof RedError) {
-    console.error(`red: ${err.message}`);
-    process.exit(1);
-  }
-  throw err;
+  die(err);
 }

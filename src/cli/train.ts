@@ -11,6 +11,7 @@ interface TrainCliOptions {
   set: string[];
   maxSteps?: number;
   resume: boolean;
+  force: boolean;
 }
 
 export function registerTrain(program: Command): void {
@@ -27,8 +28,9 @@ export function registerTrain(program: Command): void {
       return n;
     })
     .option('--resume', 'continue from the newest complete checkpoint in DIR', false)
+    .option('--force', 'without --resume: delete the run already in DIR and start over; with --resume: continue even though the method or model changed', false)
     .action(async (opts: TrainCliOptions) => {
       const { runTrain } = await import('../train/run.ts');
-      await runTrain({ config: opts.config, out: opts.out, method: opts.method, sets: opts.set, maxSteps: opts.maxSteps, resume: opts.resume });
+      await runTrain({ config: opts.config, out: opts.out, method: opts.method, sets: opts.set, maxSteps: opts.maxSteps, resume: opts.resume, force: opts.force });
     });
 }

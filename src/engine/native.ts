@@ -7,12 +7,15 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { fail } from '../util/errors.ts';
 import type { Backend } from './backend.ts';
 
 const addonPath = fileURLToPath(new URL('../../build/Release/red_native.node', import.meta.url));
 
 export function loadNativeBackend(): Backend | null {
   if (!existsSync(addonPath)) return null;
+  const isa = process.env.RED_ISA;
+  if (isa && !['avx512', 'avx2', 'portable'].includes(isa)) fail(`RED_ISA must be avx512, avx2 or portable, got '${isa}'; unset it to use the best kernels this CPU runs`);
   // OpenMP's idle threads spin ~300k pauses (milliseconds) before sleeping by default. On a busy
   // machine that spinning takes the core the other worker needs: a 20M training step measured
   // 15-16 s by default vs 7-8 s with 3000 spins (2 shared cores), which still bridge the

@@ -1,7 +1,7 @@
 // `red train` end to end: reads and validates the config (YAML + --set), writes DIR/config.yaml,
 // builds the real components (Qwen2Model, tokenizer, sampler, verifier, AdamW) into the
 // Trainer's environment and runs every stage; Ctrl-C checkpoints after the current step.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { loadDataset, promptMessages, type TrainingExample } from '../data/dataset.ts';
 import { getBackend } from '../engine/index.ts';
@@ -13,9 +13,11 @@ import { resolveStages } from '../rl/options.ts';
 import { generate } from '../rollout/sampler.ts';
 import { fail } from '../util/errors.ts';
 import { writeFileAtomic } from '../util/fs.ts';
+import { lockFolder } from '../util/lock.ts';
 import { applySets, configToYaml, readYamlConfig, resolveTrainConfig, type TrainConfig } from './config.ts';
 import { createProgress, type Progress } from './metrics.ts';
 import { AdamW, clipGradNorm } from './optimizer.ts';
+import { prepareRunFolder } from './runfolder.ts';
 import { Trainer, type RolloutSample, type TrainerEnv } from './trainer.ts';
 
 export interface TrainCommand {
@@ -26,6 +28,8 @@ export interface TrainCommand {
   sets: string[];
   maxSteps?: number;
   resume: boolean;
+  /** Without resume: empty a folder holding another run. With resume: accept a changed method or model. */
+  force?: boolean;
 }
 
 /** Markers that end an assistant turn, in the order they are preferred as the trace's EOS. */
@@ -60,12 +64,22 @@ function checkInputs(config: TrainConfig, source: string): void {
 export async function runTrain(cmd: TrainCommand, progress?: Progress): Promise<number> {
   const config = loadCommandConfig(cmd);
   const stages = resolveStages(config.algorithm);
+  const lock = lockFolder(cmd.out, 'train');
   try {
-    mkdirSync(cmd.out, { recursive: true });
-    writeFileAtomic(path.join(cmd.out, 'config.yaml'), configToYaml(config));
-  } catch (err) {
-    fail(`cannot write to the output folder ${cmd.out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    const changes = prepareRunFolder({ out: cmd.out, resume: cmd.resume, force: cmd.force ?? false }, config);
+    if (changes.length > 0) process.stderr.write(`red train: resuming with settings changed since ${cmd.out} was started: ${changes.join('; ')}\n`);
+    try {
+      writeFileAtomic(path.join(cmd.out, 'config.yaml'), configToYaml(config));
+    } catch (err) {
+      fail(`cannot write to the output folder ${cmd.out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    return await trainInFolder(cmd, config, stages, progress);
+  } finally {
+    lock.release();
   }
+}
+
+async function trainInFolder(cmd: TrainCommand, config: TrainConfig, stages: ReturnType<typeof resolveStages>, progress?: Progress): Promise<number> {
   const env = await buildEnv(config, stages.some((s) => s.klCoef > 0));
   const p = progress ?? createProgress(config.log.progress);
   const trainer = new Trainer(env, { config, stages, outDir: cmd.out, maxSteps: cmd.maxSteps, resume: cmd.resume, progress: p });
