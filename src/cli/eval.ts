@@ -74,7 +74,7 @@ async function evalAction(opts: EvalCliOptions): Promise<void> {
   if (!opts.model) fail('--model is required (or use --compare)');
   if (!opts.out) fail('--out is required');
   const path = await import('node:path');
-  const { existsSync } = await import('node:fs');
+  const { existsSync, readFileSync } = await import('node:fs');
   const { resolveBenchmark, loadBenchmark, benchmarkPath } = await import('../eval/benchmarks.ts');
   const { PROMPT_STYLES, samplingFor } = await import('../eval/protocol.ts');
   const { runEval } = await import('../eval/run.ts');
@@ -108,9 +108,19 @@ async function evalAction(opts: EvalCliOptions): Promise<void> {
   const backendPref = opts.backend === 'auto' || opts.backend === 'native' || opts.backend === 'reference' ? opts.backend : fail(`--backend must be auto, native or reference, got '${opts.backend}'`);
   const model = await Qwen2Model.load(opts.model, { backend: getBackend(backendPref) });
   const tokenizer = loadTokenizer(opts.model, model.config.vocabSize);
+  if (prompt === 'qwen-boxed' && !tokenizer.hasChatTemplate) fail(`${opts.model}: tokenizer_config.json has no chat_template, which --prompt qwen-boxed needs; use --prompt raw (the problem text alone), or a chat model`);
   const stats = newGenerateStats();
   const generate = samplerGenerator({ model, tokenizer, maxBatch: opts.maxBatch, stats });
   const progress = await progressReporter();
+  // Ctrl-C: finished problems are already in samples.jsonl (appended chunk by chunk); say so.
+  const onSigint = () => {
+    progress.stop();
+    const file = path.join(opts.out!, 'samples.jsonl');
+    const saved = existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '').length : 0;
+    process.stderr.write(`\nred eval: interrupted; ${saved} finished problem(s) are kept in ${file}; run the same command to resume from there\n`);
+    process.exit(130);
+  };
+  process.once('SIGINT', onSigint);
   try {
     const results = await runEval({
       outDir: opts.out,
@@ -135,6 +145,7 @@ async function evalAction(opts: EvalCliOptions): Promise<void> {
     }
     process.stderr.write(`wrote ${path.join(opts.out, 'results.json')}, results.md, samples.jsonl, passk.svg, passk.png\n`);
   } finally {
+    process.off('SIGINT', onSigint);
     progress.stop();
     await mathVerifier.close?.();
   }

@@ -69,7 +69,8 @@ export function registerGenerate(program: Command): void {
       const V = model.config.vocabSize;
       // A text prompt needs the tokenizer (loadTokenizer fails clearly without one); with ids,
       // a tokenizer is still used for the output text when the folder has one.
-      const tokenizer = opts.prompt !== undefined || tk.hasTokenizer(opts.model) ? tk.loadTokenizer(opts.model, V) : undefined;
+      const tokenizer = opts.prompt !== undefined || tk.hasTokenizer(opts.model) ? tk.loadTokenizer(opts.model, V, 'give the prompt as token ids (--prompt-ids) instead') : undefined;
+      if (opts.chat && !tokenizer!.hasChatTemplate) fail(`${opts.model}: tokenizer_config.json has no chat_template; drop --chat (the prompt is then used as it is), or use a chat model`);
       let prompt: number[];
       if (opts.promptIds !== undefined) prompt = parseIdList(opts.promptIds, '--prompt-ids');
       else {

@@ -28,7 +28,7 @@ export function registerScore(program: Command): void {
       if ((opts.text === undefined) === (opts.ids === undefined)) fail('give exactly one of --text TEXT or --ids 1,2,3');
       const model = await Qwen2Model.load(opts.model, { backend: getBackend(opts.backend) });
       const V = model.config.vocabSize;
-      const tokenizer = opts.text !== undefined || tk.hasTokenizer(opts.model) ? tk.loadTokenizer(opts.model, V) : undefined;
+      const tokenizer = opts.text !== undefined || tk.hasTokenizer(opts.model) ? tk.loadTokenizer(opts.model, V, 'give the tokens as ids (--ids) instead') : undefined;
       const ids = opts.ids !== undefined ? parseIdList(opts.ids, '--ids') : tokenizer!.encode(opts.text!);
       if (ids.length < 2) fail(`need at least two tokens to score, got ${ids.length}`);
       for (const id of ids) if (id >= V) fail(`token id ${id} is outside the model's vocabulary (0..${V - 1})`);

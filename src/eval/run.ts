@@ -3,11 +3,12 @@
 // appended to samples.jsonl when it finishes), verifies the answers, and writes results.json,
 // results.md and the pass@k chart. The outcome depends only on the records, so a resumed run
 // reports what an uninterrupted one would.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { lineChart } from '../report/chart.ts';
 import { fail } from '../util/errors.ts';
-import { writeFileAtomic, writeJsonAtomic } from '../util/fs.ts';
+import { writeFileAtomic, writeJsonAtomic, writeOrFail } from '../util/fs.ts';
+import { lockFolder } from '../util/lock.ts';
 import type { BenchmarkSpec, EvalProblem } from './benchmarks.ts';
 import {
   buildPrompt,
@@ -69,11 +70,15 @@ function sameSampling(a: SamplingSettings, b: SamplingSettings): boolean {
   return a.n === b.n && a.temperature === b.temperature && a.topP === b.topP && a.maxTokens === b.maxTokens;
 }
 
-/** Writes run.json, or checks that the folder's earlier run used the same settings. */
-function checkManifest(file: string, o: RunEvalOptions): void {
+/**
+ * Writes run.json, or checks that the folder's earlier run used the same settings. `hasSamples`:
+ * whether samples.jsonl holds any record; without one (a run that failed before its first chunk)
+ * the earlier settings guard nothing and are replaced, so the corrected command just runs.
+ */
+function checkManifest(file: string, o: RunEvalOptions, hasSamples: boolean): void {
   const now: RunManifest = { model: o.model, prompt: o.prompt, seed: o.seed, benchmarks: {} };
   for (const j of o.jobs) now.benchmarks[j.spec.name] = j.sampling;
-  if (existsSync(file)) {
+  if (existsSync(file) && hasSamples) {
     let before: RunManifest;
     try {
       before = JSON.parse(readFileSync(file, 'utf8')) as RunManifest;
@@ -92,7 +97,7 @@ function checkManifest(file: string, o: RunEvalOptions): void {
     if (problems.length > 0) fail(`${file}: this folder holds an evaluation with other settings (${problems.join('; ')}); use another --out or the same settings`);
     now.benchmarks = { ...before.benchmarks, ...now.benchmarks };
   }
-  writeJsonAtomic(file, now);
+  writeOrFail(file, () => writeJsonAtomic(file, now));
 }
 
 /**
@@ -143,10 +148,23 @@ function chunksOf(pending: readonly Pending[], chunkSamples: number): Pending[][
   return chunks;
 }
 
+/** What a write error in an evaluation folder leaves behind, and how to go on. */
+const RESUME_HINT = 'the problems finished so far are kept in samples.jsonl and will not be redone';
+
+/** Runs the evaluation in `o.outDir`, which it holds locked (one writer per folder). */
 export async function runEval(o: RunEvalOptions): Promise<EvalResults> {
   if (!(o.chunkSamples >= 1)) fail(`chunk size must be ≥ 1 sample, got ${o.chunkSamples}`);
-  mkdirSync(o.outDir, { recursive: true });
-  checkManifest(path.join(o.outDir, 'run.json'), o);
+  const lock = lockFolder(o.outDir, 'eval');
+  try {
+    return await evalInFolder(o);
+  } finally {
+    lock.release();
+  }
+}
+
+async function evalInFolder(o: RunEvalOptions): Promise<EvalResults> {
+  const log = SamplesLog.open(path.join(o.outDir, 'samples.jsonl'));
+  checkManifest(path.join(o.outDir, 'run.json'), o, log.existing.size > 0);
   await Promise.all([checkGolds(o.jobs, o.verifier), o.verifier.warm?.()]);
   for (const j of o.jobs) {
     const bad = j.problems.filter((p) => p.gold === null);
@@ -155,7 +173,6 @@ export async function runEval(o: RunEvalOptions): Promise<EvalResults> {
     }
   }
 
-  const log = SamplesLog.open(path.join(o.outDir, 'samples.jsonl'));
   if (log.droppedBytes > 0) o.onWarning?.(`${log.file}: dropped an unfinished last line (${log.droppedBytes} bytes) from an interrupted run`);
   const pending: Pending[] = [];
   for (const job of o.jobs) {
@@ -231,7 +248,7 @@ export async function runEval(o: RunEvalOptions): Promise<EvalResults> {
         };
       }),
     );
-    log.append(records);
+    writeOrFail(log.file, () => log.append(records), RESUME_HINT);
     // Partial tables after every chunk, so a long run can be read while it goes (chart at the end).
     await writeResults(o.outDir, collectResults(o, log), false);
     progress.problemsDone += chunk.length;
@@ -266,8 +283,12 @@ function powersOfTwo(max: number): number[] {
 
 /** results.json, results.md, and the pass@k chart (passk.svg, passk.png). */
 export async function writeResults(outDir: string, results: EvalResults, chart: boolean): Promise<void> {
-  writeJsonAtomic(path.join(outDir, 'results.json'), results);
-  writeFileAtomic(path.join(outDir, 'results.md'), resultsMarkdown(results));
+  const write = (name: string, data: string | Uint8Array) => {
+    const file = path.join(outDir, name);
+    writeOrFail(file, () => writeFileAtomic(file, data), RESUME_HINT);
+  };
+  write('results.json', JSON.stringify(results, null, 2) + '\n');
+  write('results.md', resultsMarkdown(results));
   if (!chart) return;
   const series = results.benchmarks
     .filter((b) => b.passAtK.length > 0)
@@ -281,6 +302,6 @@ export async function writeResults(outDir: string, results: EvalResults, chart: 
     y: { title: 'pass@k', format: '.0%', zero: true },
     series,
   });
-  writeFileAtomic(path.join(outDir, 'passk.svg'), svg);
-  writeFileAtomic(path.join(outDir, 'passk.png'), png);
+  write('passk.svg', svg);
+  write('passk.png', png);
 }

@@ -137,7 +137,7 @@ export class Tokenizer implements TokenDecoder {
 
   /** The prompt text of `messages` through the model's chat_template (add_generation_prompt appends the assistant header). */
   applyChatTemplate(messages: ChatMessage[], addGenerationPrompt = true): string {
-    if (this.template === null) fail(`${this.source}: tokenizer_config.json has no chat_template (drop --chat, or use a chat model)`);
+    if (this.template === null) fail(`${this.source}: tokenizer_config.json has no chat_template to build the prompt with; use a chat (instruct) model, or add its chat_template`);
     return this.template.render({
       messages,
       add_generation_prompt: addGenerationPrompt,
@@ -156,11 +156,12 @@ export class Tokenizer implements TokenDecoder {
 
 /**
  * The tokenizer of a model folder. Fails with a clear message when the folder has no
- * tokenizer.json, or (given modelVocab) when its ids do not fit the model's embedding.
+ * tokenizer.json (`missingFix`: the command's way around it), or (given modelVocab) when its ids
+ * do not fit the model's embedding.
  */
-export function loadTokenizer(dir: string, modelVocab?: number): Tokenizer {
+export function loadTokenizer(dir: string, modelVocab?: number, missingFix = 'copy the tokenizer files (tokenizer.json, tokenizer_config.json) of the model it came from into it'): Tokenizer {
   const tokFile = path.join(dir, 'tokenizer.json');
-  if (!existsSync(tokFile)) fail(`${dir} has no tokenizer.json; give the prompt as token ids (--prompt-ids) instead`);
+  if (!existsSync(tokFile)) fail(`${dir} has no tokenizer.json; ${missingFix}`);
   const cfgFile = path.join(dir, 'tokenizer_config.json');
   const genFile = path.join(dir, 'generation_config.json');
   const tok = new Tokenizer({

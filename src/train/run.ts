@@ -115,6 +115,7 @@ export async function buildEnv(config: TrainConfig, needsReference: boolean): Pr
   const backend = getBackend(config.model.backend);
   const model = await Qwen2Model.load(config.model.path, { backend });
   const tokenizer = loadTokenizer(config.model.path, model.config.vocabSize);
+  if (!tokenizer.hasChatTemplate) fail(`model.path: ${config.model.path}: tokenizer_config.json has no chat_template, which red train needs to build prompts; use a chat (instruct) model, or add its chat_template`);
   const refModel = needsReference ? await Qwen2Model.load(config.model.referencePath ?? config.model.path, { backend }) : null;
   if (refModel && refModel.params.length !== model.params.length) fail(`model.referencePath: ${config.model.referencePath} is not the same architecture as model.path`);
   const stopIds = stopTokenIds(tokenizer);

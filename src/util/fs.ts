@@ -2,6 +2,7 @@
 // sees a half-written file and a crash leaves the previous version intact.
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { errnoHint, fail } from './errors.ts';
 
 export function writeFileAtomic(file: string, data: string | Uint8Array): void {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}`);
@@ -24,4 +25,19 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
 
 export function writeJsonAtomic(file: string, value: unknown): void {
   writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n');
+}
+
+/**
+ * Runs `write` (which writes `file`); an operating-system error becomes one line naming the file,
+ * what happened and the fix (ENOSPC: free space and rerun), followed by `then` when given
+ * (e.g. what was kept and how to resume).
+ */
+export function writeOrFail<T>(file: string, write: () => T, then = ''): T {
+  try {
+    return write();
+  } catch (err) {
+    const hint = errnoHint(err);
+    if (hint === null) throw err;
+    return fail(`cannot write ${file} (${(err as NodeJS.ErrnoException).code}): ${hint}${then ? `; ${then}` : ''}`);
+  }
 }
