@@ -1,7 +1,7 @@
 // The configuration of `red train`: ONE typed source of truth (TRL GRPOConfig style). Every option
 // is declared once here with its default and its documentation; YAML files and `--set` only
 // override. Validation happens once, before anything runs, and lists every problem by path.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import YAML from 'yaml';
@@ -124,20 +124,36 @@ export function failWithIssues(source: string, lines: string[]): never {
   fail(`invalid configuration (${source}):\n  ${lines.join('\n  ')}`);
 }
 
+/** Options that hold a file or folder path (a relative one is relative to the config file that sets it). */
+export const PATH_KEYS = [['model', 'path'], ['model', 'referencePath'], ['data', 'train']] as const;
+
+/** Makes every path option of `raw` absolute, relative paths taken from `dir`. */
+export function resolvePathKeys(raw: Record<string, unknown>, dir: string): void {
+  for (const [group, key] of PATH_KEYS) {
+    const g = raw[group];
+    if (g === null || typeof g !== 'object' || Array.isArray(g)) continue;
+    const v = (g as Record<string, unknown>)[key];
+    if (typeof v === 'string' && v !== '') (g as Record<string, unknown>)[key] = path.resolve(dir, v);
+  }
+}
+
 /**
  * A config file as a plain object. `extends: other.yaml` (a path relative to the file) starts from
  * that file's content and overrides it key by key, so example configs share one base without
- * repeating it. Relative `model.path`, `model.referencePath` and `data.train` are kept as written
- * (they are relative to the working directory).
+ * repeating it. Relative `model.path`, `model.referencePath` and `data.train` are relative to the
+ * file that sets them (as `extends` is) and come back absolute, so a run's config.yaml can be
+ * rerun as it is from any directory.
  */
 export function readYamlConfig(file: string, seen: string[] = []): Record<string, unknown> {
   const raw = readYamlFile(file);
+  resolvePathKeys(raw, path.dirname(path.resolve(file)));
   const parent = raw.extends;
   delete raw.extends;
   if (parent === undefined) return raw;
   if (typeof parent !== 'string') fail(`${file}: extends must be a file name, got ${JSON.stringify(parent)}`);
   const base = path.resolve(path.dirname(file), parent);
   if (seen.includes(base)) fail(`${file}: extends ${parent} forms a cycle`);
+  if (!existsSync(base)) fail(`${file}: extends ${parent}, but ${base} does not exist (the path is relative to ${file})`);
   return mergeOverrides(readYamlConfig(base, [...seen, path.resolve(file)]), raw) as Record<string, unknown>;
 }
 

@@ -14,7 +14,7 @@ import { generate } from '../rollout/sampler.ts';
 import { fail } from '../util/errors.ts';
 import { writeFileAtomic } from '../util/fs.ts';
 import { lockFolder } from '../util/lock.ts';
-import { applySets, configToYaml, readYamlConfig, resolveTrainConfig, type TrainConfig } from './config.ts';
+import { applySets, configToYaml, readYamlConfig, resolvePathKeys, resolveTrainConfig, type TrainConfig } from './config.ts';
 import { createProgress, type Progress } from './metrics.ts';
 import { AdamW, clipGradNorm } from './optimizer.ts';
 import { prepareRunFolder } from './runfolder.ts';
@@ -43,6 +43,8 @@ export function loadCommandConfig(cmd: TrainCommand): TrainConfig {
   const raw = readYamlConfig(file);
   if (cmd.method !== undefined) raw.method = cmd.method;
   applySets(raw, cmd.sets);
+  // --set paths are relative to the working directory; config.yaml records them absolute.
+  resolvePathKeys(raw, process.cwd());
   const sources = [file, cmd.method !== undefined ? '--method' : '', cmd.sets.length > 0 ? '--set' : ''].filter((s) => s !== '');
   const config = resolveTrainConfig(raw, sources.join(' + '));
   checkInputs(config, sources.join(' + '));

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
@@ -68,12 +68,17 @@ test('the written config.yaml reads back to the same resolved config', () => {
   assert.equal(back.algorithm.piOffline, 'luffy');
 });
 
-test('extends: a base file overridden key by key; cycles are an error', () => {
+test('extends: a base file overridden key by key; paths relative to the file that sets them; cycles and missing bases are errors', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'red-cfg-'));
   writeFileSync(path.join(dir, 'base.yaml'), 'model: { path: m }\ndata: { train: t.jsonl, epochs: 2 }\nrollout: { groupSize: 4 }\n');
-  writeFileSync(path.join(dir, 'grpo.yaml'), 'extends: base.yaml\nmethod: grpo\ndata: { epochs: 1 }\n');
-  const c = resolveTrainConfig(readYamlConfig(path.join(dir, 'grpo.yaml')), 'grpo.yaml');
-  assert.deepEqual([c.method, c.data.train, c.data.epochs, c.rollout.groupSize], ['grpo', 't.jsonl', 1, 4]);
+  mkdirSync(path.join(dir, 'sub'));
+  writeFileSync(path.join(dir, 'sub', 'grpo.yaml'), 'extends: ../base.yaml\nmethod: grpo\nmodel: { referencePath: ref }\ndata: { epochs: 1 }\n');
+  const c = resolveTrainConfig(readYamlConfig(path.join(dir, 'sub', 'grpo.yaml')), 'grpo.yaml');
+  assert.deepEqual([c.method, c.model.path, c.model.referencePath, c.data.train, c.data.epochs, c.rollout.groupSize],
+    ['grpo', path.join(dir, 'm'), path.join(dir, 'sub', 'ref'), path.join(dir, 't.jsonl'), 1, 4]);
+  writeFileSync(path.join(dir, 'orphan.yaml'), 'extends: missing.yaml\n');
+  assert.throws(() => readYamlConfig(path.join(dir, 'orphan.yaml')),
+    (err: Error) => err.message === `${path.join(dir, 'orphan.yaml')}: extends missing.yaml, but ${path.join(dir, 'missing.yaml')} does not exist (the path is relative to ${path.join(dir, 'orphan.yaml')})`);
   writeFileSync(path.join(dir, 'a.yaml'), 'extends: b.yaml\n');
   writeFileSync(path.join(dir, 'b.yaml'), 'extends: a.yaml\n');
   assert.throws(() => readYamlConfig(path.join(dir, 'a.yaml')), /forms a cycle/);

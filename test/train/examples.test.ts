@@ -14,7 +14,9 @@ test('examples/builtin: one valid config per method, named after it', () => {
   for (const f of files) {
     const c = resolveTrainConfig(readYamlConfig(path.join(examples, 'builtin', f)), f);
     assert.equal(c.method, f.replace(/\.yaml$/, ''));
-    assert.equal(c.model.path, 'runs/builtin/base');
+    // Paths are relative to the config file: these name the repository's runs/ (the README's commands).
+    assert.equal(c.model.path, path.join(examples, '..', 'runs', 'builtin', 'base'));
+    assert.equal(c.data.train, path.join(examples, '..', 'runs', 'builtin', 'data', 'train.jsonl'));
   }
 });
 
@@ -22,6 +24,7 @@ test('examples/paper: the RED-SPEC recipe for Qwen2.5-Math-1.5B', () => {
   const c = resolveTrainConfig(readYamlConfig(path.join(examples, 'paper', 'qwen2.5-math-1.5b-red.yaml')), 'paper');
   assert.equal(c.method, 'red');
   assert.equal(c.data.fields, 'luffy');
+  assert.equal(c.model.path, path.join(examples, '..', 'models', 'Qwen2.5-Math-1.5B'));
   assert.deepEqual([c.optim.lr, c.rollout.promptsPerStep, c.rollout.groupSize, c.rollout.maxTokens, c.data.maxPromptTokens, c.data.epochs, c.seed],
     [2e-6, 64, 7, 8192, 1024, 5, 42]);
 });

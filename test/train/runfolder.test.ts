@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -87,4 +87,23 @@ test('two red train processes on one folder: the second is refused with the firs
     first.kill('SIGKILL');
     await exited;
   }
+});
+
+test('config paths are relative to the config file; config.yaml records them absolute, so --resume works from anywhere', () => {
+  const cfgDir = path.join(root, 'configs');
+  mkdirSync(cfgDir, { recursive: true });
+  writeFileSync(path.join(cfgDir, 'rel.yaml'), `extends: ../train.yaml
+model: { path: ${path.relative(cfgDir, tiny.model)} }
+data: { train: ${path.relative(cfgDir, tiny.train)} }
+`);
+  const dir = outDir();
+  // Started from the folder above the config (the paths would not resolve from there as written).
+  const first = spawnSync(process.execPath, [BIN, 'train', '--config', 'configs/rel.yaml', '--out', dir, '--method', 'sft', '--max-steps', '1'], { cwd: root, encoding: 'utf8' });
+  assert.equal(first.status, 0, first.stderr);
+  const saved = readFileSync(path.join(dir, 'config.yaml'), 'utf8');
+  assert.match(saved, new RegExp(`^  path: ${tiny.model}$`, 'm'));
+  assert.match(saved, new RegExp(`^  train: ${tiny.train}$`, 'm'));
+  const again = spawnSync(process.execPath, [BIN, 'train', '--out', dir, '--resume', '--max-steps', '2'], { cwd: tmpdir(), encoding: 'utf8' });
+  assert.equal(again.status, 0, again.stderr);
+  assert.deepEqual(steps(dir), [1, 2]);
 });
