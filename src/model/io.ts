@@ -10,8 +10,26 @@ import { configToJson, type ModelConfig } from './config.ts';
 import type { ParamLayout } from './params.ts';
 import { Checkpoint, writeSafetensors } from './safetensors.ts';
 
-/** Reads every parameter of `layout` from the checkpoint in `dir` into a new flat buffer. */
-export function readWeights(dir: string, layout: ParamLayout, config: ModelConfig): Float32Array {
+/**
+ * Fails naming the first tensor that holds a NaN or an Inf (a corrupt or diverged checkpoint would
+ * otherwise generate one token forever and train with `loss -`). `sumSquares` (the backend's
+ * Σx², one fast pass) settles the common all-finite case; only a non-finite sum is searched.
+ */
+export function checkFinite(dir: string, params: Float32Array, layout: ParamLayout, sumSquares?: (x: Float32Array, n: number) => number): void {
+  if (sumSquares && Number.isFinite(sumSquares(params, params.length))) return;
+  const bits = new Uint32Array(params.buffer, params.byteOffset, params.length);
+  const EXP = 0x7f800000; // exponent all ones: Inf or NaN
+  for (const spec of layout.specs) {
+    for (let i = spec.offset, end = spec.offset + spec.size; i < end; i++) {
+      if ((bits[i] & EXP) !== EXP) continue;
+      const what = Number.isNaN(params[i]) ? 'NaN' : params[i] > 0 ? '+Inf' : '-Inf';
+      fail(`${dir}: tensor "${spec.name}" holds ${what} (first at element ${i - spec.offset} of ${spec.size}); the checkpoint is corrupt or from a diverged run: use an earlier checkpoint or the original weights`);
+    }
+  }
+}
+
+/** Reads every parameter of `layout` from the checkpoint in `dir` into a new flat buffer (checked finite). */
+export function readWeights(dir: string, layout: ParamLayout, config: ModelConfig, sumSquares?: (x: Float32Array, n: number) => number): Float32Array {
   const ckpt = Checkpoint.open(dir);
   try {
     // Check names and shapes of everything first: a bad checkpoint fails before any allocation.
@@ -35,6 +53,7 @@ export function readWeights(dir: string, layout: ParamLayout, config: ModelConfi
       const found = ckpt.find(spec.name)!;
       found.file.readInto(spec.name, params.subarray(spec.offset, spec.offset + spec.size));
     }
+    checkFinite(dir, params, layout, sumSquares);
     return params;
   } finally {
     ckpt.close();

@@ -99,8 +99,9 @@ export class Qwen2Model {
   static async load(dir: string, opts: LoadOptions = {}): Promise<Qwen2Model> {
     const config = loadConfig(path.join(dir, 'config.json'));
     const layout = paramLayout(config);
-    const params = readWeights(dir, layout, config);
-    const model = new Qwen2Model(config, opts.backend ?? getBackend(), params);
+    const backend = opts.backend ?? getBackend();
+    const params = readWeights(dir, layout, config, (x, n) => backend.sumSquares(x, n));
+    const model = new Qwen2Model(config, backend, params);
     model.generationConfig = readGenerationConfig(dir, config);
     model.sourceDir = path.resolve(dir);
     return model;

@@ -165,7 +165,7 @@ export async function buildEnv(config: TrainConfig, needsReference: boolean): Pr
     decode: (ids) => tokenizer.decode(ids),
     eosId,
     examples: data.examples,
-    loadWeights: (dir) => readWeights(dir, model.layout, model.config),
+    loadWeights: (dir) => readWeights(dir, model.layout, model.config, (x, n) => backend.sumSquares(x, n)),
     skippedRows: data.skipped,
   };
 }
