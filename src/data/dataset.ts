@@ -4,7 +4,7 @@
 import path from 'node:path';
 import { fail, RedError } from '../util/errors.ts';
 import { Rng } from '../util/rng.ts';
-import { describe, getPath, isRecord, readRecordsDetailed, tryGetPath, type DataRecord, type OnBadRow, type RecordSource } from './records.ts';
+import { describe, getPath, isRecord, readRecordsDetailed, tryGetPath, type DataRecord, type OnBadRow, type RecordSource, type SkippedRows } from './records.ts';
 
 export type ChatRole = 'system' | 'user' | 'assistant';
 export interface ChatMessage {
@@ -91,32 +91,43 @@ export interface LoadDatasetOptions {
   onBadRow?: OnBadRow;
   /** Keep only the first N valid examples. */
   limit?: number;
+  /** Rows over this many bytes are skipped unread and counted (default: no limit). */
+  maxRowBytes?: number;
 }
 
 export interface LoadedDataset {
   file: string;
   examples: TrainingExample[];
-  /** Rows skipped as malformed (JSON or fields); 0 with onBadRow 'error'. */
+  /** Rows skipped, in all: malformed (JSON or fields; 0 with onBadRow 'error'), not UTF-8, over maxRowBytes. */
   skipped: number;
+  skippedBy: SkippedRows;
 }
 
 /** Reads and validates a whole training (or evaluation) file. */
 export async function loadDataset(file: string, options: LoadDatasetOptions = {}): Promise<LoadedDataset> {
   const mapping = parseFieldMapping(options.fields ?? 'paper');
   const onBadRow = options.onBadRow ?? 'error';
-  const read = await readRecordsDetailed(file, { onBadRow });
-  const out: LoadedDataset = { file, examples: [], skipped: read.skipped };
+  const read = await readRecordsDetailed(file, { onBadRow, maxRowBytes: options.maxRowBytes });
+  const out: LoadedDataset = { file, examples: [], skipped: read.skipped, skippedBy: read.skippedBy };
   for (let i = 0; i < read.records.length; i++) {
     if (options.limit !== undefined && out.examples.length >= options.limit) break;
     try {
       out.examples.push(toExample(read.records[i], mapping, { file, row: read.rows[i] }));
     } catch (err) {
-      if (onBadRow === 'skip' && err instanceof RedError) out.skipped++;
-      else throw err;
+      if (onBadRow === 'skip' && err instanceof RedError) {
+        out.skipped++;
+        out.skippedBy.malformed++;
+      } else throw err;
     }
   }
-  if (out.examples.length === 0) fail(`${file}: no usable rows${out.skipped > 0 ? ` (${out.skipped} skipped as malformed)` : ''}`);
+  if (out.examples.length === 0) fail(`${file}: no usable rows${out.skipped > 0 ? ` (${describeSkipped(out.skippedBy)} skipped)` : ''}`);
   return out;
+}
+
+/** "2 not UTF-8, 1 over the row size limit" (the non-zero counts). */
+export function describeSkipped(s: SkippedRows): string {
+  const parts: [number, string][] = [[s.malformed, 'malformed'], [s.nonUtf8, 'not UTF-8'], [s.tooLarge, 'over data.maxRowBytes']];
+  return parts.filter(([n]) => n > 0).map(([n, what]) => `${n} ${what}`).join(', ');
 }
 
 /** One record → one validated example; a RedError names file, row and field on any problem. */

@@ -1,6 +1,7 @@
 // Reads dataset files (JSONL or Parquet) into plain records, and looks fields up by dotted path
 // with errors that name the file, the 1-based row and the missing key. Parquet is read whole
 // (datasets here are at most tens of MB); JSONL can also be streamed line by line.
+import { isUtf8 } from 'node:buffer';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -16,15 +17,27 @@ export type OnBadRow = 'error' | 'skip';
 export interface ReadRecordsOptions {
   /** What to do with a row that is not a JSON object: stop with an error (default) or skip it. */
   onBadRow?: OnBadRow;
+  /** Rows longer than this many bytes (as JSON) are skipped unread and counted (default: no limit). */
+  maxRowBytes?: number;
+}
+
+/** Why rows were skipped: malformed (only with onBadRow 'skip'), not UTF-8, over maxRowBytes. */
+export interface SkippedRows {
+  malformed: number;
+  nonUtf8: number;
+  tooLarge: number;
 }
 
 export interface ReadRecordsResult {
   records: DataRecord[];
   /** 1-based row number (line number for JSONL) of each record, parallel to `records`. */
   rows: number[];
-  /** How many rows were skipped as malformed (always 0 with onBadRow 'error'). */
+  /** How many rows were skipped, in all (= the sum of `skippedBy`). */
   skipped: number;
+  skippedBy: SkippedRows;
 }
+
+const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 
 /** The format of a dataset file, from its extension (`.jsonl`, `.json` lines, `.parquet`). */
 export function recordFormat(file: string): RecordFormat {
@@ -43,18 +56,32 @@ export async function readRecords(file: string, options: ReadRecordsOptions = {}
 export async function readRecordsDetailed(file: string, options: ReadRecordsOptions = {}): Promise<ReadRecordsResult> {
   const format = recordFormat(file);
   await assertReadable(file);
-  const out: ReadRecordsResult = { records: [], rows: [], skipped: 0 };
+  const out: ReadRecordsResult = { records: [], rows: [], skipped: 0, skippedBy: { malformed: 0, nonUtf8: 0, tooLarge: 0 } };
+  const maxRowBytes = options.maxRowBytes ?? Infinity;
+  const skip = (why: keyof SkippedRows) => {
+    out.skippedBy[why]++;
+    out.skipped++;
+  };
   switch (format) {
     case 'jsonl': {
-      const text = await readFile(file, 'utf8');
-      const lines = text.split('\n');
-      for (let i = 0; i < lines.length; i++) {
-        const parsed = parseJsonlLine(file, i + 1, lines[i], options.onBadRow ?? 'error');
-        if (parsed === 'blank') continue;
-        if (parsed === 'skipped') out.skipped++;
+      let bytes = await readFile(file);
+      if (bytes.subarray(0, 3).equals(UTF8_BOM)) bytes = bytes.subarray(3); // a BOM is not part of row 1
+      // Row by row on the bytes: an oversized row is skipped unread, a non-UTF-8 one before it is
+      // decoded (decoding would turn its bad bytes into U+FFFD silently).
+      for (let start = 0, row = 1; start < bytes.length; row++) {
+        const nl = bytes.indexOf(0x0a, start);
+        const end = nl === -1 ? bytes.length : nl;
+        const line = bytes.subarray(start, end);
+        start = end + 1;
+        if (line.length > maxRowBytes) skip('tooLarge');
+        else if (!isUtf8(line)) skip('nonUtf8');
         else {
-          out.records.push(parsed);
-          out.rows.push(i + 1);
+          const parsed = parseJsonlLine(file, row, line.toString('utf8'), options.onBadRow ?? 'error');
+          if (parsed === 'skipped') skip('malformed');
+          else if (parsed !== 'blank') {
+            out.records.push(parsed);
+            out.rows.push(row);
+          }
         }
       }
       return out;
@@ -62,6 +89,10 @@ export async function readRecordsDetailed(file: string, options: ReadRecordsOpti
     case 'parquet': {
       const records = await readParquet(file);
       for (let i = 0; i < records.length; i++) {
+        if (maxRowBytes !== Infinity && Buffer.byteLength(JSON.stringify(records[i], (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))) > maxRowBytes) {
+          skip('tooLarge');
+          continue;
+        }
         out.records.push(records[i]);
         out.rows.push(i + 1);
       }
@@ -88,7 +119,8 @@ export async function* streamRecords(
       let row = 0;
       for await (const line of lines) {
         row++;
-        const parsed = parseJsonlLine(file, row, line, options.onBadRow ?? 'error');
+        const text = row === 1 && line.startsWith('\uFEFF') ? line.slice(1) : line;
+        const parsed = parseJsonlLine(file, row, text, options.onBadRow ?? 'error');
         if (parsed !== 'blank' && parsed !== 'skipped') yield { record: parsed, row };
       }
       return;

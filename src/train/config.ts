@@ -24,7 +24,9 @@ export const dataSchema = z.strictObject({
     .describe("Field mapping: 'paper' (problem/answer/distill), 'luffy' (LUFFY's OpenR1: prompt, reward_model.ground_truth, target), or 'problem=PATH,answer=PATH,trace=PATH'."),
   onBadRow: z.enum(['error', 'skip']).default('error')
     .describe("A malformed row: 'error' stops naming the file and row; 'skip' drops it and counts it in data/skipped_rows."),
-  maxPromptTokens: positiveInt().default(1024).describe('Longer prompts are dropped (counted in data/skipped_rows).'),
+  maxPromptTokens: positiveInt().default(1024).describe('Longer prompts are passed over when drawn (each time counted in data/skipped_prompts).'),
+  maxRowBytes: positiveInt().default(1_000_000)
+    .describe('Rows longer than this many bytes are skipped unread when the data loads, as are rows that are not UTF-8 (counted in data/skipped_rows, with one warning).'),
   epochs: z.number().positive().default(5).describe('Passes over the training set in RL stages (sets the planned number of steps; SFT stages use sft.epochs).'),
 });
 

@@ -3,7 +3,7 @@
 // Trainer's environment and runs every stage; Ctrl-C checkpoints after the current step.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { loadDataset, promptMessages, type TrainingExample } from '../data/dataset.ts';
+import { describeSkipped, loadDataset, promptMessages, type TrainingExample } from '../data/dataset.ts';
 import { getBackend } from '../engine/index.ts';
 import { readWeights } from '../model/io.ts';
 import { Qwen2Model } from '../model/qwen2.ts';
@@ -113,7 +113,8 @@ async function trainInFolder(cmd: TrainCommand, config: TrainConfig, stages: Ret
 
 /** The real components behind the Trainer. */
 export async function buildEnv(config: TrainConfig, needsReference: boolean): Promise<TrainerEnv> {
-  const data = await loadDataset(config.data.train, { fields: config.data.fields, onBadRow: config.data.onBadRow });
+  const data = await loadDataset(config.data.train, { fields: config.data.fields, onBadRow: config.data.onBadRow, maxRowBytes: config.data.maxRowBytes });
+  if (data.skipped > 0) process.stderr.write(`warning: ${config.data.train}: skipped ${data.skipped} row(s) (${describeSkipped(data.skippedBy)}); counted in data/skipped_rows\n`);
   const backend = getBackend(config.model.backend);
   const model = await Qwen2Model.load(config.model.path, { backend });
   const tokenizer = loadTokenizer(config.model.path, model.config.vocabSize);
