@@ -120,7 +120,7 @@ export async function loadDataset(file: string, options: LoadDatasetOptions = {}
       } else throw err;
     }
   }
-  if (out.examples.length === 0) fail(`${file}: no usable rows${out.skipped > 0 ? ` (${describeSkipped(out.skippedBy)} skipped)` : ''}`);
+  if (out.examples.length === 0) fail(`${file}: no usable rows${out.skipped > 0 ? ` (${out.skipped} skipped: ${describeSkipped(out.skippedBy)})` : ''}`);
   return out;
 }
 
