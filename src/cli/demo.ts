@@ -32,6 +32,8 @@ export function registerDemo(program: Command): void {
       const { BUDGETS } = await import('../demo/budget.ts');
       const { runDemo } = await import('../demo/run.ts');
       if (opts.quick && opts.tiny) fail('--quick and --tiny are two budgets; give one');
+      // One demo per folder (released on exit).
+      (await import('../util/lock.ts')).lockFolder(opts.out, 'demo');
       const backend = opts.backend;
       if (backend !== 'auto' && backend !== 'native' && backend !== 'reference') fail(`--backend must be auto, native or reference, got '${backend}'`);
       const base = BUDGETS[opts.tiny ? 'tiny' : opts.quick ? 'quick' : 'default'];

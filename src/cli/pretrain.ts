@@ -41,6 +41,8 @@ export function registerPretrain(program: Command): void {
       const set = <T>(v: T | undefined, fallback: T): T => (v === undefined ? fallback : v);
       const steps = set(parseNumber('steps', opts.steps, true), base.steps);
       const every = Math.max(1, Math.round(steps / 20));
+      // One writer per model folder; the lock leaves with the old folder when save() replaces it.
+      (await import('../util/lock.ts')).lockFolder(opts.out, 'pretrain');
       const started = performance.now();
       const result = await pretrain({
         ...base,

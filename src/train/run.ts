@@ -102,7 +102,8 @@ async function trainInFolder(cmd: TrainCommand, config: TrainConfig, stages: Ret
     if (stages.some((s) => s.onlineRollouts)) await warmVerifier();
     const last = await trainer.run();
     p.stop();
-    process.stderr.write(`red train: stopped at step ${last}; outputs in ${cmd.out}\n`);
+    const resumeHint = interrupts > 0 ? `; to continue: red train --out ${cmd.out} --resume` : '';
+    process.stderr.write(`red train: stopped at step ${last}; outputs in ${cmd.out}${resumeHint}\n`);
     return last;
   } finally {
     process.off('SIGINT', onSigint);

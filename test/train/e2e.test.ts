@@ -178,6 +178,7 @@ test('Ctrl-C: the current step finishes, a checkpoint is written, exit code 0', 
   const r = await run.done;
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /Ctrl-C: finishing the current step/);
+  assert.match(r.stderr, new RegExp(`to continue: red train --out ${dir} --resume\\n$`));
   const m = lines(dir);
   const last = m[m.length - 1].step;
   const state = JSON.parse(readFileSync(path.join(dir, 'checkpoints', `step-${last}`, 'trainer_state.json'), 'utf8'));
