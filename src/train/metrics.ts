@@ -2,7 +2,7 @@
 // the progress display (a cli-progress bar on a terminal, one plain line per step otherwise).
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { SingleBar } from 'cli-progress';
-import { writeFileAtomic } from '../util/fs.ts';
+import { writeFileAtomic, writeOrFail } from '../util/fs.ts';
 
 /** One step's metrics by name (`reward/mean`, `timing_s/rollout`, ...). */
 export type Metrics = Record<string, number>;
@@ -34,7 +34,7 @@ export class MetricsWriter {
   write(metrics: Metrics): void {
     const clean: Metrics = {};
     for (const [k, v] of Object.entries(metrics)) if (Number.isFinite(v)) clean[k] = v;
-    appendFileSync(this.file, JSON.stringify(clean) + '\n');
+    writeOrFail(this.file, () => appendFileSync(this.file, JSON.stringify(clean) + '\n'), 'the newest checkpoint is intact; --resume continues from it');
   }
 }
 
