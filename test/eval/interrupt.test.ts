@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { lockFolder } from '../../src/util/lock.ts';
 import { byteTokenizerFiles, tinyModel } from './tiny.ts';
 
 const ROOT = mkdtempSync(path.join(tmpdir(), 'red-eval-int-'));
@@ -25,8 +26,9 @@ function modelFolder(name: string, chatTemplate: boolean): string {
   return dir;
 }
 const model = modelFolder('model', true);
+const PROBLEMS = 150;
 const data = path.join(ROOT, 'q.jsonl');
-writeFileSync(data, Array.from({ length: 30 }, (_, i) => JSON.stringify({ problem: `${i}+1`, answer: String(i + 1) })).join('\n') + '\n');
+writeFileSync(data, Array.from({ length: PROBLEMS }, (_, i) => JSON.stringify({ problem: `${i}+1`, answer: String(i + 1) })).join('\n') + '\n');
 const records = (out: string) => readFileSync(path.join(out, 'samples.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { benchmark: string; index: number });
 
 test('Ctrl-C: says how to resume; a second writer is refused; the same command reuses every finished problem', async () => {
@@ -42,22 +44,21 @@ test('Ctrl-C: says how to resume; a second writer is refused; the same command r
     if (child.exitCode !== null || Date.now() - t0 > 60_000) assert.fail(`no progress to interrupt: ${stderr}`);
     await new Promise((r) => setTimeout(r, 10));
   }
-  const second = spawnSync(process.execPath, args, { encoding: 'utf8' });
-  assert.equal(second.status, 1);
-  assert.equal(second.stderr, `red: ${out} is in use by PID ${child.pid} (red eval); wait for it to finish, stop it, or use another folder\n`);
+  // A second writer (this process) is refused while the first runs.
+  assert.throws(() => lockFolder(out, 'eval'), (err: Error) => err.message === `${out} is in use by PID ${child.pid} (red eval); wait for it to finish, stop it, or use another folder`);
   child.kill('SIGINT');
   assert.equal(await done, 130, stderr);
   const kept = readFileSync(file, 'utf8');
   const n = kept.trim().split('\n').length;
-  assert.ok(n < 30, 'the run finished before it was interrupted');
+  assert.ok(n < PROBLEMS, 'the run finished before it was interrupted');
   assert.match(stderr, new RegExp(`red eval: interrupted; ${n} finished problem\\(s\\) are kept in ${file}; run the same command to resume from there\\n$`));
 
   const resumed = spawnSync(process.execPath, args, { encoding: 'utf8' });
   assert.equal(resumed.status, 0, resumed.stderr);
   assert.ok(readFileSync(file, 'utf8').startsWith(kept), 'the finished problems were rewritten');
   const keys = records(out).map((r) => `${r.benchmark}#${r.index}`);
-  assert.equal(keys.length, 30);
-  assert.equal(new Set(keys).size, 30, 'a problem was written twice');
+  assert.equal(keys.length, PROBLEMS);
+  assert.equal(new Set(keys).size, PROBLEMS, 'a problem was written twice');
 });
 
 test('no chat template: eval names --prompt raw, and that corrected command then runs in the same folder', () => {
