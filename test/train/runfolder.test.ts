@@ -61,11 +61,16 @@ test('--resume with another method is refused and leaves config.yaml; other chan
   assert.equal(other.stderr.trim().split('\n').length, 1, other.stderr);
   assert.match(other.stderr, /^red: --resume: method "sft" → "grpo" since .* was started, so its checkpoint belongs to another run; resume with the same method, add --force/);
   assert.equal(readFileSync(path.join(dir, 'config.yaml'), 'utf8'), saved);
+  const forced = spawnSync(process.execPath, [BIN, 'train', '--out', dir, '--resume', '--force', '--method', 'grpo', '--max-steps', '2'], { encoding: 'utf8' });
+  assert.equal(forced.status, 0, forced.stderr);
+  assert.match(forced.stderr, /resuming with settings changed since .*: method "sft" → "grpo"/);
+  assert.match(readFileSync(path.join(dir, 'config.yaml'), 'utf8'), /^method: grpo$/m);
+  assert.deepEqual(steps(dir), [1, 2]);
 
-  const lr = spawnSync(process.execPath, [BIN, 'train', '--out', dir, '--resume', '--set', 'sft.lr=1e-4', '--max-steps', '2'], { encoding: 'utf8' });
+  const lr = spawnSync(process.execPath, [BIN, 'train', '--out', dir, '--resume', '--set', 'sft.lr=1e-4', '--max-steps', '3'], { encoding: 'utf8' });
   assert.equal(lr.status, 0, lr.stderr);
   assert.match(lr.stderr, /resuming with settings changed since .*: sft\.lr 0\.00005 → 0\.0001/);
-  assert.deepEqual(steps(dir), [1, 2]);
+  assert.deepEqual(steps(dir), [1, 2, 3]);
 });
 
 test('two red train processes on one folder: the second is refused with the first one\'s PID', async () => {
