@@ -10,7 +10,7 @@ import { getBackend } from '../engine/index.ts';
 import { packSequences, type PackedBatch } from '../model/batch.ts';
 import { SHAPE_05B, SHAPE_20M, configOf, randomModel, type Shape } from './shapes.ts';
 import { AdamW } from '../train/optimizer.ts';
-import type { BenchOptions } from '../cli/bench.ts';
+import type { BenchOptions } from './options.ts';
 import { fail } from '../util/errors.ts';
 import { Rng } from '../util/rng.ts';
 

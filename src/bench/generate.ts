@@ -9,7 +9,7 @@ import { KvDecoder } from '../model/decode.ts';
 import { SHAPE_05B, SHAPE_20M, configOf, randomModel, type Shape } from './shapes.ts';
 import { generate, newGenerateStats } from '../rollout/sampler.ts';
 import { TokenChooser } from '../rollout/sampling.ts';
-import type { BenchOptions } from '../cli/bench.ts';
+import type { BenchOptions } from './options.ts';
 import { fail } from '../util/errors.ts';
 import { Rng } from '../util/rng.ts';
 

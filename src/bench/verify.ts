@@ -1,7 +1,7 @@
 // `red bench verify`: the answer verifier's speed with the CAS pool warm — comparisons per second on
 // a mix (plain numbers, fractions, symbolic, sets), on plain numeric pairs alone (the main-thread
 // fast path), and the slowest single comparison against the timeout. One JSON line per figure.
-import type { BenchOptions } from '../cli/bench.ts';
+import type { BenchOptions } from './options.ts';
 import { Rng } from '../util/rng.ts';
 import { closeVerifier, verifyBatch, verify, warmVerifier, DEFAULT_TIMEOUT_MS } from '../reward/index.ts';
 import { availableParallelism } from 'node:os';

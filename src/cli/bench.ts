@@ -1,12 +1,9 @@
 // `red bench <name>`: benchmarks that print one JSON line per figure, each beside a peer
 // measured in the same run (numpy for GEMM, the memory bandwidth for decode, ...).
 import type { Command } from 'commander';
+import type { BenchOptions } from '../bench/options.ts';
 import { fail } from '../util/errors.ts';
 
-export interface BenchOptions {
-  quick: boolean;
-  backend?: string;
-}
 type BenchFn = (opts: BenchOptions) => Promise<void>;
 
 // name → lazy loader of the module whose `run` performs the benchmark.
@@ -14,7 +11,7 @@ const benches: Record<string, () => Promise<{ run: BenchFn }>> = {
   generate: () => import('../bench/generate.ts'),
   engine: () => import('../bench/engine.ts'),
   verify: () => import('../bench/verify.ts'),
-  eval: () => import('../eval/bench.ts'),
+  eval: () => import('../bench/eval.ts'),
 };
 
 export function registerBench(program: Command): void {

@@ -78,6 +78,7 @@ async function evalAction(opts: EvalCliOptions): Promise<void> {
   const { resolveBenchmark, loadBenchmark, benchmarkPath } = await import('../eval/benchmarks.ts');
   const { PROMPT_STYLES, samplingFor } = await import('../eval/protocol.ts');
   const { runEval } = await import('../eval/run.ts');
+  const { writePasskChart } = await import('../report/passk.ts');
   const prompt = PROMPT_STYLES.find((p) => p === opts.prompt);
   if (!prompt) fail(`--prompt must be one of ${PROMPT_STYLES.join(', ')}, got '${opts.prompt}'`);
   const names = opts.benchmarks.split(',').map((s) => s.trim()).filter((s) => s !== '');
@@ -131,6 +132,7 @@ async function evalAction(opts: EvalCliOptions): Promise<void> {
       prompt,
       seed: opts.seed,
       chunkSamples: opts.chunk,
+      chart: writePasskChart,
       onProgress: progress.update,
       onWarning: (w) => {
         progress.pause();

@@ -39,6 +39,5 @@ export async function evaluateHeldOut(o: HeldOutEval): Promise<EvalResults> {
     prompt: 'qwen-boxed',
     seed: o.budget.seed,
     chunkSamples: 4096,
-    chart: false,
   });
 }

@@ -1,11 +1,10 @@
 // Runs an evaluation: checks every gold answer, skips problems already in samples.jsonl,
 // sends the rest through the generator in chunks (one continuous-batching call per chunk,
 // appended to samples.jsonl when it finishes), verifies the answers, and writes results.json,
-// results.md and the pass@k chart. The outcome depends only on the records, so a resumed run
+// results.md (the pass@k chart is drawn by report/, given as `chart`). The outcome depends only on the records, so a resumed run
 // reports what an uninterrupted one would.
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { lineChart } from '../report/chart.ts';
 import { fail } from '../util/errors.ts';
 import { writeFileAtomic, writeJsonAtomic, writeOrFail } from '../util/fs.ts';
 import { lockFolder } from '../util/lock.ts';
@@ -54,8 +53,8 @@ export interface RunEvalOptions {
   chunkSamples: number;
   onProgress?: (p: EvalProgress) => void;
   onWarning?: (message: string) => void;
-  /** Skip the PNG/SVG chart (tests that do not look at it). */
-  chart?: boolean;
+  /** Draws the pass@k chart after the results are written (report's writePasskChart); none when absent. */
+  chart?: (outDir: string, results: EvalResults) => Promise<void>;
 }
 
 /** What a run's folder was started with; a resume must match it for the benchmarks both have. */
@@ -250,7 +249,7 @@ async function evalInFolder(o: RunEvalOptions): Promise<EvalResults> {
     );
     writeOrFail(log.file, () => log.append(records), RESUME_HINT);
     // Partial tables after every chunk, so a long run can be read while it goes (chart at the end).
-    await writeResults(o.outDir, collectResults(o, log), false);
+    writeResults(o.outDir, collectResults(o, log));
     progress.problemsDone += chunk.length;
     // A generator that does not report per sequence still moves the bar chunk by chunk.
     progress.samplesDone = samplesBefore + chunkSamples;
@@ -263,7 +262,8 @@ async function evalInFolder(o: RunEvalOptions): Promise<EvalResults> {
     const t: Throughput = { problems: pending.length, samples, tokens, wallS, problemsPerS: pending.length / wallS, samplesPerS: samples / wallS, tokensPerS: tokens / wallS };
     results.throughput = t;
   }
-  await writeResults(o.outDir, results, o.chart ?? true);
+  writeResults(o.outDir, results);
+  await o.chart?.(o.outDir, results);
   return results;
 }
 
@@ -274,34 +274,14 @@ function collectResults(o: RunEvalOptions, log: SamplesLog): EvalResults {
   return { model: o.model, prompt: o.prompt, seed: o.seed, benchmarks, overall, metrics: metricsOf(benchmarks, overall) };
 }
 
-function powersOfTwo(max: number): number[] {
-  const out: number[] = [];
-  for (let k = 1; k <= max; k *= 2) out.push(k);
-  if (out[out.length - 1] !== max) out.push(max);
-  return out;
-}
-
-/** results.json, results.md, and the pass@k chart (passk.svg, passk.png). */
-export async function writeResults(outDir: string, results: EvalResults, chart: boolean): Promise<void> {
-  const write = (name: string, data: string | Uint8Array) => {
+/** results.json and results.md (the pass@k chart is the caller's `chart`). */
+export function writeResults(outDir: string, results: EvalResults): void {
+  const files: [string, string][] = [
+    ['results.json', JSON.stringify(results, null, 2) + '\n'],
+    ['results.md', resultsMarkdown(results)],
+  ];
+  for (const [name, data] of files) {
     const file = path.join(outDir, name);
     writeOrFail(file, () => writeFileAtomic(file, data), RESUME_HINT);
-  };
-  write('results.json', JSON.stringify(results, null, 2) + '\n');
-  write('results.md', resultsMarkdown(results));
-  if (!chart) return;
-  const series = results.benchmarks
-    .filter((b) => b.passAtK.length > 0)
-    .map((b) => ({ name: b.title, points: b.passAtK.map((y, i) => ({ x: i + 1, y })) }));
-  if (series.length === 0) return;
-  const kMax = Math.max(...series.map((s) => s.points.length));
-  const { svg, png } = await lineChart({
-    title: `pass@k: ${path.basename(results.model)}`,
-    // Log-k axis labelled at powers of two (1, 2, 4, … 32), as pass@k curves usually are.
-    x: { title: 'k (samples)', scale: 'log', domain: [1, Math.max(kMax, 2)], ticks: powersOfTwo(Math.max(kMax, 2)), format: 'd' },
-    y: { title: 'pass@k', format: '.0%', zero: true },
-    series,
-  });
-  write('passk.svg', svg);
-  write('passk.png', png);
+  }
 }

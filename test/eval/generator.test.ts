@@ -51,15 +51,15 @@ test('with the real sampler, an interrupted and resumed run writes the same samp
     calls++;
     return real(r, o);
   };
-  const a = await runEval({ outDir: whole, model: 'tiny', jobs: await job(), generate: counting, verifier: exactVerifier, prompt: 'qwen-boxed', seed: 5, chunkSamples: 1000, chart: false });
+  const a = await runEval({ outDir: whole, model: 'tiny', jobs: await job(), generate: counting, verifier: exactVerifier, prompt: 'qwen-boxed', seed: 5, chunkSamples: 1000 });
   assert.equal(calls, 1, 'all 15 samples in one continuous-batching call');
   assert.equal(a.benchmarks[0].scored, 5);
 
   const parts = path.join(data, 'parts');
   let n = 0;
   const crashing: Generator = (r, o) => (++n === 2 ? Promise.reject(new Error('killed')) : real(r, o));
-  await assert.rejects(runEval({ outDir: parts, model: 'tiny', jobs: await job(), generate: crashing, verifier: exactVerifier, prompt: 'qwen-boxed', seed: 5, chunkSamples: 6, chart: false }), /killed/);
-  await runEval({ outDir: parts, model: 'tiny', jobs: await job(), generate: real, verifier: exactVerifier, prompt: 'qwen-boxed', seed: 5, chunkSamples: 3, chart: false });
+  await assert.rejects(runEval({ outDir: parts, model: 'tiny', jobs: await job(), generate: crashing, verifier: exactVerifier, prompt: 'qwen-boxed', seed: 5, chunkSamples: 6 }), /killed/);
+  await runEval({ outDir: parts, model: 'tiny', jobs: await job(), generate: real, verifier: exactVerifier, prompt: 'qwen-boxed', seed: 5, chunkSamples: 3 });
 
   const wholeLines = readFileSync(path.join(whole, 'samples.jsonl'), 'utf8');
   assert.equal(readFileSync(path.join(parts, 'samples.jsonl'), 'utf8'), wholeLines);

@@ -90,7 +90,7 @@ test('Acc, LEN, per-level accuracy, pass@k and overall from controlled answers',
   const dir = mkdtempSync(path.join(ROOT, 'red-eval-'));
   const { jobs, table } = await setup(dir);
   const calls: GenerationRequest[][] = [];
-  const r = await runEval({ outDir: dir, model: 'fake', jobs, generate: fakeGenerator(table, calls), verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 1000, chart: false });
+  const r = await runEval({ outDir: dir, model: 'fake', jobs, generate: fakeGenerator(table, calls), verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 1000 });
   // One call: every sample of every problem in one batch (the benchmarks differ in n only).
   assert.equal(calls.length, 1);
   assert.deepEqual(calls[0].map((q) => q.n), [4, 4, 4, 1, 1, 1, 1]);
@@ -143,7 +143,7 @@ test('a run interrupted mid-way (crash, truncated last line) resumes to the same
   const data = mkdtempSync(path.join(ROOT, 'red-eval-data-'));
   const whole = mkdtempSync(path.join(ROOT, 'red-eval-whole-'));
   const { jobs, table } = await setup(data);
-  const full = await runEval({ outDir: whole, model: 'fake', jobs, generate: fakeGenerator(table), verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 4, chart: false });
+  const full = await runEval({ outDir: whole, model: 'fake', jobs, generate: fakeGenerator(table), verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 4 });
 
   const dir = mkdtempSync(path.join(ROOT, 'red-eval-resume-'));
   const { jobs: jobs2 } = await setup(data);
@@ -154,7 +154,7 @@ test('a run interrupted mid-way (crash, truncated last line) resumes to the same
     if (++calls === 3) throw new Error('killed');
     return inner(req, opts);
   };
-  await assert.rejects(runEval({ outDir: dir, model: 'fake', jobs: jobs2, generate: crashing, verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 4, chart: false }), /killed/);
+  await assert.rejects(runEval({ outDir: dir, model: 'fake', jobs: jobs2, generate: crashing, verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 4 }), /killed/);
   const samplesFile = path.join(dir, 'samples.jsonl');
   assert.equal(readFileSync(samplesFile, 'utf8').trim().split('\n').length, 2);
   // The tables written after each chunk show the partial state: A0 (0/4) and A1 (1/4) scored.
@@ -168,7 +168,7 @@ test('a run interrupted mid-way (crash, truncated last line) resumes to the same
   const seen: GenerationRequest[][] = [];
   const warnings: string[] = [];
   const { jobs: jobs3 } = await setup(data);
-  const resumed = await runEval({ outDir: dir, model: 'fake', jobs: jobs3, generate: fakeGenerator(table, seen), verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 4, chart: false, onWarning: (w) => warnings.push(w) });
+  const resumed = await runEval({ outDir: dir, model: 'fake', jobs: jobs3, generate: fakeGenerator(table, seen), verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 4, onWarning: (w) => warnings.push(w) });
   assert.deepEqual(seen.flat().map(problemOf), ['A2', 'B0', 'B1', 'B2', 'B3'], 'only the unfinished problems are generated');
   assert.ok(warnings.some((w) => w.includes('dropped an unfinished last line')));
   assert.deepEqual(withoutThroughput(resumed), withoutThroughput(full));
@@ -178,7 +178,7 @@ test('a run interrupted mid-way (crash, truncated last line) resumes to the same
   const { jobs: jobs4 } = await setup(data);
   jobs4[0].sampling = { ...jobs4[0].sampling, n: 8 };
   await assert.rejects(
-    runEval({ outDir: dir, model: 'fake', jobs: jobs4, generate: fakeGenerator(table), verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 4, chart: false }),
+    runEval({ outDir: dir, model: 'fake', jobs: jobs4, generate: fakeGenerator(table), verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 4 }),
     /other settings \(A: .*"n":4.*→.*"n":8/,
   );
 });
@@ -204,7 +204,6 @@ test('a gold answer that cannot be read or parsed is listed and warned about, no
     prompt: 'qwen-boxed',
     seed: 0,
     chunkSamples: 16,
-    chart: false,
     onWarning: (w) => warnings.push(w),
   });
   const g = r.benchmarks[0];
@@ -225,9 +224,9 @@ test('resuming a folder with another model is refused', async () => {
   const data = mkdtempSync(path.join(ROOT, 'red-eval-model-data-'));
   const out = mkdtempSync(path.join(ROOT, 'red-eval-model-'));
   const { jobs, table } = await setup(data);
-  await runEval({ outDir: out, model: 'models/a', jobs, generate: fakeGenerator(table), verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 100, chart: false });
+  await runEval({ outDir: out, model: 'models/a', jobs, generate: fakeGenerator(table), verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 100 });
   await assert.rejects(
-    runEval({ outDir: out, model: 'models/b', jobs, generate: fakeGenerator(table), verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 100, chart: false }),
+    runEval({ outDir: out, model: 'models/b', jobs, generate: fakeGenerator(table), verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 100 }),
     /other settings \(model models\/a → models\/b\)/,
   );
 });

@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { BenchOptions } from '../cli/bench.ts';
+import type { BenchOptions } from './options.ts';
 import { builtinRows } from '../data/task/builtin.ts';
 import { builtinTokenizerFiles } from '../data/task/tokenizer.ts';
 import { getBackend, type BackendPreference } from '../engine/index.ts';
@@ -14,10 +14,10 @@ import { Qwen2Model } from '../model/qwen2.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import { newGenerateStats } from '../rollout/sampler.ts';
 import { fail } from '../util/errors.ts';
-import { loadBenchmark, resolveBenchmark } from './benchmarks.ts';
-import { mathVerifier, samplerGenerator } from './generator.ts';
-import { samplingFor } from './protocol.ts';
-import { runEval } from './run.ts';
+import { loadBenchmark, resolveBenchmark } from '../eval/benchmarks.ts';
+import { mathVerifier, samplerGenerator } from '../eval/generator.ts';
+import { samplingFor } from '../eval/protocol.ts';
+import { runEval } from '../eval/run.ts';
 
 function emit(fields: Record<string, unknown>): void {
   console.log(JSON.stringify({ bench: 'eval', ...fields }));
@@ -47,7 +47,7 @@ export async function run(opts: BenchOptions): Promise<void> {
     const stats = newGenerateStats();
     const results = await runEval({
       outDir: path.join(dir, 'out'), model: 'random-tiny', jobs, generate: samplerGenerator({ model, tokenizer, stats }),
-      verifier: mathVerifier, prompt: 'qwen-boxed', seed: 0, chunkSamples: 1024, chart: false,
+      verifier: mathVerifier, prompt: 'qwen-boxed', seed: 0, chunkSamples: 1024,
     });
     const t = results.throughput;
     if (!t) fail('bench eval: nothing was generated');

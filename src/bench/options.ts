@@ -1,0 +1,5 @@
+// What every `red bench <name>` takes (the CLI parses it; each bench module's `run` receives it).
+export interface BenchOptions {
+  quick: boolean;
+  backend?: string;
+}
