@@ -5,6 +5,8 @@ import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { loadDataset, promptMessages, type TrainingExample } from '../data/dataset.ts';
 import { getBackend } from '../engine/index.ts';
+import { hubRefOf } from '../hub/id.ts';
+import { resolveDataFile, resolveModelPath } from '../hub/snapshot.ts';
 import { readWeights } from '../model/io.ts';
 import { Qwen2Model } from '../model/qwen2.ts';
 import { loadTokenizer, type Tokenizer } from '../model/tokenizer.ts';
@@ -45,15 +47,39 @@ export function loadCommandConfig(cmd: TrainCommand): TrainConfig {
   return config;
 }
 
-/** The files the config names exist (all missing ones listed at once, before anything loads). */
+/** The files the config names exist or are Hub ids (all missing ones listed at once, before anything loads). */
 function checkInputs(config: TrainConfig, source: string): void {
   const problems: string[] = [];
   const folders: [string, string | undefined][] = [['model.path', config.model.path], ['model.referencePath', config.model.referencePath]];
   for (const [key, dir] of folders) {
-    if (dir !== undefined && !existsSync(path.join(dir, 'config.json'))) problems.push(`${key}: ${dir} is not a model folder (no config.json)`);
+    if (dir !== undefined && !existsSync(path.join(dir, 'config.json')) && (existsSync(dir) || !hubRefOf(dir, 'model'))) problems.push(`${key}: ${dir} is not a model folder (no config.json)`);
   }
-  if (!existsSync(config.data.train)) problems.push(`data.train: ${config.data.train} not found`);
+  if (!existsSync(config.data.train) && !hubRefOf(config.data.train, 'dataset')) problems.push(`data.train: ${config.data.train} not found`);
+  const firstSteps = builtinFirstSteps(config, source);
+  if (firstSteps) fail(firstSteps);
   if (problems.length > 0) fail(`invalid configuration (${source}):\n  ${problems.join('\n  ')}`);
+}
+
+/**
+ * A config from examples/builtin/ on a fresh checkout names the built-in data and base model
+ * before they exist: one line with the commands that make them (they are not Hub ids).
+ */
+function builtinFirstSteps(config: TrainConfig, source: string): string | null {
+  if (!source.split(' + ')[0].split(path.sep).join('/').includes('examples/builtin/')) return null;
+  const cli = path.relative(process.cwd(), process.argv[1] ?? '').startsWith('bin') ? 'node bin/red.js' : 'red';
+  const steps: string[] = [];
+  const data = path.dirname(config.data.train);
+  if (!existsSync(config.data.train)) steps.push(`${cli} data builtin --out ${data}`);
+  if (!existsSync(path.join(config.model.path, 'config.json'))) steps.push(`${cli} pretrain --out ${config.model.path}`);
+  if (steps.length === 0) return null;
+  return `${source}: the built-in task's ${steps.length === 2 ? 'data and base model do' : steps[0].includes(' data ') ? 'data does' : 'base model does'} not exist yet; make ${steps.length === 2 ? 'them' : 'it'} first: ${steps.join(' && ')}`;
+}
+
+/** The config with Hub ids (model.path, model.referencePath, data.train) replaced by cached local paths. */
+async function resolveHubInputs(config: TrainConfig): Promise<TrainConfig> {
+  const model = { ...config.model, path: await resolveModelPath(config.model.path, 'model.path') };
+  if (config.model.referencePath !== undefined) model.referencePath = await resolveModelPath(config.model.referencePath, 'model.referencePath');
+  return { ...config, model, data: { ...config.data, train: await resolveDataFile(config.data.train, 'data.train') } };
 }
 
 /** Runs `red train`; returns the last step done. */
@@ -66,7 +92,7 @@ export async function runTrain(cmd: TrainCommand, progress?: Progress): Promise<
   } catch (err) {
     fail(`cannot write to the output folder ${cmd.out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  const env = await buildEnv(config, stages.some((s) => s.klCoef > 0));
+  const env = await buildEnv(await resolveHubInputs(config), stages.some((s) => s.klCoef > 0));
   const p = progress ?? createProgress(config.log.progress);
   const trainer = new Trainer(env, { config, stages, outDir: cmd.out, maxSteps: cmd.maxSteps, resume: cmd.resume, progress: p });
   let interrupts = 0;
