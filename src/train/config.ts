@@ -70,6 +70,8 @@ export const checkpointSchema = z.strictObject({
 export const logSchema = z.strictObject({
   progress: z.enum(['auto', 'bar', 'plain', 'none']).default('auto')
     .describe('auto: a progress bar on a terminal, one plain line per step otherwise.'),
+  tensorboard: z.boolean().default(true)
+    .describe('Also write every metric as a TensorBoard scalar to DIR/tb/events.out.tfevents.* (tensorboard --logdir, wandb sync --sync-tensorboard).'),
 });
 
 /**
