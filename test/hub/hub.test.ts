@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,9 @@ import { SafetensorsFile } from '../../src/model/safetensors.ts';
 import { hubRefOf, parseHubId } from '../../src/hub/id.ts';
 import { isModelFile, resolveDataDir, resolveDataFile, resolveModelPath } from '../../src/hub/snapshot.ts';
 import type { HubSettings } from '../../src/hub/client.ts';
+import { createProgress } from '../../src/train/metrics.ts';
+import { runTrain } from '../../src/train/run.ts';
+import { writeTinySetup } from '../train/tiny.ts';
 import { FakeHub, type FakeRepo } from './fake-hub.ts';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -196,4 +199,36 @@ test('model file filter: config, tokenizer, safetensors and index only', () => {
     'model.safetensors.index.json', 'pytorch_model.bin', 'README.md', 'onnx/model.onnx', 'original/consolidated.safetensors', 'chat_template.jinja'];
   assert.deepEqual(files.filter(isModelFile), ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'merges.txt', 'vocab.json',
     'model-00001-of-00002.safetensors', 'model.safetensors.index.json', 'chat_template.jinja']);
+});
+
+test('red train with model.path and data.train as Hub ids: fetched, trained, ids kept in config.yaml, TensorBoard events written', async () => {
+  const setup = freshCache();
+  const tiny = writeTinySetup(setup, 4);
+  const files: Record<string, Buffer> = {};
+  for (const f of readdirSync(tiny.model)) files[f] = readFileSync(path.join(tiny.model, f));
+  hub.repos.push(
+    { type: 'model', repo: 'tiny-org/tiny-base', commit: 'c'.repeat(40), files, lfs: ['model.safetensors'] },
+    { type: 'dataset', repo: 'tiny-org/tiny-task', commit: 'd'.repeat(40), files: { 'train.jsonl': readFileSync(tiny.train) }, lfs: [] },
+  );
+  const cfg = path.join(setup, 'train.yaml');
+  writeFileSync(cfg, `model: { path: tiny-org/tiny-base, backend: reference }
+data: { train: tiny-org/tiny-task, epochs: 1 }
+rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 8 }
+log: { progress: none }
+`);
+  const saved = { ...process.env };
+  Object.assign(process.env, { HF_ENDPOINT: endpoint, HF_HUB_CACHE: path.join(setup, 'cache'), HF_HUB_OFFLINE: '', HF_TOKEN: '' });
+  try {
+    const out = path.join(setup, 'run');
+    const last = await runTrain({ config: cfg, out, method: 'grpo', sets: [], maxSteps: 1, resume: false }, createProgress('none'));
+    assert.equal(last, 1);
+    assert.ok(existsSync(path.join(setup, 'cache', 'models--tiny-org--tiny-base', 'snapshots', 'c'.repeat(40), 'tokenizer.json')));
+    assert.match(readFileSync(path.join(out, 'config.yaml'), 'utf8'), /path: tiny-org\/tiny-base/);
+    assert.equal(readdirSync(path.join(out, 'tb')).filter((f) => f.startsWith('events.out.tfevents.')).length, 1);
+  } finally {
+    for (const k of ['HF_ENDPOINT', 'HF_HUB_CACHE', 'HF_HUB_OFFLINE', 'HF_TOKEN']) {
+      if (saved[k] === undefined) delete process.env[k];
+      else process.env[k] = saved[k];
+    }
+  }
 });
