@@ -47,7 +47,7 @@ function bytesField(field: number, body: Uint8Array): Buffer {
   return Buffer.concat([Buffer.from([...varint((field << 3) | 2), ...varint(body.length)]), body]);
 }
 
-/** Event { wall_time = 1 (double), step = 2 (int64), then one of file_version = 3, summary = 5, session_log = 6 }. */
+/** Event { wall_time = 1 (double), step = 2 (int64), then one of file_version = 3, summary = 5, session_log = 7 }. */
 function event(wallTime: number, step: number, what: Buffer): Buffer {
   const time = Buffer.alloc(9);
   time[0] = (1 << 3) | 1; // fixed64
@@ -90,7 +90,7 @@ export class TensorBoardWriter {
     while (existsSync(this.file));
     const parts = [record(event(now, 0, bytesField(3, Buffer.from('brain.Event:2'))))];
     // SessionLog { status = 1 (START = 1) }
-    if (resumeStep !== undefined) parts.push(record(event(now, resumeStep + 1, bytesField(6, Buffer.from([(1 << 3) | 0, 1])))));
+    if (resumeStep !== undefined) parts.push(record(event(now, resumeStep + 1, bytesField(7, Buffer.from([(1 << 3) | 0, 1])))));
     writeFileSync(this.file, Buffer.concat(parts));
   }
 

@@ -1,7 +1,8 @@
 // The TensorBoard event files that MetricsWriter writes beside metrics.jsonl, read back by a reader
 // written here from the format's definition: TFRecord framing with masked CRC-32C (computed bit by
 // bit, checked against the standard check value, not with the writer's table), and a generic
-// protobuf decoder for Event / Summary / Value.
+// protobuf decoder for Event / Summary / Value (field numbers as in TensorBoard 2.21's event.proto:
+// wall_time 1, step 2, file_version 3, summary 5, session_log 7; Value tag 1, simple_value 2).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -61,7 +62,7 @@ function readEvents(file: string): Ev[] {
       if (f.no === 1 && f.wire === 1) ev.wallTime = (f.value as Buffer).readDoubleLE();
       else if (f.no === 2 && f.wire === 0) ev.step = Number(f.value);
       else if (f.no === 3 && f.wire === 2) ev.fileVersion = (f.value as Buffer).toString('utf8');
-      else if (f.no === 6 && f.wire === 2) ev.sessionStart = decode(f.value as Buffer).some((g) => g.no === 1 && g.value === 1n);
+      else if (f.no === 7 && f.wire === 2) ev.sessionStart = decode(f.value as Buffer).some((g) => g.no === 1 && g.value === 1n);
       else if (f.no === 5 && f.wire === 2) {
         ev.scalars = {};
         for (const v of decode(f.value as Buffer)) {
