@@ -59,6 +59,19 @@ function red(args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number |
     child.on('error', reject).on('close', (status) => resolve({ status, stdout, stderr }));
   });
 }
+/** A tiny trainable model with a tokenizer (tiny-org/tiny-base) and its task (tiny-org/tiny-task) on the Hub. */
+let tinyPushed = false;
+function tinyRepos(): void {
+  if (tinyPushed) return;
+  tinyPushed = true;
+  const tiny = writeTinySetup(freshCache(), 4);
+  const files: Record<string, Buffer> = {};
+  for (const f of readdirSync(tiny.model)) files[f] = readFileSync(path.join(tiny.model, f));
+  hub.repos.push(
+    { type: 'model', repo: 'tiny-org/tiny-base', commit: 'c'.repeat(40), files, lfs: ['model.safetensors'] },
+    { type: 'dataset', repo: 'tiny-org/tiny-task', commit: 'd'.repeat(40), files: { 'train.jsonl': readFileSync(tiny.train) }, lfs: [] },
+  );
+}
 const online = (token?: string): HubSettings => ({ endpoint, offline: false, ...(token ? { token } : {}) });
 
 before(async () => {
@@ -121,7 +134,7 @@ test('a refused token is one line naming 401 and HF_TOKEN; a missing repo is one
   }
   for (const token of [undefined, 'hf_any']) {
     await assert.rejects(resolveModelPath('tiny-org/nope', 'model.path', { settings: online(token), cacheDir: freshCache(), quiet: true }),
-      (e: Error) => /^model\.path: model tiny-org\/nope: no such repository on http:\/\/127\.0\.0\.1:\d+/.test(e.message) && !e.message.includes('\n'));
+      (e: Error) => /^model\.path: model tiny-org\/nope: no such local path, and no such repository on http:\/\/127\.0\.0\.1:\d+/.test(e.message) && !e.message.includes('\n'));
   }
   await assert.rejects(resolveModelPath(`${MODEL.repo}@v9`, '--model', { settings: online(), cacheDir: freshCache(), quiet: true }),
     /no such revision/);
@@ -203,13 +216,7 @@ test('model file filter: config, tokenizer, safetensors and index only', () => {
 
 test('red train with model.path and data.train as Hub ids: fetched, trained, ids kept in config.yaml, TensorBoard events written', async () => {
   const setup = freshCache();
-  const tiny = writeTinySetup(setup, 4);
-  const files: Record<string, Buffer> = {};
-  for (const f of readdirSync(tiny.model)) files[f] = readFileSync(path.join(tiny.model, f));
-  hub.repos.push(
-    { type: 'model', repo: 'tiny-org/tiny-base', commit: 'c'.repeat(40), files, lfs: ['model.safetensors'] },
-    { type: 'dataset', repo: 'tiny-org/tiny-task', commit: 'd'.repeat(40), files: { 'train.jsonl': readFileSync(tiny.train) }, lfs: [] },
-  );
+  tinyRepos();
   const cfg = path.join(setup, 'train.yaml');
   writeFileSync(cfg, `model: { path: tiny-org/tiny-base, backend: reference }
 data: { train: tiny-org/tiny-task, epochs: 1 }
@@ -231,4 +238,16 @@ log: { progress: none }
       else process.env[k] = saved[k];
     }
   }
+});
+
+test('red eval --model ID --benchmarks name=DATASET_ID/split: both fetched, the split evaluated', async () => {
+  tinyRepos();
+  const cache = freshCache(), out = path.join(freshCache(), 'eval');
+  const env = { ...process.env, HF_ENDPOINT: endpoint, HF_HUB_CACHE: cache, HF_HUB_OFFLINE: '', HF_TOKEN: '' };
+  const r = await red(['eval', '--model', 'tiny-org/tiny-base', '--benchmarks', `sums=${DATA.repo}/test`, '--n', '1', '--max-tokens', '4', '--backend', 'reference', '--out', out], env);
+  assert.equal(r.status, 0, r.stderr);
+  const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as { model: string; benchmarks: Array<{ name: string; problems: number }> };
+  assert.equal(results.model, 'tiny-org/tiny-base');
+  assert.deepEqual(results.benchmarks.map((b) => [b.name, b.problems]), [['sums', 2]]); // TEST has two rows
+  assert.ok(existsSync(path.join(cache, 'datasets--tiny-org--sums', 'snapshots', DATA.commit, 'data', 'test-00000-of-00001.jsonl')));
 });
