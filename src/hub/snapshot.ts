@@ -14,7 +14,7 @@ export interface HubOptions {
   cacheDir?: string;
   /** Retries after a dropped connection within one call (default 3). */
   retries?: number;
-  /** No progress display (tests). */
+  /** No progress display (default: $HF_HUB_DISABLE_PROGRESS_BARS). */
   quiet?: boolean;
 }
 
@@ -56,7 +56,7 @@ export async function snapshotDownload(ref: HubRef, wanted: (f: string) => boole
   const id = formatHubRef(ref);
   if (s.offline) {
     return fromCache(cacheDir, ref, wanted)
-      ?? fail(`${what}: ${ref.type} ${id} is not in the Hugging Face cache ${cacheDir} and HF_HUB_OFFLINE is set; fetch it first with network: red download ${id}${ref.type === 'dataset' ? ' --dataset' : ''}`);
+      ?? fail(`${what}: ${ref.type} ${id} is not in the Hugging Face cache ${cacheDir} and HF_HUB_OFFLINE is set; fetch it first where the Hub is reachable: red download ${id}${ref.type === 'dataset' ? ' --dataset' : ''}`);
   }
   let info;
   try {
@@ -85,7 +85,8 @@ export async function snapshotDownload(ref: HubRef, wanted: (f: string) => boole
 
 async function fetchMissing(s: HubSettings, cacheDir: string, ref: HubRef, dir: string, missing: Array<{ file: string; meta: FileMeta }>, what: string, o: HubOptions): Promise<void> {
   const total = missing.reduce((a, m) => a + m.meta.size, 0);
-  const progress: DownloadProgress = o.quiet ? { file() {}, update() {}, stop() {} } : await createDownloadProgress(formatHubRef(ref), total);
+  const quiet = o.quiet ?? /^(1|true|yes|on)$/i.test(process.env.HF_HUB_DISABLE_PROGRESS_BARS ?? '');
+  const progress: DownloadProgress = quiet ? { file() {}, update() {}, stop() {} } : await createDownloadProgress(formatHubRef(ref), total);
   try {
     for (const { file, meta } of missing) {
       progress.file(file, meta.size);
