@@ -72,7 +72,7 @@ function builtinFirstSteps(config: TrainConfig, source: string): string | null {
   if (!existsSync(config.data.train)) steps.push(`${cli} data builtin --out ${data}`);
   if (!existsSync(path.join(config.model.path, 'config.json'))) steps.push(`${cli} pretrain --out ${config.model.path}`);
   if (steps.length === 0) return null;
-  return `${source}: the built-in task's ${steps.length === 2 ? 'data and base model do' : steps[0].includes(' data ') ? 'data does' : 'base model does'} not exist yet; make ${steps.length === 2 ? 'them' : 'it'} first: ${steps.join(' && ')}`;
+  return `${source}: the built-in task's inputs do not exist yet; make them first: ${steps.join(' && ')}`;
 }
 
 /** The config with Hub ids (model.path, model.referencePath, data.train) replaced by cached local paths. */

@@ -18,7 +18,7 @@ test('red train --config examples/builtin/red.yaml before the data and base exis
     assert.equal(r.status, 1);
     const lines = r.stderr.trim().split('\n');
     assert.equal(lines.length, 1, r.stderr);
-    assert.match(lines[0], /make them first: red data builtin --out runs\/builtin\/data && red pretrain --out runs\/builtin\/base$/);
+    assert.match(lines[0], /inputs do not exist yet; make them first: red data builtin --out runs\/builtin\/data && red pretrain --out runs\/builtin\/base$/);
   } finally {
     rmSync(cwd, { recursive: true, force: true });
   }
