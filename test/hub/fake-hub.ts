@@ -31,6 +31,8 @@ export class FakeHub {
   cutDownloads = 0;
   /** Serve these bytes instead of the real ones for a CDN object (a corrupt mirror). */
   corrupt = new Map<string, Buffer>();
+  /** Origin of the CDN in LFS redirects ('' = this server's own); another host name makes it cross-origin. */
+  cdnOrigin = '';
   private server!: Server;
   endpoint = '';
 
@@ -83,7 +85,7 @@ export class FakeHub {
     if (repo.lfs.includes(file)) {
       const sha256 = createHash('sha256').update(body).digest('hex');
       res.writeHead(302, {
-        location: `/cdn/${sha256}?expires=1`, 'x-repo-commit': repo.commit, 'x-linked-etag': `"${sha256}"`, 'x-linked-size': String(body.length),
+        location: `${this.cdnOrigin}/cdn/${sha256}?expires=1`, 'x-repo-commit': repo.commit, 'x-linked-etag': `"${sha256}"`, 'x-linked-size': String(body.length),
       }).end();
       return;
     }

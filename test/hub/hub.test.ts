@@ -122,15 +122,21 @@ test('a model id is fetched into the HF cache layout and loads as the fixture (r
   assert.ok(worst < 1e-4, `red score from the Hub id differs from transformers by ${worst}`);
 });
 
-test('a refused token is one line naming 401 and HF_TOKEN; a missing repo is one line naming the id', async () => {
+test('a refused token is one line naming 401 and HF_TOKEN; the token never reaches the CDN; a missing repo is one line naming the id', async () => {
   hub.token = 'hf_good';
   try {
     await assert.rejects(resolveModelPath(MODEL.repo, '--model', { settings: online('hf_bad'), cacheDir: freshCache(), quiet: true }),
       (e: Error) => /^--model: model tiny-org\/qwen2-tied: 401 Unauthorized .*HF_TOKEN/.test(e.message) && !e.message.includes('\n'));
+    // The token goes to the Hub, never to the CDN an LFS file redirects to (another origin).
+    hub.cdnOrigin = endpoint.replace('127.0.0.1', 'localhost');
+    const from = hub.log.length;
     const ok = await resolveModelPath(MODEL.repo, '--model', { settings: online('hf_good'), cacheDir: freshCache(), quiet: true });
-    assert.ok(existsSync(path.join(ok, 'config.json')));
+    assert.ok(readFileSync(path.join(ok, 'model.safetensors')).equals(read('model.safetensors')));
+    const sent = hub.log.slice(from);
+    assert.ok(sent.some((l) => l.url.startsWith('/cdn/')) && sent.every((l) => (l.auth !== undefined) === !l.url.startsWith('/cdn/')), JSON.stringify(sent));
   } finally {
     hub.token = undefined;
+    hub.cdnOrigin = '';
   }
   for (const token of [undefined, 'hf_any']) {
     await assert.rejects(resolveModelPath('tiny-org/nope', 'model.path', { settings: online(token), cacheDir: freshCache(), quiet: true }),
