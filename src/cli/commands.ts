@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { registerBench } from './bench.ts';
 import { registerEval } from './eval.ts';
 import { registerData } from './data.ts';
+import { registerDownload } from './download.ts';
 import { registerDemo } from './demo.ts';
 import { registerPretrain } from './pretrain.ts';
 import { registerReport } from './report.ts';
@@ -17,6 +18,7 @@ export function registerCommands(program: Command): void {
   registerBench(program);
   registerEval(program);
   registerData(program);
+  registerDownload(program);
   registerDemo(program);
   registerPretrain(program);
   registerReport(program);

@@ -39,8 +39,8 @@ export function registerEval(program: Command): void {
   program
     .command('eval')
     .description('evaluate a model with the paper\'s protocol (qwen-boxed prompt, avg@32 / pass@1 at T=0.6, ≤8192 tokens), or --compare evaluated folders')
-    .option('--model <dir>', 'model folder (config.json, safetensors, tokenizer)')
-    .option('--data <dir>', 'folder holding the benchmark files (math500.jsonl, aime24.jsonl, aime25.jsonl, amc83.jsonl, minerva_math.jsonl, olympiadbench.jsonl)')
+    .option('--model <dir>', 'model folder (config.json, safetensors, tokenizer) or Hub id org/name[@rev]')
+    .option('--data <dir>', 'folder (or Hub dataset id) holding the benchmark files (math500.jsonl, aime24.jsonl, aime25.jsonl, amc83.jsonl, minerva_math.jsonl, olympiadbench.jsonl)')
     .option('--benchmarks <list>', 'comma-separated: registry names, or files as name=path.jsonl|.parquet (the field options below apply)', 'aime24,aime25,amc,math500,minerva,olympiad')
     .option('--problem-field <path>', 'problem field of file benchmarks (dotted path)', 'problem')
     .option('--answer-field <path>', 'gold field of file benchmarks; boxed:FIELD takes the last \\boxed{} of FIELD', 'answer')
@@ -90,15 +90,18 @@ async function evalAction(opts: EvalCliOptions): Promise<void> {
     ...(opts.topP !== undefined ? { topP: opts.topP } : {}),
     ...(opts.maxTokens !== undefined ? { maxTokens: opts.maxTokens } : {}),
   };
+  const hub = await import('../hub/snapshot.ts');
+  const dataDir = opts.data === undefined ? undefined : await hub.resolveDataDir(opts.data, '--data');
   const jobs = [];
   const seen = new Set<string>();
   for (const arg of names) {
-    const spec = resolveBenchmark(arg, fields);
+    let spec = resolveBenchmark(arg, fields);
     if (seen.has(spec.name)) fail(`--benchmarks names '${spec.name}' twice`);
     seen.add(spec.name);
-    const file = benchmarkPath(spec, opts.data);
+    if (benchmarkPath(spec, dataDir) === spec.file) spec = { ...spec, file: await hub.resolveDataFile(spec.file, `--benchmarks ${spec.name}`) };
+    const file = benchmarkPath(spec, dataDir);
     if (!existsSync(file)) fail(`${file}: benchmark file not found${opts.data ? ` (is --data ${opts.data} the folder holding ${path.basename(file)}?)` : ''}`);
-    jobs.push({ spec, file, problems: await loadBenchmark(spec, opts.data, opts.limit), sampling: samplingFor(spec, overrides) });
+    jobs.push({ spec, file, problems: await loadBenchmark(spec, dataDir, opts.limit), sampling: samplingFor(spec, overrides) });
   }
 
   const { Qwen2Model } = await import('../model/qwen2.ts');
@@ -107,8 +110,9 @@ async function evalAction(opts: EvalCliOptions): Promise<void> {
   const { samplerGenerator, mathVerifier } = await import('../eval/generator.ts');
   const { newGenerateStats } = await import('../rollout/sampler.ts');
   const backendPref = opts.backend === 'auto' || opts.backend === 'native' || opts.backend === 'reference' ? opts.backend : fail(`--backend must be auto, native or reference, got '${opts.backend}'`);
-  const model = await Qwen2Model.load(opts.model, { backend: getBackend(backendPref) });
-  const tokenizer = loadTokenizer(opts.model, model.config.vocabSize);
+  const modelDir = await hub.resolveModelPath(opts.model, '--model');
+  const model = await Qwen2Model.load(modelDir, { backend: getBackend(backendPref) });
+  const tokenizer = loadTokenizer(modelDir, model.config.vocabSize);
   if (prompt === 'qwen-boxed' && !tokenizer.hasChatTemplate) fail(`${opts.model}: tokenizer_config.json has no chat_template, which --prompt qwen-boxed needs; use --prompt raw (the problem text alone), or a chat model`);
   const stats = newGenerateStats();
   const generate = samplerGenerator({ model, tokenizer, maxBatch: opts.maxBatch, stats });

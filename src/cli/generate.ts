@@ -65,6 +65,7 @@ export function registerGenerate(program: Command): void {
       if ((opts.prompt === undefined) === (opts.promptIds === undefined)) fail('give exactly one of --prompt TEXT or --prompt-ids 1,2,3');
       if (opts.chat && opts.prompt === undefined) fail('--chat needs --prompt TEXT');
       const backend = getBackend(opts.backend);
+      opts.model = await (await import('../hub/snapshot.ts')).resolveModelPath(opts.model, '--model');
       const model = await Qwen2Model.load(opts.model, { backend });
       const V = model.config.vocabSize;
       // A text prompt needs the tokenizer (loadTokenizer fails clearly without one); with ids,

@@ -16,7 +16,7 @@ export function registerScore(program: Command): void {
   program
     .command('score')
     .description('per position: log p(next token) and the entropy of the next-token distribution')
-    .requiredOption('--model <dir>', 'Hugging Face model folder')
+    .requiredOption('--model <dir>', 'Hugging Face model folder or Hub id (org/name[@rev])')
     .option('--text <text>', 'the text to score (needs the folder\'s tokenizer)')
     .option('--ids <ids>', 'the tokens to score, comma-separated ids')
     .option('--json', 'print one JSON object: ids, next_logprob, entropy, total_logprob', false)
@@ -26,6 +26,7 @@ export function registerScore(program: Command): void {
         import('../model/qwen2.ts'), import('../engine/index.ts'), import('../model/tokenizer.ts'), import('../model/batch.ts'),
       ]);
       if ((opts.text === undefined) === (opts.ids === undefined)) fail('give exactly one of --text TEXT or --ids 1,2,3');
+      opts.model = await (await import('../hub/snapshot.ts')).resolveModelPath(opts.model, '--model');
       const model = await Qwen2Model.load(opts.model, { backend: getBackend(opts.backend) });
       const V = model.config.vocabSize;
       const tokenizer = opts.text !== undefined || tk.hasTokenizer(opts.model) ? tk.loadTokenizer(opts.model, V, 'give the tokens as ids (--ids) instead') : undefined;

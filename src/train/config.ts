@@ -3,6 +3,7 @@
 // override. Validation happens once, before anything runs, and lists every problem by path.
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { parseHubId } from '../hub/id.ts';
 import { z } from 'zod';
 import YAML from 'yaml';
 import { AlgorithmOptionsSchema, mergeOverrides, PRESET_NAMES, PRESETS, type AlgorithmOptions, type PresetName } from '../rl/options.ts';
@@ -72,6 +73,8 @@ export const checkpointSchema = z.strictObject({
 export const logSchema = z.strictObject({
   progress: z.enum(['auto', 'bar', 'plain', 'none']).default('auto')
     .describe('auto: a progress bar on a terminal, one plain line per step otherwise.'),
+  tensorboard: z.boolean().default(true)
+    .describe('Also write every metric as a TensorBoard scalar to DIR/tb/events.out.tfevents.* (tensorboard --logdir, wandb sync --sync-tensorboard).'),
 });
 
 /**
@@ -129,13 +132,19 @@ export function failWithIssues(source: string, lines: string[]): never {
 /** Options that hold a file or folder path (a relative one is relative to the config file that sets it). */
 export const PATH_KEYS = [['model', 'path'], ['model', 'referencePath'], ['data', 'train']] as const;
 
-/** Makes every path option of `raw` absolute, relative paths taken from `dir`. */
+/**
+ * Makes every path option of `raw` absolute, relative paths taken from `dir`. A Hub id
+ * (`org/name`, no such path beside the config) stays as written: the run resolves it to the cache.
+ */
 export function resolvePathKeys(raw: Record<string, unknown>, dir: string): void {
   for (const [group, key] of PATH_KEYS) {
     const g = raw[group];
     if (g === null || typeof g !== 'object' || Array.isArray(g)) continue;
     const v = (g as Record<string, unknown>)[key];
-    if (typeof v === 'string' && v !== '') (g as Record<string, unknown>)[key] = path.resolve(dir, v);
+    if (typeof v !== 'string' || v === '') continue;
+    const local = path.resolve(dir, v);
+    const isHubId = !existsSync(local) && parseHubId(v, group === 'data' ? 'dataset' : 'model') !== null;
+    if (!isHubId) (g as Record<string, unknown>)[key] = local;
   }
 }
 

@@ -1,19 +1,25 @@
 // Where a run reports itself: DIR/metrics.jsonl (one JSON object per step, STYLE.md names) and
 // the progress display (a cli-progress bar on a terminal, one plain line per step otherwise).
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { writeFileAtomic, writeOrFail } from '../util/fs.ts';
+import { TensorBoardWriter } from './tensorboard.ts';
 
 /** One step's metrics by name (`reward/mean`, `timing_s/rollout`, ...). */
 export type Metrics = Record<string, number>;
 
 export class MetricsWriter {
+  private readonly tensorboard: TensorBoardWriter | null;
+
   /**
    * Opens DIR/metrics.jsonl for appending. With `resumeStep`, lines of steps after it are dropped
    * first (they belong to a run that was killed after its last checkpoint and will be redone), so
    * a resumed run's file reads like an uninterrupted one's. Without it the file starts empty.
+   * With `tensorboard`, every line is also a TensorBoard scalar event in DIR/tb/.
    */
-  constructor(readonly file: string, resumeStep?: number) {
+  constructor(readonly file: string, resumeStep?: number, tensorboard = false) {
+    this.tensorboard = tensorboard ? new TensorBoardWriter(path.join(path.dirname(file), 'tb'), resumeStep) : null;
     if (resumeStep === undefined || !existsSync(file)) {
       writeFileAtomic(file, '');
       return;
@@ -35,6 +41,7 @@ export class MetricsWriter {
     const clean: Metrics = {};
     for (const [k, v] of Object.entries(metrics)) if (Number.isFinite(v)) clean[k] = v;
     writeOrFail(this.file, () => appendFileSync(this.file, JSON.stringify(clean) + '\n'), 'the newest checkpoint is intact; --resume continues from it');
+    if (typeof clean.step === 'number') this.tensorboard?.write(clean.step, clean);
   }
 }
 

@@ -5,6 +5,8 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { describeSkipped, loadDataset, promptMessages, type TrainingExample } from '../data/dataset.ts';
 import { getBackend } from '../engine/index.ts';
+import { hubRefOf } from '../hub/id.ts';
+import { resolveDataFile, resolveModelPath } from '../hub/snapshot.ts';
 import { readWeights } from '../model/io.ts';
 import { Qwen2Model } from '../model/qwen2.ts';
 import { loadTokenizer, type Tokenizer } from '../model/tokenizer.ts';
@@ -51,15 +53,39 @@ export function loadCommandConfig(cmd: TrainCommand): TrainConfig {
   return config;
 }
 
-/** The files the config names exist (all missing ones listed at once, before anything loads). */
+/** The files the config names exist or are Hub ids (all missing ones listed at once, before anything loads). */
 function checkInputs(config: TrainConfig, source: string): void {
   const problems: string[] = [];
   const folders: [string, string | undefined][] = [['model.path', config.model.path], ['model.referencePath', config.model.referencePath]];
   for (const [key, dir] of folders) {
-    if (dir !== undefined && !existsSync(path.join(dir, 'config.json'))) problems.push(`${key}: ${dir} is not a model folder (no config.json)`);
+    if (dir !== undefined && !existsSync(path.join(dir, 'config.json')) && (existsSync(dir) || !hubRefOf(dir, 'model'))) problems.push(`${key}: ${dir} is not a model folder (no config.json)`);
   }
-  if (!existsSync(config.data.train)) problems.push(`data.train: ${config.data.train} not found`);
+  if (!existsSync(config.data.train) && !hubRefOf(config.data.train, 'dataset')) problems.push(`data.train: ${config.data.train} not found`);
+  const firstSteps = builtinFirstSteps(config, source);
+  if (firstSteps) fail(firstSteps);
   if (problems.length > 0) fail(`invalid configuration (${source}):\n  ${problems.join('\n  ')}`);
+}
+
+/**
+ * A config from examples/builtin/ on a fresh checkout names the built-in data and base model
+ * before they exist: one line with the commands that make them (they are not Hub ids).
+ */
+function builtinFirstSteps(config: TrainConfig, source: string): string | null {
+  if (!source.split(' + ')[0].split(path.sep).join('/').includes('examples/builtin/')) return null;
+  const cli = path.relative(process.cwd(), process.argv[1] ?? '').startsWith('bin') ? 'node bin/red.js' : 'red';
+  const steps: string[] = [];
+  const shown = (p: string) => (path.relative(process.cwd(), p).startsWith('..') ? p : path.relative(process.cwd(), p) || '.');
+  if (!existsSync(config.data.train)) steps.push(`${cli} data builtin --out ${shown(path.dirname(config.data.train))}`);
+  if (!existsSync(path.join(config.model.path, 'config.json'))) steps.push(`${cli} pretrain --out ${shown(config.model.path)}`);
+  if (steps.length === 0) return null;
+  return `${source}: the built-in task's inputs do not exist yet; make them first: ${steps.join(' && ')}`;
+}
+
+/** The config with Hub ids (model.path, model.referencePath, data.train) replaced by cached local paths. */
+async function resolveHubInputs(config: TrainConfig): Promise<TrainConfig> {
+  const model = { ...config.model, path: await resolveModelPath(config.model.path, 'model.path') };
+  if (config.model.referencePath !== undefined) model.referencePath = await resolveModelPath(config.model.referencePath, 'model.referencePath');
+  return { ...config, model, data: { ...config.data, train: await resolveDataFile(config.data.train, 'data.train') } };
 }
 
 /** Runs `red train`; returns the last step done. */
@@ -82,7 +108,7 @@ export async function runTrain(cmd: TrainCommand, progress?: Progress): Promise<
 }
 
 async function trainInFolder(cmd: TrainCommand, config: TrainConfig, stages: ReturnType<typeof resolveStages>, progress?: Progress): Promise<number> {
-  const env = await buildEnv(config, stages.some((s) => s.klCoef > 0));
+  const env = await buildEnv(await resolveHubInputs(config), stages.some((s) => s.klCoef > 0));
   const p = progress ?? createProgress(config.log.progress);
   const trainer = new Trainer(env, { config, stages, outDir: cmd.out, maxSteps: cmd.maxSteps, resume: cmd.resume, progress: p });
   let interrupts = 0;

@@ -107,7 +107,7 @@ export class Trainer {
       else this.s.progress.log(`no checkpoint in ${this.checkpoints.root}; starting from the beginning`);
     }
     if (resumeFrom) this.loadCheckpoint(resumeFrom);
-    this.metrics = new MetricsWriter(path.join(this.s.outDir, 'metrics.jsonl'), resumeFrom ? this.state.step : undefined);
+    this.metrics = new MetricsWriter(path.join(this.s.outDir, 'metrics.jsonl'), resumeFrom ? this.state.step : undefined, this.s.config.log.tensorboard);
     const firstStage = this.state.stage;
     for (let k = firstStage; k < this.s.stages.length; k++) {
       this.stage = this.openStage(k, k === firstStage && resumeFrom !== null ? resumeFrom : null);

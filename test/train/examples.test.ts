@@ -24,7 +24,8 @@ test('examples/paper: the RED-SPEC recipe for Qwen2.5-Math-1.5B', () => {
   const c = resolveTrainConfig(readYamlConfig(path.join(examples, 'paper', 'qwen2.5-math-1.5b-red.yaml')), 'paper');
   assert.equal(c.method, 'red');
   assert.equal(c.data.fields, 'luffy');
-  assert.equal(c.model.path, path.join(examples, '..', 'models', 'Qwen2.5-Math-1.5B'));
+  // Hub ids stay ids (the run resolves them to the HF cache); they are not made into paths beside the file.
+  assert.deepEqual([c.model.path, c.data.train], ['Qwen/Qwen2.5-Math-1.5B', 'Elliott/Openr1-Math-46k-8192']);
   assert.deepEqual([c.optim.lr, c.rollout.promptsPerStep, c.rollout.groupSize, c.rollout.maxTokens, c.data.maxPromptTokens, c.data.epochs, c.seed],
     [2e-6, 64, 7, 8192, 1024, 5, 42]);
 });

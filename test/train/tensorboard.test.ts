@@ -1,0 +1,133 @@
+// The TensorBoard event files that MetricsWriter writes beside metrics.jsonl, read back by a reader
+// written here from the format's definition: TFRecord framing with masked CRC-32C (computed bit by
+// bit, checked against the standard check value, not with the writer's table), and a generic
+// protobuf decoder for Event / Summary / Value (field numbers as in TensorBoard 2.21's event.proto:
+// wall_time 1, step 2, file_version 3, summary 5, session_log 7; Value tag 1, simple_value 2).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { MetricsWriter } from '../../src/train/metrics.ts';
+
+function crc32cBitwise(bytes: Uint8Array): number {
+  let crc = ~0 >>> 0;
+  for (const b of bytes) {
+    crc = (crc ^ b) >>> 0;
+    for (let k = 0; k < 8; k++) crc = crc & 1 ? ((crc >>> 1) ^ 0x82f63b78) >>> 0 : crc >>> 1;
+  }
+  return ~crc >>> 0;
+}
+const mask = (crc: number) => ((((crc >>> 15) | (crc << 17)) >>> 0) + 0xa282ead8) >>> 0;
+
+type Field = { no: number; wire: number; value: bigint | Buffer };
+function decode(buf: Buffer): Field[] {
+  const out: Field[] = [];
+  let i = 0;
+  const varint = (): bigint => {
+    let v = 0n, shift = 0n;
+    for (;;) {
+      const b = buf[i++];
+      v |= BigInt(b & 0x7f) << shift;
+      if (!(b & 0x80)) return v;
+      shift += 7n;
+    }
+  };
+  while (i < buf.length) {
+    const key = Number(varint());
+    const no = key >> 3, wire = key & 7;
+    if (wire === 0) out.push({ no, wire, value: varint() });
+    else if (wire === 1) { out.push({ no, wire, value: buf.subarray(i, i + 8) }); i += 8; }
+    else if (wire === 5) { out.push({ no, wire, value: buf.subarray(i, i + 4) }); i += 4; }
+    else if (wire === 2) { const n = Number(varint()); out.push({ no, wire, value: buf.subarray(i, i + n) }); i += n; }
+    else throw new Error(`wire type ${wire}`);
+  }
+  return out;
+}
+
+interface Ev { wallTime: number; step: number; fileVersion?: string; scalars?: Record<string, number>; sessionStart?: boolean }
+function readEvents(file: string): Ev[] {
+  const buf = readFileSync(file);
+  const events: Ev[] = [];
+  let off = 0;
+  while (off < buf.length) {
+    const lenBytes = buf.subarray(off, off + 8);
+    assert.equal(buf.readUInt32LE(off + 8), mask(crc32cBitwise(lenBytes)), `length CRC at byte ${off}`);
+    const n = Number(lenBytes.readBigUInt64LE());
+    const data = buf.subarray(off + 12, off + 12 + n);
+    assert.equal(buf.readUInt32LE(off + 12 + n), mask(crc32cBitwise(data)), `data CRC at byte ${off}`);
+    off += 16 + n;
+    const ev: Ev = { wallTime: NaN, step: 0 };
+    for (const f of decode(data)) {
+      if (f.no === 1 && f.wire === 1) ev.wallTime = (f.value as Buffer).readDoubleLE();
+      else if (f.no === 2 && f.wire === 0) ev.step = Number(f.value);
+      else if (f.no === 3 && f.wire === 2) ev.fileVersion = (f.value as Buffer).toString('utf8');
+      else if (f.no === 7 && f.wire === 2) ev.sessionStart = decode(f.value as Buffer).some((g) => g.no === 1 && g.value === 1n);
+      else if (f.no === 5 && f.wire === 2) {
+        ev.scalars = {};
+        for (const v of decode(f.value as Buffer)) {
+          assert.equal(v.no, 1);
+          const parts = decode(v.value as Buffer);
+          const tag = (parts.find((p) => p.no === 1)!.value as Buffer).toString('utf8');
+          const simple = parts.find((p) => p.no === 2 && p.wire === 5)!;
+          ev.scalars[tag] = (simple.value as Buffer).readFloatLE();
+        }
+      } else throw new Error(`unexpected Event field ${f.no}`);
+    }
+    events.push(ev);
+  }
+  return events;
+}
+
+test('CRC-32C of the reader: the standard check value', () => {
+  assert.equal(crc32cBitwise(Buffer.from('123456789')), 0xe3069283);
+});
+
+test('every metrics.jsonl line is a TensorBoard scalar event at its step, in a valid TFRecord file', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'red-tb-'));
+  try {
+    const w = new MetricsWriter(path.join(dir, 'metrics.jsonl'), undefined, true);
+    const steps: Array<Record<string, number>> = [
+      { step: 1, 'reward/mean': 0.25, 'loss/policy': -0.125, lr: 1e-4, 'timing_s/rollout': 3.5 },
+      { step: 2, 'reward/mean': 0.5, 'loss/policy': Number.NaN, lr: 2e-4, 'grad/norm': 12345.678 },
+    ];
+    const t0 = Date.now() / 1000;
+    for (const m of steps) w.write(m);
+    const files = readdirSync(path.join(dir, 'tb'));
+    assert.equal(files.length, 1);
+    assert.match(files[0], /^events\.out\.tfevents\.\d{10}\./);
+    const events = readEvents(path.join(dir, 'tb', files[0]));
+    assert.equal(events[0].fileVersion, 'brain.Event:2');
+    assert.equal(events.length, 3);
+    const lines = readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+    for (let k = 0; k < 2; k++) {
+      const ev = events[k + 1];
+      assert.equal(ev.step, lines[k].step);
+      assert.ok(Math.abs(ev.wallTime - t0) < 60);
+      const { step: _, ...expected } = lines[k];
+      assert.deepEqual(Object.keys(ev.scalars!).sort(), Object.keys(expected).sort()); // NaN left out, as in the JSON
+      for (const [tag, v] of Object.entries(expected)) assert.equal(ev.scalars![tag], Math.fround(v), tag);
+    }
+
+    // A resumed run opens a second file whose SessionLog START at step 2 purges the old step 2.
+    const resumed = new MetricsWriter(path.join(dir, 'metrics.jsonl'), 1, true);
+    resumed.write({ step: 2, 'reward/mean': 0.75 });
+    const second = readdirSync(path.join(dir, 'tb')).map((f) => path.join(dir, 'tb', f)).find((f) => readEvents(f).some((e) => e.sessionStart));
+    assert.ok(second, 'no file with a SessionLog START');
+    const ev2 = readEvents(second);
+    assert.deepEqual(ev2.map((e) => [e.step, e.sessionStart === true]), [[0, false], [2, true], [2, false]]);
+    assert.equal(ev2[2].scalars!['reward/mean'], 0.75);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('log.tensorboard off: no tb folder', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'red-tb-'));
+  try {
+    new MetricsWriter(path.join(dir, 'metrics.jsonl')).write({ step: 1, lr: 1 });
+    assert.deepEqual(readdirSync(dir), ['metrics.jsonl']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
