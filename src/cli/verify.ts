@@ -31,7 +31,7 @@ export function registerVerify(program: Command): void {
     .description('check a model answer against a gold answer (Math-Verify semantics): --gold/--pred, or --jsonl FILE|-')
     .option('--gold <answer>', 'the gold answer (LaTeX, a number, or a solution ending in \\boxed{})')
     .option('--pred <response>', 'the model response (its last \\boxed{} is the answer)')
-    .option('--explain', 'also print the reason and the extracted answer', false)
+    .option('--explain', 'also print the reason, the extracted answer, its extraction target and the comparison rule that decided', false)
     .option('--jsonl <file>', 'verify each line {"gold", "pred"} of FILE ("-" = stdin), writing it back with "equal"')
     .option('--timeout-ms <ms>', 'CAS time allowed per comparison', '1000')
     .option('--workers <n>', 'CAS worker threads (default: number of cores)')
@@ -52,6 +52,8 @@ export function registerVerify(program: Command): void {
         if (opts.explain) {
           console.log(`reason: ${r.reason ?? (r.equal ? 'equal' : 'not_equal')}`);
           console.log(`extracted: ${r.extracted ?? '(none)'}`);
+          console.log(`target: ${r.target ?? '(none)'}`);
+          console.log(`rule: ${r.rule ?? '(none)'}`);
         }
       } finally {
         await reward.closeVerifier();

@@ -5,6 +5,7 @@
 // of sympy's `simplify(a - b) == 0`).
 import { ComputeEngine } from '@cortex-js/compute-engine';
 import { evalJson } from './evalJson.ts';
+import type { LeafMode } from './compare.ts';
 
 type Engine = InstanceType<typeof ComputeEngine>;
 type Expr = NonNullable<ReturnType<Engine['parse']>>;
@@ -23,8 +24,8 @@ export type CasVerdict = { equal: boolean; reason?: string };
 
 // Irregular points in (0.3, 2.9): far from the poles and branch cuts of typical answers, and no
 // two of them in a simple ratio. The point just above 1 tells x^100000 from x^100001, which
-// underflow or overflow alike everywhere else.
-const SAMPLES = [0.7318, 1.5142, 2.3761, 1.1937, 0.4593, 2.8117, 1.000013];
+// underflow or overflow alike everywhere else; the negative one tells √(x²) from x.
+const SAMPLES = [0.7318, 1.5142, 2.3761, 1.1937, 0.4593, 2.8117, 1.000013, -1.3719];
 
 /** `noiseFloor`: differences below it are rounding noise (at sample points, where doubles are
  * used: sin²x + cos²x − 1 comes out as ~1e-16, not 0). */
@@ -71,6 +72,14 @@ function sameValue(a: Expr, b: Expr, finiteOnly = false): boolean | null {
   return valuesClose(va.re, vb.re, floor) && valuesClose(va.im, vb.im, floor);
 }
 
+const BOUND_HEADS = new Set(['Sum', 'Product', 'Integrate', 'Limit', 'D', 'Derivative']);
+
+function hasHead(json: unknown, heads: Set<string>): boolean {
+  if (!Array.isArray(json)) return false;
+  if (typeof json[0] === 'string' && heads.has(json[0])) return true;
+  return json.some((x) => hasHead(x, heads));
+}
+
 export class CasComparer {
   private readonly ce: Engine = new ComputeEngine();
 
@@ -92,13 +101,41 @@ export class CasComparer {
   /** Each comparison runs in a scope of its own: the engine declares the symbols it meets (and
    * infers their types from use), and one answer's `f(x)` must not change how the next one's `f^2`
    * reads. */
-  compare(goldLatex: string, predLatex: string): CasVerdict {
+  compare(goldLatex: string, predLatex: string, mode: LeafMode = 'equal'): CasVerdict {
     this.ce.pushScope();
     try {
-      return this.compareInScope(goldLatex, predLatex);
+      return mode === 'equal' ? this.compareInScope(goldLatex, predLatex) : this.proportionalInScope(goldLatex, predLatex, mode === 'positive');
     } finally {
       this.ce.popScope();
     }
+  }
+
+  /** Whether gold/pred is one non-zero constant (positive when `positive`) wherever both are
+   * defined: two zero forms of the same equation, or of the same inequality. */
+  private proportionalInScope(goldLatex: string, predLatex: string, positive: boolean): CasVerdict {
+    const a = this.parse(goldLatex);
+    const b = this.parse(predLatex);
+    if (!a || !b) return { equal: false, reason: `unparseable ${!a ? 'gold' : 'prediction'}` };
+    const vars = [...new Set([...a.unknowns, ...b.unknowns])].sort();
+    if (vars.length === 0 || hasHead(a.json, BOUND_HEADS) || hasHead(b.json, BOUND_HEADS)) return { equal: false };
+    let ratio = NaN;
+    let compared = 0;
+    for (let k = 0; k < SAMPLES.length; k++) {
+      const sub: Record<string, number> = {};
+      vars.forEach((v, i) => (sub[v] = SAMPLES[(k + i * 2) % SAMPLES.length] + 0.01 * i));
+      const fa = evalJson(a.json, sub);
+      const fb = evalJson(b.json, sub);
+      if (!Number.isFinite(fa) || !Number.isFinite(fb)) continue;
+      const tiny = 1e-12 * Math.max(1, Math.abs(fa), Math.abs(fb));
+      if (Math.abs(fa) <= tiny && Math.abs(fb) <= tiny) continue;
+      if (Math.abs(fa) <= tiny || Math.abs(fb) <= tiny) return { equal: false };
+      const r = fa / fb;
+      if (Number.isNaN(ratio)) ratio = r;
+      else if (Math.abs(r - ratio) > 1e-9 * Math.max(Math.abs(r), Math.abs(ratio))) return { equal: false };
+      compared++;
+    }
+    if (compared < 3) return { equal: false, reason: 'not comparable' };
+    return { equal: !positive || ratio > 0 };
   }
 
   private compareInScope(goldLatex: string, predLatex: string): CasVerdict {
@@ -107,6 +144,10 @@ export class CasComparer {
     if (!a || !b) return { equal: false, reason: `unparseable ${!a ? 'gold' : 'prediction'}` };
     if (a.isSame(b) || JSON.stringify(a.json) === JSON.stringify(b.json)) return { equal: true };
     const vars = [...new Set([...a.unknowns, ...b.unknowns])].sort();
+    // A sum, product or integral over a free bound (`\sum_{k=1}^{n}`) means nothing at the
+    // non-integer sample points; only the identical form counts (no false positive from a few
+    // points where different bounds agree).
+    if (vars.length > 0 && (hasHead(a.json, BOUND_HEADS) || hasHead(b.json, BOUND_HEADS))) return { equal: false, reason: 'not comparable' };
     if (vars.length === 0) {
       // Exact on both sides (no decimal literal): the engine's own value test decides, at its
       // working precision, so 2^{1009} ≠ 2^{1009}+1, which no double could tell apart.
