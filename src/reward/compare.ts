@@ -52,8 +52,8 @@ function isLabel(a: Answer): boolean {
   return a.kind === 'expr' && LABEL_RE.test(a.latex);
 }
 
-const NAME = String.raw`(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?\w+\}?)?`;
-const LABEL_RE = new RegExp(String.raw`^(?:${NAME}(?::${NAME})+|\|[A-Za-z]+\||\\overline\{[A-Za-z]+\}|m?\\angle ?[A-Za-z]+)$`);
+const NAME = String.raw`(?:[A-Za-z]+|\\[A-Za-z]+)(?:_\{?\w+\}?)?`;
+const LABEL_RE = new RegExp(String.raw`^(?:${NAME}(?::${NAME})+|\|[A-Za-z]+\||\\overline\{[A-Za-z]+\}|m?\\angle ?[A-Za-z]+|[A-Za-z]_\{\\?[A-Za-z][^{}]*\})$`);
 
 /** `x = a = b = 11` is the assignment `x = 11` (Math-Verify keeps the first and last sides). */
 function collapseAssignment(rel: Extract<Answer, { kind: 'relation' }>): Extract<Answer, { kind: 'relation' }> {

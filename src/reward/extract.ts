@@ -157,8 +157,10 @@ function phraseCandidate(text: string): Candidate | null {
   return best;
 }
 
-// Math environments, as Math-Verify's plain-LaTeX target finds them; a percent word may follow.
-const ENV_RE = /(?<!\\)\$\$([^$]+?)\$\$|(?<!\\)\\\[([\s\S]+?)\\\]|(?<![\\\d$])\$((?:\\\$|[^\n$])+?)(?<!\\)\$|\\\(([^\n]+?)\\\)/g;
+// Math environments, as Math-Verify's plain-LaTeX target finds them, and a bare `\frac{3}{4}`; a
+// percent word may follow.
+const ENV_RE =
+  /(?<!\\)\$\$([^$]+?)\$\$|(?<!\\)\\\[([\s\S]+?)\\\]|(?<![\\\d$])\$((?:\\\$|[^\n$])+?)(?<!\\)\$|\\\(([^\n]+?)\\\)|(-?\\[dt]?frac\{-?\d+(?:[.,]\d+)?\}\{-?\d+(?:[.,]\d+)?\})/g;
 const PERCENT_WORD_RE = /^\s*(?:\\?%|percent(?:age)?|pct)(?![A-Za-z])/i;
 const ENV_JOINT_RE = /^\s*(?:,?\s*and|,?\s*or|,)\s*$/i;
 
@@ -168,7 +170,7 @@ function latexCandidate(text: string, from: number, priority: number, rule: Extr
   ENV_RE.lastIndex = from;
   for (let m = ENV_RE.exec(text); m; m = ENV_RE.exec(text)) {
     if (m.index - from > window) break;
-    let body = (m[1] ?? m[2] ?? m[3] ?? m[4]).trim();
+    let body = (m[1] ?? m[2] ?? m[3] ?? m[4] ?? m[5]).trim();
     let end = m.index + m[0].length;
     const pct = PERCENT_WORD_RE.exec(text.slice(end, end + 12));
     if (pct) {
@@ -245,7 +247,7 @@ export function extractTarget(response: string): Extracted | null {
   const latex = latexCandidate(text, 0, 300, 'latex');
   const bare = text.trim();
   if (!latex && bare !== '' && bare.length <= 100 && !bare.includes('\n') && !/[A-Za-z]{2,}\s+[A-Za-z]{2,}/.test(bare)) {
-    const ans = mathOf(bare).replace(/\.$/, '');
+    const ans = mathOf(bare.replace(/\*\*/g, '')).replace(/\.$/, '');
     if (ans !== '') return { answer: ans, rule: 'bare' };
   }
   best = better(latex, numberCandidate(text));

@@ -67,14 +67,15 @@ export async function closeVerifier(): Promise<void> {
 
 class CasTimeout extends Error {}
 
-// An answer that is all one `\text{…}` of words (`\text{the x-axis}`) is text, compared as words.
+// An answer that is all one `\text{…}` of words (`\text{the x-axis}`, `\text{No}`) is text,
+// compared as words.
 const TEXT_ANSWER_RE = /^\s*\\(?:text|textbf|textit|textrm|mathrm|mbox)\s*\{([^{}$\\]*[A-Za-z]{2,}[^{}$\\]*)\}\s*\.?\s*$/;
 
 function prepare(answer: string): { norm: string; parsed: Answer | null } {
   const norm = normalizeLatex(answer);
   const words = TEXT_ANSWER_RE.exec(answer)?.[1];
   // A choice `\text{(C)}` and a unit-only text stay with the parser.
-  if (words !== undefined && !/^\s*\(?[A-E]\)/.test(words) && /[A-Za-z]{2,}\s+[A-Za-z]|-/.test(words)) return { norm, parsed: { kind: 'text', text: words.trim() } };
+  if (words !== undefined && !/^\s*\(?[A-E]\)/.test(words) && !/\d/.test(words) && normalizeLatex(words) !== '') return { norm, parsed: { kind: 'text', text: words.trim() } };
   return { norm, parsed: parseAnswer(norm) };
 }
 

@@ -32,6 +32,7 @@ const UNIT_WORDS = [
   'ounce', 'oz', 'liters', 'liter', 'litres', 'l', 'ml', 'gallons', 'gallon', 'people', 'students', 'ways', 'points',
   'coins', 'cards', 'marbles', 'balls', 'times', 'percent', 'per', 'K', 'J', 'W', 'Hz', 'eV', 'kHz', 'MHz', 'GHz',
   'pc', 'kpc', 'Mpc', 'AU', 'au', 'ly', 'V', 'A', 'N', 'Pa', 'atm', 'mol', 'erg', 'C',
+  'USD', 'EUR', 'GBP', 'euros', 'euro', 'yuan', 'yen', 'rupees', 'pounds',
 ];
 const UNIT_SET = new Set(UNIT_WORDS);
 const TRAILING_UNIT_RE = new RegExp(
@@ -78,7 +79,7 @@ function unwrapText(s: string): string {
 export function normalizeLatex(input: string): string {
   let s = input;
   for (const [re, to] of UNICODE) s = s.replace(re, to);
-  s = s.replace(/\\\$/g, ' ').replace(/\$/g, ' ');
+  s = s.replace(/\\\$/g, ' ').replace(/\$/g, ' ').replace(/[€£¥₹]|\\(?:euro|pounds|yen)(?![A-Za-z])/g, ' ');
   s = s.trim().replace(/^\\\[|\\\]$/g, '').replace(/^\\\(|\\\)$/g, '');
   s = s.replace(/\\(?:displaystyle|textstyle|scriptstyle|limits|nolimits)(?![A-Za-z])/g, '');
   s = s.replace(/\\(?:left|right|[bB]igg?[lr]?)(?![A-Za-z])\s*(\.(?!\d))?/g, '');

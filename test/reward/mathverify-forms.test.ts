@@ -30,6 +30,11 @@ const TABLES: Record<string, Row[]> = {
     ['4', '<think>the answer is 4</think>So we get 5.', false],
     ['2', 'Solving it:\n**Answer:** $x = 2$', true],
     ['5', 'We have 3 cases; together \\(2+3\\) gives \\(5\\).', true],
+    ['\\frac{1}{2}', 'so the answer is \\frac{1}{2}.', true],
+    ['7', 'The count is **7**', true],
+    ['\\frac{\\sqrt{3}}{2}', 'We find $\\sin 60^\\circ = \\frac{\\sqrt{3}}{2}$.', true],
+    ['18', 'So she has $18 left.', true],
+    ['3', 'Final Answer: The final answer is $3$. I hope it is correct.', true],
   ],
   // Decimal commas, thousands, lists, float-vs-fraction precision, percent words.
   numbers: [
@@ -49,6 +54,11 @@ const TABLES: Record<string, Row[]> = {
     ['0.25', 'It grows by 25 percentage', true],
     ['0.25', 'It grows by 26 percent', false],
     ['1234567', 'The count is 1 234 567', true],
+    ['0.7', 'The probability is 70%.', true],
+    ['1000.99', 'so \\boxed{1,000.99 €}', true],
+    ['1000.99', 'the total is 1,000.99 €', true],
+    ['1000.99', 'so \\boxed{1,000.99\\text{ USD}}', true],
+    ['1000.99', 'so \\boxed{1,001.99\\text{ USD}}', false],
   ],
   relations: [
     ['x \\ge 2', 'x >= 2', true],
@@ -82,6 +92,10 @@ const TABLES: Record<string, Row[]> = {
     ['\\frac{1}{2}', 'P(A) = \\frac{1}{2}', true],
     ['x=5', 'y=5', false],
     ['2', 'a_1 = 2', true],
+    ['5', 'AB = 5', true],
+    ['6', 'S_{\\triangle ABC} = 6', true],
+    ['2:3', 'AB:BC = 2:3', true],
+    ['2:3', 'AB:BC = 3:2', false],
   ],
   sets: [
     ['1,2', 'So \\boxed{1}\\boxed{2}', true],
@@ -97,6 +111,10 @@ const TABLES: Record<string, Row[]> = {
     ['\\pm 3', '3', false],
     ['\\pm\\sqrt{2}', '\\sqrt{2}, -\\sqrt{2}', true],
     ['1,2,3', 'The roots are $1$, $2$ and $3$.', true],
+    ['\\{-2,2\\}', 'x = \\pm 2', true],
+    ['1,2', '\\boxed{1} \\quad \\boxed{2}', true],
+    ['(1,2),(3,4)', '\\boxed{(1,2)}; \\boxed{(3,4)}', true],
+    ['2,3', 'the value is $x = 2$ or $x = 3$', true],
   ],
   intervals: [
     ['x \\in [-2,7]', '-2 \\le x \\le 7', true],
@@ -111,6 +129,9 @@ const TABLES: Record<string, Row[]> = {
     ['(-\\infty,-2)\\cup(2,\\infty)', 'x < -2 \\text{ or } x > 2', true],
     ['(-\\infty,-2)\\cup(2,\\infty)', 'x < -2 \\text{ or } x > 3', false],
     ['|z| > 2', '(-\\infty,-2)\\cup(2,\\infty)', true],
+    ['(-\\infty,-2]\\cup[2,\\infty)', '|z| \\ge 2', true],
+    ['x \\le 3', 'x \\in (-\\infty, 3]', true],
+    ['(-\\infty,-2]\\cup[2,\\infty)', 'x \\le -2 \\text{ or } x \\ge 2', true],
   ],
   matrices: [
     ['\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}', '\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}', true],
@@ -141,6 +162,8 @@ const TABLES: Record<string, Row[]> = {
     ['\\text{Yes}', '\\text{No}', false],
     ['\\text{the x-axis}', '\\text{The X-axis}', true],
     ['\\text{infinitely many}', '\\text{finitely many}', false],
+    ['\\text{No}', '\\textbf{no}', true],
+    ['\\text{No}', '\\textbf{yes}', false],
   ],
   // Structurally different answers that agree at a few points, or that only look alike.
   falsePositives: [
