@@ -91,7 +91,8 @@ function boxedCandidate(text: string): Candidate | null | undefined {
   const contents: string[] = [];
   let end = -1;
   let nextStart = text.length;
-  for (let k = starts.length - 1; k >= 0; k--) {
+  // At most six boxes, as Math-Verify joins at most six math spans.
+  for (let k = starts.length - 1; k >= 0 && contents.length < 6; k--) {
     const box = boxAt(text, starts[k].after);
     if (!box) {
       if (k === starts.length - 1) return null;
@@ -159,8 +160,9 @@ function phraseCandidate(text: string): Candidate | null {
 
 // Math environments, as Math-Verify's plain-LaTeX target finds them, and a bare `\frac{3}{4}`; a
 // percent word may follow.
+// No environment's content holds its own opener, so an unclosed `\[` costs one scan, not one per `\[`.
 const ENV_RE =
-  /(?<!\\)\$\$([^$]+?)\$\$|(?<!\\)\\\[([\s\S]+?)\\\]|(?<![\\\d$])\$((?:\\\$|[^\n$])+?)(?<!\\)\$|\\\(([^\n]+?)\\\)|(-?\\[dt]?frac\{-?\d+(?:[.,]\d+)?\}\{-?\d+(?:[.,]\d+)?\})/g;
+  /(?<!\\)\$\$([^$]+?)\$\$|(?<!\\)\\\[((?:[^\\]|\\(?![[\]]))+?)\\\]|(?<![\\\d$])\$((?:\\\$|[^\n$])+?)(?<!\\)\$|\\\(((?:[^\n\\]|\\(?![()]))+?)\\\)|(-?\\[dt]?frac\{-?\d+(?:[.,]\d+)?\}\{-?\d+(?:[.,]\d+)?\})/g;
 const PERCENT_WORD_RE = /^\s*(?:\\?%|percent(?:age)?|pct)(?![A-Za-z])/i;
 const ENV_JOINT_RE = /^\s*(?:,?\s*and|,?\s*or|,)\s*$/i;
 
@@ -222,9 +224,13 @@ function numberCandidate(text: string): Candidate | null {
 /** "… the answer is $\frac{3}{4}$": the first math or number within 50 characters of the word. */
 function answerWordCandidate(text: string): Candidate | null {
   let best: Candidate | null = null;
-  for (const m of text.matchAll(/\banswer\b/gi)) {
+  // The last few mentions decide (the rightmost match wins); a text repeating the word costs no more.
+  const hits = [...text.matchAll(/\banswer\b/gi)].slice(-20);
+  for (const m of hits) {
     const from = m.index + m[0].length;
-    const env = latexCandidate(text, from, 200, 'answer-word', 50);
+    // The math must start within 50 characters: only a bounded slice is searched.
+    const near = latexCandidate(text.slice(from, from + 2000), 0, 200, 'answer-word', 50);
+    const env = near && { ...near, end: near.end + from };
     const num = FIRST_NUMBER_RE.exec(text.slice(from, from + 80));
     const c = num && num.index <= 50 && (!env || from + num.index < env.end) ? { answer: numberLatex(num[1], num[2]), rule: 'answer-word' as const, priority: 200, end: from + num.index + num[0].length } : env;
     best = better(best, c);
