@@ -259,6 +259,13 @@ export async function answersEqual(gold: Answer, pred: Answer, leaf: LeafEqual, 
     if (ps) return by('inequalities as union', answersEqual(gold, ps, leaf));
   }
 
+  // A bare list against a parenthesised tuple (Math-Verify's open interval against a two-element
+  // set): in order when the gold is the tuple, in any order when the gold is the list.
+  const tuple = (a: Answer): boolean => a.kind === 'seq' && a.open === '(' && a.close === ')';
+  const list = (a: Answer): a is Extract<Answer, { kind: 'set' }> => a.kind === 'set' && !a.braces && !a.plusMinus;
+  if (tuple(gold) && list(pred)) return by('tuple against list (in order)', sameSequence((gold as Extract<Answer, { kind: 'seq' }>).items, pred.items, leaf));
+  if (list(gold) && tuple(pred)) return by('list against tuple (any order)', sameMultiset(gold.items, (pred as Extract<Answer, { kind: 'seq' }>).items, leaf));
+
   // A one-element set against a single value, and a choice letter followed by its value.
   if (gold.kind === 'set' && gold.items.length === 1 && pred.kind !== 'set') return answersEqual(gold.items[0], pred, leaf, trace);
   if (pred.kind === 'set' && pred.items.length === 1 && gold.kind !== 'set') return answersEqual(gold, pred.items[0], leaf, trace);

@@ -115,6 +115,10 @@ const TABLES: Record<string, Row[]> = {
     ['1,2', '\\boxed{1} \\quad \\boxed{2}', true],
     ['(1,2),(3,4)', '\\boxed{(1,2)}; \\boxed{(3,4)}', true],
     ['2,3', 'the value is $x = 2$ or $x = 3$', true],
+    ['(2,3)', 'x = 2, y = 3', true],
+    ['(2,3)', '3, 2', false],
+    ['2,3', '(3,2)', true],
+    ['\\{2,3\\}', '(3,4)', false],
   ],
   intervals: [
     ['x \\in [-2,7]', '-2 \\le x \\le 7', true],
