@@ -229,15 +229,15 @@ async function relationsEqual(gold: Extract<Answer, { kind: 'relation' }>, pred:
   return false;
 }
 
-/** Whether `pred` states the same answer as `gold`; `trace` (top level only) learns the rule. */
-export async function answersEqual(gold: Answer, pred: Answer, leaf: LeafEqual, trace?: Trace): Promise<boolean> {
-  if (isLeaf(gold) && isLeaf(pred)) return leavesEqual(gold, pred, leaf, trace);
-  const by = async (rule: string, r: boolean | Promise<boolean>): Promise<boolean> => {
-    const v = await r;
-    if (trace) trace.rule = rule;
-    return v;
-  };
+type Seq = Extract<Answer, { kind: 'seq' }>;
+type ListSet = Extract<Answer, { kind: 'set' }>;
+type By = (rule: string, r: boolean | Promise<boolean>) => Promise<boolean>;
 
+const isTuple = (a: Answer): a is Seq => a.kind === 'seq' && a.open === '(' && a.close === ')';
+const isBareList = (a: Answer): a is ListSet => a.kind === 'set' && !a.braces && !a.plusMinus;
+
+/** Answers of different kinds that may still state the same thing; null when no such rule applies. */
+function crossKindEqual(gold: Answer, pred: Answer, leaf: LeafEqual, trace: Trace | undefined, by: By): Promise<boolean> | null {
   // An assignment `x = 5` against a bare value compares its right side; an equation in the
   // prediction against a bare gold too (Math-Verify follows the gold's form).
   if (gold.kind === 'relation' && pred.kind !== 'relation') {
@@ -258,22 +258,29 @@ export async function answersEqual(gold: Answer, pred: Answer, leaf: LeafEqual, 
     const ps = asSetOfReals(pred);
     if (ps) return by('inequalities as union', answersEqual(gold, ps, leaf));
   }
-
-  // A bare list against a parenthesised tuple (Math-Verify's open interval against a two-element
-  // set): in order when the gold is the tuple, in any order when the gold is the list.
-  const tuple = (a: Answer): boolean => a.kind === 'seq' && a.open === '(' && a.close === ')';
-  const list = (a: Answer): a is Extract<Answer, { kind: 'set' }> => a.kind === 'set' && !a.braces && !a.plusMinus;
-  if (tuple(gold) && list(pred)) return by('tuple against list (in order)', sameSequence((gold as Extract<Answer, { kind: 'seq' }>).items, pred.items, leaf));
-  if (list(gold) && tuple(pred)) return by('list against tuple (any order)', sameMultiset(gold.items, (pred as Extract<Answer, { kind: 'seq' }>).items, leaf));
-
+  // A bare list against a parenthesised tuple (Math-Verify's open interval or tuple against a
+  // finite set): in order when the gold is the tuple, in any order when the gold is the list.
+  if (isTuple(gold) && isBareList(pred)) return by('tuple against list (in order)', sameSequence(gold.items, pred.items, leaf));
+  if (isBareList(gold) && isTuple(pred)) return by('list against tuple (any order)', sameMultiset(gold.items, pred.items, leaf));
   // A one-element set against a single value, and a choice letter followed by its value.
   if (gold.kind === 'set' && gold.items.length === 1 && pred.kind !== 'set') return answersEqual(gold.items[0], pred, leaf, trace);
   if (pred.kind === 'set' && pred.items.length === 1 && gold.kind !== 'set') return answersEqual(gold, pred.items[0], leaf, trace);
   if (pred.kind === 'choice' && gold.kind !== 'choice') return by('choice value', pred.rest !== null && answersEqual(gold, pred.rest, leaf));
-  if (gold.kind === 'choice' && pred.kind !== 'choice') {
-    // A letter gold written out as a bare expression (`C`) by the model.
-    return by('choice letter', pred.kind === 'expr' && pred.latex === gold.letter);
-  }
+  // A letter gold written out as a bare expression (`C`) by the model.
+  if (gold.kind === 'choice' && pred.kind !== 'choice') return by('choice letter', pred.kind === 'expr' && pred.latex === gold.letter);
+  return null;
+}
+
+/** Whether `pred` states the same answer as `gold`; `trace` (top level only) learns the rule. */
+export async function answersEqual(gold: Answer, pred: Answer, leaf: LeafEqual, trace?: Trace): Promise<boolean> {
+  if (isLeaf(gold) && isLeaf(pred)) return leavesEqual(gold, pred, leaf, trace);
+  const by: By = async (rule, r) => {
+    const v = await r;
+    if (trace) trace.rule = rule;
+    return v;
+  };
+  const cross = crossKindEqual(gold, pred, leaf, trace, by);
+  if (cross) return cross;
 
   switch (gold.kind) {
     case 'number':
