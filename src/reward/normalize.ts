@@ -95,7 +95,8 @@ export function normalizeLatex(input: string): string {
   s = s.replace(/(?<=[\d}.])\s*(?:\\(?:text|mbox|mathrm)\s*\{\s*)?(?:percent(?:age)?|pct)(?![A-Za-z])(?:\s*\})?/gi, '\\%');
   s = unwrapText(s);
   s = s.replace(/\\(?:leqslant|leqq|leq)(?![A-Za-z])|<=/g, '\\le ').replace(/\\(?:geqslant|geqq|geq)(?![A-Za-z])|>=/g, '\\ge ');
-  s = s.replace(/\\neq(?![A-Za-z])|\\not\s*=|!=/g, '\\ne ').replace(/\\lt(?![A-Za-z])/g, '<').replace(/\\gt(?![A-Za-z])/g, '>');
+  // `x != 3` is x ≠ 3, but `5!=120` and `(n+1)!=…` are factorials.
+  s = s.replace(/\\neq(?![A-Za-z])|\\not\s*=|(?<![\d)}])!=/g, '\\ne ').replace(/\\lt(?![A-Za-z])/g, '<').replace(/\\gt(?![A-Za-z])/g, '>');
   s = s.replace(/\\(?:varnothing)(?![A-Za-z])|\\\{\s*\\\}/g, '\\emptyset ');
   // All reals, as the interval it is.
   s = s.replace(/\\mathbb\s*\{?\s*R\s*\}?|\\R(?![A-Za-z])|\u211D/g, '(-\\infty,\\infty)');

@@ -77,6 +77,8 @@ const TABLES: Record<string, Row[]> = {
     ['2x+4y-3=0', 'y = -\\frac{x}{2} + \\frac{3}{2}', false],
     ['\\frac{x^2}{4}+\\frac{y^2}{9}=1', '9x^2+4y^2=36', true],
     ['\\frac{x^2}{4}+\\frac{y^2}{9}=1', '9x^2+4y^2=6', false],
+    ['120', '5!=120', true],
+    ['x \\ne 3', 'x!=3', true],
   ],
   labels: [
     ['(3,2)', '(p,q) = (3,2)', true],
