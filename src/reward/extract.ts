@@ -69,6 +69,8 @@ export interface Extracted {
 interface Candidate extends Extracted {
   priority: number;
   end: number;
+  /** Where the math begins (latex candidates). */
+  start?: number;
 }
 
 /** Better of two candidates: the lower priority, then the one ending further right. */
@@ -139,12 +141,16 @@ function phraseCandidate(text: string): Candidate | null {
     const num = /^[$€£]?(-?\d+(?:[ ,]\d{3})*(?:[.,]\d+)?)(\s*(?:\\?%|percent(?:age)?|pct))?(?=$|[\s.,;:)*])/i.exec(rest);
     let ans: string;
     let end = at + seg.length;
+    let near: Candidate | null;
     if (env) {
       ans = (env[1] ?? env[2] ?? env[3]).trim();
       end = at + lead + env[0].length;
     } else if (num && !/^\.\d/.test(rest.slice(num[0].length))) {
       ans = numberLatex(num[1], num[2]);
       end = at + lead + num[0].length;
+    } else if (/[A-Za-z]{2,}\s+[A-Za-z]{2,}/.test(rest) && (near = firstMathNear(text, at))) {
+      // Prose after the phrase ("Answer: the number is 5."): the first math or number near it.
+      ({ answer: ans, end } = near);
     } else {
       // A sentence end is a period followed by space or end, not a decimal point.
       ans = mathOf(rest).replace(/\*\*/g, '').replace(/\.(\s.*)?$/, '').replace(/[.\s]+$/, '').trim();
@@ -188,7 +194,7 @@ function latexCandidate(text: string, from: number, priority: number, rule: Extr
     if (!ENV_JOINT_RE.test(text.slice(envs[k].end, envs[k + 1].at))) break;
     parts.unshift(envs[k].body);
   }
-  return { answer: parts.join(','), rule, priority, end: envs[envs.length - 1].end };
+  return { answer: parts.join(','), rule, priority, end: envs[envs.length - 1].end, start: envs[envs.length - parts.length].at };
 }
 
 // Plain numbers (`1,234.5`, `1 234`, a decimal comma `2,74`, `50 percent`, `$100`) and plain
@@ -221,6 +227,16 @@ function numberCandidate(text: string): Candidate | null {
   return best;
 }
 
+/** The first math or number starting within 50 characters after `from` (an 'answer-word' candidate);
+ * only a bounded slice is searched. */
+function firstMathNear(text: string, from: number): Candidate | null {
+  const near = latexCandidate(text.slice(from, from + 2000), 0, 200, 'answer-word', 50);
+  const env = near && { ...near, start: near.start! + from, end: near.end + from };
+  const num = FIRST_NUMBER_RE.exec(text.slice(from, from + 80));
+  if (!num || num.index > 50 || (env && from + num.index >= env.start)) return env;
+  return { answer: numberLatex(num[1], num[2]), rule: 'answer-word', priority: 200, end: from + num.index + num[0].length };
+}
+
 /** "… the answer is $\frac{3}{4}$": the first math or number within 50 characters of the word. */
 function answerWordCandidate(text: string): Candidate | null {
   let best: Candidate | null = null;
@@ -228,12 +244,7 @@ function answerWordCandidate(text: string): Candidate | null {
   const hits = [...text.matchAll(/\banswer\b/gi)].slice(-20);
   for (const m of hits) {
     const from = m.index + m[0].length;
-    // The math must start within 50 characters: only a bounded slice is searched.
-    const near = latexCandidate(text.slice(from, from + 2000), 0, 200, 'answer-word', 50);
-    const env = near && { ...near, end: near.end + from };
-    const num = FIRST_NUMBER_RE.exec(text.slice(from, from + 80));
-    const c = num && num.index <= 50 && (!env || from + num.index < env.end) ? { answer: numberLatex(num[1], num[2]), rule: 'answer-word' as const, priority: 200, end: from + num.index + num[0].length } : env;
-    best = better(best, c);
+    best = better(best, firstMathNear(text, from));
   }
   return best;
 }
