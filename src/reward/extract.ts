@@ -1,7 +1,8 @@
-// Finding the answer: the final answer of a model response (the last `\boxed{…}` after `</think>`,
-// else "final answer is …" / "answer: …"), and the gold answer of a benchmark row in any of the
-// shapes the benchmark files use (142.0, "$…$" lists, full solutions ending in a box).
-// Every scan here is linear in the text, so a 100 KB response costs microseconds.
+// Finding the answer: the final answer of a model response after `</think>`, chosen as Math-Verify
+// chooses it (targets in priority order — "final answer is … I hope", then boxes and "final answer
+// is …", "answer: …", "answer … $x$", and last the rightmost math or plain number; ties go to the
+// rightmost), and the gold answer of a benchmark row in any of the shapes the benchmark files use
+// (142.0, "$…$" lists, full solutions ending in a box). Every scan here is linear in the text.
 
 const BOX_RE = /\\(?:boxed|fbox)(?![A-Za-z])/g;
 
