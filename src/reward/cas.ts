@@ -26,6 +26,15 @@ export type CasVerdict = { equal: boolean; reason?: string };
 // two of them in a simple ratio. The point just above 1 tells x^100000 from x^100001, which
 // underflow or overflow alike everywhere else; the negative one tells √(x²) from x.
 const SAMPLES = [0.7318, 1.5142, 2.3761, 1.1937, 0.4593, 2.8117, 1.000013, -1.3719];
+// Step functions (`\lfloor\frac{2n-1}{5}\rfloor` against `…{6}\rfloor`) are constant across the
+// points above; they are also compared on a wider range, where such near misses part.
+const WIDE_SAMPLES = [3.1, 4.7, 5.3, 6.9, 8.2, 9.6, 11.4, 13.8, 17.3, 23.9, -4.6, -9.2];
+const STEP_HEADS = new Set(['Floor', 'Ceil', 'Ceiling', 'Round', 'Mod', 'Fract', 'Fraction', 'Truncate']);
+
+/** The points at which two expressions with free variables are compared. */
+function samplePoints(a: unknown, b: unknown): number[] {
+  return hasHead(a, STEP_HEADS) || hasHead(b, STEP_HEADS) ? [...SAMPLES, ...WIDE_SAMPLES] : SAMPLES;
+}
 
 /** `noiseFloor`: differences below it are rounding noise (at sample points, where doubles are
  * used: sin²x + cos²x − 1 comes out as ~1e-16, not 0). */
@@ -120,9 +129,10 @@ export class CasComparer {
     if (vars.length === 0 || hasHead(a.json, BOUND_HEADS) || hasHead(b.json, BOUND_HEADS)) return { equal: false };
     let ratio = NaN;
     let compared = 0;
-    for (let k = 0; k < SAMPLES.length; k++) {
+    const points = samplePoints(a.json, b.json);
+    for (let k = 0; k < points.length; k++) {
       const sub: Record<string, number> = {};
-      vars.forEach((v, i) => (sub[v] = SAMPLES[(k + i * 2) % SAMPLES.length] + 0.01 * i));
+      vars.forEach((v, i) => (sub[v] = points[(k + i * 2) % points.length] + 0.01 * i));
       const fa = evalJson(a.json, sub);
       const fb = evalJson(b.json, sub);
       if (!Number.isFinite(fa) || !Number.isFinite(fb)) continue;
@@ -163,9 +173,10 @@ export class CasComparer {
     let compared = 0;
     const aJson = a.json;
     const bJson = b.json;
-    for (let k = 0; k < SAMPLES.length; k++) {
+    const points = samplePoints(a.json, b.json);
+    for (let k = 0; k < points.length; k++) {
       const sub: Record<string, number> = {};
-      vars.forEach((v, i) => (sub[v] = SAMPLES[(k + i * 2) % SAMPLES.length] + 0.01 * i));
+      vars.forEach((v, i) => (sub[v] = points[(k + i * 2) % points.length] + 0.01 * i));
       // Fast real evaluation first; the engine (complex-capable, slower) where it cannot tell.
       const fa = evalJson(aJson, sub);
       const fb = evalJson(bJson, sub);

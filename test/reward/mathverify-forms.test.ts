@@ -189,6 +189,9 @@ const TABLES: Record<string, Row[]> = {
     ['x^2+y^2=1', 'x^2+y^2=2', false],
     ['y=x^2', 'y^2=x^4', false],
     ['\\{1,2\\}', '\\boxed{1}\\text{, then later }\\boxed{2}', false],
+    ['\\lfloor\\frac{2n-1}{5}\\rfloor', '\\lfloor\\frac{2n-1}{6}\\rfloor', false],
+    ['\\lceil \\frac{n}{3} \\rceil', '\\lceil \\frac{n}{4} \\rceil', false],
+    ['\\lfloor \\frac{n}{2} \\rfloor', '\\left\\lfloor \\dfrac{n}{2} \\right\\rfloor', true],
   ],
 };
 
