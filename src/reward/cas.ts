@@ -89,10 +89,16 @@ function hasHead(json: unknown, heads: Set<string>): boolean {
   return json.some((x) => hasHead(x, heads));
 }
 
+const ACCENT_NAME: Record<string, string> = { overline: 'bar', widehat: 'hat', widetilde: 'tilde' };
+const ACCENT_RE = /\\(dot|ddot|hat|bar|vec|tilde|check|breve|overline|widehat|widetilde)\s*\{\s*(\\?[A-Za-z]+)\s*\}/g;
+
 export class CasComparer {
   private readonly ce: Engine = new ComputeEngine();
 
-  private parse(latex: string): Expr | null {
+  private parse(input: string): Expr | null {
+    // An accented symbol (`\dot{x}_0`, `\ddot{\theta}`, `\hat{n}`) is a variable of its own: the
+    // engine reads `\dot{x}` as the time derivative of a constant, 0, which hid whole terms.
+    const latex = input.replace(ACCENT_RE, (_m, accent: string, name: string) => `\\operatorname{${name.replace(/\\/g, '')}${ACCENT_NAME[accent] ?? accent}}`);
     const e = this.ce.parse(latex, PARSE_OPTIONS);
     if (e.isValid) return e;
     // Spellings the engine rejects but a reader does not: `[…]` as grouping, `\zeta`/`\Gamma` as

@@ -196,7 +196,7 @@ async function leavesEqual(g: Leaf, p: Leaf, leaf: LeafEqual, trace?: Trace): Pr
 
 /** Text compared as words: case, spaces and punctuation do not count. */
 function textKey(s: string): string {
-  return s.toLowerCase().replace(/\\[a-z]+\s*\{([^{}]*)\}/g, '$1').replace(/[\s.,;:!?'"`~{}\\]+/g, '');
+  return s.toLowerCase().replace(/\\(?:text|textbf|textit|textrm|mathrm|mbox|operatorname)\s*\{([^{}]*)\}/g, '$1').replace(/[\s.,;:!?'"`~{}\\]+/g, '');
 }
 
 /** Two relations: side by side, read both ways, up to rearrangement and a constant factor, or as

@@ -192,6 +192,9 @@ const TABLES: Record<string, Row[]> = {
     ['\\lfloor\\frac{2n-1}{5}\\rfloor', '\\lfloor\\frac{2n-1}{6}\\rfloor', false],
     ['\\lceil \\frac{n}{3} \\rceil', '\\lceil \\frac{n}{4} \\rceil', false],
     ['\\lfloor \\frac{n}{2} \\rfloor', '\\left\\lfloor \\dfrac{n}{2} \\right\\rfloor', true],
+    ['x_{0} \\cos (\\omega t)+ \\dot{x}_{0} \\sin (\\omega t) / \\omega', 'x_{0} \\cos (\\omega t)- \\dot{x}_{0} \\sin (\\omega t) / \\omega', false],
+    ['x_{0} \\cos (\\omega t)+ \\dot{x}_{0} \\sin (\\omega t) / \\omega', '\\frac{\\dot{x}_{0}}{\\omega}\\sin(\\omega t) + x_0\\cos(\\omega t)', true],
+    ['\\text{Evelyn}', '\\teyt{Evelyn}', false],
   ],
 };
 
