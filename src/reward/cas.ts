@@ -31,9 +31,27 @@ const SAMPLES = [0.7318, 1.5142, 2.3761, 1.1937, 0.4593, 2.8117, 1.000013, -1.37
 const WIDE_SAMPLES = [3.1, 4.7, 5.3, 6.9, 8.2, 9.6, 11.4, 13.8, 17.3, 23.9, -4.6, -9.2];
 const STEP_HEADS = new Set(['Floor', 'Ceil', 'Ceiling', 'Round', 'Mod', 'Fract', 'Fraction', 'Truncate']);
 
+// A sum or product over a free bound (`\sum_{k=1}^{n}`) is defined at whole numbers only: such
+// pairs are compared at whole points, where Σ_{k=1}^{n} k² and Σ_{k=1}^{n+1} k² part at once and
+// Σ_{i=0}^{n} 2^i meets 2^{n+1}−1.
+const WHOLE_SAMPLES = [1, 2, 3, 4, 5, 6, 8, 11];
+const SERIES_HEADS = new Set(['Sum', 'Product']);
+
+interface Samples {
+  count: number;
+  /** The value of variable `i` at sample point `k`. */
+  at: (k: number, i: number) => number;
+  /** Points where both sides must be defined. */
+  minCompared: number;
+}
+
 /** The points at which two expressions with free variables are compared. */
-function samplePoints(a: unknown, b: unknown): number[] {
-  return hasHead(a, STEP_HEADS) || hasHead(b, STEP_HEADS) ? [...SAMPLES, ...WIDE_SAMPLES] : SAMPLES;
+function samplePoints(a: unknown, b: unknown): Samples {
+  if (hasHead(a, SERIES_HEADS) || hasHead(b, SERIES_HEADS)) {
+    return { count: WHOLE_SAMPLES.length, at: (k, i) => WHOLE_SAMPLES[(k + i * 3) % WHOLE_SAMPLES.length], minCompared: 5 };
+  }
+  const points = hasHead(a, STEP_HEADS) || hasHead(b, STEP_HEADS) ? [...SAMPLES, ...WIDE_SAMPLES] : SAMPLES;
+  return { count: points.length, at: (k, i) => points[(k + i * 2) % points.length] + 0.01 * i, minCompared: 2 };
 }
 
 /** `noiseFloor`: differences below it are rounding noise (at sample points, where doubles are
@@ -82,6 +100,7 @@ function sameValue(a: Expr, b: Expr, finiteOnly = false): boolean | null {
 }
 
 const BOUND_HEADS = new Set(['Sum', 'Product', 'Integrate', 'Limit', 'D', 'Derivative']);
+const UNSAMPLED_HEADS = new Set(['Integrate', 'Limit', 'D', 'Derivative']);
 
 function hasHead(json: unknown, heads: Set<string>): boolean {
   if (!Array.isArray(json)) return false;
@@ -135,10 +154,10 @@ export class CasComparer {
     if (vars.length === 0 || hasHead(a.json, BOUND_HEADS) || hasHead(b.json, BOUND_HEADS)) return { equal: false };
     let ratio = NaN;
     let compared = 0;
-    const points = samplePoints(a.json, b.json);
-    for (let k = 0; k < points.length; k++) {
+    const samples = samplePoints(a.json, b.json);
+    for (let k = 0; k < samples.count; k++) {
       const sub: Record<string, number> = {};
-      vars.forEach((v, i) => (sub[v] = points[(k + i * 2) % points.length] + 0.01 * i));
+      vars.forEach((v, i) => (sub[v] = samples.at(k, i)));
       const fa = evalJson(a.json, sub);
       const fb = evalJson(b.json, sub);
       if (!Number.isFinite(fa) || !Number.isFinite(fb)) continue;
@@ -160,10 +179,9 @@ export class CasComparer {
     if (!a || !b) return { equal: false, reason: `unparseable ${!a ? 'gold' : 'prediction'}` };
     if (a.isSame(b) || JSON.stringify(a.json) === JSON.stringify(b.json)) return { equal: true };
     const vars = [...new Set([...a.unknowns, ...b.unknowns])].sort();
-    // A sum, product or integral over a free bound (`\sum_{k=1}^{n}`) means nothing at the
-    // non-integer sample points; only the identical form counts (no false positive from a few
-    // points where different bounds agree).
-    if (vars.length > 0 && (hasHead(a.json, BOUND_HEADS) || hasHead(b.json, BOUND_HEADS))) return { equal: false, reason: 'not comparable' };
+    // An integral, limit or derivative with a free variable is not sampled: only the identical
+    // form counts (no false positive from a few points where different forms agree).
+    if (vars.length > 0 && (hasHead(a.json, UNSAMPLED_HEADS) || hasHead(b.json, UNSAMPLED_HEADS))) return { equal: false, reason: 'not comparable' };
     if (vars.length === 0) {
       // Exact on both sides (no decimal literal): the engine's own value test decides, at its
       // working precision, so 2^{1009} ≠ 2^{1009}+1, which no double could tell apart.
@@ -179,10 +197,10 @@ export class CasComparer {
     let compared = 0;
     const aJson = a.json;
     const bJson = b.json;
-    const points = samplePoints(a.json, b.json);
-    for (let k = 0; k < points.length; k++) {
+    const samples = samplePoints(aJson, bJson);
+    for (let k = 0; k < samples.count; k++) {
       const sub: Record<string, number> = {};
-      vars.forEach((v, i) => (sub[v] = points[(k + i * 2) % points.length] + 0.01 * i));
+      vars.forEach((v, i) => (sub[v] = samples.at(k, i)));
       // Fast real evaluation first; the engine (complex-capable, slower) where it cannot tell.
       const fa = evalJson(aJson, sub);
       const fb = evalJson(bJson, sub);
@@ -190,6 +208,6 @@ export class CasComparer {
       if (same === false) return { equal: false };
       if (same === true) compared++;
     }
-    return compared >= 2 ? { equal: true } : { equal: false, reason: 'not comparable' };
+    return compared >= samples.minCompared ? { equal: true } : { equal: false, reason: 'not comparable' };
   }
 }

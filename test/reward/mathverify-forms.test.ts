@@ -195,6 +195,11 @@ const TABLES: Record<string, Row[]> = {
     ['x_{0} \\cos (\\omega t)+ \\dot{x}_{0} \\sin (\\omega t) / \\omega', 'x_{0} \\cos (\\omega t)- \\dot{x}_{0} \\sin (\\omega t) / \\omega', false],
     ['x_{0} \\cos (\\omega t)+ \\dot{x}_{0} \\sin (\\omega t) / \\omega', '\\frac{\\dot{x}_{0}}{\\omega}\\sin(\\omega t) + x_0\\cos(\\omega t)', true],
     ['\\text{Evelyn}', '\\teyt{Evelyn}', false],
+    ['\\sum_{i=0}^{n} 2^i', '2^{n+1}-1', true],
+    ['\\sum_{k=1}^{n} k', '\\frac{n(n+1)}{2}', true],
+    ['\\sum_{k=1}^{n} k', '\\frac{n(n-1)}{2}', false],
+    ['\\prod_{k=1}^{n} k', 'n!', true],
+    ['\\sum_{k=1}^{n} k^2', '\\frac{n(n+1)(2n+1)}{6}', true],
   ],
 };
 
