@@ -233,9 +233,25 @@ function numberCandidate(text: string): Candidate | null {
 function firstMathNear(text: string, from: number): Candidate | null {
   const near = latexCandidate(text.slice(from, from + 2000), 0, 200, 'answer-word', 50);
   const env = near && { ...near, start: near.start! + from, end: near.end + from };
-  const num = FIRST_NUMBER_RE.exec(text.slice(from, from + 80));
-  if (!num || num.index > 50 || (env && from + num.index >= env.start)) return env;
-  return { answer: numberLatex(num[1], num[2]), rule: 'answer-word', priority: 200, end: from + num.index + num[0].length };
+  const num = numberAfterAnswer(text.slice(from, from + 120).split('\n')[0]);
+  if (!num || (env && from + num.at >= env.start)) return env;
+  return { answer: num.answer, rule: 'answer-word', priority: 200, end: from + num.end };
+}
+
+/** The number an answer word points at, as Math-Verify reads it: the one after the last `=` within
+ * 100 characters ("answer: 2 + 3 = 5"), else the first within 50; never one followed by `=`. */
+function numberAfterAnswer(line: string): { answer: string; at: number; end: number } | null {
+  const eq = line.slice(0, 100).lastIndexOf('=');
+  const tries = eq >= 0 ? [eq + 1, 0] : [0];
+  for (const from of tries) {
+    const m = FIRST_NUMBER_RE.exec(line.slice(from));
+    if (!m) continue;
+    const at = from + m.index;
+    const end = at + m[0].length;
+    if ((from === 0 && m.index > 50) || /^\s*=/.test(line.slice(end))) continue;
+    return { answer: numberLatex(m[1], m[2]), at, end };
+  }
+  return null;
 }
 
 /** "… the answer is $\frac{3}{4}$": the first math or number within 50 characters of the word. */

@@ -36,7 +36,9 @@ const TABLES: Record<string, Row[]> = {
     ['18', 'So she has $18 left.', true],
     ['3', 'Final Answer: The final answer is $3$. I hope it is correct.', true],
     ['5', 'Answer: The number of ways is 5.', true],
-    ['3', 'the answer is 3 or $x=4$', true],
+    // Math-Verify's answer-word targets (math and number, one priority): the rightmost, `$x=4$`.
+    ['4', 'the answer is 3 or $x=4$', true],
+    ['5', "Let's find the answer. First, 2 + 3 = 5 and that is all.", true],
     ['5', 'So \\boxed{5}. Check: 2+3=5 and 10 > 7.', true],
     ['(5,7)', 'Solving, we get $x = 5$ and $y = 7$', true],
   ],
