@@ -1,6 +1,7 @@
 // `red verify`: one verdict (`--gold G --pred P`, prints true/false, exit code 0 either way) or a
 // JSONL stream (`--jsonl FILE|-`): each line {"gold", "pred"} comes back with "equal" (and "reason"
-// when not equal) added, in input order, while later lines are still being verified.
+// when not equal; with --explain also "extracted", "target", "rule") added, in input order, while
+// later lines are still being verified.
 import type { Command } from 'commander';
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -44,7 +45,7 @@ export function registerVerify(program: Command): void {
       if (workers !== undefined) reward.configureVerifier({ poolSize: workers });
       try {
         if (opts.jsonl !== undefined) {
-          await verifyJsonl(opts.jsonl, timeoutMs, reward.verify);
+          await verifyJsonl(opts.jsonl, timeoutMs, opts.explain, reward.verify);
           return;
         }
         const r = await reward.verify(opts.gold!, opts.pred!, { timeoutMs });
@@ -66,7 +67,7 @@ type VerifyFn = typeof import('../reward/index.ts').verify;
 // Lines in flight at once: enough to keep every worker busy, bounded so memory stays flat.
 const WINDOW = 256;
 
-async function verifyJsonl(file: string, timeoutMs: number, verify: VerifyFn): Promise<void> {
+async function verifyJsonl(file: string, timeoutMs: number, explain: boolean, verify: VerifyFn): Promise<void> {
   const input = file === '-' ? process.stdin : createReadStream(file);
   const opened = new Promise<void>((resolve, reject) => {
     if (file === '-') resolve();
@@ -84,13 +85,13 @@ async function verifyJsonl(file: string, timeoutMs: number, verify: VerifyFn): P
   for await (const raw of lines) {
     lineNo++;
     if (raw.trim() === '') continue;
-    pending.push(verifyLine(raw, lineNo, timeoutMs, verify));
+    pending.push(verifyLine(raw, lineNo, timeoutMs, explain, verify));
     if (pending.length >= WINDOW) await write(await pending.shift()!);
   }
   while (pending.length > 0) await write(await pending.shift()!);
 }
 
-async function verifyLine(raw: string, lineNo: number, timeoutMs: number, verify: VerifyFn): Promise<string> {
+async function verifyLine(raw: string, lineNo: number, timeoutMs: number, explain: boolean, verify: VerifyFn): Promise<string> {
   let row: unknown;
   try {
     row = JSON.parse(raw);
@@ -108,5 +109,6 @@ async function verifyLine(raw: string, lineNo: number, timeoutMs: number, verify
     return JSON.stringify({ ...obj, error: `line ${lineNo}: expected "gold" (string, number or list of strings) and "pred" (string)` });
   }
   const r = await verify(gold as string | number | string[], pred, { timeoutMs });
-  return JSON.stringify(r.equal ? { ...obj, equal: true } : { ...obj, equal: false, reason: r.reason });
+  const why = explain ? { extracted: r.extracted, target: r.target, rule: r.rule } : {};
+  return JSON.stringify(r.equal ? { ...obj, equal: true, ...why } : { ...obj, equal: false, reason: r.reason, ...why });
 }

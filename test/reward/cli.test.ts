@@ -49,6 +49,18 @@ test('red verify --explain names the extraction target and the comparison rule t
   const eq = await red(['verify', '--gold', '2x+4y-3=0', '--pred', '\\boxed{y = -x/2 + 3/4}', '--explain', '--workers', '1']);
   assert.equal(eq.code, 0, eq.stderr);
   assert.deepEqual(eq.stdout.trim().split('\n').slice(3), ['target: boxed', 'rule: equation (rearranged/scaled)']);
+
+  // In a JSONL stream, --explain adds the same fields to each line.
+  const rows = [{ gold: '0.5', pred: 'About 50 percent of them.' }, { gold: '(3,2)', pred: '\\boxed{(p,q) = (3,2)}' }];
+  const jl = await red(['verify', '--jsonl', '-', '--explain', '--workers', '1'], rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  assert.equal(jl.code, 0, jl.stderr);
+  assert.deepEqual(
+    jl.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>),
+    [
+      { ...rows[0], equal: true, extracted: '50\\%', target: 'number', rule: 'percent' },
+      { ...rows[1], equal: true, extracted: '(p,q) = (3,2)', target: 'boxed', rule: 'equation (right side)' },
+    ],
+  );
 });
 
 test('red verify without --gold/--pred is one clear error line', async () => {
