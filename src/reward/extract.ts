@@ -277,14 +277,17 @@ export function extractTarget(response: string): Extracted | null {
   if (best) return { answer: best.answer, rule: best.rule };
   best = answerWordCandidate(text);
   if (best) return { answer: best.answer, rule: best.rule };
-  // A bare short reply ("5", "x = 3 cm") is its own answer.
+  // A bare short reply ("5", "x = 3 cm", "Evelyn") is its own answer; a number with a word after
+  // it ("5 apples") is the number.
   const latex = latexCandidate(text, 0, 300, 'latex');
+  const number = numberCandidate(text);
   const bare = text.trim();
-  if (!latex && bare !== '' && bare.length <= 100 && !bare.includes('\n') && !/[A-Za-z]{2,}\s+[A-Za-z]{2,}/.test(bare)) {
+  const worded = /(?<![\\A-Za-z])(?!(?:sin|cos|tan|cot|sec|csc|log|ln|exp|sqrt|pi)(?![A-Za-z]))[A-Za-z]{3,}/.test(bare);
+  if (!latex && !(worded && number) && bare !== '' && bare.length <= 100 && !bare.includes('\n') && !/[A-Za-z]{2,}\s+[A-Za-z]{2,}/.test(bare)) {
     const ans = mathOf(bare.replace(/\*\*/g, '')).replace(/\.$/, '');
     if (ans !== '') return { answer: ans, rule: 'bare' };
   }
-  best = better(latex, numberCandidate(text));
+  best = better(latex, number);
   return best ? { answer: best.answer, rule: best.rule } : null;
 }
 

@@ -1,7 +1,7 @@
 // The answer forms of issue 13, one table per category, with verdicts worked out by hand from
 // Math-Verify's documented semantics (its extraction targets and priorities, its float rounding
 // to 6 decimals, its relation, set, interval and matrix rules). Written here, not copied from its
-// tests. A response is used as written when it holds a box or the category reads full responses;
+// tests. A response is used as written when it holds a box, math or prose (or starts `raw:`);
 // otherwise it is wrapped as `… \boxed{pred}`.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -41,6 +41,8 @@ const TABLES: Record<string, Row[]> = {
     ['5', "Let's find the answer. First, 2 + 3 = 5 and that is all.", true],
     ['5', 'So \\boxed{5}. Check: 2+3=5 and 10 > 7.', true],
     ['(5,7)', 'Solving, we get $x = 5$ and $y = 7$', true],
+    ['5', 'raw:5 apples', true],
+    ['\\text{Evelyn}', 'raw:Evelyn', true],
   ],
   // Decimal commas, thousands, lists, float-vs-fraction precision, percent words.
   numbers: [
@@ -206,6 +208,8 @@ const TABLES: Record<string, Row[]> = {
 };
 
 function response(pred: string): string {
+  // `raw:` marks a whole response too short to tell from an answer.
+  if (pred.startsWith('raw:')) return pred.slice(4);
   const prose = /\\boxed|\$|\\\[|\\\(|[A-Za-z]{2,} [A-Za-z0-9]/.test(pred) && !/^\\(?:text|mathrm)/.test(pred);
   return prose ? pred : `Some reasoning. So the answer is $\\boxed{${pred}}$.`;
 }
