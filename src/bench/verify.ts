@@ -1,6 +1,8 @@
 // `red bench verify`: the answer verifier's speed with the CAS pool warm — comparisons per second on
-// a mix (plain numbers, fractions, symbolic, sets), on plain numeric pairs alone (the main-thread
-// fast path), and the slowest single comparison against the timeout. One JSON line per figure.
+// a mix (plain numbers, fractions, symbolic, sets, and Math-Verify's other forms: unboxed answers,
+// relations, labels, matrices), on plain numeric pairs alone (the main-thread fast path), and the
+// mix's latency one comparison at a time (median, p90, worst) against the timeout. One JSON line
+// per figure.
 import type { BenchOptions } from './options.ts';
 import { Rng } from '../util/rng.ts';
 import { closeVerifier, verifyBatch, verify, warmVerifier, DEFAULT_TIMEOUT_MS } from '../reward/index.ts';
@@ -9,7 +11,7 @@ import { availableParallelism } from 'node:os';
 interface Pair {
   gold: string;
   pred: string;
-  kind: 'number' | 'fraction' | 'symbolic' | 'set';
+  kind: 'number' | 'fraction' | 'symbolic' | 'set' | 'form';
 }
 
 function emit(fields: Record<string, unknown>): void {
@@ -54,8 +56,28 @@ function setPair(rng: Rng): Pair {
   return { gold: `(${xs[0]},${xs[1]})`, pred: box(`\\left(${xs[0]}, ${xs[1]}\\right)`), kind: 'set' };
 }
 
+/** Math-Verify's other answer forms: no box, display math, relations, labels, matrices. */
+function formPair(rng: Rng): Pair {
+  const a = 2 + rng.int(20);
+  const b = 1 + rng.int(9);
+  switch (rng.int(6)) {
+    case 0:
+      return { gold: String(a), pred: `Checking each case, the largest $n$ is ${a}.`, kind: 'form' };
+    case 1:
+      return { gold: `\\frac{${b}}{${a}}`, pred: `Therefore\n\\[ x = \\frac{${2 * b}}{${2 * a}} \\]`, kind: 'form' };
+    case 2:
+      return { gold: `x < ${a}`, pred: box(`-x > -${a}`), kind: 'form' };
+    case 3:
+      return { gold: `${b}x+${a}y-${a * b}=0`, pred: box(`y = -\\frac{${b}x}{${a}} + ${b}`), kind: 'form' };
+    case 4:
+      return { gold: `(${a},${b})`, pred: box(`(p,q) = (${a},${b})`), kind: 'form' };
+    default:
+      return { gold: `\\begin{pmatrix}${a}&${b}\\\\0&1\\end{pmatrix}`, pred: box(`\\begin{bmatrix}${a}&${b}\\\\0&1\\end{bmatrix}`), kind: 'form' };
+  }
+}
+
 function mix(rng: Rng, n: number): Pair[] {
-  const makers = [numberPair, fractionPair, symbolicPair, setPair];
+  const makers = [numberPair, fractionPair, symbolicPair, setPair, formPair];
   return Array.from({ length: n }, (_, i) => makers[i % makers.length](rng));
 }
 
@@ -79,7 +101,7 @@ export async function run(opts: BenchOptions): Promise<void> {
     await throughput(mix(rng, 100));
 
     const m = await throughput(mix(rng, nMix));
-    emit({ figure: 'mix', unit: 'comparisons/s', value: round(m.perS), n: nMix, seconds: round(m.seconds, 2), equal: m.equal, workers, kinds: 'number,fraction,symbolic,set' });
+    emit({ figure: 'mix', unit: 'comparisons/s', value: round(m.perS), n: nMix, seconds: round(m.seconds, 2), equal: m.equal, workers, kinds: 'number,fraction,symbolic,set,form' });
 
     const numeric = Array.from({ length: nNum }, () => numberPair(rng));
     const p = await throughput(numeric);
@@ -96,6 +118,15 @@ export async function run(opts: BenchOptions): Promise<void> {
       if (ms > slowest.ms) slowest = { ms, gold: pair.gold, pred: pair.pred };
     }
     lat.sort((a, b) => a - b);
+    emit({
+      figure: 'mix_latency',
+      unit: 'ms',
+      value: round(lat[Math.floor(lat.length / 2)], 2),
+      median_ms: round(lat[Math.floor(lat.length / 2)], 2),
+      p90_ms: round(lat[Math.floor(lat.length * 0.9)], 2),
+      worst_ms: round(slowest.ms, 1),
+      n: lat.length,
+    });
     emit({
       figure: 'slowest',
       unit: 'ms',

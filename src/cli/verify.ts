@@ -1,6 +1,7 @@
 // `red verify`: one verdict (`--gold G --pred P`, prints true/false, exit code 0 either way) or a
 // JSONL stream (`--jsonl FILE|-`): each line {"gold", "pred"} comes back with "equal" (and "reason"
-// when not equal) added, in input order, while later lines are still being verified.
+// when not equal; with --explain also "extracted", "target", "rule") added, in input order, while
+// later lines are still being verified.
 import type { Command } from 'commander';
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -31,7 +32,7 @@ export function registerVerify(program: Command): void {
     .description('check a model answer against a gold answer (Math-Verify semantics): --gold/--pred, or --jsonl FILE|-')
     .option('--gold <answer>', 'the gold answer (LaTeX, a number, or a solution ending in \\boxed{})')
     .option('--pred <response>', 'the model response (its last \\boxed{} is the answer)')
-    .option('--explain', 'also print the reason and the extracted answer', false)
+    .option('--explain', 'also print the reason, the extracted answer, its extraction target and the comparison rule that decided', false)
     .option('--jsonl <file>', 'verify each line {"gold", "pred"} of FILE ("-" = stdin), writing it back with "equal"')
     .option('--timeout-ms <ms>', 'CAS time allowed per comparison', '1000')
     .option('--workers <n>', 'CAS worker threads (default: number of cores)')
@@ -44,7 +45,7 @@ export function registerVerify(program: Command): void {
       if (workers !== undefined) reward.configureVerifier({ poolSize: workers });
       try {
         if (opts.jsonl !== undefined) {
-          await verifyJsonl(opts.jsonl, timeoutMs, reward.verify);
+          await verifyJsonl(opts.jsonl, timeoutMs, opts.explain, reward.verify);
           return;
         }
         const r = await reward.verify(opts.gold!, opts.pred!, { timeoutMs });
@@ -52,6 +53,8 @@ export function registerVerify(program: Command): void {
         if (opts.explain) {
           console.log(`reason: ${r.reason ?? (r.equal ? 'equal' : 'not_equal')}`);
           console.log(`extracted: ${r.extracted ?? '(none)'}`);
+          console.log(`target: ${r.target ?? '(none)'}`);
+          console.log(`rule: ${r.rule ?? '(none)'}`);
         }
       } finally {
         await reward.closeVerifier();
@@ -64,7 +67,7 @@ type VerifyFn = typeof import('../reward/index.ts').verify;
 // Lines in flight at once: enough to keep every worker busy, bounded so memory stays flat.
 const WINDOW = 256;
 
-async function verifyJsonl(file: string, timeoutMs: number, verify: VerifyFn): Promise<void> {
+async function verifyJsonl(file: string, timeoutMs: number, explain: boolean, verify: VerifyFn): Promise<void> {
   const input = file === '-' ? process.stdin : createReadStream(file);
   const opened = new Promise<void>((resolve, reject) => {
     if (file === '-') resolve();
@@ -82,13 +85,13 @@ async function verifyJsonl(file: string, timeoutMs: number, verify: VerifyFn): P
   for await (const raw of lines) {
     lineNo++;
     if (raw.trim() === '') continue;
-    pending.push(verifyLine(raw, lineNo, timeoutMs, verify));
+    pending.push(verifyLine(raw, lineNo, timeoutMs, explain, verify));
     if (pending.length >= WINDOW) await write(await pending.shift()!);
   }
   while (pending.length > 0) await write(await pending.shift()!);
 }
 
-async function verifyLine(raw: string, lineNo: number, timeoutMs: number, verify: VerifyFn): Promise<string> {
+async function verifyLine(raw: string, lineNo: number, timeoutMs: number, explain: boolean, verify: VerifyFn): Promise<string> {
   let row: unknown;
   try {
     row = JSON.parse(raw);
@@ -106,5 +109,6 @@ async function verifyLine(raw: string, lineNo: number, timeoutMs: number, verify
     return JSON.stringify({ ...obj, error: `line ${lineNo}: expected "gold" (string, number or list of strings) and "pred" (string)` });
   }
   const r = await verify(gold as string | number | string[], pred, { timeoutMs });
-  return JSON.stringify(r.equal ? { ...obj, equal: true } : { ...obj, equal: false, reason: r.reason });
+  const why = explain ? { extracted: r.extracted, target: r.target, rule: r.rule } : {};
+  return JSON.stringify(r.equal ? { ...obj, equal: true, ...why } : { ...obj, equal: false, reason: r.reason, ...why });
 }

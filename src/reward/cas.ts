@@ -5,6 +5,7 @@
 // of sympy's `simplify(a - b) == 0`).
 import { ComputeEngine } from '@cortex-js/compute-engine';
 import { evalJson } from './evalJson.ts';
+import type { LeafMode } from './compare.ts';
 
 type Engine = InstanceType<typeof ComputeEngine>;
 type Expr = NonNullable<ReturnType<Engine['parse']>>;
@@ -23,8 +24,35 @@ export type CasVerdict = { equal: boolean; reason?: string };
 
 // Irregular points in (0.3, 2.9): far from the poles and branch cuts of typical answers, and no
 // two of them in a simple ratio. The point just above 1 tells x^100000 from x^100001, which
-// underflow or overflow alike everywhere else.
-const SAMPLES = [0.7318, 1.5142, 2.3761, 1.1937, 0.4593, 2.8117, 1.000013];
+// underflow or overflow alike everywhere else; the negative one tells √(x²) from x.
+const SAMPLES = [0.7318, 1.5142, 2.3761, 1.1937, 0.4593, 2.8117, 1.000013, -1.3719];
+// Step functions (`\lfloor\frac{2n-1}{5}\rfloor` against `…{6}\rfloor`) are constant across the
+// points above; they are also compared on a wider range, where such near misses part.
+const WIDE_SAMPLES = [3.1, 4.7, 5.3, 6.9, 8.2, 9.6, 11.4, 13.8, 17.3, 23.9, -4.6, -9.2];
+const STEP_HEADS = new Set(['Floor', 'Ceil', 'Ceiling', 'Round', 'Mod', 'Fract', 'Fraction', 'Truncate']);
+
+// A sum or product over a free bound (`\sum_{k=1}^{n}`) is defined at whole numbers only: such
+// pairs are compared at whole points, where Σ_{k=1}^{n} k² and Σ_{k=1}^{n+1} k² part at once and
+// Σ_{i=0}^{n} 2^i meets 2^{n+1}−1.
+const WHOLE_SAMPLES = [1, 2, 3, 4, 5, 6, 8, 11];
+const SERIES_HEADS = new Set(['Sum', 'Product']);
+
+interface Samples {
+  count: number;
+  /** The value of variable `i` at sample point `k`. */
+  at: (k: number, i: number) => number;
+  /** Points where both sides must be defined. */
+  minCompared: number;
+}
+
+/** The points at which two expressions with free variables are compared. */
+function samplePoints(a: unknown, b: unknown): Samples {
+  if (hasHead(a, SERIES_HEADS) || hasHead(b, SERIES_HEADS)) {
+    return { count: WHOLE_SAMPLES.length, at: (k, i) => WHOLE_SAMPLES[(k + i * 3) % WHOLE_SAMPLES.length], minCompared: 5 };
+  }
+  const points = hasHead(a, STEP_HEADS) || hasHead(b, STEP_HEADS) ? [...SAMPLES, ...WIDE_SAMPLES] : SAMPLES;
+  return { count: points.length, at: (k, i) => points[(k + i * 2) % points.length] + 0.01 * i, minCompared: 2 };
+}
 
 /** `noiseFloor`: differences below it are rounding noise (at sample points, where doubles are
  * used: sin²x + cos²x − 1 comes out as ~1e-16, not 0). */
@@ -71,10 +99,25 @@ function sameValue(a: Expr, b: Expr, finiteOnly = false): boolean | null {
   return valuesClose(va.re, vb.re, floor) && valuesClose(va.im, vb.im, floor);
 }
 
+const BOUND_HEADS = new Set(['Sum', 'Product', 'Integrate', 'Limit', 'D', 'Derivative']);
+const UNSAMPLED_HEADS = new Set(['Integrate', 'Limit', 'D', 'Derivative']);
+
+function hasHead(json: unknown, heads: Set<string>): boolean {
+  if (!Array.isArray(json)) return false;
+  if (typeof json[0] === 'string' && heads.has(json[0])) return true;
+  return json.some((x) => hasHead(x, heads));
+}
+
+const ACCENT_NAME: Record<string, string> = { overline: 'bar', widehat: 'hat', widetilde: 'tilde' };
+const ACCENT_RE = /\\(dot|ddot|hat|bar|vec|tilde|check|breve|overline|widehat|widetilde)\s*\{\s*(\\?[A-Za-z]+)\s*\}/g;
+
 export class CasComparer {
   private readonly ce: Engine = new ComputeEngine();
 
-  private parse(latex: string): Expr | null {
+  private parse(input: string): Expr | null {
+    // An accented symbol (`\dot{x}_0`, `\ddot{\theta}`, `\hat{n}`) is a variable of its own: the
+    // engine reads `\dot{x}` as the time derivative of a constant, 0, which hid whole terms.
+    const latex = input.replace(ACCENT_RE, (_m, accent: string, name: string) => `\\operatorname{${name.replace(/\\/g, '')}${ACCENT_NAME[accent] ?? accent}}`);
     const e = this.ce.parse(latex, PARSE_OPTIONS);
     if (e.isValid) return e;
     // Spellings the engine rejects but a reader does not: `[…]` as grouping, `\zeta`/`\Gamma` as
@@ -92,13 +135,42 @@ export class CasComparer {
   /** Each comparison runs in a scope of its own: the engine declares the symbols it meets (and
    * infers their types from use), and one answer's `f(x)` must not change how the next one's `f^2`
    * reads. */
-  compare(goldLatex: string, predLatex: string): CasVerdict {
+  compare(goldLatex: string, predLatex: string, mode: LeafMode = 'equal'): CasVerdict {
     this.ce.pushScope();
     try {
-      return this.compareInScope(goldLatex, predLatex);
+      return mode === 'equal' ? this.compareInScope(goldLatex, predLatex) : this.proportionalInScope(goldLatex, predLatex, mode === 'positive');
     } finally {
       this.ce.popScope();
     }
+  }
+
+  /** Whether gold/pred is one non-zero constant (positive when `positive`) wherever both are
+   * defined: two zero forms of the same equation, or of the same inequality. */
+  private proportionalInScope(goldLatex: string, predLatex: string, positive: boolean): CasVerdict {
+    const a = this.parse(goldLatex);
+    const b = this.parse(predLatex);
+    if (!a || !b) return { equal: false, reason: `unparseable ${!a ? 'gold' : 'prediction'}` };
+    const vars = [...new Set([...a.unknowns, ...b.unknowns])].sort();
+    if (vars.length === 0 || hasHead(a.json, BOUND_HEADS) || hasHead(b.json, BOUND_HEADS)) return { equal: false };
+    let ratio = NaN;
+    let compared = 0;
+    const samples = samplePoints(a.json, b.json);
+    for (let k = 0; k < samples.count; k++) {
+      const sub: Record<string, number> = {};
+      vars.forEach((v, i) => (sub[v] = samples.at(k, i)));
+      const fa = evalJson(a.json, sub);
+      const fb = evalJson(b.json, sub);
+      if (!Number.isFinite(fa) || !Number.isFinite(fb)) continue;
+      const tiny = 1e-12 * Math.max(1, Math.abs(fa), Math.abs(fb));
+      if (Math.abs(fa) <= tiny && Math.abs(fb) <= tiny) continue;
+      if (Math.abs(fa) <= tiny || Math.abs(fb) <= tiny) return { equal: false };
+      const r = fa / fb;
+      if (Number.isNaN(ratio)) ratio = r;
+      else if (Math.abs(r - ratio) > 1e-9 * Math.max(Math.abs(r), Math.abs(ratio))) return { equal: false };
+      compared++;
+    }
+    if (compared < 3) return { equal: false, reason: 'not comparable' };
+    return { equal: !positive || ratio > 0 };
   }
 
   private compareInScope(goldLatex: string, predLatex: string): CasVerdict {
@@ -107,6 +179,9 @@ export class CasComparer {
     if (!a || !b) return { equal: false, reason: `unparseable ${!a ? 'gold' : 'prediction'}` };
     if (a.isSame(b) || JSON.stringify(a.json) === JSON.stringify(b.json)) return { equal: true };
     const vars = [...new Set([...a.unknowns, ...b.unknowns])].sort();
+    // An integral, limit or derivative with a free variable is not sampled: only the identical
+    // form counts (no false positive from a few points where different forms agree).
+    if (vars.length > 0 && (hasHead(a.json, UNSAMPLED_HEADS) || hasHead(b.json, UNSAMPLED_HEADS))) return { equal: false, reason: 'not comparable' };
     if (vars.length === 0) {
       // Exact on both sides (no decimal literal): the engine's own value test decides, at its
       // working precision, so 2^{1009} ≠ 2^{1009}+1, which no double could tell apart.
@@ -122,9 +197,10 @@ export class CasComparer {
     let compared = 0;
     const aJson = a.json;
     const bJson = b.json;
-    for (let k = 0; k < SAMPLES.length; k++) {
+    const samples = samplePoints(aJson, bJson);
+    for (let k = 0; k < samples.count; k++) {
       const sub: Record<string, number> = {};
-      vars.forEach((v, i) => (sub[v] = SAMPLES[(k + i * 2) % SAMPLES.length] + 0.01 * i));
+      vars.forEach((v, i) => (sub[v] = samples.at(k, i)));
       // Fast real evaluation first; the engine (complex-capable, slower) where it cannot tell.
       const fa = evalJson(aJson, sub);
       const fb = evalJson(bJson, sub);
@@ -132,6 +208,6 @@ export class CasComparer {
       if (same === false) return { equal: false };
       if (same === true) compared++;
     }
-    return compared >= 2 ? { equal: true } : { equal: false, reason: 'not comparable' };
+    return compared >= samples.minCompared ? { equal: true } : { equal: false, reason: 'not comparable' };
   }
 }

@@ -2,11 +2,13 @@
 // compute engine takes a moment, so the thread says 'ready' once it can take work.
 import { parentPort } from 'node:worker_threads';
 import { CasComparer } from './cas.ts';
+import type { LeafMode } from './compare.ts';
 
 export interface CasRequest {
   id: number;
   gold: string;
   pred: string;
+  mode?: LeafMode;
 }
 export type CasReply = { type: 'ready' } | { type: 'result'; id: number; equal: boolean; reason?: string };
 
@@ -16,7 +18,7 @@ if (port) {
   port.on('message', (req: CasRequest) => {
     let reply: CasReply;
     try {
-      reply = { type: 'result', id: req.id, ...cas.compare(req.gold, req.pred) };
+      reply = { type: 'result', id: req.id, ...cas.compare(req.gold, req.pred, req.mode) };
     } catch (err) {
       reply = { type: 'result', id: req.id, equal: false, reason: `error: ${err instanceof Error ? err.message : String(err)}` };
     }

@@ -5,7 +5,15 @@
 import type { Answer, RelOp } from './parse.ts';
 import { rationalEqual, scale, rationalToLatex } from './numbers.ts';
 
-export type LeafEqual = (gold: string, pred: string) => Promise<boolean>;
+/** 'equal': the same value; 'proportional': l/r is a non-zero constant (equations up to scale);
+ * 'positive': a positive constant (inequalities, whose direction a negative factor would flip). */
+export type LeafMode = 'equal' | 'proportional' | 'positive';
+export type LeafEqual = (gold: string, pred: string, mode?: LeafMode) => Promise<boolean>;
+
+/** Which rule decided a comparison (for `red verify --explain`); set by the top-level call only. */
+export interface Trace {
+  rule?: string;
+}
 
 type Leaf = Extract<Answer, { kind: 'number' | 'expr' | 'text' }>;
 
@@ -36,13 +44,32 @@ function isName(a: Answer): boolean {
   return /^(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?\w+\}?)?(?:'*)(?:\([A-Za-z0-9,]*\))?$/.test(s) || /^[A-Za-z]+$/.test(s);
 }
 
+/** A label standing for the answer: a name, a tuple of names `(p,q)`, a ratio of names
+ * `V_1:V_2`, a length `|AB|`, `\overline{AB}`, `\angle ABC`. */
+function isLabel(a: Answer): boolean {
+  if (isName(a)) return true;
+  if (a.kind === 'seq') return a.open === '(' && a.close === ')' && a.items.every(isName);
+  return a.kind === 'expr' && LABEL_RE.test(a.latex);
+}
+
+const NAME = String.raw`(?:[A-Za-z]+|\\[A-Za-z]+)(?:_\{?\w+\}?)?`;
+const LABEL_RE = new RegExp(String.raw`^(?:${NAME}(?::${NAME})+|\|[A-Za-z]+\||\\overline\{[A-Za-z]+\}|m?\\angle ?[A-Za-z]+|[A-Za-z]_\{\\?[A-Za-z][^{}]*\})$`);
+
+/** `x = a = b = 11` is the assignment `x = 11` (Math-Verify keeps the first and last sides). */
+function collapseAssignment(rel: Extract<Answer, { kind: 'relation' }>): Extract<Answer, { kind: 'relation' }> {
+  if (rel.sides.length > 2 && rel.ops.every((o) => o === '=') && isLabel(rel.sides[0])) {
+    return { kind: 'relation', ops: ['='], sides: [rel.sides[0], rel.sides[rel.sides.length - 1]] };
+  }
+  return rel;
+}
+
 /** `(l)-(r)` for an equation `l = r` between two leaves, else null. */
 function zeroForm(rel: Extract<Answer, { kind: 'relation' }>): string | null {
   if (rel.sides.length !== 2 || !isLeaf(rel.sides[0]) || !isLeaf(rel.sides[1])) return null;
   return `(${leafLatex(rel.sides[0])})-(${leafLatex(rel.sides[1])})`;
 }
 
-const FLIP: Record<RelOp, RelOp> = { '=': '=', '<': '>', '>': '<', '\\le': '\\ge', '\\ge': '\\le' };
+const FLIP: Record<RelOp, RelOp> = { '=': '=', '<': '>', '>': '<', '\\le': '\\ge', '\\ge': '\\le', '\\ne': '\\ne' };
 
 /** An inequality chain written left-to-right with `<`/`\le` (`5\ge x` → `x\le 5`). */
 function ascending(rel: Extract<Answer, { kind: 'relation' }>): Extract<Answer, { kind: 'relation' }> {
@@ -55,7 +82,16 @@ function ascending(rel: Extract<Answer, { kind: 'relation' }>): Extract<Answer, 
 const NEG_INF: Answer = { kind: 'expr', latex: '-\\infty' };
 const POS_INF: Answer = { kind: 'expr', latex: '\\infty' };
 
-/** `x<5` → `(-\infty,5)`, `1\le x<3` → `[1,3)`; null when the relation is not of that shape. */
+const neg = (a: Answer): Answer =>
+  a.kind === 'number' ? { ...a, value: { ...a.value, num: -a.value.num }, latex: `-(${a.latex})` } : { kind: 'expr', latex: `-(${isLeaf(a) ? leafLatex(a) : ''})` };
+
+/** `|z|`: the variable inside an absolute value, or null. */
+function absOf(a: Answer): boolean {
+  return a.kind === 'expr' && /^\|[A-Za-z](?:_\{?\w+\}?)?\|$/.test(a.latex);
+}
+
+/** `x<5` → `(-\infty,5)`, `1\le x<3` → `[1,3)`, `|z|<2` → `(-2,2)`, `1\le|z|\le3` → `[-3,-1]\cup[1,3]`;
+ * null when the relation is not of that shape. */
 function asInterval(relation: Extract<Answer, { kind: 'relation' }>): Answer | null {
   const rel = ascending(relation);
   if (!rel.ops.every((o) => o === '<' || o === '\\le')) return null;
@@ -63,12 +99,36 @@ function asInterval(relation: Extract<Answer, { kind: 'relation' }>): Answer | n
   const close = (o: RelOp): ')' | ']' => (o === '<' ? ')' : ']');
   const [a, b, c] = rel.sides;
   if (rel.ops.length === 1) {
+    if (absOf(a) && isLeaf(b)) return { kind: 'seq', open: '(', close: close(rel.ops[0]), items: [neg(b), b] };
+    if (absOf(b) && isLeaf(a)) {
+      const lo: Answer = { kind: 'seq', open: '(', close: rel.ops[0] === '<' ? ')' : ']', items: [NEG_INF, neg(a)] };
+      return { kind: 'union', items: [lo, { kind: 'seq', open: open(rel.ops[0]), close: ')', items: [a, POS_INF] }] };
+    }
     if (isName(a) && !isName(b)) return { kind: 'seq', open: '(', close: close(rel.ops[0]), items: [NEG_INF, b] };
     if (isName(b) && !isName(a)) return { kind: 'seq', open: open(rel.ops[0]), close: ')', items: [a, POS_INF] };
     return null;
   }
+  if (rel.ops.length === 2 && absOf(b) && isLeaf(a) && isLeaf(c)) {
+    const [o1, o2] = rel.ops;
+    const lo: Answer = { kind: 'seq', open: open(o2), close: close(o1), items: [neg(c), neg(a)] };
+    return { kind: 'union', items: [lo, { kind: 'seq', open: open(o1), close: close(o2), items: [a, c] }] };
+  }
   if (rel.ops.length === 2 && isName(b)) return { kind: 'seq', open: open(rel.ops[0]), close: close(rel.ops[1]), items: [a, c] };
   return null;
+}
+
+/** A relation, or a list of relations joined by "or" (`x<-2, x>2`), as an interval or union. */
+function asSetOfReals(a: Answer): Answer | null {
+  if (a.kind === 'relation') return asInterval(a);
+  if (a.kind !== 'set' || a.braces || a.items.length < 2) return null;
+  const parts: Answer[] = [];
+  for (const item of a.items) {
+    const iv = item.kind === 'relation' ? asInterval(item) : null;
+    if (!iv) return null;
+    if (iv.kind === 'union') parts.push(...iv.items);
+    else parts.push(iv);
+  }
+  return { kind: 'union', items: parts };
 }
 
 /** A string that two answers share exactly when their parsed structures are identical. */
@@ -104,92 +164,150 @@ async function sameSequence(gs: Answer[], ps: Answer[], leaf: LeafEqual): Promis
   return true;
 }
 
-async function leavesEqual(g: Leaf, p: Leaf, leaf: LeafEqual): Promise<boolean> {
+async function leavesEqual(g: Leaf, p: Leaf, leaf: LeafEqual, trace?: Trace): Promise<boolean> {
   if (g.kind === 'number' && p.kind === 'number') {
+    if (trace) trace.rule = g.value.decimal || p.value.decimal ? 'number (rounded to 6 decimals)' : 'number (exact)';
     if (g.percent === p.percent) return rationalEqual(g.value, p.value);
     // One side wrote a percent sign: 28\% = 0.28, and 28\% is accepted for a gold of 28.
+    if (trace) trace.rule = 'percent';
     const pct = g.percent ? g : p;
     const other = g.percent ? p : g;
     return rationalEqual(scale(pct.value, 1n, 100n), other.value) || rationalEqual(pct.value, other.value);
   }
-  if (g.kind === 'text' && p.kind === 'text') return g.text.toLowerCase() === p.text.toLowerCase();
+  if (g.kind === 'text' && p.kind === 'text') {
+    if (trace) trace.rule = 'text';
+    return textKey(g.text) === textKey(p.text);
+  }
   // A base-b numeral against a bare one (`52_8` vs `52`): the digits must match.
   const digits = (a: Leaf): string | null => (a.kind === 'text' ? (/^(\d+)_\d+$/.exec(a.text)?.[1] ?? null) : a.kind === 'number' && a.value.den === 1n && !a.percent ? a.latex : null);
   if ((g.kind === 'text' && /^\d+_\d+$/.test(g.text)) || (p.kind === 'text' && /^\d+_\d+$/.test(p.text))) {
+    if (trace) trace.rule = 'base-b digits';
     const dg = digits(g);
     return dg !== null && dg === digits(p);
   }
+  // A word against an expression that spells it (`\text{yes}` vs `yes` read as y·e·s).
+  if ((g.kind === 'text' && p.kind === 'expr' && textKey(g.text) === textKey(p.latex)) || (p.kind === 'text' && g.kind === 'expr' && textKey(p.text) === textKey(g.latex))) {
+    if (trace) trace.rule = 'text';
+    return true;
+  }
+  if (trace) trace.rule = 'cas';
   return leaf(leafLatex(g), leafLatex(p));
 }
 
-/** Whether `pred` states the same answer as `gold`. */
-export async function answersEqual(gold: Answer, pred: Answer, leaf: LeafEqual): Promise<boolean> {
-  if (isLeaf(gold) && isLeaf(pred)) return leavesEqual(gold, pred, leaf);
+/** Text compared as words: case, spaces and punctuation do not count. */
+function textKey(s: string): string {
+  return s.toLowerCase().replace(/\\(?:text|textbf|textit|textrm|mathrm|mbox|operatorname)\s*\{([^{}]*)\}/g, '$1').replace(/[\s.,;:!?'"`~{}\\]+/g, '');
+}
 
-  // An assignment `x = 5` against a bare value compares its right side.
+/** Two relations: side by side, read both ways, up to rearrangement and a constant factor, or as
+ * the same set of reals. */
+async function relationsEqual(gold: Extract<Answer, { kind: 'relation' }>, pred: Extract<Answer, { kind: 'relation' }>, leaf: LeafEqual, trace?: Trace): Promise<boolean> {
+  const g = ascending(collapseAssignment(gold));
+  const p = ascending(collapseAssignment(pred));
+  const set = (rule: string): true => {
+    if (trace) trace.rule = rule;
+    return true;
+  };
+  const sameOps = g.ops.length === p.ops.length && g.ops.every((o, i) => o === p.ops[i]);
+  if (sameOps) {
+    if (await sameSequence(g.sides, p.sides, leaf)) return set('relation (side by side)');
+    // `a = b` is `b = a`.
+    if (g.ops.every((o) => o === '=' || o === '\\ne') && (await sameSequence(g.sides, [...p.sides].reverse(), leaf))) return set('relation (sides swapped)');
+  }
+  const gz = zeroForm(g);
+  const pz = zeroForm(p);
+  if (gz !== null && pz !== null && sameOps) {
+    if (g.ops[0] === '=' || g.ops[0] === '\\ne') {
+      // An equation rearranged (`5x-7y+4=0` vs `5x+4=7y`) or scaled: l−r agree up to a factor.
+      if ((await leaf(gz, pz)) || (await leaf(gz, `-(${pz})`)) || (await leaf(gz, pz, 'proportional'))) return set('equation (rearranged/scaled)');
+    } else if (await leaf(gz, pz, 'positive')) return set('inequality (rearranged/scaled)');
+  }
+  if (sameOps) return false;
+  const gi = asInterval(gold);
+  const pi = asInterval(pred);
+  if (gi !== null && pi !== null && (await answersEqual(gi, pi, leaf))) return set('inequality as interval');
+  return false;
+}
+
+type Seq = Extract<Answer, { kind: 'seq' }>;
+type ListSet = Extract<Answer, { kind: 'set' }>;
+type By = (rule: string, r: boolean | Promise<boolean>) => Promise<boolean>;
+
+const isTuple = (a: Answer): a is Seq => a.kind === 'seq' && a.open === '(' && a.close === ')';
+const isBareList = (a: Answer): a is ListSet => a.kind === 'set' && !a.braces && !a.plusMinus;
+
+/** Answers of different kinds that may still state the same thing; null when no such rule applies. */
+function crossKindEqual(gold: Answer, pred: Answer, leaf: LeafEqual, trace: Trace | undefined, by: By): Promise<boolean> | null {
+  // An assignment `x = 5` against a bare value compares its right side; an equation in the
+  // prediction against a bare gold too (Math-Verify follows the gold's form).
   if (gold.kind === 'relation' && pred.kind !== 'relation') {
-    if (gold.ops.every((o) => o === '=') && isName(gold.sides[0])) return answersEqual(gold.sides[gold.sides.length - 1], pred, leaf);
+    const g = collapseAssignment(gold);
+    if (g.ops.every((o) => o === '=') && isLabel(g.sides[0])) return by('assignment (right side)', answersEqual(g.sides[g.sides.length - 1], pred, leaf));
     const iv = asInterval(gold);
-    return iv !== null && (pred.kind === 'seq' || pred.kind === 'union') && answersEqual(iv, pred, leaf);
+    const ps = asSetOfReals(pred);
+    if (iv !== null && ps !== null) return by('inequality as interval', answersEqual(iv, ps, leaf));
+    return by('interval', iv !== null && (pred.kind === 'seq' || pred.kind === 'union') && answersEqual(iv, pred, leaf));
   }
   if (pred.kind === 'relation' && gold.kind !== 'relation') {
-    if (pred.ops.every((o) => o === '=') && isName(pred.sides[0])) return answersEqual(gold, pred.sides[pred.sides.length - 1], leaf);
+    if (pred.ops.every((o) => o === '=')) return by('equation (right side)', answersEqual(gold, pred.sides[pred.sides.length - 1], leaf));
     const iv = asInterval(pred);
-    return iv !== null && (gold.kind === 'seq' || gold.kind === 'union') && answersEqual(gold, iv, leaf);
+    return by('inequality as interval', iv !== null && (gold.kind === 'seq' || gold.kind === 'union') && answersEqual(gold, iv, leaf));
   }
-
+  // `x<-2 or x>2` against a union of intervals.
+  if ((gold.kind === 'union' || gold.kind === 'seq') && pred.kind === 'set') {
+    const ps = asSetOfReals(pred);
+    if (ps) return by('inequalities as union', answersEqual(gold, ps, leaf));
+  }
+  // A bare list against a parenthesised tuple (Math-Verify's open interval or tuple against a
+  // finite set): in order when the gold is the tuple, in any order when the gold is the list.
+  if (isTuple(gold) && isBareList(pred)) return by('tuple against list (in order)', sameSequence(gold.items, pred.items, leaf));
+  if (isBareList(gold) && isTuple(pred)) return by('list against tuple (any order)', sameMultiset(gold.items, pred.items, leaf));
   // A one-element set against a single value, and a choice letter followed by its value.
-  if (gold.kind === 'set' && gold.items.length === 1 && pred.kind !== 'set') return answersEqual(gold.items[0], pred, leaf);
-  if (pred.kind === 'set' && pred.items.length === 1 && gold.kind !== 'set') return answersEqual(gold, pred.items[0], leaf);
-  if (pred.kind === 'choice' && gold.kind !== 'choice') return pred.rest !== null && answersEqual(gold, pred.rest, leaf);
-  if (gold.kind === 'choice' && pred.kind !== 'choice') {
-    // A letter gold written out as a bare expression (`C`) by the model.
-    return pred.kind === 'expr' && pred.latex === gold.letter;
-  }
+  if (gold.kind === 'set' && gold.items.length === 1 && pred.kind !== 'set') return answersEqual(gold.items[0], pred, leaf, trace);
+  if (pred.kind === 'set' && pred.items.length === 1 && gold.kind !== 'set') return answersEqual(gold, pred.items[0], leaf, trace);
+  if (pred.kind === 'choice' && gold.kind !== 'choice') return by('choice value', pred.rest !== null && answersEqual(gold, pred.rest, leaf));
+  // A letter gold written out as a bare expression (`C`) by the model.
+  if (gold.kind === 'choice' && pred.kind !== 'choice') return by('choice letter', pred.kind === 'expr' && pred.latex === gold.letter);
+  return null;
+}
+
+/** Whether `pred` states the same answer as `gold`; `trace` (top level only) learns the rule. */
+export async function answersEqual(gold: Answer, pred: Answer, leaf: LeafEqual, trace?: Trace): Promise<boolean> {
+  if (isLeaf(gold) && isLeaf(pred)) return leavesEqual(gold, pred, leaf, trace);
+  const by: By = async (rule, r) => {
+    const v = await r;
+    if (trace) trace.rule = rule;
+    return v;
+  };
+  const cross = crossKindEqual(gold, pred, leaf, trace, by);
+  if (cross) return cross;
 
   switch (gold.kind) {
     case 'number':
     case 'expr':
     case 'text':
-      return false;
+      return by('different kinds', false);
     case 'choice':
-      return pred.kind === 'choice' && pred.letter === gold.letter;
+      return by('choice letter', pred.kind === 'choice' && pred.letter === gold.letter);
     case 'set':
-      return pred.kind === 'set' && sameMultiset(gold.items, pred.items, leaf);
+      return by('set (any order)', pred.kind === 'set' && sameMultiset(gold.items, pred.items, leaf));
     case 'union':
-      return pred.kind === 'union' && sameMultiset(gold.items, pred.items, leaf);
+      return by('union (any order)', pred.kind === 'union' && sameMultiset(gold.items, pred.items, leaf));
     case 'seq':
-      if (pred.kind === 'matrix') return answersEqual(pred, gold, leaf);
-      return pred.kind === 'seq' && pred.open === gold.open && pred.close === gold.close && sameSequence(gold.items, pred.items, leaf);
+      if (pred.kind === 'matrix') return answersEqual(pred, gold, leaf, trace);
+      return by('tuple/interval (in order)', pred.kind === 'seq' && pred.open === gold.open && pred.close === gold.close && sameSequence(gold.items, pred.items, leaf));
     case 'matrix': {
       if (pred.kind === 'seq') {
         // A column or row vector against a parenthesised tuple, element by element.
         const flat = gold.rows.every((r) => r.length === 1) ? gold.rows.map((r) => r[0]) : gold.rows.length === 1 ? gold.rows[0] : null;
-        return flat !== null && pred.open === '(' && pred.close === ')' && sameSequence(flat, pred.items, leaf);
+        return by('vector as tuple', flat !== null && pred.open === '(' && pred.close === ')' && sameSequence(flat, pred.items, leaf));
       }
-      if (pred.kind !== 'matrix' || pred.rows.length !== gold.rows.length) return false;
-      for (let i = 0; i < gold.rows.length; i++) if (!(await sameSequence(gold.rows[i], pred.rows[i], leaf))) return false;
-      return true;
+      if (pred.kind !== 'matrix' || pred.rows.length !== gold.rows.length) return by('matrix (element-wise)', false);
+      for (let i = 0; i < gold.rows.length; i++) if (!(await sameSequence(gold.rows[i], pred.rows[i], leaf))) return by('matrix (element-wise)', false);
+      return by('matrix (element-wise)', true);
     }
-    case 'relation': {
-      if (pred.kind !== 'relation') return false;
-      const g = ascending(gold);
-      const p = ascending(pred);
-      if (g.ops.length !== p.ops.length || g.ops.some((o, i) => o !== p.ops[i])) {
-        const gi = asInterval(gold);
-        const pi = asInterval(pred);
-        return gi !== null && pi !== null && answersEqual(gi, pi, leaf);
-      }
-      if (await sameSequence(g.sides, p.sides, leaf)) return true;
-      if (!g.ops.every((o) => o === '=')) return false;
-      // `a = b` is `b = a`.
-      if (await sameSequence(g.sides, [...p.sides].reverse(), leaf)) return true;
-      // An equation rearranged (`5x-7y+4=0` vs `5x+4=7y`): the same zero set when l−r agree up to sign.
-      const gz = zeroForm(g);
-      const pz = zeroForm(p);
-      if (gz === null || pz === null) return false;
-      return (await leaf(gz, pz)) || leaf(gz, `-(${pz})`);
-    }
+    case 'relation':
+      return pred.kind === 'relation' && relationsEqual(gold, pred, leaf, trace);
     default:
       return gold satisfies never;
   }

@@ -1,7 +1,8 @@
-// Finding the answer: the final answer of a model response (the last `\boxed{…}` after `</think>`,
-// else "final answer is …" / "answer: …"), and the gold answer of a benchmark row in any of the
-// shapes the benchmark files use (142.0, "$…$" lists, full solutions ending in a box).
-// Every scan here is linear in the text, so a 100 KB response costs microseconds.
+// Finding the answer: the final answer of a model response after `</think>`, chosen as Math-Verify
+// chooses it (targets in priority order — "final answer is … I hope", then boxes and "final answer
+// is …", "answer: …", "answer … $x$", and last the rightmost math or plain number; ties go to the
+// rightmost), and the gold answer of a benchmark row in any of the shapes the benchmark files use
+// (142.0, "$…$" lists, full solutions ending in a box). Every scan here is linear in the text.
 
 const BOX_RE = /\\(?:boxed|fbox)(?![A-Za-z])/g;
 
@@ -55,33 +56,244 @@ function mathOf(span: string): string {
   return (m ? (m[1] ?? m[2]) : span).trim();
 }
 
-// "The final answer is 5." / "Answer: $\frac12$" — the last such phrase wins, and what follows it
-// on its line is the answer.
-const FALLBACK_RE = /final answer is|answer\s*(?:is)?\s*:/gi;
+/** Which extraction target supplied the answer (Math-Verify's targets and priorities):
+ * 'final-answer' ("final answer is …", 0 or 50), 'boxed' (50), 'answer-colon' ("answer: …", 100),
+ * 'answer-word' ("answer … $x$", 200), 'latex' (the last `$…$`, `\[…\]`, 300), 'number' (the last
+ * plain number or arithmetic, 300), 'bare' (a short reply that is its own answer). */
+export type ExtractRule = 'final-answer' | 'boxed' | 'answer-colon' | 'answer-word' | 'latex' | 'number' | 'bare';
 
-function fallbackAnswer(text: string): string | null {
+export interface Extracted {
+  answer: string;
+  rule: ExtractRule;
+}
+
+interface Candidate extends Extracted {
+  priority: number;
+  end: number;
+  /** Where the math begins (latex candidates). */
+  start?: number;
+}
+
+/** Better of two candidates: the lower priority, then the one ending further right. */
+function better(a: Candidate | null, b: Candidate | null): Candidate | null {
+  if (!a) return b;
+  if (!b) return a;
+  if (a.priority !== b.priority) return a.priority < b.priority ? a : b;
+  return b.end >= a.end ? b : a;
+}
+
+// What may stand between boxes that together give one answer: `\boxed{1}, \boxed{2}`, `… and …`.
+const BOX_JOINT_RE = /^(?:\s|\$|,|;|\\quad|\\qquad|\\[,;:! ]|\\text\s*\{\s*(?:,?\s*(?:and|or))?\s*\}|\band\b|\bor\b|\\\]|\\\[|\\\(|\\\))*$/i;
+
+/** The last box, joined with the boxes right before it when only `and`/`,`/space separates them
+ * (Math-Verify reads `\boxed{1}\boxed{2}` as the set {1, 2}). */
+function boxedCandidate(text: string): Candidate | null | undefined {
+  const starts: Array<{ at: number; after: number }> = [];
+  for (const m of text.matchAll(BOX_RE)) starts.push({ at: m.index, after: m.index + m[0].length });
+  if (starts.length === 0) return undefined;
+  const contents: string[] = [];
   let end = -1;
-  for (const m of text.matchAll(FALLBACK_RE)) end = m.index + m[0].length;
-  if (end < 0) return null;
-  const line = text.slice(end, end + 500).split('\n')[0].replace(/^\s*(?:\*\*)?\s*/, '');
-  let ans = mathOf(line);
-  // A sentence end is a period followed by space or end, not a decimal point.
-  ans = ans.replace(/\*\*/g, '').replace(/\.(\s.*)?$/, '').replace(/[.\s]+$/, '').trim();
-  return ans === '' ? null : ans;
+  let nextStart = text.length;
+  // At most six boxes, as Math-Verify joins at most six math spans.
+  for (let k = starts.length - 1; k >= 0 && contents.length < 6; k--) {
+    const box = boxAt(text, starts[k].after);
+    if (!box) {
+      if (k === starts.length - 1) return null;
+      break;
+    }
+    if (k < starts.length - 1 && !BOX_JOINT_RE.test(text.slice(box.end, nextStart))) break;
+    if (end < 0) end = box.end;
+    contents.unshift(box.content);
+    nextStart = starts[k].at;
+  }
+  return { answer: contents.join(','), rule: 'boxed', priority: 50, end };
+}
+
+/** The content of the box whose name ends at `i`, and the index just past it. */
+function boxAt(text: string, i: number): { content: string; end: number } | null {
+  const nameEnd = i;
+  while (i < text.length && /\s/.test(text[i])) i++;
+  if (text[i] === '{') {
+    const close = matchBrace(text, i);
+    if (close < 0) return null;
+    const content = text.slice(i + 1, close - 1).trim();
+    return content === '' ? null : { content, end: close };
+  }
+  const m = /^[^\s$]+/.exec(text.slice(i, i + 200));
+  if (!m || i === nameEnd) return null;
+  const content = m[0].replace(/[.,]+$/, '');
+  return content === '' ? null : { content, end: i + m[0].length };
+}
+
+// "The final answer is 5." / "Answer: $\frac12$": what follows on its line is the answer.
+const PHRASE_RE = /final answer.{0,100}?\s+is\s*:?|answer\s*(?:is)?\s*:/gi;
+
+function phraseCandidate(text: string): Candidate | null {
+  let best: Candidate | null = null;
+  const hits = [...text.matchAll(PHRASE_RE)];
+  for (let k = 0; k < hits.length; k++) {
+    const at = hits[k].index + hits[k][0].length;
+    const stop = k + 1 < hits.length ? hits[k + 1].index : text.length;
+    const seg = text.slice(at, Math.min(stop, at + 500)).split('\n')[0];
+    const lead = /^\s*(?:\*\*)?\s*/.exec(seg)![0].length;
+    const rest = seg.slice(lead);
+    // Math or a number right after the phrase is the answer; otherwise the rest of its line.
+    const env = /^(?:\$\$?([^$]+)\$\$?|\\\(([^\n]+?)\\\)|\\\[([^\n]+?)\\\])/.exec(rest);
+    const num = /^[$€£]?(-?\d+(?:[ ,]\d{3})*(?:[.,]\d+)?)(\s*(?:\\?%|percent(?:age)?|pct))?(?=$|[\s.,;:)*])/i.exec(rest);
+    let ans: string;
+    let end = at + seg.length;
+    let near: Candidate | null;
+    if (env) {
+      ans = (env[1] ?? env[2] ?? env[3]).trim();
+      end = at + lead + env[0].length;
+    } else if (num && !/^\.\d/.test(rest.slice(num[0].length))) {
+      ans = numberLatex(num[1], num[2]);
+      end = at + lead + num[0].length;
+    } else if (/[A-Za-z]{2,}\s+[A-Za-z]{2,}/.test(rest) && (near = firstMathNear(text, at))) {
+      // Prose after the phrase ("Answer: the number is 5."): the first math or number near it.
+      ({ answer: ans, end } = near);
+    } else {
+      // A sentence end is a period followed by space or end, not a decimal point.
+      ans = mathOf(rest).replace(/\*\*/g, '').replace(/\.(\s.*)?$/, '').replace(/[.\s]+$/, '').trim();
+    }
+    // `final answer is $\boxed{5}$`: the box is the answer (the boxed target reads it).
+    if (ans === '' || /\\(?:boxed|fbox)(?![A-Za-z])/.test(ans)) continue;
+    const final = /^final/i.test(hits[k][0]);
+    const priority = final ? (/^\.?\s?I hope/.test(text.slice(end, end + 10)) ? 0 : 50) : 100;
+    best = better(best, { answer: ans, rule: final ? 'final-answer' : 'answer-colon', priority, end });
+  }
+  return best;
+}
+
+// Math environments, as Math-Verify's plain-LaTeX target finds them, and a bare `\frac{3}{4}`; a
+// percent word may follow.
+// No environment's content holds its own opener, so an unclosed `\[` costs one scan, not one per `\[`.
+const ENV_RE =
+  /(?<!\\)\$\$([^$]+?)\$\$|(?<!\\)\\\[((?:[^\\]|\\(?![[\]]))+?)\\\]|(?<![\\\d$])\$((?:\\\$|[^\n$])+?)(?<!\\)\$|\\\(((?:[^\n\\]|\\(?![()]))+?)\\\)|(-?\\[dt]?frac\{-?\d+(?:[.,]\d+)?\}\{-?\d+(?:[.,]\d+)?\})/g;
+const PERCENT_WORD_RE = /^\s*(?:\\?%|percent(?:age)?|pct)(?![A-Za-z])/i;
+const ENV_JOINT_RE = /^\s*(?:,?\s*and|,?\s*or|,)\s*$/i;
+
+/** The last math environment, joined with those right before it by `and`/`or`/`,` (a set). */
+function latexCandidate(text: string, from: number, priority: number, rule: ExtractRule, window = Infinity): Candidate | null {
+  const envs: Array<{ at: number; end: number; body: string }> = [];
+  ENV_RE.lastIndex = from;
+  for (let m = ENV_RE.exec(text); m; m = ENV_RE.exec(text)) {
+    if (m.index - from > window) break;
+    let body = (m[1] ?? m[2] ?? m[3] ?? m[4] ?? m[5]).trim();
+    let end = m.index + m[0].length;
+    const pct = PERCENT_WORD_RE.exec(text.slice(end, end + 12));
+    if (pct) {
+      body += '\\%';
+      end += pct[0].length;
+    }
+    if (body !== '') envs.push({ at: m.index, end, body });
+    if (window !== Infinity) break;
+  }
+  if (envs.length === 0) return null;
+  const parts = [envs[envs.length - 1].body];
+  for (let k = envs.length - 2; k >= 0 && parts.length < 6; k--) {
+    if (!ENV_JOINT_RE.test(text.slice(envs[k].end, envs[k + 1].at))) break;
+    parts.unshift(envs[k].body);
+  }
+  return { answer: parts.join(','), rule, priority, end: envs[envs.length - 1].end, start: envs[envs.length - parts.length].at };
+}
+
+// Plain numbers (`1,234.5`, `1 234`, a decimal comma `2,74`, `50 percent`, `$100`) and plain
+// arithmetic (`3/4`, `2^10`), each after a space, `=` or the start, as Math-Verify's expression target.
+const NUMBER_RE =
+  /(?<=^|[\s=*])[$€£¥₹]?(?<![\d.])(-?[1-9]\d{0,2}(?:[ ,]\d{3})+(?:\.\d+)?(?!\d)|-?\d+[.,]\d+|\.\d+|-?\d+)(\s*(?:%|\\%|percent(?:age)?|pct)(?![A-Za-z]))?/gi;
+const FIRST_NUMBER_RE = new RegExp(NUMBER_RE.source, 'i');
+const EXPR_RE = /(?<=^|[\s=*])-?\(?-?\d[\d.+\-*×/^()÷]*[+\-*×/^÷][\d.+\-*×/^()÷]*[\d)]/g;
+
+/** A plain number as LaTeX: separators dropped, a decimal comma made a point, a percent `\%`. */
+function numberLatex(num: string, percent: string | undefined): string {
+  let s = num;
+  if (/^-?\d+,\d+$/.test(s) && !/^-?[1-9]\d{0,2},\d{3}$/.test(s)) s = s.replace(',', '.');
+  s = s.replace(/[ ,]/g, '');
+  return percent ? `${s}\\%` : s;
+}
+
+function numberCandidate(text: string): Candidate | null {
+  let best: Candidate | null = null;
+  for (const m of text.matchAll(NUMBER_RE)) {
+    best = better(best, { answer: numberLatex(m[1], m[2]), rule: 'number', priority: 300, end: m.index + m[0].length });
+  }
+  for (const m of text.matchAll(EXPR_RE)) {
+    if ((m[0].match(/\(/g)?.length ?? 0) !== (m[0].match(/\)/g)?.length ?? 0)) continue;
+    const latex = m[0].replace(/\*/g, '\\cdot ').replace(/×/g, '\\times ').replace(/÷/g, '\\div ');
+    const c: Candidate = { answer: latex, rule: 'number', priority: 300, end: m.index + m[0].length };
+    // At the same end, the longer match (the arithmetic, not its last number) wins.
+    best = best && best.end === c.end && best.priority === 300 ? c : better(best, c);
+  }
+  return best;
+}
+
+/** The first math or number starting within 50 characters after `from` (an 'answer-word' candidate);
+ * only a bounded slice is searched. */
+function firstMathNear(text: string, from: number): Candidate | null {
+  const near = latexCandidate(text.slice(from, from + 2000), 0, 200, 'answer-word', 50);
+  const env = near && { ...near, start: near.start! + from, end: near.end + from };
+  const num = numberAfterAnswer(text.slice(from, from + 120).split('\n')[0]);
+  if (!num || (env && from + num.at >= env.start)) return env;
+  return { answer: num.answer, rule: 'answer-word', priority: 200, end: from + num.end };
+}
+
+/** The number an answer word points at, as Math-Verify reads it: the one after the last `=` within
+ * 100 characters ("answer: 2 + 3 = 5"), else the first within 50; never one followed by `=`. */
+function numberAfterAnswer(line: string): { answer: string; at: number; end: number } | null {
+  const eq = line.slice(0, 100).lastIndexOf('=');
+  const tries = eq >= 0 ? [eq + 1, 0] : [0];
+  for (const from of tries) {
+    const m = FIRST_NUMBER_RE.exec(line.slice(from));
+    if (!m) continue;
+    const at = from + m.index;
+    const end = at + m[0].length;
+    if ((from === 0 && m.index > 50) || /^\s*=/.test(line.slice(end))) continue;
+    return { answer: numberLatex(m[1], m[2]), at, end };
+  }
+  return null;
+}
+
+/** "… the answer is $\frac{3}{4}$": the first math or number within 50 characters of the word. */
+function answerWordCandidate(text: string): Candidate | null {
+  let best: Candidate | null = null;
+  // The last few mentions decide (the rightmost match wins); a text repeating the word costs no more.
+  const hits = [...text.matchAll(/\banswer\b/gi)].slice(-20);
+  for (const m of hits) {
+    const from = m.index + m[0].length;
+    best = better(best, firstMathNear(text, from));
+  }
+  return best;
+}
+
+/** The final answer of a full model response and the target it came from, or null. */
+export function extractTarget(response: string): Extracted | null {
+  const think = response.lastIndexOf('</think>');
+  const text = think >= 0 ? response.slice(think + '</think>'.length) : response;
+  const boxed = boxedCandidate(text);
+  // A box cut off or left empty: the response failed to answer.
+  if (boxed === null) return null;
+  let best = better(boxed ?? null, phraseCandidate(text));
+  if (best) return { answer: best.answer, rule: best.rule };
+  best = answerWordCandidate(text);
+  if (best) return { answer: best.answer, rule: best.rule };
+  // A bare short reply ("5", "x = 3 cm", "Evelyn") is its own answer; a number with a word after
+  // it ("5 apples") is the number.
+  const latex = latexCandidate(text, 0, 300, 'latex');
+  const number = numberCandidate(text);
+  const bare = text.trim();
+  const worded = /(?<![\\A-Za-z])(?!(?:sin|cos|tan|cot|sec|csc|log|ln|exp|sqrt|pi)(?![A-Za-z]))[A-Za-z]{3,}/.test(bare);
+  if (!latex && !(worded && number) && bare !== '' && bare.length <= 100 && !bare.includes('\n') && !/[A-Za-z]{2,}\s+[A-Za-z]{2,}/.test(bare)) {
+    const ans = mathOf(bare.replace(/\*\*/g, '')).replace(/\.$/, '');
+    if (ans !== '') return { answer: ans, rule: 'bare' };
+  }
+  best = better(latex, number);
+  return best ? { answer: best.answer, rule: best.rule } : null;
 }
 
 /** The final answer of a full model response, or null when it gives none. */
 export function extractAnswer(response: string): string | null {
-  const think = response.lastIndexOf('</think>');
-  const text = think >= 0 ? response.slice(think + '</think>'.length) : response;
-  const boxed = lastBoxed(text);
-  if (boxed !== undefined) return boxed;
-  const phrase = fallbackAnswer(text);
-  if (phrase !== null) return phrase;
-  // A bare short reply ("5", "$\frac12$", "x = 3 cm") is its own answer; prose is not.
-  const bare = text.trim();
-  if (bare === '' || bare.length > 100 || bare.includes('\n') || /[A-Za-z]{2,}\s+[A-Za-z]{2,}/.test(bare)) return null;
-  return mathOf(bare).replace(/\.$/, '') || null;
+  return extractTarget(response)?.answer ?? null;
 }
 
 /** Normalises a gold field into the list of acceptable answers: numbers (142.0 → "142"),

@@ -3,13 +3,13 @@
 // plain numbers are settled in this thread, symbolic leaves in a pool of CAS workers with a hard
 // timeout. Nothing throws out of verify(): failures become {equal:false, reason}.
 import { availableParallelism } from 'node:os';
-import { answersEqual, type LeafEqual } from './compare.ts';
-import { extractAnswer, goldAnswer } from './extract.ts';
+import { answersEqual, type LeafEqual, type Trace } from './compare.ts';
+import { extractTarget, goldAnswer, type ExtractRule } from './extract.ts';
 import { normalizeLatex } from './normalize.ts';
 import { parseAnswer, type Answer } from './parse.ts';
 import { CasPool } from './pool.ts';
 
-export { extractAnswer, goldAnswer } from './extract.ts';
+export { extractAnswer, extractTarget, goldAnswer } from './extract.ts';
 export { normalizeLatex } from './normalize.ts';
 
 export interface VerifyOptions {
@@ -28,6 +28,10 @@ export interface VerifyResult {
   reason?: string;
   /** The final answer found in the response. */
   extracted?: string;
+  /** Which extraction target found it ('boxed', 'final-answer', 'latex', 'number', …). */
+  target?: ExtractRule;
+  /** Which comparison rule decided ('identical', 'number (exact)', 'set (any order)', 'cas', …). */
+  rule?: string;
 }
 
 export type Gold = string | number | readonly string[];
@@ -63,8 +67,15 @@ export async function closeVerifier(): Promise<void> {
 
 class CasTimeout extends Error {}
 
+// An answer that is all one `\text{…}` of words (`\text{the x-axis}`, `\text{No}`) is text,
+// compared as words.
+const TEXT_ANSWER_RE = /^\s*\\(?:text|textbf|textit|textrm|mathrm|mbox)\s*\{([^{}$\\]*[A-Za-z]{2,}[^{}$\\]*)\}\s*\.?\s*$/;
+
 function prepare(answer: string): { norm: string; parsed: Answer | null } {
   const norm = normalizeLatex(answer);
+  const words = TEXT_ANSWER_RE.exec(answer)?.[1];
+  // A choice `\text{(C)}` and a unit-only text stay with the parser.
+  if (words !== undefined && !/^\s*\(?[A-E]\)/.test(words) && !/\d/.test(words) && normalizeLatex(words) !== '') return { norm, parsed: { kind: 'text', text: words.trim() } };
   return { norm, parsed: parseAnswer(norm) };
 }
 
@@ -73,21 +84,25 @@ function prepare(answer: string): { norm: string; parsed: Answer | null } {
 export async function verify(gold: Gold, prediction: string, opts: VerifyOptions = {}): Promise<VerifyResult> {
   let extracted: string | undefined;
   try {
-    const found = extractAnswer(String(prediction));
-    if (found === null) return { equal: false, reason: 'no_answer' };
+    const target = extractTarget(String(prediction));
+    if (target === null) return { equal: false, reason: 'no_answer' };
+    const found = target.answer;
     extracted = found;
     const golds = goldAnswer(gold);
     if (golds.length === 0) return { equal: false, reason: 'no_gold', extracted };
     if (found.length > MAX_ANSWER_CHARS) return { equal: false, reason: 'too_long', extracted };
+    const trace: Trace = {};
+    const result = (equal: boolean, reason?: string): VerifyResult =>
+      equal ? { equal, extracted, target: target.rule, rule: trace.rule } : { equal, reason, extracted, target: target.rule, rule: trace.rule };
 
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     let budgetMs = timeoutMs;
     let casReason: string | undefined;
     const shortcuts = !opts.noShortcuts;
-    const leaf: LeafEqual = async (a, b) => {
+    const leaf: LeafEqual = async (a, b, mode = 'equal') => {
       if (shortcuts && a === b) return true;
       if (budgetMs <= 0) throw new CasTimeout();
-      const r = await getPool().compare(a, b, budgetMs);
+      const r = await getPool().compare(a, b, budgetMs, mode);
       budgetMs -= r.elapsedMs;
       if (r.status === 'timeout') throw new CasTimeout();
       if (r.reason) casReason = r.reason;
@@ -95,22 +110,25 @@ export async function verify(gold: Gold, prediction: string, opts: VerifyOptions
     };
 
     const pred = prepare(found);
-    if (pred.parsed === null) return { equal: false, reason: 'no_answer', extracted };
+    if (pred.parsed === null) return result(false, 'no_answer');
     // Any acceptable gold counts; one that runs out of CAS time does not stop the others (they may
     // still match without the CAS).
     let timedOut = false;
     for (const g of golds) {
       if (g.length > MAX_ANSWER_CHARS) continue;
       const gp = prepare(g);
-      if (shortcuts && gp.norm === pred.norm) return { equal: true, extracted };
+      if (shortcuts && gp.norm === pred.norm) {
+        trace.rule = 'identical after normalisation';
+        return result(true);
+      }
       try {
-        if (gp.parsed && (await answersEqual(gp.parsed, pred.parsed, leaf))) return { equal: true, extracted };
+        if (gp.parsed && (await answersEqual(gp.parsed, pred.parsed, leaf, trace))) return result(true);
       } catch (err) {
         if (!(err instanceof CasTimeout)) throw err;
         timedOut = true;
       }
     }
-    return { equal: false, reason: timedOut ? 'timeout' : (casReason ?? 'not_equal'), extracted };
+    return result(false, timedOut ? 'timeout' : (casReason ?? 'not_equal'));
   } catch (err) {
     if (err instanceof CasTimeout) return { equal: false, reason: 'timeout', extracted };
     return { equal: false, reason: `error: ${err instanceof Error ? err.message : String(err)}`, extracted };

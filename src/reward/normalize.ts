@@ -32,6 +32,7 @@ const UNIT_WORDS = [
   'ounce', 'oz', 'liters', 'liter', 'litres', 'l', 'ml', 'gallons', 'gallon', 'people', 'students', 'ways', 'points',
   'coins', 'cards', 'marbles', 'balls', 'times', 'percent', 'per', 'K', 'J', 'W', 'Hz', 'eV', 'kHz', 'MHz', 'GHz',
   'pc', 'kpc', 'Mpc', 'AU', 'au', 'ly', 'V', 'A', 'N', 'Pa', 'atm', 'mol', 'erg', 'C',
+  'USD', 'EUR', 'GBP', 'euros', 'euro', 'yuan', 'yen', 'rupees', 'pounds',
 ];
 const UNIT_SET = new Set(UNIT_WORDS);
 const TRAILING_UNIT_RE = new RegExp(
@@ -78,7 +79,7 @@ function unwrapText(s: string): string {
 export function normalizeLatex(input: string): string {
   let s = input;
   for (const [re, to] of UNICODE) s = s.replace(re, to);
-  s = s.replace(/\\\$/g, ' ').replace(/\$/g, ' ');
+  s = s.replace(/\\\$/g, ' ').replace(/\$/g, ' ').replace(/[€£¥₹]|\\(?:euro|pounds|yen)(?![A-Za-z])/g, ' ');
   s = s.trim().replace(/^\\\[|\\\]$/g, '').replace(/^\\\(|\\\)$/g, '');
   s = s.replace(/\\(?:displaystyle|textstyle|scriptstyle|limits|nolimits)(?![A-Za-z])/g, '');
   s = s.replace(/\\(?:left|right|[bB]igg?[lr]?)(?![A-Za-z])\s*(\.(?!\d))?/g, '');
@@ -90,9 +91,12 @@ export function normalizeLatex(input: string): string {
   // Degrees go, whatever their spelling; so does a percent sign's backslash.
   s = s.replace(/\^\s*\{\s*\\circ\s*\}|\^\s*\\circ(?![A-Za-z])|\\circ(?![A-Za-z])|\\degree(?![A-Za-z])/g, '');
   s = s.replace(/\s*\\?%/g, '\\%');
+  // Percent as a word: `50 percent`, `12\text{ pct}`, `7 percentage points`.
+  s = s.replace(/(?<=[\d}.])\s*(?:\\(?:text|mbox|mathrm)\s*\{\s*)?(?:percent(?:age)?|pct)(?![A-Za-z])(?:\s*\})?/gi, '\\%');
   s = unwrapText(s);
   s = s.replace(/\\(?:leqslant|leqq|leq)(?![A-Za-z])|<=/g, '\\le ').replace(/\\(?:geqslant|geqq|geq)(?![A-Za-z])|>=/g, '\\ge ');
-  s = s.replace(/\\neq(?![A-Za-z])/g, '\\ne ').replace(/\\lt(?![A-Za-z])/g, '<').replace(/\\gt(?![A-Za-z])/g, '>');
+  // `x != 3` is x ≠ 3, but `5!=120` and `(n+1)!=…` are factorials.
+  s = s.replace(/\\neq(?![A-Za-z])|\\not\s*=|(?<![\d)}])!=/g, '\\ne ').replace(/\\lt(?![A-Za-z])/g, '<').replace(/\\gt(?![A-Za-z])/g, '>');
   s = s.replace(/\\(?:varnothing)(?![A-Za-z])|\\\{\s*\\\}/g, '\\emptyset ');
   // All reals, as the interval it is.
   s = s.replace(/\\mathbb\s*\{?\s*R\s*\}?|\\R(?![A-Za-z])|\u211D/g, '(-\\infty,\\infty)');
@@ -110,8 +114,10 @@ export function normalizeLatex(input: string): string {
   for (let i = 0; i < 3; i++) s = s.replace(TRAILING_UNIT_RE, '').trim();
   s = s.replace(/[.\s]+$/, '');
   // Drop white space except where it separates a command from a following letter (`\pi r`).
+  // `32, 349` is a list of two numbers; only `32,349` (no space) is thirty-two thousand.
+  const spacedComma = /,\s/.test(s);
   s = s.replace(/(\\[A-Za-z]+)\s+(?=[A-Za-z])/g, '$1\u0000').replace(/\s+/g, '').replace(/\u0000/g, ' ');
-  if (/^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$/.test(s)) s = s.replace(/,/g, '');
+  if (!spacedComma && /^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$/.test(s)) s = s.replace(/,/g, '');
   s = s.replace(/^\+(?=[\d.\\])/, '');
   return s;
 }

@@ -97,6 +97,14 @@ function divide(a: Rational, b: Rational): Rational {
   return rational(a.num * b.den, a.den * b.num, a.decimal || b.decimal);
 }
 
+export function addRational(a: Rational, b: Rational): Rational {
+  return rational(a.num * b.den + b.num * a.den, a.den * b.den, a.decimal || b.decimal);
+}
+
+export function mulRational(a: Rational, b: Rational): Rational {
+  return rational(a.num * b.num, a.den * b.den, a.decimal || b.decimal);
+}
+
 export function scale(a: Rational, num: bigint, den: bigint): Rational {
   return rational(a.num * num, a.den * den, a.decimal);
 }

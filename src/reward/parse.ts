@@ -2,9 +2,9 @@
 // and inequalities are compared part by part and only leaf expressions reach the CAS.
 // Splitting is done on the top level of brackets only; `(`/`[` and `)`/`]` count alike so that
 // half-open intervals such as `[1,2)` balance.
-import { parseRational, type Rational } from './numbers.ts';
+import { addRational, mulRational, parseRational, rational, rationalToLatex, type Rational } from './numbers.ts';
 
-export type RelOp = '=' | '<' | '\\le' | '>' | '\\ge';
+export type RelOp = '=' | '<' | '\\le' | '>' | '\\ge' | '\\ne';
 
 export type Answer =
   | { kind: 'number'; value: Rational; percent: boolean; latex: string }
@@ -79,8 +79,9 @@ function closingIndex(s: string, open: number): number {
   return -1;
 }
 
-const COMMA = /,/y;
-const RELATION = /=|<|>|\\le(?![A-Za-z])|\\ge(?![A-Za-z])/y;
+// `;` separates items too: `(1,2); (3,4)`.
+const COMMA = /[,;]/y;
+const RELATION = /=|<|>|\\le(?![A-Za-z])|\\ge(?![A-Za-z])|\\ne(?![A-Za-z])/y;
 const CUP = /\\cup(?![A-Za-z])/y;
 const ROW_SEP = /\\\\/y;
 const CELL_SEP = /&/y;
@@ -136,6 +137,9 @@ export function parseAnswer(s: string, depth = 0): Answer | null {
     return { kind: 'set', items: parseItems([plus, minus], depth), braces: false, plusMinus: true };
   }
 
+  const product = matrixArithmetic(s);
+  if (product) return product;
+
   const matrix = /^\\begin\{([pbBvV]?matrix|array)\}([\s\S]*)\\end\{\1\}$/.exec(s);
   if (matrix && matrix[1] !== 'vmatrix' && matrix[1] !== 'Vmatrix') {
     let body = matrix[2];
@@ -169,4 +173,84 @@ function parseItems(parts: string[], depth: number): Answer[] {
     else if (a) out.push(a);
   }
   return out;
+}
+
+type Grid = Rational[][];
+
+const MATRIX_RE = /^[[(]?\\begin\{([pbBvV]?matrix|array)\}/;
+
+/** A numeric matrix written in full (`\begin{pmatrix}…\end{pmatrix}`, bracketed or not) at the
+ * start of `s`, and its length; null when it is not one or an entry is not a plain number. */
+function leadingMatrix(s: string): { grid: Grid; length: number } | null {
+  const m = MATRIX_RE.exec(s);
+  if (!m || m[1] === 'vmatrix' || m[1] === 'Vmatrix') return null;
+  const endTag = `\\end{${m[1]}}`;
+  const end = s.indexOf(endTag);
+  if (end < 0) return null;
+  let length = end + endTag.length;
+  const bracketed = s[0] === '[' || s[0] === '(';
+  if (bracketed) {
+    if (s[length] !== (s[0] === '[' ? ']' : ')')) return null;
+    length++;
+  }
+  let body = s.slice(m[0].length, end);
+  if (m[1] === 'array') body = body.replace(/^\{[^{}]*\}/, '');
+  const grid: Grid = [];
+  for (const row of splitTop(body, ROW_SEP).parts) {
+    if (row.trim() === '') continue;
+    const cells = splitTop(row, CELL_SEP).parts.map((c) => parseRational(c));
+    if (cells.some((c) => c === null)) return null;
+    grid.push(cells as Rational[]);
+  }
+  if (grid.length === 0 || grid.some((r) => r.length !== grid[0].length)) return null;
+  return { grid, length };
+}
+
+function gridMul(a: Grid, b: Grid): Grid | null {
+  if (a[0].length !== b.length) return null;
+  return a.map((row) => b[0].map((_, j) => row.reduce((acc, x, k) => addRational(acc, mulRational(x, b[k][j])), rational(0n, 1n))));
+}
+
+/** One term of a matrix sum: `2\begin{pmatrix}…\end{pmatrix}\cdot\begin{pmatrix}…\end{pmatrix}`. */
+function matrixTerm(term: string): Grid | null {
+  let scalar = rational(1n, 1n);
+  const lead = /^([+-]?(?:\d+(?:\.\d+)?|\\frac\{[^{}]+\}\{[^{}]+\}))(?:\\cdot|\\times)?(?=[[(]?\\begin)/.exec(term);
+  if (lead) {
+    const v = parseRational(lead[1]);
+    if (!v) return null;
+    scalar = v;
+    term = term.slice(lead[0].length);
+  }
+  let grid: Grid | null = null;
+  while (term !== '') {
+    const m = leadingMatrix(term);
+    if (!m) return null;
+    grid = grid === null ? m.grid : gridMul(grid, m.grid);
+    if (!grid) return null;
+    term = term.slice(m.length).replace(/^(?:\\cdot|\\times)/, '');
+  }
+  return grid && grid.map((row) => row.map((x) => mulRational(scalar, x)));
+}
+
+/** A sum or product of numeric matrices written out (`A+B`, `AB`, `2A`), evaluated; null when `s`
+ * is not one (a single matrix is left to the element-wise reader). */
+function matrixArithmetic(s: string): Answer | null {
+  if (!s.includes('\\begin{') || s.length > 5000) return null;
+  const { parts, seps } = splitTop(s, /[+-]/y);
+  if (parts.length === 1 && leadingMatrix(s)?.length === s.length) return null;
+  let sum: Grid | null = null;
+  for (let i = 0; i < parts.length; i++) {
+    if (parts[i] === '') {
+      if (i === 0) continue;
+      return null;
+    }
+    let g = matrixTerm(parts[i]);
+    if (!g) return null;
+    if (i > 0 && seps[i - 1] === '-') g = g.map((row) => row.map((x) => ({ ...x, num: -x.num })));
+    if (sum === null) sum = g;
+    else if (sum.length !== g.length || sum[0].length !== g[0].length) return null;
+    else sum = sum.map((row, r) => row.map((x, c) => addRational(x, (g as Grid)[r][c])));
+  }
+  if (!sum) return null;
+  return { kind: 'matrix', rows: sum.map((row) => row.map((value) => ({ kind: 'number', value, percent: false, latex: rationalToLatex(value) }))) };
 }

@@ -3,6 +3,7 @@
 // keep the process alive only while they hold or await work (unref when idle), and close() ends them.
 import { Worker } from 'node:worker_threads';
 import type { CasReply, CasRequest } from './casWorker.ts';
+import type { LeafMode } from './compare.ts';
 
 export type LeafStatus = 'equal' | 'unequal' | 'timeout' | 'error';
 export interface LeafResult {
@@ -59,10 +60,10 @@ export class CasPool {
   ) {}
 
   /** Compares two leaf LaTeX strings in a worker, giving up after budgetMs of worker time. */
-  compare(gold: string, pred: string, budgetMs: number): Promise<LeafResult> {
+  compare(gold: string, pred: string, budgetMs: number, mode: LeafMode = 'equal'): Promise<LeafResult> {
     if (this.closed) return Promise.resolve({ status: 'error', reason: 'error: verifier closed', elapsedMs: 0 });
     return new Promise((resolve) => {
-      this.queue.push({ req: { id: this.nextId++, gold, pred }, budgetMs, resolve });
+      this.queue.push({ req: { id: this.nextId++, gold, pred, mode }, budgetMs, resolve });
       this.dispatch();
     });
   }

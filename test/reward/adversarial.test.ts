@@ -129,6 +129,24 @@ test('inputs of the wrong type are errors, not exceptions', async () => {
   assert.equal(r2.equal, false);
 });
 
+test('extraction stays linear on texts built to make its searches quadratic', () => {
+  const texts: Record<string, string> = {
+    'the word answer 20,000 times': 'answer '.repeat(20_000),
+    '50,000 unclosed \\[': '\\['.repeat(50_000),
+    '50,000 unclosed \\(': '\\('.repeat(50_000),
+    '20,000 "final answer" without "is"': 'final answer '.repeat(20_000),
+    '30,000 operators': '1+ '.repeat(30_000),
+  };
+  for (const [what, text] of Object.entries(texts)) {
+    const t = performance.now();
+    extractAnswer(text);
+    const ms = performance.now() - t;
+    assert.ok(ms < 300, `${what}: ${ms.toFixed(0)} ms`);
+  }
+  // Joined boxes stop at six, as Math-Verify's joined spans do.
+  assert.equal(extractAnswer('\\boxed{1} and '.repeat(10_000)), '1,1,1,1,1,1');
+});
+
 test('extractAnswer and goldAnswer', () => {
   assert.equal(extractAnswer('\\boxed{\\frac{1}{2}} then \\boxed{\\{1,2\\}}'), '\\{1,2\\}');
   assert.equal(extractAnswer('<think>\\boxed{1}</think>no box after think'), null);

@@ -278,7 +278,9 @@ export const CASES: Case[] = [
   ['3.14', 'so \\boxed{x \\approx 3.14}', true, 'extract'],
   ['1,2', 'so \\boxed{x=1 \\text{ or } x=2}', true, 'extract'],
   ['(1,1), (3,2)', '\\boxed{(3,2) \\text{ and } (1,1)}', true, 'extract'],
-  ['5', 'No box here, just rambling about 5 things\nand more lines', false, 'extract'],
+  // Without a box, Math-Verify's plain-number target takes the last number in the text.
+  ['5', 'No box here, just rambling about 5 things\nand more lines', true, 'extract'],
+  ['5', 'No box here, just rambling about things\nand more lines', false, 'extract'],
   ['5', '', false, 'extract'],
   ['5', '\\boxed{}', false, 'extract'],
   ['5', '\\boxed{5', false, 'extract'],

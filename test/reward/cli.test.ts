@@ -33,7 +33,34 @@ test('red verify --gold --pred prints true/false, exit code 0 either way', async
   assert.equal(yes.stdout, 'true\n');
   const no = await red(['verify', '--gold', '3', '--pred', '\\boxed{4}', '--explain', '--workers', '1']);
   assert.equal(no.code, 0, no.stderr);
-  assert.deepEqual(no.stdout.trim().split('\n'), ['false', 'reason: not_equal', 'extracted: 4']);
+  assert.deepEqual(no.stdout.trim().split('\n'), ['false', 'reason: not_equal', 'extracted: 4', 'target: boxed', 'rule: number (exact)']);
+});
+
+test('red verify --explain names the extraction target and the comparison rule that decided', async () => {
+  // No box: the last number of the text, compared as exact numbers.
+  const num = await red(['verify', '--gold', '34', '--pred', 'so the largest $n$ is 34.', '--explain', '--workers', '1']);
+  assert.equal(num.code, 0, num.stderr);
+  assert.deepEqual(num.stdout.trim().split('\n'), ['true', 'reason: equal', 'extracted: 34', 'target: number', 'rule: identical after normalisation']);
+  // Display math holding an inequality, against an interval.
+  const iv = await red(['verify', '--gold', '[-2,7]', '--pred', 'Hence\n\\[-2 \\le x \\le 7\\]', '--explain', '--workers', '1']);
+  assert.equal(iv.code, 0, iv.stderr);
+  assert.deepEqual(iv.stdout.trim().split('\n'), ['true', 'reason: equal', 'extracted: -2 \\le x \\le 7', 'target: latex', 'rule: inequality as interval']);
+  // A rearranged, scaled equation decided by the CAS's proportionality test.
+  const eq = await red(['verify', '--gold', '2x+4y-3=0', '--pred', '\\boxed{y = -x/2 + 3/4}', '--explain', '--workers', '1']);
+  assert.equal(eq.code, 0, eq.stderr);
+  assert.deepEqual(eq.stdout.trim().split('\n').slice(3), ['target: boxed', 'rule: equation (rearranged/scaled)']);
+
+  // In a JSONL stream, --explain adds the same fields to each line.
+  const rows = [{ gold: '0.5', pred: 'About 50 percent of them.' }, { gold: '(3,2)', pred: '\\boxed{(p,q) = (3,2)}' }];
+  const jl = await red(['verify', '--jsonl', '-', '--explain', '--workers', '1'], rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  assert.equal(jl.code, 0, jl.stderr);
+  assert.deepEqual(
+    jl.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>),
+    [
+      { ...rows[0], equal: true, extracted: '50\\%', target: 'number', rule: 'percent' },
+      { ...rows[1], equal: true, extracted: '(p,q) = (3,2)', target: 'boxed', rule: 'equation (right side)' },
+    ],
+  );
 });
 
 test('red verify without --gold/--pred is one clear error line', async () => {

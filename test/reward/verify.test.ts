@@ -50,5 +50,5 @@ test('reasons: no_answer, not_equal, extracted answer reported', async () => {
   assert.equal(r.equal, false);
   assert.equal(r.reason, 'not_equal');
   assert.equal(r.extracted, '6');
-  assert.deepEqual(await verify('5', '\\boxed{5}'), { equal: true, extracted: '5' });
+  assert.deepEqual(await verify('5', '\\boxed{5}'), { equal: true, extracted: '5', target: 'boxed', rule: 'identical after normalisation' });
 });
