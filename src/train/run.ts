@@ -16,6 +16,7 @@ import { writeFileAtomic } from '../util/fs.ts';
 import { applySets, configToYaml, readYamlConfig, resolveTrainConfig, type TrainConfig } from './config.ts';
 import { createProgress, type Progress } from './metrics.ts';
 import { AdamW, clipGradNorm } from './optimizer.ts';
+import { remoteRollouts } from './remote.ts';
 import { Trainer, type RolloutSample, type TrainerEnv } from './trainer.ts';
 
 export interface TrainCommand {
@@ -66,7 +67,7 @@ export async function runTrain(cmd: TrainCommand, progress?: Progress): Promise<
   } catch (err) {
     fail(`cannot write to the output folder ${cmd.out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  const env = await buildEnv(config, stages.some((s) => s.klCoef > 0));
+  const env = await buildEnv(config, stages.some((s) => s.klCoef > 0), cmd.out);
   const p = progress ?? createProgress(config.log.progress);
   const trainer = new Trainer(env, { config, stages, outDir: cmd.out, maxSteps: cmd.maxSteps, resume: cmd.resume, progress: p });
   let interrupts = 0;
@@ -96,7 +97,7 @@ export async function runTrain(cmd: TrainCommand, progress?: Progress): Promise<
 }
 
 /** The real components behind the Trainer. */
-export async function buildEnv(config: TrainConfig, needsReference: boolean): Promise<TrainerEnv> {
+export async function buildEnv(config: TrainConfig, needsReference: boolean, outDir = '.'): Promise<TrainerEnv> {
   const data = await loadDataset(config.data.train, { fields: config.data.fields, onBadRow: config.data.onBadRow });
   const backend = getBackend(config.model.backend);
   const model = await Qwen2Model.load(config.model.path, { backend });
@@ -140,8 +141,12 @@ export async function buildEnv(config: TrainConfig, needsReference: boolean): Pr
         n: req.n, temperature: req.temperature, topP: req.topP, topK: req.topK, maxTokens: req.maxTokens,
         seed: req.seed, eosIds: stopIds, stopStrings: req.stopStrings, tokenizer,
       });
-      return samples.map((row) => row.map((s): RolloutSample => ({ ids: s.ids, text: s.text ?? tokenizer.decode(s.ids), finishReason: s.finishReason })));
+      return samples.map((row) => row.map((s): RolloutSample => ({ ids: s.ids, text: s.text ?? tokenizer.decode(s.ids), finishReason: s.finishReason, logprobs: s.logprobs })));
     },
+    // rollout.engine remote: generation and weight sync on the servers instead.
+    ...(config.rollout.engine === 'remote'
+      ? await remoteRollouts(config, model, tokenizer, stopIds, config.rollout.syncDir ?? path.join(outDir, 'rollout-weights'), (l) => process.stderr.write(`${l}\n`))
+      : {}),
     verify: (items) => Promise.all(items.map(async (x) => ((await verify(x.gold, x.text)).equal ? 1 : 0))),
     promptIds,
     traceIds,

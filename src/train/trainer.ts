@@ -107,6 +107,8 @@ export class Trainer {
       else this.s.progress.log(`no checkpoint in ${this.checkpoints.root}; starting from the beginning`);
     }
     if (resumeFrom) this.loadCheckpoint(resumeFrom);
+    // Remote rollouts: the servers start from exactly these parameters, whatever they loaded.
+    if (this.env.syncWeights) await this.env.syncWeights(String(this.state.step));
     this.metrics = new MetricsWriter(path.join(this.s.outDir, 'metrics.jsonl'), resumeFrom ? this.state.step : undefined);
     const firstStage = this.state.stage;
     for (let k = firstStage; k < this.s.stages.length; k++) {
@@ -201,6 +203,7 @@ export class Trainer {
       const members = groups.flatMap((g) => g.members);
       const result = await policyUpdate(this.env, cfg, {
         members, lr, optimizer: st.optimizer, loss: (b, ctx) => objectives[o.objective](b, o, ctx), klCoef: o.klCoef, regulator: st.regulator,
+        rolloutCorrection: o.rolloutCorrection,
       }, timer);
       Object.assign(m, result.metrics);
       updated = result.ok;
@@ -230,6 +233,11 @@ export class Trainer {
     this.state.dataCursor = st.data.cursor();
     this.state.entropyRegulator = st.regulator.toJSON();
     this.state.hardQuestions = st.hardQuestions?.toJSON() ?? null;
+    // The next step's rollouts come from the new parameters, labelled with this step.
+    if (this.env.syncWeights) {
+      m['timing_s/weight_sync'] = await this.env.syncWeights(String(step));
+      m['rollout/weight_version'] = step;
+    }
 
     const total = (performance.now() - t0) / 1000;
     for (const [k, v] of Object.entries(timer.s)) m[`timing_s/${k}`] = v;
