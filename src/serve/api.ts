@@ -65,8 +65,8 @@ function stringList(body: Json, key: string): string[] {
   return (list as string[]).filter((s) => s.length > 0);
 }
 
-function idList(v: unknown, key: string, V: number): number[] {
-  if (!Array.isArray(v) || v.length === 0) throw new BadRequest(`${key} must be a non-empty list of token ids`);
+function idList(v: unknown, key: string, V: number, allowEmpty = false): number[] {
+  if (!Array.isArray(v) || (v.length === 0 && !allowEmpty)) throw new BadRequest(`${key} must be a non-empty list of token ids`);
   for (const id of v) if (!Number.isInteger(id) || id < 0 || id >= V) throw new BadRequest(`${key}: token id ${JSON.stringify(id)} is outside the vocabulary (0..${V - 1})`);
   return v as number[];
 }
@@ -90,7 +90,7 @@ function samplingFields(b: Json, lim: Limits, defaultMaxTokens: number): Omit<Jo
     },
     seed: b.seed === undefined || b.seed === null ? null : int(b, 'seed', 0, Number.MIN_SAFE_INTEGER),
     stop: stringList(b, 'stop'),
-    stopTokenIds: b.stop_token_ids === undefined || b.stop_token_ids === null ? [] : idList(b.stop_token_ids, 'stop_token_ids', lim.vocabSize),
+    stopTokenIds: b.stop_token_ids === undefined || b.stop_token_ids === null ? [] : idList(b.stop_token_ids, 'stop_token_ids', lim.vocabSize, true),
     ignoreEos: bool(b, 'ignore_eos'),
   };
 }
