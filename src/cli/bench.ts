@@ -15,6 +15,7 @@ const benches: Record<string, () => Promise<{ run: BenchFn }>> = {
   engine: () => import('../bench/engine.ts'),
   verify: () => import('../bench/verify.ts'),
   eval: () => import('../eval/bench.ts'),
+  serve: () => import('../bench/serve.ts'),
 };
 
 export function registerBench(program: Command): void {
