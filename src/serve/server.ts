@@ -47,7 +47,13 @@ export function createRedServer(o: ServeOptions): RedServer {
   };
   let modelDir = path.resolve(o.modelDir);
   const name = o.servedName ?? path.basename(modelDir);
-  const tokenText = (id: number) => (o.tokenizer ? o.tokenizer.decode([id], false) : String(id));
+  // Token strings of logprobs are asked for every token: decoded once per id.
+  const texts = new Map<number, string>();
+  const tokenText = (id: number) => {
+    let t = texts.get(id);
+    if (t === undefined) texts.set(id, t = o.tokenizer ? o.tokenizer.decode([id], false) : String(id));
+    return t;
+  };
   const fmt = (): Formatting => ({ id: `cmpl-${randomUUID()}`, created: Math.floor(Date.now() / 1000), model: name, tokenText });
 
   const routes: Record<string, (req: IncomingMessage, res: ServerResponse) => Promise<void>> = {
