@@ -76,7 +76,9 @@ export class RemoteRollouts {
 
   /** n samples for each prompt; samples[i][j] is sample j of prompt i. */
   async generate(prompts: number[][], req: RemoteRequest): Promise<RemoteSample[][]> {
-    return Promise.all(prompts.map((p, i) => this.withRetries(i, req, (s) => this.request(s, p, { ...req, seed: promptSeed(req.seed, i) }))));
+    // The version the samples must come from is the one current when they were asked for.
+    const version = this.expectedVersion;
+    return Promise.all(prompts.map((p, i) => this.withRetries(i, req, (s) => this.request(s, p, { ...req, seed: promptSeed(req.seed, i) }, version))));
   }
 
   private async withRetries(index: number, req: RemoteRequest, send: (s: Server) => Promise<RemoteSample[]>): Promise<RemoteSample[]> {
@@ -110,7 +112,7 @@ export class RemoteRollouts {
     return pool.reduce((a, b) => (b.outstanding < a.outstanding ? b : a));
   }
 
-  private async request(s: Server, prompt: number[], req: RemoteRequest): Promise<RemoteSample[]> {
+  private async request(s: Server, prompt: number[], req: RemoteRequest, version: string | null): Promise<RemoteSample[]> {
     const [route, body] = this.o.api === 'openai'
       ? ['/v1/completions', {
           prompt, n: req.n, max_tokens: req.maxTokens, temperature: req.temperature, top_p: req.topP, top_k: req.topK > 0 ? req.topK : -1,
@@ -125,8 +127,8 @@ export class RemoteRollouts {
         }];
     const json = await this.post(s, route, body);
     const samples = this.o.api === 'openai' ? readCompletion(json, req.n) : readGenerate(json, req.n);
-    if (this.expectedVersion !== null && samples.version !== undefined && samples.version !== this.expectedVersion) {
-      throw new AttemptError(`answered with weight_version ${samples.version}, expected ${this.expectedVersion} (a stale policy)`);
+    if (version !== null && samples.version !== undefined && olderVersion(samples.version, version)) {
+      throw new AttemptError(`answered with weight_version ${samples.version}, older than ${version} (a stale policy)`);
     }
     return samples.samples;
   }
@@ -187,6 +189,15 @@ export class RemoteRollouts {
     this.expectedVersion = version;
     return (performance.now() - t0) / 1000;
   }
+}
+
+/**
+ * Whether `got` is older than `want`. Versions are step numbers; a newer one is fine (a request
+ * still queued when the weights changed runs on the newer ones); non-numbers must match exactly.
+ */
+function olderVersion(got: string, want: string): boolean {
+  const g = Number(got), w = Number(want);
+  return Number.isFinite(g) && Number.isFinite(w) ? g < w : got !== want;
 }
 
 /** A seed per prompt, so prompts of one request batch draw unrelated samples. */

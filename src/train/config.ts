@@ -45,7 +45,10 @@ export const rolloutSchema = z.strictObject({
     .describe('Remote: a folder every server can read; the policy is written there after each optimiser step and loaded by POST /update_weights_from_disk (default: OUT/rollout-weights).'),
   maxAttempts: positiveInt().default(3).describe('Remote: tries per prompt, on different servers, before the step fails.'),
   requestTimeoutS: z.number().positive().default(600).describe('Remote: seconds one generation request may take.'),
+  async: z.boolean().default(false)
+    .describe('Remote: generate step k+1\'s rollouts while step k trains (one step off-policy; see rollout/version_lag, and use algorithm.rolloutCorrection).'),
 }).superRefine((r, ctx) => {
+  if (r.async && r.engine !== 'remote') ctx.addIssue({ code: 'custom', path: ['async'], message: 'needs rollout.engine remote (local rollouts share the trainer\'s CPU)' });
   if (r.engine === 'remote' && r.servers.length === 0) ctx.addIssue({ code: 'custom', path: ['servers'], message: 'must list at least one server URL when rollout.engine is remote' });
 });
 

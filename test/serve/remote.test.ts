@@ -52,6 +52,34 @@ log: { progress: none }
   });
 }
 
+test('rollout.async: step k+1 is generated on the weights before step k, and the lag is logged', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'red-remote-async-'));
+  const cfg = path.join(dir, 'train.yaml');
+  writeFileSync(cfg, `model: { path: ${tiny.model}, backend: reference }
+data: { train: ${tiny.train}, epochs: 1 }
+rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 12, engine: remote, servers: [${a.url}, ${b.url}], syncDir: ${path.join(dir, 'sync')}, async: true }
+algorithm: { groupFilter: { enabled: false }, rolloutCorrection: { mode: tis }, entropyCoef: 1 }
+optim: { lr: 3e-2 }
+log: { progress: none }
+`);
+  const out = path.join(dir, 'run');
+  assert.equal(await runTrain({ config: cfg, out, method: 'grpo', sets: [], maxSteps: 3, resume: false }, createProgress('none')), 3);
+  const m = readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+  assert.equal(m[0]['rollout/version_lag'], undefined);
+  assert.deepEqual(m.slice(1).map((x) => x['rollout/version_lag']), [1, 1]);
+  // Step 1 sampled from its own π_old; steps 2 and 3 from the policy one update older (the entropy
+  // bonus moves the weights even where every reward of the random model is 0).
+  assert.ok(m[0]['rollout/logprob_diff'] < 1e-4);
+  for (const x of m.slice(1)) assert.ok(x['rollout/logprob_diff'] > 1e-3, `rollout/logprob_diff ${x['rollout/logprob_diff']}`);
+});
+
+test('samples from an older weight_version than the one synced are refused', async () => {
+  const client = new RemoteRollouts({ servers: [a.url], api: 'sglang', maxAttempts: 2, timeoutS: 30 });
+  const h = await fetch(`${a.url}/health`).then((r) => r.json()) as { weight_version: string };
+  client.expectedVersion = String(Number(h.weight_version) + 5);
+  await assert.rejects(client.generate([[1, 2, 3]], { ...request, maxTokens: 2 }), /older than \d+ \(a stale policy\)/);
+});
+
 test('a server killed while it generates: the batch completes on the other', async () => {
   const extra = await startServer(tiny.model);
   const client = new RemoteRollouts({ servers: [extra.url, a.url], api: 'openai', maxAttempts: 3, timeoutS: 120, log: () => {} });
