@@ -164,3 +164,28 @@ test('SGLang /generate answers output_ids, logprobs and the weight version', asy
   assert.equal(meta.weight_version, '0');
   assert.equal(meta.finish_reason.type, 'length');
 });
+
+test('pause_generation holds requests until continue_generation; abort_all_requests ends running ones', async () => {
+  const u = server.url;
+  const health = () => fetch(`${u}/health`).then((r) => r.json()) as Promise<{ paused: boolean; waiting: number; running: number; weight_version: string }>;
+  assert.equal((await post(`${u}/pause_generation`, {})).json.success, true);
+  let done = false;
+  const held = post(`${u}/v1/completions`, { prompt: greedyPrompt, max_tokens: 5, temperature: 0, return_token_ids: true }).then((r) => { done = true; return r; });
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(done, false);
+  const h = await health();
+  assert.equal(h.paused, true);
+  assert.equal(h.waiting, 1);
+  assert.equal((await post(`${u}/continue_generation`, {})).json.success, true);
+  assert.deepEqual(((await held).json.choices as Choice[])[0].token_ids, greedyOutput.slice(greedyPrompt.length, greedyPrompt.length + 5));
+
+  const long = post(`${u}/v1/completions`, { prompt: [1, 2, 3], max_tokens: 500, ignore_eos: true, return_token_ids: true });
+  while ((await health()).running === 0) await new Promise((r) => setTimeout(r, 2));
+  const before = (await health()).weight_version;
+  const up = await post(`${u}/update_weights_from_disk`, { model_path: FIX, abort_all_requests: true });
+  assert.equal(up.json.success, true);
+  const c = ((await long).json.choices as Choice[])[0];
+  assert.equal(c.finish_reason, 'abort');
+  assert.ok(c.token_ids!.length < 500);
+  assert.notEqual((await health()).weight_version, before);
+});
