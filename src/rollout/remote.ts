@@ -200,8 +200,12 @@ function olderVersion(got: string, want: string): boolean {
   return Number.isFinite(g) && Number.isFinite(w) ? g < w : got !== want;
 }
 
-/** A seed per prompt, so prompts of one request batch draw unrelated samples. */
-function promptSeed(seed: number, index: number): number {
+/**
+ * The seed of prompt `index` of a rollout batch: sample j then draws from sampleRng(seed', 0, j),
+ * on a server (one request per prompt) as in the local sampler given these as promptSeeds, so
+ * both engines draw the same tokens from the same weights.
+ */
+export function promptSeed(seed: number, index: number): number {
   return (seed ^ Math.imul(index + 1, 0x9e3779b1)) >>> 0;
 }
 

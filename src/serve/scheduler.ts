@@ -69,6 +69,8 @@ interface PendingUpdate {
   reject: (err: Error) => void;
 }
 
+const ADMISSION_WINDOW_MS = 3;
+
 export class Scheduler {
   private readonly dec: KvDecoder;
   private readonly chooser: TokenChooser;
@@ -136,7 +138,9 @@ export class Scheduler {
   private kick(): void {
     if (this.running) return;
     this.running = true;
-    setImmediate(() => { void this.loop(); });
+    // From idle, wait a moment so that a burst of requests (a trainer's prompts, sent as separate
+    // requests) is prefilled and decoded as one batch rather than joining one by one.
+    setTimeout(() => { void this.loop(); }, this.active.length === 0 ? ADMISSION_WINDOW_MS : 0);
   }
 
   private async loop(): Promise<void> {

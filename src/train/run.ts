@@ -10,6 +10,7 @@ import { Qwen2Model } from '../model/qwen2.ts';
 import { loadTokenizer, type Tokenizer } from '../model/tokenizer.ts';
 import { closeVerifier, verify, warmVerifier } from '../reward/index.ts';
 import { resolveStages } from '../rl/options.ts';
+import { promptSeed } from '../rollout/remote.ts';
 import { generate } from '../rollout/sampler.ts';
 import { fail } from '../util/errors.ts';
 import { writeFileAtomic } from '../util/fs.ts';
@@ -139,7 +140,7 @@ export async function buildEnv(config: TrainConfig, needsReference: boolean, out
     generate: async (prompts, req) => {
       const samples = await generate(model, prompts, {
         n: req.n, temperature: req.temperature, topP: req.topP, topK: req.topK, maxTokens: req.maxTokens,
-        seed: req.seed, eosIds: stopIds, stopStrings: req.stopStrings, tokenizer,
+        promptSeeds: prompts.map((_, i) => promptSeed(req.seed, i)), eosIds: stopIds, stopStrings: req.stopStrings, tokenizer,
       });
       return samples.map((row) => row.map((s): RolloutSample => ({ ids: s.ids, text: s.text ?? tokenizer.decode(s.ids), finishReason: s.finishReason, logprobs: s.logprobs })));
     },

@@ -19,26 +19,37 @@ import { startServer, type Served } from './helpers.ts';
 
 const tiny = writeTinySetup(mkdtempSync(path.join(tmpdir(), 'red-remote-')), 12);
 let a: Served, b: Served;
-before(async () => { [a, b] = await Promise.all([startServer(tiny.model), startServer(tiny.model)]); });
+// The reference backend on both sides: the servers then draw exactly the trainer's own tokens.
+before(async () => { [a, b] = await Promise.all([startServer(tiny.model, ['--backend', 'reference']), startServer(tiny.model, ['--backend', 'reference'])]); });
 after(async () => { await Promise.all([a?.stop(), b?.stop()]); });
 
 const request = { n: 4, seed: 1, temperature: 1, topP: 1, topK: 0, maxTokens: 300, stopStrings: [], stopTokenIds: [] };
 
-for (const api of ['openai', 'sglang'] as const) {
-  test(`a GRPO run with rollout.engine remote (${api}) over two servers trains and syncs weights`, async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'red-remote-run-'));
-    const cfg = path.join(dir, 'train.yaml');
-    writeFileSync(cfg, `model: { path: ${tiny.model}, backend: reference }
+/** Runs 2 GRPO steps with `rollout` settings; returns the metrics of each step. */
+async function grpoRun(rollout: string): Promise<Record<string, number>[]> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'red-remote-run-'));
+  const cfg = path.join(dir, 'train.yaml');
+  writeFileSync(cfg, `model: { path: ${tiny.model}, backend: reference }
 data: { train: ${tiny.train}, epochs: 1 }
-rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 12, engine: remote, api: ${api}, servers: [${a.url}, ${b.url}], syncDir: ${path.join(dir, 'sync')} }
-algorithm: { groupFilter: { enabled: false }, rolloutCorrection: { mode: tis } }
+rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 12, syncDir: ${path.join(dir, 'sync')}, ${rollout} }
+algorithm: { groupFilter: { enabled: false }, rolloutCorrection: { mode: tis }, entropyCoef: 1 }
 optim: { lr: 1e-2 }
 log: { progress: none }
 `);
-    const out = path.join(dir, 'run');
-    const last = await runTrain({ config: cfg, out, method: 'grpo', sets: [], maxSteps: 2, resume: false }, createProgress('none'));
-    assert.equal(last, 2);
-    const m = readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+  const out = path.join(dir, 'run');
+  assert.equal(await runTrain({ config: cfg, out, method: 'grpo', sets: [], maxSteps: 2, resume: false }, createProgress('none')), 2);
+  return readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+}
+
+for (const api of ['openai', 'sglang'] as const) {
+  test(`a GRPO run with rollout.engine remote (${api}) over two servers trains as the local engine does`, async () => {
+    const m = await grpoRun(`engine: remote, api: ${api}, servers: [${a.url}, ${b.url}]`);
+    // Same weights, same seeds, same kernels: the servers sample the tokens the local engine samples,
+    // also after the first weight sync.
+    const local = await grpoRun('engine: local');
+    for (const key of ['completions/mean_length', 'reward/mean', 'loss/total', 'grad/norm']) {
+      assert.deepEqual(m.map((x) => x[key]), local.map((x) => x[key]), key);
+    }
     for (const step of m) {
       // The servers run the trainer's own f32 weights: their logprobs are π_old up to rounding.
       assert.ok(step['rollout/logprob_diff'] < 1e-4, `rollout/logprob_diff ${step['rollout/logprob_diff']}`);
