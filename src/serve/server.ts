@@ -40,102 +40,125 @@ export interface RedServer {
   close(): Promise<void>;
 }
 
-export function createRedServer(o: ServeOptions): RedServer {
-  const scheduler = new Scheduler(o.model, o.maxBatch, o.maxLen, o.tokenizer, o.weightVersion);
-  const limits: Limits = {
-    vocabSize: o.model.config.vocabSize, maxLen: o.maxLen, maxTokens: Math.min(o.maxTokens ?? o.maxLen - 1, o.maxLen - 1), maxSequences: 1024,
-  };
-  let modelDir = path.resolve(o.modelDir);
-  const name = o.servedName ?? path.basename(modelDir);
-  // Token strings of logprobs are asked for every token: decoded once per id.
-  const texts = new Map<number, string>();
-  const tokenText = (id: number) => {
-    let t = texts.get(id);
-    if (t === undefined) texts.set(id, t = o.tokenizer ? o.tokenizer.decode([id], false) : String(id));
+type Route = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+type OnToken = (index: number, id: number, logprob: number) => void;
+
+/** The HTTP layer over one Scheduler: routes, request encoding, and streaming. */
+class Handlers {
+  readonly scheduler: Scheduler;
+  readonly routes: Record<string, Route>;
+  private readonly limits: Limits;
+  private modelDir: string;
+  private readonly name: string;
+  /** Token strings of logprobs are asked for every token: decoded once per id. */
+  private readonly texts = new Map<number, string>();
+
+  constructor(private readonly o: ServeOptions) {
+    this.scheduler = new Scheduler(o.model, o.maxBatch, o.maxLen, o.tokenizer, o.weightVersion);
+    this.limits = { vocabSize: o.model.config.vocabSize, maxLen: o.maxLen, maxTokens: Math.min(o.maxTokens ?? o.maxLen - 1, o.maxLen - 1), maxSequences: 1024 };
+    this.modelDir = path.resolve(o.modelDir);
+    this.name = o.servedName ?? path.basename(this.modelDir);
+    this.routes = this.makeRoutes();
+  }
+
+  private tokenText = (id: number): string => {
+    let t = this.texts.get(id);
+    if (t === undefined) this.texts.set(id, t = this.o.tokenizer ? this.o.tokenizer.decode([id], false) : String(id));
     return t;
   };
-  const fmt = (): Formatting => ({ id: `cmpl-${randomUUID()}`, created: Math.floor(Date.now() / 1000), model: name, tokenText });
 
-  const routes: Record<string, (req: IncomingMessage, res: ServerResponse) => Promise<void>> = {
-    'GET /health': async (_q, res) => send(res, 200, { status: 'ok', weight_version: scheduler.weightVersion, paused: scheduler.isPaused, ...scheduler.load }),
-    'GET /get_weight_version': async (_q, res) => send(res, 200, { weight_version: scheduler.weightVersion }),
-    'GET /get_model_info': async (_q, res) => send(res, 200, { model_path: modelDir, weight_version: scheduler.weightVersion }),
-    'GET /v1/models': async (_q, res) => send(res, 200, {
-      object: 'list', data: [{ id: name, object: 'model', created: 0, owned_by: 'red', root: modelDir, max_model_len: o.maxLen }],
-    }),
-    'POST /v1/completions': async (q, res) => {
-      const job = parseCompletion(await readJson(q, o.maxBodyBytes), limits);
-      const f = fmt();
-      if (job.stream) return stream(res, job, f, 'completion');
-      send(res, 200, completionResponse(job, await run(job, res), f));
-    },
-    'POST /v1/chat/completions': async (q, res) => {
-      const job = parseChat(await readJson(q, o.maxBodyBytes), limits);
-      const f = { ...fmt(), id: `chatcmpl-${randomUUID()}` };
-      if (job.stream) return stream(res, job, f, 'chat');
-      send(res, 200, chatResponse(job, await run(job, res), f));
-    },
-    'POST /generate': async (q, res) => {
-      const { job, batched } = parseGenerate(await readJson(q, o.maxBodyBytes), limits);
-      const f = fmt();
-      const out = (await run(job, res)).map((d) => generateResult(job, d, f));
-      send(res, 200, batched ? out : out[0]);
-    },
-    'POST /update_weights_from_disk': async (q, res) => {
-      const b = asObject(await readJson(q, o.maxBodyBytes));
-      if (typeof b.model_path !== 'string' || b.model_path === '') throw new BadRequest('model_path must be a model folder path');
-      if (b.weight_version !== undefined && b.weight_version !== null && typeof b.weight_version !== 'string') throw new BadRequest('weight_version must be a string');
-      const dir = path.resolve(b.model_path);
-      const t0 = performance.now();
-      try {
-        const version = await scheduler.updateWeights(() => {
-          const params = readWeights(dir, o.model.layout, o.model.config);
-          o.model.params.set(params);
-          modelDir = dir;
-          return (b.weight_version as string | undefined) ?? String(Number(scheduler.weightVersion) + 1 || 1);
-        }, b.abort_all_requests === true);
-        const seconds = (performance.now() - t0) / 1000;
-        send(res, 200, { success: true, message: `loaded ${dir} in ${seconds.toFixed(2)} s`, num_paused_requests: 0, weight_version: version });
-      } catch (err) {
-        send(res, 400, { success: false, message: `cannot load ${dir}: ${(err as Error).message}`, weight_version: scheduler.weightVersion });
-      }
-    },
-    'POST /pause_generation': async (_q, res) => { scheduler.pause(); send(res, 200, { success: true, message: 'paused', weight_version: scheduler.weightVersion }); },
-    'POST /continue_generation': async (_q, res) => { scheduler.resume(); send(res, 200, { success: true, message: 'continued', weight_version: scheduler.weightVersion }); },
-  };
+  private fmt(prefix = 'cmpl'): Formatting {
+    return { id: `${prefix}-${randomUUID()}`, created: Math.floor(Date.now() / 1000), model: this.name, tokenText: this.tokenText };
+  }
+
+  private makeRoutes(): Record<string, Route> {
+    const sch = this.scheduler, o = this.o;
+    const body = (q: IncomingMessage) => readJson(q, o.maxBodyBytes);
+    return {
+      'GET /health': async (_q, res) => send(res, 200, { status: 'ok', weight_version: sch.weightVersion, paused: sch.isPaused, ...sch.load }),
+      'GET /get_weight_version': async (_q, res) => send(res, 200, { weight_version: sch.weightVersion }),
+      'GET /get_model_info': async (_q, res) => send(res, 200, { model_path: this.modelDir, weight_version: sch.weightVersion }),
+      'GET /v1/models': async (_q, res) => send(res, 200, {
+        object: 'list', data: [{ id: this.name, object: 'model', created: 0, owned_by: 'red', root: this.modelDir, max_model_len: o.maxLen }],
+      }),
+      'POST /v1/completions': async (q, res) => {
+        const job = parseCompletion(await body(q), this.limits);
+        const f = this.fmt();
+        if (job.stream) return this.stream(res, job, f, 'completion');
+        send(res, 200, completionResponse(job, await this.submit(job, res), f));
+      },
+      'POST /v1/chat/completions': async (q, res) => {
+        const job = parseChat(await body(q), this.limits);
+        const f = this.fmt('chatcmpl');
+        if (job.stream) return this.stream(res, job, f, 'chat');
+        send(res, 200, chatResponse(job, await this.submit(job, res), f));
+      },
+      'POST /generate': async (q, res) => {
+        const { job, batched } = parseGenerate(await body(q), this.limits);
+        const f = this.fmt();
+        const out = (await this.submit(job, res)).map((d) => generateResult(job, d, f));
+        send(res, 200, batched ? out : out[0]);
+      },
+      'POST /update_weights_from_disk': async (q, res) => this.updateWeights(asObject(await body(q)), res),
+      'POST /pause_generation': async (_q, res) => { sch.pause(); send(res, 200, { success: true, message: 'paused', weight_version: sch.weightVersion }); },
+      'POST /continue_generation': async (_q, res) => { sch.resume(); send(res, 200, { success: true, message: 'continued', weight_version: sch.weightVersion }); },
+    };
+  }
+
+  /** Loads {model_path} into the served parameters between decode steps (SGLang's semantics). */
+  private async updateWeights(b: Record<string, unknown>, res: ServerResponse): Promise<void> {
+    if (typeof b.model_path !== 'string' || b.model_path === '') throw new BadRequest('model_path must be a model folder path');
+    if (b.weight_version !== undefined && b.weight_version !== null && typeof b.weight_version !== 'string') throw new BadRequest('weight_version must be a string');
+    const dir = path.resolve(b.model_path);
+    const sch = this.scheduler, model = this.o.model;
+    const t0 = performance.now();
+    try {
+      const version = await sch.updateWeights(() => {
+        // readWeights checks every tensor's name and shape against this model before reading.
+        model.params.set(readWeights(dir, model.layout, model.config));
+        this.modelDir = dir;
+        return (b.weight_version as string | undefined) ?? String(Number(sch.weightVersion) + 1 || 1);
+      }, b.abort_all_requests === true);
+      const seconds = (performance.now() - t0) / 1000;
+      send(res, 200, { success: true, message: `loaded ${dir} in ${seconds.toFixed(2)} s`, num_paused_requests: 0, weight_version: version });
+    } catch (err) {
+      send(res, 400, { success: false, message: `cannot load ${dir}: ${(err as Error).message}`, weight_version: sch.weightVersion });
+    }
+  }
 
   /** The job's prompts as ids, checked against the cache length. */
-  const encode = (job: Job): number[][] => {
+  private encode(job: Job): number[][] {
+    const tk = this.o.tokenizer;
     let prompts = job.prompts;
     if (job.messages) {
-      if (!o.tokenizer?.hasChatTemplate) throw new BadRequest(`${modelDir} has no chat template; use /v1/completions`);
-      prompts = [o.tokenizer.applyChatTemplate(job.messages, true)];
+      if (!tk?.hasChatTemplate) throw new BadRequest(`${this.modelDir} has no chat template; use /v1/completions`);
+      prompts = [tk.applyChatTemplate(job.messages, true)];
     }
     return prompts.map((p, i) => {
-      if (typeof p === 'string' && !o.tokenizer) throw new BadRequest(`${modelDir} has no tokenizer.json: send prompts as token ids`);
-      const ids = typeof p === 'string' ? o.tokenizer!.encode(p) : p;
+      if (typeof p === 'string' && !tk) throw new BadRequest(`${this.modelDir} has no tokenizer.json: send prompts as token ids`);
+      const ids = typeof p === 'string' ? tk!.encode(p) : p;
       if (ids.length === 0) throw new BadRequest(`prompt ${i} encodes to no tokens`);
-      if (ids.length + job.maxTokens > o.maxLen) throw new BadRequest(`prompt ${i} has ${ids.length} tokens; with max_tokens ${job.maxTokens} it exceeds this server's --max-len ${o.maxLen}`);
+      if (ids.length + job.maxTokens > this.o.maxLen) throw new BadRequest(`prompt ${i} has ${ids.length} tokens; with max_tokens ${job.maxTokens} it exceeds this server's --max-len ${this.o.maxLen}`);
       return ids;
     });
-  };
+  }
 
-  /** Submits every sequence of a job; `onToken` streams. Resolves with the samples in choice order. */
-  const submit = (job: Job, res: ServerResponse, onToken?: (index: number, id: number, logprob: number, top?: [number, number][]) => void,
-    onDone?: (d: Finished) => void): Promise<Finished[]> => {
-    const prompts = encode(job);
-    if (job.stop.length > 0 && !o.tokenizer) throw new BadRequest('stop strings need the model folder\'s tokenizer.json');
-    const stopIds = new Set([...(job.ignoreEos ? [] : o.eosIds), ...job.stopTokenIds]);
+  /** Submits every sequence of a job; resolves with the samples in choice order. A client that goes away frees its slots. */
+  private submit(job: Job, res: ServerResponse, onToken?: OnToken, onDone?: (d: Finished) => void): Promise<Finished[]> {
+    const prompts = this.encode(job);
+    if (job.stop.length > 0 && !this.o.tokenizer) throw new BadRequest('stop strings need the model folder\'s tokenizer.json');
+    const stopIds = new Set([...(job.ignoreEos ? [] : this.o.eosIds), ...job.stopTokenIds]);
     const seed = job.seed ?? Math.floor(Math.random() * 2 ** 32);
     const reqs: SeqRequest[] = [];
     return new Promise((resolve) => {
       const done: Finished[] = new Array(prompts.length * job.n);
       let left = done.length;
+      const cancelAll = () => { if (!res.writableFinished) for (const r of reqs) this.scheduler.cancel(r); };
       prompts.forEach((prompt, p) => {
         const group = {};
         for (let j = 0; j < job.n; j++) {
           const index = p * job.n + j;
-          const r: SeqRequest = {
+          reqs.push({
             prompt, policy: job.policy, seed, sampleIndex: j, maxTokens: job.maxTokens, stopIds, stopStrings: job.stop,
             topLogprobs: job.logprobs ?? 0, group,
             onToken: onToken ? (id, lp) => onToken(index, id, lp) : undefined,
@@ -144,63 +167,51 @@ export function createRedServer(o: ServeOptions): RedServer {
               onDone?.(done[index]);
               if (--left === 0) { res.off('close', cancelAll); resolve(done); }
             },
-          };
-          reqs.push(r);
+          });
         }
       });
-      // A client that goes away frees its slots.
-      const cancelAll = () => { if (!res.writableFinished) for (const r of reqs) scheduler.cancel(r); };
       res.on('close', cancelAll);
-      for (const r of reqs) scheduler.submit(r);
+      for (const r of reqs) this.scheduler.submit(r);
     });
-  };
-  const run = (job: Job, res: ServerResponse) => submit(job, res);
+  }
 
   /** Server-sent events: a chunk per token (text held back while it may end in a stop string). */
-  const stream = async (res: ServerResponse, job: Job, f: Formatting, kind: 'completion' | 'chat'): Promise<void> => {
+  private async stream(res: ServerResponse, job: Job, f: Formatting, kind: 'completion' | 'chat'): Promise<void> {
     const holdBack = Math.max(0, ...job.stop.map((s) => s.length - 1));
     const ids: number[][] = [], shown: string[] = [];
-    const write = (choice: Record<string, unknown>) => {
-      const chunk = kind === 'completion'
-        ? { id: f.id, object: 'text_completion', created: f.created, model: f.model, choices: [choice], weight_version: scheduler.weightVersion }
-        : { id: f.id, object: 'chat.completion.chunk', created: f.created, model: f.model, choices: [choice], weight_version: scheduler.weightVersion };
+    const emit = (index: number, text: string, extra: Record<string, unknown>, finish: string | null) => {
+      if (!res.headersSent) res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+      const choice = kind === 'completion' ? { index, text, ...extra, finish_reason: finish } : { index, delta: { role: 'assistant', content: text }, ...extra, finish_reason: finish };
+      const chunk = { id: f.id, object: kind === 'completion' ? 'text_completion' : 'chat.completion.chunk', created: f.created, model: f.model, choices: [choice], weight_version: this.scheduler.weightVersion };
       res.write(`data: ${JSON.stringify(chunk)}\n\n`);
     };
-    const emit = (index: number, text: string, extra: Record<string, unknown>, finish: string | null) => {
-      const choice = kind === 'completion' ? { index, text, ...extra, finish_reason: finish } : { index, delta: { role: 'assistant', content: text }, ...extra, finish_reason: finish };
-      write(choice);
-    };
-    let headers = false;
-    const start = () => {
-      if (headers) return;
-      headers = true;
-      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
-    };
-    const done = submit(job, res, (index, id, lp) => {
-      start();
+    await this.submit(job, res, (index, id, lp) => {
       (ids[index] ??= []).push(id);
       shown[index] ??= '';
-      const text = o.tokenizer ? o.tokenizer.decode(ids[index]) : '';
+      const text = this.o.tokenizer ? this.o.tokenizer.decode(ids[index]) : '';
       const safe = text.endsWith('\uFFFD') ? shown[index] : text.slice(0, Math.max(shown[index].length, text.length - holdBack));
       const delta = safe.startsWith(shown[index]) ? safe.slice(shown[index].length) : '';
       shown[index] += delta;
       const extra: Record<string, unknown> = {};
       if (job.returnTokenIds) extra.token_ids = [id];
-      if (job.logprobs !== null) extra.logprobs = kind === 'completion' ? { tokens: [tokenText(id)], token_logprobs: [lp], top_logprobs: null } : { content: [{ token: tokenText(id), logprob: lp, bytes: null, top_logprobs: [] }] };
+      if (job.logprobs !== null) {
+        const token = this.tokenText(id);
+        extra.logprobs = kind === 'completion' ? { tokens: [token], token_logprobs: [lp], top_logprobs: null } : { content: [{ token, logprob: lp, bytes: null, top_logprobs: [] }] };
+      }
       emit(index, delta, extra, null);
     }, (d) => {
-      start();
-      const final = d.result.text ?? '';
-      const rest = final.startsWith(shown[d.index] ?? '') ? final.slice((shown[d.index] ?? '').length) : '';
-      emit(d.index, rest, {}, d.result.finishReason);
+      const before = shown[d.index] ?? '', final = d.result.text ?? '';
+      emit(d.index, final.startsWith(before) ? final.slice(before.length) : '', {}, d.result.finishReason);
     });
-    await done;
-    start();
+    if (!res.headersSent) res.writeHead(200, { 'content-type': 'text/event-stream' });
     res.end('data: [DONE]\n\n');
-  };
+  }
+}
 
+export function createRedServer(o: ServeOptions): RedServer {
+  const h = new Handlers(o);
   const server = createServer((req, res) => {
-    const route = routes[`${req.method} ${(req.url ?? '').split('?')[0]}`];
+    const route = h.routes[`${req.method} ${(req.url ?? '').split('?')[0]}`];
     const handle = route ?? (async () => send(res, 404, { error: { message: `no route ${req.method} ${req.url}`, type: 'not_found', code: 404 } }));
     handle(req, res).catch((err: unknown) => {
       const status = err instanceof BadRequest ? err.status : 500;
@@ -212,9 +223,8 @@ export function createRedServer(o: ServeOptions): RedServer {
   });
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 70_000;
-
   return {
-    server, scheduler,
+    server, scheduler: h.scheduler,
     listen: (host, port) => new Promise((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {
