@@ -12,6 +12,7 @@ const benches: Record<string, () => Promise<{ run: BenchFn }>> = {
   engine: () => import('../bench/engine.ts'),
   verify: () => import('../bench/verify.ts'),
   eval: () => import('../bench/eval.ts'),
+  serve: () => import('../bench/serve.ts'),
 };
 
 export function registerBench(program: Command): void {

@@ -10,6 +10,7 @@ import { registerPretrain } from './pretrain.ts';
 import { registerReport } from './report.ts';
 import { registerGenerate } from './generate.ts';
 import { registerScore } from './score.ts';
+import { registerServe } from './serve.ts';
 import { registerMethods } from './methods.ts';
 import { registerTrain } from './train.ts';
 import { registerVerify } from './verify.ts';
@@ -24,6 +25,7 @@ export function registerCommands(program: Command): void {
   registerReport(program);
   registerGenerate(program);
   registerScore(program);
+  registerServe(program);
   registerMethods(program);
   registerTrain(program);
   registerVerify(program);

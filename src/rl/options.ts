@@ -90,6 +90,11 @@ export const AlgorithmOptionsSchema = z.strictObject({
     sftScale: z.number().min(0).default(0.5).describe('w_sft = sftScale · sg(exp(−H_demo))'),
     rlScale: z.number().min(0).default(0.1).describe('w_rl = rlScale · sg(exp(H_rollout)) on correct rollouts'),
   }).prefault({}).describe('SRFT term weights (objective srft)'),
+  rolloutCorrection: z.strictObject({
+    mode: z.enum(['none', 'tis']).default('none')
+      .describe("off-policy correction of online tokens when the sampler's logprobs (the behaviour policy) differ from π_old: 'tis' weights each token's policy gradient by min(π_old/π_rollout, cap)"),
+    cap: positive.default(2).describe('C: the truncation of the importance weight'),
+  }).prefault({}).describe('truncated importance sampling (Yao et al. 2025, "Your efficient RL framework secretly brings you off-policy RL training")'),
 }).superRefine((o, ctx) => {
   if (o.prefixSearch.targetLow > o.prefixSearch.targetHigh) {
     ctx.addIssue({ code: 'custom', path: ['prefixSearch', 'targetLow'], message: 'must be ≤ prefixSearch.targetHigh' });

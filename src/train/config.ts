@@ -39,6 +39,20 @@ export const rolloutSchema = z.strictObject({
   topK: z.number().int().min(0).default(0).describe('Top-k sampling (0 = off).'),
   maxTokens: positiveInt().default(8192).describe('Response limit in tokens; offline traces are truncated to it too.'),
   stopStrings: z.array(z.string()).default([]).describe('Extra stop strings (the tokenizer EOS tokens always stop).'),
+  engine: z.enum(['local', 'remote']).default('local')
+    .describe("Where rollouts are generated: 'local' (this process) or 'remote' (rollout.servers: red serve, SGLang or vLLM)."),
+  servers: z.array(z.string().url()).default([]).describe('Remote: base URLs of the inference servers, e.g. [http://127.0.0.1:8000].'),
+  api: z.enum(['openai', 'sglang']).default('openai')
+    .describe("Remote: 'openai' = POST /v1/completions (token ids in, token_ids + logprobs out); 'sglang' = SGLang's native POST /generate."),
+  syncDir: z.string().min(1).optional()
+    .describe('Remote: a folder every server can read; the policy is written there after each optimiser step and loaded by POST /update_weights_from_disk (default: OUT/rollout-weights).'),
+  maxAttempts: positiveInt().default(3).describe('Remote: tries per prompt, on different servers, before the step fails.'),
+  requestTimeoutS: z.number().positive().default(600).describe('Remote: seconds one generation request may take.'),
+  async: z.boolean().default(false)
+    .describe('Remote: generate step k+1\'s rollouts while step k trains (one step off-policy; see rollout/version_lag, and use algorithm.rolloutCorrection).'),
+}).superRefine((r, ctx) => {
+  if (r.async && r.engine !== 'remote') ctx.addIssue({ code: 'custom', path: ['async'], message: 'needs rollout.engine remote (local rollouts share the trainer\'s CPU)' });
+  if (r.engine === 'remote' && r.servers.length === 0) ctx.addIssue({ code: 'custom', path: ['servers'], message: 'must list at least one server URL when rollout.engine is remote' });
 });
 
 export const optimSchema = z.strictObject({

@@ -45,6 +45,8 @@ export interface RolloutSample {
   ids: readonly number[];
   text: string;
   finishReason: 'stop' | 'length';
+  /** The sampler's log-prob of each id (the behaviour policy), when it reports them. */
+  logprobs?: readonly number[];
 }
 
 /** Everything the loop computes with, built from the config by run.ts (or faked in tests). */
@@ -73,6 +75,11 @@ export interface TrainerEnv {
   loadWeights(dir: string): Float32Array;
   /** Malformed rows skipped while loading (data.onBadRow: skip). */
   skippedRows: number;
+  /**
+   * Remote rollouts: makes the servers generate with the current parameters, labelled `version`
+   * (writes the policy folder, asks every server to load it); returns the seconds taken.
+   */
+  syncWeights?: (version: string) => Promise<number>;
 }
 
 /** Derives a 32-bit seed from integers (splitmix32 rounds), so seeds are pure functions of the step. */

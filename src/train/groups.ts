@@ -98,6 +98,7 @@ export class GroupCollector {
         const promptIds = this.env.promptIds(e);
         let members: Member[] = samples[i].map((s, j) => ({
           group: 0, promptIds, responseIds: s.ids, isOffline: false, accuracy: accs[i][j], reward: accs[i][j], clipped: s.finishReason === 'length',
+          rolloutLogprobs: s.logprobs,
         }));
         // The step's rollout statistics describe the policy on its own: BREAD's branched
         // continuations (helped by a teacher prefix) are not counted.

@@ -18,6 +18,8 @@ export interface Member {
   reward: number;
   /** Cut at the response limit (rollout finishReason 'length', or a truncated trace). */
   clipped: boolean;
+  /** The sampler's log-prob of each response token (the behaviour policy); online members only. */
+  rolloutLogprobs?: readonly number[];
 }
 
 export interface MicroBatch {

@@ -12,6 +12,7 @@ import { Qwen2Model } from '../model/qwen2.ts';
 import { loadTokenizer, type Tokenizer } from '../model/tokenizer.ts';
 import { closeVerifier, verify, warmVerifier } from '../reward/index.ts';
 import { resolveStages } from '../rl/options.ts';
+import { promptSeed } from '../rollout/remote.ts';
 import { generate } from '../rollout/sampler.ts';
 import { fail } from '../util/errors.ts';
 import { writeFileAtomic } from '../util/fs.ts';
@@ -20,6 +21,7 @@ import { applySets, configToYaml, readYamlConfig, resolvePathKeys, resolveTrainC
 import { createProgress, type Progress } from './metrics.ts';
 import { AdamW, clipGradNorm } from './optimizer.ts';
 import { prepareRunFolder } from './runfolder.ts';
+import { remoteRollouts } from './remote.ts';
 import { Trainer, type RolloutSample, type TrainerEnv } from './trainer.ts';
 
 export interface TrainCommand {
@@ -108,7 +110,7 @@ export async function runTrain(cmd: TrainCommand, progress?: Progress): Promise<
 }
 
 async function trainInFolder(cmd: TrainCommand, config: TrainConfig, stages: ReturnType<typeof resolveStages>, progress?: Progress): Promise<number> {
-  const env = await buildEnv(await resolveHubInputs(config), stages.some((s) => s.klCoef > 0));
+  const env = await buildEnv(await resolveHubInputs(config), stages.some((s) => s.klCoef > 0), cmd.out);
   const p = progress ?? createProgress(config.log.progress);
   const trainer = new Trainer(env, { config, stages, outDir: cmd.out, maxSteps: cmd.maxSteps, resume: cmd.resume, progress: p });
   let interrupts = 0;
@@ -139,7 +141,7 @@ async function trainInFolder(cmd: TrainCommand, config: TrainConfig, stages: Ret
 }
 
 /** The real components behind the Trainer. */
-export async function buildEnv(config: TrainConfig, needsReference: boolean): Promise<TrainerEnv> {
+export async function buildEnv(config: TrainConfig, needsReference: boolean, outDir = '.'): Promise<TrainerEnv> {
   const data = await loadDataset(config.data.train, { fields: config.data.fields, onBadRow: config.data.onBadRow, maxRowBytes: config.data.maxRowBytes });
   if (data.skipped > 0) process.stderr.write(`warning: ${config.data.train}: skipped ${data.skipped} row(s) (${describeSkipped(data.skippedBy)}); counted in data/skipped_rows\n`);
   const backend = getBackend(config.model.backend);
@@ -183,10 +185,14 @@ export async function buildEnv(config: TrainConfig, needsReference: boolean): Pr
     generate: async (prompts, req) => {
       const samples = await generate(model, prompts, {
         n: req.n, temperature: req.temperature, topP: req.topP, topK: req.topK, maxTokens: req.maxTokens,
-        seed: req.seed, eosIds: stopIds, stopStrings: req.stopStrings, tokenizer,
+        promptSeeds: prompts.map((_, i) => promptSeed(req.seed, i)), eosIds: stopIds, stopStrings: req.stopStrings, tokenizer,
       });
-      return samples.map((row) => row.map((s): RolloutSample => ({ ids: s.ids, text: s.text ?? tokenizer.decode(s.ids), finishReason: s.finishReason })));
+      return samples.map((row) => row.map((s): RolloutSample => ({ ids: s.ids, text: s.text ?? tokenizer.decode(s.ids), finishReason: s.finishReason, logprobs: s.logprobs })));
     },
+    // rollout.engine remote: generation and weight sync on the servers instead.
+    ...(config.rollout.engine === 'remote'
+      ? await remoteRollouts(config, model, tokenizer, stopIds, config.rollout.syncDir ?? path.join(outDir, 'rollout-weights'), (l) => process.stderr.write(`${l}\n`))
+      : {}),
     verify: (items) => Promise.all(items.map(async (x) => ((await verify(x.gold, x.text)).equal ? 1 : 0))),
     promptIds,
     traceIds,

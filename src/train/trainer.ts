@@ -77,6 +77,8 @@ export class Trainer {
   private readonly checkpoints: CheckpointManager;
   private readonly byId: Map<string, TrainingExample>;
   private metrics!: MetricsWriter;
+  /** rollout.async: the next step's groups, being collected while this step trains. */
+  private prefetched: { step: number; result: ReturnType<GroupCollector['collect']>; timer: StepTimer; version: number } | null = null;
 
   constructor(private readonly env: TrainerEnv, private readonly s: TrainerSettings) {
     this.checkpoints = new CheckpointManager(path.join(s.outDir, 'checkpoints'), s.config.checkpoint.keep);
@@ -107,6 +109,8 @@ export class Trainer {
       else this.s.progress.log(`no checkpoint in ${this.checkpoints.root}; starting from the beginning`);
     }
     if (resumeFrom) this.loadCheckpoint(resumeFrom);
+    // Remote rollouts: the servers start from exactly these parameters, whatever they loaded.
+    if (this.env.syncWeights) await this.env.syncWeights(String(this.state.step));
     this.metrics = new MetricsWriter(path.join(this.s.outDir, 'metrics.jsonl'), resumeFrom ? this.state.step : undefined, this.s.config.log.tensorboard);
     const firstStage = this.state.stage;
     for (let k = firstStage; k < this.s.stages.length; k++) {
@@ -193,14 +197,16 @@ export class Trainer {
     const lr = learningRate(this.state.stageStep + 1, { lr: st.lr, warmupSteps: cfg.schedule.warmupSteps, minLrRatio: cfg.schedule.minLrRatio, totalSteps: st.totalSteps });
     const m: Metrics = { step, stage: st.index, lr };
 
-    const { groups, metrics: collectMetrics } = await st.groups.collect(step, timer);
+    const { groups, metrics: collectMetrics } = await this.collect(step, timer, m);
     Object.assign(m, collectMetrics);
+    const cursorBeforePrefetch = await this.prefetch(step);
     let updated = false;
     const regulatorBefore = st.regulator.toJSON();
     if (groups.length > 0) {
       const members = groups.flatMap((g) => g.members);
       const result = await policyUpdate(this.env, cfg, {
         members, lr, optimizer: st.optimizer, loss: (b, ctx) => objectives[o.objective](b, o, ctx), klCoef: o.klCoef, regulator: st.regulator,
+        rolloutCorrection: o.rolloutCorrection,
       }, timer);
       Object.assign(m, result.metrics);
       updated = result.ok;
@@ -227,9 +233,15 @@ export class Trainer {
 
     this.state.step = step;
     this.state.stageStep++;
-    this.state.dataCursor = st.data.cursor();
+    // A prefetched batch is redrawn after a resume: the saved cursor is the one before it.
+    this.state.dataCursor = cursorBeforePrefetch ?? st.data.cursor();
     this.state.entropyRegulator = st.regulator.toJSON();
     this.state.hardQuestions = st.hardQuestions?.toJSON() ?? null;
+    // The next step's rollouts come from the new parameters, labelled with this step.
+    if (this.env.syncWeights) {
+      m['timing_s/weight_sync'] = await this.env.syncWeights(String(step));
+      m['rollout/weight_version'] = step;
+    }
 
     const total = (performance.now() - t0) / 1000;
     for (const [k, v] of Object.entries(timer.s)) m[`timing_s/${k}`] = v;
@@ -241,6 +253,37 @@ export class Trainer {
     m['data/skipped_prompts'] = this.state.skippedPrompts;
     if (o.sftInterleave.enabled) m['relift/buffer_size'] = st.hardQuestions?.size ?? 0;
     return m;
+  }
+
+  /** The step's groups: prefetched during the previous step (rollout.async), or collected now. */
+  private async collect(step: number, timer: StepTimer, m: Metrics): Promise<Awaited<ReturnType<GroupCollector['collect']>>> {
+    const p = this.prefetched;
+    this.prefetched = null;
+    if (!p || p.step !== step) return this.stage.groups.collect(step, timer);
+    const result = await p.result;
+    timer.s.rollout += p.timer.s.rollout;
+    timer.s.reward += p.timer.s.reward;
+    // Versions are step numbers: these rollouts came from the weights after step p.version.
+    m['rollout/version_lag'] = step - 1 - p.version;
+    return result;
+  }
+
+  /**
+   * rollout.async: starts collecting step+1's groups now, so the servers generate them while this
+   * step trains (one step off-policy; π_old is recomputed here and TIS corrects the rest). Returns
+   * the data cursor from before the prefetch, or null when nothing was prefetched.
+   */
+  private async prefetch(step: number): Promise<EpochCursor | null> {
+    const st = this.stage;
+    const last = this.state.stageStep + 1 >= st.totalSteps || (this.s.maxSteps !== undefined && step >= this.s.maxSteps);
+    if (!this.s.config.rollout.async || !st.options.onlineRollouts || last || this.stopRequested) return null;
+    const cursor = st.data.cursor();
+    const timer = new StepTimer();
+    const result = st.groups.collect(step + 1, timer);
+    result.catch(() => {}); // awaited next step; a failure surfaces there, not as an unhandled rejection
+    this.prefetched = { step: step + 1, result, timer, version: this.state.step };
+    await yieldToEventLoop(); // let the requests go out before the update holds the event loop
+    return cursor;
   }
 
   private onSkippedStep(step: number): void {

@@ -1,7 +1,7 @@
 // One optimiser step on a batch of members: the π_old/entropy forward (feeding RED (I)), the
 // algorithm's loss over the whole batch, backward per micro-batch (gradients accumulate), clipping
 // and AdamW, repeated optim.updatesPerBatch times; a NaN or Inf anywhere leaves no trace.
-import { memberEntropyMeans, type EntropyRegulator, type LossContext, type LossResult, type TokenBatch } from '../rl/index.ts';
+import { memberEntropyMeans, type AlgorithmOptions, type EntropyRegulator, type LossContext, type LossResult, type TokenBatch } from '../rl/index.ts';
 import type { TrainConfig } from './config.ts';
 import type { OptimizerState, StepTimer, TrainerEnv, TrainerOptimizer } from './env.ts';
 import type { Metrics } from './metrics.ts';
@@ -18,6 +18,34 @@ export interface UpdateRequest {
   /** RED (I): the step's main update feeds its pre-update entropies to the regulator (and reads
    *  w from it); null for ReLIFT's SFT step, which must not move the regulator (w = 1). */
   regulator: EntropyRegulator | null;
+  /** Off-policy correction of online tokens against their sampler's logprobs (default none). */
+  rolloutCorrection?: AlgorithmOptions['rolloutCorrection'];
+}
+
+/**
+ * Per response token: the truncated importance weight min(π_old/π_rollout, C) of online members
+ * whose sampler reported logprobs (1 elsewhere), and how far the sampler's logprobs are from
+ * π_old. TIS as in Yao et al. 2025 ("off-policy RL training" from sampler/trainer mismatch);
+ * RED-SPEC's notation: π_θold from this trainer's forward, π_rollout the rollout engine's.
+ */
+export function rolloutImportanceWeights(members: readonly Member[], offsets: Int32Array, oldLogprobs: Float32Array, cap: number,
+): { weights: Float64Array | null; metrics: Metrics } {
+  const weights = new Float64Array(offsets[members.length]).fill(1);
+  let n = 0, diff = 0, wsum = 0;
+  members.forEach((m, i) => {
+    const lp = m.rolloutLogprobs;
+    if (m.isOffline || !lp || lp.length !== m.responseIds.length) return;
+    for (let t = 0; t < lp.length; t++) {
+      const k = offsets[i] + t;
+      const d = oldLogprobs[k] - lp[t];
+      weights[k] = Math.min(Math.exp(d), cap);
+      diff += Math.abs(d);
+      wsum += weights[k];
+      n++;
+    }
+  });
+  if (n === 0) return { weights: null, metrics: {} };
+  return { weights, metrics: { 'rollout/logprob_diff': diff / n, 'rollout/is_weight_mean': wsum / n } };
 }
 
 /**
@@ -60,6 +88,10 @@ export async function policyUpdate(env: TrainerEnv, cfg: TrainConfig, req: Updat
     refLogprobs,
   };
   const metrics: Metrics = {};
+  const correction = req.rolloutCorrection ?? { mode: 'none', cap: 2 };
+  const is = rolloutImportanceWeights(members, packed.offsets, oldLogprobs, correction.cap);
+  Object.assign(metrics, is.metrics);
+  const tisWeights = correction.mode === 'tis' ? is.weights : null;
   let w = 1;
   if (regulator) {
     const H = memberEntropyMeans({ ...base, logprobs: oldLogprobs, entropies });
@@ -90,6 +122,8 @@ export async function policyUpdate(env: TrainerEnv, cfg: TrainConfig, req: Updat
       activationsFresh = single;
     }
     const loss = req.loss({ ...base, logprobs, entropies: current }, ctx);
+    // TIS: each online token's policy gradient scaled by its truncated importance weight.
+    if (tisWeights) for (let t = 0; t < T; t++) loss.dLogprobs[t] *= tisWeights[t];
     const lossOk = Number.isFinite(loss.loss);
     let gradNorm = NaN;
     if (lossOk) {

@@ -1,0 +1,30 @@
+// `rollout.engine: remote`: the trainer's generate() and weight sync over rollout/remote.ts.
+// After each optimiser step the policy is written as a Hugging Face folder under rollout.syncDir
+// (F32 safetensors: the model writer has no bf16 output yet) and every server loads it.
+import path from 'node:path';
+import type { TokenDecoder } from '../model/tokenizer.ts';
+import { RemoteRollouts } from '../rollout/remote.ts';
+import type { TrainConfig } from './config.ts';
+import type { RolloutSample, TrainerEnv } from './env.ts';
+
+export async function remoteRollouts(config: TrainConfig, policy: { save(dir: string): void }, tokenizer: TokenDecoder, stopIds: number[],
+  syncDir: string, log: (line: string) => void): Promise<Pick<TrainerEnv, 'generate' | 'syncWeights'>> {
+  const r = config.rollout;
+  const client = new RemoteRollouts({ servers: r.servers, api: r.api, maxAttempts: r.maxAttempts, timeoutS: r.requestTimeoutS, log });
+  await client.checkHealth();
+  const dir = path.resolve(syncDir, 'policy');
+  return {
+    generate: async (prompts, req) => {
+      const samples = await client.generate(prompts, { ...req, stopTokenIds: stopIds });
+      return samples.map((row) => row.map((s): RolloutSample => ({
+        ids: s.ids, text: s.text ?? tokenizer.decode(s.ids), finishReason: s.finishReason, logprobs: s.logprobs,
+      })));
+    },
+    syncWeights: async (version) => {
+      const t0 = performance.now();
+      policy.save(dir); // replaced atomically: a server never reads a half-written folder
+      await client.syncWeights(dir, version);
+      return (performance.now() - t0) / 1000;
+    },
+  };
+}
