@@ -95,6 +95,9 @@ export async function runTrain(cmd: TrainCommand, progress?: Progress): Promise<
   const config = loadCommandConfig(cmd);
   const stages = resolveStages(config.algorithm);
   const lock = lockFolder(cmd.out, 'train');
+  // The weight-sync folder servers read from has one writer too (inside --out the run's lock covers it).
+  const syncDir = config.rollout.engine === 'remote' ? config.rollout.syncDir : undefined;
+  const syncLock = syncDir !== undefined ? lockFolder(syncDir, 'train (weight sync)') : null;
   try {
     const changes = prepareRunFolder({ out: cmd.out, resume: cmd.resume, force: cmd.force ?? false }, config);
     if (changes.length > 0) process.stderr.write(`red train: resuming with settings changed since ${cmd.out} was started: ${changes.join('; ')}\n`);
@@ -105,6 +108,7 @@ export async function runTrain(cmd: TrainCommand, progress?: Progress): Promise<
     }
     return await trainInFolder(cmd, config, stages, progress);
   } finally {
+    syncLock?.release();
     lock.release();
   }
 }

@@ -112,3 +112,16 @@ data: { train: ${path.relative(cfgDir, tiny.train)} }
   assert.equal(again.status, 0, again.stderr);
   assert.deepEqual(steps(dir), [1, 2]);
 });
+
+test('rollout.syncDir has one writer: a second trainer syncing to the same folder is refused before it starts', async () => {
+  const syncDir = path.join(root, 'shared-sync');
+  const { lockFolder } = await import('../../src/util/lock.ts');
+  const held = lockFolder(syncDir, 'train (weight sync)');
+  try {
+    const sets = ['rollout.engine=remote', 'rollout.servers=[http://127.0.0.1:9]', `rollout.syncDir=${syncDir}`];
+    await assert.rejects(runTrain({ config: cfg, out: outDir(), method: 'grpo', sets, maxSteps: 1, resume: false }, quiet),
+      (err: Error) => err.message === `${syncDir} is in use by this process; wait for it to finish, stop it, or use another folder`);
+  } finally {
+    held.release();
+  }
+});
