@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "engine.h"
@@ -16,6 +17,38 @@ namespace {
 
 using red::i64;
 const red::Kernels* K = nullptr;
+const red::Bf16Kernels* KB = nullptr;  // null: no avx512_bf16, the fp32 fallbacks below run
+
+// Without avx512_bf16: bf16 operands widened to fp32 (exact) and the fp32 kernels run; the same
+// results up to fp32 summation order, slower and with twice the memory traffic.
+float* widened(red::Scratch& s, const uint16_t* x, i64 n) {
+  float* f = s.get((size_t)n);
+  for (i64 i = 0; i < n; ++i) {
+    const uint32_t u = (uint32_t)x[i] << 16;
+    std::memcpy(f + i, &u, 4);
+  }
+  return f;
+}
+float roundedToBf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return x;
+  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+void matmulBf16Fallback(float* out, const uint16_t* a, const uint16_t* b, i64 M, i64 N, i64 Kd, bool ta, bool tb,
+                        bool acc) {
+  static red::Scratch sa, sb;
+  K->matmul(out, widened(sa, a, M * Kd), widened(sb, b, Kd * N), M, N, Kd, ta, tb, acc);
+}
+void linearForwardBf16Fallback(float* out, const float* inp, const uint16_t* w, const float* bias, i64 T, i64 C,
+                               i64 OC) {
+  static red::Scratch sx, sw;
+  float* x = sx.get((size_t)(T * C));
+  for (i64 i = 0; i < T * C; ++i) x[i] = roundedToBf16(inp[i]);
+  K->linearForward(out, x, widened(sw, w, OC * C), bias, T, C, OC);
+}
 
 // Reads the arguments of one call; the first problem is thrown and later reads return defaults.
 class Args {
@@ -46,6 +79,10 @@ class Args {
   }
   int32_t* i32(size_t i, const char* name, i64 need) {
     return typed<int32_t>(i, name, need, false, napi_int32_array, "Int32Array");
+  }
+  // bf16 tensors travel as Uint16Array (the raw bfloat16 bits).
+  uint16_t* bf16(size_t i, const char* name, i64 need) {
+    return typed<uint16_t>(i, name, need, false, napi_uint16_array, "Uint16Array (bf16 bits)");
   }
   i64 lengthOf(size_t i) const {  // element count of a typed array already checked by f32/i32
     return (i64)info_[i].As<Napi::TypedArray>().ElementLength();
@@ -107,6 +144,45 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   const float* x = a.f32(1, "a", M * Kd);
   const float* y = a.f32(2, "b", Kd * N);
   if (!a.failed()) K->matmul(out, x, y, M, N, Kd, ta, tb, acc);
+  return info.Env().Undefined();
+}
+
+Napi::Value MatmulBf16(const Napi::CallbackInfo& info) {
+  Args a(info, "matmulBf16");
+  const i64 M = a.size(3, "M"), N = a.size(4, "N"), Kd = a.size(5, "K");
+  const bool ta = a.boolean(6, "transA"), tb = a.boolean(7, "transB"), acc = a.boolean(8, "accumulate");
+  float* out = a.f32(0, "out", M * N);
+  const uint16_t* x = a.bf16(1, "a", M * Kd);
+  const uint16_t* y = a.bf16(2, "b", Kd * N);
+  if (!a.failed()) (KB ? KB->matmul : matmulBf16Fallback)(out, x, y, M, N, Kd, ta, tb, acc);
+  return info.Env().Undefined();
+}
+
+Napi::Value LinearForwardBf16(const Napi::CallbackInfo& info) {
+  Args a(info, "linearForwardBf16");
+  const i64 T = a.size(4, "T"), C = a.size(5, "C"), OC = a.size(6, "OC");
+  float* out = a.f32(0, "out", T * OC);
+  const float* inp = a.f32(1, "inp", T * C);
+  const uint16_t* w = a.bf16(2, "weight", OC * C);
+  const float* bias = a.f32(3, "bias", OC, true);
+  if (!a.failed()) (KB ? KB->linearForward : linearForwardBf16Fallback)(out, inp, w, bias, T, C, OC);
+  return info.Env().Undefined();
+}
+
+// peak(dtype "fp32" | "bf16", seconds): GFLOP/s of a register-only loop on every thread; null for
+// bf16 without avx512_bf16 (there is no bf16 dot-product unit to measure).
+Napi::Value Peak(const Napi::CallbackInfo& info) {
+  Args a(info, "peak");
+  const double seconds = a.number(1, "seconds");
+  if (a.failed()) return info.Env().Undefined();
+  if (!info[0].IsString()) {
+    Napi::TypeError::New(info.Env(), "peak: dtype must be a string").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  const std::string dtype = info[0].As<Napi::String>().Utf8Value();
+  if (dtype == "fp32") return Napi::Number::New(info.Env(), K->peakFp32(seconds));
+  if (dtype == "bf16") return KB ? Napi::Number::New(info.Env(), KB->peak(seconds)) : info.Env().Null();
+  a.rangeError("dtype must be fp32 or bf16 (got \"" + dtype + "\")");
   return info.Env().Undefined();
 }
 
@@ -385,9 +461,25 @@ const red::Kernels* chooseKernels(Napi::Env env) {
   return nullptr;
 }
 
+// The bf16 table when this CPU has avx512_bf16 and the AVX-512 fp32 table runs (RED_ISA below
+// avx512 turns it off too, so every fallback can be tested on this machine).
+const red::Bf16Kernels* chooseBf16Kernels() {
+#if defined(__x86_64__) || defined(__i386__)
+  if (K == &red::avx512::kernels && __builtin_cpu_supports("avx512bf16")) return &red::avx512bf16::kernels;
+#endif
+  return nullptr;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   K = chooseKernels(env);
   if (!K) return exports;
+  KB = chooseBf16Kernels();
+  exports.Set("bf16Isa", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                return Napi::String::New(info.Env(), KB ? KB->isa : "fp32 fallback");
+              }));
+  exports.Set("matmulBf16", Napi::Function::New(env, MatmulBf16));
+  exports.Set("linearForwardBf16", Napi::Function::New(env, LinearForwardBf16));
+  exports.Set("peak", Napi::Function::New(env, Peak));
   exports.Set("isa", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 return Napi::String::New(info.Env(), K->isa);
               }));

@@ -28,6 +28,7 @@ inline int omp_get_max_threads() { return 1; }
 #include <cstdlib>
 #include <cstring>
 #include <algorithm>
+#include <chrono>
 #include <type_traits>
 #include <utility>
 
@@ -97,7 +98,26 @@ struct Kernels {
                 double eps, double weightDecay, double step);
   double (*sumSquares)(const float* x, i64 n);
   void (*scale)(float* x, float s, i64 n);
+  // GFLOP/s of a register-only loop of independent FMAs on every thread for about `seconds`: the
+  // machine's fp32 peak as this ISA reaches it (no memory traffic).
+  double (*peakFp32)(double seconds);
 };
+
+// bf16 operands (raw bfloat16 bits in uint16_t), fp32 accumulation. One table with AVX-512 BF16
+// dot products (vdpbf16ps, bf16.cc); addon.cc falls back to converting to fp32 for the fp32
+// kernels when the CPU lacks them. Semantics are those of src/engine/backend.ts.
+struct Bf16Kernels {
+  const char* isa;
+  // out(M,N) fp32 = op(a)(M,K)·op(b)(K,N) [+ out], a and b bf16, as matmul.
+  void (*matmul)(float* out, const uint16_t* a, const uint16_t* b, i64 M, i64 N, i64 K, bool transA, bool transB,
+                 bool accumulate);
+  // out(T,OC) = bf16(inp)(T,C)·weight(OC,C)ᵀ + bias: the input rounded to bf16 (nearest even).
+  void (*linearForward)(float* out, const float* inp, const uint16_t* weight, const float* bias, i64 T, i64 C,
+                        i64 OC);
+  // GFLOP/s of a register-only loop of bf16 dot products (2 products + 2 adds per fp32 lane).
+  double (*peak)(double seconds);
+};
+namespace avx512bf16 { extern const Bf16Kernels kernels; }
 
 namespace avx512 { extern const Kernels kernels; }
 namespace avx2 { extern const Kernels kernels; }

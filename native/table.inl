@@ -23,4 +23,5 @@ const Kernels kernels = {
     adamw,
     sumSquares,
     scale,
+    peakFp32,
 };

@@ -1,6 +1,7 @@
 // The contract every compute backend fulfils: the TypeScript reference (src/engine/reference.ts,
 // the definition of correctness) and the native addon (native/, loaded by src/engine/native.ts).
-// All tensors are row-major float32 (ids int32); a "view" is a subarray, so callers pass
+// All tensors are row-major float32 (ids int32) except the bf16 operands of the *Bf16 methods,
+// which are Uint16Arrays of raw bfloat16 bits (src/engine/bf16.ts); a "view" is a subarray, so callers pass
 // slices of the flat parameter/gradient buffers directly. Sizes are passed explicitly: buffers
 // are allocated for the maximum and may be longer than a call needs.
 //
@@ -24,6 +25,19 @@ export interface Backend {
    */
   matmul(out: Float32Array, a: Float32Array, b: Float32Array, M: number, N: number, K: number,
     transA: boolean, transB: boolean, accumulate: boolean): void;
+
+  /**
+   * matmul on bf16 operands with fp32 accumulation and an fp32 out: a and b hold bf16 bits
+   * (Uint16Array), layouts as matmul. Exact products of bf16 values, summed in fp32 (or wider).
+   */
+  matmulBf16(out: Float32Array, a: Uint16Array, b: Uint16Array, M: number, N: number, K: number,
+    transA: boolean, transB: boolean, accumulate: boolean): void;
+  /**
+   * linearForward with a bf16 weight(OC,C) (Uint16Array of bits): out(T,OC) = bf16(inp)·weightᵀ +
+   * bias, where bf16(inp) rounds the fp32 input to bf16 (nearest even) first; fp32 accumulation.
+   */
+  linearForwardBf16(out: Float32Array, inp: Float32Array, weight: Uint16Array, bias: Float32Array | null,
+    T: number, C: number, OC: number): void;
 
   /** A linear layer, torch layout: out(T,OC) = inp(T,C) · weight(OC,C)^T + bias(OC). */
   linearForward(out: Float32Array, inp: Float32Array, weight: Float32Array, bias: Float32Array | null,

@@ -11,7 +11,15 @@ import type { Backend } from './backend.ts';
 
 const addonPath = fileURLToPath(new URL('../../build/Release/red_native.node', import.meta.url));
 
-export function loadNativeBackend(): Backend | null {
+/** What the native addon measures beyond the Backend contract (bench only). */
+export interface NativeExtras {
+  /** Which bf16 kernels run: "avx512_bf16" (vdpbf16ps) or "fp32 fallback" (bf16 widened to fp32). */
+  bf16Isa: string;
+  /** GFLOP/s of a register-only loop on every thread for ~seconds; null: no bf16 dot-product unit. */
+  peak(dtype: 'fp32' | 'bf16', seconds: number): number | null;
+}
+
+export function loadNativeBackend(): (Backend & NativeExtras) | null {
   if (!existsSync(addonPath)) return null;
   // OpenMP's idle threads spin ~300k pauses (milliseconds) before sleeping by default. On a busy
   // machine that spinning takes the core the other worker needs: a 20M training step measured
@@ -21,6 +29,7 @@ export function loadNativeBackend(): Backend | null {
     process.env.GOMP_SPINCOUNT = '3000';
   }
   const require = createRequire(import.meta.url);
-  const addon = require(addonPath) as Omit<Backend, 'name' | 'isa' | 'threads'> & { isa(): string; threads(): number };
-  return { ...addon, name: 'native', isa: addon.isa(), threads: addon.threads() };
+  const addon = require(addonPath) as Omit<Backend, 'name' | 'isa' | 'threads'> & Omit<NativeExtras, 'bf16Isa'>
+    & { isa(): string; threads(): number; bf16Isa(): string };
+  return { ...addon, name: 'native', isa: addon.isa(), threads: addon.threads(), bf16Isa: addon.bf16Isa() };
 }

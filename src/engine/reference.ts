@@ -6,6 +6,7 @@
 // One convention the contract leaves open, fixed here: in the loss head a target < 0 means
 // "no target at this position": logprob = entropy = 0 and the dlogits row is zero.
 import type { Backend } from './backend.ts';
+import { fromBf16, roundToBf16 } from './bf16.ts';
 
 // Per-call scratch in double precision, grown on demand (never a T×T matrix).
 let scratch = new Float64Array(1024);
@@ -119,6 +120,17 @@ function linearForward(out: Float32Array, inp: Float32Array, weight: Float32Arra
   T: number, C: number, OC: number): void {
   // out[t,o] = bias[o] + Σ_c inp[t,c]·weight[o,c]
   gemmDot(out, inp, weight, T, OC, C, false, bias);
+}
+
+// bf16 operands: widened to fp32 (exact), then the fp32 definitions above (double sums).
+function matmulBf16(out: Float32Array, a: Uint16Array, b: Uint16Array, M: number, N: number, K: number,
+  transA: boolean, transB: boolean, accumulate: boolean): void {
+  matmul(out, fromBf16(a.subarray(0, M * K)), fromBf16(b.subarray(0, K * N)), M, N, K, transA, transB, accumulate);
+}
+
+function linearForwardBf16(out: Float32Array, inp: Float32Array, weight: Uint16Array, bias: Float32Array | null,
+  T: number, C: number, OC: number): void {
+  gemmDot(out, roundToBf16(inp.subarray(0, T * C)), fromBf16(weight.subarray(0, OC * C)), T, OC, C, false, bias);
 }
 
 function linearBackward(dinp: Float32Array | null, dweight: Float32Array, dbias: Float32Array | null,
@@ -440,7 +452,9 @@ export const referenceBackend: Backend = {
   isa: 'typescript',
   threads: 1,
   matmul,
+  matmulBf16,
   linearForward,
+  linearForwardBf16,
   linearBackward,
   embeddingForward,
   embeddingBackward,
