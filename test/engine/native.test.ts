@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { Backend } from '../../src/engine/backend.ts';
 import { loadNativeBackend } from '../../src/engine/native.ts';
 import { referenceBackend as ref } from '../../src/engine/reference.ts';
+import { fromBf16, roundToBf16, toBf16 } from '../../src/engine/bf16.ts';
 import { Rng } from '../../src/util/rng.ts';
 
 const native = loadNativeBackend();
@@ -80,6 +81,43 @@ function compareKernels(nb: Backend): void {
         }
       }
     }
+  });
+
+  test(`${tag} matmulBf16 / linearForwardBf16 match bf16-rounded inputs in fp32 math, awkward shapes`, () => {
+    const rng = new Rng(21);
+    // Odd K (padded to pairs), K past the 1024-deep K block (512 pairs), N past the 3072-wide N
+    // block, tile tails, the GEMV path (M ≤ 8 with a (N,K) b; 4200·1000·2 B ≥ 8 MiB: chunked).
+    const shapes: [number, number, number][] = [
+      [1, 1, 1], [3, 37, 19], [9, 33, 1], [17, 33, 29], [29, 64, 64], [15, 48, 7], [200, 97, 1031],
+      [350, 45, 530], [20, 3100, 40], [2, 39, 45], [8, 9, 33], [1, 4200, 1000],
+    ];
+    for (const [M, N, K] of shapes) {
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) {
+          for (const accumulate of [false, true]) {
+            if (M * N * K > 2e6 && (transA || !transB || accumulate)) continue; // the big shapes once
+            const a = toBf16(randn(rng, M * K)), b = toBf16(randn(rng, K * N));
+            const init = randn(rng, M * N);
+            const got = randView(rng, M * N);
+            got.set(init);
+            const want = Float32Array.from(init);
+            nb.matmulBf16(got, a, b, M, N, K, transA, transB, accumulate);
+            ref.matmul(want, fromBf16(a), fromBf16(b), M, N, K, transA, transB, accumulate);
+            assertClose(`matmulBf16 ${M}x${N}x${K} tA=${+transA} tB=${+transB} acc=${+accumulate}`, got, want,
+              2e-5 * Math.sqrt(K) + 1e-5, 1e-4);
+          }
+        }
+      }
+      const x = randView(rng, M * K), w = toBf16(randn(rng, N * K, 0.1)), bias = randn(rng, N);
+      for (const bb of [bias, null]) {
+        const got = new Float32Array(M * N), want = new Float32Array(M * N);
+        nb.linearForwardBf16(got, x, w, bb, M, K, N);
+        ref.linearForward(want, roundToBf16(x), fromBf16(w), bb, M, K, N);
+        assertClose(`linearForwardBf16 ${M}x${K}->${N} bias=${+!!bb}`, got, want, 2e-5 * Math.sqrt(K) + 1e-5, 1e-4);
+      }
+    }
+    assert.throws(() => nb.matmulBf16(new Float32Array(4), new Float32Array(4) as unknown as Uint16Array, new Uint16Array(4), 2, 2, 2, false, false, false),
+      /matmulBf16: a must be a Uint16Array/);
   });
 
   test(`${tag} task pool: back-to-back jobs of alternating size each run every task exactly once`, () => {
