@@ -22,7 +22,15 @@ export function bf16Value(h: number): number {
 /** x rounded to bf16, as a new Uint16Array of bits. */
 export function toBf16(x: ArrayLike<number>): Uint16Array {
   const out = new Uint16Array(x.length);
-  for (let i = 0; i < x.length; i++) out[i] = bf16Bits(x[i]);
+  if (!(x instanceof Float32Array)) {
+    for (let i = 0; i < x.length; i++) out[i] = bf16Bits(x[i]);
+    return out;
+  }
+  const u = new Uint32Array(x.buffer, x.byteOffset, x.length); // bf16Bits on the bits, without a copy
+  for (let i = 0; i < u.length; i++) {
+    const b = u[i];
+    out[i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
+  }
   return out;
 }
 

@@ -5,7 +5,7 @@
 import type { Backend } from '../engine/backend.ts';
 import { fail } from '../util/errors.ts';
 import type { ModelConfig } from './config.ts';
-import type { ModelViews } from './params.ts';
+import { embedW, linearW, type ModelViews, type Weight } from './params.ts';
 
 /** The shape of a decoder (Qwen2/Llama), in the shape vocabulary of the backend. */
 export interface DecoderShape {
@@ -139,8 +139,8 @@ export class KvDecoder {
   constructor(
     readonly backend: Backend,
     config: ModelConfig,
-    /** Parameter views (params.ts modelViews over the model's flat parameter buffer). */
-    readonly weights: ModelViews,
+    /** Parameter views (params.ts modelViews, or bf16ModelViews: matrices in bf16). */
+    readonly weights: ModelViews<Weight>,
     slots: number,
     maxLen: number,
   ) {
@@ -219,23 +219,23 @@ export class KvDecoder {
     const { C, NH, NKV, HD, I, eps, ropeTheta } = s;
     const a = this.act;
     a.ensure(T, s);
-    be.embeddingForward(a.x, ids, w.embed, T, C);
+    embedW(be, a.x, ids, w.embed, T, C);
     for (let l = 0; l < s.L; l++) {
       const lw = w.layers[l];
       be.rmsnormForward(a.xn, a.rstd, a.x, lw.inputNorm, T, C, eps);
-      be.linearForward(a.q, a.xn, lw.qWeight, lw.qBias, T, C, NH * HD);
-      be.linearForward(a.k, a.xn, lw.kWeight, lw.kBias, T, C, NKV * HD);
-      be.linearForward(a.v, a.xn, lw.vWeight, lw.vBias, T, C, NKV * HD);
+      linearW(be, a.q, a.xn, lw.qWeight, lw.qBias, T, C, NH * HD);
+      linearW(be, a.k, a.xn, lw.kWeight, lw.kBias, T, C, NKV * HD);
+      linearW(be, a.v, a.xn, lw.vWeight, lw.vBias, T, C, NKV * HD);
       be.ropeForward(a.q, positions, T, NH, HD, ropeTheta);
       be.ropeForward(a.k, positions, T, NKV, HD, ropeTheta);
       attend(l, a);
-      be.linearForward(a.proj, a.att, lw.oWeight, null, T, NH * HD, C);
+      linearW(be, a.proj, a.att, lw.oWeight, null, T, NH * HD, C);
       be.add(a.x, a.x, a.proj, T * C);
       be.rmsnormForward(a.xn, a.rstd, a.x, lw.postNorm, T, C, eps);
-      be.linearForward(a.gate, a.xn, lw.gateWeight, null, T, C, I);
-      be.linearForward(a.up, a.xn, lw.upWeight, null, T, C, I);
+      linearW(be, a.gate, a.xn, lw.gateWeight, null, T, C, I);
+      linearW(be, a.up, a.xn, lw.upWeight, null, T, C, I);
       be.swigluForward(a.h, a.gate, a.up, T * I);
-      be.linearForward(a.proj, a.h, lw.downWeight, null, T, I, C);
+      linearW(be, a.proj, a.h, lw.downWeight, null, T, I, C);
       be.add(a.x, a.x, a.proj, T * C);
     }
   }
@@ -251,7 +251,7 @@ export class KvDecoder {
     }
     for (let b = 0; b < B; b++) this.headIn.set(this.act.x.subarray(rows[b] * C, (rows[b] + 1) * C), b * C);
     this.backend.rmsnormForward(this.headNorm, this.rstdHead, this.headIn, this.weights.finalNorm, B, C, eps);
-    this.backend.linearForward(this.logitsBuf, this.headNorm, this.weights.lmHead, null, B, C, V);
+    linearW(this.backend, this.logitsBuf, this.headNorm, this.weights.lmHead, null, B, C, V);
     return this.logitsBuf;
   }
 }

@@ -8,10 +8,20 @@ import { fail } from '../util/errors.ts';
 import { writeJsonAtomic } from '../util/fs.ts';
 import { configToJson, type ModelConfig } from './config.ts';
 import type { ParamLayout } from './params.ts';
-import { Checkpoint, writeSafetensors } from './safetensors.ts';
+import { Checkpoint, writeSafetensors, type SafetensorsFile } from './safetensors.ts';
 
 /** Reads every parameter of `layout` from the checkpoint in `dir` into a new flat buffer. */
 export function readWeights(dir: string, layout: ParamLayout, config: ModelConfig): Float32Array {
+  return readCheckedWeights(dir, layout, config, (n) => new Float32Array(n), (file, name, dst) => file.readInto(name, dst));
+}
+
+/** The same as bf16 bits (BF16 tensors copied as they are, F32/F16 rounded): no fp32 copy. */
+export function readWeightsBf16(dir: string, layout: ParamLayout, config: ModelConfig): Uint16Array {
+  return readCheckedWeights(dir, layout, config, (n) => new Uint16Array(n), (file, name, dst) => file.readIntoBf16(name, dst));
+}
+
+function readCheckedWeights<B extends Float32Array | Uint16Array>(dir: string, layout: ParamLayout, config: ModelConfig,
+  alloc: (n: number) => B, readInto: (file: SafetensorsFile, name: string, dst: B) => void): B {
   const ckpt = Checkpoint.open(dir);
   try {
     // Check names and shapes of everything first: a bad checkpoint fails before any allocation.
@@ -30,10 +40,10 @@ export function readWeights(dir: string, layout: ParamLayout, config: ModelConfi
       if (name === 'lm_head.weight' && config.tieWordEmbeddings) continue; // tied: the embedding is the head
       fail(`${ckpt.find(name)?.file.file}: unexpected tensor "${name}" (config.json describes a model without it)`);
     }
-    const params = new Float32Array(layout.total);
+    const params = alloc(layout.total);
     for (const spec of layout.specs) {
       const found = ckpt.find(spec.name)!;
-      found.file.readInto(spec.name, params.subarray(spec.offset, spec.offset + spec.size));
+      readInto(found.file, spec.name, params.subarray(spec.offset, spec.offset + spec.size) as B);
     }
     return params;
   } finally {

@@ -2,14 +2,20 @@
 // activations backward needs, backward calls the same kernels in exactly the reverse order and
 // accumulates into one flat gradient buffer. The loss head never materialises (T, V) logits:
 // it runs in chunks of rows that have a target and keeps only each token's logprob and entropy.
+// A model holds fp32 parameters (training, scoring, generation) or, for inference only, bf16
+// ones (precision "bf16": GEMMs on bf16 weights with fp32 accumulation; norms, attention's
+// softmax and the loss head in fp32), with no fp32 copy of the matrices.
 import path from 'node:path';
 import type { Backend } from '../engine/backend.ts';
+import { fromBf16, toBf16 } from '../engine/bf16.ts';
 import { getBackend } from '../engine/index.ts';
+import { noteBf16Speed, type Precision } from '../engine/precision.ts';
+import { fail } from '../util/errors.ts';
 import { Rng } from '../util/rng.ts';
 import { checkBatch, type PackedBatch } from './batch.ts';
 import { loadConfig, type ModelConfig } from './config.ts';
-import { defaultGenerationConfig, readGenerationConfig, readWeights, writeModelDir } from './io.ts';
-import { modelViews, paramLayout, type ModelViews, type ParamLayout } from './params.ts';
+import { defaultGenerationConfig, readGenerationConfig, readWeights, readWeightsBf16, writeModelDir } from './io.ts';
+import { bf16ModelViews, embedW, linearW, modelViews, paramLayout, type ModelViews, type ParamLayout, type Weight } from './params.ts';
 
 export type { PackedBatch } from './batch.ts';
 
@@ -66,14 +72,19 @@ interface Scratch {
 
 export interface LoadOptions {
   backend?: Backend;
+  /** fp32 (default), or bf16 for inference: the weights are read into bf16, whatever the file's dtype. */
+  precision?: Precision;
 }
 
 export class Qwen2Model {
   readonly layout: ParamLayout;
-  /** All parameters, one flat buffer in `layout` order. */
-  readonly params: Float32Array;
-  /** Named views into params. */
-  readonly w: ModelViews;
+  /** fp32, or bf16 (inference only: forward, logits and generation; no backward, no optimizer). */
+  readonly precision: Precision;
+  /** The bf16 parameters (bits, `layout` order) of a bf16 model; null in fp32. */
+  readonly params16: Uint16Array | null;
+  private readonly p32: Float32Array | null;
+  /** Named views of the parameters in their dtype (the matrices bf16 in a bf16 model). */
+  readonly w: ModelViews<Weight>;
   /** generation_config.json's content, written back on save. */
   generationConfig: Record<string, unknown>;
   /** The folder this model was loaded from (its tokenizer files travel with save()). */
@@ -87,19 +98,55 @@ export class Qwen2Model {
   /** Token rows with a target (the rows the loss head computes), from the last forward. */
   private headRows = new Int32Array(0);
 
-  constructor(readonly config: ModelConfig, readonly backend: Backend, params?: Float32Array) {
+  /** params: fp32 (or none: zeros), or a Uint16Array of bf16 bits for a bf16 inference model. */
+  constructor(readonly config: ModelConfig, readonly backend: Backend, params?: Float32Array | Uint16Array) {
     this.layout = paramLayout(config);
-    this.params = params ?? new Float32Array(this.layout.total);
-    if (this.params.length !== this.layout.total) throw new Error(`params has ${this.params.length} elements, layout ${this.layout.total}`);
-    this.w = modelViews(config, this.layout, this.params);
+    const p = params ?? new Float32Array(this.layout.total);
+    if (p.length !== this.layout.total) throw new Error(`params has ${p.length} elements, layout ${this.layout.total}`);
+    if (p instanceof Uint16Array) {
+      this.precision = 'bf16';
+      this.params16 = p;
+      this.p32 = null;
+      this.w = bf16ModelViews(config, this.layout, p);
+      noteBf16Speed(backend);
+    } else {
+      this.precision = 'fp32';
+      this.params16 = null;
+      this.p32 = p;
+      this.w = modelViews(config, this.layout, p);
+    }
     this.generationConfig = defaultGenerationConfig(config);
+  }
+
+  /** All fp32 parameters, one flat buffer in `layout` order (fp32 models only). */
+  get params(): Float32Array {
+    if (!this.p32) fail(this.bf16Only('its fp32 parameters'));
+    return this.p32;
+  }
+
+  /** The fp32 views (training and backward). */
+  private get w32(): ModelViews {
+    if (!this.p32) fail(this.bf16Only('backward'));
+    return this.w as ModelViews;
+  }
+
+  private bf16Only(what: string): string {
+    return `this model holds bf16 weights for inference (precision bf16), so ${what} do not exist; load it with precision fp32 to train`;
+  }
+
+  /** A bf16 inference copy of this fp32 model (weights rounded to nearest even). */
+  toBf16(): Qwen2Model {
+    const m = new Qwen2Model(this.config, this.backend, toBf16(this.params));
+    m.generationConfig = this.generationConfig;
+    m.sourceDir = this.sourceDir;
+    return m;
   }
 
   /** Loads a Hugging Face model folder (config.json + model.safetensors or shards). */
   static async load(dir: string, opts: LoadOptions = {}): Promise<Qwen2Model> {
     const config = loadConfig(path.join(dir, 'config.json'));
     const layout = paramLayout(config);
-    const params = readWeights(dir, layout, config);
+    const params = opts.precision === 'bf16' ? readWeightsBf16(dir, layout, config) : readWeights(dir, layout, config);
     const model = new Qwen2Model(config, opts.backend ?? getBackend(), params);
     model.generationConfig = readGenerationConfig(dir, config);
     model.sourceDir = path.resolve(dir);
@@ -121,9 +168,10 @@ export class Qwen2Model {
     return model;
   }
 
-  /** Writes a folder transformers can load; the folder is replaced atomically. */
+  /** Writes a folder transformers can load (F32; a bf16 model's values widened exactly); replaced atomically. */
   save(dir: string): void {
-    writeModelDir(dir, { config: this.config, layout: this.layout, params: this.params, generationConfig: this.generationConfig, sourceDir: this.sourceDir });
+    const params = this.p32 ?? fromBf16(this.params16!);
+    writeModelDir(dir, { config: this.config, layout: this.layout, params, generationConfig: this.generationConfig, sourceDir: this.sourceDir });
   }
 
   private gradBuf: Float32Array | null = null;
@@ -134,6 +182,7 @@ export class Qwen2Model {
    * so a model that only generates or scores never pays for them.
    */
   get grads(): Float32Array {
+    if (!this.p32) fail(this.bf16Only('gradients'));
     if (!this.gradBuf) this.gradBuf = new Float32Array(this.layout.total);
     return this.gradBuf;
   }
@@ -164,7 +213,7 @@ export class Qwen2Model {
     for (let r0 = 0; r0 < rows.length; r0 += HEAD_ROWS) {
       const n = Math.min(HEAD_ROWS, rows.length - r0);
       this.gatherHeadRows(batch, rows, r0, n);
-      be.linearForward(s.headLogits, s.headIn, this.w.lmHead, null, n, C, V);
+      linearW(be, s.headLogits, s.headIn, this.w.lmHead, null, n, C, V);
       be.lossHeadForward(s.headLp, s.headEnt, s.headLogits, s.headTargets, n, V);
       for (let i = 0; i < n; i++) {
         logprob[rows[r0 + i]] = s.headLp[i];
@@ -196,7 +245,7 @@ export class Qwen2Model {
     const T = batch.ids.length;
     if (coefLogprob.length < T || coefEntropy.length < T) throw new Error(`backward: coefficients must have T=${T} entries`);
     const { backend: be, s } = this.ready();
-    const c = this.config, w = this.w, g = this.g;
+    const c = this.config, w = this.w32, g = this.g;
     const C = c.hiddenSize, V = c.vocabSize, NH = c.numHeads, NKV = c.numKvHeads, HD = c.headDim;
     const QD = NH * HD, KD = NKV * HD, I = c.intermediateSize;
     const B = batch.cuSeqlens.length - 1;
@@ -254,7 +303,7 @@ export class Qwen2Model {
     this.trunkForward(batch, T);
     const { backend: be, s } = this.ready();
     const out = new Float32Array(T * this.config.vocabSize);
-    be.linearForward(out, s.lnf, this.w.lmHead, null, T, this.config.hiddenSize, this.config.vocabSize);
+    linearW(be, out, s.lnf, this.w.lmHead, null, T, this.config.hiddenSize, this.config.vocabSize);
     this.batch = null; // the head activations do not match a backward
     return out;
   }
@@ -268,24 +317,24 @@ export class Qwen2Model {
     const QD = NH * HD, KD = NKV * HD, I = c.intermediateSize;
     const B = batch.cuSeqlens.length - 1;
 
-    be.embeddingForward(this.acts[0].resid, batch.ids, w.embed, T, C);
+    embedW(be, this.acts[0].resid, batch.ids, w.embed, T, C);
     for (let l = 0; l < c.numLayers; l++) {
       const a = this.acts[l], lw = w.layers[l];
       const next = l + 1 < c.numLayers ? this.acts[l + 1].resid : s.residOut;
       be.rmsnormForward(a.ln1, a.rstd1, a.resid, lw.inputNorm, T, C, c.rmsNormEps);
-      be.linearForward(a.q, a.ln1, lw.qWeight, lw.qBias, T, C, QD);
-      be.linearForward(a.k, a.ln1, lw.kWeight, lw.kBias, T, C, KD);
-      be.linearForward(a.v, a.ln1, lw.vWeight, lw.vBias, T, C, KD);
+      linearW(be, a.q, a.ln1, lw.qWeight, lw.qBias, T, C, QD);
+      linearW(be, a.k, a.ln1, lw.kWeight, lw.kBias, T, C, KD);
+      linearW(be, a.v, a.ln1, lw.vWeight, lw.vBias, T, C, KD);
       be.ropeForward(a.q, batch.positions, T, NH, HD, c.ropeTheta);
       be.ropeForward(a.k, batch.positions, T, NKV, HD, c.ropeTheta);
       be.attentionForward(a.att, a.lse, a.q, a.k, a.v, batch.cuSeqlens, B, T, NH, NKV, HD);
-      be.linearForward(s.proj, a.att, lw.oWeight, null, T, QD, C);
+      linearW(be, s.proj, a.att, lw.oWeight, null, T, QD, C);
       be.add(a.resid2, a.resid, s.proj, T * C);
       be.rmsnormForward(a.ln2, a.rstd2, a.resid2, lw.postNorm, T, C, c.rmsNormEps);
-      be.linearForward(a.gate, a.ln2, lw.gateWeight, null, T, C, I);
-      be.linearForward(a.up, a.ln2, lw.upWeight, null, T, C, I);
+      linearW(be, a.gate, a.ln2, lw.gateWeight, null, T, C, I);
+      linearW(be, a.up, a.ln2, lw.upWeight, null, T, C, I);
       be.swigluForward(s.mlp, a.gate, a.up, T * I);
-      be.linearForward(s.proj, s.mlp, lw.downWeight, null, T, I, C);
+      linearW(be, s.proj, s.mlp, lw.downWeight, null, T, I, C);
       be.add(next, a.resid2, s.proj, T * C);
     }
     be.rmsnormForward(s.lnf, s.rstdf, s.residOut, w.finalNorm, T, C, c.rmsNormEps);

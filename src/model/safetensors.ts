@@ -5,6 +5,7 @@
 // files plus model.safetensors.index.json mapping each tensor name to its shard.
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync, fsyncSync } from 'node:fs';
 import path from 'node:path';
+import { toBf16 } from '../engine/bf16.ts';
 import { fail } from '../util/errors.ts';
 
 export type Dtype = 'F32' | 'BF16' | 'F16' | 'I32' | 'I64';
@@ -110,6 +111,35 @@ export class SafetensorsFile {
         fail(`${this.file}: tensor "${name}" is ${e.dtype}, expected a float tensor`);
       default:
         e.dtype satisfies never;
+    }
+  }
+
+  /**
+   * Reads a float tensor into dst as bf16 bits: BF16 copied as stored, F32 and F16 rounded to
+   * nearest even (F16 widened exactly first), so a bf16 model never holds an fp32 copy.
+   */
+  readIntoBf16(name: string, dst: Uint16Array): void {
+    const e = this.entry(name);
+    const count = (e.end - e.begin) / BYTES[e.dtype];
+    if (dst.length < count) fail(`${this.file}: tensor "${name}" has ${count} elements, destination ${dst.length}`);
+    if (e.dtype === 'BF16') {
+      readExactly(this.fd, new Uint8Array(dst.buffer, dst.byteOffset, count * 2), e.begin, this.file);
+      return;
+    }
+    // F32/F16 in pieces of ≤ 1M elements through a small fp32 buffer.
+    const piece = 1 << 20, buf = new Float32Array(Math.min(piece, count));
+    const half = e.dtype === 'F16' ? new Uint16Array(buf.length) : null;
+    if (e.dtype !== 'F32' && e.dtype !== 'F16') fail(`${this.file}: tensor "${name}" is ${e.dtype}, expected a float tensor`);
+    for (let i = 0; i < count; i += piece) {
+      const n = Math.min(piece, count - i), f = buf.subarray(0, n);
+      if (half) {
+        readExactly(this.fd, new Uint8Array(half.buffer, 0, n * 2), e.begin + i * 2, this.file);
+        const table = halfTable();
+        for (let j = 0; j < n; j++) f[j] = table[half[j]];
+      } else {
+        readExactly(this.fd, new Uint8Array(f.buffer, 0, n * 4), e.begin + i * 4, this.file);
+      }
+      dst.set(toBf16(f), i);
     }
   }
 
