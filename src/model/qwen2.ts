@@ -120,7 +120,7 @@ export class Qwen2Model {
 
   /** All fp32 parameters, one flat buffer in `layout` order (fp32 models only). */
   get params(): Float32Array {
-    if (!this.p32) fail(this.bf16Only('its fp32 parameters'));
+    if (!this.p32) fail(this.bf16Only('fp32 parameters'));
     return this.p32;
   }
 
@@ -131,7 +131,7 @@ export class Qwen2Model {
   }
 
   private bf16Only(what: string): string {
-    return `this model holds bf16 weights for inference (precision bf16), so ${what} do not exist; load it with precision fp32 to train`;
+    return `${what}: this model holds bf16 weights for inference (precision bf16); load it with precision fp32 to train`;
   }
 
   /** A bf16 inference copy of this fp32 model (weights rounded to nearest even). */
@@ -240,6 +240,7 @@ export class Qwen2Model {
    * forward's batch, ACCUMULATED into grads (micro-batches add up). Coefficients are (T).
    */
   backward(coefLogprob: Float32Array, coefEntropy: Float32Array): void {
+    if (!this.p32) fail(this.bf16Only('backward'));
     const batch = this.batch;
     if (!batch) throw new Error('backward() without a preceding forward()');
     const T = batch.ids.length;
