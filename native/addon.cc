@@ -169,8 +169,8 @@ Napi::Value LinearForwardBf16(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// peak(dtype "fp32" | "bf16", seconds): GFLOP/s of a register-only loop on every thread; null for
-// bf16 without avx512_bf16 (there is no bf16 dot-product unit to measure).
+// peak(dtype "fp32" | "bf16" | "amx", seconds): GFLOP/s of a register-only loop on every thread;
+// null for bf16 without avx512_bf16 and amx without AMX (no such unit to measure).
 Napi::Value Peak(const Napi::CallbackInfo& info) {
   Args a(info, "peak");
   const double seconds = a.number(1, "seconds");
@@ -182,7 +182,11 @@ Napi::Value Peak(const Napi::CallbackInfo& info) {
   const std::string dtype = info[0].As<Napi::String>().Utf8Value();
   if (dtype == "fp32") return Napi::Number::New(info.Env(), K->peakFp32(seconds));
   if (dtype == "bf16") return KB ? Napi::Number::New(info.Env(), KB->peak(seconds)) : info.Env().Null();
-  a.rangeError("dtype must be fp32 or bf16 (got \"" + dtype + "\")");
+  if (dtype == "amx") {
+    const double g = KB ? KB->peakAmx(seconds) : 0;
+    return g > 0 ? Napi::Number::New(info.Env(), g) : info.Env().Null();
+  }
+  a.rangeError("dtype must be fp32, bf16 or amx (got \"" + dtype + "\")");
   return info.Env().Undefined();
 }
 
@@ -475,7 +479,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   if (!K) return exports;
   KB = chooseBf16Kernels();
   exports.Set("bf16Isa", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-                return Napi::String::New(info.Env(), KB ? KB->isa : "fp32 fallback");
+                return Napi::String::New(info.Env(), KB ? KB->unit() : "fp32 fallback");
               }));
   exports.Set("matmulBf16", Napi::Function::New(env, MatmulBf16));
   exports.Set("linearForwardBf16", Napi::Function::New(env, LinearForwardBf16));

@@ -5,14 +5,19 @@
 // packA packs unchanged, and a (N,K) weight likewise for packBPanel; a (K,N) b is packed by
 // interleaving rows 2p and 2p+1 (vpermt2w). Odd K or a transposed a are first copied into a
 // padded (M, K+1) layout with a zero column, which leaves every sum unchanged.
+// Where the CPU has AMX (amx_bf16) and Linux grants this process the tile state, the blocked
+// product runs on AMX tiles instead (TDPBF16PS: a 16×32 by 32×16 bf16 block product per
+// instruction), on the same packed B panels; vdpbf16ps remains for CPUs without AMX and RED_AMX=0.
 // Decode-size products (M ≤ 8 with a (N,K) weight) are memory bound: the weight is widened to fp32
 // in registers (a 16-bit shift) and multiplied by FMAs, streaming it once.
 #include "engine.h"
+#include <sys/syscall.h>
+#include <unistd.h>
 #if defined(__x86_64__) || defined(__i386__)
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,bmi2"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16,avx2,fma,bmi2"))), apply_to = function)
 #else
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,bmi2")
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16,avx2,fma,bmi2")
 #endif
 // gemm.inl's fp32 entry points are compiled here too but unused: only its packing is shared.
 #pragma GCC diagnostic ignored "-Wunused-function"
@@ -230,6 +235,187 @@ static void gemvRowsBf16(float* out, const float* ar, const uint16_t* w, i64 M, 
                 [&](i64 c) { gemv(out, ar, w, c * chunk, std::min(N, (c + 1) * chunk), N, K, accumulate); });
 }
 
+// ---- AMX ----
+// Tiles: 0-3 a 32×32 fp32 block of C (2×2 tiles of 16×16), 4-5 two 16-row A tiles (16 rows × 16
+// K-pairs), 6-7 two B tiles (16 K-pairs × 16 columns, pair-interleaved: one packed B panel's halves).
+struct alignas(64) TileConfig {
+  uint8_t palette, startRow, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+
+// The tile configuration of this thread (loaded on every entry: cheap, and other code may release it).
+static inline void amxBegin() {
+  TileConfig cfg;
+  std::memset(&cfg, 0, sizeof cfg);
+  cfg.palette = 1;
+  for (int t = 0; t < 8; ++t) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  _tile_loadconfig(&cfg);
+}
+
+// Linux keeps AMX tile state off until a process asks (arch_prctl ARCH_REQ_XCOMP_PERM); RED_AMX=0
+// turns AMX off here (the vdpbf16ps kernels then run).
+static bool amxAvailable() {
+  static const bool ok = [] {
+    const char* env = std::getenv("RED_AMX");
+    if (env && std::strcmp(env, "0") == 0) return false;
+    unsigned a, b, c, d;
+    __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+    if (!((d >> 22) & 1) || !((d >> 24) & 1)) return false;  // amx_bf16, amx_tile
+    constexpr long kReqXcompPerm = 0x1023, kXtileData = 18;
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXtileData) == 0;
+  }();
+  return ok;
+}
+
+// C(m ≤ 32, n ≤ 32) at stride ldc [+]= Ap(32 rows at stride lda words, kp pairs)·Bp(kp, 32 words),
+// kp a multiple of 16; padded rows of Ap and pairs past K are zero. A partial block goes through
+// a 32×32 buffer (tile stores write whole rows of 16 floats).
+static void amxBlock(i64 kp, const float* Ap, i64 lda, const float* Bp, float* C, i64 ldc, int m, int n, bool add) {
+  alignas(64) float tmp[32 * 32];
+  const bool full = m == 32 && n == 32;
+  float* c = full ? C : tmp;
+  const i64 ldcBytes = (full ? ldc : 32) * 4;
+  if (!full) {
+    std::memset(tmp, 0, sizeof tmp);
+    if (add)
+      for (int i = 0; i < m; ++i) std::memcpy(tmp + i * 32, C + i * ldc, n * 4);
+  }
+  __asm__ volatile("" ::: "memory");  // the AMX intrinsics are asm without a memory clobber
+  const i64 ldcF = ldcBytes / 4;
+  if (add) {
+    _tile_loadd(0, c, ldcBytes);
+    _tile_loadd(1, c + 16, ldcBytes);
+    _tile_loadd(2, c + 16 * ldcF, ldcBytes);
+    _tile_loadd(3, c + 16 * ldcF + 16, ldcBytes);
+  } else {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+  }
+  const i64 ldaBytes = lda * 4;
+  for (i64 k = 0; k < kp; k += 16) {
+    _tile_loadd(4, Ap + k, ldaBytes);
+    _tile_loadd(5, Ap + 16 * lda + k, ldaBytes);
+    _tile_loadd(6, Bp + k * NR, NR * 4);
+    _tile_loadd(7, Bp + k * NR + 16, NR * 4);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, c, ldcBytes);
+  _tile_stored(1, c + 16, ldcBytes);
+  _tile_stored(2, c + 16 * ldcF, ldcBytes);
+  _tile_stored(3, c + 16 * ldcF + 16, ldcBytes);
+  __asm__ volatile("" ::: "memory");
+  if (!full)
+    for (int i = 0; i < m; ++i) std::memcpy(C + i * ldc, tmp + i * 32, n * 4);
+}
+
+// The blocked product on AMX: as matmulBlocked (a (M,K) row-major, K even), with B panels padded
+// to a multiple of 16 pairs and A blocks copied as 32-row, zero-padded word rows.
+static void matmulAmx(float* out, const uint16_t* a, const uint16_t* b, i64 M, i64 N, i64 K, bool transB,
+                      bool accumulate) {
+  const i64 K2 = K / 2;
+  const uint32_t* aw = reinterpret_cast<const uint32_t*>(a);
+  static thread_local Scratch bScratch;
+  const i64 ncMax = N < NC ? N : NC;
+  const i64 kcMax = ((K2 < KC ? K2 : KC) + 15) / 16 * 16;
+  float* bPack = bScratch.get((size_t)kcMax * ((ncMax + NR - 1) / NR) * NR);
+  const int nthreads = omp_get_max_threads();
+  constexpr i64 RB = 32, MCA = 192;  // rows per AMX block; rows per A block (6 blocks)
+  const i64 units = (M + RB - 1) / RB;
+  const i64 rowBlocks = ((M + MCA - 1) / MCA + nthreads - 1) / nthreads * nthreads;
+  const i64 maxUnits = (units + rowBlocks - 1) / rowBlocks;
+#pragma omp parallel num_threads(nthreads)
+  {
+    amxBegin();
+    static thread_local Scratch aScratch;
+    uint32_t* aPack = static_cast<uint32_t*>(aScratch.bytes((size_t)maxUnits * RB * kcMax * 4));
+    for (i64 jc = 0; jc < N; jc += NC) {
+      const i64 nc = N - jc < NC ? N - jc : NC;
+      const i64 nPanels = (nc + NR - 1) / NR;
+      for (i64 pc = 0; pc < K2; pc += KC) {
+        const i64 kc = K2 - pc < KC ? K2 - pc : KC, kcp = (kc + 15) / 16 * 16;
+        const bool add = accumulate || pc > 0;
+#pragma omp for schedule(static)
+        for (i64 jp = 0; jp < nPanels; ++jp) {
+          float* panel = bPack + jp * kcp * NR;
+          packBPanelBf16(panel, b, transB, N, K, jc + jp * NR, pc, kc);
+          std::memset(panel + kc * NR, 0, (kcp - kc) * NR * 4);
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (i64 blk = 0; blk < rowBlocks; ++blk) {
+          const i64 u0 = units * blk / rowBlocks, u1 = units * (blk + 1) / rowBlocks;
+          if (u1 <= u0) continue;
+          const i64 ic = u0 * RB, mc = std::min(M, u1 * RB) - ic, mcp = (u1 - u0) * RB;
+          for (i64 r = 0; r < mcp; ++r) {  // A rows ic.. as (mcp, kcp) words, zero-padded
+            uint32_t* dst = aPack + r * kcp;
+            if (r < mc) {
+              std::memcpy(dst, aw + (ic + r) * K2 + pc, kc * 4);
+              std::memset(dst + kc, 0, (kcp - kc) * 4);
+            } else {
+              std::memset(dst, 0, kcp * 4);
+            }
+          }
+          const float* ap = reinterpret_cast<const float*>(aPack);
+          for (i64 jp = 0; jp < nPanels; ++jp) {
+            const i64 j = jc + jp * NR;
+            const int nr = (int)(N - j < NR ? N - j : NR);
+            for (i64 ir = 0; ir < mc; ir += RB) {
+              const int mr = (int)(mc - ir < RB ? mc - ir : RB);
+              amxBlock(kcp, ap + ir * kcp, kcp, bPack + jp * kcp * NR, out + (ic + ir) * N + j, N, mr, nr, add);
+            }
+          }
+        }
+      }
+    }
+    _tile_release();
+  }
+}
+
+// The AMX peak: 4 independent TDPBF16PS chains on registers-only tiles, every thread at once.
+static double peakAmx(double seconds) {
+  if (!amxAvailable()) return 0;
+  const int nthreads = omp_get_max_threads();
+  i64 iters = 1 << 12;
+  double best = 0;
+  for (;;) {
+    const auto t0 = std::chrono::steady_clock::now();
+#pragma omp parallel num_threads(nthreads)
+    {
+      amxBegin();
+      alignas(64) static thread_local uint16_t src[16 * 32];
+      for (int i = 0; i < 16 * 32; ++i) src[i] = 0x3f80;
+      __asm__ volatile("" ::: "memory");
+      _tile_loadd(4, src, 64);
+      _tile_loadd(5, src, 64);
+      _tile_loadd(6, src, 64);
+      _tile_loadd(7, src, 64);
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (i64 it = 0; it < iters; ++it) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+      _tile_release();
+    }
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, 4.0 * 16 * 16 * 32 * 2 * (double)iters * nthreads / dt / 1e9);
+    if (dt >= seconds) return best;
+    iters = dt < seconds / 8 ? iters * 4 : (i64)(iters * (seconds / dt) + 1);
+  }
+}
+
 static void matmulBf16(float* out, const uint16_t* a, const uint16_t* b, i64 M, i64 N, i64 K, bool transA, bool transB,
                        bool accumulate) {
   if (M <= 0 || N <= 0) return;
@@ -244,7 +430,8 @@ static void matmulBf16(float* out, const uint16_t* a, const uint16_t* b, i64 M, 
       for (i64 k = 0; k < K; ++k) af[i * K + k] = fromBf16(transA ? a[k * M + i] : a[i * K + k]);
     return gemvRowsBf16(out, af, b, M, N, K, accumulate);
   }
-  if (K % 2 == 0 && !transA) return matmulBlocked(out, a, b, M, N, K, transB, accumulate);
+  const auto blocked = amxAvailable() ? matmulAmx : matmulBlocked;
+  if (K % 2 == 0 && !transA) return blocked(out, a, b, M, N, K, transB, accumulate);
   // Odd K or a transposed a: copy into even-K row-major layouts (zero-padded K), then as above.
   const i64 Kp = K + (K & 1);
   static thread_local Scratch sa, sb;
@@ -267,7 +454,7 @@ static void matmulBf16(float* out, const uint16_t* a, const uint16_t* b, i64 M, 
     }
     bp = t;
   }
-  matmulBlocked(out, ap, bp, M, N, Kp, transB, accumulate);
+  blocked(out, ap, bp, M, N, Kp, transB, accumulate);
 }
 
 static void linearForwardBf16(float* out, const float* inp, const uint16_t* weight, const float* bias, i64 T, i64 C,
@@ -321,7 +508,9 @@ static double peakBf16(double seconds) {
 }
 
 extern const Bf16Kernels kernels;
-const Bf16Kernels kernels = {RED_ISA_NAME, matmulBf16, linearForwardBf16, peakBf16};
+static const char* unitName() { return amxAvailable() ? "avx512_bf16+amx" : RED_ISA_NAME; }
+
+const Bf16Kernels kernels = {RED_ISA_NAME, unitName, matmulBf16, linearForwardBf16, peakBf16, peakAmx};
 }  // namespace red::avx512bf16
 #if defined(__clang__)
 #pragma clang attribute pop

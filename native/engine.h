@@ -108,6 +108,8 @@ struct Kernels {
 // kernels when the CPU lacks them. Semantics are those of src/engine/backend.ts.
 struct Bf16Kernels {
   const char* isa;
+  // What the blocked bf16 GEMM runs on: "avx512_bf16" (vdpbf16ps) or "avx512_bf16+amx" (AMX tiles).
+  const char* (*unit)();
   // out(M,N) fp32 = op(a)(M,K)·op(b)(K,N) [+ out], a and b bf16, as matmul.
   void (*matmul)(float* out, const uint16_t* a, const uint16_t* b, i64 M, i64 N, i64 K, bool transA, bool transB,
                  bool accumulate);
@@ -116,6 +118,8 @@ struct Bf16Kernels {
                         i64 OC);
   // GFLOP/s of a register-only loop of bf16 dot products (2 products + 2 adds per fp32 lane).
   double (*peak)(double seconds);
+  // GFLOP/s of a tile-only loop of AMX TDPBF16PS; 0 without AMX.
+  double (*peakAmx)(double seconds);
 };
 namespace avx512bf16 { extern const Bf16Kernels kernels; }
 

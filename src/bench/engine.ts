@@ -114,19 +114,24 @@ function numpyPeer(M: number, K: number, N: number, reps: [number, number, numbe
 }
 
 /** The machine's register-only peaks (native only), measured in this run; GFLOP/s or null. */
-interface Peaks { fp32: number | null; bf16: number | null }
+interface Peaks { fp32: number | null; bf16: number | null; amx: number | null }
+
+const PEAK_UNITS = [
+  { key: 'fp32', dtype: 'fp32', unit: 'fma', what: 'register-only loop of independent fp32 FMAs on every thread', missing: '' },
+  { key: 'bf16', dtype: 'bf16', unit: 'vdpbf16ps', what: 'register-only loop of independent vdpbf16ps on every thread (4 flops per fp32 lane)', missing: 'no avx512_bf16 on this CPU' },
+  { key: 'amx', dtype: 'bf16', unit: 'amx', what: 'tile-only loop of independent AMX TDPBF16PS on every thread (16·16·32·2 flops each)', missing: 'no AMX (or RED_AMX=0, or Linux refused the tile state)' },
+] as const;
 
 function measurePeaks(be: Backend, quick: boolean): Peaks {
   const native = be as Partial<NativeExtras>;
-  const peaks: Peaks = { fp32: null, bf16: null };
-  for (const dtype of ['fp32', 'bf16'] as const) {
-    const g = native.peak ? native.peak(dtype, quick ? 0.3 : 1) : null;
-    peaks[dtype] = g;
+  const peaks: Peaks = { fp32: null, bf16: null, amx: null };
+  for (const p of PEAK_UNITS) {
+    const g = native.peak ? native.peak(p.key, quick ? 0.3 : 1) : null;
+    peaks[p.key] = g;
     emit({
-      bench: 'peak', dtype, gflops: g === null ? null : round(g), backend: be.name, isa: dtype === 'bf16' ? native.bf16Isa ?? be.isa : be.isa,
-      threads: be.threads, load_avg_1m: loadAvg(),
-      what: dtype === 'fp32' ? 'register-only loop of independent FMAs on every thread' : 'register-only loop of independent vdpbf16ps on every thread (4 flops per fp32 lane)',
-      ...(g === null ? { note: native.peak ? 'no avx512_bf16 on this CPU' : 'peak loops are native only' } : {}),
+      bench: 'peak', dtype: p.dtype, unit: p.unit, gflops: g === null ? null : round(g), backend: be.name,
+      isa: p.dtype === 'bf16' ? native.bf16Isa ?? be.isa : be.isa, threads: be.threads, load_avg_1m: loadAvg(), what: p.what,
+      ...(g === null ? { note: native.peak ? p.missing : 'peak loops are native only' } : {}),
     });
   }
   return peaks;
@@ -147,10 +152,15 @@ function benchGemm(be: Backend, M: number, K: number, N: number, quick: boolean,
     : () => be.matmul(out, af, bf, M, N, K, false, false, false);
   const ours = timeRuns(fn, minReps, minS, maxReps);
   const gflops = flops / ours.best / 1e9;
-  const peak = peaks[dtype];
+  // of_peak: against the peak of the unit this GEMM ran on (AMX when the bf16 kernels use it);
+  // of_dp_peak: a bf16 GEMM against the vdpbf16ps loop as well.
+  const isa = dtype === 'bf16' ? (be as Partial<NativeExtras>).bf16Isa ?? be.isa : be.isa;
+  const unit = dtype === 'fp32' ? 'fma' : isa.includes('amx') ? 'amx' : 'vdpbf16ps';
+  const peak = unit === 'fma' ? peaks.fp32 : unit === 'amx' ? peaks.amx : peaks.bf16;
   const row: Record<string, unknown> = {
     bench: 'gemm', dtype, m: M, k: K, n: N, gflops: round(gflops), median_gflops: round(flops / ours.median / 1e9),
-    of_peak: peak ? round(gflops / peak, 3) : null, peak_gflops: peak ? round(peak) : null,
+    unit, of_peak: peak ? round(gflops / peak, 3) : null, peak_gflops: peak ? round(peak) : null,
+    ...(dtype === 'bf16' ? { of_dp_peak: peaks.bf16 ? round(gflops / peaks.bf16, 3) : null } : {}),
   };
   // Per CPU-second (all threads): what each core achieved while it ran, robust to a busy machine.
   const cpuRow: Record<string, unknown> = { cpu_gflops: round(flops / ours.bestCpu / 1e9) };
@@ -171,7 +181,7 @@ function benchGemm(be: Backend, M: number, K: number, N: number, quick: boolean,
   }
   if (notes.length) row.note = notes.join('; ');
   Object.assign(row, cpuRow, {
-    backend: be.name, isa: dtype === 'bf16' ? (be as Partial<NativeExtras>).bf16Isa ?? be.isa : be.isa, threads: be.threads,
+    backend: be.name, isa, threads: be.threads,
     reps: ours.reps, load_avg_1m: loadAvg(),
     numpy_def: 'numpy float32 a @ b; numpy_*: environment as is; numpy_best_*: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for that child',
     timing: 'wall: best of reps after a warm-up (median beside it); cpu_*: flops per process CPU-second, best run',

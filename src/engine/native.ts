@@ -13,10 +13,16 @@ const addonPath = fileURLToPath(new URL('../../build/Release/red_native.node', i
 
 /** What the native addon measures beyond the Backend contract (bench only). */
 export interface NativeExtras {
-  /** Which bf16 kernels run: "avx512_bf16" (vdpbf16ps) or "fp32 fallback" (bf16 widened to fp32). */
+  /**
+   * Which bf16 kernels run: "avx512_bf16+amx" (GEMMs on AMX tiles), "avx512_bf16" (vdpbf16ps;
+   * RED_AMX=0 or no AMX) or "fp32 fallback" (bf16 widened to fp32).
+   */
   bf16Isa: string;
-  /** GFLOP/s of a register-only loop on every thread for ~seconds; null: no bf16 dot-product unit. */
-  peak(dtype: 'fp32' | 'bf16', seconds: number): number | null;
+  /**
+   * GFLOP/s of a register-only loop on every thread for ~seconds: fp32 FMAs, bf16 dot products
+   * (vdpbf16ps) or AMX tile products; null when the CPU has no such unit.
+   */
+  peak(dtype: 'fp32' | 'bf16' | 'amx', seconds: number): number | null;
 }
 
 export function loadNativeBackend(): (Backend & NativeExtras) | null {

@@ -362,6 +362,9 @@ if (!native) {
   if (isChild && process.env.RED_ISA) {
     test(`RED_ISA=${process.env.RED_ISA} selects that kernel set`, () => assert.equal(native.isa, process.env.RED_ISA));
   }
+  if (isChild && process.env.RED_AMX === '0') {
+    test('RED_AMX=0 selects the vdpbf16ps kernels (Bf16)', () => assert.equal(native.bf16Isa, 'avx512_bf16'));
+  }
   compareKernels(native);
   if (!isChild) {
     // Every instruction set below the one this CPU runs by default, each in its own process.
@@ -382,6 +385,19 @@ if (!native) {
       assert.match(output, /ok \d+ - \[isa=\w+\] task pool/, 'the pool stress test did not run');
       assert.match(output, /# fail 0/);
     });
+    if (native.bf16Isa.includes('amx')) {
+      test('the vdpbf16ps GEMM (no AMX) matches the reference too (child process, RED_AMX=0)', () => {
+        const env: NodeJS.ProcessEnv = { ...process.env, RED_AMX: '0', RED_NATIVE_TEST_CHILD: '1' };
+        delete env.NODE_TEST_CONTEXT;
+        delete env.RED_ISA;
+        const r = spawnSync(process.execPath, ['--import', 'tsx', '--test-name-pattern=Bf16', fileURLToPath(import.meta.url)],
+          { env, encoding: 'utf8', timeout: 120_000 });
+        const output = `${r.stdout}${r.stderr}`;
+        assert.equal(r.status, 0, `RED_AMX=0 run failed:\n${output.slice(-3000)}`);
+        assert.match(output, /ok \d+ - \[isa=avx512\] matmulBf16/, 'RED_AMX=0: the bf16 comparisons did not run');
+        assert.match(output, /# fail 0/);
+      });
+    }
     for (const isa of lower) {
       test(`the ${isa} kernels match the reference too (child process, RED_ISA=${isa})`, () => {
         // Without the runner's NODE_TEST_CONTEXT the child reports as plain TAP, which is read here.
