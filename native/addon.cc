@@ -42,6 +42,25 @@ void matmulBf16Fallback(float* out, const uint16_t* a, const uint16_t* b, i64 M,
   static red::Scratch sa, sb;
   K->matmul(out, widened(sa, a, M * Kd), widened(sb, b, Kd * N), M, N, Kd, ta, tb, acc);
 }
+void roundBf16Fallback(uint16_t* out, const float* x, i64 n) {
+  for (i64 i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, x + i, 4);
+    out[i] = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 0x40) : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  }
+}
+void linearBackwardBf16Fallback(float* dinp, float* dw, float* db, const float* dout, const float* inp,
+                                const uint16_t* w, i64 T, i64 C, i64 OC) {
+  static red::Scratch sd, sx, sw;
+  float* d = sd.get((size_t)(T * OC));
+  for (i64 i = 0; i < T * OC; ++i) d[i] = roundedToBf16(dout[i]);
+  float* x = sx.get((size_t)(T * C));
+  for (i64 i = 0; i < T * C; ++i) x[i] = roundedToBf16(inp[i]);
+  K->linearBackward(dinp, dw, nullptr, d, x, widened(sw, w, OC * C), T, C, OC);
+  if (db)
+    for (i64 t = 0; t < T; ++t)
+      for (i64 o = 0; o < OC; ++o) db[o] += dout[t * OC + o];
+}
 void linearForwardBf16Fallback(float* out, const float* inp, const uint16_t* w, const float* bias, i64 T, i64 C,
                                i64 OC) {
   static red::Scratch sx, sw;
@@ -166,6 +185,28 @@ Napi::Value LinearForwardBf16(const Napi::CallbackInfo& info) {
   const uint16_t* w = a.bf16(2, "weight", OC * C);
   const float* bias = a.f32(3, "bias", OC, true);
   if (!a.failed()) (KB ? KB->linearForward : linearForwardBf16Fallback)(out, inp, w, bias, T, C, OC);
+  return info.Env().Undefined();
+}
+
+Napi::Value LinearBackwardBf16(const Napi::CallbackInfo& info) {
+  Args a(info, "linearBackwardBf16");
+  const i64 T = a.size(6, "T"), C = a.size(7, "C"), OC = a.size(8, "OC");
+  float* dinp = a.f32(0, "dinp", T * C, true);
+  float* dw = a.f32(1, "dweight", OC * C);
+  float* db = a.f32(2, "dbias", OC, true);
+  const float* dout = a.f32(3, "dout", T * OC);
+  const float* inp = a.f32(4, "inp", T * C);
+  const uint16_t* w = a.bf16(5, "weight", OC * C);
+  if (!a.failed()) (KB ? KB->linearBackward : linearBackwardBf16Fallback)(dinp, dw, db, dout, inp, w, T, C, OC);
+  return info.Env().Undefined();
+}
+
+Napi::Value RoundBf16(const Napi::CallbackInfo& info) {
+  Args a(info, "roundBf16");
+  const i64 n = a.size(2, "n");
+  uint16_t* out = a.bf16(0, "out", n);
+  const float* x = a.f32(1, "x", n);
+  if (!a.failed()) (KB ? KB->round : roundBf16Fallback)(out, x, n);
   return info.Env().Undefined();
 }
 
@@ -483,6 +524,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
               }));
   exports.Set("matmulBf16", Napi::Function::New(env, MatmulBf16));
   exports.Set("linearForwardBf16", Napi::Function::New(env, LinearForwardBf16));
+  exports.Set("linearBackwardBf16", Napi::Function::New(env, LinearBackwardBf16));
+  exports.Set("roundBf16", Napi::Function::New(env, RoundBf16));
   exports.Set("peak", Napi::Function::New(env, Peak));
   exports.Set("isa", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 return Napi::String::New(info.Env(), K->isa);

@@ -476,6 +476,33 @@ static void linearForwardBf16(float* out, const float* inp, const uint16_t* weig
       for (i64 o = 0; o < OC; ++o) out[t * OC + o] += bias[o];
 }
 
+// Rows t of x (T, C) rounded to bf16 and transposed: dst (C, T). In 16×16 blocks for the caches.
+static void roundTransposed(uint16_t* dst, const float* x, i64 T, i64 C) {
+  for (i64 t0 = 0; t0 < T; t0 += 16)
+    for (i64 c0 = 0; c0 < C; c0 += 16)
+      for (i64 c = c0; c < std::min(C, c0 + 16); ++c)
+        for (i64 t = t0; t < std::min(T, t0 + 16); ++t) dst[c * T + t] = toBf16(x[t * C + c]);
+}
+
+static void linearBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                               const uint16_t* weight, i64 T, i64 C, i64 OC) {
+  if (T <= 0) return;
+  static thread_local Scratch sd, sdt, sx;
+  if (dinp) {
+    uint16_t* d16 = static_cast<uint16_t*>(sd.bytes((size_t)T * OC * 2));
+    roundToBf16(d16, dout, T * OC);
+    matmulBf16(dinp, d16, weight, T, C, OC, false, false, false);  // (T,OC)·(OC,C)
+  }
+  uint16_t* dT = static_cast<uint16_t*>(sdt.bytes((size_t)OC * T * 2));
+  roundTransposed(dT, dout, T, OC);  // (OC, T)
+  uint16_t* x16 = static_cast<uint16_t*>(sx.bytes((size_t)T * C * 2));
+  roundToBf16(x16, inp, T * C);
+  matmulBf16(dweight, dT, x16, OC, C, T, false, false, true);  // (OC,T)·(T,C), accumulated
+  if (dbias)
+    for (i64 t = 0; t < T; ++t)
+      for (i64 o = 0; o < OC; ++o) dbias[o] += dout[t * OC + o];
+}
+
 // The bf16 peak: NACC independent vdpbf16ps chains per thread on registers, every thread at once.
 static double peakBf16(double seconds) {
   constexpr int NACC = 24;
@@ -510,7 +537,8 @@ static double peakBf16(double seconds) {
 extern const Bf16Kernels kernels;
 static const char* unitName() { return amxAvailable() ? "avx512_bf16+amx" : RED_ISA_NAME; }
 
-const Bf16Kernels kernels = {RED_ISA_NAME, unitName, matmulBf16, linearForwardBf16, peakBf16, peakAmx};
+const Bf16Kernels kernels = {RED_ISA_NAME, unitName, matmulBf16, linearForwardBf16, linearBackwardBf16, roundToBf16,
+                              peakBf16, peakAmx};
 }  // namespace red::avx512bf16
 #if defined(__clang__)
 #pragma clang attribute pop

@@ -39,6 +39,17 @@ export interface Backend {
   linearForwardBf16(out: Float32Array, inp: Float32Array, weight: Uint16Array, bias: Float32Array | null,
     T: number, C: number, OC: number): void;
 
+  /**
+   * linearBackward for a bf16 weight (mixed-precision training): dout and inp are rounded to bf16
+   * (nearest even) and the products accumulate in fp32: dinp(T,C) = bf16(dout)·weight (written,
+   * may be null), dweight(OC,C) += bf16(dout)ᵀ·bf16(inp) (fp32, accumulates), dbias(OC) +=
+   * Σ_t dout in fp32 (accumulates).
+   */
+  linearBackwardBf16(dinp: Float32Array | null, dweight: Float32Array, dbias: Float32Array | null,
+    dout: Float32Array, inp: Float32Array, weight: Uint16Array, T: number, C: number, OC: number): void;
+  /** out(n) ← x(n) rounded to bf16 bits (nearest even): the bf16 copy of fp32 master weights. */
+  roundBf16(out: Uint16Array, x: Float32Array, n: number): void;
+
   /** A linear layer, torch layout: out(T,OC) = inp(T,C) · weight(OC,C)^T + bias(OC). */
   linearForward(out: Float32Array, inp: Float32Array, weight: Float32Array, bias: Float32Array | null,
     T: number, C: number, OC: number): void;

@@ -6,7 +6,7 @@
 // One convention the contract leaves open, fixed here: in the loss head a target < 0 means
 // "no target at this position": logprob = entropy = 0 and the dlogits row is zero.
 import type { Backend } from './backend.ts';
-import { fromBf16, roundToBf16 } from './bf16.ts';
+import { fromBf16, roundToBf16, toBf16 } from './bf16.ts';
 
 // Per-call scratch in double precision, grown on demand (never a T×T matrix).
 let scratch = new Float64Array(1024);
@@ -133,20 +133,34 @@ function linearForwardBf16(out: Float32Array, inp: Float32Array, weight: Uint16A
   gemmDot(out, roundToBf16(inp.subarray(0, T * C)), fromBf16(weight.subarray(0, OC * C)), T, OC, C, false, bias);
 }
 
+function linearBackwardBf16(dinp: Float32Array | null, dweight: Float32Array, dbias: Float32Array | null,
+  dout: Float32Array, inp: Float32Array, weight: Uint16Array, T: number, C: number, OC: number): void {
+  const d = roundToBf16(dout.subarray(0, T * OC));
+  if (dinp) gemmAxpy(dinp, d, OC, 1, fromBf16(weight.subarray(0, OC * C)), T, C, OC, false);
+  gemmAxpy(dweight, d, 1, OC, roundToBf16(inp.subarray(0, T * C)), OC, C, T, true);
+  if (dbias) biasGrad(dbias, dout, T, OC);
+}
+
+// dbias[o] += Σ_t dout[t,o]
+function biasGrad(dbias: Float32Array, dout: Float32Array, T: number, OC: number): void {
+  for (let o = 0; o < OC; o++) {
+    let sb = 0;
+    for (let t = 0; t < T; t++) sb += dout[t * OC + o];
+    dbias[o] += sb;
+  }
+}
+
+function roundBf16(out: Uint16Array, x: Float32Array, n: number): void {
+  out.set(toBf16(x.subarray(0, n)));
+}
+
 function linearBackward(dinp: Float32Array | null, dweight: Float32Array, dbias: Float32Array | null,
   dout: Float32Array, inp: Float32Array, weight: Float32Array, T: number, C: number, OC: number): void {
   // dinp[t,c] = Σ_o dout[t,o]·weight[o,c]   (written)
   if (dinp) gemmAxpy(dinp, dout, OC, 1, weight, T, C, OC, false);
   // dweight[o,c] += Σ_t dout[t,o]·inp[t,c]   (doutᵀ·inp, accumulated)
   gemmAxpy(dweight, dout, 1, OC, inp, OC, C, T, true);
-  // dbias[o] += Σ_t dout[t,o]
-  if (dbias) {
-    for (let o = 0; o < OC; o++) {
-      let sb = 0;
-      for (let t = 0; t < T; t++) sb += dout[t * OC + o];
-      dbias[o] += sb;
-    }
-  }
+  if (dbias) biasGrad(dbias, dout, T, OC);
 }
 
 function embeddingForward(out: Float32Array, ids: Int32Array, wte: Float32Array, T: number, C: number): void {
@@ -456,6 +470,8 @@ export const referenceBackend: Backend = {
   linearForward,
   linearForwardBf16,
   linearBackward,
+  linearBackwardBf16,
+  roundBf16,
   embeddingForward,
   embeddingBackward,
   rmsnormForward,

@@ -112,6 +112,16 @@ export function bf16ModelViews(c: ModelConfig, layout: ParamLayout, buf: Uint16A
   return viewsOf(c, m, small);
 }
 
+/** Mixed precision: matrices view the bf16 copy p16, norms and biases the fp32 master p32 itself. */
+export function mixedModelViews(c: ModelConfig, layout: ParamLayout, p16: Uint16Array, p32: Float32Array): ModelViews<Uint16Array> {
+  const m = (name: string): Uint16Array => {
+    const s = layout.byName.get(name);
+    if (!s) throw new Error(`no parameter ${name}`);
+    return p16.subarray(s.offset, s.offset + s.size);
+  };
+  return viewsOf(c, m, (name) => view(layout, p32, name));
+}
+
 function viewsOf<W extends Weight>(c: ModelConfig, m: (name: string) => W, v: (name: string) => Float32Array): ModelViews<W> {
   const layers: LayerViews<W>[] = [];
   for (let l = 0; l < c.numLayers; l++) {
@@ -140,6 +150,13 @@ export function linearW(be: Backend, out: Float32Array, inp: Float32Array, weigh
   T: number, C: number, OC: number): void {
   if (weight instanceof Uint16Array) be.linearForwardBf16(out, inp, weight, bias, T, C, OC);
   else be.linearForward(out, inp, weight, bias, T, C, OC);
+}
+
+/** linearBackward for a weight in either dtype (bf16: dout and inp rounded, fp32 accumulation). */
+export function linearBackwardW(be: Backend, dinp: Float32Array | null, dweight: Float32Array, dbias: Float32Array | null,
+  dout: Float32Array, inp: Float32Array, weight: Weight, T: number, C: number, OC: number): void {
+  if (weight instanceof Uint16Array) be.linearBackwardBf16(dinp, dweight, dbias, dout, inp, weight, T, C, OC);
+  else be.linearBackward(dinp, dweight, dbias, dout, inp, weight, T, C, OC);
 }
 
 /** out(T,C) = wte[ids[t]] for a table in either dtype (bf16 rows widened to fp32, exactly). */

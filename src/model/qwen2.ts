@@ -4,7 +4,10 @@
 // it runs in chunks of rows that have a target and keeps only each token's logprob and entropy.
 // A model holds fp32 parameters (training, scoring, generation) or, for inference only, bf16
 // ones (precision "bf16": GEMMs on bf16 weights with fp32 accumulation; norms, attention's
-// softmax and the loss head in fp32), with no fp32 copy of the matrices.
+// softmax and the loss head in fp32), with no fp32 copy of the matrices. An fp32 model can also
+// compute in bf16 (mixed precision, setComputePrecision): each forward rounds the fp32 master
+// weights into a bf16 copy that the GEMMs of forward and backward use; gradients, norms, the
+// loss head and the optimiser stay fp32.
 import path from 'node:path';
 import type { Backend } from '../engine/backend.ts';
 import { fromBf16, toBf16 } from '../engine/bf16.ts';
@@ -15,7 +18,10 @@ import { Rng } from '../util/rng.ts';
 import { checkBatch, type PackedBatch } from './batch.ts';
 import { loadConfig, type ModelConfig } from './config.ts';
 import { defaultGenerationConfig, readGenerationConfig, readWeights, readWeightsBf16, writeModelDir } from './io.ts';
-import { bf16ModelViews, embedW, linearW, modelViews, paramLayout, type ModelViews, type ParamLayout, type Weight } from './params.ts';
+import {
+  bf16ModelViews, embedW, linearBackwardW, linearW, mixedModelViews, modelViews, paramLayout, type ModelViews, type ParamLayout,
+  type Weight,
+} from './params.ts';
 
 export type { PackedBatch } from './batch.ts';
 
@@ -124,14 +130,39 @@ export class Qwen2Model {
     return this.p32;
   }
 
-  /** The fp32 views (training and backward). */
-  private get w32(): ModelViews {
-    if (!this.p32) fail(this.bf16Only('backward'));
-    return this.w as ModelViews;
-  }
-
   private bf16Only(what: string): string {
     return `${what}: this model holds bf16 weights for inference (precision bf16); load it with precision fp32 to train`;
+  }
+
+  /** Mixed precision: the bf16 copy of the master weights and its views (null: compute in fp32). */
+  private mixed: { p16: Uint16Array; w: ModelViews<Uint16Array> } | null = null;
+
+  /**
+   * The precision of the GEMMs: bf16 on an fp32 model is mixed-precision training (fp32 master
+   * weights, gradients and optimiser; a bf16 copy rounded at every forward). A bf16 model always
+   * computes in bf16.
+   */
+  setComputePrecision(p: Precision): void {
+    if (p === 'fp32' || !this.p32) {
+      if (p === 'fp32' && !this.p32) fail(this.bf16Only('fp32 compute'));
+      this.mixed = null;
+      return;
+    }
+    if (this.mixed) return;
+    const p16 = new Uint16Array(this.layout.total);
+    this.mixed = { p16, w: mixedModelViews(this.config, this.layout, p16, this.p32) };
+    noteBf16Speed(this.backend);
+  }
+
+  get computePrecision(): Precision {
+    return this.mixed || !this.p32 ? 'bf16' : 'fp32';
+  }
+
+  /** The views forward and backward compute with; in mixed precision refreshed from the master weights. */
+  private forwardViews(refresh: boolean): ModelViews<Weight> {
+    if (!this.mixed) return this.w;
+    if (refresh) this.backend.roundBf16(this.mixed.p16, this.p32!, this.layout.total);
+    return this.mixed.w;
   }
 
   /** A bf16 inference copy of this fp32 model (weights rounded to nearest even). */
@@ -213,7 +244,7 @@ export class Qwen2Model {
     for (let r0 = 0; r0 < rows.length; r0 += HEAD_ROWS) {
       const n = Math.min(HEAD_ROWS, rows.length - r0);
       this.gatherHeadRows(batch, rows, r0, n);
-      linearW(be, s.headLogits, s.headIn, this.w.lmHead, null, n, C, V);
+      linearW(be, s.headLogits, s.headIn, this.forwardViews(false).lmHead, null, n, C, V);
       be.lossHeadForward(s.headLp, s.headEnt, s.headLogits, s.headTargets, n, V);
       for (let i = 0; i < n; i++) {
         logprob[rows[r0 + i]] = s.headLp[i];
@@ -246,7 +277,7 @@ export class Qwen2Model {
     const T = batch.ids.length;
     if (coefLogprob.length < T || coefEntropy.length < T) throw new Error(`backward: coefficients must have T=${T} entries`);
     const { backend: be, s } = this.ready();
-    const c = this.config, w = this.w32, g = this.g;
+    const c = this.config, w = this.forwardViews(false), g = this.g;
     const C = c.hiddenSize, V = c.vocabSize, NH = c.numHeads, NKV = c.numKvHeads, HD = c.headDim;
     const QD = NH * HD, KD = NKV * HD, I = c.intermediateSize;
     const B = batch.cuSeqlens.length - 1;
@@ -262,9 +293,9 @@ export class Qwen2Model {
         s.headCl[i] = coefLogprob[rows[r0 + i]];
         s.headCe[i] = coefEntropy[rows[r0 + i]];
       }
-      be.linearForward(s.headLogits, s.headIn, w.lmHead, null, n, C, V);
+      linearW(be, s.headLogits, s.headIn, w.lmHead, null, n, C, V);
       be.lossHeadBackward(s.headLogits, s.headLogits, s.headTargets, s.headCl, s.headCe, n, V);
-      be.linearBackward(s.dln, g.lmHead, null, s.headLogits, s.headIn, w.lmHead, n, C, V);
+      linearBackwardW(be, s.dln, g.lmHead, null, s.headLogits, s.headIn, w.lmHead, n, C, V);
       for (let i = 0; i < n; i++) {
         const t = rows[r0 + i];
         s.dtmp.set(s.dln.subarray(i * C, (i + 1) * C), t * C);
@@ -277,21 +308,21 @@ export class Qwen2Model {
       const a = this.acts[l], lw = w.layers[l], lg = g.layers[l];
       // MLP: resid_out = resid2 + down(swiglu(gate(ln2), up(ln2))); dresid flows through unchanged.
       be.swigluForward(s.mlp, a.gate, a.up, T * I); // recomputed: the input of down_proj
-      be.linearBackward(s.dmlp, lg.downWeight, null, s.dresid, s.mlp, lw.downWeight, T, I, C);
+      linearBackwardW(be, s.dmlp, lg.downWeight, null, s.dresid, s.mlp, lw.downWeight, T, I, C);
       be.swigluBackward(s.dgate, s.dup, s.dmlp, a.gate, a.up, T * I);
-      be.linearBackward(s.dln, lg.upWeight, null, s.dup, a.ln2, lw.upWeight, T, C, I);
-      be.linearBackward(s.dtmp, lg.gateWeight, null, s.dgate, a.ln2, lw.gateWeight, T, C, I);
+      linearBackwardW(be, s.dln, lg.upWeight, null, s.dup, a.ln2, lw.upWeight, T, C, I);
+      linearBackwardW(be, s.dtmp, lg.gateWeight, null, s.dgate, a.ln2, lw.gateWeight, T, C, I);
       be.add(s.dln, s.dln, s.dtmp, T * C);
       be.rmsnormBackward(s.dresid, lg.postNorm, s.dln, a.resid2, lw.postNorm, a.rstd2, T, C);
       // Attention: resid2 = resid + o_proj(attention(rope(q), rope(k), v)).
-      be.linearBackward(s.datt, lg.oWeight, null, s.dresid, a.att, lw.oWeight, T, QD, C);
+      linearBackwardW(be, s.datt, lg.oWeight, null, s.dresid, a.att, lw.oWeight, T, QD, C);
       be.attentionBackward(s.dq, s.dk, s.dv, s.datt, a.q, a.k, a.v, a.att, a.lse, batch.cuSeqlens, B, T, NH, NKV, HD);
       be.ropeBackward(s.dk, batch.positions, T, NKV, HD, c.ropeTheta);
       be.ropeBackward(s.dq, batch.positions, T, NH, HD, c.ropeTheta);
-      be.linearBackward(s.dln, lg.vWeight, lg.vBias, s.dv, a.ln1, lw.vWeight, T, C, KD);
-      be.linearBackward(s.dtmp, lg.kWeight, lg.kBias, s.dk, a.ln1, lw.kWeight, T, C, KD);
+      linearBackwardW(be, s.dln, lg.vWeight, lg.vBias, s.dv, a.ln1, lw.vWeight, T, C, KD);
+      linearBackwardW(be, s.dtmp, lg.kWeight, lg.kBias, s.dk, a.ln1, lw.kWeight, T, C, KD);
       be.add(s.dln, s.dln, s.dtmp, T * C);
-      be.linearBackward(s.dtmp, lg.qWeight, lg.qBias, s.dq, a.ln1, lw.qWeight, T, C, QD);
+      linearBackwardW(be, s.dtmp, lg.qWeight, lg.qBias, s.dq, a.ln1, lw.qWeight, T, C, QD);
       be.add(s.dln, s.dln, s.dtmp, T * C);
       be.rmsnormBackward(s.dresid, lg.inputNorm, s.dln, a.resid, lw.inputNorm, a.rstd1, T, C);
     }
@@ -304,7 +335,7 @@ export class Qwen2Model {
     this.trunkForward(batch, T);
     const { backend: be, s } = this.ready();
     const out = new Float32Array(T * this.config.vocabSize);
-    linearW(be, out, s.lnf, this.w.lmHead, null, T, this.config.hiddenSize, this.config.vocabSize);
+    linearW(be, out, s.lnf, this.forwardViews(false).lmHead, null, T, this.config.hiddenSize, this.config.vocabSize);
     this.batch = null; // the head activations do not match a backward
     return out;
   }
@@ -313,7 +344,7 @@ export class Qwen2Model {
   private trunkForward(batch: PackedBatch, T: number): void {
     this.ensureCapacity(T);
     const { backend: be, s } = this.ready();
-    const c = this.config, w = this.w;
+    const c = this.config, w = this.forwardViews(true);
     const C = c.hiddenSize, NH = c.numHeads, NKV = c.numKvHeads, HD = c.headDim;
     const QD = NH * HD, KD = NKV * HD, I = c.intermediateSize;
     const B = batch.cuSeqlens.length - 1;

@@ -116,6 +116,26 @@ function compareKernels(nb: Backend): void {
         assertClose(`linearForwardBf16 ${M}x${K}->${N} bias=${+!!bb}`, got, want, 2e-5 * Math.sqrt(K) + 1e-5, 1e-4);
       }
     }
+    // Mixed-precision backward: dinp written, dweight and dbias accumulate, against the same
+    // rounding done on the host and fp32 math.
+    for (const [T, C, OC] of [[1, 5, 3], [7, 33, 17], [40, 64, 70], [129, 96, 50]]) {
+      const dout = randView(rng, T * OC), inp = randView(rng, T * C), w = toBf16(randn(rng, OC * C, 0.1));
+      const dw0 = randn(rng, OC * C), db0 = randn(rng, OC);
+      const got = { dinp: new Float32Array(T * C), dw: Float32Array.from(dw0), db: Float32Array.from(db0) };
+      const want = { dinp: new Float32Array(T * C), dw: Float32Array.from(dw0), db: Float32Array.from(db0) };
+      nb.linearBackwardBf16(got.dinp, got.dw, got.db, dout, inp, w, T, C, OC);
+      ref.linearBackward(want.dinp, want.dw, null, roundToBf16(dout), roundToBf16(inp), fromBf16(w), T, C, OC);
+      for (let o = 0; o < OC; o++) for (let t = 0; t < T; t++) want.db[o] += dout[t * OC + o];
+      const tol = 2e-5 * Math.sqrt(Math.max(T, OC)) + 1e-5;
+      assertClose(`linearBackwardBf16 dinp ${T}x${C}x${OC}`, got.dinp, want.dinp, tol, 1e-4);
+      assertClose(`linearBackwardBf16 dweight ${T}x${C}x${OC}`, got.dw, want.dw, tol, 1e-4);
+      assertClose(`linearBackwardBf16 dbias ${T}x${C}x${OC}`, got.db, want.db, tol, 1e-4);
+    }
+    const x = Float32Array.from([1, 1 + 2 ** -8, 1 + 3 * 2 ** -8, -0, 3.4e38, NaN, ...randn(rng, 37)]);
+    const bits = new Uint16Array(x.length + 1);
+    nb.roundBf16(bits, x, x.length);
+    assert.deepEqual(Array.from(bits.subarray(0, x.length)), Array.from(toBf16(x)).map((b, i) => (Number.isNaN(x[i]) ? bits[i] : b)));
+    assert.ok(Number.isNaN(fromBf16(bits.subarray(5, 6))[0]) && bits[x.length] === 0);
     assert.throws(() => nb.matmulBf16(new Float32Array(4), new Float32Array(4) as unknown as Uint16Array, new Uint16Array(4), 2, 2, 2, false, false, false),
       /matmulBf16: a must be a Uint16Array/);
   });
