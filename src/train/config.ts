@@ -14,6 +14,8 @@ export const modelSchema = z.strictObject({
   path: z.string().min(1).describe('Hugging Face model folder to start from (config.json, model.safetensors, tokenizer.json).'),
   backend: z.enum(['auto', 'native', 'reference']).default('auto')
     .describe('Compute backend: the native addon when built (auto), or the TypeScript reference.'),
+  precision: z.enum(['fp32', 'bf16']).default('fp32')
+    .describe('bf16: mixed precision, the GEMMs on a bf16 copy of the fp32 master weights (fp32 accumulation); gradients, AdamW moments, norms, softmax and the loss head stay fp32.'),
   referencePath: z.string().min(1).optional()
     .describe('Frozen reference model for the KL term (loaded only when the KL coefficient is above 0); default: model.path.'),
 });
