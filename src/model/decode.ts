@@ -5,28 +5,10 @@
 import type { Backend } from '../engine/backend.ts';
 import { fail } from '../util/errors.ts';
 import type { ModelConfig } from './config.ts';
+import { blockForward, decoderShape, type BlockBuffers, type DecoderShape } from './block.ts';
 import { embedW, linearW, type ModelViews, type Weight } from './params.ts';
 
-/** The shape of a decoder (Qwen2/Llama), in the shape vocabulary of the backend. */
-export interface DecoderShape {
-  V: number;
-  C: number;
-  L: number;
-  NH: number;
-  NKV: number;
-  HD: number;
-  /** MLP width. */
-  I: number;
-  eps: number;
-  ropeTheta: number;
-}
-
-export function decoderShape(c: ModelConfig): DecoderShape {
-  return {
-    V: c.vocabSize, C: c.hiddenSize, L: c.numLayers, NH: c.numHeads, NKV: c.numKvHeads, HD: c.headDim,
-    I: c.intermediateSize, eps: c.rmsNormEps, ropeTheta: c.ropeTheta,
-  };
-}
+export { decoderShape, type DecoderShape } from './block.ts';
 
 /**
  * Keys and values of S sequences ("slots"), each up to maxLen positions, per layer:
@@ -105,6 +87,8 @@ class Activations {
   gate = new Float32Array(0); // (T, I)
   up = new Float32Array(0); // (T, I)
   h = new Float32Array(0); // (T, I) silu(gate)·up
+  /** The same buffers as blockForward sees them: the residual stream x updated in place, xn and rstd shared by both norms. */
+  block: BlockBuffers | null = null;
 
   ensure(rows: number, s: DecoderShape): void {
     if (rows <= this.rows) return;
@@ -122,6 +106,10 @@ class Activations {
     this.gate = new Float32Array(rows * I);
     this.up = new Float32Array(rows * I);
     this.h = new Float32Array(rows * I);
+    this.block = {
+      resid: this.x, ln1: this.xn, rstd1: this.rstd, q: this.q, k: this.k, v: this.v, att: this.att, resid2: this.x,
+      ln2: this.xn, rstd2: this.rstd, gate: this.gate, up: this.up, mlp: this.h, proj: this.proj, out: this.x,
+    };
   }
 }
 
@@ -216,28 +204,10 @@ export class KvDecoder {
   private layersForward(ids: Int32Array, positions: Int32Array, T: number,
     attend: (l: number, a: Activations) => void): void {
     const s = this.shape, w = this.weights, be = this.backend;
-    const { C, NH, NKV, HD, I, eps, ropeTheta } = s;
     const a = this.act;
     a.ensure(T, s);
-    embedW(be, a.x, ids, w.embed, T, C);
-    for (let l = 0; l < s.L; l++) {
-      const lw = w.layers[l];
-      be.rmsnormForward(a.xn, a.rstd, a.x, lw.inputNorm, T, C, eps);
-      linearW(be, a.q, a.xn, lw.qWeight, lw.qBias, T, C, NH * HD);
-      linearW(be, a.k, a.xn, lw.kWeight, lw.kBias, T, C, NKV * HD);
-      linearW(be, a.v, a.xn, lw.vWeight, lw.vBias, T, C, NKV * HD);
-      be.ropeForward(a.q, positions, T, NH, HD, ropeTheta);
-      be.ropeForward(a.k, positions, T, NKV, HD, ropeTheta);
-      attend(l, a);
-      linearW(be, a.proj, a.att, lw.oWeight, null, T, NH * HD, C);
-      be.add(a.x, a.x, a.proj, T * C);
-      be.rmsnormForward(a.xn, a.rstd, a.x, lw.postNorm, T, C, eps);
-      linearW(be, a.gate, a.xn, lw.gateWeight, null, T, C, I);
-      linearW(be, a.up, a.xn, lw.upWeight, null, T, C, I);
-      be.swigluForward(a.h, a.gate, a.up, T * I);
-      linearW(be, a.proj, a.h, lw.downWeight, null, T, I, C);
-      be.add(a.x, a.x, a.proj, T * C);
-    }
+    embedW(be, a.x, ids, w.embed, T, s.C);
+    for (let l = 0; l < s.L; l++) blockForward(be, s, w.layers[l], a.block!, positions, T, () => attend(l, a));
   }
 
   /** Final norm and lm_head on the residual rows `rows` only: (B, V). */

@@ -16,6 +16,7 @@ import { noteBf16Speed, type Precision } from '../engine/precision.ts';
 import { fail } from '../util/errors.ts';
 import { Rng } from '../util/rng.ts';
 import { checkBatch, type PackedBatch } from './batch.ts';
+import { blockBackward, blockForward, decoderShape, type BlockBuffers, type DecoderShape } from './block.ts';
 import { loadConfig, type ModelConfig } from './config.ts';
 import { defaultGenerationConfig, readGenerationConfig, readWeights, readWeightsBf16, writeModelDir } from './io.ts';
 import {
@@ -33,22 +34,14 @@ export type { PackedBatch } from './batch.ts';
  */
 const HEAD_ROWS = 512;
 
-/** Activations of one layer kept for backward; every buffer holds `cap` tokens. */
-interface LayerActs {
-  resid: Float32Array; // (T, C) the residual stream entering the layer
-  ln1: Float32Array; // (T, C) input_layernorm output
-  rstd1: Float32Array; // (T)
-  q: Float32Array; // (T, QD) after RoPE
-  k: Float32Array; // (T, KD) after RoPE
-  v: Float32Array; // (T, KD)
-  att: Float32Array; // (T, QD) attention output, before o_proj
+/**
+ * Activations of one layer kept for backward; every buffer holds `cap` tokens. Under activation
+ * checkpointing only `resid` is the layer's own: the others are one set shared by all layers,
+ * refilled by recomputing the layer in backward.
+ */
+type LayerActs = Omit<BlockBuffers, 'mlp' | 'proj' | 'out'> & {
   lse: Float32Array; // (T, NH)
-  resid2: Float32Array; // (T, C) the residual stream after attention
-  ln2: Float32Array; // (T, C) post_attention_layernorm output
-  rstd2: Float32Array; // (T)
-  gate: Float32Array; // (T, I)
-  up: Float32Array; // (T, I)
-}
+};
 
 /** Buffers shared by all layers: the final stream, the head chunk and the backward scratch. */
 interface Scratch {
@@ -96,6 +89,9 @@ export class Qwen2Model {
   /** The folder this model was loaded from (its tokenizer files travel with save()). */
   sourceDir: string | null = null;
 
+  private readonly shape: DecoderShape;
+  /** Activation checkpointing: keep each layer's input only and recompute the layer in backward. */
+  private checkpointing = false;
   private cap = 0;
   private acts: LayerActs[] = [];
   private s: Scratch | null = null;
@@ -107,6 +103,7 @@ export class Qwen2Model {
   /** params: fp32 (or none: zeros), or a Uint16Array of bf16 bits for a bf16 inference model. */
   constructor(readonly config: ModelConfig, readonly backend: Backend, params?: Float32Array | Uint16Array) {
     this.layout = paramLayout(config);
+    this.shape = decoderShape(config);
     const p = params ?? new Float32Array(this.layout.total);
     if (p.length !== this.layout.total) throw new Error(`params has ${p.length} elements, layout ${this.layout.total}`);
     if (p instanceof Uint16Array) {
@@ -152,6 +149,28 @@ export class Qwen2Model {
     const p16 = new Uint16Array(this.layout.total);
     this.mixed = { p16, w: mixedModelViews(this.config, this.layout, p16, this.p32) };
     noteBf16Speed(this.backend);
+  }
+
+  /**
+   * Activation checkpointing (train.activationCheckpointing): forward keeps each layer's input
+   * only (T·C floats per layer instead of ~(6C + 2I) T) and backward recomputes each layer first.
+   * The gradients are the same numbers; a step costs one more forward.
+   */
+  setActivationCheckpointing(on: boolean): void {
+    if (on === this.checkpointing) return;
+    this.checkpointing = on;
+    this.cap = 0; // reallocate the activations at the next forward
+    this.acts = [];
+    this.batch = null;
+  }
+
+  /** Bytes of the per-layer activation buffers now allocated (shared ones counted once). */
+  get activationBytes(): number {
+    const seen = new Set<Float32Array>();
+    for (const a of this.acts) for (const b of Object.values(a)) seen.add(b);
+    let n = 0;
+    for (const b of seen) n += b.byteLength;
+    return n;
   }
 
   get computePrecision(): Precision {
@@ -278,9 +297,7 @@ export class Qwen2Model {
     if (coefLogprob.length < T || coefEntropy.length < T) throw new Error(`backward: coefficients must have T=${T} entries`);
     const { backend: be, s } = this.ready();
     const c = this.config, w = this.forwardViews(false), g = this.g;
-    const C = c.hiddenSize, V = c.vocabSize, NH = c.numHeads, NKV = c.numKvHeads, HD = c.headDim;
-    const QD = NH * HD, KD = NKV * HD, I = c.intermediateSize;
-    const B = batch.cuSeqlens.length - 1;
+    const C = c.hiddenSize, V = c.vocabSize;
 
     // Loss head, chunk by chunk: recompute the logits, turn them into dlogits in place, then
     // d lm_head += dlogitsᵀ·lnf and d lnf = dlogits·lm_head (rows without a target get 0).
@@ -305,26 +322,8 @@ export class Qwen2Model {
     be.rmsnormBackward(s.dresid, g.finalNorm, s.dtmp, s.residOut, w.finalNorm, s.rstdf, T, C);
 
     for (let l = c.numLayers - 1; l >= 0; l--) {
-      const a = this.acts[l], lw = w.layers[l], lg = g.layers[l];
-      // MLP: resid_out = resid2 + down(swiglu(gate(ln2), up(ln2))); dresid flows through unchanged.
-      be.swigluForward(s.mlp, a.gate, a.up, T * I); // recomputed: the input of down_proj
-      linearBackwardW(be, s.dmlp, lg.downWeight, null, s.dresid, s.mlp, lw.downWeight, T, I, C);
-      be.swigluBackward(s.dgate, s.dup, s.dmlp, a.gate, a.up, T * I);
-      linearBackwardW(be, s.dln, lg.upWeight, null, s.dup, a.ln2, lw.upWeight, T, C, I);
-      linearBackwardW(be, s.dtmp, lg.gateWeight, null, s.dgate, a.ln2, lw.gateWeight, T, C, I);
-      be.add(s.dln, s.dln, s.dtmp, T * C);
-      be.rmsnormBackward(s.dresid, lg.postNorm, s.dln, a.resid2, lw.postNorm, a.rstd2, T, C);
-      // Attention: resid2 = resid + o_proj(attention(rope(q), rope(k), v)).
-      linearBackwardW(be, s.datt, lg.oWeight, null, s.dresid, a.att, lw.oWeight, T, QD, C);
-      be.attentionBackward(s.dq, s.dk, s.dv, s.datt, a.q, a.k, a.v, a.att, a.lse, batch.cuSeqlens, B, T, NH, NKV, HD);
-      be.ropeBackward(s.dk, batch.positions, T, NKV, HD, c.ropeTheta);
-      be.ropeBackward(s.dq, batch.positions, T, NH, HD, c.ropeTheta);
-      linearBackwardW(be, s.dln, lg.vWeight, lg.vBias, s.dv, a.ln1, lw.vWeight, T, C, KD);
-      linearBackwardW(be, s.dtmp, lg.kWeight, lg.kBias, s.dk, a.ln1, lw.kWeight, T, C, KD);
-      be.add(s.dln, s.dln, s.dtmp, T * C);
-      linearBackwardW(be, s.dtmp, lg.qWeight, lg.qBias, s.dq, a.ln1, lw.qWeight, T, C, QD);
-      be.add(s.dln, s.dln, s.dtmp, T * C);
-      be.rmsnormBackward(s.dresid, lg.inputNorm, s.dln, a.resid, lw.inputNorm, a.rstd1, T, C);
+      if (this.checkpointing) this.layerForward(l, w, batch, T); // refill the shared activations
+      blockBackward(be, this.shape, w.layers[l], g.layers[l], this.blockBuffers(l), this.acts[l].lse, s.dresid, s, batch.positions, batch.cuSeqlens, T);
     }
     be.embeddingBackward(g.embed, s.dresid, batch.ids, T, C);
   }
@@ -345,31 +344,26 @@ export class Qwen2Model {
     this.ensureCapacity(T);
     const { backend: be, s } = this.ready();
     const c = this.config, w = this.forwardViews(true);
-    const C = c.hiddenSize, NH = c.numHeads, NKV = c.numKvHeads, HD = c.headDim;
-    const QD = NH * HD, KD = NKV * HD, I = c.intermediateSize;
-    const B = batch.cuSeqlens.length - 1;
+    const C = c.hiddenSize;
 
     embedW(be, this.acts[0].resid, batch.ids, w.embed, T, C);
-    for (let l = 0; l < c.numLayers; l++) {
-      const a = this.acts[l], lw = w.layers[l];
-      const next = l + 1 < c.numLayers ? this.acts[l + 1].resid : s.residOut;
-      be.rmsnormForward(a.ln1, a.rstd1, a.resid, lw.inputNorm, T, C, c.rmsNormEps);
-      linearW(be, a.q, a.ln1, lw.qWeight, lw.qBias, T, C, QD);
-      linearW(be, a.k, a.ln1, lw.kWeight, lw.kBias, T, C, KD);
-      linearW(be, a.v, a.ln1, lw.vWeight, lw.vBias, T, C, KD);
-      be.ropeForward(a.q, batch.positions, T, NH, HD, c.ropeTheta);
-      be.ropeForward(a.k, batch.positions, T, NKV, HD, c.ropeTheta);
-      be.attentionForward(a.att, a.lse, a.q, a.k, a.v, batch.cuSeqlens, B, T, NH, NKV, HD);
-      linearW(be, s.proj, a.att, lw.oWeight, null, T, QD, C);
-      be.add(a.resid2, a.resid, s.proj, T * C);
-      be.rmsnormForward(a.ln2, a.rstd2, a.resid2, lw.postNorm, T, C, c.rmsNormEps);
-      linearW(be, a.gate, a.ln2, lw.gateWeight, null, T, C, I);
-      linearW(be, a.up, a.ln2, lw.upWeight, null, T, C, I);
-      be.swigluForward(s.mlp, a.gate, a.up, T * I);
-      linearW(be, s.proj, s.mlp, lw.downWeight, null, T, I, C);
-      be.add(next, a.resid2, s.proj, T * C);
-    }
+    for (let l = 0; l < c.numLayers; l++) this.layerForward(l, w, batch, T);
     be.rmsnormForward(s.lnf, s.rstdf, s.residOut, w.finalNorm, T, C, c.rmsNormEps);
+  }
+
+  /** Layer l's forward (blockForward) over the batch, into its activation buffers. */
+  private layerForward(l: number, w: ModelViews<Weight>, batch: PackedBatch, T: number): void {
+    const { NH, NKV, HD } = this.shape, b = this.blockBuffers(l), lse = this.acts[l].lse;
+    blockForward(this.backend, this.shape, w.layers[l], b, batch.positions, T, () => {
+      this.backend.attentionForward(b.att, lse, b.q, b.k, b.v, batch.cuSeqlens, batch.cuSeqlens.length - 1, T, NH, NKV, HD);
+    });
+  }
+
+  /** Layer l's BlockBuffers: its activations, the shared MLP/projection scratch, the next layer's input as out. */
+  private blockBuffers(l: number): BlockBuffers {
+    const s = this.s!;
+    const out = l + 1 < this.config.numLayers ? this.acts[l + 1].resid : s.residOut;
+    return { ...this.acts[l], mlp: s.mlp, proj: s.proj, out };
   }
 
   private ready(): { backend: Backend; s: Scratch } {
@@ -384,14 +378,14 @@ export class Qwen2Model {
     const c = this.config;
     const C = c.hiddenSize, NH = c.numHeads, QD = NH * c.headDim, KD = c.numKvHeads * c.headDim, I = c.intermediateSize;
     const f = (n: number): Float32Array => new Float32Array(n);
+    const layerActs = (): Omit<LayerActs, 'resid'> => ({
+      ln1: f(cap * C), rstd1: f(cap), q: f(cap * QD), k: f(cap * KD), v: f(cap * KD),
+      att: f(cap * QD), lse: f(cap * NH), resid2: f(cap * C), ln2: f(cap * C), rstd2: f(cap),
+      gate: f(cap * I), up: f(cap * I),
+    });
+    const shared = this.checkpointing ? layerActs() : null;
     this.acts = [];
-    for (let l = 0; l < c.numLayers; l++) {
-      this.acts.push({
-        resid: f(cap * C), ln1: f(cap * C), rstd1: f(cap), q: f(cap * QD), k: f(cap * KD), v: f(cap * KD),
-        att: f(cap * QD), lse: f(cap * NH), resid2: f(cap * C), ln2: f(cap * C), rstd2: f(cap),
-        gate: f(cap * I), up: f(cap * I),
-      });
-    }
+    for (let l = 0; l < c.numLayers; l++) this.acts.push({ resid: f(cap * C), ...(shared ?? layerActs()) });
     const R = HEAD_ROWS, V = c.vocabSize;
     const headLogits = this.s?.headLogits ?? f(R * V);
     this.s = {
