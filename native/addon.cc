@@ -356,14 +356,24 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The fp32-cache and bf16-cache entry points share the checks.
+template <bool Bf16>
 Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
-  Args a(info, "attentionDecode");
+  Args a(info, Bf16 ? "attentionDecodeBf16" : "attentionDecode");
   const i64 B = a.size(6, "B"), NH = a.size(7, "NH"), NKV = a.size(8, "NKV"), HD = a.size(9, "HD"),
             maxLen = a.size(10, "maxLen");
   float* out = a.f32(0, "out", B * NH * HD);
   const float* q = a.f32(1, "q", B * NH * HD);
-  const float* kc = a.f32(2, "kCache", 0);
-  const float* vc = a.f32(3, "vCache", 0);
+  using KV = std::conditional_t<Bf16, uint16_t, float>;
+  const KV* kc;
+  const KV* vc;
+  if constexpr (Bf16) {
+    kc = a.bf16(2, "kCache", 0);
+    vc = a.bf16(3, "vCache", 0);
+  } else {
+    kc = a.f32(2, "kCache", 0);
+    vc = a.f32(3, "vCache", 0);
+  }
   const int32_t* slots = a.i32(4, "slots", B);
   const int32_t* lens = a.i32(5, "lens", B);
   if (a.failed() || !checkHeads(a, NH, NKV, HD)) return info.Env().Undefined();
@@ -375,7 +385,8 @@ Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
       a.rangeError("lens[" + std::to_string(b) + "] = " + std::to_string(lens[b]) + " is outside [1, maxLen]");
       return info.Env().Undefined();
     }
-  K->attentionDecode(out, q, kc, vc, slots, lens, B, NH, NKV, HD, maxLen);
+  if constexpr (Bf16) K->attentionDecodeBf16(out, q, kc, vc, slots, lens, B, NH, NKV, HD, maxLen);
+  else K->attentionDecode(out, q, kc, vc, slots, lens, B, NH, NKV, HD, maxLen);
   return info.Env().Undefined();
 }
 
@@ -544,7 +555,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ropeBackward", Napi::Function::New(env, Rope<false>));
   exports.Set("attentionForward", Napi::Function::New(env, AttentionForward));
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward));
-  exports.Set("attentionDecode", Napi::Function::New(env, AttentionDecode));
+  exports.Set("attentionDecode", Napi::Function::New(env, AttentionDecode<false>));
+  exports.Set("attentionDecodeBf16", Napi::Function::New(env, AttentionDecode<true>));
   exports.Set("swigluForward", Napi::Function::New(env, SwigluForward));
   exports.Set("swigluBackward", Napi::Function::New(env, SwigluBackward));
   exports.Set("add", Napi::Function::New(env, Add));

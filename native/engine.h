@@ -88,6 +88,9 @@ struct Kernels {
                             i64 T, i64 NH, i64 NKV, i64 HD);
   void (*attentionDecode)(float* out, const float* q, const float* kCache, const float* vCache,
                           const int32_t* slots, const int32_t* lens, i64 B, i64 NH, i64 NKV, i64 HD, i64 maxLen);
+  // attentionDecode reading a bf16 cache (raw bits), widened exactly.
+  void (*attentionDecodeBf16)(float* out, const float* q, const uint16_t* kCache, const uint16_t* vCache,
+                              const int32_t* slots, const int32_t* lens, i64 B, i64 NH, i64 NKV, i64 HD, i64 maxLen);
   void (*swigluForward)(float* out, const float* gate, const float* up, i64 n);
   void (*swigluBackward)(float* dgate, float* dup, const float* dout, const float* gate, const float* up, i64 n);
   void (*add)(float* out, const float* a, const float* b, i64 n);

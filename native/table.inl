@@ -15,6 +15,7 @@ const Kernels kernels = {
     attentionForward,
     attentionBackward,
     attentionDecode,
+    attentionDecodeBf16,
     swigluForward,
     swigluBackward,
     add,

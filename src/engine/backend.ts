@@ -100,6 +100,10 @@ export interface Backend {
   attentionDecode(out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array,
     slots: Int32Array, lens: Int32Array, B: number, NH: number, NKV: number, HD: number, maxLen: number): void;
 
+  /** attentionDecode against a bf16 cache (Uint16Arrays of bf16 bits, widened exactly): half the memory. */
+  attentionDecodeBf16(out: Float32Array, q: Float32Array, kCache: Uint16Array, vCache: Uint16Array,
+    slots: Int32Array, lens: Int32Array, B: number, NH: number, NKV: number, HD: number, maxLen: number): void;
+
   /** out(n) = silu(gate)·up, silu(x) = x·sigmoid(x). */
   swigluForward(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
   /** dgate(n), dup(n) written. */

@@ -358,6 +358,11 @@ function attentionDecode(out: Float32Array, q: Float32Array, kCache: Float32Arra
   }
 }
 
+function attentionDecodeBf16(out: Float32Array, q: Float32Array, kCache: Uint16Array, vCache: Uint16Array,
+  slots: Int32Array, lens: Int32Array, B: number, NH: number, NKV: number, HD: number, maxLen: number): void {
+  attentionDecode(out, q, fromBf16(kCache), fromBf16(vCache), slots, lens, B, NH, NKV, HD, maxLen);
+}
+
 function swigluForward(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void {
   for (let i = 0; i < n; i++) {
     const g = gate[i];
@@ -481,6 +486,7 @@ export const referenceBackend: Backend = {
   attentionForward,
   attentionBackward,
   attentionDecode,
+  attentionDecodeBf16,
   swigluForward,
   swigluBackward,
   add,

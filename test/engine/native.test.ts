@@ -308,6 +308,12 @@ function compareKernels(nb: Backend): void {
       nb.attentionDecode(got, q, kCache, vCache, slots, lens, B, NH, NKV, HD, maxLen);
       ref.attentionDecode(want, q, kCache, vCache, slots, lens, B, NH, NKV, HD, maxLen);
       assertClose(`attentionDecode NH=${NH} NKV=${NKV} HD=${HD}`, got, want, 1e-5, 1e-4);
+      // The bf16 cache: the same attention over the widened bf16 values (HD 12: a partial vector).
+      const k16 = toBf16(kCache), v16 = toBf16(vCache);
+      const got16 = new Float32Array(B * NH * HD), want16 = new Float32Array(B * NH * HD);
+      nb.attentionDecodeBf16(got16, q, k16, v16, slots, lens, B, NH, NKV, HD, maxLen);
+      ref.attentionDecode(want16, q, fromBf16(k16), fromBf16(v16), slots, lens, B, NH, NKV, HD, maxLen);
+      assertClose(`attentionDecodeBf16 NH=${NH} NKV=${NKV} HD=${HD}`, got16, want16, 1e-5, 1e-4);
     }
   });
 

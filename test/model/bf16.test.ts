@@ -55,17 +55,19 @@ for (const kind of ['tied', 'untied'] as const) {
       assert.ok(maxLp <= MAX_DLOGPROB && meanLp <= MEAN_DLOGPROB, `|Δ logprob| max ${maxLp} mean ${meanLp}`);
       assert.ok(maxH <= MAX_DENTROPY && meanH <= MEAN_DENTROPY, `|Δ entropy| max ${maxH} mean ${meanH}`);
 
-      // KV decoding in bf16 gives the logits the full forward gives (the same rounding; only the
-      // summation order differs between the GEMV and GEMM paths).
+      // KV decoding in bf16 gives the logits the full forward gives, up to the bf16 KV cache (keys
+      // and values rounded as stored; forward attends in fp32): measured max 8.7e-3 / 1.13e-2.
       const logits = model.logits(batch);
       const V = model.config.vocabSize, L = 17;
       const dec = new KvDecoder(backend, model.config, model.w, 1, 32);
+      assert.equal(dec.cache.dtype, 'bf16');
+      assert.equal(dec.cache.k[0].BYTES_PER_ELEMENT, 2);
       const prompt = batch.ids.subarray(24, 24 + L - 1);
       dec.prefill(prompt, Int32Array.from([0, L - 1]), Int32Array.from([0]), 1);
       const step = dec.step(batch.ids.subarray(24 + L - 1, 24 + L), Int32Array.from([0]), Int32Array.from([L - 1]), 1);
       let d = 0;
       for (let v = 0; v < V; v++) d = Math.max(d, Math.abs(step[v] - logits[(24 + L - 1) * V + v]));
-      assert.ok(d < 1e-3, `bf16 decode step vs forward logits: max |diff| ${d}`);
+      assert.ok(d < 0.03, `bf16 decode step vs forward logits: max |diff| ${d}`);
     });
   }
 }
