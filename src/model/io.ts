@@ -61,7 +61,8 @@ function isRegenerated(name: string): boolean {
 export interface SaveContents {
   config: ModelConfig;
   layout: ParamLayout;
-  params: Float32Array;
+  /** fp32, or bf16 bits (written as BF16). */
+  params: Float32Array | Uint16Array;
   /** generation_config.json's object (kept from the loaded folder, or made from the config). */
   generationConfig: Record<string, unknown>;
   /** The folder the model was loaded from: its tokenizer and other files are copied along. */
@@ -69,7 +70,7 @@ export interface SaveContents {
 }
 
 /**
- * Writes `dir` as a folder transformers loads: config.json, model.safetensors (F32, Hugging Face
+ * Writes `dir` as a folder transformers loads: config.json, model.safetensors (F32 or BF16, Hugging Face
  * names, no lm_head.weight when tied), generation_config.json and the source folder's other files.
  * The whole folder is replaced atomically.
  */
@@ -85,7 +86,7 @@ export function writeModelDir(dir: string, s: SaveContents): void {
         if (!isRegenerated(name) && statSync(src).isFile()) copyFileSync(src, path.join(tmp, name));
       }
     }
-    writeJsonAtomic(path.join(tmp, 'config.json'), configToJson(s.config));
+    writeJsonAtomic(path.join(tmp, 'config.json'), configToJson(s.config, s.params instanceof Uint16Array ? 'bfloat16' : 'float32'));
     writeJsonAtomic(path.join(tmp, 'generation_config.json'), s.generationConfig);
     writeSafetensors(path.join(tmp, 'model.safetensors'),
       s.layout.specs.map((p) => ({ name: p.name, shape: p.shape, data: s.params.subarray(p.offset, p.offset + p.size) })));

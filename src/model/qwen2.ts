@@ -218,9 +218,13 @@ export class Qwen2Model {
     return model;
   }
 
-  /** Writes a folder transformers can load (F32; a bf16 model's values widened exactly); replaced atomically. */
-  save(dir: string): void {
-    const params = this.p32 ?? fromBf16(this.params16!);
+  /**
+   * Writes a folder transformers can load, replaced atomically, with weights in `dtype` (default
+   * the model's own: F32, or BF16 for a bf16 model; fp32 → bf16 rounds to nearest even, bf16 →
+   * fp32 widens exactly).
+   */
+  save(dir: string, dtype: Precision = this.precision): void {
+    const params = dtype === 'bf16' ? this.params16 ?? toBf16(this.p32!) : this.p32 ?? fromBf16(this.params16!);
     writeModelDir(dir, { config: this.config, layout: this.layout, params, generationConfig: this.generationConfig, sourceDir: this.sourceDir });
   }
 

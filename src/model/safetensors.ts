@@ -212,7 +212,8 @@ function halfTable(): Float32Array {
 export interface TensorToWrite {
   name: string;
   shape: number[];
-  data: Float32Array;
+  /** F32, or BF16 given as bf16 bits. */
+  data: Float32Array | Uint16Array;
 }
 
 /**
@@ -225,8 +226,9 @@ export function writeSafetensors(file: string, tensors: TensorToWrite[], metadat
   for (const t of tensors) {
     const count = t.shape.reduce((a, b) => a * b, 1);
     if (count !== t.data.length) throw new Error(`writeSafetensors: ${t.name} has ${t.data.length} elements for shape [${t.shape}]`);
-    header[t.name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + count * 4] };
-    offset += count * 4;
+    const bytes = t.data.BYTES_PER_ELEMENT;
+    header[t.name] = { dtype: bytes === 2 ? 'BF16' : 'F32', shape: t.shape, data_offsets: [offset, offset + count * bytes] };
+    offset += count * bytes;
   }
   let json = JSON.stringify(header);
   const len = Buffer.byteLength(json, 'utf8');

@@ -5,7 +5,7 @@
 // silently ran in fp32 fails the "bf16 really rounds" check, one that rounds wrongly the bounds.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -158,3 +158,22 @@ for (const kind of ['tied', 'untied'] as const) {
     if (results.length === 2) assert.ok(relErr(results[1], results[0]) < 5e-3, `native vs reference mixed gradients: ${relErr(results[1], results[0])}`);
   });
 }
+
+test('save: a bf16 model writes BF16 (its own dtype) that loads back bit for bit; dtype fp32 widens exactly', async () => {
+  const src = `${fixtures}qwen2-tiny-tied`;
+  const m16 = await Qwen2Model.load(src, { precision: 'bf16' });
+  const tmp = mkdtempSync(path.join(tmpdir(), 'red-bf16-save-'));
+  try {
+    m16.save(path.join(tmp, 'a'));
+    const file = new SafetensorsFile(path.join(tmp, 'a', 'model.safetensors'));
+    assert.equal(file.entries.get('model.norm.weight')?.dtype, 'BF16');
+    file.close();
+    assert.equal(JSON.parse(readFileSync(path.join(tmp, 'a', 'config.json'), 'utf8')).torch_dtype ?? JSON.parse(readFileSync(path.join(tmp, 'a', 'config.json'), 'utf8')).dtype, 'bfloat16');
+    assert.deepEqual((await Qwen2Model.load(path.join(tmp, 'a'), { precision: 'bf16' })).params16, m16.params16);
+    m16.save(path.join(tmp, 'b'), 'fp32');
+    const back = await Qwen2Model.load(path.join(tmp, 'b'));
+    assert.deepEqual(toBf16(back.params), m16.params16);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
