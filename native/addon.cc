@@ -210,6 +210,25 @@ Napi::Value RoundBf16(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value ChooseToken(const Napi::CallbackInfo& info) {
+  Args a(info, "chooseToken");
+  const i64 V = a.size(2, "V");
+  const double invT = a.number(3, "invT"), u = a.number(4, "u");
+  if (a.failed()) return info.Env().Undefined();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[0].As<Napi::TypedArray>().ElementLength() < 2) {
+    Napi::TypeError::New(info.Env(), "chooseToken: out must be a Float64Array of 2").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  const float* z = a.f32(1, "logits", V);
+  if (!a.failed() && V == 0) a.rangeError("V must be at least 1");
+  if (!a.failed() && !(invT >= 0)) a.rangeError("invT must be ≥ 0");
+  if (!a.failed() && !(u >= 0 && u < 1)) a.rangeError("u must be in [0, 1)");
+  if (a.failed()) return info.Env().Undefined();
+  K->chooseToken(info[0].As<Napi::Float64Array>().Data(), z, V, invT, u);
+  return info.Env().Undefined();
+}
+
 // peak(dtype "fp32" | "bf16" | "amx", seconds): GFLOP/s of a register-only loop on every thread;
 // null for bf16 without avx512_bf16 and amx without AMX (no such unit to measure).
 Napi::Value Peak(const Napi::CallbackInfo& info) {
@@ -538,6 +557,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("linearBackwardBf16", Napi::Function::New(env, LinearBackwardBf16));
   exports.Set("roundBf16", Napi::Function::New(env, RoundBf16));
   exports.Set("peak", Napi::Function::New(env, Peak));
+  exports.Set("chooseToken", Napi::Function::New(env, ChooseToken));
   exports.Set("isa", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 return Napi::String::New(info.Env(), K->isa);
               }));

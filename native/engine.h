@@ -104,6 +104,9 @@ struct Kernels {
   // GFLOP/s of a register-only loop of independent FMAs on every thread for about `seconds`: the
   // machine's fp32 peak as this ISA reaches it (no memory traffic).
   double (*peakFp32)(double seconds);
+  // out[0] = id, out[1] = logprob of a token drawn from logits z (V) at 1/T = invT (0: greedy) with
+  // the uniform u ∈ [0, 1): inverse CDF in vocabulary order (src/engine/backend.ts chooseToken).
+  void (*chooseToken)(double* out, const float* z, i64 V, double invT, double u);
 };
 
 // bf16 operands (raw bfloat16 bits in uint16_t), fp32 accumulation. One table with AVX-512 BF16

@@ -25,4 +25,5 @@ const Kernels kernels = {
     sumSquares,
     scale,
     peakFp32,
+    chooseToken,
 };

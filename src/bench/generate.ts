@@ -147,7 +147,7 @@ async function benchShape(shape: Shape, run: ShapeRun, be: Backend, bandwidthGBs
 
   // Choosing a token: a full-vocabulary softmax in TypeScript, per sample per step.
   {
-    const chooser = new TokenChooser(V);
+    const chooser = new TokenChooser(V, be);
     const rng = new Rng(4);
     const row = new Float32Array(V);
     for (let v = 0; v < V; v++) row[v] = rng.normal() * 3;

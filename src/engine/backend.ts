@@ -135,6 +135,15 @@ export interface Backend {
   adamw(params: Float32Array, grads: Float32Array, m: Float32Array, v: Float32Array, n: number,
     lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
 
+  /**
+   * Chooses the next token from one row of logits (V), without top-k/top-p (the sampler keeps
+   * those): out[0] = the id, out[1] = its logprob. invT = 0 is greedy: the first maximum, with
+   * the T = 1 log-softmax as logprob. Otherwise p_v = exp((z_v − max)·invT), the token is the
+   * first whose cumulative mass exceeds u·Σp (u ∈ [0, 1), inverse CDF in vocabulary order), and
+   * its logprob is log(p/Σp).
+   */
+  chooseToken(out: Float64Array, logits: Float32Array, V: number, invT: number, u: number): void;
+
   /** Σ x² over n elements, accumulated in double (global gradient norm). */
   sumSquares(x: Float32Array, n: number): number;
   /** x ← x·s over n elements (gradient clipping). */

@@ -363,6 +363,33 @@ function attentionDecodeBf16(out: Float32Array, q: Float32Array, kCache: Uint16A
   attentionDecode(out, q, fromBf16(kCache), fromBf16(vCache), slots, lens, B, NH, NKV, HD, maxLen);
 }
 
+function chooseToken(out: Float64Array, logits: Float32Array, V: number, invT: number, u: number): void {
+  let max = -Infinity, arg = 0;
+  for (let v = 0; v < V; v++) {
+    const z = logits[v];
+    if (z > max) { max = z; arg = v; } // first maximum, as torch.argmax
+  }
+  if (invT === 0) {
+    let sum = 0;
+    for (let v = 0; v < V; v++) sum += Math.exp(logits[v] - max);
+    out[0] = arg;
+    out[1] = -Math.log(sum);
+    return;
+  }
+  const p = scratchOf(V);
+  let total = 0;
+  for (let v = 0; v < V; v++) total += p[v] = Math.exp((logits[v] - max) * invT);
+  const target = u * total;
+  let acc = 0, id = V - 1;
+  for (let v = 0; v < V; v++) {
+    acc += p[v];
+    if (acc > target) { id = v; break; }
+  }
+  while (id > 0 && p[id] === 0) id--; // u rounding past the last nonzero entry
+  out[0] = id;
+  out[1] = Math.log(p[id] / total);
+}
+
 function swigluForward(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void {
   for (let i = 0; i < n; i++) {
     const g = gate[i];
@@ -487,6 +514,7 @@ export const referenceBackend: Backend = {
   attentionBackward,
   attentionDecode,
   attentionDecodeBf16,
+  chooseToken,
   swigluForward,
   swigluBackward,
   add,

@@ -189,7 +189,7 @@ export async function generate(model: GenerationModel, prompts: number[][], para
   const total = work.length;
   const slots = Math.min(maxBatch, total);
   const dec = acquireDecoder(model, slots, longestPrompt + maxTokens);
-  const chooser = new TokenChooser(V);
+  const chooser = new TokenChooser(V, model.backend);
   const stats = params.stats;
   const now = () => performance.now() / 1000;
 

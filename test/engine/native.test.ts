@@ -368,6 +368,38 @@ function compareKernels(nb: Backend): void {
     }
   });
 
+  test(`${tag} chooseToken: greedy and inverse-CDF draws pick the reference's token, logprob to 1e-6`, () => {
+    const rng = new Rng(31);
+    for (const V of [1, 7, 1000, 4099]) {
+      const z = randView(rng, V, 3);
+      const got = new Float64Array(2), want = new Float64Array(2);
+      nb.chooseToken(got, z, V, 0, 0);
+      ref.chooseToken(want, z, V, 0, 0);
+      assert.equal(got[0], want[0], `greedy V=${V}`);
+      assert.ok(Math.abs(got[1] - want[1]) < 1e-6, `greedy logprob V=${V}: ${got[1]} vs ${want[1]}`);
+      for (const invT of [1, 1 / 0.6, 0.25]) {
+        // u at the middle of a token's CDF interval (computed in double here), far from any edge.
+        let max = -Infinity;
+        for (let v = 0; v < V; v++) max = Math.max(max, z[v]);
+        const p = Array.from(z, (x) => Math.exp((x - max) * invT));
+        const total = p.reduce((a, b) => a + b, 0);
+        let before = 0;
+        for (let v = 0; v < V; v++) {
+          if (p[v] / total > 1e-4 && (v % 3 === 0 || V < 10)) {
+            const u = (before + p[v] / 2) / total;
+            nb.chooseToken(got, z, V, invT, u);
+            ref.chooseToken(want, z, V, invT, u);
+            assert.equal(want[0], v, 'the reference draws the token whose interval holds u');
+            assert.equal(got[0], v, `V=${V} invT=${invT} u=${u}`);
+            assert.ok(Math.abs(got[1] - Math.log(p[v] / total)) < 1e-5, `logprob V=${V}: ${got[1]} vs ${Math.log(p[v] / total)}`);
+          }
+          before += p[v];
+        }
+      }
+    }
+    assert.throws(() => nb.chooseToken(new Float64Array(2), new Float32Array(3), 3, 1, 1), /u must be in \[0, 1\)/);
+  });
+
   test(`${tag} adamw`, () => {
     const rng = new Rng(10);
     const n = 1029;
