@@ -45,6 +45,8 @@ export interface RolloutSample {
   ids: readonly number[];
   text: string;
   finishReason: 'stop' | 'length';
+  /** The sampler's logprob of each id, when the rollout engine reports it (rollout/logprob_diff). */
+  logprobs?: readonly number[];
 }
 
 /** Everything the loop computes with, built from the config by run.ts (or faked in tests). */

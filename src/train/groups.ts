@@ -97,7 +97,7 @@ export class GroupCollector {
         const e = examples[i];
         const promptIds = this.env.promptIds(e);
         let members: Member[] = samples[i].map((s, j) => ({
-          group: 0, promptIds, responseIds: s.ids, isOffline: false, accuracy: accs[i][j], reward: accs[i][j], clipped: s.finishReason === 'length',
+          group: 0, promptIds, responseIds: s.ids, samplerLogprobs: s.logprobs, isOffline: false, accuracy: accs[i][j], reward: accs[i][j], clipped: s.finishReason === 'length',
         }));
         // The step's rollout statistics describe the policy on its own: BREAD's branched
         // continuations (helped by a teacher prefix) are not counted.
@@ -175,7 +175,7 @@ export class GroupCollector {
       const [samples] = await timer.time('rollout', () => this.env.generate([p], req));
       // The answer may sit in the teacher's prefix: the whole response is prefix + continuation.
       const accs = await timer.time('reward', () => this.env.verify(samples.map((s) => ({ gold: e.answer, text: this.env.decode([...trace.slice(0, n), ...s.ids]) }))));
-      tried.set(k, samples.map((s, j) => ({ group: 0, promptIds: p, responseIds: s.ids, isOffline: false, accuracy: accs[j], reward: accs[j], clipped: s.finishReason === 'length' })));
+      tried.set(k, samples.map((s, j) => ({ group: 0, promptIds: p, responseIds: s.ids, samplerLogprobs: s.logprobs, isOffline: false, accuracy: accs[j], reward: accs[j], clipped: s.finishReason === 'length' })));
       return accs.reduce((a, b) => a + b, 0) / accs.length;
     }, o.prefixSearch);
     return tried.get(choice.segments) ?? null;

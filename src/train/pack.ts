@@ -18,6 +18,8 @@ export interface Member {
   reward: number;
   /** Cut at the response limit (rollout finishReason 'length', or a truncated trace). */
   clipped: boolean;
+  /** Online members: the sampler's logprob of each response token (for rollout/logprob_diff). */
+  samplerLogprobs?: readonly number[];
 }
 
 export interface MicroBatch {

@@ -142,7 +142,7 @@ export async function buildEnv(config: TrainConfig, needsReference: boolean): Pr
         n: req.n, temperature: req.temperature, topP: req.topP, topK: req.topK, maxTokens: req.maxTokens,
         seed: req.seed, eosIds: stopIds, stopStrings: req.stopStrings, tokenizer,
       });
-      return samples.map((row) => row.map((s): RolloutSample => ({ ids: s.ids, text: s.text ?? tokenizer.decode(s.ids), finishReason: s.finishReason })));
+      return samples.map((row) => row.map((s): RolloutSample => ({ ids: s.ids, text: s.text ?? tokenizer.decode(s.ids), finishReason: s.finishReason, logprobs: s.logprobs })));
     },
     verify: (items) => Promise.all(items.map(async (x) => ((await verify(x.gold, x.text)).equal ? 1 : 0))),
     promptIds,

@@ -27,6 +27,23 @@ export interface UpdateRequest {
  * whose gradients accumulate; the loss is always computed over the whole batch.
  * Returns ok = false when the loss or gradient was not finite (nothing was applied).
  */
+/**
+ * rollout/logprob_diff: the mean |sampler's logprob − π_old logprob| over the online tokens. It
+ * shows whether sampling (e.g. in bf16, or at a temperature ≠ 1) has drifted from the trainer;
+ * null when no member carries the sampler's numbers.
+ */
+function samplerDrift(members: Member[], oldLogprobs: Float32Array, offsets: ArrayLike<number>): number | null {
+  let sum = 0, n = 0;
+  members.forEach((m, i) => {
+    const s = m.samplerLogprobs;
+    if (!s) return;
+    const len = Math.min(s.length, m.responseIds.length);
+    for (let t = 0; t < len; t++) sum += Math.abs(s[t] - oldLogprobs[offsets[i] + t]);
+    n += len;
+  });
+  return n > 0 ? sum / n : null;
+}
+
 export async function policyUpdate(env: TrainerEnv, cfg: TrainConfig, req: UpdateRequest, timer: StepTimer,
 ): Promise<{ ok: boolean; metrics: Metrics; tokens: number }> {
   const { members, lr, optimizer, regulator } = req;
@@ -60,6 +77,8 @@ export async function policyUpdate(env: TrainerEnv, cfg: TrainConfig, req: Updat
     refLogprobs,
   };
   const metrics: Metrics = {};
+  const drift = samplerDrift(members, oldLogprobs, packed.offsets);
+  if (drift !== null) metrics['rollout/logprob_diff'] = drift;
   let w = 1;
   if (regulator) {
     const H = memberEntropyMeans({ ...base, logprobs: oldLogprobs, entropies });
