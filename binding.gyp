@@ -12,7 +12,8 @@
         "native/pool.cc",
         "native/isa_avx512.cc",
         "native/isa_avx2.cc",
-        "native/isa_portable.cc"
+        "native/isa_portable.cc",
+        "native/bf16.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],

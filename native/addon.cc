@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "engine.h"
@@ -16,6 +17,57 @@ namespace {
 
 using red::i64;
 const red::Kernels* K = nullptr;
+const red::Bf16Kernels* KB = nullptr;  // null: no avx512_bf16, the fp32 fallbacks below run
+
+// Without avx512_bf16: bf16 operands widened to fp32 (exact) and the fp32 kernels run; the same
+// results up to fp32 summation order, slower and with twice the memory traffic.
+float* widened(red::Scratch& s, const uint16_t* x, i64 n) {
+  float* f = s.get((size_t)n);
+  for (i64 i = 0; i < n; ++i) {
+    const uint32_t u = (uint32_t)x[i] << 16;
+    std::memcpy(f + i, &u, 4);
+  }
+  return f;
+}
+float roundedToBf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return x;
+  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+void matmulBf16Fallback(float* out, const uint16_t* a, const uint16_t* b, i64 M, i64 N, i64 Kd, bool ta, bool tb,
+                        bool acc) {
+  static red::Scratch sa, sb;
+  K->matmul(out, widened(sa, a, M * Kd), widened(sb, b, Kd * N), M, N, Kd, ta, tb, acc);
+}
+void roundBf16Fallback(uint16_t* out, const float* x, i64 n) {
+  for (i64 i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, x + i, 4);
+    out[i] = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 0x40) : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  }
+}
+void linearBackwardBf16Fallback(float* dinp, float* dw, float* db, const float* dout, const float* inp,
+                                const uint16_t* w, i64 T, i64 C, i64 OC) {
+  static red::Scratch sd, sx, sw;
+  float* d = sd.get((size_t)(T * OC));
+  for (i64 i = 0; i < T * OC; ++i) d[i] = roundedToBf16(dout[i]);
+  float* x = sx.get((size_t)(T * C));
+  for (i64 i = 0; i < T * C; ++i) x[i] = roundedToBf16(inp[i]);
+  K->linearBackward(dinp, dw, nullptr, d, x, widened(sw, w, OC * C), T, C, OC);
+  if (db)
+    for (i64 t = 0; t < T; ++t)
+      for (i64 o = 0; o < OC; ++o) db[o] += dout[t * OC + o];
+}
+void linearForwardBf16Fallback(float* out, const float* inp, const uint16_t* w, const float* bias, i64 T, i64 C,
+                               i64 OC) {
+  static red::Scratch sx, sw;
+  float* x = sx.get((size_t)(T * C));
+  for (i64 i = 0; i < T * C; ++i) x[i] = roundedToBf16(inp[i]);
+  K->linearForward(out, x, widened(sw, w, OC * C), bias, T, C, OC);
+}
 
 // Reads the arguments of one call; the first problem is thrown and later reads return defaults.
 class Args {
@@ -46,6 +98,10 @@ class Args {
   }
   int32_t* i32(size_t i, const char* name, i64 need) {
     return typed<int32_t>(i, name, need, false, napi_int32_array, "Int32Array");
+  }
+  // bf16 tensors travel as Uint16Array (the raw bfloat16 bits).
+  uint16_t* bf16(size_t i, const char* name, i64 need) {
+    return typed<uint16_t>(i, name, need, false, napi_uint16_array, "Uint16Array (bf16 bits)");
   }
   i64 lengthOf(size_t i) const {  // element count of a typed array already checked by f32/i32
     return (i64)info_[i].As<Napi::TypedArray>().ElementLength();
@@ -107,6 +163,90 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   const float* x = a.f32(1, "a", M * Kd);
   const float* y = a.f32(2, "b", Kd * N);
   if (!a.failed()) K->matmul(out, x, y, M, N, Kd, ta, tb, acc);
+  return info.Env().Undefined();
+}
+
+Napi::Value MatmulBf16(const Napi::CallbackInfo& info) {
+  Args a(info, "matmulBf16");
+  const i64 M = a.size(3, "M"), N = a.size(4, "N"), Kd = a.size(5, "K");
+  const bool ta = a.boolean(6, "transA"), tb = a.boolean(7, "transB"), acc = a.boolean(8, "accumulate");
+  float* out = a.f32(0, "out", M * N);
+  const uint16_t* x = a.bf16(1, "a", M * Kd);
+  const uint16_t* y = a.bf16(2, "b", Kd * N);
+  if (!a.failed()) (KB ? KB->matmul : matmulBf16Fallback)(out, x, y, M, N, Kd, ta, tb, acc);
+  return info.Env().Undefined();
+}
+
+Napi::Value LinearForwardBf16(const Napi::CallbackInfo& info) {
+  Args a(info, "linearForwardBf16");
+  const i64 T = a.size(4, "T"), C = a.size(5, "C"), OC = a.size(6, "OC");
+  float* out = a.f32(0, "out", T * OC);
+  const float* inp = a.f32(1, "inp", T * C);
+  const uint16_t* w = a.bf16(2, "weight", OC * C);
+  const float* bias = a.f32(3, "bias", OC, true);
+  if (!a.failed()) (KB ? KB->linearForward : linearForwardBf16Fallback)(out, inp, w, bias, T, C, OC);
+  return info.Env().Undefined();
+}
+
+Napi::Value LinearBackwardBf16(const Napi::CallbackInfo& info) {
+  Args a(info, "linearBackwardBf16");
+  const i64 T = a.size(6, "T"), C = a.size(7, "C"), OC = a.size(8, "OC");
+  float* dinp = a.f32(0, "dinp", T * C, true);
+  float* dw = a.f32(1, "dweight", OC * C);
+  float* db = a.f32(2, "dbias", OC, true);
+  const float* dout = a.f32(3, "dout", T * OC);
+  const float* inp = a.f32(4, "inp", T * C);
+  const uint16_t* w = a.bf16(5, "weight", OC * C);
+  if (!a.failed()) (KB ? KB->linearBackward : linearBackwardBf16Fallback)(dinp, dw, db, dout, inp, w, T, C, OC);
+  return info.Env().Undefined();
+}
+
+Napi::Value RoundBf16(const Napi::CallbackInfo& info) {
+  Args a(info, "roundBf16");
+  const i64 n = a.size(2, "n");
+  uint16_t* out = a.bf16(0, "out", n);
+  const float* x = a.f32(1, "x", n);
+  if (!a.failed()) (KB ? KB->round : roundBf16Fallback)(out, x, n);
+  return info.Env().Undefined();
+}
+
+Napi::Value ChooseToken(const Napi::CallbackInfo& info) {
+  Args a(info, "chooseToken");
+  const i64 V = a.size(2, "V");
+  const double invT = a.number(3, "invT"), u = a.number(4, "u");
+  if (a.failed()) return info.Env().Undefined();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[0].As<Napi::TypedArray>().ElementLength() < 2) {
+    Napi::TypeError::New(info.Env(), "chooseToken: out must be a Float64Array of 2").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  const float* z = a.f32(1, "logits", V);
+  if (!a.failed() && V == 0) a.rangeError("V must be at least 1");
+  if (!a.failed() && !(invT >= 0)) a.rangeError("invT must be ≥ 0");
+  if (!a.failed() && !(u >= 0 && u < 1)) a.rangeError("u must be in [0, 1)");
+  if (a.failed()) return info.Env().Undefined();
+  K->chooseToken(info[0].As<Napi::Float64Array>().Data(), z, V, invT, u);
+  return info.Env().Undefined();
+}
+
+// peak(dtype "fp32" | "bf16" | "amx", seconds): GFLOP/s of a register-only loop on every thread;
+// null for bf16 without avx512_bf16 and amx without AMX (no such unit to measure).
+Napi::Value Peak(const Napi::CallbackInfo& info) {
+  Args a(info, "peak");
+  const double seconds = a.number(1, "seconds");
+  if (a.failed()) return info.Env().Undefined();
+  if (!info[0].IsString()) {
+    Napi::TypeError::New(info.Env(), "peak: dtype must be a string").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  const std::string dtype = info[0].As<Napi::String>().Utf8Value();
+  if (dtype == "fp32") return Napi::Number::New(info.Env(), K->peakFp32(seconds));
+  if (dtype == "bf16") return KB ? Napi::Number::New(info.Env(), KB->peak(seconds)) : info.Env().Null();
+  if (dtype == "amx") {
+    const double g = KB ? KB->peakAmx(seconds) : 0;
+    return g > 0 ? Napi::Number::New(info.Env(), g) : info.Env().Null();
+  }
+  a.rangeError("dtype must be fp32, bf16 or amx (got \"" + dtype + "\")");
   return info.Env().Undefined();
 }
 
@@ -235,14 +375,24 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The fp32-cache and bf16-cache entry points share the checks.
+template <bool Bf16>
 Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
-  Args a(info, "attentionDecode");
+  Args a(info, Bf16 ? "attentionDecodeBf16" : "attentionDecode");
   const i64 B = a.size(6, "B"), NH = a.size(7, "NH"), NKV = a.size(8, "NKV"), HD = a.size(9, "HD"),
             maxLen = a.size(10, "maxLen");
   float* out = a.f32(0, "out", B * NH * HD);
   const float* q = a.f32(1, "q", B * NH * HD);
-  const float* kc = a.f32(2, "kCache", 0);
-  const float* vc = a.f32(3, "vCache", 0);
+  using KV = std::conditional_t<Bf16, uint16_t, float>;
+  const KV* kc;
+  const KV* vc;
+  if constexpr (Bf16) {
+    kc = a.bf16(2, "kCache", 0);
+    vc = a.bf16(3, "vCache", 0);
+  } else {
+    kc = a.f32(2, "kCache", 0);
+    vc = a.f32(3, "vCache", 0);
+  }
   const int32_t* slots = a.i32(4, "slots", B);
   const int32_t* lens = a.i32(5, "lens", B);
   if (a.failed() || !checkHeads(a, NH, NKV, HD)) return info.Env().Undefined();
@@ -254,7 +404,8 @@ Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
       a.rangeError("lens[" + std::to_string(b) + "] = " + std::to_string(lens[b]) + " is outside [1, maxLen]");
       return info.Env().Undefined();
     }
-  K->attentionDecode(out, q, kc, vc, slots, lens, B, NH, NKV, HD, maxLen);
+  if constexpr (Bf16) K->attentionDecodeBf16(out, q, kc, vc, slots, lens, B, NH, NKV, HD, maxLen);
+  else K->attentionDecode(out, q, kc, vc, slots, lens, B, NH, NKV, HD, maxLen);
   return info.Env().Undefined();
 }
 
@@ -385,9 +536,28 @@ const red::Kernels* chooseKernels(Napi::Env env) {
   return nullptr;
 }
 
+// The bf16 table when this CPU has avx512_bf16 and the AVX-512 fp32 table runs (RED_ISA below
+// avx512 turns it off too, so every fallback can be tested on this machine).
+const red::Bf16Kernels* chooseBf16Kernels() {
+#if defined(__x86_64__) || defined(__i386__)
+  if (K == &red::avx512::kernels && __builtin_cpu_supports("avx512bf16")) return &red::avx512bf16::kernels;
+#endif
+  return nullptr;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   K = chooseKernels(env);
   if (!K) return exports;
+  KB = chooseBf16Kernels();
+  exports.Set("bf16Isa", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                return Napi::String::New(info.Env(), KB ? KB->unit() : "fp32 fallback");
+              }));
+  exports.Set("matmulBf16", Napi::Function::New(env, MatmulBf16));
+  exports.Set("linearForwardBf16", Napi::Function::New(env, LinearForwardBf16));
+  exports.Set("linearBackwardBf16", Napi::Function::New(env, LinearBackwardBf16));
+  exports.Set("roundBf16", Napi::Function::New(env, RoundBf16));
+  exports.Set("peak", Napi::Function::New(env, Peak));
+  exports.Set("chooseToken", Napi::Function::New(env, ChooseToken));
   exports.Set("isa", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 return Napi::String::New(info.Env(), K->isa);
               }));
@@ -405,7 +575,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ropeBackward", Napi::Function::New(env, Rope<false>));
   exports.Set("attentionForward", Napi::Function::New(env, AttentionForward));
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward));
-  exports.Set("attentionDecode", Napi::Function::New(env, AttentionDecode));
+  exports.Set("attentionDecode", Napi::Function::New(env, AttentionDecode<false>));
+  exports.Set("attentionDecodeBf16", Napi::Function::New(env, AttentionDecode<true>));
   exports.Set("swigluForward", Napi::Function::New(env, SwigluForward));
   exports.Set("swigluBackward", Napi::Function::New(env, SwigluBackward));
   exports.Set("add", Napi::Function::New(env, Add));

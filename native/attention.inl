@@ -305,8 +305,10 @@ static void attentionBackward(float* dq, float* dk, float* dv, const float* dout
 // products with the cached key rows in place, and the output is Σ_j p_j·v_j with up to 4W columns
 // held in registers (4 independent FMA chains). Packing Kᵀ and V per task had made this 4.9 ms of
 // a 56 ms batch-64 step of the 20M model.
-static void attentionDecode(float* out, const float* q, const float* kCache, const float* vCache,
-                            const int32_t* slots, const int32_t* lens, i64 B, i64 NH, i64 NKV, i64 HD, i64 maxLen) {
+// KV is float (an fp32 cache) or uint16_t (a bf16 cache, widened exactly as it is read).
+template <class KV>
+static void attentionDecodeT(float* out, const float* q, const KV* kCache, const KV* vCache,
+                             const int32_t* slots, const int32_t* lens, i64 B, i64 NH, i64 NKV, i64 HD, i64 maxLen) {
   const i64 group = NH / NKV, QS = NH * HD, KS = NKV * HD;
   const float scale = (float)(1.0 / std::sqrt((double)HD));
   const i64 hdFull = HD / W * W;
@@ -320,13 +322,13 @@ static void attentionDecode(float* out, const float* q, const float* kCache, con
     const i64 b = task / NKV, g = task % NKV;
     const i64 n = lens[b];
     const i64 slot = (i64)slots[b] * maxLen * KS + g * HD;
-    const float* kb = kCache + slot;  // key j: kb + j·KS, HD floats
-    const float* vb = vCache + slot;
+    const KV* kb = kCache + slot;  // key j: kb + j·KS, HD values
+    const KV* vb = vCache + slot;
     float* S = scoreScratch.get(n);   // (n) one head's scores, then exp(score − max)
     for (i64 h = g * group; h < (g + 1) * group; ++h) {  // the group's query heads share k/v head g
       const float* qh = q + b * QS + h * HD;
       for (i64 j = 0; j < n; ++j) {
-        const float* kj = kb + j * KS;
+        const KV* kj = kb + j * KS;
         Vf acc = vzero();
         for (i64 d = 0; d < hdFull; d += W) acc = vfmadd(vload(qh + d), vload(kj + d), acc);
         if (hdTail) acc = vfmadd(vloadPart(qh + hdFull, hdTail), vloadPart(kj + hdFull, hdTail), acc);
@@ -342,7 +344,7 @@ static void attentionDecode(float* out, const float* q, const float* kCache, con
         Vf acc[4] = {vzero(), vzero(), vzero(), vzero()};
         for (i64 j = 0; j < n; ++j) {
           const Vf p = vset1(S[j]);
-          const float* vj = vb + j * KS + d0;
+          const KV* vj = vb + j * KS + d0;
           for (int v = 0; v < nv; ++v)
             acc[v] = vfmadd(p, v + 1 < nv || last == W ? vload(vj + v * W) : vloadPart(vj + v * W, last), acc[v]);
         }
@@ -356,4 +358,14 @@ static void attentionDecode(float* out, const float* q, const float* kCache, con
   };
   if (work > kParallelMin) parallelTasks(B * NKV, decodeTask);
   else for (i64 task = 0; task < B * NKV; ++task) decodeTask(task);
+}
+
+static void attentionDecode(float* out, const float* q, const float* kCache, const float* vCache,
+                            const int32_t* slots, const int32_t* lens, i64 B, i64 NH, i64 NKV, i64 HD, i64 maxLen) {
+  attentionDecodeT(out, q, kCache, vCache, slots, lens, B, NH, NKV, HD, maxLen);
+}
+
+static void attentionDecodeBf16(float* out, const float* q, const uint16_t* kCache, const uint16_t* vCache,
+                                const int32_t* slots, const int32_t* lens, i64 B, i64 NH, i64 NKV, i64 HD, i64 maxLen) {
+  attentionDecodeT(out, q, kCache, vCache, slots, lens, B, NH, NKV, HD, maxLen);
 }

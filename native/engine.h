@@ -28,6 +28,7 @@ inline int omp_get_max_threads() { return 1; }
 #include <cstdlib>
 #include <cstring>
 #include <algorithm>
+#include <chrono>
 #include <type_traits>
 #include <utility>
 
@@ -87,6 +88,9 @@ struct Kernels {
                             i64 T, i64 NH, i64 NKV, i64 HD);
   void (*attentionDecode)(float* out, const float* q, const float* kCache, const float* vCache,
                           const int32_t* slots, const int32_t* lens, i64 B, i64 NH, i64 NKV, i64 HD, i64 maxLen);
+  // attentionDecode reading a bf16 cache (raw bits), widened exactly.
+  void (*attentionDecodeBf16)(float* out, const float* q, const uint16_t* kCache, const uint16_t* vCache,
+                              const int32_t* slots, const int32_t* lens, i64 B, i64 NH, i64 NKV, i64 HD, i64 maxLen);
   void (*swigluForward)(float* out, const float* gate, const float* up, i64 n);
   void (*swigluBackward)(float* dgate, float* dup, const float* dout, const float* gate, const float* up, i64 n);
   void (*add)(float* out, const float* a, const float* b, i64 n);
@@ -97,7 +101,39 @@ struct Kernels {
                 double eps, double weightDecay, double step);
   double (*sumSquares)(const float* x, i64 n);
   void (*scale)(float* x, float s, i64 n);
+  // GFLOP/s of a register-only loop of independent FMAs on every thread for about `seconds`: the
+  // machine's fp32 peak as this ISA reaches it (no memory traffic).
+  double (*peakFp32)(double seconds);
+  // out[0] = id, out[1] = logprob of a token drawn from logits z (V) at 1/T = invT (0: greedy) with
+  // the uniform u ∈ [0, 1): inverse CDF in vocabulary order (src/engine/backend.ts chooseToken).
+  void (*chooseToken)(double* out, const float* z, i64 V, double invT, double u);
 };
+
+// bf16 operands (raw bfloat16 bits in uint16_t), fp32 accumulation. One table with AVX-512 BF16
+// dot products (vdpbf16ps, bf16.cc); addon.cc falls back to converting to fp32 for the fp32
+// kernels when the CPU lacks them. Semantics are those of src/engine/backend.ts.
+struct Bf16Kernels {
+  const char* isa;
+  // What the blocked bf16 GEMM runs on: "avx512_bf16" (vdpbf16ps) or "avx512_bf16+amx" (AMX tiles).
+  const char* (*unit)();
+  // out(M,N) fp32 = op(a)(M,K)·op(b)(K,N) [+ out], a and b bf16, as matmul.
+  void (*matmul)(float* out, const uint16_t* a, const uint16_t* b, i64 M, i64 N, i64 K, bool transA, bool transB,
+                 bool accumulate);
+  // out(T,OC) = bf16(inp)(T,C)·weight(OC,C)ᵀ + bias: the input rounded to bf16 (nearest even).
+  void (*linearForward)(float* out, const float* inp, const uint16_t* weight, const float* bias, i64 T, i64 C,
+                        i64 OC);
+  // dinp(T,C) = bf16(dout)·weight (written; may be null); dweight(OC,C) += bf16(dout)ᵀ·bf16(inp);
+  // dbias(OC) += Σ_t dout (fp32; may be null).
+  void (*linearBackward)(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                         const uint16_t* weight, i64 T, i64 C, i64 OC);
+  // out(n) ← bf16 bits of x (nearest even).
+  void (*round)(uint16_t* out, const float* x, i64 n);
+  // GFLOP/s of a register-only loop of bf16 dot products (2 products + 2 adds per fp32 lane).
+  double (*peak)(double seconds);
+  // GFLOP/s of a tile-only loop of AMX TDPBF16PS; 0 without AMX.
+  double (*peakAmx)(double seconds);
+};
+namespace avx512bf16 { extern const Bf16Kernels kernels; }
 
 namespace avx512 { extern const Kernels kernels; }
 namespace avx2 { extern const Kernels kernels; }

@@ -344,3 +344,39 @@ static void matmul(float* out, const float* a, const float* b, i64 M, i64 N, i64
     }
   }
 }
+
+// The fp32 peak: NACC independent FMA chains per thread on registers only (enough chains to cover
+// the FMA latency on every port), run on every thread at once; GFLOP/s over the wall time.
+static double peakFp32(double seconds) {
+#if defined(RED_ISA_AVX512)
+  constexpr int NACC = 24;
+#else
+  constexpr int NACC = 12;
+#endif
+  const int nthreads = omp_get_max_threads();
+  i64 iters = 1 << 16;
+  double best = 0;
+  for (;;) {  // grow the loop until one run takes `seconds`
+    const auto t0 = std::chrono::steady_clock::now();
+    float sink = 0;
+#pragma omp parallel num_threads(nthreads) reduction(+ : sink)
+    {
+      Vf acc[NACC];
+      const Vf x = vset1(0.999999f), y = vset1(1e-7f);
+      for (int i = 0; i < NACC; ++i) acc[i] = vset1((float)i);
+      for (i64 it = 0; it < iters; ++it) {
+#pragma GCC unroll 32
+        for (int i = 0; i < NACC; ++i) acc[i] = vfmadd(acc[i], x, y);
+      }
+      Vf s = acc[0];
+      for (int i = 1; i < NACC; ++i) s = vadd(s, acc[i]);
+      sink += vhsum(s);
+    }
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    volatile float keep = sink;
+    (void)keep;
+    best = std::max(best, 2.0 * W * NACC * (double)iters * nthreads / dt / 1e9);
+    if (dt >= seconds) return best;
+    iters = dt < seconds / 8 ? iters * 4 : (i64)(iters * (seconds / dt) + 1);
+  }
+}

@@ -402,3 +402,52 @@ static void lossHeadBackward(float* dlogits, const float* logits, const int32_t*
     d[y] += cl;
   }
 }
+
+// Choosing the next token from one row of logits z (V), without truncation (src/rollout/sampling.ts
+// keeps top-k/top-p in TypeScript): out[0] = the id, out[1] = its logprob. invT = 0 is greedy:
+// the first maximum, with the T = 1 log-softmax. Otherwise p_v = exp((z_v − max)·invT) and the
+// token is the first whose cumulative mass exceeds u·Σp (inverse CDF in vocabulary order); its
+// logprob is log(p/Σp). Sums in double, exp in fp32 (relative error ~1e-7).
+static void chooseToken(double* out, const float* z, i64 V, double invT, double u) {
+  Vf mv = vset1(-INFINITY);
+  i64 v = 0;
+  for (; v + W <= V; v += W) mv = vmax(mv, vload(z + v));
+  float mx = vhmax(mv);
+  for (; v < V; ++v) mx = std::max(mx, z[v]);
+  i64 arg = 0;
+  while (arg < V - 1 && !(z[arg] == mx)) ++arg;  // the first maximum, as torch.argmax
+  const float scale = invT == 0 ? 1.0f : (float)invT;
+  static thread_local Scratch scratch;
+  float* p = scratch.get((size_t)V);
+  double total = 0;
+  const Vf mxv = vset1(mx), sv = vset1(scale);
+  for (v = 0; v + W <= V; v += W) {
+    const Vf e = vexp(vmul(vsub(vload(z + v), mxv), sv));
+    vstore(p + v, e);
+    total += vhsum(e);
+  }
+  for (; v < V; ++v) total += p[v] = std::exp((z[v] - mx) * scale);
+  if (invT == 0) {
+    out[0] = (double)arg;
+    out[1] = -std::log(total);
+    return;
+  }
+  const double target = u * total;
+  double acc = 0;
+  i64 id = V - 1;
+  for (v = 0; v + W <= V; v += W) {  // whole vectors while the cumulative mass stays below target
+    const double s = vhsum(vload(p + v));
+    if (acc + s > target) break;
+    acc += s;
+  }
+  for (; v < V; ++v) {
+    acc += p[v];
+    if (acc > target) {
+      id = v;
+      break;
+    }
+  }
+  while (id > 0 && p[id] == 0) --id;  // u rounding past the last nonzero entry
+  out[0] = (double)id;
+  out[1] = std::log(p[id] / total);
+}

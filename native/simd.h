@@ -12,6 +12,13 @@ static inline void vstore(float* p, Vf a) { _mm512_storeu_ps(p, a.v); }
 static inline __mmask16 tailMask(int n) { return (__mmask16)((1u << n) - 1u); }
 // First n (< W) lanes; the others read as 0 and are not written.
 static inline Vf vloadPart(const float* p, int n) { return {_mm512_maskz_loadu_ps(tailMask(n), p)}; }
+// W bf16 values (raw bits) widened to fp32, exactly: the bits shifted into the top half.
+static inline Vf vload(const uint16_t* p) {
+  return {_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16))};
+}
+static inline Vf vloadPart(const uint16_t* p, int n) {
+  return {_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(tailMask(n), p)), 16))};
+}
 static inline void vstorePart(float* p, Vf a, int n) { _mm512_mask_storeu_ps(p, tailMask(n), a.v); }
 static inline Vf vset1(float x) { return {_mm512_set1_ps(x)}; }
 static inline Vf vzero() { return {_mm512_setzero_ps()}; }
@@ -81,6 +88,15 @@ static inline __m256i tailMask(int n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
 }
 static inline Vf vloadPart(const float* p, int n) { return {_mm256_maskload_ps(p, tailMask(n))}; }
+// W bf16 values (raw bits) widened to fp32, exactly: the bits shifted into the top half.
+static inline Vf vload(const uint16_t* p) {
+  return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16))};
+}
+static inline Vf vloadPart(const uint16_t* p, int n) {
+  alignas(16) uint16_t t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int i = 0; i < n; ++i) t[i] = p[i];
+  return vload(t);
+}
 static inline void vstorePart(float* p, Vf a, int n) { _mm256_maskstore_ps(p, tailMask(n), a.v); }
 static inline Vf vset1(float x) { return {_mm256_set1_ps(x)}; }
 static inline Vf vzero() { return {_mm256_setzero_ps()}; }
@@ -140,6 +156,15 @@ constexpr int W = 8;
 static inline Vf vload(const float* p) { RED_LANES(p[i]); }
 static inline void vstore(float* p, Vf a) { for (int i = 0; i < W; ++i) p[i] = a.v[i]; }
 static inline Vf vloadPart(const float* p, int n) { RED_LANES(i < n ? p[i] : 0.0f); }
+static inline float bf16Widen(uint16_t h) {
+  const uint32_t u = (uint32_t)h << 16;
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+// W bf16 values (raw bits) widened to fp32, exactly.
+static inline Vf vload(const uint16_t* p) { RED_LANES(bf16Widen(p[i])); }
+static inline Vf vloadPart(const uint16_t* p, int n) { RED_LANES(i < n ? bf16Widen(p[i]) : 0.0f); }
 static inline void vstorePart(float* p, Vf a, int n) { for (int i = 0; i < n; ++i) p[i] = a.v[i]; }
 static inline Vf vset1(float x) { RED_LANES(x); }
 static inline Vf vzero() { RED_LANES(0.0f); }

@@ -15,6 +15,7 @@ const Kernels kernels = {
     attentionForward,
     attentionBackward,
     attentionDecode,
+    attentionDecodeBf16,
     swigluForward,
     swigluBackward,
     add,
@@ -23,4 +24,6 @@ const Kernels kernels = {
     adamw,
     sumSquares,
     scale,
+    peakFp32,
+    chooseToken,
 };

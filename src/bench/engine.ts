@@ -1,11 +1,17 @@
 // `red bench engine`: the compute engine's speed, each figure beside a peer measured in the same
-// run. GEMM GFLOP/s against numpy's float32 matmul (OpenBLAS) at two shapes; a full training
+// run. The register-only fp32 FMA and bf16 dot-product peaks; GEMM GFLOP/s in fp32 and bf16
+// against numpy's float32 matmul (OpenBLAS, as the environment sets it and with its overrides
+// unset) at two shapes, each as a fraction of its dtype's peak; a full training
 // step (forward + backward + AdamW) of a ~20M Qwen2 on 2048 packed tokens and of the
 // Qwen2.5-0.5B shape on 512 tokens, as tokens/s and MFU against the best GEMM rate measured
 // here. The 0.5B step runs in a child process so its peak resident memory is its own.
 import { spawnSync } from 'node:child_process';
+import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Backend } from '../engine/backend.ts';
+import { toBf16 } from '../engine/bf16.ts';
+import type { NativeExtras } from '../engine/native.ts';
+import { parsePrecision, type Precision } from '../engine/precision.ts';
 import { getBackend } from '../engine/index.ts';
 import { packSequences, type PackedBatch } from '../model/batch.ts';
 import { SHAPE_05B, SHAPE_20M, configOf, randomModel, type Shape } from './shapes.ts';
@@ -77,8 +83,9 @@ print(json.dumps({"best": times[0], "median": times[len(times) // 2], "bestCpu":
 
 interface NumpyTiming extends Timing { numpy: string }
 
-function numpyGemm(M: number, K: number, N: number, minReps: number, minSeconds: number, maxReps: number): NumpyTiming | string {
-  const r = spawnSync('python3', ['-c', NUMPY_GEMM, `${M}`, `${K}`, `${N}`, `${minReps}`, `${minSeconds}`, `${maxReps}`], { encoding: 'utf8' });
+function numpyGemm(M: number, K: number, N: number, minReps: number, minSeconds: number, maxReps: number,
+  env: NodeJS.ProcessEnv): NumpyTiming | string {
+  const r = spawnSync('python3', ['-c', NUMPY_GEMM, `${M}`, `${K}`, `${N}`, `${minReps}`, `${minSeconds}`, `${maxReps}`], { encoding: 'utf8', env });
   if (r.error) return `python3 not runnable (${r.error.message})`;
   if (r.status !== 0) return `numpy peer failed: ${(r.stderr || '').trim().split('\n').pop() ?? 'no output'}`;
   try {
@@ -88,34 +95,95 @@ function numpyGemm(M: number, K: number, N: number, minReps: number, minSeconds:
   }
 }
 
-/** One gemm figure; returns our best GFLOP/s, by wall clock and per CPU-second. */
-function benchGemm(be: Backend, M: number, K: number, N: number, quick: boolean): Peak {
+/**
+ * The environment with OpenBLAS's core-type and L2-size overrides removed, for this child alone:
+ * OpenBLAS then picks its own kernels for this CPU (measured faster here than with them set).
+ */
+function blasDefaultEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  return env;
+}
+
+/** numpy's fp32 GEMM twice: with the environment as it is, and with OpenBLAS's overrides unset. */
+interface NumpyPeer { asIs: NumpyTiming | string; best: NumpyTiming | string }
+
+function numpyPeer(M: number, K: number, N: number, reps: [number, number, number]): NumpyPeer {
+  return { asIs: numpyGemm(M, K, N, ...reps, process.env), best: numpyGemm(M, K, N, ...reps, blasDefaultEnv()) };
+}
+
+/** The machine's register-only peaks (native only), measured in this run; GFLOP/s or null. */
+interface Peaks { fp32: number | null; bf16: number | null; amx: number | null }
+
+const PEAK_UNITS = [
+  { key: 'fp32', dtype: 'fp32', unit: 'fma', what: 'register-only loop of independent fp32 FMAs on every thread', missing: '' },
+  { key: 'bf16', dtype: 'bf16', unit: 'vdpbf16ps', what: 'register-only loop of independent vdpbf16ps on every thread (4 flops per fp32 lane)', missing: 'no avx512_bf16 on this CPU' },
+  { key: 'amx', dtype: 'bf16', unit: 'amx', what: 'tile-only loop of independent AMX TDPBF16PS on every thread (16·16·32·2 flops each)', missing: 'no AMX (or RED_AMX=0, or Linux refused the tile state)' },
+] as const;
+
+function measurePeaks(be: Backend, quick: boolean): Peaks {
+  const native = be as Partial<NativeExtras>;
+  const peaks: Peaks = { fp32: null, bf16: null, amx: null };
+  for (const p of PEAK_UNITS) {
+    const g = native.peak ? native.peak(p.key, quick ? 0.3 : 1) : null;
+    peaks[p.key] = g;
+    emit({
+      bench: 'peak', dtype: p.dtype, unit: p.unit, gflops: g === null ? null : round(g), backend: be.name,
+      isa: p.dtype === 'bf16' ? native.bf16Isa ?? be.isa : be.isa, threads: be.threads, load_avg_1m: loadAvg(), what: p.what,
+      ...(g === null ? { note: native.peak ? p.missing : 'peak loops are native only' } : {}),
+    });
+  }
+  return peaks;
+}
+
+const loadAvg = () => round(loadavg()[0], 2);
+
+/** One gemm figure in `dtype` beside numpy's fp32 and the peak; returns our best GFLOP/s. */
+function benchGemm(be: Backend, M: number, K: number, N: number, quick: boolean, dtype: Precision, np: NumpyPeer,
+  peaks: Peaks): Peak {
   const rng = new Rng(M * 31 + N);
-  const a = uniform(rng, M * K), b = uniform(rng, K * N), out = new Float32Array(M * N);
+  const af = uniform(rng, M * K), bf = uniform(rng, K * N), out = new Float32Array(M * N);
+  const a16 = toBf16(af), b16 = toBf16(bf);
   const flops = 2 * M * K * N;
   const [minReps, minS, maxReps] = quick ? [3, 0.5, 10] : [5, 1.5, 30];
-  const ours = timeRuns(() => be.matmul(out, a, b, M, N, K, false, false, false), minReps, minS, maxReps);
+  const fn = dtype === 'bf16'
+    ? () => be.matmulBf16(out, a16, b16, M, N, K, false, false, false)
+    : () => be.matmul(out, af, bf, M, N, K, false, false, false);
+  const ours = timeRuns(fn, minReps, minS, maxReps);
   const gflops = flops / ours.best / 1e9;
+  // of_peak: against the peak of the unit this GEMM ran on (AMX when the bf16 kernels use it);
+  // of_dp_peak: a bf16 GEMM against the vdpbf16ps loop as well.
+  const isa = dtype === 'bf16' ? (be as Partial<NativeExtras>).bf16Isa ?? be.isa : be.isa;
+  const unit = dtype === 'fp32' ? 'fma' : isa.includes('amx') ? 'amx' : 'vdpbf16ps';
+  const peak = unit === 'fma' ? peaks.fp32 : unit === 'amx' ? peaks.amx : peaks.bf16;
   const row: Record<string, unknown> = {
-    bench: 'gemm', m: M, k: K, n: N, gflops: round(gflops), median_gflops: round(flops / ours.median / 1e9),
+    bench: 'gemm', dtype, m: M, k: K, n: N, gflops: round(gflops), median_gflops: round(flops / ours.median / 1e9),
+    unit, of_peak: peak ? round(gflops / peak, 3) : null, peak_gflops: peak ? round(peak) : null,
+    ...(dtype === 'bf16' ? { of_dp_peak: peaks.bf16 ? round(gflops / peaks.bf16, 3) : null } : {}),
   };
   // Per CPU-second (all threads): what each core achieved while it ran, robust to a busy machine.
   const cpuRow: Record<string, unknown> = { cpu_gflops: round(flops / ours.bestCpu / 1e9) };
-  const np = numpyGemm(M, K, N, minReps, minS, maxReps);
-  if (typeof np === 'string') {
-    row.numpy_gflops = null;
-    row.ratio = null;
-    row.note = `${np}; peer skipped`;
-  } else {
-    const npG = flops / np.best / 1e9;
-    row.numpy_gflops = round(npG);
-    row.numpy_median_gflops = round(flops / np.median / 1e9);
-    row.ratio = round(gflops / npG, 2);
-    cpuRow.numpy_cpu_gflops = round(flops / np.bestCpu / 1e9);
-    cpuRow.cpu_ratio = round(np.bestCpu / ours.bestCpu, 2);
+  const notes: string[] = [];
+  for (const [key, t] of [['', np.asIs], ['_best', np.best]] as const) {
+    if (typeof t === 'string') {
+      row[`numpy${key}_gflops`] = null;
+      row[`ratio${key}`] = null;
+      notes.push(`${t}; peer skipped`);
+      continue;
+    }
+    const npG = flops / t.best / 1e9;
+    row[`numpy${key}_gflops`] = round(npG);
+    row[`numpy${key}_median_gflops`] = round(flops / t.median / 1e9);
+    row[`ratio${key}`] = round(gflops / npG, 2);
+    cpuRow[`numpy${key}_cpu_gflops`] = round(flops / t.bestCpu / 1e9);
+    cpuRow[`cpu_ratio${key}`] = round(t.bestCpu / ours.bestCpu, 2);
   }
+  if (notes.length) row.note = notes.join('; ');
   Object.assign(row, cpuRow, {
-    backend: be.name, isa: be.isa, threads: be.threads, reps: ours.reps,
+    backend: be.name, isa, threads: be.threads,
+    reps: ours.reps, load_avg_1m: loadAvg(),
+    numpy_def: 'numpy float32 a @ b; numpy_*: environment as is; numpy_best_*: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for that child',
     timing: 'wall: best of reps after a warm-up (median beside it); cpu_*: flops per process CPU-second, best run',
   });
   emit(row);
@@ -141,9 +209,12 @@ function packedBatch(tokens: number, vocab: number, seed: number): PackedBatch {
 interface StepTiming { stepS: number; stepCpuS: number; forwardS: number; backwardS: number; optimizerS: number; steps: number; params: number; sequences: number }
 
 /** Times full training steps: zeroGrad, forward, backward of the mean token NLL, AdamW update. */
-function timeTrainSteps(shape: Shape, tokens: number, be: Backend, steps: number): StepTiming {
+function timeTrainSteps(shape: Shape, tokens: number, be: Backend, steps: number, dtype: Precision = 'fp32',
+  checkpointing = false): StepTiming {
   const config = configOf(shape);
   const model = randomModel(config, be);
+  model.setComputePrecision(dtype); // bf16: mixed precision (fp32 master weights and optimiser)
+  model.setActivationCheckpointing(checkpointing);
   const opt = new AdamW(be, model.params, model.grads, model.layout, { lr: 1e-5, beta2: 0.95, weightDecay: 0.01 });
   const batch = packedBatch(tokens, config.vocabSize, 1);
   let scored = 0;
@@ -171,10 +242,10 @@ function timeTrainSteps(shape: Shape, tokens: number, be: Backend, steps: number
   };
 }
 
-function trainStepRow(shape: Shape, tokens: number, be: Backend, t: StepTiming, peak: Peak): Record<string, unknown> {
+function trainStepRow(shape: Shape, tokens: number, be: Backend, t: StepTiming, peak: Peak, dtype: Precision = 'fp32'): Record<string, unknown> {
   const flops = 6 * t.params * tokens;
   return {
-    bench: 'train_step', model: shape.name, tokens, tokens_per_s: round(tokens / t.stepS),
+    bench: 'train_step', dtype, model: shape.name, tokens, tokens_per_s: round(tokens / t.stepS),
     mfu: round(flops / t.stepS / (peak.wall * 1e9), 3),
     // The same per CPU-second (step CPU time against the GEMM's best flops per CPU-second).
     mfu_cpu: round(flops / t.stepCpuS / (peak.cpu * 1e9), 3), step_cpu_s: round(t.stepCpuS, 3),
@@ -187,37 +258,67 @@ function trainStepRow(shape: Shape, tokens: number, be: Backend, t: StepTiming, 
   };
 }
 
+/** What a child process measures: the 0.5B step in one setting. */
+interface ChildSpec { pref: string; peak: Peak; steps: number; tokens: number; dtype: Precision; checkpointing: boolean }
+
 /** The 0.5B step in a child process (its maxRSS is then the step's alone). */
-function trainStep05bInChild(pref: string, peak: Peak, steps: number): Record<string, unknown> {
+function trainStep05bInChild(spec: ChildSpec): Record<string, unknown> {
   const self = fileURLToPath(import.meta.url);
   const r = spawnSync(process.execPath, ['--import', 'tsx', self], {
     encoding: 'utf8', maxBuffer: 1 << 24,
-    env: { ...process.env, [CHILD_ENV]: JSON.stringify({ pref, peak, steps }) },
+    env: { ...process.env, [CHILD_ENV]: JSON.stringify(spec) },
   });
   const last = (r.stdout || '').trim().split('\n').pop() ?? '';
   if (r.status !== 0 || !last.startsWith('{')) {
-    return { bench: 'train_step', model: SHAPE_05B.name, tokens: 512, error: `child process failed (status ${r.status}, signal ${r.signal}): ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}` };
+    return { bench: 'train_step', dtype: spec.dtype, model: SHAPE_05B.name, tokens: spec.tokens, error: `child process failed (status ${r.status}, signal ${r.signal}): ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}` };
   }
   return JSON.parse(last) as Record<string, unknown>;
 }
 
-async function childMain(spec: string): Promise<void> {
-  const { pref, peak, steps } = JSON.parse(spec) as { pref: 'auto' | 'native' | 'reference'; peak: Peak; steps: number };
-  const be = getBackend(pref);
-  const t = timeTrainSteps(SHAPE_05B, 512, be, steps);
+async function childMain(json: string): Promise<void> {
+  const spec = JSON.parse(json) as ChildSpec;
+  const be = getBackend(spec.pref as 'auto' | 'native' | 'reference');
+  const t = timeTrainSteps(SHAPE_05B, spec.tokens, be, spec.steps, spec.dtype, spec.checkpointing);
   const maxRssMb = process.resourceUsage().maxRSS / 1024; // maxRSS is in KiB
-  emit({ ...trainStepRow(SHAPE_05B, 512, be, t, peak), max_rss_mb: round(maxRssMb), fits_24gib: maxRssMb < 24 * 1024 });
+  emit({
+    ...trainStepRow(SHAPE_05B, spec.tokens, be, t, spec.peak, spec.dtype), activation_checkpointing: spec.checkpointing,
+    max_rss_mb: round(maxRssMb), fits_24gib: maxRssMb < 24 * 1024,
+    ...(spec.checkpointing ? { target: 'max_rss ≤ 16 GiB', target_met: maxRssMb <= 16 * 1024 } : {}),
+    load_avg_1m: loadAvg(),
+  });
 }
 
 export async function run(opts: BenchOptions): Promise<void> {
   const pref = opts.backend ?? 'auto';
   if (pref !== 'auto' && pref !== 'native' && pref !== 'reference') fail(`--backend must be native or reference, got "${pref}"`);
   const be = getBackend(pref);
-  const g1 = benchGemm(be, 1024, 1024, 1024, opts.quick), g2 = benchGemm(be, 4096, 896, 896, opts.quick);
-  const peak: Peak = { wall: Math.max(g1.wall, g2.wall), cpu: Math.max(g1.cpu, g2.cpu) };
+  // GEMMs and the 20M step run in both precisions; --precision picks the 0.5B 512-token step's.
+  const precision = parsePrecision(opts.precision, '--precision');
+  // Peaks first, then each shape's numpy peer and our GEMM in both dtypes, all in this run, so the
+  // ratios hold whatever the load of the shared machine (load_avg_1m on every row).
+  const peaks = measurePeaks(be, opts.quick);
+  const reps: [number, number, number] = opts.quick ? [3, 0.5, 10] : [5, 1.5, 30];
+  const fp32: Peak[] = [], bf16: Peak[] = [];
+  for (const [M, K, N] of [[1024, 1024, 1024], [4096, 896, 896]]) {
+    const np = numpyPeer(M, K, N, reps);
+    fp32.push(benchGemm(be, M, K, N, opts.quick, 'fp32', np, peaks));
+    bf16.push(benchGemm(be, M, K, N, opts.quick, 'bf16', np, peaks));
+  }
+  const best = (g: Peak[]): Peak => ({ wall: Math.max(...g.map((x) => x.wall)), cpu: Math.max(...g.map((x) => x.cpu)) });
+  const peak = best(fp32);
   const steps = opts.quick ? 2 : 3;
-  emit(trainStepRow(SHAPE_20M, 2048, be, timeTrainSteps(SHAPE_20M, 2048, be, steps), peak));
-  if (!opts.quick) emit(trainStep05bInChild(pref, peak, 2));
+  // The 20M step in fp32, then in mixed precision (MFU against the best bf16 GEMM above).
+  const step32 = timeTrainSteps(SHAPE_20M, 2048, be, steps);
+  emit(trainStepRow(SHAPE_20M, 2048, be, step32, peak));
+  const step16 = timeTrainSteps(SHAPE_20M, 2048, be, steps, 'bf16');
+  emit({
+    ...trainStepRow(SHAPE_20M, 2048, be, step16, best(bf16), 'bf16'), speedup_vs_fp32: round(step32.stepS / step16.stepS, 2),
+    target: 'speedup_vs_fp32 ≥ 1.3', target_met: step32.stepS / step16.stepS >= 1.3, load_avg_1m: loadAvg(),
+  });
+  if (opts.quick) return;
+  emit(trainStep05bInChild({ pref, peak: precision === 'bf16' ? best(bf16) : peak, steps: 2, tokens: 512, dtype: precision, checkpointing: false }));
+  // 4096 packed tokens with activation checkpointing, in mixed precision: its peak memory.
+  emit(trainStep05bInChild({ pref, peak: best(bf16), steps: 1, tokens: 4096, dtype: 'bf16', checkpointing: true }));
 }
 
 if (process.env[CHILD_ENV]) await childMain(process.env[CHILD_ENV]);

@@ -2,4 +2,6 @@
 export interface BenchOptions {
   quick: boolean;
   backend?: string;
+  /** fp32 or bf16 (benches that take it). */
+  precision?: string;
 }

@@ -22,6 +22,7 @@ export function registerBench(program: Command): void {
     .argument('<name>', 'which benchmark')
     .option('--quick', 'smaller sizes, fewer repeats', false)
     .option('--backend <name>', 'native or reference (default: native when built)')
+    .option('--precision <name>', 'fp32 or bf16: the model benches run in it (engine: GEMMs run in both)')
     .action(async (name: string, opts: BenchOptions) => {
       const load = benches[name];
       if (!load) fail(`unknown benchmark "${name}"; available: ${Object.keys(benches).join(', ')}`);

@@ -22,6 +22,7 @@ export interface EvalCliOptions {
   chunk: number;
   maxBatch: number;
   backend: string;
+  precision: string;
   out?: string;
   compare?: string[];
 }
@@ -56,6 +57,7 @@ export function registerEval(program: Command): void {
     .option('--chunk <samples>', 'samples per generation call; progress is saved after each', positiveInt('chunk'), 1024)
     .option('--max-batch <n>', 'sequences decoded at once (KV-cache slots)', positiveInt('max-batch'), 64)
     .option('--backend <name>', 'auto, native or reference', 'auto')
+    .option('--precision <name>', 'fp32, or bf16: weights in bfloat16, GEMMs accumulating in fp32 (faster where the CPU has avx512_bf16)', 'fp32')
     .option('--out <dir>', 'output folder (resumes when it holds an unfinished run); optional with --compare')
     .option('--compare <dirs...>', 'put these evaluated folders side by side (Markdown table)')
     .action(async (opts: EvalCliOptions) => {
@@ -110,8 +112,10 @@ async function evalAction(opts: EvalCliOptions): Promise<void> {
   const { samplerGenerator, mathVerifier } = await import('../eval/generator.ts');
   const { newGenerateStats } = await import('../rollout/sampler.ts');
   const backendPref = opts.backend === 'auto' || opts.backend === 'native' || opts.backend === 'reference' ? opts.backend : fail(`--backend must be auto, native or reference, got '${opts.backend}'`);
+  const { parsePrecision } = await import('../engine/precision.ts');
+  const precision = parsePrecision(opts.precision, '--precision');
   const modelDir = await hub.resolveModelPath(opts.model, '--model');
-  const model = await Qwen2Model.load(modelDir, { backend: getBackend(backendPref) });
+  const model = await Qwen2Model.load(modelDir, { backend: getBackend(backendPref), precision });
   const tokenizer = loadTokenizer(modelDir, model.config.vocabSize);
   if (prompt === 'qwen-boxed' && !tokenizer.hasChatTemplate) fail(`${opts.model}: tokenizer_config.json has no chat_template, which --prompt qwen-boxed needs; use --prompt raw (the problem text alone), or a chat model`);
   const stats = newGenerateStats();

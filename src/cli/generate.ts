@@ -38,6 +38,7 @@ interface GenerateOptions {
   stop: string[];
   json: boolean;
   backend: 'auto' | 'native' | 'reference';
+  precision: string;
 }
 
 export function registerGenerate(program: Command): void {
@@ -58,15 +59,18 @@ export function registerGenerate(program: Command): void {
     .option('--stop <text...>', 'stop strings (need a tokenizer)', [])
     .option('--json', 'print one JSON object per sample: ids, text, logprobs, finish_reason', false)
     .option('--backend <name>', 'auto, native or reference', 'auto')
+    .option('--precision <name>', 'fp32, or bf16: weights in bfloat16, GEMMs accumulating in fp32 (faster where the CPU has avx512_bf16)', 'fp32')
     .action(async (opts: GenerateOptions) => {
-      const [{ Qwen2Model }, { getBackend }, tk, { generate }] = await Promise.all([
+      const [{ Qwen2Model }, { getBackend }, tk, { generate }, { parsePrecision }] = await Promise.all([
         import('../model/qwen2.ts'), import('../engine/index.ts'), import('../model/tokenizer.ts'), import('../rollout/sampler.ts'),
+        import('../engine/precision.ts'),
       ]);
+      const precision = parsePrecision(opts.precision, '--precision');
       if ((opts.prompt === undefined) === (opts.promptIds === undefined)) fail('give exactly one of --prompt TEXT or --prompt-ids 1,2,3');
       if (opts.chat && opts.prompt === undefined) fail('--chat needs --prompt TEXT');
       const backend = getBackend(opts.backend);
       opts.model = await (await import('../hub/snapshot.ts')).resolveModelPath(opts.model, '--model');
-      const model = await Qwen2Model.load(opts.model, { backend });
+      const model = await Qwen2Model.load(opts.model, { backend, precision });
       const V = model.config.vocabSize;
       // A text prompt needs the tokenizer (loadTokenizer fails clearly without one); with ids,
       // a tokenizer is still used for the output text when the folder has one.

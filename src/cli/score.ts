@@ -10,6 +10,7 @@ interface ScoreOptions {
   ids?: string;
   json: boolean;
   backend: 'auto' | 'native' | 'reference';
+  precision: string;
 }
 
 export function registerScore(program: Command): void {
@@ -21,13 +22,16 @@ export function registerScore(program: Command): void {
     .option('--ids <ids>', 'the tokens to score, comma-separated ids')
     .option('--json', 'print one JSON object: ids, next_logprob, entropy, total_logprob', false)
     .option('--backend <name>', 'auto, native or reference', 'auto')
+    .option('--precision <name>', 'fp32, or bf16: weights in bfloat16, GEMMs accumulating in fp32 (faster where the CPU has avx512_bf16)', 'fp32')
     .action(async (opts: ScoreOptions) => {
-      const [{ Qwen2Model }, { getBackend }, tk, { packSequences }] = await Promise.all([
+      const [{ Qwen2Model }, { getBackend }, tk, { packSequences }, { parsePrecision }] = await Promise.all([
         import('../model/qwen2.ts'), import('../engine/index.ts'), import('../model/tokenizer.ts'), import('../model/batch.ts'),
+        import('../engine/precision.ts'),
       ]);
+      const precision = parsePrecision(opts.precision, '--precision');
       if ((opts.text === undefined) === (opts.ids === undefined)) fail('give exactly one of --text TEXT or --ids 1,2,3');
       opts.model = await (await import('../hub/snapshot.ts')).resolveModelPath(opts.model, '--model');
-      const model = await Qwen2Model.load(opts.model, { backend: getBackend(opts.backend) });
+      const model = await Qwen2Model.load(opts.model, { backend: getBackend(opts.backend), precision });
       const V = model.config.vocabSize;
       const tokenizer = opts.text !== undefined || tk.hasTokenizer(opts.model) ? tk.loadTokenizer(opts.model, V, 'give the tokens as ids (--ids) instead') : undefined;
       const ids = opts.ids !== undefined ? parseIdList(opts.ids, '--ids') : tokenizer!.encode(opts.text!);

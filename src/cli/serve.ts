@@ -15,6 +15,7 @@ interface ServeCliOptions {
   servedModelName?: string;
   weightVersion: string;
   backend: 'auto' | 'native' | 'reference';
+  precision: string;
 }
 
 export function registerServe(program: Command): void {
@@ -31,12 +32,15 @@ export function registerServe(program: Command): void {
     .option('--served-model-name <name>', 'model name in /v1/models (default: the folder name)')
     .option('--weight-version <v>', 'weight_version of the loaded weights', '0')
     .option('--backend <name>', 'auto, native or reference', 'auto')
+    .option('--precision <name>', 'fp32, or bf16: weights and KV cache in bfloat16, GEMMs accumulating in fp32', 'fp32')
     .action(async (opts: ServeCliOptions) => {
-      const [{ Qwen2Model }, { getBackend }, tk, { createRedServer }] = await Promise.all([
+      const [{ Qwen2Model }, { getBackend }, tk, { createRedServer }, { parsePrecision }] = await Promise.all([
         import('../model/qwen2.ts'), import('../engine/index.ts'), import('../model/tokenizer.ts'), import('../serve/server.ts'),
+        import('../engine/precision.ts'),
       ]);
+      const precision = parsePrecision(opts.precision, '--precision');
       if (opts.port > 65535) fail(`--port must be ≤ 65535, got ${opts.port}`);
-      const model = await Qwen2Model.load(opts.model, { backend: getBackend(opts.backend) });
+      const model = await Qwen2Model.load(opts.model, { backend: getBackend(opts.backend), precision });
       const tokenizer = tk.hasTokenizer(opts.model) ? tk.loadTokenizer(opts.model, model.config.vocabSize) : undefined;
       const eosIds = [...new Set([...tk.eosIdsOf(opts.model), ...(tokenizer?.eosIds ?? [])])];
       const maxLen = opts.maxLen ?? Math.min(model.config.maxPositionEmbeddings, 4096);

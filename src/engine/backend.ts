@@ -1,6 +1,7 @@
 // The contract every compute backend fulfils: the TypeScript reference (src/engine/reference.ts,
 // the definition of correctness) and the native addon (native/, loaded by src/engine/native.ts).
-// All tensors are row-major float32 (ids int32); a "view" is a subarray, so callers pass
+// All tensors are row-major float32 (ids int32) except the bf16 operands of the *Bf16 methods,
+// which are Uint16Arrays of raw bfloat16 bits (src/engine/bf16.ts); a "view" is a subarray, so callers pass
 // slices of the flat parameter/gradient buffers directly. Sizes are passed explicitly: buffers
 // are allocated for the maximum and may be longer than a call needs.
 //
@@ -24,6 +25,30 @@ export interface Backend {
    */
   matmul(out: Float32Array, a: Float32Array, b: Float32Array, M: number, N: number, K: number,
     transA: boolean, transB: boolean, accumulate: boolean): void;
+
+  /**
+   * matmul on bf16 operands with fp32 accumulation and an fp32 out: a and b hold bf16 bits
+   * (Uint16Array), layouts as matmul. Exact products of bf16 values, summed in fp32 (or wider).
+   */
+  matmulBf16(out: Float32Array, a: Uint16Array, b: Uint16Array, M: number, N: number, K: number,
+    transA: boolean, transB: boolean, accumulate: boolean): void;
+  /**
+   * linearForward with a bf16 weight(OC,C) (Uint16Array of bits): out(T,OC) = bf16(inp)·weightᵀ +
+   * bias, where bf16(inp) rounds the fp32 input to bf16 (nearest even) first; fp32 accumulation.
+   */
+  linearForwardBf16(out: Float32Array, inp: Float32Array, weight: Uint16Array, bias: Float32Array | null,
+    T: number, C: number, OC: number): void;
+
+  /**
+   * linearBackward for a bf16 weight (mixed-precision training): dout and inp are rounded to bf16
+   * (nearest even) and the products accumulate in fp32: dinp(T,C) = bf16(dout)·weight (written,
+   * may be null), dweight(OC,C) += bf16(dout)ᵀ·bf16(inp) (fp32, accumulates), dbias(OC) +=
+   * Σ_t dout in fp32 (accumulates).
+   */
+  linearBackwardBf16(dinp: Float32Array | null, dweight: Float32Array, dbias: Float32Array | null,
+    dout: Float32Array, inp: Float32Array, weight: Uint16Array, T: number, C: number, OC: number): void;
+  /** out(n) ← x(n) rounded to bf16 bits (nearest even): the bf16 copy of fp32 master weights. */
+  roundBf16(out: Uint16Array, x: Float32Array, n: number): void;
 
   /** A linear layer, torch layout: out(T,OC) = inp(T,C) · weight(OC,C)^T + bias(OC). */
   linearForward(out: Float32Array, inp: Float32Array, weight: Float32Array, bias: Float32Array | null,
@@ -75,6 +100,10 @@ export interface Backend {
   attentionDecode(out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array,
     slots: Int32Array, lens: Int32Array, B: number, NH: number, NKV: number, HD: number, maxLen: number): void;
 
+  /** attentionDecode against a bf16 cache (Uint16Arrays of bf16 bits, widened exactly): half the memory. */
+  attentionDecodeBf16(out: Float32Array, q: Float32Array, kCache: Uint16Array, vCache: Uint16Array,
+    slots: Int32Array, lens: Int32Array, B: number, NH: number, NKV: number, HD: number, maxLen: number): void;
+
   /** out(n) = silu(gate)·up, silu(x) = x·sigmoid(x). */
   swigluForward(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
   /** dgate(n), dup(n) written. */
@@ -105,6 +134,15 @@ export interface Backend {
    */
   adamw(params: Float32Array, grads: Float32Array, m: Float32Array, v: Float32Array, n: number,
     lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
+
+  /**
+   * Chooses the next token from one row of logits (V), without top-k/top-p (the sampler keeps
+   * those): out[0] = the id, out[1] = its logprob. invT = 0 is greedy: the first maximum, with
+   * the T = 1 log-softmax as logprob. Otherwise p_v = exp((z_v − max)·invT), the token is the
+   * first whose cumulative mass exceeds u·Σp (u ∈ [0, 1), inverse CDF in vocabulary order), and
+   * its logprob is log(p/Σp).
+   */
+  chooseToken(out: Float64Array, logits: Float32Array, V: number, invT: number, u: number): void;
 
   /** Σ x² over n elements, accumulated in double (global gradient norm). */
   sumSquares(x: Float32Array, n: number): number;

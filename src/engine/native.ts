@@ -12,7 +12,21 @@ import type { Backend } from './backend.ts';
 
 const addonPath = fileURLToPath(new URL('../../build/Release/red_native.node', import.meta.url));
 
-export function loadNativeBackend(): Backend | null {
+/** What the native addon measures beyond the Backend contract (bench only). */
+export interface NativeExtras {
+  /**
+   * Which bf16 kernels run: "avx512_bf16+amx" (GEMMs on AMX tiles), "avx512_bf16" (vdpbf16ps;
+   * RED_AMX=0 or no AMX) or "fp32 fallback" (bf16 widened to fp32).
+   */
+  bf16Isa: string;
+  /**
+   * GFLOP/s of a register-only loop on every thread for ~seconds: fp32 FMAs, bf16 dot products
+   * (vdpbf16ps) or AMX tile products; null when the CPU has no such unit.
+   */
+  peak(dtype: 'fp32' | 'bf16' | 'amx', seconds: number): number | null;
+}
+
+export function loadNativeBackend(): (Backend & NativeExtras) | null {
   if (!existsSync(addonPath)) return null;
   const isa = process.env.RED_ISA;
   if (isa && !['avx512', 'avx2', 'portable'].includes(isa)) fail(`RED_ISA must be avx512, avx2 or portable, got '${isa}'; unset it to use the best kernels this CPU runs`);
@@ -24,6 +38,7 @@ export function loadNativeBackend(): Backend | null {
     process.env.GOMP_SPINCOUNT = '3000';
   }
   const require = createRequire(import.meta.url);
-  const addon = require(addonPath) as Omit<Backend, 'name' | 'isa' | 'threads'> & { isa(): string; threads(): number };
-  return { ...addon, name: 'native', isa: addon.isa(), threads: addon.threads() };
+  const addon = require(addonPath) as Omit<Backend, 'name' | 'isa' | 'threads'> & Omit<NativeExtras, 'bf16Isa'>
+    & { isa(): string; threads(): number; bf16Isa(): string };
+  return { ...addon, name: 'native', isa: addon.isa(), threads: addon.threads(), bf16Isa: addon.bf16Isa() };
 }

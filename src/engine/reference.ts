@@ -6,6 +6,7 @@
 // One convention the contract leaves open, fixed here: in the loss head a target < 0 means
 // "no target at this position": logprob = entropy = 0 and the dlogits row is zero.
 import type { Backend } from './backend.ts';
+import { fromBf16, roundToBf16, toBf16 } from './bf16.ts';
 
 // Per-call scratch in double precision, grown on demand (never a T×T matrix).
 let scratch = new Float64Array(1024);
@@ -121,20 +122,45 @@ function linearForward(out: Float32Array, inp: Float32Array, weight: Float32Arra
   gemmDot(out, inp, weight, T, OC, C, false, bias);
 }
 
+// bf16 operands: widened to fp32 (exact), then the fp32 definitions above (double sums).
+function matmulBf16(out: Float32Array, a: Uint16Array, b: Uint16Array, M: number, N: number, K: number,
+  transA: boolean, transB: boolean, accumulate: boolean): void {
+  matmul(out, fromBf16(a.subarray(0, M * K)), fromBf16(b.subarray(0, K * N)), M, N, K, transA, transB, accumulate);
+}
+
+function linearForwardBf16(out: Float32Array, inp: Float32Array, weight: Uint16Array, bias: Float32Array | null,
+  T: number, C: number, OC: number): void {
+  gemmDot(out, roundToBf16(inp.subarray(0, T * C)), fromBf16(weight.subarray(0, OC * C)), T, OC, C, false, bias);
+}
+
+function linearBackwardBf16(dinp: Float32Array | null, dweight: Float32Array, dbias: Float32Array | null,
+  dout: Float32Array, inp: Float32Array, weight: Uint16Array, T: number, C: number, OC: number): void {
+  const d = roundToBf16(dout.subarray(0, T * OC));
+  if (dinp) gemmAxpy(dinp, d, OC, 1, fromBf16(weight.subarray(0, OC * C)), T, C, OC, false);
+  gemmAxpy(dweight, d, 1, OC, roundToBf16(inp.subarray(0, T * C)), OC, C, T, true);
+  if (dbias) biasGrad(dbias, dout, T, OC);
+}
+
+// dbias[o] += Σ_t dout[t,o]
+function biasGrad(dbias: Float32Array, dout: Float32Array, T: number, OC: number): void {
+  for (let o = 0; o < OC; o++) {
+    let sb = 0;
+    for (let t = 0; t < T; t++) sb += dout[t * OC + o];
+    dbias[o] += sb;
+  }
+}
+
+function roundBf16(out: Uint16Array, x: Float32Array, n: number): void {
+  out.set(toBf16(x.subarray(0, n)));
+}
+
 function linearBackward(dinp: Float32Array | null, dweight: Float32Array, dbias: Float32Array | null,
   dout: Float32Array, inp: Float32Array, weight: Float32Array, T: number, C: number, OC: number): void {
   // dinp[t,c] = Σ_o dout[t,o]·weight[o,c]   (written)
   if (dinp) gemmAxpy(dinp, dout, OC, 1, weight, T, C, OC, false);
   // dweight[o,c] += Σ_t dout[t,o]·inp[t,c]   (doutᵀ·inp, accumulated)
   gemmAxpy(dweight, dout, 1, OC, inp, OC, C, T, true);
-  // dbias[o] += Σ_t dout[t,o]
-  if (dbias) {
-    for (let o = 0; o < OC; o++) {
-      let sb = 0;
-      for (let t = 0; t < T; t++) sb += dout[t * OC + o];
-      dbias[o] += sb;
-    }
-  }
+  if (dbias) biasGrad(dbias, dout, T, OC);
 }
 
 function embeddingForward(out: Float32Array, ids: Int32Array, wte: Float32Array, T: number, C: number): void {
@@ -332,6 +358,38 @@ function attentionDecode(out: Float32Array, q: Float32Array, kCache: Float32Arra
   }
 }
 
+function attentionDecodeBf16(out: Float32Array, q: Float32Array, kCache: Uint16Array, vCache: Uint16Array,
+  slots: Int32Array, lens: Int32Array, B: number, NH: number, NKV: number, HD: number, maxLen: number): void {
+  attentionDecode(out, q, fromBf16(kCache), fromBf16(vCache), slots, lens, B, NH, NKV, HD, maxLen);
+}
+
+function chooseToken(out: Float64Array, logits: Float32Array, V: number, invT: number, u: number): void {
+  let max = -Infinity, arg = 0;
+  for (let v = 0; v < V; v++) {
+    const z = logits[v];
+    if (z > max) { max = z; arg = v; } // first maximum, as torch.argmax
+  }
+  if (invT === 0) {
+    let sum = 0;
+    for (let v = 0; v < V; v++) sum += Math.exp(logits[v] - max);
+    out[0] = arg;
+    out[1] = -Math.log(sum);
+    return;
+  }
+  const p = scratchOf(V);
+  let total = 0;
+  for (let v = 0; v < V; v++) total += p[v] = Math.exp((logits[v] - max) * invT);
+  const target = u * total;
+  let acc = 0, id = V - 1;
+  for (let v = 0; v < V; v++) {
+    acc += p[v];
+    if (acc > target) { id = v; break; }
+  }
+  while (id > 0 && p[id] === 0) id--; // u rounding past the last nonzero entry
+  out[0] = id;
+  out[1] = Math.log(p[id] / total);
+}
+
 function swigluForward(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void {
   for (let i = 0; i < n; i++) {
     const g = gate[i];
@@ -440,8 +498,12 @@ export const referenceBackend: Backend = {
   isa: 'typescript',
   threads: 1,
   matmul,
+  matmulBf16,
   linearForward,
+  linearForwardBf16,
   linearBackward,
+  linearBackwardBf16,
+  roundBf16,
   embeddingForward,
   embeddingBackward,
   rmsnormForward,
@@ -451,6 +513,8 @@ export const referenceBackend: Backend = {
   attentionForward,
   attentionBackward,
   attentionDecode,
+  attentionDecodeBf16,
+  chooseToken,
   swigluForward,
   swigluBackward,
   add,

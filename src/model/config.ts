@@ -141,7 +141,7 @@ export function loadConfig(file: string): ModelConfig {
  * The RoPE theta is written in the form the original used (transformers-5 `rope_parameters`
  * when present, else the top-level `rope_theta` every transformers version reads).
  */
-export function configToJson(config: ModelConfig): Json {
+export function configToJson(config: ModelConfig, weightsDtype: 'float32' | 'bfloat16' = 'float32'): Json {
   const out: Json = { ...config.raw };
   if (out.architectures === undefined) out.architectures = [config.modelType === 'qwen2' ? 'Qwen2ForCausalLM' : 'LlamaForCausalLM'];
   out.model_type = config.modelType;
@@ -161,10 +161,10 @@ export function configToJson(config: ModelConfig): Json {
   else out.rope_theta = config.ropeTheta;
   if (config.bosTokenId !== null) out.bos_token_id = config.bosTokenId;
   if (config.eosTokenId !== null) out.eos_token_id = config.eosTokenId;
-  // the weights we write are float32
-  if ('torch_dtype' in out) out.torch_dtype = 'float32';
-  if ('dtype' in out) out.dtype = 'float32';
-  if (out.torch_dtype === undefined && out.dtype === undefined) out.torch_dtype = 'float32';
+  // the dtype of the weights written beside it
+  if ('torch_dtype' in out) out.torch_dtype = weightsDtype;
+  if ('dtype' in out) out.dtype = weightsDtype;
+  if (out.torch_dtype === undefined && out.dtype === undefined) out.torch_dtype = weightsDtype;
   return out;
 }
 

@@ -4,54 +4,54 @@
 // (backend.attentionDecode). Only the positions whose next token is wanted reach the lm_head.
 import type { Backend } from '../engine/backend.ts';
 import { fail } from '../util/errors.ts';
+import type { Precision } from '../engine/precision.ts';
 import type { ModelConfig } from './config.ts';
-import type { ModelViews } from './params.ts';
+import { blockForward, decoderShape, type BlockBuffers, type DecoderShape } from './block.ts';
+import { embedW, linearW, type ModelViews, type Weight } from './params.ts';
 
-/** The shape of a decoder (Qwen2/Llama), in the shape vocabulary of the backend. */
-export interface DecoderShape {
-  V: number;
-  C: number;
-  L: number;
-  NH: number;
-  NKV: number;
-  HD: number;
-  /** MLP width. */
-  I: number;
-  eps: number;
-  ropeTheta: number;
-}
-
-export function decoderShape(c: ModelConfig): DecoderShape {
-  return {
-    V: c.vocabSize, C: c.hiddenSize, L: c.numLayers, NH: c.numHeads, NKV: c.numKvHeads, HD: c.headDim,
-    I: c.intermediateSize, eps: c.rmsNormEps, ropeTheta: c.ropeTheta,
-  };
-}
+export { decoderShape, type DecoderShape } from './block.ts';
 
 /**
  * Keys and values of S sequences ("slots"), each up to maxLen positions, per layer:
  * k[l], v[l] of shape (S, maxLen, NKV*HD), the layout of Backend.attentionDecode.
  */
 export class KvCache {
-  readonly k: Float32Array[];
-  readonly v: Float32Array[];
-  /** Floats per position: NKV*HD. */
+  /** fp32, or bf16 bits (Uint16Array) for a bf16 cache: half the memory. */
+  readonly k: KvTensor[];
+  readonly v: KvTensor[];
+  /** Values per position: NKV*HD. */
   readonly rowSize: number;
 
-  constructor(readonly shape: DecoderShape, readonly slots: number, readonly maxLen: number) {
+  constructor(readonly shape: DecoderShape, readonly slots: number, readonly maxLen: number,
+    readonly dtype: Precision = 'fp32') {
     this.rowSize = shape.NKV * shape.HD;
     const n = slots * maxLen * this.rowSize;
     this.k = [];
     this.v = [];
     for (let l = 0; l < shape.L; l++) {
-      this.k.push(new Float32Array(n));
-      this.v.push(new Float32Array(n));
+      this.k.push(dtype === 'bf16' ? new Uint16Array(n) : new Float32Array(n));
+      this.v.push(dtype === 'bf16' ? new Uint16Array(n) : new Float32Array(n));
     }
   }
 
   /** Bytes held by the cache. */
   get bytes(): number {
-    return 2 * this.shape.L * this.slots * this.maxLen * this.rowSize * 4;
+    return 2 * this.shape.L * this.slots * this.maxLen * this.rowSize * (this.dtype === 'bf16' ? 2 : 4);
+  }
+
+  /** Rows k, v (n·rowSize values) of layer l stored at value offset `at` (rounded to bf16 in a bf16 cache). */
+  write(be: Backend, l: number, at: number, k: Float32Array, v: Float32Array): void {
+    for (const [dst, src] of [[this.k[l], k], [this.v[l], v]] as const) {
+      if (dst instanceof Uint16Array) be.roundBf16(dst.subarray(at, at + src.length), src, src.length);
+      else dst.set(src, at);
+    }
+  }
+
+  /** attentionDecode against layer l's cache, in its dtype. */
+  attend(be: Backend, l: number, out: Float32Array, q: Float32Array, slots: Int32Array, lens: Int32Array, B: number): void {
+    const { NH, NKV, HD } = this.shape, k = this.k[l], v = this.v[l];
+    if (k instanceof Uint16Array) be.attentionDecodeBf16(out, q, k, v as Uint16Array, slots, lens, B, NH, NKV, HD, this.maxLen);
+    else be.attentionDecode(out, q, k, v as Float32Array, slots, lens, B, NH, NKV, HD, this.maxLen);
   }
 
   /** Positions 0..len−1 of slot `from` copied into slot `to` (samples sharing a prompt). */
@@ -66,7 +66,7 @@ export class KvCache {
   /** A copy of positions 0..len−1 of `slot`, to restore into another slot later. */
   savePrefix(slot: number, len: number): KvPrefix {
     const R = this.rowSize, M = this.maxLen;
-    const k: Float32Array[] = [], v: Float32Array[] = [];
+    const k: KvTensor[] = [], v: KvTensor[] = [];
     for (let l = 0; l < this.shape.L; l++) {
       k.push(this.k[l].slice(slot * M * R, (slot * M + len) * R));
       v.push(this.v[l].slice(slot * M * R, (slot * M + len) * R));
@@ -77,17 +77,20 @@ export class KvCache {
   restorePrefix(prefix: KvPrefix, slot: number): void {
     const off = slot * this.maxLen * this.rowSize;
     for (let l = 0; l < this.shape.L; l++) {
-      this.k[l].set(prefix.k[l], off);
-      this.v[l].set(prefix.v[l], off);
+      (this.k[l] as Float32Array).set(prefix.k[l] as Float32Array, off); // same dtype: savePrefix of a cache like this one
+      (this.v[l] as Float32Array).set(prefix.v[l] as Float32Array, off);
     }
   }
 }
 
-/** Keys/values of one prompt kept outside the cache: k[l], v[l] of shape (len, NKV*HD). */
+/** A cache tensor: fp32, or bf16 bits. */
+export type KvTensor = Float32Array | Uint16Array;
+
+/** Keys/values of one prompt kept outside the cache: k[l], v[l] of shape (len, NKV*HD), in the cache's dtype. */
 export interface KvPrefix {
   len: number;
-  k: Float32Array[];
-  v: Float32Array[];
+  k: KvTensor[];
+  v: KvTensor[];
 }
 
 /** Activation buffers for up to `rows` tokens, grown on demand. */
@@ -105,6 +108,8 @@ class Activations {
   gate = new Float32Array(0); // (T, I)
   up = new Float32Array(0); // (T, I)
   h = new Float32Array(0); // (T, I) silu(gate)·up
+  /** The same buffers as blockForward sees them: the residual stream x updated in place, xn and rstd shared by both norms. */
+  block: BlockBuffers | null = null;
 
   ensure(rows: number, s: DecoderShape): void {
     if (rows <= this.rows) return;
@@ -122,6 +127,10 @@ class Activations {
     this.gate = new Float32Array(rows * I);
     this.up = new Float32Array(rows * I);
     this.h = new Float32Array(rows * I);
+    this.block = {
+      resid: this.x, ln1: this.xn, rstd1: this.rstd, q: this.q, k: this.k, v: this.v, att: this.att, resid2: this.x,
+      ln2: this.xn, rstd2: this.rstd, gate: this.gate, up: this.up, mlp: this.h, proj: this.proj, out: this.x,
+    };
   }
 }
 
@@ -139,14 +148,16 @@ export class KvDecoder {
   constructor(
     readonly backend: Backend,
     config: ModelConfig,
-    /** Parameter views (params.ts modelViews over the model's flat parameter buffer). */
-    readonly weights: ModelViews,
+    /** Parameter views (params.ts modelViews, or bf16ModelViews: matrices in bf16). */
+    readonly weights: ModelViews<Weight>,
     slots: number,
     maxLen: number,
   ) {
     this.shape = decoderShape(config);
     if (weights.layers.length !== this.shape.L) fail(`decoder weights have ${weights.layers.length} layers, the config says ${this.shape.L}`);
-    this.cache = new KvCache(this.shape, slots, maxLen);
+    // bf16 weights (a bf16 inference model) keep a bf16 cache: half the memory, keys and values
+    // rounded as they are stored.
+    this.cache = new KvCache(this.shape, slots, maxLen, weights.embed instanceof Uint16Array ? 'bf16' : 'fp32');
   }
 
   /**
@@ -172,9 +183,7 @@ export class KvDecoder {
       this.backend.attentionForward(a.att, a.lse, a.q, a.k, a.v, cuSeqlens, P, T, NH, NKV, HD);
       for (let p = 0; p < P; p++) {
         const t0 = cuSeqlens[p], len = cuSeqlens[p + 1] - t0;
-        const dst = slots[p] * M * R;
-        this.cache.k[l].set(a.k.subarray(t0 * R, (t0 + len) * R), dst);
-        this.cache.v[l].set(a.v.subarray(t0 * R, (t0 + len) * R), dst);
+        this.cache.write(this.backend, l, slots[p] * M * R, a.k.subarray(t0 * R, (t0 + len) * R), a.v.subarray(t0 * R, (t0 + len) * R));
       }
     });
     return this.head(last, P);
@@ -186,7 +195,7 @@ export class KvDecoder {
    * valid until the next call.
    */
   step(ids: Int32Array, slots: Int32Array, positions: Int32Array, B: number): Float32Array {
-    const { NH, NKV, HD } = this.shape;
+    const { NKV, HD } = this.shape;
     const R = NKV * HD, M = this.cache.maxLen;
     // Per-step index buffers are kept (grown on demand): a step should allocate nothing.
     if (this.lens.length < B) {
@@ -200,11 +209,9 @@ export class KvDecoder {
     }
     this.layersForward(ids, positions, B, (l, a) => {
       for (let b = 0; b < B; b++) {
-        const dst = (slots[b] * M + positions[b]) * R;
-        this.cache.k[l].set(a.k.subarray(b * R, (b + 1) * R), dst);
-        this.cache.v[l].set(a.v.subarray(b * R, (b + 1) * R), dst);
+        this.cache.write(this.backend, l, (slots[b] * M + positions[b]) * R, a.k.subarray(b * R, (b + 1) * R), a.v.subarray(b * R, (b + 1) * R));
       }
-      this.backend.attentionDecode(a.att, a.q, this.cache.k[l], this.cache.v[l], slots, lens, B, NH, NKV, HD, M);
+      this.cache.attend(this.backend, l, a.att, a.q, slots, lens, B);
     });
     return this.head(this.headRows, B);
   }
@@ -216,28 +223,10 @@ export class KvDecoder {
   private layersForward(ids: Int32Array, positions: Int32Array, T: number,
     attend: (l: number, a: Activations) => void): void {
     const s = this.shape, w = this.weights, be = this.backend;
-    const { C, NH, NKV, HD, I, eps, ropeTheta } = s;
     const a = this.act;
     a.ensure(T, s);
-    be.embeddingForward(a.x, ids, w.embed, T, C);
-    for (let l = 0; l < s.L; l++) {
-      const lw = w.layers[l];
-      be.rmsnormForward(a.xn, a.rstd, a.x, lw.inputNorm, T, C, eps);
-      be.linearForward(a.q, a.xn, lw.qWeight, lw.qBias, T, C, NH * HD);
-      be.linearForward(a.k, a.xn, lw.kWeight, lw.kBias, T, C, NKV * HD);
-      be.linearForward(a.v, a.xn, lw.vWeight, lw.vBias, T, C, NKV * HD);
-      be.ropeForward(a.q, positions, T, NH, HD, ropeTheta);
-      be.ropeForward(a.k, positions, T, NKV, HD, ropeTheta);
-      attend(l, a);
-      be.linearForward(a.proj, a.att, lw.oWeight, null, T, NH * HD, C);
-      be.add(a.x, a.x, a.proj, T * C);
-      be.rmsnormForward(a.xn, a.rstd, a.x, lw.postNorm, T, C, eps);
-      be.linearForward(a.gate, a.xn, lw.gateWeight, null, T, C, I);
-      be.linearForward(a.up, a.xn, lw.upWeight, null, T, C, I);
-      be.swigluForward(a.h, a.gate, a.up, T * I);
-      be.linearForward(a.proj, a.h, lw.downWeight, null, T, I, C);
-      be.add(a.x, a.x, a.proj, T * C);
-    }
+    embedW(be, a.x, ids, w.embed, T, s.C);
+    for (let l = 0; l < s.L; l++) blockForward(be, s, w.layers[l], a.block!, positions, T, () => attend(l, a));
   }
 
   /** Final norm and lm_head on the residual rows `rows` only: (B, V). */
@@ -251,7 +240,7 @@ export class KvDecoder {
     }
     for (let b = 0; b < B; b++) this.headIn.set(this.act.x.subarray(rows[b] * C, (rows[b] + 1) * C), b * C);
     this.backend.rmsnormForward(this.headNorm, this.rstdHead, this.headIn, this.weights.finalNorm, B, C, eps);
-    this.backend.linearForward(this.logitsBuf, this.headNorm, this.weights.lmHead, null, B, C, V);
+    linearW(this.backend, this.logitsBuf, this.headNorm, this.weights.lmHead, null, B, C, V);
     return this.logitsBuf;
   }
 }

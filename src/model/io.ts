@@ -8,28 +8,43 @@ import { fail } from '../util/errors.ts';
 import { writeJsonAtomic } from '../util/fs.ts';
 import { configToJson, type ModelConfig } from './config.ts';
 import type { ParamLayout } from './params.ts';
-import { Checkpoint, writeSafetensors } from './safetensors.ts';
+import { Checkpoint, writeSafetensors, type SafetensorsFile } from './safetensors.ts';
 
 /**
  * Fails naming the first tensor that holds a NaN or an Inf (a corrupt or diverged checkpoint would
- * otherwise generate one token forever and train with `loss -`). `sumSquares` (the backend's
- * Σx², one fast pass) settles the common all-finite case; only a non-finite sum is searched.
+ * otherwise generate one token forever and train with `loss -`). For fp32, `sumSquares` (the
+ * backend's Σx², one fast pass) settles the common all-finite case; only a non-finite sum is
+ * searched. bf16 weights (raw bits) are scanned directly.
  */
-export function checkFinite(dir: string, params: Float32Array, layout: ParamLayout, sumSquares?: (x: Float32Array, n: number) => number): void {
-  if (sumSquares && Number.isFinite(sumSquares(params, params.length))) return;
-  const bits = new Uint32Array(params.buffer, params.byteOffset, params.length);
-  const EXP = 0x7f800000; // exponent all ones: Inf or NaN
+export function checkFinite(dir: string, params: Float32Array | Uint16Array, layout: ParamLayout, sumSquares?: (x: Float32Array, n: number) => number): void {
+  const f32 = params instanceof Float32Array;
+  if (f32 && sumSquares && Number.isFinite(sumSquares(params, params.length))) return;
+  const bits = f32 ? new Uint32Array(params.buffer, params.byteOffset, params.length) : params;
+  // Exponent all ones: Inf (mantissa 0) or NaN; fp32 and bf16 share the layout, bf16 is the top half.
+  const [EXP, MANT, SIGN] = f32 ? [0x7f800000, 0x007fffff, 0x80000000] : [0x7f80, 0x007f, 0x8000];
   for (const spec of layout.specs) {
     for (let i = spec.offset, end = spec.offset + spec.size; i < end; i++) {
-      if ((bits[i] & EXP) !== EXP) continue;
-      const what = Number.isNaN(params[i]) ? 'NaN' : params[i] > 0 ? '+Inf' : '-Inf';
+      if ((bits[i]! & EXP) >>> 0 !== EXP) continue;
+      const what = (bits[i]! & MANT) !== 0 ? 'NaN' : (bits[i]! & SIGN) !== 0 ? '-Inf' : '+Inf';
       fail(`${dir}: tensor "${spec.name}" holds ${what} (first at element ${i - spec.offset} of ${spec.size}); the checkpoint is corrupt or from a diverged run: use an earlier checkpoint or the original weights`);
     }
   }
 }
 
+type SumSquares = (x: Float32Array, n: number) => number;
+
 /** Reads every parameter of `layout` from the checkpoint in `dir` into a new flat buffer (checked finite). */
-export function readWeights(dir: string, layout: ParamLayout, config: ModelConfig, sumSquares?: (x: Float32Array, n: number) => number): Float32Array {
+export function readWeights(dir: string, layout: ParamLayout, config: ModelConfig, sumSquares?: SumSquares): Float32Array {
+  return readCheckedWeights(dir, layout, config, (n) => new Float32Array(n), (file, name, dst) => file.readInto(name, dst), sumSquares);
+}
+
+/** The same as bf16 bits (BF16 tensors copied as they are, F32/F16 rounded): no fp32 copy. */
+export function readWeightsBf16(dir: string, layout: ParamLayout, config: ModelConfig): Uint16Array {
+  return readCheckedWeights(dir, layout, config, (n) => new Uint16Array(n), (file, name, dst) => file.readIntoBf16(name, dst));
+}
+
+function readCheckedWeights<B extends Float32Array | Uint16Array>(dir: string, layout: ParamLayout, config: ModelConfig,
+  alloc: (n: number) => B, readInto: (file: SafetensorsFile, name: string, dst: B) => void, sumSquares?: SumSquares): B {
   const ckpt = Checkpoint.open(dir);
   try {
     // Check names and shapes of everything first: a bad checkpoint fails before any allocation.
@@ -48,10 +63,10 @@ export function readWeights(dir: string, layout: ParamLayout, config: ModelConfi
       if (name === 'lm_head.weight' && config.tieWordEmbeddings) continue; // tied: the embedding is the head
       fail(`${ckpt.find(name)?.file.file}: unexpected tensor "${name}" (config.json describes a model without it)`);
     }
-    const params = new Float32Array(layout.total);
+    const params = alloc(layout.total);
     for (const spec of layout.specs) {
       const found = ckpt.find(spec.name)!;
-      found.file.readInto(spec.name, params.subarray(spec.offset, spec.offset + spec.size));
+      readInto(found.file, spec.name, params.subarray(spec.offset, spec.offset + spec.size) as B);
     }
     checkFinite(dir, params, layout, sumSquares);
     return params;
@@ -70,7 +85,8 @@ function isRegenerated(name: string): boolean {
 export interface SaveContents {
   config: ModelConfig;
   layout: ParamLayout;
-  params: Float32Array;
+  /** fp32, or bf16 bits (written as BF16). */
+  params: Float32Array | Uint16Array;
   /** generation_config.json's object (kept from the loaded folder, or made from the config). */
   generationConfig: Record<string, unknown>;
   /** The folder the model was loaded from: its tokenizer and other files are copied along. */
@@ -78,7 +94,7 @@ export interface SaveContents {
 }
 
 /**
- * Writes `dir` as a folder transformers loads: config.json, model.safetensors (F32, Hugging Face
+ * Writes `dir` as a folder transformers loads: config.json, model.safetensors (F32 or BF16, Hugging Face
  * names, no lm_head.weight when tied), generation_config.json and the source folder's other files.
  * The whole folder is replaced atomically.
  */
@@ -94,7 +110,7 @@ export function writeModelDir(dir: string, s: SaveContents): void {
         if (!isRegenerated(name) && statSync(src).isFile()) copyFileSync(src, path.join(tmp, name));
       }
     }
-    writeJsonAtomic(path.join(tmp, 'config.json'), configToJson(s.config));
+    writeJsonAtomic(path.join(tmp, 'config.json'), configToJson(s.config, s.params instanceof Uint16Array ? 'bfloat16' : 'float32'));
     writeJsonAtomic(path.join(tmp, 'generation_config.json'), s.generationConfig);
     writeSafetensors(path.join(tmp, 'model.safetensors'),
       s.layout.specs.map((p) => ({ name: p.name, shape: p.shape, data: s.params.subarray(p.offset, p.offset + p.size) })));

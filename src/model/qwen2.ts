@@ -2,14 +2,27 @@
 // activations backward needs, backward calls the same kernels in exactly the reverse order and
 // accumulates into one flat gradient buffer. The loss head never materialises (T, V) logits:
 // it runs in chunks of rows that have a target and keeps only each token's logprob and entropy.
+// A model holds fp32 parameters (training, scoring, generation) or, for inference only, bf16
+// ones (precision "bf16": GEMMs on bf16 weights with fp32 accumulation; norms, attention's
+// softmax and the loss head in fp32), with no fp32 copy of the matrices. An fp32 model can also
+// compute in bf16 (mixed precision, setComputePrecision): each forward rounds the fp32 master
+// weights into a bf16 copy that the GEMMs of forward and backward use; gradients, norms, the
+// loss head and the optimiser stay fp32.
 import path from 'node:path';
 import type { Backend } from '../engine/backend.ts';
+import { fromBf16, toBf16 } from '../engine/bf16.ts';
 import { getBackend } from '../engine/index.ts';
+import { noteBf16Speed, type Precision } from '../engine/precision.ts';
+import { fail } from '../util/errors.ts';
 import { Rng } from '../util/rng.ts';
 import { checkBatch, type PackedBatch } from './batch.ts';
+import { blockBackward, blockForward, decoderShape, type BlockBuffers, type DecoderShape } from './block.ts';
 import { loadConfig, type ModelConfig } from './config.ts';
-import { defaultGenerationConfig, readGenerationConfig, readWeights, writeModelDir } from './io.ts';
-import { modelViews, paramLayout, type ModelViews, type ParamLayout } from './params.ts';
+import { defaultGenerationConfig, readGenerationConfig, readWeights, readWeightsBf16, writeModelDir } from './io.ts';
+import {
+  bf16ModelViews, embedW, linearBackwardW, linearW, mixedModelViews, modelViews, paramLayout, type ModelViews, type ParamLayout,
+  type Weight,
+} from './params.ts';
 
 export type { PackedBatch } from './batch.ts';
 
@@ -21,22 +34,14 @@ export type { PackedBatch } from './batch.ts';
  */
 const HEAD_ROWS = 512;
 
-/** Activations of one layer kept for backward; every buffer holds `cap` tokens. */
-interface LayerActs {
-  resid: Float32Array; // (T, C) the residual stream entering the layer
-  ln1: Float32Array; // (T, C) input_layernorm output
-  rstd1: Float32Array; // (T)
-  q: Float32Array; // (T, QD) after RoPE
-  k: Float32Array; // (T, KD) after RoPE
-  v: Float32Array; // (T, KD)
-  att: Float32Array; // (T, QD) attention output, before o_proj
+/**
+ * Activations of one layer kept for backward; every buffer holds `cap` tokens. Under activation
+ * checkpointing only `resid` is the layer's own: the others are one set shared by all layers,
+ * refilled by recomputing the layer in backward.
+ */
+type LayerActs = Omit<BlockBuffers, 'mlp' | 'proj' | 'out'> & {
   lse: Float32Array; // (T, NH)
-  resid2: Float32Array; // (T, C) the residual stream after attention
-  ln2: Float32Array; // (T, C) post_attention_layernorm output
-  rstd2: Float32Array; // (T)
-  gate: Float32Array; // (T, I)
-  up: Float32Array; // (T, I)
-}
+};
 
 /** Buffers shared by all layers: the final stream, the head chunk and the backward scratch. */
 interface Scratch {
@@ -66,19 +71,27 @@ interface Scratch {
 
 export interface LoadOptions {
   backend?: Backend;
+  /** fp32 (default), or bf16 for inference: the weights are read into bf16, whatever the file's dtype. */
+  precision?: Precision;
 }
 
 export class Qwen2Model {
   readonly layout: ParamLayout;
-  /** All parameters, one flat buffer in `layout` order. */
-  readonly params: Float32Array;
-  /** Named views into params. */
-  readonly w: ModelViews;
+  /** fp32, or bf16 (inference only: forward, logits and generation; no backward, no optimizer). */
+  readonly precision: Precision;
+  /** The bf16 parameters (bits, `layout` order) of a bf16 model; null in fp32. */
+  readonly params16: Uint16Array | null;
+  private readonly p32: Float32Array | null;
+  /** Named views of the parameters in their dtype (the matrices bf16 in a bf16 model). */
+  readonly w: ModelViews<Weight>;
   /** generation_config.json's content, written back on save. */
   generationConfig: Record<string, unknown>;
   /** The folder this model was loaded from (its tokenizer files travel with save()). */
   sourceDir: string | null = null;
 
+  private readonly shape: DecoderShape;
+  /** Activation checkpointing: keep each layer's input only and recompute the layer in backward. */
+  private checkpointing = false;
   private cap = 0;
   private acts: LayerActs[] = [];
   private s: Scratch | null = null;
@@ -87,12 +100,96 @@ export class Qwen2Model {
   /** Token rows with a target (the rows the loss head computes), from the last forward. */
   private headRows = new Int32Array(0);
 
-  constructor(readonly config: ModelConfig, readonly backend: Backend, params?: Float32Array) {
+  /** params: fp32 (or none: zeros), or a Uint16Array of bf16 bits for a bf16 inference model. */
+  constructor(readonly config: ModelConfig, readonly backend: Backend, params?: Float32Array | Uint16Array) {
     this.layout = paramLayout(config);
-    this.params = params ?? new Float32Array(this.layout.total);
-    if (this.params.length !== this.layout.total) throw new Error(`params has ${this.params.length} elements, layout ${this.layout.total}`);
-    this.w = modelViews(config, this.layout, this.params);
+    this.shape = decoderShape(config);
+    const p = params ?? new Float32Array(this.layout.total);
+    if (p.length !== this.layout.total) throw new Error(`params has ${p.length} elements, layout ${this.layout.total}`);
+    if (p instanceof Uint16Array) {
+      this.precision = 'bf16';
+      this.params16 = p;
+      this.p32 = null;
+      this.w = bf16ModelViews(config, this.layout, p);
+      noteBf16Speed(backend);
+    } else {
+      this.precision = 'fp32';
+      this.params16 = null;
+      this.p32 = p;
+      this.w = modelViews(config, this.layout, p);
+    }
     this.generationConfig = defaultGenerationConfig(config);
+  }
+
+  /** All fp32 parameters, one flat buffer in `layout` order (fp32 models only). */
+  get params(): Float32Array {
+    if (!this.p32) fail(this.bf16Only('fp32 parameters'));
+    return this.p32;
+  }
+
+  private bf16Only(what: string): string {
+    return `${what}: this model holds bf16 weights for inference (precision bf16); load it with precision fp32 to train`;
+  }
+
+  /** Mixed precision: the bf16 copy of the master weights and its views (null: compute in fp32). */
+  private mixed: { p16: Uint16Array; w: ModelViews<Uint16Array> } | null = null;
+
+  /**
+   * The precision of the GEMMs: bf16 on an fp32 model is mixed-precision training (fp32 master
+   * weights, gradients and optimiser; a bf16 copy rounded at every forward). A bf16 model always
+   * computes in bf16.
+   */
+  setComputePrecision(p: Precision): void {
+    if (p === 'fp32' || !this.p32) {
+      if (p === 'fp32' && !this.p32) fail(this.bf16Only('fp32 compute'));
+      this.mixed = null;
+      return;
+    }
+    if (this.mixed) return;
+    const p16 = new Uint16Array(this.layout.total);
+    this.mixed = { p16, w: mixedModelViews(this.config, this.layout, p16, this.p32) };
+    noteBf16Speed(this.backend);
+  }
+
+  /**
+   * Activation checkpointing (train.activationCheckpointing): forward keeps each layer's input
+   * only (T·C floats per layer instead of ~(6C + 2I) T) and backward recomputes each layer first.
+   * The gradients are the same numbers; a step costs one more forward.
+   */
+  setActivationCheckpointing(on: boolean): void {
+    if (on === this.checkpointing) return;
+    this.checkpointing = on;
+    this.cap = 0; // reallocate the activations at the next forward
+    this.acts = [];
+    this.batch = null;
+  }
+
+  /** Bytes of the per-layer activation buffers now allocated (shared ones counted once). */
+  get activationBytes(): number {
+    const seen = new Set<Float32Array>();
+    for (const a of this.acts) for (const b of Object.values(a)) seen.add(b);
+    let n = 0;
+    for (const b of seen) n += b.byteLength;
+    return n;
+  }
+
+  get computePrecision(): Precision {
+    return this.mixed || !this.p32 ? 'bf16' : 'fp32';
+  }
+
+  /** The views forward and backward compute with; in mixed precision refreshed from the master weights. */
+  private forwardViews(refresh: boolean): ModelViews<Weight> {
+    if (!this.mixed) return this.w;
+    if (refresh) this.backend.roundBf16(this.mixed.p16, this.p32!, this.layout.total);
+    return this.mixed.w;
+  }
+
+  /** A bf16 inference copy of this fp32 model (weights rounded to nearest even). */
+  toBf16(): Qwen2Model {
+    const m = new Qwen2Model(this.config, this.backend, toBf16(this.params));
+    m.generationConfig = this.generationConfig;
+    m.sourceDir = this.sourceDir;
+    return m;
   }
 
   /** Loads a Hugging Face model folder (config.json + model.safetensors or shards). */
@@ -100,7 +197,7 @@ export class Qwen2Model {
     const config = loadConfig(path.join(dir, 'config.json'));
     const layout = paramLayout(config);
     const backend = opts.backend ?? getBackend();
-    const params = readWeights(dir, layout, config, (x, n) => backend.sumSquares(x, n));
+    const params = opts.precision === 'bf16' ? readWeightsBf16(dir, layout, config) : readWeights(dir, layout, config, (x, n) => backend.sumSquares(x, n));
     const model = new Qwen2Model(config, backend, params);
     model.generationConfig = readGenerationConfig(dir, config);
     model.sourceDir = path.resolve(dir);
@@ -122,9 +219,14 @@ export class Qwen2Model {
     return model;
   }
 
-  /** Writes a folder transformers can load; the folder is replaced atomically. */
-  save(dir: string): void {
-    writeModelDir(dir, { config: this.config, layout: this.layout, params: this.params, generationConfig: this.generationConfig, sourceDir: this.sourceDir });
+  /**
+   * Writes a folder transformers can load, replaced atomically, with weights in `dtype` (default
+   * the model's own: F32, or BF16 for a bf16 model; fp32 → bf16 rounds to nearest even, bf16 →
+   * fp32 widens exactly).
+   */
+  save(dir: string, dtype: Precision = this.precision): void {
+    const params = dtype === 'bf16' ? this.params16 ?? toBf16(this.p32!) : this.p32 ?? fromBf16(this.params16!);
+    writeModelDir(dir, { config: this.config, layout: this.layout, params, generationConfig: this.generationConfig, sourceDir: this.sourceDir });
   }
 
   private gradBuf: Float32Array | null = null;
@@ -135,6 +237,7 @@ export class Qwen2Model {
    * so a model that only generates or scores never pays for them.
    */
   get grads(): Float32Array {
+    if (!this.p32) fail(this.bf16Only('gradients'));
     if (!this.gradBuf) this.gradBuf = new Float32Array(this.layout.total);
     return this.gradBuf;
   }
@@ -165,7 +268,7 @@ export class Qwen2Model {
     for (let r0 = 0; r0 < rows.length; r0 += HEAD_ROWS) {
       const n = Math.min(HEAD_ROWS, rows.length - r0);
       this.gatherHeadRows(batch, rows, r0, n);
-      be.linearForward(s.headLogits, s.headIn, this.w.lmHead, null, n, C, V);
+      linearW(be, s.headLogits, s.headIn, this.forwardViews(false).lmHead, null, n, C, V);
       be.lossHeadForward(s.headLp, s.headEnt, s.headLogits, s.headTargets, n, V);
       for (let i = 0; i < n; i++) {
         logprob[rows[r0 + i]] = s.headLp[i];
@@ -192,15 +295,14 @@ export class Qwen2Model {
    * forward's batch, ACCUMULATED into grads (micro-batches add up). Coefficients are (T).
    */
   backward(coefLogprob: Float32Array, coefEntropy: Float32Array): void {
+    if (!this.p32) fail(this.bf16Only('backward'));
     const batch = this.batch;
     if (!batch) throw new Error('backward() without a preceding forward()');
     const T = batch.ids.length;
     if (coefLogprob.length < T || coefEntropy.length < T) throw new Error(`backward: coefficients must have T=${T} entries`);
     const { backend: be, s } = this.ready();
-    const c = this.config, w = this.w, g = this.g;
-    const C = c.hiddenSize, V = c.vocabSize, NH = c.numHeads, NKV = c.numKvHeads, HD = c.headDim;
-    const QD = NH * HD, KD = NKV * HD, I = c.intermediateSize;
-    const B = batch.cuSeqlens.length - 1;
+    const c = this.config, w = this.forwardViews(false), g = this.g;
+    const C = c.hiddenSize, V = c.vocabSize;
 
     // Loss head, chunk by chunk: recompute the logits, turn them into dlogits in place, then
     // d lm_head += dlogitsᵀ·lnf and d lnf = dlogits·lm_head (rows without a target get 0).
@@ -213,9 +315,9 @@ export class Qwen2Model {
         s.headCl[i] = coefLogprob[rows[r0 + i]];
         s.headCe[i] = coefEntropy[rows[r0 + i]];
       }
-      be.linearForward(s.headLogits, s.headIn, w.lmHead, null, n, C, V);
+      linearW(be, s.headLogits, s.headIn, w.lmHead, null, n, C, V);
       be.lossHeadBackward(s.headLogits, s.headLogits, s.headTargets, s.headCl, s.headCe, n, V);
-      be.linearBackward(s.dln, g.lmHead, null, s.headLogits, s.headIn, w.lmHead, n, C, V);
+      linearBackwardW(be, s.dln, g.lmHead, null, s.headLogits, s.headIn, w.lmHead, n, C, V);
       for (let i = 0; i < n; i++) {
         const t = rows[r0 + i];
         s.dtmp.set(s.dln.subarray(i * C, (i + 1) * C), t * C);
@@ -225,26 +327,8 @@ export class Qwen2Model {
     be.rmsnormBackward(s.dresid, g.finalNorm, s.dtmp, s.residOut, w.finalNorm, s.rstdf, T, C);
 
     for (let l = c.numLayers - 1; l >= 0; l--) {
-      const a = this.acts[l], lw = w.layers[l], lg = g.layers[l];
-      // MLP: resid_out = resid2 + down(swiglu(gate(ln2), up(ln2))); dresid flows through unchanged.
-      be.swigluForward(s.mlp, a.gate, a.up, T * I); // recomputed: the input of down_proj
-      be.linearBackward(s.dmlp, lg.downWeight, null, s.dresid, s.mlp, lw.downWeight, T, I, C);
-      be.swigluBackward(s.dgate, s.dup, s.dmlp, a.gate, a.up, T * I);
-      be.linearBackward(s.dln, lg.upWeight, null, s.dup, a.ln2, lw.upWeight, T, C, I);
-      be.linearBackward(s.dtmp, lg.gateWeight, null, s.dgate, a.ln2, lw.gateWeight, T, C, I);
-      be.add(s.dln, s.dln, s.dtmp, T * C);
-      be.rmsnormBackward(s.dresid, lg.postNorm, s.dln, a.resid2, lw.postNorm, a.rstd2, T, C);
-      // Attention: resid2 = resid + o_proj(attention(rope(q), rope(k), v)).
-      be.linearBackward(s.datt, lg.oWeight, null, s.dresid, a.att, lw.oWeight, T, QD, C);
-      be.attentionBackward(s.dq, s.dk, s.dv, s.datt, a.q, a.k, a.v, a.att, a.lse, batch.cuSeqlens, B, T, NH, NKV, HD);
-      be.ropeBackward(s.dk, batch.positions, T, NKV, HD, c.ropeTheta);
-      be.ropeBackward(s.dq, batch.positions, T, NH, HD, c.ropeTheta);
-      be.linearBackward(s.dln, lg.vWeight, lg.vBias, s.dv, a.ln1, lw.vWeight, T, C, KD);
-      be.linearBackward(s.dtmp, lg.kWeight, lg.kBias, s.dk, a.ln1, lw.kWeight, T, C, KD);
-      be.add(s.dln, s.dln, s.dtmp, T * C);
-      be.linearBackward(s.dtmp, lg.qWeight, lg.qBias, s.dq, a.ln1, lw.qWeight, T, C, QD);
-      be.add(s.dln, s.dln, s.dtmp, T * C);
-      be.rmsnormBackward(s.dresid, lg.inputNorm, s.dln, a.resid, lw.inputNorm, a.rstd1, T, C);
+      if (this.checkpointing) this.layerForward(l, w, batch, T); // refill the shared activations
+      blockBackward(be, this.shape, w.layers[l], g.layers[l], this.blockBuffers(l), this.acts[l].lse, s.dresid, s, batch.positions, batch.cuSeqlens, T);
     }
     be.embeddingBackward(g.embed, s.dresid, batch.ids, T, C);
   }
@@ -255,7 +339,7 @@ export class Qwen2Model {
     this.trunkForward(batch, T);
     const { backend: be, s } = this.ready();
     const out = new Float32Array(T * this.config.vocabSize);
-    be.linearForward(out, s.lnf, this.w.lmHead, null, T, this.config.hiddenSize, this.config.vocabSize);
+    linearW(be, out, s.lnf, this.forwardViews(false).lmHead, null, T, this.config.hiddenSize, this.config.vocabSize);
     this.batch = null; // the head activations do not match a backward
     return out;
   }
@@ -264,32 +348,27 @@ export class Qwen2Model {
   private trunkForward(batch: PackedBatch, T: number): void {
     this.ensureCapacity(T);
     const { backend: be, s } = this.ready();
-    const c = this.config, w = this.w;
-    const C = c.hiddenSize, NH = c.numHeads, NKV = c.numKvHeads, HD = c.headDim;
-    const QD = NH * HD, KD = NKV * HD, I = c.intermediateSize;
-    const B = batch.cuSeqlens.length - 1;
+    const c = this.config, w = this.forwardViews(true);
+    const C = c.hiddenSize;
 
-    be.embeddingForward(this.acts[0].resid, batch.ids, w.embed, T, C);
-    for (let l = 0; l < c.numLayers; l++) {
-      const a = this.acts[l], lw = w.layers[l];
-      const next = l + 1 < c.numLayers ? this.acts[l + 1].resid : s.residOut;
-      be.rmsnormForward(a.ln1, a.rstd1, a.resid, lw.inputNorm, T, C, c.rmsNormEps);
-      be.linearForward(a.q, a.ln1, lw.qWeight, lw.qBias, T, C, QD);
-      be.linearForward(a.k, a.ln1, lw.kWeight, lw.kBias, T, C, KD);
-      be.linearForward(a.v, a.ln1, lw.vWeight, lw.vBias, T, C, KD);
-      be.ropeForward(a.q, batch.positions, T, NH, HD, c.ropeTheta);
-      be.ropeForward(a.k, batch.positions, T, NKV, HD, c.ropeTheta);
-      be.attentionForward(a.att, a.lse, a.q, a.k, a.v, batch.cuSeqlens, B, T, NH, NKV, HD);
-      be.linearForward(s.proj, a.att, lw.oWeight, null, T, QD, C);
-      be.add(a.resid2, a.resid, s.proj, T * C);
-      be.rmsnormForward(a.ln2, a.rstd2, a.resid2, lw.postNorm, T, C, c.rmsNormEps);
-      be.linearForward(a.gate, a.ln2, lw.gateWeight, null, T, C, I);
-      be.linearForward(a.up, a.ln2, lw.upWeight, null, T, C, I);
-      be.swigluForward(s.mlp, a.gate, a.up, T * I);
-      be.linearForward(s.proj, s.mlp, lw.downWeight, null, T, I, C);
-      be.add(next, a.resid2, s.proj, T * C);
-    }
+    embedW(be, this.acts[0].resid, batch.ids, w.embed, T, C);
+    for (let l = 0; l < c.numLayers; l++) this.layerForward(l, w, batch, T);
     be.rmsnormForward(s.lnf, s.rstdf, s.residOut, w.finalNorm, T, C, c.rmsNormEps);
+  }
+
+  /** Layer l's forward (blockForward) over the batch, into its activation buffers. */
+  private layerForward(l: number, w: ModelViews<Weight>, batch: PackedBatch, T: number): void {
+    const { NH, NKV, HD } = this.shape, b = this.blockBuffers(l), lse = this.acts[l].lse;
+    blockForward(this.backend, this.shape, w.layers[l], b, batch.positions, T, () => {
+      this.backend.attentionForward(b.att, lse, b.q, b.k, b.v, batch.cuSeqlens, batch.cuSeqlens.length - 1, T, NH, NKV, HD);
+    });
+  }
+
+  /** Layer l's BlockBuffers: its activations, the shared MLP/projection scratch, the next layer's input as out. */
+  private blockBuffers(l: number): BlockBuffers {
+    const s = this.s!;
+    const out = l + 1 < this.config.numLayers ? this.acts[l + 1].resid : s.residOut;
+    return { ...this.acts[l], mlp: s.mlp, proj: s.proj, out };
   }
 
   private ready(): { backend: Backend; s: Scratch } {
@@ -304,14 +383,14 @@ export class Qwen2Model {
     const c = this.config;
     const C = c.hiddenSize, NH = c.numHeads, QD = NH * c.headDim, KD = c.numKvHeads * c.headDim, I = c.intermediateSize;
     const f = (n: number): Float32Array => new Float32Array(n);
+    const layerActs = (): Omit<LayerActs, 'resid'> => ({
+      ln1: f(cap * C), rstd1: f(cap), q: f(cap * QD), k: f(cap * KD), v: f(cap * KD),
+      att: f(cap * QD), lse: f(cap * NH), resid2: f(cap * C), ln2: f(cap * C), rstd2: f(cap),
+      gate: f(cap * I), up: f(cap * I),
+    });
+    const shared = this.checkpointing ? layerActs() : null;
     this.acts = [];
-    for (let l = 0; l < c.numLayers; l++) {
-      this.acts.push({
-        resid: f(cap * C), ln1: f(cap * C), rstd1: f(cap), q: f(cap * QD), k: f(cap * KD), v: f(cap * KD),
-        att: f(cap * QD), lse: f(cap * NH), resid2: f(cap * C), ln2: f(cap * C), rstd2: f(cap),
-        gate: f(cap * I), up: f(cap * I),
-      });
-    }
+    for (let l = 0; l < c.numLayers; l++) this.acts.push({ resid: f(cap * C), ...(shared ?? layerActs()) });
     const R = HEAD_ROWS, V = c.vocabSize;
     const headLogits = this.s?.headLogits ?? f(R * V);
     this.s = {

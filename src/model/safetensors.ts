@@ -5,6 +5,7 @@
 // files plus model.safetensors.index.json mapping each tensor name to its shard.
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync, fsyncSync } from 'node:fs';
 import path from 'node:path';
+import { toBf16 } from '../engine/bf16.ts';
 import { fail } from '../util/errors.ts';
 
 export type Dtype = 'F32' | 'BF16' | 'F16' | 'I32' | 'I64';
@@ -113,6 +114,35 @@ export class SafetensorsFile {
     }
   }
 
+  /**
+   * Reads a float tensor into dst as bf16 bits: BF16 copied as stored, F32 and F16 rounded to
+   * nearest even (F16 widened exactly first), so a bf16 model never holds an fp32 copy.
+   */
+  readIntoBf16(name: string, dst: Uint16Array): void {
+    const e = this.entry(name);
+    const count = (e.end - e.begin) / BYTES[e.dtype];
+    if (dst.length < count) fail(`${this.file}: tensor "${name}" has ${count} elements, destination ${dst.length}`);
+    if (e.dtype === 'BF16') {
+      readExactly(this.fd, new Uint8Array(dst.buffer, dst.byteOffset, count * 2), e.begin, this.file);
+      return;
+    }
+    // F32/F16 in pieces of ≤ 1M elements through a small fp32 buffer.
+    const piece = 1 << 20, buf = new Float32Array(Math.min(piece, count));
+    const half = e.dtype === 'F16' ? new Uint16Array(buf.length) : null;
+    if (e.dtype !== 'F32' && e.dtype !== 'F16') fail(`${this.file}: tensor "${name}" is ${e.dtype}, expected a float tensor`);
+    for (let i = 0; i < count; i += piece) {
+      const n = Math.min(piece, count - i), f = buf.subarray(0, n);
+      if (half) {
+        readExactly(this.fd, new Uint8Array(half.buffer, 0, n * 2), e.begin + i * 2, this.file);
+        const table = halfTable();
+        for (let j = 0; j < n; j++) f[j] = table[half[j]];
+      } else {
+        readExactly(this.fd, new Uint8Array(f.buffer, 0, n * 4), e.begin + i * 4, this.file);
+      }
+      dst.set(toBf16(f), i);
+    }
+  }
+
   /** A float tensor as a new Float32Array. */
   readFloat(name: string): Float32Array {
     const e = this.entry(name);
@@ -182,7 +212,8 @@ function halfTable(): Float32Array {
 export interface TensorToWrite {
   name: string;
   shape: number[];
-  data: Float32Array;
+  /** F32, or BF16 given as bf16 bits. */
+  data: Float32Array | Uint16Array;
 }
 
 /**
@@ -195,8 +226,9 @@ export function writeSafetensors(file: string, tensors: TensorToWrite[], metadat
   for (const t of tensors) {
     const count = t.shape.reduce((a, b) => a * b, 1);
     if (count !== t.data.length) throw new Error(`writeSafetensors: ${t.name} has ${t.data.length} elements for shape [${t.shape}]`);
-    header[t.name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + count * 4] };
-    offset += count * 4;
+    const bytes = t.data.BYTES_PER_ELEMENT;
+    header[t.name] = { dtype: bytes === 2 ? 'BF16' : 'F32', shape: t.shape, data_offsets: [offset, offset + count * bytes] };
+    offset += count * bytes;
   }
   let json = JSON.stringify(header);
   const len = Buffer.byteLength(json, 'utf8');

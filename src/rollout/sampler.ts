@@ -5,7 +5,7 @@
 import type { Backend } from '../engine/backend.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { KvDecoder, type KvPrefix } from '../model/decode.ts';
-import type { ModelViews } from '../model/params.ts';
+import type { ModelViews, Weight } from '../model/params.ts';
 import type { TokenDecoder } from '../model/tokenizer.ts';
 import { fail } from '../util/errors.ts';
 import type { Rng } from '../util/rng.ts';
@@ -14,8 +14,11 @@ import { TokenChooser, sampleRng } from './sampling.ts';
 /** What generate() needs of a model (a Qwen2Model fits): shape, parameter views, backend. */
 export interface GenerationModel {
   readonly config: ModelConfig;
-  /** Views of the current parameters; updated in place by training, so rollouts see new weights. */
-  readonly w: ModelViews;
+  /**
+   * Views of the current parameters (matrices fp32, or bf16 for a bf16 inference model); updated
+   * in place by training, so rollouts see new weights.
+   */
+  readonly w: ModelViews<Weight>;
   readonly backend: Backend;
 }
 
@@ -97,7 +100,7 @@ export function newGenerateStats(): GenerateStats {
 // so repeated rollouts do not reallocate hundreds of MB of cache every step.
 // A decoder in use by a running generate() (calls interleave at their awaits) is never shared:
 // a concurrent call on the same model gets a decoder of its own.
-const decoders = new WeakMap<ModelViews, KvDecoder>();
+const decoders = new WeakMap<ModelViews<Weight>, KvDecoder>();
 const busy = new WeakSet<KvDecoder>();
 
 function acquireDecoder(model: GenerationModel, slots: number, maxLen: number): KvDecoder {
@@ -186,7 +189,7 @@ export async function generate(model: GenerationModel, prompts: number[][], para
   const total = work.length;
   const slots = Math.min(maxBatch, total);
   const dec = acquireDecoder(model, slots, longestPrompt + maxTokens);
-  const chooser = new TokenChooser(V);
+  const chooser = new TokenChooser(V, model.backend);
   const stats = params.stats;
   const now = () => performance.now() / 1000;
 

@@ -1,6 +1,8 @@
 // Choosing the next token from one row of logits: greedy, temperature, top-k and top-p
 // (nucleus), plus the per-sample random streams that make seeded sampling independent of how
 // samples are batched. Pure functions over a logits row; the decoding loop lives in sampler.ts.
+import type { Backend } from '../engine/backend.ts';
+import { referenceBackend } from '../engine/reference.ts';
 import { Rng } from '../util/rng.ts';
 
 export interface TokenPolicy {
@@ -65,8 +67,10 @@ export class TokenChooser {
   private readonly heap: Int32Array; // (V) min-heap of ids for top-k selection
   private readonly bin: Uint16Array; // (V) top-p bin of each token
   private readonly binMass = new Float64Array(NB); // (NB) probability mass per bin
+  private readonly chosen = new Float64Array(2); // backend.chooseToken's (id, logprob)
 
-  constructor(V: number) {
+  /** `backend` draws untruncated and greedy tokens (Backend.chooseToken); top-k/top-p run here. */
+  constructor(V: number, private readonly backend: Backend = referenceBackend) {
     this.V = V;
     this.p = new Float64Array(V);
     this.idx = new Int32Array(V);
@@ -77,16 +81,16 @@ export class TokenChooser {
   /** Chooses a token from logits[off .. off+V). */
   choose(logits: Float32Array, off: number, policy: TokenPolicy, rng: Rng): ChosenToken {
     const V = this.V;
-    let max = -Infinity, arg = 0;
-    for (let v = 0; v < V; v++) {
-      const z = logits[off + v];
-      if (z > max) { max = z; arg = v; } // first maximum, as torch.argmax
+    const useK = policy.topK > 0 && policy.topK < V;
+    const useP = policy.topP < 1;
+    if (policy.temperature === 0 || (!useK && !useP)) {
+      // Greedy, or the inverse CDF in vocabulary order: one backend kernel.
+      const invT = policy.temperature === 0 ? 0 : 1 / policy.temperature;
+      this.backend.chooseToken(this.chosen, logits.subarray(off, off + V), V, invT, invT === 0 ? 0 : rng.uniform());
+      return { id: this.chosen[0], logprob: this.chosen[1] };
     }
-    if (policy.temperature === 0) {
-      let sum = 0;
-      for (let v = 0; v < V; v++) sum += Math.exp(logits[off + v] - max);
-      return { id: arg, logprob: -Math.log(sum) };
-    }
+    let max = -Infinity;
+    for (let v = 0; v < V; v++) if (logits[off + v] > max) max = logits[off + v];
     const invT = 1 / policy.temperature;
     const p = this.p;
     let total = 0;
@@ -94,19 +98,6 @@ export class TokenChooser {
       const e = Math.exp((logits[off + v] - max) * invT);
       p[v] = e;
       total += e;
-    }
-    const useK = policy.topK > 0 && policy.topK < V;
-    const useP = policy.topP < 1;
-    if (!useK && !useP) {
-      // Inverse CDF in vocabulary order.
-      const u = rng.uniform() * total;
-      let acc = 0, id = V - 1;
-      for (let v = 0; v < V; v++) {
-        acc += p[v];
-        if (acc > u) { id = v; break; }
-      }
-      while (p[id] === 0) id--; // u rounding past the last nonzero entry
-      return { id, logprob: Math.log(p[id] / total) };
     }
     let kept: number;
     if (useK) {

@@ -7,7 +7,7 @@
 import type { Backend } from '../engine/backend.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { KvDecoder } from '../model/decode.ts';
-import type { ModelViews } from '../model/params.ts';
+import type { ModelViews, Weight } from '../model/params.ts';
 import type { TokenDecoder } from '../model/tokenizer.ts';
 import { TokenChooser, sampleRng, type TokenPolicy } from '../rollout/sampling.ts';
 import type { Rng } from '../util/rng.ts';
@@ -15,8 +15,7 @@ import type { Rng } from '../util/rng.ts';
 /** What the scheduler needs of the served model (a Qwen2Model fits); params are updated in place. */
 export interface ServedModel {
   readonly config: ModelConfig;
-  readonly params: Float32Array;
-  readonly w: ModelViews;
+  readonly w: ModelViews<Weight>;
   readonly backend: Backend;
 }
 

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import path from 'node:path';
-import { readWeights } from '../model/io.ts';
+import { readWeights, readWeightsBf16 } from '../model/io.ts';
 import type { Qwen2Model } from '../model/qwen2.ts';
 import type { Tokenizer } from '../model/tokenizer.ts';
 import {
@@ -115,7 +115,8 @@ class Handlers {
     try {
       const version = await sch.updateWeights(() => {
         // readWeights checks every tensor's name and shape against this model before reading.
-        model.params.set(readWeights(dir, model.layout, model.config));
+        if (model.params16) model.params16.set(readWeightsBf16(dir, model.layout, model.config));
+        else model.params.set(readWeights(dir, model.layout, model.config));
         this.modelDir = dir;
         return (b.weight_version as string | undefined) ?? String(Number(sch.weightVersion) + 1 || 1);
       }, b.abort_all_requests === true);

@@ -15,6 +15,10 @@ export const modelSchema = z.strictObject({
   path: z.string().min(1).describe('Hugging Face model folder to start from (config.json, model.safetensors, tokenizer.json).'),
   backend: z.enum(['auto', 'native', 'reference']).default('auto')
     .describe('Compute backend: the native addon when built (auto), or the TypeScript reference.'),
+  precision: z.enum(['fp32', 'bf16']).default('fp32')
+    .describe('bf16: mixed precision, the GEMMs on a bf16 copy of the fp32 master weights (fp32 accumulation); gradients, AdamW moments, norms, softmax and the loss head stay fp32.'),
+  activationCheckpointing: z.boolean().default(false)
+    .describe('Keep only each layer\'s input in forward and recompute the layer in backward: activations of about T·hidden floats per layer instead of ~T·(6·hidden + 2·intermediate), for one more forward per step.'),
   referencePath: z.string().min(1).optional()
     .describe('Frozen reference model for the KL term (loaded only when the KL coefficient is above 0); default: model.path.'),
 });

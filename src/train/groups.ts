@@ -176,7 +176,7 @@ export class GroupCollector {
       const [samples] = await timer.time('rollout', () => this.env.generate([p], req));
       // The answer may sit in the teacher's prefix: the whole response is prefix + continuation.
       const accs = await timer.time('reward', () => this.env.verify(samples.map((s) => ({ gold: e.answer, text: this.env.decode([...trace.slice(0, n), ...s.ids]) }))));
-      tried.set(k, samples.map((s, j) => ({ group: 0, promptIds: p, responseIds: s.ids, isOffline: false, accuracy: accs[j], reward: accs[j], clipped: s.finishReason === 'length' })));
+      tried.set(k, samples.map((s, j) => ({ group: 0, promptIds: p, responseIds: s.ids, rolloutLogprobs: s.logprobs, isOffline: false, accuracy: accs[j], reward: accs[j], clipped: s.finishReason === 'length' })));
       return accs.reduce((a, b) => a + b, 0) / accs.length;
     }, o.prefixSearch);
     return tried.get(choice.segments) ?? null;

@@ -154,6 +154,8 @@ export async function buildEnv(config: TrainConfig, needsReference: boolean, out
   if (!tokenizer.hasChatTemplate) fail(`model.path: ${config.model.path}: tokenizer_config.json has no chat_template, which red train needs to build prompts; use a chat (instruct) model, or add its chat_template`);
   const refModel = needsReference ? await Qwen2Model.load(config.model.referencePath ?? config.model.path, { backend }) : null;
   if (refModel && refModel.params.length !== model.params.length) fail(`model.referencePath: ${config.model.referencePath} is not the same architecture as model.path`);
+  for (const m of [model, refModel]) m?.setComputePrecision(config.model.precision);
+  model.setActivationCheckpointing(config.model.activationCheckpointing);
   const stopIds = stopTokenIds(tokenizer);
   const eosId = END_OF_TURN.map((t) => tokenizer.tokenToId(t)).find((id) => id !== undefined) ?? tokenizer.eosIds[0];
   if (eosId === undefined) fail(`${config.model.path}: the tokenizer has no end-of-turn or EOS token to end the teacher traces with`);

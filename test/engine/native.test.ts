@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { Backend } from '../../src/engine/backend.ts';
 import { loadNativeBackend } from '../../src/engine/native.ts';
 import { referenceBackend as ref } from '../../src/engine/reference.ts';
+import { fromBf16, roundToBf16, toBf16 } from '../../src/engine/bf16.ts';
 import { Rng } from '../../src/util/rng.ts';
 
 const native = loadNativeBackend();
@@ -80,6 +81,63 @@ function compareKernels(nb: Backend): void {
         }
       }
     }
+  });
+
+  test(`${tag} matmulBf16 / linearForwardBf16 match bf16-rounded inputs in fp32 math, awkward shapes`, () => {
+    const rng = new Rng(21);
+    // Odd K (padded to pairs), K past the 1024-deep K block (512 pairs), N past the 3072-wide N
+    // block, tile tails, the GEMV path (M ≤ 8 with a (N,K) b; 4200·1000·2 B ≥ 8 MiB: chunked).
+    const shapes: [number, number, number][] = [
+      [1, 1, 1], [3, 37, 19], [9, 33, 1], [17, 33, 29], [29, 64, 64], [15, 48, 7], [200, 97, 1031],
+      [350, 45, 530], [20, 3100, 40], [2, 39, 45], [8, 9, 33], [1, 4200, 1000],
+    ];
+    for (const [M, N, K] of shapes) {
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) {
+          for (const accumulate of [false, true]) {
+            if (M * N * K > 2e6 && (transA || !transB || accumulate)) continue; // the big shapes once
+            const a = toBf16(randn(rng, M * K)), b = toBf16(randn(rng, K * N));
+            const init = randn(rng, M * N);
+            const got = randView(rng, M * N);
+            got.set(init);
+            const want = Float32Array.from(init);
+            nb.matmulBf16(got, a, b, M, N, K, transA, transB, accumulate);
+            ref.matmul(want, fromBf16(a), fromBf16(b), M, N, K, transA, transB, accumulate);
+            assertClose(`matmulBf16 ${M}x${N}x${K} tA=${+transA} tB=${+transB} acc=${+accumulate}`, got, want,
+              2e-5 * Math.sqrt(K) + 1e-5, 1e-4);
+          }
+        }
+      }
+      const x = randView(rng, M * K), w = toBf16(randn(rng, N * K, 0.1)), bias = randn(rng, N);
+      for (const bb of [bias, null]) {
+        const got = new Float32Array(M * N), want = new Float32Array(M * N);
+        nb.linearForwardBf16(got, x, w, bb, M, K, N);
+        ref.linearForward(want, roundToBf16(x), fromBf16(w), bb, M, K, N);
+        assertClose(`linearForwardBf16 ${M}x${K}->${N} bias=${+!!bb}`, got, want, 2e-5 * Math.sqrt(K) + 1e-5, 1e-4);
+      }
+    }
+    // Mixed-precision backward: dinp written, dweight and dbias accumulate, against the same
+    // rounding done on the host and fp32 math.
+    for (const [T, C, OC] of [[1, 5, 3], [7, 33, 17], [40, 64, 70], [129, 96, 50]]) {
+      const dout = randView(rng, T * OC), inp = randView(rng, T * C), w = toBf16(randn(rng, OC * C, 0.1));
+      const dw0 = randn(rng, OC * C), db0 = randn(rng, OC);
+      const got = { dinp: new Float32Array(T * C), dw: Float32Array.from(dw0), db: Float32Array.from(db0) };
+      const want = { dinp: new Float32Array(T * C), dw: Float32Array.from(dw0), db: Float32Array.from(db0) };
+      nb.linearBackwardBf16(got.dinp, got.dw, got.db, dout, inp, w, T, C, OC);
+      ref.linearBackward(want.dinp, want.dw, null, roundToBf16(dout), roundToBf16(inp), fromBf16(w), T, C, OC);
+      for (let o = 0; o < OC; o++) for (let t = 0; t < T; t++) want.db[o] += dout[t * OC + o];
+      const tol = 2e-5 * Math.sqrt(Math.max(T, OC)) + 1e-5;
+      assertClose(`linearBackwardBf16 dinp ${T}x${C}x${OC}`, got.dinp, want.dinp, tol, 1e-4);
+      assertClose(`linearBackwardBf16 dweight ${T}x${C}x${OC}`, got.dw, want.dw, tol, 1e-4);
+      assertClose(`linearBackwardBf16 dbias ${T}x${C}x${OC}`, got.db, want.db, tol, 1e-4);
+    }
+    const x = Float32Array.from([1, 1 + 2 ** -8, 1 + 3 * 2 ** -8, -0, 3.4e38, NaN, ...randn(rng, 37)]);
+    const bits = new Uint16Array(x.length + 1);
+    nb.roundBf16(bits, x, x.length);
+    assert.deepEqual(Array.from(bits.subarray(0, x.length)), Array.from(toBf16(x)).map((b, i) => (Number.isNaN(x[i]) ? bits[i] : b)));
+    assert.ok(Number.isNaN(fromBf16(bits.subarray(5, 6))[0]) && bits[x.length] === 0);
+    assert.throws(() => nb.matmulBf16(new Float32Array(4), new Float32Array(4) as unknown as Uint16Array, new Uint16Array(4), 2, 2, 2, false, false, false),
+      /matmulBf16: a must be a Uint16Array/);
   });
 
   test(`${tag} task pool: back-to-back jobs of alternating size each run every task exactly once`, () => {
@@ -250,6 +308,12 @@ function compareKernels(nb: Backend): void {
       nb.attentionDecode(got, q, kCache, vCache, slots, lens, B, NH, NKV, HD, maxLen);
       ref.attentionDecode(want, q, kCache, vCache, slots, lens, B, NH, NKV, HD, maxLen);
       assertClose(`attentionDecode NH=${NH} NKV=${NKV} HD=${HD}`, got, want, 1e-5, 1e-4);
+      // The bf16 cache: the same attention over the widened bf16 values (HD 12: a partial vector).
+      const k16 = toBf16(kCache), v16 = toBf16(vCache);
+      const got16 = new Float32Array(B * NH * HD), want16 = new Float32Array(B * NH * HD);
+      nb.attentionDecodeBf16(got16, q, k16, v16, slots, lens, B, NH, NKV, HD, maxLen);
+      ref.attentionDecode(want16, q, fromBf16(k16), fromBf16(v16), slots, lens, B, NH, NKV, HD, maxLen);
+      assertClose(`attentionDecodeBf16 NH=${NH} NKV=${NKV} HD=${HD}`, got16, want16, 1e-5, 1e-4);
     }
   });
 
@@ -304,6 +368,38 @@ function compareKernels(nb: Backend): void {
     }
   });
 
+  test(`${tag} chooseToken: greedy and inverse-CDF draws pick the reference's token, logprob to 1e-6`, () => {
+    const rng = new Rng(31);
+    for (const V of [1, 7, 1000, 4099]) {
+      const z = randView(rng, V, 3);
+      const got = new Float64Array(2), want = new Float64Array(2);
+      nb.chooseToken(got, z, V, 0, 0);
+      ref.chooseToken(want, z, V, 0, 0);
+      assert.equal(got[0], want[0], `greedy V=${V}`);
+      assert.ok(Math.abs(got[1] - want[1]) < 1e-6, `greedy logprob V=${V}: ${got[1]} vs ${want[1]}`);
+      for (const invT of [1, 1 / 0.6, 0.25]) {
+        // u at the middle of a token's CDF interval (computed in double here), far from any edge.
+        let max = -Infinity;
+        for (let v = 0; v < V; v++) max = Math.max(max, z[v]);
+        const p = Array.from(z, (x) => Math.exp((x - max) * invT));
+        const total = p.reduce((a, b) => a + b, 0);
+        let before = 0;
+        for (let v = 0; v < V; v++) {
+          if (p[v] / total > 1e-4 && (v % 3 === 0 || V < 10)) {
+            const u = (before + p[v] / 2) / total;
+            nb.chooseToken(got, z, V, invT, u);
+            ref.chooseToken(want, z, V, invT, u);
+            assert.equal(want[0], v, 'the reference draws the token whose interval holds u');
+            assert.equal(got[0], v, `V=${V} invT=${invT} u=${u}`);
+            assert.ok(Math.abs(got[1] - Math.log(p[v] / total)) < 1e-5, `logprob V=${V}: ${got[1]} vs ${Math.log(p[v] / total)}`);
+          }
+          before += p[v];
+        }
+      }
+    }
+    assert.throws(() => nb.chooseToken(new Float64Array(2), new Float32Array(3), 3, 1, 1), /u must be in \[0, 1\)/);
+  });
+
   test(`${tag} adamw`, () => {
     const rng = new Rng(10);
     const n = 1029;
@@ -323,6 +419,9 @@ if (!native) {
 } else {
   if (isChild && process.env.RED_ISA) {
     test(`RED_ISA=${process.env.RED_ISA} selects that kernel set`, () => assert.equal(native.isa, process.env.RED_ISA));
+  }
+  if (isChild && process.env.RED_AMX === '0') {
+    test('RED_AMX=0 selects the vdpbf16ps kernels (Bf16)', () => assert.equal(native.bf16Isa, 'avx512_bf16'));
   }
   compareKernels(native);
   if (!isChild) {
@@ -344,6 +443,19 @@ if (!native) {
       assert.match(output, /ok \d+ - \[isa=\w+\] task pool/, 'the pool stress test did not run');
       assert.match(output, /# fail 0/);
     });
+    if (native.bf16Isa.includes('amx')) {
+      test('the vdpbf16ps GEMM (no AMX) matches the reference too (child process, RED_AMX=0)', () => {
+        const env: NodeJS.ProcessEnv = { ...process.env, RED_AMX: '0', RED_NATIVE_TEST_CHILD: '1' };
+        delete env.NODE_TEST_CONTEXT;
+        delete env.RED_ISA;
+        const r = spawnSync(process.execPath, ['--import', 'tsx', '--test-name-pattern=Bf16', fileURLToPath(import.meta.url)],
+          { env, encoding: 'utf8', timeout: 120_000 });
+        const output = `${r.stdout}${r.stderr}`;
+        assert.equal(r.status, 0, `RED_AMX=0 run failed:\n${output.slice(-3000)}`);
+        assert.match(output, /ok \d+ - \[isa=avx512\] matmulBf16/, 'RED_AMX=0: the bf16 comparisons did not run');
+        assert.match(output, /# fail 0/);
+      });
+    }
     for (const isa of lower) {
       test(`the ${isa} kernels match the reference too (child process, RED_ISA=${isa})`, () => {
         // Without the runner's NODE_TEST_CONTEXT the child reports as plain TAP, which is read here.

@@ -184,3 +184,19 @@ test('Ctrl-C: the current step finishes, a checkpoint is written, exit code 0', 
   const state = JSON.parse(readFileSync(path.join(dir, 'checkpoints', `step-${last}`, 'trainer_state.json'), 'utf8'));
   assert.equal(state.step, last);
 });
+
+test('rollout/logprob_diff: the sampler and the trainer agree in fp32; mixed-precision training shows the drift', async () => {
+  const diffs: number[] = [];
+  for (const precision of ['fp32', 'bf16']) {
+    const dir = out();
+    await runTrain({ config: config(), out: dir, method: 'red', sets: [`model.precision=${precision}`, 'model.activationCheckpointing=true'], maxSteps: 2, resume: false }, quiet);
+    const m = lines(dir).filter((x) => (x['groups/kept'] ?? 0) > 0 && 'rollout/logprob_diff' in x);
+    assert.ok(m.length > 0, `${precision}: no step logged rollout/logprob_diff`);
+    diffs.push(Math.max(...m.map((x) => x['rollout/logprob_diff'])));
+  }
+  // fp32: the same model and backend score the sampled tokens (T = 1, no truncation): equal up to
+  // summation order. bf16: the trainer's GEMMs round, the sampler's do not.
+  console.log(`  rollout/logprob_diff: fp32 ${diffs[0].toExponential(2)}, bf16 mixed ${diffs[1].toExponential(2)}`);
+  assert.ok(diffs[0] < 1e-4, `fp32 sampler vs trainer: ${diffs[0]}`);
+  assert.ok(diffs[1] > 10 * diffs[0] && diffs[1] < 0.5, `bf16 mixed vs fp32 sampler: ${diffs[1]} (fp32 ${diffs[0]})`);
+});

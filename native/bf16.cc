@@ -1,0 +1,546 @@
+// bf16 GEMM, GEMV and linear layer with AVX-512 BF16 dot products (vdpbf16ps: each fp32 lane
+// gains a[2i]·b[2i] + a[2i+1]·b[2i+1]); addon.cc runs them only when the CPU has avx512_bf16.
+// The scheme is gemm.inl's (same blocking, same MR×NR tile, same threading), on K *pairs*: a bf16
+// pair is one 32-bit word, so op(a) (M,K) row-major is an (M, K/2) matrix of words that gemm.inl's
+// packA packs unchanged, and a (N,K) weight likewise for packBPanel; a (K,N) b is packed by
+// interleaving rows 2p and 2p+1 (vpermt2w). Odd K or a transposed a are first copied into a
+// padded (M, K+1) layout with a zero column, which leaves every sum unchanged.
+// Where the CPU has AMX (amx_bf16) and Linux grants this process the tile state, the blocked
+// product runs on AMX tiles instead (TDPBF16PS: a 16×32 by 32×16 bf16 block product per
+// instruction), on the same packed B panels; vdpbf16ps remains for CPUs without AMX and RED_AMX=0.
+// Decode-size products (M ≤ 8 with a (N,K) weight) are memory bound: the weight is widened to fp32
+// in registers (a 16-bit shift) and multiplied by FMAs, streaming it once.
+#include "engine.h"
+#include <sys/syscall.h>
+#include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16,avx2,fma,bmi2"))), apply_to = function)
+#else
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16,avx2,fma,bmi2")
+#endif
+// gemm.inl's fp32 entry points are compiled here too but unused: only its packing is shared.
+#pragma GCC diagnostic ignored "-Wunused-function"
+#define RED_ISA_AVX512 1
+#define RED_ISA_NAME "avx512_bf16"
+namespace red::avx512bf16 {
+#include "simd.h"
+#include "gemm.inl"
+
+// fp32 → bf16 bits, round to nearest even (NaN stays NaN).
+static inline uint16_t toBf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+static inline float fromBf16(uint16_t h) {
+  const uint32_t u = (uint32_t)h << 16;
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+// 16 bf16 → 16 fp32 (exact).
+static inline __m512 widen16(const uint16_t* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
+}
+static inline __m512 widenPart(const uint16_t* p, int n) {
+  const __m256i h = _mm256_maskz_loadu_epi16((__mmask16)((1u << n) - 1u), p);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+// x[0..n) → bf16 bits (nearest even).
+static void roundToBf16(uint16_t* dst, const float* x, i64 n) {
+  i64 i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256((__m256i*)(dst + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i)));
+  for (; i < n; ++i) dst[i] = toBf16(x[i]);
+}
+
+// The MR_×NR tile C ← [C +] Σ over kp K-pairs of Ap(kp, MR_) words · Bp(kp, NR) words.
+// Both panels are read through float pointers (bit moves only) and reinterpreted in registers.
+template <int MR_>
+static inline void microKernelBf16(i64 kp, const float* __restrict Ap, const float* __restrict Bp, float* C, i64 ldc,
+                                   int n, bool add) {
+  __m512 c0[MR_], c1[MR_];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR_; ++i) {
+    c0[i] = c1[i] = _mm512_setzero_ps();
+    __builtin_prefetch(C + i * ldc);
+    __builtin_prefetch(C + i * ldc + W);
+  }
+#pragma GCC unroll 4
+  for (i64 k = 0; k < kp; ++k) {
+    const __m512bh b0 = (__m512bh)_mm512_castps_si512(_mm512_loadu_ps(Bp));
+    const __m512bh b1 = (__m512bh)_mm512_castps_si512(_mm512_loadu_ps(Bp + W));
+#pragma GCC unroll 16
+    for (int i = 0; i < MR_; ++i) {
+      const __m512bh a = (__m512bh)_mm512_castps_si512(_mm512_set1_ps(Ap[i]));
+      c0[i] = _mm512_dpbf16_ps(c0[i], a, b0);
+      c1[i] = _mm512_dpbf16_ps(c1[i], a, b1);
+    }
+    Ap += MR_;
+    Bp += NR;
+  }
+  const int n0 = n < W ? n : W, n1 = n - n0;
+  for (int i = 0; i < MR_; ++i) {
+    float* row = C + i * ldc;
+    Vf v0{c0[i]}, v1{c1[i]};
+    if (add) v0 = vadd(v0, n0 == W ? vload(row) : vloadPart(row, n0));
+    if (n0 == W) vstore(row, v0);
+    else vstorePart(row, v0, n0);
+    if (n1 > 0) {
+      if (add) v1 = vadd(v1, n1 == W ? vload(row + W) : vloadPart(row + W, n1));
+      if (n1 == W) vstore(row + W, v1);
+      else vstorePart(row + W, v1, n1);
+    }
+  }
+}
+
+template <int... Ms>
+struct MicroTableBf16 {
+  using Fn = void (*)(i64, const float*, const float*, float*, i64, int, bool);
+  static constexpr Fn fns[sizeof...(Ms)] = {&microKernelBf16<Ms + 1>...};
+};
+template <int... Ms>
+constexpr typename MicroTableBf16<Ms...>::Fn MicroTableBf16<Ms...>::fns[sizeof...(Ms)];
+template <int... Is>
+static constexpr auto makeMicroTableBf16(std::integer_sequence<int, Is...>) { return MicroTableBf16<Is...>{}; }
+
+static inline void microBf16(int m, i64 kp, const float* Ap, const float* Bp, float* C, i64 ldc, int n, bool add) {
+  if (m == MR) return microKernelBf16<MR>(kp, Ap, Bp, C, ldc, n, add);
+  using Table = decltype(makeMicroTableBf16(std::make_integer_sequence<int, MR>{}));
+  Table::fns[m - 1](kp, Ap, Bp, C, ldc, n, add);
+}
+
+// Packs the K-pairs p0..p0+kp of a (K,N) bf16 b, columns j0..j0+NR, as one (kp, NR) panel of
+// words (b[2p, j], b[2p+1, j]), zero past N. K is even here.
+static void packBPairs(float* __restrict dst, const uint16_t* b, i64 N, i64 j0, i64 p0, i64 kp) {
+  const int nr = (int)(N - j0 < NR ? N - j0 : NR);
+  static const __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38, 6,
+                                             37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+  static const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
+  const __mmask32 mask = nr == NR ? ~(__mmask32)0 : (__mmask32)((1ull << nr) - 1);
+  for (i64 p = 0; p < kp; ++p) {
+    const uint16_t* r0 = b + 2 * (p0 + p) * N + j0;
+    const __m512i x0 = _mm512_maskz_loadu_epi16(mask, r0), x1 = _mm512_maskz_loadu_epi16(mask, r0 + N);
+    _mm512_storeu_ps(dst + p * NR, _mm512_castsi512_ps(_mm512_permutex2var_epi16(x0, lo, x1)));
+    _mm512_storeu_ps(dst + p * NR + W, _mm512_castsi512_ps(_mm512_permutex2var_epi16(x0, hi, x1)));
+  }
+}
+
+// op(b)'s K-pairs p0..+kp for columns j0..+NR as a (kp, NR) word panel, whatever b's layout.
+static inline void packBPanelBf16(float* dst, const uint16_t* b, bool transB, i64 N, i64 K, i64 j0, i64 p0, i64 kp) {
+  if (transB) packBPanel(dst, reinterpret_cast<const float*>(b), true, N, K / 2, j0, p0, kp);
+  else packBPairs(dst, b, N, j0, p0, kp);
+}
+
+// The blocked product on K-pairs: a (M,K) row-major, K even (see the file comment).
+static void matmulBlocked(float* out, const uint16_t* a, const uint16_t* b, i64 M, i64 N, i64 K, bool transB,
+                          bool accumulate) {
+  const i64 K2 = K / 2;
+  const float* aw = reinterpret_cast<const float*>(a);  // (M, K2) words
+  static thread_local Scratch bScratch;
+  const i64 ncMax = N < NC ? N : NC;
+  const i64 kcMax = K2 < KC ? K2 : KC;
+  float* bPack = bScratch.get((size_t)kcMax * ((ncMax + NR - 1) / NR) * NR);
+  const int nthreads = omp_get_max_threads();
+  const i64 panels = (M + MR - 1) / MR;
+  const i64 rowBlocks = ((M + MC - 1) / MC + nthreads - 1) / nthreads * nthreads;
+  const i64 maxBlockRows = (panels + rowBlocks - 1) / rowBlocks * MR;
+#pragma omp parallel num_threads(nthreads)
+  {
+    static thread_local Scratch aScratch;
+    float* aPack = aScratch.get((size_t)maxBlockRows * kcMax);
+    for (i64 jc = 0; jc < N; jc += NC) {
+      const i64 nc = N - jc < NC ? N - jc : NC;
+      const i64 nPanels = (nc + NR - 1) / NR;
+      for (i64 pc = 0; pc < K2; pc += KC) {
+        const i64 kc = K2 - pc < KC ? K2 - pc : KC;
+        const bool add = accumulate || pc > 0;
+#pragma omp for schedule(static)
+        for (i64 jp = 0; jp < nPanels; ++jp) packBPanelBf16(bPack + jp * kc * NR, b, transB, N, K, jc + jp * NR, pc, kc);
+#pragma omp for schedule(dynamic, 1)
+        for (i64 blk = 0; blk < rowBlocks; ++blk) {
+          const i64 ic = std::min<i64>(M, panels * blk / rowBlocks * MR);
+          const i64 mc = std::min<i64>(M, panels * (blk + 1) / rowBlocks * MR) - ic;
+          if (mc <= 0) continue;
+          packA(aPack, aw, false, M, K2, ic, mc, pc, kc);
+          for (i64 jp = 0; jp < nPanels; ++jp) {
+            const i64 j = jc + jp * NR;
+            const int nr = (int)(N - j < NR ? N - j : NR);
+            for (i64 ir = 0; ir < mc; ir += MR) {
+              const int mr = (int)(mc - ir < MR ? mc - ir : MR);
+              microBf16(mr, kc, aPack + ir * kc, bPack + jp * kc * NR, out + (ic + ir) * N + j, N, nr, add);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// out[i, j] (+)= Σ_k ar[i, k]·w[j, k] for rows j0 ≤ j < j1 of the bf16 weight w (N, K), ar fp32
+// (MM, K): the weight is streamed once and widened in registers.
+template <int MM>
+static void gemvBf16(float* out, const float* ar, const uint16_t* w, i64 j0, i64 j1, i64 N, i64 K, bool accumulate) {
+  constexpr int S = MM <= 4 ? 2 : 1;
+  const i64 kv = K / (S * W) * (S * W);
+  for (i64 j = j0; j < j1; ++j) {
+    const uint16_t* wj = w + j * K;
+    __m512 acc[S][MM];
+#pragma GCC unroll 8
+    for (int s = 0; s < S; ++s)
+#pragma GCC unroll 8
+      for (int i = 0; i < MM; ++i) acc[s][i] = _mm512_setzero_ps();
+    for (i64 k = 0; k < kv; k += S * W) {
+#pragma GCC unroll 2
+      for (int s = 0; s < S; ++s) {
+        const __m512 bv = widen16(wj + k + s * W);
+#pragma GCC unroll 8
+        for (int i = 0; i < MM; ++i) acc[s][i] = _mm512_fmadd_ps(_mm512_loadu_ps(ar + i * K + k + s * W), bv, acc[s][i]);
+      }
+    }
+    for (i64 k = kv; k < K; k += W) {
+      const int n = K - k < W ? (int)(K - k) : W;
+      const __m512 bv = widenPart(wj + k, n);
+#pragma GCC unroll 8
+      for (int i = 0; i < MM; ++i)
+        acc[0][i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), ar + i * K + k), bv, acc[0][i]);
+    }
+    for (int i = 0; i < MM; ++i) {
+      const float sum = vhsum(Vf{S == 2 ? _mm512_add_ps(acc[0][i], acc[S - 1][i]) : acc[0][i]});
+      float* o = out + i * N + j;
+      *o = accumulate ? *o + sum : sum;
+    }
+  }
+}
+
+template <int... Ms>
+struct GemvTableBf16 {
+  using Fn = void (*)(float*, const float*, const uint16_t*, i64, i64, i64, i64, bool);
+  static constexpr Fn fns[sizeof...(Ms)] = {&gemvBf16<Ms + 1>...};
+};
+template <int... Ms>
+constexpr typename GemvTableBf16<Ms...>::Fn GemvTableBf16<Ms...>::fns[sizeof...(Ms)];
+template <int... Is>
+static constexpr auto makeGemvTableBf16(std::integer_sequence<int, Is...>) { return GemvTableBf16<Is...>{}; }
+
+// M ≤ kSmallM rows of fp32 ar (M, K) times the bf16 weight w (N, K)ᵀ; threads as matmulSmallM.
+static void gemvRowsBf16(float* out, const float* ar, const uint16_t* w, i64 M, i64 N, i64 K, bool accumulate) {
+  using Table = decltype(makeGemvTableBf16(std::make_integer_sequence<int, (int)kSmallM>{}));
+  const auto gemv = Table::fns[M - 1];
+  if (N * K * 2 < kGemvParallelBytes || omp_get_max_threads() < 2) return gemv(out, ar, w, 0, N, N, K, accumulate);
+  const i64 chunk = std::max<i64>(4, (((i64)1 << 20) / (K * 2) + 3) / 4 * 4);
+  parallelTasks((N + chunk - 1) / chunk,
+                [&](i64 c) { gemv(out, ar, w, c * chunk, std::min(N, (c + 1) * chunk), N, K, accumulate); });
+}
+
+// ---- AMX ----
+// Tiles: 0-3 a 32×32 fp32 block of C (2×2 tiles of 16×16), 4-5 two 16-row A tiles (16 rows × 16
+// K-pairs), 6-7 two B tiles (16 K-pairs × 16 columns, pair-interleaved: one packed B panel's halves).
+struct alignas(64) TileConfig {
+  uint8_t palette, startRow, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+
+// The tile configuration of this thread (loaded on every entry: cheap, and other code may release it).
+static inline void amxBegin() {
+  TileConfig cfg;
+  std::memset(&cfg, 0, sizeof cfg);
+  cfg.palette = 1;
+  for (int t = 0; t < 8; ++t) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  _tile_loadconfig(&cfg);
+}
+
+// Linux keeps AMX tile state off until a process asks (arch_prctl ARCH_REQ_XCOMP_PERM); RED_AMX=0
+// turns AMX off here (the vdpbf16ps kernels then run).
+static bool amxAvailable() {
+  static const bool ok = [] {
+    const char* env = std::getenv("RED_AMX");
+    if (env && std::strcmp(env, "0") == 0) return false;
+    unsigned a, b, c, d;
+    __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+    if (!((d >> 22) & 1) || !((d >> 24) & 1)) return false;  // amx_bf16, amx_tile
+    constexpr long kReqXcompPerm = 0x1023, kXtileData = 18;
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXtileData) == 0;
+  }();
+  return ok;
+}
+
+// C(m ≤ 32, n ≤ 32) at stride ldc [+]= Ap(32 rows at stride lda words, kp pairs)·Bp(kp, 32 words),
+// kp a multiple of 16; padded rows of Ap and pairs past K are zero. A partial block goes through
+// a 32×32 buffer (tile stores write whole rows of 16 floats).
+static void amxBlock(i64 kp, const float* Ap, i64 lda, const float* Bp, float* C, i64 ldc, int m, int n, bool add) {
+  alignas(64) float tmp[32 * 32];
+  const bool full = m == 32 && n == 32;
+  float* c = full ? C : tmp;
+  const i64 ldcBytes = (full ? ldc : 32) * 4;
+  if (!full) {
+    std::memset(tmp, 0, sizeof tmp);
+    if (add)
+      for (int i = 0; i < m; ++i) std::memcpy(tmp + i * 32, C + i * ldc, n * 4);
+  }
+  __asm__ volatile("" ::: "memory");  // the AMX intrinsics are asm without a memory clobber
+  const i64 ldcF = ldcBytes / 4;
+  if (add) {
+    _tile_loadd(0, c, ldcBytes);
+    _tile_loadd(1, c + 16, ldcBytes);
+    _tile_loadd(2, c + 16 * ldcF, ldcBytes);
+    _tile_loadd(3, c + 16 * ldcF + 16, ldcBytes);
+  } else {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+  }
+  const i64 ldaBytes = lda * 4;
+  for (i64 k = 0; k < kp; k += 16) {
+    _tile_loadd(4, Ap + k, ldaBytes);
+    _tile_loadd(5, Ap + 16 * lda + k, ldaBytes);
+    _tile_loadd(6, Bp + k * NR, NR * 4);
+    _tile_loadd(7, Bp + k * NR + 16, NR * 4);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, c, ldcBytes);
+  _tile_stored(1, c + 16, ldcBytes);
+  _tile_stored(2, c + 16 * ldcF, ldcBytes);
+  _tile_stored(3, c + 16 * ldcF + 16, ldcBytes);
+  __asm__ volatile("" ::: "memory");
+  if (!full)
+    for (int i = 0; i < m; ++i) std::memcpy(C + i * ldc, tmp + i * 32, n * 4);
+}
+
+// The blocked product on AMX: as matmulBlocked (a (M,K) row-major, K even), with B panels padded
+// to a multiple of 16 pairs and A blocks copied as 32-row, zero-padded word rows.
+static void matmulAmx(float* out, const uint16_t* a, const uint16_t* b, i64 M, i64 N, i64 K, bool transB,
+                      bool accumulate) {
+  const i64 K2 = K / 2;
+  const uint32_t* aw = reinterpret_cast<const uint32_t*>(a);
+  static thread_local Scratch bScratch;
+  const i64 ncMax = N < NC ? N : NC;
+  const i64 kcMax = ((K2 < KC ? K2 : KC) + 15) / 16 * 16;
+  float* bPack = bScratch.get((size_t)kcMax * ((ncMax + NR - 1) / NR) * NR);
+  const int nthreads = omp_get_max_threads();
+  constexpr i64 RB = 32, MCA = 192;  // rows per AMX block; rows per A block (6 blocks)
+  const i64 units = (M + RB - 1) / RB;
+  const i64 rowBlocks = ((M + MCA - 1) / MCA + nthreads - 1) / nthreads * nthreads;
+  const i64 maxUnits = (units + rowBlocks - 1) / rowBlocks;
+#pragma omp parallel num_threads(nthreads)
+  {
+    amxBegin();
+    static thread_local Scratch aScratch;
+    uint32_t* aPack = static_cast<uint32_t*>(aScratch.bytes((size_t)maxUnits * RB * kcMax * 4));
+    for (i64 jc = 0; jc < N; jc += NC) {
+      const i64 nc = N - jc < NC ? N - jc : NC;
+      const i64 nPanels = (nc + NR - 1) / NR;
+      for (i64 pc = 0; pc < K2; pc += KC) {
+        const i64 kc = K2 - pc < KC ? K2 - pc : KC, kcp = (kc + 15) / 16 * 16;
+        const bool add = accumulate || pc > 0;
+#pragma omp for schedule(static)
+        for (i64 jp = 0; jp < nPanels; ++jp) {
+          float* panel = bPack + jp * kcp * NR;
+          packBPanelBf16(panel, b, transB, N, K, jc + jp * NR, pc, kc);
+          std::memset(panel + kc * NR, 0, (kcp - kc) * NR * 4);
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (i64 blk = 0; blk < rowBlocks; ++blk) {
+          const i64 u0 = units * blk / rowBlocks, u1 = units * (blk + 1) / rowBlocks;
+          if (u1 <= u0) continue;
+          const i64 ic = u0 * RB, mc = std::min(M, u1 * RB) - ic, mcp = (u1 - u0) * RB;
+          for (i64 r = 0; r < mcp; ++r) {  // A rows ic.. as (mcp, kcp) words, zero-padded
+            uint32_t* dst = aPack + r * kcp;
+            if (r < mc) {
+              std::memcpy(dst, aw + (ic + r) * K2 + pc, kc * 4);
+              std::memset(dst + kc, 0, (kcp - kc) * 4);
+            } else {
+              std::memset(dst, 0, kcp * 4);
+            }
+          }
+          const float* ap = reinterpret_cast<const float*>(aPack);
+          for (i64 jp = 0; jp < nPanels; ++jp) {
+            const i64 j = jc + jp * NR;
+            const int nr = (int)(N - j < NR ? N - j : NR);
+            for (i64 ir = 0; ir < mc; ir += RB) {
+              const int mr = (int)(mc - ir < RB ? mc - ir : RB);
+              amxBlock(kcp, ap + ir * kcp, kcp, bPack + jp * kcp * NR, out + (ic + ir) * N + j, N, mr, nr, add);
+            }
+          }
+        }
+      }
+    }
+    _tile_release();
+  }
+}
+
+// The AMX peak: 4 independent TDPBF16PS chains on registers-only tiles, every thread at once.
+static double peakAmx(double seconds) {
+  if (!amxAvailable()) return 0;
+  const int nthreads = omp_get_max_threads();
+  i64 iters = 1 << 12;
+  double best = 0;
+  for (;;) {
+    const auto t0 = std::chrono::steady_clock::now();
+#pragma omp parallel num_threads(nthreads)
+    {
+      amxBegin();
+      alignas(64) static thread_local uint16_t src[16 * 32];
+      for (int i = 0; i < 16 * 32; ++i) src[i] = 0x3f80;
+      __asm__ volatile("" ::: "memory");
+      _tile_loadd(4, src, 64);
+      _tile_loadd(5, src, 64);
+      _tile_loadd(6, src, 64);
+      _tile_loadd(7, src, 64);
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (i64 it = 0; it < iters; ++it) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+      _tile_release();
+    }
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, 4.0 * 16 * 16 * 32 * 2 * (double)iters * nthreads / dt / 1e9);
+    if (dt >= seconds) return best;
+    iters = dt < seconds / 8 ? iters * 4 : (i64)(iters * (seconds / dt) + 1);
+  }
+}
+
+static void matmulBf16(float* out, const uint16_t* a, const uint16_t* b, i64 M, i64 N, i64 K, bool transA, bool transB,
+                       bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (!accumulate) std::memset(out, 0, sizeof(float) * M * N);
+    return;
+  }
+  if (M <= kSmallM && transB) {  // decode: a widened to fp32 (exact), the weight streamed once
+    static thread_local Scratch sa;
+    float* af = sa.get((size_t)M * K);
+    for (i64 i = 0; i < M; ++i)
+      for (i64 k = 0; k < K; ++k) af[i * K + k] = fromBf16(transA ? a[k * M + i] : a[i * K + k]);
+    return gemvRowsBf16(out, af, b, M, N, K, accumulate);
+  }
+  const auto blocked = amxAvailable() ? matmulAmx : matmulBlocked;
+  if (K % 2 == 0 && !transA) return blocked(out, a, b, M, N, K, transB, accumulate);
+  // Odd K or a transposed a: copy into even-K row-major layouts (zero-padded K), then as above.
+  const i64 Kp = K + (K & 1);
+  static thread_local Scratch sa, sb;
+  uint16_t* ap = static_cast<uint16_t*>(sa.bytes((size_t)M * Kp * 2));
+  for (i64 i = 0; i < M; ++i) {
+    for (i64 k = 0; k < K; ++k) ap[i * Kp + k] = transA ? a[k * M + i] : a[i * K + k];
+    if (Kp > K) ap[i * Kp + K] = 0;
+  }
+  const uint16_t* bp = b;
+  if (Kp > K) {
+    uint16_t* t = static_cast<uint16_t*>(sb.bytes((size_t)N * Kp * 2));
+    if (transB) {
+      for (i64 j = 0; j < N; ++j) {
+        std::memcpy(t + j * Kp, b + j * K, K * 2);
+        t[j * Kp + K] = 0;
+      }
+    } else {
+      std::memcpy(t, b, (size_t)K * N * 2);
+      std::memset(t + K * N, 0, N * 2);
+    }
+    bp = t;
+  }
+  blocked(out, ap, bp, M, N, Kp, transB, accumulate);
+}
+
+static void linearForwardBf16(float* out, const float* inp, const uint16_t* weight, const float* bias, i64 T, i64 C,
+                              i64 OC) {
+  if (T <= 0 || OC <= 0) return;
+  if (T <= kSmallM) {  // the input rounded to bf16 values kept in fp32, then the weight streamed once
+    static thread_local Scratch sx;
+    float* xr = sx.get((size_t)T * C);
+    for (i64 i = 0; i < T * C; ++i) xr[i] = fromBf16(toBf16(inp[i]));
+    gemvRowsBf16(out, xr, weight, T, OC, C, false);
+  } else {
+    static thread_local Scratch sx;
+    uint16_t* xb = static_cast<uint16_t*>(sx.bytes((size_t)T * C * 2));
+    roundToBf16(xb, inp, T * C);
+    matmulBf16(out, xb, weight, T, OC, C, false, true, false);
+  }
+  if (bias)
+    for (i64 t = 0; t < T; ++t)
+      for (i64 o = 0; o < OC; ++o) out[t * OC + o] += bias[o];
+}
+
+// Rows t of x (T, C) rounded to bf16 and transposed: dst (C, T). In 16×16 blocks for the caches.
+static void roundTransposed(uint16_t* dst, const float* x, i64 T, i64 C) {
+  for (i64 t0 = 0; t0 < T; t0 += 16)
+    for (i64 c0 = 0; c0 < C; c0 += 16)
+      for (i64 c = c0; c < std::min(C, c0 + 16); ++c)
+        for (i64 t = t0; t < std::min(T, t0 + 16); ++t) dst[c * T + t] = toBf16(x[t * C + c]);
+}
+
+static void linearBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                               const uint16_t* weight, i64 T, i64 C, i64 OC) {
+  if (T <= 0) return;
+  static thread_local Scratch sd, sdt, sx;
+  if (dinp) {
+    uint16_t* d16 = static_cast<uint16_t*>(sd.bytes((size_t)T * OC * 2));
+    roundToBf16(d16, dout, T * OC);
+    matmulBf16(dinp, d16, weight, T, C, OC, false, false, false);  // (T,OC)·(OC,C)
+  }
+  uint16_t* dT = static_cast<uint16_t*>(sdt.bytes((size_t)OC * T * 2));
+  roundTransposed(dT, dout, T, OC);  // (OC, T)
+  uint16_t* x16 = static_cast<uint16_t*>(sx.bytes((size_t)T * C * 2));
+  roundToBf16(x16, inp, T * C);
+  matmulBf16(dweight, dT, x16, OC, C, T, false, false, true);  // (OC,T)·(T,C), accumulated
+  if (dbias)
+    for (i64 t = 0; t < T; ++t)
+      for (i64 o = 0; o < OC; ++o) dbias[o] += dout[t * OC + o];
+}
+
+// The bf16 peak: NACC independent vdpbf16ps chains per thread on registers, every thread at once.
+static double peakBf16(double seconds) {
+  constexpr int NACC = 24;
+  const int nthreads = omp_get_max_threads();
+  i64 iters = 1 << 16;
+  double best = 0;
+  for (;;) {
+    const auto t0 = std::chrono::steady_clock::now();
+    float sink = 0;
+#pragma omp parallel num_threads(nthreads) reduction(+ : sink)
+    {
+      __m512 acc[NACC];
+      const __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80), y = (__m512bh)_mm512_set1_epi16(0x3380);  // 1, ~6e-8
+      for (int i = 0; i < NACC; ++i) acc[i] = _mm512_set1_ps((float)i);
+      for (i64 it = 0; it < iters; ++it) {
+#pragma GCC unroll 32
+        for (int i = 0; i < NACC; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], x, y);
+      }
+      __m512 s = acc[0];
+      for (int i = 1; i < NACC; ++i) s = _mm512_add_ps(s, acc[i]);
+      sink += vhsum(Vf{s});
+    }
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    volatile float keep = sink;
+    (void)keep;
+    best = std::max(best, 4.0 * W * NACC * (double)iters * nthreads / dt / 1e9);
+    if (dt >= seconds) return best;
+    iters = dt < seconds / 8 ? iters * 4 : (i64)(iters * (seconds / dt) + 1);
+  }
+}
+
+extern const Bf16Kernels kernels;
+static const char* unitName() { return amxAvailable() ? "avx512_bf16+amx" : RED_ISA_NAME; }
+
+const Bf16Kernels kernels = {RED_ISA_NAME, unitName, matmulBf16, linearForwardBf16, linearBackwardBf16, roundToBf16,
+                              peakBf16, peakAmx};
+}  // namespace red::avx512bf16
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
+#endif

@@ -1,0 +1,119 @@
+// One decoder layer (Qwen2/Llama), written once: its forward, used by training, scoring and
+// KV-cache decoding, and its backward twin, which calls the same kernels in exactly the reverse
+// order. The caller owns the buffers (training keeps them per layer for backward, or recomputes
+// them from the layer's input under activation checkpointing; decoding reuses one set and may
+// alias them) and supplies the attention step (packed causal attention, or attention against a
+// KV cache).
+import type { Backend } from '../engine/backend.ts';
+import type { ModelConfig } from './config.ts';
+import { linearBackwardW, linearW, type LayerViews, type Weight } from './params.ts';
+
+/** The shape of a decoder (Qwen2/Llama), in the shape vocabulary of the backend. */
+export interface DecoderShape {
+  V: number;
+  C: number;
+  L: number;
+  NH: number;
+  NKV: number;
+  HD: number;
+  /** MLP width. */
+  I: number;
+  eps: number;
+  ropeTheta: number;
+}
+
+export function decoderShape(c: ModelConfig): DecoderShape {
+  return {
+    V: c.vocabSize, C: c.hiddenSize, L: c.numLayers, NH: c.numHeads, NKV: c.numKvHeads, HD: c.headDim,
+    I: c.intermediateSize, eps: c.rmsNormEps, ropeTheta: c.ropeTheta,
+  };
+}
+
+/**
+ * A layer's activations over T tokens. Decoding may alias ln1 = ln2, rstd1 = rstd2 and
+ * resid = resid2 = out (the residual stream updated in place); backward needs them distinct.
+ */
+export interface BlockBuffers {
+  resid: Float32Array; // (T, C) the residual stream entering the layer
+  ln1: Float32Array; // (T, C) input_layernorm output
+  rstd1: Float32Array; // (T)
+  q: Float32Array; // (T, NH*HD) after RoPE
+  k: Float32Array; // (T, NKV*HD) after RoPE
+  v: Float32Array; // (T, NKV*HD)
+  att: Float32Array; // (T, NH*HD) attention output, before o_proj
+  resid2: Float32Array; // (T, C) the residual stream after attention
+  ln2: Float32Array; // (T, C) post_attention_layernorm output
+  rstd2: Float32Array; // (T)
+  gate: Float32Array; // (T, I)
+  up: Float32Array; // (T, I)
+  mlp: Float32Array; // (T, I) silu(gate)·up
+  proj: Float32Array; // (T, C) o_proj / down_proj output before the residual add
+  out: Float32Array; // (T, C) the residual stream leaving the layer
+}
+
+/**
+ * The layer's forward over T tokens at `positions`; `attend()` fills b.att from b.q, b.k, b.v
+ * (after RoPE) and stores k/v wherever the caller caches them.
+ */
+export function blockForward(be: Backend, s: DecoderShape, lw: LayerViews<Weight>, b: BlockBuffers,
+  positions: Int32Array, T: number, attend: () => void): void {
+  const { C, NH, NKV, HD, I, eps, ropeTheta } = s;
+  be.rmsnormForward(b.ln1, b.rstd1, b.resid, lw.inputNorm, T, C, eps);
+  linearW(be, b.q, b.ln1, lw.qWeight, lw.qBias, T, C, NH * HD);
+  linearW(be, b.k, b.ln1, lw.kWeight, lw.kBias, T, C, NKV * HD);
+  linearW(be, b.v, b.ln1, lw.vWeight, lw.vBias, T, C, NKV * HD);
+  be.ropeForward(b.q, positions, T, NH, HD, ropeTheta);
+  be.ropeForward(b.k, positions, T, NKV, HD, ropeTheta);
+  attend();
+  linearW(be, b.proj, b.att, lw.oWeight, null, T, NH * HD, C);
+  be.add(b.resid2, b.resid, b.proj, T * C);
+  be.rmsnormForward(b.ln2, b.rstd2, b.resid2, lw.postNorm, T, C, eps);
+  linearW(be, b.gate, b.ln2, lw.gateWeight, null, T, C, I);
+  linearW(be, b.up, b.ln2, lw.upWeight, null, T, C, I);
+  be.swigluForward(b.mlp, b.gate, b.up, T * I);
+  linearW(be, b.proj, b.mlp, lw.downWeight, null, T, I, C);
+  be.add(b.out, b.resid2, b.proj, T * C);
+}
+
+/** Gradient scratch of blockBackward (each (T, ·) of the named width). */
+export interface BlockGradScratch {
+  dln: Float32Array; // (T, C)
+  dtmp: Float32Array; // (T, C)
+  dq: Float32Array; // (T, NH*HD)
+  dk: Float32Array; // (T, NKV*HD)
+  dv: Float32Array; // (T, NKV*HD)
+  datt: Float32Array; // (T, NH*HD)
+  dmlp: Float32Array; // (T, I)
+  dgate: Float32Array; // (T, I)
+  dup: Float32Array; // (T, I)
+}
+
+/**
+ * The twin of blockForward: dresid (T, C) holds d out on entry and d resid on return (the
+ * residual stream's gradient flows through); parameter gradients accumulate into lg. b holds
+ * the forward's activations (b.mlp is recomputed here); lse (T, NH) is attention's log-sum-exp.
+ */
+export function blockBackward(be: Backend, s: DecoderShape, lw: LayerViews<Weight>, lg: LayerViews, b: BlockBuffers,
+  lse: Float32Array, dresid: Float32Array, g: BlockGradScratch, positions: Int32Array, cuSeqlens: Int32Array, T: number): void {
+  const { C, NH, NKV, HD, I, ropeTheta } = s;
+  const QD = NH * HD, KD = NKV * HD, B = cuSeqlens.length - 1;
+  // MLP: out = resid2 + down(swiglu(gate(ln2), up(ln2))); dresid flows through unchanged.
+  be.swigluForward(b.mlp, b.gate, b.up, T * I); // the input of down_proj (not kept by forward)
+  linearBackwardW(be, g.dmlp, lg.downWeight, null, dresid, b.mlp, lw.downWeight, T, I, C);
+  be.swigluBackward(g.dgate, g.dup, g.dmlp, b.gate, b.up, T * I);
+  linearBackwardW(be, g.dln, lg.upWeight, null, g.dup, b.ln2, lw.upWeight, T, C, I);
+  linearBackwardW(be, g.dtmp, lg.gateWeight, null, g.dgate, b.ln2, lw.gateWeight, T, C, I);
+  be.add(g.dln, g.dln, g.dtmp, T * C);
+  be.rmsnormBackward(dresid, lg.postNorm, g.dln, b.resid2, lw.postNorm, b.rstd2, T, C);
+  // Attention: resid2 = resid + o_proj(attention(rope(q), rope(k), v)).
+  linearBackwardW(be, g.datt, lg.oWeight, null, dresid, b.att, lw.oWeight, T, QD, C);
+  be.attentionBackward(g.dq, g.dk, g.dv, g.datt, b.q, b.k, b.v, b.att, lse, cuSeqlens, B, T, NH, NKV, HD);
+  be.ropeBackward(g.dk, positions, T, NKV, HD, ropeTheta);
+  be.ropeBackward(g.dq, positions, T, NH, HD, ropeTheta);
+  linearBackwardW(be, g.dln, lg.vWeight, lg.vBias, g.dv, b.ln1, lw.vWeight, T, C, KD);
+  linearBackwardW(be, g.dtmp, lg.kWeight, lg.kBias, g.dk, b.ln1, lw.kWeight, T, C, KD);
+  be.add(g.dln, g.dln, g.dtmp, T * C);
+  linearBackwardW(be, g.dtmp, lg.qWeight, lg.qBias, g.dq, b.ln1, lw.qWeight, T, C, QD);
+  be.add(g.dln, g.dln, g.dtmp, T * C);
+  be.rmsnormBackward(dresid, lg.inputNorm, g.dln, b.resid, lw.inputNorm, b.rstd1, T, C);
+}
