@@ -1,6 +1,8 @@
 // One step's groups (RED-SPEC "Group filtering"): draws prompts, rolls out G per prompt, verifies,
 // adds the teacher trace where the method has an offline member, feeds ReLIFT's buffer and BREAD's
 // prefix search on all-fail groups, and refills until the step has its groups or the draws run out.
+// Teacher traces are verified like any other member (once per stage, as cut to the response
+// limit); one whose answer does not verify leaves the offline pool and is never imitated.
 import type { EpochIterator, TrainingExample } from '../data/dataset.ts';
 import {
   filterGroups, isHardGroup, needsAnotherDraw, prefixSearchAsync, prefixTokens, shapeRewards, type AlgorithmOptions, type HardQuestionBuffer,
@@ -29,6 +31,9 @@ export interface CollectorStage {
 }
 
 export class GroupCollector {
+  /** Ids of the examples whose trace (cut to the response limit) verifies; null until loaded. */
+  private offlinePool: Set<string> | null = null;
+
   constructor(
     private readonly env: TrainerEnv,
     private readonly config: TrainConfig,
@@ -37,21 +42,54 @@ export class GroupCollector {
     private readonly counters: { skippedPrompts: number },
   ) {}
 
-  /** Draws the next prompt whose chat prompt fits data.maxPromptTokens. */
+  /** Whether this stage reads teacher traces (an offline member, SFT, ReLIFT or BREAD). */
+  private usesTraces(): boolean {
+    const o = this.stage.options;
+    return o.offlineMember || !o.onlineRollouts || o.sftInterleave.enabled || o.prefixSearch.enabled;
+  }
+
+  /**
+   * Verifies every example's teacher trace as the trainer would use it (truncated to
+   * rollout.maxTokens) against its gold answer, like a rollout; the ones that verify form the
+   * offline pool. Returns how many were dropped (logged as data/offline_dropped). Deterministic,
+   * so a resumed run rebuilds the same pool.
+   */
+  async loadOfflinePool(): Promise<number> {
+    if (!this.usesTraces()) return 0;
+    const limit = this.config.rollout.maxTokens;
+    const withTrace = this.env.examples.filter((e) => e.trace !== undefined);
+    const accs = await this.env.verify(withTrace.map((e) => ({ gold: e.answer, text: this.env.decode(this.env.traceIds(e).slice(0, limit)) })));
+    this.offlinePool = new Set(withTrace.filter((_, i) => accs[i] === 1).map((e) => e.id));
+    if (this.offlinePool.size === 0) fail(`${this.config.data.train}: no teacher trace verifies against its answer within rollout.maxTokens = ${limit}, and this method needs them`);
+    return this.env.examples.length - this.offlinePool.size;
+  }
+
+  /** Whether e's teacher trace is in the offline pool (verified). */
+  hasVerifiedTrace(e: TrainingExample): boolean {
+    if (this.offlinePool === null) throw new Error('GroupCollector: loadOfflinePool() must run before the first step');
+    return this.offlinePool.has(e.id);
+  }
+
+  /**
+   * Draws the next prompt whose chat prompt fits data.maxPromptTokens (and, for a stage without
+   * rollouts, whose trace is in the offline pool: SFT has nothing else to learn from).
+   */
   nextExample(): TrainingExample {
     const limit = this.config.data.maxPromptTokens;
+    const needsTrace = !this.stage.options.onlineRollouts;
     for (let tries = 0; tries < this.env.examples.length; tries++) {
       const e = this.stage.data.next();
-      if (this.env.promptIds(e).length <= limit) return e;
-      this.counters.skippedPrompts++;
+      if (this.env.promptIds(e).length > limit) this.counters.skippedPrompts++;
+      else if (!needsTrace || this.hasVerifiedTrace(e)) return e;
     }
-    return fail(`${this.config.data.train}: no prompt fits data.maxPromptTokens = ${limit}`);
+    return fail(`${this.config.data.train}: no prompt fits data.maxPromptTokens = ${limit}${needsTrace ? ' with a verified teacher trace' : ''}`);
   }
 
   /**
    * The teacher trace as a member: truncated to the response limit, EOS appended when it was not.
    * Like a rollout, the response including its EOS never exceeds the limit, so a trace of exactly
-   * the limit counts as truncated.
+   * the limit counts as truncated. Only traces of the offline pool become members, so its
+   * accuracy is the verifier's 1.
    */
   offlineMember(example: TrainingExample, group: number): Member {
     const promptIds = this.env.promptIds(example);
@@ -104,14 +142,15 @@ export class GroupCollector {
         for (const mem of members) {
           online.n++; online.acc += mem.accuracy; online.len += mem.responseIds.length; online.clipped += mem.clipped ? 1 : 0;
         }
-        if (o.onlineRollouts && isHardGroup(accs[i])) {
+        const verifiedTrace = this.usesTraces() && this.hasVerifiedTrace(e);
+        if (o.onlineRollouts && isHardGroup(accs[i]) && verifiedTrace) {
           st.hardQuestions?.add(e.id);
           if (o.prefixSearch.enabled) {
             const branched = await this.branchFromPrefix(e, step, draws, i, timer);
             if (branched) { members = branched; bread++; }
           }
         }
-        if (o.offlineMember || !o.onlineRollouts) members.push(this.offlineMember(e, 0));
+        if ((o.offlineMember || !o.onlineRollouts) && verifiedTrace) members.push(this.offlineMember(e, 0));
         groups.push({ example: e, members });
       }
       // Rewards R_i = acc_i + shaping; then filtering on the accuracies of all members.
