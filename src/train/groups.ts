@@ -121,6 +121,7 @@ export class GroupCollector {
     let droppedGroups = 0;
     const online = { n: 0, acc: 0, reward: 0, rewardSq: 0, len: 0, clipped: 0 };
     let bread = 0;
+    let generated = 0; // every sequence sampled this step, BREAD's prefix search included (compute)
     do {
       const examples = Array.from({ length: wanted - kept.length }, () => this.nextExample());
       let samples: RolloutSample[][] = examples.map(() => []);
@@ -128,6 +129,7 @@ export class GroupCollector {
       if (o.onlineRollouts) {
         const prompts = examples.map((e) => this.env.promptIds(e));
         samples = await timer.time('rollout', () => this.env.generate(prompts, this.rolloutRequest(G, mixSeed(cfg.seed, step, draws))));
+        generated += prompts.length * G;
         accs = await timer.time('reward', () => this.verifyGroups(examples, samples));
       }
       const groups: StepGroup[] = [];
@@ -147,7 +149,8 @@ export class GroupCollector {
           st.hardQuestions?.add(e.id);
           if (o.prefixSearch.enabled) {
             const branched = await this.branchFromPrefix(e, step, draws, i, timer);
-            if (branched) { members = branched; bread++; }
+            generated += branched.generated;
+            if (branched.members) { members = branched.members; bread++; }
           }
         }
         if ((o.offlineMember || !o.onlineRollouts) && verifiedTrace) members.push(this.offlineMember(e, 0));
@@ -173,6 +176,7 @@ export class GroupCollector {
       'groups/kept': kept.length,
       'groups/dropped_frac': drawnGroups ? droppedGroups / drawnGroups : 0,
       'groups/draws': draws,
+      'rollouts/generated': generated,
     };
     if (online.n > 0) {
       metrics['reward/mean'] = online.reward / online.n;
@@ -196,16 +200,18 @@ export class GroupCollector {
   /**
    * BREAD: the shortest teacher prefix (in segments) whose continuations succeed within the
    * band; returns G continuations from it, the prefix folded into the prompt so that no loss
-   * falls on it. Null when the trace is empty.
+   * falls on it (null when the trace is empty), and how many sequences the search sampled.
    */
-  private async branchFromPrefix(e: TrainingExample, step: number, draw: number, index: number, timer: StepTimer): Promise<Member[] | null> {
+  private async branchFromPrefix(e: TrainingExample, step: number, draw: number, index: number, timer: StepTimer,
+  ): Promise<{ members: Member[] | null; generated: number }> {
     const o = this.stage.options;
     const cfg = this.config;
     const G = cfg.rollout.groupSize;
     const prompt = this.env.promptIds(e);
     const trace = this.env.traceIds(e).slice(0, cfg.rollout.maxTokens);
-    if (trace.length === 0) return null;
+    if (trace.length === 0) return { members: null, generated: 0 };
     const tried = new Map<number, Member[]>();
+    let sampled = 0;
     const choice = await prefixSearchAsync(async (k) => {
       const n = prefixTokens(k, trace.length, o.prefixSearch.segments);
       const p = [...prompt, ...trace.slice(0, n)];
@@ -214,9 +220,10 @@ export class GroupCollector {
       const [samples] = await timer.time('rollout', () => this.env.generate([p], req));
       // The answer may sit in the teacher's prefix: the whole response is prefix + continuation.
       const accs = await timer.time('reward', () => this.env.verify(samples.map((s) => ({ gold: e.answer, text: this.env.decode([...trace.slice(0, n), ...s.ids]) }))));
+      sampled += samples.length;
       tried.set(k, samples.map((s, j) => ({ group: 0, promptIds: p, responseIds: s.ids, isOffline: false, accuracy: accs[j], reward: accs[j], clipped: s.finishReason === 'length' })));
       return accs.reduce((a, b) => a + b, 0) / accs.length;
     }, o.prefixSearch);
-    return tried.get(choice.segments) ?? null;
+    return { members: tried.get(choice.segments) ?? null, generated: sampled };
   }
 }

@@ -209,6 +209,7 @@ export class Trainer {
       // RED (I)'s memory of the previous entropies moves only with a step that was applied.
       if (result.regulatorNext) this.state.entropyRegulator = result.regulatorNext;
       m['tokens/step'] = result.tokens;
+      m['tokens/trained'] = result.responseTokens;
     }
     // ReLIFT: one SFT step on the buffered questions' traces, with its own optimiser.
     if (st.hardQuestions && st.sftOptimizer && st.hardQuestions.ready()) {
@@ -220,6 +221,7 @@ export class Trainer {
       }, timer);
       for (const [k, v] of Object.entries(r.metrics)) m[`relift/${k}`] = v;
       m['relift/sft_steps'] = r.ok ? 1 : 0;
+      m['tokens/trained'] = (m['tokens/trained'] ?? 0) + r.responseTokens;
       if (!r.ok) this.s.progress.log(`step ${step}: NaN or Inf in ReLIFT's SFT step; it was skipped (its questions are dropped)`);
     }
     if (!updated && groups.length > 0) this.onSkippedStep(step);

@@ -28,7 +28,7 @@ export interface UpdateRequest {
  * Returns ok = false when the loss or gradient was not finite (nothing was applied).
  */
 export async function policyUpdate(env: TrainerEnv, cfg: TrainConfig, req: UpdateRequest, timer: StepTimer,
-): Promise<{ ok: boolean; metrics: Metrics; tokens: number; regulatorNext: EntropyRegulatorState | null }> {
+): Promise<{ ok: boolean; metrics: Metrics; tokens: number; responseTokens: number; regulatorNext: EntropyRegulatorState | null }> {
   const { members, lr, optimizer, regulator } = req;
   const packed = packMembers(members, cfg.optim.microBatchTokens);
   const T = packed.responseTokens;
@@ -126,7 +126,7 @@ export async function policyUpdate(env: TrainerEnv, cfg: TrainConfig, req: Updat
     metrics['loss/offline'] ??= 0;
     metrics['clip/frac'] ??= 0; // objectives without a clip clip nothing
   }
-  return { ok, metrics, tokens: packed.totalTokens, regulatorNext: ok ? regulatorNext : null };
+  return { ok, metrics, tokens: packed.totalTokens, responseTokens: ok ? T : 0, regulatorNext: ok ? regulatorNext : null };
 }
 
 function copyState(s: OptimizerState): OptimizerState {

@@ -164,6 +164,8 @@ test('step metrics describe the rollouts: accuracy, reward, length, clipped frac
   assert.equal(m['completions/mean_length'], samples.reduce((a, x) => a + x.ids.length, 0) / 6);
   assert.equal(m['completions/clipped_frac'], samples.filter((x) => x.finishReason === 'length').length / 6);
   assert.equal(m['groups/dropped_frac'], 0);
+  assert.equal(m['rollouts/generated'], 6);
+  assert.equal(m['tokens/trained'], samples.reduce((a, x) => a + x.ids.length, 0), 'response tokens the update trained on');
 });
 
 test('group filtering: all groups equal → every draw dropped, maxFillAttempts draws, no update', async () => {
@@ -181,6 +183,8 @@ test('group filtering: all groups equal → every draw dropped, maxFillAttempts 
   assert.equal(m['groups/draws'], 3);
   assert.equal(m['groups/dropped_frac'], 1);
   assert.equal(m['groups/kept'], 0);
+  assert.equal(m['rollouts/generated'], 3 * 2 * 3, 'compute: 3 draws of 2 prompts × G = 3, all dropped, still generated');
+  assert.equal(m['tokens/trained'] ?? 0, 0);
   assert.equal(m['acc/mean'], 1);
   assert.ok(bits(w0).equals(bits(env.model.params)));
 });
