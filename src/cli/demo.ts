@@ -20,7 +20,7 @@ export function registerDemo(program: Command): void {
   program
     .command('demo')
     .description('train every Table 2 method (sft, grpo, sft-grpo, mixpolicy, luffy, srft, relift, bread, red-I, red-II, red) on the built-in task from one tiny base model, evaluate each on the held-out split, write results.md/.json and report.html (default ≤ 15 min on 2 cores)')
-    .option('--out <dir>', 'output folder: base/, data/, runs/<method>/, results.md, results.json, report.html, figures/', 'runs/demo')
+    .option('--out <dir>', 'output folder: base/, data/, runs/<method>/seed-<n>/, results.md, results.json, report.html, figures/', 'runs/demo')
     .option('--quick', 'a much smaller model and budget (≤ 2 minutes)', false)
     .option('--tiny', 'the smallest budget (seconds per method; the pipeline test)', false)
     .option('--steps <n>', 'optimiser steps per method (per stage), overriding the budget\'s')
@@ -60,6 +60,6 @@ export function registerDemo(program: Command): void {
         ...(opts.base !== undefined ? { baseModel: opts.base } : {}),
         backend,
       });
-      process.stdout.write(`\n${result.markdown}\nOutputs in ${result.out} (report.html, results.md, results.json, figures/, runs/<method>/).\n`);
+      process.stdout.write(`\n${result.markdown}\nOutputs in ${result.out} (report.html, results.md, results.json, figures/, runs/<method>/seed-<n>/).\n`);
     });
 }

@@ -25,7 +25,7 @@ import { evaluateHeldOut } from './evaluate.ts';
 import { DEMO_METHODS, type DemoBudget } from './budget.ts';
 
 export interface DemoOptions {
-  /** Everything goes here: base/, data/, runs/<method>/, results.md/.json, report.html, figures/. */
+  /** Everything goes here: base/, data/, runs/<method>/seed-<n>/, results.md/.json, report.html, figures/. */
   out: string;
   budget: DemoBudget;
   /** Folder reused across demos for the data and the base model; null = build them in `out`. */
@@ -290,7 +290,7 @@ function demoNotes(b: DemoBudget, baseModel: string | undefined, seeds: readonly
     seeds.length > 1 ? `Seeds ${seeds.join(', ')} per method (training and evaluation sampling); figures are the mean over seeds ± its standard error; the curves and the token view show seed ${seeds[0]}.` : `One seed (${seeds[0]}); the ± in the verdict is the binomial standard error of the evaluation samples, not seed-to-seed variation (use --seeds N for that).`,
     baseModel !== undefined
       ? `Base model: ${baseModel} (given with --base), copied to base/.`
-      : `Base model: pretrained ${b.pretrain.steps} steps from scratch (seed ${b.pretrain.seed}) on short solutions of the training split plus a ${Math.round(PRETRAIN_DEFAULTS.traceShare * 100)}% share of teacher traces for other train-split problems.`,
+      : `Base model: pretrained ${b.pretrain.steps} steps from scratch (seed ${b.pretrain.seed}) on direct answers of the training split plus a ${Math.round(PRETRAIN_DEFAULTS.traceShare * 100)}% share of teacher traces (the column procedure) of levels 1–2 only: the base has never run the procedure over 3–5 columns.`,
     `Evaluation: the first ${b.eval.problems} held-out problems, avg@${b.eval.samples} at temperature ${b.eval.temperature}, ≤ ${b.eval.maxTokens} tokens; LEN = mean response tokens; pass@k for k = 1…${b.eval.samples} from the same samples (the base evaluated with seed ${b.seed}).`,
     'Method options are the presets of src/rl/options.ts, unchanged (e.g. luffy trains at half the shared lr, as RED-SPEC: 1e-6 vs 2e-6); nothing is tuned per method.',
   ];
