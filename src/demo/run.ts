@@ -252,7 +252,7 @@ function keyMatches(dir: string, key: string): boolean {
 async function trainOne(configFile: string, dir: string, method: string, seed: number, steps: number): Promise<number> {
   const probe = loadCommandConfig({ config: configFile, out: dir, method, sets: [], resume: false });
   const stageCount = resolveStages(probe.algorithm).length;
-  const perStage = Math.max(1, Math.round(steps / stageCount));
+  const perStage = Math.max(1, Math.floor(steps / stageCount)); // never more steps than a one-stage method
   const config = loadCommandConfig({ config: configFile, out: dir, method, sets: [`seed=${seed}`, `schedule.totalSteps=${perStage}`, `checkpoint.every=${perStage}`], resume: false });
   const stages = resolveStages(config.algorithm);
   mkdirSync(dir, { recursive: true });
@@ -284,7 +284,7 @@ export function demoConfigYaml(b: DemoBudget, modelDir: string, trainFile: strin
 }
 
 function demoNotes(b: DemoBudget, baseModel: string | undefined, seeds: readonly number[]): string[] {
-  const half = Math.max(1, Math.round(b.train.steps / 2));
+  const half = Math.max(1, Math.floor(b.train.steps / 2));
   return [
     `Budget '${b.name}': every method trains ${b.train.steps} optimiser steps in all (sft-grpo: ${half} SFT steps then ${half} GRPO steps) of ${b.train.promptsPerStep} prompts each, G = ${b.train.groupSize}, responses ≤ ${b.train.maxTokens} tokens, from the same base model. Group filtering (drop groups whose members all score alike, redraw up to 6 times) is on for every method that samples; the Rollouts and Train tokens columns give the compute each method used.`,
     seeds.length > 1 ? `Seeds ${seeds.join(', ')} per method (training and evaluation sampling); figures are the mean over seeds ± its standard error; the curves and the token view show seed ${seeds[0]}.` : `One seed (${seeds[0]}); the ± in the verdict is the binomial standard error of the evaluation samples, not seed-to-seed variation (use --seeds N for that).`,
