@@ -186,28 +186,13 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       for (const seed of seeds) {
         const dir = path.join(out, 'runs', method, `seed-${seed}`);
         const label = seeds.length > 1 ? `${method} (seed ${seed})` : method;
-        const key = keyOf({ method, seed, steps: b.train.steps });
         runDirs.push(dir);
-        if (finishedRun(dir, key)) {
-          const wall = JSON.parse(readFileSync(path.join(dir, 'wall_time.json'), 'utf8')) as { train_s: number; eval_s: number };
-          const res = JSON.parse(readFileSync(path.join(dir, 'eval', 'results.json'), 'utf8')) as EvalResults;
-          runs.push({ name: method, seed, reused: true, trainSeconds: wall.train_s, evalSeconds: wall.eval_s });
-          log(`[${since()} s] ${label}: reused (finished earlier with the same config and code); eval acc ${pct(res.overall.acc)} LEN ${res.overall.len.toFixed(0)}`);
-          continue;
-        }
-        rmSync(dir, { recursive: true, force: true });
-        t = performance.now();
-        const steps = await trainOne(configFile, dir, method, seed, b.train.steps);
-        const trainSeconds = (performance.now() - t) / 1000;
-        const latest = new CheckpointManager(path.join(dir, 'checkpoints'), 1).latest();
-        if (!latest) fail(`${dir}: training left no checkpoint`);
-        const te = performance.now();
-        const res = await evaluateHeldOut({ model: latest.dir, testFile, out: path.join(dir, 'eval'), budget: b, seed, backend: o.backend });
-        const evalSeconds = (performance.now() - te) / 1000;
-        writeJsonAtomic(path.join(dir, 'wall_time.json'), { train_s: trainSeconds, eval_s: evalSeconds });
-        writeJsonAtomic(path.join(dir, RUN_KEY_FILE), { key }); // last: the run is finished
-        runs.push({ name: method, seed, reused: false, trainSeconds, evalSeconds });
-        log(`[${since()} s] ${label}: ${steps} step${steps === 1 ? '' : 's'} in ${trainSeconds.toFixed(1)} s; eval acc ${pct(res.overall.acc)} LEN ${res.overall.len.toFixed(0)} (${evalSeconds.toFixed(1)} s)`);
+        const r = await trainAndEvaluate({ dir, method, seed, key: keyOf({ method, seed, steps: b.train.steps }), configFile, testFile, budget: b, backend: o.backend });
+        runs.push(r.timing);
+        const acc = `eval acc ${pct(r.eval.overall.acc)} LEN ${r.eval.overall.len.toFixed(0)}`;
+        log(r.timing.reused
+          ? `[${since()} s] ${label}: reused (finished earlier with the same config and code); ${acc}`
+          : `[${since()} s] ${label}: ${r.steps} step${r.steps === 1 ? '' : 's'} in ${r.timing.trainSeconds.toFixed(1)} s; ${acc} (${r.timing.evalSeconds.toFixed(1)} s)`);
       }
     }
   } finally {
@@ -228,6 +213,32 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const seconds = (performance.now() - t0) / 1000;
   log(`done in ${seconds.toFixed(1)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s CPU (this process; on a busy machine the CPU time is the better guide to an idle one's wall time)`);
   return { out, seconds, runs, markdown: report.markdown };
+}
+
+/**
+ * One method at one seed: reused when DIR holds a finished run with this key, else trained from
+ * scratch and evaluated; the key file is written last, so only a finished run is ever reused.
+ */
+async function trainAndEvaluate(r: { dir: string; method: string; seed: number; key: string; configFile: string; testFile: string; budget: DemoBudget; backend?: BackendPreference },
+): Promise<{ timing: DemoRunTiming; eval: EvalResults; steps: number }> {
+  const { dir, method, seed } = r;
+  if (finishedRun(dir, r.key)) {
+    const wall = JSON.parse(readFileSync(path.join(dir, 'wall_time.json'), 'utf8')) as { train_s: number; eval_s: number };
+    const res = JSON.parse(readFileSync(path.join(dir, 'eval', 'results.json'), 'utf8')) as EvalResults;
+    return { timing: { name: method, seed, reused: true, trainSeconds: wall.train_s, evalSeconds: wall.eval_s }, eval: res, steps: 0 };
+  }
+  rmSync(dir, { recursive: true, force: true });
+  const t = performance.now();
+  const steps = await trainOne(r.configFile, dir, method, seed, r.budget.train.steps);
+  const trainSeconds = (performance.now() - t) / 1000;
+  const latest = new CheckpointManager(path.join(dir, 'checkpoints'), 1).latest();
+  if (!latest) fail(`${dir}: training left no checkpoint`);
+  const te = performance.now();
+  const res = await evaluateHeldOut({ model: latest.dir, testFile: r.testFile, out: path.join(dir, 'eval'), budget: r.budget, seed, backend: r.backend });
+  const evalSeconds = (performance.now() - te) / 1000;
+  writeJsonAtomic(path.join(dir, 'wall_time.json'), { train_s: trainSeconds, eval_s: evalSeconds });
+  writeJsonAtomic(path.join(dir, RUN_KEY_FILE), { key: r.key }); // last: the run is finished
+  return { timing: { name: method, seed, reused: false, trainSeconds, evalSeconds }, eval: res, steps };
 }
 
 /** The base model's evaluation when an earlier demo left it with the same key. */
