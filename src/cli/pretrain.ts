@@ -27,7 +27,7 @@ export function registerPretrain(program: Command): void {
     .description('pretrain the tiny Qwen2 base model of the built-in task (partial ability: easy problems sometimes, hard ones rarely)')
     .requiredOption('--out <dir>', 'output model folder (config.json, model.safetensors, tokenizer files)')
     .option('--seed <n>', 'seed of initialisation, data order and evaluation (default 0)')
-    .option('--steps <n>', 'optimiser steps (default 1200; --quick 20)')
+    .option('--steps <n>', 'optimiser steps (default 3600; --quick 20)')
     .option('--batch-size <n>', 'sequences per step (default 16)')
     .option('--lr <x>', 'peak learning rate (default 5e-3)')
     .option('--eval-per-level <n>', 'held-out problems per level sampled at the end (0 = skip)')

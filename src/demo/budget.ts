@@ -45,7 +45,8 @@ const DEFAULT_BUDGET: DemoBudget = {
   data: { train: 4000, test: 500 },
   pretrain: { seed: PRETRAIN_DEFAULTS.seed, steps: PRETRAIN_DEFAULTS.steps, batchSize: PRETRAIN_DEFAULTS.batchSize, poolSize: PRETRAIN_DEFAULTS.poolSize, model: TINY_MODEL },
   train: { steps: 40, promptsPerStep: 8, groupSize: 4, maxTokens: 256, rlLr: 1e-4, sftLr: 1e-3 },
-  eval: { problems: 200, samples: 4, temperature: 0.6, maxTokens: 256 },
+  // ≥ 100 problems × 16 samples: pass@k for k = 1…16 (Recall vs Extend) from the same samples.
+  eval: { problems: 100, samples: 16, temperature: 0.6, maxTokens: 256 },
 };
 
 /**
@@ -57,8 +58,9 @@ const QUICK_BUDGET: DemoBudget = {
   seed: 42,
   data: { train: 400, test: 100 },
   pretrain: { seed: PRETRAIN_DEFAULTS.seed, steps: 300, batchSize: PRETRAIN_DEFAULTS.batchSize, poolSize: PRETRAIN_DEFAULTS.poolSize, model: TINY_MODEL },
-  train: { steps: 3, promptsPerStep: 4, groupSize: 4, maxTokens: 128, rlLr: 1e-4, sftLr: 1e-3 },
-  eval: { problems: 20, samples: 2, temperature: 0.6, maxTokens: 128 },
+  // Responses up to 256 tokens: a teacher trace cut shorter has no answer and would be dropped.
+  train: { steps: 3, promptsPerStep: 4, groupSize: 4, maxTokens: 256, rlLr: 1e-4, sftLr: 1e-3 },
+  eval: { problems: 20, samples: 4, temperature: 0.6, maxTokens: 256 },
 };
 
 /** tiny: the pipeline's test; one step each, seconds per method. */
@@ -67,8 +69,8 @@ const TINY_BUDGET: DemoBudget = {
   seed: 42,
   data: { train: 40, test: 20 },
   pretrain: { seed: 42, steps: 4, batchSize: 4, poolSize: 40, model: { hidden: 16, layers: 1, heads: 2, kvHeads: 1, intermediate: 32 } },
-  train: { steps: 1, promptsPerStep: 2, groupSize: 2, maxTokens: 24, rlLr: 1e-3, sftLr: 1e-3 },
-  eval: { problems: 5, samples: 1, temperature: 0.6, maxTokens: 24 },
+  train: { steps: 1, promptsPerStep: 2, groupSize: 2, maxTokens: 256, rlLr: 1e-3, sftLr: 1e-3 },
+  eval: { problems: 5, samples: 2, temperature: 0.6, maxTokens: 24 },
 };
 
 export const BUDGETS: Record<BudgetName, DemoBudget> = { default: DEFAULT_BUDGET, quick: QUICK_BUDGET, tiny: TINY_BUDGET };

@@ -20,6 +20,8 @@ export interface HeldOutEval {
   /** Replaced: a demo re-run evaluates afresh. */
   out: string;
   budget: DemoBudget;
+  /** Seeds the samples (each seed of a method is evaluated with its own). */
+  seed: number;
   backend?: BackendPreference;
 }
 
@@ -37,7 +39,7 @@ export async function evaluateHeldOut(o: HeldOutEval): Promise<EvalResults> {
     generate: samplerGenerator({ model, tokenizer }),
     verifier: mathVerifier,
     prompt: 'qwen-boxed',
-    seed: o.budget.seed,
+    seed: o.seed,
     chunkSamples: 4096,
   });
 }

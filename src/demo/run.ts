@@ -1,8 +1,10 @@
 // `red demo`: RED against the paper's baselines on the built-in task, end to end on a laptop.
-// Data and base model (cached), then every Table 2 method trained with the same budget, seed and
-// base, each evaluated on the held-out split; the table and the report go to one folder.
+// Data and base model (cached), then every Table 2 method trained with the same budget (steps,
+// prompts per step), seeds and base, each evaluated on the held-out split; the table and the
+// report go to one folder. A method already finished in that folder with the same config, seed
+// and code is reused, so an interrupted demo resumes where it stopped.
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { writeBuiltinDataset } from '../data/task/builtin.ts';
@@ -18,17 +20,20 @@ import { Trainer } from '../train/trainer.ts';
 import { fail } from '../util/errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.ts';
 import { buildReport } from '../report/build.ts';
+import type { EvalResults } from '../eval/results.ts';
 import { evaluateHeldOut } from './evaluate.ts';
 import { DEMO_METHODS, type DemoBudget } from './budget.ts';
 
 export interface DemoOptions {
-  /** Everything goes here: base/, data/, runs/<method>/, results.md/.json, report.html, figures/. */
+  /** Everything goes here: base/, data/, runs/<method>/seed-<n>/, results.md/.json, report.html, figures/. */
   out: string;
   budget: DemoBudget;
   /** Folder reused across demos for the data and the base model; null = build them in `out`. */
   cacheDir: string | null;
   /** Subset of the methods (default: all of Table 2). */
   methods?: readonly string[];
+  /** Seeds per method: budget.seed, budget.seed + 1, … (default 1); the table shows mean ± s.e. */
+  seeds?: number;
   /** Start from this model folder instead of pretraining one (it is copied to OUT/base). */
   baseModel?: string;
   backend?: BackendPreference;
@@ -38,6 +43,9 @@ export interface DemoOptions {
 
 export interface DemoRunTiming {
   name: string;
+  seed: number;
+  /** True when a finished run of the same config and code was reused. */
+  reused: boolean;
   trainSeconds: number;
   evalSeconds: number;
 }
@@ -59,6 +67,42 @@ function cacheKey(value: unknown, sources: readonly string[]): string {
 
 const DATA_SOURCES = ['../data/task/problems.ts', '../data/task/teacher.ts', '../data/task/builtin.ts', '../data/task/tokenizer.ts'];
 const BASE_SOURCES = [...DATA_SOURCES, '../train/pretrain.ts'];
+/** Everything a trained and evaluated run depends on: training, rollouts, verifier, eval, engine. */
+const RUN_SOURCE_DIRS = ['../data/', '../engine/', '../eval/', '../model/', '../reward/', '../rl/', '../rollout/', '../train/', '../util/'];
+const RUN_SOURCES = ['./evaluate.ts', ...RUN_SOURCE_DIRS.flatMap((d) => sourceFiles(new URL(d, import.meta.url)).map((f) => `${d}${f}`))];
+
+/** The .ts files under a source folder (relative paths, sorted, so the hash is stable). */
+function sourceFiles(dir: URL): string[] {
+  const out: string[] = [];
+  const walk = (rel: string) => {
+    for (const name of readdirSync(new URL(rel, dir)).sort()) {
+      const child = `${rel}${name}`;
+      if (statSync(new URL(child, dir)).isDirectory()) walk(`${child}/`);
+      else if (/\.(ts|mjs)$/.test(name)) out.push(child);
+    }
+  };
+  walk('');
+  return out;
+}
+
+/** The native kernels' binary, when built: a rebuilt engine may change results. */
+function nativeBinary(): Buffer | null {
+  const file = new URL('../../build/Release/red_native.node', import.meta.url);
+  return existsSync(file) ? readFileSync(file) : null;
+}
+
+/** The file in a finished run folder holding the key of what produced it. */
+const RUN_KEY_FILE = 'demo_key.json';
+
+/** A finished run whose key matches: its eval results and timing are there. */
+function finishedRun(dir: string, key: string): boolean {
+  try {
+    const k = JSON.parse(readFileSync(path.join(dir, RUN_KEY_FILE), 'utf8')) as { key?: unknown };
+    return k.key === key && complete(dir, ['eval/results.json', 'wall_time.json', 'metrics.jsonl']);
+  } catch {
+    return false;
+  }
+}
 
 function complete(dir: string, files: readonly string[]): boolean {
   return files.every((f) => existsSync(path.join(dir, f)));
@@ -120,27 +164,36 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
 
   const runs: DemoRunTiming[] = [];
   const runDirs: string[] = [];
+  const seeds = Array.from({ length: o.seeds ?? 1 }, (_, i) => b.seed + i);
+  // What a run depends on besides its method and seed: the shared config, the base weights, the
+  // data, the evaluation settings and the code (a change to any of them retrains).
+  const native = nativeBinary();
+  const common = createHash('sha256').update(readFileSync(configFile)).update(readFileSync(path.join(baseDir, 'model.safetensors')))
+    .update(readFileSync(path.join(dataDir, 'train.jsonl'))).update(readFileSync(testFile)).update(JSON.stringify(b.eval))
+    .update(cacheKey(null, RUN_SOURCES)).update(native ?? '').digest('hex');
+  const keyOf = (what: unknown) => createHash('sha256').update(common).update(JSON.stringify(what)).digest('hex').slice(0, 16);
   try {
     t = performance.now();
-    const baseEval = await evaluateHeldOut({ model: baseDir, testFile, out: path.join(out, 'base-eval'), budget: b, backend: o.backend });
-    runs.push({ name: 'base', trainSeconds: 0, evalSeconds: (performance.now() - t) / 1000 });
-    log(`[${since()} s] base: eval acc ${pct(baseEval.overall.acc)} LEN ${baseEval.overall.len.toFixed(0)} (${secs(t)})`);
+    const baseEvalDir = path.join(out, 'base-eval');
+    const baseKey = keyOf({ base: true, seed: b.seed });
+    const baseReused = finishedBaseEval(baseEvalDir, baseKey);
+    const baseEval = baseReused ?? await evaluateHeldOut({ model: baseDir, testFile, out: baseEvalDir, budget: b, seed: b.seed, backend: o.backend });
+    if (!baseReused) writeJsonAtomic(path.join(baseEvalDir, RUN_KEY_FILE), { key: baseKey });
+    runs.push({ name: 'base', seed: b.seed, reused: baseReused !== null, trainSeconds: 0, evalSeconds: (performance.now() - t) / 1000 });
+    log(`[${since()} s] base: ${baseReused ? 'reused, ' : ''}eval acc ${pct(baseEval.overall.acc)} LEN ${baseEval.overall.len.toFixed(0)} (${secs(t)})`);
 
     for (const method of methods) {
-      const dir = path.join(out, 'runs', method);
-      rmSync(dir, { recursive: true, force: true });
-      t = performance.now();
-      const steps = await trainOne(configFile, dir, method);
-      const trainSeconds = (performance.now() - t) / 1000;
-      const latest = new CheckpointManager(path.join(dir, 'checkpoints'), 1).latest();
-      if (!latest) fail(`${dir}: training left no checkpoint`);
-      const te = performance.now();
-      const res = await evaluateHeldOut({ model: latest.dir, testFile, out: path.join(dir, 'eval'), budget: b, backend: o.backend });
-      const evalSeconds = (performance.now() - te) / 1000;
-      writeJsonAtomic(path.join(dir, 'wall_time.json'), { train_s: trainSeconds, eval_s: evalSeconds });
-      runs.push({ name: method, trainSeconds, evalSeconds });
-      runDirs.push(dir);
-      log(`[${since()} s] ${method}: ${steps} step${steps === 1 ? '' : 's'} in ${trainSeconds.toFixed(1)} s; eval acc ${pct(res.overall.acc)} LEN ${res.overall.len.toFixed(0)} (${evalSeconds.toFixed(1)} s)`);
+      for (const seed of seeds) {
+        const dir = path.join(out, 'runs', method, `seed-${seed}`);
+        const label = seeds.length > 1 ? `${method} (seed ${seed})` : method;
+        runDirs.push(dir);
+        const r = await trainAndEvaluate({ dir, method, seed, key: keyOf({ method, seed, steps: b.train.steps }), configFile, testFile, budget: b, backend: o.backend });
+        runs.push(r.timing);
+        const acc = `eval acc ${pct(r.eval.overall.acc)} LEN ${r.eval.overall.len.toFixed(0)}`;
+        log(r.timing.reused
+          ? `[${since()} s] ${label}: reused (finished earlier with the same config and code); ${acc}`
+          : `[${since()} s] ${label}: ${r.steps} step${r.steps === 1 ? '' : 's'} in ${r.timing.trainSeconds.toFixed(1)} s; ${acc} (${r.timing.evalSeconds.toFixed(1)} s)`);
+      }
     }
   } finally {
     await closeVerifier();
@@ -152,7 +205,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     out,
     base: { dir: baseDir, evalDir: path.join(out, 'base-eval') },
     title: `red demo (${b.name} budget): RED against the baselines on the built-in task`,
-    notes: demoNotes(b, o.baseModel),
+    notes: demoNotes(b, o.baseModel, seeds),
     backend: o.backend,
   });
   log(`[${since()} s] report: ${path.relative(process.cwd(), report.html) || report.html}, ${report.figures.length} figures (${secs(t)})`);
@@ -162,9 +215,56 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   return { out, seconds, runs, markdown: report.markdown };
 }
 
-/** Trains one method as `red train --config FILE --method M --out DIR` would, without its console lines. */
-async function trainOne(configFile: string, dir: string, method: string): Promise<number> {
-  const config = loadCommandConfig({ config: configFile, out: dir, method, sets: [], resume: false });
+/**
+ * One method at one seed: reused when DIR holds a finished run with this key, else trained from
+ * scratch and evaluated; the key file is written last, so only a finished run is ever reused.
+ */
+async function trainAndEvaluate(r: { dir: string; method: string; seed: number; key: string; configFile: string; testFile: string; budget: DemoBudget; backend?: BackendPreference },
+): Promise<{ timing: DemoRunTiming; eval: EvalResults; steps: number }> {
+  const { dir, method, seed } = r;
+  if (finishedRun(dir, r.key)) {
+    const wall = JSON.parse(readFileSync(path.join(dir, 'wall_time.json'), 'utf8')) as { train_s: number; eval_s: number };
+    const res = JSON.parse(readFileSync(path.join(dir, 'eval', 'results.json'), 'utf8')) as EvalResults;
+    return { timing: { name: method, seed, reused: true, trainSeconds: wall.train_s, evalSeconds: wall.eval_s }, eval: res, steps: 0 };
+  }
+  rmSync(dir, { recursive: true, force: true });
+  const t = performance.now();
+  const steps = await trainOne(r.configFile, dir, method, seed, r.budget.train.steps);
+  const trainSeconds = (performance.now() - t) / 1000;
+  const latest = new CheckpointManager(path.join(dir, 'checkpoints'), 1).latest();
+  if (!latest) fail(`${dir}: training left no checkpoint`);
+  const te = performance.now();
+  const res = await evaluateHeldOut({ model: latest.dir, testFile: r.testFile, out: path.join(dir, 'eval'), budget: r.budget, seed, backend: r.backend });
+  const evalSeconds = (performance.now() - te) / 1000;
+  writeJsonAtomic(path.join(dir, 'wall_time.json'), { train_s: trainSeconds, eval_s: evalSeconds });
+  writeJsonAtomic(path.join(dir, RUN_KEY_FILE), { key: r.key }); // last: the run is finished
+  return { timing: { name: method, seed, reused: false, trainSeconds, evalSeconds }, eval: res, steps };
+}
+
+/** The base model's evaluation when an earlier demo left it with the same key. */
+function finishedBaseEval(dir: string, key: string): EvalResults | null {
+  if (!(existsSync(path.join(dir, 'results.json')) && keyMatches(dir, key))) return null;
+  return JSON.parse(readFileSync(path.join(dir, 'results.json'), 'utf8')) as EvalResults;
+}
+
+function keyMatches(dir: string, key: string): boolean {
+  try {
+    return (JSON.parse(readFileSync(path.join(dir, RUN_KEY_FILE), 'utf8')) as { key?: unknown }).key === key;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Trains one method as `red train --config FILE --method M --set seed=S --out DIR` would, without
+ * its console lines. Every method gets `steps` optimiser steps in all: a method of several stages
+ * (sft-grpo) splits them between its stages, so no method trains longer than another.
+ */
+async function trainOne(configFile: string, dir: string, method: string, seed: number, steps: number): Promise<number> {
+  const probe = loadCommandConfig({ config: configFile, out: dir, method, sets: [], resume: false });
+  const stageCount = resolveStages(probe.algorithm).length;
+  const perStage = Math.max(1, Math.floor(steps / stageCount)); // never more steps than a one-stage method
+  const config = loadCommandConfig({ config: configFile, out: dir, method, sets: [`seed=${seed}`, `schedule.totalSteps=${perStage}`, `checkpoint.every=${perStage}`], resume: false });
   const stages = resolveStages(config.algorithm);
   mkdirSync(dir, { recursive: true });
   writeFileAtomic(path.join(dir, 'config.yaml'), configToYaml(config));
@@ -194,13 +294,15 @@ export function demoConfigYaml(b: DemoBudget, modelDir: string, trainFile: strin
   return `# red demo (${b.name} budget): the config every method shares; each run adds only its method.\n` + YAML.stringify(config);
 }
 
-function demoNotes(b: DemoBudget, baseModel: string | undefined): string[] {
+function demoNotes(b: DemoBudget, baseModel: string | undefined, seeds: readonly number[]): string[] {
+  const half = Math.max(1, Math.floor(b.train.steps / 2));
   return [
-    `Budget '${b.name}': every method trains ${b.train.steps} optimiser steps per stage (sft-grpo: an SFT stage then a GRPO stage, ${b.train.steps} each) of ${b.train.promptsPerStep} prompts, G = ${b.train.groupSize}, responses ≤ ${b.train.maxTokens} tokens, seed ${b.seed}, from the same base model.`,
+    `Budget '${b.name}': every method trains ${b.train.steps} optimiser steps in all (sft-grpo: ${half} SFT steps then ${half} GRPO steps) of ${b.train.promptsPerStep} prompts each, G = ${b.train.groupSize}, responses ≤ ${b.train.maxTokens} tokens, from the same base model. Group filtering (drop groups whose members all score alike, redraw up to 6 times) is on for every method that samples; the Rollouts and Train tokens columns give the compute each method used.`,
+    seeds.length > 1 ? `Seeds ${seeds.join(', ')} per method (training and evaluation sampling); figures are the mean over seeds ± its standard error; the curves and the token view show seed ${seeds[0]}.` : `One seed (${seeds[0]}); the ± in the verdict is the binomial standard error of the evaluation samples, not seed-to-seed variation (use --seeds N for that).`,
     baseModel !== undefined
       ? `Base model: ${baseModel} (given with --base), copied to base/.`
-      : `Base model: pretrained ${b.pretrain.steps} steps from scratch (seed ${b.pretrain.seed}) on short solutions of the training split plus a ${Math.round(PRETRAIN_DEFAULTS.traceShare * 100)}% share of teacher traces for other train-split problems.`,
-    `Evaluation: the first ${b.eval.problems} held-out problems, avg@${b.eval.samples} at temperature ${b.eval.temperature}, ≤ ${b.eval.maxTokens} tokens; LEN = mean response tokens.`,
+      : `Base model: pretrained ${b.pretrain.steps} steps from scratch (seed ${b.pretrain.seed}) on direct answers of the training split plus a ${Math.round(PRETRAIN_DEFAULTS.traceShare * 100)}% share of teacher traces (the column procedure) of levels 1–2 only: the base has never run the procedure over 3–5 columns.`,
+    `Evaluation: the first ${b.eval.problems} held-out problems, avg@${b.eval.samples} at temperature ${b.eval.temperature}, ≤ ${b.eval.maxTokens} tokens; LEN = mean response tokens; pass@k for k = 1…${b.eval.samples} from the same samples (the base evaluated with seed ${b.seed}).`,
     'Method options are the presets of src/rl/options.ts, unchanged (e.g. luffy trains at half the shared lr, as RED-SPEC: 1e-6 vs 2e-6); nothing is tuned per method.',
   ];
 }

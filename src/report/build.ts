@@ -9,11 +9,11 @@ import { Qwen2Model } from '../model/qwen2.ts';
 import { loadTokenizer } from '../model/tokenizer.ts';
 import { fail } from '../util/errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.ts';
-import { curveFigures, type Figure } from './figures.ts';
+import { curveFigures, passAtKFigure, type Figure } from './figures.ts';
 import { reportHtml } from './html.ts';
-import { loadRun, type RunSummary } from './runs.ts';
+import { loadRun, metricSum, type RunSummary } from './runs.ts';
 import { resultsTable, tableMarkdown, type TableInput } from './table.ts';
-import { probabilityDelta, svgToPng, tokenDiffSvg, traceLogprobs } from './tokendiff.ts';
+import { probabilityDelta, shownTokenCount, svgToPng, tokenDiffSvg, traceLogprobs } from './tokendiff.ts';
 
 export type TokenDiffMode = 'auto' | 'off' | 'force';
 
@@ -45,25 +45,36 @@ const TOKEN_DIFF_MAX_BYTES = 200e6;
 export async function buildReport(o: BuildReportOptions): Promise<BuiltReport> {
   if (o.runDirs.length === 0) fail('red report: give at least one run folder');
   const runs = o.runDirs.map(loadRun);
-  const seen = new Set<string>();
+  // Runs sharing a label are the seeds of one method (METHOD/seed-N); anything else must differ.
+  const seen = new Map<string, Set<number | null>>();
   for (const r of runs) {
-    if (seen.has(r.name)) fail(`${r.dir}: two run folders are named '${r.name}'; labels must differ`);
-    seen.add(r.name);
+    const seeds = seen.get(r.name) ?? new Set();
+    if (seeds.has(r.seed)) fail(`${r.dir}: two run folders are named '${r.name}' with seed ${r.seed ?? '?'}; labels must differ`);
+    seen.set(r.name, seeds.add(r.seed));
   }
+  // Curves and the token view show one run per method: its first seed.
+  const firstSeeds = runs.filter((r, i) => runs.findIndex((x) => x.name === r.name) === i);
   const inputs: TableInput[] = [];
   if (o.base?.evalDir && existsSync(path.join(o.base.evalDir, 'results.json'))) {
     const b = loadRun(o.base.evalDir);
     inputs.push({ name: 'base', steps: 0, seed: null, eval: b.eval, trainSeconds: null, evalSeconds: b.evalSeconds });
   }
-  for (const r of runs) inputs.push({ name: r.name, steps: r.metrics.at(-1)?.step ?? null, seed: r.seed, eval: r.eval, trainSeconds: r.trainSeconds, evalSeconds: r.evalSeconds });
+  for (const r of runs) {
+    inputs.push({
+      name: r.name, steps: r.metrics.at(-1)?.step ?? null, seed: r.seed, eval: r.eval, trainSeconds: r.trainSeconds, evalSeconds: r.evalSeconds,
+      rollouts: metricSum(r.metrics, 'rollouts/generated'), trainTokens: metricSum(r.metrics, 'tokens/trained'),
+    });
+  }
   const table = resultsTable(inputs);
   const markdown = tableMarkdown(table);
 
   mkdirSync(path.join(o.out, 'figures'), { recursive: true });
-  const figures: Figure[] = await curveFigures(runs);
+  const figures: Figure[] = await curveFigures(firstSeeds);
+  const passk = await passAtKFigure(table.rows);
+  if (passk) figures.push(passk);
   let tokenDiffSkipped: string | null = null;
   try {
-    const fig = await tokenDiffFigure(runs, o);
+    const fig = await tokenDiffFigure(firstSeeds, o);
     if (typeof fig === 'string') tokenDiffSkipped = fig;
     else figures.push(fig);
   } catch (err) {
@@ -128,13 +139,15 @@ async function tokenDiffFigure(runs: readonly RunSummary[], o: BuildReportOption
   const tokenizer = loadTokenizer(baseDir);
   const promptIds = tokenizer.encode(tokenizer.applyChatTemplate(promptMessages(example), true));
   const limit = Math.min(400, runs.find((r) => r.responseLimit !== null)?.responseLimit ?? 400);
-  const traceIds = tokenizer.encode(example.trace).slice(0, limit);
+  const fullTrace = tokenizer.encode(example.trace);
+  const shown = shownTokenCount(fullTrace.map((id) => tokenizer.decode([id], false)), limit);
+  const traceIds = fullTrace.slice(0, shown);
   const score = async (dir: string) => traceLogprobs(await Qwen2Model.load(dir, { backend }), promptIds, traceIds);
   const before = await score(baseDir);
   const panels = [];
   for (const r of targets) panels.push({ label: `base → ${r.name} (${path.basename(r.checkpoint!)})`, delta: probabilityDelta(before, await score(r.checkpoint!)) });
   const tokens = traceIds.map((id) => tokenizer.decode([id], false));
-  const svg = tokenDiffSvg({ tokens, panels, caption: `Teacher trace of "${example.problem.slice(0, 80)}"${example.level !== undefined ? ` (level ${example.level})` : ''}` });
+  const svg = tokenDiffSvg({ tokens, panels, omitted: fullTrace.length - shown, caption: `Teacher trace of "${example.problem.slice(0, 80)}"${example.level !== undefined ? ` (level ${example.level})` : ''}` });
   return {
     id: 'token-diff',
     title: 'Token probability change on a teacher trace (Fig. 5)',

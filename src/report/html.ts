@@ -3,7 +3,7 @@
 // config, seed and wall time.
 import type { Figure } from './figures.ts';
 import type { RunSummary } from './runs.ts';
-import { fmtPct, type ResultsTable } from './table.ts';
+import { fmtAcc, fmtCount, tableHead, tableNote, type ResultsTable } from './table.ts';
 
 export interface ReportPage {
   title: string;
@@ -25,14 +25,14 @@ function inlineSvg(svg: string): string {
 
 function tableHtml(t: ResultsTable): string {
   const best = Math.max(...t.rows.filter((r) => r.name !== 'base').map((r) => r.acc ?? -1));
-  const head = ['Method', 'Steps', ...t.columns.map((c) => `${c.title} Acc`), 'Acc', 'LEN', 'Train s', 'Eval s'];
+  const head = tableHead(t);
   const num = (x: number | null | undefined, d: number) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(d) : '-');
   const rows = t.rows.map((r) => {
     const cells = [
       escapeHtml(r.name), r.steps === null ? '-' : String(r.steps),
-      ...t.columns.map((c) => fmtPct(r.cells[c.key]?.acc)),
-      r.acc !== null && r.acc === best && r.name !== 'base' ? `<b>${fmtPct(r.acc)}</b>` : fmtPct(r.acc),
-      num(r.len, 0), num(r.trainSeconds, 1), num(r.evalSeconds, 1),
+      ...t.columns.map((c) => fmtAcc(r.cells[c.key]?.acc, r.cells[c.key]?.accSe)),
+      r.acc !== null && r.acc === best && r.name !== 'base' ? `<b>${fmtAcc(r.acc, r.accSe)}</b>` : fmtAcc(r.acc, r.accSe),
+      num(r.len, 0), fmtCount(r.rollouts), fmtCount(r.trainTokens), num(r.trainSeconds, 1), num(r.evalSeconds, 1),
     ];
     return `<tr class="${r.name === 'red' ? 'red' : ''}">${cells.map((c, i) => (i === 0 ? `<th>${c}</th>` : `<td>${c}</td>`)).join('')}</tr>`;
   });
@@ -63,7 +63,7 @@ pre { background: #f8f8f8; padding: 8px; overflow-x: auto; font-size: 12px; }
 ${p.notes.map((n) => `<p>${escapeHtml(n)}</p>`).join('\n')}
 <h2>Results</h2>
 ${tableHtml(p.table)}
-<p>${p.table.columnKind === 'level' ? 'Acc: % of correct samples (avg@k) per difficulty level and overall; LEN: mean response tokens.' : 'Acc: % per benchmark and the mean over benchmarks; LEN: mean response tokens.'}</p>
+<p>${escapeHtml(tableNote(p.table))}</p>
 ${p.table.verdict ? `<p class="verdict">${escapeHtml(p.table.verdict)}</p>` : ''}
 <h2>Figures</h2>
 ${figureHtml}

@@ -10,7 +10,7 @@ import type { Metrics } from '../train/metrics.ts';
 import { fail } from '../util/errors.ts';
 
 export interface RunSummary {
-  /** Label in tables and legends: the folder's name. */
+  /** Label in tables and legends: the folder's name (its parent's for a seed-N folder, one seed of a method). */
   name: string;
   dir: string;
   method: string | null;
@@ -71,6 +71,19 @@ function get(obj: unknown, ...keys: string[]): unknown {
 const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 
+/** RUN → "RUN"; METHOD/seed-43 → "METHOD" (the seeds of one method share its row). */
+export function runLabel(dir: string): string {
+  const full = path.resolve(dir);
+  const base = path.basename(full);
+  return /^seed-\d+$/.test(base) ? path.basename(path.dirname(full)) : base;
+}
+
+/** The sum of a metric over the logged steps; null when no step logged it. */
+export function metricSum(metrics: readonly Metrics[], key: string): number | null {
+  const v = metrics.map((m) => m[key]).filter((x) => typeof x === 'number' && Number.isFinite(x));
+  return v.length === 0 ? null : v.reduce((a, b) => a + b, 0);
+}
+
 export function loadRun(dir: string): RunSummary {
   if (!existsSync(dir)) fail(`${dir}: run folder not found`);
   const configFile = path.join(dir, 'config.yaml');
@@ -97,7 +110,7 @@ export function loadRun(dir: string): RunSummary {
   const stepSeconds = metrics.reduce((a, m) => a + (m['timing_s/step'] ?? 0), 0);
   const ckpt = new CheckpointManager(path.join(dir, 'checkpoints'), 1).latest();
   return {
-    name: path.basename(path.resolve(dir)),
+    name: runLabel(dir),
     dir,
     method: str(get(config, 'method')),
     seed: num(get(config, 'seed')),

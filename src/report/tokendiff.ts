@@ -30,6 +30,19 @@ export interface TokenDiffView {
   panels: TokenDiffPanel[];
   /** What the trace is (shown above the panels). */
   caption: string;
+  /** Trace tokens left out after `tokens` (shown as "… N more tokens"); 0 or omitted: none. */
+  omitted?: number;
+}
+
+/**
+ * How many of a trace's tokens to show within `limit`: all when they fit, else up to the end of
+ * the last whole line within the limit (when that keeps at least half of it), so the view does
+ * not stop mid-line.
+ */
+export function shownTokenCount(tokens: readonly string[], limit: number): number {
+  if (tokens.length <= limit) return tokens.length;
+  for (let i = limit - 1; i >= Math.floor(limit / 2); i--) if (tokens[i].includes('\n')) return i + 1;
+  return limit;
 }
 
 /** p_after − p_before from two logprob vectors of the same trace. */
@@ -100,6 +113,14 @@ export function tokenDiffSvg(view: TokenDiffView): string {
         y += LINE_H;
       }
     });
+    if ((view.omitted ?? 0) > 0) {
+      const more = `… ${view.omitted} more token${view.omitted === 1 ? '' : 's'}`;
+      if (x + more.length * CHAR_W > WIDTH - PAD) {
+        x = PAD;
+        y += LINE_H;
+      }
+      text(x + (x > PAD ? CHAR_W : 0), y + 14, more, 'fill="#777" font-style="italic"');
+    }
     y += LINE_H + 14;
   }
   const height = y + PAD;

@@ -1,6 +1,6 @@
-// RED (I), dynamic entropy regulation (RED-SPEC "(I) Dynamic entropy regulation"): a small state
-// machine across training steps that turns the relative change of the online and offline entropies
-// into the offline weight w. Its state is two numbers, serialised into checkpoints.
+// RED (I), dynamic entropy regulation (RED-SPEC "(I) Dynamic entropy regulation"): a pure step
+// (state, H) → { w, next } across training steps that turns the relative change of the online and
+// offline entropies into the offline weight w. Its state is two numbers, kept in checkpoints.
 import { z } from 'zod';
 import { fail } from '../util/errors.ts';
 
@@ -43,47 +43,48 @@ export function entropyWeight(deltaSft: number, deltaRl: number, maxWeight: numb
   return Math.min(Math.max(raw, 1), maxWeight);
 }
 
-export class EntropyRegulator {
-  private state: EntropyRegulatorState;
+/** What the regulator reads from the options: whether w moves, and its upper bound G. */
+export interface EntropyRegulatorSettings {
+  /** false: w is always 1 (the entropies are still tracked and logged). */
+  enabled: boolean;
+  /** G, the number of online rollouts per group (w's upper bound). */
+  maxWeight: number;
+}
 
-  /**
-   * @param enabled  false: w is always 1 (the entropies are still tracked and logged)
-   * @param maxWeight G, the number of online rollouts per group (w's upper bound)
-   */
-  constructor(readonly enabled: boolean, readonly maxWeight: number, state?: EntropyRegulatorState) {
-    if (!(maxWeight >= 1)) throw new Error(`EntropyRegulator: maxWeight (G) must be ≥ 1, got ${maxWeight}`);
-    this.state = state ? { ...state } : { prevRl: null, prevSft: null, steps: 0 };
-  }
+/** The state before the first step. */
+export function initialEntropyState(): EntropyRegulatorState {
+  return { prevRl: null, prevSft: null, steps: 0 };
+}
 
-  /**
-   * Step k, with H_rl(k) and H_sft(k) from the pre-update policy (memberEntropyMeans of the step's
-   * batch). w = 1 at the first step, or when a ratio is undefined (no offline member this step, or
-   * a previous entropy of 0). A missing value (NaN) keeps the previous one for the next step.
-   */
-  step(hRl: number, hSft: number): EntropyStep {
-    const deltaRl = relativeEntropyChange(hRl, this.state.prevRl);
-    const deltaSft = relativeEntropyChange(hSft, this.state.prevSft);
-    const defined = !Number.isNaN(deltaRl) && !Number.isNaN(deltaSft);
-    const w = this.enabled && defined ? entropyWeight(deltaSft, deltaRl, this.maxWeight) : 1;
-    this.state = {
-      prevRl: Number.isFinite(hRl) ? hRl : this.state.prevRl,
-      prevSft: Number.isFinite(hSft) ? hSft : this.state.prevSft,
-      steps: this.state.steps + 1,
-    };
-    return {
-      w,
-      metrics: { 'entropy/rl': hRl, 'entropy/sft': hSft, 'entropy/delta_rl': deltaRl, 'entropy/delta_sft': deltaSft, 'red/w': w },
-    };
-  }
+/**
+ * Step k as a pure function (state, H) → { w, next }: H_rl(k) and H_sft(k) from the pre-update
+ * policy (memberEntropyMeans of the step's batch). w = 1 at the first step, or when a ratio is
+ * undefined (no offline member this step, or a previous entropy of 0). A missing value (NaN)
+ * keeps the previous one in `next`. The caller commits `next` only when its step succeeded, so a
+ * skipped step leaves the regulator where it was.
+ */
+export function entropyRegulatorStep(state: Readonly<EntropyRegulatorState>, hRl: number, hSft: number, s: EntropyRegulatorSettings,
+): EntropyStep & { next: EntropyRegulatorState } {
+  if (!(s.maxWeight >= 1)) throw new Error(`entropyRegulatorStep: maxWeight (G) must be ≥ 1, got ${s.maxWeight}`);
+  const deltaRl = relativeEntropyChange(hRl, state.prevRl);
+  const deltaSft = relativeEntropyChange(hSft, state.prevSft);
+  const defined = !Number.isNaN(deltaRl) && !Number.isNaN(deltaSft);
+  const w = s.enabled && defined ? entropyWeight(deltaSft, deltaRl, s.maxWeight) : 1;
+  const next = {
+    prevRl: Number.isFinite(hRl) ? hRl : state.prevRl,
+    prevSft: Number.isFinite(hSft) ? hSft : state.prevSft,
+    steps: state.steps + 1,
+  };
+  return {
+    w,
+    next,
+    metrics: { 'entropy/rl': hRl, 'entropy/sft': hSft, 'entropy/delta_rl': deltaRl, 'entropy/delta_sft': deltaSft, 'red/w': w },
+  };
+}
 
-  toJSON(): EntropyRegulatorState {
-    return { ...this.state };
-  }
-
-  /** Restores from a checkpoint's JSON; `where` names the file/key in the error. */
-  static fromJSON(json: unknown, enabled: boolean, maxWeight: number, where = 'entropyRegulator'): EntropyRegulator {
-    const r = StateSchema.safeParse(json);
-    if (!r.success) fail(`${where}: not an entropy regulator state (${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')})`);
-    return new EntropyRegulator(enabled, maxWeight, r.data);
-  }
+/** A checkpoint's regulator state, validated; `where` names the file/key in the error. */
+export function parseEntropyState(json: unknown, where = 'entropyRegulator'): EntropyRegulatorState {
+  const r = StateSchema.safeParse(json);
+  if (!r.success) fail(`${where}: not an entropy regulator state (${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')})`);
+  return r.data;
 }

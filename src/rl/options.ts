@@ -216,16 +216,35 @@ export function resolvePreset(name: string, overrides: unknown = {}, where = 'al
 
 /**
  * The stages to train in order: [options] for a single-stage method, else each named preset
- * resolved (a stage may not itself have stages). The trainer initialises stage k+1 from stage k's
- * final weights.
+ * resolved (a stage may not itself have stages) with every option the multi-stage options set
+ * beyond the schema defaults (the user's `algorithm` overrides, e.g. clip.epsHigh or lr) applied on
+ * top, so what config.yaml records is what every stage runs. A value equal to the schema default
+ * cannot be told from no override and leaves the stage's preset value. The trainer initialises
+ * stage k+1 from stage k's final weights.
  */
 export function resolveStages(options: AlgorithmOptions): AlgorithmOptions[] {
   if (options.stages.length === 0) return [options];
+  const overrides = nonDefaultOptions(options, parseAlgorithmOptions({}));
+  delete (overrides as Record<string, unknown>).stages;
   return options.stages.map((name, k) => {
-    const stage = resolvePreset(name, {}, `algorithm.stages.${k}`);
+    const stage = resolvePreset(name, overrides, `algorithm.stages.${k}`);
     if (stage.stages.length > 0) fail(`algorithm.stages.${k}: preset "${name}" has stages itself; stages do not nest`);
     return stage;
   });
+}
+
+/** The parts of `options` that differ from `defaults`, as a nested overrides object. */
+function nonDefaultOptions(options: unknown, defaults: unknown): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (!isPlainObject(options) || !isPlainObject(defaults)) return out;
+  for (const [k, v] of Object.entries(options)) {
+    const d = defaults[k];
+    if (isPlainObject(v) && isPlainObject(d)) {
+      const inner = nonDefaultOptions(v, d);
+      if (Object.keys(inner).length > 0) out[k] = inner;
+    } else if (JSON.stringify(v) !== JSON.stringify(d)) out[k] = v;
+  }
+  return out;
 }
 
 /** `{ clip: { enabled: false } }` → `{ 'clip.enabled': false }` (for tables and logs). */

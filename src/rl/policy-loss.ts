@@ -3,12 +3,12 @@
 // Math in float64; stop-gradient terms read batch.detached (default: the inputs' own values).
 import { aggregations } from './aggregate.ts';
 import { groupAdvantages, groupMeanAccuracy } from './advantages.ts';
-import { batchLayout, counts, memberEntropyMeans, type BatchLayout, type Floats, type TokenBatch } from './batch.ts';
+import { batchLayout, counts, type BatchLayout, type Floats, type TokenBatch } from './batch.ts';
 import type { AlgorithmOptions, KlEstimatorName, PiOfflineName } from './options.ts';
 
 /** What the loss needs besides the batch and the options. */
 export interface LossContext {
-  /** w of RED (I) for this step (EntropyRegulator.step), 1 when regulation is off. */
+  /** w of RED (I) for this step (entropyRegulatorStep), 1 when regulation is off. */
   offlineWeight: number;
   /** The response token limit: L_norm of seq-sum-norm when options.lNorm is null. */
   maxResponseTokens: number;
@@ -189,12 +189,13 @@ export function addEntropyBonus(acc: LossAccumulator, b: TokenBatch, layout: Bat
   acc.add('loss/entropy_bonus', value);
 }
 
-/** Metrics every group loss reports from its batch. */
-export function batchMetrics(b: TokenBatch, layout: BatchLayout, rbar: Float64Array, w: number): Record<string, number> {
-  const H = memberEntropyMeans(b, layout);
-  const m: Record<string, number> = { 'red/w': w, 'red/rbar_mean': mean(rbar) };
-  if (b.entropies !== undefined) { m['entropy/rl'] = H.rl; m['entropy/sft'] = H.sft; }
-  return m;
+/**
+ * Metrics every group loss reports from its batch. entropy/rl, entropy/sft and red/w are not among
+ * them: their one writer is the entropy regulator's step, on the pre-update policy (a loss may be
+ * called again after an update, on the updated one).
+ */
+export function batchMetrics(rbar: Float64Array): Record<string, number> {
+  return { 'red/rbar_mean': mean(rbar) };
 }
 
 function mean(x: Floats): number {
@@ -225,7 +226,7 @@ export function policyLoss(b: TokenBatch, options: AlgorithmOptions, ctx: LossCo
   const { ratioMean } = addOfflineTerm(acc, b, layout, kappa, adv, rbar, offlineRatios[options.piOffline], options.luffyGamma, ctx.offlineWeight);
   const { klMean } = addKlPenalty(acc, b, layout, kappa, options.klCoef, options.klEstimator);
   addEntropyBonus(acc, b, layout, kappa, options.entropyCoef);
-  const metrics: Record<string, number> = { ...batchMetrics(b, layout, rbar, ctx.offlineWeight), 'clip/frac': clipFrac };
+  const metrics: Record<string, number> = { ...batchMetrics(rbar), 'clip/frac': clipFrac };
   if (!Number.isNaN(ratioMean)) metrics['offline/ratio_mean'] = ratioMean;
   if (!Number.isNaN(klMean)) metrics['kl/mean'] = klMean;
   return acc.result(metrics);

@@ -42,8 +42,8 @@ export function nllLoss(x: SftTokens, entropyCoef = 0): LossResult {
     if (dEntropies) dEntropies[t] = -entropyCoef / n;
   }
   const loss = nll - entropyCoef * meanH;
+  // entropy/sft is the regulator's (a mean per trace, on the pre-update policy), not this token mean.
   const metrics: Record<string, number> = { 'loss/sft': nll, 'loss/total': loss };
-  if (H !== undefined) metrics['entropy/sft'] = n ? meanH : NaN;
   return { loss, dLogprobs, dEntropies, metrics };
 }
 

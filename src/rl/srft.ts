@@ -68,5 +68,5 @@ export function srftLoss(b: TokenBatch, options: AlgorithmOptions, ctx: LossCont
 
   addKlPenalty(acc, b, layout, kappa, options.klCoef, options.klEstimator);
   addEntropyBonus(acc, b, layout, kappa, options.entropyCoef);
-  return acc.result({ ...batchMetrics(b, layout, rbar, ctx.offlineWeight), 'srft/w_sft': wSft, 'srft/w_rl': wRl });
+  return acc.result({ ...batchMetrics(rbar), 'srft/w_sft': wSft, 'srft/w_rl': wRl });
 }

@@ -1,6 +1,8 @@
 // One step's groups (RED-SPEC "Group filtering"): draws prompts, rolls out G per prompt, verifies,
 // adds the teacher trace where the method has an offline member, feeds ReLIFT's buffer and BREAD's
 // prefix search on all-fail groups, and refills until the step has its groups or the draws run out.
+// Teacher traces are verified like any other member (once per stage, as cut to the response
+// limit); one whose answer does not verify leaves the offline pool and is never imitated.
 import type { EpochIterator, TrainingExample } from '../data/dataset.ts';
 import {
   filterGroups, isHardGroup, needsAnotherDraw, prefixSearchAsync, prefixTokens, shapeRewards, type AlgorithmOptions, type HardQuestionBuffer,
@@ -29,6 +31,9 @@ export interface CollectorStage {
 }
 
 export class GroupCollector {
+  /** Ids of the examples whose trace (cut to the response limit) verifies; null until loaded. */
+  private offlinePool: Set<string> | null = null;
+
   constructor(
     private readonly env: TrainerEnv,
     private readonly config: TrainConfig,
@@ -37,21 +42,54 @@ export class GroupCollector {
     private readonly counters: { skippedPrompts: number },
   ) {}
 
-  /** Draws the next prompt whose chat prompt fits data.maxPromptTokens. */
+  /** Whether this stage reads teacher traces (an offline member, SFT, ReLIFT or BREAD). */
+  private usesTraces(): boolean {
+    const o = this.stage.options;
+    return o.offlineMember || !o.onlineRollouts || o.sftInterleave.enabled || o.prefixSearch.enabled;
+  }
+
+  /**
+   * Verifies every example's teacher trace as the trainer would use it (truncated to
+   * rollout.maxTokens) against its gold answer, like a rollout; the ones that verify form the
+   * offline pool. Returns how many were dropped (logged as data/offline_dropped). Deterministic,
+   * so a resumed run rebuilds the same pool.
+   */
+  async loadOfflinePool(): Promise<number> {
+    if (!this.usesTraces()) return 0;
+    const limit = this.config.rollout.maxTokens;
+    const withTrace = this.env.examples.filter((e) => e.trace !== undefined);
+    const accs = await this.env.verify(withTrace.map((e) => ({ gold: e.answer, text: this.env.decode(this.env.traceIds(e).slice(0, limit)) })));
+    this.offlinePool = new Set(withTrace.filter((_, i) => accs[i] === 1).map((e) => e.id));
+    if (this.offlinePool.size === 0) fail(`${this.config.data.train}: no teacher trace verifies against its answer within rollout.maxTokens = ${limit}, and this method needs them`);
+    return this.env.examples.length - this.offlinePool.size;
+  }
+
+  /** Whether e's teacher trace is in the offline pool (verified). */
+  hasVerifiedTrace(e: TrainingExample): boolean {
+    if (this.offlinePool === null) throw new Error('GroupCollector: loadOfflinePool() must run before the first step');
+    return this.offlinePool.has(e.id);
+  }
+
+  /**
+   * Draws the next prompt whose chat prompt fits data.maxPromptTokens (and, for a stage without
+   * rollouts, whose trace is in the offline pool: SFT has nothing else to learn from).
+   */
   nextExample(): TrainingExample {
     const limit = this.config.data.maxPromptTokens;
+    const needsTrace = !this.stage.options.onlineRollouts;
     for (let tries = 0; tries < this.env.examples.length; tries++) {
       const e = this.stage.data.next();
-      if (this.env.promptIds(e).length <= limit) return e;
-      this.counters.skippedPrompts++;
+      if (this.env.promptIds(e).length > limit) this.counters.skippedPrompts++;
+      else if (!needsTrace || this.hasVerifiedTrace(e)) return e;
     }
-    return fail(`${this.config.data.train}: no prompt fits data.maxPromptTokens = ${limit}`);
+    return fail(`${this.config.data.train}: no prompt fits data.maxPromptTokens = ${limit}${needsTrace ? ' with a verified teacher trace' : ''}`);
   }
 
   /**
    * The teacher trace as a member: truncated to the response limit, EOS appended when it was not.
    * Like a rollout, the response including its EOS never exceeds the limit, so a trace of exactly
-   * the limit counts as truncated.
+   * the limit counts as truncated. Only traces of the offline pool become members, so its
+   * accuracy is the verifier's 1.
    */
   offlineMember(example: TrainingExample, group: number): Member {
     const promptIds = this.env.promptIds(example);
@@ -83,6 +121,7 @@ export class GroupCollector {
     let droppedGroups = 0;
     const online = { n: 0, acc: 0, reward: 0, rewardSq: 0, len: 0, clipped: 0 };
     let bread = 0;
+    let generated = 0; // every sequence sampled this step, BREAD's prefix search included (compute)
     do {
       const examples = Array.from({ length: wanted - kept.length }, () => this.nextExample());
       let samples: RolloutSample[][] = examples.map(() => []);
@@ -90,6 +129,7 @@ export class GroupCollector {
       if (o.onlineRollouts) {
         const prompts = examples.map((e) => this.env.promptIds(e));
         samples = await timer.time('rollout', () => this.env.generate(prompts, this.rolloutRequest(G, mixSeed(cfg.seed, step, draws))));
+        generated += prompts.length * G;
         accs = await timer.time('reward', () => this.verifyGroups(examples, samples));
       }
       const groups: StepGroup[] = [];
@@ -105,14 +145,16 @@ export class GroupCollector {
         for (const mem of members) {
           online.n++; online.acc += mem.accuracy; online.len += mem.responseIds.length; online.clipped += mem.clipped ? 1 : 0;
         }
-        if (o.onlineRollouts && isHardGroup(accs[i])) {
+        const verifiedTrace = this.usesTraces() && this.hasVerifiedTrace(e);
+        if (o.onlineRollouts && isHardGroup(accs[i]) && verifiedTrace) {
           st.hardQuestions?.add(e.id);
           if (o.prefixSearch.enabled) {
             const branched = await this.branchFromPrefix(e, step, draws, i, timer);
-            if (branched) { members = branched; bread++; }
+            generated += branched.generated;
+            if (branched.members) { members = branched.members; bread++; }
           }
         }
-        if (o.offlineMember || !o.onlineRollouts) members.push(this.offlineMember(e, 0));
+        if ((o.offlineMember || !o.onlineRollouts) && verifiedTrace) members.push(this.offlineMember(e, 0));
         groups.push({ example: e, members });
       }
       // Rewards R_i = acc_i + shaping; then filtering on the accuracies of all members.
@@ -135,6 +177,7 @@ export class GroupCollector {
       'groups/kept': kept.length,
       'groups/dropped_frac': drawnGroups ? droppedGroups / drawnGroups : 0,
       'groups/draws': draws,
+      'rollouts/generated': generated,
     };
     if (online.n > 0) {
       metrics['reward/mean'] = online.reward / online.n;
@@ -158,16 +201,18 @@ export class GroupCollector {
   /**
    * BREAD: the shortest teacher prefix (in segments) whose continuations succeed within the
    * band; returns G continuations from it, the prefix folded into the prompt so that no loss
-   * falls on it. Null when the trace is empty.
+   * falls on it (null when the trace is empty), and how many sequences the search sampled.
    */
-  private async branchFromPrefix(e: TrainingExample, step: number, draw: number, index: number, timer: StepTimer): Promise<Member[] | null> {
+  private async branchFromPrefix(e: TrainingExample, step: number, draw: number, index: number, timer: StepTimer,
+  ): Promise<{ members: Member[] | null; generated: number }> {
     const o = this.stage.options;
     const cfg = this.config;
     const G = cfg.rollout.groupSize;
     const prompt = this.env.promptIds(e);
     const trace = this.env.traceIds(e).slice(0, cfg.rollout.maxTokens);
-    if (trace.length === 0) return null;
+    if (trace.length === 0) return { members: null, generated: 0 };
     const tried = new Map<number, Member[]>();
+    let sampled = 0;
     const choice = await prefixSearchAsync(async (k) => {
       const n = prefixTokens(k, trace.length, o.prefixSearch.segments);
       const p = [...prompt, ...trace.slice(0, n)];
@@ -176,9 +221,10 @@ export class GroupCollector {
       const [samples] = await timer.time('rollout', () => this.env.generate([p], req));
       // The answer may sit in the teacher's prefix: the whole response is prefix + continuation.
       const accs = await timer.time('reward', () => this.env.verify(samples.map((s) => ({ gold: e.answer, text: this.env.decode([...trace.slice(0, n), ...s.ids]) }))));
+      sampled += samples.length;
       tried.set(k, samples.map((s, j) => ({ group: 0, promptIds: p, responseIds: s.ids, rolloutLogprobs: s.logprobs, isOffline: false, accuracy: accs[j], reward: accs[j], clipped: s.finishReason === 'length' })));
       return accs.reduce((a, b) => a + b, 0) / accs.length;
     }, o.prefixSearch);
-    return tried.get(choice.segments) ?? null;
+    return { members: tried.get(choice.segments) ?? null, generated: sampled };
   }
 }

@@ -1,9 +1,9 @@
 // Pretrains the tiny Qwen2-architecture base model of the built-in task from scratch: causal LM
-// loss on the response tokens of chat-formatted prompts + mostly SHORT solutions with a small
-// share of teacher-style `<think>` traces (for fresh problems), packed sequences, AdamW with
-// warm-up and cosine decay. Like Qwen2.5-Math before post-training, the base has seen some long
-// reasoning text, and the curriculum leans on easy levels, so it solves easy problems sometimes
-// and hard ones rarely; the teacher's traces are then not alien to SFT and RL.
+// loss on the response tokens of chat-formatted prompts + mostly SHORT (direct) solutions and a
+// share of column-procedure traces of the easy levels only, packed sequences, AdamW with warm-up
+// and cosine decay. The base then answers easy problems directly and often, and hard ones almost
+// never: it has never run the procedure over as many columns (the capability the teacher's traces
+// of the hard levels bring); the trace format itself is not alien to SFT and RL.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -66,6 +66,11 @@ export interface PretrainOptions {
    * problems drawn from their own seeded stream (not the short pool's); in [0, 1).
    */
   traceShare: number;
+  /**
+   * Relative frequency of levels 1..5 among those traces: the easy levels only by default, so
+   * the base knows the column procedure on short numbers but has never run it on long ones.
+   */
+  traceLevelWeights: [number, number, number, number, number];
   model: TinyModelShape;
   /** Held-out problems per level sampled after training (0 = skip the evaluation). */
   evalPerLevel: number;
@@ -78,7 +83,8 @@ export interface PretrainOptions {
 
 export const PRETRAIN_DEFAULTS: Omit<PretrainOptions, 'out' | 'onStep' | 'backend'> = {
   seed: 0,
-  steps: 1200,
+  // 3600 steps: the model answers level 1 directly ~70% of the time (T = 1) and level 2 ~15%.
+  steps: 3600,
   batchSize: 16,
   lr: 5e-3,
   warmupSteps: 20,
@@ -86,8 +92,10 @@ export const PRETRAIN_DEFAULTS: Omit<PretrainOptions, 'out' | 'onStep' | 'backen
   gradClip: 1.0,
   levelWeights: [12, 4, 2, 1, 1],
   poolSize: 4000,
-  // ~10% of sequences, ~40% of response tokens (a trace is ~5.6× a short solution's length).
-  traceShare: 0.1,
+  // 30% of sequences are column-procedure traces of levels 1–2 (2 columns): the base knows the
+  // format and the per-column step, and has never run it over 3–5 columns.
+  traceShare: 0.3,
+  traceLevelWeights: [1, 1, 0, 0, 0],
   model: TINY_MODEL,
   evalPerLevel: 40,
   evalSamples: 4,
@@ -175,12 +183,12 @@ export interface PretrainDocument {
  * solutions, then `round(poolSize · traceShare)` train-split problems from a second seeded stream
  * with teacher traces (never a held-out problem; easy ones recur, as facts do in pretraining text).
  */
-export function pretrainDocuments(o: Pick<PretrainOptions, 'seed' | 'poolSize' | 'traceShare' | 'levelWeights'>): PretrainDocument[] {
+export function pretrainDocuments(o: Pick<PretrainOptions, 'seed' | 'poolSize' | 'traceShare' | 'levelWeights' | 'traceLevelWeights'>): PretrainDocument[] {
   const traces = Math.round(o.poolSize * o.traceShare);
   const short = generateProblems({ seed: o.seed, count: o.poolSize - traces, split: 'train', levelWeights: o.levelWeights, repeats: true });
   const traceSeed = (o.seed ^ 0x7ace) >>> 0;
   const wording = new Rng((traceSeed ^ 0x5eed) >>> 0);
-  const long = traces > 0 ? generateProblems({ seed: traceSeed, count: traces, split: 'train', levelWeights: o.levelWeights, repeats: true }) : [];
+  const long = traces > 0 ? generateProblems({ seed: traceSeed, count: traces, split: 'train', levelWeights: o.traceLevelWeights, repeats: true }) : [];
   return [
     ...short.map((p) => ({ problem: p, response: shortSolution(p), trace: false })),
     ...long.map((p) => ({ problem: p, response: teacherTrace(p, wording), trace: true })),

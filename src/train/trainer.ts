@@ -7,7 +7,7 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import path from 'node:path';
 import type { TrainingExample } from '../data/dataset.ts';
 import { EpochIterator, type EpochCursor } from '../data/dataset.ts';
-import { EntropyRegulator, HardQuestionBuffer, nllLoss, objectives, type AlgorithmOptions } from '../rl/index.ts';
+import { HardQuestionBuffer, initialEntropyState, nllLoss, objectives, parseEntropyState, type AlgorithmOptions, type EntropyRegulatorState } from '../rl/index.ts';
 import { fail } from '../util/errors.ts';
 import { CheckpointManager, readF32Tensors, readStateJson, TRAINER_STATE_FILE, writeF32Tensors, writeStateJson } from './checkpoint.ts';
 import type { TrainConfig } from './config.ts';
@@ -43,7 +43,7 @@ export interface TrainerState {
    *  (seed, step, draw), so this cursor and the step are the whole RNG state. */
   dataCursor: EpochCursor;
   rng: { seed: number; scheme: 'mix(seed, step, draw)' };
-  entropyRegulator: ReturnType<EntropyRegulator['toJSON']>;
+  entropyRegulator: EntropyRegulatorState;
   hardQuestions: ReturnType<HardQuestionBuffer['toJSON']> | null;
   skippedSteps: number;
   consecutiveSkips: number;
@@ -65,9 +65,10 @@ interface Stage {
   optimizer: TrainerOptimizer;
   /** ReLIFT's own optimiser for its interleaved SFT steps. */
   sftOptimizer: TrainerOptimizer | null;
-  regulator: EntropyRegulator;
   hardQuestions: HardQuestionBuffer | null;
   groups: GroupCollector;
+  /** Examples whose teacher trace did not verify (left out of the offline pool). */
+  offlineDropped: number;
 }
 
 export class Trainer {
@@ -86,7 +87,7 @@ export class Trainer {
     this.state = {
       version: 1, step: 0, stage: 0, stageStep: 0, dataCursor: { epoch: 0, index: 0 },
       rng: { seed: s.config.seed, scheme: 'mix(seed, step, draw)' },
-      entropyRegulator: { prevRl: null, prevSft: null, steps: 0 }, hardQuestions: null,
+      entropyRegulator: initialEntropyState(), hardQuestions: null,
       skippedSteps: 0, consecutiveSkips: 0, skippedPrompts: 0, optimizers: [],
     };
   }
@@ -115,6 +116,7 @@ export class Trainer {
     const firstStage = this.state.stage;
     for (let k = firstStage; k < this.s.stages.length; k++) {
       this.stage = this.openStage(k, k === firstStage && resumeFrom !== null ? resumeFrom : null);
+      this.stage.offlineDropped = await this.stage.groups.loadOfflinePool();
       this.s.progress.start(this.stage.totalSteps, this.state.stageStep + 1);
       let saved = this.state.step;
       while (this.state.stageStep < this.stage.totalSteps) {
@@ -136,7 +138,7 @@ export class Trainer {
         this.state.stage = k + 1;
         this.state.stageStep = 0;
         this.state.dataCursor = { epoch: 0, index: 0 };
-        this.state.entropyRegulator = { prevRl: null, prevSft: null, steps: 0 };
+        this.state.entropyRegulator = initialEntropyState();
         this.state.hardQuestions = null;
       }
       const enteredNextStage = this.state.stage !== k;
@@ -173,10 +175,10 @@ export class Trainer {
       data,
       optimizer: this.env.createOptimizer(),
       sftOptimizer: options.sftInterleave.enabled ? this.env.createOptimizer() : null,
-      regulator: new EntropyRegulator(options.entropyRegulation, cfg.rollout.groupSize, this.state.entropyRegulator),
       hardQuestions,
       // this.state is only replaced by loadCheckpoint, which runs before any stage opens.
       groups: new GroupCollector(this.env, cfg, { options, data, hardQuestions }, this.state),
+      offlineDropped: 0,
     };
     if (fromCheckpoint && this.state.optimizers.length > 0) {
       stage.optimizer.load(readOptimizer(path.join(fromCheckpoint, 'optimizer.safetensors')));
@@ -201,16 +203,19 @@ export class Trainer {
     Object.assign(m, collectMetrics);
     const cursorBeforePrefetch = await this.prefetch(step);
     let updated = false;
-    const regulatorBefore = st.regulator.toJSON();
     if (groups.length > 0) {
       const members = groups.flatMap((g) => g.members);
+      const regulator = { state: this.state.entropyRegulator, settings: { enabled: o.entropyRegulation, maxWeight: cfg.rollout.groupSize } };
       const result = await policyUpdate(this.env, cfg, {
-        members, lr, optimizer: st.optimizer, loss: (b, ctx) => objectives[o.objective](b, o, ctx), klCoef: o.klCoef, regulator: st.regulator,
+        members, lr, optimizer: st.optimizer, loss: (b, ctx) => objectives[o.objective](b, o, ctx), klCoef: o.klCoef, regulator,
         rolloutCorrection: o.rolloutCorrection,
       }, timer);
       Object.assign(m, result.metrics);
       updated = result.ok;
+      // RED (I)'s memory of the previous entropies moves only with a step that was applied.
+      if (result.regulatorNext) this.state.entropyRegulator = result.regulatorNext;
       m['tokens/step'] = result.tokens;
+      m['tokens/trained'] = result.responseTokens;
     }
     // ReLIFT: one SFT step on the buffered questions' traces, with its own optimiser.
     if (st.hardQuestions && st.sftOptimizer && st.hardQuestions.ready()) {
@@ -222,20 +227,16 @@ export class Trainer {
       }, timer);
       for (const [k, v] of Object.entries(r.metrics)) m[`relift/${k}`] = v;
       m['relift/sft_steps'] = r.ok ? 1 : 0;
+      m['tokens/trained'] = (m['tokens/trained'] ?? 0) + r.responseTokens;
       if (!r.ok) this.s.progress.log(`step ${step}: NaN or Inf in ReLIFT's SFT step; it was skipped (its questions are dropped)`);
     }
-    if (!updated && groups.length > 0) {
-      // A bad step must not move RED (I)'s memory of the previous entropies either.
-      st.regulator = EntropyRegulator.fromJSON(regulatorBefore, o.entropyRegulation, cfg.rollout.groupSize);
-      this.onSkippedStep(step);
-    }
+    if (!updated && groups.length > 0) this.onSkippedStep(step);
     else if (groups.length > 0) this.state.consecutiveSkips = 0;
 
     this.state.step = step;
     this.state.stageStep++;
     // A prefetched batch is redrawn after a resume: the saved cursor is the one before it.
     this.state.dataCursor = cursorBeforePrefetch ?? st.data.cursor();
-    this.state.entropyRegulator = st.regulator.toJSON();
     this.state.hardQuestions = st.hardQuestions?.toJSON() ?? null;
     // The next step's rollouts come from the new parameters, labelled with this step.
     if (this.env.syncWeights) {
@@ -251,6 +252,7 @@ export class Trainer {
     m['steps/skipped'] = this.state.skippedSteps;
     m['data/skipped_rows'] = this.env.skippedRows;
     m['data/skipped_prompts'] = this.state.skippedPrompts;
+    m['data/offline_dropped'] = st.offlineDropped;
     if (o.sftInterleave.enabled) m['relift/buffer_size'] = st.hardQuestions?.size ?? 0;
     return m;
   }
@@ -326,6 +328,7 @@ export class Trainer {
     }
     if (raw.stage >= this.s.stages.length) fail(`${dir}: stage ${raw.stage} does not exist in method "${this.s.config.method}"`);
     this.state = raw as TrainerState;
+    this.state.entropyRegulator = parseEntropyState(raw.entropyRegulator, `${path.join(dir, TRAINER_STATE_FILE)}: entropyRegulator`);
     const loaded = this.env.loadWeights(dir);
     if (loaded.length !== this.env.model.params.length) {
       fail(`${dir}: the checkpoint has ${loaded.length} parameters, the model ${this.env.model.params.length}; it belongs to another model`);

@@ -1,7 +1,7 @@
 // One optimiser step on a batch of members: the π_old/entropy forward (feeding RED (I)), the
 // algorithm's loss over the whole batch, backward per micro-batch (gradients accumulate), clipping
 // and AdamW, repeated optim.updatesPerBatch times; a NaN or Inf anywhere leaves no trace.
-import { memberEntropyMeans, type AlgorithmOptions, type EntropyRegulator, type LossContext, type LossResult, type TokenBatch } from '../rl/index.ts';
+import { entropyRegulatorStep, memberEntropyMeans, type AlgorithmOptions, type EntropyRegulatorSettings, type EntropyRegulatorState, type LossContext, type LossResult, type TokenBatch } from '../rl/index.ts';
 import type { TrainConfig } from './config.ts';
 import type { OptimizerState, StepTimer, TrainerEnv, TrainerOptimizer } from './env.ts';
 import type { Metrics } from './metrics.ts';
@@ -15,9 +15,9 @@ export interface UpdateRequest {
   loss: (batch: TokenBatch, ctx: LossContext) => LossResult;
   /** > 0: the frozen reference model's log-probs are computed for the KL term. */
   klCoef: number;
-  /** RED (I): the step's main update feeds its pre-update entropies to the regulator (and reads
-   *  w from it); null for ReLIFT's SFT step, which must not move the regulator (w = 1). */
-  regulator: EntropyRegulator | null;
+  /** RED (I): the step's main update feeds its pre-update entropies to the regulator's step (and
+   *  reads w from it); null for ReLIFT's SFT step, which must not move the regulator (w = 1). */
+  regulator: { state: EntropyRegulatorState; settings: EntropyRegulatorSettings } | null;
   /** Off-policy correction of online tokens against their sampler's logprobs (default none). */
   rolloutCorrection?: AlgorithmOptions['rolloutCorrection'];
 }
@@ -56,7 +56,7 @@ export function rolloutImportanceWeights(members: readonly Member[], offsets: In
  * Returns ok = false when the loss or gradient was not finite (nothing was applied).
  */
 export async function policyUpdate(env: TrainerEnv, cfg: TrainConfig, req: UpdateRequest, timer: StepTimer,
-): Promise<{ ok: boolean; metrics: Metrics; tokens: number }> {
+): Promise<{ ok: boolean; metrics: Metrics; tokens: number; responseTokens: number; regulatorNext: EntropyRegulatorState | null }> {
   const { members, lr, optimizer, regulator } = req;
   const packed = packMembers(members, cfg.optim.microBatchTokens);
   const T = packed.responseTokens;
@@ -93,11 +93,14 @@ export async function policyUpdate(env: TrainerEnv, cfg: TrainConfig, req: Updat
   Object.assign(metrics, is.metrics);
   const tisWeights = correction.mode === 'tis' ? is.weights : null;
   let w = 1;
+  let regulatorNext: EntropyRegulatorState | null = null;
   if (regulator) {
+    // The one writer of entropy/rl, entropy/sft and red/w: pre-update values, means per member.
     const H = memberEntropyMeans({ ...base, logprobs: oldLogprobs, entropies });
-    const reg = regulator.step(H.rl, H.sft);
+    const reg = entropyRegulatorStep(regulator.state, H.rl, H.sft, regulator.settings);
     Object.assign(metrics, reg.metrics);
     w = reg.w;
+    regulatorNext = reg.next;
   }
   const ctx = { offlineWeight: w, maxResponseTokens: cfg.rollout.maxTokens };
   let ok = true;
@@ -157,7 +160,7 @@ export async function policyUpdate(env: TrainerEnv, cfg: TrainConfig, req: Updat
     metrics['loss/offline'] ??= 0;
     metrics['clip/frac'] ??= 0; // objectives without a clip clip nothing
   }
-  return { ok, metrics, tokens: packed.totalTokens };
+  return { ok, metrics, tokens: packed.totalTokens, responseTokens: ok ? T : 0, regulatorNext: ok ? regulatorNext : null };
 }
 
 function copyState(s: OptimizerState): OptimizerState {

@@ -124,8 +124,10 @@ test('teacher traces are correct, end in the boxed answer and are several times 
     const trace = teacherTrace(p, rng);
     const short = shortSolution(p);
     assert.match(trace, /^<think>\n[\s\S]+\n<\/think>\n\n/);
-    assert.match(trace, /(verify|check)/);
-    assert.match(trace, /(another way|different method|Another way)/);
+    assert.match(trace, /(verify|check|Check)/);
+    // One line per column of the longer operand, each with its carry.
+    const columns = trace.match(/^[a-z-]+: .* = \d+, write \d carry \d$/gm) ?? [];
+    assert.equal(columns.length, Math.max(...(p.text.match(/\d+/g) ?? []).map((n) => n.length)), `${p.text}: ${trace}`);
     assert.equal(lastBoxed(trace), p.answer);
     assert.equal(lastBoxed(short), p.answer);
     assert.equal(trace.split('</think>')[1].match(/\\boxed/g)?.length, 1);

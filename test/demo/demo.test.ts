@@ -32,9 +32,9 @@ test('red demo --tiny: every method trained, evaluated, tabulated and reported',
   // The base model as a Hugging Face folder, each run as red train leaves it.
   for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) assert.ok(existsSync(path.join(out, 'base', f)), `base/${f}`);
   for (const m of DEMO_METHODS) {
-    for (const f of ['config.yaml', 'metrics.jsonl', 'eval/results.json']) assert.ok(existsSync(path.join(out, 'runs', m, f)), `runs/${m}/${f}`);
-    assert.match(readFileSync(path.join(out, 'runs', m, 'config.yaml'), 'utf8'), new RegExp(`^method: ${m}$`, 'm'));
-    assert.match(readFileSync(path.join(out, 'runs', m, 'config.yaml'), 'utf8'), /^seed: 42$/m);
+    for (const f of ['config.yaml', 'metrics.jsonl', 'eval/results.json']) assert.ok(existsSync(path.join(out, 'runs', m, 'seed-42', f)), `runs/${m}/seed-42/${f}`);
+    assert.match(readFileSync(path.join(out, 'runs', m, 'seed-42', 'config.yaml'), 'utf8'), new RegExp(`^method: ${m}$`, 'm'));
+    assert.match(readFileSync(path.join(out, 'runs', m, 'seed-42', 'config.yaml'), 'utf8'), /^seed: 42$/m);
   }
 
   const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as { methods: Record<string, { acc: number | null; len: number | null; steps: number }> };
@@ -43,7 +43,7 @@ test('red demo --tiny: every method trained, evaluated, tabulated and reported',
     const r = results.methods[m];
     assert.ok(r.acc !== null && r.acc >= 0 && r.acc <= 1, `${m}: acc ${r.acc}`);
     assert.ok(r.len !== null && r.len > 0 && r.len <= BUDGETS.tiny.eval.maxTokens, `${m}: len ${r.len}`);
-    // Same budget: one step per stage; sft-grpo has two stages.
+    // Same budget: one step in all; sft-grpo cannot split one step, so it gets one per stage.
     assert.equal(r.steps, m === 'sft-grpo' ? 2 : 1, m);
   }
   const md = readFileSync(path.join(out, 'results.md'), 'utf8');
@@ -53,7 +53,7 @@ test('red demo --tiny: every method trained, evaluated, tabulated and reported',
   assert.doesNotMatch(html, /<script|https?:\/\/(?!www\.w3\.org)/, 'report.html must be offline: no script, no external resource');
   const figures = readdirSync(path.join(out, 'figures'));
   const ids = [...new Set(figures.map((f) => f.replace(/\.(svg|png)$/, '')))];
-  for (const id of ['accuracy', 'length', 'entropy-rl', 'entropy-sft', 'red-w', 'token-diff']) assert.ok(ids.includes(id), `figure ${id} missing (have ${ids.join(', ')})`);
+  for (const id of ['accuracy', 'length', 'entropy-rl', 'entropy-sft', 'red-w', 'passk', 'token-diff']) assert.ok(ids.includes(id), `figure ${id} missing (have ${ids.join(', ')})`);
   for (const id of ids) {
     assert.ok(html.includes(`figures/${id}.svg`) && html.includes(`id="${id}"`), `report.html does not show ${id}`);
     const svg = readFileSync(path.join(out, 'figures', `${id}.svg`), 'utf8');
@@ -63,6 +63,18 @@ test('red demo --tiny: every method trained, evaluated, tabulated and reported',
     assert.deepEqual([...png.subarray(0, 8)], PNG_SIGNATURE, `${id}.png signature`);
   }
 
+  // The same demo again: every finished method (and the base's evaluation) is reused, nothing retrains.
+  const rerun: string[] = [];
+  const t0 = readFileSync(path.join(out, 'runs', 'red', 'seed-42', 'metrics.jsonl'));
+  await runDemo({ out, budget: BUDGETS.tiny, cacheDir: path.join(root, 'cache'), log: (l) => rerun.push(l) });
+  for (const m of DEMO_METHODS) assert.ok(rerun.some((l) => new RegExp(`\\] ${m}: reused`).test(l)), `${m} was not reused:\n${rerun.join('\n')}`);
+  assert.ok(rerun.some((l) => /\] base: reused/.test(l)));
+  assert.ok(t0.equals(readFileSync(path.join(out, 'runs', 'red', 'seed-42', 'metrics.jsonl'))));
+  // A changed budget (another step count) is another config: that run retrains.
+  const changed: string[] = [];
+  await runDemo({ out, budget: { ...BUDGETS.tiny, train: { ...BUDGETS.tiny.train, steps: 2 } }, cacheDir: path.join(root, 'cache'), methods: ['grpo'], log: (l) => changed.push(l) });
+  assert.ok(changed.some((l) => /\] grpo: 2 steps in/.test(l)), changed.join('\n'));
+
   // A second demo reuses the cached data and base model.
   const again: string[] = [];
   await runDemo({ out: path.join(root, 'again'), budget: BUDGETS.tiny, cacheDir: path.join(root, 'cache'), methods: ['sft'], log: (l) => again.push(l) });
@@ -71,9 +83,9 @@ test('red demo --tiny: every method trained, evaluated, tabulated and reported',
 
   // red report rebuilds the same table from the run folders alone.
   const rep = path.join(root, 'report');
-  const built = await buildReport({ runDirs: DEMO_METHODS.map((m) => path.join(out, 'runs', m)), out: rep, tokenDiff: 'off' });
+  const built = await buildReport({ runDirs: DEMO_METHODS.filter((m) => m !== 'grpo').map((m) => path.join(out, 'runs', m, 'seed-42')), out: rep, tokenDiff: 'off' });
   const rebuilt = JSON.parse(readFileSync(path.join(rep, 'results.json'), 'utf8')) as { methods: Record<string, { acc: number | null }> };
-  for (const m of DEMO_METHODS) assert.equal(rebuilt.methods[m].acc, results.methods[m].acc, m);
+  for (const m of DEMO_METHODS.filter((x) => x !== 'grpo')) assert.equal(rebuilt.methods[m].acc, results.methods[m].acc, m);
   assert.equal(built.tokenDiffSkipped, 'turned off');
 });
 
@@ -87,4 +99,27 @@ test('red report and red demo: user errors are one line naming what is wrong', a
   const d = spawnSync(process.execPath, [bin, 'demo', '--tiny', '--methods', 'sft,nope', '--out', path.join(tmpdir(), 'red-demo-x')], { encoding: 'utf8' });
   assert.equal(d.status, 1);
   assert.match(d.stderr.trim(), /^red: --methods: unknown method 'nope'; expected some of sft, grpo, /);
+});
+
+test('red demo: Ctrl-C says how to resume, and the same command then reuses what finished', async () => {
+  const { spawn, spawnSync } = await import('node:child_process');
+  const bin = new URL('../../bin/red.js', import.meta.url).pathname;
+  const root = mkdtempSync(path.join(tmpdir(), 'red-demo-int-'));
+  const args = [bin, 'demo', '--tiny', '--steps', '40', '--methods', 'sft,grpo,red', '--out', path.join(root, 'out'), '--cache', path.join(root, 'cache')];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  await new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+    if (/\] sft: \d+ steps in/.test(stdout)) resolve();
+  }));
+  child.kill('SIGINT');
+  const code = await exited;
+  assert.equal(code, 130, `exit ${code}; stderr: ${stderr}`);
+  assert.match(stderr, /Interrupted\. Every method that finished is kept in .*runs and reused: run `red demo --tiny .*` again to resume/);
+  const again = spawnSync(process.execPath, args.slice(0, -6).concat(['--methods', 'sft', '--out', path.join(root, 'out'), '--cache', path.join(root, 'cache')]), { encoding: 'utf8' });
+  assert.equal(again.status, 0, again.stderr);
+  assert.match(again.stdout, /\] sft: reused/);
 });

@@ -2,6 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Resvg } from '@resvg/resvg-js';
 import { lineChart, renderChart } from '../../src/report/chart.ts';
+import { curveFigures } from '../../src/report/figures.ts';
+import type { RunSummary } from '../../src/report/runs.ts';
 
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 
@@ -57,4 +59,40 @@ test('text is drawn with a real font: the title band of the raster has dark pixe
     }
   }
   assert.ok(dark > 50, `expected glyph pixels in the title band, saw ${dark}`);
+});
+
+/** The text of every tick label of the SVG's y axis (vega: role-axis-label under the left axis). */
+function yTickLabels(svg: string): string[] {
+  // vega draws one axis group per axis; the y axis is the one whose labels are right-aligned.
+  const labels = [...svg.matchAll(/<text[^>]*text-anchor="end"[^>]*>([^<]*)<\/text>/g)].map((m) => m[1]);
+  return labels;
+}
+
+test('accuracy curves in a narrow band (3–5%): every y tick label differs', async () => {
+  const runs = [
+    { name: 'grpo', metrics: [1, 2, 3, 4, 5, 6].map((step) => ({ step, 'acc/mean': 0.03 + 0.004 * step })) },
+    { name: 'red', metrics: [1, 2, 3, 4, 5, 6].map((step) => ({ step, 'acc/mean': 0.035 + 0.002 * step })) },
+  ] as unknown as RunSummary[];
+  const [fig] = await curveFigures(runs);
+  assert.equal(fig.id, 'accuracy');
+  const labels = yTickLabels(fig.svg);
+  assert.ok(labels.length >= 3, `y labels: ${labels.join(', ')}`);
+  assert.equal(new Set(labels).size, labels.length, `repeated y labels: ${labels.join(', ')}`);
+});
+
+test('a chart\'s legend lists only the methods drawn on it, each in its colour on every chart', async () => {
+  const runs = [
+    { name: 'sft', metrics: [{ step: 1, 'entropy/sft': 1 }, { step: 2, 'entropy/sft': 0.9 }] },
+    { name: 'grpo', metrics: [{ step: 1, 'acc/mean': 0.2, 'entropy/rl': 1 }, { step: 2, 'acc/mean': 0.3, 'entropy/rl': 0.9 }] },
+    { name: 'red', metrics: [{ step: 1, 'acc/mean': 0.25, 'entropy/rl': 1, 'entropy/sft': 1 }, { step: 2, 'acc/mean': 0.35, 'entropy/rl': 0.8, 'entropy/sft': 0.95 }] },
+  ] as unknown as RunSummary[];
+  const figs = await curveFigures(runs);
+  const acc = figs.find((f) => f.id === 'accuracy')!;
+  assert.ok(acc.svg.includes('>grpo<') && acc.svg.includes('>red<'));
+  assert.ok(!acc.svg.includes('>sft<'), 'sft has no accuracy curve but is in the legend');
+  // red keeps one colour: the stroke of its line on both charts.
+  const stroke = (svg: string) => new Set([...svg.matchAll(/stroke="(#[0-9a-f]{6})"/gi)].map((m) => m[1].toLowerCase()));
+  const sftChart = figs.find((f) => f.id === 'entropy-sft')!;
+  const shared = [...stroke(acc.svg)].filter((c) => stroke(sftChart.svg).has(c));
+  assert.ok(shared.length >= 1, 'red is drawn in different colours on two charts');
 });

@@ -13,7 +13,7 @@ import { Qwen2Model } from '../../src/model/qwen2.ts';
 import { referenceBackend } from '../../src/engine/reference.ts';
 import { readMetrics } from '../../src/report/runs.ts';
 import { resultsTable, tableMarkdown } from '../../src/report/table.ts';
-import { deltaColor, probabilityDelta, tokenDiffSvg, traceLogprobs } from '../../src/report/tokendiff.ts';
+import { deltaColor, probabilityDelta, shownTokenCount, tokenDiffSvg, traceLogprobs } from '../../src/report/tokendiff.ts';
 import { curveSeries } from '../../src/report/figures.ts';
 
 function evalWithLevels(levels: Record<string, [number, number]>, acc: number, len: number): EvalResults {
@@ -38,9 +38,9 @@ test('table: one column per level, Acc in %, the best non-base Acc in bold, and 
   // s.e. over 20 problems × 4 samples = 80: sqrt(0.6·0.4/80) = 5.48%, sqrt(0.7·0.3/80) = 5.12%.
   assert.equal(t.verdict, 'RED: overall Acc 60.0 ± 5.5 (rank 2 of 3 methods); best other method: sft 70.0 ± 5.1. RED is NOT ahead on this run.');
   const md = tableMarkdown(t);
-  assert.match(md, /^\| sft \| 5 \| 90\.0 \| 50\.0 \| \*\*70\.0\*\* \| 85 \| 3\.0 \| 1\.0 \|$/m);
-  assert.match(md, /^\| red \| 5 \| 80\.0 \| 40\.0 \| 60\.0 \| 55 \| 5\.0 \| 1\.0 \|$/m);
-  assert.match(md, /^\| base \| 0 \| 50\.0 \| 10\.0 \| 30\.0 \| 25 \| - \| 1\.0 \|$/m);
+  assert.match(md, /^\| sft \| 5 \| 90\.0 \| 50\.0 \| \*\*70\.0\*\* \| 85 \| - \| - \| 3\.0 \| 1\.0 \|$/m);
+  assert.match(md, /^\| red \| 5 \| 80\.0 \| 40\.0 \| 60\.0 \| 55 \| - \| - \| 5\.0 \| 1\.0 \|$/m);
+  assert.match(md, /^\| base \| 0 \| 50\.0 \| 10\.0 \| 30\.0 \| 25 \| - \| - \| - \| 1\.0 \|$/m);
 });
 
 test('table: several benchmarks become one column each', () => {
@@ -102,4 +102,34 @@ test('traceLogprobs: each trace token scored as a forward over its own prefix sc
     assert.equal(batch.targets[row], trace[i]);
     assert.ok(Math.abs(got[i] - logprob[row]) < 1e-5, `token ${i}: ${got[i]} vs ${logprob[row]}`);
   }
+});
+
+test('table: the seeds of a method share a row (mean ± s.e. over seeds) and the compute columns show rollouts and tokens', () => {
+  const run = (name: string, seed: number, acc: number, l1: number, rollouts: number) => ({
+    name, steps: 5, seed, eval: { ...evalWithLevels({ 1: [l1, 20] }, acc, 20), benchmarks: [{ ...evalWithLevels({ 1: [l1, 20] }, acc, 20).benchmarks[0], passAtK: [acc, acc + 0.1] }] },
+    trainSeconds: 2, evalSeconds: 1, rollouts, trainTokens: 2500,
+  });
+  const t = resultsTable([run('grpo', 42, 0.4, 0.5, 1000), run('red', 42, 0.5, 0.6, 800), run('red', 43, 0.6, 0.8, 900), run('red', 44, 0.7, 0.7, 1000)]);
+  assert.deepEqual(t.rows.map((r) => r.name), ['grpo', 'red']);
+  const red = t.rows[1];
+  assert.deepEqual(red.seeds, [42, 43, 44]);
+  // Acc 0.5, 0.6, 0.7: mean 0.6, sample std 0.1, s.e. 0.1/√3 = 0.0577.
+  assert.ok(Math.abs(red.acc! - 0.6) < 1e-12 && Math.abs(red.accSe! - 0.1 / Math.sqrt(3)) < 1e-12);
+  assert.ok(Math.abs(red.cells['1'].acc - 0.7) < 1e-12 && Math.abs(red.cells['1'].accSe! - 0.1 / Math.sqrt(3)) < 1e-12);
+  assert.equal(red.rollouts, 900);
+  assert.deepEqual(red.passAtK.map((x) => Math.round(x * 100) / 100), [0.6, 0.7]);
+  const md = tableMarkdown(t);
+  assert.match(md, /^\| red \| 5 \| 70\.0 ± 5\.8 \| \*\*60\.0 ± 5\.8\*\* \| 20 \| 900 \| 2\.5k \| 2\.0 \| 1\.0 \|$/m);
+  assert.match(md, /mean ± s\.e\. over 3 seeds/);
+  assert.match(t.verdict!, /RED: overall Acc 60\.0 ± 5\.8 \(s\.e\. over 3 seeds\)/);
+});
+
+test('token view: a trace cut to the limit ends at a line end and says how many tokens were left out', () => {
+  const toks = ['a', 'b', '\n', 'c', 'd', '\n', 'e', 'f', 'g', 'h'];
+  assert.equal(shownTokenCount(toks, 20), 10);
+  assert.equal(shownTokenCount(toks, 8), 6, 'cut after the second newline, not mid-line');
+  assert.equal(shownTokenCount(['x', 'y', 'z', 'w'], 3), 3, 'no newline in reach: the limit');
+  const svg = tokenDiffSvg({ tokens: toks.slice(0, 6), panels: [{ label: 'p', delta: [0, 0, 0, 0, 0, 0] }], caption: 'x', omitted: 4 });
+  assert.match(svg, />… 4 more tokens</);
+  assert.doesNotMatch(tokenDiffSvg({ tokens: toks, panels: [{ label: 'p', delta: [] }], caption: 'x' }), /more token/);
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { memberEntropyMeans, type TokenBatch } from '../../src/rl/batch.ts';
-import { EntropyRegulator, entropyWeight, relativeEntropyChange } from '../../src/rl/entropy.ts';
+import { entropyRegulatorStep, entropyWeight, initialEntropyState, parseEntropyState, relativeEntropyChange } from '../../src/rl/entropy.ts';
 import { RedError } from '../../src/util/errors.ts';
 import { assertClose } from './helpers.ts';
 
@@ -28,46 +28,59 @@ test('ΔH = |1 − H(k)/H(k−1)| and w = clip(ΔH_sft / max(ΔH_rl, 1e-8), 1, G
   assert.equal(entropyWeight(0, 0, 7), 1); // nothing moves: 0 → 1
 });
 
+const on = { enabled: true, maxWeight: 7 };
+
 test('the regulator: w = 1 at the first step, then the ratio of entropy changes; state survives JSON', () => {
-  const reg = new EntropyRegulator(true, 7);
-  const s1 = reg.step(2.0, 1.0);
+  let state = initialEntropyState();
+  const s1 = entropyRegulatorStep(state, 2.0, 1.0, on);
   assert.equal(s1.w, 1);
   assert.equal(s1.metrics['red/w'], 1);
   assert.ok(Number.isNaN(s1.metrics['entropy/delta_rl']));
+  state = s1.next;
   // Step 2: ΔH_rl = |1 − 1.9/2| = 0.05, ΔH_sft = |1 − 0.8/1| = 0.2 → w = 4.
-  const s2 = reg.step(1.9, 0.8);
+  const s2 = entropyRegulatorStep(state, 1.9, 0.8, on);
   assertClose(s2.w, 4);
   assertClose(s2.metrics['entropy/delta_rl'], 0.05);
   assertClose(s2.metrics['entropy/delta_sft'], 0.2);
   assert.equal(s2.metrics['entropy/rl'], 1.9);
   assert.equal(s2.metrics['entropy/sft'], 0.8);
-  // Checkpoint and resume: a restored regulator continues exactly as the original.
-  const restored = EntropyRegulator.fromJSON(JSON.parse(JSON.stringify(reg)), true, 7);
+  state = s2.next;
+  // Checkpoint and resume: a restored state continues exactly as the original.
+  const restored = parseEntropyState(JSON.parse(JSON.stringify(state)));
   // Step 3: H_rl 1.9 → 1.9 (ΔH_rl = 0), H_sft 0.8 → 0.4 (ΔH_sft = 0.5) → w = G = 7.
-  assert.equal(reg.step(1.9, 0.4).w, 7);
-  assert.equal(restored.step(1.9, 0.4).w, 7);
-  assert.deepEqual(restored.toJSON(), reg.toJSON());
-  assert.deepEqual(reg.toJSON(), { prevRl: 1.9, prevSft: 0.4, steps: 3 });
+  const s3 = entropyRegulatorStep(state, 1.9, 0.4, on);
+  assert.equal(s3.w, 7);
+  assert.equal(entropyRegulatorStep(restored, 1.9, 0.4, on).w, 7);
+  assert.deepEqual(s3.next, { prevRl: 1.9, prevSft: 0.4, steps: 3 });
   // Lower bound: ΔH_rl = |1 − 0.95/1.9| = 0.5, ΔH_sft = |1 − 0.42/0.4| = 0.05 → 0.1 → 1.
-  assert.equal(reg.step(0.95, 0.42).w, 1);
+  assert.equal(entropyRegulatorStep(s3.next, 0.95, 0.42, on).w, 1);
+});
+
+test('a step is pure: the state it was given is unchanged, so an uncommitted (failed) step leaves no trace', () => {
+  const state = Object.freeze({ prevRl: 2, prevSft: 1, steps: 1 });
+  const a = entropyRegulatorStep(state, 1.9, 0.8, on);
+  const b = entropyRegulatorStep(state, 1.9, 0.8, on);
+  assert.deepEqual(state, { prevRl: 2, prevSft: 1, steps: 1 });
+  assert.deepEqual(a, b);
+  assert.notEqual(a.next, state);
 });
 
 test('the regulator off (mixpolicy, red-II): w stays 1 while the entropies are still logged', () => {
-  const reg = new EntropyRegulator(false, 7);
-  reg.step(2, 1);
-  const s = reg.step(2, 0.5);
+  const off = { enabled: false, maxWeight: 7 };
+  const s = entropyRegulatorStep(entropyRegulatorStep(initialEntropyState(), 2, 1, off).next, 2, 0.5, off);
   assert.equal(s.w, 1);
   assertClose(s.metrics['entropy/delta_sft'], 0.5);
 });
 
 test('a step without offline members keeps w = 1 and the previous H_sft', () => {
-  const reg = new EntropyRegulator(true, 7);
-  reg.step(2, 1);
-  assert.equal(reg.step(1.9, NaN).w, 1);
-  assertClose(reg.step(1.9 * 0.95, 0.5).w, 7); // ΔH_rl = 0.05, ΔH_sft = |1 − 0.5/1| = 0.5 → 10 → 7
+  const s1 = entropyRegulatorStep(initialEntropyState(), 2, 1, on);
+  const s2 = entropyRegulatorStep(s1.next, 1.9, NaN, on);
+  assert.equal(s2.w, 1);
+  assert.equal(s2.next.prevSft, 1);
+  assertClose(entropyRegulatorStep(s2.next, 1.9 * 0.95, 0.5, on).w, 7); // ΔH_rl = 0.05, ΔH_sft = |1 − 0.5/1| = 0.5 → 10 → 7
 });
 
-test('fromJSON names the key and what was expected', () => {
-  assert.throws(() => EntropyRegulator.fromJSON({ prevRl: 'x' }, true, 7, 'ckpt/state.json: entropyRegulator'),
+test('parseEntropyState names the key and what was expected', () => {
+  assert.throws(() => parseEntropyState({ prevRl: 'x' }, 'ckpt/state.json: entropyRegulator'),
     (e: unknown) => e instanceof RedError && /ckpt\/state.json: entropyRegulator.*prevRl/.test(e.message));
 });

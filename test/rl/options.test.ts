@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import {
   algorithmOptionIssues, parseAlgorithmOptions, PRESET_NAMES, PRESETS, resolvePreset, resolveStages,
 } from '../../src/rl/options.ts';
+import { resolveTrainConfig } from '../../src/train/config.ts';
 import { RedError } from '../../src/util/errors.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
@@ -49,6 +50,16 @@ test('sft-grpo: two stages, sft then grpo', () => {
   assert.equal(stages[1].offlineMember, false);
   assert.equal(resolveStages(resolvePreset('red')).length, 1);
   assert.throws(() => resolveStages(parseAlgorithmOptions({ stages: ['sft-grpo'] })), /stages do not nest/);
+});
+
+test('sft-grpo: the user\'s algorithm overrides reach every stage (the config the trainer records is what runs)', () => {
+  const config = resolveTrainConfig({ method: 'sft-grpo', model: { path: 'm' }, data: { train: 't.jsonl' },
+    algorithm: { clip: { epsHigh: 0.28 }, groupFilter: { maxFillAttempts: 2 }, klCoef: 0.01 } }, 'test');
+  const stages = resolveStages(config.algorithm);
+  assert.deepEqual(stages.map((s) => s.objective), ['nll', 'group-policy']);
+  for (const s of stages) assert.deepEqual([s.clip.epsHigh, s.groupFilter.maxFillAttempts, s.klCoef], [0.28, 2, 0.01]);
+  // The stage presets' own settings stay: SFT has no rollouts and no group filter.
+  assert.deepEqual([stages[0].onlineRollouts, stages[0].groupFilter.enabled, stages[1].groupFilter.enabled], [false, false, true]);
 });
 
 test('overrides merge deeply over the preset row; every problem is named by its path', () => {

@@ -1,4 +1,4 @@
-// End to end on a tiny real model (1-layer Qwen2, the built-in task and tokenizer): every method
+// End to end on a tiny real model (1-layer Qwen2, the built-in tokenizer, a half-right warm-up): every method
 // runs through `red train`'s code path, leaves a loadable Hugging Face checkpoint and metrics;
 // SFT lowers the NLL; a run killed with SIGKILL mid-step resumes to bit-identical weights; Ctrl-C
 // checkpoints and exits cleanly.
@@ -21,10 +21,31 @@ const quiet = createProgress('none');
 const setupDir = mkdtempSync(path.join(tmpdir(), 'red-e2e-'));
 const tiny = writeTinySetup(setupDir, 12);
 
+// A model that can score: the tiny model after 30 SFT steps on "\boxed{1}" / "\boxed{2}" for
+// prompts whose answer (1 or 2) it cannot read off, so its rollouts are right about half the time
+// and GRPO-style methods keep mixed groups (a random model never answers, every group is dropped
+// and grpo or bread would never update).
+const coin = await (async () => {
+  const answers = [1, 2, 2, 1, 2, 1, 1, 2, 1, 2, 2, 1];
+  const train = path.join(setupDir, 'coin.jsonl');
+  writeFileSync(train, answers.map((a, i) => JSON.stringify({ problem: `Pick 1 or 2 (${'abcdefghijkl'[i]}).`, answer: String(a), distill: `\\boxed{${a}}` })).join('\n') + '\n');
+  const file = path.join(setupDir, 'coin-warm.yaml');
+  writeFileSync(file, `model: { path: ${tiny.model}, backend: reference }
+data: { train: ${train} }
+rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 12 }
+sft: { batchSize: 12, lr: 3e-2 }
+schedule: { totalSteps: 30, warmupSteps: 0 }
+checkpoint: { every: 1000, keep: 1 }
+log: { progress: none }
+`);
+  await runTrain({ config: file, out: path.join(setupDir, 'coin-warm'), method: 'sft', sets: [], resume: false }, createProgress('none'));
+  return { model: path.join(setupDir, 'coin-warm', 'checkpoints', 'step-30'), train };
+})();
+
 function config(extra = ''): string {
   const file = path.join(mkdtempSync(path.join(tmpdir(), 'red-cfg-')), 'train.yaml');
-  writeFileSync(file, `model: { path: ${tiny.model}, backend: reference }
-data: { train: ${tiny.train}, epochs: 1 }
+  writeFileSync(file, `model: { path: ${coin.model}, backend: reference }
+data: { train: ${coin.train}, epochs: 1 }
 rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 12 }
 algorithm: { sftInterleave: { bufferSize: 2 }, prefixSearch: { segments: 2 } }
 optim: { lr: 1e-3 }
@@ -34,6 +55,8 @@ log: { progress: none }
 ${extra}`);
   return file;
 }
+// The random tiny model on the built-in task, with room for whole teacher traces (they must verify).
+const builtin = [`model.path=${tiny.model}`, `data.train=${tiny.train}`, 'rollout.maxTokens=400'];
 const lines = (dir: string) => readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
 const out = () => path.join(mkdtempSync(path.join(tmpdir(), 'red-out-')), 'run');
 
@@ -42,16 +65,20 @@ for (const method of PRESET_NAMES) {
     const dir = out();
     // Options a preset does not use are harmless: relift's buffer and bread's segments are set for all.
     const overrides = method === 'relift' || method === 'bread' ? [] : ['algorithm.sftInterleave.bufferSize=128', 'algorithm.prefixSearch.segments=10'];
-    const last = await runTrain({ config: config(), out: dir, method, sets: overrides, maxSteps: 2, resume: false }, quiet);
+    // sft-grpo gets one step per stage so both stages run.
+    const sets = [...overrides, ...(method === 'sft-grpo' ? ['schedule.totalSteps=1'] : [])];
+    const last = await runTrain({ config: config(), out: dir, method, sets, maxSteps: 2, resume: false }, quiet);
     assert.equal(last, 2);
     const m = lines(dir);
     assert.deepEqual(m.map((x) => x.step), [1, 2]);
+    // Every step of every preset is a real update: groups kept, a non-zero finite gradient.
+    for (const x of m) {
+      assert.ok(x['grad/norm'] > 0 && Number.isFinite(x['grad/norm']), `step ${x.step}: grad/norm ${x['grad/norm']} (groups kept ${x['groups/kept']})`);
+    }
     const always = ['lr', 'grad/norm', 'loss/total', 'timing_s/logprob', 'timing_s/update', 'throughput/tokens_per_s', 'steps/skipped', 'groups/dropped_frac'];
     const online = ['reward/mean', 'acc/mean', 'completions/mean_length', 'completions/clipped_frac', 'entropy/rl', 'red/w', 'loss/policy', 'loss/offline', 'clip/frac', 'timing_s/rollout', 'timing_s/reward'];
-    const rolls = method !== 'sft' && method !== 'sft-grpo'; // sft-grpo's first 2 steps are SFT
+    const rolls = method !== 'sft'; // sft-grpo's second step is its GRPO stage
     for (const key of [...always, ...(rolls ? online : [])]) {
-      // grpo-like methods on a random model: every group fails, is dropped, and no loss is computed.
-      if (m[1]['groups/kept'] === 0 && ['grad/norm', 'loss/total', 'timing_s/logprob', 'timing_s/update', 'entropy/rl', 'red/w', 'loss/policy', 'loss/offline', 'clip/frac'].includes(key)) continue;
       assert.ok(key in m[1], `${key} missing from ${JSON.stringify(m[1])}`);
     }
     const ck = path.join(dir, 'checkpoints', 'step-2');
@@ -59,9 +86,9 @@ for (const method of PRESET_NAMES) {
       assert.ok(existsSync(path.join(ck, f)), `${f} missing from the checkpoint`);
     }
     const loaded = await Qwen2Model.load(ck, { backend: referenceBackend });
-    const base = await Qwen2Model.load(tiny.model, { backend: referenceBackend });
-    if (m.some((x) => (x['groups/kept'] ?? 1) > 0)) assert.ok(!Buffer.from(loaded.params.buffer).equals(Buffer.from(base.params.buffer)), 'training changed nothing');
-    if (method === 'sft-grpo') assert.deepEqual(m.map((x) => x.stage), [0, 0]); // 2 steps: still in the SFT stage (6 steps)
+    const base = await Qwen2Model.load(coin.model, { backend: referenceBackend });
+    assert.ok(!Buffer.from(loaded.params.buffer).equals(Buffer.from(base.params.buffer)), 'training changed nothing');
+    if (method === 'sft-grpo') assert.deepEqual(m.map((x) => x.stage), [0, 1]);
     const saved = readFileSync(path.join(dir, 'config.yaml'), 'utf8');
     assert.match(saved, new RegExp(`^method: ${method}$`, 'm'));
   });
@@ -81,7 +108,7 @@ test('klCoef > 0 loads the frozen reference model and logs the KL; several updat
 test('micro-batches accumulate the same gradient norm as the whole batch (real model)', async () => {
   const params = async (sets: string[]) => {
     const dir = out();
-    // No clipping; the two runs differ only in micro-batching (each member ~56 tokens, so a
+    // No clipping; the two runs differ only in micro-batching (each member ~54 tokens, so a
     // 60-token budget gives one member per micro-batch), and grad/norm is measured before AdamW.
     await runTrain({ config: config(), out: dir, method: 'mixpolicy', sets: ['optim.maxGradNorm=0', ...sets], maxSteps: 1, resume: false }, quiet);
     return lines(dir)[0]['grad/norm'];
@@ -95,7 +122,7 @@ test('micro-batches accumulate the same gradient norm as the whole batch (real m
 test('sft lowers the token-mean NLL of a fixed batch', async () => {
   const dir = out();
   // batchSize = the whole set: every step sees the same traces.
-  await runTrain({ config: config(), out: dir, method: 'sft', sets: ['sft.batchSize=12', 'sft.lr=3e-3', 'schedule.totalSteps=4', 'schedule.warmupSteps=0'], maxSteps: 4, resume: false }, quiet);
+  await runTrain({ config: config(), out: dir, method: 'sft', sets: [...builtin, 'sft.batchSize=12', 'sft.lr=3e-3', 'schedule.totalSteps=4', 'schedule.warmupSteps=0'], maxSteps: 4, resume: false }, quiet);
   const nll = lines(dir).map((x) => x['loss/sft']);
   assert.equal(nll.length, 4);
   for (let i = 1; i < nll.length; i++) assert.ok(nll[i] < nll[i - 1], `NLL went ${nll.join(' → ')}`);
@@ -109,7 +136,7 @@ test('a malformed row: an error naming file and row; with data.onBadRow skip it 
   await assert.rejects(runTrain({ config: config(), out: out(), sets: [`data.train=${bad}`], maxSteps: 1, resume: false }, quiet),
     (err: Error) => err.message.includes(bad) && /row 3/.test(err.message));
   const dir = out();
-  await runTrain({ config: config(), out: dir, method: 'sft', sets: [`data.train=${bad}`, 'data.onBadRow=skip'], maxSteps: 1, resume: false }, quiet);
+  await runTrain({ config: config(), out: dir, method: 'sft', sets: [...builtin, `data.train=${bad}`, 'data.onBadRow=skip'], maxSteps: 1, resume: false }, quiet);
   assert.equal(lines(dir)[0]['data/skipped_rows'], 1);
 });
 

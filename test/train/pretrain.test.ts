@@ -26,7 +26,7 @@ test('prompt ids built from cached pieces equal the ids of the whole rendered pr
 });
 
 test('the pretraining pool mixes short solutions with a traceShare of teacher traces, all train split', () => {
-  const o = { seed: 5, poolSize: 300, traceShare: 0.15, levelWeights: [12, 4, 2, 1, 1] as [number, number, number, number, number] };
+  const o = { seed: 5, poolSize: 300, traceShare: 0.15, levelWeights: [12, 4, 2, 1, 1] as [number, number, number, number, number], traceLevelWeights: [1, 1, 1, 1, 1] as [number, number, number, number, number] };
   const docs = pretrainDocuments(o);
   assert.equal(docs.length, 300);
   const traces = docs.filter((d) => d.trace);
@@ -40,7 +40,10 @@ test('the pretraining pool mixes short solutions with a traceShare of teacher tr
   const shortTexts = docs.filter((d) => !d.trace).map((d) => d.problem.text);
   assert.notDeepEqual(traces.map((d) => d.problem.text), shortTexts.slice(0, 45));
   assert.equal(pretrainDocuments({ ...o, traceShare: 0 }).filter((d) => d.trace).length, 0);
-  assert.ok(PRETRAIN_DEFAULTS.traceShare >= 0.1 && PRETRAIN_DEFAULTS.traceShare <= 0.2);
+  assert.ok(PRETRAIN_DEFAULTS.traceShare >= 0.1 && PRETRAIN_DEFAULTS.traceShare <= 0.4);
+  // By default the base sees the procedure on the easy levels only.
+  const easy = pretrainDocuments({ ...o, traceLevelWeights: PRETRAIN_DEFAULTS.traceLevelWeights }).filter((d) => d.trace);
+  assert.ok(easy.length > 0 && easy.every((d) => d.problem.level <= 2), 'a default trace above level 2');
   assert.throws(() => validatePretrainOptions({ ...PRETRAIN_DEFAULTS, out: 'x', traceShare: 1 }), (e: unknown) => e instanceof RedError && /traceShare/.test(e.message));
 });
 

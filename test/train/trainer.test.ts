@@ -164,6 +164,8 @@ test('step metrics describe the rollouts: accuracy, reward, length, clipped frac
   assert.equal(m['completions/mean_length'], samples.reduce((a, x) => a + x.ids.length, 0) / 6);
   assert.equal(m['completions/clipped_frac'], samples.filter((x) => x.finishReason === 'length').length / 6);
   assert.equal(m['groups/dropped_frac'], 0);
+  assert.equal(m['rollouts/generated'], 6);
+  assert.equal(m['tokens/trained'], samples.reduce((a, x) => a + x.ids.length, 0), 'response tokens the update trained on');
 });
 
 test('group filtering: all groups equal → every draw dropped, maxFillAttempts draws, no update', async () => {
@@ -181,6 +183,8 @@ test('group filtering: all groups equal → every draw dropped, maxFillAttempts 
   assert.equal(m['groups/draws'], 3);
   assert.equal(m['groups/dropped_frac'], 1);
   assert.equal(m['groups/kept'], 0);
+  assert.equal(m['rollouts/generated'], 3 * 2 * 3, 'compute: 3 draws of 2 prompts × G = 3, all dropped, still generated');
+  assert.equal(m['tokens/trained'] ?? 0, 0);
   assert.equal(m['acc/mean'], 1);
   assert.ok(bits(w0).equals(bits(env.model.params)));
 });
@@ -263,4 +267,68 @@ test('a stop request (Ctrl-C) lets the step finish, checkpoints and returns', as
   assert.ok(last >= 1 && last <= 2);
   const state = JSON.parse(readFileSync(path.join(dir, 'checkpoints', `step-${last}`, TRAINER_STATE_FILE), 'utf8'));
   assert.equal(state.step, last);
+});
+
+test('teacher traces are verified: one whose answer does not verify is dropped from the offline pool and counted', async () => {
+  // examples(): answer = problem + 1 (mod 7); ex:1 and ex:4 get a trace without their answer.
+  const bad = new Set(['ex:1', 'ex:4']);
+  for (const method of ['sft', 'red', 'relift']) {
+    const config = makeConfig({ method, sft: { batchSize: 2, epochs: 2 }, algorithm: method === 'relift' ? { sftInterleave: { bufferSize: 2 } } : {} });
+    const env = makeEnv(config);
+    const calls: string[] = [];
+    env.traceIds = (e) => {
+      calls.push(e.id);
+      const a = Number(e.answer);
+      return bad.has(e.id) ? [(a + 3) % 7, (a + 3) % 7] : [a, a];
+    };
+    const dir = out();
+    await trainer(env, config, dir, { maxSteps: 4 }).run();
+    const m = metricLines(dir);
+    assert.deepEqual(m.map((x) => x['data/offline_dropped']), [2, 2, 2, 2], method);
+    // The first 6 calls verify the pool; no later use (an offline member, an SFT batch) reads a dropped trace.
+    assert.deepEqual(calls.slice(0, 6).sort(), ['ex:0', 'ex:1', 'ex:2', 'ex:3', 'ex:4', 'ex:5'], method);
+    assert.ok(calls.length > 6, `${method}: no trace was used after the pool`);
+    assert.deepEqual(calls.slice(6).filter((id) => bad.has(id)), [], `${method}: a trace that does not verify was used`);
+  }
+});
+
+test('entropy/rl and entropy/sft are logged once, from the pre-update policy: equal with 1 or 2 updates per batch', async () => {
+  const first = async (updatesPerBatch: number) => {
+    const config = makeConfig({ method: 'red', optim: { lr: 0.05, updatesPerBatch } });
+    const dir = out();
+    await trainer(makeEnv(config), config, dir, { maxSteps: 1 }).run();
+    return metricLines(dir)[0];
+  };
+  const [one, two] = [await first(1), await first(2)];
+  for (const key of ['entropy/rl', 'entropy/sft', 'red/w']) {
+    assert.ok(Number.isFinite(one[key]), `${key} missing`);
+    assert.equal(two[key], one[key], `${key}: the second update's post-update value was logged`);
+  }
+});
+
+test('sft: entropy/sft is the mean over traces of each trace\'s token-mean entropy (pre-update)', async () => {
+  const config = makeConfig({ method: 'sft', sft: { batchSize: 6, epochs: 1 }, rollout: { groupSize: 3, promptsPerStep: 2, maxTokens: 8 } });
+  const env = makeEnv(config);
+  // Traces of 1, 2 and 3 tokens (+ EOS): a token mean would weight the long ones more.
+  env.traceIds = (e) => Array.from({ length: 1 + (Number(e.id.slice(3)) % 3) }, () => Number(e.answer));
+  const W = env.model.params.slice();
+  const entropyAt = (row: number): number => {
+    const z = Array.from(W.subarray(row * V, row * V + V));
+    const mx = Math.max(...z);
+    const e = z.map((x) => Math.exp(x - mx));
+    const s = e.reduce((a, b) => a + b, 0);
+    return -e.reduce((h, x) => h + (x / s) * Math.log(x / s), 0);
+  };
+  // Response token t is predicted at the token before it: the last prompt token, then the trace.
+  const perTrace = env.examples.map((e) => {
+    const p = Number(e.problem);
+    const trace = env.traceIds(e);
+    const inputs = [p, ...trace]; // predicts trace tokens then EOS
+    return inputs.reduce((a, row) => a + entropyAt(row), 0) / inputs.length;
+  });
+  const dir = out();
+  await trainer(env, config, dir, { maxSteps: 1 }).run();
+  const [m] = metricLines(dir);
+  const expected = perTrace.reduce((a, b) => a + b, 0) / perTrace.length;
+  assert.ok(Math.abs(m['entropy/sft'] - expected) < 1e-5, `entropy/sft ${m['entropy/sft']} vs per-trace mean ${expected}`);
 });

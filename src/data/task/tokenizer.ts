@@ -144,6 +144,9 @@ export function builtinTokenizerFiles(): TokenizerFilesJson {
   const vocab: Record<string, number> = {};
   BYTE_CHARS.forEach((c, i) => (vocab[c] = i));
   for (const [a, b] of merges) vocab[a + b] = Object.keys(vocab).length;
+  // When the corpus runs out of pairs worth merging, unused ids fill the gap so the added tokens
+  // keep their fixed ids (BUILTIN_IDS) and the vocabulary its size (no merge ever produces these).
+  for (let k = 0; Object.keys(vocab).length < BUILTIN_VOCAB_SIZE - ADDED_TOKENS.length; k++) vocab[`<|unused_${k}|>`] = Object.keys(vocab).length;
   const firstAdded = Object.keys(vocab).length;
   const addedTokens = ADDED_TOKENS.map((t, i) => ({
     id: firstAdded + i,
