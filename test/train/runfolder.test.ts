@@ -20,7 +20,7 @@ const tiny = writeTinySetup(root, 8);
 const cfg = path.join(root, 'train.yaml');
 writeFileSync(cfg, `model: { path: ${tiny.model}, backend: reference }
 data: { train: ${tiny.train}, epochs: 1 }
-rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 8 }
+rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 240 }  # whole teacher traces (they must verify within the limit)
 sft: { batchSize: 2 }
 checkpoint: { every: 1, keep: 2 }
 log: { progress: none }
