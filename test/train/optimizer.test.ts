@@ -7,11 +7,11 @@ import { parseConfig } from '../../src/model/config.ts';
 import { paramLayout } from '../../src/model/params.ts';
 import { AdamW, clipGradNorm, noDecayNormsAndBiases } from '../../src/train/optimizer.ts';
 import { Rng } from '../../src/util/rng.ts';
+import { tinyQwen2Config } from '../helpers/tiny-config.ts';
 
-const config = parseConfig({
-  model_type: 'qwen2', vocab_size: 8, hidden_size: 4, intermediate_size: 6, num_hidden_layers: 1,
-  num_attention_heads: 2, num_key_value_heads: 1, rope_theta: 10000, rms_norm_eps: 1e-6, tie_word_embeddings: true,
-});
+const config = parseConfig(tinyQwen2Config({
+  vocab_size: 8, hidden_size: 4, intermediate_size: 6, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1,
+}));
 const layout = paramLayout(config);
 
 for (const be of availableBackends()) {
