@@ -96,8 +96,8 @@ for (const kind of ['tied', 'untied'] as const) {
       // One AdamW step from the golden gradients (so the step tests the optimiser alone: a first
       // AdamW step is ≈ lr·sign(g) and would amplify gradient noise in near-zero entries).
       for (const spec of model.layout.specs) model.grads.set(gold.readFloat(`grad.${spec.name}`), spec.offset);
-      const opt = new AdamW(backend, model.params, model.grads, model.layout, { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 });
-      opt.update();
+      const opt = new AdamW(backend, model.params, model.grads, model.layout, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 });
+      opt.update(1e-3);
       let worstA = 0;
       for (const spec of model.layout.specs) {
         const r = closeness(model.params.subarray(spec.offset, spec.offset + spec.size), gold.readFloat(`adamw1.${spec.name}`), { atol: 1e-6 });
