@@ -12,7 +12,8 @@ import { getBackend } from '../engine/index.ts';
 import { generate } from '../rollout/sampler.ts';
 import { fail } from '../util/errors.ts';
 import { Rng } from '../util/rng.ts';
-import { SHAPE_05B, SHAPE_20M, configOf, randomModel } from './shapes.ts';
+import type { Qwen2Model } from '../model/qwen2.ts';
+import { SHAPE_05B, SHAPE_20M, configOf, randomModel, type Shape } from './shapes.ts';
 
 const bin = fileURLToPath(new URL('../../bin/red.js', import.meta.url));
 const now = () => performance.now() / 1000;
@@ -50,58 +51,71 @@ export async function run(opts: BenchOptions): Promise<void> {
   const children: ChildProcess[] = [];
   try {
     emit({ name: 'machine', backend: be.name, threads: be.threads, cpus: availableParallelism() });
-
-    // 64 clients, one completion each, against the sampler with the same 64 prompts at batch 64.
-    const shape = SHAPE_20M;
-    const model = randomModel(configOf(shape), be);
-    const modelDir = path.join(dir, shape.name);
-    model.save(modelDir);
-    const rng = new Rng(3);
-    const prompts = Array.from({ length: 64 }, () => Array.from({ length: 32 }, () => rng.int(shape.vocab)));
-    const maxTokens = opts.quick ? 16 : 64;
-    const t0 = now();
-    const local = await generate(model, prompts, { temperature: 1, maxTokens, seed: 0, eosIds: [], maxBatch: 64 });
-    const localS = now() - t0;
-    const localTokens = local.flat().reduce((a, s) => a + s.ids.length, 0);
-    const server = await serve(modelDir, ['--max-batch', '64', '--max-len', '256'], backend);
-    children.push(server.child);
-    await post(`${server.url}/v1/completions`, { prompt: prompts[0], max_tokens: 2 }); // warm-up
-    const t1 = now();
-    const answers = await Promise.all(prompts.map((p, i) => post(`${server.url}/v1/completions`, { prompt: p, max_tokens: maxTokens, temperature: 1, seed: i, ignore_eos: true })));
-    const serveS = now() - t1;
-    const serveTokens = answers.reduce((a, r) => a + (r.usage as { completion_tokens: number }).completion_tokens, 0);
-    const ratio = serveTokens / serveS / (localTokens / localS);
-    emit({
-      name: 'serve_64_clients_tokens_per_s', model: shape.name, value: +(serveTokens / serveS).toFixed(1), clients: 64, max_tokens: maxTokens,
-      local_batch64_tokens_per_s: +(localTokens / localS).toFixed(1), ratio: +ratio.toFixed(3), target: 'ratio ≥ 0.9', target_met: ratio >= 0.9,
-    });
-    server.child.kill('SIGKILL');
-
-    // Weight sync of one step: the trainer writes the policy folder, the server loads it.
+    const bench: ServeBench = { dir, backend, quick: !!opts.quick, children };
+    const model = randomModel(configOf(SHAPE_20M), be);
+    await benchClients(model, SHAPE_20M, bench);
     const syncShape = opts.quick ? SHAPE_20M : SHAPE_05B;
-    const big = syncShape === shape ? model : randomModel(configOf(syncShape), be);
-    const syncDir = path.join(dir, `${syncShape.name}-policy`);
-    big.save(syncDir);
-    const s2 = await serve(syncDir, ['--max-batch', '1', '--max-len', '64'], backend);
-    children.push(s2.child);
-    const times: { save: number; load: number }[] = [];
-    for (let k = 1; k <= 3; k++) {
-      big.params[0] += 1e-3; // a new step's weights
-      const a = now();
-      big.save(syncDir);
-      const b = now();
-      const r = await post(`${s2.url}/update_weights_from_disk`, { model_path: syncDir, weight_version: String(k) });
-      if (r.weight_version !== String(k)) fail(`weight sync: the server answered version ${String(r.weight_version)}, expected ${k}`);
-      times.push({ save: b - a, load: now() - b });
-    }
-    times.sort((x, y) => x.save + x.load - (y.save + y.load));
-    const med = times[1];
-    emit({
-      name: 'weight_sync_s_per_step', model: syncShape.name, params: big.layout.total, value: +(med.save + med.load).toFixed(3),
-      write_s: +med.save.toFixed(3), load_s: +med.load.toFixed(3), bytes: big.layout.total * 4, dtype: 'F32', repeats: times.length,
-    });
+    await benchWeightSync(syncShape === SHAPE_20M ? model : randomModel(configOf(syncShape), be), syncShape, bench);
   } finally {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Where the benchmarks work: a scratch folder, the backend for the servers, and the children to kill at the end. */
+interface ServeBench {
+  dir: string;
+  backend: string;
+  quick: boolean;
+  children: ChildProcess[];
+}
+
+/** 64 clients, one completion each, against the sampler with the same 64 prompts at batch 64. */
+async function benchClients(model: Qwen2Model, shape: Shape, b: ServeBench): Promise<void> {
+  const modelDir = path.join(b.dir, shape.name);
+  model.save(modelDir);
+  const rng = new Rng(3);
+  const prompts = Array.from({ length: 64 }, () => Array.from({ length: 32 }, () => rng.int(shape.vocab)));
+  const maxTokens = b.quick ? 16 : 64;
+  const t0 = now();
+  const local = await generate(model, prompts, { temperature: 1, maxTokens, seed: 0, eosIds: [], maxBatch: 64 });
+  const localS = now() - t0;
+  const localTokens = local.flat().reduce((a, s) => a + s.ids.length, 0);
+  const server = await serve(modelDir, ['--max-batch', '64', '--max-len', '256'], b.backend);
+  b.children.push(server.child);
+  await post(`${server.url}/v1/completions`, { prompt: prompts[0], max_tokens: 2 }); // warm-up
+  const t1 = now();
+  const answers = await Promise.all(prompts.map((p, i) => post(`${server.url}/v1/completions`, { prompt: p, max_tokens: maxTokens, temperature: 1, seed: i, ignore_eos: true })));
+  const serveS = now() - t1;
+  const serveTokens = answers.reduce((a, r) => a + (r.usage as { completion_tokens: number }).completion_tokens, 0);
+  const ratio = serveTokens / serveS / (localTokens / localS);
+  emit({
+    name: 'serve_64_clients_tokens_per_s', model: shape.name, value: +(serveTokens / serveS).toFixed(1), clients: 64, max_tokens: maxTokens,
+    local_batch64_tokens_per_s: +(localTokens / localS).toFixed(1), ratio: +ratio.toFixed(3), target: 'ratio ≥ 0.9', target_met: ratio >= 0.9,
+  });
+  server.child.kill('SIGKILL');
+}
+
+/** Weight sync of one step: the trainer writes the policy folder, the server loads it (median of 3). */
+async function benchWeightSync(big: Qwen2Model, syncShape: Shape, b: ServeBench): Promise<void> {
+  const syncDir = path.join(b.dir, `${syncShape.name}-policy`);
+  big.save(syncDir);
+  const s2 = await serve(syncDir, ['--max-batch', '1', '--max-len', '64'], b.backend);
+  b.children.push(s2.child);
+  const times: { save: number; load: number }[] = [];
+  for (let k = 1; k <= 3; k++) {
+    big.params[0] += 1e-3; // a new step's weights
+    const a = now();
+    big.save(syncDir);
+    const t = now();
+    const r = await post(`${s2.url}/update_weights_from_disk`, { model_path: syncDir, weight_version: String(k) });
+    if (r.weight_version !== String(k)) fail(`weight sync: the server answered version ${String(r.weight_version)}, expected ${k}`);
+    times.push({ save: t - a, load: now() - t });
+  }
+  times.sort((x, y) => x.save + x.load - (y.save + y.load));
+  const med = times[1];
+  emit({
+    name: 'weight_sync_s_per_step', model: syncShape.name, params: big.layout.total, value: +(med.save + med.load).toFixed(3),
+    write_s: +med.save.toFixed(3), load_s: +med.load.toFixed(3), bytes: big.layout.total * 4, dtype: 'F32', repeats: times.length,
+  });
 }

@@ -14,6 +14,7 @@ import {
   problemSeed,
   STOP_STRINGS,
   type AnswerVerifier,
+  type Completion,
   type Generator,
   type PromptStyle,
   type SamplingSettings,
@@ -163,6 +164,28 @@ export async function runEval(o: RunEvalOptions): Promise<EvalResults> {
 
 async function evalInFolder(o: RunEvalOptions): Promise<EvalResults> {
   const log = SamplesLog.open(path.join(o.outDir, 'samples.jsonl'));
+  await checkInputs(o, log);
+  const pending = pendingProblems(o, log);
+  const progress: EvalProgress = {
+    samplesDone: 0,
+    samplesTotal: pending.reduce((a, p) => a + p.job.sampling.n, 0),
+    problemsDone: 0,
+    problemsTotal: pending.length,
+  };
+  o.onProgress?.(progress);
+  const started = performance.now();
+  let tokens = 0;
+  for (const chunk of chunksOf(pending, o.chunkSamples)) tokens += await runChunk(o, log, chunk, progress);
+  const wallS = (performance.now() - started) / 1000;
+  const results = collectResults(o, log);
+  if (pending.length > 0) results.throughput = throughputOf(pending.length, progress.samplesTotal, tokens, wallS);
+  writeResults(o.outDir, results);
+  await o.chart?.(o.outDir, results);
+  return results;
+}
+
+/** The folder's settings match (run.json), every gold answer parses, the verifier is warm. */
+async function checkInputs(o: RunEvalOptions, log: SamplesLog): Promise<void> {
   checkManifest(path.join(o.outDir, 'run.json'), o, log.existing.size > 0);
   await Promise.all([checkGolds(o.jobs, o.verifier), o.verifier.warm?.()]);
   for (const j of o.jobs) {
@@ -171,7 +194,10 @@ async function evalInFolder(o: RunEvalOptions): Promise<EvalResults> {
       o.onWarning?.(`${j.spec.name}: ${bad.length} problem(s) have a gold answer that cannot be parsed and are not scored (first: row ${bad[0].row}: ${bad[0].goldError})`);
     }
   }
+}
 
+/** Scoreable problems not yet in samples.jsonl; a recorded one must be the same problem text. */
+function pendingProblems(o: RunEvalOptions, log: SamplesLog): Pending[] {
   if (log.droppedBytes > 0) o.onWarning?.(`${log.file}: dropped an unfinished last line (${log.droppedBytes} bytes) from an interrupted run`);
   const pending: Pending[] = [];
   for (const job of o.jobs) {
@@ -184,87 +210,79 @@ async function evalInFolder(o: RunEvalOptions): Promise<EvalResults> {
       }
     }
   }
+  return pending;
+}
 
-  const progress: EvalProgress = {
-    samplesDone: 0,
-    samplesTotal: pending.reduce((a, p) => a + p.job.sampling.n, 0),
-    problemsDone: 0,
-    problemsTotal: pending.length,
-  };
+/** Generates and verifies one chunk, appends it to samples.jsonl, rewrites the tables; returns its tokens. */
+async function runChunk(o: RunEvalOptions, log: SamplesLog, chunk: Pending[], progress: EvalProgress): Promise<number> {
+  const samplesBefore = progress.samplesDone;
+  const completions = await generateChunk(o, chunk, progress);
+  const records = await Promise.all(chunk.map(({ problem, job }, i) => scoreProblem(o, problem, job, completions[i])));
+  writeOrFail(log.file, () => log.append(records), RESUME_HINT);
+  // Partial tables after every chunk, so a long run can be read while it goes (chart at the end).
+  writeResults(o.outDir, collectResults(o, log));
+  progress.problemsDone += chunk.length;
+  // A generator that does not report per sequence still moves the bar chunk by chunk.
+  progress.samplesDone = samplesBefore + chunk.reduce((a, p) => a + p.job.sampling.n, 0);
   o.onProgress?.(progress);
-  const started = performance.now();
-  let tokens = 0;
-  for (const chunk of chunksOf(pending, o.chunkSamples)) {
-    const s = chunk[0].job.sampling;
-    const samplesBefore = progress.samplesDone;
-    const chunkSamples = chunk.reduce((a, p) => a + p.job.sampling.n, 0);
-    const requests = chunk.map(({ problem, job }) => ({
-      prompt: buildPrompt(o.prompt, problem.problem),
-      n: job.sampling.n,
-      seed: problemSeed(o.seed, problem.benchmark, problem.index),
-    }));
-    const completions = await o.generate(requests, {
-      temperature: s.temperature,
-      topP: s.topP,
-      maxTokens: s.maxTokens,
-      stopStrings: STOP_STRINGS,
-      onSequenceDone: () => {
-        progress.samplesDone++;
-        o.onProgress?.(progress);
-      },
-    });
-    if (completions.length !== chunk.length) fail(`generator returned ${completions.length} groups for ${chunk.length} prompts`);
-    const records = await Promise.all(
-      chunk.map(async ({ problem, job }, i): Promise<ProblemRecord> => {
-        const outs = completions[i];
-        if (outs.length !== job.sampling.n) fail(`generator returned ${outs.length} samples for a prompt that asked ${job.sampling.n}`);
-        const gold = problem.gold as string | string[];
-        const samples = await Promise.all(
-          outs.map(async (c): Promise<SampleRecord> => {
-            const v = await o.verifier.verify(gold, c.text);
-            tokens += c.tokens;
-            return {
-              text: c.text,
-              extracted: v.extracted ?? null,
-              correct: v.equal,
-              tokens: c.tokens,
-              finish: c.finishReason,
-              ...(v.reason !== undefined && !v.equal ? { reason: v.reason } : {}),
-            };
-          }),
-        );
-        return {
-          benchmark: problem.benchmark,
-          index: problem.index,
-          row: problem.row,
-          ...(problem.id !== undefined ? { id: problem.id } : {}),
-          ...(problem.level !== undefined ? { level: problem.level } : {}),
-          problem: problem.problem,
-          gold,
-          n: samples.length,
-          correct: samples.filter((x) => x.correct).length,
-          samples,
-        };
-      }),
-    );
-    writeOrFail(log.file, () => log.append(records), RESUME_HINT);
-    // Partial tables after every chunk, so a long run can be read while it goes (chart at the end).
-    writeResults(o.outDir, collectResults(o, log));
-    progress.problemsDone += chunk.length;
-    // A generator that does not report per sequence still moves the bar chunk by chunk.
-    progress.samplesDone = samplesBefore + chunkSamples;
-    o.onProgress?.(progress);
-  }
-  const wallS = (performance.now() - started) / 1000;
-  const results = collectResults(o, log);
-  if (pending.length > 0) {
-    const samples = progress.samplesTotal;
-    const t: Throughput = { problems: pending.length, samples, tokens, wallS, problemsPerS: pending.length / wallS, samplesPerS: samples / wallS, tokensPerS: tokens / wallS };
-    results.throughput = t;
-  }
-  writeResults(o.outDir, results);
-  await o.chart?.(o.outDir, results);
-  return results;
+  return records.reduce((a, r) => a + r.samples.reduce((b, x) => b + x.tokens, 0), 0);
+}
+
+/** One continuous-batching call for the chunk's prompts (they share the decoding settings). */
+async function generateChunk(o: RunEvalOptions, chunk: Pending[], progress: EvalProgress): Promise<Completion[][]> {
+  const s = chunk[0].job.sampling;
+  const requests = chunk.map(({ problem, job }) => ({
+    prompt: buildPrompt(o.prompt, problem.problem),
+    n: job.sampling.n,
+    seed: problemSeed(o.seed, problem.benchmark, problem.index),
+  }));
+  const completions = await o.generate(requests, {
+    temperature: s.temperature,
+    topP: s.topP,
+    maxTokens: s.maxTokens,
+    stopStrings: STOP_STRINGS,
+    onSequenceDone: () => {
+      progress.samplesDone++;
+      o.onProgress?.(progress);
+    },
+  });
+  if (completions.length !== chunk.length) fail(`generator returned ${completions.length} groups for ${chunk.length} prompts`);
+  return completions;
+}
+
+/** Verifies one problem's samples against its gold answer: the record samples.jsonl keeps. */
+async function scoreProblem(o: RunEvalOptions, problem: EvalProblem, job: EvalJob, outs: Completion[]): Promise<ProblemRecord> {
+  if (outs.length !== job.sampling.n) fail(`generator returned ${outs.length} samples for a prompt that asked ${job.sampling.n}`);
+  const gold = problem.gold as string | string[];
+  const samples = await Promise.all(
+    outs.map(async (c): Promise<SampleRecord> => {
+      const v = await o.verifier.verify(gold, c.text);
+      return {
+        text: c.text,
+        extracted: v.extracted ?? null,
+        correct: v.equal,
+        tokens: c.tokens,
+        finish: c.finishReason,
+        ...(v.reason !== undefined && !v.equal ? { reason: v.reason } : {}),
+      };
+    }),
+  );
+  return {
+    benchmark: problem.benchmark,
+    index: problem.index,
+    row: problem.row,
+    ...(problem.id !== undefined ? { id: problem.id } : {}),
+    ...(problem.level !== undefined ? { level: problem.level } : {}),
+    problem: problem.problem,
+    gold,
+    n: samples.length,
+    correct: samples.filter((x) => x.correct).length,
+    samples,
+  };
+}
+
+function throughputOf(problems: number, samples: number, tokens: number, wallS: number): Throughput {
+  return { problems, samples, tokens, wallS, problemsPerS: problems / wallS, samplesPerS: samples / wallS, tokensPerS: tokens / wallS };
 }
 
 /** Results over every record written so far (problems still to run count as `unfinished`). */

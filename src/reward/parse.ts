@@ -92,19 +92,30 @@ export function parseAnswer(s: string, depth = 0): Answer | null {
   if (s === '') return null;
   if (depth > MAX_DEPTH) return { kind: 'expr', latex: s };
   if (s === '\\emptyset') return { kind: 'set', items: [], braces: true };
-
-  const choice = /^\(([A-E])\)|^([A-E])$/.exec(s);
-  if (choice) {
-    const rest = choice[1] === undefined ? null : parseAnswer(s.slice(3), depth + 1);
-    return { kind: 'choice', letter: choice[1] ?? choice[2], rest };
+  for (const step of PARSE_STEPS) {
+    const a = step(s, depth);
+    if (a !== undefined) return a;
   }
+  return { kind: 'expr', latex: s };
+}
 
+/** One reading of an answer: undefined when it does not apply (null is a parse: of `()`). */
+type ParseStep = (s: string, depth: number) => Answer | null | undefined;
+
+/** `(B)`, `(B) 12`, `B`: a multiple-choice letter, with the answer after it. */
+const choiceOf: ParseStep = (s, depth) => {
+  const choice = /^\(([A-E])\)|^([A-E])$/.exec(s);
+  if (!choice) return undefined;
+  const rest = choice[1] === undefined ? null : parseAnswer(s.slice(3), depth + 1);
+  return { kind: 'choice', letter: choice[1] ?? choice[2], rest };
+};
+
+/** Top-level `a, b`, `A \cup B` and `x = 1` / `a < b`, in that order of precedence. */
+const listOrRelationOf: ParseStep = (s, depth) => {
   const commas = splitTop(s, COMMA).parts;
   if (commas.length > 1) return { kind: 'set', items: parseItems(commas, depth), braces: false };
-
   const cups = splitTop(s, CUP).parts;
   if (cups.length > 1) return { kind: 'union', items: parseItems(cups, depth) };
-
   const rel = splitTop(s, RELATION);
   if (rel.parts.length > 1 && rel.parts.every((p) => p.trim() !== '')) {
     return {
@@ -113,56 +124,64 @@ export function parseAnswer(s: string, depth = 0): Answer | null {
       sides: rel.parts.map((p) => parseAnswer(p, depth + 1) ?? { kind: 'expr', latex: p }),
     };
   }
+  return undefined;
+};
 
+/** `\{…\}` a set; `(…)` / `[…]` an interval or tuple, a parenthesised answer, or a bracketed matrix. */
+const bracketedOf: ParseStep = (s, depth) => {
   if (s.startsWith('\\{') && s.endsWith('\\}') && closingIndex(s, 0) === s.length - 2) {
     const inner = s.slice(2, -2);
     return { kind: 'set', items: parseItems(splitTop(inner, COMMA).parts, depth), braces: true };
   }
-
   const first = s[0];
   const last = s[s.length - 1];
-  if ((first === '(' || first === '[') && (last === ')' || last === ']') && closingIndex(s, 0) === s.length - 1) {
-    const items = splitTop(s.slice(1, -1), COMMA).parts;
-    if (items.length > 1) return { kind: 'seq', open: first, close: last, items: parseItems(items, depth) };
-    if (first === '(' && last === ')') return parseAnswer(s.slice(1, -1), depth + 1);
-    // `\left[\begin{array}…\end{array}\right]`: a matrix in brackets.
-    const inner = parseAnswer(s.slice(1, -1), depth + 1);
-    return inner?.kind === 'matrix' ? inner : { kind: 'expr', latex: s };
-  }
+  if (!((first === '(' || first === '[') && (last === ')' || last === ']') && closingIndex(s, 0) === s.length - 1)) return undefined;
+  const items = splitTop(s.slice(1, -1), COMMA).parts;
+  if (items.length > 1) return { kind: 'seq', open: first, close: last, items: parseItems(items, depth) };
+  if (first === '(' && last === ')') return parseAnswer(s.slice(1, -1), depth + 1);
+  // `\left[\begin{array}…\end{array}\right]`: a matrix in brackets.
+  const inner = parseAnswer(s.slice(1, -1), depth + 1);
+  return inner?.kind === 'matrix' ? inner : { kind: 'expr', latex: s };
+};
 
-  // `1\pm\sqrt{5}` is the two values 1+√5 and 1−√5 (`\mp` takes the opposite sign).
-  if (/\\(?:pm|mp)(?![A-Za-z])/.test(s)) {
-    const plus = s.replace(/\\pm(?![A-Za-z])/g, '+').replace(/\\mp(?![A-Za-z])/g, '-');
-    const minus = s.replace(/\\pm(?![A-Za-z])/g, '-').replace(/\\mp(?![A-Za-z])/g, '+');
-    return { kind: 'set', items: parseItems([plus, minus], depth), braces: false, plusMinus: true };
-  }
+/** `1\pm\sqrt{5}` is the two values 1+√5 and 1−√5 (`\mp` takes the opposite sign). */
+const plusMinusOf: ParseStep = (s, depth) => {
+  if (!/\\(?:pm|mp)(?![A-Za-z])/.test(s)) return undefined;
+  const plus = s.replace(/\\pm(?![A-Za-z])/g, '+').replace(/\\mp(?![A-Za-z])/g, '-');
+  const minus = s.replace(/\\pm(?![A-Za-z])/g, '-').replace(/\\mp(?![A-Za-z])/g, '+');
+  return { kind: 'set', items: parseItems([plus, minus], depth), braces: false, plusMinus: true };
+};
 
-  const product = matrixArithmetic(s);
-  if (product) return product;
-
+/** A matrix environment (not a determinant), row by row. */
+const matrixOf: ParseStep = (s, depth) => {
   const matrix = /^\\begin\{([pbBvV]?matrix|array)\}([\s\S]*)\\end\{\1\}$/.exec(s);
-  if (matrix && matrix[1] !== 'vmatrix' && matrix[1] !== 'Vmatrix') {
-    let body = matrix[2];
-    if (matrix[1] === 'array') body = body.replace(/^\{[^{}]*\}/, '');
-    const rows = splitTop(body, ROW_SEP)
-      .parts.filter((r) => r.trim() !== '')
-      .map((r) => parseItems(splitTop(r, CELL_SEP).parts, depth));
-    return { kind: 'matrix', rows };
-  }
+  if (!matrix || matrix[1] === 'vmatrix' || matrix[1] === 'Vmatrix') return undefined;
+  let body = matrix[2];
+  if (matrix[1] === 'array') body = body.replace(/^\{[^{}]*\}/, '');
+  const rows = splitTop(body, ROW_SEP)
+    .parts.filter((r) => r.trim() !== '')
+    .map((r) => parseItems(splitTop(r, CELL_SEP).parts, depth));
+  return { kind: 'matrix', rows };
+};
 
+/** A number (or percentage), a numeral in another base, or a word; else undefined (an expression). */
+const atomOf: ParseStep = (s) => {
   const percent = s.endsWith('\\%');
   const bare = percent ? s.slice(0, -2) : s;
   const value = parseRational(bare);
   if (value) return { kind: 'number', value, percent, latex: bare };
-
   // A numeral in another base, `52_8` / `4210_{5}`: compared by its digits, never by value.
   const based = /^(\d+)_\{?(\d+)\}?$/.exec(bare);
   if (based) return { kind: 'text', text: `${based[1]}_${based[2]}` };
-
   // Words ("Monday", "NorthAmerica") are compared as words, not as products of symbols.
   if (/^[A-Za-z]{3,}$/.test(bare) && !/^(?:sin|cos|tan|log|ln|exp)/.test(bare)) return { kind: 'text', text: bare };
-  return { kind: 'expr', latex: s };
-}
+  return undefined;
+};
+
+/** The readings in order of precedence: the first that applies wins. */
+const PARSE_STEPS: readonly ParseStep[] = [
+  choiceOf, listOrRelationOf, bracketedOf, plusMinusOf, (s) => matrixArithmetic(s) ?? undefined, matrixOf, atomOf,
+];
 
 function parseItems(parts: string[], depth: number): Answer[] {
   const out: Answer[] = [];

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import YAML from 'yaml';
 import { AlgorithmOptionsSchema, mergeOverrides, PRESET_NAMES, PRESETS, type AlgorithmOptions, type PresetName } from '../rl/options.ts';
 import { fail } from '../util/errors.ts';
+import { ADAMW_DEFAULTS } from './optimizer.ts';
 
 const positiveInt = () => z.number().int().min(1);
 
@@ -61,10 +62,10 @@ export const rolloutSchema = z.strictObject({
 
 export const optimSchema = z.strictObject({
   lr: z.number().positive().default(2e-6).describe('Peak learning rate of RL stages (algorithm.lr takes precedence; algorithm.lrScale multiplies either, e.g. luffy 0.5 = RED-SPEC 1e-6 vs 2e-6).'),
-  beta1: z.number().min(0).lt(1).default(0.9).describe('AdamW β1.'),
-  beta2: z.number().min(0).lt(1).default(0.95).describe('AdamW β2.'),
-  eps: z.number().positive().default(1e-8).describe('AdamW ε.'),
-  weightDecay: z.number().min(0).default(0).describe('AdamW decoupled weight decay.'),
+  beta1: z.number().min(0).lt(1).default(ADAMW_DEFAULTS.beta1).describe('AdamW β1.'),
+  beta2: z.number().min(0).lt(1).default(ADAMW_DEFAULTS.beta2).describe('AdamW β2.'),
+  eps: z.number().positive().default(ADAMW_DEFAULTS.eps).describe('AdamW ε.'),
+  weightDecay: z.number().min(0).default(ADAMW_DEFAULTS.weightDecay).describe('AdamW decoupled weight decay.'),
   maxGradNorm: z.number().min(0).default(1.0).describe('Clip the global gradient norm to this (0 = no clipping).'),
   updatesPerBatch: positiveInt().default(1).describe('Optimiser steps on each rollout batch (>1: the PPO clip matters).'),
   microBatchTokens: z.number().int().min(0).default(0)

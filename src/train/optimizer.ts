@@ -5,15 +5,24 @@ import type { Backend } from '../engine/backend.ts';
 import { fail } from '../util/errors.ts';
 import type { ParamLayout } from '../model/params.ts';
 
+/** AdamW's hyper-parameters. The learning rate is not one: update(lr) takes it from the schedule. */
 export interface AdamWOptions {
-  lr: number;
-  beta1: number; // default 0.9
-  beta2: number; // default 0.999 (torch); RL recipes commonly use 0.95
-  eps: number; // default 1e-8
-  weightDecay: number; // default 0.01 (torch)
-  /** Which parameters (Hugging Face names) are NOT decayed. Default: decay everything, as torch. */
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number; // decoupled, on the parameters noDecay does not exempt
+  /** Which parameters (Hugging Face names) are NOT decayed; absent: every parameter is, as torch. */
   noDecay?: (name: string) => boolean;
 }
+
+/** The one set of AdamW defaults, RED-SPEC's (β = (0.9, 0.95), weight decay 0): the config's `optim` defaults are these. */
+export const ADAMW_DEFAULTS: Readonly<Required<Omit<AdamWOptions, 'noDecay'>>> = Object.freeze({ beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0 });
+
+/**
+ * @deprecated The old call shape: an `lr` that update(lr) overrides, and missing fields filled in.
+ * Kept only until train/run.ts, train/pretrain.ts and bench/engine.ts pass AdamWOptions and update(lr).
+ */
+export type LegacyAdamWOptions = Partial<AdamWOptions> & { lr: number };
 
 export interface AdamWState {
   step: number;
@@ -33,10 +42,19 @@ export class AdamW {
   /** Contiguous [offset, size, decayed] runs of the layout, merged where the decay flag agrees. */
   private runs: { offset: number; size: number; decay: boolean }[];
   readonly opts: AdamWOptions;
+  /** Only for LegacyAdamWOptions callers that call update() without a rate. */
+  private legacyLr: number | undefined;
 
+  constructor(backend: Backend, params: Float32Array, grads: Float32Array, layout: ParamLayout, opts: AdamWOptions);
+  /** @deprecated pass AdamWOptions (e.g. `{ ...ADAMW_DEFAULTS, weightDecay }`) and give update() the rate. */
+  constructor(backend: Backend, params: Float32Array, grads: Float32Array, layout: ParamLayout, opts: LegacyAdamWOptions);
   constructor(private backend: Backend, private params: Float32Array, private grads: Float32Array,
-    layout: ParamLayout, opts: Partial<AdamWOptions> & { lr: number }) {
-    this.opts = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, ...opts };
+    layout: ParamLayout, opts: AdamWOptions | LegacyAdamWOptions) {
+    if ('lr' in opts) {
+      const { lr, ...rest } = opts;
+      this.legacyLr = lr;
+      this.opts = { ...ADAMW_DEFAULTS, ...rest };
+    } else this.opts = opts;
     if (params.length !== layout.total || grads.length !== layout.total) throw new Error('AdamW: buffers do not match the layout');
     this.m = new Float32Array(layout.total);
     this.v = new Float32Array(layout.total);
@@ -49,15 +67,16 @@ export class AdamW {
     }
   }
 
-  /** One update from the current gradients; `lr` overrides the configured rate (schedules). */
-  update(lr = this.opts.lr): void {
+  /** One update from the current gradients at learning rate `lr` (the schedule's, this step). */
+  update(lr?: number): void {
+    const rate = lr ?? this.legacyLr ?? fail('AdamW.update: no learning rate given');
     this.step += 1;
     const { beta1, beta2, eps, weightDecay } = this.opts;
     for (const r of this.runs) {
       const end = r.offset + r.size;
       this.backend.adamw(this.params.subarray(r.offset, end), this.grads.subarray(r.offset, end),
         this.m.subarray(r.offset, end), this.v.subarray(r.offset, end), r.size,
-        lr, beta1, beta2, eps, r.decay ? weightDecay : 0, this.step);
+        rate, beta1, beta2, eps, r.decay ? weightDecay : 0, this.step);
     }
   }
 

@@ -9,9 +9,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadNativeBackend } from '../../src/engine/native.ts';
+import { fixturePath } from '../helpers/paths.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
-const model = fileURLToPath(new URL('../../../shared/fixtures/qwen2-tiny-tied', import.meta.url));
+const model = fixturePath('qwen2-tiny-tied');
 
 function red(args: string[], env: Record<string, string> = {}): { code: number; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [path.join(repo, 'bin/red.js'), ...args], { cwd: repo, encoding: 'utf8', env: { ...process.env, RED_DEBUG: '', ...env } });

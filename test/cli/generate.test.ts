@@ -11,9 +11,9 @@ import { fileURLToPath } from 'node:url';
 import { availableBackends, skippedBackends } from '../../src/engine/index.ts';
 import { SafetensorsFile } from '../../src/model/safetensors.ts';
 import { TINY, writeTinyTokenizer } from '../model/tiny-tokenizer.ts';
+import { fixturePath as fixture } from '../helpers/paths.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
-const fixture = (name: string) => fileURLToPath(new URL(`../../../shared/fixtures/${name}`, import.meta.url));
 
 function red(args: string[]): { code: number; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [path.join(repo, 'bin/red.js'), ...args], { cwd: repo, encoding: 'utf8' });

@@ -3,11 +3,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { EpochIterator, loadDataset, parseFieldMapping, promptMessages } from '../../src/data/dataset.ts';
 import { RedError } from '../../src/util/errors.ts';
+import { benchmarkPath as bench } from '../helpers/paths.ts';
 
-const bench = (name: string) => fileURLToPath(new URL(`../../../shared/data/benchmarks/${name}`, import.meta.url));
 const tmp = mkdtempSync(path.join(tmpdir(), 'red-dataset-'));
 const jsonl = (name: string, rows: unknown[]) => {
   const file = path.join(tmp, name);

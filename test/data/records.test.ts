@@ -3,11 +3,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { getPath, readRecords, readRecordsDetailed, streamRecords } from '../../src/data/records.ts';
 import { RedError } from '../../src/util/errors.ts';
+import { benchmarkPath as bench } from '../helpers/paths.ts';
 
-const bench = (name: string) => fileURLToPath(new URL(`../../../shared/data/benchmarks/${name}`, import.meta.url));
 const tmp = mkdtempSync(path.join(tmpdir(), 'red-records-'));
 
 test('reads the LUFFY validation parquet (snappy, verl schema) with the row counts SOURCES.md states', async () => {

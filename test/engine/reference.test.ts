@@ -7,6 +7,7 @@ import { availableBackends, getBackend, skippedBackends } from '../../src/engine
 import { referenceBackend } from '../../src/engine/reference.ts';
 import { RedError } from '../../src/util/errors.ts';
 import { Rng } from '../../src/util/rng.ts';
+import { assertAllClose } from '../helpers/close.ts';
 
 const backends = availableBackends();
 if (skippedBackends().length) console.log(`engine kernels: skipped backends: ${skippedBackends().join(', ')}`);
@@ -15,19 +16,6 @@ function randn(rng: Rng, n: number, std = 1): Float32Array {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = rng.normal() * std;
   return a;
-}
-
-/** Asserts |got − want| ≤ atol + rtol·|want| everywhere; prints the largest difference. */
-function assertClose(label: string, got: ArrayLike<number>, want: ArrayLike<number>, atol: number, rtol: number): void {
-  assert.equal(got.length, want.length, `${label}: length`);
-  let maxDiff = 0, worst = -1;
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i] - want[i]);
-    if (!(d <= atol + rtol * Math.abs(want[i]))) worst = worst < 0 ? i : worst;
-    if (!(d <= maxDiff)) maxDiff = d;
-  }
-  console.log(`  ${label}: max |diff| = ${maxDiff.toExponential(2)} over ${want.length}`);
-  assert.ok(worst < 0, `${label}: element ${worst} got ${got[worst]} want ${want[worst]} (max diff ${maxDiff})`);
 }
 
 /** Σ out·w in double: the scalar whose gradient w.r.t. out is w. */
@@ -74,10 +62,10 @@ for (const be of backends) {
     for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
       const out = new Float32Array(M * N).fill(99);
       be.matmul(out, ta ? At : A, tb ? Bt : Bm, M, N, K, ta, tb, false);
-      assertClose(`matmul transA=${ta} transB=${tb}`, out, want, 1e-5, 1e-5);
+      assertAllClose(out, want, { atol: 1e-5, rtol: 1e-5 }, `matmul transA=${ta} transB=${tb}`);
       const acc = old.slice();
       be.matmul(acc, ta ? At : A, tb ? Bt : Bm, M, N, K, ta, tb, true);
-      assertClose(`matmul accumulate transA=${ta} transB=${tb}`, acc, want.map((w, i) => w + old[i]), 1e-5, 1e-5);
+      assertAllClose(acc, want.map((w, i) => w + old[i]), { atol: 1e-5, rtol: 1e-5 }, `matmul accumulate transA=${ta} transB=${tb}`);
     }
   });
 
@@ -95,19 +83,19 @@ for (const be of backends) {
         for (let c = 0; c < C; c++) s += inp[t * C + c] * w[o * C + c];
         want[t * OC + o] = s;
       }
-      assertClose('linear forward', out, want, 1e-5, 1e-5);
+      assertAllClose(out, want, { atol: 1e-5, rtol: 1e-5 }, 'linear forward');
       const loss = (): number => { be.linearForward(out, inp, w, bias, T, C, OC); return dot(out, R); };
       const dinp = new Float32Array(T * C).fill(7); // written, so the 7s must vanish
       const dw0 = randn(rng, OC * C), db0 = randn(rng, OC);
       const dw = dw0.slice(), db = db0.slice();
       be.linearBackward(dinp, dw, withBias ? db : null, R, inp, w, T, C, OC);
-      assertClose('linear dinp', dinp, finiteDiff(inp, loss, 1e-2), 1e-3, 1e-3);
-      assertClose('linear dweight (+= old)', dw.map((x, i) => x - dw0[i]), finiteDiff(w, loss, 1e-2), 1e-3, 1e-3);
-      if (bias) assertClose('linear dbias (+= old)', db.map((x, i) => x - db0[i]), finiteDiff(bias, loss, 1e-2), 1e-3, 1e-3);
+      assertAllClose(dinp, finiteDiff(inp, loss, 1e-2), { atol: 1e-3, rtol: 1e-3 }, 'linear dinp');
+      assertAllClose(dw.map((x, i) => x - dw0[i]), finiteDiff(w, loss, 1e-2), { atol: 1e-3, rtol: 1e-3 }, 'linear dweight (+= old)');
+      if (bias) assertAllClose(db.map((x, i) => x - db0[i]), finiteDiff(bias, loss, 1e-2), { atol: 1e-3, rtol: 1e-3 }, 'linear dbias (+= old)');
       // dinp = null computes only the weight gradients.
       const dw2 = new Float32Array(OC * C);
       be.linearBackward(null, dw2, null, R, inp, w, T, C, OC);
-      assertClose('linear dweight with dinp=null', dw2, dw.map((x, i) => x - dw0[i]), 1e-6, 1e-6);
+      assertAllClose(dw2, dw.map((x, i) => x - dw0[i]), { atol: 1e-6, rtol: 1e-6 }, 'linear dweight with dinp=null');
     });
   }
 
@@ -124,7 +112,7 @@ for (const be of backends) {
     const dwte = new Float32Array(V * C).fill(1);
     be.embeddingBackward(dwte, R, ids, T, C);
     const loss = (): number => { be.embeddingForward(out, ids, wte, T, C); return dot(out, R); };
-    assertClose('embedding dwte (+= 1)', dwte.map((x) => x - 1), finiteDiff(wte, loss, 1e-2), 1e-3, 1e-3);
+    assertAllClose(dwte.map((x) => x - 1), finiteDiff(wte, loss, 1e-2), { atol: 1e-3, rtol: 1e-3 }, 'embedding dwte (+= 1)');
     // row 2 appears three times: its gradient is the sum of those three rows of dout
     assert.ok(Math.abs(dwte[2 * C] - 1 - (R[0] + R[2 * C] + R[4 * C])) < 1e-5);
   });
@@ -133,8 +121,8 @@ for (const be of backends) {
     // hand case: x = [3, 4], mean(x²) = 12.5, eps = 0: out = x/sqrt(12.5)·w
     const out1 = new Float32Array(2), r1 = new Float32Array(1);
     be.rmsnormForward(out1, r1, Float32Array.from([3, 4]), Float32Array.from([1, 2]), 1, 2, 0);
-    assertClose('rmsnorm hand case', out1, [3 / Math.sqrt(12.5), 8 / Math.sqrt(12.5)], 1e-6, 1e-6);
-    assertClose('rmsnorm rstd', r1, [1 / Math.sqrt(12.5)], 1e-7, 1e-6);
+    assertAllClose(out1, [3 / Math.sqrt(12.5), 8 / Math.sqrt(12.5)], { atol: 1e-6, rtol: 1e-6 }, 'rmsnorm hand case');
+    assertAllClose(r1, [1 / Math.sqrt(12.5)], { atol: 1e-7, rtol: 1e-6 }, 'rmsnorm rstd');
 
     const rng = new Rng(4);
     const T = 3, C = 8, eps = 1e-6;
@@ -146,8 +134,8 @@ for (const be of backends) {
     const dinp0 = randn(rng, T * C), dw0 = randn(rng, C);
     const dinp = dinp0.slice(), dw = dw0.slice();
     be.rmsnormBackward(dinp, dw, R, inp, w, rstd, T, C);
-    assertClose('rmsnorm dinp (+= old)', dinp.map((x, i) => x - dinp0[i]), finiteDiff(inp, loss, 1e-2), 2e-3, 2e-3);
-    assertClose('rmsnorm dweight (+= old)', dw.map((x, i) => x - dw0[i]), finiteDiff(w, loss, 1e-2), 2e-3, 2e-3);
+    assertAllClose(dinp.map((x, i) => x - dinp0[i]), finiteDiff(inp, loss, 1e-2), { atol: 2e-3, rtol: 2e-3 }, 'rmsnorm dinp (+= old)');
+    assertAllClose(dw.map((x, i) => x - dw0[i]), finiteDiff(w, loss, 1e-2), { atol: 2e-3, rtol: 2e-3 }, 'rmsnorm dweight (+= old)');
   });
 
   test(`${tag} rope: rotate-half by hand, position 0 is identity, backward = finite differences`, () => {
@@ -159,7 +147,7 @@ for (const be of backends) {
     const want = [1, 0, 0, 1,
       1 * Math.cos(a0) - 3 * Math.sin(a0), 2 * Math.cos(a1) - 4 * Math.sin(a1),
       3 * Math.cos(a0) + 1 * Math.sin(a0), 4 * Math.cos(a1) + 2 * Math.sin(a1)];
-    assertClose('rope hand case', x, want, 1e-6, 1e-6);
+    assertAllClose(x, want, { atol: 1e-6, rtol: 1e-6 }, 'rope hand case');
 
     const rng = new Rng(5);
     const T = 3, NH = 2, HD = 6;
@@ -169,7 +157,7 @@ for (const be of backends) {
     const loss = (): number => { tmp.set(xin); be.ropeForward(tmp, pos, T, NH, HD, 10000); return dot(tmp, R); };
     const dx = R.slice();
     be.ropeBackward(dx, pos, T, NH, HD, 10000);
-    assertClose('rope dx', dx, finiteDiff(xin, loss, 1e-2), 1e-3, 1e-3);
+    assertAllClose(dx, finiteDiff(xin, loss, 1e-2), { atol: 1e-3, rtol: 1e-3 }, 'rope dx');
   });
 
   test(`${tag} attention: 3 packed sequences (5, 1, 3 tokens), GQA NH=4 NKV=2: hand cases and finite differences`, () => {
@@ -201,7 +189,7 @@ for (const be of backends) {
       const s0 = [0, 1].map((j) => { let s = 0; for (let e = 0; e < HD; e++) s += q[1 * QS + 3 * HD + e] * k[j * KS + HD + e]; return s / 2; });
       const m = Math.max(...s0), p = s0.map((s) => Math.exp(s - m)), z = p[0] + p[1];
       const want = [0, 1, 2, 3].map((e) => (p[0] * v[0 * KS + HD + e] + p[1] * v[1 * KS + HD + e]) / z);
-      assertClose('attention 2-token row by hand', out.subarray(1 * QS + 3 * HD, 1 * QS + 4 * HD), want, 1e-6, 1e-5);
+      assertAllClose(out.subarray(1 * QS + 3 * HD, 1 * QS + 4 * HD), want, { atol: 1e-6, rtol: 1e-5 }, 'attention 2-token row by hand');
       assert.ok(Math.abs(lse[1 * NH + 3] - (m + Math.log(z))) < 1e-5);
     }
     // Packed = each sequence run alone.
@@ -210,8 +198,8 @@ for (const be of backends) {
       const o1 = new Float32Array(n * QS), l1 = new Float32Array(n * NH);
       be.attentionForward(o1, l1, q.slice(s * QS, (s + n) * QS), k.slice(s * KS, (s + n) * KS), v.slice(s * KS, (s + n) * KS),
         Int32Array.from([0, n]), 1, n, NH, NKV, HD);
-      assertClose(`attention packed = alone (seq ${b})`, out.subarray(s * QS, (s + n) * QS), o1, 1e-6, 1e-6);
-      assertClose(`attention lse packed = alone (seq ${b})`, lse.subarray(s * NH, (s + n) * NH), l1, 1e-6, 1e-6);
+      assertAllClose(out.subarray(s * QS, (s + n) * QS), o1, { atol: 1e-6, rtol: 1e-6 }, `attention packed = alone (seq ${b})`);
+      assertAllClose(lse.subarray(s * NH, (s + n) * NH), l1, { atol: 1e-6, rtol: 1e-6 }, `attention lse packed = alone (seq ${b})`);
     }
 
     const R = randn(rng, T * QS);
@@ -219,9 +207,9 @@ for (const be of backends) {
     loss();
     const dq = new Float32Array(T * QS).fill(5), dk = new Float32Array(T * KS).fill(5), dv = new Float32Array(T * KS).fill(5);
     be.attentionBackward(dq, dk, dv, R, q, k, v, out, lse, cu, B, T, NH, NKV, HD);
-    assertClose('attention dq', dq, finiteDiff(q, loss, 1e-2), 2e-3, 2e-3);
-    assertClose('attention dk', dk, finiteDiff(k, loss, 1e-2), 2e-3, 2e-3);
-    assertClose('attention dv', dv, finiteDiff(v, loss, 1e-2), 2e-3, 2e-3);
+    assertAllClose(dq, finiteDiff(q, loss, 1e-2), { atol: 2e-3, rtol: 2e-3 }, 'attention dq');
+    assertAllClose(dk, finiteDiff(k, loss, 1e-2), { atol: 2e-3, rtol: 2e-3 }, 'attention dk');
+    assertAllClose(dv, finiteDiff(v, loss, 1e-2), { atol: 2e-3, rtol: 2e-3 }, 'attention dv');
   });
 
   test(`${tag} attentionDecode: equals the last row of full causal attention, per slot`, () => {
@@ -239,14 +227,14 @@ for (const be of backends) {
       const o = new Float32Array(n * QS), l = new Float32Array(n * NH);
       be.attentionForward(o, l, qs, kCache.slice(base, base + n * KS), vCache.slice(base, base + n * KS),
         Int32Array.from([0, n]), 1, n, NH, NKV, HD);
-      assertClose(`attentionDecode slot ${slots[b]}`, out.subarray(b * QS, (b + 1) * QS), o.subarray((n - 1) * QS), 1e-6, 1e-5);
+      assertAllClose(out.subarray(b * QS, (b + 1) * QS), o.subarray((n - 1) * QS), { atol: 1e-6, rtol: 1e-5 }, `attentionDecode slot ${slots[b]}`);
     }
   });
 
   test(`${tag} swiglu: forward by hand, backward = finite differences`, () => {
     const o = new Float32Array(2);
     be.swigluForward(o, Float32Array.from([0, 2]), Float32Array.from([5, 3]), 2);
-    assertClose('swiglu hand case', o, [0, (2 / (1 + Math.exp(-2))) * 3], 1e-6, 1e-6);
+    assertAllClose(o, [0, (2 / (1 + Math.exp(-2))) * 3], { atol: 1e-6, rtol: 1e-6 }, 'swiglu hand case');
     const rng = new Rng(8);
     const n = 12;
     const gate = randn(rng, n, 2), up = randn(rng, n), R = randn(rng, n);
@@ -254,16 +242,16 @@ for (const be of backends) {
     const loss = (): number => { be.swigluForward(out, gate, up, n); return dot(out, R); };
     const dg = new Float32Array(n), du = new Float32Array(n);
     be.swigluBackward(dg, du, R, gate, up, n);
-    assertClose('swiglu dgate', dg, finiteDiff(gate, loss, 1e-2), 1e-3, 1e-3);
-    assertClose('swiglu dup', du, finiteDiff(up, loss, 1e-2), 1e-3, 1e-3);
+    assertAllClose(dg, finiteDiff(gate, loss, 1e-2), { atol: 1e-3, rtol: 1e-3 }, 'swiglu dgate');
+    assertAllClose(du, finiteDiff(up, loss, 1e-2), { atol: 1e-3, rtol: 1e-3 }, 'swiglu dup');
   });
 
   test(`${tag} loss head: uniform logits by hand; backward with arbitrary coefficients = finite differences, in place`, () => {
     const V = 10;
     const lp = new Float32Array(1), ent = new Float32Array(1);
     be.lossHeadForward(lp, ent, new Float32Array(V).fill(3), Int32Array.from([4]), 1, V);
-    assertClose('uniform logprob = −log V', lp, [-Math.log(V)], 1e-6, 1e-6);
-    assertClose('uniform entropy = log V', ent, [Math.log(V)], 1e-6, 1e-6);
+    assertAllClose(lp, [-Math.log(V)], { atol: 1e-6, rtol: 1e-6 }, 'uniform logprob = −log V');
+    assertAllClose(ent, [Math.log(V)], { atol: 1e-6, rtol: 1e-6 }, 'uniform entropy = log V');
 
     const rng = new Rng(9);
     const T = 4;
@@ -277,18 +265,18 @@ for (const be of backends) {
       const z = Array.from(logits.subarray(0, V));
       const m = Math.max(...z), lse = m + Math.log(z.reduce((s, x) => s + Math.exp(x - m), 0));
       const H = -z.reduce((s, x) => s + Math.exp(x - lse) * (x - lse), 0);
-      assertClose('loss head row 0 by formula', [logprob[0], entropy[0]], [z[3] - lse, H], 1e-5, 1e-5);
+      assertAllClose([logprob[0], entropy[0]], [z[3] - lse, H], { atol: 1e-5, rtol: 1e-5 }, 'loss head row 0 by formula');
     }
     assert.equal(logprob[2], 0, 'target −1 gives logprob 0');
     assert.equal(entropy[2], 0, 'target −1 gives entropy 0');
     const loss = (): number => { be.lossHeadForward(logprob, entropy, logits, targets, T, V); return dot(logprob, cl) + dot(entropy, ce); };
     const dl = new Float32Array(T * V).fill(9);
     be.lossHeadBackward(dl, logits, targets, cl, ce, T, V);
-    assertClose('loss head dlogits', dl, finiteDiff(logits, loss, 1e-2), 2e-3, 2e-3);
+    assertAllClose(dl, finiteDiff(logits, loss, 1e-2), { atol: 2e-3, rtol: 2e-3 }, 'loss head dlogits');
     for (let v = 0; v < V; v++) assert.equal(dl[2 * V + v], 0, 'no target: zero gradient row');
     const inPlace = logits.slice();
     be.lossHeadBackward(inPlace, inPlace, targets, cl, ce, T, V);
-    assertClose('loss head dlogits in place (dlogits === logits)', inPlace, dl, 1e-7, 1e-6);
+    assertAllClose(inPlace, dl, { atol: 1e-7, rtol: 1e-6 }, 'loss head dlogits in place (dlogits === logits)');
   });
 
   test(`${tag} adamw two steps = torch's formula written out; add, sumSquares, scale`, () => {
@@ -305,9 +293,9 @@ for (const be of backends) {
         const mhat = rm[i] / (1 - b1 ** step), denom = Math.sqrt(rv[i]) / Math.sqrt(1 - b2 ** step) + eps;
         ref[i] -= (lr * mhat) / denom;
       }
-      assertClose(`adamw params after step ${step}`, p, ref, 1e-7, 1e-6);
-      assertClose(`adamw m after step ${step}`, m, rm, 1e-8, 1e-6);
-      assertClose(`adamw v after step ${step}`, v, rv, 1e-9, 1e-6);
+      assertAllClose(p, ref, { atol: 1e-7, rtol: 1e-6 }, `adamw params after step ${step}`);
+      assertAllClose(m, rm, { atol: 1e-8, rtol: 1e-6 }, `adamw m after step ${step}`);
+      assertAllClose(v, rv, { atol: 1e-9, rtol: 1e-6 }, `adamw v after step ${step}`);
     }
     const out = new Float32Array(3);
     be.add(out, Float32Array.from([1, 2, 3]), Float32Array.from([10, 20, 30]), 3);

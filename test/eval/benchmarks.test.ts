@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { benchmarkByName, BENCHMARKS, loadBenchmark, readGold, resolveBenchmark, stripDollars } from '../../src/eval/benchmarks.ts';
+import { benchmarkPath } from '../helpers/paths.ts';
 
-const DATA = fileURLToPath(new URL('../../../shared/data/benchmarks/', import.meta.url));
-const line = (file: string, row: number): string => readFileSync(DATA + file, 'utf8').split('\n')[row - 1];
+const DATA = benchmarkPath();
+const line = (file: string, row: number): string => readFileSync(benchmarkPath(file), 'utf8').split('\n')[row - 1];
 
 test('row counts of the real files match SOURCES.md', async () => {
   const expected: Record<string, number> = { math500: 500, aime24: 30, aime25: 30, amc: 83, minerva: 272, olympiad: 675, amc23: 40 };
@@ -88,7 +88,7 @@ test('benchmarks given as files: name=path, bare path, field mapping, boxed: ans
 });
 
 test('a Parquet file with a dotted field mapping (the LUFFY validation set) loads through the same code', async () => {
-  const spec = resolveBenchmark(`luffy=${DATA}luffy_valid.parquet`, { problem: 'prompt.1.content', answer: 'reward_model.ground_truth', level: 'data_source' });
+  const spec = resolveBenchmark(`luffy=${benchmarkPath('luffy_valid.parquet')}`, { problem: 'prompt.1.content', answer: 'reward_model.ground_truth', level: 'data_source' });
   const problems = await loadBenchmark(spec, undefined);
   assert.equal(problems.length, 2019);
   const perSource: Record<string, number> = {};

@@ -8,6 +8,9 @@ import { lastBoxed } from '../../src/reward/extract.ts';
 import { samplingFor, type AnswerVerifier, type Completion, type GenerationRequest, type Generator } from '../../src/eval/protocol.ts';
 import type { EvalResults } from '../../src/eval/results.ts';
 import { runEval, type EvalJob } from '../../src/eval/run.ts';
+import { assertClose } from '../helpers/close.ts';
+
+const EXACT = { atol: 1e-12 }; // sums of a few float64 fractions
 
 const ROOT = mkdtempSync(path.join(tmpdir(), 'red-eval-test-'));
 after(() => rmSync(ROOT, { recursive: true, force: true }));
@@ -84,7 +87,6 @@ async function setup(dir: string): Promise<{ jobs: EvalJob[]; table: Record<stri
   return { jobs, table };
 }
 
-const close = (actual: number, expected: number, what: string): void => assert.ok(Math.abs(actual - expected) < 1e-12, `${what}: ${actual} ≠ ${expected}`);
 
 test('Acc, LEN, per-level accuracy, pass@k and overall from controlled answers', async () => {
   const dir = mkdtempSync(path.join(ROOT, 'red-eval-'));
@@ -96,23 +98,23 @@ test('Acc, LEN, per-level accuracy, pass@k and overall from controlled answers',
   assert.deepEqual(calls[0].map((q) => q.n), [4, 4, 4, 1, 1, 1, 1]);
   const [A, B] = r.benchmarks;
   // A: (0/4 + 1/4 + 4/4)/3 = 1.25/3; every problem has lengths 10,20,30,40 → LEN 25.
-  close(A.acc, 1.25 / 3, 'A acc');
-  close(A.len, 25, 'A len');
-  close(A.clippedFrac, 0.25, 'A clipped (the 4th sample of each problem)');
+  assertClose(A.acc, 1.25 / 3, EXACT, 'A acc');
+  assertClose(A.len, 25, EXACT, 'A len');
+  assertClose(A.clippedFrac, 0.25, EXACT, 'A clipped (the 4th sample of each problem)');
   // pass@2: A0 0, A1 1 − C(3,2)/C(4,2) = 1/2, A2 1 → 1.5/3.
-  close(A.passAtK[1], 1.5 / 3, 'A pass@2');
-  close(A.passAtK[3], 2 / 3, 'A pass@4');
+  assertClose(A.passAtK[1], 1.5 / 3, EXACT, 'A pass@2');
+  assertClose(A.passAtK[3], 2 / 3, EXACT, 'A pass@4');
   assert.equal(A.passAtK.length, 4);
   // B: 3 of 4 right; lengths 10,20,30,40 → 25; level 1: 1 of 2, LEN 15; level 2: 2 of 2, LEN 35.
-  close(B.acc, 0.75, 'B acc');
-  close(B.len, 25, 'B len');
+  assertClose(B.acc, 0.75, EXACT, 'B acc');
+  assertClose(B.len, 25, EXACT, 'B len');
   assert.deepEqual(B.byLevel, { '1': { problems: 2, acc: 0.5, len: 15 }, '2': { problems: 2, acc: 1, len: 35 } });
   // Overall: mean of per-benchmark Acc, (1.25/3 + 0.75)/2.
-  close(r.overall.acc, (1.25 / 3 + 0.75) / 2, 'overall acc');
-  close(r.overall.len, 25, 'overall len');
-  close(r.metrics['eval/A/acc'], 1.25 / 3, 'metric eval/A/acc');
-  close(r.metrics['eval/A/pass@4'], 2 / 3, 'metric eval/A/pass@4');
-  close(r.metrics['eval/overall/len'], 25, 'metric eval/overall/len');
+  assertClose(r.overall.acc, (1.25 / 3 + 0.75) / 2, EXACT, 'overall acc');
+  assertClose(r.overall.len, 25, EXACT, 'overall len');
+  assertClose(r.metrics['eval/A/acc'], 1.25 / 3, EXACT, 'metric eval/A/acc');
+  assertClose(r.metrics['eval/A/pass@4'], 2 / 3, EXACT, 'metric eval/A/pass@4');
+  assertClose(r.metrics['eval/overall/len'], 25, EXACT, 'metric eval/overall/len');
   assert.equal(r.throughput?.problems, 7);
   assert.equal(r.throughput?.samples, 16);
 
@@ -160,7 +162,7 @@ test('a run interrupted mid-way (crash, truncated last line) resumes to the same
   // The tables written after each chunk show the partial state: A0 (0/4) and A1 (1/4) scored.
   const partial = JSON.parse(readFileSync(path.join(dir, 'results.json'), 'utf8')) as EvalResults;
   assert.deepEqual(partial.benchmarks.map((b) => [b.scored, b.unfinished]), [[2, 1], [0, 4]]);
-  close(partial.benchmarks[0].acc, 0.125, 'partial A acc');
+  assertClose(partial.benchmarks[0].acc, 0.125, EXACT, 'partial A acc');
   // A write cut off mid-line: half of A2's record, no newline.
   const a2 = readFileSync(path.join(whole, 'samples.jsonl'), 'utf8').split('\n')[2];
   appendFileSync(samplesFile, a2.slice(0, a2.length >> 1));

@@ -6,6 +6,7 @@ import { referenceBackend } from '../../src/engine/reference.ts';
 import { parseConfig } from '../../src/model/config.ts';
 import { Qwen2Model } from '../../src/model/qwen2.ts';
 import { Tokenizer, type TokenizerFiles } from '../../src/model/tokenizer.ts';
+import { tinyQwen2Config } from '../helpers/tiny-config.ts';
 
 const CHATML =
   "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{%- endfor %}" +
@@ -32,10 +33,7 @@ export function byteTokenizer(): Tokenizer {
 }
 
 export function tinyModel(): Qwen2Model {
-  const config = parseConfig({
-    model_type: 'qwen2', hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
-    vocab_size: 260, max_position_embeddings: 1024, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: true,
-  });
+  const config = parseConfig(tinyQwen2Config({ hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, vocab_size: 260 }));
   return Qwen2Model.init(config, 7, { backend: referenceBackend });
 }
 

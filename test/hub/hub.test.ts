@@ -18,9 +18,10 @@ import { createProgress } from '../../src/train/metrics.ts';
 import { runTrain } from '../../src/train/run.ts';
 import { writeTinySetup } from '../train/tiny.ts';
 import { FakeHub, type FakeRepo } from './fake-hub.ts';
+import { fixturePath } from '../helpers/paths.ts';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
-const fixture = fileURLToPath(new URL('../../../shared/fixtures/qwen2-tiny-tied', import.meta.url));
+const fixture = fixturePath('qwen2-tiny-tied');
 const read = (f: string) => readFileSync(path.join(fixture, f));
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 

@@ -3,12 +3,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { RedError } from '../../src/util/errors.ts';
 import { configToJson, parseConfig } from '../../src/model/config.ts';
 import { paramLayout } from '../../src/model/params.ts';
+import { fixturePath } from '../helpers/paths.ts';
 
-const fixtureConfig = JSON.parse(readFileSync(fileURLToPath(new URL('../../../shared/fixtures/qwen2-tiny-untied/config.json', import.meta.url)), 'utf8')) as Record<string, unknown>;
+const fixtureConfig = JSON.parse(readFileSync(fixturePath('qwen2-tiny-untied', 'config.json'), 'utf8')) as Record<string, unknown>;
 
 // Qwen2.5-0.5B-Instruct's config.json as transformers 4 wrote it, abridged to the keys that matter.
 const qwen25 = {

@@ -4,7 +4,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { availableBackends, skippedBackends } from '../../src/engine/index.ts';
 import type { Backend } from '../../src/engine/backend.ts';
 import { loadConfig, type ModelConfig } from '../../src/model/config.ts';
@@ -15,12 +14,13 @@ import { packSequences } from '../../src/model/batch.ts';
 import { parseConfig } from '../../src/model/config.ts';
 import { Qwen2Model } from '../../src/model/qwen2.ts';
 import { Rng } from '../../src/util/rng.ts';
-
-const fixtures = fileURLToPath(new URL('../../../shared/fixtures/', import.meta.url));
+import { maxAbsDiff } from '../helpers/close.ts';
+import { fixturePath } from '../helpers/paths.ts';
+import { tinyQwen2Config } from '../helpers/tiny-config.ts';
 
 /** The fixture's weights read straight from model.safetensors into the flat layout. */
 function loadFixture(name: string): { config: ModelConfig; views: ModelViews; golden: SafetensorsFile } {
-  const dir = path.join(fixtures, name);
+  const dir = fixturePath(name);
   const config = loadConfig(path.join(dir, 'config.json'));
   const layout = paramLayout(config);
   const flat = new Float32Array(layout.total);
@@ -30,17 +30,12 @@ function loadFixture(name: string): { config: ModelConfig; views: ModelViews; go
   return { config, views: modelViews(config, layout, flat), golden: new SafetensorsFile(path.join(dir, 'golden.safetensors')) };
 }
 
-function maxDiff(a: Float32Array, aOff: number, b: Float32Array, bOff: number, n: number): number {
-  let m = 0;
-  for (let i = 0; i < n; i++) m = Math.max(m, Math.abs(a[aOff + i] - b[bOff + i]));
-  return m;
-}
-
 const TOL = 1e-4;
 
 function checkAgainstGolden(backend: Backend, name: string): void {
   const { config, views, golden } = loadFixture(name);
   const V = config.vocabSize;
+  const row = (a: Float32Array, r: number): Float32Array => a.subarray(r * V, (r + 1) * V); // (V) logits of row r
   const ids = golden.readInt('input_ids'); // (2, 24)
   const hf = golden.readFloat('logits'); // (2, 24, V)
   const lens = [24, 17];
@@ -52,7 +47,7 @@ function checkAgainstGolden(backend: Backend, name: string): void {
   const cu = Int32Array.from([0, promptLen[0], promptLen[0] + promptLen[1]]);
   let worst = 0;
   const logits = dec.prefill(packed, cu, Int32Array.from(slotOf), 2);
-  for (let b = 0; b < 2; b++) worst = Math.max(worst, maxDiff(logits, b * V, hf, (b * S + promptLen[b] - 1) * V, V));
+  for (let b = 0; b < 2; b++) worst = Math.max(worst, maxAbsDiff(row(logits, b), row(hf, b * S + promptLen[b] - 1)));
   // decode: feed token at position pos, compare with HF logits at pos
   const pos = [...promptLen];
   for (;;) {
@@ -61,7 +56,7 @@ function checkAgainstGolden(backend: Backend, name: string): void {
     const stepIds = Int32Array.from(active.map((b) => ids[b * S + pos[b]]));
     const out = dec.step(stepIds, Int32Array.from(active.map((b) => slotOf[b])), Int32Array.from(active.map((b) => pos[b])), active.length);
     active.forEach((b, i) => {
-      worst = Math.max(worst, maxDiff(out, i * V, hf, (b * S + pos[b]) * V, V));
+      worst = Math.max(worst, maxAbsDiff(row(out, i), row(hf, b * S + pos[b])));
       pos[b]++;
     });
   }
@@ -77,7 +72,7 @@ function checkAgainstGolden(backend: Backend, name: string): void {
   d2.cache.restorePrefix(saved, 1);
   const out = d2.step(Int32Array.from([ids[6], ids[6], ids[6]]), Int32Array.from([2, 0, 1]), Int32Array.from([6, 6, 6]), 3);
   for (let i = 0; i < 3; i++) {
-    const d = maxDiff(out, i * V, hf, 6 * V, V);
+    const d = maxAbsDiff(row(out, i), row(hf, 6));
     assert.ok(d < TOL, `${name}/${backend.name}: copied slot row ${i} differs by ${d}`);
   }
   golden.close();
@@ -94,10 +89,10 @@ for (const backend of availableBackends()) {
  * dropping out as they end: every step's logits equal the full training forward's logits.
  */
 function checkAgainstFullForward(backend: Backend): void {
-  const config = parseConfig({
-    model_type: 'qwen2', hidden_size: 256, num_hidden_layers: 2, num_attention_heads: 8, num_key_value_heads: 2,
-    intermediate_size: 320, vocab_size: 500, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: false,
-  });
+  const config = parseConfig(tinyQwen2Config({
+    hidden_size: 256, num_hidden_layers: 2, num_attention_heads: 8, num_key_value_heads: 2,
+    intermediate_size: 320, vocab_size: 500, tie_word_embeddings: false,
+  }));
   const model = Qwen2Model.init(config, 1, { backend });
   // larger weights than the 0.02 init, so attention is far from uniform
   for (let i = 0; i < model.params.length; i++) model.params[i] *= 4;
@@ -106,6 +101,7 @@ function checkAgainstFullForward(backend: Backend): void {
   const seqs = lens.map((n) => Array.from({ length: n }, () => rng.int(500)));
   const full = model.logits(packSequences(seqs));
   const V = 500;
+  const row = (a: Float32Array, r: number): Float32Array => a.subarray(r * V, (r + 1) * V); // (V) logits of row r
   const rowOf = (b: number, t: number) => lens.slice(0, b).reduce((a, x) => a + x, 0) + t;
   const dec = new KvDecoder(backend, config, model.w, 7, 48);
   let worst = 0;
@@ -113,7 +109,7 @@ function checkAgainstFullForward(backend: Backend): void {
     const ids = Int32Array.from(group.flatMap((b) => seqs[b].slice(0, prompt[b])));
     const cu = Int32Array.from([0, ...group.map((_, i) => group.slice(0, i + 1).reduce((a, b) => a + prompt[b], 0))]);
     const logits = dec.prefill(ids, cu, Int32Array.from(group.map((b) => slotOf[b])), group.length);
-    group.forEach((b, i) => { worst = Math.max(worst, maxDiff(logits, i * V, full, rowOf(b, prompt[b] - 1) * V, V)); });
+    group.forEach((b, i) => { worst = Math.max(worst, maxAbsDiff(row(logits, i), row(full, rowOf(b, prompt[b] - 1)))); });
   }
   const pos = [...prompt];
   for (;;) {
@@ -121,7 +117,7 @@ function checkAgainstFullForward(backend: Backend): void {
     if (active.length === 0) break;
     const out = dec.step(Int32Array.from(active.map((b) => seqs[b][pos[b]])), Int32Array.from(active.map((b) => slotOf[b])),
       Int32Array.from(active.map((b) => pos[b])), active.length);
-    active.forEach((b, i) => { worst = Math.max(worst, maxDiff(out, i * V, full, rowOf(b, pos[b]) * V, V)); pos[b]++; });
+    active.forEach((b, i) => { worst = Math.max(worst, maxAbsDiff(row(out, i), row(full, rowOf(b, pos[b])))); pos[b]++; });
   }
   // float32 sums in another order (native): atol + rtol·max|logit|, logits here reach ~20
   let scale = 0;

@@ -10,8 +10,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { availableBackends } from '../../src/engine/index.ts';
 import { Qwen2Model } from '../../src/model/qwen2.ts';
+import { fixturePath } from '../helpers/paths.ts';
 
-const fixture = fileURLToPath(new URL('../../../shared/fixtures/qwen2-tiny-tied', import.meta.url));
+const fixture = fixturePath('qwen2-tiny-tied');
 const BIN = fileURLToPath(new URL('../../bin/red.js', import.meta.url));
 
 /** A copy of the fixture with `value` (as float32) at element `index` of tensor `name`. */

@@ -4,30 +4,18 @@
 // Runs on every available backend and says which it skipped.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fileURLToPath } from 'node:url';
 import { availableBackends, skippedBackends } from '../../src/engine/index.ts';
 import { Qwen2Model } from '../../src/model/qwen2.ts';
 import { packSequences } from '../../src/model/batch.ts';
 import { SafetensorsFile } from '../../src/model/safetensors.ts';
 import { AdamW } from '../../src/train/optimizer.ts';
+import { closeness } from '../helpers/close.ts';
+import { fixturePath } from '../helpers/paths.ts';
 
-const fixtures = fileURLToPath(new URL('../../../shared/fixtures/', import.meta.url));
 if (skippedBackends().length) console.log(`golden: skipped backends: ${skippedBackends().join(', ')}`);
 
-/** Largest |got − want| and whether every element is within atol + rtol·|want|. */
-function compare(got: ArrayLike<number>, want: ArrayLike<number>, atol: number, rtol: number): { maxDiff: number; bad: number } {
-  assert.equal(got.length, want.length);
-  let maxDiff = 0, bad = -1;
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i] - want[i]);
-    if (!(d <= maxDiff)) maxDiff = d;
-    if (!(d <= atol + rtol * Math.abs(want[i])) && bad < 0) bad = i;
-  }
-  return { maxDiff, bad };
-}
-
 for (const kind of ['tied', 'untied'] as const) {
-  const dir = `${fixtures}qwen2-tiny-${kind}`;
+  const dir = fixturePath(`qwen2-tiny-${kind}`);
   for (const backend of availableBackends()) {
     test(`[${backend.name}] golden ${kind}: logits, logprob, entropy, gradients, AdamW step, greedy decode match transformers`, async () => {
       const model = await Qwen2Model.load(dir, { backend });
@@ -52,9 +40,9 @@ for (const kind of ['tied', 'untied'] as const) {
       where.forEach(([b, i], t) => {
         for (let v = 0; v < V; v++) { gotL.push(logits[t * V + v]); refL.push(wantLogits[(b * S + i) * V + v]); }
       });
-      const rl = compare(gotL, refL, 1e-4, 0);
+      const rl = closeness(gotL, refL, { atol: 1e-4 });
       console.log(`  [${backend.name}] ${kind} logits: max |diff| = ${rl.maxDiff.toExponential(2)}`);
-      assert.ok(rl.bad < 0, `logits differ by ${rl.maxDiff}`);
+      assert.ok(rl.worst < 0, `logits differ by ${rl.maxDiff}`);
 
       // next_logprob, entropy (2, 23) on valid positions.
       const { logprob, entropy } = model.forward(batch);
@@ -76,9 +64,9 @@ for (const kind of ['tied', 'untied'] as const) {
         coefEntropy[t] = 0.1 * ce[j];
       });
       assert.equal(nValid, 23 + 16);
-      const rp = compare(got, ref, 1e-4, 0);
+      const rp = closeness(got, ref, { atol: 1e-4 });
       console.log(`  [${backend.name}] ${kind} logprob+entropy: max |diff| = ${rp.maxDiff.toExponential(2)} over ${nValid} positions`);
-      assert.ok(rp.bad < 0, `logprob/entropy differ by ${rp.maxDiff}`);
+      assert.ok(rp.worst < 0, `logprob/entropy differ by ${rp.maxDiff}`);
       let loss = 0;
       for (let t = 0; t < T; t++) loss += coefLogprob[t] * logprob[t] + coefEntropy[t] * entropy[t];
       const wantLoss = gold.readFloat('loss')[0];
@@ -92,9 +80,9 @@ for (const kind of ['tied', 'untied'] as const) {
       assert.deepEqual(gradNames, model.layout.specs.map((s) => s.name).sort());
       let worst = 0, worstName = '';
       for (const spec of model.layout.specs) {
-        const r = compare(model.grads.subarray(spec.offset, spec.offset + spec.size), gold.readFloat(`grad.${spec.name}`), 1e-4, 1e-3);
+        const r = closeness(model.grads.subarray(spec.offset, spec.offset + spec.size), gold.readFloat(`grad.${spec.name}`), { atol: 1e-4, rtol: 1e-3 });
         if (r.maxDiff > worst) { worst = r.maxDiff; worstName = spec.name; }
-        assert.ok(r.bad < 0, `gradient of ${spec.name} differs by ${r.maxDiff}`);
+        assert.ok(r.worst < 0, `gradient of ${spec.name} differs by ${r.maxDiff}`);
       }
       console.log(`  [${backend.name}] ${kind} gradients (${model.layout.specs.length} tensors): max |diff| = ${worst.toExponential(2)} (${worstName})`);
 
@@ -102,19 +90,19 @@ for (const kind of ['tied', 'untied'] as const) {
       const once = model.grads.slice();
       model.forward(batch);
       model.backward(coefLogprob, coefEntropy);
-      const r2 = compare(model.grads, once.map((x) => 2 * x), 1e-6, 1e-5);
-      assert.ok(r2.bad < 0, `a second backward must accumulate (max diff ${r2.maxDiff})`);
+      const r2 = closeness(model.grads, once.map((x) => 2 * x), { atol: 1e-6, rtol: 1e-5 });
+      assert.ok(r2.worst < 0, `a second backward must accumulate (max diff ${r2.maxDiff})`);
 
       // One AdamW step from the golden gradients (so the step tests the optimiser alone: a first
       // AdamW step is ≈ lr·sign(g) and would amplify gradient noise in near-zero entries).
       for (const spec of model.layout.specs) model.grads.set(gold.readFloat(`grad.${spec.name}`), spec.offset);
-      const opt = new AdamW(backend, model.params, model.grads, model.layout, { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 });
-      opt.update();
+      const opt = new AdamW(backend, model.params, model.grads, model.layout, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 });
+      opt.update(1e-3);
       let worstA = 0;
       for (const spec of model.layout.specs) {
-        const r = compare(model.params.subarray(spec.offset, spec.offset + spec.size), gold.readFloat(`adamw1.${spec.name}`), 1e-6, 0);
+        const r = closeness(model.params.subarray(spec.offset, spec.offset + spec.size), gold.readFloat(`adamw1.${spec.name}`), { atol: 1e-6 });
         worstA = Math.max(worstA, r.maxDiff);
-        assert.ok(r.bad < 0, `AdamW step of ${spec.name} differs by ${r.maxDiff}`);
+        assert.ok(r.worst < 0, `AdamW step of ${spec.name} differs by ${r.maxDiff}`);
       }
       console.log(`  [${backend.name}] ${kind} AdamW step: max |diff| = ${worstA.toExponential(2)}`);
 

@@ -6,15 +6,15 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { RedError } from '../../src/util/errors.ts';
 import { referenceBackend } from '../../src/engine/reference.ts';
 import { Qwen2Model } from '../../src/model/qwen2.ts';
 import { packSequences } from '../../src/model/batch.ts';
 import { SafetensorsFile, writeSafetensors } from '../../src/model/safetensors.ts';
+import { fixturePath } from '../helpers/paths.ts';
 
-const fixture = fileURLToPath(new URL('../../../shared/fixtures/qwen2-tiny-tied', import.meta.url));
-const untiedFixture = fileURLToPath(new URL('../../../shared/fixtures/qwen2-tiny-untied', import.meta.url));
+const fixture = fixturePath('qwen2-tiny-tied');
+const untiedFixture = fixturePath('qwen2-tiny-untied');
 const opts = { backend: referenceBackend };
 
 const temps: string[] = [];

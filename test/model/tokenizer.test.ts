@@ -8,6 +8,7 @@ import path from 'node:path';
 import { loadTokenizer, Tokenizer, eosIdsOf } from '../../src/model/tokenizer.ts';
 import { RedError } from '../../src/util/errors.ts';
 import { TINY, tinyTokenizerFiles, writeTinyTokenizer } from './tiny-tokenizer.ts';
+import { fixturePath } from '../helpers/paths.ts';
 
 test('BPE encode applies merges in rank order, decode inverts it', () => {
   const tok = new Tokenizer(tinyTokenizerFiles());
@@ -80,6 +81,6 @@ test('loadTokenizer: folder without tokenizer, vocabulary larger than the embedd
 });
 
 test('eosIdsOf reads the fixture generation_config.json', () => {
-  const dir = new URL('../../../shared/fixtures/qwen2-tiny-tied', import.meta.url).pathname;
+  const dir = fixturePath('qwen2-tiny-tied');
   assert.deepEqual(eosIdsOf(dir), [2]);
 });

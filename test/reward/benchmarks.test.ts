@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { verifyBatch, closeVerifier, configureVerifier, goldAnswer, normalizeLatex } from '../../src/reward/index.ts';
 import { parseAnswer } from '../../src/reward/parse.ts';
+import { benchmarkPath } from '../helpers/paths.ts';
 
 configureVerifier({ poolSize: 2 });
 after(closeVerifier);
 
-const DIR = new URL('../../../shared/data/benchmarks/', import.meta.url);
 
 // file → how its gold field is read (SOURCES.md there describes the shapes).
 const FILES: Record<string, (row: Record<string, unknown>) => unknown> = {
@@ -30,7 +30,7 @@ type GoldField = string | number | string[];
 function loadGolds(): Array<{ file: string; raw: GoldField }> {
   const out: Array<{ file: string; raw: GoldField }> = [];
   for (const [file, field] of Object.entries(FILES)) {
-    const lines = readFileSync(new URL(file, DIR), 'utf8').split('\n').filter((l) => l.trim() !== '');
+    const lines = readFileSync(benchmarkPath(file), 'utf8').split('\n').filter((l) => l.trim() !== '');
     for (const line of lines) out.push({ file, raw: field(JSON.parse(line) as Record<string, unknown>) as GoldField });
   }
   return out;

@@ -3,31 +3,28 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { evalJson, gamma } from '../../src/reward/evalJson.ts';
-
-function close(a: number, b: number, what: string): void {
-  assert.ok(Math.abs(a - b) <= 1e-12 * Math.max(1, Math.abs(b)), `${what}: ${a} vs ${b}`);
-}
+import { assertClose } from '../helpers/close.ts';
 
 test('gamma matches factorials and Γ(1/2) = √π', () => {
-  close(gamma(5), 24, 'Γ(5)');
-  close(gamma(1), 1, 'Γ(1)');
-  close(gamma(11), 3628800, 'Γ(11)');
-  close(gamma(0.5), Math.sqrt(Math.PI), 'Γ(1/2)');
-  close(gamma(-0.5), -2 * Math.sqrt(Math.PI), 'Γ(-1/2)');
+  assertClose(gamma(5), 24, 1e-12, 'Γ(5)');
+  assertClose(gamma(1), 1, 1e-12, 'Γ(1)');
+  assertClose(gamma(11), 3628800, 1e-12, 'Γ(11)');
+  assertClose(gamma(0.5), Math.sqrt(Math.PI), 1e-12, 'Γ(1/2)');
+  assertClose(gamma(-0.5), -2 * Math.sqrt(Math.PI), 1e-12, 'Γ(-1/2)');
 });
 
 test('MathJSON arithmetic, functions and symbols', () => {
   const env = { x: 2, n: 5 };
-  close(evalJson(['Add', ['Power', 'x', 2], ['Multiply', 2, 'x'], 1], env), 9, 'x^2+2x+1 at 2');
-  close(evalJson(['Divide', ['Sqrt', 3], 2], {}), 0.8660254037844386, '√3/2');
-  close(evalJson(['Rational', 1, 3], {}), 1 / 3, '1/3');
-  close(evalJson(['Binomial', 'n', 2], env), 10, 'C(5,2)');
-  close(evalJson(['Factorial', 'n'], env), 120, '5!');
-  close(evalJson(['Log', 8, 2], {}), 3, 'log_2 8');
-  close(evalJson(['Root', 27, 3], {}), 3, '∛27');
-  close(evalJson(['Multiply', 'Pi', ['Power', 'ExponentialE', 0]], {}), Math.PI, 'π·e^0');
-  close(evalJson(['Subtract', ['Sin', ['Divide', 'Pi', 2]], { num: '0.25' }], {}), 0.75, 'sin(π/2) − 0.25');
-  close(evalJson(['Negate', ['Ln', 'ExponentialE']], {}), -1, '−ln e');
+  assertClose(evalJson(['Add', ['Power', 'x', 2], ['Multiply', 2, 'x'], 1], env), 9, 1e-12, 'x^2+2x+1 at 2');
+  assertClose(evalJson(['Divide', ['Sqrt', 3], 2], {}), 0.8660254037844386, 1e-12, '√3/2');
+  assertClose(evalJson(['Rational', 1, 3], {}), 1 / 3, 1e-12, '1/3');
+  assertClose(evalJson(['Binomial', 'n', 2], env), 10, 1e-12, 'C(5,2)');
+  assertClose(evalJson(['Factorial', 'n'], env), 120, 1e-12, '5!');
+  assertClose(evalJson(['Log', 8, 2], {}), 3, 1e-12, 'log_2 8');
+  assertClose(evalJson(['Root', 27, 3], {}), 3, 1e-12, '∛27');
+  assertClose(evalJson(['Multiply', 'Pi', ['Power', 'ExponentialE', 0]], {}), Math.PI, 1e-12, 'π·e^0');
+  assertClose(evalJson(['Subtract', ['Sin', ['Divide', 'Pi', 2]], { num: '0.25' }], {}), 0.75, 1e-12, 'sin(π/2) − 0.25');
+  assertClose(evalJson(['Negate', ['Ln', 'ExponentialE']], {}), -1, 1e-12, '−ln e');
 });
 
 test('unknown heads, unbound symbols and complex results are NaN (the engine decides)', () => {

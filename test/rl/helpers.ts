@@ -1,25 +1,11 @@
-// Shared by the rl tests: tolerance checks that print the largest difference, a random packed
-// batch, and central finite differences of a loss over its per-token inputs.
-import assert from 'node:assert/strict';
+// Shared by the rl tests: the suite's tolerance checks (re-exported from test/helpers), a random
+// packed batch, and central finite differences of a loss over its per-token inputs.
 import type { TokenBatch } from '../../src/rl/batch.ts';
 import type { LossResult } from '../../src/rl/policy-loss.ts';
 import { Rng } from '../../src/util/rng.ts';
+import { assertAllClose } from '../helpers/close.ts';
 
-export function assertClose(actual: number, expected: number, tol = 1e-12, what = 'value'): void {
-  const diff = Math.abs(actual - expected);
-  assert.ok(diff <= tol * (1 + Math.abs(expected)), `${what}: got ${actual}, expected ${expected} (|diff| ${diff.toExponential(2)})`);
-}
-
-export function assertAllClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol = 1e-12, what = 'array'): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  let worst = 0;
-  let at = -1;
-  for (let i = 0; i < expected.length; i++) {
-    const d = Math.abs(actual[i] - expected[i]) / (1 + Math.abs(expected[i]));
-    if (!(d <= worst)) { worst = d; at = i; }
-  }
-  assert.ok(worst <= tol, `${what}: largest scaled difference ${worst.toExponential(2)} at ${at}: got ${actual[at]}, expected ${expected[at]}`);
-}
+export { assertAllClose, assertClose } from '../helpers/close.ts';
 
 export interface RandomBatchSpec {
   groups: number;

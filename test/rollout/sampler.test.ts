@@ -4,15 +4,14 @@
 // strings and maxTokens end samples with the right finish reason.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fileURLToPath } from 'node:url';
 import { availableBackends, skippedBackends } from '../../src/engine/index.ts';
 import type { Backend } from '../../src/engine/backend.ts';
 import { packSequences } from '../../src/model/batch.ts';
 import { Qwen2Model } from '../../src/model/qwen2.ts';
 import { SafetensorsFile } from '../../src/model/safetensors.ts';
 import { generate, newGenerateStats, type Sample } from '../../src/rollout/sampler.ts';
+import { fixturePath as fixture } from '../helpers/paths.ts';
 
-const fixture = (name: string) => fileURLToPath(new URL(`../../../shared/fixtures/${name}`, import.meta.url));
 
 function golden(name: string): { prompt: number[]; output: number[] } {
   const f = new SafetensorsFile(`${fixture(name)}/golden.safetensors`);

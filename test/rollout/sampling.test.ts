@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TokenChooser, sampleRng } from '../../src/rollout/sampling.ts';
 import { Rng } from '../../src/util/rng.ts';
+import { assertClose } from '../helpers/close.ts';
 
 // probabilities 0.5, 0.3, 0.15, 0.05 as logits (plus an arbitrary shift, softmax ignores it)
 const probs = [0.5, 0.3, 0.15, 0.05];
@@ -22,17 +23,13 @@ function frequencies(policy: { temperature: number; topP: number; topK: number }
   return { freq: counts.map((c) => c / draws), logprob };
 }
 
-function assertClose(actual: number, expected: number, tol: number, what: string): void {
-  assert.ok(Math.abs(actual - expected) <= tol, `${what}: got ${actual}, expected ${expected} (tol ${tol})`);
-}
-
 test('greedy: the first maximum, log-prob of the T=1 softmax', () => {
   const chooser = new TokenChooser(5);
   const row = Float32Array.from([0, 2, 1, 2, -1]);
   const t = chooser.choose(row, 0, { temperature: 0, topP: 1, topK: 0 }, new Rng(0));
   assert.equal(t.id, 1);
   const z = Math.exp(0) + 2 * Math.exp(2) + Math.exp(1) + Math.exp(-1);
-  assertClose(t.logprob, 2 - Math.log(z), 1e-6, 'greedy logprob');
+  assertClose(t.logprob, 2 - Math.log(z), { atol: 1e-6 }, 'greedy logprob');
   // offset into a (B, V) buffer
   const two = Float32Array.from([9, 0, 0, 0, 0, ...row]);
   assert.equal(chooser.choose(two, 5, { temperature: 0, topP: 1, topK: 0 }, new Rng(0)).id, 1);
@@ -42,40 +39,40 @@ test('temperature 1 and 0.5: frequencies follow softmax(z/T), log-probs exact', 
   const n = 40000;
   const a = frequencies({ temperature: 1, topP: 1, topK: 0 }, n);
   probs.forEach((q, i) => {
-    assertClose(a.freq[i], q, 0.01, `T=1 freq[${i}]`);
-    assertClose(a.logprob.get(i)!, Math.log(q), 1e-6, `T=1 logprob[${i}]`);
+    assertClose(a.freq[i], q, { atol: 0.01 }, `T=1 freq[${i}]`);
+    assertClose(a.logprob.get(i)!, Math.log(q), { atol: 1e-6 }, `T=1 logprob[${i}]`);
   });
   // softmax(z/0.5) ∝ q²: 0.25, 0.09, 0.0225, 0.0025 over 0.365
   const sq = [0.25, 0.09, 0.0225, 0.0025], s = 0.365;
   const b = frequencies({ temperature: 0.5, topP: 1, topK: 0 }, n);
-  sq.forEach((q, i) => assertClose(b.freq[i], q / s, 0.01, `T=0.5 freq[${i}]`));
-  assertClose(b.logprob.get(0)!, Math.log(0.25 / s), 1e-6, 'T=0.5 logprob[0]');
+  sq.forEach((q, i) => assertClose(b.freq[i], q / s, { atol: 0.01 }, `T=0.5 freq[${i}]`));
+  assertClose(b.logprob.get(0)!, Math.log(0.25 / s), { atol: 1e-6 }, 'T=0.5 logprob[0]');
 });
 
 test('top-k 2: only the two most likely, renormalised', () => {
   const r = frequencies({ temperature: 1, topP: 1, topK: 2 }, 20000);
-  assertClose(r.freq[0], 0.5 / 0.8, 0.015, 'freq[0]');
-  assertClose(r.freq[1], 0.3 / 0.8, 0.015, 'freq[1]');
+  assertClose(r.freq[0], 0.5 / 0.8, { atol: 0.015 }, 'freq[0]');
+  assertClose(r.freq[1], 0.3 / 0.8, { atol: 0.015 }, 'freq[1]');
   assert.equal(r.freq[2] + r.freq[3], 0);
-  assertClose(r.logprob.get(1)!, Math.log(0.3 / 0.8), 1e-6, 'logprob[1]');
+  assertClose(r.logprob.get(1)!, Math.log(0.3 / 0.8), { atol: 1e-6 }, 'logprob[1]');
 });
 
 test('top-p 0.75 keeps {0.5, 0.3}; 0.9 keeps three; combined with top-k', () => {
   const r = frequencies({ temperature: 1, topP: 0.75, topK: 0 }, 20000);
-  assertClose(r.freq[0], 0.5 / 0.8, 0.015, 'p=.75 freq[0]');
+  assertClose(r.freq[0], 0.5 / 0.8, { atol: 0.015 }, 'p=.75 freq[0]');
   assert.equal(r.freq[2] + r.freq[3], 0);
-  assertClose(r.logprob.get(0)!, Math.log(0.5 / 0.8), 1e-6, 'p=.75 logprob[0]');
+  assertClose(r.logprob.get(0)!, Math.log(0.5 / 0.8), { atol: 1e-6 }, 'p=.75 logprob[0]');
   const r9 = frequencies({ temperature: 1, topP: 0.9, topK: 0 }, 20000);
-  assertClose(r9.freq[2], 0.15 / 0.95, 0.01, 'p=.9 freq[2]');
+  assertClose(r9.freq[2], 0.15 / 0.95, { atol: 0.01 }, 'p=.9 freq[2]');
   assert.equal(r9.freq[3], 0);
   // top-k 3 renormalises to 0.5/0.95, 0.3/0.95 (cum 0.842), then top-p 0.8 keeps two
   const rk = frequencies({ temperature: 1, topP: 0.8, topK: 3 }, 20000);
   assert.equal(rk.freq[2] + rk.freq[3], 0);
-  assertClose(rk.logprob.get(0)!, Math.log(0.5 / 0.8), 1e-6, 'k=3,p=.8 logprob[0]');
+  assertClose(rk.logprob.get(0)!, Math.log(0.5 / 0.8), { atol: 1e-6 }, 'k=3,p=.8 logprob[0]');
   // tiny top-p still keeps the most likely token
   const r0 = frequencies({ temperature: 1, topP: 0.01, topK: 0 }, 100);
   assert.equal(r0.freq[0], 1);
-  assertClose(r0.logprob.get(0)!, 0, 1e-12, 'p=.01 logprob');
+  assertClose(r0.logprob.get(0)!, 0, { atol: 1e-12 }, 'p=.01 logprob');
 });
 
 test('top-k on a large vocabulary keeps exactly the k largest (heap selection vs a sort)', () => {
@@ -108,7 +105,7 @@ test('top-p on a large vocabulary keeps the same set as a full sort, with its re
     for (let i = 0; i < 400; i++) {
       const t = chooser.choose(row, 0, { temperature: T, topP, topK: 0 }, rng);
       assert.ok(kept.has(t.id), `T=${T} p=${topP}: id ${t.id} outside the nucleus of ${kept.size}`);
-      assertClose(t.logprob, Math.log(e[t.id] / mass), 1e-9, `T=${T} p=${topP} logprob`);
+      assertClose(t.logprob, Math.log(e[t.id] / mass), { atol: 1e-9 }, `T=${T} p=${topP} logprob`);
     }
   }
 });

@@ -3,9 +3,10 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { fixturePath } from '../helpers/paths.ts';
 
 export const repo = fileURLToPath(new URL('../../', import.meta.url));
-export const fixture = (name: string) => fileURLToPath(new URL(`../../../shared/fixtures/${name}`, import.meta.url));
+export const fixture = (name: string): string => fixturePath(name);
 
 export interface Served {
   url: string;

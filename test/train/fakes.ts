@@ -123,7 +123,7 @@ export function makeEnv(config: TrainConfig, n = 6, model = new BigramModel()): 
     model,
     refModel: null,
     createOptimizer: () => new AdamW(referenceBackend, model.params, model.grads, layout, {
-      lr: config.optim.lr, beta1: config.optim.beta1, beta2: config.optim.beta2, eps: config.optim.eps, weightDecay: config.optim.weightDecay,
+      beta1: config.optim.beta1, beta2: config.optim.beta2, eps: config.optim.eps, weightDecay: config.optim.weightDecay,
     }),
     clipGradNorm: (maxNorm) => clipGradNorm(referenceBackend, model.grads, maxNorm),
     generate: fakeGenerate,

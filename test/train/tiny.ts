@@ -7,13 +7,9 @@ import { Qwen2Model } from '../../src/model/qwen2.ts';
 import { writeBuiltinDataset } from '../../src/data/task/builtin.ts';
 import { writeBuiltinTokenizer, BUILTIN_VOCAB_SIZE } from '../../src/data/task/tokenizer.ts';
 import { referenceBackend } from '../../src/engine/reference.ts';
+import { tinyQwen2Config } from '../helpers/tiny-config.ts';
 
-export const TINY_CONFIG = {
-  architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', hidden_act: 'silu',
-  vocab_size: BUILTIN_VOCAB_SIZE, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1,
-  num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 10000,
-  max_position_embeddings: 1024, tie_word_embeddings: true, initializer_range: 0.1,
-};
+export const TINY_CONFIG = tinyQwen2Config({ vocab_size: BUILTIN_VOCAB_SIZE, initializer_range: 0.1 });
 
 /** Writes DIR/model (weights + tokenizer) and DIR/data (train.jsonl, test.jsonl); returns their paths. */
 export function writeTinySetup(dir: string, trainRows = 24): { model: string; train: string } {
