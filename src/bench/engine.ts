@@ -15,7 +15,7 @@ import { parsePrecision, type Precision } from '../engine/precision.ts';
 import { getBackend } from '../engine/index.ts';
 import { packSequences, type PackedBatch } from '../model/batch.ts';
 import { SHAPE_05B, SHAPE_20M, configOf, randomModel, type Shape } from './shapes.ts';
-import { AdamW } from '../train/optimizer.ts';
+import { ADAMW_DEFAULTS, AdamW } from '../train/optimizer.ts';
 import type { BenchOptions } from './options.ts';
 import { fail } from '../util/errors.ts';
 import { Rng } from '../util/rng.ts';
@@ -215,7 +215,7 @@ function timeTrainSteps(shape: Shape, tokens: number, be: Backend, steps: number
   const model = randomModel(config, be);
   model.setComputePrecision(dtype); // bf16: mixed precision (fp32 master weights and optimiser)
   model.setActivationCheckpointing(checkpointing);
-  const opt = new AdamW(be, model.params, model.grads, model.layout, { lr: 1e-5, beta2: 0.95, weightDecay: 0.01 });
+  const opt = new AdamW(be, model.params, model.grads, model.layout, { ...ADAMW_DEFAULTS, weightDecay: 0.01 });
   const batch = packedBatch(tokens, config.vocabSize, 1);
   let scored = 0;
   for (let t = 0; t < tokens; t++) if (batch.targets[t] >= 0) scored++;
@@ -230,7 +230,7 @@ function timeTrainSteps(shape: Shape, tokens: number, be: Backend, steps: number
     const t1 = now();
     model.backward(coefLogprob, coefEntropy);
     const t2 = now();
-    opt.update();
+    opt.update(1e-5);
     const t3 = now();
     if (s > 0) runs.push({ f: t1 - t0, b: t2 - t1, o: t3 - t2, cpu: cpuSeconds() - c0 });
   }

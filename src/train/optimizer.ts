@@ -18,12 +18,6 @@ export interface AdamWOptions {
 /** The one set of AdamW defaults, RED-SPEC's (β = (0.9, 0.95), weight decay 0): the config's `optim` defaults are these. */
 export const ADAMW_DEFAULTS: Readonly<Required<Omit<AdamWOptions, 'noDecay'>>> = Object.freeze({ beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0 });
 
-/**
- * @deprecated The old call shape: an `lr` that update(lr) overrides, and missing fields filled in.
- * Kept only until train/run.ts, train/pretrain.ts and bench/engine.ts pass AdamWOptions and update(lr).
- */
-export type LegacyAdamWOptions = Partial<AdamWOptions> & { lr: number };
-
 export interface AdamWState {
   step: number;
   m: Float32Array;
@@ -41,20 +35,8 @@ export class AdamW {
   step = 0;
   /** Contiguous [offset, size, decayed] runs of the layout, merged where the decay flag agrees. */
   private runs: { offset: number; size: number; decay: boolean }[];
-  readonly opts: AdamWOptions;
-  /** Only for LegacyAdamWOptions callers that call update() without a rate. */
-  private legacyLr: number | undefined;
-
-  constructor(backend: Backend, params: Float32Array, grads: Float32Array, layout: ParamLayout, opts: AdamWOptions);
-  /** @deprecated pass AdamWOptions (e.g. `{ ...ADAMW_DEFAULTS, weightDecay }`) and give update() the rate. */
-  constructor(backend: Backend, params: Float32Array, grads: Float32Array, layout: ParamLayout, opts: LegacyAdamWOptions);
   constructor(private backend: Backend, private params: Float32Array, private grads: Float32Array,
-    layout: ParamLayout, opts: AdamWOptions | LegacyAdamWOptions) {
-    if ('lr' in opts) {
-      const { lr, ...rest } = opts;
-      this.legacyLr = lr;
-      this.opts = { ...ADAMW_DEFAULTS, ...rest };
-    } else this.opts = opts;
+    layout: ParamLayout, readonly opts: AdamWOptions) {
     if (params.length !== layout.total || grads.length !== layout.total) throw new Error('AdamW: buffers do not match the layout');
     this.m = new Float32Array(layout.total);
     this.v = new Float32Array(layout.total);
@@ -69,7 +51,7 @@ export class AdamW {
 
   /** One update from the current gradients at learning rate `lr` (the schedule's, this step). */
   update(lr?: number): void {
-    const rate = lr ?? this.legacyLr ?? fail('AdamW.update: no learning rate given');
+    const rate = lr ?? fail('AdamW.update: no learning rate given');
     this.step += 1;
     const { beta1, beta2, eps, weightDecay } = this.opts;
     for (const r of this.runs) {

@@ -21,7 +21,7 @@ import { generate } from '../rollout/sampler.ts';
 import { fail } from '../util/errors.ts';
 import { Rng } from '../util/rng.ts';
 import { writeJsonAtomic } from '../util/fs.ts';
-import { AdamW, clipGradNorm, noDecayNormsAndBiases } from './optimizer.ts';
+import { ADAMW_DEFAULTS, AdamW, clipGradNorm, noDecayNormsAndBiases } from './optimizer.ts';
 import { learningRate } from './schedule.ts';
 
 /** The tiny model's shape (vocab comes from the built-in tokenizer). */
@@ -257,7 +257,7 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
   const config = parseConfig(tinyConfigJson(o.model, tok.vocabSize), 'tiny model config');
   const model = Qwen2Model.init(config, o.seed, { backend });
   const optim = new AdamW(backend, model.params, model.grads, model.layout, {
-    lr: o.lr, beta1: 0.9, beta2: 0.95, weightDecay: o.weightDecay, noDecay: noDecayNormsAndBiases,
+    ...ADAMW_DEFAULTS, weightDecay: o.weightDecay, noDecay: noDecayNormsAndBiases,
   });
 
   // The mixed pool, cycled in seeded (shuffled) epochs, so batches mix traces at about traceShare.

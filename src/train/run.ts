@@ -186,7 +186,7 @@ export async function buildEnv(config: TrainConfig, needsReference: boolean, out
     model,
     refModel,
     createOptimizer: () => new AdamW(backend, model.params, model.grads, model.layout,
-      { lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay }),
+      { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay }),
     clipGradNorm: (maxNorm) => clipGradNorm(backend, model.grads, maxNorm),
     generate: async (prompts, req) => {
       const samples = await generate(model, prompts, {
