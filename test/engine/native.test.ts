@@ -12,6 +12,7 @@ import { loadNativeBackend } from '../../src/engine/native.ts';
 import { referenceBackend as ref } from '../../src/engine/reference.ts';
 import { fromBf16, roundToBf16, toBf16 } from '../../src/engine/bf16.ts';
 import { Rng } from '../../src/util/rng.ts';
+import { assertAllClose } from '../helpers/close.ts';
 
 const native = loadNativeBackend();
 const isChild = process.env.RED_NATIVE_TEST_CHILD === '1';
@@ -30,16 +31,9 @@ function randView(rng: Rng, n: number, std = 1): Float32Array {
 }
 
 /** Asserts |got − want| ≤ atol + rtol·|want| everywhere; prints the largest difference. */
+/** The shared allclose (test/helpers/close.ts), label first as this file's calls have it. */
 function assertClose(label: string, got: ArrayLike<number>, want: ArrayLike<number>, atol: number, rtol: number): void {
-  assert.equal(got.length, want.length, `${label}: length`);
-  let maxDiff = 0, worst = -1;
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i] - want[i]);
-    if (!(d <= atol + rtol * Math.abs(want[i])) && worst < 0) worst = i;
-    if (!(d <= maxDiff)) maxDiff = d;
-  }
-  console.log(`  ${label}: max |diff| = ${maxDiff.toExponential(2)} over ${want.length}`);
-  assert.ok(worst < 0, `${label}: element ${worst} got ${got[worst]}, want ${want[worst]} (max |diff| ${maxDiff})`);
+  assertAllClose(got, want, { atol, rtol }, label);
 }
 
 /** Cumulative sequence offsets (B+1 entries) for the given lengths. */

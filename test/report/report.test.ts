@@ -15,6 +15,7 @@ import { readMetrics } from '../../src/report/runs.ts';
 import { resultsTable, tableMarkdown } from '../../src/report/table.ts';
 import { deltaColor, probabilityDelta, shownTokenCount, tokenDiffSvg, traceLogprobs } from '../../src/report/tokendiff.ts';
 import { curveSeries } from '../../src/report/figures.ts';
+import { tinyQwen2Config } from '../helpers/tiny-config.ts';
 
 function evalWithLevels(levels: Record<string, [number, number]>, acc: number, len: number): EvalResults {
   const byLevel = Object.fromEntries(Object.entries(levels).map(([l, [a, n]]) => [l, { problems: 10, acc: a, len: n }]));
@@ -84,11 +85,7 @@ test('token view: Δp = e^after − e^before; white at 0, red up, blue down, sqr
 });
 
 test('traceLogprobs: each trace token scored as a forward over its own prefix scores it', () => {
-  const config = parseConfig({
-    architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', hidden_act: 'silu', vocab_size: 40, hidden_size: 16, intermediate_size: 32,
-    num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 10000, max_position_embeddings: 64,
-    tie_word_embeddings: true, initializer_range: 0.5,
-  });
+  const config = parseConfig(tinyQwen2Config({ vocab_size: 40, max_position_embeddings: 64, initializer_range: 0.5 }));
   const model = Qwen2Model.init(config, 7, { backend: referenceBackend });
   const prompt = [1, 5, 9];
   const trace = [12, 3, 30, 7];
