@@ -102,20 +102,25 @@ async function benchWeightSync(big: Qwen2Model, syncShape: Shape, b: ServeBench)
   big.save(syncDir);
   const s2 = await serve(syncDir, ['--max-batch', '1', '--max-len', '64'], b.backend);
   b.children.push(s2.child);
-  const times: { save: number; load: number }[] = [];
-  for (let k = 1; k <= 3; k++) {
-    big.params[0] += 1e-3; // a new step's weights
-    const a = now();
-    big.save(syncDir);
-    const t = now();
-    const r = await post(`${s2.url}/update_weights_from_disk`, { model_path: syncDir, weight_version: String(k) });
-    if (r.weight_version !== String(k)) fail(`weight sync: the server answered version ${String(r.weight_version)}, expected ${k}`);
-    times.push({ save: t - a, load: now() - t });
+  let version = 0;
+  // rollout.syncDtype: bf16 (the default) writes and loads half the bytes of fp32.
+  for (const dtype of ['fp32', 'bf16'] as const) {
+    const times: { save: number; load: number }[] = [];
+    for (let k = 1; k <= 3; k++) {
+      big.params[0] += 1e-3; // a new step's weights
+      const a = now();
+      big.save(syncDir, dtype);
+      const t = now();
+      const v = String(++version);
+      const r = await post(`${s2.url}/update_weights_from_disk`, { model_path: syncDir, weight_version: v });
+      if (r.weight_version !== v) fail(`weight sync: the server answered version ${String(r.weight_version)}, expected ${v}`);
+      times.push({ save: t - a, load: now() - t });
+    }
+    times.sort((x, y) => x.save + x.load - (y.save + y.load));
+    const med = times[1];
+    emit({
+      name: 'weight_sync_s_per_step', model: syncShape.name, params: big.layout.total, value: +(med.save + med.load).toFixed(3),
+      write_s: +med.save.toFixed(3), load_s: +med.load.toFixed(3), bytes: big.layout.total * (dtype === 'bf16' ? 2 : 4), dtype, repeats: times.length,
+    });
   }
-  times.sort((x, y) => x.save + x.load - (y.save + y.load));
-  const med = times[1];
-  emit({
-    name: 'weight_sync_s_per_step', model: syncShape.name, params: big.layout.total, value: +(med.save + med.load).toFixed(3),
-    write_s: +med.save.toFixed(3), load_s: +med.load.toFixed(3), bytes: big.layout.total * 4, dtype: 'F32', repeats: times.length,
-  });
 }

@@ -51,6 +51,8 @@ export const rolloutSchema = z.strictObject({
     .describe("Remote: 'openai' = POST /v1/completions (token ids in, token_ids + logprobs out); 'sglang' = SGLang's native POST /generate."),
   syncDir: z.string().min(1).optional()
     .describe('Remote: a folder every server can read; the policy is written there after each optimiser step and loaded by POST /update_weights_from_disk (default: OUT/rollout-weights).'),
+  syncDtype: z.enum(['bf16', 'fp32']).default('bf16')
+    .describe('Remote: the dtype of the synced weights. bf16 halves the bytes written and loaded each step; the servers then sample from bf16-rounded weights (see rollout/logprob_diff and algorithm.rolloutCorrection). fp32 gives the servers the trainer\'s exact weights.'),
   maxAttempts: positiveInt().default(3).describe('Remote: tries per prompt, on different servers, before the step fails.'),
   requestTimeoutS: z.number().positive().default(600).describe('Remote: seconds one generation request may take.'),
   async: z.boolean().default(false)

@@ -1,13 +1,13 @@
 // `rollout.engine: remote`: the trainer's generate() and weight sync over rollout/remote.ts.
 // After each optimiser step the policy is written as a Hugging Face folder under rollout.syncDir
-// (F32 safetensors: the model writer has no bf16 output yet) and every server loads it.
+// (BF16 safetensors by default, rollout.syncDtype) and every server loads it.
 import path from 'node:path';
 import type { TokenDecoder } from '../model/tokenizer.ts';
 import { RemoteRollouts } from '../rollout/remote.ts';
 import type { TrainConfig } from './config.ts';
 import type { RolloutSample, TrainerEnv } from './env.ts';
 
-export async function remoteRollouts(config: TrainConfig, policy: { save(dir: string): void }, tokenizer: TokenDecoder, stopIds: number[],
+export async function remoteRollouts(config: TrainConfig, policy: { save(dir: string, dtype: 'bf16' | 'fp32'): void }, tokenizer: TokenDecoder, stopIds: number[],
   syncDir: string, log: (line: string) => void): Promise<Pick<TrainerEnv, 'generate' | 'syncWeights'>> {
   const r = config.rollout;
   const client = new RemoteRollouts({ servers: r.servers, api: r.api, maxAttempts: r.maxAttempts, timeoutS: r.requestTimeoutS, log });
@@ -22,7 +22,7 @@ export async function remoteRollouts(config: TrainConfig, policy: { save(dir: st
     },
     syncWeights: async (version) => {
       const t0 = performance.now();
-      policy.save(dir); // replaced atomically: a server never reads a half-written folder
+      policy.save(dir, r.syncDtype); // replaced atomically: a server never reads a half-written folder
       await client.syncWeights(dir, version);
       return (performance.now() - t0) / 1000;
     },

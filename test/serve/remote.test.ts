@@ -26,8 +26,7 @@ after(async () => { await Promise.all([a?.stop(), b?.stop()]); });
 const request = { n: 4, seed: 1, temperature: 1, topP: 1, topK: 0, maxTokens: 300, stopStrings: [], stopTokenIds: [] };
 
 /** Runs 2 GRPO steps with `rollout` settings; returns the metrics of each step. */
-async function grpoRun(rollout: string): Promise<Record<string, number>[]> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-remote-run-'));
+async function grpoRun(rollout: string, dir = mkdtempSync(path.join(tmpdir(), 'red-remote-run-'))): Promise<Record<string, number>[]> {
   const cfg = path.join(dir, 'train.yaml');
   writeFileSync(cfg, `model: { path: ${tiny.model}, backend: reference }
 data: { train: ${tiny.train}, epochs: 1 }
@@ -43,7 +42,8 @@ log: { progress: none }
 
 for (const api of ['openai', 'sglang'] as const) {
   test(`a GRPO run with rollout.engine remote (${api}) over two servers trains as the local engine does`, async () => {
-    const m = await grpoRun(`engine: remote, api: ${api}, servers: [${a.url}, ${b.url}]`);
+    // fp32 sync: the servers hold exactly the trainer's weights.
+    const m = await grpoRun(`engine: remote, api: ${api}, servers: [${a.url}, ${b.url}], syncDtype: fp32`);
     // Same weights, same seeds, same kernels: the servers sample the tokens the local engine samples,
     // also after the first weight sync.
     const local = await grpoRun('engine: local');
@@ -63,12 +63,26 @@ for (const api of ['openai', 'sglang'] as const) {
   });
 }
 
+test('rollout.syncDtype bf16 (the default): the synced folder holds BF16 tensors and the servers sample from them', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'red-remote-bf16-'));
+  const m = await grpoRun(`engine: remote, servers: [${a.url}, ${b.url}]`, dir);
+  const st = readFileSync(path.join(dir, 'sync', 'policy', 'model.safetensors'));
+  const header = JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString('utf8')) as Record<string, { dtype?: string }>;
+  const dtypes = new Set(Object.entries(header).filter(([k]) => k !== '__metadata__').map(([, v]) => v.dtype));
+  assert.deepEqual([...dtypes], ['BF16']);
+  for (const step of m.slice(1)) {
+    // After the first optimiser step the servers' bf16 weights differ from the trainer's fp32 ones:
+    // visible, and small.
+    assert.ok(step['rollout/logprob_diff'] > 1e-6 && step['rollout/logprob_diff'] < 0.1, `rollout/logprob_diff ${step['rollout/logprob_diff']}`);
+  }
+});
+
 test('rollout.async: step k+1 is generated on the weights before step k, and the lag is logged', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'red-remote-async-'));
   const cfg = path.join(dir, 'train.yaml');
   writeFileSync(cfg, `model: { path: ${tiny.model}, backend: reference }
 data: { train: ${tiny.train}, epochs: 1 }
-rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 12, engine: remote, servers: [${a.url}, ${b.url}], syncDir: ${path.join(dir, 'sync')}, async: true }
+rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 12, engine: remote, servers: [${a.url}, ${b.url}], syncDir: ${path.join(dir, 'sync')}, async: true, syncDtype: fp32 }
 algorithm: { groupFilter: { enabled: false }, rolloutCorrection: { mode: tis }, entropyCoef: 1 }
 optim: { lr: 3e-2 }
 log: { progress: none }
