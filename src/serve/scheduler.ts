@@ -69,6 +69,8 @@ interface PendingUpdate {
 }
 
 const ADMISSION_WINDOW_MS = 3;
+/** A burst that keeps arriving is gathered for at most this long before its first prefill. */
+const ADMISSION_MAX_MS = 25;
 
 export class Scheduler {
   private readonly dec: KvDecoder;
@@ -92,7 +94,7 @@ export class Scheduler {
   ) {
     this.V = model.config.vocabSize;
     this.dec = new KvDecoder(model.backend, model.config, model.w, maxBatch, maxLen);
-    this.chooser = new TokenChooser(this.V);
+    this.chooser = new TokenChooser(this.V, model.backend); // the same token choice as red generate
     for (let s = maxBatch - 1; s >= 0; s--) this.freeSlots.push(s);
   }
 
@@ -137,9 +139,19 @@ export class Scheduler {
   private kick(): void {
     if (this.running) return;
     this.running = true;
-    // From idle, wait a moment so that a burst of requests (a trainer's prompts, sent as separate
-    // requests) is prefilled and decoded as one batch rather than joining one by one.
-    setTimeout(() => { void this.loop(); }, this.active.length === 0 ? ADMISSION_WINDOW_MS : 0);
+    // From idle, gather a burst of requests (a trainer's prompts, or many clients, sent as separate
+    // requests) so that it is prefilled and decoded as one batch rather than joining one by one:
+    // wait while requests keep arriving (a quiet window of ADMISSION_WINDOW_MS), up to ADMISSION_MAX_MS.
+    if (this.active.length > 0) { setTimeout(() => { void this.loop(); }, 0); return; }
+    const started = performance.now();
+    let seen = this.waiting.length;
+    const gather = () => {
+      const more = this.waiting.length > seen && this.waiting.length < this.freeSlots.length;
+      seen = this.waiting.length;
+      if (more && performance.now() - started < ADMISSION_MAX_MS) setTimeout(gather, ADMISSION_WINDOW_MS);
+      else void this.loop();
+    };
+    setTimeout(gather, ADMISSION_WINDOW_MS);
   }
 
   private async loop(): Promise<void> {
