@@ -7,6 +7,7 @@ import { createReadStream, createWriteStream, existsSync, readFileSync, renameSy
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { RedError, fail } from '../util/errors.ts';
+import { waitForFileLock } from '../util/lock.ts';
 import type { HubRef } from './id.ts';
 
 export interface HubSettings {
@@ -124,6 +125,18 @@ export interface DownloadOptions {
  * a Range request; the finished file is checked against the ETag and only then renamed into place.
  */
 export async function downloadBlob(s: HubSettings, meta: FileMeta, blob: string, what: string, o: DownloadOptions = {}): Promise<void> {
+  // One writer per blob, as huggingface_hub's CACHE/.locks/<repo>/<etag>.lock: a second process
+  // fetching the same file waits, then finds it done.
+  const repoDir = path.dirname(path.dirname(blob));
+  const lock = await waitForFileLock(path.join(path.dirname(repoDir), '.locks', path.basename(repoDir), `${path.basename(blob)}.lock`), 'download');
+  try {
+    if (!existsSync(blob)) await downloadUnlocked(s, meta, blob, what, o);
+  } finally {
+    lock.release();
+  }
+}
+
+async function downloadUnlocked(s: HubSettings, meta: FileMeta, blob: string, what: string, o: DownloadOptions): Promise<void> {
   const partial = `${blob}.incomplete`;
   const retries = o.retries ?? 3;
   for (let attempt = 0; ; attempt++) {

@@ -98,6 +98,10 @@ export function lockFolder(dir: string, command: string, log: (message: string) 
     fail(`cannot lock ${dir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); is the folder writable?`);
   }
   rmSync(mine, { force: true });
+  return heldLock(dir, file);
+}
+
+function heldLock(dir: string, file: string): FolderLock {
   held.add(file);
   return {
     dir,
@@ -108,4 +112,31 @@ export function lockFolder(dir: string, command: string, log: (message: string) 
       if (readOwner(file)?.pid === process.pid) unlinkSync(file);
     },
   };
+}
+
+/**
+ * The lock file `file` (its folder created if missing), waiting while a live process (or another
+ * task of this one) holds it: for work that a second writer should wait for rather than be refused,
+ * such as two runs downloading the same blob. The lock of a dead process is taken over.
+ */
+export async function waitForFileLock(file: string, command: string, pollMs = 100): Promise<FolderLock> {
+  mkdirSync(path.dirname(file), { recursive: true });
+  const mine = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}`;
+  writeFileSync(mine, JSON.stringify({ pid: process.pid, start: processStart(process.pid), command } satisfies LockOwner) + '\n');
+  try {
+    for (;;) {
+      try {
+        linkSync(mine, file);
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const owner = readOwner(file);
+      if (owner && isAlive(owner)) await new Promise((r) => setTimeout(r, pollMs));
+      else if (existsSync(file)) rmSync(file, { force: true }); // its writer died
+    }
+  } finally {
+    rmSync(mine, { force: true });
+  }
+  return heldLock(path.dirname(file), file);
 }

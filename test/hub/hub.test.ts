@@ -258,3 +258,18 @@ test('red eval --model ID --benchmarks name=DATASET_ID/split: both fetched, the 
   assert.deepEqual(results.benchmarks.map((b) => [b.name, b.problems]), [['sums', 2]]); // TEST has two rows
   assert.ok(existsSync(path.join(cache, 'datasets--tiny-org--sums', 'snapshots', DATA.commit, 'data', 'test-00000-of-00001.jsonl')));
 });
+
+test('two processes downloading the same model at once: the second waits on the blob lock, the bytes are fetched once', async () => {
+  const cache = freshCache();
+  const env = { ...process.env, HF_ENDPOINT: endpoint, HF_HUB_CACHE: cache, HF_HUB_OFFLINE: '', HF_TOKEN: '' };
+  const before = hub.log.length;
+  const [a, b] = await Promise.all([red(['download', MODEL.repo], env), red(['download', MODEL.repo], env)]);
+  assert.equal(a.status, 0, a.stderr);
+  assert.equal(b.status, 0, b.stderr);
+  const cdnGets = hub.log.slice(before).filter((l) => l.method === 'GET' && l.url.startsWith('/cdn/'));
+  assert.equal(cdnGets.length, 1, `the LFS body was fetched ${cdnGets.length} times`);
+  const repoDir = path.join(cache, 'models--tiny-org--qwen2-tied');
+  assert.ok(readFileSync(path.join(repoDir, 'snapshots', COMMIT, 'model.safetensors')).equals(read('model.safetensors')));
+  // huggingface_hub's lock folder; every lock was released.
+  assert.deepEqual(readdirSync(path.join(cache, '.locks', 'models--tiny-org--qwen2-tied')), []);
+});
