@@ -68,17 +68,15 @@ export const AlgorithmOptionsSchema = z.strictObject({
     enabled: z.boolean().default(false).describe('DAPO overlong penalty on online rollouts'),
     bufferTokens: z.int().min(1).default(2000).describe('L_buf: penalty ramps over the last L_buf tokens of the limit'),
   }).prefault({}).describe('DAPO overlong reward shaping'),
-  lr: positive.nullable().default(null)
-    .describe("learning rate for this method; null = the trainer's optim.lr"),
   lrScale: positive.default(1)
-    .describe('multiplies the learning rate in force (lr, else the trainer\'s optim.lr or sft.lr): a ratio keeps its meaning at every scale'),
+    .describe('multiplies the stage\'s learning rate (the trainer\'s optim.lr for RL stages, sft.lr for SFT stages): a ratio keeps its meaning at every scale'),
   stages: z.array(z.enum(PRESET_NAMES)).default(() => [])
     .describe('run these presets in order, each starting from the previous stage\'s final weights; [] = one stage (these options)'),
   sftInterleave: z.strictObject({
     enabled: z.boolean().default(false).describe('ReLIFT: buffer questions whose online rollouts all fail, SFT on their traces when full'),
     bufferSize: z.int().min(1).default(128).describe('N: questions that trigger one SFT step'),
     entropyCoef: z.number().min(0).default(0.001).describe('SFT loss mean(−log π) − entropyCoef·H'),
-    lr: positive.nullable().default(null).describe("learning rate of the SFT step's own optimiser; null = the method's lr"),
+    lr: positive.nullable().default(null).describe("learning rate of the SFT step's own optimiser; null = the stage's lr"),
   }).prefault({}).describe('ReLIFT interleaved SFT'),
   prefixSearch: z.strictObject({
     enabled: z.boolean().default(false).describe('BREAD: for a group with no correct rollout, roll out from the shortest teacher prefix that brings success into the band'),
@@ -217,7 +215,7 @@ export function resolvePreset(name: string, overrides: unknown = {}, where = 'al
 /**
  * The stages to train in order: [options] for a single-stage method, else each named preset
  * resolved (a stage may not itself have stages) with every option the multi-stage options set
- * beyond the schema defaults (the user's `algorithm` overrides, e.g. clip.epsHigh or lr) applied on
+ * beyond the schema defaults (the user's `algorithm` overrides, e.g. clip.epsHigh or lrScale) applied on
  * top, so what config.yaml records is what every stage runs. A value equal to the schema default
  * cannot be told from no override and leaves the stage's preset value. The trainer initialises
  * stage k+1 from stage k's final weights.

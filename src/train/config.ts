@@ -63,7 +63,7 @@ export const rolloutSchema = z.strictObject({
 });
 
 export const optimSchema = z.strictObject({
-  lr: z.number().positive().default(2e-6).describe('Peak learning rate of RL stages (algorithm.lr takes precedence; algorithm.lrScale multiplies either, e.g. luffy 0.5 = RED-SPEC 1e-6 vs 2e-6).'),
+  lr: z.number().positive().default(2e-6).describe('Peak learning rate of RL stages (algorithm.lrScale multiplies it, e.g. luffy 0.5 = RED-SPEC 1e-6 vs 2e-6).'),
   beta1: z.number().min(0).lt(1).default(ADAMW_DEFAULTS.beta1).describe('AdamW β1.'),
   beta2: z.number().min(0).lt(1).default(ADAMW_DEFAULTS.beta2).describe('AdamW β2.'),
   eps: z.number().positive().default(ADAMW_DEFAULTS.eps).describe('AdamW ε.'),
@@ -250,6 +250,8 @@ export function resolveTrainConfig(raw: Record<string, unknown>, source: string)
   let algorithm: AlgorithmOptions | null = null;
   if (!(PRESET_NAMES as readonly string[]).includes(method)) {
     problems.push(`method must be one of ${PRESET_NAMES.join(', ')}, got ${JSON.stringify(method)}`);
+  } else if (isRecord(raw.algorithm) && 'lr' in raw.algorithm) {
+    problems.push('algorithm.lr: the learning rate has one name per stage kind: set optim.lr (RL stages) or sft.lr (SFT stages); algorithm.lrScale scales either');
   } else {
     const a = AlgorithmOptionsSchema.safeParse(mergeOverrides(PRESETS[method as PresetName].sets, raw.algorithm ?? {}), { reportInput: true });
     if (a.success) algorithm = a.data;
@@ -257,6 +259,11 @@ export function resolveTrainConfig(raw: Record<string, unknown>, source: string)
   }
   if (problems.length > 0 || !base.success || algorithm === null) return failWithIssues(source, problems);
   return { ...base.data, algorithm };
+}
+
+/** A plain object (not null, not an array). */
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** The resolved config as YAML (written to DIR/config.yaml). */

@@ -154,10 +154,10 @@ export class Trainer {
     const options = this.s.stages[k];
     const cfg = this.s.config;
     // A stage without rollouts is supervised (objective nll): its lr, epochs and batch come from
-    // the sft group; RL stages from optim, data and rollout. algorithm.lr overrides either, and
-    // algorithm.lrScale multiplies the result (luffy: 0.5, RED-SPEC's 1e-6 vs 2e-6).
+    // the sft group; RL stages from optim, data and rollout. One name per rate: sft.lr or optim.lr,
+    // and algorithm.lrScale multiplies it (luffy: 0.5, RED-SPEC's 1e-6 vs 2e-6).
     const supervised = !options.onlineRollouts;
-    const lr = (options.lr ?? (supervised ? cfg.sft.lr : cfg.optim.lr)) * options.lrScale;
+    const lr = (supervised ? cfg.sft.lr : cfg.optim.lr) * options.lrScale;
     const epochs = supervised ? cfg.sft.epochs : cfg.data.epochs;
     const perStep = groupsPerStep(cfg, options);
     const totalSteps = cfg.schedule.totalSteps ?? Math.max(1, Math.ceil((epochs * this.env.examples.length) / perStep));

@@ -31,8 +31,8 @@ test('presets are rows of options (RED-SPEC Table 2)', () => {
   assert.deepEqual([red2.piOffline, red2.entropyRegulation], ['accuracy', false]);
   const luffy = resolvePreset('luffy');
   assert.deepEqual(
-    [luffy.piOffline, luffy.luffyGamma, luffy.clip.enabled, luffy.normalizeStd, luffy.aggregation, luffy.lNorm, luffy.entropyCoef, luffy.lr, luffy.lrScale],
-    ['luffy', 0.1, false, false, 'seq-sum-norm', null, 0.001, null, 0.5]);
+    [luffy.piOffline, luffy.luffyGamma, luffy.clip.enabled, luffy.normalizeStd, luffy.aggregation, luffy.lNorm, luffy.entropyCoef, luffy.lrScale],
+    ['luffy', 0.1, false, false, 'seq-sum-norm', null, 0.001, 0.5]);
   // RED-SPEC: luffy lr 1e-6 where the others use 2e-6 (the trainer's default optim.lr).
   assert.equal(2e-6 * luffy.lrScale, 1e-6);
   assert.equal(resolvePreset('grpo').lrScale, 1);
@@ -63,8 +63,8 @@ test('sft-grpo: the user\'s algorithm overrides reach every stage (the config th
 });
 
 test('overrides merge deeply over the preset row; every problem is named by its path', () => {
-  const o = resolvePreset('luffy', { clip: { epsHigh: 0.28 }, lr: 2e-6 });
-  assert.deepEqual([o.clip.enabled, o.clip.epsHigh, o.lr, o.piOffline], [false, 0.28, 2e-6, 'luffy']);
+  const o = resolvePreset('luffy', { clip: { epsHigh: 0.28 }, lrScale: 0.25 });
+  assert.deepEqual([o.clip.enabled, o.clip.epsHigh, o.lrScale, o.piOffline], [false, 0.28, 0.25, 'luffy']);
   const issues = algorithmOptionIssues({ clip: { epsLow: -1, typo: 1 }, piOffline: 'two', bogus: true });
   assert.ok(issues.some((l) => l.startsWith('algorithm.clip.epsLow:')), issues.join('\n'));
   assert.ok(issues.includes('algorithm.clip.typo: unknown option'), issues.join('\n'));
