@@ -1,0 +1,233 @@
+// The reference element-wise and row kernels (native/kernels.inl's twin): linear layers on the
+// products of gemm.ts, embedding, RMSNorm, RoPE, SwiGLU, the loss head, AdamW, token choice.
+//
+// One convention the contract leaves open, fixed here: in the loss head a target < 0 means
+// "no target at this position": logprob = entropy = 0 and the dlogits row is zero.
+import { gemmAxpy, gemmDot } from './gemm.ts';
+import { scratchOf } from './scratch.ts';
+
+export function linearForward(out: Float32Array, inp: Float32Array, weight: Float32Array, bias: Float32Array | null,
+  T: number, C: number, OC: number): void {
+  // out[t,o] = bias[o] + Σ_c inp[t,c]·weight[o,c]
+  gemmDot(out, inp, weight, T, OC, C, false, bias);
+}
+
+// dbias[o] += Σ_t dout[t,o]
+export function biasGrad(dbias: Float32Array, dout: Float32Array, T: number, OC: number): void {
+  for (let o = 0; o < OC; o++) {
+    let sb = 0;
+    for (let t = 0; t < T; t++) sb += dout[t * OC + o];
+    dbias[o] += sb;
+  }
+}
+
+export function linearBackward(dinp: Float32Array | null, dweight: Float32Array, dbias: Float32Array | null,
+  dout: Float32Array, inp: Float32Array, weight: Float32Array, T: number, C: number, OC: number): void {
+  // dinp[t,c] = Σ_o dout[t,o]·weight[o,c]   (written)
+  if (dinp) gemmAxpy(dinp, dout, OC, 1, weight, T, C, OC, false);
+  // dweight[o,c] += Σ_t dout[t,o]·inp[t,c]   (doutᵀ·inp, accumulated)
+  gemmAxpy(dweight, dout, 1, OC, inp, OC, C, T, true);
+  if (dbias) biasGrad(dbias, dout, T, OC);
+}
+
+export function embeddingForward(out: Float32Array, ids: Int32Array, wte: Float32Array, T: number, C: number): void {
+  for (let t = 0; t < T; t++) {
+    const row = ids[t] * C;
+    for (let c = 0; c < C; c++) out[t * C + c] = wte[row + c];
+  }
+}
+
+export function embeddingBackward(dwte: Float32Array, dout: Float32Array, ids: Int32Array, T: number, C: number): void {
+  for (let t = 0; t < T; t++) {
+    const row = ids[t] * C;
+    for (let c = 0; c < C; c++) dwte[row + c] += dout[t * C + c];
+  }
+}
+
+export function rmsnormForward(out: Float32Array, rstd: Float32Array, inp: Float32Array, weight: Float32Array,
+  T: number, C: number, eps: number): void {
+  for (let t = 0; t < T; t++) {
+    const o = t * C;
+    let ss = 0;
+    for (let c = 0; c < C; c++) ss += inp[o + c] * inp[o + c];
+    const r = 1 / Math.sqrt(ss / C + eps);
+    rstd[t] = r;
+    for (let c = 0; c < C; c++) out[o + c] = inp[o + c] * r * weight[c];
+  }
+}
+
+export function rmsnormBackward(dinp: Float32Array, dweight: Float32Array, dout: Float32Array, inp: Float32Array,
+  weight: Float32Array, rstd: Float32Array, T: number, C: number): void {
+  // y_c = x_c·r·w_c, r = (mean(x²)+eps)^(−1/2), ∂r/∂x_c = −r³·x_c/C, so
+  // dx_c = r·w_c·dy_c − (r³/C)·x_c·Σ_j dy_j·w_j·x_j;  dw_c += dy_c·x_c·r.
+  for (let t = 0; t < T; t++) {
+    const o = t * C;
+    const r = rstd[t];
+    let dot = 0;
+    for (let c = 0; c < C; c++) dot += dout[o + c] * weight[c] * inp[o + c];
+    const k = (r * r * r * dot) / C;
+    for (let c = 0; c < C; c++) {
+      dinp[o + c] += r * weight[c] * dout[o + c] - k * inp[o + c];
+      dweight[c] += dout[o + c] * inp[o + c] * r;
+    }
+  }
+}
+
+// Rotate pairs (i, i + HD/2) of every head by ±angle; sign −1 is the transpose (backward).
+function rope(x: Float32Array, positions: Int32Array, T: number, NH: number, HD: number, theta: number, sign: number): void {
+  const half = HD / 2;
+  for (let t = 0; t < T; t++) {
+    const pos = positions[t];
+    for (let i = 0; i < half; i++) {
+      const angle = pos * Math.pow(theta, (-2 * i) / HD);
+      const cos = Math.cos(angle);
+      const sin = sign * Math.sin(angle);
+      for (let h = 0; h < NH; h++) {
+        const o = t * NH * HD + h * HD;
+        const x1 = x[o + i];
+        const x2 = x[o + i + half];
+        // [x1, x2]·cos + [−x2, x1]·sin
+        x[o + i] = x1 * cos - x2 * sin;
+        x[o + i + half] = x2 * cos + x1 * sin;
+      }
+    }
+  }
+}
+
+export function ropeForward(x: Float32Array, positions: Int32Array, T: number, NH: number, HD: number, theta: number): void {
+  rope(x, positions, T, NH, HD, theta, 1);
+}
+
+export function ropeBackward(dx: Float32Array, positions: Int32Array, T: number, NH: number, HD: number, theta: number): void {
+  rope(dx, positions, T, NH, HD, theta, -1);
+}
+
+export function chooseToken(out: Float64Array, logits: Float32Array, V: number, invT: number, u: number): void {
+  let max = -Infinity, arg = 0;
+  for (let v = 0; v < V; v++) {
+    const z = logits[v];
+    if (z > max) { max = z; arg = v; } // first maximum, as torch.argmax
+  }
+  if (invT === 0) {
+    let sum = 0;
+    for (let v = 0; v < V; v++) sum += Math.exp(logits[v] - max);
+    out[0] = arg;
+    out[1] = -Math.log(sum);
+    return;
+  }
+  const p = scratchOf(V);
+  let total = 0;
+  for (let v = 0; v < V; v++) total += p[v] = Math.exp((logits[v] - max) * invT);
+  const target = u * total;
+  let acc = 0, id = V - 1;
+  for (let v = 0; v < V; v++) {
+    acc += p[v];
+    if (acc > target) { id = v; break; }
+  }
+  while (id > 0 && p[id] === 0) id--; // u rounding past the last nonzero entry
+  out[0] = id;
+  out[1] = Math.log(p[id] / total);
+}
+
+export function swigluForward(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const g = gate[i];
+    out[i] = (g / (1 + Math.exp(-g))) * up[i];
+  }
+}
+
+export function swigluBackward(dgate: Float32Array, dup: Float32Array, dout: Float32Array, gate: Float32Array,
+  up: Float32Array, n: number): void {
+  // silu'(g) = σ(g)·(1 + g·(1 − σ(g)))
+  for (let i = 0; i < n; i++) {
+    const g = gate[i];
+    const sig = 1 / (1 + Math.exp(-g));
+    const d = dout[i];
+    dgate[i] = d * up[i] * sig * (1 + g * (1 - sig));
+    dup[i] = d * g * sig;
+  }
+}
+
+export function add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void {
+  for (let i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+export function lossHeadForward(logprob: Float32Array, entropy: Float32Array, logits: Float32Array, targets: Int32Array,
+  T: number, V: number): void {
+  for (let t = 0; t < T; t++) {
+    const y = targets[t];
+    if (y < 0) {
+      logprob[t] = 0;
+      entropy[t] = 0;
+      continue;
+    }
+    const o = t * V;
+    let max = -Infinity;
+    for (let v = 0; v < V; v++) if (logits[o + v] > max) max = logits[o + v];
+    let sum = 0;
+    for (let v = 0; v < V; v++) sum += Math.exp(logits[o + v] - max);
+    const lse = max + Math.log(sum);
+    // H = −Σ p·log p = lse − Σ p·z
+    let pz = 0;
+    for (let v = 0; v < V; v++) pz += Math.exp(logits[o + v] - lse) * logits[o + v];
+    logprob[t] = logits[o + y] - lse;
+    entropy[t] = lse - pz;
+  }
+}
+
+export function lossHeadBackward(dlogits: Float32Array, logits: Float32Array, targets: Int32Array,
+  coefLogprob: Float32Array, coefEntropy: Float32Array, T: number, V: number): void {
+  // dz_v = cl·(1[v=y] − p_v) − ce·p_v·(log p_v + H). The row is copied first: dlogits may be logits.
+  const z = scratchOf(V);
+  for (let t = 0; t < T; t++) {
+    const o = t * V;
+    const y = targets[t];
+    if (y < 0) {
+      for (let v = 0; v < V; v++) dlogits[o + v] = 0;
+      continue;
+    }
+    let max = -Infinity;
+    for (let v = 0; v < V; v++) {
+      z[v] = logits[o + v];
+      if (z[v] > max) max = z[v];
+    }
+    let sum = 0;
+    for (let v = 0; v < V; v++) sum += Math.exp(z[v] - max);
+    const lse = max + Math.log(sum);
+    let pz = 0;
+    for (let v = 0; v < V; v++) pz += Math.exp(z[v] - lse) * z[v];
+    const H = lse - pz;
+    const cl = coefLogprob[t], ce = coefEntropy[t];
+    for (let v = 0; v < V; v++) {
+      const logp = z[v] - lse;
+      const p = Math.exp(logp);
+      dlogits[o + v] = cl * ((v === y ? 1 : 0) - p) - ce * p * (logp + H);
+    }
+  }
+}
+
+export function adamw(params: Float32Array, grads: Float32Array, m: Float32Array, v: Float32Array, n: number,
+  lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void {
+  const bc1 = 1 - Math.pow(beta1, step);
+  const bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
+  const stepSize = lr / bc1;
+  const decay = 1 - lr * weightDecay;
+  for (let i = 0; i < n; i++) {
+    const g = grads[i];
+    const mi = beta1 * m[i] + (1 - beta1) * g;
+    const vi = beta2 * v[i] + (1 - beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    params[i] = params[i] * decay - (stepSize * mi) / (Math.sqrt(vi) / bc2Sqrt + eps);
+  }
+}
+
+export function sumSquares(x: Float32Array, n: number): number {
+  let s = 0;
+  for (let i = 0; i < n; i++) s += x[i] * x[i];
+  return s;
+}
+
+export function scale(x: Float32Array, s: number, n: number): void {
+  for (let i = 0; i < n; i++) x[i] *= s;
+}
