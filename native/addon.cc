@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <type_traits>
+#include <utility>
 
 #include "engine.h"
 
@@ -155,49 +157,63 @@ bool checkHeads(Args& a, i64 NH, i64 NKV, i64 HD) {
   return true;
 }
 
+
+
+
+
+// The fp32 and bf16 twins of a product binding differ only in the weight operand's element type and
+// in the kernel that runs (the bf16 table, or its fp32 fallback without avx512_bf16): one template
+// each, instantiated for both.
+template <bool Bf16>
+using WeightT = std::conditional_t<Bf16, uint16_t, float>;
+
+template <bool Bf16>
+const WeightT<Bf16>* weights(Args& a, size_t i, const char* name, i64 n) {
+  if constexpr (Bf16) return a.bf16(i, name, n);
+  else return a.f32(i, name, n);
+}
+
+template <bool Bf16>
 Napi::Value Matmul(const Napi::CallbackInfo& info) {
-  Args a(info, "matmul");
+  Args a(info, Bf16 ? "matmulBf16" : "matmul");
   const i64 M = a.size(3, "M"), N = a.size(4, "N"), Kd = a.size(5, "K");
   const bool ta = a.boolean(6, "transA"), tb = a.boolean(7, "transB"), acc = a.boolean(8, "accumulate");
   float* out = a.f32(0, "out", M * N);
-  const float* x = a.f32(1, "a", M * Kd);
-  const float* y = a.f32(2, "b", Kd * N);
-  if (!a.failed()) K->matmul(out, x, y, M, N, Kd, ta, tb, acc);
+  const auto* x = weights<Bf16>(a, 1, "a", M * Kd);
+  const auto* y = weights<Bf16>(a, 2, "b", Kd * N);
+  if (a.failed()) return info.Env().Undefined();
+  if constexpr (Bf16) (KB ? KB->matmul : matmulBf16Fallback)(out, x, y, M, N, Kd, ta, tb, acc);
+  else K->matmul(out, x, y, M, N, Kd, ta, tb, acc);
   return info.Env().Undefined();
 }
 
-Napi::Value MatmulBf16(const Napi::CallbackInfo& info) {
-  Args a(info, "matmulBf16");
-  const i64 M = a.size(3, "M"), N = a.size(4, "N"), Kd = a.size(5, "K");
-  const bool ta = a.boolean(6, "transA"), tb = a.boolean(7, "transB"), acc = a.boolean(8, "accumulate");
-  float* out = a.f32(0, "out", M * N);
-  const uint16_t* x = a.bf16(1, "a", M * Kd);
-  const uint16_t* y = a.bf16(2, "b", Kd * N);
-  if (!a.failed()) (KB ? KB->matmul : matmulBf16Fallback)(out, x, y, M, N, Kd, ta, tb, acc);
-  return info.Env().Undefined();
-}
-
-Napi::Value LinearForwardBf16(const Napi::CallbackInfo& info) {
-  Args a(info, "linearForwardBf16");
+template <bool Bf16>
+Napi::Value LinearForward(const Napi::CallbackInfo& info) {
+  Args a(info, Bf16 ? "linearForwardBf16" : "linearForward");
   const i64 T = a.size(4, "T"), C = a.size(5, "C"), OC = a.size(6, "OC");
   float* out = a.f32(0, "out", T * OC);
   const float* inp = a.f32(1, "inp", T * C);
-  const uint16_t* w = a.bf16(2, "weight", OC * C);
+  const auto* w = weights<Bf16>(a, 2, "weight", OC * C);
   const float* bias = a.f32(3, "bias", OC, true);
-  if (!a.failed()) (KB ? KB->linearForward : linearForwardBf16Fallback)(out, inp, w, bias, T, C, OC);
+  if (a.failed()) return info.Env().Undefined();
+  if constexpr (Bf16) (KB ? KB->linearForward : linearForwardBf16Fallback)(out, inp, w, bias, T, C, OC);
+  else K->linearForward(out, inp, w, bias, T, C, OC);
   return info.Env().Undefined();
 }
 
-Napi::Value LinearBackwardBf16(const Napi::CallbackInfo& info) {
-  Args a(info, "linearBackwardBf16");
+template <bool Bf16>
+Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
+  Args a(info, Bf16 ? "linearBackwardBf16" : "linearBackward");
   const i64 T = a.size(6, "T"), C = a.size(7, "C"), OC = a.size(8, "OC");
   float* dinp = a.f32(0, "dinp", T * C, true);
   float* dw = a.f32(1, "dweight", OC * C);
   float* db = a.f32(2, "dbias", OC, true);
   const float* dout = a.f32(3, "dout", T * OC);
   const float* inp = a.f32(4, "inp", T * C);
-  const uint16_t* w = a.bf16(5, "weight", OC * C);
-  if (!a.failed()) (KB ? KB->linearBackward : linearBackwardBf16Fallback)(dinp, dw, db, dout, inp, w, T, C, OC);
+  const auto* w = weights<Bf16>(a, 5, "weight", OC * C);
+  if (a.failed()) return info.Env().Undefined();
+  if constexpr (Bf16) (KB ? KB->linearBackward : linearBackwardBf16Fallback)(dinp, dw, db, dout, inp, w, T, C, OC);
+  else K->linearBackward(dinp, dw, db, dout, inp, w, T, C, OC);
   return info.Env().Undefined();
 }
 
@@ -250,29 +266,7 @@ Napi::Value Peak(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value LinearForward(const Napi::CallbackInfo& info) {
-  Args a(info, "linearForward");
-  const i64 T = a.size(4, "T"), C = a.size(5, "C"), OC = a.size(6, "OC");
-  float* out = a.f32(0, "out", T * OC);
-  const float* inp = a.f32(1, "inp", T * C);
-  const float* w = a.f32(2, "weight", OC * C);
-  const float* bias = a.f32(3, "bias", OC, true);
-  if (!a.failed()) K->linearForward(out, inp, w, bias, T, C, OC);
-  return info.Env().Undefined();
-}
 
-Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "linearBackward");
-  const i64 T = a.size(6, "T"), C = a.size(7, "C"), OC = a.size(8, "OC");
-  float* dinp = a.f32(0, "dinp", T * C, true);
-  float* dw = a.f32(1, "dweight", OC * C);
-  float* db = a.f32(2, "dbias", OC, true);
-  const float* dout = a.f32(3, "dout", T * OC);
-  const float* inp = a.f32(4, "inp", T * C);
-  const float* w = a.f32(5, "weight", OC * C);
-  if (!a.failed()) K->linearBackward(dinp, dw, db, dout, inp, w, T, C, OC);
-  return info.Env().Undefined();
-}
 
 Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
   Args a(info, "embeddingForward");
@@ -549,42 +543,46 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   K = chooseKernels(env);
   if (!K) return exports;
   KB = chooseBf16Kernels();
-  exports.Set("bf16Isa", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-                return Napi::String::New(info.Env(), KB ? KB->unit() : "fp32 fallback");
-              }));
-  exports.Set("matmulBf16", Napi::Function::New(env, MatmulBf16));
-  exports.Set("linearForwardBf16", Napi::Function::New(env, LinearForwardBf16));
-  exports.Set("linearBackwardBf16", Napi::Function::New(env, LinearBackwardBf16));
-  exports.Set("roundBf16", Napi::Function::New(env, RoundBf16));
-  exports.Set("peak", Napi::Function::New(env, Peak));
-  exports.Set("chooseToken", Napi::Function::New(env, ChooseToken));
+  // One row per Backend method (src/engine/backend.ts): its JavaScript name and its binding.
+  static const std::pair<const char*, Napi::Function::Callback> bindings[] = {
+      {"matmul", Matmul<false>},
+      {"matmulBf16", Matmul<true>},
+      {"linearForward", LinearForward<false>},
+      {"linearForwardBf16", LinearForward<true>},
+      {"linearBackward", LinearBackward<false>},
+      {"linearBackwardBf16", LinearBackward<true>},
+      {"roundBf16", RoundBf16},
+      {"peak", Peak},
+      {"chooseToken", ChooseToken},
+      {"embeddingForward", EmbeddingForward},
+      {"embeddingBackward", EmbeddingBackward},
+      {"rmsnormForward", RmsnormForward},
+      {"rmsnormBackward", RmsnormBackward},
+      {"ropeForward", Rope<true>},
+      {"ropeBackward", Rope<false>},
+      {"attentionForward", AttentionForward},
+      {"attentionBackward", AttentionBackward},
+      {"attentionDecode", AttentionDecode<false>},
+      {"attentionDecodeBf16", AttentionDecode<true>},
+      {"swigluForward", SwigluForward},
+      {"swigluBackward", SwigluBackward},
+      {"add", Add},
+      {"lossHeadForward", LossHeadForward},
+      {"lossHeadBackward", LossHeadBackward},
+      {"adamw", Adamw},
+      {"sumSquares", SumSquares},
+      {"scale", Scale},
+  };
+  for (const auto& [name, fn] : bindings) exports.Set(name, Napi::Function::New(env, fn));
   exports.Set("isa", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 return Napi::String::New(info.Env(), K->isa);
+              }));
+  exports.Set("bf16Isa", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                return Napi::String::New(info.Env(), KB ? KB->unit() : "fp32 fallback");
               }));
   exports.Set("threads", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 return Napi::Number::New(info.Env(), omp_get_max_threads());
               }));
-  exports.Set("matmul", Napi::Function::New(env, Matmul));
-  exports.Set("linearForward", Napi::Function::New(env, LinearForward));
-  exports.Set("linearBackward", Napi::Function::New(env, LinearBackward));
-  exports.Set("embeddingForward", Napi::Function::New(env, EmbeddingForward));
-  exports.Set("embeddingBackward", Napi::Function::New(env, EmbeddingBackward));
-  exports.Set("rmsnormForward", Napi::Function::New(env, RmsnormForward));
-  exports.Set("rmsnormBackward", Napi::Function::New(env, RmsnormBackward));
-  exports.Set("ropeForward", Napi::Function::New(env, Rope<true>));
-  exports.Set("ropeBackward", Napi::Function::New(env, Rope<false>));
-  exports.Set("attentionForward", Napi::Function::New(env, AttentionForward));
-  exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward));
-  exports.Set("attentionDecode", Napi::Function::New(env, AttentionDecode<false>));
-  exports.Set("attentionDecodeBf16", Napi::Function::New(env, AttentionDecode<true>));
-  exports.Set("swigluForward", Napi::Function::New(env, SwigluForward));
-  exports.Set("swigluBackward", Napi::Function::New(env, SwigluBackward));
-  exports.Set("add", Napi::Function::New(env, Add));
-  exports.Set("lossHeadForward", Napi::Function::New(env, LossHeadForward));
-  exports.Set("lossHeadBackward", Napi::Function::New(env, LossHeadBackward));
-  exports.Set("adamw", Napi::Function::New(env, Adamw));
-  exports.Set("sumSquares", Napi::Function::New(env, SumSquares));
-  exports.Set("scale", Napi::Function::New(env, Scale));
   return exports;
 }
 
