@@ -18,6 +18,7 @@ export interface RemoteOptions {
   log?: (line: string) => void;
 }
 
+/** The sampling request for every prompt of a batch (the trainer's RolloutRequest plus stop ids). */
 export interface RemoteRequest {
   n: number;
   seed: number;

@@ -3,6 +3,7 @@
 // plus the step's seed derivation and timer.
 import type { TrainingExample } from '../data/dataset.ts';
 import type { PackedBatch } from '../model/batch.ts';
+import type { RemoteRequest } from '../rollout/remote.ts';
 
 /** The trainable policy (Qwen2Model satisfies it). */
 export interface TrainerModel {
@@ -30,15 +31,8 @@ export interface TrainerOptimizer {
   load(state: OptimizerState): void;
 }
 
-export interface RolloutRequest {
-  n: number;
-  seed: number;
-  temperature: number;
-  topP: number;
-  topK: number;
-  maxTokens: number;
-  stopStrings: string[];
-}
+/** What the trainer asks of a rollout engine for each prompt (local or remote: one definition). */
+export type RolloutRequest = Omit<RemoteRequest, 'stopTokenIds'>;
 
 export interface RolloutSample {
   /** Response ids (the EOS token included when the sampler stopped on it). */
