@@ -21,8 +21,17 @@ function nodeGypCommand() {
   } catch {
     // Run by hand (not under npm): npm's bundled copy beside this node (Debian, nvm, the
     // official tarball all keep npm in <prefix>/lib/node_modules/npm).
-    const bundled = path.resolve(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm',
-      'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+    const bundled = path.resolve(
+      path.dirname(process.execPath),
+      '..',
+      'lib',
+      'node_modules',
+      'npm',
+      'node_modules',
+      'node-gyp',
+      'bin',
+      'node-gyp.js',
+    );
     return existsSync(bundled) ? [process.execPath, bundled] : ['node-gyp'];
   }
 }
@@ -52,6 +61,8 @@ if (result.status !== 0) {
 }
 if (result.status !== 0) {
   console.warn('[red] The native engine could not be built; red will run on the (slow) TypeScript reference backend.');
-  console.warn('[red] Install a C++17 compiler (g++ or clang) and Python 3, then run `npm rebuild red` or `node scripts/build-native.mjs`.');
+  console.warn(
+    '[red] Install a C++17 compiler (g++ or clang) and Python 3, then run `npm rebuild red` or `node scripts/build-native.mjs`.',
+  );
 }
 process.exit(0);

@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const work = mkdtempSync(path.join(tmpdir(), 'red-pack-'));
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
-const run = (cmd, args, cwd) => execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+const run = (cmd, args, cwd) =>
+  execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
 
 /** Median wall seconds of `node ARGS` over n runs. */
 function startup(args, cwd, n = 9) {
@@ -33,13 +34,15 @@ try {
   const help = run('npx', ['--no-install', 'red', '--help'], app);
   if (!help.includes('Usage: red')) throw new Error('npx red --help printed no usage');
   const bin = path.join(app, 'node_modules', '.bin', 'red');
-  console.log(JSON.stringify({
-    tarball: tgz,
-    native_built: existsSync(path.join(app, 'node_modules', 'red', 'build', 'Release', 'red_native.node')),
-    installed_help_s: startup([bin, '--help'], app),
-    checkout_help_s: startup([path.join(root, 'bin', 'red.js'), '--help'], root),
-    loadavg: loadavg().map((x) => Number(x.toFixed(2))),
-  }));
+  console.log(
+    JSON.stringify({
+      tarball: tgz,
+      native_built: existsSync(path.join(app, 'node_modules', 'red', 'build', 'Release', 'red_native.node')),
+      installed_help_s: startup([bin, '--help'], app),
+      checkout_help_s: startup([path.join(root, 'bin', 'red.js'), '--help'], root),
+      loadavg: loadavg().map((x) => Number(x.toFixed(2))),
+    }),
+  );
 } catch (err) {
   console.error(`check-pack: ${err.message}`);
   process.exitCode = 1;

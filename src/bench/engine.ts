@@ -35,7 +35,12 @@ const cpuSeconds = () => {
   return (u.user + u.system) / 1e6;
 };
 
-interface Timing { best: number; median: number; bestCpu: number; reps: number }
+interface Timing {
+  best: number;
+  median: number;
+  bestCpu: number;
+  reps: number;
+}
 
 /**
  * Runs `fn` once to warm up, then until `minReps` runs and `minSeconds` have passed (≤ maxReps).
@@ -43,16 +48,23 @@ interface Timing { best: number; median: number; bestCpu: number; reps: number }
  */
 function timeRuns(fn: () => void, minReps: number, minSeconds: number, maxReps: number): Timing {
   fn();
-  const times: number[] = [], cpus: number[] = [];
+  const times: number[] = [],
+    cpus: number[] = [];
   const t0 = now();
   while (times.length < minReps || (now() - t0 < minSeconds && times.length < maxReps)) {
-    const t = now(), c = cpuSeconds();
+    const t = now(),
+      c = cpuSeconds();
     fn();
     times.push(now() - t);
     cpus.push(cpuSeconds() - c);
   }
   times.sort((a, b) => a - b);
-  return { best: times[0], median: times[Math.floor(times.length / 2)], bestCpu: Math.min(...cpus), reps: times.length };
+  return {
+    best: times[0],
+    median: times[Math.floor(times.length / 2)],
+    bestCpu: Math.min(...cpus),
+    reps: times.length,
+  };
 }
 
 function uniform(rng: Rng, n: number): Float32Array {
@@ -81,11 +93,24 @@ times.sort()
 print(json.dumps({"best": times[0], "median": times[len(times) // 2], "bestCpu": min(cpus), "reps": len(times), "numpy": np.__version__}))
 `;
 
-interface NumpyTiming extends Timing { numpy: string }
+interface NumpyTiming extends Timing {
+  numpy: string;
+}
 
-function numpyGemm(M: number, K: number, N: number, minReps: number, minSeconds: number, maxReps: number,
-  env: NodeJS.ProcessEnv): NumpyTiming | string {
-  const r = spawnSync('python3', ['-c', NUMPY_GEMM, `${M}`, `${K}`, `${N}`, `${minReps}`, `${minSeconds}`, `${maxReps}`], { encoding: 'utf8', env });
+function numpyGemm(
+  M: number,
+  K: number,
+  N: number,
+  minReps: number,
+  minSeconds: number,
+  maxReps: number,
+  env: NodeJS.ProcessEnv,
+): NumpyTiming | string {
+  const r = spawnSync(
+    'python3',
+    ['-c', NUMPY_GEMM, `${M}`, `${K}`, `${N}`, `${minReps}`, `${minSeconds}`, `${maxReps}`],
+    { encoding: 'utf8', env },
+  );
   if (r.error) return `python3 not runnable (${r.error.message})`;
   if (r.status !== 0) return `numpy peer failed: ${(r.stderr || '').trim().split('\n').pop() ?? 'no output'}`;
   try {
@@ -107,19 +132,44 @@ function blasDefaultEnv(): NodeJS.ProcessEnv {
 }
 
 /** numpy's fp32 GEMM twice: with the environment as it is, and with OpenBLAS's overrides unset. */
-interface NumpyPeer { asIs: NumpyTiming | string; best: NumpyTiming | string }
+interface NumpyPeer {
+  asIs: NumpyTiming | string;
+  best: NumpyTiming | string;
+}
 
 function numpyPeer(M: number, K: number, N: number, reps: [number, number, number]): NumpyPeer {
   return { asIs: numpyGemm(M, K, N, ...reps, process.env), best: numpyGemm(M, K, N, ...reps, blasDefaultEnv()) };
 }
 
 /** The machine's register-only peaks (native only), measured in this run; GFLOP/s or null. */
-interface Peaks { fp32: number | null; bf16: number | null; amx: number | null }
+interface Peaks {
+  fp32: number | null;
+  bf16: number | null;
+  amx: number | null;
+}
 
 const PEAK_UNITS = [
-  { key: 'fp32', dtype: 'fp32', unit: 'fma', what: 'register-only loop of independent fp32 FMAs on every thread', missing: '' },
-  { key: 'bf16', dtype: 'bf16', unit: 'vdpbf16ps', what: 'register-only loop of independent vdpbf16ps on every thread (4 flops per fp32 lane)', missing: 'no avx512_bf16 on this CPU' },
-  { key: 'amx', dtype: 'bf16', unit: 'amx', what: 'tile-only loop of independent AMX TDPBF16PS on every thread (16·16·32·2 flops each)', missing: 'no AMX (or RED_AMX=0, or Linux refused the tile state)' },
+  {
+    key: 'fp32',
+    dtype: 'fp32',
+    unit: 'fma',
+    what: 'register-only loop of independent fp32 FMAs on every thread',
+    missing: '',
+  },
+  {
+    key: 'bf16',
+    dtype: 'bf16',
+    unit: 'vdpbf16ps',
+    what: 'register-only loop of independent vdpbf16ps on every thread (4 flops per fp32 lane)',
+    missing: 'no avx512_bf16 on this CPU',
+  },
+  {
+    key: 'amx',
+    dtype: 'bf16',
+    unit: 'amx',
+    what: 'tile-only loop of independent AMX TDPBF16PS on every thread (16·16·32·2 flops each)',
+    missing: 'no AMX (or RED_AMX=0, or Linux refused the tile state)',
+  },
 ] as const;
 
 function measurePeaks(be: Backend, quick: boolean): Peaks {
@@ -129,8 +179,15 @@ function measurePeaks(be: Backend, quick: boolean): Peaks {
     const g = native.peak ? native.peak(p.key, quick ? 0.3 : 1) : null;
     peaks[p.key] = g;
     emit({
-      bench: 'peak', dtype: p.dtype, unit: p.unit, gflops: g === null ? null : round(g), backend: be.name,
-      isa: p.dtype === 'bf16' ? native.bf16Isa ?? be.isa : be.isa, threads: be.threads, load_avg_1m: loadAvg(), what: p.what,
+      bench: 'peak',
+      dtype: p.dtype,
+      unit: p.unit,
+      gflops: g === null ? null : round(g),
+      backend: be.name,
+      isa: p.dtype === 'bf16' ? (native.bf16Isa ?? be.isa) : be.isa,
+      threads: be.threads,
+      load_avg_1m: loadAvg(),
+      what: p.what,
       ...(g === null ? { note: native.peak ? p.missing : 'peak loops are native only' } : {}),
     });
   }
@@ -140,32 +197,55 @@ function measurePeaks(be: Backend, quick: boolean): Peaks {
 const loadAvg = () => round(loadavg()[0], 2);
 
 /** One gemm figure in `dtype` beside numpy's fp32 and the peak; returns our best GFLOP/s. */
-function benchGemm(be: Backend, M: number, K: number, N: number, quick: boolean, dtype: Precision, np: NumpyPeer,
-  peaks: Peaks): Peak {
+function benchGemm(
+  be: Backend,
+  M: number,
+  K: number,
+  N: number,
+  quick: boolean,
+  dtype: Precision,
+  np: NumpyPeer,
+  peaks: Peaks,
+): Peak {
   const rng = new Rng(M * 31 + N);
-  const af = uniform(rng, M * K), bf = uniform(rng, K * N), out = new Float32Array(M * N);
-  const a16 = toBf16(af), b16 = toBf16(bf);
+  const af = uniform(rng, M * K),
+    bf = uniform(rng, K * N),
+    out = new Float32Array(M * N);
+  const a16 = toBf16(af),
+    b16 = toBf16(bf);
   const flops = 2 * M * K * N;
   const [minReps, minS, maxReps] = quick ? [3, 0.5, 10] : [5, 1.5, 30];
-  const fn = dtype === 'bf16'
-    ? () => be.matmulBf16(out, a16, b16, M, N, K, false, false, false)
-    : () => be.matmul(out, af, bf, M, N, K, false, false, false);
+  const fn =
+    dtype === 'bf16'
+      ? () => be.matmulBf16(out, a16, b16, M, N, K, false, false, false)
+      : () => be.matmul(out, af, bf, M, N, K, false, false, false);
   const ours = timeRuns(fn, minReps, minS, maxReps);
   const gflops = flops / ours.best / 1e9;
   // of_peak: against the peak of the unit this GEMM ran on (AMX when the bf16 kernels use it);
   // of_dp_peak: a bf16 GEMM against the vdpbf16ps loop as well.
-  const isa = dtype === 'bf16' ? (be as Partial<NativeExtras>).bf16Isa ?? be.isa : be.isa;
+  const isa = dtype === 'bf16' ? ((be as Partial<NativeExtras>).bf16Isa ?? be.isa) : be.isa;
   const unit = dtype === 'fp32' ? 'fma' : isa.includes('amx') ? 'amx' : 'vdpbf16ps';
   const peak = unit === 'fma' ? peaks.fp32 : unit === 'amx' ? peaks.amx : peaks.bf16;
   const row: Record<string, unknown> = {
-    bench: 'gemm', dtype, m: M, k: K, n: N, gflops: round(gflops), median_gflops: round(flops / ours.median / 1e9),
-    unit, of_peak: peak ? round(gflops / peak, 3) : null, peak_gflops: peak ? round(peak) : null,
+    bench: 'gemm',
+    dtype,
+    m: M,
+    k: K,
+    n: N,
+    gflops: round(gflops),
+    median_gflops: round(flops / ours.median / 1e9),
+    unit,
+    of_peak: peak ? round(gflops / peak, 3) : null,
+    peak_gflops: peak ? round(peak) : null,
     ...(dtype === 'bf16' ? { of_dp_peak: peaks.bf16 ? round(gflops / peaks.bf16, 3) : null } : {}),
   };
   // Per CPU-second (all threads): what each core achieved while it ran, robust to a busy machine.
   const cpuRow: Record<string, unknown> = { cpu_gflops: round(flops / ours.bestCpu / 1e9) };
   const notes: string[] = [];
-  for (const [key, t] of [['', np.asIs], ['_best', np.best]] as const) {
+  for (const [key, t] of [
+    ['', np.asIs],
+    ['_best', np.best],
+  ] as const) {
     if (typeof t === 'string') {
       row[`numpy${key}_gflops`] = null;
       row[`ratio${key}`] = null;
@@ -181,16 +261,23 @@ function benchGemm(be: Backend, M: number, K: number, N: number, quick: boolean,
   }
   if (notes.length) row.note = notes.join('; ');
   Object.assign(row, cpuRow, {
-    backend: be.name, isa, threads: be.threads,
-    reps: ours.reps, load_avg_1m: loadAvg(),
-    numpy_def: 'numpy float32 a @ b; numpy_*: environment as is; numpy_best_*: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for that child',
+    backend: be.name,
+    isa,
+    threads: be.threads,
+    reps: ours.reps,
+    load_avg_1m: loadAvg(),
+    numpy_def:
+      'numpy float32 a @ b; numpy_*: environment as is; numpy_best_*: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for that child',
     timing: 'wall: best of reps after a warm-up (median beside it); cpu_*: flops per process CPU-second, best run',
   });
   emit(row);
   return { wall: gflops, cpu: flops / ours.bestCpu / 1e9 };
 }
 
-interface Peak { wall: number; cpu: number }
+interface Peak {
+  wall: number;
+  cpu: number;
+}
 
 /** Packed sequences of unequal lengths (as an RL batch is) totalling `tokens`. */
 function packedBatch(tokens: number, vocab: number, seed: number): PackedBatch {
@@ -199,18 +286,34 @@ function packedBatch(tokens: number, vocab: number, seed: number): PackedBatch {
   const pattern = [0.25, 0.22, 0.16, 0.12, 0.25];
   let left = tokens;
   for (let i = 0; left > 0; i++) {
-    const len = i === pattern.length - 1 ? left : Math.min(left, Math.max(1, Math.round(tokens * pattern[i % pattern.length])));
+    const len =
+      i === pattern.length - 1 ? left : Math.min(left, Math.max(1, Math.round(tokens * pattern[i % pattern.length])));
     lengths.push(len);
     left -= len;
   }
   return packSequences(lengths.map((l) => Array.from({ length: l }, () => rng.int(vocab))));
 }
 
-interface StepTiming { stepS: number; stepCpuS: number; forwardS: number; backwardS: number; optimizerS: number; steps: number; params: number; sequences: number }
+interface StepTiming {
+  stepS: number;
+  stepCpuS: number;
+  forwardS: number;
+  backwardS: number;
+  optimizerS: number;
+  steps: number;
+  params: number;
+  sequences: number;
+}
 
 /** Times full training steps: zeroGrad, forward, backward of the mean token NLL, AdamW update. */
-function timeTrainSteps(shape: Shape, tokens: number, be: Backend, steps: number, dtype: Precision = 'fp32',
-  checkpointing = false): StepTiming {
+function timeTrainSteps(
+  shape: Shape,
+  tokens: number,
+  be: Backend,
+  steps: number,
+  dtype: Precision = 'fp32',
+  checkpointing = false,
+): StepTiming {
   const config = configOf(shape);
   const model = randomModel(config, be);
   model.setComputePrecision(dtype); // bf16: mixed precision (fp32 master weights and optimiser)
@@ -222,7 +325,8 @@ function timeTrainSteps(shape: Shape, tokens: number, be: Backend, steps: number
   const coefLogprob = new Float32Array(tokens).fill(-1 / scored); // d(mean NLL)/d logprob
   const coefEntropy = new Float32Array(tokens);
   const runs: { f: number; b: number; o: number; cpu: number }[] = [];
-  for (let s = 0; s <= steps; s++) { // step 0 warms up (allocations, page faults)
+  for (let s = 0; s <= steps; s++) {
+    // step 0 warms up (allocations, page faults)
     const c0 = cpuSeconds();
     const t0 = now();
     model.zeroGrad();
@@ -237,40 +341,80 @@ function timeTrainSteps(shape: Shape, tokens: number, be: Backend, steps: number
   runs.sort((x, y) => x.f + x.b + x.o - (y.f + y.b + y.o));
   const med = runs[Math.floor(runs.length / 2)];
   return {
-    stepS: med.f + med.b + med.o, stepCpuS: med.cpu, forwardS: med.f, backwardS: med.b, optimizerS: med.o, steps,
-    params: model.layout.total, sequences: batch.cuSeqlens.length - 1,
+    stepS: med.f + med.b + med.o,
+    stepCpuS: med.cpu,
+    forwardS: med.f,
+    backwardS: med.b,
+    optimizerS: med.o,
+    steps,
+    params: model.layout.total,
+    sequences: batch.cuSeqlens.length - 1,
   };
 }
 
-function trainStepRow(shape: Shape, tokens: number, be: Backend, t: StepTiming, peak: Peak, dtype: Precision = 'fp32'): Record<string, unknown> {
+function trainStepRow(
+  shape: Shape,
+  tokens: number,
+  be: Backend,
+  t: StepTiming,
+  peak: Peak,
+  dtype: Precision = 'fp32',
+): Record<string, unknown> {
   const flops = 6 * t.params * tokens;
   return {
-    bench: 'train_step', dtype, model: shape.name, tokens, tokens_per_s: round(tokens / t.stepS),
+    bench: 'train_step',
+    dtype,
+    model: shape.name,
+    tokens,
+    tokens_per_s: round(tokens / t.stepS),
     mfu: round(flops / t.stepS / (peak.wall * 1e9), 3),
     // The same per CPU-second (step CPU time against the GEMM's best flops per CPU-second).
-    mfu_cpu: round(flops / t.stepCpuS / (peak.cpu * 1e9), 3), step_cpu_s: round(t.stepCpuS, 3),
-    params: t.params, sequences: t.sequences, step_s: round(t.stepS, 3), forward_s: round(t.forwardS, 3),
-    backward_s: round(t.backwardS, 3), optimizer_s: round(t.optimizerS, 3), steps_timed: t.steps,
-    peak_gflops: round(peak.wall), peak_cpu_gflops: round(peak.cpu),
+    mfu_cpu: round(flops / t.stepCpuS / (peak.cpu * 1e9), 3),
+    step_cpu_s: round(t.stepCpuS, 3),
+    params: t.params,
+    sequences: t.sequences,
+    step_s: round(t.stepS, 3),
+    forward_s: round(t.forwardS, 3),
+    backward_s: round(t.backwardS, 3),
+    optimizer_s: round(t.optimizerS, 3),
+    steps_timed: t.steps,
+    peak_gflops: round(peak.wall),
+    peak_cpu_gflops: round(peak.cpu),
     mfu_def: '6·params·tokens/step_s ÷ best gemm GFLOP/s above (mfu_cpu: per CPU-second on both sides)',
     shape: `hidden ${shape.hidden}, ${shape.layers} layers, ${shape.heads}/${shape.kvHeads} heads, intermediate ${shape.intermediate}, vocab ${shape.vocab}, tied`,
-    backend: be.name, isa: be.isa, threads: be.threads,
+    backend: be.name,
+    isa: be.isa,
+    threads: be.threads,
   };
 }
 
 /** What a child process measures: the 0.5B step in one setting. */
-interface ChildSpec { pref: string; peak: Peak; steps: number; tokens: number; dtype: Precision; checkpointing: boolean }
+interface ChildSpec {
+  pref: string;
+  peak: Peak;
+  steps: number;
+  tokens: number;
+  dtype: Precision;
+  checkpointing: boolean;
+}
 
 /** The 0.5B step in a child process (its maxRSS is then the step's alone). */
 function trainStep05bInChild(spec: ChildSpec): Record<string, unknown> {
   const self = fileURLToPath(import.meta.url);
   const r = spawnSync(process.execPath, ['--import', 'tsx', self], {
-    encoding: 'utf8', maxBuffer: 1 << 24,
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
     env: { ...process.env, [CHILD_ENV]: JSON.stringify(spec) },
   });
   const last = (r.stdout || '').trim().split('\n').pop() ?? '';
   if (r.status !== 0 || !last.startsWith('{')) {
-    return { bench: 'train_step', dtype: spec.dtype, model: SHAPE_05B.name, tokens: spec.tokens, error: `child process failed (status ${r.status}, signal ${r.signal}): ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}` };
+    return {
+      bench: 'train_step',
+      dtype: spec.dtype,
+      model: SHAPE_05B.name,
+      tokens: spec.tokens,
+      error: `child process failed (status ${r.status}, signal ${r.signal}): ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}`,
+    };
   }
   return JSON.parse(last) as Record<string, unknown>;
 }
@@ -281,8 +425,10 @@ async function childMain(json: string): Promise<void> {
   const t = timeTrainSteps(SHAPE_05B, spec.tokens, be, spec.steps, spec.dtype, spec.checkpointing);
   const maxRssMb = process.resourceUsage().maxRSS / 1024; // maxRSS is in KiB
   emit({
-    ...trainStepRow(SHAPE_05B, spec.tokens, be, t, spec.peak, spec.dtype), activation_checkpointing: spec.checkpointing,
-    max_rss_mb: round(maxRssMb), fits_24gib: maxRssMb < 24 * 1024,
+    ...trainStepRow(SHAPE_05B, spec.tokens, be, t, spec.peak, spec.dtype),
+    activation_checkpointing: spec.checkpointing,
+    max_rss_mb: round(maxRssMb),
+    fits_24gib: maxRssMb < 24 * 1024,
     ...(spec.checkpointing ? { target: 'max_rss ≤ 16 GiB', target_met: maxRssMb <= 16 * 1024 } : {}),
     load_avg_1m: loadAvg(),
   });
@@ -290,7 +436,8 @@ async function childMain(json: string): Promise<void> {
 
 export async function run(opts: BenchOptions): Promise<void> {
   const pref = opts.backend ?? 'auto';
-  if (pref !== 'auto' && pref !== 'native' && pref !== 'reference') fail(`--backend must be native or reference, got "${pref}"`);
+  if (pref !== 'auto' && pref !== 'native' && pref !== 'reference')
+    fail(`--backend must be native or reference, got "${pref}"`);
   const be = getBackend(pref);
   // GEMMs and the 20M step run in both precisions; --precision picks the 0.5B 512-token step's.
   const precision = parsePrecision(opts.precision, '--precision');
@@ -298,13 +445,20 @@ export async function run(opts: BenchOptions): Promise<void> {
   // ratios hold whatever the load of the shared machine (load_avg_1m on every row).
   const peaks = measurePeaks(be, opts.quick);
   const reps: [number, number, number] = opts.quick ? [3, 0.5, 10] : [5, 1.5, 30];
-  const fp32: Peak[] = [], bf16: Peak[] = [];
-  for (const [M, K, N] of [[1024, 1024, 1024], [4096, 896, 896]]) {
+  const fp32: Peak[] = [],
+    bf16: Peak[] = [];
+  for (const [M, K, N] of [
+    [1024, 1024, 1024],
+    [4096, 896, 896],
+  ]) {
     const np = numpyPeer(M, K, N, reps);
     fp32.push(benchGemm(be, M, K, N, opts.quick, 'fp32', np, peaks));
     bf16.push(benchGemm(be, M, K, N, opts.quick, 'bf16', np, peaks));
   }
-  const best = (g: Peak[]): Peak => ({ wall: Math.max(...g.map((x) => x.wall)), cpu: Math.max(...g.map((x) => x.cpu)) });
+  const best = (g: Peak[]): Peak => ({
+    wall: Math.max(...g.map((x) => x.wall)),
+    cpu: Math.max(...g.map((x) => x.cpu)),
+  });
   const peak = best(fp32);
   const steps = opts.quick ? 2 : 3;
   // The 20M step in fp32, then in mixed precision (MFU against the best bf16 GEMM above).
@@ -312,11 +466,23 @@ export async function run(opts: BenchOptions): Promise<void> {
   emit(trainStepRow(SHAPE_20M, 2048, be, step32, peak));
   const step16 = timeTrainSteps(SHAPE_20M, 2048, be, steps, 'bf16');
   emit({
-    ...trainStepRow(SHAPE_20M, 2048, be, step16, best(bf16), 'bf16'), speedup_vs_fp32: round(step32.stepS / step16.stepS, 2),
-    target: 'speedup_vs_fp32 ≥ 1.3', target_met: step32.stepS / step16.stepS >= 1.3, load_avg_1m: loadAvg(),
+    ...trainStepRow(SHAPE_20M, 2048, be, step16, best(bf16), 'bf16'),
+    speedup_vs_fp32: round(step32.stepS / step16.stepS, 2),
+    target: 'speedup_vs_fp32 ≥ 1.3',
+    target_met: step32.stepS / step16.stepS >= 1.3,
+    load_avg_1m: loadAvg(),
   });
   if (opts.quick) return;
-  emit(trainStep05bInChild({ pref, peak: precision === 'bf16' ? best(bf16) : peak, steps: 2, tokens: 512, dtype: precision, checkpointing: false }));
+  emit(
+    trainStep05bInChild({
+      pref,
+      peak: precision === 'bf16' ? best(bf16) : peak,
+      steps: 2,
+      tokens: 512,
+      dtype: precision,
+      checkpointing: false,
+    }),
+  );
   // 4096 packed tokens with activation checkpointing, in mixed precision: its peak memory.
   emit(trainStep05bInChild({ pref, peak: best(bf16), steps: 1, tokens: 4096, dtype: 'bf16', checkpointing: true }));
 }

@@ -60,9 +60,16 @@ interface ShapeRun {
 const DECODE_CTX = 32;
 
 /** Median seconds of a decode step at batch B: B slots holding one 32-token prompt, `steps` steps timed. */
-function decodeStepSeconds(be: Backend, config: ModelConfig, w: ModelViews<Weight>, B: number, steps: number,
-  quick: boolean): { step: number; timed: number } {
-  const ctx = DECODE_CTX, V = config.vocabSize;
+function decodeStepSeconds(
+  be: Backend,
+  config: ModelConfig,
+  w: ModelViews<Weight>,
+  B: number,
+  steps: number,
+  quick: boolean,
+): { step: number; timed: number } {
+  const ctx = DECODE_CTX,
+    V = config.vocabSize;
   const dec = new KvDecoder(be, config, w, B, ctx + steps + 4);
   // One prompt prefilled and copied to every slot (as samples of one prompt share it): the
   // attention cost per step is the same as for B different prompts of that length.
@@ -84,8 +91,14 @@ function decodeStepSeconds(be: Backend, config: ModelConfig, w: ModelViews<Weigh
   return { step: times[Math.floor(times.length / 2)], timed: times.length };
 }
 
-async function benchShape(shape: Shape, run: ShapeRun, be: Backend, bandwidthGBs: number, quick: boolean,
-  dtype: Precision): Promise<void> {
+async function benchShape(
+  shape: Shape,
+  run: ShapeRun,
+  be: Backend,
+  bandwidthGBs: number,
+  quick: boolean,
+  dtype: Precision,
+): Promise<void> {
   const config = configOf(shape);
   let model: Qwen2Model = randomModel(config, be);
   let fp32Model: Qwen2Model | null = null;
@@ -99,7 +112,12 @@ async function benchShape(shape: Shape, run: ShapeRun, be: Backend, bandwidthGBs
   const weightBytes = params * (dtype === 'bf16' ? 2 : 4);
   const streamS = weightBytes / (bandwidthGBs * 1e9);
   const base = { model: shape.name, params, backend: be.name, isa: be.isa, threads: be.threads };
-  emit({ ...base, name: 'model', weight_mb: +(weightBytes / 1e6).toFixed(1), weight_stream_ms: +(streamS * 1e3).toFixed(3) });
+  emit({
+    ...base,
+    name: 'model',
+    weight_mb: +(weightBytes / 1e6).toFixed(1),
+    weight_stream_ms: +(streamS * 1e3).toFixed(3),
+  });
 
   // Prefill: several prompts packed into one pass.
   const { promptLen, prefillPrompts, steps } = run;
@@ -117,7 +135,13 @@ async function benchShape(shape: Shape, run: ShapeRun, be: Backend, bandwidthGBs
       reps++;
     } while (now() - t0 < 1 && reps < 5);
     const s = (now() - t0) / reps;
-    emit({ ...base, name: 'prefill_tokens_per_s', value: +((prefillPrompts * promptLen) / s).toFixed(1), tokens: prefillPrompts * promptLen, prompts: prefillPrompts });
+    emit({
+      ...base,
+      name: 'prefill_tokens_per_s',
+      value: +((prefillPrompts * promptLen) / s).toFixed(1),
+      tokens: prefillPrompts * promptLen,
+      prompts: prefillPrompts,
+    });
   }
 
   // Decode: B slots prefilled with 32-token prompts, then timed decode steps; in bf16 the fp32
@@ -127,7 +151,15 @@ async function benchShape(shape: Shape, run: ShapeRun, be: Backend, bandwidthGBs
   for (const B of [1, 16, 64]) {
     const { step, timed } = decodeStepSeconds(be, config, model.w, B, steps, quick);
     perToken[B] = step / B;
-    const row: Record<string, unknown> = { ...base, name: `decode_b${B}_tokens_per_s`, value: +(B / step).toFixed(1), batch: B, step_ms: +(step * 1e3).toFixed(3), context: DECODE_CTX, steps: timed };
+    const row: Record<string, unknown> = {
+      ...base,
+      name: `decode_b${B}_tokens_per_s`,
+      value: +(B / step).toFixed(1),
+      batch: B,
+      step_ms: +(step * 1e3).toFixed(3),
+      context: DECODE_CTX,
+      steps: timed,
+    };
     if (B === 1) {
       const bound = dtype === 'bf16' ? 1.3 : 2;
       row.weight_stream_ms = +(streamS * 1e3).toFixed(3);
@@ -140,7 +172,10 @@ async function benchShape(shape: Shape, run: ShapeRun, be: Backend, bandwidthGBs
       row.target_met = step <= bound * streamS && (!fp32B1 || fp32B1.step / step >= 1.7);
     } else {
       row.speedup_vs_b1 = +(perToken[1] / perToken[B]).toFixed(2);
-      if (B === 64) { row.target = 'speedup_vs_b1 ≥ 10'; row.target_met = perToken[1] / perToken[B] >= 10; }
+      if (B === 64) {
+        row.target = 'speedup_vs_b1 ≥ 10';
+        row.target_met = perToken[1] / perToken[B] >= 10;
+      }
     }
     emit(row);
   }
@@ -151,7 +186,10 @@ async function benchShape(shape: Shape, run: ShapeRun, be: Backend, bandwidthGBs
     const rng = new Rng(4);
     const row = new Float32Array(V);
     for (let v = 0; v < V; v++) row[v] = rng.normal() * 3;
-    for (const [label, policy] of [['t1', { temperature: 1, topP: 1, topK: 0 }], ['t1_top_p_0.95', { temperature: 1, topP: 0.95, topK: 0 }]] as const) {
+    for (const [label, policy] of [
+      ['t1', { temperature: 1, topP: 1, topK: 0 }],
+      ['t1_top_p_0.95', { temperature: 1, topP: 0.95, topK: 0 }],
+    ] as const) {
       const reps = 20;
       // JIT warm-up to the steady state generate() runs in (thousands of calls): after only 5
       // calls the 20M figure read 0.96 ms in one run and 0.42 ms in the next.
@@ -159,7 +197,12 @@ async function benchShape(shape: Shape, run: ShapeRun, be: Backend, bandwidthGBs
       for (let i = 0; i < 200 && now() - warm0 < 0.3; i++) chooser.choose(row, 0, policy, rng);
       const t0 = now();
       for (let i = 0; i < reps; i++) chooser.choose(row, 0, policy, rng);
-      emit({ ...base, name: `sample_ms_per_token_${label}`, value: +(((now() - t0) / reps) * 1e3).toFixed(3), vocab: V });
+      emit({
+        ...base,
+        name: `sample_ms_per_token_${label}`,
+        value: +(((now() - t0) / reps) * 1e3).toFixed(3),
+        vocab: V,
+      });
     }
   }
 
@@ -169,11 +212,23 @@ async function benchShape(shape: Shape, run: ShapeRun, be: Backend, bandwidthGBs
     const stats = newGenerateStats();
     const maxTokens = quick ? 8 : 32;
     const t0 = now();
-    const out = await generate(model, randomPrompts(16, DECODE_CTX, V, 3), { n: 4, temperature: 1, maxTokens, seed: 0, eosIds: [], maxBatch: 64, stats });
+    const out = await generate(model, randomPrompts(16, DECODE_CTX, V, 3), {
+      n: 4,
+      temperature: 1,
+      maxTokens,
+      seed: 0,
+      eosIds: [],
+      maxBatch: 64,
+      stats,
+    });
     const s = now() - t0;
     const tokens = out.flat().reduce((a, x) => a + x.ids.length, 0);
     emit({
-      ...base, name: 'generate_tokens_per_s', value: +(tokens / s).toFixed(1), samples: 64, max_tokens: maxTokens,
+      ...base,
+      name: 'generate_tokens_per_s',
+      value: +(tokens / s).toFixed(1),
+      samples: 64,
+      max_tokens: maxTokens,
       decode_tokens_per_s: +(stats.decodeTokens / stats.decodeSeconds).toFixed(1),
       sampling_share: +(stats.sampleSeconds / stats.decodeSeconds).toFixed(3),
       prefill_s: +stats.prefillSeconds.toFixed(3),
@@ -183,18 +238,31 @@ async function benchShape(shape: Shape, run: ShapeRun, be: Backend, bandwidthGBs
 
 export async function run(opts: BenchOptions): Promise<void> {
   const pref = opts.backend ?? 'auto';
-  if (pref !== 'auto' && pref !== 'native' && pref !== 'reference') fail(`--backend must be native or reference, got "${pref}"`);
+  if (pref !== 'auto' && pref !== 'native' && pref !== 'reference')
+    fail(`--backend must be native or reference, got "${pref}"`);
   const be = getBackend(pref);
   const dtype = parsePrecision(opts.precision, '--precision');
   rowDtype = dtype;
   const bw = memoryBandwidth(be, opts.quick ? 128 : 512);
   // The machine's load beside it: the batch-64/batch-1 ratio needs a second free core (batch 64 is
   // compute bound, batch 1 bandwidth bound), so on a shared machine it moves with the load.
-  emit({ name: 'memory_bandwidth_gb_per_s', value: +bw.toFixed(2), via: `${be.name} sumSquares`, backend: be.name, load_avg_1m: +loadavg()[0].toFixed(2), cpus: availableParallelism() });
-  await benchShape(SHAPE_20M,
-    { prefillPrompts: 8, promptLen: opts.quick ? 64 : 128, steps: opts.quick ? 8 : 16, endToEnd: true }, be, bw, opts.quick, dtype);
+  emit({
+    name: 'memory_bandwidth_gb_per_s',
+    value: +bw.toFixed(2),
+    via: `${be.name} sumSquares`,
+    backend: be.name,
+    load_avg_1m: +loadavg()[0].toFixed(2),
+    cpus: availableParallelism(),
+  });
+  await benchShape(
+    SHAPE_20M,
+    { prefillPrompts: 8, promptLen: opts.quick ? 64 : 128, steps: opts.quick ? 8 : 16, endToEnd: true },
+    be,
+    bw,
+    opts.quick,
+    dtype,
+  );
   if (!opts.quick) {
-    await benchShape(SHAPE_05B,
-      { prefillPrompts: 4, promptLen: 64, steps: 8, endToEnd: false }, be, bw, false, dtype);
+    await benchShape(SHAPE_05B, { prefillPrompts: 4, promptLen: 64, steps: 8, endToEnd: false }, be, bw, false, dtype);
   }
 }

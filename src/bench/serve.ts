@@ -24,9 +24,16 @@ function emit(fields: Record<string, unknown>): void {
 
 /** Starts `red serve` on a free loopback port; resolves with its URL once it listens. */
 function serve(model: string, args: string[], backend: string): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [bin, 'serve', '--model', model, '--port', '0', '--backend', backend, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '', err = '';
-  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  const child = spawn(
+    process.execPath,
+    [bin, 'serve', '--model', model, '--port', '0', '--backend', backend, ...args],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '',
+    err = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
   return new Promise((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
@@ -38,8 +45,12 @@ function serve(model: string, args: string[], backend: string): Promise<{ url: s
 }
 
 async function post(url: string, body: unknown): Promise<Record<string, unknown>> {
-  const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  const json = await r.json() as Record<string, unknown>;
+  const r = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const json = (await r.json()) as Record<string, unknown>;
   if (!r.ok) fail(`${url}: HTTP ${r.status} ${JSON.stringify(json)}`);
   return json;
 }
@@ -85,13 +96,30 @@ async function benchClients(model: Qwen2Model, shape: Shape, b: ServeBench): Pro
   b.children.push(server.child);
   await post(`${server.url}/v1/completions`, { prompt: prompts[0], max_tokens: 2 }); // warm-up
   const t1 = now();
-  const answers = await Promise.all(prompts.map((p, i) => post(`${server.url}/v1/completions`, { prompt: p, max_tokens: maxTokens, temperature: 1, seed: i, ignore_eos: true })));
+  const answers = await Promise.all(
+    prompts.map((p, i) =>
+      post(`${server.url}/v1/completions`, {
+        prompt: p,
+        max_tokens: maxTokens,
+        temperature: 1,
+        seed: i,
+        ignore_eos: true,
+      }),
+    ),
+  );
   const serveS = now() - t1;
   const serveTokens = answers.reduce((a, r) => a + (r.usage as { completion_tokens: number }).completion_tokens, 0);
   const ratio = serveTokens / serveS / (localTokens / localS);
   emit({
-    name: 'serve_64_clients_tokens_per_s', model: shape.name, value: +(serveTokens / serveS).toFixed(1), clients: 64, max_tokens: maxTokens,
-    local_batch64_tokens_per_s: +(localTokens / localS).toFixed(1), ratio: +ratio.toFixed(3), target: 'ratio ≥ 0.9', target_met: ratio >= 0.9,
+    name: 'serve_64_clients_tokens_per_s',
+    model: shape.name,
+    value: +(serveTokens / serveS).toFixed(1),
+    clients: 64,
+    max_tokens: maxTokens,
+    local_batch64_tokens_per_s: +(localTokens / localS).toFixed(1),
+    ratio: +ratio.toFixed(3),
+    target: 'ratio ≥ 0.9',
+    target_met: ratio >= 0.9,
   });
   server.child.kill('SIGKILL');
 }
@@ -113,14 +141,22 @@ async function benchWeightSync(big: Qwen2Model, syncShape: Shape, b: ServeBench)
       const t = now();
       const v = String(++version);
       const r = await post(`${s2.url}/update_weights_from_disk`, { model_path: syncDir, weight_version: v });
-      if (r.weight_version !== v) fail(`weight sync: the server answered version ${String(r.weight_version)}, expected ${v}`);
+      if (r.weight_version !== v)
+        fail(`weight sync: the server answered version ${String(r.weight_version)}, expected ${v}`);
       times.push({ save: t - a, load: now() - t });
     }
     times.sort((x, y) => x.save + x.load - (y.save + y.load));
     const med = times[1];
     emit({
-      name: 'weight_sync_s_per_step', model: syncShape.name, params: big.layout.total, value: +(med.save + med.load).toFixed(3),
-      write_s: +med.save.toFixed(3), load_s: +med.load.toFixed(3), bytes: big.layout.total * (dtype === 'bf16' ? 2 : 4), dtype, repeats: times.length,
+      name: 'weight_sync_s_per_step',
+      model: syncShape.name,
+      params: big.layout.total,
+      value: +(med.save + med.load).toFixed(3),
+      write_s: +med.save.toFixed(3),
+      load_s: +med.load.toFixed(3),
+      bytes: big.layout.total * (dtype === 'bf16' ? 2 : 4),
+      dtype,
+      repeats: times.length,
     });
   }
 }

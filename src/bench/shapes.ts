@@ -4,17 +4,52 @@ import type { Backend } from '../engine/backend.ts';
 import { parseConfig, type ModelConfig } from '../model/config.ts';
 import { Qwen2Model } from '../model/qwen2.ts';
 
-export interface Shape { name: string; hidden: number; layers: number; heads: number; kvHeads: number; intermediate: number; vocab: number }
+export interface Shape {
+  name: string;
+  hidden: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  intermediate: number;
+  vocab: number;
+}
 
-export const SHAPE_20M: Shape = { name: '20M', hidden: 512, layers: 8, heads: 8, kvHeads: 2, intermediate: 1408, vocab: 8192 };
-export const SHAPE_05B: Shape = { name: 'qwen2.5-0.5b', hidden: 896, layers: 24, heads: 14, kvHeads: 2, intermediate: 4864, vocab: 151936 };
+export const SHAPE_20M: Shape = {
+  name: '20M',
+  hidden: 512,
+  layers: 8,
+  heads: 8,
+  kvHeads: 2,
+  intermediate: 1408,
+  vocab: 8192,
+};
+export const SHAPE_05B: Shape = {
+  name: 'qwen2.5-0.5b',
+  hidden: 896,
+  layers: 24,
+  heads: 14,
+  kvHeads: 2,
+  intermediate: 4864,
+  vocab: 151936,
+};
 
 export function configOf(s: Shape): ModelConfig {
-  return parseConfig({
-    model_type: 'qwen2', hidden_size: s.hidden, num_hidden_layers: s.layers, num_attention_heads: s.heads,
-    num_key_value_heads: s.kvHeads, intermediate_size: s.intermediate, vocab_size: s.vocab, rms_norm_eps: 1e-6,
-    rope_theta: 1e6, tie_word_embeddings: true, max_position_embeddings: 32768,
-  }, `bench ${s.name}`);
+  return parseConfig(
+    {
+      model_type: 'qwen2',
+      hidden_size: s.hidden,
+      num_hidden_layers: s.layers,
+      num_attention_heads: s.heads,
+      num_key_value_heads: s.kvHeads,
+      intermediate_size: s.intermediate,
+      vocab_size: s.vocab,
+      rms_norm_eps: 1e-6,
+      rope_theta: 1e6,
+      tie_word_embeddings: true,
+      max_position_embeddings: 32768,
+    },
+    `bench ${s.name}`,
+  );
 }
 
 /**
@@ -27,9 +62,14 @@ export function randomModel(config: ModelConfig, backend: Backend): Qwen2Model {
   let x = 0x9e3779b9;
   for (const spec of m.layout.specs) {
     const p = m.params.subarray(spec.offset, spec.offset + spec.size);
-    if (spec.name.endsWith('norm.weight')) { p.fill(1); continue; }
+    if (spec.name.endsWith('norm.weight')) {
+      p.fill(1);
+      continue;
+    }
     for (let i = 0; i < p.length; i++) {
-      x ^= x << 13; x ^= x >>> 17; x ^= x << 5; // xorshift32
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5; // xorshift32
       p[i] = ((x >>> 0) / 4294967296 - 0.5) * 0.04;
     }
   }

@@ -52,7 +52,8 @@ function symbolicPair(rng: Rng): Pair {
 function setPair(rng: Rng): Pair {
   const xs = [rng.int(20), 20 + rng.int(20), 40 + rng.int(20)];
   const k = rng.int(2);
-  if (k === 0) return { gold: `\\{${xs.join(',')}\\}`, pred: box(`\\{${[...xs].reverse().join(', ')}\\}`), kind: 'set' };
+  if (k === 0)
+    return { gold: `\\{${xs.join(',')}\\}`, pred: box(`\\{${[...xs].reverse().join(', ')}\\}`), kind: 'set' };
   return { gold: `(${xs[0]},${xs[1]})`, pred: box(`\\left(${xs[0]}, ${xs[1]}\\right)`), kind: 'set' };
 }
 
@@ -72,7 +73,11 @@ function formPair(rng: Rng): Pair {
     case 4:
       return { gold: `(${a},${b})`, pred: box(`(p,q) = (${a},${b})`), kind: 'form' };
     default:
-      return { gold: `\\begin{pmatrix}${a}&${b}\\\\0&1\\end{pmatrix}`, pred: box(`\\begin{bmatrix}${a}&${b}\\\\0&1\\end{bmatrix}`), kind: 'form' };
+      return {
+        gold: `\\begin{pmatrix}${a}&${b}\\\\0&1\\end{pmatrix}`,
+        pred: box(`\\begin{bmatrix}${a}&${b}\\\\0&1\\end{bmatrix}`),
+        kind: 'form',
+      };
   }
 }
 
@@ -101,11 +106,28 @@ export async function run(opts: BenchOptions): Promise<void> {
     await throughput(mix(rng, 100));
 
     const m = await throughput(mix(rng, nMix));
-    emit({ figure: 'mix', unit: 'comparisons/s', value: round(m.perS), n: nMix, seconds: round(m.seconds, 2), equal: m.equal, workers, kinds: 'number,fraction,symbolic,set,form' });
+    emit({
+      figure: 'mix',
+      unit: 'comparisons/s',
+      value: round(m.perS),
+      n: nMix,
+      seconds: round(m.seconds, 2),
+      equal: m.equal,
+      workers,
+      kinds: 'number,fraction,symbolic,set,form',
+    });
 
     const numeric = Array.from({ length: nNum }, () => numberPair(rng));
     const p = await throughput(numeric);
-    emit({ figure: 'numeric', unit: 'comparisons/s', value: round(p.perS), n: nNum, seconds: round(p.seconds, 2), equal: p.equal, target: 2000 });
+    emit({
+      figure: 'numeric',
+      unit: 'comparisons/s',
+      value: round(p.perS),
+      n: nNum,
+      seconds: round(p.seconds, 2),
+      equal: p.equal,
+      target: 2000,
+    });
 
     // One at a time, so each latency is the comparison's own (no queueing behind the batch).
     let slowest = { ms: 0, gold: '', pred: '' };

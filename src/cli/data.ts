@@ -15,7 +15,9 @@ export function registerData(program: Command): void {
   const data = program.command('data').description('datasets: write the built-in task');
   data
     .command('builtin')
-    .description('write the built-in math task: train.jsonl, test.jsonl (problem, answer, distill, level) and the tiny tokenizer')
+    .description(
+      'write the built-in math task: train.jsonl, test.jsonl (problem, answer, distill, level) and the tiny tokenizer',
+    )
     .requiredOption('--out <dir>', 'output folder')
     .option('--seed <n>', 'generator seed', intOption('seed'), 0)
     .option('--train <n>', 'training problems', intOption('train'), 4000)

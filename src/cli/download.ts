@@ -6,9 +6,11 @@ import type { Command } from 'commander';
 export function registerDownload(program: Command): void {
   program
     .command('download')
-    .description('fetch a Hugging Face model or dataset into the Hugging Face cache (ids are also accepted wherever a path is)')
+    .description(
+      'fetch a Hugging Face model or dataset into the Hugging Face cache (ids are also accepted wherever a path is)',
+    )
     .argument('<id>', 'org/name (a dataset may add /path: a file, folder or split)')
-    .option('--revision <rev>', 'branch, tag or commit (default main, or the id\'s @rev)')
+    .option('--revision <rev>', "branch, tag or commit (default main, or the id's @rev)")
     .option('--dataset', 'the id names a dataset', false)
     .action(async (id: string, opts: { revision?: string; dataset: boolean }) => {
       const { downloadById } = await import('../hub/snapshot.ts');

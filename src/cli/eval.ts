@@ -39,25 +39,60 @@ const positiveInt = (name: string) => numberOption(name, (x) => Number.isInteger
 export function registerEval(program: Command): void {
   program
     .command('eval')
-    .description('evaluate a model with the paper\'s protocol (qwen-boxed prompt, avg@32 / pass@1 at T=0.6, ≤8192 tokens), or --compare evaluated folders')
+    .description(
+      "evaluate a model with the paper's protocol (qwen-boxed prompt, avg@32 / pass@1 at T=0.6, ≤8192 tokens), or --compare evaluated folders",
+    )
     .option('--model <dir>', 'model folder (config.json, safetensors, tokenizer) or Hub id org/name[@rev]')
-    .option('--data <dir>', 'folder (or Hub dataset id) holding the benchmark files (math500.jsonl, aime24.jsonl, aime25.jsonl, amc83.jsonl, minerva_math.jsonl, olympiadbench.jsonl)')
-    .option('--benchmarks <list>', 'comma-separated: registry names, or files as name=path.jsonl|.parquet (the field options below apply)', 'aime24,aime25,amc,math500,minerva,olympiad')
+    .option(
+      '--data <dir>',
+      'folder (or Hub dataset id) holding the benchmark files (math500.jsonl, aime24.jsonl, aime25.jsonl, amc83.jsonl, minerva_math.jsonl, olympiadbench.jsonl)',
+    )
+    .option(
+      '--benchmarks <list>',
+      'comma-separated: registry names, or files as name=path.jsonl|.parquet (the field options below apply)',
+      'aime24,aime25,amc,math500,minerva,olympiad',
+    )
     .option('--problem-field <path>', 'problem field of file benchmarks (dotted path)', 'problem')
-    .option('--answer-field <path>', 'gold field of file benchmarks; boxed:FIELD takes the last \\boxed{} of FIELD', 'answer')
+    .option(
+      '--answer-field <path>',
+      'gold field of file benchmarks; boxed:FIELD takes the last \\boxed{} of FIELD',
+      'answer',
+    )
     .option('--level-field <path>', 'difficulty field of file benchmarks, reported per level when present', 'level')
     .option('--id-field <path>', 'id field of file benchmarks, copied to samples.jsonl')
     .option('--n <n>', 'samples per problem, overriding the protocol (32 for AIME/AMC, 1 otherwise)', positiveInt('n'))
-    .option('--temperature <t>', 'sampling temperature (default 0.6)', numberOption('temperature', (x) => x >= 0, 'a number ≥ 0'))
-    .option('--top-p <p>', 'nucleus mass (default 1)', numberOption('top-p', (x) => x > 0 && x <= 1, 'in (0, 1]'))
+    .option(
+      '--temperature <t>',
+      'sampling temperature (default 0.6)',
+      numberOption('temperature', (x) => x >= 0, 'a number ≥ 0'),
+    )
+    .option(
+      '--top-p <p>',
+      'nucleus mass (default 1)',
+      numberOption('top-p', (x) => x > 0 && x <= 1, 'in (0, 1]'),
+    )
     .option('--max-tokens <m>', 'most new tokens per sample (default 8192)', positiveInt('max-tokens'))
     .option('--limit <k>', 'only the first K problems of each benchmark', positiveInt('limit'))
-    .option('--seed <s>', 'sampling seed (each problem draws from its own stream)', numberOption('seed', (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer'), 0)
+    .option(
+      '--seed <s>',
+      'sampling seed (each problem draws from its own stream)',
+      numberOption('seed', (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer'),
+      0,
+    )
     .option('--prompt <style>', 'qwen-boxed (chat template) or raw (problem text only)', 'qwen-boxed')
-    .option('--chunk <samples>', 'samples per generation call; progress is saved after each', positiveInt('chunk'), 1024)
+    .option(
+      '--chunk <samples>',
+      'samples per generation call; progress is saved after each',
+      positiveInt('chunk'),
+      1024,
+    )
     .option('--max-batch <n>', 'sequences decoded at once (KV-cache slots)', positiveInt('max-batch'), 64)
     .option('--backend <name>', 'auto, native or reference', 'auto')
-    .option('--precision <name>', 'fp32, or bf16: weights in bfloat16, GEMMs accumulating in fp32 (faster where the CPU has avx512_bf16)', 'fp32')
+    .option(
+      '--precision <name>',
+      'fp32, or bf16: weights in bfloat16, GEMMs accumulating in fp32 (faster where the CPU has avx512_bf16)',
+      'fp32',
+    )
     .option('--out <dir>', 'output folder (resumes when it holds an unfinished run); optional with --compare')
     .option('--compare <dirs...>', 'put these evaluated folders side by side (Markdown table)')
     .action(async (opts: EvalCliOptions) => {
@@ -83,9 +118,17 @@ async function evalAction(opts: EvalCliOptions): Promise<void> {
   const { writePasskChart } = await import('../report/passk.ts');
   const prompt = PROMPT_STYLES.find((p) => p === opts.prompt);
   if (!prompt) fail(`--prompt must be one of ${PROMPT_STYLES.join(', ')}, got '${opts.prompt}'`);
-  const names = opts.benchmarks.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const names = opts.benchmarks
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (names.length === 0) fail('--benchmarks is empty');
-  const fields = { problem: opts.problemField, answer: opts.answerField, level: opts.levelField, ...(opts.idField ? { id: opts.idField } : {}) };
+  const fields = {
+    problem: opts.problemField,
+    answer: opts.answerField,
+    level: opts.levelField,
+    ...(opts.idField ? { id: opts.idField } : {}),
+  };
   const overrides = {
     ...(opts.n !== undefined ? { n: opts.n } : {}),
     ...(opts.temperature !== undefined ? { temperature: opts.temperature } : {}),
@@ -100,10 +143,19 @@ async function evalAction(opts: EvalCliOptions): Promise<void> {
     let spec = resolveBenchmark(arg, fields);
     if (seen.has(spec.name)) fail(`--benchmarks names '${spec.name}' twice`);
     seen.add(spec.name);
-    if (benchmarkPath(spec, dataDir) === spec.file) spec = { ...spec, file: await hub.resolveDataFile(spec.file, `--benchmarks ${spec.name}`) };
+    if (benchmarkPath(spec, dataDir) === spec.file)
+      spec = { ...spec, file: await hub.resolveDataFile(spec.file, `--benchmarks ${spec.name}`) };
     const file = benchmarkPath(spec, dataDir);
-    if (!existsSync(file)) fail(`${file}: benchmark file not found${opts.data ? ` (is --data ${opts.data} the folder holding ${path.basename(file)}?)` : ''}`);
-    jobs.push({ spec, file, problems: await loadBenchmark(spec, dataDir, opts.limit), sampling: samplingFor(spec, overrides) });
+    if (!existsSync(file))
+      fail(
+        `${file}: benchmark file not found${opts.data ? ` (is --data ${opts.data} the folder holding ${path.basename(file)}?)` : ''}`,
+      );
+    jobs.push({
+      spec,
+      file,
+      problems: await loadBenchmark(spec, dataDir, opts.limit),
+      sampling: samplingFor(spec, overrides),
+    });
   }
 
   const { Qwen2Model } = await import('../model/qwen2.ts');
@@ -111,13 +163,19 @@ async function evalAction(opts: EvalCliOptions): Promise<void> {
   const { getBackend } = await import('../engine/index.ts');
   const { samplerGenerator, mathVerifier } = await import('../eval/generator.ts');
   const { newGenerateStats } = await import('../rollout/sampler.ts');
-  const backendPref = opts.backend === 'auto' || opts.backend === 'native' || opts.backend === 'reference' ? opts.backend : fail(`--backend must be auto, native or reference, got '${opts.backend}'`);
+  const backendPref =
+    opts.backend === 'auto' || opts.backend === 'native' || opts.backend === 'reference'
+      ? opts.backend
+      : fail(`--backend must be auto, native or reference, got '${opts.backend}'`);
   const { parsePrecision } = await import('../engine/precision.ts');
   const precision = parsePrecision(opts.precision, '--precision');
   const modelDir = await hub.resolveModelPath(opts.model, '--model');
   const model = await Qwen2Model.load(modelDir, { backend: getBackend(backendPref), precision });
   const tokenizer = loadTokenizer(modelDir, model.config.vocabSize);
-  if (prompt === 'qwen-boxed' && !tokenizer.hasChatTemplate) fail(`${opts.model}: tokenizer_config.json has no chat_template, which --prompt qwen-boxed needs; use --prompt raw (the problem text alone), or a chat model`);
+  if (prompt === 'qwen-boxed' && !tokenizer.hasChatTemplate)
+    fail(
+      `${opts.model}: tokenizer_config.json has no chat_template, which --prompt qwen-boxed needs; use --prompt raw (the problem text alone), or a chat model`,
+    );
   const stats = newGenerateStats();
   const generate = samplerGenerator({ model, tokenizer, maxBatch: opts.maxBatch, stats });
   const progress = await progressReporter();
@@ -125,8 +183,14 @@ async function evalAction(opts: EvalCliOptions): Promise<void> {
   const onSigint = () => {
     progress.stop();
     const file = path.join(opts.out!, 'samples.jsonl');
-    const saved = existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '').length : 0;
-    process.stderr.write(`\nred eval: interrupted; ${saved} finished problem(s) are kept in ${file}; run the same command to resume from there\n`);
+    const saved = existsSync(file)
+      ? readFileSync(file, 'utf8')
+          .split('\n')
+          .filter((l) => l.trim() !== '').length
+      : 0;
+    process.stderr.write(
+      `\nred eval: interrupted; ${saved} finished problem(s) are kept in ${file}; run the same command to resume from there\n`,
+    );
     process.exit(130);
   };
   process.once('SIGINT', onSigint);
@@ -151,9 +215,13 @@ async function evalAction(opts: EvalCliOptions): Promise<void> {
     const { resultsMarkdown } = await import('../eval/results.ts');
     process.stdout.write(resultsMarkdown(results));
     if (stats.decodeSeconds > 0) {
-      process.stderr.write(`sampler: prefill ${stats.prefillTokens} tokens in ${stats.prefillSeconds.toFixed(1)} s, decode ${stats.decodeTokens} tokens in ${stats.decodeSeconds.toFixed(1)} s (${(stats.decodeTokens / stats.decodeSeconds).toFixed(1)} tokens/s)\n`);
+      process.stderr.write(
+        `sampler: prefill ${stats.prefillTokens} tokens in ${stats.prefillSeconds.toFixed(1)} s, decode ${stats.decodeTokens} tokens in ${stats.decodeSeconds.toFixed(1)} s (${(stats.decodeTokens / stats.decodeSeconds).toFixed(1)} tokens/s)\n`,
+      );
     }
-    process.stderr.write(`wrote ${path.join(opts.out, 'results.json')}, results.md, samples.jsonl, passk.svg, passk.png\n`);
+    process.stderr.write(
+      `wrote ${path.join(opts.out, 'results.json')}, results.md, samples.jsonl, passk.svg, passk.png\n`,
+    );
   } finally {
     process.off('SIGINT', onSigint);
     progress.stop();
@@ -162,11 +230,19 @@ async function evalAction(opts: EvalCliOptions): Promise<void> {
 }
 
 /** A cli-progress bar over samples on a terminal; a plain line per finished chunk otherwise. */
-async function progressReporter(): Promise<{ update: (p: import('../eval/run.ts').EvalProgress) => void; pause: () => void; stop: () => void }> {
+async function progressReporter(): Promise<{
+  update: (p: import('../eval/run.ts').EvalProgress) => void;
+  pause: () => void;
+  stop: () => void;
+}> {
   const started = performance.now();
   if (process.stderr.isTTY) {
     const { SingleBar } = await import('cli-progress');
-    const bar = new SingleBar({ format: 'eval [{bar}] {value}/{total} samples | {problems} problems | {eta_formatted} left', stream: process.stderr, hideCursor: true });
+    const bar = new SingleBar({
+      format: 'eval [{bar}] {value}/{total} samples | {problems} problems | {eta_formatted} left',
+      stream: process.stderr,
+      hideCursor: true,
+    });
     let running = false;
     return {
       update: (p) => {
@@ -191,7 +267,9 @@ async function progressReporter(): Promise<{ update: (p: import('../eval/run.ts'
       if (p.problemsDone === lastProblems) return;
       lastProblems = p.problemsDone;
       const s = (performance.now() - started) / 1000;
-      process.stderr.write(`eval: ${p.problemsDone}/${p.problemsTotal} problems, ${p.samplesDone}/${p.samplesTotal} samples, ${s.toFixed(0)} s\n`);
+      process.stderr.write(
+        `eval: ${p.problemsDone}/${p.problemsTotal} problems, ${p.samplesDone}/${p.samplesTotal} samples, ${s.toFixed(0)} s\n`,
+      );
     },
     pause: () => {},
     stop: () => {},

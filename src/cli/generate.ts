@@ -5,7 +5,10 @@ import { fail } from '../util/errors.ts';
 
 /** "1,2,3" → [1, 2, 3]; `flag` names the option in errors. */
 export function parseIdList(value: string, flag: string): number[] {
-  const parts = value.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  const parts = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
   if (parts.length === 0) fail(`${flag} needs at least one token id, e.g. ${flag} 1,2,3`);
   return parts.map((p) => {
     const n = Number(p);
@@ -21,7 +24,8 @@ function number(flag: string, check: (n: number) => boolean, expected: string): 
     return n;
   };
 }
-export const intAtLeast = (flag: string, min: number) => number(flag, (n) => Number.isInteger(n) && n >= min, `an integer ≥ ${min}`);
+export const intAtLeast = (flag: string, min: number) =>
+  number(flag, (n) => Number.isInteger(n) && n >= min, `an integer ≥ ${min}`);
 
 interface GenerateOptions {
   model: string;
@@ -46,27 +50,45 @@ export function registerGenerate(program: Command): void {
     .command('generate')
     .description('sample completions of a prompt with a KV cache (streams text; --json: one object per sample)')
     .requiredOption('--model <dir>', 'Hugging Face model folder (config.json, model.safetensors, tokenizer.json)')
-    .option('--prompt <text>', 'the prompt text (needs the folder\'s tokenizer)')
+    .option('--prompt <text>', "the prompt text (needs the folder's tokenizer)")
     .option('--prompt-ids <ids>', 'the prompt as comma-separated token ids, e.g. 1,2,3')
-    .option('--chat', 'wrap --prompt as a user message in the model\'s chat_template (with the assistant header)', false)
+    .option('--chat', "wrap --prompt as a user message in the model's chat_template (with the assistant header)", false)
     .option('--system <text>', 'with --chat: a system message before the prompt')
     .option('--n <n>', 'samples', intAtLeast('--n', 1), 1)
-    .option('--temperature <t>', '0 = greedy', number('--temperature', (t) => t >= 0, 'a number ≥ 0'), 1)
-    .option('--top-p <p>', 'nucleus sampling mass (1 = off)', number('--top-p', (p) => p > 0 && p <= 1, 'in (0, 1]'), 1)
+    .option(
+      '--temperature <t>',
+      '0 = greedy',
+      number('--temperature', (t) => t >= 0, 'a number ≥ 0'),
+      1,
+    )
+    .option(
+      '--top-p <p>',
+      'nucleus sampling mass (1 = off)',
+      number('--top-p', (p) => p > 0 && p <= 1, 'in (0, 1]'),
+      1,
+    )
     .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', intAtLeast('--top-k', 0), 0)
     .option('--max-tokens <m>', 'new tokens per sample at most', intAtLeast('--max-tokens', 1), 256)
     .option('--seed <s>', 'sampling seed (same seed, same samples)', intAtLeast('--seed', 0), 0)
     .option('--stop <text...>', 'stop strings (need a tokenizer)', [])
     .option('--json', 'print one JSON object per sample: ids, text, logprobs, finish_reason', false)
     .option('--backend <name>', 'auto, native or reference', 'auto')
-    .option('--precision <name>', 'fp32, or bf16: weights in bfloat16, GEMMs accumulating in fp32 (faster where the CPU has avx512_bf16)', 'fp32')
+    .option(
+      '--precision <name>',
+      'fp32, or bf16: weights in bfloat16, GEMMs accumulating in fp32 (faster where the CPU has avx512_bf16)',
+      'fp32',
+    )
     .action(async (opts: GenerateOptions) => {
       const [{ Qwen2Model }, { getBackend }, tk, { generate }, { parsePrecision }] = await Promise.all([
-        import('../model/qwen2.ts'), import('../engine/index.ts'), import('../model/tokenizer.ts'), import('../rollout/sampler.ts'),
+        import('../model/qwen2.ts'),
+        import('../engine/index.ts'),
+        import('../model/tokenizer.ts'),
+        import('../rollout/sampler.ts'),
         import('../engine/precision.ts'),
       ]);
       const precision = parsePrecision(opts.precision, '--precision');
-      if ((opts.prompt === undefined) === (opts.promptIds === undefined)) fail('give exactly one of --prompt TEXT or --prompt-ids 1,2,3');
+      if ((opts.prompt === undefined) === (opts.promptIds === undefined))
+        fail('give exactly one of --prompt TEXT or --prompt-ids 1,2,3');
       if (opts.chat && opts.prompt === undefined) fail('--chat needs --prompt TEXT');
       const backend = getBackend(opts.backend);
       opts.model = await (await import('../hub/snapshot.ts')).resolveModelPath(opts.model, '--model');
@@ -74,13 +96,25 @@ export function registerGenerate(program: Command): void {
       const V = model.config.vocabSize;
       // A text prompt needs the tokenizer (loadTokenizer fails clearly without one); with ids,
       // a tokenizer is still used for the output text when the folder has one.
-      const tokenizer = opts.prompt !== undefined || tk.hasTokenizer(opts.model) ? tk.loadTokenizer(opts.model, V, 'give the prompt as token ids (--prompt-ids) instead') : undefined;
-      if (opts.chat && !tokenizer!.hasChatTemplate) fail(`${opts.model}: tokenizer_config.json has no chat_template; drop --chat (the prompt is then used as it is), or use a chat model`);
+      const tokenizer =
+        opts.prompt !== undefined || tk.hasTokenizer(opts.model)
+          ? tk.loadTokenizer(opts.model, V, 'give the prompt as token ids (--prompt-ids) instead')
+          : undefined;
+      if (opts.chat && !tokenizer!.hasChatTemplate)
+        fail(
+          `${opts.model}: tokenizer_config.json has no chat_template; drop --chat (the prompt is then used as it is), or use a chat model`,
+        );
       let prompt: number[];
       if (opts.promptIds !== undefined) prompt = parseIdList(opts.promptIds, '--prompt-ids');
       else {
         const text = opts.chat
-          ? tokenizer!.applyChatTemplate([...(opts.system ? [{ role: 'system' as const, content: opts.system }] : []), { role: 'user', content: opts.prompt! }], true)
+          ? tokenizer!.applyChatTemplate(
+              [
+                ...(opts.system ? [{ role: 'system' as const, content: opts.system }] : []),
+                { role: 'user', content: opts.prompt! },
+              ],
+              true,
+            )
           : opts.prompt!;
         prompt = tokenizer!.encode(text);
         if (prompt.length === 0) fail('--prompt encodes to no tokens');
@@ -96,7 +130,10 @@ export function registerGenerate(program: Command): void {
       const onToken = stream
         ? (_p: number, _s: number, id: number) => {
             streamed.push(id);
-            if (!tokenizer) { process.stdout.write(`${streamed.length > 1 ? ' ' : ''}${id}`); return; }
+            if (!tokenizer) {
+              process.stdout.write(`${streamed.length > 1 ? ' ' : ''}${id}`);
+              return;
+            }
             const text = tokenizer.decode(streamed);
             if (text.endsWith('\uFFFD') || !text.startsWith(printed)) return;
             process.stdout.write(text.slice(printed.length));
@@ -104,17 +141,38 @@ export function registerGenerate(program: Command): void {
           }
         : undefined;
       const started = performance.now();
-      const [samples] = await generate(model, [prompt], {
-        n: opts.n, temperature: opts.temperature, topP: opts.topP, topK: opts.topK, maxTokens: opts.maxTokens,
-        seed: opts.seed, eosIds, stopStrings: opts.stop, tokenizer, onToken,
-      }, (_p, j, s) => {
-        if (opts.json) {
-          console.log(JSON.stringify({ index: j, ids: s.ids, text: s.text ?? null, logprobs: s.logprobs, finish_reason: s.finishReason }));
-        } else if (!stream) {
-          console.log(`--- sample ${j} (${s.finishReason}, ${s.ids.length} tokens) ---`);
-          console.log(s.text ?? s.ids.join(' '));
-        }
-      });
+      const [samples] = await generate(
+        model,
+        [prompt],
+        {
+          n: opts.n,
+          temperature: opts.temperature,
+          topP: opts.topP,
+          topK: opts.topK,
+          maxTokens: opts.maxTokens,
+          seed: opts.seed,
+          eosIds,
+          stopStrings: opts.stop,
+          tokenizer,
+          onToken,
+        },
+        (_p, j, s) => {
+          if (opts.json) {
+            console.log(
+              JSON.stringify({
+                index: j,
+                ids: s.ids,
+                text: s.text ?? null,
+                logprobs: s.logprobs,
+                finish_reason: s.finishReason,
+              }),
+            );
+          } else if (!stream) {
+            console.log(`--- sample ${j} (${s.finishReason}, ${s.ids.length} tokens) ---`);
+            console.log(s.text ?? s.ids.join(' '));
+          }
+        },
+      );
       const seconds = (performance.now() - started) / 1000;
       const tokens = samples.reduce((a, s) => a + s.ids.length, 0);
       if (stream) {
@@ -124,8 +182,10 @@ export function registerGenerate(program: Command): void {
         process.stdout.write('\n');
       }
       if (!opts.json) {
-        process.stderr.write(`[${tokens} tokens in ${seconds.toFixed(2)} s, ${(tokens / seconds).toFixed(1)} tok/s, ${backend.name} backend` +
-          `${stream ? `, finish: ${samples[0].finishReason}` : ''}]\n`);
+        process.stderr.write(
+          `[${tokens} tokens in ${seconds.toFixed(2)} s, ${(tokens / seconds).toFixed(1)} tok/s, ${backend.name} backend` +
+            `${stream ? `, finish: ${samples[0].finishReason}` : ''}]\n`,
+        );
       }
     });
 }

@@ -20,7 +20,9 @@ function die(err: unknown): never {
 process.on('uncaughtException', die);
 process.on('unhandledRejection', die);
 
-const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
 const program = new Command('red')
   .description('Post-train small language models to reason with Recall-Extend Dynamics (RED).')
   .version(version, '-V, --version', 'print the version of red')

@@ -18,7 +18,11 @@ export function registerMethods(program: Command): void {
         options: rl.resolvePreset(name),
       }));
       if (opts.json) {
-        const options = Object.keys(defaults).map((key) => ({ key, default: defaults[key], description: descriptions[key] ?? '' }));
+        const options = Object.keys(defaults).map((key) => ({
+          key,
+          default: defaults[key],
+          description: descriptions[key] ?? '',
+        }));
         console.log(JSON.stringify({ presets, options }, null, 2));
         return;
       }

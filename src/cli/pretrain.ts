@@ -17,14 +17,17 @@ interface PretrainCliOptions {
 function parseNumber(name: string, value: string | undefined, integer: boolean): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < 0) fail(`--${name} must be a non-negative ${integer ? 'integer' : 'number'}, got '${value}'`);
+  if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < 0)
+    fail(`--${name} must be a non-negative ${integer ? 'integer' : 'number'}, got '${value}'`);
   return n;
 }
 
 export function registerPretrain(program: Command): void {
   program
     .command('pretrain')
-    .description('pretrain the tiny Qwen2 base model of the built-in task (partial ability: easy problems sometimes, hard ones rarely)')
+    .description(
+      'pretrain the tiny Qwen2 base model of the built-in task (partial ability: easy problems sometimes, hard ones rarely)',
+    )
     .requiredOption('--out <dir>', 'output model folder (config.json, model.safetensors, tokenizer files)')
     .option('--seed <n>', 'seed of initialisation, data order and evaluation (default 0)')
     .option('--steps <n>', 'optimiser steps (default 3600; --quick 20)')
@@ -36,7 +39,8 @@ export function registerPretrain(program: Command): void {
     .action(async (opts: PretrainCliOptions) => {
       const { pretrain, PRETRAIN_DEFAULTS, PRETRAIN_QUICK } = await import('../train/pretrain.ts');
       const backend = opts.backend;
-      if (backend !== undefined && backend !== 'auto' && backend !== 'native' && backend !== 'reference') fail(`--backend must be auto, native or reference, got '${backend}'`);
+      if (backend !== undefined && backend !== 'auto' && backend !== 'native' && backend !== 'reference')
+        fail(`--backend must be auto, native or reference, got '${backend}'`);
       const base = { ...PRETRAIN_DEFAULTS, ...(opts.quick ? PRETRAIN_QUICK : {}) };
       const set = <T>(v: T | undefined, fallback: T): T => (v === undefined ? fallback : v);
       const steps = set(parseNumber('steps', opts.steps, true), base.steps);
@@ -56,14 +60,21 @@ export function registerPretrain(program: Command): void {
         onStep: (s) => {
           if (s.step % every === 0 || s.step === 1 || s.step === steps) {
             const elapsed = (performance.now() - started) / 1000;
-            console.log(`step ${s.step}/${steps}  loss ${s.loss.toFixed(4)}  lr ${s.lr.toExponential(2)}  grad/norm ${s.gradNorm.toFixed(3)}  ${(s.tokens / s.seconds).toFixed(0)} tok/s  ${elapsed.toFixed(1)}s`);
+            console.log(
+              `step ${s.step}/${steps}  loss ${s.loss.toFixed(4)}  lr ${s.lr.toExponential(2)}  grad/norm ${s.gradNorm.toFixed(3)}  ${(s.tokens / s.seconds).toFixed(0)} tok/s  ${elapsed.toFixed(1)}s`,
+            );
           }
         },
       });
-      console.log(`saved ${result.dir} (${result.parameters} parameters, ${result.seconds.toFixed(1)}s, ${result.tokensPerSecond.toFixed(0)} tok/s)`);
+      console.log(
+        `saved ${result.dir} (${result.parameters} parameters, ${result.seconds.toFixed(1)}s, ${result.tokensPerSecond.toFixed(0)} tok/s)`,
+      );
       if (result.levels.length > 0) {
         console.log('level  problems  sampled acc (T=1)  greedy acc');
-        for (const l of result.levels) console.log(`${String(l.level).padStart(5)}  ${String(l.problems).padStart(8)}  ${l.sampledAcc.toFixed(3).padStart(17)}  ${l.greedyAcc.toFixed(3).padStart(10)}`);
+        for (const l of result.levels)
+          console.log(
+            `${String(l.level).padStart(5)}  ${String(l.problems).padStart(8)}  ${l.sampledAcc.toFixed(3).padStart(17)}  ${l.greedyAcc.toFixed(3).padStart(10)}`,
+          );
       }
     });
 }

@@ -16,7 +16,9 @@ interface ReportCliOptions {
 export function registerReport(program: Command): void {
   program
     .command('report')
-    .description('build report.html, results.md/.json and figures/*.svg|png from run folders (red train outputs; eval results in RUN/eval/results.json or RUN/results.json)')
+    .description(
+      'build report.html, results.md/.json and figures/*.svg|png from run folders (red train outputs; eval results in RUN/eval/results.json or RUN/results.json)',
+    )
     .argument('<runs...>', 'run folders')
     .requiredOption('--out <dir>', 'output folder')
     .option('--base <dir>', 'base model folder (Figure 5\'s "before"; default: the runs\' model.path)')
@@ -27,20 +29,26 @@ export function registerReport(program: Command): void {
     .option('--backend <name>', 'auto, native or reference', 'auto')
     .action(async (runs: string[], opts: ReportCliOptions) => {
       const mode = opts.tokenDiff;
-      if (mode !== 'auto' && mode !== 'off' && mode !== 'force') fail(`--token-diff must be auto, off or force, got '${mode}'`);
+      if (mode !== 'auto' && mode !== 'off' && mode !== 'force')
+        fail(`--token-diff must be auto, off or force, got '${mode}'`);
       const backend = opts.backend;
-      if (backend !== 'auto' && backend !== 'native' && backend !== 'reference') fail(`--backend must be auto, native or reference, got '${backend}'`);
+      if (backend !== 'auto' && backend !== 'native' && backend !== 'reference')
+        fail(`--backend must be auto, native or reference, got '${backend}'`);
       const { buildReport } = await import('../report/build.ts');
       const r = await buildReport({
         runDirs: runs,
         out: opts.out,
-        ...(opts.base || opts.baseEval ? { base: { dir: opts.base ?? '', ...(opts.baseEval ? { evalDir: opts.baseEval } : {}) } } : {}),
+        ...(opts.base || opts.baseEval
+          ? { base: { dir: opts.base ?? '', ...(opts.baseEval ? { evalDir: opts.baseEval } : {}) } }
+          : {}),
         ...(opts.title ? { title: opts.title } : {}),
         ...(opts.traceFile ? { traceFile: opts.traceFile } : {}),
         tokenDiff: mode,
         backend,
       });
       process.stdout.write(r.markdown);
-      process.stderr.write(`wrote ${r.html}, results.md, results.json and ${r.figures.length} figures in ${opts.out}/figures${r.tokenDiffSkipped ? ` (token view: ${r.tokenDiffSkipped})` : ''}\n`);
+      process.stderr.write(
+        `wrote ${r.html}, results.md, results.json and ${r.figures.length} figures in ${opts.out}/figures${r.tokenDiffSkipped ? ` (token view: ${r.tokenDiffSkipped})` : ''}\n`,
+      );
     });
 }

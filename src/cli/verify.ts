@@ -32,15 +32,21 @@ export function registerVerify(program: Command): void {
     .description('check a model answer against a gold answer (Math-Verify semantics): --gold/--pred, or --jsonl FILE|-')
     .option('--gold <answer>', 'the gold answer (LaTeX, a number, or a solution ending in \\boxed{})')
     .option('--pred <response>', 'the model response (its last \\boxed{} is the answer)')
-    .option('--explain', 'also print the reason, the extracted answer, its extraction target and the comparison rule that decided', false)
+    .option(
+      '--explain',
+      'also print the reason, the extracted answer, its extraction target and the comparison rule that decided',
+      false,
+    )
     .option('--jsonl <file>', 'verify each line {"gold", "pred"} of FILE ("-" = stdin), writing it back with "equal"')
     .option('--timeout-ms <ms>', 'CAS time allowed per comparison', '1000')
     .option('--workers <n>', 'CAS worker threads (default: number of cores)')
     .action(async (opts: VerifyCliOptions) => {
       const timeoutMs = positiveInt(opts.timeoutMs, '--timeout-ms');
       const workers = opts.workers === undefined ? undefined : positiveInt(opts.workers, '--workers');
-      if (opts.jsonl !== undefined && (opts.gold !== undefined || opts.pred !== undefined)) fail('use either --jsonl or --gold/--pred, not both');
-      if (opts.jsonl === undefined && (opts.gold === undefined || opts.pred === undefined)) fail('red verify needs --gold and --pred (or --jsonl FILE)');
+      if (opts.jsonl !== undefined && (opts.gold !== undefined || opts.pred !== undefined))
+        fail('use either --jsonl or --gold/--pred, not both');
+      if (opts.jsonl === undefined && (opts.gold === undefined || opts.pred === undefined))
+        fail('red verify needs --gold and --pred (or --jsonl FILE)');
       const reward = await import('../reward/index.ts');
       if (workers !== undefined) reward.configureVerifier({ poolSize: workers });
       try {
@@ -91,12 +97,22 @@ async function verifyJsonl(file: string, timeoutMs: number, explain: boolean, ve
   while (pending.length > 0) await write(await pending.shift()!);
 }
 
-async function verifyLine(raw: string, lineNo: number, timeoutMs: number, explain: boolean, verify: VerifyFn): Promise<string> {
+async function verifyLine(
+  raw: string,
+  lineNo: number,
+  timeoutMs: number,
+  explain: boolean,
+  verify: VerifyFn,
+): Promise<string> {
   let row: unknown;
   try {
     row = JSON.parse(raw);
   } catch (err) {
-    return JSON.stringify({ line: lineNo, error: `line ${lineNo}: not JSON (${err instanceof Error ? err.message : String(err)})`, input: raw });
+    return JSON.stringify({
+      line: lineNo,
+      error: `line ${lineNo}: not JSON (${err instanceof Error ? err.message : String(err)})`,
+      input: raw,
+    });
   }
   if (row === null || typeof row !== 'object' || Array.isArray(row)) {
     return JSON.stringify({ line: lineNo, error: `line ${lineNo}: expected an object {"gold", "pred"}`, input: raw });
@@ -104,9 +120,15 @@ async function verifyLine(raw: string, lineNo: number, timeoutMs: number, explai
   const obj = row as Record<string, unknown>;
   const gold = obj.gold;
   const pred = obj.pred;
-  const goldOk = typeof gold === 'string' || typeof gold === 'number' || (Array.isArray(gold) && gold.every((g) => typeof g === 'string'));
+  const goldOk =
+    typeof gold === 'string' ||
+    typeof gold === 'number' ||
+    (Array.isArray(gold) && gold.every((g) => typeof g === 'string'));
   if (!goldOk || typeof pred !== 'string') {
-    return JSON.stringify({ ...obj, error: `line ${lineNo}: expected "gold" (string, number or list of strings) and "pred" (string)` });
+    return JSON.stringify({
+      ...obj,
+      error: `line ${lineNo}: expected "gold" (string, number or list of strings) and "pred" (string)`,
+    });
   }
   const r = await verify(gold as string | number | string[], pred, { timeoutMs });
   const why = explain ? { extracted: r.extracted, target: r.target, rule: r.rule } : {};

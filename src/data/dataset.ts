@@ -4,7 +4,17 @@
 import path from 'node:path';
 import { fail, RedError } from '../util/errors.ts';
 import { Rng } from '../util/rng.ts';
-import { describe, getPath, isRecord, readRecordsDetailed, tryGetPath, type DataRecord, type OnBadRow, type RecordSource, type SkippedRows } from './records.ts';
+import {
+  describe,
+  getPath,
+  isRecord,
+  readRecordsDetailed,
+  tryGetPath,
+  type DataRecord,
+  type OnBadRow,
+  type RecordSource,
+  type SkippedRows,
+} from './records.ts';
 
 export type ChatRole = 'system' | 'user' | 'assistant';
 export interface ChatMessage {
@@ -64,7 +74,9 @@ export function parseFieldMapping(spec: string | FieldMapping): FieldMapping {
   if (typeof spec !== 'string') return validateMapping(spec, 'field mapping');
   if (Object.hasOwn(FIELD_PRESETS, spec)) return FIELD_PRESETS[spec as FieldPresetName];
   if (!spec.includes('=')) {
-    return fail(`unknown field preset '${spec}'; expected one of ${Object.keys(FIELD_PRESETS).join(', ')} or a mapping like 'problem=question,answer=answer,trace=solution'`);
+    return fail(
+      `unknown field preset '${spec}'; expected one of ${Object.keys(FIELD_PRESETS).join(', ')} or a mapping like 'problem=question,answer=answer,trace=solution'`,
+    );
   }
   const out: Record<string, string> = {};
   const keys = ['prompt', 'problem', 'answer', 'trace', 'level'];
@@ -79,7 +91,8 @@ export function parseFieldMapping(spec: string | FieldMapping): FieldMapping {
 }
 
 function validateMapping(m: FieldMapping, what: string): FieldMapping {
-  if ((m.prompt === undefined) === (m.problem === undefined)) fail(`${what}: give exactly one of 'prompt' (a chat list) or 'problem' (text)`);
+  if ((m.prompt === undefined) === (m.problem === undefined))
+    fail(`${what}: give exactly one of 'prompt' (a chat list) or 'problem' (text)`);
   if (!m.answer) fail(`${what}: 'answer' is required`);
   return m;
 }
@@ -120,14 +133,24 @@ export async function loadDataset(file: string, options: LoadDatasetOptions = {}
       } else throw err;
     }
   }
-  if (out.examples.length === 0) fail(`${file}: no usable rows${out.skipped > 0 ? ` (${out.skipped} skipped: ${describeSkipped(out.skippedBy)})` : ''}`);
+  if (out.examples.length === 0)
+    fail(
+      `${file}: no usable rows${out.skipped > 0 ? ` (${out.skipped} skipped: ${describeSkipped(out.skippedBy)})` : ''}`,
+    );
   return out;
 }
 
 /** "2 not UTF-8, 1 over the row size limit" (the non-zero counts). */
 export function describeSkipped(s: SkippedRows): string {
-  const parts: [number, string][] = [[s.malformed, 'malformed'], [s.nonUtf8, 'not UTF-8'], [s.tooLarge, 'over data.maxRowBytes']];
-  return parts.filter(([n]) => n > 0).map(([n, what]) => `${n} ${what}`).join(', ');
+  const parts: [number, string][] = [
+    [s.malformed, 'malformed'],
+    [s.nonUtf8, 'not UTF-8'],
+    [s.tooLarge, 'over data.maxRowBytes'],
+  ];
+  return parts
+    .filter(([n]) => n > 0)
+    .map(([n, what]) => `${n} ${what}`)
+    .join(', ');
 }
 
 /** One record → one validated example; a RedError names file, row and field on any problem. */
@@ -146,11 +169,13 @@ export function toExample(record: DataRecord, mapping: FieldMapping, source: Rec
   const answer = getPath(record, mapping.answer, source);
   if (typeof answer === 'number' && Number.isFinite(answer)) example.answer = String(answer);
   else example.answer = nonEmptyText(answer, `${where}: field '${mapping.answer}'`).trim();
-  if (mapping.trace !== undefined) example.trace = traceText(getPath(record, mapping.trace, source), `${where}: field '${mapping.trace}'`);
+  if (mapping.trace !== undefined)
+    example.trace = traceText(getPath(record, mapping.trace, source), `${where}: field '${mapping.trace}'`);
   if (mapping.level !== undefined) {
     const level = tryGetPath(record, mapping.level);
     if (level !== undefined && level !== null) {
-      if (typeof level !== 'number' || !Number.isInteger(level)) fail(`${where}: field '${mapping.level}': expected an integer level, got ${describe(level)}`);
+      if (typeof level !== 'number' || !Number.isInteger(level))
+        fail(`${where}: field '${mapping.level}': expected an integer level, got ${describe(level)}`);
       example.level = level;
     }
   }
@@ -172,7 +197,8 @@ function chatList(value: unknown, what: string): ChatMessage[] {
     if (role !== 'system' && role !== 'user' && role !== 'assistant') {
       return fail(`${what}: item ${i}: role must be system, user or assistant, got ${describe(role)}`);
     }
-    if (typeof m.content !== 'string') return fail(`${what}: item ${i}: content must be a string, got ${describe(m.content)}`);
+    if (typeof m.content !== 'string')
+      return fail(`${what}: item ${i}: content must be a string, got ${describe(m.content)}`);
     return { role, content: m.content };
   });
 }
@@ -186,7 +212,9 @@ function traceText(value: unknown, what: string): string {
     if (!reply) return fail(`${what}: the trace list has no assistant turn`);
     return nonEmptyText(reply.content, what);
   }
-  return fail(`${what}: expected the teacher trace as a string or [{role: 'assistant', content}], got ${describe(value)}`);
+  return fail(
+    `${what}: expected the teacher trace as a string or [{role: 'assistant', content}], got ${describe(value)}`,
+  );
 }
 
 /** The evaluation/training prompt of RED-SPEC ("qwen-boxed"), used when the source gives only problem text. */
@@ -225,7 +253,13 @@ export class EpochIterator<T> {
     cursor: EpochCursor = { epoch: 0, index: 0 },
   ) {
     if (items.length === 0) fail('cannot iterate over an empty dataset');
-    if (!Number.isInteger(cursor.epoch) || cursor.epoch < 0 || !Number.isInteger(cursor.index) || cursor.index < 0 || cursor.index > items.length) {
+    if (
+      !Number.isInteger(cursor.epoch) ||
+      cursor.epoch < 0 ||
+      !Number.isInteger(cursor.index) ||
+      cursor.index < 0 ||
+      cursor.index > items.length
+    ) {
       fail(`data cursor ${JSON.stringify(cursor)} does not fit a dataset of ${items.length} items`);
     }
     this.epoch = cursor.epoch;

@@ -56,7 +56,12 @@ export async function readRecords(file: string, options: ReadRecordsOptions = {}
 export async function readRecordsDetailed(file: string, options: ReadRecordsOptions = {}): Promise<ReadRecordsResult> {
   const format = recordFormat(file);
   await assertReadable(file);
-  const out: ReadRecordsResult = { records: [], rows: [], skipped: 0, skippedBy: { malformed: 0, nonUtf8: 0, tooLarge: 0 } };
+  const out: ReadRecordsResult = {
+    records: [],
+    rows: [],
+    skipped: 0,
+    skippedBy: { malformed: 0, nonUtf8: 0, tooLarge: 0 },
+  };
   const maxRowBytes = options.maxRowBytes ?? Infinity;
   const skip = (why: keyof SkippedRows) => {
     out.skippedBy[why]++;
@@ -89,7 +94,12 @@ export async function readRecordsDetailed(file: string, options: ReadRecordsOpti
     case 'parquet': {
       const records = await readParquet(file);
       for (let i = 0; i < records.length; i++) {
-        if (maxRowBytes !== Infinity && Buffer.byteLength(JSON.stringify(records[i], (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))) > maxRowBytes) {
+        if (
+          maxRowBytes !== Infinity &&
+          Buffer.byteLength(
+            JSON.stringify(records[i], (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)),
+          ) > maxRowBytes
+        ) {
           skip('tooLarge');
           continue;
         }
@@ -167,7 +177,9 @@ async function readParquet(file: string): Promise<DataRecord[]> {
 /** Parquet int64 arrives as bigint; JSON-like consumers want numbers (exact below 2^53). */
 function normaliseParquetValue(value: unknown): unknown {
   if (typeof value === 'bigint') {
-    return value <= BigInt(Number.MAX_SAFE_INTEGER) && value >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(value) : value.toString();
+    return value <= BigInt(Number.MAX_SAFE_INTEGER) && value >= BigInt(Number.MIN_SAFE_INTEGER)
+      ? Number(value)
+      : value.toString();
   }
   if (Array.isArray(value)) return value.map(normaliseParquetValue);
   if (value instanceof Date || value instanceof Uint8Array) return value;
@@ -196,7 +208,8 @@ export function isRecord(value: unknown): value is DataRecord {
 export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return `an array of ${value.length}`;
-  if (typeof value === 'string') return value.length > 40 ? `a string "${value.slice(0, 37)}..."` : `a string "${value}"`;
+  if (typeof value === 'string')
+    return value.length > 40 ? `a string "${value.slice(0, 37)}..."` : `a string "${value}"`;
   return `${typeof value} ${typeof value === 'object' ? '' : String(value)}`.trim();
 }
 
@@ -221,8 +234,18 @@ export function getPath(record: DataRecord, fieldPath: string, source?: RecordSo
     for (const part of parts) {
       const next = step(cur, part);
       if (next === undefined) {
-        const have = isRecord(cur) ? `; it has keys ${Object.keys(cur).map((k) => `'${k}'`).join(', ') || '(none)'}` : Array.isArray(cur) ? `; it is an array of ${cur.length}` : `; it is ${describe(cur)}`;
-        return fail(`${where}missing field '${fieldPath}' (no '${part}' in ${reached ? `'${reached}'` : 'the record'}${have})`);
+        const have = isRecord(cur)
+          ? `; it has keys ${
+              Object.keys(cur)
+                .map((k) => `'${k}'`)
+                .join(', ') || '(none)'
+            }`
+          : Array.isArray(cur)
+            ? `; it is an array of ${cur.length}`
+            : `; it is ${describe(cur)}`;
+        return fail(
+          `${where}missing field '${fieldPath}' (no '${part}' in ${reached ? `'${reached}'` : 'the record'}${have})`,
+        );
       }
       reached = reached ? `${reached}.${part}` : part;
       cur = next;

@@ -43,7 +43,13 @@ const DEFAULT_BUDGET: DemoBudget = {
   name: 'default',
   seed: 42,
   data: { train: 4000, test: 500 },
-  pretrain: { seed: PRETRAIN_DEFAULTS.seed, steps: PRETRAIN_DEFAULTS.steps, batchSize: PRETRAIN_DEFAULTS.batchSize, poolSize: PRETRAIN_DEFAULTS.poolSize, model: TINY_MODEL },
+  pretrain: {
+    seed: PRETRAIN_DEFAULTS.seed,
+    steps: PRETRAIN_DEFAULTS.steps,
+    batchSize: PRETRAIN_DEFAULTS.batchSize,
+    poolSize: PRETRAIN_DEFAULTS.poolSize,
+    model: TINY_MODEL,
+  },
   train: { steps: 40, promptsPerStep: 8, groupSize: 4, maxTokens: 256, rlLr: 1e-4, sftLr: 1e-3 },
   // ≥ 100 problems × 16 samples: pass@k for k = 1…16 (Recall vs Extend) from the same samples.
   eval: { problems: 100, samples: 16, temperature: 0.6, maxTokens: 256 },
@@ -57,7 +63,13 @@ const QUICK_BUDGET: DemoBudget = {
   name: 'quick',
   seed: 42,
   data: { train: 400, test: 100 },
-  pretrain: { seed: PRETRAIN_DEFAULTS.seed, steps: 300, batchSize: PRETRAIN_DEFAULTS.batchSize, poolSize: PRETRAIN_DEFAULTS.poolSize, model: TINY_MODEL },
+  pretrain: {
+    seed: PRETRAIN_DEFAULTS.seed,
+    steps: 300,
+    batchSize: PRETRAIN_DEFAULTS.batchSize,
+    poolSize: PRETRAIN_DEFAULTS.poolSize,
+    model: TINY_MODEL,
+  },
   // Responses up to 256 tokens: a teacher trace cut shorter has no answer and would be dropped.
   train: { steps: 3, promptsPerStep: 4, groupSize: 4, maxTokens: 256, rlLr: 1e-4, sftLr: 1e-3 },
   eval: { problems: 20, samples: 4, temperature: 0.6, maxTokens: 256 },
@@ -68,12 +80,34 @@ const TINY_BUDGET: DemoBudget = {
   name: 'tiny',
   seed: 42,
   data: { train: 40, test: 20 },
-  pretrain: { seed: 42, steps: 4, batchSize: 4, poolSize: 40, model: { hidden: 16, layers: 1, heads: 2, kvHeads: 1, intermediate: 32 } },
+  pretrain: {
+    seed: 42,
+    steps: 4,
+    batchSize: 4,
+    poolSize: 40,
+    model: { hidden: 16, layers: 1, heads: 2, kvHeads: 1, intermediate: 32 },
+  },
   train: { steps: 1, promptsPerStep: 2, groupSize: 2, maxTokens: 256, rlLr: 1e-3, sftLr: 1e-3 },
   eval: { problems: 5, samples: 2, temperature: 0.6, maxTokens: 24 },
 };
 
-export const BUDGETS: Record<BudgetName, DemoBudget> = { default: DEFAULT_BUDGET, quick: QUICK_BUDGET, tiny: TINY_BUDGET };
+export const BUDGETS: Record<BudgetName, DemoBudget> = {
+  default: DEFAULT_BUDGET,
+  quick: QUICK_BUDGET,
+  tiny: TINY_BUDGET,
+};
 
 /** The methods of RED-SPEC's Table 2 in the order the demo trains and tabulates them. */
-export const DEMO_METHODS = ['sft', 'grpo', 'sft-grpo', 'mixpolicy', 'luffy', 'srft', 'relift', 'bread', 'red-I', 'red-II', 'red'] as const;
+export const DEMO_METHODS = [
+  'sft',
+  'grpo',
+  'sft-grpo',
+  'mixpolicy',
+  'luffy',
+  'srft',
+  'relift',
+  'bread',
+  'red-I',
+  'red-II',
+  'red',
+] as const;

@@ -35,7 +35,14 @@ export async function evaluateHeldOut(o: HeldOutEval): Promise<EvalResults> {
   return runEval({
     outDir: o.out,
     model: o.model,
-    jobs: [{ spec, file: o.testFile, problems, sampling: { n: e.samples, temperature: e.temperature, topP: 1, maxTokens: e.maxTokens } }],
+    jobs: [
+      {
+        spec,
+        file: o.testFile,
+        problems,
+        sampling: { n: e.samples, temperature: e.temperature, topP: 1, maxTokens: e.maxTokens },
+      },
+    ],
     generate: samplerGenerator({ model, tokenizer }),
     verifier: mathVerifier,
     prompt: 'qwen-boxed',

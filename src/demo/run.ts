@@ -65,11 +65,29 @@ function cacheKey(value: unknown, sources: readonly string[]): string {
   return h.digest('hex').slice(0, 12);
 }
 
-const DATA_SOURCES = ['../data/task/problems.ts', '../data/task/teacher.ts', '../data/task/builtin.ts', '../data/task/tokenizer.ts'];
+const DATA_SOURCES = [
+  '../data/task/problems.ts',
+  '../data/task/teacher.ts',
+  '../data/task/builtin.ts',
+  '../data/task/tokenizer.ts',
+];
 const BASE_SOURCES = [...DATA_SOURCES, '../train/pretrain.ts'];
 /** Everything a trained and evaluated run depends on: training, rollouts, verifier, eval, engine. */
-const RUN_SOURCE_DIRS = ['../data/', '../engine/', '../eval/', '../model/', '../reward/', '../rl/', '../rollout/', '../train/', '../util/'];
-const RUN_SOURCES = ['./evaluate.ts', ...RUN_SOURCE_DIRS.flatMap((d) => sourceFiles(new URL(d, import.meta.url)).map((f) => `${d}${f}`))];
+const RUN_SOURCE_DIRS = [
+  '../data/',
+  '../engine/',
+  '../eval/',
+  '../model/',
+  '../reward/',
+  '../rl/',
+  '../rollout/',
+  '../train/',
+  '../util/',
+];
+const RUN_SOURCES = [
+  './evaluate.ts',
+  ...RUN_SOURCE_DIRS.flatMap((d) => sourceFiles(new URL(d, import.meta.url)).map((f) => `${d}${f}`)),
+];
 
 /** The .ts files under a source folder (relative paths, sorted, so the hash is stable). */
 function sourceFiles(dir: URL): string[] {
@@ -112,7 +130,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const log = o.log ?? ((line: string) => console.log(line));
   const b = o.budget;
   const methods = o.methods ?? DEMO_METHODS;
-  for (const m of methods) if (!(DEMO_METHODS as readonly string[]).includes(m)) fail(`--methods: unknown method '${m}'; expected some of ${DEMO_METHODS.join(', ')}`);
+  for (const m of methods)
+    if (!(DEMO_METHODS as readonly string[]).includes(m))
+      fail(`--methods: unknown method '${m}'; expected some of ${DEMO_METHODS.join(', ')}`);
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
   const since = () => ((performance.now() - t0) / 1000).toFixed(1).padStart(6);
@@ -146,7 +166,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   how = 'pretrained';
   let target = o.cacheDir ? path.join(o.cacheDir, `base-${cacheKey(pre, BASE_SOURCES)}`) : baseDir;
   if (o.baseModel !== undefined) {
-    if (!complete(o.baseModel, modelFiles)) fail(`--base ${o.baseModel}: not a model folder with ${modelFiles.join(', ')}`);
+    if (!complete(o.baseModel, modelFiles))
+      fail(`--base ${o.baseModel}: not a model folder with ${modelFiles.join(', ')}`);
     target = path.resolve(o.baseModel);
     how = `given ${o.baseModel}`;
   } else if (o.cacheDir && complete(target, modelFiles)) how = `reused ${target}`;
@@ -155,7 +176,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     rmSync(baseDir, { recursive: true, force: true });
     cpSync(target, baseDir, { recursive: true });
   }
-  log(`[${since()} s] base model: ${how}${o.baseModel === undefined ? `, ${b.pretrain.steps} steps` : ''} (${secs(t)})`);
+  log(
+    `[${since()} s] base model: ${how}${o.baseModel === undefined ? `, ${b.pretrain.steps} steps` : ''} (${secs(t)})`,
+  );
 
   // 3. One config for every method; each run only names its method.
   const configFile = path.join(out, 'train-config.yaml');
@@ -168,31 +191,66 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   // What a run depends on besides its method and seed: the shared config, the base weights, the
   // data, the evaluation settings and the code (a change to any of them retrains).
   const native = nativeBinary();
-  const common = createHash('sha256').update(readFileSync(configFile)).update(readFileSync(path.join(baseDir, 'model.safetensors')))
-    .update(readFileSync(path.join(dataDir, 'train.jsonl'))).update(readFileSync(testFile)).update(JSON.stringify(b.eval))
-    .update(cacheKey(null, RUN_SOURCES)).update(native ?? '').digest('hex');
-  const keyOf = (what: unknown) => createHash('sha256').update(common).update(JSON.stringify(what)).digest('hex').slice(0, 16);
+  const common = createHash('sha256')
+    .update(readFileSync(configFile))
+    .update(readFileSync(path.join(baseDir, 'model.safetensors')))
+    .update(readFileSync(path.join(dataDir, 'train.jsonl')))
+    .update(readFileSync(testFile))
+    .update(JSON.stringify(b.eval))
+    .update(cacheKey(null, RUN_SOURCES))
+    .update(native ?? '')
+    .digest('hex');
+  const keyOf = (what: unknown) =>
+    createHash('sha256').update(common).update(JSON.stringify(what)).digest('hex').slice(0, 16);
   try {
     t = performance.now();
     const baseEvalDir = path.join(out, 'base-eval');
     const baseKey = keyOf({ base: true, seed: b.seed });
     const baseReused = finishedBaseEval(baseEvalDir, baseKey);
-    const baseEval = baseReused ?? await evaluateHeldOut({ model: baseDir, testFile, out: baseEvalDir, budget: b, seed: b.seed, backend: o.backend });
+    const baseEval =
+      baseReused ??
+      (await evaluateHeldOut({
+        model: baseDir,
+        testFile,
+        out: baseEvalDir,
+        budget: b,
+        seed: b.seed,
+        backend: o.backend,
+      }));
     if (!baseReused) writeJsonAtomic(path.join(baseEvalDir, RUN_KEY_FILE), { key: baseKey });
-    runs.push({ name: 'base', seed: b.seed, reused: baseReused !== null, trainSeconds: 0, evalSeconds: (performance.now() - t) / 1000 });
-    log(`[${since()} s] base: ${baseReused ? 'reused, ' : ''}eval acc ${pct(baseEval.overall.acc)} LEN ${baseEval.overall.len.toFixed(0)} (${secs(t)})`);
+    runs.push({
+      name: 'base',
+      seed: b.seed,
+      reused: baseReused !== null,
+      trainSeconds: 0,
+      evalSeconds: (performance.now() - t) / 1000,
+    });
+    log(
+      `[${since()} s] base: ${baseReused ? 'reused, ' : ''}eval acc ${pct(baseEval.overall.acc)} LEN ${baseEval.overall.len.toFixed(0)} (${secs(t)})`,
+    );
 
     for (const method of methods) {
       for (const seed of seeds) {
         const dir = path.join(out, 'runs', method, `seed-${seed}`);
         const label = seeds.length > 1 ? `${method} (seed ${seed})` : method;
         runDirs.push(dir);
-        const r = await trainAndEvaluate({ dir, method, seed, key: keyOf({ method, seed, steps: b.train.steps }), configFile, testFile, budget: b, backend: o.backend });
+        const r = await trainAndEvaluate({
+          dir,
+          method,
+          seed,
+          key: keyOf({ method, seed, steps: b.train.steps }),
+          configFile,
+          testFile,
+          budget: b,
+          backend: o.backend,
+        });
         runs.push(r.timing);
         const acc = `eval acc ${pct(r.eval.overall.acc)} LEN ${r.eval.overall.len.toFixed(0)}`;
-        log(r.timing.reused
-          ? `[${since()} s] ${label}: reused (finished earlier with the same config and code); ${acc}`
-          : `[${since()} s] ${label}: ${r.steps} step${r.steps === 1 ? '' : 's'} in ${r.timing.trainSeconds.toFixed(1)} s; ${acc} (${r.timing.evalSeconds.toFixed(1)} s)`);
+        log(
+          r.timing.reused
+            ? `[${since()} s] ${label}: reused (finished earlier with the same config and code); ${acc}`
+            : `[${since()} s] ${label}: ${r.steps} step${r.steps === 1 ? '' : 's'} in ${r.timing.trainSeconds.toFixed(1)} s; ${acc} (${r.timing.evalSeconds.toFixed(1)} s)`,
+        );
       }
     }
   } finally {
@@ -208,10 +266,14 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     notes: demoNotes(b, o.baseModel, seeds),
     backend: o.backend,
   });
-  log(`[${since()} s] report: ${path.relative(process.cwd(), report.html) || report.html}, ${report.figures.length} figures (${secs(t)})`);
+  log(
+    `[${since()} s] report: ${path.relative(process.cwd(), report.html) || report.html}, ${report.figures.length} figures (${secs(t)})`,
+  );
   const cpu = process.cpuUsage(cpu0);
   const seconds = (performance.now() - t0) / 1000;
-  log(`done in ${seconds.toFixed(1)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s CPU (this process; on a busy machine the CPU time is the better guide to an idle one's wall time)`);
+  log(
+    `done in ${seconds.toFixed(1)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s CPU (this process; on a busy machine the CPU time is the better guide to an idle one's wall time)`,
+  );
   return { out, seconds, runs, markdown: report.markdown };
 }
 
@@ -219,13 +281,28 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
  * One method at one seed: reused when DIR holds a finished run with this key, else trained from
  * scratch and evaluated; the key file is written last, so only a finished run is ever reused.
  */
-async function trainAndEvaluate(r: { dir: string; method: string; seed: number; key: string; configFile: string; testFile: string; budget: DemoBudget; backend?: BackendPreference },
-): Promise<{ timing: DemoRunTiming; eval: EvalResults; steps: number }> {
+async function trainAndEvaluate(r: {
+  dir: string;
+  method: string;
+  seed: number;
+  key: string;
+  configFile: string;
+  testFile: string;
+  budget: DemoBudget;
+  backend?: BackendPreference;
+}): Promise<{ timing: DemoRunTiming; eval: EvalResults; steps: number }> {
   const { dir, method, seed } = r;
   if (finishedRun(dir, r.key)) {
-    const wall = JSON.parse(readFileSync(path.join(dir, 'wall_time.json'), 'utf8')) as { train_s: number; eval_s: number };
+    const wall = JSON.parse(readFileSync(path.join(dir, 'wall_time.json'), 'utf8')) as {
+      train_s: number;
+      eval_s: number;
+    };
     const res = JSON.parse(readFileSync(path.join(dir, 'eval', 'results.json'), 'utf8')) as EvalResults;
-    return { timing: { name: method, seed, reused: true, trainSeconds: wall.train_s, evalSeconds: wall.eval_s }, eval: res, steps: 0 };
+    return {
+      timing: { name: method, seed, reused: true, trainSeconds: wall.train_s, evalSeconds: wall.eval_s },
+      eval: res,
+      steps: 0,
+    };
   }
   rmSync(dir, { recursive: true, force: true });
   const t = performance.now();
@@ -234,7 +311,14 @@ async function trainAndEvaluate(r: { dir: string; method: string; seed: number; 
   const latest = new CheckpointManager(path.join(dir, 'checkpoints'), 1).latest();
   if (!latest) fail(`${dir}: training left no checkpoint`);
   const te = performance.now();
-  const res = await evaluateHeldOut({ model: latest.dir, testFile: r.testFile, out: path.join(dir, 'eval'), budget: r.budget, seed, backend: r.backend });
+  const res = await evaluateHeldOut({
+    model: latest.dir,
+    testFile: r.testFile,
+    out: path.join(dir, 'eval'),
+    budget: r.budget,
+    seed,
+    backend: r.backend,
+  });
   const evalSeconds = (performance.now() - te) / 1000;
   writeJsonAtomic(path.join(dir, 'wall_time.json'), { train_s: trainSeconds, eval_s: evalSeconds });
   writeJsonAtomic(path.join(dir, RUN_KEY_FILE), { key: r.key }); // last: the run is finished
@@ -264,11 +348,20 @@ async function trainOne(configFile: string, dir: string, method: string, seed: n
   const probe = loadCommandConfig({ config: configFile, out: dir, method, sets: [], resume: false });
   const stageCount = resolveStages(probe.algorithm).length;
   const perStage = Math.max(1, Math.floor(steps / stageCount)); // never more steps than a one-stage method
-  const config = loadCommandConfig({ config: configFile, out: dir, method, sets: [`seed=${seed}`, `schedule.totalSteps=${perStage}`, `checkpoint.every=${perStage}`], resume: false });
+  const config = loadCommandConfig({
+    config: configFile,
+    out: dir,
+    method,
+    sets: [`seed=${seed}`, `schedule.totalSteps=${perStage}`, `checkpoint.every=${perStage}`],
+    resume: false,
+  });
   const stages = resolveStages(config.algorithm);
   mkdirSync(dir, { recursive: true });
   writeFileAtomic(path.join(dir, 'config.yaml'), configToYaml(config));
-  const env = await buildEnv(config, stages.some((s) => s.klCoef > 0));
+  const env = await buildEnv(
+    config,
+    stages.some((s) => s.klCoef > 0),
+  );
   const trainer = new Trainer(env, { config, stages, outDir: dir, resume: false, progress: createProgress('none') });
   return trainer.run();
 }
@@ -277,7 +370,12 @@ async function trainOne(configFile: string, dir: string, method: string, seed: n
  * The shared training config: examples/builtin/base.yaml's recipe (G, prompts per step, learning
  * rates, ReLIFT's buffer = one step of prompts) at the budget's size. Checkpoints only at the end.
  */
-export function demoConfigYaml(b: DemoBudget, modelDir: string, trainFile: string, backend?: BackendPreference): string {
+export function demoConfigYaml(
+  b: DemoBudget,
+  modelDir: string,
+  trainFile: string,
+  backend?: BackendPreference,
+): string {
   const t = b.train;
   const config = {
     seed: b.seed,
@@ -291,14 +389,19 @@ export function demoConfigYaml(b: DemoBudget, modelDir: string, trainFile: strin
     checkpoint: { every: t.steps, keep: 1 },
     log: { progress: 'none' },
   };
-  return `# red demo (${b.name} budget): the config every method shares; each run adds only its method.\n` + YAML.stringify(config);
+  return (
+    `# red demo (${b.name} budget): the config every method shares; each run adds only its method.\n` +
+    YAML.stringify(config)
+  );
 }
 
 function demoNotes(b: DemoBudget, baseModel: string | undefined, seeds: readonly number[]): string[] {
   const half = Math.max(1, Math.floor(b.train.steps / 2));
   return [
     `Budget '${b.name}': every method trains ${b.train.steps} optimiser steps in all (sft-grpo: ${half} SFT steps then ${half} GRPO steps) of ${b.train.promptsPerStep} prompts each, G = ${b.train.groupSize}, responses ≤ ${b.train.maxTokens} tokens, from the same base model. Group filtering (drop groups whose members all score alike, redraw up to 6 times) is on for every method that samples; the Rollouts and Train tokens columns give the compute each method used.`,
-    seeds.length > 1 ? `Seeds ${seeds.join(', ')} per method (training and evaluation sampling); figures are the mean over seeds ± its standard error; the curves and the token view show seed ${seeds[0]}.` : `One seed (${seeds[0]}); the ± in the verdict is the binomial standard error of the evaluation samples, not seed-to-seed variation (use --seeds N for that).`,
+    seeds.length > 1
+      ? `Seeds ${seeds.join(', ')} per method (training and evaluation sampling); figures are the mean over seeds ± its standard error; the curves and the token view show seed ${seeds[0]}.`
+      : `One seed (${seeds[0]}); the ± in the verdict is the binomial standard error of the evaluation samples, not seed-to-seed variation (use --seeds N for that).`,
     baseModel !== undefined
       ? `Base model: ${baseModel} (given with --base), copied to base/.`
       : `Base model: pretrained ${b.pretrain.steps} steps from scratch (seed ${b.pretrain.seed}) on direct answers of the training split plus a ${Math.round(PRETRAIN_DEFAULTS.traceShare * 100)}% share of teacher traces (the column procedure) of levels 1–2 only: the base has never run the procedure over 3–5 columns.`,

@@ -29,7 +29,8 @@ export function getBackend(pref: BackendPreference = 'auto'): Backend {
       return referenceBackend;
     case 'native': {
       const b = native();
-      if (!b) fail('the native engine is not built (run `npm install` with a C++ compiler, or use --backend reference)');
+      if (!b)
+        fail('the native engine is not built (run `npm install` with a C++ compiler, or use --backend reference)');
       return b;
     }
     case 'auto': {

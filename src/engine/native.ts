@@ -29,7 +29,8 @@ export interface NativeExtras {
 export function loadNativeBackend(): (Backend & NativeExtras) | null {
   if (!existsSync(addonPath)) return null;
   const isa = process.env.RED_ISA;
-  if (isa && !['avx512', 'avx2', 'portable'].includes(isa)) fail(`RED_ISA must be avx512, avx2 or portable, got '${isa}'; unset it to use the best kernels this CPU runs`);
+  if (isa && !['avx512', 'avx2', 'portable'].includes(isa))
+    fail(`RED_ISA must be avx512, avx2 or portable, got '${isa}'; unset it to use the best kernels this CPU runs`);
   // OpenMP's idle threads spin ~300k pauses (milliseconds) before sleeping by default. On a busy
   // machine that spinning takes the core the other worker needs: a 20M training step measured
   // 15-16 s by default vs 7-8 s with 3000 spins (2 shared cores), which still bridge the
@@ -38,7 +39,7 @@ export function loadNativeBackend(): (Backend & NativeExtras) | null {
     process.env.GOMP_SPINCOUNT = '3000';
   }
   const require = createRequire(import.meta.url);
-  const addon = require(addonPath) as Omit<Backend, 'name' | 'isa' | 'threads'> & Omit<NativeExtras, 'bf16Isa'>
-    & { isa(): string; threads(): number; bf16Isa(): string };
+  const addon = require(addonPath) as Omit<Backend, 'name' | 'isa' | 'threads'> &
+    Omit<NativeExtras, 'bf16Isa'> & { isa(): string; threads(): number; bf16Isa(): string };
   return { ...addon, name: 'native', isa: addon.isa(), threads: addon.threads(), bf16Isa: addon.bf16Isa() };
 }

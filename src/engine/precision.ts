@@ -23,5 +23,7 @@ export function noteBf16Speed(be: Backend): void {
   const isa = (be as { bf16Isa?: string }).bf16Isa;
   if (warnedSlowBf16 || isa?.startsWith('avx512_bf16')) return;
   warnedSlowBf16 = true;
-  process.stderr.write(`note: bf16 on the ${be.name} backend (${isa ?? be.isa}) has no avx512_bf16 kernels here; it works, converting to fp32, and runs slower than fp32\n`);
+  process.stderr.write(
+    `note: bf16 on the ${be.name} backend (${isa ?? be.isa}) has no avx512_bf16 kernels here; it works, converting to fp32, and runs slower than fp32\n`,
+  );
 }

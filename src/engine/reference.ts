@@ -8,8 +8,23 @@ import { attentionBackward, attentionDecode, attentionDecodeBf16, attentionForwa
 import { linearBackwardBf16, linearForwardBf16, matmulBf16, roundBf16 } from './reference/bf16.ts';
 import { matmul } from './reference/gemm.ts';
 import {
-  adamw, add, chooseToken, embeddingBackward, embeddingForward, linearBackward, linearForward, lossHeadBackward, lossHeadForward,
-  rmsnormBackward, rmsnormForward, ropeBackward, ropeForward, scale, sumSquares, swigluBackward, swigluForward,
+  adamw,
+  add,
+  chooseToken,
+  embeddingBackward,
+  embeddingForward,
+  linearBackward,
+  linearForward,
+  lossHeadBackward,
+  lossHeadForward,
+  rmsnormBackward,
+  rmsnormForward,
+  ropeBackward,
+  ropeForward,
+  scale,
+  sumSquares,
+  swigluBackward,
+  swigluForward,
 } from './reference/kernels.ts';
 
 export const referenceBackend: Backend = {

@@ -39,25 +39,89 @@ export interface BenchmarkSpec {
  * pass@1 (RED-SPEC "Reward and evaluation protocol"). AMC is the 83-problem AMC22+23 set.
  */
 export const BENCHMARKS: readonly BenchmarkSpec[] = [
-  { name: 'aime24', title: 'AIME24', file: 'aime24.jsonl', problemField: 'problem', gold: { kind: 'field', path: 'answer' }, idField: 'id', samples: 32 },
-  { name: 'aime25', title: 'AIME25', file: 'aime25.jsonl', problemField: 'question', gold: { kind: 'field', path: 'answer' }, idField: 'id', samples: 32 },
-  { name: 'amc', title: 'AMC', file: 'amc83.jsonl', problemField: 'problem', gold: { kind: 'field', path: 'answer' }, samples: 32 },
-  { name: 'math500', title: 'MATH500', file: 'math500.jsonl', problemField: 'problem', gold: { kind: 'field', path: 'answer' }, idField: 'unique_id', levelField: 'level', samples: 1 },
-  { name: 'minerva', title: 'Minerva', file: 'minerva_math.jsonl', problemField: 'problem', gold: { kind: 'lastBoxed', path: 'solution' }, idField: 'idx', samples: 1 },
-  { name: 'olympiad', title: 'Olympiad', file: 'olympiadbench.jsonl', problemField: 'question', gold: { kind: 'dollarList', path: 'final_answer' }, idField: 'id', samples: 1 },
+  {
+    name: 'aime24',
+    title: 'AIME24',
+    file: 'aime24.jsonl',
+    problemField: 'problem',
+    gold: { kind: 'field', path: 'answer' },
+    idField: 'id',
+    samples: 32,
+  },
+  {
+    name: 'aime25',
+    title: 'AIME25',
+    file: 'aime25.jsonl',
+    problemField: 'question',
+    gold: { kind: 'field', path: 'answer' },
+    idField: 'id',
+    samples: 32,
+  },
+  {
+    name: 'amc',
+    title: 'AMC',
+    file: 'amc83.jsonl',
+    problemField: 'problem',
+    gold: { kind: 'field', path: 'answer' },
+    samples: 32,
+  },
+  {
+    name: 'math500',
+    title: 'MATH500',
+    file: 'math500.jsonl',
+    problemField: 'problem',
+    gold: { kind: 'field', path: 'answer' },
+    idField: 'unique_id',
+    levelField: 'level',
+    samples: 1,
+  },
+  {
+    name: 'minerva',
+    title: 'Minerva',
+    file: 'minerva_math.jsonl',
+    problemField: 'problem',
+    gold: { kind: 'lastBoxed', path: 'solution' },
+    idField: 'idx',
+    samples: 1,
+  },
+  {
+    name: 'olympiad',
+    title: 'Olympiad',
+    file: 'olympiadbench.jsonl',
+    problemField: 'question',
+    gold: { kind: 'dollarList', path: 'final_answer' },
+    idField: 'id',
+    samples: 1,
+  },
   // Not in Table 2, but in the data folder: the 40-problem AMC23 subset.
-  { name: 'amc23', title: 'AMC23', file: 'amc23.jsonl', problemField: 'problem', gold: { kind: 'field', path: 'answer' }, idField: 'id', samples: 32 },
+  {
+    name: 'amc23',
+    title: 'AMC23',
+    file: 'amc23.jsonl',
+    problemField: 'problem',
+    gold: { kind: 'field', path: 'answer' },
+    idField: 'id',
+    samples: 32,
+  },
 ];
 
 /** The default --benchmarks: the six of Table 2. */
 export const PAPER_BENCHMARKS = ['aime24', 'aime25', 'amc', 'math500', 'minerva', 'olympiad'] as const;
 
-const ALIASES: Record<string, string> = { 'math-500': 'math500', minerva_math: 'minerva', olympiadbench: 'olympiad', amc83: 'amc' };
+const ALIASES: Record<string, string> = {
+  'math-500': 'math500',
+  minerva_math: 'minerva',
+  olympiadbench: 'olympiad',
+  amc83: 'amc',
+};
 
 export function benchmarkByName(name: string): BenchmarkSpec {
   const key = ALIASES[name.toLowerCase()] ?? name.toLowerCase();
   const spec = BENCHMARKS.find((b) => b.name === key);
-  if (!spec) fail(`unknown benchmark '${name}'; known: ${BENCHMARKS.map((b) => b.name).join(', ')} (or give a file as name=path)`);
+  if (!spec)
+    fail(
+      `unknown benchmark '${name}'; known: ${BENCHMARKS.map((b) => b.name).join(', ')} (or give a file as name=path)`,
+    );
   return spec;
 }
 
@@ -76,17 +140,31 @@ export const DEFAULT_CUSTOM_FIELDS: CustomFields = { problem: 'problem', answer:
  * optional per record, so the built-in task's held-out split (problem, answer, distill, level)
  * works with the defaults.
  */
-export function resolveBenchmark(arg: string, fields: CustomFields = DEFAULT_CUSTOM_FIELDS, samples = 1): BenchmarkSpec {
+export function resolveBenchmark(
+  arg: string,
+  fields: CustomFields = DEFAULT_CUSTOM_FIELDS,
+  samples = 1,
+): BenchmarkSpec {
   const eq = arg.indexOf('=');
   const looksLikeFile = eq > 0 || /\.(jsonl|ndjson|parquet)$/i.test(arg);
   if (!looksLikeFile) return benchmarkByName(arg);
   const file = eq > 0 ? arg.slice(eq + 1) : arg;
   const name = eq > 0 ? arg.slice(0, eq) : path.basename(file).replace(/\.(jsonl|ndjson|parquet)$/i, '');
-  if (!/^[A-Za-z0-9_.-]+$/.test(name)) fail(`benchmark name '${name}' (from '${arg}') may use only letters, digits, '_', '.', '-'`);
+  if (!/^[A-Za-z0-9_.-]+$/.test(name))
+    fail(`benchmark name '${name}' (from '${arg}') may use only letters, digits, '_', '.', '-'`);
   const gold: GoldRule = fields.answer.startsWith('boxed:')
     ? { kind: 'lastBoxed', path: fields.answer.slice('boxed:'.length) }
     : { kind: 'field', path: fields.answer };
-  return { name, title: name, file, problemField: fields.problem, gold, idField: fields.id, levelField: fields.level, samples };
+  return {
+    name,
+    title: name,
+    file,
+    problemField: fields.problem,
+    gold,
+    idField: fields.id,
+    levelField: fields.level,
+    samples,
+  };
 }
 
 /** One problem ready to prompt. `gold` is null when the record's answer could not be read. */
@@ -106,7 +184,11 @@ export interface EvalProblem {
 
 /** "$a$" → "a"; "$69$,$84$" → "69, 84" (several answers, as OlympiadBench writes them). */
 export function stripDollars(s: string): string {
-  return s.trim().replace(/\$\s*,\s*\$/g, ', ').replace(/^\$+|\$+$/g, '').trim();
+  return s
+    .trim()
+    .replace(/\$\s*,\s*\$/g, ', ')
+    .replace(/^\$+|\$+$/g, '')
+    .trim();
 }
 
 type GoldResult = { gold: string | string[] } | { error: string };
@@ -126,11 +208,14 @@ export function readGold(record: DataRecord, rule: GoldRule): GoldResult {
     case 'field': {
       if (Array.isArray(raw)) {
         const list = raw.map(goldValueToString);
-        if (list.length === 0 || list.some((g) => g === null)) return { error: `'${rule.path}' is a list with an empty or non-text item` };
+        if (list.length === 0 || list.some((g) => g === null))
+          return { error: `'${rule.path}' is a list with an empty or non-text item` };
         return { gold: list as string[] };
       }
       const g = goldValueToString(raw);
-      return g === null ? { error: `'${rule.path}' is ${JSON.stringify(raw)}, expected a non-empty string or a number` } : { gold: g };
+      return g === null
+        ? { error: `'${rule.path}' is ${JSON.stringify(raw)}, expected a non-empty string or a number` }
+        : { gold: g };
     }
     case 'lastBoxed': {
       if (typeof raw !== 'string') return { error: `'${rule.path}' is not text` };
@@ -157,7 +242,11 @@ export function benchmarkPath(spec: BenchmarkSpec, dataDir: string | undefined):
 }
 
 /** The first `limit` problems of a benchmark (all when limit is undefined). */
-export async function loadBenchmark(spec: BenchmarkSpec, dataDir: string | undefined, limit?: number): Promise<EvalProblem[]> {
+export async function loadBenchmark(
+  spec: BenchmarkSpec,
+  dataDir: string | undefined,
+  limit?: number,
+): Promise<EvalProblem[]> {
   const file = benchmarkPath(spec, dataDir);
   const { records, rows } = await readRecordsDetailed(file);
   if (records.length === 0) fail(`${file}: no records`);
@@ -167,7 +256,10 @@ export async function loadBenchmark(spec: BenchmarkSpec, dataDir: string | undef
     const record = records[i];
     const source: RecordSource = { file, row: rows[i] };
     const text = getPath(record, spec.problemField, source);
-    if (typeof text !== 'string' || text.trim() === '') fail(`${file}: row ${rows[i]}: '${spec.problemField}' should be the problem text, got ${JSON.stringify(text)?.slice(0, 60)}`);
+    if (typeof text !== 'string' || text.trim() === '')
+      fail(
+        `${file}: row ${rows[i]}: '${spec.problemField}' should be the problem text, got ${JSON.stringify(text)?.slice(0, 60)}`,
+      );
     const p: EvalProblem = { benchmark: spec.name, index: i, row: rows[i], problem: text, gold: null };
     const id = spec.idField ? tryGetPath(record, spec.idField) : undefined;
     if (id !== undefined && id !== null) p.id = String(id);

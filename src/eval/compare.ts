@@ -16,7 +16,8 @@ function readResults(dir: string): EvalResults {
     fail(`${file}: invalid JSON (${(err as Error).message})`);
   }
   const r = value as Partial<EvalResults> | null;
-  if (!r || !Array.isArray(r.benchmarks) || typeof r.overall !== 'object') fail(`${file}: not an evaluation result (expected benchmarks and overall)`);
+  if (!r || !Array.isArray(r.benchmarks) || typeof r.overall !== 'object')
+    fail(`${file}: not an evaluation result (expected benchmarks and overall)`);
   return r as EvalResults;
 }
 

@@ -27,7 +27,10 @@ export function encodePrompt(tokenizer: Tokenizer, prompt: PromptInput): number[
  * string could never be seen in text; only the remaining strings are matched on decoded text,
  * which costs a tail decode per token.
  */
-export function stopRule(tokenizer: Tokenizer, stopStrings: readonly string[]): { eosIds: number[]; stopStrings: string[] } {
+export function stopRule(
+  tokenizer: Tokenizer,
+  stopStrings: readonly string[],
+): { eosIds: number[]; stopStrings: string[] } {
   const ids = new Set(tokenizer.eosIds);
   const strings: string[] = [];
   for (const s of stopStrings) {
@@ -61,7 +64,11 @@ export function samplerGenerator(o: SamplerGeneratorOptions): Generator {
       () => opts.onSequenceDone?.(),
     );
     return samples.map((group) =>
-      group.map((s): Completion => ({ text: s.text ?? o.tokenizer.decode(s.ids), tokens: s.ids.length, finishReason: s.finishReason })),
+      group.map((s): Completion => ({
+        text: s.text ?? o.tokenizer.decode(s.ids),
+        tokens: s.ids.length,
+        finishReason: s.finishReason,
+      })),
     );
   };
 }

@@ -85,7 +85,12 @@ export function benchmarkResult(
   let unfinished = 0;
   for (const p of problems) {
     if (p.gold === null) {
-      unparseableGold.push({ index: p.index, row: p.row, ...(p.id !== undefined ? { id: p.id } : {}), reason: p.goldError ?? 'no gold answer' });
+      unparseableGold.push({
+        index: p.index,
+        row: p.row,
+        ...(p.id !== undefined ? { id: p.id } : {}),
+        reason: p.goldError ?? 'no gold answer',
+      });
       continue;
     }
     const r = records.get(problemKey(p.benchmark, p.index));
@@ -115,7 +120,11 @@ export function benchmarkResult(
     const order = [...levels.keys()].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
     for (const level of order) {
       const rs = levels.get(level) ?? [];
-      byLevel[level] = { problems: rs.length, acc: mean(rs.map((r) => r.correct / r.n)), len: mean(rs.flatMap((r) => r.samples.map((s) => s.tokens))) };
+      byLevel[level] = {
+        problems: rs.length,
+        acc: mean(rs.map((r) => r.correct / r.n)),
+        len: mean(rs.flatMap((r) => r.samples.map((s) => s.tokens))),
+      };
     }
     out.byLevel = byLevel;
   }
@@ -129,7 +138,10 @@ export function overallOf(benchmarks: readonly BenchmarkResult[]): EvalResults['
 }
 
 /** eval/<benchmark>/{acc,len,pass@k at powers of two} and eval/overall/{acc,len}. */
-export function metricsOf(benchmarks: readonly BenchmarkResult[], overall: EvalResults['overall']): Record<string, number> {
+export function metricsOf(
+  benchmarks: readonly BenchmarkResult[],
+  overall: EvalResults['overall'],
+): Record<string, number> {
   const m: Record<string, number> = {};
   for (const b of benchmarks) {
     if (b.scored === 0) continue;
@@ -153,39 +165,66 @@ function protocolLabel(s: SamplingSettings): string {
 
 /** results.md: Table 2's Acc/LEN for one model, then per-level accuracy and anything left out. */
 export function resultsMarkdown(r: EvalResults): string {
-  const lines: string[] = [`# Evaluation of ${r.model}`, '', `Prompt: ${r.prompt}; seed ${r.seed}. Acc in %, LEN in tokens.`, ''];
+  const lines: string[] = [
+    `# Evaluation of ${r.model}`,
+    '',
+    `Prompt: ${r.prompt}; seed ${r.seed}. Acc in %, LEN in tokens.`,
+    '',
+  ];
   lines.push('| Benchmark | Protocol | Problems | Acc | LEN | Clipped |', '|---|---|---:|---:|---:|---:|');
   for (const b of r.benchmarks) {
     const count = b.scored === b.problems ? `${b.problems}` : `${b.scored} of ${b.problems}`;
-    lines.push(`| ${b.title} | ${protocolLabel(b.sampling)} | ${count} | ${pct(b.acc)} | ${tok(b.len)} | ${pct(b.clippedFrac)}% |`);
+    lines.push(
+      `| ${b.title} | ${protocolLabel(b.sampling)} | ${count} | ${pct(b.acc)} | ${tok(b.len)} | ${pct(b.clippedFrac)}% |`,
+    );
   }
-  lines.push(`| **Overall** | mean of ${r.overall.benchmarks} | | **${pct(r.overall.acc)}** | **${tok(r.overall.len)}** | |`, '');
+  lines.push(
+    `| **Overall** | mean of ${r.overall.benchmarks} | | **${pct(r.overall.acc)}** | **${tok(r.overall.len)}** | |`,
+    '',
+  );
   for (const b of r.benchmarks) {
     if (!b.byLevel) continue;
     lines.push(`## ${b.title} by level`, '', '| Level | Problems | Acc | LEN |', '|---|---:|---:|---:|');
-    for (const [level, l] of Object.entries(b.byLevel)) lines.push(`| ${level} | ${l.problems} | ${pct(l.acc)} | ${tok(l.len)} |`);
+    for (const [level, l] of Object.entries(b.byLevel))
+      lines.push(`| ${level} | ${l.problems} | ${pct(l.acc)} | ${tok(l.len)} |`);
     lines.push('');
   }
   const passK = r.benchmarks.filter((b) => b.passAtK.length > 1);
   if (passK.length > 0) {
     const ks = [1, 2, 4, 8, 16, 32, 64, 128].filter((k) => passK.some((b) => b.passAtK.length >= k));
-    lines.push('## pass@k (%)', '', `| Benchmark | ${ks.map((k) => `k=${k}`).join(' | ')} |`, `|---|${ks.map(() => '---:').join('|')}|`);
-    for (const b of passK) lines.push(`| ${b.title} | ${ks.map((k) => (k <= b.passAtK.length ? pct(b.passAtK[k - 1]) : '')).join(' | ')} |`);
+    lines.push(
+      '## pass@k (%)',
+      '',
+      `| Benchmark | ${ks.map((k) => `k=${k}`).join(' | ')} |`,
+      `|---|${ks.map(() => '---:').join('|')}|`,
+    );
+    for (const b of passK)
+      lines.push(`| ${b.title} | ${ks.map((k) => (k <= b.passAtK.length ? pct(b.passAtK[k - 1]) : '')).join(' | ')} |`);
     lines.push('');
   }
   const bad = r.benchmarks.filter((b) => b.unparseableGold.length > 0);
   if (bad.length > 0) {
     lines.push('## Not scored: gold answer could not be parsed', '');
-    for (const b of bad) for (const u of b.unparseableGold) lines.push(`- ${b.title} problem ${u.index} (row ${u.row}${u.id !== undefined ? `, id ${u.id}` : ''}): ${u.reason}`);
+    for (const b of bad)
+      for (const u of b.unparseableGold)
+        lines.push(
+          `- ${b.title} problem ${u.index} (row ${u.row}${u.id !== undefined ? `, id ${u.id}` : ''}): ${u.reason}`,
+        );
     lines.push('');
   }
   const unfinished = r.benchmarks.filter((b) => b.unfinished > 0);
   if (unfinished.length > 0) {
-    lines.push(`Unfinished: ${unfinished.map((b) => `${b.title} ${b.unfinished}`).join(', ')} problems have no samples yet (run again to resume).`, '');
+    lines.push(
+      `Unfinished: ${unfinished.map((b) => `${b.title} ${b.unfinished}`).join(', ')} problems have no samples yet (run again to resume).`,
+      '',
+    );
   }
   if (r.throughput) {
     const t = r.throughput;
-    lines.push(`Throughput of this run: ${t.problems} problems, ${t.samples} samples, ${t.tokens} tokens in ${t.wallS.toFixed(1)} s (${t.problemsPerS.toFixed(3)} problems/s, ${t.tokensPerS.toFixed(1)} tokens/s).`, '');
+    lines.push(
+      `Throughput of this run: ${t.problems} problems, ${t.samples} samples, ${t.tokens} tokens in ${t.wallS.toFixed(1)} s (${t.problemsPerS.toFixed(3)} problems/s, ${t.tokensPerS.toFixed(1)} tokens/s).`,
+      '',
+    );
   }
   return lines.join('\n');
 }
@@ -198,10 +237,17 @@ export function resultsMarkdown(r: EvalResults): string {
 export function compareMarkdown(runs: readonly { label: string; results: EvalResults }[]): string {
   const columns: { name: string; title: string }[] = [];
   for (const { results } of runs) {
-    for (const b of results.benchmarks) if (!columns.some((c) => c.name === b.name)) columns.push({ name: b.name, title: b.title });
+    for (const b of results.benchmarks)
+      if (!columns.some((c) => c.name === b.name)) columns.push({ name: b.name, title: b.title });
   }
   const header = ['Model', ...columns.flatMap((c) => [`${c.title} Acc`, `${c.title} LEN`]), 'Avg Acc', 'Avg LEN'];
-  const lines = [`| ${header.join(' | ')} |`, `|---|${header.slice(1).map(() => '---:').join('|')}|`];
+  const lines = [
+    `| ${header.join(' | ')} |`,
+    `|---|${header
+      .slice(1)
+      .map(() => '---:')
+      .join('|')}|`,
+  ];
   const notes: string[] = [];
   for (const { label, results } of runs) {
     const cells = columns.flatMap((c) => {
@@ -209,7 +255,8 @@ export function compareMarkdown(runs: readonly { label: string; results: EvalRes
       return b ? [pct(b.acc), tok(b.len)] : ['–', '–'];
     });
     lines.push(`| ${label} | ${cells.join(' | ')} | ${pct(results.overall.acc)} | ${tok(results.overall.len)} |`);
-    if (results.overall.benchmarks !== columns.length) notes.push(`${label}: overall over ${results.overall.benchmarks} of ${columns.length} benchmarks.`);
+    if (results.overall.benchmarks !== columns.length)
+      notes.push(`${label}: overall over ${results.overall.benchmarks} of ${columns.length} benchmarks.`);
   }
   lines.push('', 'Acc in %, LEN in tokens; Avg is the mean of the per-benchmark figures.');
   return [...lines, ...notes].join('\n') + '\n';

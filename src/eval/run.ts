@@ -19,7 +19,14 @@ import {
   type PromptStyle,
   type SamplingSettings,
 } from './protocol.ts';
-import { benchmarkResult, metricsOf, overallOf, resultsMarkdown, type EvalResults, type Throughput } from './results.ts';
+import {
+  benchmarkResult,
+  metricsOf,
+  overallOf,
+  resultsMarkdown,
+  type EvalResults,
+  type Throughput,
+} from './results.ts';
 import { problemKey, SamplesLog, type ProblemRecord, type SampleRecord } from './samples-log.ts';
 
 export interface EvalJob {
@@ -83,7 +90,9 @@ function checkManifest(file: string, o: RunEvalOptions, hasSamples: boolean): vo
     try {
       before = JSON.parse(readFileSync(file, 'utf8')) as RunManifest;
     } catch (err) {
-      fail(`${file}: unreadable (${(err as Error).message}); delete it only if samples.jsonl beside it came from this model and settings`);
+      fail(
+        `${file}: unreadable (${(err as Error).message}); delete it only if samples.jsonl beside it came from this model and settings`,
+      );
     }
     const problems: string[] = [];
     // Samples of another model must not be mixed in; the folder path is what identifies it.
@@ -94,7 +103,10 @@ function checkManifest(file: string, o: RunEvalOptions, hasSamples: boolean): vo
       const b = before.benchmarks[name];
       if (b && !sameSampling(b, s)) problems.push(`${name}: ${JSON.stringify(b)} → ${JSON.stringify(s)}`);
     }
-    if (problems.length > 0) fail(`${file}: this folder holds an evaluation with other settings (${problems.join('; ')}); use another --out or the same settings`);
+    if (problems.length > 0)
+      fail(
+        `${file}: this folder holds an evaluation with other settings (${problems.join('; ')}); use another --out or the same settings`,
+      );
     now.benchmarks = { ...before.benchmarks, ...now.benchmarks };
   }
   writeOrFail(file, () => writeJsonAtomic(file, now));
@@ -136,7 +148,10 @@ function chunksOf(pending: readonly Pending[], chunkSamples: number): Pending[][
   let cur: Pending[] = [];
   let size = 0;
   for (const p of pending) {
-    if (cur.length > 0 && (size + p.job.sampling.n > chunkSamples || !sameDecoding(cur[0].job.sampling, p.job.sampling))) {
+    if (
+      cur.length > 0 &&
+      (size + p.job.sampling.n > chunkSamples || !sameDecoding(cur[0].job.sampling, p.job.sampling))
+    ) {
       chunks.push(cur);
       cur = [];
       size = 0;
@@ -191,14 +206,17 @@ async function checkInputs(o: RunEvalOptions, log: SamplesLog): Promise<void> {
   for (const j of o.jobs) {
     const bad = j.problems.filter((p) => p.gold === null);
     if (bad.length > 0) {
-      o.onWarning?.(`${j.spec.name}: ${bad.length} problem(s) have a gold answer that cannot be parsed and are not scored (first: row ${bad[0].row}: ${bad[0].goldError})`);
+      o.onWarning?.(
+        `${j.spec.name}: ${bad.length} problem(s) have a gold answer that cannot be parsed and are not scored (first: row ${bad[0].row}: ${bad[0].goldError})`,
+      );
     }
   }
 }
 
 /** Scoreable problems not yet in samples.jsonl; a recorded one must be the same problem text. */
 function pendingProblems(o: RunEvalOptions, log: SamplesLog): Pending[] {
-  if (log.droppedBytes > 0) o.onWarning?.(`${log.file}: dropped an unfinished last line (${log.droppedBytes} bytes) from an interrupted run`);
+  if (log.droppedBytes > 0)
+    o.onWarning?.(`${log.file}: dropped an unfinished last line (${log.droppedBytes} bytes) from an interrupted run`);
   const pending: Pending[] = [];
   for (const job of o.jobs) {
     for (const problem of job.problems) {
@@ -206,7 +224,9 @@ function pendingProblems(o: RunEvalOptions, log: SamplesLog): Pending[] {
       const done = log.existing.get(problemKey(problem.benchmark, problem.index));
       if (!done) pending.push({ job, problem });
       else if (done.problem !== problem.problem) {
-        fail(`${log.file}: ${problem.benchmark} problem ${problem.index} differs from ${job.file} row ${problem.row}; the data changed since this folder was written; use another --out`);
+        fail(
+          `${log.file}: ${problem.benchmark} problem ${problem.index} differs from ${job.file} row ${problem.row}; the data changed since this folder was written; use another --out`,
+        );
       }
     }
   }
@@ -246,13 +266,20 @@ async function generateChunk(o: RunEvalOptions, chunk: Pending[], progress: Eval
       o.onProgress?.(progress);
     },
   });
-  if (completions.length !== chunk.length) fail(`generator returned ${completions.length} groups for ${chunk.length} prompts`);
+  if (completions.length !== chunk.length)
+    fail(`generator returned ${completions.length} groups for ${chunk.length} prompts`);
   return completions;
 }
 
 /** Verifies one problem's samples against its gold answer: the record samples.jsonl keeps. */
-async function scoreProblem(o: RunEvalOptions, problem: EvalProblem, job: EvalJob, outs: Completion[]): Promise<ProblemRecord> {
-  if (outs.length !== job.sampling.n) fail(`generator returned ${outs.length} samples for a prompt that asked ${job.sampling.n}`);
+async function scoreProblem(
+  o: RunEvalOptions,
+  problem: EvalProblem,
+  job: EvalJob,
+  outs: Completion[],
+): Promise<ProblemRecord> {
+  if (outs.length !== job.sampling.n)
+    fail(`generator returned ${outs.length} samples for a prompt that asked ${job.sampling.n}`);
   const gold = problem.gold as string | string[];
   const samples = await Promise.all(
     outs.map(async (c): Promise<SampleRecord> => {
@@ -282,14 +309,29 @@ async function scoreProblem(o: RunEvalOptions, problem: EvalProblem, job: EvalJo
 }
 
 function throughputOf(problems: number, samples: number, tokens: number, wallS: number): Throughput {
-  return { problems, samples, tokens, wallS, problemsPerS: problems / wallS, samplesPerS: samples / wallS, tokensPerS: tokens / wallS };
+  return {
+    problems,
+    samples,
+    tokens,
+    wallS,
+    problemsPerS: problems / wallS,
+    samplesPerS: samples / wallS,
+    tokensPerS: tokens / wallS,
+  };
 }
 
 /** Results over every record written so far (problems still to run count as `unfinished`). */
 function collectResults(o: RunEvalOptions, log: SamplesLog): EvalResults {
   const benchmarks = o.jobs.map((j) => benchmarkResult(j.spec, j.file, j.sampling, j.problems, log.existing));
   const overall = overallOf(benchmarks);
-  return { model: o.model, prompt: o.prompt, seed: o.seed, benchmarks, overall, metrics: metricsOf(benchmarks, overall) };
+  return {
+    model: o.model,
+    prompt: o.prompt,
+    seed: o.seed,
+    benchmarks,
+    overall,
+    metrics: metricsOf(benchmarks, overall),
+  };
 }
 
 /** results.json and results.md (the pass@k chart is the caller's `chart`). */

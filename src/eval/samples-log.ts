@@ -34,10 +34,19 @@ export function problemKey(benchmark: string, index: number): string {
 function checkRecord(file: string, line: number, v: unknown): ProblemRecord {
   const r = v as Partial<ProblemRecord> | null;
   const ok =
-    r !== null && typeof r === 'object' && typeof r.benchmark === 'string' && Number.isInteger(r.index) && typeof r.problem === 'string' &&
-    Array.isArray(r.samples) && r.n === r.samples.length && Number.isInteger(r.correct) &&
+    r !== null &&
+    typeof r === 'object' &&
+    typeof r.benchmark === 'string' &&
+    Number.isInteger(r.index) &&
+    typeof r.problem === 'string' &&
+    Array.isArray(r.samples) &&
+    r.n === r.samples.length &&
+    Number.isInteger(r.correct) &&
     r.samples.every((s) => typeof s?.text === 'string' && typeof s.correct === 'boolean' && Number.isFinite(s.tokens));
-  if (!ok) fail(`${file}: line ${line}: not a problem record (expected benchmark, index, problem, n, correct, samples[{text, correct, tokens}])`);
+  if (!ok)
+    fail(
+      `${file}: line ${line}: not a problem record (expected benchmark, index, problem, n, correct, samples[{text, correct, tokens}])`,
+    );
   return r as ProblemRecord;
 }
 
@@ -67,7 +76,9 @@ export class SamplesLog {
       try {
         value = JSON.parse(lines[i]);
       } catch (err) {
-        fail(`${file}: line ${i + 1}: malformed JSON (${(err as Error).message}); remove the line or use another --out`);
+        fail(
+          `${file}: line ${i + 1}: malformed JSON (${(err as Error).message}); remove the line or use another --out`,
+        );
       }
       const rec = checkRecord(file, i + 1, value);
       existing.set(problemKey(rec.benchmark, rec.index), rec);

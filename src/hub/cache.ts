@@ -3,7 +3,17 @@
 // blobs/<etag> (file contents, named by the Hub's ETag: sha256 for LFS files, git blob sha1
 // otherwise), refs/<revision> (the commit a branch or tag resolved to) and
 // snapshots/<commit>/<path> (relative symlinks into blobs/, or copies where links are refused).
-import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { writeFileAtomic } from '../util/fs.ts';

@@ -20,8 +20,10 @@ export interface HubSettings {
 
 export function hubSettings(env: NodeJS.ProcessEnv = process.env): HubSettings {
   const endpoint = (env.HF_ENDPOINT || 'https://huggingface.co').replace(/\/+$/, '');
-  const tokenFile = env.HF_TOKEN_PATH || path.join(env.HF_HOME || path.join(homedir(), '.cache', 'huggingface'), 'token');
-  const token = env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN || (existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : '');
+  const tokenFile =
+    env.HF_TOKEN_PATH || path.join(env.HF_HOME || path.join(homedir(), '.cache', 'huggingface'), 'token');
+  const token =
+    env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN || (existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : '');
   return { endpoint, ...(token ? { token } : {}), offline: /^(1|true|yes|on)$/i.test(env.HF_HUB_OFFLINE ?? '') };
 }
 
@@ -47,7 +49,12 @@ const repoUrlPart = (ref: HubRef) => `${ref.type === 'dataset' ? 'datasets/' : '
 const encodePath = (file: string) => file.split('/').map(encodeURIComponent).join('/');
 
 /** A request to the Hub or a redirect target; the token goes only to the Hub's own origin. */
-async function request(s: HubSettings, url: string, init: { method: string; headers?: Record<string, string> }, what: string): Promise<Response> {
+async function request(
+  s: HubSettings,
+  url: string,
+  init: { method: string; headers?: Record<string, string> },
+  what: string,
+): Promise<Response> {
   const sameOrigin = new URL(url).origin === new URL(s.endpoint).origin;
   const headers: Record<string, string> = { 'user-agent': 'red', ...(init.headers ?? {}) };
   if (s.token && sameOrigin) headers.authorization = `Bearer ${s.token}`;
@@ -55,7 +62,9 @@ async function request(s: HubSettings, url: string, init: { method: string; head
     return await fetch(url, { method: init.method, headers, redirect: 'manual' });
   } catch (err) {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new HubUnreachable(`${what}: cannot reach ${new URL(url).origin} (${cause?.code ?? cause?.message ?? (err as Error).message})`);
+    throw new HubUnreachable(
+      `${what}: cannot reach ${new URL(url).origin} (${cause?.code ?? cause?.message ?? (err as Error).message})`,
+    );
   }
 }
 
@@ -64,11 +73,20 @@ async function httpError(s: HubSettings, res: Response, what: string): Promise<n
   const code = res.headers.get('x-error-code');
   let detail = res.headers.get('x-error-message') ?? '';
   if (!detail) detail = (await res.text().catch(() => '')).replace(/\s+/g, ' ').slice(0, 200);
-  if (code === 'RepoNotFound') fail(`${what}: no such local path, and no such repository on ${s.endpoint}${s.token ? '' : ' (or it is private or gated: set HF_TOKEN)'}`);
+  if (code === 'RepoNotFound')
+    fail(
+      `${what}: no such local path, and no such repository on ${s.endpoint}${s.token ? '' : ' (or it is private or gated: set HF_TOKEN)'}`,
+    );
   if (code === 'RevisionNotFound') fail(`${what}: no such revision on ${s.endpoint}`);
   if (code === 'EntryNotFound') fail(`${what}: no such file in the repository`);
-  if (code === 'GatedRepo') fail(`${what}: gated repository; accept its conditions on ${s.endpoint} and set HF_TOKEN to a token of that account`);
-  if (res.status === 401) fail(`${what}: 401 Unauthorized from ${s.endpoint}${s.token ? ': the token in HF_TOKEN was refused; check it' : ': set HF_TOKEN'}${detail ? ` (${detail})` : ''}`);
+  if (code === 'GatedRepo')
+    fail(
+      `${what}: gated repository; accept its conditions on ${s.endpoint} and set HF_TOKEN to a token of that account`,
+    );
+  if (res.status === 401)
+    fail(
+      `${what}: 401 Unauthorized from ${s.endpoint}${s.token ? ': the token in HF_TOKEN was refused; check it' : ': set HF_TOKEN'}${detail ? ` (${detail})` : ''}`,
+    );
   if (res.status === 404) fail(`${what}: not found on ${s.endpoint} (404)`);
   fail(`${what}: HTTP ${res.status} from ${s.endpoint}${detail ? ` (${detail})` : ''}`);
 }
@@ -78,11 +96,21 @@ export async function fetchRepoInfo(s: HubSettings, ref: HubRef, what: string): 
   const res = await request(s, url, { method: 'GET' }, what);
   if (!res.ok) await httpError(s, res, what);
   const body = (await res.json()) as { sha?: unknown; siblings?: Array<{ rfilename?: unknown }> };
-  if (typeof body.sha !== 'string' || !Array.isArray(body.siblings)) fail(`${what}: unexpected answer from ${url} (no sha or siblings)`);
-  return { commit: body.sha, files: body.siblings.map((f) => f.rfilename).filter((f): f is string => typeof f === 'string') };
+  if (typeof body.sha !== 'string' || !Array.isArray(body.siblings))
+    fail(`${what}: unexpected answer from ${url} (no sha or siblings)`);
+  return {
+    commit: body.sha,
+    files: body.siblings.map((f) => f.rfilename).filter((f): f is string => typeof f === 'string'),
+  };
 }
 
-export async function fetchFileMeta(s: HubSettings, ref: HubRef, commit: string, file: string, what: string): Promise<FileMeta> {
+export async function fetchFileMeta(
+  s: HubSettings,
+  ref: HubRef,
+  commit: string,
+  file: string,
+  what: string,
+): Promise<FileMeta> {
   let url = `${s.endpoint}/${repoUrlPart(ref)}/resolve/${commit}/${encodePath(file)}`;
   for (let hop = 0; hop < 5; hop++) {
     const res = await request(s, url, { method: 'HEAD', headers: { 'accept-encoding': 'identity' } }, what);
@@ -124,11 +152,20 @@ export interface DownloadOptions {
  * Fetches `meta` into `blob` through `blob.incomplete`: an existing partial file is resumed with
  * a Range request; the finished file is checked against the ETag and only then renamed into place.
  */
-export async function downloadBlob(s: HubSettings, meta: FileMeta, blob: string, what: string, o: DownloadOptions = {}): Promise<void> {
+export async function downloadBlob(
+  s: HubSettings,
+  meta: FileMeta,
+  blob: string,
+  what: string,
+  o: DownloadOptions = {},
+): Promise<void> {
   // One writer per blob, as huggingface_hub's CACHE/.locks/<repo>/<etag>.lock: a second process
   // fetching the same file waits, then finds it done.
   const repoDir = path.dirname(path.dirname(blob));
-  const lock = await waitForFileLock(path.join(path.dirname(repoDir), '.locks', path.basename(repoDir), `${path.basename(blob)}.lock`), 'download');
+  const lock = await waitForFileLock(
+    path.join(path.dirname(repoDir), '.locks', path.basename(repoDir), `${path.basename(blob)}.lock`),
+    'download',
+  );
   try {
     if (!existsSync(blob)) await downloadUnlocked(s, meta, blob, what, o);
   } finally {
@@ -136,7 +173,13 @@ export async function downloadBlob(s: HubSettings, meta: FileMeta, blob: string,
   }
 }
 
-async function downloadUnlocked(s: HubSettings, meta: FileMeta, blob: string, what: string, o: DownloadOptions): Promise<void> {
+async function downloadUnlocked(
+  s: HubSettings,
+  meta: FileMeta,
+  blob: string,
+  what: string,
+  o: DownloadOptions,
+): Promise<void> {
   const partial = `${blob}.incomplete`;
   const retries = o.retries ?? 3;
   for (let attempt = 0; ; attempt++) {
@@ -145,7 +188,8 @@ async function downloadUnlocked(s: HubSettings, meta: FileMeta, blob: string, wh
       break;
     } catch (err) {
       if (!(err instanceof HubUnreachable) || attempt >= retries) {
-        if (err instanceof HubUnreachable) throw new HubUnreachable(`${err.message}; ${existsSync(partial) ? 'run again to resume' : 'run again'}`);
+        if (err instanceof HubUnreachable)
+          throw new HubUnreachable(`${err.message}; ${existsSync(partial) ? 'run again to resume' : 'run again'}`);
         throw err;
       }
     }
@@ -153,12 +197,20 @@ async function downloadUnlocked(s: HubSettings, meta: FileMeta, blob: string, wh
   const got = statSync(partial).size;
   if (got !== meta.size || !(await contentMatches(partial, meta.etag, meta.size))) {
     rmSync(partial, { force: true });
-    fail(`${what}: downloaded ${got} bytes whose checksum does not match the Hub's ${meta.etag} (${meta.size} bytes); removed it, run again`);
+    fail(
+      `${what}: downloaded ${got} bytes whose checksum does not match the Hub's ${meta.etag} (${meta.size} bytes); removed it, run again`,
+    );
   }
   renameSync(partial, blob);
 }
 
-async function fetchInto(s: HubSettings, meta: FileMeta, partial: string, what: string, onProgress?: (done: number) => void): Promise<void> {
+async function fetchInto(
+  s: HubSettings,
+  meta: FileMeta,
+  partial: string,
+  what: string,
+  onProgress?: (done: number) => void,
+): Promise<void> {
   let start = existsSync(partial) ? statSync(partial).size : 0;
   if (start > meta.size) {
     rmSync(partial);
@@ -168,7 +220,12 @@ async function fetchInto(s: HubSettings, meta: FileMeta, partial: string, what: 
   let url = meta.url;
   let res: Response;
   for (let hop = 0; ; hop++) {
-    res = await request(s, url, { method: 'GET', headers: { 'accept-encoding': 'identity', ...(start > 0 ? { range: `bytes=${start}-` } : {}) } }, what);
+    res = await request(
+      s,
+      url,
+      { method: 'GET', headers: { 'accept-encoding': 'identity', ...(start > 0 ? { range: `bytes=${start}-` } : {}) } },
+      what,
+    );
     const location = res.headers.get('location');
     if (!(res.status >= 300 && res.status < 400 && location)) break;
     if (hop >= 5) fail(`${what}: too many redirects`);
@@ -176,7 +233,8 @@ async function fetchInto(s: HubSettings, meta: FileMeta, partial: string, what: 
   }
   if (res.status !== 200 && res.status !== 206) await httpError(s, res, what);
   const resumed = res.status === 206;
-  if (resumed && !(res.headers.get('content-range') ?? '').startsWith(`bytes ${start}-`)) fail(`${what}: the server answered a resume from byte ${start} with ${res.headers.get('content-range')}`);
+  if (resumed && !(res.headers.get('content-range') ?? '').startsWith(`bytes ${start}-`))
+    fail(`${what}: the server answered a resume from byte ${start} with ${res.headers.get('content-range')}`);
   let done = resumed ? start : 0;
   onProgress?.(done);
   const out = createWriteStream(partial, { flags: resumed ? 'a' : 'w' });

@@ -10,7 +10,11 @@ export interface DownloadProgress {
 
 const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
 
-export async function createDownloadProgress(label: string, totalBytes: number, stream: NodeJS.WriteStream = process.stderr): Promise<DownloadProgress> {
+export async function createDownloadProgress(
+  label: string,
+  totalBytes: number,
+  stream: NodeJS.WriteStream = process.stderr,
+): Promise<DownloadProgress> {
   if (!stream.isTTY) {
     return {
       file: (name, bytes) => stream.write(`${label}: fetching ${name} (${mb(bytes)})\n`),

@@ -4,8 +4,24 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fail } from '../util/errors.ts';
-import { blobPath, cachedCommit, hubCacheDir, linkSnapshotFile, snapshotDir, snapshotFiles, writeRef } from './cache.ts';
-import { HubUnreachable, downloadBlob, fetchFileMeta, fetchRepoInfo, hubSettings, type FileMeta, type HubSettings } from './client.ts';
+import {
+  blobPath,
+  cachedCommit,
+  hubCacheDir,
+  linkSnapshotFile,
+  snapshotDir,
+  snapshotFiles,
+  writeRef,
+} from './cache.ts';
+import {
+  HubUnreachable,
+  downloadBlob,
+  fetchFileMeta,
+  fetchRepoInfo,
+  hubSettings,
+  type FileMeta,
+  type HubSettings,
+} from './client.ts';
 import { formatHubRef, hubRefOf, parseHubId, type HubRef } from './id.ts';
 import { createDownloadProgress, type DownloadProgress } from './progress.ts';
 
@@ -26,7 +42,8 @@ export interface Snapshot {
 }
 
 /** What a model run reads: config, tokenizer files, safetensors and their index (top level only). */
-export const isModelFile = (f: string): boolean => !f.includes('/') && (/\.(json|safetensors|jinja)$/.test(f) || f === 'merges.txt');
+export const isModelFile = (f: string): boolean =>
+  !f.includes('/') && (/\.(json|safetensors|jinja)$/.test(f) || f === 'merges.txt');
 
 const DATA_FILE = /\.(parquet|jsonl|ndjson)$/i;
 
@@ -50,13 +67,22 @@ function fromCache(cacheDir: string, ref: HubRef, wanted: (f: string) => boolean
 }
 
 /** The snapshot of `ref` holding the files `wanted` accepts, fetched as needed. `what` starts messages. */
-export async function snapshotDownload(ref: HubRef, wanted: (f: string) => boolean, what: string, o: HubOptions = {}): Promise<Snapshot> {
+export async function snapshotDownload(
+  ref: HubRef,
+  wanted: (f: string) => boolean,
+  what: string,
+  o: HubOptions = {},
+): Promise<Snapshot> {
   const s = o.settings ?? hubSettings();
   const cacheDir = o.cacheDir ?? hubCacheDir();
   const id = formatHubRef(ref);
   if (s.offline) {
-    return fromCache(cacheDir, ref, wanted)
-      ?? fail(`${what}: ${ref.type} ${id} is not in the Hugging Face cache ${cacheDir} and HF_HUB_OFFLINE is set; fetch it first where the Hub is reachable: red download ${id}${ref.type === 'dataset' ? ' --dataset' : ''}`);
+    return (
+      fromCache(cacheDir, ref, wanted) ??
+      fail(
+        `${what}: ${ref.type} ${id} is not in the Hugging Face cache ${cacheDir} and HF_HUB_OFFLINE is set; fetch it first where the Hub is reachable: red download ${id}${ref.type === 'dataset' ? ' --dataset' : ''}`,
+      )
+    );
   }
   let info;
   try {
@@ -68,7 +94,10 @@ export async function snapshotDownload(ref: HubRef, wanted: (f: string) => boole
     fail(`${err.message}, and ${id} is not in the Hugging Face cache ${cacheDir}`);
   }
   const files = info.files.filter(wanted);
-  if (files.length === 0) fail(`${what}: ${ref.type} ${id} has no ${ref.type === 'model' ? 'config, tokenizer or safetensors files' : `parquet or jsonl files${ref.path ? ` under '${ref.path}'` : ''}`}`);
+  if (files.length === 0)
+    fail(
+      `${what}: ${ref.type} ${id} has no ${ref.type === 'model' ? 'config, tokenizer or safetensors files' : `parquet or jsonl files${ref.path ? ` under '${ref.path}'` : ''}`}`,
+    );
   writeRef(cacheDir, ref, info.commit);
   const dir = snapshotDir(cacheDir, ref, info.commit);
   const missing: Array<{ file: string; meta: FileMeta }> = [];
@@ -83,16 +112,29 @@ export async function snapshotDownload(ref: HubRef, wanted: (f: string) => boole
   return { dir, commit: info.commit, files };
 }
 
-async function fetchMissing(s: HubSettings, cacheDir: string, ref: HubRef, dir: string, missing: Array<{ file: string; meta: FileMeta }>, what: string, o: HubOptions): Promise<void> {
+async function fetchMissing(
+  s: HubSettings,
+  cacheDir: string,
+  ref: HubRef,
+  dir: string,
+  missing: Array<{ file: string; meta: FileMeta }>,
+  what: string,
+  o: HubOptions,
+): Promise<void> {
   const total = missing.reduce((a, m) => a + m.meta.size, 0);
   const quiet = o.quiet ?? /^(1|true|yes|on)$/i.test(process.env.HF_HUB_DISABLE_PROGRESS_BARS ?? '');
-  const progress: DownloadProgress = quiet ? { file() {}, update() {}, stop() {} } : await createDownloadProgress(formatHubRef(ref), total);
+  const progress: DownloadProgress = quiet
+    ? { file() {}, update() {}, stop() {} }
+    : await createDownloadProgress(formatHubRef(ref), total);
   try {
     for (const { file, meta } of missing) {
       progress.file(file, meta.size);
       const blob = blobPath(cacheDir, ref, meta.etag);
       mkdirSync(path.dirname(blob), { recursive: true });
-      await downloadBlob(s, meta, blob, `${what}: ${file}`, { retries: o.retries, onProgress: (n) => progress.update(n) });
+      await downloadBlob(s, meta, blob, `${what}: ${file}`, {
+        retries: o.retries,
+        onProgress: (n) => progress.update(n),
+      });
       linkSnapshotFile(blob, path.join(dir, file));
     }
   } finally {
@@ -117,7 +159,9 @@ export async function resolveDataFile(arg: string, what: string, o: HubOptions =
   if (files.length > 1 && ref.path === '') files = files.filter(datasetFileFilter('train'));
   if (files.length !== 1) {
     const shown = snap.files.slice(0, 4).join(', ') + (snap.files.length > 4 ? ', …' : '');
-    fail(`${what}: dataset ${formatHubRef(ref)} has ${snap.files.length} data files (${shown}); name one, e.g. ${formatHubRef({ ...ref, path: snap.files[0] })}`);
+    fail(
+      `${what}: dataset ${formatHubRef(ref)} has ${snap.files.length} data files (${shown}); name one, e.g. ${formatHubRef({ ...ref, path: snap.files[0] })}`,
+    );
   }
   return path.join(snap.dir, files[0]);
 }
@@ -131,7 +175,12 @@ export async function resolveDataDir(arg: string, what: string, o: HubOptions = 
 }
 
 /** `red download ID`: the whole model or dataset (its data files), whatever exists locally. */
-export async function downloadById(id: string, type: 'model' | 'dataset', revision: string | undefined, o: HubOptions = {}): Promise<Snapshot> {
+export async function downloadById(
+  id: string,
+  type: 'model' | 'dataset',
+  revision: string | undefined,
+  o: HubOptions = {},
+): Promise<Snapshot> {
   const ref = parseHubId(id, type);
   if (!ref) fail(`'${id}' is not a Hub ${type} id (org/name${type === 'dataset' ? '[/path]' : ''})`);
   if (revision !== undefined) ref.revision = revision;

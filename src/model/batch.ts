@@ -19,7 +19,9 @@ export interface PackedBatch {
  */
 export function packSequences(seqs: ArrayLike<number>[], targetFrom?: number[]): PackedBatch {
   const T = seqs.reduce((s, x) => s + x.length, 0);
-  const ids = new Int32Array(T), targets = new Int32Array(T).fill(-1), positions = new Int32Array(T);
+  const ids = new Int32Array(T),
+    targets = new Int32Array(T).fill(-1),
+    positions = new Int32Array(T);
   const cuSeqlens = new Int32Array(seqs.length + 1);
   let t = 0;
   seqs.forEach((seq, b) => {
@@ -40,12 +42,16 @@ export function packSequences(seqs: ArrayLike<number>[], targetFrom?: number[]):
 export function checkBatch(batch: PackedBatch, vocabSize: number): number {
   const T = batch.ids.length;
   const cu = batch.cuSeqlens;
-  if (batch.targets.length !== T || batch.positions.length !== T) fail(`batch: ids, targets and positions must have the same length (${T})`);
+  if (batch.targets.length !== T || batch.positions.length !== T)
+    fail(`batch: ids, targets and positions must have the same length (${T})`);
   if (cu.length < 2 || cu[0] !== 0 || cu[cu.length - 1] !== T) fail(`batch: cuSeqlens must run from 0 to T=${T}`);
-  for (let b = 1; b < cu.length; b++) if (cu[b] <= cu[b - 1]) fail(`batch: cuSeqlens must be strictly increasing (sequence ${b - 1} is empty)`);
+  for (let b = 1; b < cu.length; b++)
+    if (cu[b] <= cu[b - 1]) fail(`batch: cuSeqlens must be strictly increasing (sequence ${b - 1} is empty)`);
   for (let t = 0; t < T; t++) {
-    if (batch.ids[t] < 0 || batch.ids[t] >= vocabSize) fail(`batch: token id ${batch.ids[t]} at ${t} outside the vocabulary (0..${vocabSize - 1})`);
-    if (batch.targets[t] >= vocabSize || batch.targets[t] < -1) fail(`batch: target ${batch.targets[t]} at ${t} outside the vocabulary`);
+    if (batch.ids[t] < 0 || batch.ids[t] >= vocabSize)
+      fail(`batch: token id ${batch.ids[t]} at ${t} outside the vocabulary (0..${vocabSize - 1})`);
+    if (batch.targets[t] >= vocabSize || batch.targets[t] < -1)
+      fail(`batch: target ${batch.targets[t]} at ${t} outside the vocabulary`);
   }
   return T;
 }

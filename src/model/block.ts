@@ -24,8 +24,15 @@ export interface DecoderShape {
 
 export function decoderShape(c: ModelConfig): DecoderShape {
   return {
-    V: c.vocabSize, C: c.hiddenSize, L: c.numLayers, NH: c.numHeads, NKV: c.numKvHeads, HD: c.headDim,
-    I: c.intermediateSize, eps: c.rmsNormEps, ropeTheta: c.ropeTheta,
+    V: c.vocabSize,
+    C: c.hiddenSize,
+    L: c.numLayers,
+    NH: c.numHeads,
+    NKV: c.numKvHeads,
+    HD: c.headDim,
+    I: c.intermediateSize,
+    eps: c.rmsNormEps,
+    ropeTheta: c.ropeTheta,
   };
 }
 
@@ -55,8 +62,15 @@ export interface BlockBuffers {
  * The layer's forward over T tokens at `positions`; `attend()` fills b.att from b.q, b.k, b.v
  * (after RoPE) and stores k/v wherever the caller caches them.
  */
-export function blockForward(be: Backend, s: DecoderShape, lw: LayerViews<Weight>, b: BlockBuffers,
-  positions: Int32Array, T: number, attend: () => void): void {
+export function blockForward(
+  be: Backend,
+  s: DecoderShape,
+  lw: LayerViews<Weight>,
+  b: BlockBuffers,
+  positions: Int32Array,
+  T: number,
+  attend: () => void,
+): void {
   const { C, NH, NKV, HD, I, eps, ropeTheta } = s;
   be.rmsnormForward(b.ln1, b.rstd1, b.resid, lw.inputNorm, T, C, eps);
   linearW(be, b.q, b.ln1, lw.qWeight, lw.qBias, T, C, NH * HD);
@@ -93,10 +107,23 @@ export interface BlockGradScratch {
  * residual stream's gradient flows through); parameter gradients accumulate into lg. b holds
  * the forward's activations (b.mlp is recomputed here); lse (T, NH) is attention's log-sum-exp.
  */
-export function blockBackward(be: Backend, s: DecoderShape, lw: LayerViews<Weight>, lg: LayerViews, b: BlockBuffers,
-  lse: Float32Array, dresid: Float32Array, g: BlockGradScratch, positions: Int32Array, cuSeqlens: Int32Array, T: number): void {
+export function blockBackward(
+  be: Backend,
+  s: DecoderShape,
+  lw: LayerViews<Weight>,
+  lg: LayerViews,
+  b: BlockBuffers,
+  lse: Float32Array,
+  dresid: Float32Array,
+  g: BlockGradScratch,
+  positions: Int32Array,
+  cuSeqlens: Int32Array,
+  T: number,
+): void {
   const { C, NH, NKV, HD, I, ropeTheta } = s;
-  const QD = NH * HD, KD = NKV * HD, B = cuSeqlens.length - 1;
+  const QD = NH * HD,
+    KD = NKV * HD,
+    B = cuSeqlens.length - 1;
   // MLP: out = resid2 + down(swiglu(gate(ln2), up(ln2))); dresid flows through unchanged.
   be.swigluForward(b.mlp, b.gate, b.up, T * I); // the input of down_proj (not kept by forward)
   linearBackwardW(be, g.dmlp, lg.downWeight, null, dresid, b.mlp, lw.downWeight, T, I, C);

@@ -38,11 +38,13 @@ export function parseConfig(json: unknown, file = 'config.json'): ModelConfig {
   const int = (key: string, fallback?: number): number => {
     const v = json[key] ?? fallback;
     if (v === undefined || v === null) fail(`${file}: missing key "${key}"`);
-    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) fail(`${file}: "${key}" must be a positive integer, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0)
+      fail(`${file}: "${key}" must be a positive integer, got ${JSON.stringify(v)}`);
     return v;
   };
   const num = (key: string, v: unknown): number => {
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(`${file}: "${key}" must be a positive number, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
+      fail(`${file}: "${key}" must be a positive number, got ${JSON.stringify(v)}`);
     return v;
   };
   const tokenId = (key: string): number | number[] | null => {
@@ -55,7 +57,8 @@ export function parseConfig(json: unknown, file = 'config.json'): ModelConfig {
 
   const mt = json.model_type;
   if (mt === undefined) fail(`${file}: missing key "model_type"`);
-  if (mt !== 'qwen2' && mt !== 'llama') fail(`${file}: unsupported "model_type" ${JSON.stringify(mt)}; supported: qwen2, llama`);
+  if (mt !== 'qwen2' && mt !== 'llama')
+    fail(`${file}: unsupported "model_type" ${JSON.stringify(mt)}; supported: qwen2, llama`);
   const modelType: ModelType = mt;
 
   const hidden = json.hidden_act ?? 'silu';
@@ -64,11 +67,13 @@ export function parseConfig(json: unknown, file = 'config.json'): ModelConfig {
   const hiddenSize = int('hidden_size');
   const numHeads = int('num_attention_heads');
   const numKvHeads = int('num_key_value_heads', numHeads);
-  if (numHeads % numKvHeads !== 0) fail(`${file}: "num_attention_heads" (${numHeads}) must be a multiple of "num_key_value_heads" (${numKvHeads})`);
+  if (numHeads % numKvHeads !== 0)
+    fail(`${file}: "num_attention_heads" (${numHeads}) must be a multiple of "num_key_value_heads" (${numKvHeads})`);
   let headDim: number;
   if (json.head_dim !== undefined && json.head_dim !== null) headDim = int('head_dim');
   else {
-    if (hiddenSize % numHeads !== 0) fail(`${file}: "hidden_size" (${hiddenSize}) is not divisible by "num_attention_heads" (${numHeads})`);
+    if (hiddenSize % numHeads !== 0)
+      fail(`${file}: "hidden_size" (${hiddenSize}) is not divisible by "num_attention_heads" (${numHeads})`);
     headDim = hiddenSize / numHeads;
   }
   if (headDim % 2 !== 0) fail(`${file}: head dimension ${headDim} must be even for rotary embeddings`);
@@ -78,7 +83,8 @@ export function parseConfig(json: unknown, file = 'config.json'): ModelConfig {
   const rp = json.rope_parameters;
   if (isObject(rp) && rp.rope_theta !== undefined) {
     const type = rp.rope_type ?? 'default';
-    if (type !== 'default') fail(`${file}: unsupported "rope_parameters.rope_type" ${JSON.stringify(type)}; only default`);
+    if (type !== 'default')
+      fail(`${file}: unsupported "rope_parameters.rope_type" ${JSON.stringify(type)}; only default`);
     ropeTheta = num('rope_parameters.rope_theta', rp.rope_theta);
   } else if (json.rope_theta !== undefined) {
     ropeTheta = num('rope_theta', json.rope_theta);
@@ -143,7 +149,8 @@ export function loadConfig(file: string): ModelConfig {
  */
 export function configToJson(config: ModelConfig, weightsDtype: 'float32' | 'bfloat16' = 'float32'): Json {
   const out: Json = { ...config.raw };
-  if (out.architectures === undefined) out.architectures = [config.modelType === 'qwen2' ? 'Qwen2ForCausalLM' : 'LlamaForCausalLM'];
+  if (out.architectures === undefined)
+    out.architectures = [config.modelType === 'qwen2' ? 'Qwen2ForCausalLM' : 'LlamaForCausalLM'];
   out.model_type = config.modelType;
   out.vocab_size = config.vocabSize;
   out.hidden_size = config.hiddenSize;
@@ -151,13 +158,15 @@ export function configToJson(config: ModelConfig, weightsDtype: 'float32' | 'bfl
   out.num_hidden_layers = config.numLayers;
   out.num_attention_heads = config.numHeads;
   out.num_key_value_heads = config.numKvHeads;
-  if (config.headDim !== config.hiddenSize / config.numHeads || out.head_dim !== undefined) out.head_dim = config.headDim;
+  if (config.headDim !== config.hiddenSize / config.numHeads || out.head_dim !== undefined)
+    out.head_dim = config.headDim;
   out.rms_norm_eps = config.rmsNormEps;
   out.tie_word_embeddings = config.tieWordEmbeddings;
   out.max_position_embeddings = config.maxPositionEmbeddings;
   out.hidden_act = 'silu';
   if (config.modelType === 'llama') out.attention_bias = config.attentionBias;
-  if (isObject(out.rope_parameters)) out.rope_parameters = { ...out.rope_parameters, rope_theta: config.ropeTheta, rope_type: 'default' };
+  if (isObject(out.rope_parameters))
+    out.rope_parameters = { ...out.rope_parameters, rope_theta: config.ropeTheta, rope_type: 'default' };
   else out.rope_theta = config.ropeTheta;
   if (config.bosTokenId !== null) out.bos_token_id = config.bosTokenId;
   if (config.eosTokenId !== null) out.eos_token_id = config.eosTokenId;
@@ -167,4 +176,3 @@ export function configToJson(config: ModelConfig, weightsDtype: 'float32' | 'bfl
   if (out.torch_dtype === undefined && out.dtype === undefined) out.torch_dtype = weightsDtype;
   return out;
 }
-

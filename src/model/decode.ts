@@ -22,8 +22,12 @@ export class KvCache {
   /** Values per position: NKV*HD. */
   readonly rowSize: number;
 
-  constructor(readonly shape: DecoderShape, readonly slots: number, readonly maxLen: number,
-    readonly dtype: Precision = 'fp32') {
+  constructor(
+    readonly shape: DecoderShape,
+    readonly slots: number,
+    readonly maxLen: number,
+    readonly dtype: Precision = 'fp32',
+  ) {
     this.rowSize = shape.NKV * shape.HD;
     const n = slots * maxLen * this.rowSize;
     this.k = [];
@@ -41,22 +45,37 @@ export class KvCache {
 
   /** Rows k, v (n·rowSize values) of layer l stored at value offset `at` (rounded to bf16 in a bf16 cache). */
   write(be: Backend, l: number, at: number, k: Float32Array, v: Float32Array): void {
-    for (const [dst, src] of [[this.k[l], k], [this.v[l], v]] as const) {
+    for (const [dst, src] of [
+      [this.k[l], k],
+      [this.v[l], v],
+    ] as const) {
       if (dst instanceof Uint16Array) be.roundBf16(dst.subarray(at, at + src.length), src, src.length);
       else dst.set(src, at);
     }
   }
 
   /** attentionDecode against layer l's cache, in its dtype. */
-  attend(be: Backend, l: number, out: Float32Array, q: Float32Array, slots: Int32Array, lens: Int32Array, B: number): void {
-    const { NH, NKV, HD } = this.shape, k = this.k[l], v = this.v[l];
-    if (k instanceof Uint16Array) be.attentionDecodeBf16(out, q, k, v as Uint16Array, slots, lens, B, NH, NKV, HD, this.maxLen);
+  attend(
+    be: Backend,
+    l: number,
+    out: Float32Array,
+    q: Float32Array,
+    slots: Int32Array,
+    lens: Int32Array,
+    B: number,
+  ): void {
+    const { NH, NKV, HD } = this.shape,
+      k = this.k[l],
+      v = this.v[l];
+    if (k instanceof Uint16Array)
+      be.attentionDecodeBf16(out, q, k, v as Uint16Array, slots, lens, B, NH, NKV, HD, this.maxLen);
     else be.attentionDecode(out, q, k, v as Float32Array, slots, lens, B, NH, NKV, HD, this.maxLen);
   }
 
   /** Positions 0..len−1 of slot `from` copied into slot `to` (samples sharing a prompt). */
   copySlot(from: number, to: number, len: number): void {
-    const R = this.rowSize, M = this.maxLen;
+    const R = this.rowSize,
+      M = this.maxLen;
     for (let l = 0; l < this.shape.L; l++) {
       this.k[l].copyWithin(to * M * R, from * M * R, (from * M + len) * R);
       this.v[l].copyWithin(to * M * R, from * M * R, (from * M + len) * R);
@@ -65,8 +84,10 @@ export class KvCache {
 
   /** A copy of positions 0..len−1 of `slot`, to restore into another slot later. */
   savePrefix(slot: number, len: number): KvPrefix {
-    const R = this.rowSize, M = this.maxLen;
-    const k: KvTensor[] = [], v: KvTensor[] = [];
+    const R = this.rowSize,
+      M = this.maxLen;
+    const k: KvTensor[] = [],
+      v: KvTensor[] = [];
     for (let l = 0; l < this.shape.L; l++) {
       k.push(this.k[l].slice(slot * M * R, (slot * M + len) * R));
       v.push(this.v[l].slice(slot * M * R, (slot * M + len) * R));
@@ -128,8 +149,21 @@ class Activations {
     this.up = new Float32Array(rows * I);
     this.h = new Float32Array(rows * I);
     this.block = {
-      resid: this.x, ln1: this.xn, rstd1: this.rstd, q: this.q, k: this.k, v: this.v, att: this.att, resid2: this.x,
-      ln2: this.xn, rstd2: this.rstd, gate: this.gate, up: this.up, mlp: this.h, proj: this.proj, out: this.x,
+      resid: this.x,
+      ln1: this.xn,
+      rstd1: this.rstd,
+      q: this.q,
+      k: this.k,
+      v: this.v,
+      att: this.att,
+      resid2: this.x,
+      ln2: this.xn,
+      rstd2: this.rstd,
+      gate: this.gate,
+      up: this.up,
+      mlp: this.h,
+      proj: this.proj,
+      out: this.x,
     };
   }
 }
@@ -154,7 +188,8 @@ export class KvDecoder {
     maxLen: number,
   ) {
     this.shape = decoderShape(config);
-    if (weights.layers.length !== this.shape.L) fail(`decoder weights have ${weights.layers.length} layers, the config says ${this.shape.L}`);
+    if (weights.layers.length !== this.shape.L)
+      fail(`decoder weights have ${weights.layers.length} layers, the config says ${this.shape.L}`);
     // bf16 weights (a bf16 inference model) keep a bf16 cache: half the memory, keys and values
     // rounded as they are stored.
     this.cache = new KvCache(this.shape, slots, maxLen, weights.embed instanceof Uint16Array ? 'bf16' : 'fp32');
@@ -172,18 +207,27 @@ export class KvDecoder {
     for (let p = 0; p < P; p++) {
       const len = cuSeqlens[p + 1] - cuSeqlens[p];
       if (len <= 0) fail('prefill: every prompt needs at least one token');
-      if (len > this.cache.maxLen) fail(`prefill: a prompt of ${len} tokens exceeds the cache length ${this.cache.maxLen}`);
+      if (len > this.cache.maxLen)
+        fail(`prefill: a prompt of ${len} tokens exceeds the cache length ${this.cache.maxLen}`);
       for (let t = 0; t < len; t++) positions[cuSeqlens[p] + t] = t;
       last[p] = cuSeqlens[p + 1] - 1;
     }
     const { NH, NKV, HD } = this.shape;
-    const R = NKV * HD, M = this.cache.maxLen;
+    const R = NKV * HD,
+      M = this.cache.maxLen;
     this.layersForward(ids, positions, T, (l, a) => {
       // packed causal attention over the prompts, then their k/v rows into their slots
       this.backend.attentionForward(a.att, a.lse, a.q, a.k, a.v, cuSeqlens, P, T, NH, NKV, HD);
       for (let p = 0; p < P; p++) {
-        const t0 = cuSeqlens[p], len = cuSeqlens[p + 1] - t0;
-        this.cache.write(this.backend, l, slots[p] * M * R, a.k.subarray(t0 * R, (t0 + len) * R), a.v.subarray(t0 * R, (t0 + len) * R));
+        const t0 = cuSeqlens[p],
+          len = cuSeqlens[p + 1] - t0;
+        this.cache.write(
+          this.backend,
+          l,
+          slots[p] * M * R,
+          a.k.subarray(t0 * R, (t0 + len) * R),
+          a.v.subarray(t0 * R, (t0 + len) * R),
+        );
       }
     });
     return this.head(last, P);
@@ -196,7 +240,8 @@ export class KvDecoder {
    */
   step(ids: Int32Array, slots: Int32Array, positions: Int32Array, B: number): Float32Array {
     const { NKV, HD } = this.shape;
-    const R = NKV * HD, M = this.cache.maxLen;
+    const R = NKV * HD,
+      M = this.cache.maxLen;
     // Per-step index buffers are kept (grown on demand): a step should allocate nothing.
     if (this.lens.length < B) {
       this.lens = new Int32Array(B);
@@ -209,7 +254,13 @@ export class KvDecoder {
     }
     this.layersForward(ids, positions, B, (l, a) => {
       for (let b = 0; b < B; b++) {
-        this.cache.write(this.backend, l, (slots[b] * M + positions[b]) * R, a.k.subarray(b * R, (b + 1) * R), a.v.subarray(b * R, (b + 1) * R));
+        this.cache.write(
+          this.backend,
+          l,
+          (slots[b] * M + positions[b]) * R,
+          a.k.subarray(b * R, (b + 1) * R),
+          a.v.subarray(b * R, (b + 1) * R),
+        );
       }
       this.cache.attend(this.backend, l, a.att, a.q, slots, lens, B);
     });
@@ -220,9 +271,15 @@ export class KvDecoder {
    * Embedding and every layer over T rows; `attend(l, act)` fills act.att (T, NH*HD) from
    * act.q/k/v after RoPE (and stores k/v wherever the caller caches them).
    */
-  private layersForward(ids: Int32Array, positions: Int32Array, T: number,
-    attend: (l: number, a: Activations) => void): void {
-    const s = this.shape, w = this.weights, be = this.backend;
+  private layersForward(
+    ids: Int32Array,
+    positions: Int32Array,
+    T: number,
+    attend: (l: number, a: Activations) => void,
+  ): void {
+    const s = this.shape,
+      w = this.weights,
+      be = this.backend;
     const a = this.act;
     a.ensure(T, s);
     embedW(be, a.x, ids, w.embed, T, s.C);

@@ -16,7 +16,12 @@ import { Checkpoint, writeSafetensors, type SafetensorsFile } from './safetensor
  * backend's Σx², one fast pass) settles the common all-finite case; only a non-finite sum is
  * searched. bf16 weights (raw bits) are scanned directly.
  */
-export function checkFinite(dir: string, params: Float32Array | Uint16Array, layout: ParamLayout, sumSquares?: (x: Float32Array, n: number) => number): void {
+export function checkFinite(
+  dir: string,
+  params: Float32Array | Uint16Array,
+  layout: ParamLayout,
+  sumSquares?: (x: Float32Array, n: number) => number,
+): void {
   const f32 = params instanceof Float32Array;
   if (f32 && sumSquares && Number.isFinite(sumSquares(params, params.length))) return;
   const bits = f32 ? new Uint32Array(params.buffer, params.byteOffset, params.length) : params;
@@ -26,7 +31,9 @@ export function checkFinite(dir: string, params: Float32Array | Uint16Array, lay
     for (let i = spec.offset, end = spec.offset + spec.size; i < end; i++) {
       if ((bits[i]! & EXP) >>> 0 !== EXP) continue;
       const what = (bits[i]! & MANT) !== 0 ? 'NaN' : (bits[i]! & SIGN) !== 0 ? '-Inf' : '+Inf';
-      fail(`${dir}: tensor "${spec.name}" holds ${what} (first at element ${i - spec.offset} of ${spec.size}); the checkpoint is corrupt or from a diverged run: use an earlier checkpoint or the original weights`);
+      fail(
+        `${dir}: tensor "${spec.name}" holds ${what} (first at element ${i - spec.offset} of ${spec.size}); the checkpoint is corrupt or from a diverged run: use an earlier checkpoint or the original weights`,
+      );
     }
   }
 }
@@ -34,28 +41,58 @@ export function checkFinite(dir: string, params: Float32Array | Uint16Array, lay
 type SumSquares = (x: Float32Array, n: number) => number;
 
 /** Reads every parameter of `layout` from the checkpoint in `dir` into a new flat buffer (checked finite). */
-export function readWeights(dir: string, layout: ParamLayout, config: ModelConfig, sumSquares?: SumSquares): Float32Array {
-  return readCheckedWeights(dir, layout, config, (n) => new Float32Array(n), (file, name, dst) => file.readInto(name, dst), sumSquares);
+export function readWeights(
+  dir: string,
+  layout: ParamLayout,
+  config: ModelConfig,
+  sumSquares?: SumSquares,
+): Float32Array {
+  return readCheckedWeights(
+    dir,
+    layout,
+    config,
+    (n) => new Float32Array(n),
+    (file, name, dst) => file.readInto(name, dst),
+    sumSquares,
+  );
 }
 
 /** The same as bf16 bits (BF16 tensors copied as they are, F32/F16 rounded): no fp32 copy. */
 export function readWeightsBf16(dir: string, layout: ParamLayout, config: ModelConfig): Uint16Array {
-  return readCheckedWeights(dir, layout, config, (n) => new Uint16Array(n), (file, name, dst) => file.readIntoBf16(name, dst));
+  return readCheckedWeights(
+    dir,
+    layout,
+    config,
+    (n) => new Uint16Array(n),
+    (file, name, dst) => file.readIntoBf16(name, dst),
+  );
 }
 
-function readCheckedWeights<B extends Float32Array | Uint16Array>(dir: string, layout: ParamLayout, config: ModelConfig,
-  alloc: (n: number) => B, readInto: (file: SafetensorsFile, name: string, dst: B) => void, sumSquares?: SumSquares): B {
+function readCheckedWeights<B extends Float32Array | Uint16Array>(
+  dir: string,
+  layout: ParamLayout,
+  config: ModelConfig,
+  alloc: (n: number) => B,
+  readInto: (file: SafetensorsFile, name: string, dst: B) => void,
+  sumSquares?: SumSquares,
+): B {
   const ckpt = Checkpoint.open(dir);
   try {
     // Check names and shapes of everything first: a bad checkpoint fails before any allocation.
     for (const spec of layout.specs) {
       const found = ckpt.find(spec.name);
-      if (!found) fail(`${path.join(dir, 'model.safetensors')}: missing tensor "${spec.name}" (config.json: ${config.modelType}, ${config.numLayers} layers${config.tieWordEmbeddings ? ', tied embeddings' : ''})`);
+      if (!found)
+        fail(
+          `${path.join(dir, 'model.safetensors')}: missing tensor "${spec.name}" (config.json: ${config.modelType}, ${config.numLayers} layers${config.tieWordEmbeddings ? ', tied embeddings' : ''})`,
+        );
       const { file, entry } = found;
       if (entry.shape.length !== spec.shape.length || entry.shape.some((d, i) => d !== spec.shape[i])) {
-        fail(`${file.file}: tensor "${spec.name}" has shape [${entry.shape.join(', ')}] but config.json implies [${spec.shape.join(', ')}]`);
+        fail(
+          `${file.file}: tensor "${spec.name}" has shape [${entry.shape.join(', ')}] but config.json implies [${spec.shape.join(', ')}]`,
+        );
       }
-      if (entry.dtype !== 'F32' && entry.dtype !== 'BF16' && entry.dtype !== 'F16') fail(`${file.file}: tensor "${spec.name}" is ${entry.dtype}, expected a float tensor`);
+      if (entry.dtype !== 'F32' && entry.dtype !== 'BF16' && entry.dtype !== 'F16')
+        fail(`${file.file}: tensor "${spec.name}" is ${entry.dtype}, expected a float tensor`);
     }
     for (const name of ckpt.names()) {
       if (layout.byName.has(name)) continue;
@@ -77,9 +114,16 @@ function readCheckedWeights<B extends Float32Array | Uint16Array>(dir: string, l
 
 /** Files of a model folder that save() regenerates instead of copying. */
 function isRegenerated(name: string): boolean {
-  return name === 'config.json' || name === 'generation_config.json' || name.endsWith('.safetensors') ||
-    name === 'model.safetensors.index.json' || name.endsWith('.bin') || name.endsWith('.pt') || name.endsWith('.pth') ||
-    name.startsWith('.');
+  return (
+    name === 'config.json' ||
+    name === 'generation_config.json' ||
+    name.endsWith('.safetensors') ||
+    name === 'model.safetensors.index.json' ||
+    name.endsWith('.bin') ||
+    name.endsWith('.pt') ||
+    name.endsWith('.pth') ||
+    name.startsWith('.')
+  );
 }
 
 export interface SaveContents {
@@ -110,10 +154,19 @@ export function writeModelDir(dir: string, s: SaveContents): void {
         if (!isRegenerated(name) && statSync(src).isFile()) copyFileSync(src, path.join(tmp, name));
       }
     }
-    writeJsonAtomic(path.join(tmp, 'config.json'), configToJson(s.config, s.params instanceof Uint16Array ? 'bfloat16' : 'float32'));
+    writeJsonAtomic(
+      path.join(tmp, 'config.json'),
+      configToJson(s.config, s.params instanceof Uint16Array ? 'bfloat16' : 'float32'),
+    );
     writeJsonAtomic(path.join(tmp, 'generation_config.json'), s.generationConfig);
-    writeSafetensors(path.join(tmp, 'model.safetensors'),
-      s.layout.specs.map((p) => ({ name: p.name, shape: p.shape, data: s.params.subarray(p.offset, p.offset + p.size) })));
+    writeSafetensors(
+      path.join(tmp, 'model.safetensors'),
+      s.layout.specs.map((p) => ({
+        name: p.name,
+        shape: p.shape,
+        data: s.params.subarray(p.offset, p.offset + p.size),
+      })),
+    );
     if (existsSync(target)) {
       const old = `${target}.old-${process.pid}`;
       renameSync(target, old);

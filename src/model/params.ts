@@ -55,7 +55,10 @@ export interface ModelViews<W extends Weight = Float32Array> {
 
 /** The table of every parameter in Hugging Face order (lm_head.weight only when untied). */
 export function paramLayout(c: ModelConfig): ParamLayout {
-  const C = c.hiddenSize, QD = c.numHeads * c.headDim, KD = c.numKvHeads * c.headDim, I = c.intermediateSize;
+  const C = c.hiddenSize,
+    QD = c.numHeads * c.headDim,
+    KD = c.numKvHeads * c.headDim,
+    I = c.intermediateSize;
   const specs: ParamSpec[] = [];
   let offset = 0;
   const add = (name: string, shape: number[]): void => {
@@ -105,7 +108,9 @@ export function bf16ModelViews(c: ModelConfig, layout: ParamLayout, buf: Uint16A
     return buf.subarray(s.offset, s.offset + s.size);
   };
   const small = (name: string): Float32Array => {
-    const h = m(name), out = new Float32Array(h.length), o32 = new Uint32Array(out.buffer);
+    const h = m(name),
+      out = new Float32Array(h.length),
+      o32 = new Uint32Array(out.buffer);
     for (let i = 0; i < h.length; i++) o32[i] = h[i] << 16;
     return out;
   };
@@ -113,7 +118,12 @@ export function bf16ModelViews(c: ModelConfig, layout: ParamLayout, buf: Uint16A
 }
 
 /** Mixed precision: matrices view the bf16 copy p16, norms and biases the fp32 master p32 itself. */
-export function mixedModelViews(c: ModelConfig, layout: ParamLayout, p16: Uint16Array, p32: Float32Array): ModelViews<Uint16Array> {
+export function mixedModelViews(
+  c: ModelConfig,
+  layout: ParamLayout,
+  p16: Uint16Array,
+  p32: Float32Array,
+): ModelViews<Uint16Array> {
   const m = (name: string): Uint16Array => {
     const s = layout.byName.get(name);
     if (!s) throw new Error(`no parameter ${name}`);
@@ -122,7 +132,11 @@ export function mixedModelViews(c: ModelConfig, layout: ParamLayout, p16: Uint16
   return viewsOf(c, m, (name) => view(layout, p32, name));
 }
 
-function viewsOf<W extends Weight>(c: ModelConfig, m: (name: string) => W, v: (name: string) => Float32Array): ModelViews<W> {
+function viewsOf<W extends Weight>(
+  c: ModelConfig,
+  m: (name: string) => W,
+  v: (name: string) => Float32Array,
+): ModelViews<W> {
   const layers: LayerViews<W>[] = [];
   for (let l = 0; l < c.numLayers; l++) {
     const p = `model.layers.${l}.`;
@@ -142,19 +156,42 @@ function viewsOf<W extends Weight>(c: ModelConfig, m: (name: string) => W, v: (n
     });
   }
   const embed = m('model.embed_tokens.weight');
-  return { embed, layers, finalNorm: v('model.norm.weight'), lmHead: c.tieWordEmbeddings ? embed : m('lm_head.weight') };
+  return {
+    embed,
+    layers,
+    finalNorm: v('model.norm.weight'),
+    lmHead: c.tieWordEmbeddings ? embed : m('lm_head.weight'),
+  };
 }
 
 /** out(T,OC) = inp(T,C)·weight(OC,C)ᵀ + bias in the weight's dtype (bf16: fp32 accumulation). */
-export function linearW(be: Backend, out: Float32Array, inp: Float32Array, weight: Weight, bias: Float32Array | null,
-  T: number, C: number, OC: number): void {
+export function linearW(
+  be: Backend,
+  out: Float32Array,
+  inp: Float32Array,
+  weight: Weight,
+  bias: Float32Array | null,
+  T: number,
+  C: number,
+  OC: number,
+): void {
   if (weight instanceof Uint16Array) be.linearForwardBf16(out, inp, weight, bias, T, C, OC);
   else be.linearForward(out, inp, weight, bias, T, C, OC);
 }
 
 /** linearBackward for a weight in either dtype (bf16: dout and inp rounded, fp32 accumulation). */
-export function linearBackwardW(be: Backend, dinp: Float32Array | null, dweight: Float32Array, dbias: Float32Array | null,
-  dout: Float32Array, inp: Float32Array, weight: Weight, T: number, C: number, OC: number): void {
+export function linearBackwardW(
+  be: Backend,
+  dinp: Float32Array | null,
+  dweight: Float32Array,
+  dbias: Float32Array | null,
+  dout: Float32Array,
+  inp: Float32Array,
+  weight: Weight,
+  T: number,
+  C: number,
+  OC: number,
+): void {
   if (weight instanceof Uint16Array) be.linearBackwardBf16(dinp, dweight, dbias, dout, inp, weight, T, C, OC);
   else be.linearBackward(dinp, dweight, dbias, dout, inp, weight, T, C, OC);
 }
@@ -162,7 +199,8 @@ export function linearBackwardW(be: Backend, dinp: Float32Array | null, dweight:
 /** out(T,C) = wte[ids[t]] for a table in either dtype (bf16 rows widened to fp32, exactly). */
 export function embedW(be: Backend, out: Float32Array, ids: Int32Array, wte: Weight, T: number, C: number): void {
   if (!(wte instanceof Uint16Array)) return be.embeddingForward(out, ids, wte, T, C);
-  const V = wte.length / C, o32 = new Uint32Array(out.buffer, out.byteOffset, T * C);
+  const V = wte.length / C,
+    o32 = new Uint32Array(out.buffer, out.byteOffset, T * C);
   for (let t = 0; t < T; t++) {
     const id = ids[t];
     if (!(id >= 0 && id < V)) fail(`embedding: ids[${t}] = ${id} is outside [0, ${V})`);

@@ -20,7 +20,15 @@ import { blockBackward, blockForward, decoderShape, type BlockBuffers, type Deco
 import { loadConfig, type ModelConfig } from './config.ts';
 import { defaultGenerationConfig, readGenerationConfig, readWeights, readWeightsBf16, writeModelDir } from './io.ts';
 import {
-  bf16ModelViews, embedW, linearBackwardW, linearW, mixedModelViews, modelViews, paramLayout, type ModelViews, type ParamLayout,
+  bf16ModelViews,
+  embedW,
+  linearBackwardW,
+  linearW,
+  mixedModelViews,
+  modelViews,
+  paramLayout,
+  type ModelViews,
+  type ParamLayout,
   type Weight,
 } from './params.ts';
 
@@ -101,7 +109,11 @@ export class Qwen2Model {
   private headRows = new Int32Array(0);
 
   /** params: fp32 (or none: zeros), or a Uint16Array of bf16 bits for a bf16 inference model. */
-  constructor(readonly config: ModelConfig, readonly backend: Backend, params?: Float32Array | Uint16Array) {
+  constructor(
+    readonly config: ModelConfig,
+    readonly backend: Backend,
+    params?: Float32Array | Uint16Array,
+  ) {
     this.layout = paramLayout(config);
     this.shape = decoderShape(config);
     const p = params ?? new Float32Array(this.layout.total);
@@ -197,7 +209,10 @@ export class Qwen2Model {
     const config = loadConfig(path.join(dir, 'config.json'));
     const layout = paramLayout(config);
     const backend = opts.backend ?? getBackend();
-    const params = opts.precision === 'bf16' ? readWeightsBf16(dir, layout, config) : readWeights(dir, layout, config, (x, n) => backend.sumSquares(x, n));
+    const params =
+      opts.precision === 'bf16'
+        ? readWeightsBf16(dir, layout, config)
+        : readWeights(dir, layout, config, (x, n) => backend.sumSquares(x, n));
     const model = new Qwen2Model(config, backend, params);
     model.generationConfig = readGenerationConfig(dir, config);
     model.sourceDir = path.resolve(dir);
@@ -225,8 +240,14 @@ export class Qwen2Model {
    * fp32 widens exactly).
    */
   save(dir: string, dtype: Precision = this.precision): void {
-    const params = dtype === 'bf16' ? this.params16 ?? toBf16(this.p32!) : this.p32 ?? fromBf16(this.params16!);
-    writeModelDir(dir, { config: this.config, layout: this.layout, params, generationConfig: this.generationConfig, sourceDir: this.sourceDir });
+    const params = dtype === 'bf16' ? (this.params16 ?? toBf16(this.p32!)) : (this.p32 ?? fromBf16(this.params16!));
+    writeModelDir(dir, {
+      config: this.config,
+      layout: this.layout,
+      params,
+      generationConfig: this.generationConfig,
+      sourceDir: this.sourceDir,
+    });
   }
 
   private gradBuf: Float32Array | null = null;
@@ -260,11 +281,13 @@ export class Qwen2Model {
     const T = checkBatch(batch, this.config.vocabSize);
     this.trunkForward(batch, T);
     const { backend: be, s } = this.ready();
-    const C = this.config.hiddenSize, V = this.config.vocabSize;
+    const C = this.config.hiddenSize,
+      V = this.config.vocabSize;
     const rows: number[] = [];
     for (let t = 0; t < T; t++) if (batch.targets[t] >= 0) rows.push(t);
     this.headRows = Int32Array.from(rows);
-    const logprob = new Float32Array(T), entropy = new Float32Array(T);
+    const logprob = new Float32Array(T),
+      entropy = new Float32Array(T);
     for (let r0 = 0; r0 < rows.length; r0 += HEAD_ROWS) {
       const n = Math.min(HEAD_ROWS, rows.length - r0);
       this.gatherHeadRows(batch, rows, r0, n);
@@ -299,10 +322,14 @@ export class Qwen2Model {
     const batch = this.batch;
     if (!batch) throw new Error('backward() without a preceding forward()');
     const T = batch.ids.length;
-    if (coefLogprob.length < T || coefEntropy.length < T) throw new Error(`backward: coefficients must have T=${T} entries`);
+    if (coefLogprob.length < T || coefEntropy.length < T)
+      throw new Error(`backward: coefficients must have T=${T} entries`);
     const { backend: be, s } = this.ready();
-    const c = this.config, w = this.forwardViews(false), g = this.g;
-    const C = c.hiddenSize, V = c.vocabSize;
+    const c = this.config,
+      w = this.forwardViews(false),
+      g = this.g;
+    const C = c.hiddenSize,
+      V = c.vocabSize;
 
     // Loss head, chunk by chunk: recompute the logits, turn them into dlogits in place, then
     // d lm_head += dlogitsᵀ·lnf and d lnf = dlogits·lm_head (rows without a target get 0).
@@ -328,7 +355,19 @@ export class Qwen2Model {
 
     for (let l = c.numLayers - 1; l >= 0; l--) {
       if (this.checkpointing) this.layerForward(l, w, batch, T); // refill the shared activations
-      blockBackward(be, this.shape, w.layers[l], g.layers[l], this.blockBuffers(l), this.acts[l].lse, s.dresid, s, batch.positions, batch.cuSeqlens, T);
+      blockBackward(
+        be,
+        this.shape,
+        w.layers[l],
+        g.layers[l],
+        this.blockBuffers(l),
+        this.acts[l].lse,
+        s.dresid,
+        s,
+        batch.positions,
+        batch.cuSeqlens,
+        T,
+      );
     }
     be.embeddingBackward(g.embed, s.dresid, batch.ids, T, C);
   }
@@ -348,7 +387,8 @@ export class Qwen2Model {
   private trunkForward(batch: PackedBatch, T: number): void {
     this.ensureCapacity(T);
     const { backend: be, s } = this.ready();
-    const c = this.config, w = this.forwardViews(true);
+    const c = this.config,
+      w = this.forwardViews(true);
     const C = c.hiddenSize;
 
     embedW(be, this.acts[0].resid, batch.ids, w.embed, T, C);
@@ -358,9 +398,23 @@ export class Qwen2Model {
 
   /** Layer l's forward (blockForward) over the batch, into its activation buffers. */
   private layerForward(l: number, w: ModelViews<Weight>, batch: PackedBatch, T: number): void {
-    const { NH, NKV, HD } = this.shape, b = this.blockBuffers(l), lse = this.acts[l].lse;
+    const { NH, NKV, HD } = this.shape,
+      b = this.blockBuffers(l),
+      lse = this.acts[l].lse;
     blockForward(this.backend, this.shape, w.layers[l], b, batch.positions, T, () => {
-      this.backend.attentionForward(b.att, lse, b.q, b.k, b.v, batch.cuSeqlens, batch.cuSeqlens.length - 1, T, NH, NKV, HD);
+      this.backend.attentionForward(
+        b.att,
+        lse,
+        b.q,
+        b.k,
+        b.v,
+        batch.cuSeqlens,
+        batch.cuSeqlens.length - 1,
+        T,
+        NH,
+        NKV,
+        HD,
+      );
     });
   }
 
@@ -381,23 +435,55 @@ export class Qwen2Model {
     if (T <= this.cap) return;
     const cap = Math.max(T, Math.ceil(this.cap * 1.25));
     const c = this.config;
-    const C = c.hiddenSize, NH = c.numHeads, QD = NH * c.headDim, KD = c.numKvHeads * c.headDim, I = c.intermediateSize;
+    const C = c.hiddenSize,
+      NH = c.numHeads,
+      QD = NH * c.headDim,
+      KD = c.numKvHeads * c.headDim,
+      I = c.intermediateSize;
     const f = (n: number): Float32Array => new Float32Array(n);
     const layerActs = (): Omit<LayerActs, 'resid'> => ({
-      ln1: f(cap * C), rstd1: f(cap), q: f(cap * QD), k: f(cap * KD), v: f(cap * KD),
-      att: f(cap * QD), lse: f(cap * NH), resid2: f(cap * C), ln2: f(cap * C), rstd2: f(cap),
-      gate: f(cap * I), up: f(cap * I),
+      ln1: f(cap * C),
+      rstd1: f(cap),
+      q: f(cap * QD),
+      k: f(cap * KD),
+      v: f(cap * KD),
+      att: f(cap * QD),
+      lse: f(cap * NH),
+      resid2: f(cap * C),
+      ln2: f(cap * C),
+      rstd2: f(cap),
+      gate: f(cap * I),
+      up: f(cap * I),
     });
     const shared = this.checkpointing ? layerActs() : null;
     this.acts = [];
     for (let l = 0; l < c.numLayers; l++) this.acts.push({ resid: f(cap * C), ...(shared ?? layerActs()) });
-    const R = HEAD_ROWS, V = c.vocabSize;
+    const R = HEAD_ROWS,
+      V = c.vocabSize;
     const headLogits = this.s?.headLogits ?? f(R * V);
     this.s = {
-      residOut: f(cap * C), lnf: f(cap * C), rstdf: f(cap), mlp: f(cap * I), proj: f(cap * C),
-      headIn: f(R * C), headLogits, headTargets: new Int32Array(R), headCl: f(R), headCe: f(R), headLp: f(R), headEnt: f(R),
-      dresid: f(cap * C), dln: f(Math.max(cap, R) * C), dtmp: f(cap * C), dq: f(cap * QD), dk: f(cap * KD), dv: f(cap * KD),
-      datt: f(cap * QD), dmlp: f(cap * I), dgate: f(cap * I), dup: f(cap * I),
+      residOut: f(cap * C),
+      lnf: f(cap * C),
+      rstdf: f(cap),
+      mlp: f(cap * I),
+      proj: f(cap * C),
+      headIn: f(R * C),
+      headLogits,
+      headTargets: new Int32Array(R),
+      headCl: f(R),
+      headCe: f(R),
+      headLp: f(R),
+      headEnt: f(R),
+      dresid: f(cap * C),
+      dln: f(Math.max(cap, R) * C),
+      dtmp: f(cap * C),
+      dq: f(cap * QD),
+      dk: f(cap * KD),
+      dv: f(cap * KD),
+      datt: f(cap * QD),
+      dmlp: f(cap * I),
+      dgate: f(cap * I),
+      dup: f(cap * I),
     };
     this.cap = cap;
     this.batch = null;

@@ -3,7 +3,18 @@
 // raw little-endian data. We read F32/BF16/F16 into float32 (and I32/I64 ids into int32), tensor
 // by tensor straight from the file, and write F32 only. A sharded checkpoint is a set of such
 // files plus model.safetensors.index.json mapping each tensor name to its shard.
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync, fsyncSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  writeSync,
+  fsyncSync,
+} from 'node:fs';
 import path from 'node:path';
 import { toBf16 } from '../engine/bf16.ts';
 import { fail } from '../util/errors.ts';
@@ -47,7 +58,8 @@ export class SafetensorsFile {
     const lenBuf = Buffer.alloc(8);
     readExactly(this.fd, lenBuf, 0, this.file);
     const headerLen = Number(lenBuf.readBigUInt64LE(0));
-    if (headerLen > 100_000_000 || 8 + headerLen > size) fail(`${this.file}: truncated or corrupt safetensors file (header of ${headerLen} bytes, file of ${size})`);
+    if (headerLen > 100_000_000 || 8 + headerLen > size)
+      fail(`${this.file}: truncated or corrupt safetensors file (header of ${headerLen} bytes, file of ${size})`);
     const hbuf = Buffer.alloc(headerLen);
     readExactly(this.fd, hbuf, 8, this.file);
     let header: unknown;
@@ -56,7 +68,8 @@ export class SafetensorsFile {
     } catch {
       fail(`${this.file}: the safetensors header is not valid JSON`);
     }
-    if (typeof header !== 'object' || header === null || Array.isArray(header)) fail(`${this.file}: the safetensors header is not a JSON object`);
+    if (typeof header !== 'object' || header === null || Array.isArray(header))
+      fail(`${this.file}: the safetensors header is not a JSON object`);
     const dataStart = 8 + headerLen;
     for (const [name, info] of Object.entries(header as Record<string, unknown>)) {
       if (name === '__metadata__') {
@@ -64,15 +77,33 @@ export class SafetensorsFile {
         continue;
       }
       const e = info as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-      if (!isDtype(e.dtype)) fail(`${this.file}: tensor "${name}" has dtype ${JSON.stringify(e.dtype)}; supported: F32, BF16, F16 (I32, I64 for ids)`);
-      const shape = e.shape, offs = e.data_offsets;
-      if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) fail(`${this.file}: tensor "${name}" has a malformed shape`);
-      if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((d) => Number.isInteger(d) && d >= 0)) fail(`${this.file}: tensor "${name}" has malformed data_offsets`);
+      if (!isDtype(e.dtype))
+        fail(
+          `${this.file}: tensor "${name}" has dtype ${JSON.stringify(e.dtype)}; supported: F32, BF16, F16 (I32, I64 for ids)`,
+        );
+      const shape = e.shape,
+        offs = e.data_offsets;
+      if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0))
+        fail(`${this.file}: tensor "${name}" has a malformed shape`);
+      if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((d) => Number.isInteger(d) && d >= 0))
+        fail(`${this.file}: tensor "${name}" has malformed data_offsets`);
       const count = (shape as number[]).reduce((a, b) => a * b, 1);
       const [b, en] = offs as number[];
-      if (en - b !== count * BYTES[e.dtype]) fail(`${this.file}: tensor "${name}" spans ${en - b} bytes but its shape [${shape.join(', ')}] of ${e.dtype} needs ${count * BYTES[e.dtype]}`);
-      if (dataStart + en > size) fail(`${this.file}: truncated file: tensor "${name}" ends at byte ${dataStart + en} but the file has ${size} bytes`);
-      this.entries.set(name, { name, dtype: e.dtype, shape: shape as number[], begin: dataStart + b, end: dataStart + en });
+      if (en - b !== count * BYTES[e.dtype])
+        fail(
+          `${this.file}: tensor "${name}" spans ${en - b} bytes but its shape [${shape.join(', ')}] of ${e.dtype} needs ${count * BYTES[e.dtype]}`,
+        );
+      if (dataStart + en > size)
+        fail(
+          `${this.file}: truncated file: tensor "${name}" ends at byte ${dataStart + en} but the file has ${size} bytes`,
+        );
+      this.entries.set(name, {
+        name,
+        dtype: e.dtype,
+        shape: shape as number[],
+        begin: dataStart + b,
+        end: dataStart + en,
+      });
     }
   }
 
@@ -127,11 +158,14 @@ export class SafetensorsFile {
       return;
     }
     // F32/F16 in pieces of ≤ 1M elements through a small fp32 buffer.
-    const piece = 1 << 20, buf = new Float32Array(Math.min(piece, count));
+    const piece = 1 << 20,
+      buf = new Float32Array(Math.min(piece, count));
     const half = e.dtype === 'F16' ? new Uint16Array(buf.length) : null;
-    if (e.dtype !== 'F32' && e.dtype !== 'F16') fail(`${this.file}: tensor "${name}" is ${e.dtype}, expected a float tensor`);
+    if (e.dtype !== 'F32' && e.dtype !== 'F16')
+      fail(`${this.file}: tensor "${name}" is ${e.dtype}, expected a float tensor`);
     for (let i = 0; i < count; i += piece) {
-      const n = Math.min(piece, count - i), f = buf.subarray(0, n);
+      const n = Math.min(piece, count - i),
+        f = buf.subarray(0, n);
       if (half) {
         readExactly(this.fd, new Uint8Array(half.buffer, 0, n * 2), e.begin + i * 2, this.file);
         const table = halfTable();
@@ -161,7 +195,8 @@ export class SafetensorsFile {
       const big = new BigInt64Array(raw.buffer, raw.byteOffset, count);
       const out = new Int32Array(count);
       for (let i = 0; i < count; i++) {
-        if (big[i] > 2147483647n || big[i] < -2147483648n) fail(`${this.file}: tensor "${name}" has a value outside int32`);
+        if (big[i] > 2147483647n || big[i] < -2147483648n)
+          fail(`${this.file}: tensor "${name}" has a value outside int32`);
         out[i] = Number(big[i]);
       }
       return out;
@@ -201,7 +236,8 @@ function halfTable(): Float32Array {
     const exp = (h >> 10) & 0x1f;
     const frac = h & 0x3ff;
     let v: number;
-    if (exp === 0) v = frac * 2 ** -24; // subnormal: frac/1024 · 2^−14
+    if (exp === 0)
+      v = frac * 2 ** -24; // subnormal: frac/1024 · 2^−14
     else if (exp === 31) v = frac ? NaN : Infinity;
     else v = (1 + frac / 1024) * 2 ** (exp - 15);
     half[h] = sign * v;
@@ -220,14 +256,23 @@ export interface TensorToWrite {
  * Writes an F32 safetensors file (to a temporary name, then renamed). The header is padded with
  * spaces to a multiple of 8 bytes so every tensor's data starts 8-byte aligned.
  */
-export function writeSafetensors(file: string, tensors: TensorToWrite[], metadata: Record<string, string> = { format: 'pt' }): void {
+export function writeSafetensors(
+  file: string,
+  tensors: TensorToWrite[],
+  metadata: Record<string, string> = { format: 'pt' },
+): void {
   const header: Record<string, unknown> = { __metadata__: metadata };
   let offset = 0;
   for (const t of tensors) {
     const count = t.shape.reduce((a, b) => a * b, 1);
-    if (count !== t.data.length) throw new Error(`writeSafetensors: ${t.name} has ${t.data.length} elements for shape [${t.shape}]`);
+    if (count !== t.data.length)
+      throw new Error(`writeSafetensors: ${t.name} has ${t.data.length} elements for shape [${t.shape}]`);
     const bytes = t.data.BYTES_PER_ELEMENT;
-    header[t.name] = { dtype: bytes === 2 ? 'BF16' : 'F32', shape: t.shape, data_offsets: [offset, offset + count * bytes] };
+    header[t.name] = {
+      dtype: bytes === 2 ? 'BF16' : 'F32',
+      shape: t.shape,
+      data_offsets: [offset, offset + count * bytes],
+    };
     offset += count * bytes;
   }
   let json = JSON.stringify(header);
@@ -246,14 +291,21 @@ export function writeSafetensors(file: string, tensors: TensorToWrite[], metadat
     // past V8's typed-array length limit.
     for (const t of tensors) {
       for (let pos = 0; pos < t.data.byteLength; pos += WRITE_SLICE) {
-        writeAll(fd, new Uint8Array(t.data.buffer, t.data.byteOffset + pos, Math.min(WRITE_SLICE, t.data.byteLength - pos)));
+        writeAll(
+          fd,
+          new Uint8Array(t.data.buffer, t.data.byteOffset + pos, Math.min(WRITE_SLICE, t.data.byteLength - pos)),
+        );
       }
     }
     fsyncSync(fd);
     closeSync(fd);
     renameSync(tmp, file);
   } catch (err) {
-    try { closeSync(fd); } catch { /* already closed */ }
+    try {
+      closeSync(fd);
+    } catch {
+      /* already closed */
+    }
     rmSync(tmp, { force: true });
     throw err;
   }
@@ -268,7 +320,10 @@ function writeAll(fd: number, bytes: Uint8Array): void {
 
 /** A checkpoint's tensors across one file or the shards named by model.safetensors.index.json. */
 export class Checkpoint {
-  private constructor(private files: SafetensorsFile[], private where: Map<string, SafetensorsFile>) {}
+  private constructor(
+    private files: SafetensorsFile[],
+    private where: Map<string, SafetensorsFile>,
+  ) {}
 
   /** Opens `<dir>/model.safetensors`, else the shards of `<dir>/model.safetensors.index.json`. */
   static open(dir: string): Checkpoint {
@@ -291,7 +346,8 @@ export class Checkpoint {
     // Check every shard exists before opening any, so the error names the first missing one.
     for (const [tensor, shard] of Object.entries(weightMap)) {
       if (typeof shard !== 'string') fail(`${index}: weight_map["${tensor}"] must be a file name`);
-      if (!existsSync(path.join(dir, shard))) fail(`${index}: shard ${path.join(dir, shard)} (holding tensor "${tensor}") not found`);
+      if (!existsSync(path.join(dir, shard)))
+        fail(`${index}: shard ${path.join(dir, shard)} (holding tensor "${tensor}") not found`);
     }
     const byShard = new Map<string, SafetensorsFile>();
     const where = new Map<string, SafetensorsFile>();
@@ -302,7 +358,8 @@ export class Checkpoint {
           f = new SafetensorsFile(path.join(dir, shard));
           byShard.set(shard, f);
         }
-        if (!f.entries.has(tensor)) fail(`${f.file}: the index names tensor "${tensor}" in this shard but it is not there`);
+        if (!f.entries.has(tensor))
+          fail(`${f.file}: the index names tensor "${tensor}" in this shard but it is not there`);
         where.set(tensor, f);
       }
     } catch (err) {

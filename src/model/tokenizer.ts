@@ -55,7 +55,8 @@ function idList(value: unknown, where: string): number[] {
   if (value === undefined || value === null) return [];
   const list = Array.isArray(value) ? value : [value];
   for (const v of list) {
-    if (!Number.isInteger(v) || (v as number) < 0) fail(`${where}: expected a token id or a list of token ids, got ${JSON.stringify(value)}`);
+    if (!Number.isInteger(v) || (v as number) < 0)
+      fail(`${where}: expected a token id or a list of token ids, got ${JSON.stringify(value)}`);
   }
   return list as number[];
 }
@@ -95,7 +96,8 @@ export class Tokenizer implements TokenDecoder {
     const eos = new Set(idList(files.generationConfig?.eos_token_id, 'generation_config.json eos_token_id'));
     if (this.eosToken !== undefined) {
       const id = this.hf.token_to_id(this.eosToken);
-      if (id === undefined) fail(`tokenizer_config.json eos_token "${this.eosToken}" is not in the vocabulary of ${this.source}`);
+      if (id === undefined)
+        fail(`tokenizer_config.json eos_token "${this.eosToken}" is not in the vocabulary of ${this.source}`);
       eos.add(id);
     }
     this.eosIds = [...eos].sort((a, b) => a - b);
@@ -137,7 +139,10 @@ export class Tokenizer implements TokenDecoder {
 
   /** The prompt text of `messages` through the model's chat_template (add_generation_prompt appends the assistant header). */
   applyChatTemplate(messages: ChatMessage[], addGenerationPrompt = true): string {
-    if (this.template === null) fail(`${this.source}: tokenizer_config.json has no chat_template to build the prompt with; use a chat (instruct) model, or add its chat_template`);
+    if (this.template === null)
+      fail(
+        `${this.source}: tokenizer_config.json has no chat_template to build the prompt with; use a chat (instruct) model, or add its chat_template`,
+      );
     return this.template.render({
       messages,
       add_generation_prompt: addGenerationPrompt,
@@ -149,7 +154,9 @@ export class Tokenizer implements TokenDecoder {
   /** Fails when the tokenizer can emit ids outside the model's embedding (V rows). */
   checkFits(modelVocab: number): void {
     if (this.vocabSize > modelVocab) {
-      fail(`${this.source}: the tokenizer has ids up to ${this.vocabSize - 1}, but the model's embedding has only ${modelVocab} rows; tokenizer and model do not match`);
+      fail(
+        `${this.source}: the tokenizer has ids up to ${this.vocabSize - 1}, but the model's embedding has only ${modelVocab} rows; tokenizer and model do not match`,
+      );
     }
   }
 }
@@ -159,7 +166,11 @@ export class Tokenizer implements TokenDecoder {
  * tokenizer.json (`missingFix`: the command's way around it), or (given modelVocab) when its ids
  * do not fit the model's embedding.
  */
-export function loadTokenizer(dir: string, modelVocab?: number, missingFix = 'copy the tokenizer files (tokenizer.json, tokenizer_config.json) of the model it came from into it'): Tokenizer {
+export function loadTokenizer(
+  dir: string,
+  modelVocab?: number,
+  missingFix = 'copy the tokenizer files (tokenizer.json, tokenizer_config.json) of the model it came from into it',
+): Tokenizer {
   const tokFile = path.join(dir, 'tokenizer.json');
   if (!existsSync(tokFile)) fail(`${dir} has no tokenizer.json; ${missingFix}`);
   const cfgFile = path.join(dir, 'tokenizer_config.json');

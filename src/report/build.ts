@@ -49,7 +49,8 @@ export async function buildReport(o: BuildReportOptions): Promise<BuiltReport> {
   const seen = new Map<string, Set<number | null>>();
   for (const r of runs) {
     const seeds = seen.get(r.name) ?? new Set();
-    if (seeds.has(r.seed)) fail(`${r.dir}: two run folders are named '${r.name}' with seed ${r.seed ?? '?'}; labels must differ`);
+    if (seeds.has(r.seed))
+      fail(`${r.dir}: two run folders are named '${r.name}' with seed ${r.seed ?? '?'}; labels must differ`);
     seen.set(r.name, seeds.add(r.seed));
   }
   // Curves and the token view show one run per method: its first seed.
@@ -61,8 +62,14 @@ export async function buildReport(o: BuildReportOptions): Promise<BuiltReport> {
   }
   for (const r of runs) {
     inputs.push({
-      name: r.name, steps: r.metrics.at(-1)?.step ?? null, seed: r.seed, eval: r.eval, trainSeconds: r.trainSeconds, evalSeconds: r.evalSeconds,
-      rollouts: metricSum(r.metrics, 'rollouts/generated'), trainTokens: metricSum(r.metrics, 'tokens/trained'),
+      name: r.name,
+      steps: r.metrics.at(-1)?.step ?? null,
+      seed: r.seed,
+      eval: r.eval,
+      trainSeconds: r.trainSeconds,
+      evalSeconds: r.evalSeconds,
+      rollouts: metricSum(r.metrics, 'rollouts/generated'),
+      trainTokens: metricSum(r.metrics, 'tokens/trained'),
     });
   }
   const table = resultsTable(inputs);
@@ -86,26 +93,43 @@ export async function buildReport(o: BuildReportOptions): Promise<BuiltReport> {
   }
 
   const seeds = [...new Set(runs.map((r) => r.seed))];
-  const notes = [...(o.notes ?? []), `Seeds: ${seeds.map((s) => s ?? '?').join(', ')}.`, ...(tokenDiffSkipped ? [`Token-probability view: ${tokenDiffSkipped}`] : [])];
-  writeFileAtomic(path.join(o.out, 'results.md'), `# ${o.title ?? 'red report'}\n\n${notes.join('\n\n')}\n\n${markdown}`);
+  const notes = [
+    ...(o.notes ?? []),
+    `Seeds: ${seeds.map((s) => s ?? '?').join(', ')}.`,
+    ...(tokenDiffSkipped ? [`Token-probability view: ${tokenDiffSkipped}`] : []),
+  ];
+  writeFileAtomic(
+    path.join(o.out, 'results.md'),
+    `# ${o.title ?? 'red report'}\n\n${notes.join('\n\n')}\n\n${markdown}`,
+  );
   writeJsonAtomic(path.join(o.out, 'results.json'), {
     title: o.title ?? 'red report',
     columns: table.columns,
     columnKind: table.columnKind,
     verdict: table.verdict,
-    methods: Object.fromEntries(table.rows.map((r) => [r.name, {
-      ...r, dir: runs.find((x) => x.name === r.name)?.dir ?? o.base?.dir ?? null,
-      method: runs.find((x) => x.name === r.name)?.method ?? null,
-      eval: inputs.find((x) => x.name === r.name)?.eval?.metrics ?? {},
-    }])),
+    methods: Object.fromEntries(
+      table.rows.map((r) => [
+        r.name,
+        {
+          ...r,
+          dir: runs.find((x) => x.name === r.name)?.dir ?? o.base?.dir ?? null,
+          method: runs.find((x) => x.name === r.name)?.method ?? null,
+          eval: inputs.find((x) => x.name === r.name)?.eval?.metrics ?? {},
+        },
+      ]),
+    ),
   });
   const html = path.join(o.out, 'report.html');
-  writeFileAtomic(html, reportHtml({ title: o.title ?? 'red report', notes, table, figures, runs, generated: new Date().toISOString() }));
+  writeFileAtomic(
+    html,
+    reportHtml({ title: o.title ?? 'red report', notes, table, figures, runs, generated: new Date().toISOString() }),
+  );
   return { html, markdown, figures: figures.map((f) => f.id), tokenDiffSkipped };
 }
 
 function weightBytes(dir: string): number {
-  return readdirSync(dir).filter((f) => f.endsWith('.safetensors') && !f.startsWith('optimizer') && !f.startsWith('sft_optimizer'))
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.safetensors') && !f.startsWith('optimizer') && !f.startsWith('sft_optimizer'))
     .reduce((a, f) => a + statSync(path.join(dir, f)).size, 0);
 }
 
@@ -124,15 +148,22 @@ async function tokenDiffFigure(runs: readonly RunSummary[], o: BuildReportOption
   const mode = o.tokenDiff ?? 'auto';
   if (mode === 'off') return 'turned off';
   const baseDir = (o.base?.dir || null) ?? runs.find((r) => r.modelPath !== null)?.modelPath ?? null;
-  if (!baseDir || !existsSync(path.join(baseDir, 'config.json'))) return 'no base model folder (config.yaml model.path) to compare against';
+  if (!baseDir || !existsSync(path.join(baseDir, 'config.json')))
+    return 'no base model folder (config.yaml model.path) to compare against';
   const withCkpt = runs.filter((r) => r.checkpoint !== null);
-  const preferred = ['grpo', 'red'].map((n) => withCkpt.find((r) => r.name === n || r.method === n)).filter((r): r is RunSummary => r !== undefined);
+  const preferred = ['grpo', 'red']
+    .map((n) => withCkpt.find((r) => r.name === n || r.method === n))
+    .filter((r): r is RunSummary => r !== undefined);
   const targets = preferred.length > 0 ? preferred : withCkpt.slice(0, 2);
   if (targets.length === 0) return 'no run has a checkpoint';
-  if (mode === 'auto' && weightBytes(baseDir) > TOKEN_DIFF_MAX_BYTES) return `the model is over ${TOKEN_DIFF_MAX_BYTES / 1e6} MB; run red report with --token-diff force to score the trace anyway`;
+  if (mode === 'auto' && weightBytes(baseDir) > TOKEN_DIFF_MAX_BYTES)
+    return `the model is over ${TOKEN_DIFF_MAX_BYTES / 1e6} MB; run red report with --token-diff force to score the trace anyway`;
   const traceFile = o.traceFile ?? runs.find((r) => r.trainData !== null)?.trainData ?? null;
   if (!traceFile || !existsSync(traceFile)) return 'no data file with a teacher trace';
-  const example = await pickTrace(traceFile, o.traceFile ? 'paper' : runs.find((r) => r.trainData !== null)?.dataFields ?? null);
+  const example = await pickTrace(
+    traceFile,
+    o.traceFile ? 'paper' : (runs.find((r) => r.trainData !== null)?.dataFields ?? null),
+  );
   if (!example?.trace) return `${traceFile} has no teacher trace`;
 
   const backend = getBackend(o.backend ?? 'auto');
@@ -140,18 +171,31 @@ async function tokenDiffFigure(runs: readonly RunSummary[], o: BuildReportOption
   const promptIds = tokenizer.encode(tokenizer.applyChatTemplate(promptMessages(example), true));
   const limit = Math.min(400, runs.find((r) => r.responseLimit !== null)?.responseLimit ?? 400);
   const fullTrace = tokenizer.encode(example.trace);
-  const shown = shownTokenCount(fullTrace.map((id) => tokenizer.decode([id], false)), limit);
+  const shown = shownTokenCount(
+    fullTrace.map((id) => tokenizer.decode([id], false)),
+    limit,
+  );
   const traceIds = fullTrace.slice(0, shown);
   const score = async (dir: string) => traceLogprobs(await Qwen2Model.load(dir, { backend }), promptIds, traceIds);
   const before = await score(baseDir);
   const panels = [];
-  for (const r of targets) panels.push({ label: `base → ${r.name} (${path.basename(r.checkpoint!)})`, delta: probabilityDelta(before, await score(r.checkpoint!)) });
+  for (const r of targets)
+    panels.push({
+      label: `base → ${r.name} (${path.basename(r.checkpoint!)})`,
+      delta: probabilityDelta(before, await score(r.checkpoint!)),
+    });
   const tokens = traceIds.map((id) => tokenizer.decode([id], false));
-  const svg = tokenDiffSvg({ tokens, panels, omitted: fullTrace.length - shown, caption: `Teacher trace of "${example.problem.slice(0, 80)}"${example.level !== undefined ? ` (level ${example.level})` : ''}` });
+  const svg = tokenDiffSvg({
+    tokens,
+    panels,
+    omitted: fullTrace.length - shown,
+    caption: `Teacher trace of "${example.problem.slice(0, 80)}"${example.level !== undefined ? ` (level ${example.level})` : ''}`,
+  });
   return {
     id: 'token-diff',
     title: 'Token probability change on a teacher trace (Fig. 5)',
-    caption: 'Each token of one teacher trace shaded by p_after − p_before under each model\'s forward pass: red = more likely, blue = less likely, white = unchanged; darker = larger change (intensity ∝ √|Δp|).',
+    caption:
+      "Each token of one teacher trace shaded by p_after − p_before under each model's forward pass: red = more likely, blue = less likely, white = unchanged; darker = larger change (intensity ∝ √|Δp|).",
     svg,
     png: svgToPng(svg),
   };

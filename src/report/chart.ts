@@ -78,7 +78,9 @@ export function lineChartSpec(o: LineChartOptions): TopLevelSpec {
         type: 'quantitative',
         title: o.x.title,
         scale: { type: o.x.scale ?? 'linear', ...(o.x.domain ? { domain: o.x.domain, nice: false } : {}) },
-        ...(o.x.ticks || o.x.format ? { axis: { ...(o.x.ticks ? { values: o.x.ticks } : {}), ...(o.x.format ? { format: o.x.format } : {}) } } : {}),
+        ...(o.x.ticks || o.x.format
+          ? { axis: { ...(o.x.ticks ? { values: o.x.ticks } : {}), ...(o.x.format ? { format: o.x.format } : {}) } }
+          : {}),
       },
       y: {
         field: 'y',

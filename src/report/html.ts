@@ -26,13 +26,21 @@ function inlineSvg(svg: string): string {
 function tableHtml(t: ResultsTable): string {
   const best = Math.max(...t.rows.filter((r) => r.name !== 'base').map((r) => r.acc ?? -1));
   const head = tableHead(t);
-  const num = (x: number | null | undefined, d: number) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(d) : '-');
+  const num = (x: number | null | undefined, d: number) =>
+    typeof x === 'number' && Number.isFinite(x) ? x.toFixed(d) : '-';
   const rows = t.rows.map((r) => {
     const cells = [
-      escapeHtml(r.name), r.steps === null ? '-' : String(r.steps),
+      escapeHtml(r.name),
+      r.steps === null ? '-' : String(r.steps),
       ...t.columns.map((c) => fmtAcc(r.cells[c.key]?.acc, r.cells[c.key]?.accSe)),
-      r.acc !== null && r.acc === best && r.name !== 'base' ? `<b>${fmtAcc(r.acc, r.accSe)}</b>` : fmtAcc(r.acc, r.accSe),
-      num(r.len, 0), fmtCount(r.rollouts), fmtCount(r.trainTokens), num(r.trainSeconds, 1), num(r.evalSeconds, 1),
+      r.acc !== null && r.acc === best && r.name !== 'base'
+        ? `<b>${fmtAcc(r.acc, r.accSe)}</b>`
+        : fmtAcc(r.acc, r.accSe),
+      num(r.len, 0),
+      fmtCount(r.rollouts),
+      fmtCount(r.trainTokens),
+      num(r.trainSeconds, 1),
+      num(r.evalSeconds, 1),
     ];
     return `<tr class="${r.name === 'red' ? 'red' : ''}">${cells.map((c, i) => (i === 0 ? `<th>${c}</th>` : `<td>${c}</td>`)).join('')}</tr>`;
   });
@@ -40,13 +48,27 @@ function tableHtml(t: ResultsTable): string {
 }
 
 export function reportHtml(p: ReportPage): string {
-  const figureHtml = p.figures.map((f) => `<figure id="${f.id}">${inlineSvg(f.svg)}<figcaption>${escapeHtml(f.title)}: ${escapeHtml(f.caption)} ` +
-    `(<a href="figures/${f.id}.svg">figures/${f.id}.svg</a>, <a href="figures/${f.id}.png">figures/${f.id}.png</a>)</figcaption></figure>`).join('\n');
-  const runHtml = p.runs.map((r) => {
-    const wall = [r.trainSeconds !== null ? `train ${r.trainSeconds.toFixed(1)} s` : '', r.evalSeconds !== null ? `eval ${r.evalSeconds.toFixed(1)} s` : ''].filter((s) => s !== '').join(', ');
-    return `<details><summary><b>${escapeHtml(r.name)}</b>: method ${escapeHtml(r.method ?? '?')}, seed ${r.seed ?? '?'}, ${r.metrics.length} steps logged${wall ? `, ${wall}` : ''} ` +
-      `(<code>${escapeHtml(r.dir)}</code>)</summary><pre>${escapeHtml(r.configText ?? '(no config.yaml)')}</pre></details>`;
-  }).join('\n');
+  const figureHtml = p.figures
+    .map(
+      (f) =>
+        `<figure id="${f.id}">${inlineSvg(f.svg)}<figcaption>${escapeHtml(f.title)}: ${escapeHtml(f.caption)} ` +
+        `(<a href="figures/${f.id}.svg">figures/${f.id}.svg</a>, <a href="figures/${f.id}.png">figures/${f.id}.png</a>)</figcaption></figure>`,
+    )
+    .join('\n');
+  const runHtml = p.runs
+    .map((r) => {
+      const wall = [
+        r.trainSeconds !== null ? `train ${r.trainSeconds.toFixed(1)} s` : '',
+        r.evalSeconds !== null ? `eval ${r.evalSeconds.toFixed(1)} s` : '',
+      ]
+        .filter((s) => s !== '')
+        .join(', ');
+      return (
+        `<details><summary><b>${escapeHtml(r.name)}</b>: method ${escapeHtml(r.method ?? '?')}, seed ${r.seed ?? '?'}, ${r.metrics.length} steps logged${wall ? `, ${wall}` : ''} ` +
+        `(<code>${escapeHtml(r.dir)}</code>)</summary><pre>${escapeHtml(r.configText ?? '(no config.yaml)')}</pre></details>`
+      );
+    })
+    .join('\n');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(p.title)}</title>
 <style>

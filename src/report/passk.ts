@@ -22,11 +22,20 @@ export async function writePasskChart(outDir: string, results: EvalResults): Pro
   const { svg, png } = await lineChart({
     title: `pass@k: ${path.basename(results.model)}`,
     // Log-k axis labelled at powers of two (1, 2, 4, … 32), as pass@k curves usually are.
-    x: { title: 'k (samples)', scale: 'log', domain: [1, Math.max(kMax, 2)], ticks: powersOfTwo(Math.max(kMax, 2)), format: 'd' },
+    x: {
+      title: 'k (samples)',
+      scale: 'log',
+      domain: [1, Math.max(kMax, 2)],
+      ticks: powersOfTwo(Math.max(kMax, 2)),
+      format: 'd',
+    },
     y: { title: 'pass@k', format: '.0%', zero: true },
     series,
   });
-  for (const [name, data] of [['passk.svg', svg], ['passk.png', png]] as const) {
+  for (const [name, data] of [
+    ['passk.svg', svg],
+    ['passk.png', png],
+  ] as const) {
     const file = path.join(outDir, name);
     writeOrFail(file, () => writeFileAtomic(file, data));
   }

@@ -53,7 +53,8 @@ export function readMetrics(file: string): Metrics[] {
       if (i >= lines.length - 2) return; // the last line of a run killed mid-write
       fail(`${file}: line ${i + 1} is not JSON`);
     }
-    if (typeof value !== 'object' || value === null || typeof (value as Metrics).step !== 'number') fail(`${file}: line ${i + 1} has no numeric 'step'`);
+    if (typeof value !== 'object' || value === null || typeof (value as Metrics).step !== 'number')
+      fail(`${file}: line ${i + 1} has no numeric 'step'`);
     out.push(value as Metrics);
   });
   return out.sort((a, b) => a.step - b.step);
@@ -89,7 +90,8 @@ export function loadRun(dir: string): RunSummary {
   const configFile = path.join(dir, 'config.yaml');
   const metricsFile = path.join(dir, 'metrics.jsonl');
   const evalFile = [path.join(dir, 'eval', 'results.json'), path.join(dir, 'results.json')].find((f) => existsSync(f));
-  if (!existsSync(metricsFile) && !evalFile) fail(`${dir}: not a run folder (no metrics.jsonl, eval/results.json or results.json)`);
+  if (!existsSync(metricsFile) && !evalFile)
+    fail(`${dir}: not a run folder (no metrics.jsonl, eval/results.json or results.json)`);
 
   let configText: string | null = null;
   let config: unknown = {};
@@ -103,7 +105,8 @@ export function loadRun(dir: string): RunSummary {
   }
   const metrics = existsSync(metricsFile) ? readMetrics(metricsFile) : [];
   const evalResults = evalFile ? (readJson(evalFile) as EvalResults) : null;
-  if (evalResults && !Array.isArray(evalResults.benchmarks)) fail(`${evalFile}: not a red eval results file (no 'benchmarks' list)`);
+  if (evalResults && !Array.isArray(evalResults.benchmarks))
+    fail(`${evalFile}: not a red eval results file (no 'benchmarks' list)`);
 
   const wallFile = path.join(dir, 'wall_time.json');
   const wall = existsSync(wallFile) ? readJson(wallFile) : null;

@@ -67,12 +67,21 @@ export function resultsTable(inputs: readonly TableInput[]): ResultsTable {
   const columns: { key: string; title: string }[] = [];
   if (byLevel) {
     const levels = new Set(evals.flatMap((e) => Object.keys(e.benchmarks[0].byLevel ?? {})));
-    for (const l of [...levels].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }))) columns.push({ key: l, title: `L${l}` });
+    for (const l of [...levels].sort((a, b) => a.localeCompare(b, 'en', { numeric: true })))
+      columns.push({ key: l, title: `L${l}` });
   } else {
-    for (const e of evals) for (const b of e.benchmarks) if (!columns.some((c) => c.key === b.name)) columns.push({ key: b.name, title: b.title });
+    for (const e of evals)
+      for (const b of e.benchmarks)
+        if (!columns.some((c) => c.key === b.name)) columns.push({ key: b.name, title: b.title });
   }
   const methods = [...new Set(inputs.map((r) => r.name))];
-  const rows = methods.map((name) => methodRow(inputs.filter((r) => r.name === name), columns.map((c) => c.key), byLevel));
+  const rows = methods.map((name) =>
+    methodRow(
+      inputs.filter((r) => r.name === name),
+      columns.map((c) => c.key),
+      byLevel,
+    ),
+  );
   return { columnKind: byLevel ? 'level' : 'benchmark', columns, rows, verdict: verdict(rows) };
 }
 
@@ -91,7 +100,8 @@ function methodRow(runs: readonly TableInput[], keys: readonly string[], byLevel
   const cellsOf = (r: TableInput): Record<string, TableCell> => {
     const cells: Record<string, TableCell> = {};
     if (!r.eval) return cells;
-    if (byLevel) for (const [l, v] of Object.entries(r.eval.benchmarks[0].byLevel ?? {})) cells[l] = { acc: v.acc, len: v.len };
+    if (byLevel)
+      for (const [l, v] of Object.entries(r.eval.benchmarks[0].byLevel ?? {})) cells[l] = { acc: v.acc, len: v.len };
     else for (const b of r.eval.benchmarks) cells[b.name] = { acc: b.acc, len: b.len };
     return cells;
   };
@@ -105,15 +115,20 @@ function methodRow(runs: readonly TableInput[], keys: readonly string[], byLevel
   const acc = meanSe(runs.map((r) => r.eval?.overall.acc));
   const first = runs[0];
   return {
-    name: first.name, steps: first.steps, seed: first.seed, seeds: runs.map((r) => r.seed), cells,
-    acc: acc.mean, accSe: acc.se,
+    name: first.name,
+    steps: first.steps,
+    seed: first.seed,
+    seeds: runs.map((r) => r.seed),
+    cells,
+    acc: acc.mean,
+    accSe: acc.se,
     len: meanSe(runs.map((r) => r.eval?.overall.len)).mean,
     samples: first.eval ? first.eval.benchmarks.reduce((a, b) => a + b.scored * b.sampling.n, 0) : 0,
     trainSeconds: meanSe(runs.map((r) => r.trainSeconds)).mean,
     evalSeconds: meanSe(runs.map((r) => r.evalSeconds)).mean,
     rollouts: meanSe(runs.map((r) => r.rollouts)).mean,
     trainTokens: meanSe(runs.map((r) => r.trainTokens)).mean,
-    passAtK: meanCurve(runs.map((r) => r.eval ? meanCurve(r.eval.benchmarks.map((b) => b.passAtK)) : [])),
+    passAtK: meanCurve(runs.map((r) => (r.eval ? meanCurve(r.eval.benchmarks.map((b) => b.passAtK)) : []))),
   };
 }
 
@@ -131,7 +146,8 @@ function verdict(rows: readonly TableRow[]): string | null {
   if (!red || red.acc === null || others.length === 0) return null;
   const best = others.reduce((a, b) => ((b.acc ?? -1) > (a.acc ?? -1) ? b : a));
   const bestAcc = best.acc ?? 0;
-  const rank = 1 + rows.filter((r) => r.name !== 'red' && r.name !== 'base' && r.acc !== null && r.acc > red.acc!).length;
+  const rank =
+    1 + rows.filter((r) => r.name !== 'red' && r.name !== 'base' && r.acc !== null && r.acc > red.acc!).length;
   const ahead = red.acc > bestAcc ? 'RED is ahead' : red.acc === bestAcc ? 'RED ties with it' : 'RED is NOT ahead';
   return `RED: overall Acc ${fmtPct(red.acc)}${stdErr(red)} (rank ${rank} of ${others.length + 1} methods); best other method: ${best.name} ${fmtPct(bestAcc)}${stdErr(best)}. ${ahead} on this run.`;
 }
@@ -174,13 +190,26 @@ export function fmtAcc(acc: number | null | undefined, se: number | null | undef
 
 /** The header of the table (Markdown and HTML). */
 export function tableHead(t: ResultsTable): string[] {
-  return ['Method', 'Steps', ...t.columns.map((c) => `${c.title} Acc`), 'Acc', 'LEN', 'Rollouts', 'Train tokens', 'Train s', 'Eval s'];
+  return [
+    'Method',
+    'Steps',
+    ...t.columns.map((c) => `${c.title} Acc`),
+    'Acc',
+    'LEN',
+    'Rollouts',
+    'Train tokens',
+    'Train s',
+    'Eval s',
+  ];
 }
 
 /** What every table says under it. */
 export function tableNote(t: ResultsTable): string {
   const seeds = Math.max(...t.rows.map((r) => r.seeds.length));
-  const acc = t.columnKind === 'level' ? 'Acc: % of correct samples (avg@k) per difficulty level and overall' : 'Acc: % per benchmark and the mean over benchmarks';
+  const acc =
+    t.columnKind === 'level'
+      ? 'Acc: % of correct samples (avg@k) per difficulty level and overall'
+      : 'Acc: % per benchmark and the mean over benchmarks';
   return `${acc}${seeds > 1 ? `, mean ± s.e. over ${seeds} seeds` : ''}; LEN: mean response tokens; Rollouts: sequences sampled in training; Train tokens: response tokens the updates trained on.`;
 }
 
@@ -191,12 +220,19 @@ export function tableMarkdown(t: ResultsTable): string {
   const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
   for (const r of t.rows) {
     const acc = fmtAcc(r.acc, r.accSe);
-    lines.push(`| ${[
-      r.name, r.steps === null ? '-' : String(r.steps),
-      ...t.columns.map((c) => fmtAcc(r.cells[c.key]?.acc, r.cells[c.key]?.accSe)),
-      r.acc !== null && r.acc === best && r.name !== 'base' ? `**${acc}**` : acc,
-      fmtLen(r.len), fmtCount(r.rollouts), fmtCount(r.trainTokens), fmtSecs(r.trainSeconds), fmtSecs(r.evalSeconds),
-    ].join(' | ')} |`);
+    lines.push(
+      `| ${[
+        r.name,
+        r.steps === null ? '-' : String(r.steps),
+        ...t.columns.map((c) => fmtAcc(r.cells[c.key]?.acc, r.cells[c.key]?.accSe)),
+        r.acc !== null && r.acc === best && r.name !== 'base' ? `**${acc}**` : acc,
+        fmtLen(r.len),
+        fmtCount(r.rollouts),
+        fmtCount(r.trainTokens),
+        fmtSecs(r.trainSeconds),
+        fmtSecs(r.evalSeconds),
+      ].join(' | ')} |`,
+    );
   }
   return `${lines.join('\n')}\n\n${tableNote(t)}${t.verdict ? `\n\n${t.verdict}` : ''}\n`;
 }

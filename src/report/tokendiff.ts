@@ -7,7 +7,11 @@ import { packSequences } from '../model/batch.ts';
 import type { Qwen2Model } from '../model/qwen2.ts';
 
 /** log π(trace_i | prompt, trace_<i) for every trace token, by one forward pass. Shape (N). */
-export function traceLogprobs(model: Qwen2Model, promptIds: readonly number[], traceIds: readonly number[]): Float32Array {
+export function traceLogprobs(
+  model: Qwen2Model,
+  promptIds: readonly number[],
+  traceIds: readonly number[],
+): Float32Array {
   const seq = [...promptIds, ...traceIds];
   const batch = packSequences([seq], [promptIds.length]);
   const { logprob } = model.forward(batch);
@@ -81,7 +85,9 @@ export function tokenDiffSvg(view: TokenDiffView): string {
   const parts: string[] = [];
   let y = PAD;
   const text = (x: number, yy: number, s: string, extra = '') =>
-    parts.push(`<text x="${x.toFixed(1)}" y="${yy}" font-family="${FONT}" font-size="13" ${extra}>${escapeXml(s)}</text>`);
+    parts.push(
+      `<text x="${x.toFixed(1)}" y="${yy}" font-family="${FONT}" font-size="13" ${extra}>${escapeXml(s)}</text>`,
+    );
   text(PAD, y + 14, view.caption, 'font-weight="bold"');
   y += LINE_H + 6;
   // Legend: Δp from −1 to +1.
@@ -89,7 +95,9 @@ export function tokenDiffSvg(view: TokenDiffView): string {
   text(PAD, y + 14, 'Δp:');
   stops.forEach((d, i) => {
     const x = PAD + 40 + i * 64;
-    parts.push(`<rect x="${x}" y="${y}" width="60" height="${LINE_H - 2}" fill="${deltaColor(d)}" stroke="#999" stroke-width="0.5"/>`);
+    parts.push(
+      `<rect x="${x}" y="${y}" width="60" height="${LINE_H - 2}" fill="${deltaColor(d)}" stroke="#999" stroke-width="0.5"/>`,
+    );
     text(x + 4, y + 14, (d > 0 ? '+' : '') + String(d), `fill="${textColor(d)}"`);
   });
   y += LINE_H + 10;
@@ -105,7 +113,9 @@ export function tokenDiffSvg(view: TokenDiffView): string {
         x = PAD;
         y += LINE_H;
       }
-      parts.push(`<rect x="${x.toFixed(1)}" y="${y}" width="${w.toFixed(1)}" height="${LINE_H - 2}" fill="${deltaColor(panel.delta[i] ?? 0)}"><title>${escapeXml(`${shown}: Δp ${(panel.delta[i] ?? 0).toFixed(3)}`)}</title></rect>`);
+      parts.push(
+        `<rect x="${x.toFixed(1)}" y="${y}" width="${w.toFixed(1)}" height="${LINE_H - 2}" fill="${deltaColor(panel.delta[i] ?? 0)}"><title>${escapeXml(`${shown}: Δp ${(panel.delta[i] ?? 0).toFixed(3)}`)}</title></rect>`,
+      );
       text(x, y + 14, shown, `xml:space="preserve" fill="${textColor(panel.delta[i] ?? 0)}"`);
       x += w;
       if (newline) {
@@ -124,8 +134,10 @@ export function tokenDiffSvg(view: TokenDiffView): string {
     y += LINE_H + 14;
   }
   const height = y + PAD;
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}">` +
-    `<rect width="${WIDTH}" height="${height}" fill="white"/>${parts.join('')}</svg>`;
+  return (
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}">` +
+    `<rect width="${WIDTH}" height="${height}" fill="white"/>${parts.join('')}</svg>`
+  );
 }
 
 export function svgToPng(svg: string, scale = 2): Uint8Array {

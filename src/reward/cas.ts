@@ -15,7 +15,8 @@ type Expr = NonNullable<ReturnType<Engine['parse']>>;
 const PARSE_OPTIONS = {
   resolveApplication: (ctx: { arguments: ReadonlyArray<unknown> }): 'apply' | 'multiply' => {
     const [arg] = ctx.arguments;
-    const atom = typeof arg === 'number' || typeof arg === 'string' || (typeof arg === 'object' && arg !== null && 'num' in arg);
+    const atom =
+      typeof arg === 'number' || typeof arg === 'string' || (typeof arg === 'object' && arg !== null && 'num' in arg);
     return ctx.arguments.length === 1 && atom ? 'apply' : 'multiply';
   },
 };
@@ -48,7 +49,11 @@ interface Samples {
 /** The points at which two expressions with free variables are compared. */
 function samplePoints(a: unknown, b: unknown): Samples {
   if (hasHead(a, SERIES_HEADS) || hasHead(b, SERIES_HEADS)) {
-    return { count: WHOLE_SAMPLES.length, at: (k, i) => WHOLE_SAMPLES[(k + i * 3) % WHOLE_SAMPLES.length], minCompared: 5 };
+    return {
+      count: WHOLE_SAMPLES.length,
+      at: (k, i) => WHOLE_SAMPLES[(k + i * 3) % WHOLE_SAMPLES.length],
+      minCompared: 5,
+    };
   }
   const points = hasHead(a, STEP_HEADS) || hasHead(b, STEP_HEADS) ? [...SAMPLES, ...WIDE_SAMPLES] : SAMPLES;
   return { count: points.length, at: (k, i) => points[(k + i * 2) % points.length] + 0.01 * i, minCompared: 2 };
@@ -117,7 +122,11 @@ export class CasComparer {
   private parse(input: string): Expr | null {
     // An accented symbol (`\dot{x}_0`, `\ddot{\theta}`, `\hat{n}`) is a variable of its own: the
     // engine reads `\dot{x}` as the time derivative of a constant, 0, which hid whole terms.
-    const latex = input.replace(ACCENT_RE, (_m, accent: string, name: string) => `\\operatorname{${name.replace(/\\/g, '')}${ACCENT_NAME[accent] ?? accent}}`);
+    const latex = input.replace(
+      ACCENT_RE,
+      (_m, accent: string, name: string) =>
+        `\\operatorname{${name.replace(/\\/g, '')}${ACCENT_NAME[accent] ?? accent}}`,
+    );
     const e = this.ce.parse(latex, PARSE_OPTIONS);
     if (e.isValid) return e;
     // Spellings the engine rejects but a reader does not: `[…]` as grouping, `\zeta`/`\Gamma` as
@@ -138,7 +147,9 @@ export class CasComparer {
   compare(goldLatex: string, predLatex: string, mode: LeafMode = 'equal'): CasVerdict {
     this.ce.pushScope();
     try {
-      return mode === 'equal' ? this.compareInScope(goldLatex, predLatex) : this.proportionalInScope(goldLatex, predLatex, mode === 'positive');
+      return mode === 'equal'
+        ? this.compareInScope(goldLatex, predLatex)
+        : this.proportionalInScope(goldLatex, predLatex, mode === 'positive');
     } finally {
       this.ce.popScope();
     }
@@ -181,7 +192,8 @@ export class CasComparer {
     const vars = [...new Set([...a.unknowns, ...b.unknowns])].sort();
     // An integral, limit or derivative with a free variable is not sampled: only the identical
     // form counts (no false positive from a few points where different forms agree).
-    if (vars.length > 0 && (hasHead(a.json, UNSAMPLED_HEADS) || hasHead(b.json, UNSAMPLED_HEADS))) return { equal: false, reason: 'not comparable' };
+    if (vars.length > 0 && (hasHead(a.json, UNSAMPLED_HEADS) || hasHead(b.json, UNSAMPLED_HEADS)))
+      return { equal: false, reason: 'not comparable' };
     if (vars.length === 0) {
       // Exact on both sides (no decimal literal): the engine's own value test decides, at its
       // working precision, so 2^{1009} ≠ 2^{1009}+1, which no double could tell apart.
@@ -204,7 +216,10 @@ export class CasComparer {
       // Fast real evaluation first; the engine (complex-capable, slower) where it cannot tell.
       const fa = evalJson(aJson, sub);
       const fb = evalJson(bJson, sub);
-      const same = Number.isFinite(fa) && Number.isFinite(fb) ? valuesClose(fa, fb, SAMPLE_NOISE) : sameValue(a.subs(sub), b.subs(sub), true);
+      const same =
+        Number.isFinite(fa) && Number.isFinite(fb)
+          ? valuesClose(fa, fb, SAMPLE_NOISE)
+          : sameValue(a.subs(sub), b.subs(sub), true);
       if (same === false) return { equal: false };
       if (same === true) compared++;
     }

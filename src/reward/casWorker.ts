@@ -20,7 +20,12 @@ if (port) {
     try {
       reply = { type: 'result', id: req.id, ...cas.compare(req.gold, req.pred, req.mode) };
     } catch (err) {
-      reply = { type: 'result', id: req.id, equal: false, reason: `error: ${err instanceof Error ? err.message : String(err)}` };
+      reply = {
+        type: 'result',
+        id: req.id,
+        equal: false,
+        reason: `error: ${err instanceof Error ? err.message : String(err)}`,
+      };
     }
     port.postMessage(reply);
   });

@@ -53,7 +53,9 @@ function isLabel(a: Answer): boolean {
 }
 
 const NAME = String.raw`(?:[A-Za-z]+|\\[A-Za-z]+)(?:_\{?\w+\}?)?`;
-const LABEL_RE = new RegExp(String.raw`^(?:${NAME}(?::${NAME})+|\|[A-Za-z]+\||\\overline\{[A-Za-z]+\}|m?\\angle ?[A-Za-z]+|[A-Za-z]_\{\\?[A-Za-z][^{}]*\})$`);
+const LABEL_RE = new RegExp(
+  String.raw`^(?:${NAME}(?::${NAME})+|\|[A-Za-z]+\||\\overline\{[A-Za-z]+\}|m?\\angle ?[A-Za-z]+|[A-Za-z]_\{\\?[A-Za-z][^{}]*\})$`,
+);
 
 /** `x = a = b = 11` is the assignment `x = 11` (Math-Verify keeps the first and last sides). */
 function collapseAssignment(rel: Extract<Answer, { kind: 'relation' }>): Extract<Answer, { kind: 'relation' }> {
@@ -83,7 +85,9 @@ const NEG_INF: Answer = { kind: 'expr', latex: '-\\infty' };
 const POS_INF: Answer = { kind: 'expr', latex: '\\infty' };
 
 const neg = (a: Answer): Answer =>
-  a.kind === 'number' ? { ...a, value: { ...a.value, num: -a.value.num }, latex: `-(${a.latex})` } : { kind: 'expr', latex: `-(${isLeaf(a) ? leafLatex(a) : ''})` };
+  a.kind === 'number'
+    ? { ...a, value: { ...a.value, num: -a.value.num }, latex: `-(${a.latex})` }
+    : { kind: 'expr', latex: `-(${isLeaf(a) ? leafLatex(a) : ''})` };
 
 /** `|z|`: the variable inside an absolute value, or null. */
 function absOf(a: Answer): boolean {
@@ -113,7 +117,8 @@ function asInterval(relation: Extract<Answer, { kind: 'relation' }>): Answer | n
     const lo: Answer = { kind: 'seq', open: open(o2), close: close(o1), items: [neg(c), neg(a)] };
     return { kind: 'union', items: [lo, { kind: 'seq', open: open(o1), close: close(o2), items: [a, c] }] };
   }
-  if (rel.ops.length === 2 && isName(b)) return { kind: 'seq', open: open(rel.ops[0]), close: close(rel.ops[1]), items: [a, c] };
+  if (rel.ops.length === 2 && isName(b))
+    return { kind: 'seq', open: open(rel.ops[0]), close: close(rel.ops[1]), items: [a, c] };
   return null;
 }
 
@@ -151,7 +156,8 @@ async function sameMultiset(gs: Answer[], ps: Answer[], leaf: LeafEqual): Promis
     // Identical spellings first: they cost nothing and are the usual case.
     const key = answerKey(g);
     for (let j = 0; j < ps.length && found < 0; j++) if (!used[j] && pKeys[j] === key) found = j;
-    for (let j = 0; pairwise && j < ps.length && found < 0; j++) if (!used[j] && (await answersEqual(g, ps[j], leaf))) found = j;
+    for (let j = 0; pairwise && j < ps.length && found < 0; j++)
+      if (!used[j] && (await answersEqual(g, ps[j], leaf))) found = j;
     if (found < 0) return false;
     used[found] = true;
   }
@@ -179,14 +185,22 @@ async function leavesEqual(g: Leaf, p: Leaf, leaf: LeafEqual, trace?: Trace): Pr
     return textKey(g.text) === textKey(p.text);
   }
   // A base-b numeral against a bare one (`52_8` vs `52`): the digits must match.
-  const digits = (a: Leaf): string | null => (a.kind === 'text' ? (/^(\d+)_\d+$/.exec(a.text)?.[1] ?? null) : a.kind === 'number' && a.value.den === 1n && !a.percent ? a.latex : null);
+  const digits = (a: Leaf): string | null =>
+    a.kind === 'text'
+      ? (/^(\d+)_\d+$/.exec(a.text)?.[1] ?? null)
+      : a.kind === 'number' && a.value.den === 1n && !a.percent
+        ? a.latex
+        : null;
   if ((g.kind === 'text' && /^\d+_\d+$/.test(g.text)) || (p.kind === 'text' && /^\d+_\d+$/.test(p.text))) {
     if (trace) trace.rule = 'base-b digits';
     const dg = digits(g);
     return dg !== null && dg === digits(p);
   }
   // A word against an expression that spells it (`\text{yes}` vs `yes` read as y·e·s).
-  if ((g.kind === 'text' && p.kind === 'expr' && textKey(g.text) === textKey(p.latex)) || (p.kind === 'text' && g.kind === 'expr' && textKey(p.text) === textKey(g.latex))) {
+  if (
+    (g.kind === 'text' && p.kind === 'expr' && textKey(g.text) === textKey(p.latex)) ||
+    (p.kind === 'text' && g.kind === 'expr' && textKey(p.text) === textKey(g.latex))
+  ) {
     if (trace) trace.rule = 'text';
     return true;
   }
@@ -196,12 +210,20 @@ async function leavesEqual(g: Leaf, p: Leaf, leaf: LeafEqual, trace?: Trace): Pr
 
 /** Text compared as words: case, spaces and punctuation do not count. */
 function textKey(s: string): string {
-  return s.toLowerCase().replace(/\\(?:text|textbf|textit|textrm|mathrm|mbox|operatorname)\s*\{([^{}]*)\}/g, '$1').replace(/[\s.,;:!?'"`~{}\\]+/g, '');
+  return s
+    .toLowerCase()
+    .replace(/\\(?:text|textbf|textit|textrm|mathrm|mbox|operatorname)\s*\{([^{}]*)\}/g, '$1')
+    .replace(/[\s.,;:!?'"`~{}\\]+/g, '');
 }
 
 /** Two relations: side by side, read both ways, up to rearrangement and a constant factor, or as
  * the same set of reals. */
-async function relationsEqual(gold: Extract<Answer, { kind: 'relation' }>, pred: Extract<Answer, { kind: 'relation' }>, leaf: LeafEqual, trace?: Trace): Promise<boolean> {
+async function relationsEqual(
+  gold: Extract<Answer, { kind: 'relation' }>,
+  pred: Extract<Answer, { kind: 'relation' }>,
+  leaf: LeafEqual,
+  trace?: Trace,
+): Promise<boolean> {
   const g = ascending(collapseAssignment(gold));
   const p = ascending(collapseAssignment(pred));
   const set = (rule: string): true => {
@@ -212,14 +234,16 @@ async function relationsEqual(gold: Extract<Answer, { kind: 'relation' }>, pred:
   if (sameOps) {
     if (await sameSequence(g.sides, p.sides, leaf)) return set('relation (side by side)');
     // `a = b` is `b = a`.
-    if (g.ops.every((o) => o === '=' || o === '\\ne') && (await sameSequence(g.sides, [...p.sides].reverse(), leaf))) return set('relation (sides swapped)');
+    if (g.ops.every((o) => o === '=' || o === '\\ne') && (await sameSequence(g.sides, [...p.sides].reverse(), leaf)))
+      return set('relation (sides swapped)');
   }
   const gz = zeroForm(g);
   const pz = zeroForm(p);
   if (gz !== null && pz !== null && sameOps) {
     if (g.ops[0] === '=' || g.ops[0] === '\\ne') {
       // An equation rearranged (`5x-7y+4=0` vs `5x+4=7y`) or scaled: l−r agree up to a factor.
-      if ((await leaf(gz, pz)) || (await leaf(gz, `-(${pz})`)) || (await leaf(gz, pz, 'proportional'))) return set('equation (rearranged/scaled)');
+      if ((await leaf(gz, pz)) || (await leaf(gz, `-(${pz})`)) || (await leaf(gz, pz, 'proportional')))
+        return set('equation (rearranged/scaled)');
     } else if (await leaf(gz, pz, 'positive')) return set('inequality (rearranged/scaled)');
   }
   if (sameOps) return false;
@@ -237,21 +261,35 @@ const isTuple = (a: Answer): a is Seq => a.kind === 'seq' && a.open === '(' && a
 const isBareList = (a: Answer): a is ListSet => a.kind === 'set' && !a.braces && !a.plusMinus;
 
 /** Answers of different kinds that may still state the same thing; null when no such rule applies. */
-function crossKindEqual(gold: Answer, pred: Answer, leaf: LeafEqual, trace: Trace | undefined, by: By): Promise<boolean> | null {
+function crossKindEqual(
+  gold: Answer,
+  pred: Answer,
+  leaf: LeafEqual,
+  trace: Trace | undefined,
+  by: By,
+): Promise<boolean> | null {
   // An assignment `x = 5` against a bare value compares its right side; an equation in the
   // prediction against a bare gold too (Math-Verify follows the gold's form).
   if (gold.kind === 'relation' && pred.kind !== 'relation') {
     const g = collapseAssignment(gold);
-    if (g.ops.every((o) => o === '=') && isLabel(g.sides[0])) return by('assignment (right side)', answersEqual(g.sides[g.sides.length - 1], pred, leaf));
+    if (g.ops.every((o) => o === '=') && isLabel(g.sides[0]))
+      return by('assignment (right side)', answersEqual(g.sides[g.sides.length - 1], pred, leaf));
     const iv = asInterval(gold);
     const ps = asSetOfReals(pred);
     if (iv !== null && ps !== null) return by('inequality as interval', answersEqual(iv, ps, leaf));
-    return by('interval', iv !== null && (pred.kind === 'seq' || pred.kind === 'union') && answersEqual(iv, pred, leaf));
+    return by(
+      'interval',
+      iv !== null && (pred.kind === 'seq' || pred.kind === 'union') && answersEqual(iv, pred, leaf),
+    );
   }
   if (pred.kind === 'relation' && gold.kind !== 'relation') {
-    if (pred.ops.every((o) => o === '=')) return by('equation (right side)', answersEqual(gold, pred.sides[pred.sides.length - 1], leaf));
+    if (pred.ops.every((o) => o === '='))
+      return by('equation (right side)', answersEqual(gold, pred.sides[pred.sides.length - 1], leaf));
     const iv = asInterval(pred);
-    return by('inequality as interval', iv !== null && (gold.kind === 'seq' || gold.kind === 'union') && answersEqual(gold, iv, leaf));
+    return by(
+      'inequality as interval',
+      iv !== null && (gold.kind === 'seq' || gold.kind === 'union') && answersEqual(gold, iv, leaf),
+    );
   }
   // `x<-2 or x>2` against a union of intervals.
   if ((gold.kind === 'union' || gold.kind === 'seq') && pred.kind === 'set') {
@@ -260,14 +298,20 @@ function crossKindEqual(gold: Answer, pred: Answer, leaf: LeafEqual, trace: Trac
   }
   // A bare list against a parenthesised tuple (Math-Verify's open interval or tuple against a
   // finite set): in order when the gold is the tuple, in any order when the gold is the list.
-  if (isTuple(gold) && isBareList(pred)) return by('tuple against list (in order)', sameSequence(gold.items, pred.items, leaf));
-  if (isBareList(gold) && isTuple(pred)) return by('list against tuple (any order)', sameMultiset(gold.items, pred.items, leaf));
+  if (isTuple(gold) && isBareList(pred))
+    return by('tuple against list (in order)', sameSequence(gold.items, pred.items, leaf));
+  if (isBareList(gold) && isTuple(pred))
+    return by('list against tuple (any order)', sameMultiset(gold.items, pred.items, leaf));
   // A one-element set against a single value, and a choice letter followed by its value.
-  if (gold.kind === 'set' && gold.items.length === 1 && pred.kind !== 'set') return answersEqual(gold.items[0], pred, leaf, trace);
-  if (pred.kind === 'set' && pred.items.length === 1 && gold.kind !== 'set') return answersEqual(gold, pred.items[0], leaf, trace);
-  if (pred.kind === 'choice' && gold.kind !== 'choice') return by('choice value', pred.rest !== null && answersEqual(gold, pred.rest, leaf));
+  if (gold.kind === 'set' && gold.items.length === 1 && pred.kind !== 'set')
+    return answersEqual(gold.items[0], pred, leaf, trace);
+  if (pred.kind === 'set' && pred.items.length === 1 && gold.kind !== 'set')
+    return answersEqual(gold, pred.items[0], leaf, trace);
+  if (pred.kind === 'choice' && gold.kind !== 'choice')
+    return by('choice value', pred.rest !== null && answersEqual(gold, pred.rest, leaf));
   // A letter gold written out as a bare expression (`C`) by the model.
-  if (gold.kind === 'choice' && pred.kind !== 'choice') return by('choice letter', pred.kind === 'expr' && pred.latex === gold.letter);
+  if (gold.kind === 'choice' && pred.kind !== 'choice')
+    return by('choice letter', pred.kind === 'expr' && pred.latex === gold.letter);
   return null;
 }
 
@@ -295,15 +339,29 @@ export async function answersEqual(gold: Answer, pred: Answer, leaf: LeafEqual, 
       return by('union (any order)', pred.kind === 'union' && sameMultiset(gold.items, pred.items, leaf));
     case 'seq':
       if (pred.kind === 'matrix') return answersEqual(pred, gold, leaf, trace);
-      return by('tuple/interval (in order)', pred.kind === 'seq' && pred.open === gold.open && pred.close === gold.close && sameSequence(gold.items, pred.items, leaf));
+      return by(
+        'tuple/interval (in order)',
+        pred.kind === 'seq' &&
+          pred.open === gold.open &&
+          pred.close === gold.close &&
+          sameSequence(gold.items, pred.items, leaf),
+      );
     case 'matrix': {
       if (pred.kind === 'seq') {
         // A column or row vector against a parenthesised tuple, element by element.
-        const flat = gold.rows.every((r) => r.length === 1) ? gold.rows.map((r) => r[0]) : gold.rows.length === 1 ? gold.rows[0] : null;
-        return by('vector as tuple', flat !== null && pred.open === '(' && pred.close === ')' && sameSequence(flat, pred.items, leaf));
+        const flat = gold.rows.every((r) => r.length === 1)
+          ? gold.rows.map((r) => r[0])
+          : gold.rows.length === 1
+            ? gold.rows[0]
+            : null;
+        return by(
+          'vector as tuple',
+          flat !== null && pred.open === '(' && pred.close === ')' && sameSequence(flat, pred.items, leaf),
+        );
       }
       if (pred.kind !== 'matrix' || pred.rows.length !== gold.rows.length) return by('matrix (element-wise)', false);
-      for (let i = 0; i < gold.rows.length; i++) if (!(await sameSequence(gold.rows[i], pred.rows[i], leaf))) return by('matrix (element-wise)', false);
+      for (let i = 0; i < gold.rows.length; i++)
+        if (!(await sameSequence(gold.rows[i], pred.rows[i], leaf))) return by('matrix (element-wise)', false);
       return by('matrix (element-wise)', true);
     }
     case 'relation':

@@ -97,7 +97,11 @@ export function evalJson(json: Json, env: Record<string, number>): number {
       if (f) return args.length === 1 ? f(v(0)) : NaN;
       // An undefined one-letter function of the answer (`I(0)`, `f(x)`, `y_1(t)`): a fixed smooth
       // function of its name and arguments, so that f(x) matches f(x) and not f(2x).
-      if (/^[A-Za-z](?:_\w+)?$/.test(head)) return opaqueFunction(head, args.map((a) => evalJson(a, env)));
+      if (/^[A-Za-z](?:_\w+)?$/.test(head))
+        return opaqueFunction(
+          head,
+          args.map((a) => evalJson(a, env)),
+        );
       return NaN;
     }
   }

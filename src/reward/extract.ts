@@ -83,7 +83,8 @@ function better(a: Candidate | null, b: Candidate | null): Candidate | null {
 }
 
 // What may stand between boxes that together give one answer: `\boxed{1}, \boxed{2}`, `… and …`.
-const BOX_JOINT_RE = /^(?:\s|\$|,|;|\\quad|\\qquad|\\[,;:! ]|\\text\s*\{\s*(?:,?\s*(?:and|or))?\s*\}|\band\b|\bor\b|\\\]|\\\[|\\\(|\\\))*$/i;
+const BOX_JOINT_RE =
+  /^(?:\s|\$|,|;|\\quad|\\qquad|\\[,;:! ]|\\text\s*\{\s*(?:,?\s*(?:and|or))?\s*\}|\band\b|\bor\b|\\\]|\\\[|\\\(|\\\))*$/i;
 
 /** The last box, joined with the boxes right before it when only `and`/`,`/space separates them
  * (Math-Verify reads `\boxed{1}\boxed{2}` as the set {1, 2}). */
@@ -139,7 +140,9 @@ function phraseCandidate(text: string): Candidate | null {
     const rest = seg.slice(lead);
     // Math or a number right after the phrase is the answer; otherwise the rest of its line.
     const env = /^(?:\$\$?([^$]+)\$\$?|\\\(([^\n]+?)\\\)|\\\[([^\n]+?)\\\])/.exec(rest);
-    const num = /^[$€£]?(-?\d+(?:[ ,]\d{3})*(?:[.,]\d+)?)(\s*(?:\\?%|percent(?:age)?|pct))?(?=$|[\s.,;:)*])/i.exec(rest);
+    const num = /^[$€£]?(-?\d+(?:[ ,]\d{3})*(?:[.,]\d+)?)(\s*(?:\\?%|percent(?:age)?|pct))?(?=$|[\s.,;:)*])/i.exec(
+      rest,
+    );
     let ans: string;
     let end = at + seg.length;
     let near: Candidate | null;
@@ -154,7 +157,11 @@ function phraseCandidate(text: string): Candidate | null {
       ({ answer: ans, end } = near);
     } else {
       // A sentence end is a period followed by space or end, not a decimal point.
-      ans = mathOf(rest).replace(/\*\*/g, '').replace(/\.(\s.*)?$/, '').replace(/[.\s]+$/, '').trim();
+      ans = mathOf(rest)
+        .replace(/\*\*/g, '')
+        .replace(/\.(\s.*)?$/, '')
+        .replace(/[.\s]+$/, '')
+        .trim();
     }
     // `final answer is $\boxed{5}$`: the box is the answer (the boxed target reads it).
     if (ans === '' || /\\(?:boxed|fbox)(?![A-Za-z])/.test(ans)) continue;
@@ -174,7 +181,13 @@ const PERCENT_WORD_RE = /^\s*(?:\\?%|percent(?:age)?|pct)(?![A-Za-z])/i;
 const ENV_JOINT_RE = /^\s*(?:,?\s*and|,?\s*or|,)\s*$/i;
 
 /** The last math environment, joined with those right before it by `and`/`or`/`,` (a set). */
-function latexCandidate(text: string, from: number, priority: number, rule: ExtractRule, window = Infinity): Candidate | null {
+function latexCandidate(
+  text: string,
+  from: number,
+  priority: number,
+  rule: ExtractRule,
+  window = Infinity,
+): Candidate | null {
   const envs: Array<{ at: number; end: number; body: string }> = [];
   ENV_RE.lastIndex = from;
   for (let m = ENV_RE.exec(text); m; m = ENV_RE.exec(text)) {
@@ -195,7 +208,13 @@ function latexCandidate(text: string, from: number, priority: number, rule: Extr
     if (!ENV_JOINT_RE.test(text.slice(envs[k].end, envs[k + 1].at))) break;
     parts.unshift(envs[k].body);
   }
-  return { answer: parts.join(','), rule, priority, end: envs[envs.length - 1].end, start: envs[envs.length - parts.length].at };
+  return {
+    answer: parts.join(','),
+    rule,
+    priority,
+    end: envs[envs.length - 1].end,
+    start: envs[envs.length - parts.length].at,
+  };
 }
 
 // Plain numbers (`1,234.5`, `1 234`, a decimal comma `2,74`, `50 percent`, `$100`) and plain
@@ -283,7 +302,14 @@ export function extractTarget(response: string): Extracted | null {
   const number = numberCandidate(text);
   const bare = text.trim();
   const worded = /(?<![\\A-Za-z])(?!(?:sin|cos|tan|cot|sec|csc|log|ln|exp|sqrt|pi)(?![A-Za-z]))[A-Za-z]{3,}/.test(bare);
-  if (!latex && !(worded && number) && bare !== '' && bare.length <= 100 && !bare.includes('\n') && !/[A-Za-z]{2,}\s+[A-Za-z]{2,}/.test(bare)) {
+  if (
+    !latex &&
+    !(worded && number) &&
+    bare !== '' &&
+    bare.length <= 100 &&
+    !bare.includes('\n') &&
+    !/[A-Za-z]{2,}\s+[A-Za-z]{2,}/.test(bare)
+  ) {
     const ans = mathOf(bare.replace(/\*\*/g, '')).replace(/\.$/, '');
     if (ans !== '') return { answer: ans, rule: 'bare' };
   }
@@ -313,7 +339,10 @@ export function goldAnswer(raw: string | number | readonly string[]): string[] {
   const boxed = lastBoxed(s);
   if (typeof boxed === 'string') s = boxed;
   // Unescaped `$` are math delimiters; `\$` is a dollar sign, kept for the normaliser.
-  s = s.replace(/(^|[^\\])\$+/g, '$1').replace(/^\$+/, '').trim();
+  s = s
+    .replace(/(^|[^\\])\$+/g, '$1')
+    .replace(/^\$+/, '')
+    .trim();
   s = s.replace(/^([+-]?\d+)\.0+$/, '$1');
   return s === '' ? [] : [s];
 }

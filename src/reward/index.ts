@@ -69,13 +69,15 @@ class CasTimeout extends Error {}
 
 // An answer that is all one `\text{…}` of words (`\text{the x-axis}`, `\text{No}`) is text,
 // compared as words.
-const TEXT_ANSWER_RE = /^\s*\\(?:text|textbf|textit|textrm|mathrm|mbox)\s*\{([^{}$\\]*[A-Za-z]{2,}[^{}$\\]*)\}\s*\.?\s*$/;
+const TEXT_ANSWER_RE =
+  /^\s*\\(?:text|textbf|textit|textrm|mathrm|mbox)\s*\{([^{}$\\]*[A-Za-z]{2,}[^{}$\\]*)\}\s*\.?\s*$/;
 
 function prepare(answer: string): { norm: string; parsed: Answer | null } {
   const norm = normalizeLatex(answer);
   const words = TEXT_ANSWER_RE.exec(answer)?.[1];
   // A choice `\text{(C)}` and a unit-only text stay with the parser.
-  if (words !== undefined && !/^\s*\(?[A-E]\)/.test(words) && !/\d/.test(words) && normalizeLatex(words) !== '') return { norm, parsed: { kind: 'text', text: words.trim() } };
+  if (words !== undefined && !/^\s*\(?[A-E]\)/.test(words) && !/\d/.test(words) && normalizeLatex(words) !== '')
+    return { norm, parsed: { kind: 'text', text: words.trim() } };
   return { norm, parsed: parseAnswer(norm) };
 }
 
@@ -93,7 +95,9 @@ export async function verify(gold: Gold, prediction: string, opts: VerifyOptions
     if (found.length > MAX_ANSWER_CHARS) return { equal: false, reason: 'too_long', extracted };
     const trace: Trace = {};
     const result = (equal: boolean, reason?: string): VerifyResult =>
-      equal ? { equal, extracted, target: target.rule, rule: trace.rule } : { equal, reason, extracted, target: target.rule, rule: trace.rule };
+      equal
+        ? { equal, extracted, target: target.rule, rule: trace.rule }
+        : { equal, reason, extracted, target: target.rule, rule: trace.rule };
 
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     let budgetMs = timeoutMs;
@@ -137,7 +141,10 @@ export async function verify(gold: Gold, prediction: string, opts: VerifyOptions
 
 /** verify() over many pairs at once; the CAS leaves of all pairs share the worker pool. Results are
  * in the order of `pairs`. */
-export async function verifyBatch(pairs: ReadonlyArray<{ gold: Gold; pred: string }>, opts: VerifyOptions = {}): Promise<VerifyResult[]> {
+export async function verifyBatch(
+  pairs: ReadonlyArray<{ gold: Gold; pred: string }>,
+  opts: VerifyOptions = {},
+): Promise<VerifyResult[]> {
   return Promise.all(pairs.map((p) => verify(p.gold, p.pred, opts)));
 }
 

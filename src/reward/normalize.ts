@@ -24,15 +24,123 @@ const UNICODE: Array<[RegExp, string]> = [
 
 // Words that are units (or currency) when they trail a number: "27 miles", "5\text{ cm}^2".
 const UNIT_WORDS = [
-  'cm', 'mm', 'km', 'm', 'nm', 'inches', 'inch', 'in', 'feet', 'foot', 'ft', 'yards', 'yard', 'meters', 'meter',
-  'metres', 'metre', 'centimeters', 'centimeter', 'kilometers', 'kilometer', 'miles', 'mile', 'mph', 'units', 'unit',
-  'degrees', 'degree', 'deg', 'radians', 'dollars', 'dollar', 'cents', 'cent', 'square', 'sq', 'cubic', 'hours',
-  'hour', 'hrs', 'hr', 'h', 'minutes', 'minute', 'min', 'seconds', 'second', 'sec', 's', 'days', 'day', 'weeks',
-  'week', 'years', 'year', 'months', 'month', 'kg', 'g', 'grams', 'gram', 'pounds', 'pound', 'lbs', 'lb', 'ounces',
-  'ounce', 'oz', 'liters', 'liter', 'litres', 'l', 'ml', 'gallons', 'gallon', 'people', 'students', 'ways', 'points',
-  'coins', 'cards', 'marbles', 'balls', 'times', 'percent', 'per', 'K', 'J', 'W', 'Hz', 'eV', 'kHz', 'MHz', 'GHz',
-  'pc', 'kpc', 'Mpc', 'AU', 'au', 'ly', 'V', 'A', 'N', 'Pa', 'atm', 'mol', 'erg', 'C',
-  'USD', 'EUR', 'GBP', 'euros', 'euro', 'yuan', 'yen', 'rupees', 'pounds',
+  'cm',
+  'mm',
+  'km',
+  'm',
+  'nm',
+  'inches',
+  'inch',
+  'in',
+  'feet',
+  'foot',
+  'ft',
+  'yards',
+  'yard',
+  'meters',
+  'meter',
+  'metres',
+  'metre',
+  'centimeters',
+  'centimeter',
+  'kilometers',
+  'kilometer',
+  'miles',
+  'mile',
+  'mph',
+  'units',
+  'unit',
+  'degrees',
+  'degree',
+  'deg',
+  'radians',
+  'dollars',
+  'dollar',
+  'cents',
+  'cent',
+  'square',
+  'sq',
+  'cubic',
+  'hours',
+  'hour',
+  'hrs',
+  'hr',
+  'h',
+  'minutes',
+  'minute',
+  'min',
+  'seconds',
+  'second',
+  'sec',
+  's',
+  'days',
+  'day',
+  'weeks',
+  'week',
+  'years',
+  'year',
+  'months',
+  'month',
+  'kg',
+  'g',
+  'grams',
+  'gram',
+  'pounds',
+  'pound',
+  'lbs',
+  'lb',
+  'ounces',
+  'ounce',
+  'oz',
+  'liters',
+  'liter',
+  'litres',
+  'l',
+  'ml',
+  'gallons',
+  'gallon',
+  'people',
+  'students',
+  'ways',
+  'points',
+  'coins',
+  'cards',
+  'marbles',
+  'balls',
+  'times',
+  'percent',
+  'per',
+  'K',
+  'J',
+  'W',
+  'Hz',
+  'eV',
+  'kHz',
+  'MHz',
+  'GHz',
+  'pc',
+  'kpc',
+  'Mpc',
+  'AU',
+  'au',
+  'ly',
+  'V',
+  'A',
+  'N',
+  'Pa',
+  'atm',
+  'mol',
+  'erg',
+  'C',
+  'USD',
+  'EUR',
+  'GBP',
+  'euros',
+  'euro',
+  'yuan',
+  'yen',
+  'rupees',
+  'pounds',
 ];
 const UNIT_SET = new Set(UNIT_WORDS);
 const TRAILING_UNIT_RE = new RegExp(
@@ -42,11 +150,16 @@ const TRAILING_UNIT_RE = new RegExp(
 
 /** True when `content` (of a `\text{}`) reads as units or words that trail a value. */
 function isUnitText(content: string): boolean {
-  const words = content.replace(/[~\\,]/g, ' ').trim().split(/[\s/.^{}\d-]+/).filter(Boolean);
+  const words = content
+    .replace(/[~\\,]/g, ' ')
+    .trim()
+    .split(/[\s/.^{}\d-]+/)
+    .filter(Boolean);
   return words.length > 0 && words.every((w) => UNIT_SET.has(w) || UNIT_SET.has(w.toLowerCase()));
 }
 
-const TEXT_CMD_RE = /\\(text|textbf|textit|textrm|textsf|texttt|textnormal|mathrm|mathbf|mathit|mathsf|mbox|boldsymbol|operatorname)\s*\{/g;
+const TEXT_CMD_RE =
+  /\\(text|textbf|textit|textrm|textsf|texttt|textnormal|mathrm|mathbf|mathit|mathsf|mbox|boldsymbol|operatorname)\s*\{/g;
 
 /** Unwraps `\text{…}`-like groups; a trailing unit group after a value is dropped, "and"/"or"
  * become list commas. */
@@ -79,8 +192,14 @@ function unwrapText(s: string): string {
 export function normalizeLatex(input: string): string {
   let s = input;
   for (const [re, to] of UNICODE) s = s.replace(re, to);
-  s = s.replace(/\\\$/g, ' ').replace(/\$/g, ' ').replace(/[€£¥₹]|\\(?:euro|pounds|yen)(?![A-Za-z])/g, ' ');
-  s = s.trim().replace(/^\\\[|\\\]$/g, '').replace(/^\\\(|\\\)$/g, '');
+  s = s
+    .replace(/\\\$/g, ' ')
+    .replace(/\$/g, ' ')
+    .replace(/[€£¥₹]|\\(?:euro|pounds|yen)(?![A-Za-z])/g, ' ');
+  s = s
+    .trim()
+    .replace(/^\\\[|\\\]$/g, '')
+    .replace(/^\\\(|\\\)$/g, '');
   s = s.replace(/\\(?:displaystyle|textstyle|scriptstyle|limits|nolimits)(?![A-Za-z])/g, '');
   s = s.replace(/\\(?:left|right|[bB]igg?[lr]?)(?![A-Za-z])\s*(\.(?!\d))?/g, '');
   s = s.replace(/\\[dt]frac(?![A-Za-z])/g, '\\frac').replace(/\\[dt]binom(?![A-Za-z])/g, '\\binom');
@@ -92,17 +211,27 @@ export function normalizeLatex(input: string): string {
   s = s.replace(/\^\s*\{\s*\\circ\s*\}|\^\s*\\circ(?![A-Za-z])|\\circ(?![A-Za-z])|\\degree(?![A-Za-z])/g, '');
   s = s.replace(/\s*\\?%/g, '\\%');
   // Percent as a word: `50 percent`, `12\text{ pct}`, `7 percentage points`.
-  s = s.replace(/(?<=[\d}.])\s*(?:\\(?:text|mbox|mathrm)\s*\{\s*)?(?:percent(?:age)?|pct)(?![A-Za-z])(?:\s*\})?/gi, '\\%');
+  s = s.replace(
+    /(?<=[\d}.])\s*(?:\\(?:text|mbox|mathrm)\s*\{\s*)?(?:percent(?:age)?|pct)(?![A-Za-z])(?:\s*\})?/gi,
+    '\\%',
+  );
   s = unwrapText(s);
-  s = s.replace(/\\(?:leqslant|leqq|leq)(?![A-Za-z])|<=/g, '\\le ').replace(/\\(?:geqslant|geqq|geq)(?![A-Za-z])|>=/g, '\\ge ');
+  s = s
+    .replace(/\\(?:leqslant|leqq|leq)(?![A-Za-z])|<=/g, '\\le ')
+    .replace(/\\(?:geqslant|geqq|geq)(?![A-Za-z])|>=/g, '\\ge ');
   // `x != 3` is x ≠ 3, but `5!=120` and `(n+1)!=…` are factorials.
-  s = s.replace(/\\neq(?![A-Za-z])|\\not\s*=|(?<![\d)}])!=/g, '\\ne ').replace(/\\lt(?![A-Za-z])/g, '<').replace(/\\gt(?![A-Za-z])/g, '>');
+  s = s
+    .replace(/\\neq(?![A-Za-z])|\\not\s*=|(?<![\d)}])!=/g, '\\ne ')
+    .replace(/\\lt(?![A-Za-z])/g, '<')
+    .replace(/\\gt(?![A-Za-z])/g, '>');
   s = s.replace(/\\(?:varnothing)(?![A-Za-z])|\\\{\s*\\\}/g, '\\emptyset ');
   // All reals, as the interval it is.
   s = s.replace(/\\mathbb\s*\{?\s*R\s*\}?|\\R(?![A-Za-z])|\u211D/g, '(-\\infty,\\infty)');
   s = s.replace(/\\infinity(?![A-Za-z])|\binfinity\b|\\inf(?![A-Za-z])/gi, '\\infty ');
   // Code-style answers: `np.arcsin(10/13)`, `sqrt(2)`.
-  s = s.replace(/\bnp\./g, '').replace(/(?<![\\A-Za-z])(arcsin|arccos|arctan|sin|cos|tan|sqrt|log|ln|exp)(?=\()/g, '\\$1');
+  s = s
+    .replace(/\bnp\./g, '')
+    .replace(/(?<![\\A-Za-z])(arcsin|arccos|arctan|sin|cos|tan|sqrt|log|ln|exp)(?=\()/g, '\\$1');
   // "x \in [1,2]" is the interval.
   s = s.replace(/^\s*[A-Za-z]\s*\\in(?![A-Za-z])/, '');
   // "t(0,4]" (OlympiadBench) is "t ∈ (0,4]": a letter before a half-open or closed interval.
@@ -116,7 +245,10 @@ export function normalizeLatex(input: string): string {
   // Drop white space except where it separates a command from a following letter (`\pi r`).
   // `32, 349` is a list of two numbers; only `32,349` (no space) is thirty-two thousand.
   const spacedComma = /,\s/.test(s);
-  s = s.replace(/(\\[A-Za-z]+)\s+(?=[A-Za-z])/g, '$1\u0000').replace(/\s+/g, '').replace(/\u0000/g, ' ');
+  s = s
+    .replace(/(\\[A-Za-z]+)\s+(?=[A-Za-z])/g, '$1\u0000')
+    .replace(/\s+/g, '')
+    .replace(/\u0000/g, ' ');
   if (!spacedComma && /^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$/.test(s)) s = s.replace(/,/g, '');
   s = s.replace(/^\+(?=[\d.\\])/, '');
   return s;

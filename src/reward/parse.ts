@@ -135,7 +135,8 @@ const bracketedOf: ParseStep = (s, depth) => {
   }
   const first = s[0];
   const last = s[s.length - 1];
-  if (!((first === '(' || first === '[') && (last === ')' || last === ']') && closingIndex(s, 0) === s.length - 1)) return undefined;
+  if (!((first === '(' || first === '[') && (last === ')' || last === ']') && closingIndex(s, 0) === s.length - 1))
+    return undefined;
   const items = splitTop(s.slice(1, -1), COMMA).parts;
   if (items.length > 1) return { kind: 'seq', open: first, close: last, items: parseItems(items, depth) };
   if (first === '(' && last === ')') return parseAnswer(s.slice(1, -1), depth + 1);
@@ -180,7 +181,13 @@ const atomOf: ParseStep = (s) => {
 
 /** The readings in order of precedence: the first that applies wins. */
 const PARSE_STEPS: readonly ParseStep[] = [
-  choiceOf, listOrRelationOf, bracketedOf, plusMinusOf, (s) => matrixArithmetic(s) ?? undefined, matrixOf, atomOf,
+  choiceOf,
+  listOrRelationOf,
+  bracketedOf,
+  plusMinusOf,
+  (s) => matrixArithmetic(s) ?? undefined,
+  matrixOf,
+  atomOf,
 ];
 
 function parseItems(parts: string[], depth: number): Answer[] {
@@ -227,7 +234,9 @@ function leadingMatrix(s: string): { grid: Grid; length: number } | null {
 
 function gridMul(a: Grid, b: Grid): Grid | null {
   if (a[0].length !== b.length) return null;
-  return a.map((row) => b[0].map((_, j) => row.reduce((acc, x, k) => addRational(acc, mulRational(x, b[k][j])), rational(0n, 1n))));
+  return a.map((row) =>
+    b[0].map((_, j) => row.reduce((acc, x, k) => addRational(acc, mulRational(x, b[k][j])), rational(0n, 1n))),
+  );
 }
 
 /** One term of a matrix sum: `2\begin{pmatrix}…\end{pmatrix}\cdot\begin{pmatrix}…\end{pmatrix}`. */
@@ -271,5 +280,10 @@ function matrixArithmetic(s: string): Answer | null {
     else sum = sum.map((row, r) => row.map((x, c) => addRational(x, (g as Grid)[r][c])));
   }
   if (!sum) return null;
-  return { kind: 'matrix', rows: sum.map((row) => row.map((value) => ({ kind: 'number', value, percent: false, latex: rationalToLatex(value) }))) };
+  return {
+    kind: 'matrix',
+    rows: sum.map((row) =>
+      row.map((value) => ({ kind: 'number', value, percent: false, latex: rationalToLatex(value) })),
+    ),
+  };
 }

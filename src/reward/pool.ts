@@ -82,7 +82,8 @@ export class CasPool {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const job of this.queue.splice(0)) job.resolve({ status: 'error', reason: 'error: verifier closed', elapsedMs: 0 });
+    for (const job of this.queue.splice(0))
+      job.resolve({ status: 'error', reason: 'error: verifier closed', elapsedMs: 0 });
     const ends: Array<Promise<number>> = [];
     for (const slot of this.slots.splice(0)) {
       if (slot.timer) clearTimeout(slot.timer);
@@ -98,7 +99,9 @@ export class CasPool {
     const worker = new Worker(this.workerUrl, { execArgv: workerExecArgv() });
     const slot: Slot = { worker, ready: false, job: null, timer: null, startedAt: 0 };
     worker.on('message', (msg: CasReply) => this.onMessage(slot, msg));
-    worker.on('error', (err: Error) => this.replace(slot, { status: 'error', reason: `error: worker failed: ${err.message}` }));
+    worker.on('error', (err: Error) =>
+      this.replace(slot, { status: 'error', reason: `error: worker failed: ${err.message}` }),
+    );
     worker.on('exit', (code) => this.replace(slot, { status: 'error', reason: `error: worker exited (${code})` }));
     this.slots.push(slot);
     this.updateRefs();
@@ -116,7 +119,11 @@ export class CasPool {
       if (slot.timer) clearTimeout(slot.timer);
       slot.timer = null;
       slot.job = null;
-      job.resolve({ status: msg.equal ? 'equal' : 'unequal', reason: msg.reason, elapsedMs: performance.now() - slot.startedAt });
+      job.resolve({
+        status: msg.equal ? 'equal' : 'unequal',
+        reason: msg.reason,
+        elapsedMs: performance.now() - slot.startedAt,
+      });
     }
     this.dispatch();
   }
@@ -156,7 +163,10 @@ export class CasPool {
       const job = this.queue.shift()!;
       slot.job = job;
       slot.startedAt = performance.now();
-      slot.timer = setTimeout(() => this.replace(slot, { status: 'timeout', reason: 'timeout' }), Math.max(1, job.budgetMs));
+      slot.timer = setTimeout(
+        () => this.replace(slot, { status: 'timeout', reason: 'timeout' }),
+        Math.max(1, job.budgetMs),
+      );
       slot.worker.postMessage(job.req);
     }
     // Grow while work waits and no starting worker will take it.

@@ -20,7 +20,10 @@ export function groupAdvantages(rewards: Floats, groupOf: ArrayLike<number>, nor
   const G = groupCount(groupOf);
   const sum = new Float64Array(G);
   const n = new Float64Array(G);
-  for (let m = 0; m < M; m++) { sum[groupOf[m]] += rewards[m]; n[groupOf[m]]++; }
+  for (let m = 0; m < M; m++) {
+    sum[groupOf[m]] += rewards[m];
+    n[groupOf[m]]++;
+  }
   const mean = sum.map((s, g) => s / n[g]);
   const sq = new Float64Array(G);
   for (let m = 0; m < M; m++) sq[groupOf[m]] += (rewards[m] - mean[groupOf[m]]) ** 2;
@@ -38,7 +41,10 @@ export function groupAdvantages(rewards: Floats, groupOf: ArrayLike<number>, nor
  * includeOffline, the paper's code). A group with no member counted gets 0. Returns (nGroups).
  */
 export function groupMeanAccuracy(
-  accuracies: Floats, groupOf: ArrayLike<number>, isOffline: ArrayLike<boolean | number>, includeOffline: boolean,
+  accuracies: Floats,
+  groupOf: ArrayLike<number>,
+  isOffline: ArrayLike<boolean | number>,
+  includeOffline: boolean,
 ): Float64Array {
   const G = groupCount(groupOf);
   const sum = new Float64Array(G);
@@ -69,12 +75,15 @@ export interface RewardInputs {
  * applies to online rollouts only (the teacher trace was cut by us, not generated too long).
  */
 export function shapeRewards(
-  r: RewardInputs, overlong: { enabled: boolean; bufferTokens: number }, maxResponseTokens: number,
+  r: RewardInputs,
+  overlong: { enabled: boolean; bufferTokens: number },
+  maxResponseTokens: number,
 ): Float64Array {
   const out = new Float64Array(r.accuracies.length);
   for (let m = 0; m < out.length; m++) {
     out[m] = r.accuracies[m] + (r.formatRewards?.[m] ?? 0);
-    if (overlong.enabled && !r.isOffline[m]) out[m] += overlongPenalty(r.lengths[m], maxResponseTokens, overlong.bufferTokens);
+    if (overlong.enabled && !r.isOffline[m])
+      out[m] += overlongPenalty(r.lengths[m], maxResponseTokens, overlong.bufferTokens);
   }
   return out;
 }
@@ -90,7 +99,9 @@ export function groupHasSignal(accuracies: Floats): boolean {
  * metric `groups/dropped_frac`. With `enabled` false every group is kept.
  */
 export function filterGroups(
-  accuracies: Floats, groupOf: ArrayLike<number>, enabled: boolean,
+  accuracies: Floats,
+  groupOf: ArrayLike<number>,
+  enabled: boolean,
 ): { keep: boolean[]; metrics: { 'groups/dropped_frac': number } } {
   const G = groupCount(groupOf);
   const first = new Float64Array(G).fill(NaN);
@@ -109,6 +120,11 @@ export function filterGroups(
  * Whether the trainer should draw another batch of prompts: fewer kept groups than wanted and
  * fewer than maxFillAttempts draws made so far (RED-SPEC "Group filtering").
  */
-export function needsAnotherDraw(keptGroups: number, wantedGroups: number, drawsMade: number, maxFillAttempts: number): boolean {
+export function needsAnotherDraw(
+  keptGroups: number,
+  wantedGroups: number,
+  drawsMade: number,
+  maxFillAttempts: number,
+): boolean {
   return keptGroups < wantedGroups && drawsMade < maxFillAttempts;
 }

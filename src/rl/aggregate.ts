@@ -19,7 +19,9 @@ function perMember(b: TokenBatch, layout: BatchLayout, coef: (m: number) => numb
 export const aggregations: Record<AggregationName, TokenCoefficientsFn> = {
   // RED-SPEC Objective: mean over groups of 1/(G+1) Σ_i (1/|o_i|) Σ_t ℓ_it.
   'seq-mean-token-mean': (b, layout) =>
-    perMember(b, layout, (m) => (layout.counted[m] === 0 ? 0 : 1 / (layout.groups * layout.groupSize[m] * layout.counted[m]))),
+    perMember(b, layout, (m) =>
+      layout.counted[m] === 0 ? 0 : 1 / (layout.groups * layout.groupSize[m] * layout.counted[m]),
+    ),
   // RED-SPEC agg_t option token-mean (DAPO): Σ over all counted tokens of the batch / their number.
   'token-mean': (b, layout) => {
     let total = 0;

@@ -55,8 +55,13 @@ export interface BatchLayout {
  */
 export function batchLayout(b: TokenBatch, members?: readonly [number, number]): BatchLayout {
   const M = b.groupOf.length;
-  if (b.offsets.length !== M + 1) throw new Error(`TokenBatch: offsets has ${b.offsets.length} entries, expected members+1 = ${M + 1}`);
-  for (const [name, arr] of [['isOffline', b.isOffline], ['rewards', b.rewards], ['accuracies', b.accuracies]] as const) {
+  if (b.offsets.length !== M + 1)
+    throw new Error(`TokenBatch: offsets has ${b.offsets.length} entries, expected members+1 = ${M + 1}`);
+  for (const [name, arr] of [
+    ['isOffline', b.isOffline],
+    ['rewards', b.rewards],
+    ['accuracies', b.accuracies],
+  ] as const) {
     if (arr.length !== M) throw new Error(`TokenBatch: ${name} has ${arr.length} entries, expected members = ${M}`);
   }
   if (b.offsets[0] !== 0) throw new Error('TokenBatch: offsets[0] must be 0');
@@ -65,11 +70,17 @@ export function batchLayout(b: TokenBatch, members?: readonly [number, number]):
   }
   const T = b.offsets[M];
   const perToken: Array<[string, ArrayLike<number> | undefined]> = [
-    ['logprobs', b.logprobs], ['oldLogprobs', b.oldLogprobs], ['entropies', b.entropies], ['refLogprobs', b.refLogprobs],
-    ['mask', b.mask], ['detached.logprobs', b.detached?.logprobs], ['detached.entropies', b.detached?.entropies],
+    ['logprobs', b.logprobs],
+    ['oldLogprobs', b.oldLogprobs],
+    ['entropies', b.entropies],
+    ['refLogprobs', b.refLogprobs],
+    ['mask', b.mask],
+    ['detached.logprobs', b.detached?.logprobs],
+    ['detached.entropies', b.detached?.entropies],
   ];
   for (const [name, arr] of perToken) {
-    if (arr !== undefined && arr.length < T) throw new Error(`TokenBatch: ${name} has ${arr.length} entries, expected ≥ tokens = ${T}`);
+    if (arr !== undefined && arr.length < T)
+      throw new Error(`TokenBatch: ${name} has ${arr.length} entries, expected ≥ tokens = ${T}`);
   }
   let groups = 0;
   for (let m = 0; m < M; m++) {

@@ -64,7 +64,8 @@ export function prefixSearch(estimates: ArrayLike<number>, band: PrefixBand): Pr
 
 /** The search with a callback that rolls out from prefix k and returns its success rate. */
 export async function prefixSearchAsync(
-  successAt: (k: number) => number | Promise<number>, band: PrefixBand,
+  successAt: (k: number) => number | Promise<number>,
+  band: PrefixBand,
 ): Promise<PrefixChoice> {
   const steps = prefixSearchSteps(band);
   let r = steps.next(0);

@@ -63,7 +63,11 @@ export function initialEntropyState(): EntropyRegulatorState {
  * keeps the previous one in `next`. The caller commits `next` only when its step succeeded, so a
  * skipped step leaves the regulator where it was.
  */
-export function entropyRegulatorStep(state: Readonly<EntropyRegulatorState>, hRl: number, hSft: number, s: EntropyRegulatorSettings,
+export function entropyRegulatorStep(
+  state: Readonly<EntropyRegulatorState>,
+  hRl: number,
+  hSft: number,
+  s: EntropyRegulatorSettings,
 ): EntropyStep & { next: EntropyRegulatorState } {
   if (!(s.maxWeight >= 1)) throw new Error(`entropyRegulatorStep: maxWeight (G) must be ≥ 1, got ${s.maxWeight}`);
   const deltaRl = relativeEntropyChange(hRl, state.prevRl);
@@ -78,13 +82,22 @@ export function entropyRegulatorStep(state: Readonly<EntropyRegulatorState>, hRl
   return {
     w,
     next,
-    metrics: { 'entropy/rl': hRl, 'entropy/sft': hSft, 'entropy/delta_rl': deltaRl, 'entropy/delta_sft': deltaSft, 'red/w': w },
+    metrics: {
+      'entropy/rl': hRl,
+      'entropy/sft': hSft,
+      'entropy/delta_rl': deltaRl,
+      'entropy/delta_sft': deltaSft,
+      'red/w': w,
+    },
   };
 }
 
 /** A checkpoint's regulator state, validated; `where` names the file/key in the error. */
 export function parseEntropyState(json: unknown, where = 'entropyRegulator'): EntropyRegulatorState {
   const r = StateSchema.safeParse(json);
-  if (!r.success) fail(`${where}: not an entropy regulator state (${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')})`);
+  if (!r.success)
+    fail(
+      `${where}: not an entropy regulator state (${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')})`,
+    );
   return r.data;
 }

@@ -13,9 +13,16 @@ export const objectives: Record<ObjectiveName, ObjectiveFn> = {
   nll: (b, options, ctx) => {
     const M = b.offsets.length - 1;
     const [first, end] = ctx.members ?? [0, M];
-    return nllLoss({
-      logprobs: b.logprobs, tokens: b.offsets[M], mask: b.mask, entropies: b.entropies, range: [b.offsets[first], b.offsets[end]],
-    }, options.entropyCoef);
+    return nllLoss(
+      {
+        logprobs: b.logprobs,
+        tokens: b.offsets[M],
+        mask: b.mask,
+        entropies: b.entropies,
+        range: [b.offsets[first], b.offsets[end]],
+      },
+      options.entropyCoef,
+    );
   },
   // RED-SPEC "Objective": GRPO, MixPolicy, LUFFY, RED.
   'group-policy': policyLoss,

@@ -21,83 +21,176 @@ export const KL_ESTIMATOR_NAMES = ['k1', 'k3'] as const;
 export type KlEstimatorName = (typeof KL_ESTIMATOR_NAMES)[number];
 
 export const PRESET_NAMES = [
-  'sft', 'grpo', 'sft-grpo', 'mixpolicy', 'luffy', 'srft', 'relift', 'bread', 'red-I', 'red-II', 'red',
+  'sft',
+  'grpo',
+  'sft-grpo',
+  'mixpolicy',
+  'luffy',
+  'srft',
+  'relift',
+  'bread',
+  'red-I',
+  'red-II',
+  'red',
 ] as const;
 export type PresetName = (typeof PRESET_NAMES)[number];
 
 const positive = z.number().positive();
 const fraction = z.number().min(0).max(1);
 
-export const AlgorithmOptionsSchema = z.strictObject({
-  objective: z.enum(OBJECTIVE_NAMES).default('group-policy')
-    .describe("loss the trainer calls: 'nll' (SFT on offline traces), 'group-policy' (GRPO family, RED), 'srft'"),
-  onlineRollouts: z.boolean().default(true)
-    .describe('sample G rollouts per prompt; false = batches hold only offline traces (sft)'),
-  offlineMember: z.boolean().default(false)
-    .describe('put the teacher trace into each group as an extra member (G+1 members)'),
-  piOffline: z.enum(PI_OFFLINE_NAMES).default('one')
-    .describe("behaviour probability of offline tokens: one | self | luffy | accuracy (RED II)"),
-  luffyGamma: positive.default(0.1)
-    .describe("γ of LUFFY's policy shaping ρ = π/(π+γ) (piOffline luffy)"),
-  accuracyIncludesOffline: z.boolean().default(false)
-    .describe("r̄ of piOffline accuracy over all G+1 members (the paper's code) instead of the G online ones"),
-  entropyRegulation: z.boolean().default(false)
-    .describe('RED (I): offline weight w = clip(ΔH_sft/ΔH_rl, 1, G) each step; false = w 1'),
-  normalizeStd: z.boolean().default(true)
-    .describe('divide group advantages by the unbiased std (+1e-6); false = R − mean (Dr.GRPO / LUFFY)'),
-  clip: z.strictObject({
-    enabled: z.boolean().default(true).describe('PPO clip on online tokens (offline tokens are never clipped)'),
-    epsLow: z.number().min(0).max(1).default(0.2).describe('ε_low: ratio floor 1 − ε_low'),
-    epsHigh: z.number().min(0).default(0.2).describe('ε_high: ratio ceiling 1 + ε_high (0.28 = DAPO clip-higher)'),
-  }).prefault({}).describe('PPO clip of online tokens'),
-  aggregation: z.enum(AGGREGATION_NAMES).default('seq-mean-token-mean')
-    .describe('per-token losses → one number: seq-mean-token-mean | token-mean | seq-sum-norm'),
-  lNorm: positive.nullable().default(null)
-    .describe('L_norm of seq-sum-norm (sum over tokens / L_norm); null = the response token limit'),
-  entropyCoef: z.number().min(0).default(0)
-    .describe('entropy bonus: loss −= entropyCoef · agg(H) over every member'),
-  klCoef: z.number().min(0).default(0)
-    .describe('KL penalty to the reference policy on online tokens: loss += klCoef · agg(KL)'),
-  klEstimator: z.enum(KL_ESTIMATOR_NAMES).default('k3')
-    .describe("per-token KL estimator: k1 = log π − log π_ref, k3 = e^(ref−log π) − (ref−log π) − 1"),
-  groupFilter: z.strictObject({
-    enabled: z.boolean().default(true).describe('drop groups whose G+1 accuracies are all equal (DAPO dynamic sampling)'),
-    maxFillAttempts: z.int().min(1).default(6).describe('prompt draws per step before training on what there is'),
-  }).prefault({}).describe('dynamic sampling (RED-SPEC "Group filtering")'),
-  overlong: z.strictObject({
-    enabled: z.boolean().default(false).describe('DAPO overlong penalty on online rollouts'),
-    bufferTokens: z.int().min(1).default(2000).describe('L_buf: penalty ramps over the last L_buf tokens of the limit'),
-  }).prefault({}).describe('DAPO overlong reward shaping'),
-  lrScale: positive.default(1)
-    .describe('multiplies the stage\'s learning rate (the trainer\'s optim.lr for RL stages, sft.lr for SFT stages): a ratio keeps its meaning at every scale'),
-  stages: z.array(z.enum(PRESET_NAMES)).default(() => [])
-    .describe('run these presets in order, each starting from the previous stage\'s final weights; [] = one stage (these options)'),
-  sftInterleave: z.strictObject({
-    enabled: z.boolean().default(false).describe('ReLIFT: buffer questions whose online rollouts all fail, SFT on their traces when full'),
-    bufferSize: z.int().min(1).default(128).describe('N: questions that trigger one SFT step'),
-    entropyCoef: z.number().min(0).default(0.001).describe('SFT loss mean(−log π) − entropyCoef·H'),
-    lr: positive.nullable().default(null).describe("learning rate of the SFT step's own optimiser; null = the stage's lr"),
-  }).prefault({}).describe('ReLIFT interleaved SFT'),
-  prefixSearch: z.strictObject({
-    enabled: z.boolean().default(false).describe('BREAD: for a group with no correct rollout, roll out from the shortest teacher prefix that brings success into the band'),
-    segments: z.int().min(1).default(10).describe('the trace is cut into this many equal segments; prefixes end on segment bounds'),
-    targetLow: fraction.default(0.1).describe('lower edge of the success band'),
-    targetHigh: fraction.default(0.9).describe('upper edge of the success band'),
-  }).prefault({}).describe('BREAD branched rollouts from teacher prefixes'),
-  srft: z.strictObject({
-    sftScale: z.number().min(0).default(0.5).describe('w_sft = sftScale · sg(exp(−H_demo))'),
-    rlScale: z.number().min(0).default(0.1).describe('w_rl = rlScale · sg(exp(H_rollout)) on correct rollouts'),
-  }).prefault({}).describe('SRFT term weights (objective srft)'),
-  rolloutCorrection: z.strictObject({
-    mode: z.enum(['none', 'tis']).default('none')
-      .describe("off-policy correction of online tokens when the sampler's logprobs (the behaviour policy) differ from π_old: 'tis' weights each token's policy gradient by min(π_old/π_rollout, cap)"),
-    cap: positive.default(2).describe('C: the truncation of the importance weight'),
-  }).prefault({}).describe('truncated importance sampling (Yao et al. 2025, "Your efficient RL framework secretly brings you off-policy RL training")'),
-}).superRefine((o, ctx) => {
-  if (o.prefixSearch.targetLow > o.prefixSearch.targetHigh) {
-    ctx.addIssue({ code: 'custom', path: ['prefixSearch', 'targetLow'], message: 'must be ≤ prefixSearch.targetHigh' });
-  }
-});
+export const AlgorithmOptionsSchema = z
+  .strictObject({
+    objective: z
+      .enum(OBJECTIVE_NAMES)
+      .default('group-policy')
+      .describe("loss the trainer calls: 'nll' (SFT on offline traces), 'group-policy' (GRPO family, RED), 'srft'"),
+    onlineRollouts: z
+      .boolean()
+      .default(true)
+      .describe('sample G rollouts per prompt; false = batches hold only offline traces (sft)'),
+    offlineMember: z
+      .boolean()
+      .default(false)
+      .describe('put the teacher trace into each group as an extra member (G+1 members)'),
+    piOffline: z
+      .enum(PI_OFFLINE_NAMES)
+      .default('one')
+      .describe('behaviour probability of offline tokens: one | self | luffy | accuracy (RED II)'),
+    luffyGamma: positive.default(0.1).describe("γ of LUFFY's policy shaping ρ = π/(π+γ) (piOffline luffy)"),
+    accuracyIncludesOffline: z
+      .boolean()
+      .default(false)
+      .describe("r̄ of piOffline accuracy over all G+1 members (the paper's code) instead of the G online ones"),
+    entropyRegulation: z
+      .boolean()
+      .default(false)
+      .describe('RED (I): offline weight w = clip(ΔH_sft/ΔH_rl, 1, G) each step; false = w 1'),
+    normalizeStd: z
+      .boolean()
+      .default(true)
+      .describe('divide group advantages by the unbiased std (+1e-6); false = R − mean (Dr.GRPO / LUFFY)'),
+    clip: z
+      .strictObject({
+        enabled: z.boolean().default(true).describe('PPO clip on online tokens (offline tokens are never clipped)'),
+        epsLow: z.number().min(0).max(1).default(0.2).describe('ε_low: ratio floor 1 − ε_low'),
+        epsHigh: z.number().min(0).default(0.2).describe('ε_high: ratio ceiling 1 + ε_high (0.28 = DAPO clip-higher)'),
+      })
+      .prefault({})
+      .describe('PPO clip of online tokens'),
+    aggregation: z
+      .enum(AGGREGATION_NAMES)
+      .default('seq-mean-token-mean')
+      .describe('per-token losses → one number: seq-mean-token-mean | token-mean | seq-sum-norm'),
+    lNorm: positive
+      .nullable()
+      .default(null)
+      .describe('L_norm of seq-sum-norm (sum over tokens / L_norm); null = the response token limit'),
+    entropyCoef: z.number().min(0).default(0).describe('entropy bonus: loss −= entropyCoef · agg(H) over every member'),
+    klCoef: z
+      .number()
+      .min(0)
+      .default(0)
+      .describe('KL penalty to the reference policy on online tokens: loss += klCoef · agg(KL)'),
+    klEstimator: z
+      .enum(KL_ESTIMATOR_NAMES)
+      .default('k3')
+      .describe('per-token KL estimator: k1 = log π − log π_ref, k3 = e^(ref−log π) − (ref−log π) − 1'),
+    groupFilter: z
+      .strictObject({
+        enabled: z
+          .boolean()
+          .default(true)
+          .describe('drop groups whose G+1 accuracies are all equal (DAPO dynamic sampling)'),
+        maxFillAttempts: z.int().min(1).default(6).describe('prompt draws per step before training on what there is'),
+      })
+      .prefault({})
+      .describe('dynamic sampling (RED-SPEC "Group filtering")'),
+    overlong: z
+      .strictObject({
+        enabled: z.boolean().default(false).describe('DAPO overlong penalty on online rollouts'),
+        bufferTokens: z
+          .int()
+          .min(1)
+          .default(2000)
+          .describe('L_buf: penalty ramps over the last L_buf tokens of the limit'),
+      })
+      .prefault({})
+      .describe('DAPO overlong reward shaping'),
+    lrScale: positive
+      .default(1)
+      .describe(
+        "multiplies the stage's learning rate (the trainer's optim.lr for RL stages, sft.lr for SFT stages): a ratio keeps its meaning at every scale",
+      ),
+    stages: z
+      .array(z.enum(PRESET_NAMES))
+      .default(() => [])
+      .describe(
+        "run these presets in order, each starting from the previous stage's final weights; [] = one stage (these options)",
+      ),
+    sftInterleave: z
+      .strictObject({
+        enabled: z
+          .boolean()
+          .default(false)
+          .describe('ReLIFT: buffer questions whose online rollouts all fail, SFT on their traces when full'),
+        bufferSize: z.int().min(1).default(128).describe('N: questions that trigger one SFT step'),
+        entropyCoef: z.number().min(0).default(0.001).describe('SFT loss mean(−log π) − entropyCoef·H'),
+        lr: positive
+          .nullable()
+          .default(null)
+          .describe("learning rate of the SFT step's own optimiser; null = the stage's lr"),
+      })
+      .prefault({})
+      .describe('ReLIFT interleaved SFT'),
+    prefixSearch: z
+      .strictObject({
+        enabled: z
+          .boolean()
+          .default(false)
+          .describe(
+            'BREAD: for a group with no correct rollout, roll out from the shortest teacher prefix that brings success into the band',
+          ),
+        segments: z
+          .int()
+          .min(1)
+          .default(10)
+          .describe('the trace is cut into this many equal segments; prefixes end on segment bounds'),
+        targetLow: fraction.default(0.1).describe('lower edge of the success band'),
+        targetHigh: fraction.default(0.9).describe('upper edge of the success band'),
+      })
+      .prefault({})
+      .describe('BREAD branched rollouts from teacher prefixes'),
+    srft: z
+      .strictObject({
+        sftScale: z.number().min(0).default(0.5).describe('w_sft = sftScale · sg(exp(−H_demo))'),
+        rlScale: z.number().min(0).default(0.1).describe('w_rl = rlScale · sg(exp(H_rollout)) on correct rollouts'),
+      })
+      .prefault({})
+      .describe('SRFT term weights (objective srft)'),
+    rolloutCorrection: z
+      .strictObject({
+        mode: z
+          .enum(['none', 'tis'])
+          .default('none')
+          .describe(
+            "off-policy correction of online tokens when the sampler's logprobs (the behaviour policy) differ from π_old: 'tis' weights each token's policy gradient by min(π_old/π_rollout, cap)",
+          ),
+        cap: positive.default(2).describe('C: the truncation of the importance weight'),
+      })
+      .prefault({})
+      .describe(
+        'truncated importance sampling (Yao et al. 2025, "Your efficient RL framework secretly brings you off-policy RL training")',
+      ),
+  })
+  .superRefine((o, ctx) => {
+    if (o.prefixSearch.targetLow > o.prefixSearch.targetHigh) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['prefixSearch', 'targetLow'],
+        message: 'must be ≤ prefixSearch.targetHigh',
+      });
+    }
+  });
 
 /** The fully resolved options (every field present). */
 export type AlgorithmOptions = z.output<typeof AlgorithmOptionsSchema>;
@@ -117,7 +210,7 @@ export interface Preset {
 export const PRESETS: Record<PresetName, Preset> = {
   sft: {
     // lr 5e-5 and 3 epochs live in the trainer's `sft` config group (one copy of those defaults).
-    description: 'NLL on offline traces, token mean (lr and epochs: the trainer\'s sft group)',
+    description: "NLL on offline traces, token mean (lr and epochs: the trainer's sft group)",
     sets: { objective: 'nll', onlineRollouts: false, groupFilter: { enabled: false } },
   },
   grpo: {
@@ -135,17 +228,32 @@ export const PRESETS: Record<PresetName, Preset> = {
   luffy: {
     // RED-SPEC: luffy lr 1e-6 vs 2e-6 for the others, kept as the ratio 0.5 so the recipe still
     // gets 1e-6 at paper scale and a small run (demo lr 1e-4) does not freeze at an absolute 1e-6.
-    description: 'π_offline = luffy (γ 0.1), no clip, no std, seq-sum-norm, entropy bonus 0.001, lr ×0.5 (1e-6 at the paper\'s 2e-6)',
+    description:
+      "π_offline = luffy (γ 0.1), no clip, no std, seq-sum-norm, entropy bonus 0.001, lr ×0.5 (1e-6 at the paper's 2e-6)",
     sets: {
-      offlineMember: true, piOffline: 'luffy', luffyGamma: 0.1, clip: { enabled: false }, normalizeStd: false,
-      aggregation: 'seq-sum-norm', lNorm: null, entropyCoef: 0.001, lrScale: 0.5,
+      offlineMember: true,
+      piOffline: 'luffy',
+      luffyGamma: 0.1,
+      clip: { enabled: false },
+      normalizeStd: false,
+      aggregation: 'seq-sum-norm',
+      lNorm: null,
+      entropyCoef: 0.001,
+      lrScale: 0.5,
     },
   },
   srft: {
-    description: 'demo SFT (w_sft = 0.5·sg(e^−H)) + demo RL as luffy with π_offline = one + self-rollout ±log π (w_rl = 0.1·sg(e^H))',
+    description:
+      'demo SFT (w_sft = 0.5·sg(e^−H)) + demo RL as luffy with π_offline = one + self-rollout ±log π (w_rl = 0.1·sg(e^H))',
     sets: {
-      objective: 'srft', offlineMember: true, piOffline: 'one', clip: { enabled: false }, normalizeStd: false,
-      aggregation: 'seq-sum-norm', lNorm: null, srft: { sftScale: 0.5, rlScale: 0.1 },
+      objective: 'srft',
+      offlineMember: true,
+      piOffline: 'one',
+      clip: { enabled: false },
+      normalizeStd: false,
+      aggregation: 'seq-sum-norm',
+      lNorm: null,
+      srft: { sftScale: 0.5, rlScale: 0.1 },
     },
   },
   relift: {
@@ -276,7 +384,12 @@ function unwrapObject(schema: z.ZodType): z.ZodObject | null {
   let s: z.ZodType = schema;
   for (let i = 0; i < 4; i++) {
     if (s instanceof z.ZodObject) return s;
-    if (s instanceof z.ZodDefault || s instanceof z.ZodPrefault || s instanceof z.ZodOptional || s instanceof z.ZodNullable) {
+    if (
+      s instanceof z.ZodDefault ||
+      s instanceof z.ZodPrefault ||
+      s instanceof z.ZodOptional ||
+      s instanceof z.ZodNullable
+    ) {
       s = s.unwrap() as z.ZodType;
     } else return null;
   }

@@ -32,16 +32,25 @@ export interface LossResult {
 }
 
 /** ρ^off_t and dρ/dlog π_t with the sg(·) terms held at their values. */
-export interface OfflineRatio { value: number; dLogprob: number }
+export interface OfflineRatio {
+  value: number;
+  dLogprob: number;
+}
 /** logp = log π (differentiated), sgLogp = the same value behind sg, rbar = group accuracy r̄. */
 export type OfflineRatioFn = (logp: number, sgLogp: number, rbar: number, gamma: number) => OfflineRatio;
 
 // RED-SPEC "π_offline: the variants", one row each.
 export const offlineRatios: Record<PiOfflineName, OfflineRatioFn> = {
   // one: π_offline = 1, ρ = π, dρ/dlog π = π.
-  one: (logp) => { const p = Math.exp(logp); return { value: p, dLogprob: p }; },
+  one: (logp) => {
+    const p = Math.exp(logp);
+    return { value: p, dLogprob: p };
+  },
   // self: ρ = π / sg(π), value 1, dρ/dlog π = π/sg(π) = 1.
-  self: (logp, sgLogp) => { const r = Math.exp(logp - sgLogp); return { value: r, dLogprob: r }; },
+  self: (logp, sgLogp) => {
+    const r = Math.exp(logp - sgLogp);
+    return { value: r, dLogprob: r };
+  },
   // luffy: ρ = π/(π+γ), full gradient dρ/dlog π = π·γ/(π+γ)².
   luffy: (logp, _sg, _rbar, gamma) => {
     const p = Math.exp(logp);
@@ -62,7 +71,10 @@ export const klEstimators: Record<KlEstimatorName, (logp: number, refLogp: numbe
   // k1 = log π − log π_ref.
   k1: (logp, ref) => ({ value: logp - ref, dLogprob: 1 }),
   // k3 = e^(ref−logp) − (ref−logp) − 1 (Schulman's low-variance estimator), d/dlogp = 1 − e^(ref−logp).
-  k3: (logp, ref) => { const e = Math.exp(ref - logp); return { value: e - (ref - logp) - 1, dLogprob: 1 - e }; },
+  k3: (logp, ref) => {
+    const e = Math.exp(ref - logp);
+    return { value: e - (ref - logp) - 1, dLogprob: 1 - e };
+  },
 };
 
 /** Gradient buffers and term values that the loss pieces add into. */
@@ -70,16 +82,27 @@ export class LossAccumulator {
   readonly dLogprobs: Float64Array;
   dEntropies: Float64Array | null = null;
   readonly terms: Record<string, number> = {};
-  constructor(tokens: number) { this.dLogprobs = new Float64Array(tokens); }
+  constructor(tokens: number) {
+    this.dLogprobs = new Float64Array(tokens);
+  }
   entropyGrad(): Float64Array {
     this.dEntropies ??= new Float64Array(this.dLogprobs.length);
     return this.dEntropies;
   }
-  add(name: string, value: number): void { this.terms[name] = (this.terms[name] ?? 0) + value; }
-  total(): number { return Object.values(this.terms).reduce((a, b) => a + b, 0); }
+  add(name: string, value: number): void {
+    this.terms[name] = (this.terms[name] ?? 0) + value;
+  }
+  total(): number {
+    return Object.values(this.terms).reduce((a, b) => a + b, 0);
+  }
   result(metrics: Record<string, number>): LossResult {
     const loss = this.total();
-    return { loss, dLogprobs: this.dLogprobs, dEntropies: this.dEntropies, metrics: { ...this.terms, 'loss/total': loss, ...metrics } };
+    return {
+      loss,
+      dLogprobs: this.dLogprobs,
+      dEntropies: this.dEntropies,
+      metrics: { ...this.terms, 'loss/total': loss, ...metrics },
+    };
   }
 }
 
@@ -93,7 +116,11 @@ export function lNormOf(options: AlgorithmOptions, ctx: LossContext): number {
  * the clipped fraction of counted online tokens.
  */
 export function addOnlineSurrogate(
-  acc: LossAccumulator, b: TokenBatch, layout: BatchLayout, kappa: Float64Array, adv: Float64Array,
+  acc: LossAccumulator,
+  b: TokenBatch,
+  layout: BatchLayout,
+  kappa: Float64Array,
+  adv: Float64Array,
   clip: AlgorithmOptions['clip'],
 ): { clipFrac: number } {
   const old = b.oldLogprobs ?? b.detached?.logprobs ?? b.logprobs;
@@ -111,7 +138,11 @@ export function addOnlineSurrogate(
       let dSurrogate = rho * A; // d(ρ·Â)/dlog π = ρ·Â
       if (clip.enabled) {
         const clippedRho = Math.min(Math.max(rho, 1 - clip.epsLow), 1 + clip.epsHigh);
-        if (clippedRho * A < surrogate) { surrogate = clippedRho * A; dSurrogate = 0; clipped++; }
+        if (clippedRho * A < surrogate) {
+          surrogate = clippedRho * A;
+          dSurrogate = 0;
+          clipped++;
+        }
       }
       value -= kappa[t] * surrogate;
       acc.dLogprobs[t] -= kappa[t] * dSurrogate;
@@ -126,8 +157,15 @@ export function addOnlineSurrogate(
  * (never clipped). Adds `loss/offline`; returns the mean ρ^off over counted offline tokens.
  */
 export function addOfflineTerm(
-  acc: LossAccumulator, b: TokenBatch, layout: BatchLayout, kappa: Float64Array, adv: Float64Array,
-  rbar: Float64Array, ratio: OfflineRatioFn, gamma: number, w: number,
+  acc: LossAccumulator,
+  b: TokenBatch,
+  layout: BatchLayout,
+  kappa: Float64Array,
+  adv: Float64Array,
+  rbar: Float64Array,
+  ratio: OfflineRatioFn,
+  gamma: number,
+  w: number,
 ): { ratioMean: number } {
   const sg = b.detached?.logprobs ?? b.logprobs;
   let value = 0;
@@ -152,7 +190,12 @@ export function addOfflineTerm(
 
 /** klCoef · agg(KL_t) over online tokens only: k1/k3 estimate KL(π‖π_ref) from samples of π. */
 export function addKlPenalty(
-  acc: LossAccumulator, b: TokenBatch, layout: BatchLayout, kappa: Float64Array, coef: number, estimator: KlEstimatorName,
+  acc: LossAccumulator,
+  b: TokenBatch,
+  layout: BatchLayout,
+  kappa: Float64Array,
+  coef: number,
+  estimator: KlEstimatorName,
 ): { klMean: number } {
   if (coef === 0) return { klMean: NaN };
   if (b.refLogprobs === undefined) throw new Error('klCoef > 0 needs TokenBatch.refLogprobs');
@@ -176,7 +219,13 @@ export function addKlPenalty(
 }
 
 /** Entropy bonus −entropyCoef · agg(H_t) over every member's counted tokens (d/dH_t = −coef·κ_t). */
-export function addEntropyBonus(acc: LossAccumulator, b: TokenBatch, layout: BatchLayout, kappa: Float64Array, coef: number): void {
+export function addEntropyBonus(
+  acc: LossAccumulator,
+  b: TokenBatch,
+  layout: BatchLayout,
+  kappa: Float64Array,
+  coef: number,
+): void {
   if (coef === 0) return;
   if (b.entropies === undefined) throw new Error('entropyCoef > 0 needs TokenBatch.entropies');
   const dH = acc.entropyGrad();
@@ -223,7 +272,17 @@ export function groupTerms(b: TokenBatch, options: AlgorithmOptions, ctx: LossCo
 export function policyLoss(b: TokenBatch, options: AlgorithmOptions, ctx: LossContext): LossResult {
   const { layout, kappa, adv, rbar, acc } = groupTerms(b, options, ctx);
   const { clipFrac } = addOnlineSurrogate(acc, b, layout, kappa, adv, options.clip);
-  const { ratioMean } = addOfflineTerm(acc, b, layout, kappa, adv, rbar, offlineRatios[options.piOffline], options.luffyGamma, ctx.offlineWeight);
+  const { ratioMean } = addOfflineTerm(
+    acc,
+    b,
+    layout,
+    kappa,
+    adv,
+    rbar,
+    offlineRatios[options.piOffline],
+    options.luffyGamma,
+    ctx.offlineWeight,
+  );
   const { klMean } = addKlPenalty(acc, b, layout, kappa, options.klCoef, options.klEstimator);
   addEntropyBonus(acc, b, layout, kappa, options.entropyCoef);
   const metrics: Record<string, number> = { ...batchMetrics(rbar), 'clip/frac': clipFrac };

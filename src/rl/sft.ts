@@ -68,7 +68,8 @@ const BufferStateSchema = z.strictObject({ capacity: z.int().min(1), ids: z.arra
 export class HardQuestionBuffer {
   private ids: string[] = [];
   constructor(readonly capacity: number) {
-    if (!(Number.isInteger(capacity) && capacity >= 1)) throw new Error(`HardQuestionBuffer: capacity must be an integer ≥ 1, got ${capacity}`);
+    if (!(Number.isInteger(capacity) && capacity >= 1))
+      throw new Error(`HardQuestionBuffer: capacity must be an integer ≥ 1, got ${capacity}`);
   }
 
   /** Adds a question id; returns false when it was already buffered. */
@@ -78,19 +79,30 @@ export class HardQuestionBuffer {
     return true;
   }
 
-  get size(): number { return this.ids.length; }
+  get size(): number {
+    return this.ids.length;
+  }
 
   /** True when an SFT step is due. */
-  ready(): boolean { return this.ids.length >= this.capacity; }
+  ready(): boolean {
+    return this.ids.length >= this.capacity;
+  }
 
   /** The oldest `capacity` ids (fewer if not full), removed from the buffer. */
-  drain(): string[] { return this.ids.splice(0, this.capacity); }
+  drain(): string[] {
+    return this.ids.splice(0, this.capacity);
+  }
 
-  toJSON(): HardQuestionBufferState { return { capacity: this.capacity, ids: [...this.ids] }; }
+  toJSON(): HardQuestionBufferState {
+    return { capacity: this.capacity, ids: [...this.ids] };
+  }
 
   static fromJSON(json: unknown, where = 'hardQuestionBuffer'): HardQuestionBuffer {
     const r = BufferStateSchema.safeParse(json);
-    if (!r.success) fail(`${where}: not a hard-question buffer (${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')})`);
+    if (!r.success)
+      fail(
+        `${where}: not a hard-question buffer (${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')})`,
+      );
     const b = new HardQuestionBuffer(r.data.capacity);
     for (const id of r.data.ids) b.add(id);
     return b;

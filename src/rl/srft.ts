@@ -4,8 +4,14 @@
 import { counts, type BatchLayout, type TokenBatch } from './batch.ts';
 import type { AlgorithmOptions } from './options.ts';
 import {
-  addEntropyBonus, addKlPenalty, addOfflineTerm, batchMetrics, groupTerms, offlineRatios,
-  type LossContext, type LossResult,
+  addEntropyBonus,
+  addKlPenalty,
+  addOfflineTerm,
+  batchMetrics,
+  groupTerms,
+  offlineRatios,
+  type LossContext,
+  type LossResult,
 } from './policy-loss.ts';
 
 /** Token-mean of sg(H) over the counted tokens of the batch's online (offline = false) or offline members (all, not one micro-batch's). */
@@ -16,7 +22,11 @@ function detachedEntropyMean(b: TokenBatch, layout: BatchLayout, offline: boolea
   let n = 0;
   for (let m = 0; m < layout.members; m++) {
     if (layout.offline[m] !== (offline ? 1 : 0)) continue;
-    for (let t = b.offsets[m]; t < b.offsets[m + 1]; t++) if (counts(b, t)) { s += H[t]; n++; }
+    for (let t = b.offsets[m]; t < b.offsets[m + 1]; t++)
+      if (counts(b, t)) {
+        s += H[t];
+        n++;
+      }
   }
   return n ? s / n : NaN;
 }
@@ -51,7 +61,17 @@ export function srftLoss(b: TokenBatch, options: AlgorithmOptions, ctx: LossCont
   }
   acc.add('loss/sft', sft);
 
-  addOfflineTerm(acc, b, layout, kappa, adv, rbar, offlineRatios[options.piOffline], options.luffyGamma, ctx.offlineWeight);
+  addOfflineTerm(
+    acc,
+    b,
+    layout,
+    kappa,
+    adv,
+    rbar,
+    offlineRatios[options.piOffline],
+    options.luffyGamma,
+    ctx.offlineWeight,
+  );
 
   // Self-rollout: ℓ_t = −w_rl·log π_t (correct) or +log π_t (wrong), aggregated like the RL terms.
   let self = 0;

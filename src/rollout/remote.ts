@@ -47,7 +47,12 @@ interface Server {
 
 /** A request that failed in a way worth retrying elsewhere; `down`: the server did not answer at all. */
 class AttemptError extends Error {
-  constructor(message: string, readonly down = false) { super(message); }
+  constructor(
+    message: string,
+    readonly down = false,
+  ) {
+    super(message);
+  }
 }
 
 export class RemoteRollouts {
@@ -63,26 +68,39 @@ export class RemoteRollouts {
   /** GET /health on every server; fails naming each one that does not answer. */
   async checkHealth(): Promise<void> {
     const bad: string[] = [];
-    await Promise.all(this.servers.map(async (s) => {
-      try {
-        const r = await fetch(`${s.url}/health`, { signal: AbortSignal.timeout(10_000) });
-        if (!r.ok) bad.push(`${s.url} (HTTP ${r.status})`);
-        await r.body?.cancel();
-      } catch (err) {
-        bad.push(`${s.url} (${cause(err)})`);
-      }
-    }));
-    if (bad.length > 0) fail(`rollout.servers: no healthy answer to GET /health from ${bad.join(', ')}; start them (red serve --model DIR --port N) or fix the URLs`);
+    await Promise.all(
+      this.servers.map(async (s) => {
+        try {
+          const r = await fetch(`${s.url}/health`, { signal: AbortSignal.timeout(10_000) });
+          if (!r.ok) bad.push(`${s.url} (HTTP ${r.status})`);
+          await r.body?.cancel();
+        } catch (err) {
+          bad.push(`${s.url} (${cause(err)})`);
+        }
+      }),
+    );
+    if (bad.length > 0)
+      fail(
+        `rollout.servers: no healthy answer to GET /health from ${bad.join(', ')}; start them (red serve --model DIR --port N) or fix the URLs`,
+      );
   }
 
   /** n samples for each prompt; samples[i][j] is sample j of prompt i. */
   async generate(prompts: number[][], req: RemoteRequest): Promise<RemoteSample[][]> {
     // The version the samples must come from is the one current when they were asked for.
     const version = this.expectedVersion;
-    return Promise.all(prompts.map((p, i) => this.withRetries(i, req, (s) => this.request(s, p, { ...req, seed: promptSeed(req.seed, i) }, version))));
+    return Promise.all(
+      prompts.map((p, i) =>
+        this.withRetries(i, req, (s) => this.request(s, p, { ...req, seed: promptSeed(req.seed, i) }, version)),
+      ),
+    );
   }
 
-  private async withRetries(index: number, req: RemoteRequest, send: (s: Server) => Promise<RemoteSample[]>): Promise<RemoteSample[]> {
+  private async withRetries(
+    index: number,
+    req: RemoteRequest,
+    send: (s: Server) => Promise<RemoteSample[]>,
+  ): Promise<RemoteSample[]> {
     const tried = new Set<Server>();
     const errors: string[] = [];
     for (let attempt = 0; attempt < this.o.maxAttempts; attempt++) {
@@ -96,12 +114,17 @@ export class RemoteRollouts {
       } catch (err) {
         if (!(err instanceof AttemptError)) throw err;
         errors.push(`${s.url}: ${err.message}`);
-        if (err.down && !s.down) { s.down = true; this.o.log?.(`rollout: ${s.url} does not answer (${err.message}); using the other servers`); }
+        if (err.down && !s.down) {
+          s.down = true;
+          this.o.log?.(`rollout: ${s.url} does not answer (${err.message}); using the other servers`);
+        }
       } finally {
         s.outstanding -= work;
       }
     }
-    return fail(`rollout: prompt ${index} failed after ${errors.length} attempt(s) (rollout.maxAttempts = ${this.o.maxAttempts}): ${errors.join('; ') || 'no server is up'}`);
+    return fail(
+      `rollout: prompt ${index} failed after ${errors.length} attempt(s) (rollout.maxAttempts = ${this.o.maxAttempts}): ${errors.join('; ') || 'no server is up'}`,
+    );
   }
 
   /** The live server with the least outstanding work, preferring ones not tried for this prompt. */
@@ -113,19 +136,47 @@ export class RemoteRollouts {
     return pool.reduce((a, b) => (b.outstanding < a.outstanding ? b : a));
   }
 
-  private async request(s: Server, prompt: number[], req: RemoteRequest, version: string | null): Promise<RemoteSample[]> {
-    const [route, body] = this.o.api === 'openai'
-      ? ['/v1/completions', {
-          prompt, n: req.n, max_tokens: req.maxTokens, temperature: req.temperature, top_p: req.topP, top_k: req.topK > 0 ? req.topK : -1,
-          seed: req.seed, stop: req.stopStrings, stop_token_ids: req.stopTokenIds, logprobs: 0, return_token_ids: true,
-        }]
-      : ['/generate', {
-          input_ids: prompt, return_logprob: true,
-          sampling_params: {
-            n: req.n, max_new_tokens: req.maxTokens, temperature: req.temperature, top_p: req.topP, top_k: req.topK > 0 ? req.topK : -1,
-            sampling_seed: req.seed, stop: req.stopStrings, stop_token_ids: req.stopTokenIds,
-          },
-        }];
+  private async request(
+    s: Server,
+    prompt: number[],
+    req: RemoteRequest,
+    version: string | null,
+  ): Promise<RemoteSample[]> {
+    const [route, body] =
+      this.o.api === 'openai'
+        ? [
+            '/v1/completions',
+            {
+              prompt,
+              n: req.n,
+              max_tokens: req.maxTokens,
+              temperature: req.temperature,
+              top_p: req.topP,
+              top_k: req.topK > 0 ? req.topK : -1,
+              seed: req.seed,
+              stop: req.stopStrings,
+              stop_token_ids: req.stopTokenIds,
+              logprobs: 0,
+              return_token_ids: true,
+            },
+          ]
+        : [
+            '/generate',
+            {
+              input_ids: prompt,
+              return_logprob: true,
+              sampling_params: {
+                n: req.n,
+                max_new_tokens: req.maxTokens,
+                temperature: req.temperature,
+                top_p: req.topP,
+                top_k: req.topK > 0 ? req.topK : -1,
+                sampling_seed: req.seed,
+                stop: req.stopStrings,
+                stop_token_ids: req.stopTokenIds,
+              },
+            },
+          ];
     const json = await this.post(s, route, body);
     const samples = this.o.api === 'openai' ? readCompletion(json, req.n) : readGenerate(json, req.n);
     if (version !== null && samples.version !== undefined && olderVersion(samples.version, version)) {
@@ -138,7 +189,10 @@ export class RemoteRollouts {
     let r: Response;
     try {
       r = await fetch(`${s.url}${route}`, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(timeoutS * 1000),
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutS * 1000),
       });
     } catch (err) {
       const timedOut = (err as Error).name === 'TimeoutError';
@@ -165,28 +219,36 @@ export class RemoteRollouts {
   async syncWeights(dir: string, version: string): Promise<number> {
     const t0 = performance.now();
     let updated = 0;
-    await Promise.all(this.servers.map(async (s) => {
-      let json: unknown;
-      try {
-        json = await this.post(s, '/update_weights_from_disk', { model_path: dir, weight_version: version, abort_all_requests: false });
-      } catch (err) {
-        if (err instanceof AttemptError && err.down) {
-          if (!s.down) this.o.log?.(`rollout: ${s.url} does not answer; it is left out until it does`);
-          s.down = true;
-          return;
+    await Promise.all(
+      this.servers.map(async (s) => {
+        let json: unknown;
+        try {
+          json = await this.post(s, '/update_weights_from_disk', {
+            model_path: dir,
+            weight_version: version,
+            abort_all_requests: false,
+          });
+        } catch (err) {
+          if (err instanceof AttemptError && err.down) {
+            if (!s.down) this.o.log?.(`rollout: ${s.url} does not answer; it is left out until it does`);
+            s.down = true;
+            return;
+          }
+          fail(`rollout: ${s.url} could not load the weights in ${dir}: ${(err as Error).message}`);
         }
-        fail(`rollout: ${s.url} could not load the weights in ${dir}: ${(err as Error).message}`);
-      }
-      const o = json as { success?: unknown; message?: unknown; weight_version?: unknown };
-      if (o?.success !== true) fail(`rollout: ${s.url} could not load the weights in ${dir}: ${String(o?.message ?? JSON.stringify(json))}`);
-      if (o.weight_version !== undefined && String(o.weight_version) !== version) {
-        fail(`rollout: ${s.url} reports weight_version ${String(o.weight_version)} after loading version ${version}`);
-      }
-      if (s.down) this.o.log?.(`rollout: ${s.url} answers again; back in the pool`);
-      s.down = false;
-      updated++;
-    }));
-    if (updated === 0) fail(`rollout: no server could load the weights in ${dir}; every server in rollout.servers is down`);
+        const o = json as { success?: unknown; message?: unknown; weight_version?: unknown };
+        if (o?.success !== true)
+          fail(`rollout: ${s.url} could not load the weights in ${dir}: ${String(o?.message ?? JSON.stringify(json))}`);
+        if (o.weight_version !== undefined && String(o.weight_version) !== version) {
+          fail(`rollout: ${s.url} reports weight_version ${String(o.weight_version)} after loading version ${version}`);
+        }
+        if (s.down) this.o.log?.(`rollout: ${s.url} answers again; back in the pool`);
+        s.down = false;
+        updated++;
+      }),
+    );
+    if (updated === 0)
+      fail(`rollout: no server could load the weights in ${dir}; every server in rollout.servers is down`);
     this.expectedVersion = version;
     return (performance.now() - t0) / 1000;
   }
@@ -197,7 +259,8 @@ export class RemoteRollouts {
  * still queued when the weights changed runs on the newer ones); non-numbers must match exactly.
  */
 function olderVersion(got: string, want: string): boolean {
-  const g = Number(got), w = Number(want);
+  const g = Number(got),
+    w = Number(want);
   return Number.isFinite(g) && Number.isFinite(w) ? g < w : got !== want;
 }
 
@@ -223,12 +286,14 @@ function finish(reason: unknown, where: string): 'stop' | 'length' {
 }
 
 function ids(v: unknown, where: string): number[] {
-  if (!Array.isArray(v) || v.some((x) => !Number.isInteger(x))) throw new AttemptError(`${where} is not a list of token ids`);
+  if (!Array.isArray(v) || v.some((x) => !Number.isInteger(x)))
+    throw new AttemptError(`${where} is not a list of token ids`);
   return v as number[];
 }
 
 function logprobList(v: unknown, n: number, where: string): number[] {
-  if (!Array.isArray(v) || v.length !== n || v.some((x) => typeof x !== 'number')) throw new AttemptError(`${where} is not a list of ${n} logprobs`);
+  if (!Array.isArray(v) || v.length !== n || v.some((x) => typeof x !== 'number'))
+    throw new AttemptError(`${where} is not a list of ${n} logprobs`);
   return v as number[];
 }
 
@@ -238,8 +303,17 @@ function readCompletion(json: unknown, n: number): Parsed {
   if (!Array.isArray(o?.choices) || o.choices.length !== n) throw new AttemptError(`the answer has no ${n} choices`);
   const samples = (o.choices as Record<string, unknown>[]).map((c, j) => {
     const tok = ids(c?.token_ids, `choices[${j}].token_ids`);
-    const lp = logprobList((c?.logprobs as { token_logprobs?: unknown } | null)?.token_logprobs, tok.length, `choices[${j}].logprobs.token_logprobs`);
-    return { ids: tok, logprobs: lp, text: typeof c.text === 'string' ? c.text : null, finishReason: finish(c.finish_reason, `choices[${j}]`) };
+    const lp = logprobList(
+      (c?.logprobs as { token_logprobs?: unknown } | null)?.token_logprobs,
+      tok.length,
+      `choices[${j}].logprobs.token_logprobs`,
+    );
+    return {
+      ids: tok,
+      logprobs: lp,
+      text: typeof c.text === 'string' ? c.text : null,
+      finishReason: finish(c.finish_reason, `choices[${j}]`),
+    };
   });
   return { samples, version: o.weight_version === undefined ? undefined : String(o.weight_version) };
 }
@@ -255,10 +329,19 @@ function readGenerate(json: unknown, n: number): Parsed {
     const tok = ids(r.output_ids, `result ${j} output_ids`);
     const lpRows = meta.output_token_logprobs;
     if (!Array.isArray(lpRows)) throw new AttemptError(`result ${j} has no meta_info.output_token_logprobs`);
-    const lp = logprobList(lpRows.map((row: unknown) => (Array.isArray(row) ? row[0] : undefined)), tok.length, `result ${j} output_token_logprobs`);
+    const lp = logprobList(
+      lpRows.map((row: unknown) => (Array.isArray(row) ? row[0] : undefined)),
+      tok.length,
+      `result ${j} output_token_logprobs`,
+    );
     if (meta.weight_version !== undefined) version = String(meta.weight_version);
     const reason = (meta.finish_reason as { type?: unknown } | undefined)?.type;
-    return { ids: tok, logprobs: lp, text: typeof r.text === 'string' ? r.text : null, finishReason: finish(reason, `result ${j}`) };
+    return {
+      ids: tok,
+      logprobs: lp,
+      text: typeof r.text === 'string' ? r.text : null,
+      finishReason: finish(reason, `result ${j}`),
+    };
   });
   return { samples, version };
 }

@@ -147,8 +147,12 @@ interface PromptState {
  * n samples for every prompt (token ids). Returns samples[promptIndex][sampleIndex], and calls
  * onSample as each one finishes (in finishing order) so rewards can start early.
  */
-export async function generate(model: GenerationModel, prompts: number[][], params: GenerateParams,
-  onSample?: OnSample): Promise<Sample[][]> {
+export async function generate(
+  model: GenerationModel,
+  prompts: number[][],
+  params: GenerateParams,
+  onSample?: OnSample,
+): Promise<Sample[][]> {
   const V = model.config.vocabSize;
   const counts = typeof params.n === 'object' ? params.n : prompts.map(() => (params.n as number | undefined) ?? 1);
   const temperature = params.temperature ?? 1;
@@ -162,18 +166,25 @@ export async function generate(model: GenerationModel, prompts: number[][], para
   if (counts.length !== prompts.length) fail(`generate: n has ${counts.length} counts for ${prompts.length} prompts`);
   for (const c of counts) if (!Number.isInteger(c) || c < 1) fail(`generate: n must be a positive integer, got ${c}`);
   const promptSeeds = params.promptSeeds;
-  if (promptSeeds && promptSeeds.length !== prompts.length) fail(`generate: promptSeeds has ${promptSeeds.length} seeds for ${prompts.length} prompts`);
-  if (!Number.isInteger(maxTokens) || maxTokens < 1) fail(`generate: maxTokens must be a positive integer, got ${maxTokens}`);
+  if (promptSeeds && promptSeeds.length !== prompts.length)
+    fail(`generate: promptSeeds has ${promptSeeds.length} seeds for ${prompts.length} prompts`);
+  if (!Number.isInteger(maxTokens) || maxTokens < 1)
+    fail(`generate: maxTokens must be a positive integer, got ${maxTokens}`);
   if (!(temperature >= 0)) fail(`generate: temperature must be ≥ 0, got ${temperature}`);
   if (!(policy.topP > 0 && policy.topP <= 1)) fail(`generate: topP must be in (0, 1], got ${policy.topP}`);
-  if (!Number.isInteger(policy.topK) || policy.topK < 0) fail(`generate: topK must be a non-negative integer, got ${policy.topK}`);
-  if (!Number.isInteger(maxBatch) || maxBatch < 1) fail(`generate: maxBatch must be a positive integer, got ${maxBatch}`);
+  if (!Number.isInteger(policy.topK) || policy.topK < 0)
+    fail(`generate: topK must be a non-negative integer, got ${policy.topK}`);
+  if (!Number.isInteger(maxBatch) || maxBatch < 1)
+    fail(`generate: maxBatch must be a positive integer, got ${maxBatch}`);
   if (stopStrings.length > 0 && !tok) fail('generate: stop strings need a tokenizer');
-  for (const id of params.eosIds) if (!Number.isInteger(id) || id < 0 || id >= V) fail(`generate: EOS id ${id} outside the vocabulary (0..${V - 1})`);
+  for (const id of params.eosIds)
+    if (!Number.isInteger(id) || id < 0 || id >= V) fail(`generate: EOS id ${id} outside the vocabulary (0..${V - 1})`);
   let longestPrompt = 0;
   prompts.forEach((p, i) => {
     if (p.length === 0) fail(`generate: prompt ${i} is empty`);
-    for (const id of p) if (!Number.isInteger(id) || id < 0 || id >= V) fail(`generate: prompt ${i} has token id ${id} outside the vocabulary (0..${V - 1})`);
+    for (const id of p)
+      if (!Number.isInteger(id) || id < 0 || id >= V)
+        fail(`generate: prompt ${i} has token id ${id} outside the vocabulary (0..${V - 1})`);
     longestPrompt = Math.max(longestPrompt, p.length);
   });
   const results: Sample[][] = counts.map((c) => new Array<Sample>(c));
@@ -185,7 +196,9 @@ export async function generate(model: GenerationModel, prompts: number[][], para
   const stopWindow = 4 * Math.max(0, ...stopStrings.map((s) => s.length)) + 2;
   // Work items in prompt order: (prompt, sample).
   const work: [number, number][] = [];
-  counts.forEach((c, i) => { for (let j = 0; j < c; j++) work.push([i, j]); });
+  counts.forEach((c, i) => {
+    for (let j = 0; j < c; j++) work.push([i, j]);
+  });
   const total = work.length;
   const slots = Math.min(maxBatch, total);
   const dec = acquireDecoder(model, slots, longestPrompt + maxTokens);
@@ -237,23 +250,39 @@ export async function generate(model: GenerationModel, prompts: number[][], para
         while (freeSlots.length > 0 && nextWork < total) {
           const [prompt, sample] = work[nextWork++];
           const rng = promptSeeds ? sampleRng(promptSeeds[prompt], 0, sample) : sampleRng(seed, prompt, sample);
-          admitted.push({ prompt, sample, slot: freeSlots.pop()!, rng, ids: [], logprobs: [], pos: prompts[prompt].length - 1 });
+          admitted.push({
+            prompt,
+            sample,
+            slot: freeSlots.pop()!,
+            rng,
+            ids: [],
+            logprobs: [],
+            pos: prompts[prompt].length - 1,
+          });
         }
         const t0 = now();
         // The first admitted sample of an uncached prompt is the one its prefill writes into.
-        const toPrefill = admitted.filter((r) => promptState[r.prompt].logits === null && r === admitted.find((x) => x.prompt === r.prompt));
+        const toPrefill = admitted.filter(
+          (r) => promptState[r.prompt].logits === null && r === admitted.find((x) => x.prompt === r.prompt),
+        );
         for (let i = 0; i < toPrefill.length;) {
-          let tokens = 0, j = i;
-          while (j < toPrefill.length && (j === i || tokens + prompts[toPrefill[j].prompt].length <= maxPrefill)) tokens += prompts[toPrefill[j++].prompt].length;
+          let tokens = 0,
+            j = i;
+          while (j < toPrefill.length && (j === i || tokens + prompts[toPrefill[j].prompt].length <= maxPrefill))
+            tokens += prompts[toPrefill[j++].prompt].length;
           const group = toPrefill.slice(i, j);
-          const ids = new Int32Array(tokens), cu = new Int32Array(group.length + 1), slotIds = new Int32Array(group.length);
+          const ids = new Int32Array(tokens),
+            cu = new Int32Array(group.length + 1),
+            slotIds = new Int32Array(group.length);
           group.forEach((r, g) => {
             ids.set(prompts[r.prompt], cu[g]);
             cu[g + 1] = cu[g] + prompts[r.prompt].length;
             slotIds[g] = r.slot;
           });
           const logits = dec.prefill(ids, cu, slotIds, group.length);
-          group.forEach((r, g) => { promptState[r.prompt].logits = logits.slice(g * V, (g + 1) * V); });
+          group.forEach((r, g) => {
+            promptState[r.prompt].logits = logits.slice(g * V, (g + 1) * V);
+          });
           if (stats) stats.prefillTokens += tokens;
           i = j;
         }
@@ -280,7 +309,10 @@ export async function generate(model: GenerationModel, prompts: number[][], para
         }
         for (const r of admitted) {
           const st = promptState[r.prompt];
-          if (st.started === counts[r.prompt]) { st.logits = null; st.prefix = null; }
+          if (st.started === counts[r.prompt]) {
+            st.logits = null;
+            st.prefix = null;
+          }
         }
         continue; // samples that ended at once freed slots: admit again before stepping
       }
@@ -288,7 +320,9 @@ export async function generate(model: GenerationModel, prompts: number[][], para
       // One decode step over every active sample.
       const B = active.length;
       const t0 = now();
-      const ids = new Int32Array(B), slotIds = new Int32Array(B), positions = new Int32Array(B);
+      const ids = new Int32Array(B),
+        slotIds = new Int32Array(B),
+        positions = new Int32Array(B);
       active.forEach((r, b) => {
         r.pos++;
         ids[b] = r.ids[r.ids.length - 1];

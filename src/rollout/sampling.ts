@@ -54,7 +54,8 @@ function mix32(x: number): number {
 }
 
 // Top-p bins: NB bins over RANGE nats of scaled logit below the maximum.
-const NB = 4096, RANGE = 64;
+const NB = 4096,
+  RANGE = 64;
 
 /**
  * Draws tokens from logits rows of length V. Keeps its scratch buffers between calls so that a
@@ -70,7 +71,10 @@ export class TokenChooser {
   private readonly chosen = new Float64Array(2); // backend.chooseToken's (id, logprob)
 
   /** `backend` draws untruncated and greedy tokens (Backend.chooseToken); top-k/top-p run here. */
-  constructor(V: number, private readonly backend: Backend = referenceBackend) {
+  constructor(
+    V: number,
+    private readonly backend: Backend = referenceBackend,
+  ) {
     this.V = V;
     this.p = new Float64Array(V);
     this.idx = new Int32Array(V);
@@ -116,10 +120,14 @@ export class TokenChooser {
     let keptMass = 0;
     for (let i = 0; i < kept; i++) keptMass += p[cand[i]];
     const u = rng.uniform() * keptMass;
-    let acc = 0, id = cand[kept - 1];
+    let acc = 0,
+      id = cand[kept - 1];
     for (let i = 0; i < kept; i++) {
       acc += p[cand[i]];
-      if (acc > u) { id = cand[i]; break; }
+      if (acc > u) {
+        id = cand[i];
+        break;
+      }
     }
     return { id, logprob: Math.log(p[id] / keptMass) };
   }
@@ -132,7 +140,11 @@ export class TokenChooser {
    * cut where the cumulative mass reaches the target: the same set a full sort would keep.
    */
   private nucleus(logits: Float32Array, off: number, max: number, invT: number, target: number): number {
-    const V = this.V, p = this.p, bin = this.bin, mass = this.binMass, idx = this.idx;
+    const V = this.V,
+      p = this.p,
+      bin = this.bin,
+      mass = this.binMass,
+      idx = this.idx;
     mass.fill(0);
     const perUnit = NB / RANGE;
     for (let v = 0; v < V; v++) {
@@ -140,9 +152,13 @@ export class TokenChooser {
       bin[v] = b;
       mass[b] += p[v];
     }
-    let above = 0, last = NB - 1;
+    let above = 0,
+      last = NB - 1;
     for (let b = 0; b < NB; b++) {
-      if (above + mass[b] >= target) { last = b; break; }
+      if (above + mass[b] >= target) {
+        last = b;
+        break;
+      }
       above += mass[b];
     }
     let n = 0;
@@ -164,12 +180,15 @@ export class TokenChooser {
     const less = (a: number, b: number) => p[a] < p[b];
     const siftDown = (i: number) => {
       for (;;) {
-        const l = 2 * i + 1, r = l + 1;
+        const l = 2 * i + 1,
+          r = l + 1;
         let m = i;
         if (l < size && less(heap[l], heap[m])) m = l;
         if (r < size && less(heap[r], heap[m])) m = r;
         if (m === i) return;
-        const t = heap[i]; heap[i] = heap[m]; heap[m] = t;
+        const t = heap[i];
+        heap[i] = heap[m];
+        heap[m] = t;
         i = m;
       }
     };
@@ -180,7 +199,9 @@ export class TokenChooser {
         while (i > 0) {
           const parent = (i - 1) >> 1;
           if (!less(heap[i], heap[parent])) break;
-          const t = heap[i]; heap[i] = heap[parent]; heap[parent] = t;
+          const t = heap[i];
+          heap[i] = heap[parent];
+          heap[parent] = t;
           i = parent;
         }
       } else if (p[v] > p[heap[0]]) {

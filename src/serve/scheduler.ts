@@ -119,9 +119,16 @@ export class Scheduler {
     if (r) this.finish(r, 'abort');
   }
 
-  pause(): void { this.paused = true; }
-  resume(): void { this.paused = false; this.kick(); }
-  get isPaused(): boolean { return this.paused; }
+  pause(): void {
+    this.paused = true;
+  }
+  resume(): void {
+    this.paused = false;
+    this.kick();
+  }
+  get isPaused(): boolean {
+    return this.paused;
+  }
 
   /**
    * Runs `apply` (it replaces the parameters and returns the new version) between decode steps,
@@ -142,7 +149,12 @@ export class Scheduler {
     // From idle, gather a burst of requests (a trainer's prompts, or many clients, sent as separate
     // requests) so that it is prefilled and decoded as one batch rather than joining one by one:
     // wait while requests keep arriving (a quiet window of ADMISSION_WINDOW_MS), up to ADMISSION_MAX_MS.
-    if (this.active.length > 0) { setTimeout(() => { void this.loop(); }, 0); return; }
+    if (this.active.length > 0) {
+      setTimeout(() => {
+        void this.loop();
+      }, 0);
+      return;
+    }
     const started = performance.now();
     let seen = this.waiting.length;
     const gather = () => {
@@ -157,7 +169,10 @@ export class Scheduler {
   private async loop(): Promise<void> {
     try {
       for (;;) {
-        if (this.updates.length > 0 && this.active.length === 0) { this.applyUpdates(); continue; }
+        if (this.updates.length > 0 && this.active.length === 0) {
+          this.applyUpdates();
+          continue;
+        }
         if (this.paused && this.updates.length === 0) break;
         const admitting = this.updates.length === 0 && this.waiting.length > 0 && this.freeSlots.length > 0;
         if (admitting) this.admit();
@@ -168,9 +183,12 @@ export class Scheduler {
       }
     } catch (err) {
       // A fault of the engine must not take the server down: every sequence ends as aborted.
-      process.stderr.write(`red serve: generation failed (${(err as Error).message}); aborting ${this.active.length + this.waiting.length} sequences\n`);
+      process.stderr.write(
+        `red serve: generation failed (${(err as Error).message}); aborting ${this.active.length + this.waiting.length} sequences\n`,
+      );
       for (const r of [...this.active]) this.finish(r, 'abort');
-      for (const req of this.waiting.splice(0)) req.onDone({ ids: [], logprobs: [], top: [], finishReason: 'abort', weightVersion: this.weightVersion });
+      for (const req of this.waiting.splice(0))
+        req.onDone({ ids: [], logprobs: [], top: [], finishReason: 'abort', weightVersion: this.weightVersion });
     } finally {
       this.running = false;
     }
@@ -192,16 +210,29 @@ export class Scheduler {
     const admitted: Running[] = [];
     while (this.freeSlots.length > 0 && this.waiting.length > 0) {
       const req = this.waiting.shift()!;
-      admitted.push({ req, slot: this.freeSlots.pop()!, rng: sampleRng(req.seed, 0, req.sampleIndex), ids: [], logprobs: [], top: [], pos: req.prompt.length - 1 });
+      admitted.push({
+        req,
+        slot: this.freeSlots.pop()!,
+        rng: sampleRng(req.seed, 0, req.sampleIndex),
+        ids: [],
+        logprobs: [],
+        top: [],
+        pos: req.prompt.length - 1,
+      });
     }
     // The first admitted sample of each group is prefilled; its siblings copy its cache rows.
     const home = new Map<object, number>();
     const prefilled: Running[] = [];
     for (const r of admitted) {
-      if (!home.has(r.req.group)) { home.set(r.req.group, prefilled.length); prefilled.push(r); }
+      if (!home.has(r.req.group)) {
+        home.set(r.req.group, prefilled.length);
+        prefilled.push(r);
+      }
     }
     const tokens = prefilled.reduce((a, r) => a + r.req.prompt.length, 0);
-    const ids = new Int32Array(tokens), cu = new Int32Array(prefilled.length + 1), slots = new Int32Array(prefilled.length);
+    const ids = new Int32Array(tokens),
+      cu = new Int32Array(prefilled.length + 1),
+      slots = new Int32Array(prefilled.length);
     prefilled.forEach((r, g) => {
       ids.set(r.req.prompt, cu[g]);
       cu[g + 1] = cu[g] + r.req.prompt.length;
@@ -219,7 +250,9 @@ export class Scheduler {
   /** One decode step over every running sequence. */
   private step(): void {
     const B = this.active.length;
-    const ids = new Int32Array(B), slots = new Int32Array(B), positions = new Int32Array(B);
+    const ids = new Int32Array(B),
+      slots = new Int32Array(B),
+      positions = new Int32Array(B);
     this.active.forEach((r, b) => {
       r.pos++;
       ids[b] = r.ids[r.ids.length - 1];
@@ -242,12 +275,17 @@ export class Scheduler {
     this.generatedTokens++;
     req.onToken?.(t.id, t.logprob);
     let reason: SeqFinish | null = null;
-    if (req.stopIds.has(t.id)) { reason = 'stop'; r.matched = t.id; }
-    else if (req.stopStrings.length > 0 && this.tokenizer) {
+    if (req.stopIds.has(t.id)) {
+      reason = 'stop';
+      r.matched = t.id;
+    } else if (req.stopStrings.length > 0 && this.tokenizer) {
       const window = 4 * Math.max(...req.stopStrings.map((s) => s.length)) + 2;
       const tail = this.tokenizer.decode(r.ids.slice(Math.max(0, r.ids.length - window)));
       const hit = req.stopStrings.find((s) => tail.includes(s));
-      if (hit !== undefined) { reason = 'stop'; r.matched = hit; }
+      if (hit !== undefined) {
+        reason = 'stop';
+        r.matched = hit;
+      }
     }
     if (!reason && (r.ids.length >= req.maxTokens || r.pos + 1 >= this.maxLen)) reason = 'length';
     if (reason) this.finish(r, reason);
@@ -257,10 +295,18 @@ export class Scheduler {
   private finish(r: Running, reason: SeqFinish): void {
     this.active = this.active.filter((x) => x !== r);
     this.freeSlots.push(r.slot);
-    const result: SeqResult = { ids: r.ids, logprobs: r.logprobs, top: r.top, finishReason: reason, matched: r.matched, weightVersion: this.weightVersion };
+    const result: SeqResult = {
+      ids: r.ids,
+      logprobs: r.logprobs,
+      top: r.top,
+      finishReason: reason,
+      matched: r.matched,
+      weightVersion: this.weightVersion,
+    };
     if (this.tokenizer) {
       let text = this.tokenizer.decode(r.ids);
-      if (reason === 'stop' && typeof r.matched === 'string') text = text.slice(0, Math.max(0, text.indexOf(r.matched)));
+      if (reason === 'stop' && typeof r.matched === 'string')
+        text = text.slice(0, Math.max(0, text.indexOf(r.matched)));
       result.text = text;
     }
     r.req.onDone(result);

@@ -2,7 +2,20 @@
 // temporary sibling folder which is renamed into place only once complete, so a crash or a full
 // disk mid-write leaves the previous checkpoint intact and `latest()` never sees a partial one.
 // Also a minimal safetensors writer/reader for flat float32 state (AdamW moments).
-import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import path from 'node:path';
 import { fail, RedError } from '../util/errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.ts';
@@ -78,9 +91,16 @@ export class CheckpointManager {
       if (err instanceof RedError) throw err;
       const e = err as NodeJS.ErrnoException;
       const prev = this.latest();
-      const why = e.code === 'ENOSPC' ? 'the disk is full' : e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EROFS' ? 'the folder is not writable' : 'an I/O error';
-      fail(`cannot write checkpoint ${final}: ${why} (${e.code ?? ''} ${e.message}); ` +
-        (prev ? `the previous checkpoint ${prev.dir} is intact` : 'no earlier checkpoint exists'));
+      const why =
+        e.code === 'ENOSPC'
+          ? 'the disk is full'
+          : e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EROFS'
+            ? 'the folder is not writable'
+            : 'an I/O error';
+      fail(
+        `cannot write checkpoint ${final}: ${why} (${e.code ?? ''} ${e.message}); ` +
+          (prev ? `the previous checkpoint ${prev.dir} is intact` : 'no earlier checkpoint exists'),
+      );
     }
     this.prune();
     return final;
@@ -125,10 +145,17 @@ export function readStateJson(file: string): unknown {
  * optimiser moments are readable by any safetensors loader.
  */
 export function writeF32Tensors(file: string, tensors: Record<string, Float32Array>): void {
-  writeSafetensors(file, Object.entries(tensors).map(([name, data]) => ({ name, shape: [data.length], data })));
+  writeSafetensors(
+    file,
+    Object.entries(tensors).map(([name, data]) => ({ name, shape: [data.length], data })),
+  );
 }
 
-interface TensorHeader { dtype: string; shape: number[]; data_offsets: [number, number] }
+interface TensorHeader {
+  dtype: string;
+  shape: number[];
+  data_offsets: [number, number];
+}
 
 /** Bytes per read call. */
 const IO_CHUNK = 1 << 28;
@@ -163,7 +190,8 @@ export function readF32Tensors(file: string): Record<string, Float32Array> {
       if (name === '__metadata__') continue;
       if (h.dtype !== 'F32') fail(`${file}: tensor ${name} has dtype ${h.dtype}; expected F32`);
       const [a, b] = h.data_offsets;
-      if (8 + n + b > size || (b - a) % 4 !== 0) fail(`${file}: tensor ${name} runs past the end of the file (truncated?)`);
+      if (8 + n + b > size || (b - a) % 4 !== 0)
+        fail(`${file}: tensor ${name} runs past the end of the file (truncated?)`);
       const t = new Float32Array((b - a) / 4);
       for (let pos = 0; pos < t.byteLength; pos += IO_CHUNK) {
         readExactly(fd, Buffer.from(t.buffer, pos, Math.min(IO_CHUNK, t.byteLength - pos)), 8 + n + a + pos, file);
@@ -186,7 +214,15 @@ function readExactly(fd: number, into: Buffer, position: number, file: string): 
 }
 
 /** Copies the tokenizer files of a model folder (those that exist) into `dir`. */
-export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.json', 'merges.txt', 'generation_config.json', 'added_tokens.json'];
+export const TOKENIZER_FILES = [
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'vocab.json',
+  'merges.txt',
+  'generation_config.json',
+  'added_tokens.json',
+];
 export function copyTokenizerFiles(fromDir: string, dir: string): void {
   for (const name of TOKENIZER_FILES) {
     const src = path.join(fromDir, name);

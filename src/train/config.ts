@@ -6,96 +6,216 @@ import path from 'node:path';
 import { parseHubId } from '../hub/id.ts';
 import { z } from 'zod';
 import YAML from 'yaml';
-import { AlgorithmOptionsSchema, mergeOverrides, PRESET_NAMES, PRESETS, type AlgorithmOptions, type PresetName } from '../rl/options.ts';
+import {
+  AlgorithmOptionsSchema,
+  mergeOverrides,
+  PRESET_NAMES,
+  PRESETS,
+  type AlgorithmOptions,
+  type PresetName,
+} from '../rl/options.ts';
 import { fail } from '../util/errors.ts';
 import { ADAMW_DEFAULTS } from './optimizer.ts';
 
 const positiveInt = () => z.number().int().min(1);
 
 export const modelSchema = z.strictObject({
-  path: z.string().min(1).describe('Hugging Face model folder to start from (config.json, model.safetensors, tokenizer.json).'),
-  backend: z.enum(['auto', 'native', 'reference']).default('auto')
+  path: z
+    .string()
+    .min(1)
+    .describe('Hugging Face model folder to start from (config.json, model.safetensors, tokenizer.json).'),
+  backend: z
+    .enum(['auto', 'native', 'reference'])
+    .default('auto')
     .describe('Compute backend: the native addon when built (auto), or the TypeScript reference.'),
-  precision: z.enum(['fp32', 'bf16']).default('fp32')
-    .describe('bf16: mixed precision, the GEMMs on a bf16 copy of the fp32 master weights (fp32 accumulation); gradients, AdamW moments, norms, softmax and the loss head stay fp32.'),
-  activationCheckpointing: z.boolean().default(false)
-    .describe('Keep only each layer\'s input in forward and recompute the layer in backward: activations of about T·hidden floats per layer instead of ~T·(6·hidden + 2·intermediate), for one more forward per step.'),
-  referencePath: z.string().min(1).optional()
-    .describe('Frozen reference model for the KL term (loaded only when the KL coefficient is above 0); default: model.path.'),
+  precision: z
+    .enum(['fp32', 'bf16'])
+    .default('fp32')
+    .describe(
+      'bf16: mixed precision, the GEMMs on a bf16 copy of the fp32 master weights (fp32 accumulation); gradients, AdamW moments, norms, softmax and the loss head stay fp32.',
+    ),
+  activationCheckpointing: z
+    .boolean()
+    .default(false)
+    .describe(
+      "Keep only each layer's input in forward and recompute the layer in backward: activations of about T·hidden floats per layer instead of ~T·(6·hidden + 2·intermediate), for one more forward per step.",
+    ),
+  referencePath: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'Frozen reference model for the KL term (loaded only when the KL coefficient is above 0); default: model.path.',
+    ),
 });
 
 export const dataSchema = z.strictObject({
   train: z.string().min(1).describe('Training set: a .jsonl or .parquet file.'),
-  fields: z.string().min(1).default('paper')
-    .describe("Field mapping: 'paper' (problem/answer/distill), 'luffy' (LUFFY's OpenR1: prompt, reward_model.ground_truth, target), or 'problem=PATH,answer=PATH,trace=PATH'."),
-  onBadRow: z.enum(['error', 'skip']).default('error')
-    .describe("A malformed row: 'error' stops naming the file and row; 'skip' drops it and counts it in data/skipped_rows."),
-  maxPromptTokens: positiveInt().default(1024).describe('Longer prompts are passed over when drawn (each time counted in data/skipped_prompts).'),
-  maxRowBytes: positiveInt().default(1_000_000)
-    .describe('Rows longer than this many bytes are skipped unread when the data loads, as are rows that are not UTF-8 (counted in data/skipped_rows, with one warning).'),
-  epochs: z.number().positive().default(5).describe('Passes over the training set in RL stages (sets the planned number of steps; SFT stages use sft.epochs).'),
+  fields: z
+    .string()
+    .min(1)
+    .default('paper')
+    .describe(
+      "Field mapping: 'paper' (problem/answer/distill), 'luffy' (LUFFY's OpenR1: prompt, reward_model.ground_truth, target), or 'problem=PATH,answer=PATH,trace=PATH'.",
+    ),
+  onBadRow: z
+    .enum(['error', 'skip'])
+    .default('error')
+    .describe(
+      "A malformed row: 'error' stops naming the file and row; 'skip' drops it and counts it in data/skipped_rows.",
+    ),
+  maxPromptTokens: positiveInt()
+    .default(1024)
+    .describe('Longer prompts are passed over when drawn (each time counted in data/skipped_prompts).'),
+  maxRowBytes: positiveInt()
+    .default(1_000_000)
+    .describe(
+      'Rows longer than this many bytes are skipped unread when the data loads, as are rows that are not UTF-8 (counted in data/skipped_rows, with one warning).',
+    ),
+  epochs: z
+    .number()
+    .positive()
+    .default(5)
+    .describe(
+      'Passes over the training set in RL stages (sets the planned number of steps; SFT stages use sft.epochs).',
+    ),
 });
 
-export const rolloutSchema = z.strictObject({
-  groupSize: z.number().int().min(2, 'must be ≥ 2').default(7).describe('G: online rollouts per prompt (the offline trace is an extra member).'),
-  promptsPerStep: positiveInt().default(64).describe('Groups per optimiser step (prompts drawn per rollout batch).'),
-  temperature: z.number().min(0).default(1.0).describe('Sampling temperature.'),
-  topP: z.number().gt(0).max(1).default(1.0).describe('Nucleus sampling threshold (1 = off).'),
-  topK: z.number().int().min(0).default(0).describe('Top-k sampling (0 = off).'),
-  maxTokens: positiveInt().default(8192).describe('Response limit in tokens; offline traces are truncated to it too.'),
-  stopStrings: z.array(z.string()).default([]).describe('Extra stop strings (the tokenizer EOS tokens always stop).'),
-  engine: z.enum(['local', 'remote']).default('local')
-    .describe("Where rollouts are generated: 'local' (this process) or 'remote' (rollout.servers: red serve, SGLang or vLLM)."),
-  servers: z.array(z.string().url()).default([]).describe('Remote: base URLs of the inference servers, e.g. [http://127.0.0.1:8000].'),
-  api: z.enum(['openai', 'sglang']).default('openai')
-    .describe("Remote: 'openai' = POST /v1/completions (token ids in, token_ids + logprobs out); 'sglang' = SGLang's native POST /generate."),
-  syncDir: z.string().min(1).optional()
-    .describe('Remote: a folder every server can read; the policy is written there after each optimiser step and loaded by POST /update_weights_from_disk (default: OUT/rollout-weights).'),
-  syncDtype: z.enum(['bf16', 'fp32']).default('bf16')
-    .describe('Remote: the dtype of the synced weights. bf16 halves the bytes written and loaded each step; the servers then sample from bf16-rounded weights (see rollout/logprob_diff and algorithm.rolloutCorrection). fp32 gives the servers the trainer\'s exact weights.'),
-  maxAttempts: positiveInt().default(3).describe('Remote: tries per prompt, on different servers, before the step fails.'),
-  requestTimeoutS: z.number().positive().default(600).describe('Remote: seconds one generation request may take.'),
-  async: z.boolean().default(false)
-    .describe('Remote: generate step k+1\'s rollouts while step k trains (one step off-policy; see rollout/version_lag, and use algorithm.rolloutCorrection).'),
-}).superRefine((r, ctx) => {
-  if (r.async && r.engine !== 'remote') ctx.addIssue({ code: 'custom', path: ['async'], message: 'needs rollout.engine remote (local rollouts share the trainer\'s CPU)' });
-  if (r.engine === 'remote' && r.servers.length === 0) ctx.addIssue({ code: 'custom', path: ['servers'], message: 'must list at least one server URL when rollout.engine is remote' });
-});
+export const rolloutSchema = z
+  .strictObject({
+    groupSize: z
+      .number()
+      .int()
+      .min(2, 'must be ≥ 2')
+      .default(7)
+      .describe('G: online rollouts per prompt (the offline trace is an extra member).'),
+    promptsPerStep: positiveInt().default(64).describe('Groups per optimiser step (prompts drawn per rollout batch).'),
+    temperature: z.number().min(0).default(1.0).describe('Sampling temperature.'),
+    topP: z.number().gt(0).max(1).default(1.0).describe('Nucleus sampling threshold (1 = off).'),
+    topK: z.number().int().min(0).default(0).describe('Top-k sampling (0 = off).'),
+    maxTokens: positiveInt()
+      .default(8192)
+      .describe('Response limit in tokens; offline traces are truncated to it too.'),
+    stopStrings: z.array(z.string()).default([]).describe('Extra stop strings (the tokenizer EOS tokens always stop).'),
+    engine: z
+      .enum(['local', 'remote'])
+      .default('local')
+      .describe(
+        "Where rollouts are generated: 'local' (this process) or 'remote' (rollout.servers: red serve, SGLang or vLLM).",
+      ),
+    servers: z
+      .array(z.string().url())
+      .default([])
+      .describe('Remote: base URLs of the inference servers, e.g. [http://127.0.0.1:8000].'),
+    api: z
+      .enum(['openai', 'sglang'])
+      .default('openai')
+      .describe(
+        "Remote: 'openai' = POST /v1/completions (token ids in, token_ids + logprobs out); 'sglang' = SGLang's native POST /generate.",
+      ),
+    syncDir: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'Remote: a folder every server can read; the policy is written there after each optimiser step and loaded by POST /update_weights_from_disk (default: OUT/rollout-weights).',
+      ),
+    syncDtype: z
+      .enum(['bf16', 'fp32'])
+      .default('bf16')
+      .describe(
+        "Remote: the dtype of the synced weights. bf16 halves the bytes written and loaded each step; the servers then sample from bf16-rounded weights (see rollout/logprob_diff and algorithm.rolloutCorrection). fp32 gives the servers the trainer's exact weights.",
+      ),
+    maxAttempts: positiveInt()
+      .default(3)
+      .describe('Remote: tries per prompt, on different servers, before the step fails.'),
+    requestTimeoutS: z.number().positive().default(600).describe('Remote: seconds one generation request may take.'),
+    async: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Remote: generate step k+1's rollouts while step k trains (one step off-policy; see rollout/version_lag, and use algorithm.rolloutCorrection).",
+      ),
+  })
+  .superRefine((r, ctx) => {
+    if (r.async && r.engine !== 'remote')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['async'],
+        message: "needs rollout.engine remote (local rollouts share the trainer's CPU)",
+      });
+    if (r.engine === 'remote' && r.servers.length === 0)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['servers'],
+        message: 'must list at least one server URL when rollout.engine is remote',
+      });
+  });
 
 export const optimSchema = z.strictObject({
-  lr: z.number().positive().default(2e-6).describe('Peak learning rate of RL stages (algorithm.lrScale multiplies it, e.g. luffy 0.5 = RED-SPEC 1e-6 vs 2e-6).'),
+  lr: z
+    .number()
+    .positive()
+    .default(2e-6)
+    .describe(
+      'Peak learning rate of RL stages (algorithm.lrScale multiplies it, e.g. luffy 0.5 = RED-SPEC 1e-6 vs 2e-6).',
+    ),
   beta1: z.number().min(0).lt(1).default(ADAMW_DEFAULTS.beta1).describe('AdamW β1.'),
   beta2: z.number().min(0).lt(1).default(ADAMW_DEFAULTS.beta2).describe('AdamW β2.'),
   eps: z.number().positive().default(ADAMW_DEFAULTS.eps).describe('AdamW ε.'),
   weightDecay: z.number().min(0).default(ADAMW_DEFAULTS.weightDecay).describe('AdamW decoupled weight decay.'),
   maxGradNorm: z.number().min(0).default(1.0).describe('Clip the global gradient norm to this (0 = no clipping).'),
-  updatesPerBatch: positiveInt().default(1).describe('Optimiser steps on each rollout batch (>1: the PPO clip matters).'),
-  microBatchTokens: z.number().int().min(0).default(0)
-    .describe('Token budget of one forward/backward; the step accumulates gradients over micro-batches (0 = whole batch at once).'),
+  updatesPerBatch: positiveInt()
+    .default(1)
+    .describe('Optimiser steps on each rollout batch (>1: the PPO clip matters).'),
+  microBatchTokens: z
+    .number()
+    .int()
+    .min(0)
+    .default(0)
+    .describe(
+      'Token budget of one forward/backward; the step accumulates gradients over micro-batches (0 = whole batch at once).',
+    ),
 });
 
 export const scheduleSchema = z.strictObject({
   warmupSteps: z.number().int().min(0).default(1).describe('Linear warm-up steps.'),
   minLrRatio: z.number().min(0).max(1).default(0.1).describe('Cosine decays to this fraction of the peak lr.'),
-  totalSteps: positiveInt().optional().describe('Planned optimiser steps of each stage; default: epochs × training set / (promptsPerStep, or sft.batchSize for SFT stages).'),
+  totalSteps: positiveInt()
+    .optional()
+    .describe(
+      'Planned optimiser steps of each stage; default: epochs × training set / (promptsPerStep, or sft.batchSize for SFT stages).',
+    ),
 });
 
 export const sftSchema = z.strictObject({
-  lr: z.number().positive().default(5e-5).describe('Peak learning rate of SFT stages (objective nll: the sft method, the first stage of sft-grpo).'),
+  lr: z
+    .number()
+    .positive()
+    .default(5e-5)
+    .describe('Peak learning rate of SFT stages (objective nll: the sft method, the first stage of sft-grpo).'),
   epochs: z.number().positive().default(3).describe('Passes over the traces in an SFT stage.'),
   batchSize: positiveInt().default(64).describe('Traces per SFT optimiser step.'),
 });
 
 export const checkpointSchema = z.strictObject({
-  every: positiveInt().default(50).describe('Write a checkpoint every this many steps (and at the end, on --max-steps and on Ctrl-C).'),
+  every: positiveInt()
+    .default(50)
+    .describe('Write a checkpoint every this many steps (and at the end, on --max-steps and on Ctrl-C).'),
   keep: positiveInt().default(3).describe('Keep the newest K checkpoints.'),
 });
 
 export const logSchema = z.strictObject({
-  progress: z.enum(['auto', 'bar', 'plain', 'none']).default('auto')
+  progress: z
+    .enum(['auto', 'bar', 'plain', 'none'])
+    .default('auto')
     .describe('auto: a progress bar on a terminal, one plain line per step otherwise.'),
-  tensorboard: z.boolean().default(true)
-    .describe('Also write every metric as a TensorBoard scalar to DIR/tb/events.out.tfevents.* (tensorboard --logdir, wandb sync --sync-tensorboard).'),
+  tensorboard: z
+    .boolean()
+    .default(true)
+    .describe(
+      'Also write every metric as a TensorBoard scalar to DIR/tb/events.out.tfevents.* (tensorboard --logdir, wandb sync --sync-tensorboard).',
+    ),
 });
 
 /**
@@ -103,12 +223,19 @@ export const logSchema = z.strictObject({
  * is applied by resolveTrainConfig after the preset named by `method` is expanded).
  */
 export const trainSchema = z.strictObject({
-  method: z.string().default('red').describe('A preset of the algorithm options (sft, grpo, sft-grpo, mixpolicy, luffy, srft, relift, bread, red-I, red-II, red).'),
+  method: z
+    .string()
+    .default('red')
+    .describe(
+      'A preset of the algorithm options (sft, grpo, sft-grpo, mixpolicy, luffy, srft, relift, bread, red-I, red-II, red).',
+    ),
   seed: z.number().int().min(0).default(42).describe('Seeds sampling, data order and initialisation; resume is exact.'),
   model: modelSchema,
   data: dataSchema,
   rollout: rolloutSchema.prefault({}),
-  algorithm: z.record(z.string(), z.unknown()).default({})
+  algorithm: z
+    .record(z.string(), z.unknown())
+    .default({})
     .describe('Overrides of the algorithm options of the method preset (src/rl/options.ts).'),
   optim: optimSchema.prefault({}),
   schedule: scheduleSchema.prefault({}),
@@ -133,7 +260,9 @@ export function formatIssue(issue: z.core.$ZodIssue, prefix: readonly PropertyKe
     case 'unrecognized_keys':
       return issue.keys.map((k) => `${where === '(config)' ? k : `${where}.${k}`}: unknown option`).join('\n');
     case 'invalid_type':
-      return issue.input === undefined ? `${where} is required (${issue.expected})` : `${where} must be ${article(issue.expected)}, got ${JSON.stringify(issue.input)}`;
+      return issue.input === undefined
+        ? `${where} is required (${issue.expected})`
+        : `${where} must be ${article(issue.expected)}, got ${JSON.stringify(issue.input)}`;
     case 'invalid_value':
       return `${where} must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${JSON.stringify(issue.input)}`;
     default:
@@ -151,7 +280,11 @@ export function failWithIssues(source: string, lines: string[]): never {
 }
 
 /** Options that hold a file or folder path (a relative one is relative to the config file that sets it). */
-export const PATH_KEYS = [['model', 'path'], ['model', 'referencePath'], ['data', 'train']] as const;
+export const PATH_KEYS = [
+  ['model', 'path'],
+  ['model', 'referencePath'],
+  ['data', 'train'],
+] as const;
 
 /**
  * Makes every path option of `raw` absolute, relative paths taken from `dir`. A Hub id
@@ -185,7 +318,8 @@ export function readYamlConfig(file: string, seen: string[] = []): Record<string
   if (typeof parent !== 'string') fail(`${file}: extends must be a file name, got ${JSON.stringify(parent)}`);
   const base = path.resolve(path.dirname(file), parent);
   if (seen.includes(base)) fail(`${file}: extends ${parent} forms a cycle`);
-  if (!existsSync(base)) fail(`${file}: extends ${parent}, but ${base} does not exist (the path is relative to ${file})`);
+  if (!existsSync(base))
+    fail(`${file}: extends ${parent}, but ${base} does not exist (the path is relative to ${file})`);
   return mergeOverrides(readYamlConfig(base, [...seen, path.resolve(file)]), raw) as Record<string, unknown>;
 }
 
@@ -224,7 +358,8 @@ export function applySets(config: Record<string, unknown>, sets: readonly string
     for (let i = 0; i < keys.length - 1; i++) {
       const next = node[keys[i]];
       if (next === undefined || next === null) node[keys[i]] = {};
-      else if (typeof next !== 'object' || Array.isArray(next)) fail(`--set ${s}: ${keys.slice(0, i + 1).join('.')} is not an option group`);
+      else if (typeof next !== 'object' || Array.isArray(next))
+        fail(`--set ${s}: ${keys.slice(0, i + 1).join('.')} is not an option group`);
       node = node[keys[i]] as Record<string, unknown>;
     }
     node[keys[keys.length - 1]] = value;
@@ -234,7 +369,11 @@ export function applySets(config: Record<string, unknown>, sets: readonly string
 /** Validate the part of the config the trainer owns; every problem listed by path. */
 export function parseTrainBase(raw: unknown, source: string): TrainConfigBase {
   const r = trainSchema.safeParse(raw, { reportInput: true });
-  if (!r.success) failWithIssues(source, r.error.issues.map((i) => formatIssue(i)));
+  if (!r.success)
+    failWithIssues(
+      source,
+      r.error.issues.map((i) => formatIssue(i)),
+    );
   return r.data;
 }
 
@@ -251,9 +390,14 @@ export function resolveTrainConfig(raw: Record<string, unknown>, source: string)
   if (!(PRESET_NAMES as readonly string[]).includes(method)) {
     problems.push(`method must be one of ${PRESET_NAMES.join(', ')}, got ${JSON.stringify(method)}`);
   } else if (isRecord(raw.algorithm) && 'lr' in raw.algorithm) {
-    problems.push('algorithm.lr: the learning rate has one name per stage kind: set optim.lr (RL stages) or sft.lr (SFT stages); algorithm.lrScale scales either');
+    problems.push(
+      'algorithm.lr: the learning rate has one name per stage kind: set optim.lr (RL stages) or sft.lr (SFT stages); algorithm.lrScale scales either',
+    );
   } else {
-    const a = AlgorithmOptionsSchema.safeParse(mergeOverrides(PRESETS[method as PresetName].sets, raw.algorithm ?? {}), { reportInput: true });
+    const a = AlgorithmOptionsSchema.safeParse(
+      mergeOverrides(PRESETS[method as PresetName].sets, raw.algorithm ?? {}),
+      { reportInput: true },
+    );
     if (a.success) algorithm = a.data;
     else problems.push(...a.error.issues.map((i) => formatIssue(i, ['algorithm'])));
   }

@@ -91,7 +91,12 @@ export function mixSeed(...parts: number[]): number {
 
 /** Seconds spent per part of a step (timing_s/*). */
 export class StepTimer {
-  readonly s: Record<'rollout' | 'reward' | 'logprob' | 'update', number> = { rollout: 0, reward: 0, logprob: 0, update: 0 };
+  readonly s: Record<'rollout' | 'reward' | 'logprob' | 'update', number> = {
+    rollout: 0,
+    reward: 0,
+    logprob: 0,
+    update: 0,
+  };
   async time<T>(key: keyof StepTimer['s'], f: () => Promise<T> | T): Promise<T> {
     const t0 = performance.now();
     try {

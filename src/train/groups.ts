@@ -5,7 +5,14 @@
 // limit); one whose answer does not verify leaves the offline pool and is never imitated.
 import type { EpochIterator, TrainingExample } from '../data/dataset.ts';
 import {
-  filterGroups, isHardGroup, needsAnotherDraw, prefixSearchAsync, prefixTokens, shapeRewards, type AlgorithmOptions, type HardQuestionBuffer,
+  filterGroups,
+  isHardGroup,
+  needsAnotherDraw,
+  prefixSearchAsync,
+  prefixTokens,
+  shapeRewards,
+  type AlgorithmOptions,
+  type HardQuestionBuffer,
 } from '../rl/index.ts';
 import { fail } from '../util/errors.ts';
 import type { TrainConfig } from './config.ts';
@@ -58,9 +65,14 @@ export class GroupCollector {
     if (!this.usesTraces()) return 0;
     const limit = this.config.rollout.maxTokens;
     const withTrace = this.env.examples.filter((e) => e.trace !== undefined);
-    const accs = await this.env.verify(withTrace.map((e) => ({ gold: e.answer, text: this.env.decode(this.env.traceIds(e).slice(0, limit)) })));
+    const accs = await this.env.verify(
+      withTrace.map((e) => ({ gold: e.answer, text: this.env.decode(this.env.traceIds(e).slice(0, limit)) })),
+    );
     this.offlinePool = new Set(withTrace.filter((_, i) => accs[i] === 1).map((e) => e.id));
-    if (this.offlinePool.size === 0) fail(`${this.config.data.train}: no teacher trace verifies against its answer within rollout.maxTokens = ${limit}, and this method needs them`);
+    if (this.offlinePool.size === 0)
+      fail(
+        `${this.config.data.train}: no teacher trace verifies against its answer within rollout.maxTokens = ${limit}, and this method needs them`,
+      );
     return this.env.examples.length - this.offlinePool.size;
   }
 
@@ -82,7 +94,9 @@ export class GroupCollector {
       if (this.env.promptIds(e).length > limit) this.counters.skippedPrompts++;
       else if (!needsTrace || this.hasVerifiedTrace(e)) return e;
     }
-    return fail(`${this.config.data.train}: no prompt fits data.maxPromptTokens = ${limit}${needsTrace ? ' with a verified teacher trace' : ''}`);
+    return fail(
+      `${this.config.data.train}: no prompt fits data.maxPromptTokens = ${limit}${needsTrace ? ' with a verified teacher trace' : ''}`,
+    );
   }
 
   /**
@@ -102,7 +116,15 @@ export class GroupCollector {
 
   private rolloutRequest(n: number, seed: number): RolloutRequest {
     const r = this.config.rollout;
-    return { n, seed, temperature: r.temperature, topP: r.topP, topK: r.topK, maxTokens: r.maxTokens, stopStrings: r.stopStrings };
+    return {
+      n,
+      seed,
+      temperature: r.temperature,
+      topP: r.topP,
+      topK: r.topK,
+      maxTokens: r.maxTokens,
+      stopStrings: r.stopStrings,
+    };
   }
 
   /**
@@ -128,7 +150,9 @@ export class GroupCollector {
       let accs: number[][] = examples.map(() => []);
       if (o.onlineRollouts) {
         const prompts = examples.map((e) => this.env.promptIds(e));
-        samples = await timer.time('rollout', () => this.env.generate(prompts, this.rolloutRequest(G, mixSeed(cfg.seed, step, draws))));
+        samples = await timer.time('rollout', () =>
+          this.env.generate(prompts, this.rolloutRequest(G, mixSeed(cfg.seed, step, draws))),
+        );
         generated += prompts.length * G;
         accs = await timer.time('reward', () => this.verifyGroups(examples, samples));
       }
@@ -137,13 +161,22 @@ export class GroupCollector {
         const e = examples[i];
         const promptIds = this.env.promptIds(e);
         let members: Member[] = samples[i].map((s, j) => ({
-          group: 0, promptIds, responseIds: s.ids, isOffline: false, accuracy: accs[i][j], reward: accs[i][j], clipped: s.finishReason === 'length',
+          group: 0,
+          promptIds,
+          responseIds: s.ids,
+          isOffline: false,
+          accuracy: accs[i][j],
+          reward: accs[i][j],
+          clipped: s.finishReason === 'length',
           rolloutLogprobs: s.logprobs,
         }));
         // The step's rollout statistics describe the policy on its own: BREAD's branched
         // continuations (helped by a teacher prefix) are not counted.
         for (const mem of members) {
-          online.n++; online.acc += mem.accuracy; online.len += mem.responseIds.length; online.clipped += mem.clipped ? 1 : 0;
+          online.n++;
+          online.acc += mem.accuracy;
+          online.len += mem.responseIds.length;
+          online.clipped += mem.clipped ? 1 : 0;
         }
         const verifiedTrace = this.usesTraces() && this.hasVerifiedTrace(e);
         if (o.onlineRollouts && isHardGroup(accs[i]) && verifiedTrace) {
@@ -151,7 +184,10 @@ export class GroupCollector {
           if (o.prefixSearch.enabled) {
             const branched = await this.branchFromPrefix(e, step, draws, i, timer);
             generated += branched.generated;
-            if (branched.members) { members = branched.members; bread++; }
+            if (branched.members) {
+              members = branched.members;
+              bread++;
+            }
           }
         }
         if ((o.offlineMember || !o.onlineRollouts) && verifiedTrace) members.push(this.offlineMember(e, 0));
@@ -159,16 +195,37 @@ export class GroupCollector {
       }
       // Rewards R_i = acc_i + shaping; then filtering on the accuracies of all members.
       const flat = groups.flatMap((g, gi) => g.members.map((mem) => ({ mem, gi })));
-      const rewards = shapeRewards({
-        accuracies: flat.map((f) => f.mem.accuracy), lengths: flat.map((f) => f.mem.responseIds.length), isOffline: flat.map((f) => f.mem.isOffline),
-      }, o.overlong, cfg.rollout.maxTokens);
-      flat.forEach((f, i) => { f.mem.reward = rewards[i]; });
+      const rewards = shapeRewards(
+        {
+          accuracies: flat.map((f) => f.mem.accuracy),
+          lengths: flat.map((f) => f.mem.responseIds.length),
+          isOffline: flat.map((f) => f.mem.isOffline),
+        },
+        o.overlong,
+        cfg.rollout.maxTokens,
+      );
+      flat.forEach((f, i) => {
+        f.mem.reward = rewards[i];
+      });
       // reward/mean: the rollouts' shaped rewards (R = acc + shaping), by the same formula.
       const own = samples.flat();
-      const ownRewards = shapeRewards({ accuracies: accs.flat(), lengths: own.map((x) => x.ids.length), isOffline: own.map(() => false) }, o.overlong, cfg.rollout.maxTokens);
-      for (const r of ownRewards) { online.reward += r; online.rewardSq += r * r; }
-      const { keep } = filterGroups(flat.map((f) => f.mem.accuracy), flat.map((f) => f.gi), o.groupFilter.enabled);
-      for (let g = 0; g < groups.length; g++) if (keep[g]) kept.push(groups[g]); else droppedGroups++;
+      const ownRewards = shapeRewards(
+        { accuracies: accs.flat(), lengths: own.map((x) => x.ids.length), isOffline: own.map(() => false) },
+        o.overlong,
+        cfg.rollout.maxTokens,
+      );
+      for (const r of ownRewards) {
+        online.reward += r;
+        online.rewardSq += r * r;
+      }
+      const { keep } = filterGroups(
+        flat.map((f) => f.mem.accuracy),
+        flat.map((f) => f.gi),
+        o.groupFilter.enabled,
+      );
+      for (let g = 0; g < groups.length; g++)
+        if (keep[g]) kept.push(groups[g]);
+        else droppedGroups++;
       drawnGroups += groups.length;
       draws++;
     } while (needsAnotherDraw(kept.length, wanted, draws, o.groupFilter.maxFillAttempts));
@@ -203,7 +260,12 @@ export class GroupCollector {
    * band; returns G continuations from it, the prefix folded into the prompt so that no loss
    * falls on it (null when the trace is empty), and how many sequences the search sampled.
    */
-  private async branchFromPrefix(e: TrainingExample, step: number, draw: number, index: number, timer: StepTimer,
+  private async branchFromPrefix(
+    e: TrainingExample,
+    step: number,
+    draw: number,
+    index: number,
+    timer: StepTimer,
   ): Promise<{ members: Member[] | null; generated: number }> {
     const o = this.stage.options;
     const cfg = this.config;
@@ -220,9 +282,25 @@ export class GroupCollector {
       const req = { ...this.rolloutRequest(G, mixSeed(cfg.seed, step, draw, 1 + index, k)), maxTokens: room };
       const [samples] = await timer.time('rollout', () => this.env.generate([p], req));
       // The answer may sit in the teacher's prefix: the whole response is prefix + continuation.
-      const accs = await timer.time('reward', () => this.env.verify(samples.map((s) => ({ gold: e.answer, text: this.env.decode([...trace.slice(0, n), ...s.ids]) }))));
+      const accs = await timer.time('reward', () =>
+        this.env.verify(
+          samples.map((s) => ({ gold: e.answer, text: this.env.decode([...trace.slice(0, n), ...s.ids]) })),
+        ),
+      );
       sampled += samples.length;
-      tried.set(k, samples.map((s, j) => ({ group: 0, promptIds: p, responseIds: s.ids, rolloutLogprobs: s.logprobs, isOffline: false, accuracy: accs[j], reward: accs[j], clipped: s.finishReason === 'length' })));
+      tried.set(
+        k,
+        samples.map((s, j) => ({
+          group: 0,
+          promptIds: p,
+          responseIds: s.ids,
+          rolloutLogprobs: s.logprobs,
+          isOffline: false,
+          accuracy: accs[j],
+          reward: accs[j],
+          clipped: s.finishReason === 'length',
+        })),
+      );
       return accs.reduce((a, b) => a + b, 0) / accs.length;
     }, o.prefixSearch);
     return { members: tried.get(choice.segments) ?? null, generated: sampled };

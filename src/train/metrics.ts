@@ -18,21 +18,27 @@ export class MetricsWriter {
    * a resumed run's file reads like an uninterrupted one's. Without it the file starts empty.
    * With `tensorboard`, every line is also a TensorBoard scalar event in DIR/tb/.
    */
-  constructor(readonly file: string, resumeStep?: number, tensorboard = false) {
+  constructor(
+    readonly file: string,
+    resumeStep?: number,
+    tensorboard = false,
+  ) {
     this.tensorboard = tensorboard ? new TensorBoardWriter(path.join(path.dirname(file), 'tb'), resumeStep) : null;
     if (resumeStep === undefined || !existsSync(file)) {
       writeFileAtomic(file, '');
       return;
     }
-    const kept = readFileSync(file, 'utf8').split('\n').filter((line) => {
-      if (line.trim() === '') return false;
-      try {
-        const step = (JSON.parse(line) as { step?: unknown }).step;
-        return typeof step === 'number' && step <= resumeStep;
-      } catch {
-        return false; // a line torn by a kill mid-write
-      }
-    });
+    const kept = readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((line) => {
+        if (line.trim() === '') return false;
+        try {
+          const step = (JSON.parse(line) as { step?: unknown }).step;
+          return typeof step === 'number' && step <= resumeStep;
+        } catch {
+          return false; // a line torn by a kill mid-write
+        }
+      });
     writeFileAtomic(file, kept.map((l) => l + '\n').join(''));
   }
 
@@ -40,7 +46,11 @@ export class MetricsWriter {
   write(metrics: Metrics): void {
     const clean: Metrics = {};
     for (const [k, v] of Object.entries(metrics)) if (Number.isFinite(v)) clean[k] = v;
-    writeOrFail(this.file, () => appendFileSync(this.file, JSON.stringify(clean) + '\n'), 'the newest checkpoint is intact; --resume continues from it');
+    writeOrFail(
+      this.file,
+      () => appendFileSync(this.file, JSON.stringify(clean) + '\n'),
+      'the newest checkpoint is intact; --resume continues from it',
+    );
     if (typeof clean.step === 'number') this.tensorboard?.write(clean.step, clean);
   }
 }
@@ -56,7 +66,8 @@ export interface Progress {
   stop(): void;
 }
 
-const fmt = (v: number | undefined, digits: number): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits));
+const fmt = (v: number | undefined, digits: number): string =>
+  v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits);
 
 function formatEta(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return '-';
@@ -67,7 +78,11 @@ function formatEta(seconds: number): string {
 }
 
 /** The progress display for `mode`; `auto` picks the bar only when `stream` is a terminal. */
-export function createProgress(mode: ProgressMode, stream: NodeJS.WriteStream = process.stderr, label = 'train'): Progress {
+export function createProgress(
+  mode: ProgressMode,
+  stream: NodeJS.WriteStream = process.stderr,
+  label = 'train',
+): Progress {
   const useBar = mode === 'bar' || (mode === 'auto' && stream.isTTY === true);
   if (mode === 'none') return { start() {}, update() {}, log() {}, stop() {} };
   if (useBar) return barProgress(stream, label);
@@ -87,8 +102,10 @@ function plainProgress(stream: NodeJS.WritableStream, label: string): Progress {
     update(step, m) {
       const done = step - first + 1;
       const eta = ((performance.now() - t0) / 1000 / done) * (total - step);
-      stream.write(`${label} step ${step}/${total} | reward ${fmt(m['reward/mean'], 3)} | acc ${fmt(m['acc/mean'], 3)} | ` +
-        `w ${fmt(m['red/w'], 2)} | loss ${fmt(m['loss/total'], 4)} | ${fmt(m['throughput/tokens_per_s'], 0)} tok/s | eta ${formatEta(eta)}\n`);
+      stream.write(
+        `${label} step ${step}/${total} | reward ${fmt(m['reward/mean'], 3)} | acc ${fmt(m['acc/mean'], 3)} | ` +
+          `w ${fmt(m['red/w'], 2)} | loss ${fmt(m['loss/total'], 4)} | ${fmt(m['throughput/tokens_per_s'], 0)} tok/s | eta ${formatEta(eta)}\n`,
+      );
     },
     log(message) {
       stream.write(message + '\n');
@@ -112,7 +129,12 @@ function barProgress(stream: NodeJS.WriteStream, label: string): Progress {
       running = true;
     },
     update(step, m) {
-      bar.update(step, { reward: fmt(m['reward/mean'], 3), acc: fmt(m['acc/mean'], 3), w: fmt(m['red/w'], 2), tps: fmt(m['throughput/tokens_per_s'], 0) });
+      bar.update(step, {
+        reward: fmt(m['reward/mean'], 3),
+        acc: fmt(m['acc/mean'], 3),
+        w: fmt(m['red/w'], 2),
+        tps: fmt(m['throughput/tokens_per_s'], 0),
+      });
     },
     log(message) {
       if (running) stream.write('\r\x1b[K');

@@ -16,7 +16,12 @@ export interface AdamWOptions {
 }
 
 /** The one set of AdamW defaults, RED-SPEC's (β = (0.9, 0.95), weight decay 0): the config's `optim` defaults are these. */
-export const ADAMW_DEFAULTS: Readonly<Required<Omit<AdamWOptions, 'noDecay'>>> = Object.freeze({ beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0 });
+export const ADAMW_DEFAULTS: Readonly<Required<Omit<AdamWOptions, 'noDecay'>>> = Object.freeze({
+  beta1: 0.9,
+  beta2: 0.95,
+  eps: 1e-8,
+  weightDecay: 0,
+});
 
 export interface AdamWState {
   step: number;
@@ -35,9 +40,15 @@ export class AdamW {
   step = 0;
   /** Contiguous [offset, size, decayed] runs of the layout, merged where the decay flag agrees. */
   private runs: { offset: number; size: number; decay: boolean }[];
-  constructor(private backend: Backend, private params: Float32Array, private grads: Float32Array,
-    layout: ParamLayout, readonly opts: AdamWOptions) {
-    if (params.length !== layout.total || grads.length !== layout.total) throw new Error('AdamW: buffers do not match the layout');
+  constructor(
+    private backend: Backend,
+    private params: Float32Array,
+    private grads: Float32Array,
+    layout: ParamLayout,
+    readonly opts: AdamWOptions,
+  ) {
+    if (params.length !== layout.total || grads.length !== layout.total)
+      throw new Error('AdamW: buffers do not match the layout');
     this.m = new Float32Array(layout.total);
     this.v = new Float32Array(layout.total);
     this.runs = [];
@@ -56,9 +67,19 @@ export class AdamW {
     const { beta1, beta2, eps, weightDecay } = this.opts;
     for (const r of this.runs) {
       const end = r.offset + r.size;
-      this.backend.adamw(this.params.subarray(r.offset, end), this.grads.subarray(r.offset, end),
-        this.m.subarray(r.offset, end), this.v.subarray(r.offset, end), r.size,
-        rate, beta1, beta2, eps, r.decay ? weightDecay : 0, this.step);
+      this.backend.adamw(
+        this.params.subarray(r.offset, end),
+        this.grads.subarray(r.offset, end),
+        this.m.subarray(r.offset, end),
+        this.v.subarray(r.offset, end),
+        r.size,
+        rate,
+        beta1,
+        beta2,
+        eps,
+        r.decay ? weightDecay : 0,
+        this.step,
+      );
     }
   }
 
@@ -71,7 +92,8 @@ export class AdamW {
     if (state.m.length !== this.m.length || state.v.length !== this.v.length) {
       fail(`optimizer state has ${state.m.length} moments, the model has ${this.m.length} parameters`);
     }
-    if (!Number.isInteger(state.step) || state.step < 0) fail(`optimizer state: step must be a non-negative integer, got ${state.step}`);
+    if (!Number.isInteger(state.step) || state.step < 0)
+      fail(`optimizer state: step must be a non-negative integer, got ${state.step}`);
     this.m.set(state.m);
     this.v.set(state.v);
     this.step = state.step;

@@ -89,7 +89,12 @@ function packRange(members: readonly Member[], start: number, end: number, offse
 }
 
 /** dst[offsets[first] + i] = src[tokenIndex[i]]: per-packed-token outputs → the step's token arrays. */
-export function gatherTokens(dst: Float32Array | Float64Array, src: ArrayLike<number>, mb: MicroBatch, offsets: Int32Array): void {
+export function gatherTokens(
+  dst: Float32Array | Float64Array,
+  src: ArrayLike<number>,
+  mb: MicroBatch,
+  offsets: Int32Array,
+): void {
   const base = offsets[mb.firstMember];
   for (let i = 0; i < mb.tokenIndex.length; i++) dst[base + i] = src[mb.tokenIndex[i]];
 }

@@ -102,7 +102,14 @@ export const PRETRAIN_DEFAULTS: Omit<PretrainOptions, 'out' | 'onStep' | 'backen
 };
 
 /** --quick: the small model and a short run, for smoke tests (seconds even on the reference backend). */
-export const PRETRAIN_QUICK: Partial<PretrainOptions> = { steps: 20, batchSize: 8, model: QUICK_MODEL, poolSize: 400, evalPerLevel: 4, evalSamples: 2 };
+export const PRETRAIN_QUICK: Partial<PretrainOptions> = {
+  steps: 20,
+  batchSize: 8,
+  model: QUICK_MODEL,
+  poolSize: 400,
+  evalPerLevel: 4,
+  evalSamples: 2,
+};
 
 export interface PretrainStep {
   step: number;
@@ -183,12 +190,29 @@ export interface PretrainDocument {
  * solutions, then `round(poolSize · traceShare)` train-split problems from a second seeded stream
  * with teacher traces (never a held-out problem; easy ones recur, as facts do in pretraining text).
  */
-export function pretrainDocuments(o: Pick<PretrainOptions, 'seed' | 'poolSize' | 'traceShare' | 'levelWeights' | 'traceLevelWeights'>): PretrainDocument[] {
+export function pretrainDocuments(
+  o: Pick<PretrainOptions, 'seed' | 'poolSize' | 'traceShare' | 'levelWeights' | 'traceLevelWeights'>,
+): PretrainDocument[] {
   const traces = Math.round(o.poolSize * o.traceShare);
-  const short = generateProblems({ seed: o.seed, count: o.poolSize - traces, split: 'train', levelWeights: o.levelWeights, repeats: true });
+  const short = generateProblems({
+    seed: o.seed,
+    count: o.poolSize - traces,
+    split: 'train',
+    levelWeights: o.levelWeights,
+    repeats: true,
+  });
   const traceSeed = (o.seed ^ 0x7ace) >>> 0;
   const wording = new Rng((traceSeed ^ 0x5eed) >>> 0);
-  const long = traces > 0 ? generateProblems({ seed: traceSeed, count: traces, split: 'train', levelWeights: o.traceLevelWeights, repeats: true }) : [];
+  const long =
+    traces > 0
+      ? generateProblems({
+          seed: traceSeed,
+          count: traces,
+          split: 'train',
+          levelWeights: o.traceLevelWeights,
+          repeats: true,
+        })
+      : [];
   return [
     ...short.map((p) => ({ problem: p, response: shortSolution(p), trace: false })),
     ...long.map((p) => ({ problem: p, response: teacherTrace(p, wording), trace: true })),
@@ -209,12 +233,14 @@ export function validatePretrainOptions(o: PretrainOptions): void {
   posInt('batchSize', o.batchSize);
   posInt('poolSize', o.poolSize);
   posInt('evalSamples', o.evalSamples);
-  if (!Number.isInteger(o.evalPerLevel) || o.evalPerLevel < 0) problems.push(`evalPerLevel must be a non-negative integer, got ${o.evalPerLevel}`);
+  if (!Number.isInteger(o.evalPerLevel) || o.evalPerLevel < 0)
+    problems.push(`evalPerLevel must be a non-negative integer, got ${o.evalPerLevel}`);
   if (!Number.isInteger(o.seed) || o.seed < 0) problems.push(`seed must be a non-negative integer, got ${o.seed}`);
   if (!(o.traceShare >= 0 && o.traceShare < 1)) problems.push(`traceShare must be in [0, 1), got ${o.traceShare}`);
   if (!(o.lr > 0)) problems.push(`lr must be > 0, got ${o.lr}`);
   for (const k of ['hidden', 'layers', 'heads', 'kvHeads', 'intermediate'] as const) posInt(`model.${k}`, o.model[k]);
-  if (o.model.hidden % o.model.heads !== 0) problems.push(`model.hidden (${o.model.hidden}) must be a multiple of model.heads (${o.model.heads})`);
+  if (o.model.hidden % o.model.heads !== 0)
+    problems.push(`model.hidden (${o.model.hidden}) must be a multiple of model.heads (${o.model.heads})`);
   if (o.model.heads % o.model.kvHeads !== 0) problems.push(`model.heads must be a multiple of model.kvHeads`);
   if (problems.length > 0) fail(`pretrain options: ${problems.join('; ')}`);
 }
@@ -257,12 +283,17 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
   const config = parseConfig(tinyConfigJson(o.model, tok.vocabSize), 'tiny model config');
   const model = Qwen2Model.init(config, o.seed, { backend });
   const optim = new AdamW(backend, model.params, model.grads, model.layout, {
-    ...ADAMW_DEFAULTS, weightDecay: o.weightDecay, noDecay: noDecayNormsAndBiases,
+    ...ADAMW_DEFAULTS,
+    weightDecay: o.weightDecay,
+    noDecay: noDecayNormsAndBiases,
   });
 
   // The mixed pool, cycled in seeded (shuffled) epochs, so batches mix traces at about traceShare.
   const prompts = new PromptEncoder(tok);
-  const data = new EpochIterator(pretrainDocuments(o).map((d) => toSequence(tok, prompts, d.problem, d.response)), o.seed);
+  const data = new EpochIterator(
+    pretrainDocuments(o).map((d) => toSequence(tok, prompts, d.problem, d.response)),
+    o.seed,
+  );
 
   const warmup = Math.min(o.warmupSteps, Math.ceil(o.steps / 10));
   const losses: number[] = [];
@@ -270,7 +301,10 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
   for (let step = 1; step <= o.steps; step++) {
     const t0 = performance.now();
     const seqs = data.take(o.batchSize);
-    const batch = packSequences(seqs.map((s) => s.ids), seqs.map((s) => s.responseStart));
+    const batch = packSequences(
+      seqs.map((s) => s.ids),
+      seqs.map((s) => s.responseStart),
+    );
     const T = batch.ids.length;
     let scored = 0;
     for (let t = 0; t < T; t++) if (batch.targets[t] >= 0) scored++;
@@ -309,7 +343,11 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
       losses,
       levels,
     });
-    model.generationConfig = { bos_token_id: BUILTIN_IDS.endoftext, eos_token_id: [BUILTIN_IDS.imEnd, BUILTIN_IDS.endoftext], pad_token_id: BUILTIN_IDS.endoftext };
+    model.generationConfig = {
+      bos_token_id: BUILTIN_IDS.endoftext,
+      eos_token_id: [BUILTIN_IDS.imEnd, BUILTIN_IDS.endoftext],
+      pad_token_id: BUILTIN_IDS.endoftext,
+    };
     model.sourceDir = staging;
     model.save(o.out);
   } finally {
@@ -335,7 +373,12 @@ export async function evaluateLevels(
   for (const level of LEVELS) {
     const weights: [number, number, number, number, number] = [0, 0, 0, 0, 0];
     weights[level - 1] = 1;
-    const problems = generateProblems({ seed: o.seed + 1000 * level, count: o.evalPerLevel, split: 'test', levelWeights: weights });
+    const problems = generateProblems({
+      seed: o.seed + 1000 * level,
+      count: o.evalPerLevel,
+      split: 'test',
+      levelWeights: weights,
+    });
     const promptEncoder = new PromptEncoder(tok);
     const prompts = problems.map((p) => promptEncoder.encode(p.text));
     // 256 = the demo's response limit: a trace-style answer must have room to reach its box.
@@ -348,7 +391,12 @@ export async function evaluateLevels(
       for (const s of sampled[i]) if (lastBoxed(s.text ?? '') === p.answer) right++;
       if (lastBoxed(greedy[i][0].text ?? '') === p.answer) greedyRight++;
     });
-    out.push({ level, problems: problems.length, sampledAcc: right / (problems.length * o.evalSamples), greedyAcc: greedyRight / problems.length });
+    out.push({
+      level,
+      problems: problems.length,
+      sampledAcc: right / (problems.length * o.evalSamples),
+      greedyAcc: greedyRight / problems.length,
+    });
   }
   return out;
 }

@@ -7,18 +7,35 @@ import { RemoteRollouts } from '../rollout/remote.ts';
 import type { TrainConfig } from './config.ts';
 import type { RolloutSample, TrainerEnv } from './env.ts';
 
-export async function remoteRollouts(config: TrainConfig, policy: { save(dir: string, dtype: 'bf16' | 'fp32'): void }, tokenizer: TokenDecoder, stopIds: number[],
-  syncDir: string, log: (line: string) => void): Promise<Pick<TrainerEnv, 'generate' | 'syncWeights'>> {
+export async function remoteRollouts(
+  config: TrainConfig,
+  policy: { save(dir: string, dtype: 'bf16' | 'fp32'): void },
+  tokenizer: TokenDecoder,
+  stopIds: number[],
+  syncDir: string,
+  log: (line: string) => void,
+): Promise<Pick<TrainerEnv, 'generate' | 'syncWeights'>> {
   const r = config.rollout;
-  const client = new RemoteRollouts({ servers: r.servers, api: r.api, maxAttempts: r.maxAttempts, timeoutS: r.requestTimeoutS, log });
+  const client = new RemoteRollouts({
+    servers: r.servers,
+    api: r.api,
+    maxAttempts: r.maxAttempts,
+    timeoutS: r.requestTimeoutS,
+    log,
+  });
   await client.checkHealth();
   const dir = path.resolve(syncDir, 'policy');
   return {
     generate: async (prompts, req) => {
       const samples = await client.generate(prompts, { ...req, stopTokenIds: stopIds });
-      return samples.map((row) => row.map((s): RolloutSample => ({
-        ids: s.ids, text: s.text ?? tokenizer.decode(s.ids), finishReason: s.finishReason, logprobs: s.logprobs,
-      })));
+      return samples.map((row) =>
+        row.map((s): RolloutSample => ({
+          ids: s.ids,
+          text: s.text ?? tokenizer.decode(s.ids),
+          finishReason: s.finishReason,
+          logprobs: s.logprobs,
+        })),
+      );
     },
     syncWeights: async (version) => {
       const t0 = performance.now();

@@ -17,7 +17,14 @@ import { generate } from '../rollout/sampler.ts';
 import { fail } from '../util/errors.ts';
 import { writeFileAtomic } from '../util/fs.ts';
 import { lockFolder } from '../util/lock.ts';
-import { applySets, configToYaml, readYamlConfig, resolvePathKeys, resolveTrainConfig, type TrainConfig } from './config.ts';
+import {
+  applySets,
+  configToYaml,
+  readYamlConfig,
+  resolvePathKeys,
+  resolveTrainConfig,
+  type TrainConfig,
+} from './config.ts';
 import { createProgress, type Progress } from './metrics.ts';
 import { AdamW, clipGradNorm } from './optimizer.ts';
 import { prepareRunFolder } from './runfolder.ts';
@@ -49,7 +56,9 @@ export function loadCommandConfig(cmd: TrainCommand): TrainConfig {
   applySets(raw, cmd.sets);
   // --set paths are relative to the working directory; config.yaml records them absolute.
   resolvePathKeys(raw, process.cwd());
-  const sources = [file, cmd.method !== undefined ? '--method' : '', cmd.sets.length > 0 ? '--set' : ''].filter((s) => s !== '');
+  const sources = [file, cmd.method !== undefined ? '--method' : '', cmd.sets.length > 0 ? '--set' : ''].filter(
+    (s) => s !== '',
+  );
   const config = resolveTrainConfig(raw, sources.join(' + '));
   checkInputs(config, sources.join(' + '));
   return config;
@@ -58,11 +67,16 @@ export function loadCommandConfig(cmd: TrainCommand): TrainConfig {
 /** The files the config names exist or are Hub ids (all missing ones listed at once, before anything loads). */
 function checkInputs(config: TrainConfig, source: string): void {
   const problems: string[] = [];
-  const folders: [string, string | undefined][] = [['model.path', config.model.path], ['model.referencePath', config.model.referencePath]];
+  const folders: [string, string | undefined][] = [
+    ['model.path', config.model.path],
+    ['model.referencePath', config.model.referencePath],
+  ];
   for (const [key, dir] of folders) {
-    if (dir !== undefined && !existsSync(path.join(dir, 'config.json')) && (existsSync(dir) || !hubRefOf(dir, 'model'))) problems.push(`${key}: ${dir} is not a model folder (no config.json)`);
+    if (dir !== undefined && !existsSync(path.join(dir, 'config.json')) && (existsSync(dir) || !hubRefOf(dir, 'model')))
+      problems.push(`${key}: ${dir} is not a model folder (no config.json)`);
   }
-  if (!existsSync(config.data.train) && !hubRefOf(config.data.train, 'dataset')) problems.push(`data.train: ${config.data.train} not found`);
+  if (!existsSync(config.data.train) && !hubRefOf(config.data.train, 'dataset'))
+    problems.push(`data.train: ${config.data.train} not found`);
   const firstSteps = builtinFirstSteps(config, source);
   if (firstSteps) fail(firstSteps);
   if (problems.length > 0) fail(`invalid configuration (${source}):\n  ${problems.join('\n  ')}`);
@@ -76,9 +90,11 @@ function builtinFirstSteps(config: TrainConfig, source: string): string | null {
   if (!source.split(' + ')[0].split(path.sep).join('/').includes('examples/builtin/')) return null;
   const cli = path.relative(process.cwd(), process.argv[1] ?? '').startsWith('bin') ? 'node bin/red.js' : 'red';
   const steps: string[] = [];
-  const shown = (p: string) => (path.relative(process.cwd(), p).startsWith('..') ? p : path.relative(process.cwd(), p) || '.');
+  const shown = (p: string) =>
+    path.relative(process.cwd(), p).startsWith('..') ? p : path.relative(process.cwd(), p) || '.';
   if (!existsSync(config.data.train)) steps.push(`${cli} data builtin --out ${shown(path.dirname(config.data.train))}`);
-  if (!existsSync(path.join(config.model.path, 'config.json'))) steps.push(`${cli} pretrain --out ${shown(config.model.path)}`);
+  if (!existsSync(path.join(config.model.path, 'config.json')))
+    steps.push(`${cli} pretrain --out ${shown(config.model.path)}`);
   if (steps.length === 0) return null;
   return `${source}: the built-in task's inputs do not exist yet; make them first: ${steps.join(' && ')}`;
 }
@@ -86,7 +102,8 @@ function builtinFirstSteps(config: TrainConfig, source: string): string | null {
 /** The config with Hub ids (model.path, model.referencePath, data.train) replaced by cached local paths. */
 async function resolveHubInputs(config: TrainConfig): Promise<TrainConfig> {
   const model = { ...config.model, path: await resolveModelPath(config.model.path, 'model.path') };
-  if (config.model.referencePath !== undefined) model.referencePath = await resolveModelPath(config.model.referencePath, 'model.referencePath');
+  if (config.model.referencePath !== undefined)
+    model.referencePath = await resolveModelPath(config.model.referencePath, 'model.referencePath');
   return { ...config, model, data: { ...config.data, train: await resolveDataFile(config.data.train, 'data.train') } };
 }
 
@@ -100,11 +117,16 @@ export async function runTrain(cmd: TrainCommand, progress?: Progress): Promise<
   const syncLock = syncDir !== undefined ? lockFolder(syncDir, 'train (weight sync)') : null;
   try {
     const changes = prepareRunFolder({ out: cmd.out, resume: cmd.resume, force: cmd.force ?? false }, config);
-    if (changes.length > 0) process.stderr.write(`red train: resuming with settings changed since ${cmd.out} was started: ${changes.join('; ')}\n`);
+    if (changes.length > 0)
+      process.stderr.write(
+        `red train: resuming with settings changed since ${cmd.out} was started: ${changes.join('; ')}\n`,
+      );
     try {
       writeFileAtomic(path.join(cmd.out, 'config.yaml'), configToYaml(config));
     } catch (err) {
-      fail(`cannot write to the output folder ${cmd.out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      fail(
+        `cannot write to the output folder ${cmd.out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
     }
     return await trainInFolder(cmd, config, stages, progress);
   } finally {
@@ -113,10 +135,26 @@ export async function runTrain(cmd: TrainCommand, progress?: Progress): Promise<
   }
 }
 
-async function trainInFolder(cmd: TrainCommand, config: TrainConfig, stages: ReturnType<typeof resolveStages>, progress?: Progress): Promise<number> {
-  const env = await buildEnv(await resolveHubInputs(config), stages.some((s) => s.klCoef > 0), cmd.out);
+async function trainInFolder(
+  cmd: TrainCommand,
+  config: TrainConfig,
+  stages: ReturnType<typeof resolveStages>,
+  progress?: Progress,
+): Promise<number> {
+  const env = await buildEnv(
+    await resolveHubInputs(config),
+    stages.some((s) => s.klCoef > 0),
+    cmd.out,
+  );
   const p = progress ?? createProgress(config.log.progress);
-  const trainer = new Trainer(env, { config, stages, outDir: cmd.out, maxSteps: cmd.maxSteps, resume: cmd.resume, progress: p });
+  const trainer = new Trainer(env, {
+    config,
+    stages,
+    outDir: cmd.out,
+    maxSteps: cmd.maxSteps,
+    resume: cmd.resume,
+    progress: p,
+  });
   let interrupts = 0;
   const onSigint = () => {
     interrupts++;
@@ -146,19 +184,33 @@ async function trainInFolder(cmd: TrainCommand, config: TrainConfig, stages: Ret
 
 /** The real components behind the Trainer. */
 export async function buildEnv(config: TrainConfig, needsReference: boolean, outDir = '.'): Promise<TrainerEnv> {
-  const data = await loadDataset(config.data.train, { fields: config.data.fields, onBadRow: config.data.onBadRow, maxRowBytes: config.data.maxRowBytes });
-  if (data.skipped > 0) process.stderr.write(`warning: ${config.data.train}: skipped ${data.skipped} row(s) (${describeSkipped(data.skippedBy)}); counted in data/skipped_rows\n`);
+  const data = await loadDataset(config.data.train, {
+    fields: config.data.fields,
+    onBadRow: config.data.onBadRow,
+    maxRowBytes: config.data.maxRowBytes,
+  });
+  if (data.skipped > 0)
+    process.stderr.write(
+      `warning: ${config.data.train}: skipped ${data.skipped} row(s) (${describeSkipped(data.skippedBy)}); counted in data/skipped_rows\n`,
+    );
   const backend = getBackend(config.model.backend);
   const model = await Qwen2Model.load(config.model.path, { backend });
   const tokenizer = loadTokenizer(config.model.path, model.config.vocabSize);
-  if (!tokenizer.hasChatTemplate) fail(`model.path: ${config.model.path}: tokenizer_config.json has no chat_template, which red train needs to build prompts; use a chat (instruct) model, or add its chat_template`);
-  const refModel = needsReference ? await Qwen2Model.load(config.model.referencePath ?? config.model.path, { backend }) : null;
-  if (refModel && refModel.params.length !== model.params.length) fail(`model.referencePath: ${config.model.referencePath} is not the same architecture as model.path`);
+  if (!tokenizer.hasChatTemplate)
+    fail(
+      `model.path: ${config.model.path}: tokenizer_config.json has no chat_template, which red train needs to build prompts; use a chat (instruct) model, or add its chat_template`,
+    );
+  const refModel = needsReference
+    ? await Qwen2Model.load(config.model.referencePath ?? config.model.path, { backend })
+    : null;
+  if (refModel && refModel.params.length !== model.params.length)
+    fail(`model.referencePath: ${config.model.referencePath} is not the same architecture as model.path`);
   for (const m of [model, refModel]) m?.setComputePrecision(config.model.precision);
   model.setActivationCheckpointing(config.model.activationCheckpointing);
   const stopIds = stopTokenIds(tokenizer);
   const eosId = END_OF_TURN.map((t) => tokenizer.tokenToId(t)).find((id) => id !== undefined) ?? tokenizer.eosIds[0];
-  if (eosId === undefined) fail(`${config.model.path}: the tokenizer has no end-of-turn or EOS token to end the teacher traces with`);
+  if (eosId === undefined)
+    fail(`${config.model.path}: the tokenizer has no end-of-turn or EOS token to end the teacher traces with`);
   const o = config.optim;
 
   // Prompt ids are cached (short, reused every epoch); traces only for small sets (a 46k × 8k-token
@@ -185,19 +237,45 @@ export async function buildEnv(config: TrainConfig, needsReference: boolean, out
   return {
     model,
     refModel,
-    createOptimizer: () => new AdamW(backend, model.params, model.grads, model.layout,
-      { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay }),
+    createOptimizer: () =>
+      new AdamW(backend, model.params, model.grads, model.layout, {
+        beta1: o.beta1,
+        beta2: o.beta2,
+        eps: o.eps,
+        weightDecay: o.weightDecay,
+      }),
     clipGradNorm: (maxNorm) => clipGradNorm(backend, model.grads, maxNorm),
     generate: async (prompts, req) => {
       const samples = await generate(model, prompts, {
-        n: req.n, temperature: req.temperature, topP: req.topP, topK: req.topK, maxTokens: req.maxTokens,
-        promptSeeds: prompts.map((_, i) => promptSeed(req.seed, i)), eosIds: stopIds, stopStrings: req.stopStrings, tokenizer,
+        n: req.n,
+        temperature: req.temperature,
+        topP: req.topP,
+        topK: req.topK,
+        maxTokens: req.maxTokens,
+        promptSeeds: prompts.map((_, i) => promptSeed(req.seed, i)),
+        eosIds: stopIds,
+        stopStrings: req.stopStrings,
+        tokenizer,
       });
-      return samples.map((row) => row.map((s): RolloutSample => ({ ids: s.ids, text: s.text ?? tokenizer.decode(s.ids), finishReason: s.finishReason, logprobs: s.logprobs })));
+      return samples.map((row) =>
+        row.map((s): RolloutSample => ({
+          ids: s.ids,
+          text: s.text ?? tokenizer.decode(s.ids),
+          finishReason: s.finishReason,
+          logprobs: s.logprobs,
+        })),
+      );
     },
     // rollout.engine remote: generation and weight sync on the servers instead.
     ...(config.rollout.engine === 'remote'
-      ? await remoteRollouts(config, model, tokenizer, stopIds, config.rollout.syncDir ?? path.join(outDir, 'rollout-weights'), (l) => process.stderr.write(`${l}\n`))
+      ? await remoteRollouts(
+          config,
+          model,
+          tokenizer,
+          stopIds,
+          config.rollout.syncDir ?? path.join(outDir, 'rollout-weights'),
+          (l) => process.stderr.write(`${l}\n`),
+        )
       : {}),
     verify: (items) => Promise.all(items.map(async (x) => ((await verify(x.gold, x.text)).equal ? 1 : 0))),
     promptIds,

@@ -41,7 +41,9 @@ export function configChanges(before: unknown, after: unknown): string[] {
   const b = flatten(after);
   const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
   const show = (v: unknown) => (v === undefined ? '(unset)' : JSON.stringify(v));
-  return keys.filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k])).map((k) => `${k} ${show(a[k])} → ${show(b[k])}`);
+  return keys
+    .filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]))
+    .map((k) => `${k} ${show(a[k])} → ${show(b[k])}`);
 }
 
 export interface RunFolderRequest {
@@ -60,7 +62,9 @@ export function prepareRunFolder(req: RunFolderRequest, config: unknown): string
     const entries = runFolderEntries(out);
     if (entries.length === 0) return [];
     if (!req.force) {
-      fail(`${out} already holds a run (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''}); add --resume to continue it, --force to delete it and start over, or choose another --out`);
+      fail(
+        `${out} already holds a run (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''}); add --resume to continue it, --force to delete it and start over, or choose another --out`,
+      );
     }
     emptyFolder(out);
     return [];
@@ -71,14 +75,18 @@ export function prepareRunFolder(req: RunFolderRequest, config: unknown): string
   try {
     before = YAML.parse(readFileSync(file, 'utf8'));
   } catch (err) {
-    return fail(`${file}: unreadable (${(err as Error).message}); give --config, or --force to continue without comparing`);
+    return fail(
+      `${file}: unreadable (${(err as Error).message}); give --config, or --force to continue without comparing`,
+    );
   }
   const changes = configChanges(before, config);
   const identity = changes.filter((c) => IDENTITY_KEYS.some((k) => c.startsWith(`${k} `)));
   // Without a checkpoint there is nothing of the old run to continue from, hence nothing to protect.
   if (identity.length > 0 && !req.force && existsSync(path.join(out, 'checkpoints'))) {
-    fail(`--resume: ${identity.join('; ')} since ${out} was started, so its checkpoint belongs to another run; ` +
-      `resume with the same ${identity.map((c) => c.split(' ')[0]).join(' and ')}, add --force to continue from that checkpoint anyway, or choose another --out`);
+    fail(
+      `--resume: ${identity.join('; ')} since ${out} was started, so its checkpoint belongs to another run; ` +
+        `resume with the same ${identity.map((c) => c.split(' ')[0]).join(' and ')}, add --force to continue from that checkpoint anyway, or choose another --out`,
+    );
   }
   return changes;
 }

@@ -90,7 +90,8 @@ export class TensorBoardWriter {
     while (existsSync(this.file));
     const parts = [record(event(now, 0, bytesField(3, Buffer.from('brain.Event:2'))))];
     // SessionLog { status = 1 (START = 1) }
-    if (resumeStep !== undefined) parts.push(record(event(now, resumeStep + 1, bytesField(7, Buffer.from([(1 << 3) | 0, 1])))));
+    if (resumeStep !== undefined)
+      parts.push(record(event(now, resumeStep + 1, bytesField(7, Buffer.from([(1 << 3) | 0, 1])))));
     writeFileSync(this.file, Buffer.concat(parts));
   }
 

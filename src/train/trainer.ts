@@ -7,9 +7,24 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import path from 'node:path';
 import type { TrainingExample } from '../data/dataset.ts';
 import { EpochIterator, type EpochCursor } from '../data/dataset.ts';
-import { HardQuestionBuffer, initialEntropyState, nllLoss, objectives, parseEntropyState, type AlgorithmOptions, type EntropyRegulatorState } from '../rl/index.ts';
+import {
+  HardQuestionBuffer,
+  initialEntropyState,
+  nllLoss,
+  objectives,
+  parseEntropyState,
+  type AlgorithmOptions,
+  type EntropyRegulatorState,
+} from '../rl/index.ts';
 import { fail } from '../util/errors.ts';
-import { CheckpointManager, readF32Tensors, readStateJson, TRAINER_STATE_FILE, writeF32Tensors, writeStateJson } from './checkpoint.ts';
+import {
+  CheckpointManager,
+  readF32Tensors,
+  readStateJson,
+  TRAINER_STATE_FILE,
+  writeF32Tensors,
+  writeStateJson,
+} from './checkpoint.ts';
 import type { TrainConfig } from './config.ts';
 import { mixSeed, StepTimer, type OptimizerState, type TrainerEnv, type TrainerOptimizer } from './env.ts';
 import { GroupCollector, groupsPerStep } from './groups.ts';
@@ -52,7 +67,6 @@ export interface TrainerState {
   optimizers: string[];
 }
 
-
 const MAX_CONSECUTIVE_SKIPS = 3;
 
 /** The stage being run: its options, schedule, data order and optimiser(s). */
@@ -79,16 +93,32 @@ export class Trainer {
   private readonly byId: Map<string, TrainingExample>;
   private metrics!: MetricsWriter;
   /** rollout.async: the next step's groups, being collected while this step trains. */
-  private prefetched: { step: number; result: ReturnType<GroupCollector['collect']>; timer: StepTimer; version: number } | null = null;
+  private prefetched: {
+    step: number;
+    result: ReturnType<GroupCollector['collect']>;
+    timer: StepTimer;
+    version: number;
+  } | null = null;
 
-  constructor(private readonly env: TrainerEnv, private readonly s: TrainerSettings) {
+  constructor(
+    private readonly env: TrainerEnv,
+    private readonly s: TrainerSettings,
+  ) {
     this.checkpoints = new CheckpointManager(path.join(s.outDir, 'checkpoints'), s.config.checkpoint.keep);
     this.byId = new Map(env.examples.map((e) => [e.id, e]));
     this.state = {
-      version: 1, step: 0, stage: 0, stageStep: 0, dataCursor: { epoch: 0, index: 0 },
+      version: 1,
+      step: 0,
+      stage: 0,
+      stageStep: 0,
+      dataCursor: { epoch: 0, index: 0 },
       rng: { seed: s.config.seed, scheme: 'mix(seed, step, draw)' },
-      entropyRegulator: initialEntropyState(), hardQuestions: null,
-      skippedSteps: 0, consecutiveSkips: 0, skippedPrompts: 0, optimizers: [],
+      entropyRegulator: initialEntropyState(),
+      hardQuestions: null,
+      skippedSteps: 0,
+      consecutiveSkips: 0,
+      skippedPrompts: 0,
+      optimizers: [],
     };
   }
 
@@ -112,7 +142,11 @@ export class Trainer {
     if (resumeFrom) this.loadCheckpoint(resumeFrom);
     // Remote rollouts: the servers start from exactly these parameters, whatever they loaded.
     if (this.env.syncWeights) await this.env.syncWeights(String(this.state.step));
-    this.metrics = new MetricsWriter(path.join(this.s.outDir, 'metrics.jsonl'), resumeFrom ? this.state.step : undefined, this.s.config.log.tensorboard);
+    this.metrics = new MetricsWriter(
+      path.join(this.s.outDir, 'metrics.jsonl'),
+      resumeFrom ? this.state.step : undefined,
+      this.s.config.log.tensorboard,
+    );
     const firstStage = this.state.stage;
     for (let k = firstStage; k < this.s.stages.length; k++) {
       this.stage = this.openStage(k, k === firstStage && resumeFrom !== null ? resumeFrom : null);
@@ -161,17 +195,26 @@ export class Trainer {
     const epochs = supervised ? cfg.sft.epochs : cfg.data.epochs;
     const perStep = groupsPerStep(cfg, options);
     const totalSteps = cfg.schedule.totalSteps ?? Math.max(1, Math.ceil((epochs * this.env.examples.length) / perStep));
-    const needsTrace = options.offlineMember || !options.onlineRollouts || options.sftInterleave.enabled || options.prefixSearch.enabled;
+    const needsTrace =
+      options.offlineMember || !options.onlineRollouts || options.sftInterleave.enabled || options.prefixSearch.enabled;
     if (needsTrace) {
       const missing = this.env.examples.find((e) => e.trace === undefined);
-      if (missing) fail(`${cfg.data.train}: ${missing.id} has no teacher trace, which this method needs (map one with data.fields)`);
+      if (missing)
+        fail(
+          `${cfg.data.train}: ${missing.id} has no teacher trace, which this method needs (map one with data.fields)`,
+        );
     }
     const data = new EpochIterator(this.env.examples, mixSeed(cfg.seed, k), this.state.dataCursor);
     const hardQuestions = options.sftInterleave.enabled
-      ? (this.state.hardQuestions ? HardQuestionBuffer.fromJSON(this.state.hardQuestions, 'trainer_state.json hardQuestions') : new HardQuestionBuffer(options.sftInterleave.bufferSize))
+      ? this.state.hardQuestions
+        ? HardQuestionBuffer.fromJSON(this.state.hardQuestions, 'trainer_state.json hardQuestions')
+        : new HardQuestionBuffer(options.sftInterleave.bufferSize)
       : null;
     const stage: Stage = {
-      index: k, options, lr, totalSteps,
+      index: k,
+      options,
+      lr,
+      totalSteps,
       data,
       optimizer: this.env.createOptimizer(),
       sftOptimizer: options.sftInterleave.enabled ? this.env.createOptimizer() : null,
@@ -182,7 +225,8 @@ export class Trainer {
     };
     if (fromCheckpoint && this.state.optimizers.length > 0) {
       stage.optimizer.load(readOptimizer(path.join(fromCheckpoint, 'optimizer.safetensors')));
-      if (stage.sftOptimizer) stage.sftOptimizer.load(readOptimizer(path.join(fromCheckpoint, 'sft_optimizer.safetensors')));
+      if (stage.sftOptimizer)
+        stage.sftOptimizer.load(readOptimizer(path.join(fromCheckpoint, 'sft_optimizer.safetensors')));
     }
     return stage;
   }
@@ -196,7 +240,12 @@ export class Trainer {
     const o = st.options;
     const cfg = this.s.config;
     const step = this.state.step + 1;
-    const lr = learningRate(this.state.stageStep + 1, { lr: st.lr, warmupSteps: cfg.schedule.warmupSteps, minLrRatio: cfg.schedule.minLrRatio, totalSteps: st.totalSteps });
+    const lr = learningRate(this.state.stageStep + 1, {
+      lr: st.lr,
+      warmupSteps: cfg.schedule.warmupSteps,
+      minLrRatio: cfg.schedule.minLrRatio,
+      totalSteps: st.totalSteps,
+    });
     const m: Metrics = { step, stage: st.index, lr };
 
     const { groups, metrics: collectMetrics } = await this.collect(step, timer, m);
@@ -205,11 +254,24 @@ export class Trainer {
     let updated = false;
     if (groups.length > 0) {
       const members = groups.flatMap((g) => g.members);
-      const regulator = { state: this.state.entropyRegulator, settings: { enabled: o.entropyRegulation, maxWeight: cfg.rollout.groupSize } };
-      const result = await policyUpdate(this.env, cfg, {
-        members, lr, optimizer: st.optimizer, loss: (b, ctx) => objectives[o.objective](b, o, ctx), klCoef: o.klCoef, regulator,
-        rolloutCorrection: o.rolloutCorrection,
-      }, timer);
+      const regulator = {
+        state: this.state.entropyRegulator,
+        settings: { enabled: o.entropyRegulation, maxWeight: cfg.rollout.groupSize },
+      };
+      const result = await policyUpdate(
+        this.env,
+        cfg,
+        {
+          members,
+          lr,
+          optimizer: st.optimizer,
+          loss: (b, ctx) => objectives[o.objective](b, o, ctx),
+          klCoef: o.klCoef,
+          regulator,
+          rolloutCorrection: o.rolloutCorrection,
+        },
+        timer,
+      );
       Object.assign(m, result.metrics);
       updated = result.ok;
       // RED (I)'s memory of the previous entropies moves only with a step that was applied.
@@ -221,14 +283,30 @@ export class Trainer {
     if (st.hardQuestions && st.sftOptimizer && st.hardQuestions.ready()) {
       const ids = st.hardQuestions.drain();
       const members = ids.map((id, g) => st.groups.offlineMember(this.byId.get(id)!, g));
-      const r = await policyUpdate(this.env, cfg, {
-        members, lr: o.sftInterleave.lr ?? st.lr, optimizer: st.sftOptimizer, klCoef: 0, regulator: null,
-        loss: (b) => nllLoss({ logprobs: b.logprobs, tokens: b.offsets[b.offsets.length - 1], entropies: b.entropies }, o.sftInterleave.entropyCoef),
-      }, timer);
+      const r = await policyUpdate(
+        this.env,
+        cfg,
+        {
+          members,
+          lr: o.sftInterleave.lr ?? st.lr,
+          optimizer: st.sftOptimizer,
+          klCoef: 0,
+          regulator: null,
+          loss: (b) =>
+            nllLoss(
+              { logprobs: b.logprobs, tokens: b.offsets[b.offsets.length - 1], entropies: b.entropies },
+              o.sftInterleave.entropyCoef,
+            ),
+        },
+        timer,
+      );
       for (const [k, v] of Object.entries(r.metrics)) m[`relift/${k}`] = v;
       m['relift/sft_steps'] = r.ok ? 1 : 0;
       m['tokens/trained'] = (m['tokens/trained'] ?? 0) + r.responseTokens;
-      if (!r.ok) this.s.progress.log(`step ${step}: NaN or Inf in ReLIFT's SFT step; it was skipped (its questions are dropped)`);
+      if (!r.ok)
+        this.s.progress.log(
+          `step ${step}: NaN or Inf in ReLIFT's SFT step; it was skipped (its questions are dropped)`,
+        );
     }
     if (!updated && groups.length > 0) this.onSkippedStep(step);
     else if (groups.length > 0) this.state.consecutiveSkips = 0;
@@ -258,7 +336,11 @@ export class Trainer {
   }
 
   /** The step's groups: prefetched during the previous step (rollout.async), or collected now. */
-  private async collect(step: number, timer: StepTimer, m: Metrics): Promise<Awaited<ReturnType<GroupCollector['collect']>>> {
+  private async collect(
+    step: number,
+    timer: StepTimer,
+    m: Metrics,
+  ): Promise<Awaited<ReturnType<GroupCollector['collect']>>> {
     const p = this.prefetched;
     this.prefetched = null;
     if (!p || p.step !== step) return this.stage.groups.collect(step, timer);
@@ -277,7 +359,8 @@ export class Trainer {
    */
   private async prefetch(step: number): Promise<EpochCursor | null> {
     const st = this.stage;
-    const last = this.state.stageStep + 1 >= st.totalSteps || (this.s.maxSteps !== undefined && step >= this.s.maxSteps);
+    const last =
+      this.state.stageStep + 1 >= st.totalSteps || (this.s.maxSteps !== undefined && step >= this.s.maxSteps);
     if (!this.s.config.rollout.async || !st.options.onlineRollouts || last || this.stopRequested) return null;
     const cursor = st.data.cursor();
     const timer = new StepTimer();
@@ -291,10 +374,14 @@ export class Trainer {
   private onSkippedStep(step: number): void {
     this.state.skippedSteps++;
     this.state.consecutiveSkips++;
-    this.s.progress.log(`step ${step}: NaN or Inf in the loss or gradients; the step was skipped (${this.state.consecutiveSkips} in a row)`);
+    this.s.progress.log(
+      `step ${step}: NaN or Inf in the loss or gradients; the step was skipped (${this.state.consecutiveSkips} in a row)`,
+    );
     if (this.state.consecutiveSkips >= MAX_CONSECUTIVE_SKIPS) {
-      fail(`training diverged: ${MAX_CONSECUTIVE_SKIPS} steps in a row (up to step ${step}) had NaN or Inf in the loss or gradients; ` +
-        `the last good state is the newest checkpoint in ${this.checkpoints.root} (try a lower optim.lr)`);
+      fail(
+        `training diverged: ${MAX_CONSECUTIVE_SKIPS} steps in a row (up to step ${step}) had NaN or Inf in the loss or gradients; ` +
+          `the last good state is the newest checkpoint in ${this.checkpoints.root} (try a lower optim.lr)`,
+      );
     }
   }
 
@@ -323,15 +410,26 @@ export class Trainer {
 
   private loadCheckpoint(dir: string): void {
     const raw = readStateJson(path.join(dir, TRAINER_STATE_FILE)) as Partial<TrainerState>;
-    if (raw.version !== 1 || typeof raw.step !== 'number' || typeof raw.stage !== 'number' || raw.dataCursor === undefined) {
+    if (
+      raw.version !== 1 ||
+      typeof raw.step !== 'number' ||
+      typeof raw.stage !== 'number' ||
+      raw.dataCursor === undefined
+    ) {
       fail(`${path.join(dir, TRAINER_STATE_FILE)}: not a training state written by this version of red train`);
     }
-    if (raw.stage >= this.s.stages.length) fail(`${dir}: stage ${raw.stage} does not exist in method "${this.s.config.method}"`);
+    if (raw.stage >= this.s.stages.length)
+      fail(`${dir}: stage ${raw.stage} does not exist in method "${this.s.config.method}"`);
     this.state = raw as TrainerState;
-    this.state.entropyRegulator = parseEntropyState(raw.entropyRegulator, `${path.join(dir, TRAINER_STATE_FILE)}: entropyRegulator`);
+    this.state.entropyRegulator = parseEntropyState(
+      raw.entropyRegulator,
+      `${path.join(dir, TRAINER_STATE_FILE)}: entropyRegulator`,
+    );
     const loaded = this.env.loadWeights(dir);
     if (loaded.length !== this.env.model.params.length) {
-      fail(`${dir}: the checkpoint has ${loaded.length} parameters, the model ${this.env.model.params.length}; it belongs to another model`);
+      fail(
+        `${dir}: the checkpoint has ${loaded.length} parameters, the model ${this.env.model.params.length}; it belongs to another model`,
+      );
     }
     this.env.model.params.set(loaded);
     this.s.progress.log(`resuming from ${dir} (step ${raw.step})`);

@@ -1,7 +1,16 @@
 // One optimiser step on a batch of members: the π_old/entropy forward (feeding RED (I)), the
 // algorithm's loss over the whole batch, backward per micro-batch (gradients accumulate), clipping
 // and AdamW, repeated optim.updatesPerBatch times; a NaN or Inf anywhere leaves no trace.
-import { entropyRegulatorStep, memberEntropyMeans, type AlgorithmOptions, type EntropyRegulatorSettings, type EntropyRegulatorState, type LossContext, type LossResult, type TokenBatch } from '../rl/index.ts';
+import {
+  entropyRegulatorStep,
+  memberEntropyMeans,
+  type AlgorithmOptions,
+  type EntropyRegulatorSettings,
+  type EntropyRegulatorState,
+  type LossContext,
+  type LossResult,
+  type TokenBatch,
+} from '../rl/index.ts';
 import type { TrainConfig } from './config.ts';
 import type { OptimizerState, StepTimer, TrainerEnv, TrainerOptimizer } from './env.ts';
 import type { Metrics } from './metrics.ts';
@@ -28,10 +37,16 @@ export interface UpdateRequest {
  * π_old. TIS as in Yao et al. 2025 ("off-policy RL training" from sampler/trainer mismatch);
  * RED-SPEC's notation: π_θold from this trainer's forward, π_rollout the rollout engine's.
  */
-export function rolloutImportanceWeights(members: readonly Member[], offsets: Int32Array, oldLogprobs: Float32Array, cap: number,
+export function rolloutImportanceWeights(
+  members: readonly Member[],
+  offsets: Int32Array,
+  oldLogprobs: Float32Array,
+  cap: number,
 ): { weights: Float64Array | null; metrics: Metrics } {
   const weights = new Float64Array(offsets[members.length]).fill(1);
-  let n = 0, diff = 0, wsum = 0;
+  let n = 0,
+    diff = 0,
+    wsum = 0;
   members.forEach((m, i) => {
     const lp = m.rolloutLogprobs;
     if (m.isOffline || !lp || lp.length !== m.responseIds.length) return;
@@ -55,8 +70,18 @@ export function rolloutImportanceWeights(members: readonly Member[], offsets: In
  * whose gradients accumulate; the loss is always computed over the whole batch.
  * Returns ok = false when the loss or gradient was not finite (nothing was applied).
  */
-export async function policyUpdate(env: TrainerEnv, cfg: TrainConfig, req: UpdateRequest, timer: StepTimer,
-): Promise<{ ok: boolean; metrics: Metrics; tokens: number; responseTokens: number; regulatorNext: EntropyRegulatorState | null }> {
+export async function policyUpdate(
+  env: TrainerEnv,
+  cfg: TrainConfig,
+  req: UpdateRequest,
+  timer: StepTimer,
+): Promise<{
+  ok: boolean;
+  metrics: Metrics;
+  tokens: number;
+  responseTokens: number;
+  regulatorNext: EntropyRegulatorState | null;
+}> {
   const { members, lr, optimizer, regulator } = req;
   const packed = packMembers(members, cfg.optim.microBatchTokens);
   const T = packed.responseTokens;
@@ -75,7 +100,8 @@ export async function policyUpdate(env: TrainerEnv, cfg: TrainConfig, req: Updat
   if (req.klCoef > 0 && env.refModel) {
     refLogprobs = new Float32Array(T);
     await timer.time('logprob', () => {
-      for (const mb of packed.micro) gatherTokens(refLogprobs!, env.refModel!.forward(mb.batch).logprob, mb, packed.offsets);
+      for (const mb of packed.micro)
+        gatherTokens(refLogprobs!, env.refModel!.forward(mb.batch).logprob, mb, packed.offsets);
     });
   }
   const base: Omit<TokenBatch, 'logprobs'> = {
@@ -107,7 +133,8 @@ export async function policyUpdate(env: TrainerEnv, cfg: TrainConfig, req: Updat
   let activationsFresh = single;
   // Several updates per batch: a NaN in a later one must undo the earlier ones too, so the step
   // leaves no trace. (One update needs no copy: nothing is applied before the check.)
-  const before = cfg.optim.updatesPerBatch > 1 ? { params: env.model.params.slice(), opt: copyState(optimizer.state()) } : null;
+  const before =
+    cfg.optim.updatesPerBatch > 1 ? { params: env.model.params.slice(), opt: copyState(optimizer.state()) } : null;
   for (let u = 0; u < cfg.optim.updatesPerBatch; u++) {
     // Current policy: equal to π_old before the first update; recomputed after it.
     let logprobs = oldLogprobs;
@@ -134,7 +161,10 @@ export async function policyUpdate(env: TrainerEnv, cfg: TrainConfig, req: Updat
         env.model.zeroGrad();
         for (const mb of packed.micro) {
           if (!(activationsFresh && mb === packed.micro[0])) env.model.forward(mb.batch);
-          env.model.backward(scatterTokens(loss.dLogprobs, mb, packed.offsets), scatterTokens(loss.dEntropies, mb, packed.offsets));
+          env.model.backward(
+            scatterTokens(loss.dLogprobs, mb, packed.offsets),
+            scatterTokens(loss.dEntropies, mb, packed.offsets),
+          );
         }
         gradNorm = env.clipGradNorm(cfg.optim.maxGradNorm > 0 ? cfg.optim.maxGradNorm : Infinity);
       });
@@ -160,7 +190,13 @@ export async function policyUpdate(env: TrainerEnv, cfg: TrainConfig, req: Updat
     metrics['loss/offline'] ??= 0;
     metrics['clip/frac'] ??= 0; // objectives without a clip clip nothing
   }
-  return { ok, metrics, tokens: packed.totalTokens, responseTokens: ok ? T : 0, regulatorNext: ok ? regulatorNext : null };
+  return {
+    ok,
+    metrics,
+    tokens: packed.totalTokens,
+    responseTokens: ok ? T : 0,
+    regulatorNext: ok ? regulatorNext : null,
+  };
 }
 
 function copyState(s: OptimizerState): OptimizerState {

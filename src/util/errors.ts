@@ -15,7 +15,8 @@ const ERRNO_HINTS: Record<string, string> = {
   EACCES: 'permission denied; choose a folder you can write to',
   EPERM: 'operation not permitted; choose a folder you can write to',
   EROFS: 'the file system is read-only; choose another folder',
-  ENOTEMPTY: 'a folder changed under us, most likely another process writing the same folder; run one writer per folder',
+  ENOTEMPTY:
+    'a folder changed under us, most likely another process writing the same folder; run one writer per folder',
   EMFILE: 'too many open files; raise the limit (ulimit -n)',
 };
 

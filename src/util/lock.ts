@@ -62,7 +62,11 @@ process.on('exit', () => {
  * Locks `dir` (created if missing) for this process, or fails with "DIR is in use by PID n".
  * `command` names what holds it (shown to a second writer); `log` hears about a stale takeover.
  */
-export function lockFolder(dir: string, command: string, log: (message: string) => void = (m) => process.stderr.write(`${m}\n`)): FolderLock {
+export function lockFolder(
+  dir: string,
+  command: string,
+  log: (message: string) => void = (m) => process.stderr.write(`${m}\n`),
+): FolderLock {
   const file = path.join(dir, LOCK_FILE);
   try {
     mkdirSync(dir, { recursive: true });
@@ -84,10 +88,16 @@ export function lockFolder(dir: string, command: string, log: (message: string) 
       }
       const owner = readOwner(file);
       if (owner && isAlive(owner)) {
-        const by = owner.pid === process.pid ? 'this process' : `PID ${owner.pid}${owner.command ? ` (red ${owner.command})` : ''}`;
+        const by =
+          owner.pid === process.pid
+            ? 'this process'
+            : `PID ${owner.pid}${owner.command ? ` (red ${owner.command})` : ''}`;
         fail(`${dir} is in use by ${by}; wait for it to finish, stop it, or use another folder`);
       }
-      if (owner) log(`${dir}: taking over the lock of PID ${owner.pid}${owner.command ? ` (red ${owner.command})` : ''}, which is no longer running`);
+      if (owner)
+        log(
+          `${dir}: taking over the lock of PID ${owner.pid}${owner.command ? ` (red ${owner.command})` : ''}, which is no longer running`,
+        );
       else if (!existsSync(file)) continue;
       else log(`${dir}: replacing an unreadable lock file ${file}`);
       rmSync(file, { force: true });
@@ -95,7 +105,9 @@ export function lockFolder(dir: string, command: string, log: (message: string) 
   } catch (err) {
     rmSync(mine, { force: true });
     if ((err as Error).name === 'RedError') throw err;
-    fail(`cannot lock ${dir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); is the folder writable?`);
+    fail(
+      `cannot lock ${dir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); is the folder writable?`,
+    );
   }
   rmSync(mine, { force: true });
   return heldLock(dir, file);
@@ -122,7 +134,10 @@ function heldLock(dir: string, file: string): FolderLock {
 export async function waitForFileLock(file: string, command: string, pollMs = 100): Promise<FolderLock> {
   mkdirSync(path.dirname(file), { recursive: true });
   const mine = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}`;
-  writeFileSync(mine, JSON.stringify({ pid: process.pid, start: processStart(process.pid), command } satisfies LockOwner) + '\n');
+  writeFileSync(
+    mine,
+    JSON.stringify({ pid: process.pid, start: processStart(process.pid), command } satisfies LockOwner) + '\n',
+  );
   try {
     for (;;) {
       try {

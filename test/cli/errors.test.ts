@@ -15,7 +15,11 @@ const repo = fileURLToPath(new URL('../../', import.meta.url));
 const model = fixturePath('qwen2-tiny-tied');
 
 function red(args: string[], env: Record<string, string> = {}): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [path.join(repo, 'bin/red.js'), ...args], { cwd: repo, encoding: 'utf8', env: { ...process.env, RED_DEBUG: '', ...env } });
+  const r = spawnSync(process.execPath, [path.join(repo, 'bin/red.js'), ...args], {
+    cwd: repo,
+    encoding: 'utf8',
+    env: { ...process.env, RED_DEBUG: '', ...env },
+  });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -31,9 +35,18 @@ test('a missing tokenizer.json: each command names the way around it that it has
   writeFileSync(data, '{"problem": "1+1", "answer": "2"}\n');
   const out = path.join(path.dirname(data), 'out');
   const cases: [string[], RegExp][] = [
-    [['generate', '--model', model, '--prompt', 'hi', '--backend', 'reference'], /has no tokenizer\.json; give the prompt as token ids \(--prompt-ids\) instead$/],
-    [['score', '--model', model, '--text', 'hi', '--backend', 'reference'], /has no tokenizer\.json; give the tokens as ids \(--ids\) instead$/],
-    [['eval', '--model', model, '--benchmarks', `toy=${data}`, '--backend', 'reference', '--out', out], /has no tokenizer\.json; copy the tokenizer files \(tokenizer\.json, tokenizer_config\.json\) of the model it came from into it$/],
+    [
+      ['generate', '--model', model, '--prompt', 'hi', '--backend', 'reference'],
+      /has no tokenizer\.json; give the prompt as token ids \(--prompt-ids\) instead$/,
+    ],
+    [
+      ['score', '--model', model, '--text', 'hi', '--backend', 'reference'],
+      /has no tokenizer\.json; give the tokens as ids \(--ids\) instead$/,
+    ],
+    [
+      ['eval', '--model', model, '--benchmarks', `toy=${data}`, '--backend', 'reference', '--out', out],
+      /has no tokenizer\.json; copy the tokenizer files \(tokenizer\.json, tokenizer_config\.json\) of the model it came from into it$/,
+    ],
   ];
   for (const [args, want] of cases) {
     const r = red(args);
@@ -51,7 +64,10 @@ test('RED_ISA=sse: one line with the accepted values; RED_DEBUG=1 shows the stac
   const args = ['generate', '--model', model, '--prompt-ids', '1,2', '--max-tokens', '1', '--backend', 'native'];
   const r = red(args, { RED_ISA: 'sse' });
   assert.equal(r.code, 1);
-  assert.equal(r.stderr, `red: RED_ISA must be avx512, avx2 or portable, got 'sse'; unset it to use the best kernels this CPU runs\n`);
+  assert.equal(
+    r.stderr,
+    `red: RED_ISA must be avx512, avx2 or portable, got 'sse'; unset it to use the best kernels this CPU runs\n`,
+  );
   const debug = red(args, { RED_ISA: 'sse', RED_DEBUG: '1' });
   assert.equal(debug.code, 1);
   assert.match(debug.stderr, /RED_ISA must be.*\n\s+at /);

@@ -21,31 +21,66 @@ function red(args: string[]): { code: number; stdout: string; stderr: string } {
 }
 
 function jsonLines(stdout: string): Record<string, unknown>[] {
-  return stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  return stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 for (const backend of availableBackends()) {
   for (const name of ['qwen2-tiny-tied', 'qwen2-tiny-untied']) {
     test(`red generate greedy = transformers, red score = next_logprob/entropy: ${name} on ${backend.name}`, () => {
       const g = new SafetensorsFile(path.join(fixture(name), 'golden.safetensors'));
-      const prompt = [...g.readInt('greedy_prompt')], output = [...g.readInt('greedy_output')];
-      const r = red(['generate', '--model', fixture(name), '--prompt-ids', prompt.join(','), '--temperature', '0', '--max-tokens', '20', '--json', '--backend', backend.name]);
+      const prompt = [...g.readInt('greedy_prompt')],
+        output = [...g.readInt('greedy_output')];
+      const r = red([
+        'generate',
+        '--model',
+        fixture(name),
+        '--prompt-ids',
+        prompt.join(','),
+        '--temperature',
+        '0',
+        '--max-tokens',
+        '20',
+        '--json',
+        '--backend',
+        backend.name,
+      ]);
       assert.equal(r.code, 0, r.stderr);
       const [s] = jsonLines(r.stdout);
       assert.deepEqual(s.ids, output.slice(prompt.length));
       assert.equal(s.finish_reason, 'length');
       assert.equal((s.logprobs as number[]).length, 20);
 
-      const ids = g.readInt('input_ids'), lp = g.readFloat('next_logprob'), ent = g.readFloat('entropy');
+      const ids = g.readInt('input_ids'),
+        lp = g.readFloat('next_logprob'),
+        ent = g.readFloat('entropy');
       g.close();
       let worst = 0;
-      for (const [b, len] of [[0, 24], [1, 17]]) {
-        const sc = red(['score', '--model', fixture(name), '--ids', [...ids.subarray(b * 24, b * 24 + len)].join(','), '--json', '--backend', backend.name]);
+      for (const [b, len] of [
+        [0, 24],
+        [1, 17],
+      ]) {
+        const sc = red([
+          'score',
+          '--model',
+          fixture(name),
+          '--ids',
+          [...ids.subarray(b * 24, b * 24 + len)].join(','),
+          '--json',
+          '--backend',
+          backend.name,
+        ]);
         assert.equal(sc.code, 0, sc.stderr);
         const out = JSON.parse(sc.stdout) as { next_logprob: number[]; entropy: number[] };
         assert.equal(out.next_logprob.length, len - 1);
         for (let t = 0; t < len - 1; t++) {
-          worst = Math.max(worst, Math.abs(out.next_logprob[t] - lp[b * 23 + t]), Math.abs(out.entropy[t] - ent[b * 23 + t]));
+          worst = Math.max(
+            worst,
+            Math.abs(out.next_logprob[t] - lp[b * 23 + t]),
+            Math.abs(out.entropy[t] - ent[b * 23 + t]),
+          );
         }
       }
       console.log(`red score ${name} on ${backend.name}: max |Δ| vs transformers ${worst.toExponential(2)}`);
@@ -57,20 +92,56 @@ for (const backend of availableBackends()) {
 test('red generate --prompt --chat renders the chat template and decodes the text', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'red-gen-'));
   try {
-    for (const f of ['config.json', 'generation_config.json', 'model.safetensors']) copyFileSync(path.join(fixture('qwen2-tiny-tied'), f), path.join(dir, f));
+    for (const f of ['config.json', 'generation_config.json', 'model.safetensors'])
+      copyFileSync(path.join(fixture('qwen2-tiny-tied'), f), path.join(dir, f));
     writeTinyTokenizer(dir, false);
-    const chat = red(['generate', '--model', dir, '--prompt', 'hi', '--chat', '--temperature', '0', '--max-tokens', '6', '--json']);
+    const chat = red([
+      'generate',
+      '--model',
+      dir,
+      '--prompt',
+      'hi',
+      '--chat',
+      '--temperature',
+      '0',
+      '--max-tokens',
+      '6',
+      '--json',
+    ]);
     assert.equal(chat.code, 0, chat.stderr);
     // ChatML by hand: <|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n
     const b = (s: string) => [...Buffer.from(s)];
     const ids = [TINY.imStart, ...b('user\nhi'), TINY.imEnd, ...b('\n'), TINY.imStart, ...b('assistant\n')];
-    const byIds = red(['generate', '--model', dir, '--prompt-ids', ids.join(','), '--temperature', '0', '--max-tokens', '6', '--json']);
-    const [a] = jsonLines(chat.stdout), [c] = jsonLines(byIds.stdout);
+    const byIds = red([
+      'generate',
+      '--model',
+      dir,
+      '--prompt-ids',
+      ids.join(','),
+      '--temperature',
+      '0',
+      '--max-tokens',
+      '6',
+      '--json',
+    ]);
+    const [a] = jsonLines(chat.stdout),
+      [c] = jsonLines(byIds.stdout);
     assert.deepEqual(a.ids, c.ids);
     assert.equal(typeof a.text, 'string');
     assert.equal(a.text, c.text);
     // the terminal form streams the same text
-    const plain = red(['generate', '--model', dir, '--prompt', 'hi', '--chat', '--temperature', '0', '--max-tokens', '6']);
+    const plain = red([
+      'generate',
+      '--model',
+      dir,
+      '--prompt',
+      'hi',
+      '--chat',
+      '--temperature',
+      '0',
+      '--max-tokens',
+      '6',
+    ]);
     assert.equal(plain.code, 0, plain.stderr);
     assert.equal(plain.stdout, `${a.text as string}\n`);
   } finally {

@@ -20,7 +20,10 @@ test('luffy-eval preset on the real LUFFY parquet: chat prompt kept, user turn i
   const ex = ds.examples[0];
   assert.equal(ex.answer, '204');
   assert.equal(ex.id, 'luffy_valid.parquet:1');
-  assert.deepEqual(ex.messages?.map((m) => m.role), ['system', 'user']);
+  assert.deepEqual(
+    ex.messages?.map((m) => m.role),
+    ['system', 'user'],
+  );
   assert.ok(ex.problem.startsWith('Every morning Aya'));
   assert.equal(promptMessages(ex), ex.messages);
   assert.equal(ds.examples[2018].answer, '10.1');
@@ -29,7 +32,10 @@ test('luffy-eval preset on the real LUFFY parquet: chat prompt kept, user turn i
 test('luffy preset takes the R1 trace from target[{role, content}]', async () => {
   const file = jsonl('luffy.jsonl', [
     {
-      prompt: [{ role: 'system', content: 'Think.' }, { role: 'user', content: 'What is 2+3?' }],
+      prompt: [
+        { role: 'system', content: 'Think.' },
+        { role: 'user', content: 'What is 2+3?' },
+      ],
       target: [{ role: 'assistant', content: '<think>2+3=5</think>\\boxed{5}' }],
       reward_model: { ground_truth: '5', style: 'rule' },
     },
@@ -41,9 +47,17 @@ test('luffy preset takes the R1 trace from target[{role, content}]', async () =>
 });
 
 test('paper preset, numeric answers, and the qwen-boxed prompt for problem-only sources', async () => {
-  const file = jsonl('paper.jsonl', [{ problem: 'Compute 6*7.', answer: 42, distill: '<think>6*7=42</think> \\boxed{42}', level: 2 }]);
+  const file = jsonl('paper.jsonl', [
+    { problem: 'Compute 6*7.', answer: 42, distill: '<think>6*7=42</think> \\boxed{42}', level: 2 },
+  ]);
   const [ex] = (await loadDataset(file)).examples;
-  assert.deepEqual(ex, { id: 'paper.jsonl:1', problem: 'Compute 6*7.', answer: '42', trace: '<think>6*7=42</think> \\boxed{42}', level: 2 });
+  assert.deepEqual(ex, {
+    id: 'paper.jsonl:1',
+    problem: 'Compute 6*7.',
+    answer: '42',
+    trace: '<think>6*7=42</think> \\boxed{42}',
+    level: 2,
+  });
   assert.deepEqual(promptMessages(ex), [
     { role: 'system', content: 'You are a helpful assistant.' },
     { role: 'user', content: 'Compute 6*7.\nPlease reason step by step, and put your final answer within \\boxed{}.' },
@@ -78,11 +92,19 @@ test('bad rows name file, row and field; skip counts them', async () => {
   });
   const ds = await loadDataset(file, { onBadRow: 'skip' });
   assert.equal(ds.skipped, 3);
-  assert.deepEqual(ds.examples.map((e) => e.answer), ['1', '4']);
+  assert.deepEqual(
+    ds.examples.map((e) => e.answer),
+    ['1', '4'],
+  );
   const traceFile = jsonl('bad-trace.jsonl', [{ problem: 'x', answer: '2', distill: 7 }]);
   await assert.rejects(loadDataset(traceFile), /row 1: field 'distill': expected the teacher trace as a string/);
-  const chatFile = jsonl('bad-chat.jsonl', [{ prompt: [{ role: 'bot', content: 'hi' }], reward_model: { ground_truth: '1' } }]);
-  await assert.rejects(loadDataset(chatFile, { fields: 'luffy-eval' }), /row 1: field 'prompt': item 0: role must be system, user or assistant/);
+  const chatFile = jsonl('bad-chat.jsonl', [
+    { prompt: [{ role: 'bot', content: 'hi' }], reward_model: { ground_truth: '1' } },
+  ]);
+  await assert.rejects(
+    loadDataset(chatFile, { fields: 'luffy-eval' }),
+    /row 1: field 'prompt': item 0: role must be system, user or assistant/,
+  );
   const allBad = jsonl('all-bad.jsonl', [{ nothing: 1 }]);
   await assert.rejects(loadDataset(allBad, { onBadRow: 'skip' }), /no usable rows \(1 skipped/);
 });
@@ -91,10 +113,16 @@ test('epoch iterator: each epoch is a permutation; a resumed cursor draws the sa
   const items = Array.from({ length: 10 }, (_, i) => i);
   const it = new EpochIterator(items, 42);
   const first = it.take(10);
-  assert.deepEqual([...first].sort((a, b) => a - b), items);
+  assert.deepEqual(
+    [...first].sort((a, b) => a - b),
+    items,
+  );
   assert.notDeepEqual(first, items); // 1/10! chance of identity
   const second = it.take(10);
-  assert.deepEqual([...second].sort((a, b) => a - b), items);
+  assert.deepEqual(
+    [...second].sort((a, b) => a - b),
+    items,
+  );
   assert.notDeepEqual(second, first);
 
   const a = new EpochIterator(items, 7);

@@ -86,8 +86,10 @@ function solveText(text: string): string {
     for (let x = 0; x <= 200; x++) if (2 * x - Number(m[1]) === Number(m[2])) return String(x);
     return 'none';
   }
-  if ((m = /^\w+ has (\d+) bags of (\d+) \w+ and gives away (\d+)\. How many are left\?$/.exec(text))) return String(+m[1] * +m[2] - +m[3]);
-  if ((m = /^\w+ buys (\d+) pens at \$(\d+) each and pays \$(\d+)\. What is the change\?$/.exec(text))) return String(+m[3] - +m[1] * +m[2]);
+  if ((m = /^\w+ has (\d+) bags of (\d+) \w+ and gives away (\d+)\. How many are left\?$/.exec(text)))
+    return String(+m[1] * +m[2] - +m[3]);
+  if ((m = /^\w+ buys (\d+) pens at \$(\d+) each and pays \$(\d+)\. What is the change\?$/.exec(text)))
+    return String(+m[3] - +m[1] * +m[2]);
   return `unparsed: ${text}`;
 }
 
@@ -96,11 +98,15 @@ const lastBoxed = (s: string) => [...s.matchAll(/\\boxed\{([^}]*)\}/g)].at(-1)?.
 test('every problem kind of every level yields the answer its own text implies', () => {
   const problems = generateProblems({ seed: 11, count: 1500, split: 'train' });
   const kinds = new Set(problems.map((p) => `${p.level}:${p.kind}`));
-  for (const level of LEVELS) for (const k of kindsOf(level)) assert.ok(kinds.has(`${level}:${k}`), `kind ${level}:${k} never drawn`);
+  for (const level of LEVELS)
+    for (const k of kindsOf(level)) assert.ok(kinds.has(`${level}:${k}`), `kind ${level}:${k} never drawn`);
   for (const p of problems) {
     assert.equal(p.answer, solveText(p.text), `${p.text}`);
     assert.ok(p.text.length <= 80, `problem too long: ${p.text}`);
-    assert.ok(!p.answer.startsWith('-') && p.answer !== '0' || p.kind === 'mod' || p.kind === 'powMod', `unexpected answer ${p.answer} for ${p.text}`);
+    assert.ok(
+      (!p.answer.startsWith('-') && p.answer !== '0') || p.kind === 'mod' || p.kind === 'powMod',
+      `unexpected answer ${p.answer} for ${p.text}`,
+    );
   }
 });
 
@@ -152,7 +158,11 @@ test('train and held-out splits never share a problem; generation is seeded', ()
   assert.deepEqual(builtinRows('train', 50, 5), builtinRows('train', 50, 5));
   assert.notDeepEqual(builtinRows('train', 50, 5), builtinRows('train', 50, 6));
   // Level weights are honoured: all-easy gives only level 1.
-  assert.ok(generateProblems({ seed: 2, count: 100, split: 'train', levelWeights: [1, 0, 0, 0, 0] }).every((p) => p.level === 1));
+  assert.ok(
+    generateProblems({ seed: 2, count: 100, split: 'train', levelWeights: [1, 0, 0, 0, 0] }).every(
+      (p) => p.level === 1,
+    ),
+  );
 });
 
 test('the written dataset goes through the paper-format loader', async () => {
@@ -169,17 +179,27 @@ test('the written dataset goes through the paper-format loader', async () => {
   }
   const trainSet = new Set(train.examples.map((e) => e.problem));
   assert.ok(held.examples.every((e) => !trainSet.has(e.problem)));
-  assert.equal(Object.values(files.levels.train).reduce((a, b) => a + b, 0), 120);
+  assert.equal(
+    Object.values(files.levels.train).reduce((a, b) => a + b, 0),
+    120,
+  );
 });
 
 test('red data builtin writes the files and rejects bad sizes with one line', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'red-builtin-cli-'));
   const bin = fileURLToPath(new URL('../../bin/red.js', import.meta.url));
-  const ok = spawnSync(process.execPath, [bin, 'data', 'builtin', '--out', dir, '--seed', '2', '--train', '40', '--test', '10'], { encoding: 'utf8' });
+  const ok = spawnSync(
+    process.execPath,
+    [bin, 'data', 'builtin', '--out', dir, '--seed', '2', '--train', '40', '--test', '10'],
+    { encoding: 'utf8' },
+  );
   assert.equal(ok.status, 0, ok.stderr);
-  for (const f of ['train.jsonl', 'test.jsonl', 'tokenizer.json', 'tokenizer_config.json']) assert.ok(existsSync(path.join(dir, f)), f);
+  for (const f of ['train.jsonl', 'test.jsonl', 'tokenizer.json', 'tokenizer_config.json'])
+    assert.ok(existsSync(path.join(dir, f)), f);
   assert.equal(readFileSync(path.join(dir, 'train.jsonl'), 'utf8').trim().split('\n').length, 40);
-  const bad = spawnSync(process.execPath, [bin, 'data', 'builtin', '--out', dir, '--train', 'many'], { encoding: 'utf8' });
+  const bad = spawnSync(process.execPath, [bin, 'data', 'builtin', '--out', dir, '--train', 'many'], {
+    encoding: 'utf8',
+  });
   assert.equal(bad.status, 1);
   assert.equal(bad.stderr.trim(), "red: --train must be a non-negative integer, got 'many'");
 });

@@ -7,7 +7,13 @@ import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { qwenBoxedPrompt } from '../../src/data/dataset.ts';
 import { generateProblems } from '../../src/data/task/problems.ts';
 import { shortSolution, teacherTrace } from '../../src/data/task/teacher.ts';
-import { BUILTIN_IDS, BUILTIN_VOCAB_SIZE, builtinTokenizerFiles, renderChatML, writeBuiltinTokenizer } from '../../src/data/task/tokenizer.ts';
+import {
+  BUILTIN_IDS,
+  BUILTIN_VOCAB_SIZE,
+  builtinTokenizerFiles,
+  renderChatML,
+  writeBuiltinTokenizer,
+} from '../../src/data/task/tokenizer.ts';
 import { loadTokenizer } from '../../src/model/tokenizer.ts';
 import { Rng } from '../../src/util/rng.ts';
 
@@ -53,7 +59,11 @@ test('vocabulary: 512 ids, byte alphabet first, ChatML and think tags as single 
   assert.equal(Math.max(...hf.get_vocab(true).values()), BUILTIN_VOCAB_SIZE - 1);
   for (let b = 0; b < 256; b++) assert.equal(model.vocab[gpt2Char(b)], b);
   assert.deepEqual(hf.encode('<|endoftext|><|im_start|><|im_end|><think></think>').ids, [
-    BUILTIN_IDS.endoftext, BUILTIN_IDS.imStart, BUILTIN_IDS.imEnd, BUILTIN_IDS.thinkOpen, BUILTIN_IDS.thinkClose,
+    BUILTIN_IDS.endoftext,
+    BUILTIN_IDS.imStart,
+    BUILTIN_IDS.imEnd,
+    BUILTIN_IDS.thinkOpen,
+    BUILTIN_IDS.thinkClose,
   ]);
   // Digits are split one by one (Qwen2's \p{N} rule), so arithmetic sees each digit.
   assert.deepEqual(hf.tokenize('12345'), ['1', '2', '3', '4', '5']);
@@ -69,12 +79,15 @@ test('@huggingface/tokenizers encodes task text exactly as textbook BPE and deco
     const expected: number[] = [];
     for (const part of text.split(/(<\|im_start\|>|<\|im_end\|>|<\|endoftext\|>|<think>|<\/think>)/)) {
       if (part === '') continue;
-      const added = (files.tokenizerJson.added_tokens as { content: string; id: number }[]).find((t) => t.content === part);
+      const added = (files.tokenizerJson.added_tokens as { content: string; id: number }[]).find(
+        (t) => t.content === part,
+      );
       if (added) {
         expected.push(added.id);
         continue;
       }
-      const words = part.match(/[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+/gu) ?? [];
+      const words =
+        part.match(/[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+/gu) ?? [];
       for (const w of words) {
         const byteWord = Array.from(Buffer.from(w, 'utf8'), gpt2Char).join('');
         for (const piece of referenceBpe(byteWord)) expected.push(model.vocab[piece]);
@@ -89,7 +102,13 @@ test('@huggingface/tokenizers encodes task text exactly as textbook BPE and deco
 });
 
 test('any text round-trips (byte-level coverage), and the project loader reads the written folder', () => {
-  for (const text of ['héllo wörld 日本語 😀', 'tab\tand\r\nwindows lines', '  leading and trailing  ', "it's we'LL", '\\frac{1}{2} $x^2$']) {
+  for (const text of [
+    'héllo wörld 日本語 😀',
+    'tab\tand\r\nwindows lines',
+    '  leading and trailing  ',
+    "it's we'LL",
+    '\\frac{1}{2} $x^2$',
+  ]) {
     assert.equal(hf.decode(hf.encode(text).ids, { clean_up_tokenization_spaces: false }), text);
   }
   const dir = mkdtempSync(path.join(tmpdir(), 'red-tok-'));
@@ -104,7 +123,10 @@ test('any text round-trips (byte-level coverage), and the project loader reads t
   );
   assert.equal(renderChatML(messages, true), rendered);
   // Without a system turn the template adds Qwen's default one.
-  assert.equal(tok.applyChatTemplate([{ role: 'user', content: 'hi' }], false), '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n');
+  assert.equal(
+    tok.applyChatTemplate([{ role: 'user', content: 'hi' }], false),
+    '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n',
+  );
   // decode(skip special) drops ChatML markers but keeps the think tags, which the verifier needs.
   const ids = tok.encode('<|im_start|>assistant\n<think>\nok\n</think> \\boxed{5}<|im_end|>');
   assert.equal(tok.decode(ids), 'assistant\n<think>\nok\n</think> \\boxed{5}');

@@ -22,22 +22,38 @@ test('red demo --tiny: every method trained, evaluated, tabulated and reported',
   const root = mkdtempSync(path.join(tmpdir(), 'red-demo-'));
   const out = path.join(root, 'out');
   const lines: string[] = [];
-  const result = await runDemo({ out, budget: BUDGETS.tiny, cacheDir: path.join(root, 'cache'), log: (l) => lines.push(l) });
+  const result = await runDemo({
+    out,
+    budget: BUDGETS.tiny,
+    cacheDir: path.join(root, 'cache'),
+    log: (l) => lines.push(l),
+  });
 
   // One progress line per phase and per method, each with its wall time.
   assert.equal(lines.length, 3 + DEMO_METHODS.length + 2, lines.join('\n'));
-  for (const m of DEMO_METHODS) assert.ok(lines.some((l) => new RegExp(`\\] ${m}: \\d+ steps? in [\\d.]+ s`).test(l)), `no progress line for ${m}`);
+  for (const m of DEMO_METHODS)
+    assert.ok(
+      lines.some((l) => new RegExp(`\\] ${m}: \\d+ steps? in [\\d.]+ s`).test(l)),
+      `no progress line for ${m}`,
+    );
   assert.equal(result.runs.length, DEMO_METHODS.length + 1);
 
   // The base model as a Hugging Face folder, each run as red train leaves it.
-  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) assert.ok(existsSync(path.join(out, 'base', f)), `base/${f}`);
+  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json'])
+    assert.ok(existsSync(path.join(out, 'base', f)), `base/${f}`);
   for (const m of DEMO_METHODS) {
-    for (const f of ['config.yaml', 'metrics.jsonl', 'eval/results.json']) assert.ok(existsSync(path.join(out, 'runs', m, 'seed-42', f)), `runs/${m}/seed-42/${f}`);
-    assert.match(readFileSync(path.join(out, 'runs', m, 'seed-42', 'config.yaml'), 'utf8'), new RegExp(`^method: ${m}$`, 'm'));
+    for (const f of ['config.yaml', 'metrics.jsonl', 'eval/results.json'])
+      assert.ok(existsSync(path.join(out, 'runs', m, 'seed-42', f)), `runs/${m}/seed-42/${f}`);
+    assert.match(
+      readFileSync(path.join(out, 'runs', m, 'seed-42', 'config.yaml'), 'utf8'),
+      new RegExp(`^method: ${m}$`, 'm'),
+    );
     assert.match(readFileSync(path.join(out, 'runs', m, 'seed-42', 'config.yaml'), 'utf8'), /^seed: 42$/m);
   }
 
-  const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as { methods: Record<string, { acc: number | null; len: number | null; steps: number }> };
+  const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as {
+    methods: Record<string, { acc: number | null; len: number | null; steps: number }>;
+  };
   assert.deepEqual(Object.keys(results.methods).sort(), ['base', ...DEMO_METHODS].sort());
   for (const m of DEMO_METHODS) {
     const r = results.methods[m];
@@ -50,15 +66,24 @@ test('red demo --tiny: every method trained, evaluated, tabulated and reported',
   for (const m of DEMO_METHODS) assert.match(md, new RegExp(`^\\| ${m} \\|`, 'm'));
 
   const html = readFileSync(path.join(out, 'report.html'), 'utf8');
-  assert.doesNotMatch(html, /<script|https?:\/\/(?!www\.w3\.org)/, 'report.html must be offline: no script, no external resource');
+  assert.doesNotMatch(
+    html,
+    /<script|https?:\/\/(?!www\.w3\.org)/,
+    'report.html must be offline: no script, no external resource',
+  );
   const figures = readdirSync(path.join(out, 'figures'));
   const ids = [...new Set(figures.map((f) => f.replace(/\.(svg|png)$/, '')))];
-  for (const id of ['accuracy', 'length', 'entropy-rl', 'entropy-sft', 'red-w', 'passk', 'token-diff']) assert.ok(ids.includes(id), `figure ${id} missing (have ${ids.join(', ')})`);
+  for (const id of ['accuracy', 'length', 'entropy-rl', 'entropy-sft', 'red-w', 'passk', 'token-diff'])
+    assert.ok(ids.includes(id), `figure ${id} missing (have ${ids.join(', ')})`);
   for (const id of ids) {
     assert.ok(html.includes(`figures/${id}.svg`) && html.includes(`id="${id}"`), `report.html does not show ${id}`);
     const svg = readFileSync(path.join(out, 'figures', `${id}.svg`), 'utf8');
     assert.ok(svg.startsWith('<svg'), `${id}.svg is not an SVG`);
-    assert.match(svg, id === 'token-diff' ? /<rect[^>]+fill="#/ : /class="mark-(line|symbol) role-mark/, `${id}.svg has no marks`);
+    assert.match(
+      svg,
+      id === 'token-diff' ? /<rect[^>]+fill="#/ : /class="mark-(line|symbol) role-mark/,
+      `${id}.svg has no marks`,
+    );
     const png = readFileSync(path.join(out, 'figures', `${id}.png`));
     assert.deepEqual([...png.subarray(0, 8)], PNG_SIGNATURE, `${id}.png signature`);
   }
@@ -67,25 +92,51 @@ test('red demo --tiny: every method trained, evaluated, tabulated and reported',
   const rerun: string[] = [];
   const t0 = readFileSync(path.join(out, 'runs', 'red', 'seed-42', 'metrics.jsonl'));
   await runDemo({ out, budget: BUDGETS.tiny, cacheDir: path.join(root, 'cache'), log: (l) => rerun.push(l) });
-  for (const m of DEMO_METHODS) assert.ok(rerun.some((l) => new RegExp(`\\] ${m}: reused`).test(l)), `${m} was not reused:\n${rerun.join('\n')}`);
+  for (const m of DEMO_METHODS)
+    assert.ok(
+      rerun.some((l) => new RegExp(`\\] ${m}: reused`).test(l)),
+      `${m} was not reused:\n${rerun.join('\n')}`,
+    );
   assert.ok(rerun.some((l) => /\] base: reused/.test(l)));
   assert.ok(t0.equals(readFileSync(path.join(out, 'runs', 'red', 'seed-42', 'metrics.jsonl'))));
   // A changed budget (another step count) is another config: that run retrains.
   const changed: string[] = [];
-  await runDemo({ out, budget: { ...BUDGETS.tiny, train: { ...BUDGETS.tiny.train, steps: 2 } }, cacheDir: path.join(root, 'cache'), methods: ['grpo'], log: (l) => changed.push(l) });
-  assert.ok(changed.some((l) => /\] grpo: 2 steps in/.test(l)), changed.join('\n'));
+  await runDemo({
+    out,
+    budget: { ...BUDGETS.tiny, train: { ...BUDGETS.tiny.train, steps: 2 } },
+    cacheDir: path.join(root, 'cache'),
+    methods: ['grpo'],
+    log: (l) => changed.push(l),
+  });
+  assert.ok(
+    changed.some((l) => /\] grpo: 2 steps in/.test(l)),
+    changed.join('\n'),
+  );
 
   // A second demo reuses the cached data and base model.
   const again: string[] = [];
-  await runDemo({ out: path.join(root, 'again'), budget: BUDGETS.tiny, cacheDir: path.join(root, 'cache'), methods: ['sft'], log: (l) => again.push(l) });
+  await runDemo({
+    out: path.join(root, 'again'),
+    budget: BUDGETS.tiny,
+    cacheDir: path.join(root, 'cache'),
+    methods: ['sft'],
+    log: (l) => again.push(l),
+  });
   assert.match(again[0], /data: reused/);
   assert.match(again[1], /base model: reused/);
 
   // red report rebuilds the same table from the run folders alone.
   const rep = path.join(root, 'report');
-  const built = await buildReport({ runDirs: DEMO_METHODS.filter((m) => m !== 'grpo').map((m) => path.join(out, 'runs', m, 'seed-42')), out: rep, tokenDiff: 'off' });
-  const rebuilt = JSON.parse(readFileSync(path.join(rep, 'results.json'), 'utf8')) as { methods: Record<string, { acc: number | null }> };
-  for (const m of DEMO_METHODS.filter((x) => x !== 'grpo')) assert.equal(rebuilt.methods[m].acc, results.methods[m].acc, m);
+  const built = await buildReport({
+    runDirs: DEMO_METHODS.filter((m) => m !== 'grpo').map((m) => path.join(out, 'runs', m, 'seed-42')),
+    out: rep,
+    tokenDiff: 'off',
+  });
+  const rebuilt = JSON.parse(readFileSync(path.join(rep, 'results.json'), 'utf8')) as {
+    methods: Record<string, { acc: number | null }>;
+  };
+  for (const m of DEMO_METHODS.filter((x) => x !== 'grpo'))
+    assert.equal(rebuilt.methods[m].acc, results.methods[m].acc, m);
   assert.equal(built.tokenDiffSkipped, 'turned off');
 });
 
@@ -93,10 +144,16 @@ test('red report and red demo: user errors are one line naming what is wrong', a
   const { spawnSync } = await import('node:child_process');
   const bin = new URL('../../bin/red.js', import.meta.url).pathname;
   const missing = path.join(tmpdir(), 'red-no-such-run');
-  const r = spawnSync(process.execPath, [bin, 'report', missing, '--out', path.join(tmpdir(), 'red-report-x')], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [bin, 'report', missing, '--out', path.join(tmpdir(), 'red-report-x')], {
+    encoding: 'utf8',
+  });
   assert.equal(r.status, 1);
   assert.equal(r.stderr.trim(), `red: ${missing}: run folder not found`);
-  const d = spawnSync(process.execPath, [bin, 'demo', '--tiny', '--methods', 'sft,nope', '--out', path.join(tmpdir(), 'red-demo-x')], { encoding: 'utf8' });
+  const d = spawnSync(
+    process.execPath,
+    [bin, 'demo', '--tiny', '--methods', 'sft,nope', '--out', path.join(tmpdir(), 'red-demo-x')],
+    { encoding: 'utf8' },
+  );
   assert.equal(d.status, 1);
   assert.match(d.stderr.trim(), /^red: --methods: unknown method 'nope'; expected some of sft, grpo, /);
 });
@@ -105,21 +162,44 @@ test('red demo: Ctrl-C says how to resume, and the same command then reuses what
   const { spawn, spawnSync } = await import('node:child_process');
   const bin = new URL('../../bin/red.js', import.meta.url).pathname;
   const root = mkdtempSync(path.join(tmpdir(), 'red-demo-int-'));
-  const args = [bin, 'demo', '--tiny', '--steps', '40', '--methods', 'sft,grpo,red', '--out', path.join(root, 'out'), '--cache', path.join(root, 'cache')];
+  const args = [
+    bin,
+    'demo',
+    '--tiny',
+    '--steps',
+    '40',
+    '--methods',
+    'sft,grpo,red',
+    '--out',
+    path.join(root, 'out'),
+    '--cache',
+    path.join(root, 'cache'),
+  ];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  await new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => {
-    stdout += d.toString();
-    if (/\] sft: \d+ steps in/.test(stdout)) resolve();
-  }));
+  await new Promise<void>((resolve) =>
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      if (/\] sft: \d+ steps in/.test(stdout)) resolve();
+    }),
+  );
   child.kill('SIGINT');
   const code = await exited;
   assert.equal(code, 130, `exit ${code}; stderr: ${stderr}`);
-  assert.match(stderr, /Interrupted\. Every method that finished is kept in .*runs and reused: run `red demo --tiny .*` again to resume/);
-  const again = spawnSync(process.execPath, args.slice(0, -6).concat(['--methods', 'sft', '--out', path.join(root, 'out'), '--cache', path.join(root, 'cache')]), { encoding: 'utf8' });
+  assert.match(
+    stderr,
+    /Interrupted\. Every method that finished is kept in .*runs and reused: run `red demo --tiny .*` again to resume/,
+  );
+  const again = spawnSync(
+    process.execPath,
+    args
+      .slice(0, -6)
+      .concat(['--methods', 'sft', '--out', path.join(root, 'out'), '--cache', path.join(root, 'cache')]),
+    { encoding: 'utf8' },
+  );
   assert.equal(again.status, 0, again.stderr);
   assert.match(again.stdout, /\] sft: reused/);
 });

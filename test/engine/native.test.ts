@@ -52,25 +52,45 @@ function compareKernels(nb: Backend): void {
     // tails of the 14x32 / 6x16 tiles, K past the 512-deep K block in both paths, N past the
     // 3072-wide N block.
     const shapes: [number, number, number][] = [
-      [1, 1, 1], [1, 37, 19], [3, 1, 50], [4, 70, 33], [5, 17, 1], [17, 33, 29], [29, 64, 64],
-      [64, 31, 100], [15, 48, 7], [40, 70, 600], [350, 45, 530], [9, 3100, 20],
+      [1, 1, 1],
+      [1, 37, 19],
+      [3, 1, 50],
+      [4, 70, 33],
+      [5, 17, 1],
+      [17, 33, 29],
+      [29, 64, 64],
+      [64, 31, 100],
+      [15, 48, 7],
+      [40, 70, 600],
+      [350, 45, 530],
+      [9, 3100, 20],
       // the GEMV path for every M ≤ 8: row groups with a remainder, K tails, and (2150·1000·4 B
       // ≥ 8 MiB of weights) its chunked parallel split
-      [2, 39, 45], [3, 23, 16], [6, 13, 70], [8, 9, 33], [1, 2150, 1000],
+      [2, 39, 45],
+      [3, 23, 16],
+      [6, 13, 70],
+      [8, 9, 33],
+      [1, 2150, 1000],
     ];
     for (const [M, N, K] of shapes) {
       for (const transA of [false, true]) {
         for (const transB of [false, true]) {
           for (const accumulate of [false, true]) {
-            const a = randView(rng, M * K), b = randView(rng, K * N);
+            const a = randView(rng, M * K),
+              b = randView(rng, K * N);
             const init = randn(rng, M * N);
             const got = randView(rng, M * N);
             got.set(init);
             const want = Float32Array.from(init);
             nb.matmul(got, a, b, M, N, K, transA, transB, accumulate);
             ref.matmul(want, a, b, M, N, K, transA, transB, accumulate);
-            assertClose(`matmul ${M}x${N}x${K} tA=${+transA} tB=${+transB} acc=${+accumulate}`, got, want,
-              2e-5 * Math.sqrt(K) + 1e-5, 1e-4);
+            assertClose(
+              `matmul ${M}x${N}x${K} tA=${+transA} tB=${+transB} acc=${+accumulate}`,
+              got,
+              want,
+              2e-5 * Math.sqrt(K) + 1e-5,
+              1e-4,
+            );
           }
         }
       }
@@ -82,29 +102,48 @@ function compareKernels(nb: Backend): void {
     // Odd K (padded to pairs), K past the 1024-deep K block (512 pairs), N past the 3072-wide N
     // block, tile tails, the GEMV path (M ≤ 8 with a (N,K) b; 4200·1000·2 B ≥ 8 MiB: chunked).
     const shapes: [number, number, number][] = [
-      [1, 1, 1], [3, 37, 19], [9, 33, 1], [17, 33, 29], [29, 64, 64], [15, 48, 7], [200, 97, 1031],
-      [350, 45, 530], [20, 3100, 40], [2, 39, 45], [8, 9, 33], [1, 4200, 1000],
+      [1, 1, 1],
+      [3, 37, 19],
+      [9, 33, 1],
+      [17, 33, 29],
+      [29, 64, 64],
+      [15, 48, 7],
+      [200, 97, 1031],
+      [350, 45, 530],
+      [20, 3100, 40],
+      [2, 39, 45],
+      [8, 9, 33],
+      [1, 4200, 1000],
     ];
     for (const [M, N, K] of shapes) {
       for (const transA of [false, true]) {
         for (const transB of [false, true]) {
           for (const accumulate of [false, true]) {
             if (M * N * K > 2e6 && (transA || !transB || accumulate)) continue; // the big shapes once
-            const a = toBf16(randn(rng, M * K)), b = toBf16(randn(rng, K * N));
+            const a = toBf16(randn(rng, M * K)),
+              b = toBf16(randn(rng, K * N));
             const init = randn(rng, M * N);
             const got = randView(rng, M * N);
             got.set(init);
             const want = Float32Array.from(init);
             nb.matmulBf16(got, a, b, M, N, K, transA, transB, accumulate);
             ref.matmul(want, fromBf16(a), fromBf16(b), M, N, K, transA, transB, accumulate);
-            assertClose(`matmulBf16 ${M}x${N}x${K} tA=${+transA} tB=${+transB} acc=${+accumulate}`, got, want,
-              2e-5 * Math.sqrt(K) + 1e-5, 1e-4);
+            assertClose(
+              `matmulBf16 ${M}x${N}x${K} tA=${+transA} tB=${+transB} acc=${+accumulate}`,
+              got,
+              want,
+              2e-5 * Math.sqrt(K) + 1e-5,
+              1e-4,
+            );
           }
         }
       }
-      const x = randView(rng, M * K), w = toBf16(randn(rng, N * K, 0.1)), bias = randn(rng, N);
+      const x = randView(rng, M * K),
+        w = toBf16(randn(rng, N * K, 0.1)),
+        bias = randn(rng, N);
       for (const bb of [bias, null]) {
-        const got = new Float32Array(M * N), want = new Float32Array(M * N);
+        const got = new Float32Array(M * N),
+          want = new Float32Array(M * N);
         nb.linearForwardBf16(got, x, w, bb, M, K, N);
         ref.linearForward(want, roundToBf16(x), fromBf16(w), bb, M, K, N);
         assertClose(`linearForwardBf16 ${M}x${K}->${N} bias=${+!!bb}`, got, want, 2e-5 * Math.sqrt(K) + 1e-5, 1e-4);
@@ -112,9 +151,17 @@ function compareKernels(nb: Backend): void {
     }
     // Mixed-precision backward: dinp written, dweight and dbias accumulate, against the same
     // rounding done on the host and fp32 math.
-    for (const [T, C, OC] of [[1, 5, 3], [7, 33, 17], [40, 64, 70], [129, 96, 50]]) {
-      const dout = randView(rng, T * OC), inp = randView(rng, T * C), w = toBf16(randn(rng, OC * C, 0.1));
-      const dw0 = randn(rng, OC * C), db0 = randn(rng, OC);
+    for (const [T, C, OC] of [
+      [1, 5, 3],
+      [7, 33, 17],
+      [40, 64, 70],
+      [129, 96, 50],
+    ]) {
+      const dout = randView(rng, T * OC),
+        inp = randView(rng, T * C),
+        w = toBf16(randn(rng, OC * C, 0.1));
+      const dw0 = randn(rng, OC * C),
+        db0 = randn(rng, OC);
       const got = { dinp: new Float32Array(T * C), dw: Float32Array.from(dw0), db: Float32Array.from(db0) };
       const want = { dinp: new Float32Array(T * C), dw: Float32Array.from(dw0), db: Float32Array.from(db0) };
       nb.linearBackwardBf16(got.dinp, got.dw, got.db, dout, inp, w, T, C, OC);
@@ -128,10 +175,26 @@ function compareKernels(nb: Backend): void {
     const x = Float32Array.from([1, 1 + 2 ** -8, 1 + 3 * 2 ** -8, -0, 3.4e38, NaN, ...randn(rng, 37)]);
     const bits = new Uint16Array(x.length + 1);
     nb.roundBf16(bits, x, x.length);
-    assert.deepEqual(Array.from(bits.subarray(0, x.length)), Array.from(toBf16(x)).map((b, i) => (Number.isNaN(x[i]) ? bits[i] : b)));
+    assert.deepEqual(
+      Array.from(bits.subarray(0, x.length)),
+      Array.from(toBf16(x)).map((b, i) => (Number.isNaN(x[i]) ? bits[i] : b)),
+    );
     assert.ok(Number.isNaN(fromBf16(bits.subarray(5, 6))[0]) && bits[x.length] === 0);
-    assert.throws(() => nb.matmulBf16(new Float32Array(4), new Float32Array(4) as unknown as Uint16Array, new Uint16Array(4), 2, 2, 2, false, false, false),
-      /matmulBf16: a must be a Uint16Array/);
+    assert.throws(
+      () =>
+        nb.matmulBf16(
+          new Float32Array(4),
+          new Float32Array(4) as unknown as Uint16Array,
+          new Uint16Array(4),
+          2,
+          2,
+          2,
+          false,
+          false,
+          false,
+        ),
+      /matmulBf16: a must be a Uint16Array/,
+    );
   });
 
   test(`${tag} task pool: back-to-back jobs of alternating size each run every task exactly once`, () => {
@@ -140,12 +203,19 @@ function compareKernels(nb: Backend): void {
     // holding the finished job's ticket could claim a task past its end (the demo's segfault);
     // with accumulate a task that ran twice, or not at all, shows up as a wrong column block.
     const rng = new Rng(11);
-    const M = 9, K = 8;
-    const bufs = [40, 1000, 70, 600].map((N) => ({ N, a: randn(rng, M * K), b: randn(rng, K * N), init: randn(rng, M * N) }));
+    const M = 9,
+      K = 8;
+    const bufs = [40, 1000, 70, 600].map((N) => ({
+      N,
+      a: randn(rng, M * K),
+      b: randn(rng, K * N),
+      init: randn(rng, M * N),
+    }));
     const started = Date.now();
     for (let it = 0; it < 4000 && Date.now() - started < 4000; it++) {
       const { N, a, b, init } = bufs[it % bufs.length];
-      const got = Float32Array.from(init), want = Float32Array.from(init);
+      const got = Float32Array.from(init),
+        want = Float32Array.from(init);
       nb.matmul(got, a, b, M, N, K, false, true, true);
       ref.matmul(want, a, b, M, N, K, false, true, true);
       for (let i = 0; i < want.length; i++) {
@@ -162,28 +232,43 @@ function compareKernels(nb: Backend): void {
     assert.deepEqual(Array.from(out), [1, 2, 3, 4, 5, 6]);
     nb.matmul(out, new Float32Array(0), new Float32Array(0), 2, 3, 0, false, false, false);
     assert.deepEqual(Array.from(out), [0, 0, 0, 0, 0, 0]);
-    assert.throws(() => nb.matmul(new Float32Array(5), new Float32Array(6), new Float32Array(9), 2, 3, 3, false, false, false),
-      /matmul: out has 5 elements, the sizes need 6/);
-    assert.throws(() => nb.embeddingForward(new Float32Array(4), Int32Array.from([0, 2]), new Float32Array(4), 2, 2),
-      /ids\[1\] = 2 is outside \[0, 2\)/);
+    assert.throws(
+      () => nb.matmul(new Float32Array(5), new Float32Array(6), new Float32Array(9), 2, 3, 3, false, false, false),
+      /matmul: out has 5 elements, the sizes need 6/,
+    );
+    assert.throws(
+      () => nb.embeddingForward(new Float32Array(4), Int32Array.from([0, 2]), new Float32Array(4), 2, 2),
+      /ids\[1\] = 2 is outside \[0, 2\)/,
+    );
   });
 
   test(`${tag} linear forward/backward (bias and no bias, dinp null)`, () => {
     const rng = new Rng(2);
-    for (const [T, C, OC] of [[1, 8, 5], [37, 29, 51], [130, 64, 96]] as const) {
-      const inp = randView(rng, T * C), w = randView(rng, OC * C, 0.2), bias = randView(rng, OC);
+    for (const [T, C, OC] of [
+      [1, 8, 5],
+      [37, 29, 51],
+      [130, 64, 96],
+    ] as const) {
+      const inp = randView(rng, T * C),
+        w = randView(rng, OC * C, 0.2),
+        bias = randView(rng, OC);
       for (const withBias of [true, false]) {
-        const got = new Float32Array(T * OC), want = new Float32Array(T * OC);
+        const got = new Float32Array(T * OC),
+          want = new Float32Array(T * OC);
         nb.linearForward(got, inp, w, withBias ? bias : null, T, C, OC);
         ref.linearForward(want, inp, w, withBias ? bias : null, T, C, OC);
         assertClose(`linearForward T=${T} C=${C} OC=${OC} bias=${withBias}`, got, want, 1e-4, 1e-4);
       }
       const dout = randView(rng, T * OC);
-      const dw0 = randn(rng, OC * C), db0 = randn(rng, OC);
+      const dw0 = randn(rng, OC * C),
+        db0 = randn(rng, OC);
       for (const withDinp of [true, false]) {
-        const dinpG = withDinp ? randn(rng, T * C) : null, dinpW = withDinp ? new Float32Array(T * C) : null;
-        const dwG = Float32Array.from(dw0), dwW = Float32Array.from(dw0);
-        const dbG = withDinp ? Float32Array.from(db0) : null, dbW = withDinp ? Float32Array.from(db0) : null;
+        const dinpG = withDinp ? randn(rng, T * C) : null,
+          dinpW = withDinp ? new Float32Array(T * C) : null;
+        const dwG = Float32Array.from(dw0),
+          dwW = Float32Array.from(dw0);
+        const dbG = withDinp ? Float32Array.from(db0) : null,
+          dbW = withDinp ? Float32Array.from(db0) : null;
         nb.linearBackward(dinpG, dwG, dbG, dout, inp, w, T, C, OC);
         ref.linearBackward(dinpW, dwW, dbW, dout, inp, w, T, C, OC);
         if (dinpG && dinpW) assertClose(`linearBackward dinp T=${T}`, dinpG, dinpW, 1e-4, 1e-4);
@@ -195,16 +280,21 @@ function compareKernels(nb: Backend): void {
 
   test(`${tag} embedding forward/backward with repeated ids`, () => {
     const rng = new Rng(3);
-    const V = 11, C = 37, T = 40;
+    const V = 11,
+      C = 37,
+      T = 40;
     const ids = Int32Array.from({ length: T }, () => rng.int(V));
     ids[5] = ids[6] = ids[30] = 4;
     const wte = randView(rng, V * C);
-    const got = new Float32Array(T * C), want = new Float32Array(T * C);
+    const got = new Float32Array(T * C),
+      want = new Float32Array(T * C);
     nb.embeddingForward(got, ids, wte, T, C);
     ref.embeddingForward(want, ids, wte, T, C);
     assertClose('embeddingForward', got, want, 0, 0);
-    const dout = randn(rng, T * C), d0 = randn(rng, V * C);
-    const dG = Float32Array.from(d0), dW = Float32Array.from(d0);
+    const dout = randn(rng, T * C),
+      d0 = randn(rng, V * C);
+    const dG = Float32Array.from(d0),
+      dW = Float32Array.from(d0);
     nb.embeddingBackward(dG, dout, ids, T, C);
     ref.embeddingBackward(dW, dout, ids, T, C);
     assertClose('embeddingBackward (accumulated)', dG, dW, 1e-5, 1e-5);
@@ -212,17 +302,28 @@ function compareKernels(nb: Backend): void {
 
   test(`${tag} rmsnorm forward/backward (dinp accumulates)`, () => {
     const rng = new Rng(4);
-    for (const [T, C] of [[1, 5], [33, 64], [70, 131]] as const) {
-      const inp = randView(rng, T * C, 2), w = randView(rng, C);
-      const outG = new Float32Array(T * C), outW = new Float32Array(T * C);
-      const rG = new Float32Array(T), rW = new Float32Array(T);
+    for (const [T, C] of [
+      [1, 5],
+      [33, 64],
+      [70, 131],
+    ] as const) {
+      const inp = randView(rng, T * C, 2),
+        w = randView(rng, C);
+      const outG = new Float32Array(T * C),
+        outW = new Float32Array(T * C);
+      const rG = new Float32Array(T),
+        rW = new Float32Array(T);
       nb.rmsnormForward(outG, rG, inp, w, T, C, 1e-6);
       ref.rmsnormForward(outW, rW, inp, w, T, C, 1e-6);
       assertClose(`rmsnormForward out T=${T} C=${C}`, outG, outW, 1e-5, 1e-5);
       assertClose(`rmsnormForward rstd T=${T} C=${C}`, rG, rW, 1e-6, 1e-5);
-      const dout = randn(rng, T * C), dx0 = randn(rng, T * C), dw0 = randn(rng, C);
-      const dxG = Float32Array.from(dx0), dxW = Float32Array.from(dx0);
-      const dwG = Float32Array.from(dw0), dwW = Float32Array.from(dw0);
+      const dout = randn(rng, T * C),
+        dx0 = randn(rng, T * C),
+        dw0 = randn(rng, C);
+      const dxG = Float32Array.from(dx0),
+        dxW = Float32Array.from(dx0);
+      const dwG = Float32Array.from(dw0),
+        dwW = Float32Array.from(dw0);
       nb.rmsnormBackward(dxG, dwG, dout, inp, w, rW, T, C);
       ref.rmsnormBackward(dxW, dwW, dout, inp, w, rW, T, C);
       assertClose(`rmsnormBackward dinp T=${T} C=${C}`, dxG, dxW, 1e-5, 1e-4);
@@ -232,21 +333,30 @@ function compareKernels(nb: Backend): void {
 
   test(`${tag} rope forward/backward`, () => {
     const rng = new Rng(5);
-    for (const [T, NH, HD] of [[1, 1, 2], [19, 3, 6], [40, 4, 64], [9, 2, 128]] as const) {
+    for (const [T, NH, HD] of [
+      [1, 1, 2],
+      [19, 3, 6],
+      [40, 4, 64],
+      [9, 2, 128],
+    ] as const) {
       const positions = Int32Array.from({ length: T }, (_, t) => (t < T / 2 ? t : t * 37));
       for (const dir of ['ropeForward', 'ropeBackward'] as const) {
         const x = randn(rng, T * NH * HD);
-        const got = Float32Array.from(x), want = Float32Array.from(x);
+        const got = Float32Array.from(x),
+          want = Float32Array.from(x);
         nb[dir](got, positions, T, NH, HD, 1e6);
         ref[dir](want, positions, T, NH, HD, 1e6);
         assertClose(`${dir} T=${T} NH=${NH} HD=${HD}`, got, want, 1e-5, 1e-5);
       }
     }
     // Same T and HD, new positions: the native cos/sin table must not be reused.
-    const T = 40, NH = 4, HD = 64;
+    const T = 40,
+      NH = 4,
+      HD = 64;
     const shifted = Int32Array.from({ length: T }, (_, t) => t + 1000);
     const x = randn(rng, T * NH * HD);
-    const got = Float32Array.from(x), want = Float32Array.from(x);
+    const got = Float32Array.from(x),
+      want = Float32Array.from(x);
     nb.ropeForward(got, shifted, T, NH, HD, 1e6);
     ref.ropeForward(want, shifted, T, NH, HD, 1e6);
     assertClose('ropeForward after the positions changed', got, want, 1e-5, 1e-5);
@@ -266,23 +376,30 @@ function compareKernels(nb: Backend): void {
     const rng = new Rng(6);
     for (const [lengths, NH, NKV, HD] of attentionCases) {
       const cu = cuSeqlensOf(lengths);
-      const B = lengths.length, T = cu[B];
-      const q = randView(rng, T * NH * HD), k = randView(rng, T * NKV * HD), v = randView(rng, T * NKV * HD);
+      const B = lengths.length,
+        T = cu[B];
+      const q = randView(rng, T * NH * HD),
+        k = randView(rng, T * NKV * HD),
+        v = randView(rng, T * NKV * HD);
       const label = `lengths=[${lengths}] NH=${NH} NKV=${NKV} HD=${HD}`;
-      const outG = new Float32Array(T * NH * HD), outW = new Float32Array(T * NH * HD);
-      const lseG = new Float32Array(T * NH), lseW = new Float32Array(T * NH);
+      const outG = new Float32Array(T * NH * HD),
+        outW = new Float32Array(T * NH * HD);
+      const lseG = new Float32Array(T * NH),
+        lseW = new Float32Array(T * NH);
       nb.attentionForward(outG, lseG, q, k, v, cu, B, T, NH, NKV, HD);
       ref.attentionForward(outW, lseW, q, k, v, cu, B, T, NH, NKV, HD);
       assertClose(`attentionForward out ${label}`, outG, outW, 1e-5, 1e-4);
       assertClose(`attentionForward lse ${label}`, lseG, lseW, 1e-5, 1e-5);
       const dout = randn(rng, T * NH * HD);
       const grads = (be: Backend) => {
-        const dq = new Float32Array(T * NH * HD).fill(7), dk = new Float32Array(T * NKV * HD).fill(7);
-        const dv = new Float32Array(T * NKV * HD).fill(7);  // written, so the 7s must vanish
+        const dq = new Float32Array(T * NH * HD).fill(7),
+          dk = new Float32Array(T * NKV * HD).fill(7);
+        const dv = new Float32Array(T * NKV * HD).fill(7); // written, so the 7s must vanish
         be.attentionBackward(dq, dk, dv, dout, q, k, v, outW, lseW, cu, B, T, NH, NKV, HD);
         return { dq, dk, dv };
       };
-      const g = grads(nb), w = grads(ref);
+      const g = grads(nb),
+        w = grads(ref);
       assertClose(`attentionBackward dq ${label}`, g.dq, w.dq, 1e-4, 1e-4);
       assertClose(`attentionBackward dk ${label}`, g.dk, w.dk, 1e-4, 1e-4);
       assertClose(`attentionBackward dv ${label}`, g.dv, w.dv, 1e-4, 1e-4);
@@ -292,19 +409,29 @@ function compareKernels(nb: Backend): void {
   test(`${tag} attention decode against a KV cache (GQA, slots out of order)`, () => {
     const rng = new Rng(7);
     // the last shape has enough keys (Σ lens·NH·HD > 2^18) to take the parallel path
-    for (const [NH, NKV, HD, maxLen] of [[4, 2, 16, 40], [3, 1, 12, 40], [2, 2, 64, 40], [8, 2, 64, 300]] as const) {
-      const S = 3, B = 4;
-      const kCache = randn(rng, S * maxLen * NKV * HD), vCache = randn(rng, S * maxLen * NKV * HD);
+    for (const [NH, NKV, HD, maxLen] of [
+      [4, 2, 16, 40],
+      [3, 1, 12, 40],
+      [2, 2, 64, 40],
+      [8, 2, 64, 300],
+    ] as const) {
+      const S = 3,
+        B = 4;
+      const kCache = randn(rng, S * maxLen * NKV * HD),
+        vCache = randn(rng, S * maxLen * NKV * HD);
       const slots = Int32Array.from([2, 0, 1, 2]);
       const lens = Int32Array.from([1, maxLen, Math.floor(maxLen * 0.42), maxLen - 7]);
       const q = randn(rng, B * NH * HD);
-      const got = new Float32Array(B * NH * HD), want = new Float32Array(B * NH * HD);
+      const got = new Float32Array(B * NH * HD),
+        want = new Float32Array(B * NH * HD);
       nb.attentionDecode(got, q, kCache, vCache, slots, lens, B, NH, NKV, HD, maxLen);
       ref.attentionDecode(want, q, kCache, vCache, slots, lens, B, NH, NKV, HD, maxLen);
       assertClose(`attentionDecode NH=${NH} NKV=${NKV} HD=${HD}`, got, want, 1e-5, 1e-4);
       // The bf16 cache: the same attention over the widened bf16 values (HD 12: a partial vector).
-      const k16 = toBf16(kCache), v16 = toBf16(vCache);
-      const got16 = new Float32Array(B * NH * HD), want16 = new Float32Array(B * NH * HD);
+      const k16 = toBf16(kCache),
+        v16 = toBf16(vCache);
+      const got16 = new Float32Array(B * NH * HD),
+        want16 = new Float32Array(B * NH * HD);
       nb.attentionDecodeBf16(got16, q, k16, v16, slots, lens, B, NH, NKV, HD, maxLen);
       ref.attentionDecode(want16, q, fromBf16(k16), fromBf16(v16), slots, lens, B, NH, NKV, HD, maxLen);
       assertClose(`attentionDecodeBf16 NH=${NH} NKV=${NKV} HD=${HD}`, got16, want16, 1e-5, 1e-4);
@@ -314,24 +441,34 @@ function compareKernels(nb: Backend): void {
   test(`${tag} swiglu, add, scale, sumSquares`, () => {
     const rng = new Rng(8);
     const n = 1031;
-    const gate = randn(rng, n, 4), up = randn(rng, n), dout = randn(rng, n);
-    gate[0] = 30; gate[1] = -30; gate[2] = 0;
-    const fG = new Float32Array(n), fW = new Float32Array(n);
+    const gate = randn(rng, n, 4),
+      up = randn(rng, n),
+      dout = randn(rng, n);
+    gate[0] = 30;
+    gate[1] = -30;
+    gate[2] = 0;
+    const fG = new Float32Array(n),
+      fW = new Float32Array(n);
     nb.swigluForward(fG, gate, up, n);
     ref.swigluForward(fW, gate, up, n);
     assertClose('swigluForward', fG, fW, 1e-6, 1e-5);
-    const dgG = new Float32Array(n), duG = new Float32Array(n), dgW = new Float32Array(n), duW = new Float32Array(n);
+    const dgG = new Float32Array(n),
+      duG = new Float32Array(n),
+      dgW = new Float32Array(n),
+      duW = new Float32Array(n);
     nb.swigluBackward(dgG, duG, dout, gate, up, n);
     ref.swigluBackward(dgW, duW, dout, gate, up, n);
     assertClose('swigluBackward dgate', dgG, dgW, 1e-6, 1e-5);
     assertClose('swigluBackward dup', duG, duW, 1e-6, 1e-5);
-    const a = randn(rng, n), b = randn(rng, n);
+    const a = randn(rng, n),
+      b = randn(rng, n);
     const sumW = new Float32Array(n);
     ref.add(sumW, a, b, n);
     const aliased = Float32Array.from(a);
     nb.add(aliased, aliased, b, n);
     assertClose('add (out aliases a)', aliased, sumW, 0, 0);
-    const sG = Float32Array.from(a), sW = Float32Array.from(a);
+    const sG = Float32Array.from(a),
+      sW = Float32Array.from(a);
     nb.scale(sG, 0.37, n);
     ref.scale(sW, 0.37, n);
     assertClose('scale', sG, sW, 0, 3e-7);
@@ -341,16 +478,24 @@ function compareKernels(nb: Backend): void {
 
   test(`${tag} loss head forward/backward, targets < 0, dlogits aliasing logits`, () => {
     const rng = new Rng(9);
-    for (const [T, V] of [[1, 7], [6, 1003], [2, 151936]] as const) {
+    for (const [T, V] of [
+      [1, 7],
+      [6, 1003],
+      [2, 151936],
+    ] as const) {
       const logits = randn(rng, T * V, 3);
       const targets = Int32Array.from({ length: T }, (_, t) => (t === 1 ? -1 : rng.int(V)));
       if (T > 2) targets[T - 1] = V - 1;
-      const lpG = new Float32Array(T), enG = new Float32Array(T), lpW = new Float32Array(T), enW = new Float32Array(T);
+      const lpG = new Float32Array(T),
+        enG = new Float32Array(T),
+        lpW = new Float32Array(T),
+        enW = new Float32Array(T);
       nb.lossHeadForward(lpG, enG, logits, targets, T, V);
       ref.lossHeadForward(lpW, enW, logits, targets, T, V);
       assertClose(`lossHeadForward logprob T=${T} V=${V}`, lpG, lpW, 1e-5, 1e-5);
       assertClose(`lossHeadForward entropy T=${T} V=${V}`, enG, enW, 1e-5, 1e-5);
-      const cl = randn(rng, T), ce = randn(rng, T);
+      const cl = randn(rng, T),
+        ce = randn(rng, T);
       const want = new Float32Array(T * V).fill(9);
       ref.lossHeadBackward(want, logits, targets, cl, ce, T, V);
       const separate = new Float32Array(T * V).fill(9);
@@ -366,7 +511,8 @@ function compareKernels(nb: Backend): void {
     const rng = new Rng(31);
     for (const V of [1, 7, 1000, 4099]) {
       const z = randView(rng, V, 3);
-      const got = new Float64Array(2), want = new Float64Array(2);
+      const got = new Float64Array(2),
+        want = new Float64Array(2);
       nb.chooseToken(got, z, V, 0, 0);
       ref.chooseToken(want, z, V, 0, 0);
       assert.equal(got[0], want[0], `greedy V=${V}`);
@@ -385,7 +531,10 @@ function compareKernels(nb: Backend): void {
             ref.chooseToken(want, z, V, invT, u);
             assert.equal(want[0], v, 'the reference draws the token whose interval holds u');
             assert.equal(got[0], v, `V=${V} invT=${invT} u=${u}`);
-            assert.ok(Math.abs(got[1] - Math.log(p[v] / total)) < 1e-5, `logprob V=${V}: ${got[1]} vs ${Math.log(p[v] / total)}`);
+            assert.ok(
+              Math.abs(got[1] - Math.log(p[v] / total)) < 1e-5,
+              `logprob V=${V}: ${got[1]} vs ${Math.log(p[v] / total)}`,
+            );
           }
           before += p[v];
         }
@@ -397,7 +546,10 @@ function compareKernels(nb: Backend): void {
   test(`${tag} adamw`, () => {
     const rng = new Rng(10);
     const n = 1029;
-    const p = randn(rng, n), g = randn(rng, n), m = randn(rng, n, 0.1), v = randn(rng, n, 0.1).map(Math.abs);
+    const p = randn(rng, n),
+      g = randn(rng, n),
+      m = randn(rng, n, 0.1),
+      v = randn(rng, n, 0.1).map(Math.abs);
     const [pG, mG, vG, pW, mW, vW] = [p, m, v, p, m, v].map((x) => Float32Array.from(x));
     nb.adamw(pG, g, mG, vG, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3);
     ref.adamw(pW, g, mW, vW, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3);
@@ -422,7 +574,8 @@ if (!native) {
     // Every instruction set below the one this CPU runs by default, each in its own process.
     const lower = ISAS.slice(ISAS.indexOf(native.isa) + 1);
     const skipped = ISAS.slice(0, ISAS.indexOf(native.isa));
-    if (skipped.length) console.log(`native engine: this CPU cannot run ${skipped.join(', ')}; those paths are not tested`);
+    if (skipped.length)
+      console.log(`native engine: this CPU cannot run ${skipped.join(', ')}; those paths are not tested`);
     test('task pool: no task runs twice even when the caller is preempted while starting a job (child process)', () => {
       // RED_POOL_TEST_DELAY_US makes the caller sleep between publishing a job's task count and
       // opening its ticket, so a helper always finds that window; before the fix a helper then
@@ -430,10 +583,17 @@ if (!native) {
       const env: NodeJS.ProcessEnv = { ...process.env, RED_POOL_TEST_DELAY_US: '30', RED_NATIVE_TEST_CHILD: '1' };
       delete env.NODE_TEST_CONTEXT;
       delete env.RED_ISA;
-      const r = spawnSync(process.execPath, ['--import', 'tsx', '--test-name-pattern=task pool', fileURLToPath(import.meta.url)],
-        { env, encoding: 'utf8', timeout: 60_000 });
+      const r = spawnSync(
+        process.execPath,
+        ['--import', 'tsx', '--test-name-pattern=task pool', fileURLToPath(import.meta.url)],
+        { env, encoding: 'utf8', timeout: 60_000 },
+      );
       const output = `${r.stdout}${r.stderr}`;
-      assert.equal(r.status, 0, `pool stress child failed (status ${r.status}, signal ${r.signal}):\n${output.slice(-3000)}`);
+      assert.equal(
+        r.status,
+        0,
+        `pool stress child failed (status ${r.status}, signal ${r.signal}):\n${output.slice(-3000)}`,
+      );
       assert.match(output, /ok \d+ - \[isa=\w+\] task pool/, 'the pool stress test did not run');
       assert.match(output, /# fail 0/);
     });
@@ -442,8 +602,11 @@ if (!native) {
         const env: NodeJS.ProcessEnv = { ...process.env, RED_AMX: '0', RED_NATIVE_TEST_CHILD: '1' };
         delete env.NODE_TEST_CONTEXT;
         delete env.RED_ISA;
-        const r = spawnSync(process.execPath, ['--import', 'tsx', '--test-name-pattern=Bf16', fileURLToPath(import.meta.url)],
-          { env, encoding: 'utf8', timeout: 120_000 });
+        const r = spawnSync(
+          process.execPath,
+          ['--import', 'tsx', '--test-name-pattern=Bf16', fileURLToPath(import.meta.url)],
+          { env, encoding: 'utf8', timeout: 120_000 },
+        );
         const output = `${r.stdout}${r.stderr}`;
         assert.equal(r.status, 0, `RED_AMX=0 run failed:\n${output.slice(-3000)}`);
         assert.match(output, /ok \d+ - \[isa=avx512\] matmulBf16/, 'RED_AMX=0: the bf16 comparisons did not run');
@@ -455,12 +618,22 @@ if (!native) {
         // Without the runner's NODE_TEST_CONTEXT the child reports as plain TAP, which is read here.
         const env: NodeJS.ProcessEnv = { ...process.env, RED_ISA: isa, RED_NATIVE_TEST_CHILD: '1' };
         delete env.NODE_TEST_CONTEXT;
-        const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url)], { env, encoding: 'utf8' });
+        const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url)], {
+          env,
+          encoding: 'utf8',
+        });
         const output = `${r.stdout}${r.stderr}`;
-        const failures = output.split('\n').filter((l) => /^not ok|✖|max \|diff\|/.test(l.trim())).slice(0, 40);
+        const failures = output
+          .split('\n')
+          .filter((l) => /^not ok|✖|max \|diff\|/.test(l.trim()))
+          .slice(0, 40);
         assert.equal(r.status, 0, `RED_ISA=${isa} run failed:\n${failures.join('\n')}\n${output.slice(-3000)}`);
         // A child that could not load the addon would skip everything and still exit 0.
-        assert.match(output, new RegExp(`ok \\d+ - \\[isa=${isa}\\] adamw`), `RED_ISA=${isa}: the comparisons did not run`);
+        assert.match(
+          output,
+          new RegExp(`ok \\d+ - \\[isa=${isa}\\] adamw`),
+          `RED_ISA=${isa}: the comparisons did not run`,
+        );
         assert.match(output, /# fail 0/);
       });
     }

@@ -1,19 +1,38 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { benchmarkByName, BENCHMARKS, loadBenchmark, readGold, resolveBenchmark, stripDollars } from '../../src/eval/benchmarks.ts';
+import {
+  benchmarkByName,
+  BENCHMARKS,
+  loadBenchmark,
+  readGold,
+  resolveBenchmark,
+  stripDollars,
+} from '../../src/eval/benchmarks.ts';
 import { benchmarkPath } from '../helpers/paths.ts';
 
 const DATA = benchmarkPath();
 const line = (file: string, row: number): string => readFileSync(benchmarkPath(file), 'utf8').split('\n')[row - 1];
 
 test('row counts of the real files match SOURCES.md', async () => {
-  const expected: Record<string, number> = { math500: 500, aime24: 30, aime25: 30, amc: 83, minerva: 272, olympiad: 675, amc23: 40 };
+  const expected: Record<string, number> = {
+    math500: 500,
+    aime24: 30,
+    aime25: 30,
+    amc: 83,
+    minerva: 272,
+    olympiad: 675,
+    amc23: 40,
+  };
   for (const spec of BENCHMARKS) {
     const problems = await loadBenchmark(spec, DATA);
     assert.equal(problems.length, expected[spec.name], spec.name);
     // Every gold of the shipped files is readable by the loader's rules.
-    assert.deepEqual(problems.filter((p) => p.gold === null).map((p) => p.row), [], `${spec.name} golds`);
+    assert.deepEqual(
+      problems.filter((p) => p.gold === null).map((p) => p.row),
+      [],
+      `${spec.name} golds`,
+    );
   }
 });
 
@@ -58,11 +77,16 @@ test('gold answers and fields of a few rows, checked against the file text', asy
 
 test('--limit keeps the first K problems', async () => {
   const p = await loadBenchmark(benchmarkByName('olympiad'), DATA, 3);
-  assert.deepEqual(p.map((x) => x.index), [0, 1, 2]);
+  assert.deepEqual(
+    p.map((x) => x.index),
+    [0, 1, 2],
+  );
 });
 
 test('stripDollars and gold rules on hand cases', () => {
-  assert.deepEqual(readGold({ s: 'a \\boxed{1} then \\boxed{\\frac{1}{2}} end' }, { kind: 'lastBoxed', path: 's' }), { gold: '\\frac{1}{2}' });
+  assert.deepEqual(readGold({ s: 'a \\boxed{1} then \\boxed{\\frac{1}{2}} end' }, { kind: 'lastBoxed', path: 's' }), {
+    gold: '\\frac{1}{2}',
+  });
   assert.ok('error' in readGold({ s: 'cut off \\boxed{12' }, { kind: 'lastBoxed', path: 's' }));
   assert.equal(stripDollars('$\\frac{32}{9}$,$\\frac{1}{2}$'), '\\frac{32}{9}, \\frac{1}{2}');
   assert.deepEqual(readGold({ answer: 142.0 }, { kind: 'field', path: 'answer' }), { gold: '142' });
@@ -88,7 +112,11 @@ test('benchmarks given as files: name=path, bare path, field mapping, boxed: ans
 });
 
 test('a Parquet file with a dotted field mapping (the LUFFY validation set) loads through the same code', async () => {
-  const spec = resolveBenchmark(`luffy=${benchmarkPath('luffy_valid.parquet')}`, { problem: 'prompt.1.content', answer: 'reward_model.ground_truth', level: 'data_source' });
+  const spec = resolveBenchmark(`luffy=${benchmarkPath('luffy_valid.parquet')}`, {
+    problem: 'prompt.1.content',
+    answer: 'reward_model.ground_truth',
+    level: 'data_source',
+  });
   const problems = await loadBenchmark(spec, undefined);
   assert.equal(problems.length, 2019);
   const perSource: Record<string, number> = {};

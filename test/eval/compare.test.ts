@@ -12,8 +12,18 @@ after(() => rmSync(ROOT, { recursive: true, force: true }));
 
 function bench(name: string, title: string, acc: number, len: number): BenchmarkResult {
   return {
-    name, title, file: `${name}.jsonl`, sampling: { n: 1, temperature: 0.6, topP: 1, maxTokens: 8192 },
-    problems: 10, scored: 10, acc, len, clippedFrac: 0, passAtK: [acc], unparseableGold: [], unfinished: 0,
+    name,
+    title,
+    file: `${name}.jsonl`,
+    sampling: { n: 1, temperature: 0.6, topP: 1, maxTokens: 8192 },
+    problems: 10,
+    scored: 10,
+    acc,
+    len,
+    clippedFrac: 0,
+    passAtK: [acc],
+    unparseableGold: [],
+    unfinished: 0,
   };
 }
 
@@ -31,13 +41,28 @@ function writeRun(root: string, name: string, r: EvalResults): string {
 
 test('--compare lays models side by side with the mean of per-benchmark Acc and LEN', async () => {
   const root = mkdtempSync(path.join(ROOT, 'red-compare-'));
-  const grpo = writeRun(root, 'grpo', results('m1', [bench('aime24', 'AIME24', 0.1, 1000), bench('math500', 'MATH500', 0.7, 600)]));
+  const grpo = writeRun(
+    root,
+    'grpo',
+    results('m1', [bench('aime24', 'AIME24', 0.1, 1000), bench('math500', 'MATH500', 0.7, 600)]),
+  );
   // RED has one benchmark more; its overall covers three, GRPO's two.
-  const red = writeRun(root, 'red', results('m2', [bench('aime24', 'AIME24', 0.2, 2000), bench('math500', 'MATH500', 0.75, 700), bench('amc', 'AMC', 0.45, 1500)]));
+  const red = writeRun(
+    root,
+    'red',
+    results('m2', [
+      bench('aime24', 'AIME24', 0.2, 2000),
+      bench('math500', 'MATH500', 0.75, 700),
+      bench('amc', 'AMC', 0.45, 1500),
+    ]),
+  );
   const out = path.join(root, 'cmp');
   const md = await compareFolders([grpo, red], out);
   const lines = md.split('\n');
-  assert.equal(lines[0], '| Model | AIME24 Acc | AIME24 LEN | MATH500 Acc | MATH500 LEN | AMC Acc | AMC LEN | Avg Acc | Avg LEN |');
+  assert.equal(
+    lines[0],
+    '| Model | AIME24 Acc | AIME24 LEN | MATH500 Acc | MATH500 LEN | AMC Acc | AMC LEN | Avg Acc | Avg LEN |',
+  );
   // grpo: (10 + 70)/2 = 40.00, (1000 + 600)/2 = 800
   assert.equal(lines[2], '| grpo | 10.00 | 1000 | 70.00 | 600 | – | – | 40.00 | 800 |');
   // red: (20 + 75 + 45)/3 = 46.67, (2000 + 700 + 1500)/3 = 1400
@@ -53,7 +78,9 @@ test('red eval --compare prints the table and names a folder without results', (
   const ok = spawnSync(process.execPath, [bin, 'eval', '--compare', a], { encoding: 'utf8' });
   assert.equal(ok.status, 0, ok.stderr);
   assert.match(ok.stdout, /\| a \| 50\.00 \| 10 \| 50\.00 \| 10 \|/);
-  const bad = spawnSync(process.execPath, [bin, 'eval', '--compare', a, path.join(root, 'missing')], { encoding: 'utf8' });
+  const bad = spawnSync(process.execPath, [bin, 'eval', '--compare', a, path.join(root, 'missing')], {
+    encoding: 'utf8',
+  });
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /^red: .*missing\/results\.json not found/);
 });

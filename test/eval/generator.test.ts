@@ -26,7 +26,10 @@ const exactVerifier: AnswerVerifier = {
 test('prompts go through the chat template and both end markers stop generation', () => {
   const tok = byteTokenizer();
   assert.deepEqual(stopRule(tok, ['<|im_end|>', '<|endoftext|>']), { eosIds: [256, 258], stopStrings: [] });
-  assert.deepEqual(stopRule(tok, ['<|endoftext|>', '\n\nProblem:']), { eosIds: [256, 258], stopStrings: ['\n\nProblem:'] });
+  assert.deepEqual(stopRule(tok, ['<|endoftext|>', '\n\nProblem:']), {
+    eosIds: [256, 258],
+    stopStrings: ['\n\nProblem:'],
+  });
   const ids = encodePrompt(tok, buildPrompt('qwen-boxed', 'What is 2+2?'));
   assert.equal(
     tok.decode(ids, false),
@@ -38,9 +41,21 @@ test('prompts go through the chat template and both end markers stop generation'
 test('with the real sampler, an interrupted and resumed run writes the same samples as one uninterrupted run', async () => {
   const data = mkdtempSync(path.join(ROOT, 'red-evalgen-'));
   const file = path.join(data, 'q.jsonl');
-  writeFileSync(file, ['1+1', '2+3', '4*2', '9-5', '6/3'].map((p, i) => JSON.stringify({ problem: `Compute ${p}.`, answer: String(i) })).join('\n') + '\n');
+  writeFileSync(
+    file,
+    ['1+1', '2+3', '4*2', '9-5', '6/3']
+      .map((p, i) => JSON.stringify({ problem: `Compute ${p}.`, answer: String(i) }))
+      .join('\n') + '\n',
+  );
   const spec = resolveBenchmark(`q=${file}`, undefined, 3);
-  const job = async (): Promise<EvalJob[]> => [{ spec, file, problems: await loadBenchmark(spec, undefined), sampling: samplingFor(spec, { maxTokens: 12, temperature: 1 }) }];
+  const job = async (): Promise<EvalJob[]> => [
+    {
+      spec,
+      file,
+      problems: await loadBenchmark(spec, undefined),
+      sampling: samplingFor(spec, { maxTokens: 12, temperature: 1 }),
+    },
+  ];
   const model = tinyModel();
   const tokenizer = byteTokenizer();
 
@@ -51,15 +66,45 @@ test('with the real sampler, an interrupted and resumed run writes the same samp
     calls++;
     return real(r, o);
   };
-  const a = await runEval({ outDir: whole, model: 'tiny', jobs: await job(), generate: counting, verifier: exactVerifier, prompt: 'qwen-boxed', seed: 5, chunkSamples: 1000 });
+  const a = await runEval({
+    outDir: whole,
+    model: 'tiny',
+    jobs: await job(),
+    generate: counting,
+    verifier: exactVerifier,
+    prompt: 'qwen-boxed',
+    seed: 5,
+    chunkSamples: 1000,
+  });
   assert.equal(calls, 1, 'all 15 samples in one continuous-batching call');
   assert.equal(a.benchmarks[0].scored, 5);
 
   const parts = path.join(data, 'parts');
   let n = 0;
   const crashing: Generator = (r, o) => (++n === 2 ? Promise.reject(new Error('killed')) : real(r, o));
-  await assert.rejects(runEval({ outDir: parts, model: 'tiny', jobs: await job(), generate: crashing, verifier: exactVerifier, prompt: 'qwen-boxed', seed: 5, chunkSamples: 6 }), /killed/);
-  await runEval({ outDir: parts, model: 'tiny', jobs: await job(), generate: real, verifier: exactVerifier, prompt: 'qwen-boxed', seed: 5, chunkSamples: 3 });
+  await assert.rejects(
+    runEval({
+      outDir: parts,
+      model: 'tiny',
+      jobs: await job(),
+      generate: crashing,
+      verifier: exactVerifier,
+      prompt: 'qwen-boxed',
+      seed: 5,
+      chunkSamples: 6,
+    }),
+    /killed/,
+  );
+  await runEval({
+    outDir: parts,
+    model: 'tiny',
+    jobs: await job(),
+    generate: real,
+    verifier: exactVerifier,
+    prompt: 'qwen-boxed',
+    seed: 5,
+    chunkSamples: 3,
+  });
 
   const wholeLines = readFileSync(path.join(whole, 'samples.jsonl'), 'utf8');
   assert.equal(readFileSync(path.join(parts, 'samples.jsonl'), 'utf8'), wholeLines);

@@ -28,12 +28,39 @@ function modelFolder(name: string, chatTemplate: boolean): string {
 const model = modelFolder('model', true);
 const PROBLEMS = 150;
 const data = path.join(ROOT, 'q.jsonl');
-writeFileSync(data, Array.from({ length: PROBLEMS }, (_, i) => JSON.stringify({ problem: `${i}+1`, answer: String(i + 1) })).join('\n') + '\n');
-const records = (out: string) => readFileSync(path.join(out, 'samples.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { benchmark: string; index: number });
+writeFileSync(
+  data,
+  Array.from({ length: PROBLEMS }, (_, i) => JSON.stringify({ problem: `${i}+1`, answer: String(i + 1) })).join('\n') +
+    '\n',
+);
+const records = (out: string) =>
+  readFileSync(path.join(out, 'samples.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { benchmark: string; index: number });
 
 test('Ctrl-C: says how to resume; a second writer is refused; the same command reuses every finished problem', async () => {
   const out = path.join(ROOT, 'out');
-  const args = [BIN, 'eval', '--model', model, '--benchmarks', `toy=${data}`, '--n', '2', '--max-tokens', '48', '--temperature', '1', '--chunk', '2', '--backend', 'reference', '--out', out];
+  const args = [
+    BIN,
+    'eval',
+    '--model',
+    model,
+    '--benchmarks',
+    `toy=${data}`,
+    '--n',
+    '2',
+    '--max-tokens',
+    '48',
+    '--temperature',
+    '1',
+    '--chunk',
+    '2',
+    '--backend',
+    'reference',
+    '--out',
+    out,
+  ];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -45,13 +72,23 @@ test('Ctrl-C: says how to resume; a second writer is refused; the same command r
     await new Promise((r) => setTimeout(r, 10));
   }
   // A second writer (this process) is refused while the first runs.
-  assert.throws(() => lockFolder(out, 'eval'), (err: Error) => err.message === `${out} is in use by PID ${child.pid} (red eval); wait for it to finish, stop it, or use another folder`);
+  assert.throws(
+    () => lockFolder(out, 'eval'),
+    (err: Error) =>
+      err.message ===
+      `${out} is in use by PID ${child.pid} (red eval); wait for it to finish, stop it, or use another folder`,
+  );
   child.kill('SIGINT');
   assert.equal(await done, 130, stderr);
   const kept = readFileSync(file, 'utf8');
   const n = kept.trim().split('\n').length;
   assert.ok(n < PROBLEMS, 'the run finished before it was interrupted');
-  assert.match(stderr, new RegExp(`red eval: interrupted; ${n} finished problem\\(s\\) are kept in ${file}; run the same command to resume from there\\n$`));
+  assert.match(
+    stderr,
+    new RegExp(
+      `red eval: interrupted; ${n} finished problem\\(s\\) are kept in ${file}; run the same command to resume from there\\n$`,
+    ),
+  );
 
   const resumed = spawnSync(process.execPath, args, { encoding: 'utf8' });
   assert.equal(resumed.status, 0, resumed.stderr);
@@ -64,7 +101,24 @@ test('Ctrl-C: says how to resume; a second writer is refused; the same command r
 test('no chat template: eval names --prompt raw, and that corrected command then runs in the same folder', () => {
   const plain = modelFolder('plain', false);
   const out = path.join(ROOT, 'plain-out');
-  const base = [BIN, 'eval', '--model', plain, '--benchmarks', `toy=${data}`, '--limit', '2', '--n', '1', '--max-tokens', '4', '--backend', 'reference', '--out', out];
+  const base = [
+    BIN,
+    'eval',
+    '--model',
+    plain,
+    '--benchmarks',
+    `toy=${data}`,
+    '--limit',
+    '2',
+    '--n',
+    '1',
+    '--max-tokens',
+    '4',
+    '--backend',
+    'reference',
+    '--out',
+    out,
+  ];
   const r = spawnSync(process.execPath, base, { encoding: 'utf8' });
   assert.equal(r.status, 1);
   assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
@@ -77,7 +131,9 @@ test('no chat template: eval names --prompt raw, and that corrected command then
 
 test('a full disk during eval: one line naming the file, that finished problems are kept and how to resume', (t) => {
   // A real full disk: a 16 KiB tmpfs in a private mount namespace (user namespaces, no root needed).
-  const probe = spawnSync('unshare', ['-rm', 'sh', '-c', `mount -t tmpfs -o size=16k tmpfs ${JSON.stringify(ROOT)}`], { encoding: 'utf8' });
+  const probe = spawnSync('unshare', ['-rm', 'sh', '-c', `mount -t tmpfs -o size=16k tmpfs ${JSON.stringify(ROOT)}`], {
+    encoding: 'utf8',
+  });
   if (probe.status !== 0) {
     t.skip(`cannot mount a small tmpfs here (${(probe.stderr || probe.error?.message || '').trim()})`);
     return;
@@ -88,7 +144,15 @@ test('a full disk during eval: one line naming the file, that finished problems 
   const cmd = `mount -t tmpfs -o size=16k tmpfs ${JSON.stringify(disk)} && exec ${JSON.stringify(process.execPath)} ${[BIN, 'eval', '--model', model, '--benchmarks', `toy=${data}`, '--n', '4', '--max-tokens', '48', '--temperature', '1', '--chunk', '8', '--backend', 'reference', '--out', out].map((a) => JSON.stringify(a)).join(' ')}`;
   const r = spawnSync('unshare', ['-rm', 'sh', '-c', cmd], { encoding: 'utf8' });
   assert.equal(r.status, 1, r.stderr);
-  const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('eval: '));
+  const lines = r.stderr
+    .trim()
+    .split('\n')
+    .filter((l) => !l.startsWith('eval: '));
   assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0], new RegExp(`^red: cannot write ${out}/\\S+ \\(ENOSPC\\): the disk is full; free some space and run the same command again; the problems finished so far are kept in samples\\.jsonl and will not be redone$`));
+  assert.match(
+    lines[0],
+    new RegExp(
+      `^red: cannot write ${out}/\\S+ \\(ENOSPC\\): the disk is full; free some space and run the same command again; the problems finished so far are kept in samples\\.jsonl and will not be redone$`,
+    ),
+  );
 });

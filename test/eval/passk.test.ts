@@ -38,7 +38,11 @@ test('agrees with the exact binomial ratio for every c, k up to n = 64', () => {
 });
 
 test('curve is the per-problem mean and pass@1 is the mean fraction correct', () => {
-  const curve = passAtKCurve([{ n: 4, c: 0 }, { n: 4, c: 1 }, { n: 4, c: 4 }]);
+  const curve = passAtKCurve([
+    { n: 4, c: 0 },
+    { n: 4, c: 1 },
+    { n: 4, c: 4 },
+  ]);
   assert.equal(curve.length, 4);
   // k=1: (0 + 1/4 + 1)/3; k=2: (0 + (1 − C(3,2)/C(4,2)) + 1)/3 = (0 + 1/2 + 1)/3
   assert.ok(Math.abs(curve[0] - 1.25 / 3) < 1e-15);

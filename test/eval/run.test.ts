@@ -5,7 +5,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadBenchmark, resolveBenchmark, type EvalProblem } from '../../src/eval/benchmarks.ts';
 import { lastBoxed } from '../../src/reward/extract.ts';
-import { samplingFor, type AnswerVerifier, type Completion, type GenerationRequest, type Generator } from '../../src/eval/protocol.ts';
+import {
+  samplingFor,
+  type AnswerVerifier,
+  type Completion,
+  type GenerationRequest,
+  type Generator,
+} from '../../src/eval/protocol.ts';
 import type { EvalResults } from '../../src/eval/results.ts';
 import { runEval, type EvalJob } from '../../src/eval/run.ts';
 import { assertClose } from '../helpers/close.ts';
@@ -37,7 +43,10 @@ const problemOf = (r: GenerationRequest): string => {
  * Answers chosen per problem: `answers[problem][j]` is sample j's boxed answer, and its length in
  * tokens is 10·(j+1) + the problem's `extra` tokens, so Acc and LEN can be worked out by hand.
  */
-function fakeGenerator(table: Record<string, { answers: string[]; extra: number }>, calls: GenerationRequest[][] = []): Generator {
+function fakeGenerator(
+  table: Record<string, { answers: string[]; extra: number }>,
+  calls: GenerationRequest[][] = [],
+): Generator {
   return async (requests, opts) => {
     calls.push([...requests]);
     assert.deepEqual(opts.stopStrings, ['<|im_end|>', '<|endoftext|>']);
@@ -46,7 +55,11 @@ function fakeGenerator(table: Record<string, { answers: string[]; extra: number 
       assert.equal(row.answers.length, r.n, `n for ${problemOf(r)}`);
       return row.answers.map((a, j) => {
         opts.onSequenceDone?.();
-        return { text: `work… so \\boxed{${a}}`, tokens: 10 * (j + 1) + row.extra, finishReason: j === 3 ? 'length' : 'stop' };
+        return {
+          text: `work… so \\boxed{${a}}`,
+          tokens: 10 * (j + 1) + row.extra,
+          finishReason: j === 3 ? 'length' : 'stop',
+        };
       });
     });
   };
@@ -58,7 +71,9 @@ function writeJsonl(file: string, rows: object[]): string {
 }
 
 /** Two benchmarks as files: A at n=4 (3 problems), B at n=1 with levels (4 problems). */
-async function setup(dir: string): Promise<{ jobs: EvalJob[]; table: Record<string, { answers: string[]; extra: number }> }> {
+async function setup(
+  dir: string,
+): Promise<{ jobs: EvalJob[]; table: Record<string, { answers: string[]; extra: number }> }> {
   const a = writeJsonl(path.join(dir, 'a.jsonl'), [
     { problem: 'A0', answer: '1' },
     { problem: 'A1', answer: '2' },
@@ -80,22 +95,41 @@ async function setup(dir: string): Promise<{ jobs: EvalJob[]; table: Record<stri
     B3: { answers: ['8'], extra: 30 }, // right, 40 tokens
   };
   const jobs: EvalJob[] = [];
-  for (const [arg, n] of [[`A=${a}`, 4], [`B=${b}`, 1]] as const) {
+  for (const [arg, n] of [
+    [`A=${a}`, 4],
+    [`B=${b}`, 1],
+  ] as const) {
     const spec = resolveBenchmark(arg, undefined, n);
-    jobs.push({ spec, file: spec.file, problems: await loadBenchmark(spec, undefined), sampling: samplingFor(spec, { maxTokens: 64 }) });
+    jobs.push({
+      spec,
+      file: spec.file,
+      problems: await loadBenchmark(spec, undefined),
+      sampling: samplingFor(spec, { maxTokens: 64 }),
+    });
   }
   return { jobs, table };
 }
-
 
 test('Acc, LEN, per-level accuracy, pass@k and overall from controlled answers', async () => {
   const dir = mkdtempSync(path.join(ROOT, 'red-eval-'));
   const { jobs, table } = await setup(dir);
   const calls: GenerationRequest[][] = [];
-  const r = await runEval({ outDir: dir, model: 'fake', jobs, generate: fakeGenerator(table, calls), verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 1000 });
+  const r = await runEval({
+    outDir: dir,
+    model: 'fake',
+    jobs,
+    generate: fakeGenerator(table, calls),
+    verifier: exactVerifier,
+    prompt: 'qwen-boxed',
+    seed: 1,
+    chunkSamples: 1000,
+  });
   // One call: every sample of every problem in one batch (the benchmarks differ in n only).
   assert.equal(calls.length, 1);
-  assert.deepEqual(calls[0].map((q) => q.n), [4, 4, 4, 1, 1, 1, 1]);
+  assert.deepEqual(
+    calls[0].map((q) => q.n),
+    [4, 4, 4, 1, 1, 1, 1],
+  );
   const [A, B] = r.benchmarks;
   // A: (0/4 + 1/4 + 4/4)/3 = 1.25/3; every problem has lengths 10,20,30,40 → LEN 25.
   assertClose(A.acc, 1.25 / 3, EXACT, 'A acc');
@@ -127,9 +161,24 @@ test('Acc, LEN, per-level accuracy, pass@k and overall from controlled answers',
     ],
   });
 
-  const lines = readFileSync(path.join(dir, 'samples.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const lines = readFileSync(path.join(dir, 'samples.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   assert.equal(lines.length, 7);
-  assert.deepEqual(lines[1].samples.map((s: { extracted: string; correct: boolean; tokens: number }) => [s.extracted, s.correct, s.tokens]), [['2', true, 10], ['9', false, 20], ['9', false, 30], ['9', false, 40]]);
+  assert.deepEqual(
+    lines[1].samples.map((s: { extracted: string; correct: boolean; tokens: number }) => [
+      s.extracted,
+      s.correct,
+      s.tokens,
+    ]),
+    [
+      ['2', true, 10],
+      ['9', false, 20],
+      ['9', false, 30],
+      ['9', false, 40],
+    ],
+  );
   const md = readFileSync(path.join(dir, 'results.md'), 'utf8');
   assert.match(md, /\| A \| avg@4, T=0.6, top-p=1, ≤64 tok \| 3 \| 41.67 \| 25 \| 25.00% \|/);
   assert.match(md, /\| \*\*Overall\*\* \| mean of 2 \| \| \*\*58.33\*\* \| \*\*25\*\* \| \|/);
@@ -145,7 +194,16 @@ test('a run interrupted mid-way (crash, truncated last line) resumes to the same
   const data = mkdtempSync(path.join(ROOT, 'red-eval-data-'));
   const whole = mkdtempSync(path.join(ROOT, 'red-eval-whole-'));
   const { jobs, table } = await setup(data);
-  const full = await runEval({ outDir: whole, model: 'fake', jobs, generate: fakeGenerator(table), verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 4 });
+  const full = await runEval({
+    outDir: whole,
+    model: 'fake',
+    jobs,
+    generate: fakeGenerator(table),
+    verifier: exactVerifier,
+    prompt: 'qwen-boxed',
+    seed: 1,
+    chunkSamples: 4,
+  });
 
   const dir = mkdtempSync(path.join(ROOT, 'red-eval-resume-'));
   const { jobs: jobs2 } = await setup(data);
@@ -156,12 +214,30 @@ test('a run interrupted mid-way (crash, truncated last line) resumes to the same
     if (++calls === 3) throw new Error('killed');
     return inner(req, opts);
   };
-  await assert.rejects(runEval({ outDir: dir, model: 'fake', jobs: jobs2, generate: crashing, verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 4 }), /killed/);
+  await assert.rejects(
+    runEval({
+      outDir: dir,
+      model: 'fake',
+      jobs: jobs2,
+      generate: crashing,
+      verifier: exactVerifier,
+      prompt: 'qwen-boxed',
+      seed: 1,
+      chunkSamples: 4,
+    }),
+    /killed/,
+  );
   const samplesFile = path.join(dir, 'samples.jsonl');
   assert.equal(readFileSync(samplesFile, 'utf8').trim().split('\n').length, 2);
   // The tables written after each chunk show the partial state: A0 (0/4) and A1 (1/4) scored.
   const partial = JSON.parse(readFileSync(path.join(dir, 'results.json'), 'utf8')) as EvalResults;
-  assert.deepEqual(partial.benchmarks.map((b) => [b.scored, b.unfinished]), [[2, 1], [0, 4]]);
+  assert.deepEqual(
+    partial.benchmarks.map((b) => [b.scored, b.unfinished]),
+    [
+      [2, 1],
+      [0, 4],
+    ],
+  );
   assertClose(partial.benchmarks[0].acc, 0.125, EXACT, 'partial A acc');
   // A write cut off mid-line: half of A2's record, no newline.
   const a2 = readFileSync(path.join(whole, 'samples.jsonl'), 'utf8').split('\n')[2];
@@ -170,8 +246,22 @@ test('a run interrupted mid-way (crash, truncated last line) resumes to the same
   const seen: GenerationRequest[][] = [];
   const warnings: string[] = [];
   const { jobs: jobs3 } = await setup(data);
-  const resumed = await runEval({ outDir: dir, model: 'fake', jobs: jobs3, generate: fakeGenerator(table, seen), verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 4, onWarning: (w) => warnings.push(w) });
-  assert.deepEqual(seen.flat().map(problemOf), ['A2', 'B0', 'B1', 'B2', 'B3'], 'only the unfinished problems are generated');
+  const resumed = await runEval({
+    outDir: dir,
+    model: 'fake',
+    jobs: jobs3,
+    generate: fakeGenerator(table, seen),
+    verifier: exactVerifier,
+    prompt: 'qwen-boxed',
+    seed: 1,
+    chunkSamples: 4,
+    onWarning: (w) => warnings.push(w),
+  });
+  assert.deepEqual(
+    seen.flat().map(problemOf),
+    ['A2', 'B0', 'B1', 'B2', 'B3'],
+    'only the unfinished problems are generated',
+  );
   assert.ok(warnings.some((w) => w.includes('dropped an unfinished last line')));
   assert.deepEqual(withoutThroughput(resumed), withoutThroughput(full));
   assert.equal(readFileSync(samplesFile, 'utf8'), readFileSync(path.join(whole, 'samples.jsonl'), 'utf8'));
@@ -180,7 +270,16 @@ test('a run interrupted mid-way (crash, truncated last line) resumes to the same
   const { jobs: jobs4 } = await setup(data);
   jobs4[0].sampling = { ...jobs4[0].sampling, n: 8 };
   await assert.rejects(
-    runEval({ outDir: dir, model: 'fake', jobs: jobs4, generate: fakeGenerator(table), verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 4 }),
+    runEval({
+      outDir: dir,
+      model: 'fake',
+      jobs: jobs4,
+      generate: fakeGenerator(table),
+      verifier: exactVerifier,
+      prompt: 'qwen-boxed',
+      seed: 1,
+      chunkSamples: 4,
+    }),
     /other settings \(A: .*"n":4.*→.*"n":8/,
   );
 });
@@ -213,22 +312,46 @@ test('a gold answer that cannot be read or parsed is listed and warned about, no
   assert.equal(g.problems, 4);
   assert.equal(g.scored, 1);
   assert.equal(g.acc, 0);
-  assert.deepEqual(g.unparseableGold.map((u) => [u.row, u.reason.slice(0, 28)]), [
-    [2, "'answer' is \"\", expected a n"],
-    [3, 'the verifier cannot parse th'],
-    [4, "no 'answer' field"],
-  ]);
+  assert.deepEqual(
+    g.unparseableGold.map((u) => [u.row, u.reason.slice(0, 28)]),
+    [
+      [2, '\'answer\' is "", expected a n'],
+      [3, 'the verifier cannot parse th'],
+      [4, "no 'answer' field"],
+    ],
+  );
   assert.match(warnings.join('\n'), /G: 3 problem\(s\) have a gold answer that cannot be parsed/);
-  assert.match(readFileSync(path.join(dir, 'results.md'), 'utf8'), /## Not scored: gold answer could not be parsed\n\n- G problem 1 \(row 2\): 'answer' is ""/);
+  assert.match(
+    readFileSync(path.join(dir, 'results.md'), 'utf8'),
+    /## Not scored: gold answer could not be parsed\n\n- G problem 1 \(row 2\): 'answer' is ""/,
+  );
 });
 
 test('resuming a folder with another model is refused', async () => {
   const data = mkdtempSync(path.join(ROOT, 'red-eval-model-data-'));
   const out = mkdtempSync(path.join(ROOT, 'red-eval-model-'));
   const { jobs, table } = await setup(data);
-  await runEval({ outDir: out, model: 'models/a', jobs, generate: fakeGenerator(table), verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 100 });
+  await runEval({
+    outDir: out,
+    model: 'models/a',
+    jobs,
+    generate: fakeGenerator(table),
+    verifier: exactVerifier,
+    prompt: 'qwen-boxed',
+    seed: 1,
+    chunkSamples: 100,
+  });
   await assert.rejects(
-    runEval({ outDir: out, model: 'models/b', jobs, generate: fakeGenerator(table), verifier: exactVerifier, prompt: 'qwen-boxed', seed: 1, chunkSamples: 100 }),
+    runEval({
+      outDir: out,
+      model: 'models/b',
+      jobs,
+      generate: fakeGenerator(table),
+      verifier: exactVerifier,
+      prompt: 'qwen-boxed',
+      seed: 1,
+      chunkSamples: 100,
+    }),
     /other settings \(model models\/a → models\/b\)/,
   );
 });

@@ -16,13 +16,38 @@ const CHATML =
 export function byteTokenizerFiles(): TokenizerFiles {
   const vocab: Record<string, number> = {};
   byteToChar().forEach((c, i) => (vocab[c] = i));
-  const added = ['<|endoftext|>', '<|im_start|>', '<|im_end|>'].map((content, i) => ({ id: 256 + i, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
+  const added = ['<|endoftext|>', '<|im_start|>', '<|im_end|>'].map((content, i) => ({
+    id: 256 + i,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  }));
   const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false };
   return {
     tokenizerJson: {
-      version: '1.0', truncation: null, padding: null, added_tokens: added, normalizer: null,
-      pre_tokenizer: byteLevel, post_processor: byteLevel, decoder: byteLevel,
-      model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges: [] },
+      version: '1.0',
+      truncation: null,
+      padding: null,
+      added_tokens: added,
+      normalizer: null,
+      pre_tokenizer: byteLevel,
+      post_processor: byteLevel,
+      decoder: byteLevel,
+      model: {
+        type: 'BPE',
+        dropout: null,
+        unk_token: null,
+        continuing_subword_prefix: '',
+        end_of_word_suffix: '',
+        fuse_unk: false,
+        byte_fallback: false,
+        ignore_merges: false,
+        vocab,
+        merges: [],
+      },
     },
     tokenizerConfig: { chat_template: CHATML, eos_token: '<|im_end|>', pad_token: '<|endoftext|>' },
   };
@@ -33,7 +58,8 @@ export function byteTokenizer(): Tokenizer {
 }
 
 export function tinyModel(): Qwen2Model {
-  const config = parseConfig(tinyQwen2Config({ hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, vocab_size: 260 }));
+  const config = parseConfig(
+    tinyQwen2Config({ hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, vocab_size: 260 }),
+  );
   return Qwen2Model.init(config, 7, { backend: referenceBackend });
 }
-

@@ -15,7 +15,10 @@ test('assertClose: atol + rtol·|want|, NaN never close, a bare number means ato
 
 test('assertAllClose: reports the first element outside and the largest difference', () => {
   assertAllClose([1, 2, 3], [1, 2, 3.0005], { atol: 1e-3 });
-  assert.throws(() => assertAllClose([1, 2.5, 3], [1, 2, 3.9], { atol: 0.6 }, 'v'), /v: element 2 got 3, expected 3\.9 \(max \|diff\| 9\.00e-1\)/);
+  assert.throws(
+    () => assertAllClose([1, 2.5, 3], [1, 2, 3.9], { atol: 0.6 }, 'v'),
+    /v: element 2 got 3, expected 3\.9 \(max \|diff\| 9\.00e-1\)/,
+  );
   assert.throws(() => assertAllClose([1, NaN], [1, 2], { atol: 1 }), /element 1/);
   assert.throws(() => assertAllClose([1, 2], [1, 2, 3], 1), /length/);
   assert.deepEqual(closeness([0, 5, NaN, 1], [0, 4, 0, 1], { atol: 2 }), { maxDiff: NaN, worst: 2 });

@@ -10,10 +10,15 @@ function bounds(tol: Tolerance): { atol: number; rtol: number } {
 }
 
 /** The largest |got − want| and the first index outside the tolerance (-1 when none is). */
-export function closeness(got: ArrayLike<number>, want: ArrayLike<number>, tol: Tolerance): { maxDiff: number; worst: number } {
+export function closeness(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  tol: Tolerance,
+): { maxDiff: number; worst: number } {
   assert.equal(got.length, want.length, 'closeness: the arrays differ in length');
   const { atol, rtol } = bounds(tol);
-  let maxDiff = 0, worst = -1;
+  let maxDiff = 0,
+    worst = -1;
   for (let i = 0; i < want.length; i++) {
     const d = Math.abs(got[i] - want[i]);
     if (!Number.isNaN(maxDiff) && !(d <= maxDiff)) maxDiff = d; // a NaN, once seen, stays the answer
@@ -25,15 +30,26 @@ export function closeness(got: ArrayLike<number>, want: ArrayLike<number>, tol: 
 export function assertClose(got: number, want: number, tol: Tolerance = 1e-12, what = 'value'): void {
   const { atol, rtol } = bounds(tol);
   const d = Math.abs(got - want);
-  assert.ok(d <= atol + rtol * Math.abs(want), `${what}: got ${got}, expected ${want} (|diff| ${d.toExponential(2)}, atol ${atol}, rtol ${rtol})`);
+  assert.ok(
+    d <= atol + rtol * Math.abs(want),
+    `${what}: got ${got}, expected ${want} (|diff| ${d.toExponential(2)}, atol ${atol}, rtol ${rtol})`,
+  );
 }
 
 /** Asserts every element is close and prints the largest difference over the array. */
-export function assertAllClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: Tolerance = 1e-12, what = 'array'): void {
+export function assertAllClose(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  tol: Tolerance = 1e-12,
+  what = 'array',
+): void {
   assert.equal(got.length, want.length, `${what}: length`);
   const { maxDiff, worst } = closeness(got, want, tol);
   console.log(`  ${what}: max |diff| = ${maxDiff.toExponential(2)} over ${want.length}`);
-  assert.ok(worst < 0, `${what}: element ${worst} got ${got[worst]}, expected ${want[worst]} (max |diff| ${maxDiff.toExponential(2)})`);
+  assert.ok(
+    worst < 0,
+    `${what}: element ${worst} got ${got[worst]}, expected ${want[worst]} (max |diff| ${maxDiff.toExponential(2)})`,
+  );
 }
 
 /** The largest |got − want|, for a test that gathers it over many steps before asserting. */

@@ -7,8 +7,21 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 const LAYER: Record<string, number> = {
-  util: 0, engine: 1, hub: 1, reward: 1, rl: 1, model: 2, data: 2, rollout: 3,
-  train: 4, eval: 4, serve: 4, report: 5, demo: 6, bench: 7, cli: 8,
+  util: 0,
+  engine: 1,
+  hub: 1,
+  reward: 1,
+  rl: 1,
+  model: 2,
+  data: 2,
+  rollout: 3,
+  train: 4,
+  eval: 4,
+  serve: 4,
+  report: 5,
+  demo: 6,
+  bench: 7,
+  cli: 8,
 };
 const SRC = path.resolve('src');
 
@@ -37,7 +50,8 @@ test('every src/ import goes down the layer chain', () => {
     for (const target of importsOf(file)) {
       const to = folderOf(target);
       if (to === from || !target.startsWith(SRC)) continue;
-      if (!(to in LAYER) || LAYER[to]! >= LAYER[from]!) bad.push(`${path.relative(SRC, file)} → ${path.relative(SRC, target)}`);
+      if (!(to in LAYER) || LAYER[to]! >= LAYER[from]!)
+        bad.push(`${path.relative(SRC, file)} → ${path.relative(SRC, target)}`);
     }
   }
   assert.deepEqual(bad, [], `imports against the chain:\n${bad.join('\n')}`);

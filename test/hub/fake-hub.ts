@@ -57,21 +57,35 @@ export class FakeHub {
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', this.endpoint);
     const auth = req.headers.authorization;
-    this.log.push({ method: req.method ?? '', url: url.pathname, ...(req.headers.range ? { range: req.headers.range } : {}), ...(auth ? { auth } : {}) });
+    this.log.push({
+      method: req.method ?? '',
+      url: url.pathname,
+      ...(req.headers.range ? { range: req.headers.range } : {}),
+      ...(auth ? { auth } : {}),
+    });
     if (url.pathname.startsWith('/cdn/')) return this.cdn(url.pathname.slice(5), req, res);
     if (auth !== undefined && this.token !== undefined && auth !== `Bearer ${this.token}`) {
-      res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'Invalid credentials in Authorization header' }));
+      res
+        .writeHead(401, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ error: 'Invalid credentials in Authorization header' }));
       return;
     }
-    const parts = url.pathname.split('/').filter((p) => p !== '').map(decodeURIComponent);
+    const parts = url.pathname
+      .split('/')
+      .filter((p) => p !== '')
+      .map(decodeURIComponent);
     if (parts[0] === 'api') {
       // /api/{models|datasets}/{org}/{name}/revision/{rev}
       const repo = this.findRepo(parts[1].replace(/s$/, ''), `${parts[2]}/${parts[3]}`);
       if (!repo || parts[4] !== 'revision') return this.notFound(res, auth);
       if (parts[5] !== 'main' && parts[5] !== repo.commit) return this.notFound(res, auth, 'RevisionNotFound');
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({
-        id: repo.repo, sha: repo.commit, siblings: Object.keys(repo.files).map((rfilename) => ({ rfilename })),
-      }));
+      res.writeHead(200, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          id: repo.repo,
+          sha: repo.commit,
+          siblings: Object.keys(repo.files).map((rfilename) => ({ rfilename })),
+        }),
+      );
       return;
     }
     const type = parts[0] === 'datasets' ? 'dataset' : 'model';
@@ -84,9 +98,14 @@ export class FakeHub {
     if (!body) return this.notFound(res, auth, 'EntryNotFound');
     if (repo.lfs.includes(file)) {
       const sha256 = createHash('sha256').update(body).digest('hex');
-      res.writeHead(302, {
-        location: `${this.cdnOrigin}/cdn/${sha256}?expires=1`, 'x-repo-commit': repo.commit, 'x-linked-etag': `"${sha256}"`, 'x-linked-size': String(body.length),
-      }).end();
+      res
+        .writeHead(302, {
+          location: `${this.cdnOrigin}/cdn/${sha256}?expires=1`,
+          'x-repo-commit': repo.commit,
+          'x-linked-etag': `"${sha256}"`,
+          'x-linked-size': String(body.length),
+        })
+        .end();
       return;
     }
     const etag = createHash('sha1').update(`blob ${body.length}\0`).update(body).digest('hex');
@@ -97,7 +116,12 @@ export class FakeHub {
   private notFound(res: ServerResponse, auth: string | undefined, code = 'RepoNotFound'): void {
     // The Hub answers 401 for a repo it cannot show an anonymous caller (it may be private).
     const status = code === 'RepoNotFound' && auth === undefined ? 401 : 404;
-    res.writeHead(status, { 'x-error-code': code, 'x-error-message': code === 'RepoNotFound' ? 'Repository not found' : 'Not found' }).end();
+    res
+      .writeHead(status, {
+        'x-error-code': code,
+        'x-error-message': code === 'RepoNotFound' ? 'Repository not found' : 'Not found',
+      })
+      .end();
   }
 
   private cdn(sha256: string, req: IncomingMessage, res: ServerResponse): void {
@@ -111,7 +135,8 @@ export class FakeHub {
     if (m) start = Number(m[1]);
     const part = body.subarray(start);
     res.writeHead(m ? 206 : 200, {
-      'content-length': String(part.length), ...(m ? { 'content-range': `bytes ${start}-${body.length - 1}/${body.length}` } : {}),
+      'content-length': String(part.length),
+      ...(m ? { 'content-range': `bytes ${start}-${body.length - 1}/${body.length}` } : {}),
     });
     if (this.cutDownloads > 0 && part.length > 1) {
       this.cutDownloads--;
@@ -123,7 +148,8 @@ export class FakeHub {
 
   private allBlobs(): Map<string, Buffer> {
     const out = new Map<string, Buffer>();
-    for (const r of this.repos) for (const f of r.lfs) out.set(createHash('sha256').update(r.files[f]).digest('hex'), r.files[f]);
+    for (const r of this.repos)
+      for (const f of r.lfs) out.set(createHash('sha256').update(r.files[f]).digest('hex'), r.files[f]);
     return out;
   }
 }

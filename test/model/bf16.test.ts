@@ -20,16 +20,22 @@ const fixtures = fileURLToPath(new URL('../../../shared/fixtures/', import.meta.
 
 // Measured: |Δ logprob| max 1.27e-2 (tied) / 1.56e-2 (untied), mean 4.74e-3 / 4.38e-3; |Δ entropy|
 // max 1.08e-3 / 7.14e-4, mean 3.21e-4 / 2.59e-4 (reference and native agree to 1e-5).
-const MAX_DLOGPROB = 0.025, MEAN_DLOGPROB = 0.0075, MAX_DENTROPY = 0.002, MEAN_DENTROPY = 0.0006;
+const MAX_DLOGPROB = 0.025,
+  MEAN_DLOGPROB = 0.0075,
+  MAX_DENTROPY = 0.002,
+  MEAN_DENTROPY = 0.0006;
 
 /** The golden batch: two right-padded rows as packed sequences, with the golden positions. */
 function goldenBatch(gold: SafetensorsFile) {
-  const ids = gold.readInt('input_ids'), mask = gold.readInt('attention_mask');
+  const ids = gold.readInt('input_ids'),
+    mask = gold.readInt('attention_mask');
   const S = 24;
   const lens = [0, 1].map((b) => mask.subarray(b * S, (b + 1) * S).reduce((a, x) => a + x, 0));
   const batch = packSequences(lens.map((n, b) => ids.subarray(b * S, b * S + n)));
   const where: [number, number][] = [];
-  lens.forEach((n, b) => { for (let i = 0; i < n; i++) where.push([b, i]); });
+  lens.forEach((n, b) => {
+    for (let i = 0; i < n; i++) where.push([b, i]);
+  });
   return { batch, where };
 }
 
@@ -42,15 +48,29 @@ for (const kind of ['tied', 'untied'] as const) {
       const gold = new SafetensorsFile(`${dir}/golden.safetensors`);
       const { batch, where } = goldenBatch(gold);
       const { logprob, entropy } = model.forward(batch);
-      const valid = gold.readFloat('valid'), nl = gold.readFloat('next_logprob'), ent = gold.readFloat('entropy');
-      let maxLp = 0, sumLp = 0, maxH = 0, sumH = 0, n = 0;
+      const valid = gold.readFloat('valid'),
+        nl = gold.readFloat('next_logprob'),
+        ent = gold.readFloat('entropy');
+      let maxLp = 0,
+        sumLp = 0,
+        maxH = 0,
+        sumH = 0,
+        n = 0;
       where.forEach(([b, i], t) => {
         if (i === 23 || valid[b * 23 + i] !== 1) return;
-        const dl = Math.abs(logprob[t] - nl[b * 23 + i]), dh = Math.abs(entropy[t] - ent[b * 23 + i]);
-        maxLp = Math.max(maxLp, dl); maxH = Math.max(maxH, dh); sumLp += dl; sumH += dh; n++;
+        const dl = Math.abs(logprob[t] - nl[b * 23 + i]),
+          dh = Math.abs(entropy[t] - ent[b * 23 + i]);
+        maxLp = Math.max(maxLp, dl);
+        maxH = Math.max(maxH, dh);
+        sumLp += dl;
+        sumH += dh;
+        n++;
       });
-      const meanLp = sumLp / n, meanH = sumH / n;
-      console.log(`  [${backend.name}] bf16 ${kind} vs fp32 golden over ${n} positions: |Δ logprob| max ${maxLp.toExponential(3)} mean ${meanLp.toExponential(3)}; |Δ entropy| max ${maxH.toExponential(3)} mean ${meanH.toExponential(3)}`);
+      const meanLp = sumLp / n,
+        meanH = sumH / n;
+      console.log(
+        `  [${backend.name}] bf16 ${kind} vs fp32 golden over ${n} positions: |Δ logprob| max ${maxLp.toExponential(3)} mean ${meanLp.toExponential(3)}; |Δ entropy| max ${maxH.toExponential(3)} mean ${meanH.toExponential(3)}`,
+      );
       assert.ok(meanLp > 1e-6, 'bf16 numbers equal fp32 ones: the weights were not rounded');
       assert.ok(maxLp <= MAX_DLOGPROB && meanLp <= MEAN_DLOGPROB, `|Δ logprob| max ${maxLp} mean ${meanLp}`);
       assert.ok(maxH <= MAX_DENTROPY && meanH <= MEAN_DENTROPY, `|Δ entropy| max ${maxH} mean ${meanH}`);
@@ -58,7 +78,8 @@ for (const kind of ['tied', 'untied'] as const) {
       // KV decoding in bf16 gives the logits the full forward gives, up to the bf16 KV cache (keys
       // and values rounded as stored; forward attends in fp32): measured max 8.7e-3 / 1.13e-2.
       const logits = model.logits(batch);
-      const V = model.config.vocabSize, L = 17;
+      const V = model.config.vocabSize,
+        L = 17;
       const dec = new KvDecoder(backend, model.config, model.w, 1, 32);
       assert.equal(dec.cache.dtype, 'bf16');
       assert.equal(dec.cache.k[0].BYTES_PER_ELEMENT, 2);
@@ -74,8 +95,15 @@ for (const kind of ['tied', 'untied'] as const) {
 
 test('bf16 models are inference only: params, gradients and backward are one-line errors naming the fix', async () => {
   const model = await Qwen2Model.load(`${fixtures}qwen2-tiny-tied`, { precision: 'bf16' });
-  for (const f of [() => model.params, () => model.grads, () => model.backward(new Float32Array(1), new Float32Array(1))]) {
-    assert.throws(f, (e: Error) => /bf16 weights for inference.*precision fp32/.test(e.message) && !e.message.includes('\n'));
+  for (const f of [
+    () => model.params,
+    () => model.grads,
+    () => model.backward(new Float32Array(1), new Float32Array(1)),
+  ]) {
+    assert.throws(
+      f,
+      (e: Error) => /bf16 weights for inference.*precision fp32/.test(e.message) && !e.message.includes('\n'),
+    );
   }
 });
 
@@ -97,7 +125,10 @@ test('a BF16 checkpoint loads as bf16 bit for bit (no fp32 round trip), and in f
     json += ' '.repeat((8 - (json.length % 8)) % 8);
     const head = Buffer.alloc(8);
     head.writeBigUInt64LE(BigInt(json.length));
-    writeFileSync(path.join(tmp, 'model.safetensors'), Buffer.concat([head, Buffer.from(json), Buffer.from(bits.buffer, bits.byteOffset, bits.byteLength)]));
+    writeFileSync(
+      path.join(tmp, 'model.safetensors'),
+      Buffer.concat([head, Buffer.from(json), Buffer.from(bits.buffer, bits.byteOffset, bits.byteLength)]),
+    );
     const asBf16 = await Qwen2Model.load(tmp, { precision: 'bf16' });
     assert.deepEqual(asBf16.params16, bits);
     const asFp32 = await Qwen2Model.load(tmp);
@@ -112,8 +143,12 @@ test('a BF16 checkpoint loads as bf16 bit for bit (no fp32 round trip), and in f
 
 /** ‖got − want‖₂ / ‖want‖₂. */
 function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let d = 0, w = 0;
-  for (let i = 0; i < want.length; i++) { d += (got[i] - want[i]) ** 2; w += want[i] ** 2; }
+  let d = 0,
+    w = 0;
+  for (let i = 0; i < want.length; i++) {
+    d += (got[i] - want[i]) ** 2;
+    w += want[i] ** 2;
+  }
   return Math.sqrt(d / Math.max(w, 1e-30));
 }
 
@@ -128,8 +163,12 @@ for (const kind of ['tied', 'untied'] as const) {
       const master = model.params.slice();
       const gold = new SafetensorsFile(`${dir}/golden.safetensors`);
       const { batch, where } = goldenBatch(gold);
-      const valid = gold.readFloat('valid'), cl = gold.readFloat('loss_coef_logprob'), ce = gold.readFloat('loss_coef_entropy');
-      const T = where.length, coefLogprob = new Float32Array(T), coefEntropy = new Float32Array(T);
+      const valid = gold.readFloat('valid'),
+        cl = gold.readFloat('loss_coef_logprob'),
+        ce = gold.readFloat('loss_coef_entropy');
+      const T = where.length,
+        coefLogprob = new Float32Array(T),
+        coefEntropy = new Float32Array(T);
       where.forEach(([b, i], t) => {
         if (i === 23 || valid[b * 23 + i] !== 1) return;
         coefLogprob[t] = cl[b * 23 + i];
@@ -139,14 +178,24 @@ for (const kind of ['tied', 'untied'] as const) {
       model.forward(batch);
       model.backward(coefLogprob, coefEntropy);
       assert.deepEqual(model.params, master, 'the fp32 master weights are untouched by a mixed forward/backward');
-      let worst = 0, worstName = '', sum = 0;
+      let worst = 0,
+        worstName = '',
+        sum = 0;
       for (const spec of model.layout.specs) {
-        const e = relErr(model.grads.subarray(spec.offset, spec.offset + spec.size), gold.readFloat(`grad.${spec.name}`));
+        const e = relErr(
+          model.grads.subarray(spec.offset, spec.offset + spec.size),
+          gold.readFloat(`grad.${spec.name}`),
+        );
         sum += e;
-        if (e > worst) { worst = e; worstName = spec.name; }
+        if (e > worst) {
+          worst = e;
+          worstName = spec.name;
+        }
       }
       const mean = sum / model.layout.specs.length;
-      console.log(`  [${backend.name}] mixed ${kind}: gradient relative error per tensor max ${worst.toExponential(3)} (${worstName}), mean ${mean.toExponential(3)}`);
+      console.log(
+        `  [${backend.name}] mixed ${kind}: gradient relative error per tensor max ${worst.toExponential(3)} (${worstName}), mean ${mean.toExponential(3)}`,
+      );
       // Measured: max 1.32e-2 / 2.80e-2, mean 9.1e-3 / 1.2e-2 (tied / untied, both backends).
       assert.ok(worst < 0.05 && mean < 0.02, `gradient relative error max ${worst} (${worstName}), mean ${mean}`);
       assert.ok(mean > 1e-4, 'the gradients equal fp32 ones: the GEMMs did not run in bf16');
@@ -155,7 +204,11 @@ for (const kind of ['tied', 'untied'] as const) {
     }
     // The backends sum in different orders, so an activation can round to the other bf16 neighbour:
     // measured 1.5e-3 (untied).
-    if (results.length === 2) assert.ok(relErr(results[1], results[0]) < 5e-3, `native vs reference mixed gradients: ${relErr(results[1], results[0])}`);
+    if (results.length === 2)
+      assert.ok(
+        relErr(results[1], results[0]) < 5e-3,
+        `native vs reference mixed gradients: ${relErr(results[1], results[0])}`,
+      );
   });
 }
 
@@ -168,7 +221,11 @@ test('save: a bf16 model writes BF16 (its own dtype) that loads back bit for bit
     const file = new SafetensorsFile(path.join(tmp, 'a', 'model.safetensors'));
     assert.equal(file.entries.get('model.norm.weight')?.dtype, 'BF16');
     file.close();
-    assert.equal(JSON.parse(readFileSync(path.join(tmp, 'a', 'config.json'), 'utf8')).torch_dtype ?? JSON.parse(readFileSync(path.join(tmp, 'a', 'config.json'), 'utf8')).dtype, 'bfloat16');
+    assert.equal(
+      JSON.parse(readFileSync(path.join(tmp, 'a', 'config.json'), 'utf8')).torch_dtype ??
+        JSON.parse(readFileSync(path.join(tmp, 'a', 'config.json'), 'utf8')).dtype,
+      'bfloat16',
+    );
     assert.deepEqual((await Qwen2Model.load(path.join(tmp, 'a'), { precision: 'bf16' })).params16, m16.params16);
     m16.save(path.join(tmp, 'b'), 'fp32');
     const back = await Qwen2Model.load(path.join(tmp, 'b'));

@@ -22,7 +22,8 @@ for (const kind of ['tied', 'untied'] as const) {
       assert.equal(model.config.tieWordEmbeddings, kind === 'tied');
       const gold = new SafetensorsFile(`${dir}/golden.safetensors`);
       const V = model.config.vocabSize;
-      const ids = gold.readInt('input_ids'), mask = gold.readInt('attention_mask'); // (2, 24)
+      const ids = gold.readInt('input_ids'),
+        mask = gold.readInt('attention_mask'); // (2, 24)
       const S = 24;
       // Right-padded rows → packed sequences of their true lengths (24 and 17).
       const lens = [0, 1].map((b) => mask.subarray(b * S, (b + 1) * S).reduce((a, x) => a + x, 0));
@@ -30,15 +31,21 @@ for (const kind of ['tied', 'untied'] as const) {
       const batch = packSequences(lens.map((n, b) => ids.subarray(b * S, b * S + n)));
       // packed token t ↔ (row b, column i)
       const where: [number, number][] = [];
-      lens.forEach((n, b) => { for (let i = 0; i < n; i++) where.push([b, i]); });
+      lens.forEach((n, b) => {
+        for (let i = 0; i < n; i++) where.push([b, i]);
+      });
       const T = where.length;
 
       // Logits (2, 24, V) on real tokens.
       const logits = model.logits(batch);
       const wantLogits = gold.readFloat('logits');
-      const gotL: number[] = [], refL: number[] = [];
+      const gotL: number[] = [],
+        refL: number[] = [];
       where.forEach(([b, i], t) => {
-        for (let v = 0; v < V; v++) { gotL.push(logits[t * V + v]); refL.push(wantLogits[(b * S + i) * V + v]); }
+        for (let v = 0; v < V; v++) {
+          gotL.push(logits[t * V + v]);
+          refL.push(wantLogits[(b * S + i) * V + v]);
+        }
       });
       const rl = closeness(gotL, refL, { atol: 1e-4 });
       console.log(`  [${backend.name}] ${kind} logits: max |diff| = ${rl.maxDiff.toExponential(2)}`);
@@ -46,13 +53,21 @@ for (const kind of ['tied', 'untied'] as const) {
 
       // next_logprob, entropy (2, 23) on valid positions.
       const { logprob, entropy } = model.forward(batch);
-      const valid = gold.readFloat('valid'), nl = gold.readFloat('next_logprob'), ent = gold.readFloat('entropy');
-      const cl = gold.readFloat('loss_coef_logprob'), ce = gold.readFloat('loss_coef_entropy');
-      const coefLogprob = new Float32Array(T), coefEntropy = new Float32Array(T);
-      const got: number[] = [], ref: number[] = [];
+      const valid = gold.readFloat('valid'),
+        nl = gold.readFloat('next_logprob'),
+        ent = gold.readFloat('entropy');
+      const cl = gold.readFloat('loss_coef_logprob'),
+        ce = gold.readFloat('loss_coef_entropy');
+      const coefLogprob = new Float32Array(T),
+        coefEntropy = new Float32Array(T);
+      const got: number[] = [],
+        ref: number[] = [];
       let nValid = 0;
       where.forEach(([b, i], t) => {
-        if (i === 23) { assert.equal(batch.targets[t], -1); return; }
+        if (i === 23) {
+          assert.equal(batch.targets[t], -1);
+          return;
+        }
         const j = b * 23 + i;
         assert.equal(batch.targets[t] >= 0, valid[j] === 1, `target presence at (${b}, ${i}) matches valid`);
         if (valid[j] !== 1) return;
@@ -65,7 +80,9 @@ for (const kind of ['tied', 'untied'] as const) {
       });
       assert.equal(nValid, 23 + 16);
       const rp = closeness(got, ref, { atol: 1e-4 });
-      console.log(`  [${backend.name}] ${kind} logprob+entropy: max |diff| = ${rp.maxDiff.toExponential(2)} over ${nValid} positions`);
+      console.log(
+        `  [${backend.name}] ${kind} logprob+entropy: max |diff| = ${rp.maxDiff.toExponential(2)} over ${nValid} positions`,
+      );
       assert.ok(rp.worst < 0, `logprob/entropy differ by ${rp.maxDiff}`);
       let loss = 0;
       for (let t = 0; t < T; t++) loss += coefLogprob[t] * logprob[t] + coefEntropy[t] * entropy[t];
@@ -76,31 +93,57 @@ for (const kind of ['tied', 'untied'] as const) {
       // Gradients of every parameter; the golden file has exactly our parameters.
       model.zeroGrad();
       model.backward(coefLogprob, coefEntropy);
-      const gradNames = [...gold.entries.keys()].filter((n) => n.startsWith('grad.')).map((n) => n.slice(5)).sort();
+      const gradNames = [...gold.entries.keys()]
+        .filter((n) => n.startsWith('grad.'))
+        .map((n) => n.slice(5))
+        .sort();
       assert.deepEqual(gradNames, model.layout.specs.map((s) => s.name).sort());
-      let worst = 0, worstName = '';
+      let worst = 0,
+        worstName = '';
       for (const spec of model.layout.specs) {
-        const r = closeness(model.grads.subarray(spec.offset, spec.offset + spec.size), gold.readFloat(`grad.${spec.name}`), { atol: 1e-4, rtol: 1e-3 });
-        if (r.maxDiff > worst) { worst = r.maxDiff; worstName = spec.name; }
+        const r = closeness(
+          model.grads.subarray(spec.offset, spec.offset + spec.size),
+          gold.readFloat(`grad.${spec.name}`),
+          { atol: 1e-4, rtol: 1e-3 },
+        );
+        if (r.maxDiff > worst) {
+          worst = r.maxDiff;
+          worstName = spec.name;
+        }
         assert.ok(r.worst < 0, `gradient of ${spec.name} differs by ${r.maxDiff}`);
       }
-      console.log(`  [${backend.name}] ${kind} gradients (${model.layout.specs.length} tensors): max |diff| = ${worst.toExponential(2)} (${worstName})`);
+      console.log(
+        `  [${backend.name}] ${kind} gradients (${model.layout.specs.length} tensors): max |diff| = ${worst.toExponential(2)} (${worstName})`,
+      );
 
       // Micro-batches accumulate: a second backward doubles the gradients.
       const once = model.grads.slice();
       model.forward(batch);
       model.backward(coefLogprob, coefEntropy);
-      const r2 = closeness(model.grads, once.map((x) => 2 * x), { atol: 1e-6, rtol: 1e-5 });
+      const r2 = closeness(
+        model.grads,
+        once.map((x) => 2 * x),
+        { atol: 1e-6, rtol: 1e-5 },
+      );
       assert.ok(r2.worst < 0, `a second backward must accumulate (max diff ${r2.maxDiff})`);
 
       // One AdamW step from the golden gradients (so the step tests the optimiser alone: a first
       // AdamW step is ≈ lr·sign(g) and would amplify gradient noise in near-zero entries).
       for (const spec of model.layout.specs) model.grads.set(gold.readFloat(`grad.${spec.name}`), spec.offset);
-      const opt = new AdamW(backend, model.params, model.grads, model.layout, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 });
+      const opt = new AdamW(backend, model.params, model.grads, model.layout, {
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weightDecay: 0.1,
+      });
       opt.update(1e-3);
       let worstA = 0;
       for (const spec of model.layout.specs) {
-        const r = closeness(model.params.subarray(spec.offset, spec.offset + spec.size), gold.readFloat(`adamw1.${spec.name}`), { atol: 1e-6 });
+        const r = closeness(
+          model.params.subarray(spec.offset, spec.offset + spec.size),
+          gold.readFloat(`adamw1.${spec.name}`),
+          { atol: 1e-6 },
+        );
         worstA = Math.max(worstA, r.maxDiff);
         assert.ok(r.worst < 0, `AdamW step of ${spec.name} differs by ${r.maxDiff}`);
       }

@@ -3,7 +3,16 @@
 // broken input fails with one RedError naming the file and the tensor, leaving nothing behind.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync, statSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+  statSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { RedError } from '../../src/util/errors.ts';
@@ -18,7 +27,9 @@ const untiedFixture = fixturePath('qwen2-tiny-untied');
 const opts = { backend: referenceBackend };
 
 const temps: string[] = [];
-after(() => { for (const d of temps) rmSync(d, { recursive: true, force: true }); });
+after(() => {
+  for (const d of temps) rmSync(d, { recursive: true, force: true });
+});
 function tempDir(): string {
   const d = mkdtempSync(path.join(tmpdir(), 'red-model-io-'));
   temps.push(d);
@@ -28,7 +39,8 @@ function tempDir(): string {
 /** A copy of the fixture's model files (no golden data) in a fresh folder. */
 function copyModel(src = fixture): string {
   const dir = tempDir();
-  for (const f of ['config.json', 'generation_config.json', 'model.safetensors']) copyFileSync(path.join(src, f), path.join(dir, f));
+  for (const f of ['config.json', 'generation_config.json', 'model.safetensors'])
+    copyFileSync(path.join(src, f), path.join(dir, f));
   return dir;
 }
 
@@ -48,14 +60,26 @@ test('save → load is bit-identical, keeps generation_config and tokenizer file
     const model = await Qwen2Model.load(dir, opts);
     const out = path.join(tempDir(), 'saved');
     model.save(out);
-    assert.deepEqual(readdirSync(out).sort(), ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json']);
-    assert.deepEqual(JSON.parse(readFileSync(path.join(out, 'generation_config.json'), 'utf8')), JSON.parse(readFileSync(path.join(src, 'generation_config.json'), 'utf8')));
+    assert.deepEqual(readdirSync(out).sort(), [
+      'config.json',
+      'generation_config.json',
+      'model.safetensors',
+      'tokenizer.json',
+    ]);
+    assert.deepEqual(
+      JSON.parse(readFileSync(path.join(out, 'generation_config.json'), 'utf8')),
+      JSON.parse(readFileSync(path.join(src, 'generation_config.json'), 'utf8')),
+    );
     // config.json keeps the keys we do not model
     const cfg = JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
     const orig = JSON.parse(readFileSync(path.join(src, 'config.json'), 'utf8')) as Record<string, unknown>;
     for (const k of Object.keys(orig)) assert.deepEqual(cfg[k], orig[k], `config key ${k} kept`);
     const again = await Qwen2Model.load(out, opts);
-    assert.equal(Buffer.compare(Buffer.from(again.params.buffer), Buffer.from(model.params.buffer)), 0, 'parameters bit-identical');
+    assert.equal(
+      Buffer.compare(Buffer.from(again.params.buffer), Buffer.from(model.params.buffer)),
+      0,
+      'parameters bit-identical',
+    );
     // header: length prefix, 8-byte aligned data start, __metadata__.format = pt, no lm_head when tied
     const bytes = readFileSync(path.join(out, 'model.safetensors'));
     const n = Number(bytes.readBigUInt64LE(0));
@@ -102,10 +126,19 @@ test('a sharded checkpoint (index + two shards) loads the same parameters', asyn
   shards.forEach((list, i) => {
     const name = `model-0000${i + 1}-of-00002.safetensors`;
     // write in reverse order so file order differs from our layout order
-    writeSafetensors(path.join(dir, name), list.slice().reverse().map((s) => ({ name: s.name, shape: s.shape, data: ref.params.subarray(s.offset, s.offset + s.size) })));
+    writeSafetensors(
+      path.join(dir, name),
+      list
+        .slice()
+        .reverse()
+        .map((s) => ({ name: s.name, shape: s.shape, data: ref.params.subarray(s.offset, s.offset + s.size) })),
+    );
     for (const s of list) weightMap[s.name] = name;
   });
-  writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: ref.params.byteLength }, weight_map: weightMap }));
+  writeFileSync(
+    path.join(dir, 'model.safetensors.index.json'),
+    JSON.stringify({ metadata: { total_size: ref.params.byteLength }, weight_map: weightMap }),
+  );
   const m = await Qwen2Model.load(dir, opts);
   assert.deepEqual(m.params, ref.params);
 
@@ -119,7 +152,8 @@ test('BF16 and F16 tensors decode to the float32 values their bits encode', () =
   const file = path.join(dir, 'half.safetensors');
   // bf16: 1.0 = 0x3F80, −2.5 = 0xC020, 3.140625 = 0x4049
   // f16: 1.0 = 0x3C00, −2 = 0xC000, 0.5 = 0x3800, 65504 = 0x7BFF, 2^−24 = 0x0001 (subnormal), −0 = 0x8000, inf = 0x7C00
-  const bf = [0x3f80, 0xc020, 0x4049], f16 = [0x3c00, 0xc000, 0x3800, 0x7bff, 0x0001, 0x8000, 0x7c00];
+  const bf = [0x3f80, 0xc020, 0x4049],
+    f16 = [0x3c00, 0xc000, 0x3800, 0x7bff, 0x0001, 0x8000, 0x7c00];
   const header = JSON.stringify({
     a: { dtype: 'BF16', shape: [3], data_offsets: [0, 6] },
     b: { dtype: 'F16', shape: [7], data_offsets: [6, 20] },
@@ -155,8 +189,13 @@ test('broken inputs: each a RedError naming the file and the tensor', async () =
     const file = path.join(dir, 'model.safetensors');
     truncateSync(file, statSync(file).size - 100);
     const st = readFileSync(file);
-    const header = JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString()) as Record<string, { data_offsets?: number[] }>;
-    const last = Object.entries(header).filter(([k]) => k !== '__metadata__').sort((a, b) => b[1].data_offsets![1] - a[1].data_offsets![1])[0][0];
+    const header = JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString()) as Record<
+      string,
+      { data_offsets?: number[] }
+    >;
+    const last = Object.entries(header)
+      .filter(([k]) => k !== '__metadata__')
+      .sort((a, b) => b[1].data_offsets![1] - a[1].data_offsets![1])[0][0];
     await rejectsNaming(() => Qwen2Model.load(dir, opts), [file, 'truncated', last]);
   }
   // a tensor whose shape disagrees with config.json (intermediate_size changed)
@@ -166,7 +205,10 @@ test('broken inputs: each a RedError naming the file and the tensor', async () =
     const cfg = JSON.parse(readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
     cfg.intermediate_size = 160;
     writeFileSync(cfgFile, JSON.stringify(cfg));
-    await rejectsNaming(() => Qwen2Model.load(dir, opts), [path.join(dir, 'model.safetensors'), 'model.layers.0.mlp.gate_proj.weight', '[176, 64]', '[160, 64]']);
+    await rejectsNaming(
+      () => Qwen2Model.load(dir, opts),
+      [path.join(dir, 'model.safetensors'), 'model.layers.0.mlp.gate_proj.weight', '[176, 64]', '[160, 64]'],
+    );
   }
   // untied config over a tied checkpoint: lm_head.weight missing
   {
@@ -194,6 +236,10 @@ test('broken inputs: each a RedError naming the file and the tensor', async () =
     const prefix = Buffer.alloc(8);
     prefix.writeBigUInt64LE(BigInt(header.length));
     writeFileSync(file, Buffer.concat([prefix, Buffer.from(header), Buffer.alloc(8)]));
-    assert.throws(() => new SafetensorsFile(file), (e: unknown) => e instanceof RedError && e.message.includes(file) && e.message.includes('"w"') && e.message.includes('F64'));
+    assert.throws(
+      () => new SafetensorsFile(file),
+      (e: unknown) =>
+        e instanceof RedError && e.message.includes(file) && e.message.includes('"w"') && e.message.includes('F64'),
+    );
   }
 });

@@ -12,9 +12,16 @@ import { Rng } from '../../src/util/rng.ts';
 import { assertAllClose } from '../helpers/close.ts';
 import { tinyQwen2Config } from '../helpers/tiny-config.ts';
 
-const config = parseConfig(tinyQwen2Config({
-  vocab_size: 50, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, tie_word_embeddings: false, initializer_range: 0.2,
-}));
+const config = parseConfig(
+  tinyQwen2Config({
+    vocab_size: 50,
+    hidden_size: 16,
+    intermediate_size: 24,
+    num_hidden_layers: 2,
+    tie_word_embeddings: false,
+    initializer_range: 0.2,
+  }),
+);
 
 function randomSeq(rng: Rng, n: number): number[] {
   return Array.from({ length: n }, () => rng.int(config.vocabSize));
@@ -25,7 +32,10 @@ for (const backend of availableBackends()) {
     const model = Qwen2Model.init(config, 1, { backend });
     const rng = new Rng(2);
     const seqs = [randomSeq(rng, 100), randomSeq(rng, 1), randomSeq(rng, 120), randomSeq(rng, 90)]; // 307 tokens, 303 targets
-    const coefs = seqs.map((s) => ({ cl: Float32Array.from(s, () => rng.normal()), ce: Float32Array.from(s, () => rng.normal()) }));
+    const coefs = seqs.map((s) => ({
+      cl: Float32Array.from(s, () => rng.normal()),
+      ce: Float32Array.from(s, () => rng.normal()),
+    }));
     const packed = packSequences(seqs);
     const { logprob, entropy } = model.forward(packed);
     model.zeroGrad();
@@ -34,7 +44,8 @@ for (const backend of availableBackends()) {
     const packedGrads = model.grads.slice();
 
     model.zeroGrad();
-    const lpAlone: number[] = [], entAlone: number[] = [];
+    const lpAlone: number[] = [],
+      entAlone: number[] = [];
     seqs.forEach((s, b) => {
       const r = model.forward(packSequences([s]));
       lpAlone.push(...r.logprob);
@@ -57,16 +68,28 @@ for (const backend of availableBackends()) {
     const { logprob, entropy } = model.forward(batch);
     const logits = model.logits(batch);
     const V = config.vocabSize;
-    const wantLogprob: number[] = [], wantEntropy: number[] = [];
+    const wantLogprob: number[] = [],
+      wantEntropy: number[] = [];
     for (let t = 0; t + 1 < seq.length; t++) {
       const z = Array.from(logits.subarray(t * V, (t + 1) * V));
-      const m = Math.max(...z), lse = m + Math.log(z.reduce((s, x) => s + Math.exp(x - m), 0));
+      const m = Math.max(...z),
+        lse = m + Math.log(z.reduce((s, x) => s + Math.exp(x - m), 0));
       wantLogprob.push(z[seq[t + 1]] - lse);
       wantEntropy.push(-z.reduce((s, x) => s + Math.exp(x - lse) * (x - lse), 0));
     }
     const T = wantLogprob.length;
-    assertAllClose(logprob.subarray(0, T), wantLogprob, { atol: 1e-5 }, `[${backend.name}] chunked head vs full logits: logprob`);
-    assertAllClose(entropy.subarray(0, T), wantEntropy, { atol: 1e-5 }, `[${backend.name}] chunked head vs full logits: entropy`);
+    assertAllClose(
+      logprob.subarray(0, T),
+      wantLogprob,
+      { atol: 1e-5 },
+      `[${backend.name}] chunked head vs full logits: logprob`,
+    );
+    assertAllClose(
+      entropy.subarray(0, T),
+      wantEntropy,
+      { atol: 1e-5 },
+      `[${backend.name}] chunked head vs full logits: entropy`,
+    );
   });
 
   test(`[${backend.name}] masked targets (a prompt) give 0 and their coefficients change nothing; buffers resize`, () => {
@@ -93,20 +116,34 @@ for (const backend of availableBackends()) {
     model.forward(packSequences([randomSeq(rng, 40), randomSeq(rng, 30)]));
     model.zeroGrad();
     model.forward(masked);
-    model.backward(cl.map((x, t) => (t < 4 ? 100 : x)), ce.map((x, t) => (t < 4 ? -100 : x)));
-    assertAllClose(model.grads, want, { atol: 1e-5 }, 'gradient with garbage coefficients on masked targets (must not leak)');
+    model.backward(
+      cl.map((x, t) => (t < 4 ? 100 : x)),
+      ce.map((x, t) => (t < 4 ? -100 : x)),
+    );
+    assertAllClose(
+      model.grads,
+      want,
+      { atol: 1e-5 },
+      'gradient with garbage coefficients on masked targets (must not leak)',
+    );
   });
 }
 
 test('init: norms 1, biases 0, weights normal(0, initializer_range), reproducible from the seed', () => {
-  const a = Qwen2Model.init(config, 7), b = Qwen2Model.init(config, 7);
+  const a = Qwen2Model.init(config, 7),
+    b = Qwen2Model.init(config, 7);
   assert.deepEqual(a.params, b.params);
   assert.ok(a.w.layers[0].inputNorm.every((x) => x === 1) && a.w.finalNorm.every((x) => x === 1));
   assert.ok(a.w.layers[1].qBias!.every((x) => x === 0));
   const w = a.w.embed;
-  let s = 0, s2 = 0;
-  for (const x of w) { s += x; s2 += x * x; }
-  const mean = s / w.length, std = Math.sqrt(s2 / w.length - mean * mean);
+  let s = 0,
+    s2 = 0;
+  for (const x of w) {
+    s += x;
+    s2 += x * x;
+  }
+  const mean = s / w.length,
+    std = Math.sqrt(s2 / w.length - mean * mean);
   assert.ok(Math.abs(mean) < 0.02 && Math.abs(std - 0.2) < 0.02, `embedding mean ${mean} std ${std}`);
   assert.notEqual(a.w.lmHead, a.w.embed);
 });

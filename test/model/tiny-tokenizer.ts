@@ -17,29 +17,58 @@ function byteChars(): string[] {
   return out;
 }
 
-export const CHATML = "{%- for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{%- endfor %}{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{%- endif %}";
+export const CHATML =
+  "{%- for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{%- endfor %}{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{%- endif %}";
 
 export const TINY = { he: 256, ll: 257, hell: 258, spaceW: 259, endoftext: 260, imStart: 261, imEnd: 262, vocab: 263 };
 
-export function tinyTokenizerFiles(): { tokenizerJson: Record<string, unknown>; tokenizerConfig: Record<string, unknown>; generationConfig: Record<string, unknown> } {
+export function tinyTokenizerFiles(): {
+  tokenizerJson: Record<string, unknown>;
+  tokenizerConfig: Record<string, unknown>;
+  generationConfig: Record<string, unknown>;
+} {
   const chars = byteChars();
   const vocab: Record<string, number> = {};
-  chars.forEach((c, i) => { vocab[c] = i; });
+  chars.forEach((c, i) => {
+    vocab[c] = i;
+  });
   const space = chars[32];
   vocab.he = TINY.he;
   vocab.ll = TINY.ll;
   vocab.hell = TINY.hell;
   vocab[space + 'w'] = TINY.spaceW;
-  const special = (content: string, id: number) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  const special = (content: string, id: number) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  });
   return {
     tokenizerJson: {
       version: '1.0',
-      added_tokens: [special('<|endoftext|>', TINY.endoftext), special('<|im_start|>', TINY.imStart), special('<|im_end|>', TINY.imEnd)],
+      added_tokens: [
+        special('<|endoftext|>', TINY.endoftext),
+        special('<|im_start|>', TINY.imStart),
+        special('<|im_end|>', TINY.imEnd),
+      ],
       normalizer: null,
       pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
       post_processor: null,
       decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
-      model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, vocab, merges: ['h e', 'l l', 'he ll', `${space} w`] },
+      model: {
+        type: 'BPE',
+        dropout: null,
+        unk_token: null,
+        continuing_subword_prefix: '',
+        end_of_word_suffix: '',
+        fuse_unk: false,
+        byte_fallback: false,
+        vocab,
+        merges: ['h e', 'l l', 'he ll', `${space} w`],
+      },
     },
     tokenizerConfig: { eos_token: '<|im_end|>', bos_token: null, pad_token: '<|endoftext|>', chat_template: CHATML },
     generationConfig: { eos_token_id: [TINY.imEnd, TINY.endoftext] },

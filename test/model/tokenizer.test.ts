@@ -14,7 +14,10 @@ test('BPE encode applies merges in rank order, decode inverts it', () => {
   const tok = new Tokenizer(tinyTokenizerFiles());
   // "hello" → h e l l o → (h e) l l o → he (l l) o → (he ll) o = [hell, o];
   // " world" → Ġ w o r l d → (Ġ w) o r l d.
-  const o = 'o'.charCodeAt(0), r = 'r'.charCodeAt(0), l = 'l'.charCodeAt(0), d = 'd'.charCodeAt(0);
+  const o = 'o'.charCodeAt(0),
+    r = 'r'.charCodeAt(0),
+    l = 'l'.charCodeAt(0),
+    d = 'd'.charCodeAt(0);
   assert.deepEqual(tok.encode('hello world'), [TINY.hell, o, TINY.spaceW, o, r, l, d]);
   assert.equal(tok.decode([TINY.hell, o, TINY.spaceW, o, r, l, d]), 'hello world');
   // Non-ASCII text round-trips through byte-level tokens (é = 0xC3 0xA9).
@@ -49,19 +52,32 @@ const QWEN_STYLE = `{%- if tools %}{{- '<|im_start|>system\\n' }}{%- if messages
 test('a Qwen2.5-style template: default system prompt unless one is given', () => {
   const f = tinyTokenizerFiles();
   const tok = new Tokenizer({ ...f, tokenizerConfig: { ...f.tokenizerConfig, chat_template: QWEN_STYLE } });
-  assert.equal(tok.applyChatTemplate([{ role: 'user', content: '1+1?' }]),
-    '<|im_start|>system\nYou are Qwen.<|im_end|>\n<|im_start|>user\n1+1?<|im_end|>\n<|im_start|>assistant\n');
-  assert.equal(tok.applyChatTemplate([{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'hi' }]),
-    '<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n');
+  assert.equal(
+    tok.applyChatTemplate([{ role: 'user', content: '1+1?' }]),
+    '<|im_start|>system\nYou are Qwen.<|im_end|>\n<|im_start|>user\n1+1?<|im_end|>\n<|im_start|>assistant\n',
+  );
+  assert.equal(
+    tok.applyChatTemplate([
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'hi' },
+    ]),
+    '<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n',
+  );
   const none = new Tokenizer({ ...f, tokenizerConfig: { eos_token: '<|im_end|>' } });
   assert.equal(none.hasChatTemplate, false);
-  assert.throws(() => none.applyChatTemplate([{ role: 'user', content: 'hi' }]), (e: unknown) => e instanceof RedError && /no chat_template/.test(e.message));
+  assert.throws(
+    () => none.applyChatTemplate([{ role: 'user', content: 'hi' }]),
+    (e: unknown) => e instanceof RedError && /no chat_template/.test(e.message),
+  );
 });
 
 test('EOS ids: generation_config list ∪ tokenizer_config eos_token; number form', () => {
   const f = tinyTokenizerFiles();
   assert.deepEqual(new Tokenizer(f).eosIds, [TINY.endoftext, TINY.imEnd]);
-  assert.deepEqual(new Tokenizer({ ...f, generationConfig: { eos_token_id: TINY.endoftext } }).eosIds, [TINY.endoftext, TINY.imEnd]);
+  assert.deepEqual(new Tokenizer({ ...f, generationConfig: { eos_token_id: TINY.endoftext } }).eosIds, [
+    TINY.endoftext,
+    TINY.imEnd,
+  ]);
   assert.deepEqual(new Tokenizer({ ...f, generationConfig: {} }).eosIds, [TINY.imEnd]);
   assert.throws(() => new Tokenizer({ ...f, generationConfig: { eos_token_id: 'x' } }), RedError);
 });
@@ -69,11 +85,17 @@ test('EOS ids: generation_config list ∪ tokenizer_config eos_token; number for
 test('loadTokenizer: folder without tokenizer, vocabulary larger than the embedding', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'red-tok-'));
   try {
-    assert.throws(() => loadTokenizer(dir), (e: unknown) => e instanceof RedError && /no tokenizer\.json/.test(e.message));
+    assert.throws(
+      () => loadTokenizer(dir),
+      (e: unknown) => e instanceof RedError && /no tokenizer\.json/.test(e.message),
+    );
     writeTinyTokenizer(dir);
     const tok = loadTokenizer(dir, TINY.vocab);
     assert.equal(tok.vocabSize, TINY.vocab);
-    assert.throws(() => loadTokenizer(dir, 200), (e: unknown) => e instanceof RedError && /ids up to 262.*only 200 rows/.test(e.message));
+    assert.throws(
+      () => loadTokenizer(dir, 200),
+      (e: unknown) => e instanceof RedError && /ids up to 262.*only 200 rows/.test(e.message),
+    );
     assert.deepEqual(eosIdsOf(dir), [TINY.imEnd, TINY.endoftext]);
   } finally {
     rmSync(dir, { recursive: true, force: true });

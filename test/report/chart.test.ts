@@ -18,8 +18,21 @@ test('lineChart draws one line per series, a point per datum, the legend and a P
       x: { title: 'k', scale: 'log', domain: [1, 4] },
       y: { title: 'pass@k' },
       series: [
-        { name: 'alpha', points: [{ x: 1, y: 0.2 }, { x: 2, y: 0.3 }, { x: 4, y: 0.4 }] },
-        { name: 'beta', points: [{ x: 1, y: 0.5 }, { x: 2, y: 0.6 }] },
+        {
+          name: 'alpha',
+          points: [
+            { x: 1, y: 0.2 },
+            { x: 2, y: 0.3 },
+            { x: 4, y: 0.4 },
+          ],
+        },
+        {
+          name: 'beta',
+          points: [
+            { x: 1, y: 0.5 },
+            { x: 2, y: 0.6 },
+          ],
+        },
       ],
       width: 200,
       height: 120,
@@ -31,7 +44,8 @@ test('lineChart draws one line per series, a point per datum, the legend and a P
   assert.equal(count(svg, 'class="mark-line role-mark'), 2);
   const symbols = svg.split('class="mark-symbol role-mark')[1]?.split('</g>')[0] ?? '';
   assert.equal(count(symbols, '<path'), 5);
-  for (const label of ['pass@k by benchmark', '>alpha<', '>beta<', '>k<']) assert.ok(svg.includes(label), `SVG lacks ${label}`);
+  for (const label of ['pass@k by benchmark', '>alpha<', '>beta<', '>k<'])
+    assert.ok(svg.includes(label), `SVG lacks ${label}`);
 
   assert.deepEqual([...png.subarray(0, 8)], PNG_SIGNATURE);
   // IHDR width/height (big-endian at bytes 16..23) are the SVG's size × scale.
@@ -47,7 +61,10 @@ test('text is drawn with a real font: the title band of the raster has dark pixe
     height: 40,
     data: { values: [{ a: 1, b: 1 }] },
     mark: 'point',
-    encoding: { x: { field: 'a', type: 'quantitative', axis: null }, y: { field: 'b', type: 'quantitative', axis: null } },
+    encoding: {
+      x: { field: 'a', type: 'quantitative', axis: null },
+      y: { field: 'b', type: 'quantitative', axis: null },
+    },
   });
   const img = new Resvg(withTitle.svg, { font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' } }).render();
   // The title sits in the top ~20 px, above the plot; without a font resvg draws nothing there.
@@ -80,18 +97,37 @@ test('accuracy curves in a narrow band (3–5%): every y tick label differs', as
   assert.equal(new Set(labels).size, labels.length, `repeated y labels: ${labels.join(', ')}`);
 });
 
-test('a chart\'s legend lists only the methods drawn on it, each in its colour on every chart', async () => {
+test("a chart's legend lists only the methods drawn on it, each in its colour on every chart", async () => {
   const runs = [
-    { name: 'sft', metrics: [{ step: 1, 'entropy/sft': 1 }, { step: 2, 'entropy/sft': 0.9 }] },
-    { name: 'grpo', metrics: [{ step: 1, 'acc/mean': 0.2, 'entropy/rl': 1 }, { step: 2, 'acc/mean': 0.3, 'entropy/rl': 0.9 }] },
-    { name: 'red', metrics: [{ step: 1, 'acc/mean': 0.25, 'entropy/rl': 1, 'entropy/sft': 1 }, { step: 2, 'acc/mean': 0.35, 'entropy/rl': 0.8, 'entropy/sft': 0.95 }] },
+    {
+      name: 'sft',
+      metrics: [
+        { step: 1, 'entropy/sft': 1 },
+        { step: 2, 'entropy/sft': 0.9 },
+      ],
+    },
+    {
+      name: 'grpo',
+      metrics: [
+        { step: 1, 'acc/mean': 0.2, 'entropy/rl': 1 },
+        { step: 2, 'acc/mean': 0.3, 'entropy/rl': 0.9 },
+      ],
+    },
+    {
+      name: 'red',
+      metrics: [
+        { step: 1, 'acc/mean': 0.25, 'entropy/rl': 1, 'entropy/sft': 1 },
+        { step: 2, 'acc/mean': 0.35, 'entropy/rl': 0.8, 'entropy/sft': 0.95 },
+      ],
+    },
   ] as unknown as RunSummary[];
   const figs = await curveFigures(runs);
   const acc = figs.find((f) => f.id === 'accuracy')!;
   assert.ok(acc.svg.includes('>grpo<') && acc.svg.includes('>red<'));
   assert.ok(!acc.svg.includes('>sft<'), 'sft has no accuracy curve but is in the legend');
   // red keeps one colour: the stroke of its line on both charts.
-  const stroke = (svg: string) => new Set([...svg.matchAll(/stroke="(#[0-9a-f]{6})"/gi)].map((m) => m[1].toLowerCase()));
+  const stroke = (svg: string) =>
+    new Set([...svg.matchAll(/stroke="(#[0-9a-f]{6})"/gi)].map((m) => m[1].toLowerCase()));
   const sftChart = figs.find((f) => f.id === 'entropy-sft')!;
   const shared = [...stroke(acc.svg)].filter((c) => stroke(sftChart.svg).has(c));
   assert.ok(shared.length >= 1, 'red is drawn in different colours on two charts');

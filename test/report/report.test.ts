@@ -13,31 +13,92 @@ import { Qwen2Model } from '../../src/model/qwen2.ts';
 import { referenceBackend } from '../../src/engine/reference.ts';
 import { readMetrics } from '../../src/report/runs.ts';
 import { resultsTable, tableMarkdown } from '../../src/report/table.ts';
-import { deltaColor, probabilityDelta, shownTokenCount, tokenDiffSvg, traceLogprobs } from '../../src/report/tokendiff.ts';
+import {
+  deltaColor,
+  probabilityDelta,
+  shownTokenCount,
+  tokenDiffSvg,
+  traceLogprobs,
+} from '../../src/report/tokendiff.ts';
 import { curveSeries } from '../../src/report/figures.ts';
 import { tinyQwen2Config } from '../helpers/tiny-config.ts';
 
 function evalWithLevels(levels: Record<string, [number, number]>, acc: number, len: number): EvalResults {
-  const byLevel = Object.fromEntries(Object.entries(levels).map(([l, [a, n]]) => [l, { problems: 10, acc: a, len: n }]));
+  const byLevel = Object.fromEntries(
+    Object.entries(levels).map(([l, [a, n]]) => [l, { problems: 10, acc: a, len: n }]),
+  );
   return {
-    model: 'm', prompt: 'qwen-boxed', seed: 0,
-    benchmarks: [{ name: 'heldout', title: 'heldout', file: 'x', sampling: { n: 4, temperature: 0.6, topP: 1, maxTokens: 64 }, problems: 20, scored: 20, acc, len, clippedFrac: 0, passAtK: [], byLevel, unparseableGold: [], unfinished: 0 }],
-    overall: { acc, len, benchmarks: 1 }, metrics: {},
+    model: 'm',
+    prompt: 'qwen-boxed',
+    seed: 0,
+    benchmarks: [
+      {
+        name: 'heldout',
+        title: 'heldout',
+        file: 'x',
+        sampling: { n: 4, temperature: 0.6, topP: 1, maxTokens: 64 },
+        problems: 20,
+        scored: 20,
+        acc,
+        len,
+        clippedFrac: 0,
+        passAtK: [],
+        byLevel,
+        unparseableGold: [],
+        unfinished: 0,
+      },
+    ],
+    overall: { acc, len, benchmarks: 1 },
+    metrics: {},
   };
 }
 
 test('table: one column per level, Acc in %, the best non-base Acc in bold, and an honest verdict', () => {
   const t = resultsTable([
-    { name: 'base', steps: 0, seed: null, eval: evalWithLevels({ 1: [0.5, 20], 2: [0.1, 30] }, 0.3, 25), trainSeconds: null, evalSeconds: 1 },
-    { name: 'sft', steps: 5, seed: 42, eval: evalWithLevels({ 1: [0.9, 80], 2: [0.5, 90] }, 0.7, 85), trainSeconds: 3, evalSeconds: 1 },
-    { name: 'grpo', steps: 5, seed: 42, eval: evalWithLevels({ 1: [0.7, 20], 2: [0.2, 22] }, 0.45, 21), trainSeconds: 4, evalSeconds: 1 },
-    { name: 'red', steps: 5, seed: 42, eval: evalWithLevels({ 1: [0.8, 50], 2: [0.4, 60] }, 0.6, 55), trainSeconds: 5, evalSeconds: 1 },
+    {
+      name: 'base',
+      steps: 0,
+      seed: null,
+      eval: evalWithLevels({ 1: [0.5, 20], 2: [0.1, 30] }, 0.3, 25),
+      trainSeconds: null,
+      evalSeconds: 1,
+    },
+    {
+      name: 'sft',
+      steps: 5,
+      seed: 42,
+      eval: evalWithLevels({ 1: [0.9, 80], 2: [0.5, 90] }, 0.7, 85),
+      trainSeconds: 3,
+      evalSeconds: 1,
+    },
+    {
+      name: 'grpo',
+      steps: 5,
+      seed: 42,
+      eval: evalWithLevels({ 1: [0.7, 20], 2: [0.2, 22] }, 0.45, 21),
+      trainSeconds: 4,
+      evalSeconds: 1,
+    },
+    {
+      name: 'red',
+      steps: 5,
+      seed: 42,
+      eval: evalWithLevels({ 1: [0.8, 50], 2: [0.4, 60] }, 0.6, 55),
+      trainSeconds: 5,
+      evalSeconds: 1,
+    },
   ]);
   assert.equal(t.columnKind, 'level');
-  assert.deepEqual(t.columns.map((c) => c.title), ['L1', 'L2']);
+  assert.deepEqual(
+    t.columns.map((c) => c.title),
+    ['L1', 'L2'],
+  );
   // red 60% is below sft 70% and above grpo 45%: rank 2 of 3 methods (base excluded).
   // s.e. over 20 problems × 4 samples = 80: sqrt(0.6·0.4/80) = 5.48%, sqrt(0.7·0.3/80) = 5.12%.
-  assert.equal(t.verdict, 'RED: overall Acc 60.0 ± 5.5 (rank 2 of 3 methods); best other method: sft 70.0 ± 5.1. RED is NOT ahead on this run.');
+  assert.equal(
+    t.verdict,
+    'RED: overall Acc 60.0 ± 5.5 (rank 2 of 3 methods); best other method: sft 70.0 ± 5.1. RED is NOT ahead on this run.',
+  );
   const md = tableMarkdown(t);
   assert.match(md, /^\| sft \| 5 \| 90\.0 \| 50\.0 \| \*\*70\.0\*\* \| 85 \| - \| - \| 3\.0 \| 1\.0 \|$/m);
   assert.match(md, /^\| red \| 5 \| 80\.0 \| 40\.0 \| 60\.0 \| 55 \| - \| - \| 5\.0 \| 1\.0 \|$/m);
@@ -46,10 +107,19 @@ test('table: one column per level, Acc in %, the best non-base Acc in bold, and 
 
 test('table: several benchmarks become one column each', () => {
   const e = evalWithLevels({}, 0.5, 10);
-  const two: EvalResults = { ...e, benchmarks: [{ ...e.benchmarks[0], name: 'aime24', title: 'AIME24', byLevel: undefined }, { ...e.benchmarks[0], name: 'math500', title: 'MATH500', acc: 0.25, byLevel: undefined }] };
+  const two: EvalResults = {
+    ...e,
+    benchmarks: [
+      { ...e.benchmarks[0], name: 'aime24', title: 'AIME24', byLevel: undefined },
+      { ...e.benchmarks[0], name: 'math500', title: 'MATH500', acc: 0.25, byLevel: undefined },
+    ],
+  };
   const t = resultsTable([{ name: 'red', steps: 1, seed: 1, eval: two, trainSeconds: null, evalSeconds: null }]);
   assert.equal(t.columnKind, 'benchmark');
-  assert.deepEqual(t.columns.map((c) => c.title), ['AIME24', 'MATH500']);
+  assert.deepEqual(
+    t.columns.map((c) => c.title),
+    ['AIME24', 'MATH500'],
+  );
   assert.equal(t.rows[0].cells.math500.acc, 0.25);
   assert.equal(t.verdict, null, 'no other method to compare with');
 });
@@ -59,18 +129,35 @@ test('metrics.jsonl: steps in order, a torn last line ignored, a bad middle line
   const f = path.join(dir, 'metrics.jsonl');
   writeFileSync(f, '{"step":2,"acc/mean":0.5}\n{"step":1,"acc/mean":0.25,"red/w":1}\n{"step":3,"acc');
   const m = readMetrics(f);
-  assert.deepEqual(m.map((x) => x.step), [1, 2]);
+  assert.deepEqual(
+    m.map((x) => x.step),
+    [1, 2],
+  );
   const series = curveSeries([{ name: 'r', metrics: m }], 'acc/mean');
-  assert.deepEqual(series, [{ name: 'r', points: [{ x: 1, y: 0.25 }, { x: 2, y: 0.5 }] }]);
+  assert.deepEqual(series, [
+    {
+      name: 'r',
+      points: [
+        { x: 1, y: 0.25 },
+        { x: 2, y: 0.5 },
+      ],
+    },
+  ]);
   assert.deepEqual(curveSeries([{ name: 'r', metrics: m }], 'red/w')[0].points, [{ x: 1, y: 1 }]);
   // Trailing mean over 2 points: (0.25), (0.25 + 0.5)/2.
-  assert.deepEqual(curveSeries([{ name: 'r', metrics: m }], 'acc/mean', 2)[0].points, [{ x: 1, y: 0.25 }, { x: 2, y: 0.375 }]);
+  assert.deepEqual(curveSeries([{ name: 'r', metrics: m }], 'acc/mean', 2)[0].points, [
+    { x: 1, y: 0.25 },
+    { x: 2, y: 0.375 },
+  ]);
   writeFileSync(f, '{"step":1}\nnot json\n{"step":3}\n');
   assert.throws(() => readMetrics(f), /metrics\.jsonl: line 2 is not JSON/);
 });
 
 test('token view: Δp = e^after − e^before; white at 0, red up, blue down, sqrt intensity', () => {
-  const d = probabilityDelta(Float32Array.of(Math.log(0.25), Math.log(0.5)), Float32Array.of(Math.log(0.5), Math.log(0.25)));
+  const d = probabilityDelta(
+    Float32Array.of(Math.log(0.25), Math.log(0.5)),
+    Float32Array.of(Math.log(0.5), Math.log(0.25)),
+  );
   assert.ok(Math.abs(d[0] - 0.25) < 1e-6 && Math.abs(d[1] + 0.25) < 1e-6, String(d));
   assert.equal(deltaColor(0), '#ffffff');
   assert.equal(deltaColor(1), '#ff0000');
@@ -78,7 +165,11 @@ test('token view: Δp = e^after − e^before; white at 0, red up, blue down, sqr
   // |Δp| = 0.25 → intensity 0.5 → the other channels at round(255·0.5) = 128 = 0x80.
   assert.equal(deltaColor(0.25), '#ff8080');
   assert.equal(deltaColor(-0.25), '#8080ff');
-  const svg = tokenDiffSvg({ tokens: ['a', '<b>', '\n', 'c'], panels: [{ label: 'base → red', delta: [0.25, -1, 0, 1] }], caption: 'x' });
+  const svg = tokenDiffSvg({
+    tokens: ['a', '<b>', '\n', 'c'],
+    panels: [{ label: 'base → red', delta: [0.25, -1, 0, 1] }],
+    caption: 'x',
+  });
   assert.match(svg, /fill="#ff8080"><title>a: Δp 0\.250</);
   assert.match(svg, />&lt;b&gt;</, 'token text is escaped');
   assert.match(svg, />↵</, 'a newline token is shown as ↵');
@@ -103,18 +194,38 @@ test('traceLogprobs: each trace token scored as a forward over its own prefix sc
 
 test('table: the seeds of a method share a row (mean ± s.e. over seeds) and the compute columns show rollouts and tokens', () => {
   const run = (name: string, seed: number, acc: number, l1: number, rollouts: number) => ({
-    name, steps: 5, seed, eval: { ...evalWithLevels({ 1: [l1, 20] }, acc, 20), benchmarks: [{ ...evalWithLevels({ 1: [l1, 20] }, acc, 20).benchmarks[0], passAtK: [acc, acc + 0.1] }] },
-    trainSeconds: 2, evalSeconds: 1, rollouts, trainTokens: 2500,
+    name,
+    steps: 5,
+    seed,
+    eval: {
+      ...evalWithLevels({ 1: [l1, 20] }, acc, 20),
+      benchmarks: [{ ...evalWithLevels({ 1: [l1, 20] }, acc, 20).benchmarks[0], passAtK: [acc, acc + 0.1] }],
+    },
+    trainSeconds: 2,
+    evalSeconds: 1,
+    rollouts,
+    trainTokens: 2500,
   });
-  const t = resultsTable([run('grpo', 42, 0.4, 0.5, 1000), run('red', 42, 0.5, 0.6, 800), run('red', 43, 0.6, 0.8, 900), run('red', 44, 0.7, 0.7, 1000)]);
-  assert.deepEqual(t.rows.map((r) => r.name), ['grpo', 'red']);
+  const t = resultsTable([
+    run('grpo', 42, 0.4, 0.5, 1000),
+    run('red', 42, 0.5, 0.6, 800),
+    run('red', 43, 0.6, 0.8, 900),
+    run('red', 44, 0.7, 0.7, 1000),
+  ]);
+  assert.deepEqual(
+    t.rows.map((r) => r.name),
+    ['grpo', 'red'],
+  );
   const red = t.rows[1];
   assert.deepEqual(red.seeds, [42, 43, 44]);
   // Acc 0.5, 0.6, 0.7: mean 0.6, sample std 0.1, s.e. 0.1/√3 = 0.0577.
   assert.ok(Math.abs(red.acc! - 0.6) < 1e-12 && Math.abs(red.accSe! - 0.1 / Math.sqrt(3)) < 1e-12);
   assert.ok(Math.abs(red.cells['1'].acc - 0.7) < 1e-12 && Math.abs(red.cells['1'].accSe! - 0.1 / Math.sqrt(3)) < 1e-12);
   assert.equal(red.rollouts, 900);
-  assert.deepEqual(red.passAtK.map((x) => Math.round(x * 100) / 100), [0.6, 0.7]);
+  assert.deepEqual(
+    red.passAtK.map((x) => Math.round(x * 100) / 100),
+    [0.6, 0.7],
+  );
   const md = tableMarkdown(t);
   assert.match(md, /^\| red \| 5 \| 70\.0 ± 5\.8 \| \*\*60\.0 ± 5\.8\*\* \| 20 \| 900 \| 2\.5k \| 2\.0 \| 1\.0 \|$/m);
   assert.match(md, /mean ± s\.e\. over 3 seeds/);
@@ -126,7 +237,12 @@ test('token view: a trace cut to the limit ends at a line end and says how many 
   assert.equal(shownTokenCount(toks, 20), 10);
   assert.equal(shownTokenCount(toks, 8), 6, 'cut after the second newline, not mid-line');
   assert.equal(shownTokenCount(['x', 'y', 'z', 'w'], 3), 3, 'no newline in reach: the limit');
-  const svg = tokenDiffSvg({ tokens: toks.slice(0, 6), panels: [{ label: 'p', delta: [0, 0, 0, 0, 0, 0] }], caption: 'x', omitted: 4 });
+  const svg = tokenDiffSvg({
+    tokens: toks.slice(0, 6),
+    panels: [{ label: 'p', delta: [0, 0, 0, 0, 0, 0] }],
+    caption: 'x',
+    omitted: 4,
+  });
   assert.match(svg, />… 4 more tokens</);
   assert.doesNotMatch(tokenDiffSvg({ tokens: toks, panels: [{ label: 'p', delta: [] }], caption: 'x' }), /more token/);
 });

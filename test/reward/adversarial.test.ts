@@ -3,7 +3,14 @@
 // margin (measured with the pool warm: a worker's start-up is not comparison time).
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { verify, closeVerifier, configureVerifier, warmVerifier, extractAnswer, goldAnswer } from '../../src/reward/index.ts';
+import {
+  verify,
+  closeVerifier,
+  configureVerifier,
+  warmVerifier,
+  extractAnswer,
+  goldAnswer,
+} from '../../src/reward/index.ts';
 import { Rng } from '../../src/util/rng.ts';
 
 const TIMEOUT_MS = 1000;
@@ -82,9 +89,24 @@ test('pathological inputs: no throw, a sensible verdict, within timeout + margin
     ['5', '\\boxed{\\left(\\right.}', false, 'stray delimiters'],
     ['5', `\\boxed{${'\\{'.repeat(500)}}`, false, 'escaped braces never closed'],
     ['5', `\\boxed{${'1,'.repeat(5000)}1}`, false, '5,001-element list'],
-    [Array.from({ length: 1500 }, (_, i) => i).join(','), `\\boxed{${Array.from({ length: 1500 }, (_, i) => 1499 - i).join(',')}}`, true, 'two 1,500-element lists, one reversed'],
-    [Array.from({ length: 1500 }, (_, i) => i).join(','), `\\boxed{${Array.from({ length: 1500 }, (_, i) => i + 1).join(',')}}`, false, 'two 1,500-element lists, shifted'],
-    [Array.from({ length: 200 }, (_, i) => i).join(','), `\\boxed{${Array.from({ length: 200 }, (_, i) => `${i}.0`).join(',')}}`, true, '200 numbers spelled differently'],
+    [
+      Array.from({ length: 1500 }, (_, i) => i).join(','),
+      `\\boxed{${Array.from({ length: 1500 }, (_, i) => 1499 - i).join(',')}}`,
+      true,
+      'two 1,500-element lists, one reversed',
+    ],
+    [
+      Array.from({ length: 1500 }, (_, i) => i).join(','),
+      `\\boxed{${Array.from({ length: 1500 }, (_, i) => i + 1).join(',')}}`,
+      false,
+      'two 1,500-element lists, shifted',
+    ],
+    [
+      Array.from({ length: 200 }, (_, i) => i).join(','),
+      `\\boxed{${Array.from({ length: 200 }, (_, i) => `${i}.0`).join(',')}}`,
+      true,
+      '200 numbers spelled differently',
+    ],
   ];
   for (const [gold, pred, expected, what] of cases) {
     const { r, ms } = await timed(gold, pred);
@@ -95,7 +117,46 @@ test('pathological inputs: no throw, a sensible verdict, within timeout + margin
 
 test('random garbage never throws and never exceeds timeout + margin', async () => {
   const rng = new Rng(12345);
-  const tokens = ['\\frac', '{', '}', '(', ')', '[', ']', '\\{', '\\}', '^', '_', '1', '2', 'x', ',', '=', '\\le', '\\sqrt', '\\text{', '\\left(', '\\right)', '\\boxed{', '$', '\\', '&', '\\\\', '%', '\\infty', '\\cup', '-', '.', ' ', 'e', '\\pi', 'A', '(B)', '\\begin{pmatrix}', '\\end{pmatrix}'];
+  const tokens = [
+    '\\frac',
+    '{',
+    '}',
+    '(',
+    ')',
+    '[',
+    ']',
+    '\\{',
+    '\\}',
+    '^',
+    '_',
+    '1',
+    '2',
+    'x',
+    ',',
+    '=',
+    '\\le',
+    '\\sqrt',
+    '\\text{',
+    '\\left(',
+    '\\right)',
+    '\\boxed{',
+    '$',
+    '\\',
+    '&',
+    '\\\\',
+    '%',
+    '\\infty',
+    '\\cup',
+    '-',
+    '.',
+    ' ',
+    'e',
+    '\\pi',
+    'A',
+    '(B)',
+    '\\begin{pmatrix}',
+    '\\end{pmatrix}',
+  ];
   const pick = (): string => tokens[rng.int(tokens.length)];
   let slowest = 0;
   for (let i = 0; i < 60; i++) {

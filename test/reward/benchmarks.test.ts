@@ -11,7 +11,6 @@ import { benchmarkPath } from '../helpers/paths.ts';
 configureVerifier({ poolSize: 2 });
 after(closeVerifier);
 
-
 // file → how its gold field is read (SOURCES.md there describes the shapes).
 const FILES: Record<string, (row: Record<string, unknown>) => unknown> = {
   'math500.jsonl': (r) => r.answer,
@@ -30,7 +29,9 @@ type GoldField = string | number | string[];
 function loadGolds(): Array<{ file: string; raw: GoldField }> {
   const out: Array<{ file: string; raw: GoldField }> = [];
   for (const [file, field] of Object.entries(FILES)) {
-    const lines = readFileSync(benchmarkPath(file), 'utf8').split('\n').filter((l) => l.trim() !== '');
+    const lines = readFileSync(benchmarkPath(file), 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '');
     for (const line of lines) out.push({ file, raw: field(JSON.parse(line) as Record<string, unknown>) as GoldField });
   }
   return out;
@@ -48,15 +49,28 @@ test('every benchmark gold answer verifies against itself in \\boxed{}', async (
   }
   const unique = [...seen.values()];
   const t = performance.now();
-  const results = await verifyBatch(unique.map((u) => ({ gold: u.raw, pred: `The answer is $\\boxed{${u.gold}}$.` })), { timeoutMs: 5000, noShortcuts: true });
-  const failed = results.flatMap((r, i) => (r.equal ? [] : [`${unique[i].file}: ${JSON.stringify(unique[i].gold)} → ${JSON.stringify(r)}`]));
-  console.log(`${all.length} gold fields (${unique.length} distinct) in ${Object.keys(FILES).length} files; ${failed.length} fail, ${empty.length} empty; ${(performance.now() - t).toFixed(0)} ms`);
+  const results = await verifyBatch(
+    unique.map((u) => ({ gold: u.raw, pred: `The answer is $\\boxed{${u.gold}}$.` })),
+    { timeoutMs: 5000, noShortcuts: true },
+  );
+  const failed = results.flatMap((r, i) =>
+    r.equal ? [] : [`${unique[i].file}: ${JSON.stringify(unique[i].gold)} → ${JSON.stringify(r)}`],
+  );
+  console.log(
+    `${all.length} gold fields (${unique.length} distinct) in ${Object.keys(FILES).length} files; ${failed.length} fail, ${empty.length} empty; ${(performance.now() - t).toFixed(0)} ms`,
+  );
   assert.deepEqual(empty, []);
   assert.deepEqual(failed, []);
 });
 
 test('integer benchmark golds differ from their successor', async () => {
-  const ints = [...new Set(loadGolds().flatMap((g) => goldAnswer(g.raw)).filter((g) => /^-?\d+$/.test(g)))];
+  const ints = [
+    ...new Set(
+      loadGolds()
+        .flatMap((g) => goldAnswer(g.raw))
+        .filter((g) => /^-?\d+$/.test(g)),
+    ),
+  ];
   assert.ok(ints.length > 300, `only ${ints.length} integer golds`);
   const results = await verifyBatch(ints.map((g) => ({ gold: g, pred: `\\boxed{${(BigInt(g) + 1n).toString()}}` })));
   const wrong = results.flatMap((r, i) => (r.equal ? [ints[i]] : []));
@@ -66,9 +80,14 @@ test('integer benchmark golds differ from their successor', async () => {
 test('every symbolic benchmark gold differs from itself plus one', async () => {
   // Catches a verifier that calls unparseable or huge answers equal: 2^{1009} vs 2^{1009}+1 needs
   // exact arithmetic, I(0) needs an application, not 0·I.
-  const exprs = [...new Set(loadGolds().flatMap((g) => goldAnswer(g.raw)))].filter((g) => parseAnswer(normalizeLatex(g))?.kind === 'expr');
+  const exprs = [...new Set(loadGolds().flatMap((g) => goldAnswer(g.raw)))].filter(
+    (g) => parseAnswer(normalizeLatex(g))?.kind === 'expr',
+  );
   assert.ok(exprs.length > 150, `only ${exprs.length} symbolic golds`);
-  const results = await verifyBatch(exprs.map((g) => ({ gold: g, pred: `\\boxed{\\left(${g}\\right)+1}` })), { timeoutMs: 5000 });
+  const results = await verifyBatch(
+    exprs.map((g) => ({ gold: g, pred: `\\boxed{\\left(${g}\\right)+1}` })),
+    { timeoutMs: 5000 },
+  );
   const wrong = results.flatMap((r, i) => (r.equal ? [exprs[i]] : []));
   console.log(`${exprs.length} symbolic golds, ${wrong.length} equal to themselves plus one`);
   assert.deepEqual(wrong, []);

@@ -245,13 +245,23 @@ export const CASES: Case[] = [
   ['12', '\\textbf{(C)}\\ 12', true, 'choice'],
   ['12', '\\textbf{(C)}\\ 13', false, 'choice'],
   // matrices, element-wise
-  ['\\begin{pmatrix} -1/3 \\\\ 2/3 \\\\ 5/3 \\end{pmatrix}', '\\begin{pmatrix}-\\frac13\\\\\\frac23\\\\\\frac53\\end{pmatrix}', true, 'matrix'],
+  [
+    '\\begin{pmatrix} -1/3 \\\\ 2/3 \\\\ 5/3 \\end{pmatrix}',
+    '\\begin{pmatrix}-\\frac13\\\\\\frac23\\\\\\frac53\\end{pmatrix}',
+    true,
+    'matrix',
+  ],
   ['\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}', '\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}', true, 'matrix'],
   ['\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}', '\\begin{pmatrix}1&3\\\\2&4\\end{pmatrix}', false, 'matrix'],
   ['\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}', '\\begin{pmatrix}1&2\\end{pmatrix}', false, 'matrix'],
   ['\\begin{pmatrix}\\sqrt{4}\\\\0.5\\end{pmatrix}', '\\begin{pmatrix}2\\\\\\frac{1}{2}\\end{pmatrix}', true, 'matrix'],
   ['\\begin{pmatrix}1\\\\2\\end{pmatrix}', '(1,2)', true, 'matrix'],
-  ['\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}', '\\left[\\begin{array}{cc}1&2\\\\3&4\\end{array}\\right]', true, 'matrix'],
+  [
+    '\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}',
+    '\\left[\\begin{array}{cc}1&2\\\\3&4\\end{array}\\right]',
+    true,
+    'matrix',
+  ],
   // \left / \right and spacing
   ['\\left(1,2\\right)', '(1,2)', true, 'delimiters'],
   ['\\left[1,2\\right)', '[1,2)', true, 'delimiters'],

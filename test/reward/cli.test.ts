@@ -28,34 +28,96 @@ function red(args: string[], stdin?: string): Promise<{ code: number | null; std
 
 test('red verify --gold --pred prints true/false, exit code 0 either way', async () => {
   // A symbolic comparison: it runs in a worker thread started under bin/red.js's tsx registration.
-  const yes = await red(['verify', '--gold', 'x^2-1', '--pred', 'so the answer is \\boxed{(x+1)(x-1)}', '--workers', '1']);
+  const yes = await red([
+    'verify',
+    '--gold',
+    'x^2-1',
+    '--pred',
+    'so the answer is \\boxed{(x+1)(x-1)}',
+    '--workers',
+    '1',
+  ]);
   assert.equal(yes.code, 0, yes.stderr);
   assert.equal(yes.stdout, 'true\n');
   const no = await red(['verify', '--gold', '3', '--pred', '\\boxed{4}', '--explain', '--workers', '1']);
   assert.equal(no.code, 0, no.stderr);
-  assert.deepEqual(no.stdout.trim().split('\n'), ['false', 'reason: not_equal', 'extracted: 4', 'target: boxed', 'rule: number (exact)']);
+  assert.deepEqual(no.stdout.trim().split('\n'), [
+    'false',
+    'reason: not_equal',
+    'extracted: 4',
+    'target: boxed',
+    'rule: number (exact)',
+  ]);
 });
 
 test('red verify --explain names the extraction target and the comparison rule that decided', async () => {
   // No box: the last number of the text, compared as exact numbers.
-  const num = await red(['verify', '--gold', '34', '--pred', 'so the largest $n$ is 34.', '--explain', '--workers', '1']);
+  const num = await red([
+    'verify',
+    '--gold',
+    '34',
+    '--pred',
+    'so the largest $n$ is 34.',
+    '--explain',
+    '--workers',
+    '1',
+  ]);
   assert.equal(num.code, 0, num.stderr);
-  assert.deepEqual(num.stdout.trim().split('\n'), ['true', 'reason: equal', 'extracted: 34', 'target: number', 'rule: identical after normalisation']);
+  assert.deepEqual(num.stdout.trim().split('\n'), [
+    'true',
+    'reason: equal',
+    'extracted: 34',
+    'target: number',
+    'rule: identical after normalisation',
+  ]);
   // Display math holding an inequality, against an interval.
-  const iv = await red(['verify', '--gold', '[-2,7]', '--pred', 'Hence\n\\[-2 \\le x \\le 7\\]', '--explain', '--workers', '1']);
+  const iv = await red([
+    'verify',
+    '--gold',
+    '[-2,7]',
+    '--pred',
+    'Hence\n\\[-2 \\le x \\le 7\\]',
+    '--explain',
+    '--workers',
+    '1',
+  ]);
   assert.equal(iv.code, 0, iv.stderr);
-  assert.deepEqual(iv.stdout.trim().split('\n'), ['true', 'reason: equal', 'extracted: -2 \\le x \\le 7', 'target: latex', 'rule: inequality as interval']);
+  assert.deepEqual(iv.stdout.trim().split('\n'), [
+    'true',
+    'reason: equal',
+    'extracted: -2 \\le x \\le 7',
+    'target: latex',
+    'rule: inequality as interval',
+  ]);
   // A rearranged, scaled equation decided by the CAS's proportionality test.
-  const eq = await red(['verify', '--gold', '2x+4y-3=0', '--pred', '\\boxed{y = -x/2 + 3/4}', '--explain', '--workers', '1']);
+  const eq = await red([
+    'verify',
+    '--gold',
+    '2x+4y-3=0',
+    '--pred',
+    '\\boxed{y = -x/2 + 3/4}',
+    '--explain',
+    '--workers',
+    '1',
+  ]);
   assert.equal(eq.code, 0, eq.stderr);
   assert.deepEqual(eq.stdout.trim().split('\n').slice(3), ['target: boxed', 'rule: equation (rearranged/scaled)']);
 
   // In a JSONL stream, --explain adds the same fields to each line.
-  const rows = [{ gold: '0.5', pred: 'About 50 percent of them.' }, { gold: '(3,2)', pred: '\\boxed{(p,q) = (3,2)}' }];
-  const jl = await red(['verify', '--jsonl', '-', '--explain', '--workers', '1'], rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  const rows = [
+    { gold: '0.5', pred: 'About 50 percent of them.' },
+    { gold: '(3,2)', pred: '\\boxed{(p,q) = (3,2)}' },
+  ];
+  const jl = await red(
+    ['verify', '--jsonl', '-', '--explain', '--workers', '1'],
+    rows.map((r) => JSON.stringify(r)).join('\n') + '\n',
+  );
   assert.equal(jl.code, 0, jl.stderr);
   assert.deepEqual(
-    jl.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>),
+    jl.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>),
     [
       { ...rows[0], equal: true, extracted: '50\\%', target: 'number', rule: 'percent' },
       { ...rows[1], equal: true, extracted: '(p,q) = (3,2)', target: 'boxed', rule: 'equation (right side)' },
@@ -87,12 +149,29 @@ test('red verify --jsonl: verdicts added in input order, a malformed line report
     const file = path.join(dir, 'pairs.jsonl');
     writeFileSync(file, text);
     // Two workers reading the file (so slow and quick lines finish out of order), one on stdin.
-    for (const args of [['--jsonl', file, '--workers', '2'], ['--jsonl', '-', '--workers', '1']]) {
+    for (const args of [
+      ['--jsonl', file, '--workers', '2'],
+      ['--jsonl', '-', '--workers', '1'],
+    ]) {
       const r = await red(['verify', ...args, '--timeout-ms', '1500'], args[1] === '-' ? text : undefined);
       assert.equal(r.code, 0, r.stderr);
-      const out = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      const out = r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
       assert.equal(out.length, rows.length);
-      assert.deepEqual(out.slice(0, 7).map((o) => [o.id, o.equal]), [[0, true], [1, true], [undefined, undefined], [3, false], [4, true], [5, undefined], [6, false]]);
+      assert.deepEqual(
+        out.slice(0, 7).map((o) => [o.id, o.equal]),
+        [
+          [0, true],
+          [1, true],
+          [undefined, undefined],
+          [3, false],
+          [4, true],
+          [5, undefined],
+          [6, false],
+        ],
+      );
       assert.equal(out[2].line, 3);
       assert.match(String(out[2].error), /not JSON/);
       assert.equal(out[3].reason, 'timeout');
@@ -118,7 +197,9 @@ test('idle CAS workers do not keep a process alive (no closeVerifier call)', asy
   const script = `const m = await import(${JSON.stringify(index)}); console.log((await m.verify('x^2', '\\\\boxed{x\\\\cdot x}')).equal);`;
   const r = await new Promise<{ code: number | null; stdout: string; ms: number }>((resolve, reject) => {
     const t = performance.now();
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let stdout = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);

@@ -23,7 +23,12 @@ test('MathJSON arithmetic, functions and symbols', () => {
   assertClose(evalJson(['Log', 8, 2], {}), 3, 1e-12, 'log_2 8');
   assertClose(evalJson(['Root', 27, 3], {}), 3, 1e-12, '∛27');
   assertClose(evalJson(['Multiply', 'Pi', ['Power', 'ExponentialE', 0]], {}), Math.PI, 1e-12, 'π·e^0');
-  assertClose(evalJson(['Subtract', ['Sin', ['Divide', 'Pi', 2]], { num: '0.25' }], {}), 0.75, 1e-12, 'sin(π/2) − 0.25');
+  assertClose(
+    evalJson(['Subtract', ['Sin', ['Divide', 'Pi', 2]], { num: '0.25' }], {}),
+    0.75,
+    1e-12,
+    'sin(π/2) − 0.25',
+  );
   assertClose(evalJson(['Negate', ['Ln', 'ExponentialE']], {}), -1, 1e-12, '−ln e');
 });
 

@@ -153,13 +153,37 @@ const TABLES: Record<string, Row[]> = {
     ['\\begin{bmatrix}1&0\\\\0&1\\end{bmatrix}', '\\left[\\begin{array}{cc}1&0\\\\0&2\\end{array}\\right]', false],
     ['\\begin{pmatrix}\\frac{1}{3}&0\\\\0&1\\end{pmatrix}', '\\begin{pmatrix}0.333333&0\\\\0&1\\end{pmatrix}', true],
     ['\\begin{pmatrix}\\frac{1}{3}&0\\\\0&1\\end{pmatrix}', '\\begin{pmatrix}0.33&0\\\\0&1\\end{pmatrix}', false],
-    ['\\begin{pmatrix}4&6\\\\8&10\\end{pmatrix}', '\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}+\\begin{pmatrix}3&4\\\\5&6\\end{pmatrix}', true],
-    ['\\begin{pmatrix}4&6\\\\8&11\\end{pmatrix}', '\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}+\\begin{pmatrix}3&4\\\\5&6\\end{pmatrix}', false],
-    ['\\begin{pmatrix}19&22\\\\43&50\\end{pmatrix}', '\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}\\begin{pmatrix}5&6\\\\7&8\\end{pmatrix}', true],
-    ['\\begin{pmatrix}19&22\\\\43&50\\end{pmatrix}', '\\begin{pmatrix}5&6\\\\7&8\\end{pmatrix}\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}', false],
-    ['\\begin{pmatrix}19&22\\\\43&50\\end{pmatrix}', '\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}\\cdot\\begin{bmatrix}5&6\\\\7&8\\end{bmatrix}', true],
+    [
+      '\\begin{pmatrix}4&6\\\\8&10\\end{pmatrix}',
+      '\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}+\\begin{pmatrix}3&4\\\\5&6\\end{pmatrix}',
+      true,
+    ],
+    [
+      '\\begin{pmatrix}4&6\\\\8&11\\end{pmatrix}',
+      '\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}+\\begin{pmatrix}3&4\\\\5&6\\end{pmatrix}',
+      false,
+    ],
+    [
+      '\\begin{pmatrix}19&22\\\\43&50\\end{pmatrix}',
+      '\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}\\begin{pmatrix}5&6\\\\7&8\\end{pmatrix}',
+      true,
+    ],
+    [
+      '\\begin{pmatrix}19&22\\\\43&50\\end{pmatrix}',
+      '\\begin{pmatrix}5&6\\\\7&8\\end{pmatrix}\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}',
+      false,
+    ],
+    [
+      '\\begin{pmatrix}19&22\\\\43&50\\end{pmatrix}',
+      '\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}\\cdot\\begin{bmatrix}5&6\\\\7&8\\end{bmatrix}',
+      true,
+    ],
     ['\\begin{pmatrix}2&4\\\\6&8\\end{pmatrix}', '2\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}', true],
-    ['\\begin{pmatrix}-2&-2\\\\-2&-2\\end{pmatrix}', '\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}-\\begin{pmatrix}3&4\\\\5&6\\end{pmatrix}', true],
+    [
+      '\\begin{pmatrix}-2&-2\\\\-2&-2\\end{pmatrix}',
+      '\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}-\\begin{pmatrix}3&4\\\\5&6\\end{pmatrix}',
+      true,
+    ],
     ['\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}', '\\begin{pmatrix}1&2&0\\\\3&4&0\\end{pmatrix}', false],
     ['\\begin{pmatrix}x&1\\\\0&x\\end{pmatrix}', '\\begin{bmatrix}x&1\\\\0&x\\end{bmatrix}', true],
   ],
@@ -196,8 +220,16 @@ const TABLES: Record<string, Row[]> = {
     ['\\lfloor\\frac{2n-1}{5}\\rfloor', '\\lfloor\\frac{2n-1}{6}\\rfloor', false],
     ['\\lceil \\frac{n}{3} \\rceil', '\\lceil \\frac{n}{4} \\rceil', false],
     ['\\lfloor \\frac{n}{2} \\rfloor', '\\left\\lfloor \\dfrac{n}{2} \\right\\rfloor', true],
-    ['x_{0} \\cos (\\omega t)+ \\dot{x}_{0} \\sin (\\omega t) / \\omega', 'x_{0} \\cos (\\omega t)- \\dot{x}_{0} \\sin (\\omega t) / \\omega', false],
-    ['x_{0} \\cos (\\omega t)+ \\dot{x}_{0} \\sin (\\omega t) / \\omega', '\\frac{\\dot{x}_{0}}{\\omega}\\sin(\\omega t) + x_0\\cos(\\omega t)', true],
+    [
+      'x_{0} \\cos (\\omega t)+ \\dot{x}_{0} \\sin (\\omega t) / \\omega',
+      'x_{0} \\cos (\\omega t)- \\dot{x}_{0} \\sin (\\omega t) / \\omega',
+      false,
+    ],
+    [
+      'x_{0} \\cos (\\omega t)+ \\dot{x}_{0} \\sin (\\omega t) / \\omega',
+      '\\frac{\\dot{x}_{0}}{\\omega}\\sin(\\omega t) + x_0\\cos(\\omega t)',
+      true,
+    ],
     ['\\text{Evelyn}', '\\teyt{Evelyn}', false],
     ['\\sum_{i=0}^{n} 2^i', '2^{n+1}-1', true],
     ['\\sum_{k=1}^{n} k', '\\frac{n(n+1)}{2}', true],
@@ -217,8 +249,17 @@ function response(pred: string): string {
 for (const [category, rows] of Object.entries(TABLES)) {
   test(`Math-Verify forms: ${category} (${rows.length} cases)`, async () => {
     assert.ok(rows.length >= 10, `${category}: only ${rows.length} cases`);
-    const results = await verifyBatch(rows.map(([gold, pred]) => ({ gold, pred: response(pred) })), { timeoutMs: 5000 });
-    const wrong = results.flatMap((r, i) => (r.equal === rows[i][2] ? [] : [`gold ${JSON.stringify(rows[i][0])} pred ${JSON.stringify(rows[i][1])}: expected ${rows[i][2]}, got ${JSON.stringify(r)}`]));
+    const results = await verifyBatch(
+      rows.map(([gold, pred]) => ({ gold, pred: response(pred) })),
+      { timeoutMs: 5000 },
+    );
+    const wrong = results.flatMap((r, i) =>
+      r.equal === rows[i][2]
+        ? []
+        : [
+            `gold ${JSON.stringify(rows[i][0])} pred ${JSON.stringify(rows[i][1])}: expected ${rows[i][2]}, got ${JSON.stringify(r)}`,
+          ],
+    );
     assert.deepEqual(wrong, []);
   });
 }

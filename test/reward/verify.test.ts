@@ -9,17 +9,25 @@ configureVerifier({ poolSize: 2 });
 after(closeVerifier);
 
 function response(pred: string, category: string): string {
-  return category === 'extract' || pred.includes('\\boxed') ? pred : `Some reasoning. So the answer is $\\boxed{${pred}}$.`;
+  return category === 'extract' || pred.includes('\\boxed')
+    ? pred
+    : `Some reasoning. So the answer is $\\boxed{${pred}}$.`;
 }
 
 test('hand-written table: every case gets its expected verdict', async () => {
   assert.ok(CASES.length >= 150, `only ${CASES.length} cases`);
   // Generous timeout: this table checks verdicts, not speed, and CI cores are busy.
-  const results = await verifyBatch(CASES.map(([gold, pred, , cat]) => ({ gold, pred: response(pred, cat) })), { timeoutMs: 5000 });
+  const results = await verifyBatch(
+    CASES.map(([gold, pred, , cat]) => ({ gold, pred: response(pred, cat) })),
+    { timeoutMs: 5000 },
+  );
   const wrong: string[] = [];
   results.forEach((r, i) => {
     const [gold, pred, expected, category] = CASES[i];
-    if (r.equal !== expected) wrong.push(`[${category}] gold ${JSON.stringify(gold)} pred ${JSON.stringify(pred)}: expected ${expected}, got ${JSON.stringify(r)}`);
+    if (r.equal !== expected)
+      wrong.push(
+        `[${category}] gold ${JSON.stringify(gold)} pred ${JSON.stringify(pred)}: expected ${expected}, got ${JSON.stringify(r)}`,
+      );
   });
   const categories = new Set(CASES.map((c) => c[3]));
   console.log(`${CASES.length} cases in ${categories.size} categories, ${wrong.length} wrong`);
@@ -50,5 +58,10 @@ test('reasons: no_answer, not_equal, extracted answer reported', async () => {
   assert.equal(r.equal, false);
   assert.equal(r.reason, 'not_equal');
   assert.equal(r.extracted, '6');
-  assert.deepEqual(await verify('5', '\\boxed{5}'), { equal: true, extracted: '5', target: 'boxed', rule: 'identical after normalisation' });
+  assert.deepEqual(await verify('5', '\\boxed{5}'), {
+    equal: true,
+    extracted: '5',
+    target: 'boxed',
+    rule: 'identical after normalisation',
+  });
 });

@@ -1,7 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  filterGroups, groupAdvantages, groupHasSignal, groupMeanAccuracy, needsAnotherDraw, overlongPenalty, shapeRewards,
+  filterGroups,
+  groupAdvantages,
+  groupHasSignal,
+  groupMeanAccuracy,
+  needsAnotherDraw,
+  overlongPenalty,
+  shapeRewards,
 } from '../../src/rl/advantages.ts';
 import { assertAllClose, assertClose } from './helpers.ts';
 
@@ -12,8 +18,11 @@ test('group advantages: statistics over all G+1 members, unbiased std, +1e-6', (
   const rewards = [1, 0, 0, 1, 1, 1, 0];
   const groupOf = [0, 0, 0, 0, 1, 1, 1];
   const s = Math.sqrt(1 / 3) + 1e-6;
-  assertAllClose(groupAdvantages(rewards, groupOf, true),
-    [0.5 / s, -0.5 / s, -0.5 / s, 0.5 / s, (1 / 3) / s, (1 / 3) / s, (-2 / 3) / s], 1e-14);
+  assertAllClose(
+    groupAdvantages(rewards, groupOf, true),
+    [0.5 / s, -0.5 / s, -0.5 / s, 0.5 / s, 1 / 3 / s, 1 / 3 / s, -2 / 3 / s],
+    1e-14,
+  );
   // normalizeStd false: Â = R − mean.
   assertAllClose(groupAdvantages(rewards, groupOf, false), [0.5, -0.5, -0.5, 0.5, 1 / 3, 1 / 3, -2 / 3], 1e-14);
   assertClose(0.5 / s, 0.8660239, 1e-6, 'numeric value of 0.5/√(1/3)');
@@ -39,10 +48,20 @@ test('DAPO overlong penalty: (L_max − L_buf − L)/L_buf past L_max − L_buf'
   assertClose(overlongPenalty(7192, 8192, 2000), (6192 - 7192) / 2000); // −0.5
   assertClose(overlongPenalty(8192, 8192, 2000), -1);
   // Shaped rewards: acc + format + overlong, the penalty on online members only.
-  const r = shapeRewards({ accuracies: [1, 0, 1], lengths: [7192, 100, 8192], isOffline: [false, false, true], formatRewards: [0, 0.1, 0] },
-    { enabled: true, bufferTokens: 2000 }, 8192);
+  const r = shapeRewards(
+    { accuracies: [1, 0, 1], lengths: [7192, 100, 8192], isOffline: [false, false, true], formatRewards: [0, 0.1, 0] },
+    { enabled: true, bufferTokens: 2000 },
+    8192,
+  );
   assertAllClose(r, [1 - 0.5, 0.1, 1]);
-  assertAllClose(shapeRewards({ accuracies: [1], lengths: [8192], isOffline: [false] }, { enabled: false, bufferTokens: 2000 }, 8192), [1]);
+  assertAllClose(
+    shapeRewards(
+      { accuracies: [1], lengths: [8192], isOffline: [false] },
+      { enabled: false, bufferTokens: 2000 },
+      8192,
+    ),
+    [1],
+  );
 });
 
 test('group filtering drops a group whose G+1 accuracies are all equal', () => {

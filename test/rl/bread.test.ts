@@ -17,7 +17,10 @@ test('BREAD: the shortest prefix whose success reaches the band, in about log2(S
   for (let jump = 1; jump <= 10; jump++) {
     const e = Array.from({ length: 11 }, (_, k) => (k >= jump ? 0.5 : 0));
     const r = prefixSearch(e, band);
-    assert.equal(r.segments, e.findIndex((s) => s >= 0.1));
+    assert.equal(
+      r.segments,
+      e.findIndex((s) => s >= 0.1),
+    );
     assert.ok(r.evaluated.length <= 5, `${r.evaluated.length} evaluations`);
   }
 });
@@ -32,7 +35,10 @@ test('BREAD: success jumping over the band, or never reaching it, is reported as
 test('BREAD: the callback form asks the same k as the array form', async () => {
   const est = [0, 0, 0.05, 0.1, 0.3, 0.6, 0.9, 1, 1, 1, 1];
   const asked: number[] = [];
-  const c = await prefixSearchAsync(async (k) => { asked.push(k); return est[k]; }, band);
+  const c = await prefixSearchAsync(async (k) => {
+    asked.push(k);
+    return est[k];
+  }, band);
   assert.equal(c.segments, 3);
   assert.deepEqual(asked, c.evaluated);
   assert.deepEqual(prefixSearch(est, band), c);

@@ -1,7 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { memberEntropyMeans, type TokenBatch } from '../../src/rl/batch.ts';
-import { entropyRegulatorStep, entropyWeight, initialEntropyState, parseEntropyState, relativeEntropyChange } from '../../src/rl/entropy.ts';
+import {
+  entropyRegulatorStep,
+  entropyWeight,
+  initialEntropyState,
+  parseEntropyState,
+  relativeEntropyChange,
+} from '../../src/rl/entropy.ts';
 import { RedError } from '../../src/util/errors.ts';
 import { assertClose } from './helpers.ts';
 
@@ -9,8 +15,14 @@ test('H_rl, H_sft: token mean per member, then an unweighted mean over members',
   // online [0,2): H = [1, 3] → 2; offline [2,4): H = [4, masked 99] → 4; online [4,7): H = [0.5, 0.5, 2] → 1.
   // H_rl = (2 + 1)/2 = 1.5 (the token mean (1+3+0.5+0.5+2)/5 = 1.4 would be wrong); H_sft = 4.
   const b: TokenBatch = {
-    offsets: [0, 2, 4, 7], groupOf: [0, 0, 0], isOffline: [false, true, false], rewards: [0, 0, 0], accuracies: [0, 0, 0],
-    logprobs: new Float64Array(7), entropies: [1, 3, 4, 99, 0.5, 0.5, 2], mask: [1, 1, 1, 0, 1, 1, 1],
+    offsets: [0, 2, 4, 7],
+    groupOf: [0, 0, 0],
+    isOffline: [false, true, false],
+    rewards: [0, 0, 0],
+    accuracies: [0, 0, 0],
+    logprobs: new Float64Array(7),
+    entropies: [1, 3, 4, 99, 0.5, 0.5, 2],
+    mask: [1, 1, 1, 0, 1, 1, 1],
   };
   const H = memberEntropyMeans(b);
   assertClose(H.rl, 1.5);
@@ -81,6 +93,8 @@ test('a step without offline members keeps w = 1 and the previous H_sft', () => 
 });
 
 test('parseEntropyState names the key and what was expected', () => {
-  assert.throws(() => parseEntropyState({ prevRl: 'x' }, 'ckpt/state.json: entropyRegulator'),
-    (e: unknown) => e instanceof RedError && /ckpt\/state.json: entropyRegulator.*prevRl/.test(e.message));
+  assert.throws(
+    () => parseEntropyState({ prevRl: 'x' }, 'ckpt/state.json: entropyRegulator'),
+    (e: unknown) => e instanceof RedError && /ckpt\/state.json: entropyRegulator.*prevRl/.test(e.message),
+  );
 });

@@ -20,7 +20,9 @@ export interface RandomBatchSpec {
  * offline member is not always last (the flag, not the position, must matter). Online ratios are
  * kept ≥ 0.01 away from the clip kinks 0.8 and 1.2 so central differences are smooth.
  */
-export function randomBatch(s: RandomBatchSpec): TokenBatch & { oldLogprobs: Float64Array; entropies: Float64Array; refLogprobs: Float64Array; mask: Uint8Array } {
+export function randomBatch(
+  s: RandomBatchSpec,
+): TokenBatch & { oldLogprobs: Float64Array; entropies: Float64Array; refLogprobs: Float64Array; mask: Uint8Array } {
   const rng = new Rng(s.seed);
   const offsets = [0];
   const groupOf: number[] = [];
@@ -61,29 +63,47 @@ export function randomBatch(s: RandomBatchSpec): TokenBatch & { oldLogprobs: Flo
  * Central differences of `loss(batch)` in every logprobs[t] and entropies[t], with the stop-gradient
  * values (batch.detached) held at the unperturbed inputs, compared with the returned gradients.
  */
-export function checkGradients(batch: TokenBatch, loss: (b: TokenBatch) => LossResult, tol = 1e-6, h = 1e-5): LossResult {
+export function checkGradients(
+  batch: TokenBatch,
+  loss: (b: TokenBatch) => LossResult,
+  tol = 1e-6,
+  h = 1e-5,
+): LossResult {
   const logprobs = Float64Array.from(batch.logprobs);
   const entropies = batch.entropies ? Float64Array.from(batch.entropies) : undefined;
-  const frozen: TokenBatch = { ...batch, detached: { logprobs: Float64Array.from(logprobs), entropies: entropies && Float64Array.from(entropies) } };
+  const frozen: TokenBatch = {
+    ...batch,
+    detached: { logprobs: Float64Array.from(logprobs), entropies: entropies && Float64Array.from(entropies) },
+  };
   const base = loss({ ...frozen, logprobs, entropies });
   const T = logprobs.length;
   const fdLogprobs = new Float64Array(T);
   const fdEntropies = new Float64Array(T);
   for (let t = 0; t < T; t++) {
     const x = logprobs[t];
-    logprobs[t] = x + h; const up = loss({ ...frozen, logprobs, entropies }).loss;
-    logprobs[t] = x - h; const down = loss({ ...frozen, logprobs, entropies }).loss;
+    logprobs[t] = x + h;
+    const up = loss({ ...frozen, logprobs, entropies }).loss;
+    logprobs[t] = x - h;
+    const down = loss({ ...frozen, logprobs, entropies }).loss;
     logprobs[t] = x;
     fdLogprobs[t] = (up - down) / (2 * h);
     if (entropies) {
       const e = entropies[t];
-      entropies[t] = e + h; const eu = loss({ ...frozen, logprobs, entropies }).loss;
-      entropies[t] = e - h; const ed = loss({ ...frozen, logprobs, entropies }).loss;
+      entropies[t] = e + h;
+      const eu = loss({ ...frozen, logprobs, entropies }).loss;
+      entropies[t] = e - h;
+      const ed = loss({ ...frozen, logprobs, entropies }).loss;
       entropies[t] = e;
       fdEntropies[t] = (eu - ed) / (2 * h);
     }
   }
   assertAllClose(base.dLogprobs, fdLogprobs, tol, 'd loss / d logprob vs finite differences');
-  if (entropies) assertAllClose(base.dEntropies ?? new Float64Array(T), fdEntropies, tol, 'd loss / d entropy vs finite differences');
+  if (entropies)
+    assertAllClose(
+      base.dEntropies ?? new Float64Array(T),
+      fdEntropies,
+      tol,
+      'd loss / d entropy vs finite differences',
+    );
   return base;
 }

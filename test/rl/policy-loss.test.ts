@@ -2,7 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { aggregations } from '../../src/rl/aggregate.ts';
 import { batchLayout, type TokenBatch } from '../../src/rl/batch.ts';
-import { AGGREGATION_NAMES, PI_OFFLINE_NAMES, parseAlgorithmOptions, type AlgorithmOverrides } from '../../src/rl/options.ts';
+import {
+  AGGREGATION_NAMES,
+  PI_OFFLINE_NAMES,
+  parseAlgorithmOptions,
+  type AlgorithmOverrides,
+} from '../../src/rl/options.ts';
 import { objectives } from '../../src/rl/objectives.ts';
 import { klEstimators, offlineRatios, policyLoss } from '../../src/rl/policy-loss.ts';
 import { assertAllClose, assertClose, checkGradients, randomBatch } from './helpers.ts';
@@ -23,7 +28,7 @@ const hand: TokenBatch = {
   accuracies: [1, 1, 0],
   logprobs: [L(0.5), L(0.1), L(0.5), L(0.25), L(0.8)],
 };
-const a = (1 / 3) / (Math.sqrt(1 / 3) + 1e-6);
+const a = 1 / 3 / (Math.sqrt(1 / 3) + 1e-6);
 
 test('policy loss by hand: MixPolicy (π_offline = one, w = 1), ρ_online = 1', () => {
   // loss = −[ (1/6)(Â_0 + Â_0)·1 + (1/3)·Â_1·1 + (1/6)·Â_off·(0.5 + 0.1) ] = −[a/3 − 2a/3 + 0.1a] = a·(1/3 − 0.1)
@@ -46,7 +51,11 @@ test('policy loss by hand: RED II (π_offline = accuracy) with r̄ = mean online
   assertAllClose(r.dLogprobs.slice(0, 2), [-3 * (a / 6) * (2 / 3), -3 * (a / 6) * (2 / 11)]);
   assertClose(r.metrics['red/rbar_mean'], 0.5);
   // accuracyIncludesOffline: r̄ = (1+1+0)/3 = 2/3 → π_offline(0.5) = 0.5 + 0.5·2/3 = 5/6, ρ = 0.6.
-  const all = policyLoss(hand, opts({ offlineMember: true, piOffline: 'accuracy', accuracyIncludesOffline: true }), ctx);
+  const all = policyLoss(
+    hand,
+    opts({ offlineMember: true, piOffline: 'accuracy', accuracyIncludesOffline: true }),
+    ctx,
+  );
   assertClose(all.dLogprobs[0], -(a / 6) * 0.6);
 });
 
@@ -55,18 +64,23 @@ test('π_offline limits: accuracy with r̄ = 0 is ∇log π (weight 1), with r̄
     const p = Math.exp(logp);
     // accuracy, r̄ = 0: π_offline = sg(π) → ρ = 1, dρ/dlog π = 1.
     const a0 = offlineRatios.accuracy(logp, logp, 0, 0.1);
-    assertClose(a0.value, 1); assertClose(a0.dLogprob, 1);
+    assertClose(a0.value, 1);
+    assertClose(a0.dLogprob, 1);
     // accuracy, r̄ = 1: π_offline = 1 → ρ = π, dρ/dlog π = π, as `one`.
     const a1 = offlineRatios.accuracy(logp, logp, 1, 0.1);
     const one = offlineRatios.one(logp, logp, 0, 0.1);
-    assertClose(a1.value, p); assertClose(a1.dLogprob, p);
-    assertClose(one.value, p); assertClose(one.dLogprob, p);
+    assertClose(a1.value, p);
+    assertClose(a1.dLogprob, p);
+    assertClose(one.value, p);
+    assertClose(one.dLogprob, p);
     // self: value 1, gradient ∇log π.
     const self = offlineRatios.self(logp, logp, 0.5, 0.1);
-    assertClose(self.value, 1); assertClose(self.dLogprob, 1);
+    assertClose(self.value, 1);
+    assertClose(self.dLogprob, 1);
     // luffy, γ = 0.1: ρ = π/(π+0.1), dρ/dlog π = 0.1·π/(π+0.1)².
     const lu = offlineRatios.luffy(logp, logp, 0.5, 0.1);
-    assertClose(lu.value, p / (p + 0.1)); assertClose(lu.dLogprob, (0.1 * p) / (p + 0.1) ** 2);
+    assertClose(lu.value, p / (p + 0.1));
+    assertClose(lu.dLogprob, (0.1 * p) / (p + 0.1) ** 2);
   }
   // Same limits through the whole loss. r̄ = 0: online members all wrong (rewards differ through
   // shaping so the advantages are not zero) → offline gradient = −κ·w·Â_off per token, as `self`.
@@ -89,8 +103,13 @@ test('online PPO clip: the clipped branch has no gradient; offline tokens are ne
   // Tokens: member 0 (Â > 0) ρ = 1.5 (clipped at 1.2), ρ = 0.5 (not); member 1 (Â < 0) ρ = 1.5 (not), ρ = 0.5 (clipped at 0.8).
   const A = 0.5 / (Math.sqrt(0.5) + 1e-6);
   const b: TokenBatch = {
-    offsets: [0, 2, 4], groupOf: [0, 0], isOffline: [false, false], rewards: [1, 0], accuracies: [1, 0],
-    logprobs: [L(0.3), L(0.3), L(0.3), L(0.3)], oldLogprobs: [L(0.2), L(0.6), L(0.2), L(0.6)],
+    offsets: [0, 2, 4],
+    groupOf: [0, 0],
+    isOffline: [false, false],
+    rewards: [1, 0],
+    accuracies: [1, 0],
+    logprobs: [L(0.3), L(0.3), L(0.3), L(0.3)],
+    oldLogprobs: [L(0.2), L(0.6), L(0.2), L(0.6)],
   };
   const r = policyLoss(b, opts(), ctx);
   // κ = 1/(2·2) = 1/4. surrogates: 1.2A, 0.5A, −1.5A, −0.8A → loss = −(1/4)(1.2 + 0.5 − 1.5 − 0.8)A = 0.15A.
@@ -118,8 +137,14 @@ test('KL (k1, k3) and entropy bonus by hand', () => {
   // Tokens π = 0.4, 0.5, ref 0.2, 0.5, H = 1.0, 2.0, token mean (κ = 1/2): KL k1 = (ln 2 + 0)/2;
   // loss = 0.1·(ln 2)/2 − 0.01·(1 + 2)/2.
   const b: TokenBatch = {
-    offsets: [0, 2], groupOf: [0], isOffline: [false], rewards: [1], accuracies: [1],
-    logprobs: [L(0.4), L(0.5)], refLogprobs: [L(0.2), L(0.5)], entropies: [1, 2],
+    offsets: [0, 2],
+    groupOf: [0],
+    isOffline: [false],
+    rewards: [1],
+    accuracies: [1],
+    logprobs: [L(0.4), L(0.5)],
+    refLogprobs: [L(0.2), L(0.5)],
+    entropies: [1, 2],
   };
   const r = policyLoss(b, opts({ klCoef: 0.1, klEstimator: 'k1', entropyCoef: 0.01 }), ctx);
   assertClose(r.loss, (0.1 * Math.log(2)) / 2 - (0.01 * 3) / 2);
@@ -133,7 +158,14 @@ test('KL (k1, k3) and entropy bonus by hand', () => {
 
 // ---- A direct loop over groups/members/tokens, written from RED-SPEC "Objective" independently
 // of src/rl/ (its own advantages, ratios and aggregation), for the value of the loss.
-function specLoss(b: TokenBatch, piOffline: string, aggregation: string, w: number, lNorm: number, clip: boolean): number {
+function specLoss(
+  b: TokenBatch,
+  piOffline: string,
+  aggregation: string,
+  w: number,
+  lNorm: number,
+  clip: boolean,
+): number {
   const M = b.groupOf.length;
   const groups = [...new Set(Array.from(b.groupOf))].sort((x, y) => x - y);
   const counted = (t: number) => b.mask === undefined || b.mask[t] === 1;
@@ -144,7 +176,9 @@ function specLoss(b: TokenBatch, piOffline: string, aggregation: string, w: numb
     const R = idx.map((m) => b.rewards[m]);
     const mean = R.reduce((x, y) => x + y, 0) / R.length;
     const std = Math.sqrt(R.reduce((x, y) => x + (y - mean) ** 2, 0) / (R.length - 1));
-    idx.forEach((m) => { adv[m] = (b.rewards[m] - mean) / (std + 1e-6); });
+    idx.forEach((m) => {
+      adv[m] = (b.rewards[m] - mean) / (std + 1e-6);
+    });
     const online = idx.filter((m) => !b.isOffline[m]);
     rbar[g] = online.reduce((x, m) => x + b.accuracies[m], 0) / online.length;
   }
@@ -152,7 +186,14 @@ function specLoss(b: TokenBatch, piOffline: string, aggregation: string, w: numb
     const lp = b.logprobs[t];
     const p = Math.exp(lp);
     if (b.isOffline[m]) {
-      const rho = piOffline === 'one' ? p : piOffline === 'self' ? 1 : piOffline === 'luffy' ? p / (p + 0.1) : p / (p + (1 - p) * rbar[b.groupOf[m]]);
+      const rho =
+        piOffline === 'one'
+          ? p
+          : piOffline === 'self'
+            ? 1
+            : piOffline === 'luffy'
+              ? p / (p + 0.1)
+              : p / (p + (1 - p) * rbar[b.groupOf[m]]);
       return w * rho * adv[m];
     }
     const rho = Math.exp(lp - (b.oldLogprobs ?? b.logprobs)[t]);
@@ -162,7 +203,12 @@ function specLoss(b: TokenBatch, piOffline: string, aggregation: string, w: numb
   if (aggregation === 'token-mean') {
     let sum = 0;
     let n = 0;
-    for (let m = 0; m < M; m++) for (let t = b.offsets[m]; t < b.offsets[m + 1]; t++) if (counted(t)) { sum += tokenTerm(m, t); n++; }
+    for (let m = 0; m < M; m++)
+      for (let t = b.offsets[m]; t < b.offsets[m + 1]; t++)
+        if (counted(t)) {
+          sum += tokenTerm(m, t);
+          n++;
+        }
     return -sum / n;
   }
   let J = 0;
@@ -172,7 +218,11 @@ function specLoss(b: TokenBatch, piOffline: string, aggregation: string, w: numb
     for (const m of idx) {
       let s = 0;
       let n = 0;
-      for (let t = b.offsets[m]; t < b.offsets[m + 1]; t++) if (counted(t)) { s += tokenTerm(m, t); n++; }
+      for (let t = b.offsets[m]; t < b.offsets[m + 1]; t++)
+        if (counted(t)) {
+          s += tokenTerm(m, t);
+          n++;
+        }
       if (aggregation === 'seq-mean-token-mean') Jg += n > 0 ? s / n : 0;
       else Jg += s / lNorm;
     }
@@ -186,8 +236,17 @@ test('the loss of every aggregation × π_offline × clip equals a direct loop o
   for (const aggregation of AGGREGATION_NAMES) {
     for (const piOffline of PI_OFFLINE_NAMES) {
       for (const clip of [true, false]) {
-        const r = policyLoss(b, opts({ offlineMember: true, piOffline, aggregation, clip: { enabled: clip }, lNorm: 9 }), { offlineWeight: 2.5, maxResponseTokens: 99 });
-        assertClose(r.loss, specLoss(b, piOffline, aggregation, 2.5, 9, clip), 1e-12, `${aggregation} ${piOffline} clip=${clip}`);
+        const r = policyLoss(
+          b,
+          opts({ offlineMember: true, piOffline, aggregation, clip: { enabled: clip }, lNorm: 9 }),
+          { offlineWeight: 2.5, maxResponseTokens: 99 },
+        );
+        assertClose(
+          r.loss,
+          specLoss(b, piOffline, aggregation, 2.5, 9, clip),
+          1e-12,
+          `${aggregation} ${piOffline} clip=${clip}`,
+        );
       }
     }
   }
@@ -196,20 +255,34 @@ test('the loss of every aggregation × π_offline × clip equals a direct loop o
 test('aggregation coefficients κ_t: a direct loop per mode, L_norm from the response limit when lNorm is null', () => {
   // Two groups: group 0 = members of 2 and 3 counted tokens, group 1 = one member of 1 token (+ a masked one).
   const b: TokenBatch = {
-    offsets: [0, 2, 5, 7], groupOf: [0, 0, 1], isOffline: [0, 1, 0], rewards: [0, 0, 0], accuracies: [0, 0, 0],
-    logprobs: new Float64Array(7), mask: [1, 1, 1, 1, 1, 1, 0],
+    offsets: [0, 2, 5, 7],
+    groupOf: [0, 0, 1],
+    isOffline: [0, 1, 0],
+    rewards: [0, 0, 0],
+    accuracies: [0, 0, 0],
+    logprobs: new Float64Array(7),
+    mask: [1, 1, 1, 1, 1, 1, 0],
   };
   const layout = batchLayout(b);
   // seq-mean-token-mean: 1/(groups·|g|·|o_i|) = 1/(2·2·2), 1/(2·2·3), 1/(2·1·1); masked → 0.
   assertAllClose(aggregations['seq-mean-token-mean'](b, layout, 0), [1 / 8, 1 / 8, 1 / 12, 1 / 12, 1 / 12, 1 / 2, 0]);
   // token-mean: 1/6 for the 6 counted tokens.
-  assertAllClose(aggregations['token-mean'](b, layout, 0), [1, 1, 1, 1, 1, 1, 0].map((x) => x / 6));
+  assertAllClose(
+    aggregations['token-mean'](b, layout, 0),
+    [1, 1, 1, 1, 1, 1, 0].map((x) => x / 6),
+  );
   // seq-sum-norm with L_norm 10: 1/(2·2·10) in group 0, 1/(2·1·10) in group 1.
   assertAllClose(aggregations['seq-sum-norm'](b, layout, 10), [1 / 40, 1 / 40, 1 / 40, 1 / 40, 1 / 40, 1 / 20, 0]);
-  const withNull = policyLoss({ ...b, rewards: [1, 0, 0], logprobs: [-1, -1, -1, -1, -1, -1, -1] },
-    opts({ aggregation: 'seq-sum-norm', lNorm: null, offlineMember: true }), { offlineWeight: 1, maxResponseTokens: 10 });
-  const with10 = policyLoss({ ...b, rewards: [1, 0, 0], logprobs: [-1, -1, -1, -1, -1, -1, -1] },
-    opts({ aggregation: 'seq-sum-norm', lNorm: 10, offlineMember: true }), { offlineWeight: 1, maxResponseTokens: 4000 });
+  const withNull = policyLoss(
+    { ...b, rewards: [1, 0, 0], logprobs: [-1, -1, -1, -1, -1, -1, -1] },
+    opts({ aggregation: 'seq-sum-norm', lNorm: null, offlineMember: true }),
+    { offlineWeight: 1, maxResponseTokens: 10 },
+  );
+  const with10 = policyLoss(
+    { ...b, rewards: [1, 0, 0], logprobs: [-1, -1, -1, -1, -1, -1, -1] },
+    opts({ aggregation: 'seq-sum-norm', lNorm: 10, offlineMember: true }),
+    { offlineWeight: 1, maxResponseTokens: 4000 },
+  );
   assertClose(withNull.loss, with10.loss);
 });
 
@@ -218,8 +291,20 @@ test('every gradient of the policy loss matches central differences (all variant
   let checked = 0;
   for (const aggregation of AGGREGATION_NAMES) {
     for (const piOffline of PI_OFFLINE_NAMES) {
-      for (const [clip, klEstimator] of [[true, 'k3'], [false, 'k1']] as const) {
-        const o = opts({ offlineMember: true, piOffline, aggregation, clip: { enabled: clip }, klCoef: 0.05, klEstimator, entropyCoef: 0.01, normalizeStd: clip });
+      for (const [clip, klEstimator] of [
+        [true, 'k3'],
+        [false, 'k1'],
+      ] as const) {
+        const o = opts({
+          offlineMember: true,
+          piOffline,
+          aggregation,
+          clip: { enabled: clip },
+          klCoef: 0.05,
+          klEstimator,
+          entropyCoef: 0.01,
+          normalizeStd: clip,
+        });
         checkGradients(b, (x) => policyLoss(x, o, { offlineWeight: 1.7, maxResponseTokens: 12 }));
         checked++;
       }
@@ -237,8 +322,12 @@ test('the offline flag, not the position, decides: permuting members leaves the 
   const offsets = [0];
   for (const m of perm) offsets.push(offsets[offsets.length - 1] + toks(m).length);
   const b: TokenBatch = {
-    offsets, groupOf: [0, 0, 0], isOffline: perm.map((m) => hand.isOffline[m]), rewards: perm.map((m) => hand.rewards[m]),
-    accuracies: perm.map((m) => hand.accuracies[m]), logprobs: perm.flatMap(toks),
+    offsets,
+    groupOf: [0, 0, 0],
+    isOffline: perm.map((m) => hand.isOffline[m]),
+    rewards: perm.map((m) => hand.rewards[m]),
+    accuracies: perm.map((m) => hand.accuracies[m]),
+    logprobs: perm.flatMap(toks),
   };
   const o = opts({ offlineMember: true, piOffline: 'accuracy' });
   assertClose(policyLoss(b, o, ctx).loss, policyLoss(hand, o, ctx).loss);
@@ -249,20 +338,45 @@ test('micro-batches: shares of the loss sum to the full loss, gradients equal th
   const M = b.groupOf.length;
   const cuts = [0, 3, 5, 9, M]; // cuts that split groups: the group statistics must still be whole-batch
   for (const objective of ['group-policy', 'srft', 'nll'] as const) {
-    const o = parseAlgorithmOptions({ objective, offlineMember: true, piOffline: 'accuracy', aggregation: 'token-mean', entropyCoef: 0.01, klCoef: 0.03 });
+    const o = parseAlgorithmOptions({
+      objective,
+      offlineMember: true,
+      piOffline: 'accuracy',
+      aggregation: 'token-mean',
+      entropyCoef: 0.01,
+      klCoef: 0.03,
+    });
     const full = objectives[objective](b, o, ctx);
     let sum = 0;
     for (let k = 0; k + 1 < cuts.length; k++) {
       const [t0, t1] = [b.offsets[cuts[k]], b.offsets[cuts[k + 1]]];
       // Per-token inputs outside this micro-batch are NaN (srft's sg entropies stay whole-batch).
       const hide = (x: Float64Array) => x.map((v, t) => (t >= t0 && t < t1 ? v : NaN));
-      const part = objectives[objective]({
-        ...b, logprobs: hide(Float64Array.from(b.logprobs)), oldLogprobs: hide(b.oldLogprobs), refLogprobs: hide(b.refLogprobs),
-        entropies: hide(b.entropies), detached: { entropies: b.entropies },
-      }, o, { ...ctx, members: [cuts[k], cuts[k + 1]] });
+      const part = objectives[objective](
+        {
+          ...b,
+          logprobs: hide(Float64Array.from(b.logprobs)),
+          oldLogprobs: hide(b.oldLogprobs),
+          refLogprobs: hide(b.refLogprobs),
+          entropies: hide(b.entropies),
+          detached: { entropies: b.entropies },
+        },
+        o,
+        { ...ctx, members: [cuts[k], cuts[k + 1]] },
+      );
       sum += part.loss;
-      assertAllClose(part.dLogprobs.slice(t0, t1), full.dLogprobs.slice(t0, t1), 1e-12, `${objective} dLogprobs [${t0}, ${t1})`);
-      assertAllClose((part.dEntropies ?? new Float64Array(t1)).slice(t0, t1), (full.dEntropies ?? new Float64Array(t1)).slice(t0, t1), 1e-12, `${objective} dEntropies`);
+      assertAllClose(
+        part.dLogprobs.slice(t0, t1),
+        full.dLogprobs.slice(t0, t1),
+        1e-12,
+        `${objective} dLogprobs [${t0}, ${t1})`,
+      );
+      assertAllClose(
+        (part.dEntropies ?? new Float64Array(t1)).slice(t0, t1),
+        (full.dEntropies ?? new Float64Array(t1)).slice(t0, t1),
+        1e-12,
+        `${objective} dEntropies`,
+      );
     }
     assertClose(sum, full.loss, 1e-12, `${objective}: Σ shares`);
   }

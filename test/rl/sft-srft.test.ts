@@ -10,7 +10,7 @@ import { assertAllClose, assertClose, checkGradients, randomBatch } from './help
 
 const L = Math.log;
 
-test('SFT NLL, token mean over the batch, with ReLIFT\'s − 0.001·H', () => {
+test("SFT NLL, token mean over the batch, with ReLIFT's − 0.001·H", () => {
   // log π = [−1, −2, (masked −3)]: mean(−log π) = 1.5; H = [0.5, 1.5] → mean 1; loss = 1.5 − 0.001·1 = 1.499.
   const r = nllLoss({ logprobs: [-1, -2, -3], tokens: 3, mask: [1, 1, 0], entropies: [0.5, 1.5, 9] }, 0.001);
   assertClose(r.loss, 1.499);
@@ -24,7 +24,12 @@ test('SFT NLL, token mean over the batch, with ReLIFT\'s − 0.001·H', () => {
 
 test('objective nll (the sft preset) over a packed batch: gradients match finite differences', () => {
   const b = randomBatch({ groups: 2, online: 0, offline: true, maxLen: 8, seed: 11 });
-  checkGradients(b, (x) => objectives.nll(x, parseAlgorithmOptions({ objective: 'nll', entropyCoef: 0.001 }), { offlineWeight: 1, maxResponseTokens: 8 }));
+  checkGradients(b, (x) =>
+    objectives.nll(x, parseAlgorithmOptions({ objective: 'nll', entropyCoef: 0.001 }), {
+      offlineWeight: 1,
+      maxResponseTokens: 8,
+    }),
+  );
   const sft = resolvePreset('sft');
   assert.equal(sft.objective, 'nll');
   assert.equal(sft.onlineRollouts, false);
@@ -35,16 +40,21 @@ test('SRFT by hand: demo SFT, demo RL (π_offline = one), self-rollout ±log π'
   // H_demo = 1.5 → w_sft = 0.5·e^−1.5; H_rollout = (0.5 + 1.5 + 1)/3 = 1 → w_rl = 0.1·e.
   // normalizeStd false: Â = R − 2/3 = [1/3, 1/3, −2/3]; seq-sum-norm with L_norm 4: κ = 1/(1·3·4) = 1/12.
   const b: TokenBatch = {
-    offsets: [0, 2, 4, 5], groupOf: [0, 0, 0], isOffline: [true, false, false], rewards: [1, 1, 0], accuracies: [1, 1, 0],
-    logprobs: [L(0.5), L(0.1), L(0.5), L(0.25), L(0.8)], entropies: [1, 2, 0.5, 1.5, 1],
+    offsets: [0, 2, 4, 5],
+    groupOf: [0, 0, 0],
+    isOffline: [true, false, false],
+    rewards: [1, 1, 0],
+    accuracies: [1, 1, 0],
+    logprobs: [L(0.5), L(0.1), L(0.5), L(0.25), L(0.8)],
+    entropies: [1, 2, 0.5, 1.5, 1],
   };
   const o = resolvePreset('srft', { lNorm: 4 });
   const r = srftLoss(b, o, { offlineWeight: 1, maxResponseTokens: 8192 });
   const wSft = 0.5 * Math.exp(-1.5);
   const wRl = 0.1 * Math.E;
-  const demoSft = wSft * -(L(0.5) + L(0.1)) / 2;
+  const demoSft = (wSft * -(L(0.5) + L(0.1))) / 2;
   const demoRl = -(1 / 12) * (1 / 3) * (0.5 + 0.1);
-  const self = (1 / 12) * (-wRl) * (L(0.5) + L(0.25)) + (1 / 12) * L(0.8);
+  const self = (1 / 12) * -wRl * (L(0.5) + L(0.25)) + (1 / 12) * L(0.8);
   assertClose(r.metrics['srft/w_sft'], wSft);
   assertClose(r.metrics['srft/w_rl'], wRl);
   assertClose(r.metrics['loss/sft'], demoSft);
@@ -82,7 +92,9 @@ test('ReLIFT buffer: hard questions once each, ready at N, drain the oldest N, s
   assert.equal(back.size, 4);
   assert.deepEqual(back.drain(), ['q1', 'q2', 'q3']);
   assert.deepEqual(back.drain(), ['q4']);
-  assert.throws(() => HardQuestionBuffer.fromJSON({ capacity: 0, ids: [] }, 'state.json: relift'),
-    (e: unknown) => e instanceof RedError && /state.json: relift.*capacity/.test(e.message));
+  assert.throws(
+    () => HardQuestionBuffer.fromJSON({ capacity: 0, ids: [] }, 'state.json: relift'),
+    (e: unknown) => e instanceof RedError && /state.json: relift.*capacity/.test(e.message),
+  );
   assert.equal(resolvePreset('relift').sftInterleave.bufferSize, 128);
 });

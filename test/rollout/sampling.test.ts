@@ -10,7 +10,10 @@ import { assertClose } from '../helpers/close.ts';
 const probs = [0.5, 0.3, 0.15, 0.05];
 const logits = Float32Array.from(probs.map((q) => Math.log(q) + 3));
 
-function frequencies(policy: { temperature: number; topP: number; topK: number }, draws: number): { freq: number[]; logprob: Map<number, number> } {
+function frequencies(
+  policy: { temperature: number; topP: number; topK: number },
+  draws: number,
+): { freq: number[]; logprob: Map<number, number> } {
   const chooser = new TokenChooser(4);
   const rng = new Rng(1234);
   const counts = [0, 0, 0, 0];
@@ -43,7 +46,8 @@ test('temperature 1 and 0.5: frequencies follow softmax(z/T), log-probs exact', 
     assertClose(a.logprob.get(i)!, Math.log(q), { atol: 1e-6 }, `T=1 logprob[${i}]`);
   });
   // softmax(z/0.5) ∝ q²: 0.25, 0.09, 0.0225, 0.0025 over 0.365
-  const sq = [0.25, 0.09, 0.0225, 0.0025], s = 0.365;
+  const sq = [0.25, 0.09, 0.0225, 0.0025],
+    s = 0.365;
   const b = frequencies({ temperature: 0.5, topP: 1, topK: 0 }, n);
   sq.forEach((q, i) => assertClose(b.freq[i], q / s, { atol: 0.01 }, `T=0.5 freq[${i}]`));
   assertClose(b.logprob.get(0)!, Math.log(0.25 / s), { atol: 1e-6 }, 'T=0.5 logprob[0]');
@@ -76,7 +80,8 @@ test('top-p 0.75 keeps {0.5, 0.3}; 0.9 keeps three; combined with top-k', () => 
 });
 
 test('top-k on a large vocabulary keeps exactly the k largest (heap selection vs a sort)', () => {
-  const V = 5000, k = 37;
+  const V = 5000,
+    k = 37;
   const rng = new Rng(7);
   const row = new Float32Array(V);
   for (let v = 0; v < V; v++) row[v] = rng.normal() * 3;
@@ -94,14 +99,26 @@ test('top-p on a large vocabulary keeps the same set as a full sort, with its re
   const row = new Float32Array(V);
   for (let v = 0; v < V; v++) row[v] = rng.normal() * 2.5;
   const chooser = new TokenChooser(V);
-  for (const [T, topP] of [[1, 0.9], [0.6, 0.5], [1.3, 0.99]]) {
+  for (const [T, topP] of [
+    [1, 0.9],
+    [0.6, 0.5],
+    [1.3, 0.99],
+  ]) {
     // the slow definition: sort by probability, keep the shortest prefix reaching topP
-    const z = Array.from(row, (x) => x / T), mx = Math.max(...z);
-    const e = z.map((x) => Math.exp(x - mx)), total = e.reduce((a, b) => a + b, 0);
+    const z = Array.from(row, (x) => x / T),
+      mx = Math.max(...z);
+    const e = z.map((x) => Math.exp(x - mx)),
+      total = e.reduce((a, b) => a + b, 0);
     const order = [...e.keys()].sort((a, b) => e[b] - e[a]);
     const kept = new Set<number>();
-    let acc = 0, mass = 0;
-    for (const v of order) { kept.add(v); acc += e[v] / total; mass += e[v]; if (acc >= topP) break; }
+    let acc = 0,
+      mass = 0;
+    for (const v of order) {
+      kept.add(v);
+      acc += e[v] / total;
+      mass += e[v];
+      if (acc >= topP) break;
+    }
     for (let i = 0; i < 400; i++) {
       const t = chooser.choose(row, 0, { temperature: T, topP, topK: 0 }, rng);
       assert.ok(kept.has(t.id), `T=${T} p=${topP}: id ${t.id} outside the nucleus of ${kept.size}`);
@@ -113,6 +130,13 @@ test('top-p on a large vocabulary keeps the same set as a full sort, with its re
 test('sampleRng: same (seed, prompt, sample) → same stream; any change → another', () => {
   const first = (s: number, p: number, j: number) => sampleRng(s, p, j).nextU32();
   assert.equal(first(1, 2, 3), first(1, 2, 3));
-  const seen = new Set([first(1, 2, 3), first(2, 2, 3), first(1, 3, 3), first(1, 2, 4), first(1, 3, 2), first(1, 0, 0)]);
+  const seen = new Set([
+    first(1, 2, 3),
+    first(2, 2, 3),
+    first(1, 3, 3),
+    first(1, 2, 4),
+    first(1, 3, 2),
+    first(1, 0, 0),
+  ]);
   assert.equal(seen.size, 6);
 });

@@ -15,22 +15,42 @@ export interface Served {
 }
 
 export function startServer(model: string, extra: string[] = []): Promise<Served> {
-  const child = spawn(process.execPath, [path.join(repo, 'bin/red.js'), 'serve', '--model', model, '--port', '0', ...extra], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '', err = '';
-  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  const stop = () => new Promise<void>((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) { resolve(); return; }
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
+  const child = spawn(
+    process.execPath,
+    [path.join(repo, 'bin/red.js'), 'serve', '--model', model, '--port', '0', ...extra],
+    { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '',
+    err = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
   });
+  const stop = () =>
+    new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        resolve();
+        return;
+      }
+      child.once('exit', () => resolve());
+      child.kill('SIGKILL');
+    });
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { void stop(); reject(new Error(`red serve did not start within 90 s: ${err}`)); }, 90_000);
+    const timer = setTimeout(() => {
+      void stop();
+      reject(new Error(`red serve did not start within 90 s: ${err}`));
+    }, 90_000);
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) { clearTimeout(timer); resolve({ url: m[1], child, stop }); }
+      if (m) {
+        clearTimeout(timer);
+        resolve({ url: m[1], child, stop });
+      }
     });
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`red serve exited (${code}) before listening: ${err}`)); });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`red serve exited (${code}) before listening: ${err}`));
+    });
   });
 }
 
@@ -40,6 +60,10 @@ export function red(args: string[]): { code: number; stdout: string; stderr: str
 }
 
 export async function post(url: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-  const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
-  return { status: r.status, json: await r.json() as Record<string, unknown> };
+  const r = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: r.status, json: (await r.json()) as Record<string, unknown> };
 }

@@ -20,24 +20,43 @@ import { startServer, type Served } from './helpers.ts';
 const tiny = writeTinySetup(mkdtempSync(path.join(tmpdir(), 'red-remote-')), 12);
 let a: Served, b: Served;
 // The reference backend on both sides: the servers then draw exactly the trainer's own tokens.
-before(async () => { [a, b] = await Promise.all([startServer(tiny.model, ['--backend', 'reference']), startServer(tiny.model, ['--backend', 'reference'])]); });
-after(async () => { await Promise.all([a?.stop(), b?.stop()]); });
+before(async () => {
+  [a, b] = await Promise.all([
+    startServer(tiny.model, ['--backend', 'reference']),
+    startServer(tiny.model, ['--backend', 'reference']),
+  ]);
+});
+after(async () => {
+  await Promise.all([a?.stop(), b?.stop()]);
+});
 
 const request = { n: 4, seed: 1, temperature: 1, topP: 1, topK: 0, maxTokens: 300, stopStrings: [], stopTokenIds: [] };
 
 /** Runs 2 GRPO steps with `rollout` settings; returns the metrics of each step. */
-async function grpoRun(rollout: string, dir = mkdtempSync(path.join(tmpdir(), 'red-remote-run-'))): Promise<Record<string, number>[]> {
+async function grpoRun(
+  rollout: string,
+  dir = mkdtempSync(path.join(tmpdir(), 'red-remote-run-')),
+): Promise<Record<string, number>[]> {
   const cfg = path.join(dir, 'train.yaml');
-  writeFileSync(cfg, `model: { path: ${tiny.model}, backend: reference }
+  writeFileSync(
+    cfg,
+    `model: { path: ${tiny.model}, backend: reference }
 data: { train: ${tiny.train}, epochs: 1 }
 rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 12, syncDir: ${path.join(dir, 'sync')}, ${rollout} }
 algorithm: { groupFilter: { enabled: false }, rolloutCorrection: { mode: tis }, entropyCoef: 1 }
 optim: { lr: 1e-2 }
 log: { progress: none }
-`);
+`,
+  );
   const out = path.join(dir, 'run');
-  assert.equal(await runTrain({ config: cfg, out, method: 'grpo', sets: [], maxSteps: 2, resume: false }, createProgress('none')), 2);
-  return readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+  assert.equal(
+    await runTrain({ config: cfg, out, method: 'grpo', sets: [], maxSteps: 2, resume: false }, createProgress('none')),
+    2,
+  );
+  return readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, number>);
 }
 
 for (const api of ['openai', 'sglang'] as const) {
@@ -48,7 +67,11 @@ for (const api of ['openai', 'sglang'] as const) {
     // also after the first weight sync.
     const local = await grpoRun('engine: local');
     for (const key of ['completions/mean_length', 'reward/mean', 'loss/total', 'grad/norm']) {
-      assert.deepEqual(m.map((x) => x[key]), local.map((x) => x[key]), key);
+      assert.deepEqual(
+        m.map((x) => x[key]),
+        local.map((x) => x[key]),
+        key,
+      );
     }
     for (const step of m) {
       // The servers run the trainer's own f32 weights: their logprobs are π_old up to rounding.
@@ -57,7 +80,7 @@ for (const api of ['openai', 'sglang'] as const) {
       assert.ok(step['timing_s/weight_sync'] > 0);
     }
     for (const s of [a, b]) {
-      const h = await fetch(`${s.url}/health`).then((r) => r.json()) as { weight_version: string };
+      const h = (await fetch(`${s.url}/health`).then((r) => r.json())) as { weight_version: string };
       assert.equal(h.weight_version, '2');
     }
   });
@@ -67,53 +90,82 @@ test('rollout.syncDtype bf16 (the default): the synced folder holds BF16 tensors
   const dir = mkdtempSync(path.join(tmpdir(), 'red-remote-bf16-'));
   const m = await grpoRun(`engine: remote, servers: [${a.url}, ${b.url}]`, dir);
   const st = readFileSync(path.join(dir, 'sync', 'policy', 'model.safetensors'));
-  const header = JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString('utf8')) as Record<string, { dtype?: string }>;
-  const dtypes = new Set(Object.entries(header).filter(([k]) => k !== '__metadata__').map(([, v]) => v.dtype));
+  const header = JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString('utf8')) as Record<
+    string,
+    { dtype?: string }
+  >;
+  const dtypes = new Set(
+    Object.entries(header)
+      .filter(([k]) => k !== '__metadata__')
+      .map(([, v]) => v.dtype),
+  );
   assert.deepEqual([...dtypes], ['BF16']);
   for (const step of m.slice(1)) {
     // After the first optimiser step the servers' bf16 weights differ from the trainer's fp32 ones:
     // visible, and small.
-    assert.ok(step['rollout/logprob_diff'] > 1e-6 && step['rollout/logprob_diff'] < 0.1, `rollout/logprob_diff ${step['rollout/logprob_diff']}`);
+    assert.ok(
+      step['rollout/logprob_diff'] > 1e-6 && step['rollout/logprob_diff'] < 0.1,
+      `rollout/logprob_diff ${step['rollout/logprob_diff']}`,
+    );
   }
 });
 
 test('rollout.async: step k+1 is generated on the weights before step k, and the lag is logged', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'red-remote-async-'));
   const cfg = path.join(dir, 'train.yaml');
-  writeFileSync(cfg, `model: { path: ${tiny.model}, backend: reference }
+  writeFileSync(
+    cfg,
+    `model: { path: ${tiny.model}, backend: reference }
 data: { train: ${tiny.train}, epochs: 1 }
 rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 12, engine: remote, servers: [${a.url}, ${b.url}], syncDir: ${path.join(dir, 'sync')}, async: true, syncDtype: fp32 }
 algorithm: { groupFilter: { enabled: false }, rolloutCorrection: { mode: tis }, entropyCoef: 1 }
 optim: { lr: 3e-2 }
 log: { progress: none }
-`);
+`,
+  );
   const out = path.join(dir, 'run');
-  assert.equal(await runTrain({ config: cfg, out, method: 'grpo', sets: [], maxSteps: 3, resume: false }, createProgress('none')), 3);
-  const m = readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+  assert.equal(
+    await runTrain({ config: cfg, out, method: 'grpo', sets: [], maxSteps: 3, resume: false }, createProgress('none')),
+    3,
+  );
+  const m = readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, number>);
   assert.equal(m[0]['rollout/version_lag'], undefined);
-  assert.deepEqual(m.slice(1).map((x) => x['rollout/version_lag']), [1, 1]);
+  assert.deepEqual(
+    m.slice(1).map((x) => x['rollout/version_lag']),
+    [1, 1],
+  );
   // Step 1 sampled from its own π_old; steps 2 and 3 from the policy one update older (the entropy
   // bonus moves the weights even where every reward of the random model is 0).
   assert.ok(m[0]['rollout/logprob_diff'] < 1e-4);
-  for (const x of m.slice(1)) assert.ok(x['rollout/logprob_diff'] > 1e-3, `rollout/logprob_diff ${x['rollout/logprob_diff']}`);
+  for (const x of m.slice(1))
+    assert.ok(x['rollout/logprob_diff'] > 1e-3, `rollout/logprob_diff ${x['rollout/logprob_diff']}`);
 });
 
 test('samples from an older weight_version than the one synced are refused', async () => {
   const client = new RemoteRollouts({ servers: [a.url], api: 'sglang', maxAttempts: 2, timeoutS: 30 });
-  const h = await fetch(`${a.url}/health`).then((r) => r.json()) as { weight_version: string };
+  const h = (await fetch(`${a.url}/health`).then((r) => r.json())) as { weight_version: string };
   client.expectedVersion = String(Number(h.weight_version) + 5);
   await assert.rejects(client.generate([[1, 2, 3]], { ...request, maxTokens: 2 }), /older than \d+ \(a stale policy\)/);
 });
 
 test('a server killed while it generates: the batch completes on the other', async () => {
   const extra = await startServer(tiny.model);
-  const client = new RemoteRollouts({ servers: [extra.url, a.url], api: 'openai', maxAttempts: 3, timeoutS: 120, log: () => {} });
+  const client = new RemoteRollouts({
+    servers: [extra.url, a.url],
+    api: 'openai',
+    maxAttempts: 3,
+    timeoutS: 120,
+    log: () => {},
+  });
   const prompts = Array.from({ length: 6 }, (_, i) => [10 + i, 20, 30]);
   const pending = client.generate(prompts, request);
   pending.catch(() => {}); // awaited below; a failure must not surface as an unhandled rejection first
   // Wait until the doomed server is generating, then kill it.
   for (;;) {
-    const h = await fetch(`${extra.url}/health`).then((r) => r.json()) as { running: number };
+    const h = (await fetch(`${extra.url}/health`).then((r) => r.json())) as { running: number };
     if (h.running > 0) break;
     await new Promise((r) => setTimeout(r, 5));
   }
@@ -133,7 +185,7 @@ test('a server that answers garbage: retried, then one clear error; with a good 
     if (req.url !== '/health') calls++;
     req.resume();
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(req.url === '/health' ? '{}' : 'Ceci n\'est pas du JSON');
+    res.end(req.url === '/health' ? '{}' : "Ceci n'est pas du JSON");
   });
   await new Promise<void>((r) => garbage.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(garbage.address() as AddressInfo).port}`;
@@ -141,13 +193,23 @@ test('a server that answers garbage: retried, then one clear error; with a good 
     const alone = new RemoteRollouts({ servers: [url], api: 'openai', maxAttempts: 3, timeoutS: 10 });
     await alone.checkHealth();
     await assert.rejects(alone.generate([[1, 2, 3]], { ...request, maxTokens: 4 }), (err: Error) => {
-      assert.match(err.message, /^rollout: prompt 0 failed after 3 attempt\(s\) \(rollout\.maxAttempts = 3\): .*not JSON/);
+      assert.match(
+        err.message,
+        /^rollout: prompt 0 failed after 3 attempt\(s\) \(rollout\.maxAttempts = 3\): .*not JSON/,
+      );
       assert.ok(!err.message.includes('\n'));
       return true;
     });
     assert.equal(calls, 3);
     const mixed = new RemoteRollouts({ servers: [url, a.url], api: 'sglang', maxAttempts: 2, timeoutS: 30 });
-    const rows = await mixed.generate([[1, 2, 3], [4, 5, 6], [7, 8, 9]], { ...request, maxTokens: 4 });
+    const rows = await mixed.generate(
+      [
+        [1, 2, 3],
+        [4, 5, 6],
+        [7, 8, 9],
+      ],
+      { ...request, maxTokens: 4 },
+    );
     assert.equal(rows.flat().length, 12);
     // A port nobody listens on: one that was free a moment ago.
     const probe = createServer();
@@ -156,7 +218,10 @@ test('a server that answers garbage: retried, then one clear error; with a good 
     await new Promise((r) => probe.close(r));
     const down = new RemoteRollouts({ servers: [closed, a.url], api: 'openai', maxAttempts: 1, timeoutS: 5 });
     await assert.rejects(down.checkHealth(), (err: Error) => {
-      assert.equal(err.message, `rollout.servers: no healthy answer to GET /health from ${closed} (ECONNREFUSED); start them (red serve --model DIR --port N) or fix the URLs`);
+      assert.equal(
+        err.message,
+        `rollout.servers: no healthy answer to GET /health from ${closed} (ECONNREFUSED); start them (red serve --model DIR --port N) or fix the URLs`,
+      );
       return true;
     });
   } finally {
@@ -166,7 +231,16 @@ test('a server that answers garbage: retried, then one clear error; with a good 
 
 test('TIS weights: min(π_old/π_rollout, C) per online token, and the mismatch metrics', () => {
   const members = [
-    { group: 0, promptIds: [1], responseIds: [5, 6, 7], isOffline: false, accuracy: 1, reward: 1, clipped: false, rolloutLogprobs: [-1, -2, -0.1] },
+    {
+      group: 0,
+      promptIds: [1],
+      responseIds: [5, 6, 7],
+      isOffline: false,
+      accuracy: 1,
+      reward: 1,
+      clipped: false,
+      rolloutLogprobs: [-1, -2, -0.1],
+    },
     { group: 0, promptIds: [1], responseIds: [8], isOffline: true, accuracy: 1, reward: 1, clipped: false },
   ];
   const old = new Float32Array([-0.5, -3, 0.9, -4]); // Δ = 0.5, −1, 1 (capped at 2); the trace keeps 1
@@ -178,6 +252,8 @@ test('TIS weights: min(π_old/π_rollout, C) per online token, and the mismatch 
 });
 
 test('rollout.engine remote without servers is a config error naming the key', () => {
-  assert.throws(() => resolveTrainConfig({ model: { path: 'm' }, data: { train: 'd' }, rollout: { engine: 'remote' } }, 'x.yaml'),
-    /rollout\.servers: must list at least one server URL when rollout\.engine is remote/);
+  assert.throws(
+    () => resolveTrainConfig({ model: { path: 'm' }, data: { train: 'd' }, rollout: { engine: 'remote' } }, 'x.yaml'),
+    /rollout\.servers: must list at least one server URL when rollout\.engine is remote/,
+  );
 });

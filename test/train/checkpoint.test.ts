@@ -16,10 +16,14 @@ test('keeps the newest K, ignores partial folders, latest() is the newest comple
   const m = new CheckpointManager(root, 2);
   assert.equal(m.latest(), null);
   for (const s of [1, 2, 3, 4]) await m.save(s, writeStep(s));
-  assert.deepEqual(m.list().map((c) => c.step), [3, 4]);
+  assert.deepEqual(
+    m.list().map((c) => c.step),
+    [3, 4],
+  );
   assert.deepEqual(readdirSync(root).sort(), ['step-3', 'step-4']);
   // A crash mid-write leaves a temporary folder and perhaps a step folder without its state file.
-  mkdirSync(path.join(root, '.tmp-step-5-1')); writeFileSync(path.join(root, '.tmp-step-5-1', 'payload.txt'), 'half');
+  mkdirSync(path.join(root, '.tmp-step-5-1'));
+  writeFileSync(path.join(root, '.tmp-step-5-1', 'payload.txt'), 'half');
   mkdirSync(path.join(root, 'step-6'));
   assert.equal(m.latest()?.step, 4);
   // Numeric, not lexical, order.
@@ -27,7 +31,10 @@ test('keeps the newest K, ignores partial folders, latest() is the newest comple
   assert.equal(m.latest()?.step, 10);
   assert.equal(existsSync(path.join(root, '.tmp-step-5-1')), false, 'stale temporary folders are cleaned');
   // Re-saving an existing step replaces it.
-  await m.save(10, (dir) => { writeStep(10)(dir); writeFileSync(path.join(dir, 'payload.txt'), 'again'); });
+  await m.save(10, (dir) => {
+    writeStep(10)(dir);
+    writeFileSync(path.join(dir, 'payload.txt'), 'again');
+  });
   assert.equal(readFileSync(path.join(root, 'step-10', 'payload.txt'), 'utf8'), 'again');
 });
 
@@ -72,5 +79,8 @@ test('float32 safetensors round trip is bit-exact and has the standard layout', 
   assert.deepEqual(new Uint32Array(back.v.buffer), new Uint32Array(v.buffer));
   // A file cut short (a crash of some other writer) is named as truncated, not misread.
   writeFileSync(path.join(dir, 'cut.safetensors'), bytes.subarray(0, bytes.length - 3));
-  assert.throws(() => readF32Tensors(path.join(dir, 'cut.safetensors')), /cut\.safetensors: tensor v runs past the end of the file \(truncated\?\)/);
+  assert.throws(
+    () => readF32Tensors(path.join(dir, 'cut.safetensors')),
+    /cut\.safetensors: tensor v runs past the end of the file \(truncated\?\)/,
+  );
 });

@@ -9,7 +9,7 @@ import { RedError } from '../../src/util/errors.ts';
 
 const minimal = () => ({ model: { path: 'm' }, data: { train: 't.jsonl' } }) as Record<string, unknown>;
 
-test('defaults are RED-SPEC\'s paper-scale recipe', () => {
+test("defaults are RED-SPEC's paper-scale recipe", () => {
   const c = resolveTrainConfig(minimal(), 'test');
   // RED-SPEC "Defaults for the paper-scale recipe", written here from the spec.
   assert.equal(c.method, 'red');
@@ -17,7 +17,10 @@ test('defaults are RED-SPEC\'s paper-scale recipe', () => {
   assert.equal(c.optim.lr, 2e-6);
   assert.deepEqual([c.optim.beta1, c.optim.beta2, c.optim.weightDecay, c.optim.maxGradNorm], [0.9, 0.95, 0, 1.0]);
   assert.deepEqual([c.schedule.warmupSteps, c.schedule.minLrRatio], [1, 0.1]);
-  assert.deepEqual([c.rollout.groupSize, c.rollout.promptsPerStep, c.rollout.temperature, c.rollout.topP, c.rollout.maxTokens], [7, 64, 1.0, 1.0, 8192]);
+  assert.deepEqual(
+    [c.rollout.groupSize, c.rollout.promptsPerStep, c.rollout.temperature, c.rollout.topP, c.rollout.maxTokens],
+    [7, 64, 1.0, 1.0, 8192],
+  );
   assert.equal(c.data.maxPromptTokens, 1024);
   assert.equal(c.data.epochs, 5);
   assert.equal(c.optim.updatesPerBatch, 1);
@@ -28,28 +31,49 @@ test('defaults are RED-SPEC\'s paper-scale recipe', () => {
 });
 
 test('every problem is listed by path in one error, the algorithm group included', () => {
-  const raw = { ...minimal(), rollout: { groupSize: 1, tempreature: 1 }, optim: { lr: 'fast' }, log: { progress: 'fancy' }, algorithm: { clip: { epsLow: -1 }, piOffline: 'two' } };
-  assert.throws(() => resolveTrainConfig(raw, 'my.yaml'), (err: unknown) => {
-    assert.ok(err instanceof RedError);
-    const m = err.message;
-    assert.match(m, /^invalid configuration \(my\.yaml\):/);
-    for (const line of [
-      'rollout.groupSize must be ≥ 2',
-      'rollout.tempreature: unknown option',
-      'optim.lr must be a number, got "fast"',
-      'log.progress must be one of "auto", "bar", "plain", "none", got "fancy"',
-      'algorithm.clip.epsLow must be ≥ 0',
-      'algorithm.piOffline must be one of "one", "self", "luffy", "accuracy", got "two"',
-    ]) assert.ok(m.includes(line), `missing "${line}" in:\n${m}`);
-    return true;
-  });
-  assert.throws(() => resolveTrainConfig({ method: 'ppo' }, 'x'), (err: Error) =>
-    /model is required/.test(err.message) && /data is required/.test(err.message) && /method must be one of sft, grpo/.test(err.message));
+  const raw = {
+    ...minimal(),
+    rollout: { groupSize: 1, tempreature: 1 },
+    optim: { lr: 'fast' },
+    log: { progress: 'fancy' },
+    algorithm: { clip: { epsLow: -1 }, piOffline: 'two' },
+  };
+  assert.throws(
+    () => resolveTrainConfig(raw, 'my.yaml'),
+    (err: unknown) => {
+      assert.ok(err instanceof RedError);
+      const m = err.message;
+      assert.match(m, /^invalid configuration \(my\.yaml\):/);
+      for (const line of [
+        'rollout.groupSize must be ≥ 2',
+        'rollout.tempreature: unknown option',
+        'optim.lr must be a number, got "fast"',
+        'log.progress must be one of "auto", "bar", "plain", "none", got "fancy"',
+        'algorithm.clip.epsLow must be ≥ 0',
+        'algorithm.piOffline must be one of "one", "self", "luffy", "accuracy", got "two"',
+      ])
+        assert.ok(m.includes(line), `missing "${line}" in:\n${m}`);
+      return true;
+    },
+  );
+  assert.throws(
+    () => resolveTrainConfig({ method: 'ppo' }, 'x'),
+    (err: Error) =>
+      /model is required/.test(err.message) &&
+      /data is required/.test(err.message) &&
+      /method must be one of sft, grpo/.test(err.message),
+  );
 });
 
 test('--set overrides any field with YAML-typed values', () => {
   const raw = minimal();
-  applySets(raw, ['rollout.groupSize=4', 'algorithm.clip.epsHigh=0.28', 'rollout.stopStrings=["</s>", "Q:"]', 'log.progress=plain', 'algorithm.overlong.enabled=true']);
+  applySets(raw, [
+    'rollout.groupSize=4',
+    'algorithm.clip.epsHigh=0.28',
+    'rollout.stopStrings=["</s>", "Q:"]',
+    'log.progress=plain',
+    'algorithm.overlong.enabled=true',
+  ]);
   const c = resolveTrainConfig(raw, 'x');
   assert.equal(c.rollout.groupSize, 4);
   assert.equal(c.algorithm.clip.epsHigh, 0.28);
@@ -70,15 +94,27 @@ test('the written config.yaml reads back to the same resolved config', () => {
 
 test('extends: a base file overridden key by key; paths relative to the file that sets them; cycles and missing bases are errors', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'red-cfg-'));
-  writeFileSync(path.join(dir, 'base.yaml'), 'model: { path: m }\ndata: { train: t.jsonl, epochs: 2 }\nrollout: { groupSize: 4 }\n');
+  writeFileSync(
+    path.join(dir, 'base.yaml'),
+    'model: { path: m }\ndata: { train: t.jsonl, epochs: 2 }\nrollout: { groupSize: 4 }\n',
+  );
   mkdirSync(path.join(dir, 'sub'));
-  writeFileSync(path.join(dir, 'sub', 'grpo.yaml'), 'extends: ../base.yaml\nmethod: grpo\nmodel: { referencePath: ref }\ndata: { epochs: 1 }\n');
+  writeFileSync(
+    path.join(dir, 'sub', 'grpo.yaml'),
+    'extends: ../base.yaml\nmethod: grpo\nmodel: { referencePath: ref }\ndata: { epochs: 1 }\n',
+  );
   const c = resolveTrainConfig(readYamlConfig(path.join(dir, 'sub', 'grpo.yaml')), 'grpo.yaml');
-  assert.deepEqual([c.method, c.model.path, c.model.referencePath, c.data.train, c.data.epochs, c.rollout.groupSize],
-    ['grpo', path.join(dir, 'm'), path.join(dir, 'sub', 'ref'), path.join(dir, 't.jsonl'), 1, 4]);
+  assert.deepEqual(
+    [c.method, c.model.path, c.model.referencePath, c.data.train, c.data.epochs, c.rollout.groupSize],
+    ['grpo', path.join(dir, 'm'), path.join(dir, 'sub', 'ref'), path.join(dir, 't.jsonl'), 1, 4],
+  );
   writeFileSync(path.join(dir, 'orphan.yaml'), 'extends: missing.yaml\n');
-  assert.throws(() => readYamlConfig(path.join(dir, 'orphan.yaml')),
-    (err: Error) => err.message === `${path.join(dir, 'orphan.yaml')}: extends missing.yaml, but ${path.join(dir, 'missing.yaml')} does not exist (the path is relative to ${path.join(dir, 'orphan.yaml')})`);
+  assert.throws(
+    () => readYamlConfig(path.join(dir, 'orphan.yaml')),
+    (err: Error) =>
+      err.message ===
+      `${path.join(dir, 'orphan.yaml')}: extends missing.yaml, but ${path.join(dir, 'missing.yaml')} does not exist (the path is relative to ${path.join(dir, 'orphan.yaml')})`,
+  );
   writeFileSync(path.join(dir, 'a.yaml'), 'extends: b.yaml\n');
   writeFileSync(path.join(dir, 'b.yaml'), 'extends: a.yaml\n');
   assert.throws(() => readYamlConfig(path.join(dir, 'a.yaml')), /forms a cycle/);

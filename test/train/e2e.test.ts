@@ -28,23 +28,38 @@ const tiny = writeTinySetup(setupDir, 12);
 const coin = await (async () => {
   const answers = [1, 2, 2, 1, 2, 1, 1, 2, 1, 2, 2, 1];
   const train = path.join(setupDir, 'coin.jsonl');
-  writeFileSync(train, answers.map((a, i) => JSON.stringify({ problem: `Pick 1 or 2 (${'abcdefghijkl'[i]}).`, answer: String(a), distill: `\\boxed{${a}}` })).join('\n') + '\n');
+  writeFileSync(
+    train,
+    answers
+      .map((a, i) =>
+        JSON.stringify({ problem: `Pick 1 or 2 (${'abcdefghijkl'[i]}).`, answer: String(a), distill: `\\boxed{${a}}` }),
+      )
+      .join('\n') + '\n',
+  );
   const file = path.join(setupDir, 'coin-warm.yaml');
-  writeFileSync(file, `model: { path: ${tiny.model}, backend: reference }
+  writeFileSync(
+    file,
+    `model: { path: ${tiny.model}, backend: reference }
 data: { train: ${train} }
 rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 12 }
 sft: { batchSize: 12, lr: 3e-2 }
 schedule: { totalSteps: 30, warmupSteps: 0 }
 checkpoint: { every: 1000, keep: 1 }
 log: { progress: none }
-`);
-  await runTrain({ config: file, out: path.join(setupDir, 'coin-warm'), method: 'sft', sets: [], resume: false }, createProgress('none'));
+`,
+  );
+  await runTrain(
+    { config: file, out: path.join(setupDir, 'coin-warm'), method: 'sft', sets: [], resume: false },
+    createProgress('none'),
+  );
   return { model: path.join(setupDir, 'coin-warm', 'checkpoints', 'step-30'), train };
 })();
 
 function config(extra = ''): string {
   const file = path.join(mkdtempSync(path.join(tmpdir(), 'red-cfg-')), 'train.yaml');
-  writeFileSync(file, `model: { path: ${coin.model}, backend: reference }
+  writeFileSync(
+    file,
+    `model: { path: ${coin.model}, backend: reference }
 data: { train: ${coin.train}, epochs: 1 }
 rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 12 }
 algorithm: { sftInterleave: { bufferSize: 2 }, prefixSearch: { segments: 2 } }
@@ -52,43 +67,89 @@ optim: { lr: 1e-3 }
 sft: { batchSize: 2 }
 checkpoint: { every: 1, keep: 2 }
 log: { progress: none }
-${extra}`);
+${extra}`,
+  );
   return file;
 }
 // The random tiny model on the built-in task, with room for whole teacher traces (they must verify).
 const builtin = [`model.path=${tiny.model}`, `data.train=${tiny.train}`, 'rollout.maxTokens=400'];
-const lines = (dir: string) => readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+const lines = (dir: string) =>
+  readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, number>);
 const out = () => path.join(mkdtempSync(path.join(tmpdir(), 'red-out-')), 'run');
 
 for (const method of PRESET_NAMES) {
   test(`${method}: two steps, metrics and a loadable checkpoint`, async () => {
     const dir = out();
     // Options a preset does not use are harmless: relift's buffer and bread's segments are set for all.
-    const overrides = method === 'relift' || method === 'bread' ? [] : ['algorithm.sftInterleave.bufferSize=128', 'algorithm.prefixSearch.segments=10'];
+    const overrides =
+      method === 'relift' || method === 'bread'
+        ? []
+        : ['algorithm.sftInterleave.bufferSize=128', 'algorithm.prefixSearch.segments=10'];
     // sft-grpo gets one step per stage so both stages run.
     const sets = [...overrides, ...(method === 'sft-grpo' ? ['schedule.totalSteps=1'] : [])];
     const last = await runTrain({ config: config(), out: dir, method, sets, maxSteps: 2, resume: false }, quiet);
     assert.equal(last, 2);
     const m = lines(dir);
-    assert.deepEqual(m.map((x) => x.step), [1, 2]);
+    assert.deepEqual(
+      m.map((x) => x.step),
+      [1, 2],
+    );
     // Every step of every preset is a real update: groups kept, a non-zero finite gradient.
     for (const x of m) {
-      assert.ok(x['grad/norm'] > 0 && Number.isFinite(x['grad/norm']), `step ${x.step}: grad/norm ${x['grad/norm']} (groups kept ${x['groups/kept']})`);
+      assert.ok(
+        x['grad/norm'] > 0 && Number.isFinite(x['grad/norm']),
+        `step ${x.step}: grad/norm ${x['grad/norm']} (groups kept ${x['groups/kept']})`,
+      );
     }
-    const always = ['lr', 'grad/norm', 'loss/total', 'timing_s/logprob', 'timing_s/update', 'throughput/tokens_per_s', 'steps/skipped', 'groups/dropped_frac'];
-    const online = ['reward/mean', 'acc/mean', 'completions/mean_length', 'completions/clipped_frac', 'entropy/rl', 'red/w', 'loss/policy', 'loss/offline', 'clip/frac', 'timing_s/rollout', 'timing_s/reward'];
+    const always = [
+      'lr',
+      'grad/norm',
+      'loss/total',
+      'timing_s/logprob',
+      'timing_s/update',
+      'throughput/tokens_per_s',
+      'steps/skipped',
+      'groups/dropped_frac',
+    ];
+    const online = [
+      'reward/mean',
+      'acc/mean',
+      'completions/mean_length',
+      'completions/clipped_frac',
+      'entropy/rl',
+      'red/w',
+      'loss/policy',
+      'loss/offline',
+      'clip/frac',
+      'timing_s/rollout',
+      'timing_s/reward',
+    ];
     const rolls = method !== 'sft'; // sft-grpo's second step is its GRPO stage
     for (const key of [...always, ...(rolls ? online : [])]) {
       assert.ok(key in m[1], `${key} missing from ${JSON.stringify(m[1])}`);
     }
     const ck = path.join(dir, 'checkpoints', 'step-2');
-    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'optimizer.safetensors', 'trainer_state.json']) {
+    for (const f of [
+      'config.json',
+      'model.safetensors',
+      'tokenizer.json',
+      'tokenizer_config.json',
+      'optimizer.safetensors',
+      'trainer_state.json',
+    ]) {
       assert.ok(existsSync(path.join(ck, f)), `${f} missing from the checkpoint`);
     }
     const loaded = await Qwen2Model.load(ck, { backend: referenceBackend });
     const base = await Qwen2Model.load(coin.model, { backend: referenceBackend });
     assert.ok(!Buffer.from(loaded.params.buffer).equals(Buffer.from(base.params.buffer)), 'training changed nothing');
-    if (method === 'sft-grpo') assert.deepEqual(m.map((x) => x.stage), [0, 1]);
+    if (method === 'sft-grpo')
+      assert.deepEqual(
+        m.map((x) => x.stage),
+        [0, 1],
+      );
     const saved = readFileSync(path.join(dir, 'config.yaml'), 'utf8');
     assert.match(saved, new RegExp(`^method: ${method}$`, 'm'));
   });
@@ -96,7 +157,17 @@ for (const method of PRESET_NAMES) {
 
 test('klCoef > 0 loads the frozen reference model and logs the KL; several updates per batch with micro-batches run', async () => {
   const dir = out();
-  await runTrain({ config: config(), out: dir, method: 'red', sets: ['algorithm.klCoef=0.05', 'optim.updatesPerBatch=2', 'optim.microBatchTokens=80'], maxSteps: 2, resume: false }, quiet);
+  await runTrain(
+    {
+      config: config(),
+      out: dir,
+      method: 'red',
+      sets: ['algorithm.klCoef=0.05', 'optim.updatesPerBatch=2', 'optim.microBatchTokens=80'],
+      maxSteps: 2,
+      resume: false,
+    },
+    quiet,
+  );
   const m = lines(dir);
   for (const x of m) {
     assert.ok(Number.isFinite(x['kl/mean']), 'kl/mean missing');
@@ -110,7 +181,17 @@ test('micro-batches accumulate the same gradient norm as the whole batch (real m
     const dir = out();
     // No clipping; the two runs differ only in micro-batching (each member ~54 tokens, so a
     // 60-token budget gives one member per micro-batch), and grad/norm is measured before AdamW.
-    await runTrain({ config: config(), out: dir, method: 'mixpolicy', sets: ['optim.maxGradNorm=0', ...sets], maxSteps: 1, resume: false }, quiet);
+    await runTrain(
+      {
+        config: config(),
+        out: dir,
+        method: 'mixpolicy',
+        sets: ['optim.maxGradNorm=0', ...sets],
+        maxSteps: 1,
+        resume: false,
+      },
+      quiet,
+    );
     return lines(dir)[0]['grad/norm'];
   };
   const whole = await params([]);
@@ -122,7 +203,17 @@ test('micro-batches accumulate the same gradient norm as the whole batch (real m
 test('sft lowers the token-mean NLL of a fixed batch', async () => {
   const dir = out();
   // batchSize = the whole set: every step sees the same traces.
-  await runTrain({ config: config(), out: dir, method: 'sft', sets: [...builtin, 'sft.batchSize=12', 'sft.lr=3e-3', 'schedule.totalSteps=4', 'schedule.warmupSteps=0'], maxSteps: 4, resume: false }, quiet);
+  await runTrain(
+    {
+      config: config(),
+      out: dir,
+      method: 'sft',
+      sets: [...builtin, 'sft.batchSize=12', 'sft.lr=3e-3', 'schedule.totalSteps=4', 'schedule.warmupSteps=0'],
+      maxSteps: 4,
+      resume: false,
+    },
+    quiet,
+  );
   const nll = lines(dir).map((x) => x['loss/sft']);
   assert.equal(nll.length, 4);
   for (let i = 1; i < nll.length; i++) assert.ok(nll[i] < nll[i - 1], `NLL went ${nll.join(' → ')}`);
@@ -133,30 +224,64 @@ test('a malformed row: an error naming file and row; with data.onBadRow skip it 
   const rows = readFileSync(tiny.train, 'utf8').trim().split('\n');
   rows.splice(2, 0, '{"problem": "no answer here"}');
   writeFileSync(bad, rows.join('\n') + '\n');
-  await assert.rejects(runTrain({ config: config(), out: out(), sets: [`data.train=${bad}`], maxSteps: 1, resume: false }, quiet),
-    (err: Error) => err.message.includes(bad) && /row 3/.test(err.message));
+  await assert.rejects(
+    runTrain({ config: config(), out: out(), sets: [`data.train=${bad}`], maxSteps: 1, resume: false }, quiet),
+    (err: Error) => err.message.includes(bad) && /row 3/.test(err.message),
+  );
   const dir = out();
-  await runTrain({ config: config(), out: dir, method: 'sft', sets: [...builtin, `data.train=${bad}`, 'data.onBadRow=skip'], maxSteps: 1, resume: false }, quiet);
+  await runTrain(
+    {
+      config: config(),
+      out: dir,
+      method: 'sft',
+      sets: [...builtin, `data.train=${bad}`, 'data.onBadRow=skip'],
+      maxSteps: 1,
+      resume: false,
+    },
+    quiet,
+  );
   assert.equal(lines(dir)[0]['data/skipped_rows'], 1);
 });
 
 test('missing inputs are listed together before anything runs', async () => {
-  await assert.rejects(runTrain({ config: config(), out: out(), sets: ['model.path=/nonexistent/model', 'data.train=/nonexistent/train.jsonl'], resume: false }, quiet),
-    (err: Error) => /model\.path: \/nonexistent\/model is not a model folder/.test(err.message) && /data\.train: \/nonexistent\/train\.jsonl not found/.test(err.message));
+  await assert.rejects(
+    runTrain(
+      {
+        config: config(),
+        out: out(),
+        sets: ['model.path=/nonexistent/model', 'data.train=/nonexistent/train.jsonl'],
+        resume: false,
+      },
+      quiet,
+    ),
+    (err: Error) =>
+      /model\.path: \/nonexistent\/model is not a model folder/.test(err.message) &&
+      /data\.train: \/nonexistent\/train\.jsonl not found/.test(err.message),
+  );
 });
 
 test('an unwritable output folder: a clear error before anything runs', async () => {
   const file = path.join(mkdtempSync(path.join(tmpdir(), 'red-f-')), 'file');
   writeFileSync(file, 'x');
-  await assert.rejects(runTrain({ config: config(), out: path.join(file, 'run'), sets: [], maxSteps: 1, resume: false }, quiet),
-    /cannot write to the output folder .*file\/run/);
+  await assert.rejects(
+    runTrain({ config: config(), out: path.join(file, 'run'), sets: [], maxSteps: 1, resume: false }, quiet),
+    /cannot write to the output folder .*file\/run/,
+  );
 });
 
-function redTrain(args: string[]): { child: ReturnType<typeof spawn>; done: Promise<{ code: number | null; signal: string | null; stderr: string }> } {
-  const child = spawn(process.execPath, [path.join(repo, 'bin', 'red.js'), 'train', ...args], { cwd: repo, stdio: ['ignore', 'ignore', 'pipe'] });
+function redTrain(args: string[]): {
+  child: ReturnType<typeof spawn>;
+  done: Promise<{ code: number | null; signal: string | null; stderr: string }>;
+} {
+  const child = spawn(process.execPath, [path.join(repo, 'bin', 'red.js'), 'train', ...args], {
+    cwd: repo,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<{ code: number | null; signal: string | null; stderr: string }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, stderr })));
+  const done = new Promise<{ code: number | null; signal: string | null; stderr: string }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal, stderr })),
+  );
   return { child, done };
 }
 
@@ -178,7 +303,10 @@ test('SIGKILL mid-step, then --resume: bit-identical weights and optimiser at st
   // Kill as soon as step 2's checkpoint is complete: the process is then inside step 3.
   let exited = false;
   void run.done.then(() => (exited = true));
-  await waitFor(() => exited || existsSync(path.join(dir, 'checkpoints', 'step-2', 'trainer_state.json')), 'checkpoint step-2');
+  await waitFor(
+    () => exited || existsSync(path.join(dir, 'checkpoints', 'step-2', 'trainer_state.json')),
+    'checkpoint step-2',
+  );
   run.child.kill('SIGKILL');
   const r = await run.done;
   assert.equal(r.signal, 'SIGKILL', `the run ended before it was killed: ${r.stderr}`);
@@ -189,17 +317,38 @@ test('SIGKILL mid-step, then --resume: bit-identical weights and optimiser at st
     const b = readFileSync(path.join(dir, 'checkpoints', 'step-4', f));
     assert.ok(a.equals(b), `${f} differs between the uninterrupted and the resumed run`);
   }
-  const strip = (m: Record<string, number>) => Object.fromEntries(Object.entries(m).filter(([k]) => !k.startsWith('timing_s/') && k !== 'throughput/tokens_per_s'));
+  const strip = (m: Record<string, number>) =>
+    Object.fromEntries(
+      Object.entries(m).filter(([k]) => !k.startsWith('timing_s/') && k !== 'throughput/tokens_per_s'),
+    );
   assert.deepEqual(lines(dir).map(strip), lines(ref).map(strip));
 });
 
 test('Ctrl-C: the current step finishes, a checkpoint is written, exit code 0', async () => {
   const dir = out();
   // Long enough (100 epochs) that only Ctrl-C ends it.
-  const run = redTrain(['--config', config(), '--out', dir, '--method', 'grpo', '--set', 'checkpoint.every=1000', '--set', 'data.epochs=100', '--set', 'log.progress=plain']);
+  const run = redTrain([
+    '--config',
+    config(),
+    '--out',
+    dir,
+    '--method',
+    'grpo',
+    '--set',
+    'checkpoint.every=1000',
+    '--set',
+    'data.epochs=100',
+    '--set',
+    'log.progress=plain',
+  ]);
   let exited = false;
   void run.done.then(() => (exited = true));
-  await waitFor(() => exited || (existsSync(path.join(dir, 'metrics.jsonl')) && readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').length > 0), 'the first step');
+  await waitFor(
+    () =>
+      exited ||
+      (existsSync(path.join(dir, 'metrics.jsonl')) && readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').length > 0),
+    'the first step',
+  );
   if (exited) assert.fail(`the run ended by itself: ${(await run.done).stderr}`);
   run.child.kill('SIGINT');
   const r = await run.done;
@@ -216,7 +365,17 @@ test('rollout/logprob_diff: the sampler and the trainer agree in fp32; mixed-pre
   const diffs: number[] = [];
   for (const precision of ['fp32', 'bf16']) {
     const dir = out();
-    await runTrain({ config: config(), out: dir, method: 'red', sets: [`model.precision=${precision}`, 'model.activationCheckpointing=true'], maxSteps: 2, resume: false }, quiet);
+    await runTrain(
+      {
+        config: config(),
+        out: dir,
+        method: 'red',
+        sets: [`model.precision=${precision}`, 'model.activationCheckpointing=true'],
+        maxSteps: 2,
+        resume: false,
+      },
+      quiet,
+    );
     const m = lines(dir).filter((x) => (x['groups/kept'] ?? 0) > 0 && 'rollout/logprob_diff' in x);
     assert.ok(m.length > 0, `${precision}: no step logged rollout/logprob_diff`);
     diffs.push(Math.max(...m.map((x) => x['rollout/logprob_diff'])));

@@ -26,6 +26,16 @@ test('examples/paper: the RED-SPEC recipe for Qwen2.5-Math-1.5B', () => {
   assert.equal(c.data.fields, 'luffy');
   // Hub ids stay ids (the run resolves them to the HF cache); they are not made into paths beside the file.
   assert.deepEqual([c.model.path, c.data.train], ['Qwen/Qwen2.5-Math-1.5B', 'Elliott/Openr1-Math-46k-8192']);
-  assert.deepEqual([c.optim.lr, c.rollout.promptsPerStep, c.rollout.groupSize, c.rollout.maxTokens, c.data.maxPromptTokens, c.data.epochs, c.seed],
-    [2e-6, 64, 7, 8192, 1024, 5, 42]);
+  assert.deepEqual(
+    [
+      c.optim.lr,
+      c.rollout.promptsPerStep,
+      c.rollout.groupSize,
+      c.rollout.maxTokens,
+      c.data.maxPromptTokens,
+      c.data.epochs,
+      c.seed,
+    ],
+    [2e-6, 64, 7, 8192, 1024, 5, 42],
+  );
 });

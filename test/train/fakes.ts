@@ -7,7 +7,13 @@ import type { PackedBatch } from '../../src/model/batch.ts';
 import { referenceBackend } from '../../src/engine/reference.ts';
 import { AdamW, clipGradNorm } from '../../src/train/optimizer.ts';
 import { readF32Tensors, writeF32Tensors, TRAINER_STATE_FILE } from '../../src/train/checkpoint.ts';
-import { mixSeed, type RolloutRequest, type RolloutSample, type TrainerEnv, type TrainerModel } from '../../src/train/trainer.ts';
+import {
+  mixSeed,
+  type RolloutRequest,
+  type RolloutSample,
+  type TrainerEnv,
+  type TrainerModel,
+} from '../../src/train/trainer.ts';
 import { resolveTrainConfig, type TrainConfig } from '../../src/train/config.ts';
 import { Rng } from '../../src/util/rng.ts';
 import { createProgress } from '../../src/train/metrics.ts';
@@ -35,7 +41,7 @@ export class BigramModel implements TrainerModel {
     for (const x of z) mx = Math.max(mx, x);
     const p = new Float64Array(V);
     let s = 0;
-    for (let v = 0; v < V; v++) s += (p[v] = Math.exp(z[v] - mx));
+    for (let v = 0; v < V; v++) s += p[v] = Math.exp(z[v] - mx);
     for (let v = 0; v < V; v++) p[v] /= s;
     return p;
   }
@@ -70,7 +76,9 @@ export class BigramModel implements TrainerModel {
       }
     }
   }
-  zeroGrad(): void { this.grads.fill(0); }
+  zeroGrad(): void {
+    this.grads.fill(0);
+  }
   save(dir: string): void {
     mkdirSync(dir, { recursive: true });
     writeF32Tensors(path.join(dir, 'model.safetensors'), { w: this.params });
@@ -79,7 +87,12 @@ export class BigramModel implements TrainerModel {
 
 /** Examples whose problem is a token id p (prompt [p, p]) and answer (p+1) mod 7; trace [p+1, p+1]. */
 export function examples(n: number): TrainingExample[] {
-  return Array.from({ length: n }, (_, i) => ({ id: `ex:${i}`, problem: String(i % 7), answer: String((i + 1) % 7), trace: `t${i}` }));
+  return Array.from({ length: n }, (_, i) => ({
+    id: `ex:${i}`,
+    problem: String(i % 7),
+    answer: String((i + 1) % 7),
+    trace: `t${i}`,
+  }));
 }
 
 /**
@@ -87,17 +100,22 @@ export function examples(n: number): TrainingExample[] {
  * (request.seed, prompt index, sample index) only. The text is the ids joined by spaces.
  */
 export async function fakeGenerate(prompts: number[][], req: RolloutRequest): Promise<RolloutSample[][]> {
-  return prompts.map((_, i) => Array.from({ length: req.n }, (_, j) => {
-    const rng = new Rng(mixSeed(req.seed, i, j));
-    const ids: number[] = [];
-    let finishReason: 'stop' | 'length' = 'length';
-    while (ids.length < req.maxTokens) {
-      const t = rng.int(V);
-      ids.push(t);
-      if (t === EOS) { finishReason = 'stop'; break; }
-    }
-    return { ids, text: ids.join(' '), finishReason };
-  }));
+  return prompts.map((_, i) =>
+    Array.from({ length: req.n }, (_, j) => {
+      const rng = new Rng(mixSeed(req.seed, i, j));
+      const ids: number[] = [];
+      let finishReason: 'stop' | 'length' = 'length';
+      while (ids.length < req.maxTokens) {
+        const t = rng.int(V);
+        ids.push(t);
+        if (t === EOS) {
+          finishReason = 'stop';
+          break;
+        }
+      }
+      return { ids, text: ids.join(' '), finishReason };
+    }),
+  );
 }
 
 /** Correct when the response contains the gold token. */
@@ -107,11 +125,15 @@ export async function fakeVerify(items: { gold: string; text: string }[]): Promi
 
 export function makeConfig(over: Record<string, unknown> = {}): TrainConfig {
   const raw: Record<string, unknown> = {
-    method: 'red', seed: 7,
-    model: { path: 'unused' }, data: { train: 'fake.jsonl', epochs: 2 },
+    method: 'red',
+    seed: 7,
+    model: { path: 'unused' },
+    data: { train: 'fake.jsonl', epochs: 2 },
     rollout: { groupSize: 3, promptsPerStep: 2, maxTokens: 5 },
-    optim: { lr: 0.05 }, sft: { batchSize: 2, epochs: 1 },
-    checkpoint: { every: 1, keep: 10 }, log: { progress: 'none' },
+    optim: { lr: 0.05 },
+    sft: { batchSize: 2, epochs: 1 },
+    checkpoint: { every: 1, keep: 10 },
+    log: { progress: 'none' },
     ...over,
   };
   return resolveTrainConfig(raw, 'test');
@@ -122,9 +144,13 @@ export function makeEnv(config: TrainConfig, n = 6, model = new BigramModel()): 
   return {
     model,
     refModel: null,
-    createOptimizer: () => new AdamW(referenceBackend, model.params, model.grads, layout, {
-      beta1: config.optim.beta1, beta2: config.optim.beta2, eps: config.optim.eps, weightDecay: config.optim.weightDecay,
-    }),
+    createOptimizer: () =>
+      new AdamW(referenceBackend, model.params, model.grads, layout, {
+        beta1: config.optim.beta1,
+        beta2: config.optim.beta2,
+        eps: config.optim.eps,
+        weightDecay: config.optim.weightDecay,
+      }),
     clipGradNorm: (maxNorm) => clipGradNorm(referenceBackend, model.grads, maxNorm),
     generate: fakeGenerate,
     verify: fakeVerify,

@@ -16,8 +16,14 @@ test('metrics.jsonl: one line per step, non-finite left out, resume drops steps 
   assert.deepEqual(JSON.parse(lines[1]), { step: 2, 'reward/mean': 0.5 });
   const resumed = new MetricsWriter(file, 3);
   resumed.write({ step: 4, 'reward/mean': 9 });
-  const after = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step: number });
-  assert.deepEqual(after.map((m) => m.step), [1, 2, 3, 4]);
+  const after = readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { step: number });
+  assert.deepEqual(
+    after.map((m) => m.step),
+    [1, 2, 3, 4],
+  );
   assert.equal((after[3] as Record<string, number>)['reward/mean'], 9);
 });
 
@@ -32,6 +38,9 @@ test('progress off a terminal: one plain line per step', () => {
   p.stop();
   const lines = text.trim().split('\n');
   assert.equal(lines.length, 2);
-  assert.match(lines[0], /^train step 1\/10 \| reward 0\.250 \| acc 0\.500 \| w 1\.00 \| .*1234 tok\/s \| eta \d+m\d\ds$/);
+  assert.match(
+    lines[0],
+    /^train step 1\/10 \| reward 0\.250 \| acc 0\.500 \| w 1\.00 \| .*1234 tok\/s \| eta \d+m\d\ds$/,
+  );
   assert.match(lines[1], /reward - \| acc -/);
 });

@@ -9,9 +9,16 @@ import { ADAMW_DEFAULTS, AdamW, clipGradNorm, noDecayNormsAndBiases } from '../.
 import { Rng } from '../../src/util/rng.ts';
 import { tinyQwen2Config } from '../helpers/tiny-config.ts';
 
-const config = parseConfig(tinyQwen2Config({
-  vocab_size: 8, hidden_size: 4, intermediate_size: 6, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1,
-}));
+const config = parseConfig(
+  tinyQwen2Config({
+    vocab_size: 8,
+    hidden_size: 4,
+    intermediate_size: 6,
+    num_hidden_layers: 1,
+    num_attention_heads: 2,
+    num_key_value_heads: 1,
+  }),
+);
 const layout = paramLayout(config);
 
 for (const be of availableBackends()) {
@@ -21,15 +28,32 @@ for (const be of availableBackends()) {
     const p0 = Float32Array.from({ length: n }, () => rng.normal());
     const g1 = Float32Array.from({ length: n }, () => rng.normal() * 0.1);
     const g2 = Float32Array.from({ length: n }, () => rng.normal() * 0.1);
-    const lr = 1e-2, b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.1;
-    const params = p0.slice(), grads = new Float32Array(n);
-    const opt = new AdamW(be, params, grads, layout, { beta1: b1, beta2: b2, eps, weightDecay: wd, noDecay: noDecayNormsAndBiases });
+    const lr = 1e-2,
+      b1 = 0.9,
+      b2 = 0.95,
+      eps = 1e-8,
+      wd = 0.1;
+    const params = p0.slice(),
+      grads = new Float32Array(n);
+    const opt = new AdamW(be, params, grads, layout, {
+      beta1: b1,
+      beta2: b2,
+      eps,
+      weightDecay: wd,
+      noDecay: noDecayNormsAndBiases,
+    });
     const decayed = new Array<boolean>(n).fill(true);
-    for (const s of layout.specs) if (s.name.endsWith('.bias') || s.name.endsWith('norm.weight')) decayed.fill(false, s.offset, s.offset + s.size);
+    for (const s of layout.specs)
+      if (s.name.endsWith('.bias') || s.name.endsWith('norm.weight')) decayed.fill(false, s.offset, s.offset + s.size);
     assert.ok(decayed.includes(false) && decayed.includes(true));
-    const ref = Array.from(p0), m = new Array<number>(n).fill(0), v = new Array<number>(n).fill(0);
+    const ref = Array.from(p0),
+      m = new Array<number>(n).fill(0),
+      v = new Array<number>(n).fill(0);
     let maxDiff = 0;
-    for (const [step, g] of [[1, g1], [2, g2]] as const) {
+    for (const [step, g] of [
+      [1, g1],
+      [2, g2],
+    ] as const) {
       grads.set(g);
       opt.update(lr);
       for (let i = 0; i < n; i++) {
@@ -46,15 +70,25 @@ for (const be of availableBackends()) {
 
     // resume: a fresh optimiser loaded from state() continues exactly like the original
     const saved = { step: opt.step, m: opt.m.slice(), v: opt.v.slice() };
-    const params2 = params.slice(), grads2 = g1.slice();
+    const params2 = params.slice(),
+      grads2 = g1.slice();
     grads.set(g1);
     opt.update(lr);
-    const opt2 = new AdamW(be, params2, grads2, layout, { beta1: b1, beta2: b2, eps, weightDecay: wd, noDecay: noDecayNormsAndBiases });
+    const opt2 = new AdamW(be, params2, grads2, layout, {
+      beta1: b1,
+      beta2: b2,
+      eps,
+      weightDecay: wd,
+      noDecay: noDecayNormsAndBiases,
+    });
     opt2.load(saved);
     opt2.update(lr);
     assert.deepEqual(params2, params);
     // the rate comes from the schedule at each step; there is no stored one to fall back on
-    assert.throws(() => new AdamW(be, params.slice(), grads.slice(), layout, ADAMW_DEFAULTS).update(), /no learning rate/);
+    assert.throws(
+      () => new AdamW(be, params.slice(), grads.slice(), layout, ADAMW_DEFAULTS).update(),
+      /no learning rate/,
+    );
   });
 
   test(`[${be.name}] clipGradNorm: returns the norm and scales by maxNorm/(norm+1e-6) only above maxNorm`, () => {

@@ -10,7 +10,15 @@ import { packSequences } from '../../src/model/batch.ts';
 import { Qwen2Model } from '../../src/model/qwen2.ts';
 import { loadTokenizer } from '../../src/model/tokenizer.ts';
 import { RedError } from '../../src/util/errors.ts';
-import { lastBoxed, pretrain, pretrainDocuments, PRETRAIN_DEFAULTS, PromptEncoder, QUICK_MODEL, validatePretrainOptions } from '../../src/train/pretrain.ts';
+import {
+  lastBoxed,
+  pretrain,
+  pretrainDocuments,
+  PRETRAIN_DEFAULTS,
+  PromptEncoder,
+  QUICK_MODEL,
+  validatePretrainOptions,
+} from '../../src/train/pretrain.ts';
 
 test('prompt ids built from cached pieces equal the ids of the whole rendered prompt', () => {
   const tokDir = mkdtempSync(path.join(tmpdir(), 'red-pt-tok-'));
@@ -26,7 +34,13 @@ test('prompt ids built from cached pieces equal the ids of the whole rendered pr
 });
 
 test('the pretraining pool mixes short solutions with a traceShare of teacher traces, all train split', () => {
-  const o = { seed: 5, poolSize: 300, traceShare: 0.15, levelWeights: [12, 4, 2, 1, 1] as [number, number, number, number, number], traceLevelWeights: [1, 1, 1, 1, 1] as [number, number, number, number, number] };
+  const o = {
+    seed: 5,
+    poolSize: 300,
+    traceShare: 0.15,
+    levelWeights: [12, 4, 2, 1, 1] as [number, number, number, number, number],
+    traceLevelWeights: [1, 1, 1, 1, 1] as [number, number, number, number, number],
+  };
   const docs = pretrainDocuments(o);
   assert.equal(docs.length, 300);
   const traces = docs.filter((d) => d.trace);
@@ -38,13 +52,21 @@ test('the pretraining pool mixes short solutions with a traceShare of teacher tr
   }
   // The traces' problems come from their own stream, not the first problems of the short pool.
   const shortTexts = docs.filter((d) => !d.trace).map((d) => d.problem.text);
-  assert.notDeepEqual(traces.map((d) => d.problem.text), shortTexts.slice(0, 45));
+  assert.notDeepEqual(
+    traces.map((d) => d.problem.text),
+    shortTexts.slice(0, 45),
+  );
   assert.equal(pretrainDocuments({ ...o, traceShare: 0 }).filter((d) => d.trace).length, 0);
   assert.ok(PRETRAIN_DEFAULTS.traceShare >= 0.1 && PRETRAIN_DEFAULTS.traceShare <= 0.4);
   // By default the base sees the procedure on the easy levels only.
-  const easy = pretrainDocuments({ ...o, traceLevelWeights: PRETRAIN_DEFAULTS.traceLevelWeights }).filter((d) => d.trace);
+  const easy = pretrainDocuments({ ...o, traceLevelWeights: PRETRAIN_DEFAULTS.traceLevelWeights }).filter(
+    (d) => d.trace,
+  );
   assert.ok(easy.length > 0 && easy.every((d) => d.problem.level <= 2), 'a default trace above level 2');
-  assert.throws(() => validatePretrainOptions({ ...PRETRAIN_DEFAULTS, out: 'x', traceShare: 1 }), (e: unknown) => e instanceof RedError && /traceShare/.test(e.message));
+  assert.throws(
+    () => validatePretrainOptions({ ...PRETRAIN_DEFAULTS, out: 'x', traceShare: 1 }),
+    (e: unknown) => e instanceof RedError && /traceShare/.test(e.message),
+  );
 });
 
 test('lastBoxed takes the last box', () => {
@@ -55,16 +77,38 @@ test('lastBoxed takes the last box', () => {
 test('a short pretrain run lowers the loss and writes a folder that loads back', async () => {
   const out = path.join(mkdtempSync(path.join(tmpdir(), 'red-pt-')), 'base');
   const steps = 24;
-  const r = await pretrain({ out, seed: 1, steps, batchSize: 6, lr: 1e-2, warmupSteps: 2, model: QUICK_MODEL, poolSize: 200, evalPerLevel: 1, evalSamples: 1 });
+  const r = await pretrain({
+    out,
+    seed: 1,
+    steps,
+    batchSize: 6,
+    lr: 1e-2,
+    warmupSteps: 2,
+    model: QUICK_MODEL,
+    poolSize: 200,
+    evalPerLevel: 1,
+    evalSamples: 1,
+  });
   assert.equal(r.losses.length, steps);
   // From scratch the first loss is near ln(V) (uniform over 512 ids); training must bring it well down.
-  assert.ok(Math.abs(r.losses[0] - Math.log(BUILTIN_VOCAB_SIZE)) < 0.5, `first loss ${r.losses[0]} vs ln V ${Math.log(BUILTIN_VOCAB_SIZE)}`);
+  assert.ok(
+    Math.abs(r.losses[0] - Math.log(BUILTIN_VOCAB_SIZE)) < 0.5,
+    `first loss ${r.losses[0]} vs ln V ${Math.log(BUILTIN_VOCAB_SIZE)}`,
+  );
   const tail = r.losses.slice(-4).reduce((a, b) => a + b, 0) / 4;
-  console.log(`pretrain test: loss ${r.losses[0].toFixed(3)} → ${tail.toFixed(3)} in ${steps} steps, ${r.seconds.toFixed(1)}s`);
+  console.log(
+    `pretrain test: loss ${r.losses[0].toFixed(3)} → ${tail.toFixed(3)} in ${steps} steps, ${r.seconds.toFixed(1)}s`,
+  );
   assert.ok(tail < r.losses[0] - 1.5, `loss ${r.losses[0]} → ${tail}`);
   assert.equal(r.levels.length, 5);
 
-  for (const f of ['config.json', 'model.safetensors', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json']) {
+  for (const f of [
+    'config.json',
+    'model.safetensors',
+    'generation_config.json',
+    'tokenizer.json',
+    'tokenizer_config.json',
+  ]) {
     assert.ok(existsSync(path.join(out, f)), `missing ${f}`);
   }
   const config = JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -77,7 +121,10 @@ test('a short pretrain run lowers the loss and writes a folder that loads back',
   const model = await Qwen2Model.load(out);
   assert.equal(model.params.length, r.parameters);
   const tok = loadTokenizer(out, model.config.vocabSize);
-  assert.deepEqual(tok.eosIds, [BUILTIN_IDS.endoftext, BUILTIN_IDS.imEnd].sort((a, b) => a - b));
+  assert.deepEqual(
+    tok.eosIds,
+    [BUILTIN_IDS.endoftext, BUILTIN_IDS.imEnd].sort((a, b) => a - b),
+  );
   // The reloaded model scores a training-format sequence better than a fresh initialisation does.
   const p = generateProblems({ seed: 1, count: 1, split: 'train', levelWeights: [1, 0, 0, 0, 0] })[0];
   const prompt = new PromptEncoder(tok).encode(p.text);

@@ -2,7 +2,6 @@ import { test } from 'node:test';
 import { learningRate } from '../../src/train/schedule.ts';
 import { assertClose } from '../helpers/close.ts';
 
-
 test('warm-up then cosine to the floor, against hand-computed values', () => {
   // lr 1, W 2, floor 0.1, T 7: steps 3..7 cover the cosine in 4 intervals (p = 0, ¼, ½, ¾, 1).
   const o = { lr: 1, warmupSteps: 2, minLrRatio: 0.1, totalSteps: 7 };

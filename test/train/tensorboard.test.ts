@@ -25,7 +25,8 @@ function decode(buf: Buffer): Field[] {
   const out: Field[] = [];
   let i = 0;
   const varint = (): bigint => {
-    let v = 0n, shift = 0n;
+    let v = 0n,
+      shift = 0n;
     for (;;) {
       const b = buf[i++];
       v |= BigInt(b & 0x7f) << shift;
@@ -35,17 +36,31 @@ function decode(buf: Buffer): Field[] {
   };
   while (i < buf.length) {
     const key = Number(varint());
-    const no = key >> 3, wire = key & 7;
+    const no = key >> 3,
+      wire = key & 7;
     if (wire === 0) out.push({ no, wire, value: varint() });
-    else if (wire === 1) { out.push({ no, wire, value: buf.subarray(i, i + 8) }); i += 8; }
-    else if (wire === 5) { out.push({ no, wire, value: buf.subarray(i, i + 4) }); i += 4; }
-    else if (wire === 2) { const n = Number(varint()); out.push({ no, wire, value: buf.subarray(i, i + n) }); i += n; }
-    else throw new Error(`wire type ${wire}`);
+    else if (wire === 1) {
+      out.push({ no, wire, value: buf.subarray(i, i + 8) });
+      i += 8;
+    } else if (wire === 5) {
+      out.push({ no, wire, value: buf.subarray(i, i + 4) });
+      i += 4;
+    } else if (wire === 2) {
+      const n = Number(varint());
+      out.push({ no, wire, value: buf.subarray(i, i + n) });
+      i += n;
+    } else throw new Error(`wire type ${wire}`);
   }
   return out;
 }
 
-interface Ev { wallTime: number; step: number; fileVersion?: string; scalars?: Record<string, number>; sessionStart?: boolean }
+interface Ev {
+  wallTime: number;
+  step: number;
+  fileVersion?: string;
+  scalars?: Record<string, number>;
+  sessionStart?: boolean;
+}
 function readEvents(file: string): Ev[] {
   const buf = readFileSync(file);
   const events: Ev[] = [];
@@ -62,7 +77,8 @@ function readEvents(file: string): Ev[] {
       if (f.no === 1 && f.wire === 1) ev.wallTime = (f.value as Buffer).readDoubleLE();
       else if (f.no === 2 && f.wire === 0) ev.step = Number(f.value);
       else if (f.no === 3 && f.wire === 2) ev.fileVersion = (f.value as Buffer).toString('utf8');
-      else if (f.no === 7 && f.wire === 2) ev.sessionStart = decode(f.value as Buffer).some((g) => g.no === 1 && g.value === 1n);
+      else if (f.no === 7 && f.wire === 2)
+        ev.sessionStart = decode(f.value as Buffer).some((g) => g.no === 1 && g.value === 1n);
       else if (f.no === 5 && f.wire === 2) {
         ev.scalars = {};
         for (const v of decode(f.value as Buffer)) {
@@ -99,7 +115,10 @@ test('every metrics.jsonl line is a TensorBoard scalar event at its step, in a v
     const events = readEvents(path.join(dir, 'tb', files[0]));
     assert.equal(events[0].fileVersion, 'brain.Event:2');
     assert.equal(events.length, 3);
-    const lines = readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+    const lines = readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, number>);
     for (let k = 0; k < 2; k++) {
       const ev = events[k + 1];
       assert.equal(ev.step, lines[k].step);
@@ -112,10 +131,19 @@ test('every metrics.jsonl line is a TensorBoard scalar event at its step, in a v
     // A resumed run opens a second file whose SessionLog START at step 2 purges the old step 2.
     const resumed = new MetricsWriter(path.join(dir, 'metrics.jsonl'), 1, true);
     resumed.write({ step: 2, 'reward/mean': 0.75 });
-    const second = readdirSync(path.join(dir, 'tb')).map((f) => path.join(dir, 'tb', f)).find((f) => readEvents(f).some((e) => e.sessionStart));
+    const second = readdirSync(path.join(dir, 'tb'))
+      .map((f) => path.join(dir, 'tb', f))
+      .find((f) => readEvents(f).some((e) => e.sessionStart));
     assert.ok(second, 'no file with a SessionLog START');
     const ev2 = readEvents(second);
-    assert.deepEqual(ev2.map((e) => [e.step, e.sessionStart === true]), [[0, false], [2, true], [2, false]]);
+    assert.deepEqual(
+      ev2.map((e) => [e.step, e.sessionStart === true]),
+      [
+        [0, false],
+        [2, true],
+        [2, false],
+      ],
+    );
     assert.equal(ev2[2].scalars!['reward/mean'], 0.75);
   } finally {
     rmSync(dir, { recursive: true, force: true });

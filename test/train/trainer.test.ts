@@ -13,10 +13,27 @@ import { mixSeed } from '../../src/train/env.ts';
 import { resolveTrainConfig } from '../../src/train/config.ts';
 
 const out = () => mkdtempSync(path.join(tmpdir(), 'red-train-'));
-const trainer = (env: TrainerEnv, config: TrainConfig, outDir: string, extra: { maxSteps?: number; resume?: boolean } = {}) =>
-  new Trainer(env, { config, stages: resolveStages(config.algorithm), outDir, maxSteps: extra.maxSteps, resume: extra.resume ?? false, progress: quiet });
-const metricLines = (dir: string) => readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
-const withoutTiming = (m: Record<string, number>) => Object.fromEntries(Object.entries(m).filter(([k]) => !k.startsWith('timing_s/') && k !== 'throughput/tokens_per_s'));
+const trainer = (
+  env: TrainerEnv,
+  config: TrainConfig,
+  outDir: string,
+  extra: { maxSteps?: number; resume?: boolean } = {},
+) =>
+  new Trainer(env, {
+    config,
+    stages: resolveStages(config.algorithm),
+    outDir,
+    maxSteps: extra.maxSteps,
+    resume: extra.resume ?? false,
+    progress: quiet,
+  });
+const metricLines = (dir: string) =>
+  readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, number>);
+const withoutTiming = (m: Record<string, number>) =>
+  Object.fromEntries(Object.entries(m).filter(([k]) => !k.startsWith('timing_s/') && k !== 'throughput/tokens_per_s'));
 const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
 for (const method of ['red', 'sft-grpo', 'relift', 'bread', 'srft', 'luffy']) {
@@ -42,8 +59,12 @@ for (const method of ['red', 'sft-grpo', 'relift', 'bread', 'srft', 'luffy']) {
     const a = metricLines(dirA).map(withoutTiming);
     const b = metricLines(dirB).map(withoutTiming);
     assert.deepEqual(b, a);
-    assert.deepEqual(a.map((m) => m.step), Array.from({ length: stepsA }, (_, i) => i + 1));
-    for (const key of ['lr', 'grad/norm', 'loss/policy', 'groups/dropped_frac']) assert.ok(key in a[a.length - 1], `${key} missing`);
+    assert.deepEqual(
+      a.map((m) => m.step),
+      Array.from({ length: stepsA }, (_, i) => i + 1),
+    );
+    for (const key of ['lr', 'grad/norm', 'loss/policy', 'groups/dropped_frac'])
+      assert.ok(key in a[a.length - 1], `${key} missing`);
   });
 }
 
@@ -57,7 +78,12 @@ test('lr follows the schedule per stage: sft stage with sft.lr, then grpo with o
   assert.equal(m.length, sftSteps + rlSteps);
   for (let k = 0; k < m.length; k++) {
     const inSft = k < sftSteps;
-    const expected = learningRate(inSft ? k + 1 : k + 1 - sftSteps, { lr: inSft ? 5e-5 : 0.05, warmupSteps: 1, minLrRatio: 0.1, totalSteps: inSft ? sftSteps : rlSteps });
+    const expected = learningRate(inSft ? k + 1 : k + 1 - sftSteps, {
+      lr: inSft ? 5e-5 : 0.05,
+      warmupSteps: 1,
+      minLrRatio: 0.1,
+      totalSteps: inSft ? sftSteps : rlSteps,
+    });
     assert.equal(m[k].lr, expected);
     assert.equal(m[k].stage, inSft ? 0 : 1);
   }
@@ -72,13 +98,21 @@ test('luffy: lrScale 0.5 halves optim.lr at every step', async () => {
   await trainer(makeEnv(config), config, dir).run();
   const m = metricLines(dir);
   assert.ok(m.length >= 2);
-  m.forEach((x, k) => assert.equal(x.lr, learningRate(k + 1, { lr: 0.05 / 2, warmupSteps: 1, minLrRatio: 0.1, totalSteps: m.length })));
+  m.forEach((x, k) =>
+    assert.equal(x.lr, learningRate(k + 1, { lr: 0.05 / 2, warmupSteps: 1, minLrRatio: 0.1, totalSteps: m.length })),
+  );
   assert.equal(m[0].lr, 0.05 / 2);
 });
 
 test('algorithm.lr is refused with the two names a learning rate has (optim.lr, sft.lr)', () => {
-  assert.throws(() => resolveTrainConfig({ model: { path: 'm' }, data: { train: 'd' }, method: 'luffy', algorithm: { lr: 0.02 } }, 'x.yaml'),
-    /algorithm\.lr: the learning rate has one name per stage kind: set optim\.lr \(RL stages\) or sft\.lr \(SFT stages\)/);
+  assert.throws(
+    () =>
+      resolveTrainConfig(
+        { model: { path: 'm' }, data: { train: 'd' }, method: 'luffy', algorithm: { lr: 0.02 } },
+        'x.yaml',
+      ),
+    /algorithm\.lr: the learning rate has one name per stage kind: set optim\.lr \(RL stages\) or sft\.lr \(SFT stages\)/,
+  );
 });
 
 /** −Σ_{t: target ≥ 0} log p(target_t) / N over recorded batches, computed directly from W. */
@@ -104,9 +138,14 @@ test('SFT step: the gradient handed to the optimiser is d(token-mean NLL)/dW (fi
     const batches: PackedBatch[] = [];
     const fwd = env.model.forward.bind(env.model);
     let grads: Float32Array | null = null;
-    env.model.forward = (b) => { if (!grads) batches.push(b); return fwd(b); };
+    env.model.forward = (b) => {
+      if (!grads) batches.push(b);
+      return fwd(b);
+    };
     env.createOptimizer = () => ({
-      update: () => { grads ??= env.model.grads.slice(); },
+      update: () => {
+        grads ??= env.model.grads.slice();
+      },
       state: () => ({ step: 0, m: new Float32Array(V * V), v: new Float32Array(V * V) }),
       load: () => {},
     });
@@ -116,13 +155,20 @@ test('SFT step: the gradient handed to the optimiser is d(token-mean NLL)/dW (fi
     // Each micro-batch is forwarded twice at most (π_old pass, then again for backward): dedupe.
     const unique = [...new Set(batches)];
     const seen = new Set<string>();
-    const distinct = unique.filter((b) => { const k = Array.from(b.ids).join(',') + '|' + Array.from(b.targets).join(','); if (seen.has(k)) return false; seen.add(k); return true; });
+    const distinct = unique.filter((b) => {
+      const k = Array.from(b.ids).join(',') + '|' + Array.from(b.targets).join(',');
+      if (seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    });
     if (microBatchTokens > 0) assert.ok(distinct.length > 1, 'expected several micro-batches');
     let worst = 0;
     for (let i = 0; i < V * V; i++) {
       const h = 1e-3;
-      const wp = w0.slice(); wp[i] += h;
-      const wm = w0.slice(); wm[i] -= h;
+      const wp = w0.slice();
+      wp[i] += h;
+      const wm = w0.slice();
+      wm[i] -= h;
       const fd = (directNll(wp, distinct) - directNll(wm, distinct)) / (2 * h);
       worst = Math.max(worst, Math.abs(fd - grads![i]));
     }
@@ -133,13 +179,21 @@ test('SFT step: the gradient handed to the optimiser is d(token-mean NLL)/dW (fi
 test('offline traces: the chat prompt, then the trace truncated to the response limit, EOS only when not truncated', async () => {
   // A 3-token trace with a 3-token limit: trace + EOS would exceed the limit a rollout obeys, so
   // the EOS is what gets cut (the response is marked clipped).
-  for (const [maxTokens, expectEos] of [[5, true], [4, true], [2, false], [3, false]] as const) {
+  for (const [maxTokens, expectEos] of [
+    [5, true],
+    [4, true],
+    [2, false],
+    [3, false],
+  ] as const) {
     const config = makeConfig({ method: 'sft', rollout: { groupSize: 3, promptsPerStep: 2, maxTokens } });
     const env = makeEnv(config);
     env.traceIds = (e) => [Number(e.answer), Number(e.answer) + 1, Number(e.answer) + 2].slice(0, 3); // 3 tokens
     const seen: PackedBatch[] = [];
     const fwd = env.model.forward.bind(env.model);
-    env.model.forward = (b) => { seen.push(b); return fwd(b); };
+    env.model.forward = (b) => {
+      seen.push(b);
+      return fwd(b);
+    };
     await trainer(env, config, out(), { maxSteps: 1 }).run();
     const b = seen[0];
     const first = Array.from(b.ids.subarray(b.cuSeqlens[0], b.cuSeqlens[1]));
@@ -161,7 +215,17 @@ test('step metrics describe the rollouts: accuracy, reward, length, clipped frac
   await trainer(env, config, dir, { maxSteps: 1 }).run();
   const [m] = metricLines(dir);
   // The same samples, drawn directly from the fake sampler with step 1's seed.
-  const samples = (await fakeGenerate([[0], [0]], { n: 3, seed: mixSeed(7, 1, 0), temperature: 1, topP: 1, topK: 0, maxTokens: 5, stopStrings: [] })).flat();
+  const samples = (
+    await fakeGenerate([[0], [0]], {
+      n: 3,
+      seed: mixSeed(7, 1, 0),
+      temperature: 1,
+      topP: 1,
+      topK: 0,
+      maxTokens: 5,
+      stopStrings: [],
+    })
+  ).flat();
   assert.equal(m['acc/mean'], 0.5);
   assert.equal(m['reward/mean'], 0.5);
   assert.equal(m['reward/std'], 0.5); // rewards 0,1,0,1,0,1
@@ -169,7 +233,11 @@ test('step metrics describe the rollouts: accuracy, reward, length, clipped frac
   assert.equal(m['completions/clipped_frac'], samples.filter((x) => x.finishReason === 'length').length / 6);
   assert.equal(m['groups/dropped_frac'], 0);
   assert.equal(m['rollouts/generated'], 6);
-  assert.equal(m['tokens/trained'], samples.reduce((a, x) => a + x.ids.length, 0), 'response tokens the update trained on');
+  assert.equal(
+    m['tokens/trained'],
+    samples.reduce((a, x) => a + x.ids.length, 0),
+    'response tokens the update trained on',
+  );
 });
 
 test('group filtering: all groups equal → every draw dropped, maxFillAttempts draws, no update', async () => {
@@ -178,7 +246,10 @@ test('group filtering: all groups equal → every draw dropped, maxFillAttempts 
   env.verify = async (items) => items.map(() => 1); // rollouts all correct, like the trace
   let draws = 0;
   const gen = env.generate;
-  env.generate = async (p, r) => { draws++; return gen(p, r); };
+  env.generate = async (p, r) => {
+    draws++;
+    return gen(p, r);
+  };
   const w0 = env.model.params.slice();
   const dir = out();
   await trainer(env, config, dir, { maxSteps: 1 }).run();
@@ -187,7 +258,11 @@ test('group filtering: all groups equal → every draw dropped, maxFillAttempts 
   assert.equal(m['groups/draws'], 3);
   assert.equal(m['groups/dropped_frac'], 1);
   assert.equal(m['groups/kept'], 0);
-  assert.equal(m['rollouts/generated'], 3 * 2 * 3, 'compute: 3 draws of 2 prompts × G = 3, all dropped, still generated');
+  assert.equal(
+    m['rollouts/generated'],
+    3 * 2 * 3,
+    'compute: 3 draws of 2 prompts × G = 3, all dropped, still generated',
+  );
   assert.equal(m['tokens/trained'] ?? 0, 0);
   assert.equal(m['acc/mean'], 1);
   assert.ok(bits(w0).equals(bits(env.model.params)));
@@ -199,31 +274,51 @@ test('NaN in the loss: the step is skipped (nothing applied, no checkpoint), 3 i
   env.verify = async (items) => items.map((_, i) => i % 2); // every group has signal
   let step = 0;
   const gen = env.generate;
-  env.generate = async (p, r) => { step++; return gen(p, r); };
+  env.generate = async (p, r) => {
+    step++;
+    return gen(p, r);
+  };
   env.model.poison = () => step === 2;
   const dir = out();
   let after1: Float32Array | null = null;
   const origUpdate = env.createOptimizer;
-  env.createOptimizer = () => { const o = origUpdate(); const u = o.update.bind(o); o.update = (lr) => { u(lr); if (step === 1) after1 = env.model.params.slice(); }; return o; };
+  env.createOptimizer = () => {
+    const o = origUpdate();
+    const u = o.update.bind(o);
+    o.update = (lr) => {
+      u(lr);
+      if (step === 1) after1 = env.model.params.slice();
+    };
+    return o;
+  };
   await trainer(env, config, dir, { maxSteps: 2 }).run();
   const m = metricLines(dir);
   assert.equal(m[1]['steps/skipped'], 1);
   assert.ok(!('loss/total' in m[1]), 'the NaN loss is not a number in the metrics');
   assert.ok(bits(after1!).equals(bits(env.model.params)), 'a bad step changed the parameters');
   assert.ok(existsSync(path.join(dir, 'checkpoints', 'step-2')), 'the final checkpoint (good params) is written');
-  const state = (s: number) => JSON.parse(readFileSync(path.join(dir, 'checkpoints', `step-${s}`, TRAINER_STATE_FILE), 'utf8'));
+  const state = (s: number) =>
+    JSON.parse(readFileSync(path.join(dir, 'checkpoints', `step-${s}`, TRAINER_STATE_FILE), 'utf8'));
   assert.deepEqual(state(2).entropyRegulator, state(1).entropyRegulator, 'the bad step moved the entropy regulator');
 
   const env2 = makeEnv(config);
   env2.verify = env.verify;
   let s2 = 0;
-  env2.generate = async (p, r) => { s2++; return gen(p, r); };
+  env2.generate = async (p, r) => {
+    s2++;
+    return gen(p, r);
+  };
   env2.model.poison = () => s2 >= 2;
   const dir2 = out();
   await assert.rejects(trainer(env2, config, dir2).run(), /3 steps in a row \(up to step 4\) had NaN or Inf/);
-  assert.deepEqual(metricLines(dir2).map((x) => x['steps/skipped']), [0, 1, 2]);
+  assert.deepEqual(
+    metricLines(dir2).map((x) => x['steps/skipped']),
+    [0, 1, 2],
+  );
   assert.ok(existsSync(path.join(dir2, 'checkpoints', 'step-1')));
-  assert.ok(!existsSync(path.join(dir2, 'checkpoints', 'step-2')) && !existsSync(path.join(dir2, 'checkpoints', 'step-3')));
+  assert.ok(
+    !existsSync(path.join(dir2, 'checkpoints', 'step-2')) && !existsSync(path.join(dir2, 'checkpoints', 'step-3')),
+  );
 });
 
 test('several updates per batch: a NaN in the second update undoes the first (params and moments)', async () => {
@@ -233,7 +328,11 @@ test('several updates per batch: a NaN in the second update undoes the first (pa
   let step = 0;
   let forwardsAtStepStart = 0;
   const gen = env.generate;
-  env.generate = async (p, r) => { step++; forwardsAtStepStart = env.model.forwards; return gen(p, r); };
+  env.generate = async (p, r) => {
+    step++;
+    forwardsAtStepStart = env.model.forwards;
+    return gen(p, r);
+  };
   // Step 2: forward 1 is π_old (fine), forward 2 recomputes the policy for the second update (NaN).
   env.model.poison = () => step === 2 && env.model.forwards - forwardsAtStepStart >= 2;
   let snapshot: { params: Float32Array; m: Float32Array; step: number } | null = null;
@@ -241,7 +340,11 @@ test('several updates per batch: a NaN in the second update undoes the first (pa
   env.createOptimizer = () => {
     const o = create();
     const u = o.update.bind(o);
-    o.update = (lr) => { u(lr); if (step === 1 && o.state().step === 2) snapshot = { params: env.model.params.slice(), m: o.state().m.slice(), step: o.state().step }; };
+    o.update = (lr) => {
+      u(lr);
+      if (step === 1 && o.state().step === 2)
+        snapshot = { params: env.model.params.slice(), m: o.state().m.slice(), step: o.state().step };
+    };
     (env as unknown as { opt: typeof o }).opt = o;
     return o;
   };
@@ -265,7 +368,10 @@ test('a stop request (Ctrl-C) lets the step finish, checkpoints and returns', as
   const t = trainer(env, config, dir);
   let calls = 0;
   const gen = env.generate;
-  env.generate = async (p, r) => { if (++calls === 2) t.requestStop(); return gen(p, r); };
+  env.generate = async (p, r) => {
+    if (++calls === 2) t.requestStop();
+    return gen(p, r);
+  };
   const last = await t.run();
   assert.equal(last, t.step);
   assert.ok(last >= 1 && last <= 2);
@@ -277,7 +383,11 @@ test('teacher traces are verified: one whose answer does not verify is dropped f
   // examples(): answer = problem + 1 (mod 7); ex:1 and ex:4 get a trace without their answer.
   const bad = new Set(['ex:1', 'ex:4']);
   for (const method of ['sft', 'red', 'relift']) {
-    const config = makeConfig({ method, sft: { batchSize: 2, epochs: 2 }, algorithm: method === 'relift' ? { sftInterleave: { bufferSize: 2 } } : {} });
+    const config = makeConfig({
+      method,
+      sft: { batchSize: 2, epochs: 2 },
+      algorithm: method === 'relift' ? { sftInterleave: { bufferSize: 2 } } : {},
+    });
     const env = makeEnv(config);
     const calls: string[] = [];
     env.traceIds = (e) => {
@@ -288,11 +398,19 @@ test('teacher traces are verified: one whose answer does not verify is dropped f
     const dir = out();
     await trainer(env, config, dir, { maxSteps: 4 }).run();
     const m = metricLines(dir);
-    assert.deepEqual(m.map((x) => x['data/offline_dropped']), [2, 2, 2, 2], method);
+    assert.deepEqual(
+      m.map((x) => x['data/offline_dropped']),
+      [2, 2, 2, 2],
+      method,
+    );
     // The first 6 calls verify the pool; no later use (an offline member, an SFT batch) reads a dropped trace.
     assert.deepEqual(calls.slice(0, 6).sort(), ['ex:0', 'ex:1', 'ex:2', 'ex:3', 'ex:4', 'ex:5'], method);
     assert.ok(calls.length > 6, `${method}: no trace was used after the pool`);
-    assert.deepEqual(calls.slice(6).filter((id) => bad.has(id)), [], `${method}: a trace that does not verify was used`);
+    assert.deepEqual(
+      calls.slice(6).filter((id) => bad.has(id)),
+      [],
+      `${method}: a trace that does not verify was used`,
+    );
   }
 });
 
@@ -310,8 +428,12 @@ test('entropy/rl and entropy/sft are logged once, from the pre-update policy: eq
   }
 });
 
-test('sft: entropy/sft is the mean over traces of each trace\'s token-mean entropy (pre-update)', async () => {
-  const config = makeConfig({ method: 'sft', sft: { batchSize: 6, epochs: 1 }, rollout: { groupSize: 3, promptsPerStep: 2, maxTokens: 8 } });
+test("sft: entropy/sft is the mean over traces of each trace's token-mean entropy (pre-update)", async () => {
+  const config = makeConfig({
+    method: 'sft',
+    sft: { batchSize: 6, epochs: 1 },
+    rollout: { groupSize: 3, promptsPerStep: 2, maxTokens: 8 },
+  });
   const env = makeEnv(config);
   // Traces of 1, 2 and 3 tokens (+ EOS): a token mean would weight the long ones more.
   env.traceIds = (e) => Array.from({ length: 1 + (Number(e.id.slice(3)) % 3) }, () => Number(e.answer));
@@ -334,5 +456,8 @@ test('sft: entropy/sft is the mean over traces of each trace\'s token-mean entro
   await trainer(env, config, dir, { maxSteps: 1 }).run();
   const [m] = metricLines(dir);
   const expected = perTrace.reduce((a, b) => a + b, 0) / perTrace.length;
-  assert.ok(Math.abs(m['entropy/sft'] - expected) < 1e-5, `entropy/sft ${m['entropy/sft']} vs per-trace mean ${expected}`);
+  assert.ok(
+    Math.abs(m['entropy/sft'] - expected) < 1e-5,
+    `entropy/sft ${m['entropy/sft']} vs per-trace mean ${expected}`,
+  );
 });

@@ -20,17 +20,25 @@ async function waitFor(cond: () => boolean, what: string, ms = 30_000): Promise<
   }
 }
 
-test('a second writer is refused with the first one\'s PID; a dead writer\'s lock is taken over and logged', async () => {
+test("a second writer is refused with the first one's PID; a dead writer's lock is taken over and logged", async () => {
   const dir = path.join(mkdtempSync(path.join(tmpdir(), 'red-lock-')), 'out');
   const script = path.join(path.dirname(dir), 'hold.ts');
-  writeFileSync(script, `import { lockFolder } from ${JSON.stringify(lockModule)};\nlockFolder(${JSON.stringify(dir)}, 'train');\nconsole.log('locked');\nsetInterval(() => {}, 1000);\n`);
+  writeFileSync(
+    script,
+    `import { lockFolder } from ${JSON.stringify(lockModule)};\nlockFolder(${JSON.stringify(dir)}, 'train');\nconsole.log('locked');\nsetInterval(() => {}, 1000);\n`,
+  );
   const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   let stdout = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   const exited = new Promise((r) => child.on('exit', r));
   try {
     await waitFor(() => stdout.includes('locked'), 'the child to take the lock');
-    assert.throws(() => lockFolder(dir, 'eval'), (err: Error) => err.message === `${dir} is in use by PID ${child.pid} (red train); wait for it to finish, stop it, or use another folder`);
+    assert.throws(
+      () => lockFolder(dir, 'eval'),
+      (err: Error) =>
+        err.message ===
+        `${dir} is in use by PID ${child.pid} (red train); wait for it to finish, stop it, or use another folder`,
+    );
   } finally {
     child.kill('SIGKILL');
     await exited;
@@ -38,7 +46,9 @@ test('a second writer is refused with the first one\'s PID; a dead writer\'s loc
   assert.ok(existsSync(path.join(dir, LOCK_FILE)), 'a killed process cannot remove its lock');
   const logged: string[] = [];
   const lock = lockFolder(dir, 'eval', (m) => logged.push(m));
-  assert.deepEqual(logged, [`${dir}: taking over the lock of PID ${child.pid} (red train), which is no longer running`]);
+  assert.deepEqual(logged, [
+    `${dir}: taking over the lock of PID ${child.pid} (red train), which is no longer running`,
+  ]);
   assert.equal(JSON.parse(readFileSync(path.join(dir, LOCK_FILE), 'utf8')).pid, process.pid);
   assert.throws(() => lockFolder(dir, 'eval'), /is in use by this process/);
   lock.release();

@@ -57,7 +57,8 @@ export function writeBuiltinDataset(options: BuiltinDatasetOptions): BuiltinData
     const n = options[key];
     if (!Number.isInteger(n) || n < 1) fail(`--${key} must be a positive integer, got ${n}`);
   }
-  if (!Number.isInteger(options.seed) || options.seed < 0) fail(`--seed must be a non-negative integer, got ${options.seed}`);
+  if (!Number.isInteger(options.seed) || options.seed < 0)
+    fail(`--seed must be a non-negative integer, got ${options.seed}`);
   mkdirSync(options.out, { recursive: true });
   const files = { train: path.join(options.out, 'train.jsonl'), test: path.join(options.out, 'test.jsonl') };
   const levels = { train: countLevels([]), test: countLevels([]) };

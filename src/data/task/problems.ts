@@ -113,7 +113,11 @@ function multiplication(a: number, d: number): Omit<Problem, 'level' | 'kind'> {
  * number times one digit 2–9. Each level adds one column to the procedure.
  */
 function levelGenerators(level: Level): Record<string, Generator> {
-  if (level === 1) return { add: (rng) => addition(digits(rng, 2), digits(rng, 1)), addSmallFirst: (rng) => addition(digits(rng, 1), digits(rng, 2)) };
+  if (level === 1)
+    return {
+      add: (rng) => addition(digits(rng, 2), digits(rng, 1)),
+      addSmallFirst: (rng) => addition(digits(rng, 1), digits(rng, 2)),
+    };
   return {
     add: (rng) => addition(digits(rng, level), digits(rng, level)),
     mulDigit: (rng) => multiplication(digits(rng, level), between(rng, 2, 9)),
@@ -121,7 +125,11 @@ function levelGenerators(level: Level): Record<string, Generator> {
 }
 
 const GENERATORS: Record<Level, Record<string, Generator>> = {
-  1: levelGenerators(1), 2: levelGenerators(2), 3: levelGenerators(3), 4: levelGenerators(4), 5: levelGenerators(5),
+  1: levelGenerators(1),
+  2: levelGenerators(2),
+  3: levelGenerators(3),
+  4: levelGenerators(4),
+  5: levelGenerators(5),
 };
 
 /** The generator kinds of each level, for tests and statistics. */
@@ -186,7 +194,10 @@ export function generateProblems(options: {
       u -= weights[l - 1];
     }
     for (let attempt = 0; ; attempt++) {
-      if (attempt >= 1000) fail(`could only generate ${out.length} distinct level-${level} ${options.split} problems of the ${options.count} asked; ask for fewer`);
+      if (attempt >= 1000)
+        fail(
+          `could only generate ${out.length} distinct level-${level} ${options.split} problems of the ${options.count} asked; ask for fewer`,
+        );
       const p = generateProblem(rng, level);
       if (splitOf(p.text) !== options.split || (!options.repeats && seen.has(p.text))) continue;
       seen.add(p.text);

@@ -22,6 +22,11 @@ export function shortSolution(problem: Problem): string {
 /** An R1-style trace: the column procedure, readout, check, answer. `rng` varies the wording only. */
 export function teacherTrace(problem: Problem, rng: Rng): string {
   const w = problem.worked;
-  const lines = [`${pick(rng, OPENINGS)} ${w.goal} ${pick(rng, METHOD)}`, ...w.columns, `${w.readout}.`, `${pick(rng, VERIFY)} ${w.check}.`];
+  const lines = [
+    `${pick(rng, OPENINGS)} ${w.goal} ${pick(rng, METHOD)}`,
+    ...w.columns,
+    `${w.readout}.`,
+    `${pick(rng, VERIFY)} ${w.check}.`,
+  ];
   return `<think>\n${lines.join('\n')}\n</think>\n\n${w.direct}. The final answer is \\boxed{${problem.answer}}.`;
 }

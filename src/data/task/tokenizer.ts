@@ -13,7 +13,8 @@ import { shortSolution, teacherTrace } from './teacher.ts';
 /** Qwen2's pre-tokenizer pattern (as in its tokenizer.json), written for JS: `(?i:…)` spelled out. */
 export const QWEN2_SPLIT_PATTERN =
   "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-const SPLIT_JS = /(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+/gu;
+const SPLIT_JS =
+  /(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+/gu;
 
 /** Added tokens after the BPE vocabulary, in id order; `special` ones are dropped by decode(skip_special_tokens). */
 export const ADDED_TOKENS = [
@@ -29,15 +30,18 @@ export const BUILTIN_VOCAB_SIZE = 512;
 
 /** ChatML as Qwen2.5 writes it (minus tool calls): a default system turn when none is given. */
 export const CHATML_TEMPLATE =
-  "{%- for message in messages %}" +
+  '{%- for message in messages %}' +
   "{%- if loop.first and message['role'] != 'system' %}{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{%- endif %}" +
   "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}" +
-  "{%- endfor %}" +
+  '{%- endfor %}' +
   "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
 
 /** ChatML rendered directly (what CHATML_TEMPLATE produces), for building training text without Jinja. */
 export function renderChatML(messages: readonly ChatMessage[], addGenerationPrompt: boolean): string {
-  let out = messages.length > 0 && messages[0].role !== 'system' ? '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' : '';
+  let out =
+    messages.length > 0 && messages[0].role !== 'system'
+      ? '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n'
+      : '';
   for (const m of messages) out += `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`;
   return addGenerationPrompt ? out + '<|im_start|>assistant\n' : out;
 }
@@ -146,7 +150,8 @@ export function builtinTokenizerFiles(): TokenizerFilesJson {
   for (const [a, b] of merges) vocab[a + b] = Object.keys(vocab).length;
   // When the corpus runs out of pairs worth merging, unused ids fill the gap so the added tokens
   // keep their fixed ids (BUILTIN_IDS) and the vocabulary its size (no merge ever produces these).
-  for (let k = 0; Object.keys(vocab).length < BUILTIN_VOCAB_SIZE - ADDED_TOKENS.length; k++) vocab[`<|unused_${k}|>`] = Object.keys(vocab).length;
+  for (let k = 0; Object.keys(vocab).length < BUILTIN_VOCAB_SIZE - ADDED_TOKENS.length; k++)
+    vocab[`<|unused_${k}|>`] = Object.keys(vocab).length;
   const firstAdded = Object.keys(vocab).length;
   const addedTokens = ADDED_TOKENS.map((t, i) => ({
     id: firstAdded + i,
@@ -187,7 +192,14 @@ export function builtinTokenizerFiles(): TokenizerFilesJson {
   };
   const addedTokensDecoder: Record<string, unknown> = {};
   for (const t of addedTokens) {
-    addedTokensDecoder[String(t.id)] = { content: t.content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: t.special };
+    addedTokensDecoder[String(t.id)] = {
+      content: t.content,
+      lstrip: false,
+      normalized: false,
+      rstrip: false,
+      single_word: false,
+      special: t.special,
+    };
   }
   const tokenizerConfig = {
     add_bos_token: false,

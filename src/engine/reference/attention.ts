@@ -3,14 +3,27 @@
 import { fromBf16 } from '../bf16.ts';
 import { scratchOf } from './scratch.ts';
 
-export function attentionForward(out: Float32Array, lse: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array,
-  cuSeqlens: Int32Array, B: number, T: number, NH: number, NKV: number, HD: number): void {
+export function attentionForward(
+  out: Float32Array,
+  lse: Float32Array,
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  cuSeqlens: Int32Array,
+  B: number,
+  T: number,
+  NH: number,
+  NKV: number,
+  HD: number,
+): void {
   const scale = 1 / Math.sqrt(HD);
   const group = NH / NKV;
-  const QS = NH * HD, KS = NKV * HD;
+  const QS = NH * HD,
+    KS = NKV * HD;
   const acc = new Float64Array(HD);
   for (let b = 0; b < B; b++) {
-    const start = cuSeqlens[b], end = cuSeqlens[b + 1];
+    const start = cuSeqlens[b],
+      end = cuSeqlens[b + 1];
     const s = scratchOf(end - start);
     for (let h = 0; h < NH; h++) {
       const ko = Math.floor(h / group) * HD;
@@ -43,20 +56,36 @@ export function attentionForward(out: Float32Array, lse: Float32Array, q: Float3
   }
 }
 
-export function attentionBackward(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array,
-  q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, lse: Float32Array,
-  cuSeqlens: Int32Array, B: number, T: number, NH: number, NKV: number, HD: number): void {
+export function attentionBackward(
+  dq: Float32Array,
+  dk: Float32Array,
+  dv: Float32Array,
+  dout: Float32Array,
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  out: Float32Array,
+  lse: Float32Array,
+  cuSeqlens: Int32Array,
+  B: number,
+  T: number,
+  NH: number,
+  NKV: number,
+  HD: number,
+): void {
   // Flash-style: p_ij = exp(s_ij − lse_i); D_i = Σ dO_i∘O_i; dS_ij = p_ij·(dO_i·v_j − D_i);
   // dq_i = scale·Σ_j dS_ij k_j; dk_j = scale·Σ_i dS_ij q_i; dv_j = Σ_i p_ij dO_i.
   const scale = 1 / Math.sqrt(HD);
   const group = NH / NKV;
-  const QS = NH * HD, KS = NKV * HD;
+  const QS = NH * HD,
+    KS = NKV * HD;
   // dk, dv are sums over many (query row, head) pairs: accumulate in double, then write.
   const dkAcc = new Float64Array(T * KS);
   const dvAcc = new Float64Array(T * KS);
   const dqAcc = new Float64Array(HD);
   for (let b = 0; b < B; b++) {
-    const start = cuSeqlens[b], end = cuSeqlens[b + 1];
+    const start = cuSeqlens[b],
+      end = cuSeqlens[b + 1];
     for (let h = 0; h < NH; h++) {
       const ko = Math.floor(h / group) * HD;
       for (let i = start; i < end; i++) {
@@ -67,7 +96,8 @@ export function attentionBackward(dq: Float32Array, dk: Float32Array, dv: Float3
         dqAcc.fill(0);
         for (let j = start; j <= i; j++) {
           const kj = j * KS + ko;
-          let sc = 0, dp = 0;
+          let sc = 0,
+            dp = 0;
           for (let e = 0; e < HD; e++) {
             sc += q[qo + e] * k[kj + e];
             dp += dout[qo + e] * v[kj + e];
@@ -90,11 +120,23 @@ export function attentionBackward(dq: Float32Array, dk: Float32Array, dv: Float3
   }
 }
 
-export function attentionDecode(out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array,
-  slots: Int32Array, lens: Int32Array, B: number, NH: number, NKV: number, HD: number, maxLen: number): void {
+export function attentionDecode(
+  out: Float32Array,
+  q: Float32Array,
+  kCache: Float32Array,
+  vCache: Float32Array,
+  slots: Int32Array,
+  lens: Int32Array,
+  B: number,
+  NH: number,
+  NKV: number,
+  HD: number,
+  maxLen: number,
+): void {
   const scale = 1 / Math.sqrt(HD);
   const group = NH / NKV;
-  const QS = NH * HD, KS = NKV * HD;
+  const QS = NH * HD,
+    KS = NKV * HD;
   const acc = new Float64Array(HD);
   for (let b = 0; b < B; b++) {
     const base = slots[b] * maxLen * KS;
@@ -126,7 +168,18 @@ export function attentionDecode(out: Float32Array, q: Float32Array, kCache: Floa
   }
 }
 
-export function attentionDecodeBf16(out: Float32Array, q: Float32Array, kCache: Uint16Array, vCache: Uint16Array,
-  slots: Int32Array, lens: Int32Array, B: number, NH: number, NKV: number, HD: number, maxLen: number): void {
+export function attentionDecodeBf16(
+  out: Float32Array,
+  q: Float32Array,
+  kCache: Uint16Array,
+  vCache: Uint16Array,
+  slots: Int32Array,
+  lens: Int32Array,
+  B: number,
+  NH: number,
+  NKV: number,
+  HD: number,
+  maxLen: number,
+): void {
   attentionDecode(out, q, fromBf16(kCache), fromBf16(vCache), slots, lens, B, NH, NKV, HD, maxLen);
 }

@@ -7,8 +7,16 @@
 //            contiguous in j (axpy: out[i,:] += A(i,k)·b[k,:]), four rows of out at a time.
 const DOT_BLOCK = 64;
 
-export function gemmDot(out: Float32Array, a: Float32Array, b: Float32Array, M: number, N: number, K: number,
-  accumulate: boolean, bias: Float32Array | null): void {
+export function gemmDot(
+  out: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  M: number,
+  N: number,
+  K: number,
+  accumulate: boolean,
+  bias: Float32Array | null,
+): void {
   for (let j0 = 0; j0 < N; j0 += DOT_BLOCK) {
     const j1 = Math.min(N, j0 + DOT_BLOCK);
     for (let i = 0; i < M; i += 4) {
@@ -16,17 +24,55 @@ export function gemmDot(out: Float32Array, a: Float32Array, b: Float32Array, M: 
       for (let j = j0; j < j1; j += 4) {
         const nj = Math.min(4, j1 - j);
         if (mi === 4 && nj === 4) {
-          const a0 = i * K, a1 = a0 + K, a2 = a1 + K, a3 = a2 + K;
-          const b0 = j * K, b1 = b0 + K, b2 = b1 + K, b3 = b2 + K;
-          let s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
-          let s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
+          const a0 = i * K,
+            a1 = a0 + K,
+            a2 = a1 + K,
+            a3 = a2 + K;
+          const b0 = j * K,
+            b1 = b0 + K,
+            b2 = b1 + K,
+            b3 = b2 + K;
+          let s00 = 0,
+            s01 = 0,
+            s02 = 0,
+            s03 = 0,
+            s10 = 0,
+            s11 = 0,
+            s12 = 0,
+            s13 = 0;
+          let s20 = 0,
+            s21 = 0,
+            s22 = 0,
+            s23 = 0,
+            s30 = 0,
+            s31 = 0,
+            s32 = 0,
+            s33 = 0;
           for (let k = 0; k < K; k++) {
-            const x0 = a[a0 + k], x1 = a[a1 + k], x2 = a[a2 + k], x3 = a[a3 + k];
-            const y0 = b[b0 + k], y1 = b[b1 + k], y2 = b[b2 + k], y3 = b[b3 + k];
-            s00 += x0 * y0; s01 += x0 * y1; s02 += x0 * y2; s03 += x0 * y3;
-            s10 += x1 * y0; s11 += x1 * y1; s12 += x1 * y2; s13 += x1 * y3;
-            s20 += x2 * y0; s21 += x2 * y1; s22 += x2 * y2; s23 += x2 * y3;
-            s30 += x3 * y0; s31 += x3 * y1; s32 += x3 * y2; s33 += x3 * y3;
+            const x0 = a[a0 + k],
+              x1 = a[a1 + k],
+              x2 = a[a2 + k],
+              x3 = a[a3 + k];
+            const y0 = b[b0 + k],
+              y1 = b[b1 + k],
+              y2 = b[b2 + k],
+              y3 = b[b3 + k];
+            s00 += x0 * y0;
+            s01 += x0 * y1;
+            s02 += x0 * y2;
+            s03 += x0 * y3;
+            s10 += x1 * y0;
+            s11 += x1 * y1;
+            s12 += x1 * y2;
+            s13 += x1 * y3;
+            s20 += x2 * y0;
+            s21 += x2 * y1;
+            s22 += x2 * y2;
+            s23 += x2 * y3;
+            s30 += x3 * y0;
+            s31 += x3 * y1;
+            s32 += x3 * y2;
+            s33 += x3 * y3;
           }
           const tile = [s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33];
           for (let ii = 0; ii < 4; ii++) {
@@ -53,8 +99,17 @@ export function gemmDot(out: Float32Array, a: Float32Array, b: Float32Array, M: 
 
 let axpyAcc = new Float64Array(4 * 1024);
 
-export function gemmAxpy(out: Float32Array, a: Float32Array, rs: number, cs: number, b: Float32Array,
-  M: number, N: number, K: number, accumulate: boolean): void {
+export function gemmAxpy(
+  out: Float32Array,
+  a: Float32Array,
+  rs: number,
+  cs: number,
+  b: Float32Array,
+  M: number,
+  N: number,
+  K: number,
+  accumulate: boolean,
+): void {
   if (axpyAcc.length < 4 * N) axpyAcc = new Float64Array(4 * N);
   const acc = axpyAcc;
   for (let i = 0; i < M; i += 4) {
@@ -63,7 +118,10 @@ export function gemmAxpy(out: Float32Array, a: Float32Array, rs: number, cs: num
     for (let k = 0; k < K; k++) {
       const bo = k * N;
       if (mi === 4) {
-        const x0 = a[i * rs + k * cs], x1 = a[(i + 1) * rs + k * cs], x2 = a[(i + 2) * rs + k * cs], x3 = a[(i + 3) * rs + k * cs];
+        const x0 = a[i * rs + k * cs],
+          x1 = a[(i + 1) * rs + k * cs],
+          x2 = a[(i + 2) * rs + k * cs],
+          x3 = a[(i + 3) * rs + k * cs];
         for (let j = 0; j < N; j++) {
           const y = b[bo + j];
           acc[j] += x0 * y;
@@ -86,8 +144,17 @@ export function gemmAxpy(out: Float32Array, a: Float32Array, rs: number, cs: num
   }
 }
 
-export function matmul(out: Float32Array, a: Float32Array, b: Float32Array, M: number, N: number, K: number,
-  transA: boolean, transB: boolean, accumulate: boolean): void {
+export function matmul(
+  out: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  M: number,
+  N: number,
+  K: number,
+  transA: boolean,
+  transB: boolean,
+  accumulate: boolean,
+): void {
   // a(i,k) = transA ? a[k*M+i] : a[i*K+k];  b(k,j) = transB ? b[j*K+k] : b[k*N+j].
   if (transB) {
     // b's rows are contiguous in k: dot products, after laying a out as (M,K) if needed.

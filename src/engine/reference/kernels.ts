@@ -6,8 +6,15 @@
 import { gemmAxpy, gemmDot } from './gemm.ts';
 import { scratchOf } from './scratch.ts';
 
-export function linearForward(out: Float32Array, inp: Float32Array, weight: Float32Array, bias: Float32Array | null,
-  T: number, C: number, OC: number): void {
+export function linearForward(
+  out: Float32Array,
+  inp: Float32Array,
+  weight: Float32Array,
+  bias: Float32Array | null,
+  T: number,
+  C: number,
+  OC: number,
+): void {
   // out[t,o] = bias[o] + Σ_c inp[t,c]·weight[o,c]
   gemmDot(out, inp, weight, T, OC, C, false, bias);
 }
@@ -21,8 +28,17 @@ export function biasGrad(dbias: Float32Array, dout: Float32Array, T: number, OC:
   }
 }
 
-export function linearBackward(dinp: Float32Array | null, dweight: Float32Array, dbias: Float32Array | null,
-  dout: Float32Array, inp: Float32Array, weight: Float32Array, T: number, C: number, OC: number): void {
+export function linearBackward(
+  dinp: Float32Array | null,
+  dweight: Float32Array,
+  dbias: Float32Array | null,
+  dout: Float32Array,
+  inp: Float32Array,
+  weight: Float32Array,
+  T: number,
+  C: number,
+  OC: number,
+): void {
   // dinp[t,c] = Σ_o dout[t,o]·weight[o,c]   (written)
   if (dinp) gemmAxpy(dinp, dout, OC, 1, weight, T, C, OC, false);
   // dweight[o,c] += Σ_t dout[t,o]·inp[t,c]   (doutᵀ·inp, accumulated)
@@ -44,8 +60,15 @@ export function embeddingBackward(dwte: Float32Array, dout: Float32Array, ids: I
   }
 }
 
-export function rmsnormForward(out: Float32Array, rstd: Float32Array, inp: Float32Array, weight: Float32Array,
-  T: number, C: number, eps: number): void {
+export function rmsnormForward(
+  out: Float32Array,
+  rstd: Float32Array,
+  inp: Float32Array,
+  weight: Float32Array,
+  T: number,
+  C: number,
+  eps: number,
+): void {
   for (let t = 0; t < T; t++) {
     const o = t * C;
     let ss = 0;
@@ -56,8 +79,16 @@ export function rmsnormForward(out: Float32Array, rstd: Float32Array, inp: Float
   }
 }
 
-export function rmsnormBackward(dinp: Float32Array, dweight: Float32Array, dout: Float32Array, inp: Float32Array,
-  weight: Float32Array, rstd: Float32Array, T: number, C: number): void {
+export function rmsnormBackward(
+  dinp: Float32Array,
+  dweight: Float32Array,
+  dout: Float32Array,
+  inp: Float32Array,
+  weight: Float32Array,
+  rstd: Float32Array,
+  T: number,
+  C: number,
+): void {
   // y_c = x_c·r·w_c, r = (mean(x²)+eps)^(−1/2), ∂r/∂x_c = −r³·x_c/C, so
   // dx_c = r·w_c·dy_c − (r³/C)·x_c·Σ_j dy_j·w_j·x_j;  dw_c += dy_c·x_c·r.
   for (let t = 0; t < T; t++) {
@@ -74,7 +105,15 @@ export function rmsnormBackward(dinp: Float32Array, dweight: Float32Array, dout:
 }
 
 // Rotate pairs (i, i + HD/2) of every head by ±angle; sign −1 is the transpose (backward).
-function rope(x: Float32Array, positions: Int32Array, T: number, NH: number, HD: number, theta: number, sign: number): void {
+function rope(
+  x: Float32Array,
+  positions: Int32Array,
+  T: number,
+  NH: number,
+  HD: number,
+  theta: number,
+  sign: number,
+): void {
   const half = HD / 2;
   for (let t = 0; t < T; t++) {
     const pos = positions[t];
@@ -94,19 +133,37 @@ function rope(x: Float32Array, positions: Int32Array, T: number, NH: number, HD:
   }
 }
 
-export function ropeForward(x: Float32Array, positions: Int32Array, T: number, NH: number, HD: number, theta: number): void {
+export function ropeForward(
+  x: Float32Array,
+  positions: Int32Array,
+  T: number,
+  NH: number,
+  HD: number,
+  theta: number,
+): void {
   rope(x, positions, T, NH, HD, theta, 1);
 }
 
-export function ropeBackward(dx: Float32Array, positions: Int32Array, T: number, NH: number, HD: number, theta: number): void {
+export function ropeBackward(
+  dx: Float32Array,
+  positions: Int32Array,
+  T: number,
+  NH: number,
+  HD: number,
+  theta: number,
+): void {
   rope(dx, positions, T, NH, HD, theta, -1);
 }
 
 export function chooseToken(out: Float64Array, logits: Float32Array, V: number, invT: number, u: number): void {
-  let max = -Infinity, arg = 0;
+  let max = -Infinity,
+    arg = 0;
   for (let v = 0; v < V; v++) {
     const z = logits[v];
-    if (z > max) { max = z; arg = v; } // first maximum, as torch.argmax
+    if (z > max) {
+      max = z;
+      arg = v;
+    } // first maximum, as torch.argmax
   }
   if (invT === 0) {
     let sum = 0;
@@ -119,10 +176,14 @@ export function chooseToken(out: Float64Array, logits: Float32Array, V: number, 
   let total = 0;
   for (let v = 0; v < V; v++) total += p[v] = Math.exp((logits[v] - max) * invT);
   const target = u * total;
-  let acc = 0, id = V - 1;
+  let acc = 0,
+    id = V - 1;
   for (let v = 0; v < V; v++) {
     acc += p[v];
-    if (acc > target) { id = v; break; }
+    if (acc > target) {
+      id = v;
+      break;
+    }
   }
   while (id > 0 && p[id] === 0) id--; // u rounding past the last nonzero entry
   out[0] = id;
@@ -136,8 +197,14 @@ export function swigluForward(out: Float32Array, gate: Float32Array, up: Float32
   }
 }
 
-export function swigluBackward(dgate: Float32Array, dup: Float32Array, dout: Float32Array, gate: Float32Array,
-  up: Float32Array, n: number): void {
+export function swigluBackward(
+  dgate: Float32Array,
+  dup: Float32Array,
+  dout: Float32Array,
+  gate: Float32Array,
+  up: Float32Array,
+  n: number,
+): void {
   // silu'(g) = σ(g)·(1 + g·(1 − σ(g)))
   for (let i = 0; i < n; i++) {
     const g = gate[i];
@@ -152,8 +219,14 @@ export function add(out: Float32Array, a: Float32Array, b: Float32Array, n: numb
   for (let i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
-export function lossHeadForward(logprob: Float32Array, entropy: Float32Array, logits: Float32Array, targets: Int32Array,
-  T: number, V: number): void {
+export function lossHeadForward(
+  logprob: Float32Array,
+  entropy: Float32Array,
+  logits: Float32Array,
+  targets: Int32Array,
+  T: number,
+  V: number,
+): void {
   for (let t = 0; t < T; t++) {
     const y = targets[t];
     if (y < 0) {
@@ -175,8 +248,15 @@ export function lossHeadForward(logprob: Float32Array, entropy: Float32Array, lo
   }
 }
 
-export function lossHeadBackward(dlogits: Float32Array, logits: Float32Array, targets: Int32Array,
-  coefLogprob: Float32Array, coefEntropy: Float32Array, T: number, V: number): void {
+export function lossHeadBackward(
+  dlogits: Float32Array,
+  logits: Float32Array,
+  targets: Int32Array,
+  coefLogprob: Float32Array,
+  coefEntropy: Float32Array,
+  T: number,
+  V: number,
+): void {
   // dz_v = cl·(1[v=y] − p_v) − ce·p_v·(log p_v + H). The row is copied first: dlogits may be logits.
   const z = scratchOf(V);
   for (let t = 0; t < T; t++) {
@@ -197,7 +277,8 @@ export function lossHeadBackward(dlogits: Float32Array, logits: Float32Array, ta
     let pz = 0;
     for (let v = 0; v < V; v++) pz += Math.exp(z[v] - lse) * z[v];
     const H = lse - pz;
-    const cl = coefLogprob[t], ce = coefEntropy[t];
+    const cl = coefLogprob[t],
+      ce = coefEntropy[t];
     for (let v = 0; v < V; v++) {
       const logp = z[v] - lse;
       const p = Math.exp(logp);
@@ -206,8 +287,19 @@ export function lossHeadBackward(dlogits: Float32Array, logits: Float32Array, ta
   }
 }
 
-export function adamw(params: Float32Array, grads: Float32Array, m: Float32Array, v: Float32Array, n: number,
-  lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void {
+export function adamw(
+  params: Float32Array,
+  grads: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  n: number,
+  lr: number,
+  beta1: number,
+  beta2: number,
+  eps: number,
+  weightDecay: number,
+  step: number,
+): void {
   const bc1 = 1 - Math.pow(beta1, step);
   const bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
   const stepSize = lr / bc1;
