@@ -2,6 +2,7 @@
 // steps every method trains (one budget for all of them, so the table compares like with like)
 // and how much of the held-out split each trained model is evaluated on.
 import { PRETRAIN_DEFAULTS, TINY_MODEL, type TinyModelShape } from '../train/pretrain.ts';
+import { PRESET_NAMES } from '../rl/options.ts';
 
 export const BUDGET_NAMES = ['default', 'quick', 'tiny'] as const;
 export type BudgetName = (typeof BUDGET_NAMES)[number];
@@ -98,16 +99,4 @@ export const BUDGETS: Record<BudgetName, DemoBudget> = {
 };
 
 /** The methods of RED-SPEC's Table 2 in the order the demo trains and tabulates them. */
-export const DEMO_METHODS = [
-  'sft',
-  'grpo',
-  'sft-grpo',
-  'mixpolicy',
-  'luffy',
-  'srft',
-  'relift',
-  'bread',
-  'red-I',
-  'red-II',
-  'red',
-] as const;
+export const DEMO_METHODS = PRESET_NAMES;

@@ -43,6 +43,16 @@ export interface RolloutSample {
   logprobs?: readonly number[];
 }
 
+/** An engine's samples (local sampler or remote server) as the trainer's; text decoded where the engine gave none. */
+export function asRolloutSamples(
+  rows: readonly (readonly (Omit<RolloutSample, 'text'> & { text?: string | null })[])[],
+  decode: (ids: readonly number[]) => string,
+): RolloutSample[][] {
+  return rows.map((row) =>
+    row.map((s) => ({ ids: s.ids, text: s.text ?? decode(s.ids), finishReason: s.finishReason, logprobs: s.logprobs })),
+  );
+}
+
 /** Everything the loop computes with, built from the config by run.ts (or faked in tests). */
 export interface TrainerEnv {
   model: TrainerModel;

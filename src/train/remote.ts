@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { TokenDecoder } from '../model/tokenizer.ts';
 import { RemoteRollouts } from '../rollout/remote.ts';
 import type { TrainConfig } from './config.ts';
-import type { RolloutSample, TrainerEnv } from './env.ts';
+import { asRolloutSamples, type TrainerEnv } from './env.ts';
 
 export async function remoteRollouts(
   config: TrainConfig,
@@ -28,14 +28,7 @@ export async function remoteRollouts(
   return {
     generate: async (prompts, req) => {
       const samples = await client.generate(prompts, { ...req, stopTokenIds: stopIds });
-      return samples.map((row) =>
-        row.map((s): RolloutSample => ({
-          ids: s.ids,
-          text: s.text ?? tokenizer.decode(s.ids),
-          finishReason: s.finishReason,
-          logprobs: s.logprobs,
-        })),
-      );
+      return asRolloutSamples(samples, (ids) => tokenizer.decode(ids));
     },
     syncWeights: async (version) => {
       const t0 = performance.now();

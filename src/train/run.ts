@@ -29,7 +29,8 @@ import { createProgress, type Progress } from './metrics.ts';
 import { AdamW, clipGradNorm } from './optimizer.ts';
 import { prepareRunFolder } from './runfolder.ts';
 import { remoteRollouts } from './remote.ts';
-import { Trainer, type RolloutSample, type TrainerEnv } from './trainer.ts';
+import { asRolloutSamples } from './env.ts';
+import { Trainer, type TrainerEnv } from './trainer.ts';
 
 export interface TrainCommand {
   /** YAML config; optional with resume (then DIR/config.yaml). */
@@ -257,14 +258,7 @@ export async function buildEnv(config: TrainConfig, needsReference: boolean, out
         stopStrings: req.stopStrings,
         tokenizer,
       });
-      return samples.map((row) =>
-        row.map((s): RolloutSample => ({
-          ids: s.ids,
-          text: s.text ?? tokenizer.decode(s.ids),
-          finishReason: s.finishReason,
-          logprobs: s.logprobs,
-        })),
-      );
+      return asRolloutSamples(samples, (ids) => tokenizer.decode(ids));
     },
     // rollout.engine remote: generation and weight sync on the servers instead.
     ...(config.rollout.engine === 'remote'
