@@ -1,21 +1,10 @@
 // The reference attention (native/attention.inl's twin): causal GQA over packed sequences with the
 // log-sum-exp kept for backward, and decode attention over KV-cache slots (fp32 or bf16).
+import type { Backend } from '../backend.ts';
 import { fromBf16 } from '../bf16.ts';
 import { scratchOf } from './scratch.ts';
 
-export function attentionForward(
-  out: Float32Array,
-  lse: Float32Array,
-  q: Float32Array,
-  k: Float32Array,
-  v: Float32Array,
-  cuSeqlens: Int32Array,
-  B: number,
-  T: number,
-  NH: number,
-  NKV: number,
-  HD: number,
-): void {
+export const attentionForward: Backend['attentionForward'] = (out, lse, q, k, v, cuSeqlens, B, T, NH, NKV, HD) => {
   const scale = 1 / Math.sqrt(HD);
   const group = NH / NKV;
   const QS = NH * HD,
@@ -54,25 +43,25 @@ export function attentionForward(
       }
     }
   }
-}
+};
 
-export function attentionBackward(
-  dq: Float32Array,
-  dk: Float32Array,
-  dv: Float32Array,
-  dout: Float32Array,
-  q: Float32Array,
-  k: Float32Array,
-  v: Float32Array,
-  out: Float32Array,
-  lse: Float32Array,
-  cuSeqlens: Int32Array,
-  B: number,
-  T: number,
-  NH: number,
-  NKV: number,
-  HD: number,
-): void {
+export const attentionBackward: Backend['attentionBackward'] = (
+  dq,
+  dk,
+  dv,
+  dout,
+  q,
+  k,
+  v,
+  out,
+  lse,
+  cuSeqlens,
+  B,
+  T,
+  NH,
+  NKV,
+  HD,
+) => {
   // Flash-style: p_ij = exp(s_ij − lse_i); D_i = Σ dO_i∘O_i; dS_ij = p_ij·(dO_i·v_j − D_i);
   // dq_i = scale·Σ_j dS_ij k_j; dk_j = scale·Σ_i dS_ij q_i; dv_j = Σ_i p_ij dO_i.
   const scale = 1 / Math.sqrt(HD);
@@ -118,21 +107,21 @@ export function attentionBackward(
     dk[n] = dkAcc[n];
     dv[n] = dvAcc[n];
   }
-}
+};
 
-export function attentionDecode(
-  out: Float32Array,
-  q: Float32Array,
-  kCache: Float32Array,
-  vCache: Float32Array,
-  slots: Int32Array,
-  lens: Int32Array,
-  B: number,
-  NH: number,
-  NKV: number,
-  HD: number,
-  maxLen: number,
-): void {
+export const attentionDecode: Backend['attentionDecode'] = (
+  out,
+  q,
+  kCache,
+  vCache,
+  slots,
+  lens,
+  B,
+  NH,
+  NKV,
+  HD,
+  maxLen,
+) => {
   const scale = 1 / Math.sqrt(HD);
   const group = NH / NKV;
   const QS = NH * HD,
@@ -166,20 +155,20 @@ export function attentionDecode(
       for (let e = 0; e < HD; e++) out[qo + e] = acc[e];
     }
   }
-}
+};
 
-export function attentionDecodeBf16(
-  out: Float32Array,
-  q: Float32Array,
-  kCache: Uint16Array,
-  vCache: Uint16Array,
-  slots: Int32Array,
-  lens: Int32Array,
-  B: number,
-  NH: number,
-  NKV: number,
-  HD: number,
-  maxLen: number,
-): void {
+export const attentionDecodeBf16: Backend['attentionDecodeBf16'] = (
+  out,
+  q,
+  kCache,
+  vCache,
+  slots,
+  lens,
+  B,
+  NH,
+  NKV,
+  HD,
+  maxLen,
+) => {
   attentionDecode(out, q, fromBf16(kCache), fromBf16(vCache), slots, lens, B, NH, NKV, HD, maxLen);
-}
+};

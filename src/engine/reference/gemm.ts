@@ -5,6 +5,7 @@
 //            4×4 register tiles over blocks of 64 rows of b that stay in cache.
 //  gemmAxpy: out(M,N) = A(M,K)·b(K,N) with A(i,k) = a[i·rs + k·cs] (any layout) and rows of b
 //            contiguous in j (axpy: out[i,:] += A(i,k)·b[k,:]), four rows of out at a time.
+import type { Backend } from '../backend.ts';
 const DOT_BLOCK = 64;
 
 export function gemmDot(
@@ -144,17 +145,7 @@ export function gemmAxpy(
   }
 }
 
-export function matmul(
-  out: Float32Array,
-  a: Float32Array,
-  b: Float32Array,
-  M: number,
-  N: number,
-  K: number,
-  transA: boolean,
-  transB: boolean,
-  accumulate: boolean,
-): void {
+export const matmul: Backend['matmul'] = (out, a, b, M, N, K, transA, transB, accumulate) => {
   // a(i,k) = transA ? a[k*M+i] : a[i*K+k];  b(k,j) = transB ? b[j*K+k] : b[k*N+j].
   if (transB) {
     // b's rows are contiguous in k: dot products, after laying a out as (M,K) if needed.
@@ -167,4 +158,4 @@ export function matmul(
     return;
   }
   gemmAxpy(out, a, transA ? 1 : K, transA ? M : 1, b, M, N, K, accumulate);
-}
+};

@@ -3,21 +3,14 @@
 //
 // One convention the contract leaves open, fixed here: in the loss head a target < 0 means
 // "no target at this position": logprob = entropy = 0 and the dlogits row is zero.
+import type { Backend } from '../backend.ts';
 import { gemmAxpy, gemmDot } from './gemm.ts';
 import { scratchOf } from './scratch.ts';
 
-export function linearForward(
-  out: Float32Array,
-  inp: Float32Array,
-  weight: Float32Array,
-  bias: Float32Array | null,
-  T: number,
-  C: number,
-  OC: number,
-): void {
+export const linearForward: Backend['linearForward'] = (out, inp, weight, bias, T, C, OC) => {
   // out[t,o] = bias[o] + Σ_c inp[t,c]·weight[o,c]
   gemmDot(out, inp, weight, T, OC, C, false, bias);
-}
+};
 
 // dbias[o] += Σ_t dout[t,o]
 export function biasGrad(dbias: Float32Array, dout: Float32Array, T: number, OC: number): void {
@@ -28,47 +21,29 @@ export function biasGrad(dbias: Float32Array, dout: Float32Array, T: number, OC:
   }
 }
 
-export function linearBackward(
-  dinp: Float32Array | null,
-  dweight: Float32Array,
-  dbias: Float32Array | null,
-  dout: Float32Array,
-  inp: Float32Array,
-  weight: Float32Array,
-  T: number,
-  C: number,
-  OC: number,
-): void {
+export const linearBackward: Backend['linearBackward'] = (dinp, dweight, dbias, dout, inp, weight, T, C, OC) => {
   // dinp[t,c] = Σ_o dout[t,o]·weight[o,c]   (written)
   if (dinp) gemmAxpy(dinp, dout, OC, 1, weight, T, C, OC, false);
   // dweight[o,c] += Σ_t dout[t,o]·inp[t,c]   (doutᵀ·inp, accumulated)
   gemmAxpy(dweight, dout, 1, OC, inp, OC, C, T, true);
   if (dbias) biasGrad(dbias, dout, T, OC);
-}
+};
 
-export function embeddingForward(out: Float32Array, ids: Int32Array, wte: Float32Array, T: number, C: number): void {
+export const embeddingForward: Backend['embeddingForward'] = (out, ids, wte, T, C) => {
   for (let t = 0; t < T; t++) {
     const row = ids[t] * C;
     for (let c = 0; c < C; c++) out[t * C + c] = wte[row + c];
   }
-}
+};
 
-export function embeddingBackward(dwte: Float32Array, dout: Float32Array, ids: Int32Array, T: number, C: number): void {
+export const embeddingBackward: Backend['embeddingBackward'] = (dwte, dout, ids, T, C) => {
   for (let t = 0; t < T; t++) {
     const row = ids[t] * C;
     for (let c = 0; c < C; c++) dwte[row + c] += dout[t * C + c];
   }
-}
+};
 
-export function rmsnormForward(
-  out: Float32Array,
-  rstd: Float32Array,
-  inp: Float32Array,
-  weight: Float32Array,
-  T: number,
-  C: number,
-  eps: number,
-): void {
+export const rmsnormForward: Backend['rmsnormForward'] = (out, rstd, inp, weight, T, C, eps) => {
   for (let t = 0; t < T; t++) {
     const o = t * C;
     let ss = 0;
@@ -77,18 +52,9 @@ export function rmsnormForward(
     rstd[t] = r;
     for (let c = 0; c < C; c++) out[o + c] = inp[o + c] * r * weight[c];
   }
-}
+};
 
-export function rmsnormBackward(
-  dinp: Float32Array,
-  dweight: Float32Array,
-  dout: Float32Array,
-  inp: Float32Array,
-  weight: Float32Array,
-  rstd: Float32Array,
-  T: number,
-  C: number,
-): void {
+export const rmsnormBackward: Backend['rmsnormBackward'] = (dinp, dweight, dout, inp, weight, rstd, T, C) => {
   // y_c = x_c·r·w_c, r = (mean(x²)+eps)^(−1/2), ∂r/∂x_c = −r³·x_c/C, so
   // dx_c = r·w_c·dy_c − (r³/C)·x_c·Σ_j dy_j·w_j·x_j;  dw_c += dy_c·x_c·r.
   for (let t = 0; t < T; t++) {
@@ -102,7 +68,7 @@ export function rmsnormBackward(
       dweight[c] += dout[o + c] * inp[o + c] * r;
     }
   }
-}
+};
 
 // Rotate pairs (i, i + HD/2) of every head by ±angle; sign −1 is the transpose (backward).
 function rope(
@@ -133,29 +99,15 @@ function rope(
   }
 }
 
-export function ropeForward(
-  x: Float32Array,
-  positions: Int32Array,
-  T: number,
-  NH: number,
-  HD: number,
-  theta: number,
-): void {
+export const ropeForward: Backend['ropeForward'] = (x, positions, T, NH, HD, theta) => {
   rope(x, positions, T, NH, HD, theta, 1);
-}
+};
 
-export function ropeBackward(
-  dx: Float32Array,
-  positions: Int32Array,
-  T: number,
-  NH: number,
-  HD: number,
-  theta: number,
-): void {
+export const ropeBackward: Backend['ropeBackward'] = (dx, positions, T, NH, HD, theta) => {
   rope(dx, positions, T, NH, HD, theta, -1);
-}
+};
 
-export function chooseToken(out: Float64Array, logits: Float32Array, V: number, invT: number, u: number): void {
+export const chooseToken: Backend['chooseToken'] = (out, logits, V, invT, u) => {
   let max = -Infinity,
     arg = 0;
   for (let v = 0; v < V; v++) {
@@ -188,23 +140,16 @@ export function chooseToken(out: Float64Array, logits: Float32Array, V: number, 
   while (id > 0 && p[id] === 0) id--; // u rounding past the last nonzero entry
   out[0] = id;
   out[1] = Math.log(p[id] / total);
-}
+};
 
-export function swigluForward(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void {
+export const swigluForward: Backend['swigluForward'] = (out, gate, up, n) => {
   for (let i = 0; i < n; i++) {
     const g = gate[i];
     out[i] = (g / (1 + Math.exp(-g))) * up[i];
   }
-}
+};
 
-export function swigluBackward(
-  dgate: Float32Array,
-  dup: Float32Array,
-  dout: Float32Array,
-  gate: Float32Array,
-  up: Float32Array,
-  n: number,
-): void {
+export const swigluBackward: Backend['swigluBackward'] = (dgate, dup, dout, gate, up, n) => {
   // silu'(g) = σ(g)·(1 + g·(1 − σ(g)))
   for (let i = 0; i < n; i++) {
     const g = gate[i];
@@ -213,20 +158,13 @@ export function swigluBackward(
     dgate[i] = d * up[i] * sig * (1 + g * (1 - sig));
     dup[i] = d * g * sig;
   }
-}
+};
 
-export function add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void {
+export const add: Backend['add'] = (out, a, b, n) => {
   for (let i = 0; i < n; i++) out[i] = a[i] + b[i];
-}
+};
 
-export function lossHeadForward(
-  logprob: Float32Array,
-  entropy: Float32Array,
-  logits: Float32Array,
-  targets: Int32Array,
-  T: number,
-  V: number,
-): void {
+export const lossHeadForward: Backend['lossHeadForward'] = (logprob, entropy, logits, targets, T, V) => {
   for (let t = 0; t < T; t++) {
     const y = targets[t];
     if (y < 0) {
@@ -246,17 +184,17 @@ export function lossHeadForward(
     logprob[t] = logits[o + y] - lse;
     entropy[t] = lse - pz;
   }
-}
+};
 
-export function lossHeadBackward(
-  dlogits: Float32Array,
-  logits: Float32Array,
-  targets: Int32Array,
-  coefLogprob: Float32Array,
-  coefEntropy: Float32Array,
-  T: number,
-  V: number,
-): void {
+export const lossHeadBackward: Backend['lossHeadBackward'] = (
+  dlogits,
+  logits,
+  targets,
+  coefLogprob,
+  coefEntropy,
+  T,
+  V,
+) => {
   // dz_v = cl·(1[v=y] − p_v) − ce·p_v·(log p_v + H). The row is copied first: dlogits may be logits.
   const z = scratchOf(V);
   for (let t = 0; t < T; t++) {
@@ -285,21 +223,9 @@ export function lossHeadBackward(
       dlogits[o + v] = cl * ((v === y ? 1 : 0) - p) - ce * p * (logp + H);
     }
   }
-}
+};
 
-export function adamw(
-  params: Float32Array,
-  grads: Float32Array,
-  m: Float32Array,
-  v: Float32Array,
-  n: number,
-  lr: number,
-  beta1: number,
-  beta2: number,
-  eps: number,
-  weightDecay: number,
-  step: number,
-): void {
+export const adamw: Backend['adamw'] = (params, grads, m, v, n, lr, beta1, beta2, eps, weightDecay, step) => {
   const bc1 = 1 - Math.pow(beta1, step);
   const bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
   const stepSize = lr / bc1;
@@ -312,14 +238,14 @@ export function adamw(
     v[i] = vi;
     params[i] = params[i] * decay - (stepSize * mi) / (Math.sqrt(vi) / bc2Sqrt + eps);
   }
-}
+};
 
-export function sumSquares(x: Float32Array, n: number): number {
+export const sumSquares: Backend['sumSquares'] = (x, n) => {
   let s = 0;
   for (let i = 0; i < n; i++) s += x[i] * x[i];
   return s;
-}
+};
 
-export function scale(x: Float32Array, s: number, n: number): void {
+export const scale: Backend['scale'] = (x, s, n) => {
   for (let i = 0; i < n; i++) x[i] *= s;
-}
+};
