@@ -143,26 +143,26 @@ interface PromptState {
   prefix: KvPrefix | null;
 }
 
-/**
- * n samples for every prompt (token ids). Returns samples[promptIndex][sampleIndex], and calls
- * onSample as each one finishes (in finishing order) so rewards can start early.
- */
-export async function generate(
-  model: GenerationModel,
-  prompts: number[][],
-  params: GenerateParams,
-  onSample?: OnSample,
-): Promise<Sample[][]> {
-  const V = model.config.vocabSize;
+/** generate()'s parameters checked and defaulted (the sampling policy, limits, stop strings). */
+interface GenerateSettings {
+  counts: number[];
+  policy: { temperature: number; topP: number; topK: number };
+  seed: number;
+  maxTokens: number;
+  maxBatch: number;
+  maxPrefill: number;
+  stopStrings: string[];
+  longestPrompt: number;
+}
+
+/** Checks every parameter and prompt id against the model; one line naming the first problem. */
+function checkedSettings(V: number, prompts: number[][], params: GenerateParams): GenerateSettings {
   const counts = typeof params.n === 'object' ? params.n : prompts.map(() => (params.n as number | undefined) ?? 1);
   const temperature = params.temperature ?? 1;
   const policy = { temperature, topP: params.topP ?? 1, topK: params.topK ?? 0 };
-  const seed = params.seed ?? 0;
   const maxTokens = params.maxTokens;
   const maxBatch = params.maxBatch ?? 64;
-  const maxPrefill = params.maxPrefillTokens ?? 4096;
   const stopStrings = (params.stopStrings ?? []).filter((s) => s.length > 0);
-  const tok = params.tokenizer;
   if (counts.length !== prompts.length) fail(`generate: n has ${counts.length} counts for ${prompts.length} prompts`);
   for (const c of counts) if (!Number.isInteger(c) || c < 1) fail(`generate: n must be a positive integer, got ${c}`);
   const promptSeeds = params.promptSeeds;
@@ -176,7 +176,7 @@ export async function generate(
     fail(`generate: topK must be a non-negative integer, got ${policy.topK}`);
   if (!Number.isInteger(maxBatch) || maxBatch < 1)
     fail(`generate: maxBatch must be a positive integer, got ${maxBatch}`);
-  if (stopStrings.length > 0 && !tok) fail('generate: stop strings need a tokenizer');
+  if (stopStrings.length > 0 && !params.tokenizer) fail('generate: stop strings need a tokenizer');
   for (const id of params.eosIds)
     if (!Number.isInteger(id) || id < 0 || id >= V) fail(`generate: EOS id ${id} outside the vocabulary (0..${V - 1})`);
   let longestPrompt = 0;
@@ -187,169 +187,221 @@ export async function generate(
         fail(`generate: prompt ${i} has token id ${id} outside the vocabulary (0..${V - 1})`);
     longestPrompt = Math.max(longestPrompt, p.length);
   });
-  const results: Sample[][] = counts.map((c) => new Array<Sample>(c));
-  if (prompts.length === 0) return results;
+  const seed = params.seed ?? 0;
+  const maxPrefill = params.maxPrefillTokens ?? 4096;
+  return { counts, policy, seed, maxTokens, maxBatch, maxPrefill, stopStrings, longestPrompt };
+}
 
-  const eos = new Set(params.eosIds);
-  // A stop string of c UTF-16 units spans at most 4c bytes, so at most 4c byte-level tokens:
-  // decoding that many trailing tokens is enough to see one that has just completed.
-  const stopWindow = 4 * Math.max(0, ...stopStrings.map((s) => s.length)) + 2;
-  // Work items in prompt order: (prompt, sample).
-  const work: [number, number][] = [];
-  counts.forEach((c, i) => {
-    for (let j = 0; j < c; j++) work.push([i, j]);
-  });
-  const total = work.length;
-  const slots = Math.min(maxBatch, total);
-  const dec = acquireDecoder(model, slots, longestPrompt + maxTokens);
-  const chooser = new TokenChooser(V, model.backend);
-  const stats = params.stats;
-  const now = () => performance.now() / 1000;
+/**
+ * n samples for every prompt (token ids). Returns samples[promptIndex][sampleIndex], and calls
+ * onSample as each one finishes (in finishing order) so rewards can start early.
+ */
+export async function generate(
+  model: GenerationModel,
+  prompts: number[][],
+  params: GenerateParams,
+  onSample?: OnSample,
+): Promise<Sample[][]> {
+  const settings = checkedSettings(model.config.vocabSize, prompts, params);
+  if (prompts.length === 0) return [];
+  const run = new GenerationRun(model, prompts, params, settings, onSample);
+  try {
+    while (run.pending()) {
+      // Samples that end at once free their slots: admit again before stepping.
+      if (run.canAdmit()) run.admit();
+      else {
+        run.step();
+        // Let timers, signals and progress output run between steps.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    }
+  } finally {
+    run.release();
+  }
+  return run.results;
+}
 
-  const promptState: PromptState[] = prompts.map(() => ({ started: 0, logits: null, prefix: null }));
-  const freeSlots: number[] = [];
-  for (let s = slots - 1; s >= 0; s--) freeSlots.push(s);
-  let nextWork = 0;
-  let active: Running[] = [];
+/** One generate() call: its work queue, KV-cache slots, prompts' cached prefixes and running samples. */
+class GenerationRun {
+  readonly results: Sample[][];
+  private readonly V: number;
+  private readonly dec: KvDecoder;
+  private readonly chooser: TokenChooser;
+  private readonly eos: Set<number>;
+  /** Trailing tokens decoded to see a stop string complete: one of c UTF-16 units spans ≤ 4c byte-level tokens. */
+  private readonly stopWindow: number;
+  /** Work items in prompt order: (prompt, sample). */
+  private readonly work: [number, number][] = [];
+  private nextWork = 0;
+  private readonly promptState: PromptState[];
+  private readonly freeSlots: number[] = [];
+  private active: Running[] = [];
+
+  constructor(
+    model: GenerationModel,
+    private readonly prompts: number[][],
+    private readonly params: GenerateParams,
+    private readonly s: GenerateSettings,
+    private readonly onSample?: OnSample,
+  ) {
+    this.V = model.config.vocabSize;
+    this.results = s.counts.map((c) => new Array<Sample>(c));
+    this.eos = new Set(params.eosIds);
+    this.stopWindow = 4 * Math.max(0, ...s.stopStrings.map((x) => x.length)) + 2;
+    s.counts.forEach((c, i) => {
+      for (let j = 0; j < c; j++) this.work.push([i, j]);
+    });
+    const slots = Math.min(s.maxBatch, this.work.length);
+    this.dec = acquireDecoder(model, slots, s.longestPrompt + s.maxTokens);
+    this.chooser = new TokenChooser(this.V, model.backend);
+    this.promptState = prompts.map(() => ({ started: 0, logits: null, prefix: null }));
+    for (let slot = slots - 1; slot >= 0; slot--) this.freeSlots.push(slot);
+  }
+
+  pending(): boolean {
+    return this.nextWork < this.work.length || this.active.length > 0;
+  }
+
+  canAdmit(): boolean {
+    return this.freeSlots.length > 0 && this.nextWork < this.work.length;
+  }
+
+  release(): void {
+    busy.delete(this.dec);
+  }
+
+  /** Waiting samples into free slots: prefill their uncached prompts, then draw each one's first token. */
+  admit(): void {
+    const { prompts, promptState } = this;
+    const admitted: Running[] = [];
+    while (this.canAdmit()) {
+      const [prompt, sample] = this.work[this.nextWork++];
+      const seeds = this.params.promptSeeds;
+      const rng = seeds ? sampleRng(seeds[prompt], 0, sample) : sampleRng(this.s.seed, prompt, sample);
+      const slot = this.freeSlots.pop()!;
+      admitted.push({ prompt, sample, slot, rng, ids: [], logprobs: [], pos: prompts[prompt].length - 1 });
+    }
+    const t0 = now();
+    // The first admitted sample of an uncached prompt is the one its prefill writes into.
+    const toPrefill = admitted.filter(
+      (r) => promptState[r.prompt].logits === null && r === admitted.find((x) => x.prompt === r.prompt),
+    );
+    this.prefill(toPrefill);
+    for (const r of admitted) {
+      const st = promptState[r.prompt];
+      const home = toPrefill.find((x) => x.prompt === r.prompt);
+      if (home && home !== r) this.dec.cache.copySlot(home.slot, r.slot, prompts[r.prompt].length);
+      else if (!home) this.dec.cache.restorePrefix(st.prefix!, r.slot);
+      st.started++;
+    }
+    // Prompts with samples still waiting keep their keys/values outside the cache.
+    for (const r of toPrefill) {
+      const st = promptState[r.prompt];
+      if (st.started < this.s.counts[r.prompt]) st.prefix = this.dec.cache.savePrefix(r.slot, prompts[r.prompt].length);
+    }
+    if (this.params.stats) this.params.stats.prefillSeconds += now() - t0;
+    for (const r of admitted) this.advance(r, promptState[r.prompt].logits!, 0);
+    for (const r of admitted) {
+      const st = promptState[r.prompt];
+      if (st.started === this.s.counts[r.prompt]) {
+        st.logits = null;
+        st.prefix = null;
+      }
+    }
+  }
+
+  /** Packed prefills of the given samples' prompts, at most maxPrefill tokens each; keeps each prompt's last logits. */
+  private prefill(toPrefill: Running[]): void {
+    const { prompts, V } = this;
+    for (let i = 0; i < toPrefill.length;) {
+      let tokens = 0,
+        j = i;
+      while (j < toPrefill.length && (j === i || tokens + prompts[toPrefill[j].prompt].length <= this.s.maxPrefill))
+        tokens += prompts[toPrefill[j++].prompt].length;
+      const group = toPrefill.slice(i, j);
+      const ids = new Int32Array(tokens),
+        cu = new Int32Array(group.length + 1),
+        slotIds = new Int32Array(group.length);
+      group.forEach((r, g) => {
+        ids.set(prompts[r.prompt], cu[g]);
+        cu[g + 1] = cu[g] + prompts[r.prompt].length;
+        slotIds[g] = r.slot;
+      });
+      const logits = this.dec.prefill(ids, cu, slotIds, group.length);
+      group.forEach((r, g) => {
+        this.promptState[r.prompt].logits = logits.slice(g * V, (g + 1) * V);
+      });
+      if (this.params.stats) this.params.stats.prefillTokens += tokens;
+      i = j;
+    }
+  }
+
+  /** One decode step over every running sample. */
+  step(): void {
+    const active = this.active;
+    const B = active.length;
+    const t0 = now();
+    const ids = new Int32Array(B),
+      slotIds = new Int32Array(B),
+      positions = new Int32Array(B);
+    active.forEach((r, b) => {
+      r.pos++;
+      ids[b] = r.ids[r.ids.length - 1];
+      slotIds[b] = r.slot;
+      positions[b] = r.pos;
+    });
+    const logits = this.dec.step(ids, slotIds, positions, B);
+    const t1 = now();
+    this.active = [];
+    active.forEach((r, b) => this.advance(r, logits, b * this.V));
+    const stats = this.params.stats;
+    if (stats) {
+      stats.decodeTokens += B;
+      stats.decodeSteps++;
+      stats.decodeSeconds += now() - t0;
+      stats.sampleSeconds += now() - t1;
+    }
+  }
+
+  /** Draws r's next token from logits[off..off+V); keeps r running or finishes it. */
+  private advance(r: Running, logits: Float32Array, off: number): void {
+    const t = this.chooser.choose(logits, off, this.s.policy, r.rng);
+    const reason = this.append(r, t.id, t.logprob);
+    if (reason) this.finish(r, reason);
+    else this.active.push(r);
+  }
 
   /** Appends a token; returns the finish reason when the sample is done. */
-  const append = (r: Running, id: number, logprob: number): FinishReason | null => {
+  private append(r: Running, id: number, logprob: number): FinishReason | null {
     r.ids.push(id);
     r.logprobs.push(logprob);
-    params.onToken?.(r.prompt, r.sample, id);
-    if (eos.has(id)) return 'stop';
-    if (stopStrings.length > 0 && tok) {
-      const tail = tok.decode(r.ids.slice(Math.max(0, r.ids.length - stopWindow)));
-      if (stopStrings.some((s) => tail.includes(s))) return 'stop';
+    this.params.onToken?.(r.prompt, r.sample, id);
+    if (this.eos.has(id)) return 'stop';
+    const tok = this.params.tokenizer;
+    if (this.s.stopStrings.length > 0 && tok) {
+      const tail = tok.decode(r.ids.slice(Math.max(0, r.ids.length - this.stopWindow)));
+      if (this.s.stopStrings.some((x) => tail.includes(x))) return 'stop';
     }
-    return r.ids.length >= maxTokens ? 'length' : null;
-  };
+    return r.ids.length >= this.s.maxTokens ? 'length' : null;
+  }
 
-  const finish = (r: Running, reason: FinishReason): void => {
-    freeSlots.push(r.slot);
+  private finish(r: Running, reason: FinishReason): void {
+    this.freeSlots.push(r.slot);
     const sample: Sample = { ids: r.ids, logprobs: r.logprobs, finishReason: reason };
+    const tok = this.params.tokenizer;
     if (tok) {
       let text = tok.decode(r.ids);
       let cut = text.length;
-      for (const s of stopStrings) {
-        const at = text.indexOf(s);
+      for (const x of this.s.stopStrings) {
+        const at = text.indexOf(x);
         if (at >= 0 && at < cut) cut = at;
       }
       if (reason === 'stop') text = text.slice(0, cut);
       sample.text = text;
     }
-    results[r.prompt][r.sample] = sample;
-    onSample?.(r.prompt, r.sample, sample);
-  };
-
-  try {
-    while (nextWork < total || active.length > 0) {
-      // Admit waiting samples into free slots; prefill the prompts that are not cached yet.
-      if (freeSlots.length > 0 && nextWork < total) {
-        const admitted: Running[] = [];
-        while (freeSlots.length > 0 && nextWork < total) {
-          const [prompt, sample] = work[nextWork++];
-          const rng = promptSeeds ? sampleRng(promptSeeds[prompt], 0, sample) : sampleRng(seed, prompt, sample);
-          admitted.push({
-            prompt,
-            sample,
-            slot: freeSlots.pop()!,
-            rng,
-            ids: [],
-            logprobs: [],
-            pos: prompts[prompt].length - 1,
-          });
-        }
-        const t0 = now();
-        // The first admitted sample of an uncached prompt is the one its prefill writes into.
-        const toPrefill = admitted.filter(
-          (r) => promptState[r.prompt].logits === null && r === admitted.find((x) => x.prompt === r.prompt),
-        );
-        for (let i = 0; i < toPrefill.length;) {
-          let tokens = 0,
-            j = i;
-          while (j < toPrefill.length && (j === i || tokens + prompts[toPrefill[j].prompt].length <= maxPrefill))
-            tokens += prompts[toPrefill[j++].prompt].length;
-          const group = toPrefill.slice(i, j);
-          const ids = new Int32Array(tokens),
-            cu = new Int32Array(group.length + 1),
-            slotIds = new Int32Array(group.length);
-          group.forEach((r, g) => {
-            ids.set(prompts[r.prompt], cu[g]);
-            cu[g + 1] = cu[g] + prompts[r.prompt].length;
-            slotIds[g] = r.slot;
-          });
-          const logits = dec.prefill(ids, cu, slotIds, group.length);
-          group.forEach((r, g) => {
-            promptState[r.prompt].logits = logits.slice(g * V, (g + 1) * V);
-          });
-          if (stats) stats.prefillTokens += tokens;
-          i = j;
-        }
-        for (const r of admitted) {
-          const st = promptState[r.prompt];
-          const home = toPrefill.find((x) => x.prompt === r.prompt);
-          const len = prompts[r.prompt].length;
-          if (home && home !== r) dec.cache.copySlot(home.slot, r.slot, len);
-          else if (!home) dec.cache.restorePrefix(st.prefix!, r.slot);
-          st.started++;
-        }
-        // Prompts with samples still waiting keep their keys/values outside the cache.
-        for (const r of toPrefill) {
-          const st = promptState[r.prompt];
-          if (st.started < counts[r.prompt]) st.prefix = dec.cache.savePrefix(r.slot, prompts[r.prompt].length);
-        }
-        if (stats) stats.prefillSeconds += now() - t0;
-        for (const r of admitted) {
-          const st = promptState[r.prompt];
-          const t = chooser.choose(st.logits!, 0, policy, r.rng);
-          const reason = append(r, t.id, t.logprob);
-          if (reason) finish(r, reason);
-          else active.push(r);
-        }
-        for (const r of admitted) {
-          const st = promptState[r.prompt];
-          if (st.started === counts[r.prompt]) {
-            st.logits = null;
-            st.prefix = null;
-          }
-        }
-        continue; // samples that ended at once freed slots: admit again before stepping
-      }
-
-      // One decode step over every active sample.
-      const B = active.length;
-      const t0 = now();
-      const ids = new Int32Array(B),
-        slotIds = new Int32Array(B),
-        positions = new Int32Array(B);
-      active.forEach((r, b) => {
-        r.pos++;
-        ids[b] = r.ids[r.ids.length - 1];
-        slotIds[b] = r.slot;
-        positions[b] = r.pos;
-      });
-      const logits = dec.step(ids, slotIds, positions, B);
-      const t1 = now();
-      const still: Running[] = [];
-      active.forEach((r, b) => {
-        const t = chooser.choose(logits, b * V, policy, r.rng);
-        const reason = append(r, t.id, t.logprob);
-        if (reason) finish(r, reason);
-        else still.push(r);
-      });
-      active = still;
-      if (stats) {
-        stats.decodeTokens += B;
-        stats.decodeSteps++;
-        stats.decodeSeconds += now() - t0;
-        stats.sampleSeconds += now() - t1;
-      }
-      // Let timers, signals and progress output run between steps.
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
-  } finally {
-    busy.delete(dec);
+    this.results[r.prompt][r.sample] = sample;
+    this.onSample?.(r.prompt, r.sample, sample);
   }
-  return results;
 }
+
+const now = () => performance.now() / 1000;
