@@ -1,6 +1,7 @@
 // One optimiser step on a batch of members: the π_old/entropy forward (feeding RED (I)), the
 // algorithm's loss over the whole batch, backward per micro-batch (gradients accumulate), clipping
 // and AdamW, repeated optim.updatesPerBatch times; a NaN or Inf anywhere leaves no trace.
+import type { PackedBatch } from '../model/batch.ts';
 import {
   entropyRegulatorStep,
   memberEntropyMeans,
@@ -14,7 +15,7 @@ import {
 import type { TrainConfig } from './config.ts';
 import type { OptimizerState, StepTimer, TrainerEnv, TrainerOptimizer } from './env.ts';
 import type { Metrics } from './metrics.ts';
-import { gatherTokens, packMembers, scatterTokens, type Member } from './pack.ts';
+import { gatherTokens, packMembers, scatterTokens, type Member, type PackedMembers } from './pack.ts';
 
 export interface UpdateRequest {
   members: Member[];
@@ -82,98 +83,47 @@ export async function policyUpdate(
   responseTokens: number;
   regulatorNext: EntropyRegulatorState | null;
 }> {
-  const { members, lr, optimizer, regulator } = req;
+  const { members, lr, optimizer } = req;
   const packed = packMembers(members, cfg.optim.microBatchTokens);
   const T = packed.responseTokens;
-  const oldLogprobs = new Float32Array(T);
-  const entropies = new Float32Array(T);
   const single = packed.micro.length === 1;
   // Pass 1: π_old and entropies of the pre-update policy (feeds RED I and the ratios).
-  await timer.time('logprob', () => {
-    for (const mb of packed.micro) {
-      const out = env.model.forward(mb.batch);
-      gatherTokens(oldLogprobs, out.logprob, mb, packed.offsets);
-      gatherTokens(entropies, out.entropy, mb, packed.offsets);
-    }
-  });
-  let refLogprobs: Float32Array | undefined;
-  if (req.klCoef > 0 && env.refModel) {
-    refLogprobs = new Float32Array(T);
-    await timer.time('logprob', () => {
-      for (const mb of packed.micro)
-        gatherTokens(refLogprobs!, env.refModel!.forward(mb.batch).logprob, mb, packed.offsets);
-    });
-  }
+  const old = await scoreTokens(env.model, packed, timer);
+  const refLogprobs =
+    req.klCoef > 0 && env.refModel ? (await scoreTokens(env.refModel, packed, timer)).logprobs : undefined;
   const base: Omit<TokenBatch, 'logprobs'> = {
     offsets: packed.offsets,
     groupOf: members.map((x) => x.group),
     isOffline: members.map((x) => x.isOffline),
     rewards: members.map((x) => x.reward),
     accuracies: members.map((x) => x.accuracy),
-    oldLogprobs,
+    oldLogprobs: old.logprobs,
     refLogprobs,
   };
   const metrics: Metrics = {};
   const correction = req.rolloutCorrection ?? { mode: 'none', cap: 2 };
-  const is = rolloutImportanceWeights(members, packed.offsets, oldLogprobs, correction.cap);
+  const is = rolloutImportanceWeights(members, packed.offsets, old.logprobs, correction.cap);
   Object.assign(metrics, is.metrics);
   const tisWeights = correction.mode === 'tis' ? is.weights : null;
-  let w = 1;
-  let regulatorNext: EntropyRegulatorState | null = null;
-  if (regulator) {
-    // The one writer of entropy/rl, entropy/sft and red/w: pre-update values, means per member.
-    const H = memberEntropyMeans({ ...base, logprobs: oldLogprobs, entropies });
-    const reg = entropyRegulatorStep(regulator.state, H.rl, H.sft, regulator.settings);
-    Object.assign(metrics, reg.metrics);
-    w = reg.w;
-    regulatorNext = reg.next;
-  }
+  const { w, regulatorNext } = offlineWeight(req.regulator, base, old, metrics);
   const ctx = { offlineWeight: w, maxResponseTokens: cfg.rollout.maxTokens };
   let ok = true;
-  let activationsFresh = single;
   // Several updates per batch: a NaN in a later one must undo the earlier ones too, so the step
   // leaves no trace. (One update needs no copy: nothing is applied before the check.)
   const before =
     cfg.optim.updatesPerBatch > 1 ? { params: env.model.params.slice(), opt: copyState(optimizer.state()) } : null;
   for (let u = 0; u < cfg.optim.updatesPerBatch; u++) {
     // Current policy: equal to π_old before the first update; recomputed after it.
-    let logprobs = oldLogprobs;
-    let current = entropies;
-    if (u > 0) {
-      logprobs = new Float32Array(T);
-      current = new Float32Array(T);
-      await timer.time('logprob', () => {
-        for (const mb of packed.micro) {
-          const out = env.model.forward(mb.batch);
-          gatherTokens(logprobs, out.logprob, mb, packed.offsets);
-          gatherTokens(current, out.entropy, mb, packed.offsets);
-        }
-      });
-      activationsFresh = single;
-    }
-    const loss = req.loss({ ...base, logprobs, entropies: current }, ctx);
+    const current = u === 0 ? old : await scoreTokens(env.model, packed, timer);
+    const loss = req.loss({ ...base, logprobs: current.logprobs, entropies: current.entropies }, ctx);
     // TIS: each online token's policy gradient scaled by its truncated importance weight.
     if (tisWeights) for (let t = 0; t < T; t++) loss.dLogprobs[t] *= tisWeights[t];
-    const lossOk = Number.isFinite(loss.loss);
-    let gradNorm = NaN;
-    if (lossOk) {
-      await timer.time('update', () => {
-        env.model.zeroGrad();
-        for (const mb of packed.micro) {
-          if (!(activationsFresh && mb === packed.micro[0])) env.model.forward(mb.batch);
-          env.model.backward(
-            scatterTokens(loss.dLogprobs, mb, packed.offsets),
-            scatterTokens(loss.dEntropies, mb, packed.offsets),
-          );
-        }
-        gradNorm = env.clipGradNorm(cfg.optim.maxGradNorm > 0 ? cfg.optim.maxGradNorm : Infinity);
-      });
-    }
-    activationsFresh = false;
+    // With one micro-batch, the last forward (this update's scoring) left its activations for backward.
+    const gradNorm = Number.isFinite(loss.loss) ? await backwardAndClip(env, cfg, packed, loss, single, timer) : NaN;
     for (const [k, v] of Object.entries(loss.metrics)) metrics[k] = v;
     metrics['loss/total'] = loss.loss;
     metrics['grad/norm'] = gradNorm;
-    if (!lossOk || !Number.isFinite(gradNorm)) {
+    if (!Number.isFinite(gradNorm)) {
       // Nothing from a bad step reaches the parameters or the optimiser moments.
       env.model.zeroGrad();
       if (before && u > 0) {
@@ -185,18 +135,72 @@ export async function policyUpdate(
     }
     await timer.time('update', () => optimizer.update(lr));
   }
-  if (regulator) {
+  if (req.regulator) {
     metrics['loss/policy'] ??= 0;
     metrics['loss/offline'] ??= 0;
     metrics['clip/frac'] ??= 0; // objectives without a clip clip nothing
   }
-  return {
-    ok,
-    metrics,
-    tokens: packed.totalTokens,
-    responseTokens: ok ? T : 0,
-    regulatorNext: ok ? regulatorNext : null,
-  };
+  const responseTokens = ok ? T : 0;
+  return { ok, metrics, tokens: packed.totalTokens, responseTokens, regulatorNext: ok ? regulatorNext : null };
+}
+
+/** Per response token of the packed batch: log-prob and entropy under `model` (a forward per micro-batch). */
+async function scoreTokens(
+  model: { forward(batch: PackedBatch): { logprob: Float32Array; entropy?: Float32Array } },
+  packed: PackedMembers,
+  timer: StepTimer,
+): Promise<{ logprobs: Float32Array; entropies: Float32Array }> {
+  const logprobs = new Float32Array(packed.responseTokens);
+  const entropies = new Float32Array(packed.responseTokens);
+  await timer.time('logprob', () => {
+    for (const mb of packed.micro) {
+      const out = model.forward(mb.batch);
+      gatherTokens(logprobs, out.logprob, mb, packed.offsets);
+      if (out.entropy) gatherTokens(entropies, out.entropy, mb, packed.offsets);
+    }
+  });
+  return { logprobs, entropies };
+}
+
+/**
+ * RED (I)'s w for this step from the pre-update entropies, and the regulator state to commit if the
+ * step succeeds; w = 1 without a regulator. The one writer of entropy/rl, entropy/sft and red/w.
+ */
+function offlineWeight(
+  regulator: UpdateRequest['regulator'],
+  base: Omit<TokenBatch, 'logprobs'>,
+  old: { logprobs: Float32Array; entropies: Float32Array },
+  metrics: Metrics,
+): { w: number; regulatorNext: EntropyRegulatorState | null } {
+  if (!regulator) return { w: 1, regulatorNext: null };
+  const H = memberEntropyMeans({ ...base, logprobs: old.logprobs, entropies: old.entropies });
+  const reg = entropyRegulatorStep(regulator.state, H.rl, H.sft, regulator.settings);
+  Object.assign(metrics, reg.metrics);
+  return { w: reg.w, regulatorNext: reg.next };
+}
+
+/** Backward of the loss's per-token gradients over every micro-batch, then clipping; returns the gradient norm. */
+async function backwardAndClip(
+  env: TrainerEnv,
+  cfg: TrainConfig,
+  packed: PackedMembers,
+  loss: LossResult,
+  activationsFresh: boolean,
+  timer: StepTimer,
+): Promise<number> {
+  let gradNorm = NaN;
+  await timer.time('update', () => {
+    env.model.zeroGrad();
+    for (const mb of packed.micro) {
+      if (!(activationsFresh && mb === packed.micro[0])) env.model.forward(mb.batch);
+      env.model.backward(
+        scatterTokens(loss.dLogprobs, mb, packed.offsets),
+        scatterTokens(loss.dEntropies, mb, packed.offsets),
+      );
+    }
+    gradNorm = env.clipGradNorm(cfg.optim.maxGradNorm > 0 ? cfg.optim.maxGradNorm : Infinity);
+  });
+  return gradNorm;
 }
 
 function copyState(s: OptimizerState): OptimizerState {
