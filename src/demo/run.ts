@@ -135,16 +135,71 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       fail(`--methods: unknown method '${m}'; expected some of ${DEMO_METHODS.join(', ')}`);
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
-  const since = () => ((performance.now() - t0) / 1000).toFixed(1).padStart(6);
+  const clock = () => ((performance.now() - t0) / 1000).toFixed(1).padStart(6);
+  const say = (line: string) => log(`[${clock()} s] ${line}`);
   const out = path.resolve(o.out);
   try {
     mkdirSync(out, { recursive: true });
   } catch (err) {
     fail(`cannot create the output folder ${o.out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
+  const dataDir = prepareData(o, out, say);
+  const baseDir = await prepareBase(o, out, say);
+  // One config for every method; each run only names its method.
+  const configFile = path.join(out, 'train-config.yaml');
+  writeFileAtomic(configFile, demoConfigYaml(b, baseDir, path.join(dataDir, 'train.jsonl'), o.backend));
+  const seeds = Array.from({ length: o.seeds ?? 1 }, (_, i) => b.seed + i);
+  const shared = { o, out, baseDir, configFile, testFile: path.join(dataDir, 'test.jsonl'), say };
+  const ctx: RunContext = { ...shared, keyOf: runKeys(shared, dataDir) };
+  const runs: DemoRunTiming[] = [];
+  const runDirs: string[] = [];
+  try {
+    runs.push(await evaluateBase(ctx));
+    for (const method of methods)
+      for (const seed of seeds) {
+        const r = await runMethod(ctx, method, seed, seeds.length > 1);
+        runs.push(r.timing);
+        runDirs.push(r.dir);
+      }
+  } finally {
+    await closeVerifier();
+  }
+  const t = performance.now();
+  const report = await buildReport({
+    runDirs,
+    out,
+    base: { dir: baseDir, evalDir: path.join(out, 'base-eval') },
+    title: `red demo (${b.name} budget): RED against the baselines on the built-in task`,
+    notes: demoNotes(b, o.baseModel, seeds),
+    backend: o.backend,
+  });
+  say(
+    `report: ${path.relative(process.cwd(), report.html) || report.html}, ${report.figures.length} figures (${secs(t)})`,
+  );
+  const cpu = process.cpuUsage(cpu0);
+  const seconds = (performance.now() - t0) / 1000;
+  log(
+    `done in ${seconds.toFixed(1)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s CPU (this process; on a busy machine the CPU time is the better guide to an idle one's wall time)`,
+  );
+  return { out, seconds, runs, markdown: report.markdown };
+}
 
-  // 1. Data: train/held-out JSONL of the built-in task.
-  let t = performance.now();
+/** What every phase after the base model shares. */
+interface RunContext {
+  o: DemoOptions;
+  out: string;
+  baseDir: string;
+  configFile: string;
+  testFile: string;
+  say: (line: string) => void;
+  /** The reuse key of a run (method, seed, budget) given everything it depends on. */
+  keyOf: (what: unknown) => string;
+}
+
+/** 1. Data: train/held-out JSONL of the built-in task, from the cache when it has them. */
+function prepareData(o: DemoOptions, out: string, say: (line: string) => void): string {
+  const t = performance.now();
+  const b = o.budget;
   const dataDir = path.join(out, 'data');
   const dataOpts = { seed: b.seed, train: b.data.train, test: b.data.test };
   const dataFiles = ['train.jsonl', 'test.jsonl', 'tokenizer.json', 'tokenizer_config.json'];
@@ -156,14 +211,18 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     rmSync(dataDir, { recursive: true, force: true });
     cpSync(cached, dataDir, { recursive: true });
   } else writeBuiltinDataset({ ...dataOpts, out: dataDir });
-  log(`[${since()} s] data: ${how}, ${b.data.train} train / ${b.data.test} held-out problems (${secs(t)})`);
+  say(`data: ${how}, ${b.data.train} train / ${b.data.test} held-out problems (${secs(t)})`);
+  return dataDir;
+}
 
-  // 2. The base model: the tiny Qwen2 pretrained from scratch (partial ability).
-  t = performance.now();
+/** 2. The base model: the tiny Qwen2 pretrained from scratch (partial ability), given, or cached. */
+async function prepareBase(o: DemoOptions, out: string, say: (line: string) => void): Promise<string> {
+  const t = performance.now();
+  const b = o.budget;
   const baseDir = path.join(out, 'base');
   const pre = { ...b.pretrain, evalPerLevel: 0, evalSamples: 1 };
   const modelFiles = ['config.json', 'model.safetensors', 'tokenizer.json'];
-  how = 'pretrained';
+  let how = 'pretrained';
   let target = o.cacheDir ? path.join(o.cacheDir, `base-${cacheKey(pre, BASE_SOURCES)}`) : baseDir;
   if (o.baseModel !== undefined) {
     if (!complete(o.baseModel, modelFiles))
@@ -176,105 +235,75 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     rmSync(baseDir, { recursive: true, force: true });
     cpSync(target, baseDir, { recursive: true });
   }
-  log(
-    `[${since()} s] base model: ${how}${o.baseModel === undefined ? `, ${b.pretrain.steps} steps` : ''} (${secs(t)})`,
-  );
+  say(`base model: ${how}${o.baseModel === undefined ? `, ${b.pretrain.steps} steps` : ''} (${secs(t)})`);
+  return baseDir;
+}
 
-  // 3. One config for every method; each run only names its method.
-  const configFile = path.join(out, 'train-config.yaml');
-  writeFileAtomic(configFile, demoConfigYaml(b, baseDir, path.join(dataDir, 'train.jsonl'), o.backend));
-  const testFile = path.join(dataDir, 'test.jsonl');
-
-  const runs: DemoRunTiming[] = [];
-  const runDirs: string[] = [];
-  const seeds = Array.from({ length: o.seeds ?? 1 }, (_, i) => b.seed + i);
-  // What a run depends on besides its method and seed: the shared config, the base weights, the
-  // data, the evaluation settings and the code (a change to any of them retrains).
-  const native = nativeBinary();
+/**
+ * What a run depends on besides its method and seed: the shared config, the base weights, the
+ * data, the evaluation settings and the code (a change to any of them retrains).
+ */
+function runKeys(ctx: Omit<RunContext, 'keyOf'>, dataDir: string): (what: unknown) => string {
   const common = createHash('sha256')
-    .update(readFileSync(configFile))
-    .update(readFileSync(path.join(baseDir, 'model.safetensors')))
+    .update(readFileSync(ctx.configFile))
+    .update(readFileSync(path.join(ctx.baseDir, 'model.safetensors')))
     .update(readFileSync(path.join(dataDir, 'train.jsonl')))
-    .update(readFileSync(testFile))
-    .update(JSON.stringify(b.eval))
+    .update(readFileSync(ctx.testFile))
+    .update(JSON.stringify(ctx.o.budget.eval))
     .update(cacheKey(null, RUN_SOURCES))
-    .update(native ?? '')
+    .update(nativeBinary() ?? '')
     .digest('hex');
-  const keyOf = (what: unknown) =>
-    createHash('sha256').update(common).update(JSON.stringify(what)).digest('hex').slice(0, 16);
-  try {
-    t = performance.now();
-    const baseEvalDir = path.join(out, 'base-eval');
-    const baseKey = keyOf({ base: true, seed: b.seed });
-    const baseReused = finishedBaseEval(baseEvalDir, baseKey);
-    const baseEval =
-      baseReused ??
-      (await evaluateHeldOut({
-        model: baseDir,
-        testFile,
-        out: baseEvalDir,
-        budget: b,
-        seed: b.seed,
-        backend: o.backend,
-      }));
-    if (!baseReused) writeJsonAtomic(path.join(baseEvalDir, RUN_KEY_FILE), { key: baseKey });
-    runs.push({
-      name: 'base',
-      seed: b.seed,
-      reused: baseReused !== null,
-      trainSeconds: 0,
-      evalSeconds: (performance.now() - t) / 1000,
-    });
-    log(
-      `[${since()} s] base: ${baseReused ? 'reused, ' : ''}eval acc ${pct(baseEval.overall.acc)} LEN ${baseEval.overall.len.toFixed(0)} (${secs(t)})`,
-    );
+  return (what) => createHash('sha256').update(common).update(JSON.stringify(what)).digest('hex').slice(0, 16);
+}
 
-    for (const method of methods) {
-      for (const seed of seeds) {
-        const dir = path.join(out, 'runs', method, `seed-${seed}`);
-        const label = seeds.length > 1 ? `${method} (seed ${seed})` : method;
-        runDirs.push(dir);
-        const r = await trainAndEvaluate({
-          dir,
-          method,
-          seed,
-          key: keyOf({ method, seed, steps: b.train.steps }),
-          configFile,
-          testFile,
-          budget: b,
-          backend: o.backend,
-        });
-        runs.push(r.timing);
-        const acc = `eval acc ${pct(r.eval.overall.acc)} LEN ${r.eval.overall.len.toFixed(0)}`;
-        log(
-          r.timing.reused
-            ? `[${since()} s] ${label}: reused (finished earlier with the same config and code); ${acc}`
-            : `[${since()} s] ${label}: ${r.steps} step${r.steps === 1 ? '' : 's'} in ${r.timing.trainSeconds.toFixed(1)} s; ${acc} (${r.timing.evalSeconds.toFixed(1)} s)`,
-        );
-      }
-    }
-  } finally {
-    await closeVerifier();
-  }
+/** The base model on the held-out split (reused when base-eval/ holds this key's results). */
+async function evaluateBase(ctx: RunContext): Promise<DemoRunTiming> {
+  const t = performance.now();
+  const b = ctx.o.budget;
+  const baseEvalDir = path.join(ctx.out, 'base-eval');
+  const baseKey = ctx.keyOf({ base: true, seed: b.seed });
+  const reused = finishedBaseEval(baseEvalDir, baseKey);
+  const evalOpts = { model: ctx.baseDir, testFile: ctx.testFile, out: baseEvalDir, budget: b, seed: b.seed };
+  const result = reused ?? (await evaluateHeldOut({ ...evalOpts, backend: ctx.o.backend }));
+  if (!reused) writeJsonAtomic(path.join(baseEvalDir, RUN_KEY_FILE), { key: baseKey });
+  const acc = `eval acc ${pct(result.overall.acc)} LEN ${result.overall.len.toFixed(0)}`;
+  ctx.say(`base: ${reused ? 'reused, ' : ''}${acc} (${secs(t)})`);
+  return {
+    name: 'base',
+    seed: b.seed,
+    reused: reused !== null,
+    trainSeconds: 0,
+    evalSeconds: (performance.now() - t) / 1000,
+  };
+}
 
-  t = performance.now();
-  const report = await buildReport({
-    runDirs,
-    out,
-    base: { dir: baseDir, evalDir: path.join(out, 'base-eval') },
-    title: `red demo (${b.name} budget): RED against the baselines on the built-in task`,
-    notes: demoNotes(b, o.baseModel, seeds),
-    backend: o.backend,
+/** One method at one seed, trained and evaluated (or reused), with its one log line. */
+async function runMethod(
+  ctx: RunContext,
+  method: string,
+  seed: number,
+  manySeeds: boolean,
+): Promise<{ dir: string; timing: DemoRunTiming }> {
+  const b = ctx.o.budget;
+  const dir = path.join(ctx.out, 'runs', method, `seed-${seed}`);
+  const label = manySeeds ? `${method} (seed ${seed})` : method;
+  const r = await trainAndEvaluate({
+    dir,
+    method,
+    seed,
+    key: ctx.keyOf({ method, seed, steps: b.train.steps }),
+    configFile: ctx.configFile,
+    testFile: ctx.testFile,
+    budget: b,
+    backend: ctx.o.backend,
   });
-  log(
-    `[${since()} s] report: ${path.relative(process.cwd(), report.html) || report.html}, ${report.figures.length} figures (${secs(t)})`,
+  const acc = `eval acc ${pct(r.eval.overall.acc)} LEN ${r.eval.overall.len.toFixed(0)}`;
+  ctx.say(
+    r.timing.reused
+      ? `${label}: reused (finished earlier with the same config and code); ${acc}`
+      : `${label}: ${r.steps} step${r.steps === 1 ? '' : 's'} in ${r.timing.trainSeconds.toFixed(1)} s; ${acc} (${r.timing.evalSeconds.toFixed(1)} s)`,
   );
-  const cpu = process.cpuUsage(cpu0);
-  const seconds = (performance.now() - t0) / 1000;
-  log(
-    `done in ${seconds.toFixed(1)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s CPU (this process; on a busy machine the CPU time is the better guide to an idle one's wall time)`,
-  );
-  return { out, seconds, runs, markdown: report.markdown };
+  return { dir, timing: r.timing };
 }
 
 /**
