@@ -106,7 +106,6 @@ async function benchShape(
     fp32Model = model;
     model = model.toBf16();
   }
-  const V = config.vocabSize;
   const params = model.layout.total;
   // A decode step reads every weight once; the tied embedding is read as the lm_head only.
   const weightBytes = params * (dtype === 'bf16' ? 2 : 4);
@@ -118,34 +117,57 @@ async function benchShape(
     weight_mb: +(weightBytes / 1e6).toFixed(1),
     weight_stream_ms: +(streamS * 1e3).toFixed(3),
   });
+  const b: ShapeBench = { run, be, config, model, fp32Model, streamS, quick, dtype, base };
+  benchPrefill(b);
+  benchDecode(b);
+  benchTokenChoice(b);
+  if (run.endToEnd) await benchEndToEnd(b);
+}
 
-  // Prefill: several prompts packed into one pass.
-  const { promptLen, prefillPrompts, steps } = run;
-  {
-    const dec = new KvDecoder(be, config, model.w, prefillPrompts, promptLen);
-    const prompts = randomPrompts(prefillPrompts, promptLen, V, 1);
-    const ids = Int32Array.from(prompts.flat());
-    const cu = Int32Array.from({ length: prefillPrompts + 1 }, (_, i) => i * promptLen);
-    const slots = Int32Array.from({ length: prefillPrompts }, (_, i) => i);
-    dec.prefill(ids.subarray(0, promptLen), cu.subarray(0, 2), slots, 1); // warm-up
-    let reps = 0;
-    const t0 = now();
-    do {
-      dec.prefill(ids, cu, slots, prefillPrompts);
-      reps++;
-    } while (now() - t0 < 1 && reps < 5);
-    const s = (now() - t0) / reps;
-    emit({
-      ...base,
-      name: 'prefill_tokens_per_s',
-      value: +((prefillPrompts * promptLen) / s).toFixed(1),
-      tokens: prefillPrompts * promptLen,
-      prompts: prefillPrompts,
-    });
-  }
+/** What every row of one shape's benchmark shares. */
+interface ShapeBench {
+  run: ShapeRun;
+  be: Backend;
+  config: ModelConfig;
+  model: Qwen2Model;
+  /** The fp32 model a bf16 one was rounded from (its batch-1 step is timed beside it); null in fp32. */
+  fp32Model: Qwen2Model | null;
+  /** Seconds to stream the weights once at the measured bandwidth. */
+  streamS: number;
+  quick: boolean;
+  dtype: Precision;
+  base: Record<string, unknown>;
+}
 
-  // Decode: B slots prefilled with 32-token prompts, then timed decode steps; in bf16 the fp32
-  // batch-1 step is timed first, in this run, for the speedup.
+/** Prefill: several prompts packed into one pass. */
+function benchPrefill({ run, be, config, model, base }: ShapeBench): void {
+  const V = config.vocabSize;
+  const { promptLen, prefillPrompts } = run;
+  const dec = new KvDecoder(be, config, model.w, prefillPrompts, promptLen);
+  const prompts = randomPrompts(prefillPrompts, promptLen, V, 1);
+  const ids = Int32Array.from(prompts.flat());
+  const cu = Int32Array.from({ length: prefillPrompts + 1 }, (_, i) => i * promptLen);
+  const slots = Int32Array.from({ length: prefillPrompts }, (_, i) => i);
+  dec.prefill(ids.subarray(0, promptLen), cu.subarray(0, 2), slots, 1); // warm-up
+  let reps = 0;
+  const t0 = now();
+  do {
+    dec.prefill(ids, cu, slots, prefillPrompts);
+    reps++;
+  } while (now() - t0 < 1 && reps < 5);
+  const s = (now() - t0) / reps;
+  emit({
+    ...base,
+    name: 'prefill_tokens_per_s',
+    value: +((prefillPrompts * promptLen) / s).toFixed(1),
+    tokens: prefillPrompts * promptLen,
+    prompts: prefillPrompts,
+  });
+}
+
+/** Decode: B slots prefilled with 32-token prompts, then timed steps; in bf16 the fp32 batch-1 step is timed first, for the speedup. */
+function benchDecode({ run, be, config, model, fp32Model, streamS, quick, dtype, base }: ShapeBench): void {
+  const { steps } = run;
   const fp32B1 = fp32Model ? decodeStepSeconds(be, config, fp32Model.w, 1, steps, quick) : null;
   const perToken: Record<number, number> = {};
   for (const B of [1, 16, 64]) {
@@ -179,61 +201,62 @@ async function benchShape(
     }
     emit(row);
   }
+}
 
-  // Choosing a token: a full-vocabulary softmax in TypeScript, per sample per step.
-  {
-    const chooser = new TokenChooser(V, be);
-    const rng = new Rng(4);
-    const row = new Float32Array(V);
-    for (let v = 0; v < V; v++) row[v] = rng.normal() * 3;
-    for (const [label, policy] of [
-      ['t1', { temperature: 1, topP: 1, topK: 0 }],
-      ['t1_top_p_0.95', { temperature: 1, topP: 0.95, topK: 0 }],
-    ] as const) {
-      const reps = 20;
-      // JIT warm-up to the steady state generate() runs in (thousands of calls): after only 5
-      // calls the 20M figure read 0.96 ms in one run and 0.42 ms in the next.
-      const warm0 = now();
-      for (let i = 0; i < 200 && now() - warm0 < 0.3; i++) chooser.choose(row, 0, policy, rng);
-      const t0 = now();
-      for (let i = 0; i < reps; i++) chooser.choose(row, 0, policy, rng);
-      emit({
-        ...base,
-        name: `sample_ms_per_token_${label}`,
-        value: +(((now() - t0) / reps) * 1e3).toFixed(3),
-        vocab: V,
-      });
-    }
-  }
-
-  // End to end through generate(): 16 prompts × 4 samples with continuous batching, so the
-  // figure includes sampling and scheduling.
-  if (run.endToEnd) {
-    const stats = newGenerateStats();
-    const maxTokens = quick ? 8 : 32;
+/** Choosing a token: temperature (and top-p) over the full vocabulary, per sample per step. */
+function benchTokenChoice({ be, config, base }: ShapeBench): void {
+  const V = config.vocabSize;
+  const chooser = new TokenChooser(V, be);
+  const rng = new Rng(4);
+  const row = new Float32Array(V);
+  for (let v = 0; v < V; v++) row[v] = rng.normal() * 3;
+  for (const [label, policy] of [
+    ['t1', { temperature: 1, topP: 1, topK: 0 }],
+    ['t1_top_p_0.95', { temperature: 1, topP: 0.95, topK: 0 }],
+  ] as const) {
+    const reps = 20;
+    // JIT warm-up to the steady state generate() runs in (thousands of calls): after only 5
+    // calls the 20M figure read 0.96 ms in one run and 0.42 ms in the next.
+    const warm0 = now();
+    for (let i = 0; i < 200 && now() - warm0 < 0.3; i++) chooser.choose(row, 0, policy, rng);
     const t0 = now();
-    const out = await generate(model, randomPrompts(16, DECODE_CTX, V, 3), {
-      n: 4,
-      temperature: 1,
-      maxTokens,
-      seed: 0,
-      eosIds: [],
-      maxBatch: 64,
-      stats,
-    });
-    const s = now() - t0;
-    const tokens = out.flat().reduce((a, x) => a + x.ids.length, 0);
+    for (let i = 0; i < reps; i++) chooser.choose(row, 0, policy, rng);
     emit({
       ...base,
-      name: 'generate_tokens_per_s',
-      value: +(tokens / s).toFixed(1),
-      samples: 64,
-      max_tokens: maxTokens,
-      decode_tokens_per_s: +(stats.decodeTokens / stats.decodeSeconds).toFixed(1),
-      sampling_share: +(stats.sampleSeconds / stats.decodeSeconds).toFixed(3),
-      prefill_s: +stats.prefillSeconds.toFixed(3),
+      name: `sample_ms_per_token_${label}`,
+      value: +(((now() - t0) / reps) * 1e3).toFixed(3),
+      vocab: V,
     });
   }
+}
+
+/** End to end through generate(): 16 prompts × 4 samples with continuous batching, sampling and scheduling included. */
+async function benchEndToEnd({ config, model, quick, base }: ShapeBench): Promise<void> {
+  const V = config.vocabSize;
+  const stats = newGenerateStats();
+  const maxTokens = quick ? 8 : 32;
+  const t0 = now();
+  const out = await generate(model, randomPrompts(16, DECODE_CTX, V, 3), {
+    n: 4,
+    temperature: 1,
+    maxTokens,
+    seed: 0,
+    eosIds: [],
+    maxBatch: 64,
+    stats,
+  });
+  const s = now() - t0;
+  const tokens = out.flat().reduce((a, x) => a + x.ids.length, 0);
+  emit({
+    ...base,
+    name: 'generate_tokens_per_s',
+    value: +(tokens / s).toFixed(1),
+    samples: 64,
+    max_tokens: maxTokens,
+    decode_tokens_per_s: +(stats.decodeTokens / stats.decodeSeconds).toFixed(1),
+    sampling_share: +(stats.sampleSeconds / stats.decodeSeconds).toFixed(3),
+    prefill_s: +stats.prefillSeconds.toFixed(3),
+  });
 }
 
 export async function run(opts: BenchOptions): Promise<void> {
