@@ -32,62 +32,109 @@ function isObject(x: unknown): x is Json {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
 }
 
-/** Parse config.json's object; `file` names it in errors. */
-export function parseConfig(json: unknown, file = 'config.json'): ModelConfig {
-  if (!isObject(json)) fail(`${file}: expected a JSON object`);
-  const int = (key: string, fallback?: number): number => {
-    const v = json[key] ?? fallback;
-    if (v === undefined || v === null) fail(`${file}: missing key "${key}"`);
+/** Typed reads of config.json's keys, each failing with one line naming the file and key. */
+class ConfigReader {
+  constructor(
+    readonly json: Json,
+    readonly file: string,
+  ) {}
+
+  int(key: string, fallback?: number): number {
+    const v = this.json[key] ?? fallback;
+    if (v === undefined || v === null) fail(`${this.file}: missing key "${key}"`);
     if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0)
-      fail(`${file}: "${key}" must be a positive integer, got ${JSON.stringify(v)}`);
+      fail(`${this.file}: "${key}" must be a positive integer, got ${JSON.stringify(v)}`);
     return v;
-  };
-  const num = (key: string, v: unknown): number => {
+  }
+
+  num(key: string, v: unknown): number {
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
-      fail(`${file}: "${key}" must be a positive number, got ${JSON.stringify(v)}`);
+      fail(`${this.file}: "${key}" must be a positive number, got ${JSON.stringify(v)}`);
     return v;
-  };
-  const tokenId = (key: string): number | number[] | null => {
-    const v = json[key];
+  }
+
+  tokenId(key: string): number | number[] | null {
+    const v = this.json[key];
     if (v === undefined || v === null) return null;
     if (typeof v === 'number' && Number.isInteger(v)) return v;
     if (Array.isArray(v) && v.every((x) => typeof x === 'number' && Number.isInteger(x))) return v as number[];
-    fail(`${file}: "${key}" must be an integer or a list of integers, got ${JSON.stringify(v)}`);
-  };
+    fail(`${this.file}: "${key}" must be an integer or a list of integers, got ${JSON.stringify(v)}`);
+  }
 
+  bool(key: string, fallback: boolean): boolean {
+    const v = this.json[key] ?? fallback;
+    if (typeof v !== 'boolean') fail(`${this.file}: "${key}" must be true or false`);
+    return v;
+  }
+}
+
+/** Parse config.json's object; `file` names it in errors. */
+export function parseConfig(json: unknown, file = 'config.json'): ModelConfig {
+  if (!isObject(json)) fail(`${file}: expected a JSON object`);
+  const r = new ConfigReader(json, file);
   const mt = json.model_type;
   if (mt === undefined) fail(`${file}: missing key "model_type"`);
   if (mt !== 'qwen2' && mt !== 'llama')
     fail(`${file}: unsupported "model_type" ${JSON.stringify(mt)}; supported: qwen2, llama`);
   const modelType: ModelType = mt;
-
   const hidden = json.hidden_act ?? 'silu';
   if (hidden !== 'silu') fail(`${file}: unsupported "hidden_act" ${JSON.stringify(hidden)}; only silu`);
+  const { hiddenSize, numHeads, numKvHeads, headDim } = attentionShape(r);
+  return {
+    modelType,
+    vocabSize: r.int('vocab_size'),
+    hiddenSize,
+    intermediateSize: r.int('intermediate_size'),
+    numLayers: r.int('num_hidden_layers'),
+    numHeads,
+    numKvHeads,
+    headDim,
+    ropeTheta: ropeThetaOf(r),
+    rmsNormEps: r.num('rms_norm_eps', json.rms_norm_eps ?? fail(`${file}: missing key "rms_norm_eps"`)),
+    tieWordEmbeddings: r.bool('tie_word_embeddings', false),
+    attentionBias: attentionBiasOf(r, modelType),
+    maxPositionEmbeddings: r.int('max_position_embeddings', 32768),
+    bosTokenId: r.tokenId('bos_token_id') as number | null,
+    eosTokenId: r.tokenId('eos_token_id'),
+    raw: json,
+  };
+}
 
-  const hiddenSize = int('hidden_size');
-  const numHeads = int('num_attention_heads');
-  const numKvHeads = int('num_key_value_heads', numHeads);
+/** Heads and head dimension (head_dim, else hidden_size / num_attention_heads; even, for RoPE). */
+function attentionShape(r: ConfigReader): {
+  hiddenSize: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+} {
+  const hiddenSize = r.int('hidden_size');
+  const numHeads = r.int('num_attention_heads');
+  const numKvHeads = r.int('num_key_value_heads', numHeads);
   if (numHeads % numKvHeads !== 0)
-    fail(`${file}: "num_attention_heads" (${numHeads}) must be a multiple of "num_key_value_heads" (${numKvHeads})`);
+    fail(`${r.file}: "num_attention_heads" (${numHeads}) must be a multiple of "num_key_value_heads" (${numKvHeads})`);
   let headDim: number;
-  if (json.head_dim !== undefined && json.head_dim !== null) headDim = int('head_dim');
+  if (r.json.head_dim !== undefined && r.json.head_dim !== null) headDim = r.int('head_dim');
   else {
     if (hiddenSize % numHeads !== 0)
-      fail(`${file}: "hidden_size" (${hiddenSize}) is not divisible by "num_attention_heads" (${numHeads})`);
+      fail(`${r.file}: "hidden_size" (${hiddenSize}) is not divisible by "num_attention_heads" (${numHeads})`);
     headDim = hiddenSize / numHeads;
   }
-  if (headDim % 2 !== 0) fail(`${file}: head dimension ${headDim} must be even for rotary embeddings`);
+  if (headDim % 2 !== 0) fail(`${r.file}: head dimension ${headDim} must be even for rotary embeddings`);
+  return { hiddenSize, numHeads, numKvHeads, headDim };
+}
 
-  // RoPE: transformers 5 nests it in rope_parameters, transformers 4 has rope_theta at the top.
+/** RoPE's θ: transformers 5 nests it in rope_parameters, transformers 4 has rope_theta at the top; default RoPE only. */
+function ropeThetaOf(r: ConfigReader): number {
+  const { json, file } = r;
   let ropeTheta: number;
   const rp = json.rope_parameters;
   if (isObject(rp) && rp.rope_theta !== undefined) {
     const type = rp.rope_type ?? 'default';
     if (type !== 'default')
       fail(`${file}: unsupported "rope_parameters.rope_type" ${JSON.stringify(type)}; only default`);
-    ropeTheta = num('rope_parameters.rope_theta', rp.rope_theta);
+    ropeTheta = r.num('rope_parameters.rope_theta', rp.rope_theta);
   } else if (json.rope_theta !== undefined) {
-    ropeTheta = num('rope_theta', json.rope_theta);
+    ropeTheta = r.num('rope_theta', json.rope_theta);
   } else {
     fail(`${file}: missing key "rope_theta" (or "rope_parameters.rope_theta")`);
   }
@@ -96,37 +143,14 @@ export function parseConfig(json: unknown, file = 'config.json'): ModelConfig {
     const type = rs.rope_type ?? rs.type;
     if (type !== 'default') fail(`${file}: unsupported "rope_scaling" ${JSON.stringify(rs)}; only default RoPE`);
   }
+  return ropeTheta;
+}
 
-  let attentionBias: boolean;
-  if (modelType === 'qwen2') attentionBias = true;
-  else {
-    const ab = json.attention_bias ?? false;
-    if (typeof ab !== 'boolean') fail(`${file}: "attention_bias" must be true or false`);
-    attentionBias = ab;
-    if (json.mlp_bias === true) fail(`${file}: "mlp_bias": true is not supported`);
-  }
-
-  const tie = json.tie_word_embeddings ?? false;
-  if (typeof tie !== 'boolean') fail(`${file}: "tie_word_embeddings" must be true or false`);
-
-  return {
-    modelType,
-    vocabSize: int('vocab_size'),
-    hiddenSize,
-    intermediateSize: int('intermediate_size'),
-    numLayers: int('num_hidden_layers'),
-    numHeads,
-    numKvHeads,
-    headDim,
-    ropeTheta,
-    rmsNormEps: num('rms_norm_eps', json.rms_norm_eps ?? fail(`${file}: missing key "rms_norm_eps"`)),
-    tieWordEmbeddings: tie,
-    attentionBias,
-    maxPositionEmbeddings: int('max_position_embeddings', 32768),
-    bosTokenId: tokenId('bos_token_id') as number | null,
-    eosTokenId: tokenId('eos_token_id'),
-    raw: json,
-  };
+/** q/k/v biases: always in Qwen2; attention_bias in Llama (MLP biases are not supported). */
+function attentionBiasOf(r: ConfigReader, modelType: ModelType): boolean {
+  if (modelType === 'qwen2') return true;
+  if (r.json.mlp_bias === true) fail(`${r.file}: "mlp_bias": true is not supported`);
+  return r.bool('attention_bias', false);
 }
 
 /** Read and parse `<dir>/config.json`. */
