@@ -1,7 +1,8 @@
 // The sizes of a `red demo` run: how big the base model is and how long it pretrains, how many
 // steps every method trains (one budget for all of them, so the table compares like with like)
 // and how much of the held-out split each trained model is evaluated on.
-import { PRETRAIN_DEFAULTS, TINY_MODEL, type TinyModelShape } from '../train/pretrain.ts';
+import { TINY_MODEL, type TinyModelShape } from '../data/task/model.ts';
+import { PRETRAIN_DEFAULTS } from '../train/pretrain.ts';
 import { PRESET_NAMES } from '../rl/options.ts';
 
 export const BUDGET_NAMES = ['default', 'quick', 'tiny'] as const;

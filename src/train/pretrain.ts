@@ -9,34 +9,21 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Backend } from '../engine/backend.ts';
 import { getBackend, type BackendPreference } from '../engine/index.ts';
-import { EpochIterator, qwenBoxedPrompt } from '../data/dataset.ts';
+import { EpochIterator } from '../data/dataset.ts';
 import { generateProblems, LEVELS, type Level, type Problem } from '../data/task/problems.ts';
-import { shortSolution, teacherTrace } from '../data/task/teacher.ts';
-import { BUILTIN_IDS, builtinTokenizerFiles, renderChatML, writeBuiltinTokenizer } from '../data/task/tokenizer.ts';
+import { PromptEncoder, pretrainDocuments } from '../data/task/documents.ts';
+import { QUICK_MODEL, TINY_MODEL, tinyConfigJson, type TinyModelShape } from '../data/task/model.ts';
+import { BUILTIN_IDS, builtinTokenizerFiles, writeBuiltinTokenizer } from '../data/task/tokenizer.ts';
 import { packSequences } from '../model/batch.ts';
 import { parseConfig } from '../model/config.ts';
 import { Qwen2Model } from '../model/qwen2.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
+import { lastBoxed } from '../reward/extract.ts';
 import { generate } from '../rollout/sampler.ts';
 import { fail } from '../util/errors.ts';
-import { Rng } from '../util/rng.ts';
 import { writeJsonAtomic } from '../util/fs.ts';
 import { ADAMW_DEFAULTS, AdamW, clipGradNorm, noDecayNormsAndBiases } from './optimizer.ts';
 import { learningRate } from './schedule.ts';
-
-/** The tiny model's shape (vocab comes from the built-in tokenizer). */
-export interface TinyModelShape {
-  hidden: number; // C
-  layers: number; // L
-  heads: number; // NH
-  kvHeads: number; // NKV
-  intermediate: number; // MLP width
-}
-
-/** ~0.62M parameters: the default base model. */
-export const TINY_MODEL: TinyModelShape = { hidden: 128, layers: 3, heads: 4, kvHeads: 2, intermediate: 352 };
-/** ~26k parameters: for --quick runs and tests on the reference backend. */
-export const QUICK_MODEL: TinyModelShape = { hidden: 32, layers: 1, heads: 2, kvHeads: 1, intermediate: 64 };
 
 export interface PretrainOptions {
   /** Output model folder (replaced atomically). */
@@ -146,82 +133,10 @@ interface Sequence {
   responseStart: number;
 }
 
-/**
- * Prompt ids of problems: ChatML of the qwen-boxed prompt, ending with the assistant header.
- * The fixed text around the problem is encoded once: the pre-tokenizer never joins a token
- * across "user\n" | problem or across problem + "\n" | "Please…", so the pieces' ids concatenate
- * to the ids of the whole (a problem starting with whitespace is encoded whole to be safe).
- */
-export class PromptEncoder {
-  private readonly head: number[];
-  private readonly tail: number[];
-  private readonly template: [string, string];
-
-  constructor(private readonly tok: Tokenizer) {
-    const marker = '\u0001';
-    const [head, rest] = renderChatML(qwenBoxedPrompt(marker), true).split(marker);
-    if (!rest.startsWith('\n')) throw new Error('qwen-boxed prompt: expected a newline after the problem');
-    this.template = [head, rest];
-    this.head = tok.encode(head);
-    this.tail = tok.encode(rest.slice(1));
-  }
-
-  encode(problem: string): number[] {
-    if (/^\s/.test(problem)) return this.tok.encode(this.template[0] + problem + this.template[1]);
-    return [...this.head, ...this.tok.encode(problem + '\n'), ...this.tail];
-  }
-}
-
 function toSequence(tok: Tokenizer, prompts: PromptEncoder, p: Problem, responseText: string): Sequence {
   const prompt = prompts.encode(p.text);
   const response = [...tok.encode(responseText), BUILTIN_IDS.imEnd];
   return { ids: [...prompt, ...response], responseStart: prompt.length };
-}
-
-/** One pretraining document: a problem and the response text the model learns after its prompt. */
-export interface PretrainDocument {
-  problem: Problem;
-  response: string;
-  trace: boolean;
-}
-
-/**
- * The pretraining pool: `poolSize − round(poolSize · traceShare)` train-split problems with short
- * solutions, then `round(poolSize · traceShare)` train-split problems from a second seeded stream
- * with teacher traces (never a held-out problem; easy ones recur, as facts do in pretraining text).
- */
-export function pretrainDocuments(
-  o: Pick<PretrainOptions, 'seed' | 'poolSize' | 'traceShare' | 'levelWeights' | 'traceLevelWeights'>,
-): PretrainDocument[] {
-  const traces = Math.round(o.poolSize * o.traceShare);
-  const short = generateProblems({
-    seed: o.seed,
-    count: o.poolSize - traces,
-    split: 'train',
-    levelWeights: o.levelWeights,
-    repeats: true,
-  });
-  const traceSeed = (o.seed ^ 0x7ace) >>> 0;
-  const wording = new Rng((traceSeed ^ 0x5eed) >>> 0);
-  const long =
-    traces > 0
-      ? generateProblems({
-          seed: traceSeed,
-          count: traces,
-          split: 'train',
-          levelWeights: o.traceLevelWeights,
-          repeats: true,
-        })
-      : [];
-  return [
-    ...short.map((p) => ({ problem: p, response: shortSolution(p), trace: false })),
-    ...long.map((p) => ({ problem: p, response: teacherTrace(p, wording), trace: true })),
-  ];
-}
-
-/** The last \boxed{…} of a text (no nested braces in this task's answers). */
-export function lastBoxed(text: string): string | undefined {
-  return [...text.matchAll(/\\boxed\{([^{}]*)\}/g)].at(-1)?.[1]?.trim();
 }
 
 export function validatePretrainOptions(o: PretrainOptions): void {
@@ -243,34 +158,6 @@ export function validatePretrainOptions(o: PretrainOptions): void {
     problems.push(`model.hidden (${o.model.hidden}) must be a multiple of model.heads (${o.model.heads})`);
   if (o.model.heads % o.model.kvHeads !== 0) problems.push(`model.heads must be a multiple of model.kvHeads`);
   if (problems.length > 0) fail(`pretrain options: ${problems.join('; ')}`);
-}
-
-/** The config.json object of the tiny model. */
-export function tinyConfigJson(shape: TinyModelShape, vocabSize: number): Record<string, unknown> {
-  return {
-    architectures: ['Qwen2ForCausalLM'],
-    model_type: 'qwen2',
-    vocab_size: vocabSize,
-    hidden_size: shape.hidden,
-    intermediate_size: shape.intermediate,
-    num_hidden_layers: shape.layers,
-    num_attention_heads: shape.heads,
-    num_key_value_heads: shape.kvHeads,
-    hidden_act: 'silu',
-    max_position_embeddings: 2048,
-    rope_theta: 10000.0,
-    rms_norm_eps: 1e-6,
-    initializer_range: 0.02,
-    tie_word_embeddings: true,
-    use_cache: true,
-    use_sliding_window: false,
-    sliding_window: null,
-    max_window_layers: shape.layers,
-    attention_dropout: 0.0,
-    bos_token_id: BUILTIN_IDS.endoftext,
-    eos_token_id: BUILTIN_IDS.imEnd,
-    torch_dtype: 'float32',
-  };
 }
 
 export async function pretrain(options: Partial<PretrainOptions> & { out: string }): Promise<PretrainResult> {

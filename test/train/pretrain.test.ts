@@ -10,15 +10,10 @@ import { packSequences } from '../../src/model/batch.ts';
 import { Qwen2Model } from '../../src/model/qwen2.ts';
 import { loadTokenizer } from '../../src/model/tokenizer.ts';
 import { RedError } from '../../src/util/errors.ts';
-import {
-  lastBoxed,
-  pretrain,
-  pretrainDocuments,
-  PRETRAIN_DEFAULTS,
-  PromptEncoder,
-  QUICK_MODEL,
-  validatePretrainOptions,
-} from '../../src/train/pretrain.ts';
+import { pretrain, PRETRAIN_DEFAULTS, validatePretrainOptions } from '../../src/train/pretrain.ts';
+import { pretrainDocuments, PromptEncoder } from '../../src/data/task/documents.ts';
+import { QUICK_MODEL } from '../../src/data/task/model.ts';
+import { lastBoxed } from '../../src/reward/extract.ts';
 
 test('prompt ids built from cached pieces equal the ids of the whole rendered prompt', () => {
   const tokDir = mkdtempSync(path.join(tmpdir(), 'red-pt-tok-'));
@@ -67,11 +62,6 @@ test('the pretraining pool mixes short solutions with a traceShare of teacher tr
     () => validatePretrainOptions({ ...PRETRAIN_DEFAULTS, out: 'x', traceShare: 1 }),
     (e: unknown) => e instanceof RedError && /traceShare/.test(e.message),
   );
-});
-
-test('lastBoxed takes the last box', () => {
-  assert.equal(lastBoxed('a \\boxed{1} then \\boxed{ 5/6 }.'), '5/6');
-  assert.equal(lastBoxed('no box'), undefined);
 });
 
 test('a short pretrain run lowers the loss and writes a folder that loads back', async () => {
