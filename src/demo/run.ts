@@ -71,7 +71,13 @@ const DATA_SOURCES = [
   '../data/task/builtin.ts',
   '../data/task/tokenizer.ts',
 ];
-const BASE_SOURCES = [...DATA_SOURCES, '../train/pretrain.ts'];
+const BASE_SOURCES = [
+  ...DATA_SOURCES,
+  '../data/task/documents.ts',
+  '../data/task/model.ts',
+  '../train/pretrain.ts',
+  '../train/optimizer.ts',
+];
 /** Everything a trained and evaluated run depends on: training, rollouts, verifier, eval, engine. */
 const RUN_SOURCE_DIRS = [
   '../data/',
