@@ -77,6 +77,7 @@ const BASE_SOURCES = [
   '../data/task/model.ts',
   '../train/pretrain.ts',
   '../train/optimizer.ts',
+  '../rl/sft.ts',
 ];
 /** Everything a trained and evaluated run depends on: training, rollouts, verifier, eval, engine. */
 const RUN_SOURCE_DIRS = [

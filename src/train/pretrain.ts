@@ -19,6 +19,7 @@ import { parseConfig } from '../model/config.ts';
 import { Qwen2Model } from '../model/qwen2.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import { lastBoxed } from '../reward/extract.ts';
+import { nllLoss } from '../rl/sft.ts';
 import { generate } from '../rollout/sampler.ts';
 import { fail } from '../util/errors.ts';
 import { writeJsonAtomic } from '../util/fs.ts';
@@ -193,25 +194,17 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
       seqs.map((s) => s.responseStart),
     );
     const T = batch.ids.length;
-    let scored = 0;
-    for (let t = 0; t < T; t++) if (batch.targets[t] >= 0) scored++;
     model.zeroGrad();
     const { logprob } = model.forward(batch);
-    // loss = −(1/N) Σ_t log p(target_t) over the N response tokens: d loss / d logprob_t = −1/N.
-    const coef = new Float32Array(T);
-    let nll = 0;
-    for (let t = 0; t < T; t++) {
-      if (batch.targets[t] < 0) continue;
-      coef[t] = -1 / scored;
-      nll -= logprob[t];
-    }
-    model.backward(coef, new Float32Array(T));
+    // The sft objective's loss (RED-SPEC `sft`): token-mean NLL over the response tokens.
+    const loss = nllLoss({ logprobs: logprob, tokens: T, mask: batch.targets.map((x) => (x >= 0 ? 1 : 0)) });
+    model.backward(Float32Array.from(loss.dLogprobs), new Float32Array(T));
     const gradNorm = clipGradNorm(backend, model.grads, o.gradClip);
     const lr = learningRate(step, { lr: o.lr, warmupSteps: warmup, minLrRatio: 0.1, totalSteps: o.steps });
     optim.update(lr);
-    losses.push(nll / scored);
+    losses.push(loss.loss);
     tokens += T;
-    o.onStep?.({ step, loss: nll / scored, lr, gradNorm, tokens: T, seconds: (performance.now() - t0) / 1000 });
+    o.onStep?.({ step, loss: loss.loss, lr, gradNorm, tokens: T, seconds: (performance.now() - t0) / 1000 });
   }
   const trainSeconds = (performance.now() - started) / 1000;
 
