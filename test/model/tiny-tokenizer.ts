@@ -22,6 +22,16 @@ export const CHATML =
 
 export const TINY = { he: 256, ll: 257, hell: 258, spaceW: 259, endoftext: 260, imStart: 261, imEnd: 262, vocab: 263 };
 
+/**
+ * The ids of a one-turn ChatML prompt spelled out by hand (<|im_start|>user\nTEXT<|im_end|>\n
+ * <|im_start|>assistant\n; plain text is one byte-level token per byte here), independent of the
+ * chat template under test.
+ */
+export function chatPromptIds(user: string): number[] {
+  const b = (t: string) => [...Buffer.from(t)];
+  return [TINY.imStart, ...b(`user\n${user}`), TINY.imEnd, ...b('\n'), TINY.imStart, ...b('assistant\n')];
+}
+
 export function tinyTokenizerFiles(): {
   tokenizerJson: Record<string, unknown>;
   tokenizerConfig: Record<string, unknown>;

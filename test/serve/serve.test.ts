@@ -14,7 +14,7 @@ import { Qwen2Model } from '../../src/model/qwen2.ts';
 import { SafetensorsFile } from '../../src/model/safetensors.ts';
 import { generate } from '../../src/rollout/sampler.ts';
 import { Rng } from '../../src/util/rng.ts';
-import { TINY, writeTinyTokenizer } from '../model/tiny-tokenizer.ts';
+import { chatPromptIds, writeTinyTokenizer } from '../model/tiny-tokenizer.ts';
 import { fixture, post, red, startServer, type Served } from './helpers.ts';
 
 const FIX = fixture('qwen2-tiny-tied');
@@ -123,8 +123,7 @@ test('chat completions go through the chat template; streaming gives the same te
       max_tokens: 6,
       temperature: 0,
     });
-    const b = (t: string) => [...Buffer.from(t)];
-    const ids = [TINY.imStart, ...b('user\nhi'), TINY.imEnd, ...b('\n'), TINY.imStart, ...b('assistant\n')];
+    const ids = chatPromptIds('hi');
     const g = red([
       'generate',
       '--model',
