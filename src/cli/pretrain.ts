@@ -1,6 +1,7 @@
 // `red pretrain`: trains the tiny base model of the built-in task from scratch (short solutions
 // plus a small share of teacher traces, easy-skewed curriculum) and saves it as a Hugging Face model folder with its tokenizer.
 import type { Command } from 'commander';
+import { parsePrecision } from '../engine/precision.ts';
 import { fail } from '../util/errors.ts';
 
 interface PretrainCliOptions {
@@ -12,6 +13,8 @@ interface PretrainCliOptions {
   quick: boolean;
   evalPerLevel?: string;
   backend?: string;
+  precision?: string;
+  saveDtype?: string;
 }
 
 function parseNumber(name: string, value: string | undefined, integer: boolean): number | undefined {
@@ -36,6 +39,8 @@ export function registerPretrain(program: Command): void {
     .option('--eval-per-level <n>', 'held-out problems per level sampled at the end (0 = skip)')
     .option('--quick', 'a much smaller model and a short run (smoke test)', false)
     .option('--backend <name>', 'auto, native or reference (default auto)')
+    .option('--precision <name>', 'fp32, or bf16: mixed precision (fp32 master weights, bf16 GEMMs) (default fp32)')
+    .option('--save-dtype <dtype>', 'dtype of the saved model.safetensors: fp32 or bf16 (default fp32)')
     .action(async (opts: PretrainCliOptions) => {
       const { pretrain, PRETRAIN_DEFAULTS, PRETRAIN_QUICK } = await import('../train/pretrain.ts');
       const backend = opts.backend;
@@ -57,6 +62,8 @@ export function registerPretrain(program: Command): void {
         lr: set(parseNumber('lr', opts.lr, false), base.lr),
         evalPerLevel: set(parseNumber('eval-per-level', opts.evalPerLevel, true), base.evalPerLevel),
         backend,
+        precision: parsePrecision(opts.precision, '--precision'),
+        saveDtype: parsePrecision(opts.saveDtype, '--save-dtype'),
         onStep: (s) => {
           if (s.step % every === 0 || s.step === 1 || s.step === steps) {
             const elapsed = (performance.now() - started) / 1000;

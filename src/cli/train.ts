@@ -12,6 +12,7 @@ interface TrainCliOptions {
   maxSteps?: number;
   resume: boolean;
   force: boolean;
+  saveDtype?: string;
 }
 
 export function registerTrain(program: Command): void {
@@ -38,6 +39,10 @@ export function registerTrain(program: Command): void {
         return n;
       },
     )
+    .option(
+      '--save-dtype <dtype>',
+      "dtype of the checkpoints' model.safetensors: fp32 or bf16 (the fp32 master weights are kept beside it for --resume); sets checkpoint.saveDtype",
+    )
     .option('--resume', 'continue from the newest complete checkpoint in DIR', false)
     .option(
       '--force',
@@ -50,7 +55,8 @@ export function registerTrain(program: Command): void {
         config: opts.config,
         out: opts.out,
         method: opts.method,
-        sets: opts.set,
+        // A shortcut for the config key, validated with the rest of the config (one error path).
+        sets: opts.saveDtype === undefined ? opts.set : [...opts.set, `checkpoint.saveDtype=${opts.saveDtype}`],
         maxSteps: opts.maxSteps,
         resume: opts.resume,
         force: opts.force,

@@ -151,6 +151,25 @@ export function writeF32Tensors(file: string, tensors: Record<string, Float32Arr
   );
 }
 
+/**
+ * A checkpoint saved in bf16 (checkpoint.saveDtype) keeps the fp32 master weights here, beside its
+ * model.safetensors, so --resume continues from the exact weights rather than their bf16 rounding.
+ */
+export const MASTER_WEIGHTS_FILE = 'master.safetensors';
+
+export function writeMasterWeights(dir: string, params: Float32Array): void {
+  writeF32Tensors(path.join(dir, MASTER_WEIGHTS_FILE), { params });
+}
+
+/** The checkpoint's fp32 master weights, or null when it has none (it was saved in fp32). */
+export function readMasterWeights(dir: string): Float32Array | null {
+  const file = path.join(dir, MASTER_WEIGHTS_FILE);
+  if (!existsSync(file)) return null;
+  const { params } = readF32Tensors(file);
+  if (!params) fail(`${file}: expected one tensor "params" (the flat fp32 master weights)`);
+  return params;
+}
+
 interface TensorHeader {
   dtype: string;
   shape: number[];

@@ -203,6 +203,12 @@ export const checkpointSchema = z.strictObject({
     .default(50)
     .describe('Write a checkpoint every this many steps (and at the end, on --max-steps and on Ctrl-C).'),
   keep: positiveInt().default(3).describe('Keep the newest K checkpoints.'),
+  saveDtype: z
+    .enum(['fp32', 'bf16'])
+    .default('fp32')
+    .describe(
+      "The dtype of each checkpoint's model.safetensors (`red train --save-dtype`): fp32, the training model's own, or bf16 (half the size, as Qwen2.5 ships); with bf16 the fp32 master weights go to master.safetensors beside it, so --resume stays exact.",
+    ),
 });
 
 export const logSchema = z.strictObject({

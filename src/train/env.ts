@@ -14,8 +14,8 @@ export interface TrainerModel {
   /** Accumulates d/dθ Σ_t (coefLogprob_t·logprob_t + coefEntropy_t·entropy_t) of the last forward. */
   backward(coefLogprob: Float32Array, coefEntropy: Float32Array): void;
   zeroGrad(): void;
-  /** Writes a Hugging Face model folder (config, weights, tokenizer files). */
-  save(dir: string): void;
+  /** Writes a Hugging Face model folder (config, weights in `dtype`, tokenizer files). */
+  save(dir: string, dtype: 'fp32' | 'bf16'): void;
 }
 
 export interface OptimizerState {

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Backend } from '../engine/backend.ts';
 import { getBackend, type BackendPreference } from '../engine/index.ts';
+import type { Precision } from '../engine/precision.ts';
 import { EpochIterator } from '../data/dataset.ts';
 import { generateProblems, LEVELS, type Level, type Problem } from '../data/task/problems.ts';
 import { PromptEncoder, pretrainDocuments } from '../data/task/documents.ts';
@@ -65,6 +66,10 @@ export interface PretrainOptions {
   /** Samples per evaluation problem at temperature 1 (the RL rollout setting). */
   evalSamples: number;
   backend?: BackendPreference | Backend;
+  /** bf16: mixed precision (GEMMs on a bf16 copy of the fp32 master weights); default fp32. */
+  precision?: Precision;
+  /** The dtype of the saved model.safetensors; default fp32. */
+  saveDtype?: Precision;
   /** Called after every step. */
   onStep?: (info: PretrainStep) => void;
 }
@@ -170,6 +175,7 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
   const tok = new Tokenizer({ ...tokFiles, generationConfig: {}, source: 'built-in tokenizer' });
   const config = parseConfig(tinyConfigJson(o.model, tok.vocabSize), 'tiny model config');
   const model = Qwen2Model.init(config, o.seed, { backend });
+  model.setComputePrecision(o.precision ?? 'fp32');
   const optim = new AdamW(backend, model.params, model.grads, model.layout, {
     ...ADAMW_DEFAULTS,
     weightDecay: o.weightDecay,
@@ -217,7 +223,7 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
     writeBuiltinTokenizer(staging);
     writeJsonAtomic(path.join(staging, 'pretrain.json'), {
       note: 'red pretrain: tiny base model of the built-in task (short solutions + a traceShare of teacher traces)',
-      options: { ...o, onStep: undefined, backend: backend.name },
+      options: { ...o, onStep: undefined, backend: backend.name, precision: o.precision ?? 'fp32' },
       parameters: model.params.length,
       final_loss: losses.at(-1),
       losses,
@@ -229,7 +235,7 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
       pad_token_id: BUILTIN_IDS.endoftext,
     };
     model.sourceDir = staging;
-    model.save(o.out);
+    model.save(o.out, o.saveDtype ?? 'fp32');
   } finally {
     rmSync(staging, { recursive: true, force: true });
   }

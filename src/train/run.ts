@@ -25,6 +25,7 @@ import {
   resolveTrainConfig,
   type TrainConfig,
 } from './config.ts';
+import { readMasterWeights } from './checkpoint.ts';
 import { createProgress, type Progress } from './metrics.ts';
 import { AdamW, clipGradNorm } from './optimizer.ts';
 import { prepareRunFolder } from './runfolder.ts';
@@ -277,7 +278,8 @@ export async function buildEnv(config: TrainConfig, needsReference: boolean, out
     decode: (ids) => tokenizer.decode(ids),
     eosId,
     examples: data.examples,
-    loadWeights: (dir) => readWeights(dir, model.layout, model.config, (x, n) => backend.sumSquares(x, n)),
+    loadWeights: (dir) =>
+      readMasterWeights(dir) ?? readWeights(dir, model.layout, model.config, (x, n) => backend.sumSquares(x, n)),
     skippedRows: data.skipped,
   };
 }

@@ -23,6 +23,7 @@ import {
   readStateJson,
   TRAINER_STATE_FILE,
   writeF32Tensors,
+  writeMasterWeights,
   writeStateJson,
 } from './checkpoint.ts';
 import type { TrainConfig } from './config.ts';
@@ -392,7 +393,9 @@ export class Trainer {
     // At a stage transition the next stage starts with fresh moments: none are written.
     const atStageStart = this.state.stage !== st.index;
     const dir = await this.checkpoints.save(this.state.step, (tmp) => {
-      this.env.model.save(tmp);
+      const dtype = this.s.config.checkpoint.saveDtype;
+      this.env.model.save(tmp, dtype);
+      if (dtype === 'bf16') writeMasterWeights(tmp, this.env.model.params);
       const optimizers: string[] = [];
       if (!atStageStart) {
         writeOptimizer(path.join(tmp, 'optimizer.safetensors'), st.optimizer.state());

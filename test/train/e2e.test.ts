@@ -4,7 +4,7 @@
 // checkpoints and exits cleanly.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,6 +14,7 @@ import { runTrain } from '../../src/train/run.ts';
 import { createProgress } from '../../src/train/metrics.ts';
 import { Qwen2Model } from '../../src/model/qwen2.ts';
 import { referenceBackend } from '../../src/engine/reference.ts';
+import { MASTER_WEIGHTS_FILE, readF32Tensors } from '../../src/train/checkpoint.ts';
 import { writeTinySetup } from './tiny.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
@@ -198,6 +199,37 @@ test('micro-batches accumulate the same gradient norm as the whole batch (real m
   const micro = await params(['optim.microBatchTokens=60']);
   assert.ok(Number.isFinite(whole) && whole > 0);
   assert.ok(Math.abs(whole - micro) <= 1e-5 * whole, `grad norm ${whole} (whole batch) vs ${micro} (micro-batches)`);
+});
+
+test('checkpoint.saveDtype bf16: BF16 weights (read by Python), fp32 masters beside them, exact resume', async () => {
+  const sets = ['checkpoint.saveDtype=bf16'];
+  const straight = out();
+  await runTrain({ config: config(), out: straight, method: 'grpo', sets, maxSteps: 3, resume: false }, quiet);
+  const split = out();
+  await runTrain({ config: config(), out: split, method: 'grpo', sets, maxSteps: 1, resume: false }, quiet);
+  await runTrain({ config: config(), out: split, method: 'grpo', sets, maxSteps: 3, resume: true }, quiet);
+  const step3 = (dir: string) => path.join(dir, 'checkpoints', 'step-3');
+  // Python's own JSON and struct read the header: every tensor BF16, 2 bytes per element.
+  const py = spawnSync('python3', [
+    '-c',
+    `import json, struct, sys
+f = open(sys.argv[1], 'rb'); n = struct.unpack('<Q', f.read(8))[0]; h = json.loads(f.read(n))
+bad = [k for k, v in h.items() if k != '__metadata__' and (v['dtype'] != 'BF16' or v['data_offsets'][1] - v['data_offsets'][0] != 2 * max(1, __import__('math').prod(v['shape'])))]
+print(len(h) - ('__metadata__' in h), 'tensors;', 'bad:', bad)`,
+    path.join(step3(straight), 'model.safetensors'),
+  ]);
+  assert.equal(py.status, 0, String(py.stderr));
+  assert.match(String(py.stdout), /^[1-9]\d* tensors; bad: \[\]/);
+  // Resumed from the fp32 masters, not from their bf16 rounding: bit-identical to the straight run.
+  const masters = (dir: string) => readF32Tensors(path.join(step3(dir), MASTER_WEIGHTS_FILE)).params;
+  assert.deepEqual(masters(split), masters(straight));
+  // The BF16 folder loads as a model, its weights the masters rounded.
+  const m = await Qwen2Model.load(step3(straight), { backend: referenceBackend });
+  const want = masters(straight);
+  let worst = 0;
+  for (let i = 0; i < want.length; i++)
+    worst = Math.max(worst, Math.abs(m.params[i] - want[i]) / (Math.abs(want[i]) + 1e-30));
+  assert.ok(worst > 0 && worst <= 2 ** -8, `bf16 rounding: largest relative change ${worst}`);
 });
 
 test('sft lowers the token-mean NLL of a fixed batch', async () => {
