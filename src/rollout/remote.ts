@@ -1,8 +1,10 @@
 // Rollouts on inference servers the trainer does not own (red serve, SGLang, vLLM): prompts go out
 // as token ids, one request per prompt with n samples; token ids and their logprobs (the behaviour
 // policy) come back. Requests go to the server with the least outstanding work; a failed, timed-out
-// or malformed answer is retried on another server a bounded number of times, then the step stops
-// with one clear error. Weight sync asks every server to load a folder and checks the version.
+// or malformed answer is retried on another server a bounded number of times (after a wait when the
+// server said it is busy: HTTP 429/5xx, honouring Retry-After), then the step stops with one clear
+// error; a request the server refuses as malformed (any other 4xx) stops at once. Weight sync asks
+// every server to load a folder and checks the version.
 import { fail } from '../util/errors.ts';
 
 export type RemoteApi = 'openai' | 'sglang';
@@ -45,14 +47,30 @@ interface Server {
   down: boolean;
 }
 
-/** A request that failed in a way worth retrying elsewhere; `down`: the server did not answer at all. */
+/**
+ * A request that failed in a way worth retrying; `down`: the server did not answer at all;
+ * `busy`: it answered HTTP 429 or 5xx, so the next try waits (its Retry-After in seconds, when it
+ * gave one, else a doubling backoff).
+ */
 class AttemptError extends Error {
   constructor(
     message: string,
     readonly down = false,
+    readonly busy: { retryAfterS: number | null } | null = null,
   ) {
     super(message);
   }
+}
+
+/** The longest wait for a busy server before the next try (a longer Retry-After is capped). */
+const MAX_BACKOFF_S = 30;
+
+/** A Retry-After header in seconds (it may be a number of seconds or an HTTP date); null when absent or unreadable. */
+function retryAfterSeconds(r: Response): number | null {
+  const header = r.headers.get('retry-after');
+  if (header === null) return null;
+  const s = /^\d+(\.\d+)?$/.test(header.trim()) ? Number(header) : (Date.parse(header) - Date.now()) / 1000;
+  return Number.isFinite(s) ? Math.max(0, s) : null;
 }
 
 export class RemoteRollouts {
@@ -117,6 +135,10 @@ export class RemoteRollouts {
         if (err.down && !s.down) {
           s.down = true;
           this.o.log?.(`rollout: ${s.url} does not answer (${err.message}); using the other servers`);
+        }
+        if (err.busy && attempt + 1 < this.o.maxAttempts) {
+          const waitS = Math.min(err.busy.retryAfterS ?? 0.5 * 2 ** attempt, MAX_BACKOFF_S);
+          await new Promise((r) => setTimeout(r, waitS * 1000));
         }
       } finally {
         s.outstanding -= work;
@@ -204,7 +226,18 @@ export class RemoteRollouts {
     } catch (err) {
       throw new AttemptError(`the answer broke off (${cause(err)})`, true);
     }
-    if (!r.ok) throw new AttemptError(`HTTP ${r.status} ${text.slice(0, 200)}`);
+    if (!r.ok) {
+      const what = `HTTP ${r.status} ${text.slice(0, 200)}`;
+      // 429 and 5xx: busy or broken for now, worth another try after a wait. Any other 4xx: the
+      // request itself is wrong, and every server would say the same.
+      if (r.status === 429 || r.status >= 500)
+        throw new AttemptError(what, false, { retryAfterS: retryAfterSeconds(r) });
+      if (r.status !== 408)
+        fail(
+          `rollout: ${s.url}${route} refused the request (${what}); check that rollout.api (${this.o.api}) is the API this server speaks`,
+        );
+      throw new AttemptError(what);
+    }
     try {
       return JSON.parse(text);
     } catch {

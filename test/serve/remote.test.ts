@@ -229,6 +229,50 @@ test('a server that answers garbage: retried, then one clear error; with a good 
   }
 });
 
+test('a busy server (HTTP 503, Retry-After) is waited for and retried; a refused request (HTTP 400) stops at once', async () => {
+  const seen: number[] = [];
+  let refuse = false;
+  // Busy twice, then a proxy to a real server; in refuse mode every request is a 400.
+  const front = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    seen.push(performance.now());
+    if (refuse) {
+      res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"unknown field n"}');
+    } else if (seen.length <= 2) {
+      res.writeHead(503, { 'retry-after': '1' }).end('overloaded');
+    } else {
+      const r = await fetch(`${a.url}${req.url}`, { method: 'POST', body: Buffer.concat(chunks) });
+      res.writeHead(r.status, { 'content-type': 'application/json' }).end(await r.text());
+    }
+  });
+  await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(front.address() as AddressInfo).port}`;
+  try {
+    const busy = new RemoteRollouts({ servers: [url], api: 'openai', maxAttempts: 3, timeoutS: 30 });
+    const rows = await busy.generate([[1, 2, 3]], { ...request, maxTokens: 4 });
+    assert.equal(rows[0].length, 4);
+    assert.equal(seen.length, 3);
+    for (const i of [1, 2]) {
+      const gap = seen[i] - seen[i - 1];
+      assert.ok(gap >= 950, `try ${i + 1} came ${gap.toFixed(0)} ms after the busy answer; Retry-After asked 1 s`);
+    }
+    refuse = true;
+    seen.length = 0;
+    const refused = new RemoteRollouts({ servers: [url], api: 'openai', maxAttempts: 3, timeoutS: 30 });
+    await assert.rejects(refused.generate([[1, 2, 3]], { ...request, maxTokens: 4 }), (err: Error) => {
+      assert.equal(
+        err.message,
+        `rollout: ${url}/v1/completions refused the request (HTTP 400 {"error":"unknown field n"}); check that rollout.api (openai) is the API this server speaks`,
+      );
+      return true;
+    });
+    assert.equal(seen.length, 1, 'a refused request is not sent again');
+  } finally {
+    front.close();
+  }
+});
+
 test('TIS weights: min(π_old/π_rollout, C) per online token, and the mismatch metrics', () => {
   const members = [
     {
