@@ -78,114 +78,128 @@ export function registerGenerate(program: Command): void {
       'fp32, or bf16: weights in bfloat16, GEMMs accumulating in fp32 (faster where the CPU has avx512_bf16)',
       'fp32',
     )
-    .action(async (opts: GenerateOptions) => {
-      const [{ Qwen2Model }, { getBackend }, tk, { generate }, { parsePrecision }] = await Promise.all([
-        import('../model/qwen2.ts'),
-        import('../engine/index.ts'),
-        import('../model/tokenizer.ts'),
-        import('../rollout/sampler.ts'),
-        import('../engine/precision.ts'),
-      ]);
-      const precision = parsePrecision(opts.precision, '--precision');
-      if ((opts.prompt === undefined) === (opts.promptIds === undefined))
-        fail('give exactly one of --prompt TEXT or --prompt-ids 1,2,3');
-      if (opts.chat && opts.prompt === undefined) fail('--chat needs --prompt TEXT');
-      const backend = getBackend(opts.backend);
-      opts.model = await (await import('../hub/snapshot.ts')).resolveModelPath(opts.model, '--model');
-      const model = await Qwen2Model.load(opts.model, { backend, precision });
-      const V = model.config.vocabSize;
-      // A text prompt needs the tokenizer (loadTokenizer fails clearly without one); with ids,
-      // a tokenizer is still used for the output text when the folder has one.
-      const tokenizer =
-        opts.prompt !== undefined || tk.hasTokenizer(opts.model)
-          ? tk.loadTokenizer(opts.model, V, 'give the prompt as token ids (--prompt-ids) instead')
-          : undefined;
-      if (opts.chat && !tokenizer!.hasChatTemplate)
-        fail(
-          `${opts.model}: tokenizer_config.json has no chat_template; drop --chat (the prompt is then used as it is), or use a chat model`,
-        );
-      let prompt: number[];
-      if (opts.promptIds !== undefined) prompt = parseIdList(opts.promptIds, '--prompt-ids');
-      else {
-        const text = opts.chat
-          ? tokenizer!.applyChatTemplate(
-              [
-                ...(opts.system ? [{ role: 'system' as const, content: opts.system }] : []),
-                { role: 'user', content: opts.prompt! },
-              ],
-              true,
-            )
-          : opts.prompt!;
-        prompt = tokenizer!.encode(text);
-        if (prompt.length === 0) fail('--prompt encodes to no tokens');
-      }
-      const eosIds = [...new Set([...tk.eosIdsOf(opts.model), ...(tokenizer?.eosIds ?? [])])];
-      if (opts.stop.length > 0 && !tokenizer) fail(`--stop needs a tokenizer, and ${opts.model} has no tokenizer.json`);
+    .action(generateAction);
+}
 
-      // Streaming: with one sample on a terminal, print text as it grows (held back while the
-      // last token ends inside a multi-byte character).
-      const stream = !opts.json && opts.n === 1;
-      const streamed: number[] = [];
-      let printed = '';
-      const onToken = stream
-        ? (_p: number, _s: number, id: number) => {
-            streamed.push(id);
-            if (!tokenizer) {
-              process.stdout.write(`${streamed.length > 1 ? ' ' : ''}${id}`);
-              return;
-            }
-            const text = tokenizer.decode(streamed);
-            if (text.endsWith('\uFFFD') || !text.startsWith(printed)) return;
-            process.stdout.write(text.slice(printed.length));
-            printed = text;
-          }
-        : undefined;
-      const started = performance.now();
-      const [samples] = await generate(
-        model,
-        [prompt],
-        {
-          n: opts.n,
-          temperature: opts.temperature,
-          topP: opts.topP,
-          topK: opts.topK,
-          maxTokens: opts.maxTokens,
-          seed: opts.seed,
-          eosIds,
-          stopStrings: opts.stop,
-          tokenizer,
-          onToken,
-        },
-        (_p, j, s) => {
-          if (opts.json) {
-            console.log(
-              JSON.stringify({
-                index: j,
-                ids: s.ids,
-                text: s.text ?? null,
-                logprobs: s.logprobs,
-                finish_reason: s.finishReason,
-              }),
-            );
-          } else if (!stream) {
-            console.log(`--- sample ${j} (${s.finishReason}, ${s.ids.length} tokens) ---`);
-            console.log(s.text ?? s.ids.join(' '));
-          }
-        },
-      );
-      const seconds = (performance.now() - started) / 1000;
-      const tokens = samples.reduce((a, s) => a + s.ids.length, 0);
-      if (stream) {
-        const s = samples[0];
-        // the final text may differ from the streamed one (stop string cut, trailing partial character)
-        if (s.text !== undefined && s.text.startsWith(printed)) process.stdout.write(s.text.slice(printed.length));
-        process.stdout.write('\n');
-      }
-      if (!opts.json) {
-        process.stderr.write(
-          `[${tokens} tokens in ${seconds.toFixed(2)} s, ${(tokens / seconds).toFixed(1)} tok/s, ${backend.name} backend` +
-            `${stream ? `, finish: ${samples[0].finishReason}` : ''}]\n`,
+async function generateAction(opts: GenerateOptions): Promise<void> {
+  const [{ Qwen2Model }, { getBackend }, tk, { generate }, { parsePrecision }] = await Promise.all([
+    import('../model/qwen2.ts'),
+    import('../engine/index.ts'),
+    import('../model/tokenizer.ts'),
+    import('../rollout/sampler.ts'),
+    import('../engine/precision.ts'),
+  ]);
+  const precision = parsePrecision(opts.precision, '--precision');
+  if ((opts.prompt === undefined) === (opts.promptIds === undefined))
+    fail('give exactly one of --prompt TEXT or --prompt-ids 1,2,3');
+  if (opts.chat && opts.prompt === undefined) fail('--chat needs --prompt TEXT');
+  const backend = getBackend(opts.backend);
+  opts.model = await (await import('../hub/snapshot.ts')).resolveModelPath(opts.model, '--model');
+  const model = await Qwen2Model.load(opts.model, { backend, precision });
+  // A text prompt needs the tokenizer (loadTokenizer fails clearly without one); with ids,
+  // a tokenizer is still used for the output text when the folder has one.
+  const tokenizer =
+    opts.prompt !== undefined || tk.hasTokenizer(opts.model)
+      ? tk.loadTokenizer(opts.model, model.config.vocabSize, 'give the prompt as token ids (--prompt-ids) instead')
+      : undefined;
+  const prompt = promptIds(opts, tokenizer);
+  const eosIds = [...new Set([...tk.eosIdsOf(opts.model), ...(tokenizer?.eosIds ?? [])])];
+  if (opts.stop.length > 0 && !tokenizer) fail(`--stop needs a tokenizer, and ${opts.model} has no tokenizer.json`);
+
+  // Streaming: with one sample and no --json, text is printed as it grows.
+  const stream = !opts.json && opts.n === 1 ? new StreamPrinter(tokenizer) : null;
+  const started = performance.now();
+  const [samples] = await generate(
+    model,
+    [prompt],
+    {
+      n: opts.n,
+      temperature: opts.temperature,
+      topP: opts.topP,
+      topK: opts.topK,
+      maxTokens: opts.maxTokens,
+      seed: opts.seed,
+      eosIds,
+      stopStrings: opts.stop,
+      tokenizer,
+      onToken: stream ? (_p, _s, id) => stream.token(id) : undefined,
+    },
+    (_p, j, s) => {
+      if (opts.json)
+        console.log(
+          JSON.stringify({
+            index: j,
+            ids: s.ids,
+            text: s.text ?? null,
+            logprobs: s.logprobs,
+            finish_reason: s.finishReason,
+          }),
         );
+      else if (!stream) {
+        console.log(`--- sample ${j} (${s.finishReason}, ${s.ids.length} tokens) ---`);
+        console.log(s.text ?? s.ids.join(' '));
       }
-    });
+    },
+  );
+  const seconds = (performance.now() - started) / 1000;
+  const tokens = samples.reduce((a, s) => a + s.ids.length, 0);
+  stream?.finish(samples[0].text);
+  if (!opts.json) {
+    process.stderr.write(
+      `[${tokens} tokens in ${seconds.toFixed(2)} s, ${(tokens / seconds).toFixed(1)} tok/s, ${backend.name} backend` +
+        `${stream ? `, finish: ${samples[0].finishReason}` : ''}]\n`,
+    );
+  }
+}
+
+/** What the prompt options need of a tokenizer. */
+interface PromptTokenizer {
+  hasChatTemplate: boolean;
+  applyChatTemplate(messages: { role: 'system' | 'user'; content: string }[], addGenerationPrompt: boolean): string;
+  encode(text: string): number[];
+}
+
+/** The prompt's token ids: --prompt-ids as given, or --prompt encoded (through the chat template with --chat). */
+function promptIds(opts: GenerateOptions, tokenizer: PromptTokenizer | undefined): number[] {
+  if (opts.promptIds !== undefined) return parseIdList(opts.promptIds, '--prompt-ids');
+  if (opts.chat && !tokenizer!.hasChatTemplate)
+    fail(
+      `${opts.model}: tokenizer_config.json has no chat_template; drop --chat (the prompt is then used as it is), or use a chat model`,
+    );
+  const system = opts.system ? [{ role: 'system' as const, content: opts.system }] : [];
+  const text = opts.chat
+    ? tokenizer!.applyChatTemplate([...system, { role: 'user', content: opts.prompt! }], true)
+    : opts.prompt!;
+  const ids = tokenizer!.encode(text);
+  if (ids.length === 0) fail('--prompt encodes to no tokens');
+  return ids;
+}
+
+/**
+ * Prints one sample's text as it grows, holding it back while the last token ends inside a
+ * multi-byte character; without a tokenizer, the ids.
+ */
+class StreamPrinter {
+  private readonly ids: number[] = [];
+  private printed = '';
+
+  constructor(private readonly tokenizer: { decode(ids: number[]): string } | undefined) {}
+
+  token(id: number): void {
+    this.ids.push(id);
+    if (!this.tokenizer) {
+      process.stdout.write(`${this.ids.length > 1 ? ' ' : ''}${id}`);
+      return;
+    }
+    const text = this.tokenizer.decode(this.ids);
+    if (text.endsWith('\uFFFD') || !text.startsWith(this.printed)) return;
+    process.stdout.write(text.slice(this.printed.length));
+    this.printed = text;
+  }
+
+  /** The final text may differ from the streamed one (a stop string cut, a trailing partial character). */
+  finish(text: string | undefined): void {
+    if (text !== undefined && text.startsWith(this.printed)) process.stdout.write(text.slice(this.printed.length));
+    process.stdout.write('\n');
+  }
 }
