@@ -1,6 +1,7 @@
 // `red eval`: the paper's evaluation protocol on its benchmarks (or any JSONL/Parquet file),
 // resumable, writing results.json/.md, samples.jsonl and the pass@k chart; and
 // `red eval --compare DIR…`: several evaluated models side by side in one Markdown table.
+import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { fail } from '../util/errors.ts';
 
@@ -111,86 +112,21 @@ async function evalAction(opts: EvalCliOptions): Promise<void> {
   if (!opts.model) fail('--model is required (or use --compare)');
   if (!opts.out) fail('--out is required');
   const path = await import('node:path');
-  const { existsSync, readFileSync } = await import('node:fs');
-  const { resolveBenchmark, loadBenchmark, benchmarkPath } = await import('../eval/benchmarks.ts');
-  const { PROMPT_STYLES, samplingFor } = await import('../eval/protocol.ts');
+  const { PROMPT_STYLES } = await import('../eval/protocol.ts');
   const { runEval } = await import('../eval/run.ts');
   const { writePasskChart } = await import('../report/passk.ts');
-  const prompt = PROMPT_STYLES.find((p) => p === opts.prompt);
-  if (!prompt) fail(`--prompt must be one of ${PROMPT_STYLES.join(', ')}, got '${opts.prompt}'`);
-  const names = opts.benchmarks
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
-  if (names.length === 0) fail('--benchmarks is empty');
-  const fields = {
-    problem: opts.problemField,
-    answer: opts.answerField,
-    level: opts.levelField,
-    ...(opts.idField ? { id: opts.idField } : {}),
-  };
-  const overrides = {
-    ...(opts.n !== undefined ? { n: opts.n } : {}),
-    ...(opts.temperature !== undefined ? { temperature: opts.temperature } : {}),
-    ...(opts.topP !== undefined ? { topP: opts.topP } : {}),
-    ...(opts.maxTokens !== undefined ? { maxTokens: opts.maxTokens } : {}),
-  };
-  const hub = await import('../hub/snapshot.ts');
-  const dataDir = opts.data === undefined ? undefined : await hub.resolveDataDir(opts.data, '--data');
-  const jobs = [];
-  const seen = new Set<string>();
-  for (const arg of names) {
-    let spec = resolveBenchmark(arg, fields);
-    if (seen.has(spec.name)) fail(`--benchmarks names '${spec.name}' twice`);
-    seen.add(spec.name);
-    if (benchmarkPath(spec, dataDir) === spec.file)
-      spec = { ...spec, file: await hub.resolveDataFile(spec.file, `--benchmarks ${spec.name}`) };
-    const file = benchmarkPath(spec, dataDir);
-    if (!existsSync(file))
-      fail(
-        `${file}: benchmark file not found${opts.data ? ` (is --data ${opts.data} the folder holding ${path.basename(file)}?)` : ''}`,
-      );
-    jobs.push({
-      spec,
-      file,
-      problems: await loadBenchmark(spec, dataDir, opts.limit),
-      sampling: samplingFor(spec, overrides),
-    });
-  }
-
-  const { Qwen2Model } = await import('../model/qwen2.ts');
-  const { loadTokenizer } = await import('../model/tokenizer.ts');
-  const { getBackend } = await import('../engine/index.ts');
   const { samplerGenerator, mathVerifier } = await import('../eval/generator.ts');
   const { newGenerateStats } = await import('../rollout/sampler.ts');
-  const backendPref =
-    opts.backend === 'auto' || opts.backend === 'native' || opts.backend === 'reference'
-      ? opts.backend
-      : fail(`--backend must be auto, native or reference, got '${opts.backend}'`);
-  const { parsePrecision } = await import('../engine/precision.ts');
-  const precision = parsePrecision(opts.precision, '--precision');
-  const modelDir = await hub.resolveModelPath(opts.model, '--model');
-  const model = await Qwen2Model.load(modelDir, { backend: getBackend(backendPref), precision });
-  const tokenizer = loadTokenizer(modelDir, model.config.vocabSize);
-  if (prompt === 'qwen-boxed' && !tokenizer.hasChatTemplate)
-    fail(
-      `${opts.model}: tokenizer_config.json has no chat_template, which --prompt qwen-boxed needs; use --prompt raw (the problem text alone), or a chat model`,
-    );
+  const prompt = PROMPT_STYLES.find((p) => p === opts.prompt);
+  if (!prompt) fail(`--prompt must be one of ${PROMPT_STYLES.join(', ')}, got '${opts.prompt}'`);
+  const jobs = await benchmarkJobs(opts);
+  const { model, tokenizer } = await loadEvalModel(opts.model, opts, prompt === 'qwen-boxed');
   const stats = newGenerateStats();
   const generate = samplerGenerator({ model, tokenizer, maxBatch: opts.maxBatch, stats });
   const progress = await progressReporter();
-  // Ctrl-C: finished problems are already in samples.jsonl (appended chunk by chunk); say so.
   const onSigint = () => {
     progress.stop();
-    const file = path.join(opts.out!, 'samples.jsonl');
-    const saved = existsSync(file)
-      ? readFileSync(file, 'utf8')
-          .split('\n')
-          .filter((l) => l.trim() !== '').length
-      : 0;
-    process.stderr.write(
-      `\nred eval: interrupted; ${saved} finished problem(s) are kept in ${file}; run the same command to resume from there\n`,
-    );
+    interruptedNote(path.join(opts.out!, 'samples.jsonl'));
     process.exit(130);
   };
   process.once('SIGINT', onSigint);
@@ -227,6 +163,88 @@ async function evalAction(opts: EvalCliOptions): Promise<void> {
     progress.stop();
     await mathVerifier.close?.();
   }
+}
+
+/** Each --benchmarks entry resolved (registry name or file, Hub ids fetched), loaded, with its sampling protocol. */
+async function benchmarkJobs(opts: EvalCliOptions) {
+  const path = await import('node:path');
+  const { existsSync } = await import('node:fs');
+  const { resolveBenchmark, loadBenchmark, benchmarkPath } = await import('../eval/benchmarks.ts');
+  const { samplingFor } = await import('../eval/protocol.ts');
+  const hub = await import('../hub/snapshot.ts');
+  const names = opts.benchmarks
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (names.length === 0) fail('--benchmarks is empty');
+  const fields = {
+    problem: opts.problemField,
+    answer: opts.answerField,
+    level: opts.levelField,
+    ...(opts.idField ? { id: opts.idField } : {}),
+  };
+  const overrides = {
+    ...(opts.n !== undefined ? { n: opts.n } : {}),
+    ...(opts.temperature !== undefined ? { temperature: opts.temperature } : {}),
+    ...(opts.topP !== undefined ? { topP: opts.topP } : {}),
+    ...(opts.maxTokens !== undefined ? { maxTokens: opts.maxTokens } : {}),
+  };
+  const dataDir = opts.data === undefined ? undefined : await hub.resolveDataDir(opts.data, '--data');
+  const jobs = [];
+  const seen = new Set<string>();
+  for (const arg of names) {
+    let spec = resolveBenchmark(arg, fields);
+    if (seen.has(spec.name)) fail(`--benchmarks names '${spec.name}' twice`);
+    seen.add(spec.name);
+    if (benchmarkPath(spec, dataDir) === spec.file)
+      spec = { ...spec, file: await hub.resolveDataFile(spec.file, `--benchmarks ${spec.name}`) };
+    const file = benchmarkPath(spec, dataDir);
+    if (!existsSync(file))
+      fail(
+        `${file}: benchmark file not found${opts.data ? ` (is --data ${opts.data} the folder holding ${path.basename(file)}?)` : ''}`,
+      );
+    jobs.push({
+      spec,
+      file,
+      problems: await loadBenchmark(spec, dataDir, opts.limit),
+      sampling: samplingFor(spec, overrides),
+    });
+  }
+  return jobs;
+}
+
+/** The model (a folder or a Hub id) on the chosen backend and precision, and its tokenizer. */
+async function loadEvalModel(id: string, opts: EvalCliOptions, needsChatTemplate: boolean) {
+  const { Qwen2Model } = await import('../model/qwen2.ts');
+  const { loadTokenizer } = await import('../model/tokenizer.ts');
+  const { getBackend } = await import('../engine/index.ts');
+  const { parsePrecision } = await import('../engine/precision.ts');
+  const hub = await import('../hub/snapshot.ts');
+  const backendPref =
+    opts.backend === 'auto' || opts.backend === 'native' || opts.backend === 'reference'
+      ? opts.backend
+      : fail(`--backend must be auto, native or reference, got '${opts.backend}'`);
+  const precision = parsePrecision(opts.precision, '--precision');
+  const modelDir = await hub.resolveModelPath(id, '--model');
+  const model = await Qwen2Model.load(modelDir, { backend: getBackend(backendPref), precision });
+  const tokenizer = loadTokenizer(modelDir, model.config.vocabSize);
+  if (needsChatTemplate && !tokenizer.hasChatTemplate)
+    fail(
+      `${id}: tokenizer_config.json has no chat_template, which --prompt qwen-boxed needs; use --prompt raw (the problem text alone), or a chat model`,
+    );
+  return { model, tokenizer };
+}
+
+/** Ctrl-C: finished problems are already in samples.jsonl (appended chunk by chunk); say so. */
+function interruptedNote(file: string): void {
+  const saved = existsSync(file)
+    ? readFileSync(file, 'utf8')
+        .split('\n')
+        .filter((l) => l.trim() !== '').length
+    : 0;
+  process.stderr.write(
+    `\nred eval: interrupted; ${saved} finished problem(s) are kept in ${file}; run the same command to resume from there\n`,
+  );
 }
 
 /** A cli-progress bar over samples on a terminal; a plain line per finished chunk otherwise. */
