@@ -132,92 +132,15 @@ export class GroupCollector {
    * or groupFilter.maxFillAttempts draws were made (RED-SPEC "Group filtering").
    */
   async collect(step: number, timer: StepTimer): Promise<{ groups: StepGroup[]; metrics: Metrics }> {
-    const st = this.stage;
-    const o = st.options;
-    const cfg = this.config;
-    const G = cfg.rollout.groupSize;
-    const wanted = groupsPerStep(cfg, o);
+    const o = this.stage.options;
+    const wanted = groupsPerStep(this.config, o);
+    const tally = new StepTally();
     const kept: StepGroup[] = [];
     let draws = 0;
-    let drawnGroups = 0;
-    let droppedGroups = 0;
-    const online = { n: 0, acc: 0, reward: 0, rewardSq: 0, len: 0, clipped: 0 };
-    let bread = 0;
-    let generated = 0; // every sequence sampled this step, BREAD's prefix search included (compute)
     do {
       const examples = Array.from({ length: wanted - kept.length }, () => this.nextExample());
-      let samples: RolloutSample[][] = examples.map(() => []);
-      let accs: number[][] = examples.map(() => []);
-      if (o.onlineRollouts) {
-        const prompts = examples.map((e) => this.env.promptIds(e));
-        samples = await timer.time('rollout', () =>
-          this.env.generate(prompts, this.rolloutRequest(G, mixSeed(cfg.seed, step, draws))),
-        );
-        generated += prompts.length * G;
-        accs = await timer.time('reward', () => this.verifyGroups(examples, samples));
-      }
-      const groups: StepGroup[] = [];
-      for (let i = 0; i < examples.length; i++) {
-        const e = examples[i];
-        const promptIds = this.env.promptIds(e);
-        let members: Member[] = samples[i].map((s, j) => ({
-          group: 0,
-          promptIds,
-          responseIds: s.ids,
-          isOffline: false,
-          accuracy: accs[i][j],
-          reward: accs[i][j],
-          clipped: s.finishReason === 'length',
-          rolloutLogprobs: s.logprobs,
-        }));
-        // The step's rollout statistics describe the policy on its own: BREAD's branched
-        // continuations (helped by a teacher prefix) are not counted.
-        for (const mem of members) {
-          online.n++;
-          online.acc += mem.accuracy;
-          online.len += mem.responseIds.length;
-          online.clipped += mem.clipped ? 1 : 0;
-        }
-        const verifiedTrace = this.usesTraces() && this.hasVerifiedTrace(e);
-        if (o.onlineRollouts && isHardGroup(accs[i]) && verifiedTrace) {
-          st.hardQuestions?.add(e.id);
-          if (o.prefixSearch.enabled) {
-            const branched = await this.branchFromPrefix(e, step, draws, i, timer);
-            generated += branched.generated;
-            if (branched.members) {
-              members = branched.members;
-              bread++;
-            }
-          }
-        }
-        if ((o.offlineMember || !o.onlineRollouts) && verifiedTrace) members.push(this.offlineMember(e, 0));
-        groups.push({ example: e, members });
-      }
-      // Rewards R_i = acc_i + shaping; then filtering on the accuracies of all members.
+      const groups = await this.drawGroups(examples, step, draws, timer, tally);
       const flat = groups.flatMap((g, gi) => g.members.map((mem) => ({ mem, gi })));
-      const rewards = shapeRewards(
-        {
-          accuracies: flat.map((f) => f.mem.accuracy),
-          lengths: flat.map((f) => f.mem.responseIds.length),
-          isOffline: flat.map((f) => f.mem.isOffline),
-        },
-        o.overlong,
-        cfg.rollout.maxTokens,
-      );
-      flat.forEach((f, i) => {
-        f.mem.reward = rewards[i];
-      });
-      // reward/mean: the rollouts' shaped rewards (R = acc + shaping), by the same formula.
-      const own = samples.flat();
-      const ownRewards = shapeRewards(
-        { accuracies: accs.flat(), lengths: own.map((x) => x.ids.length), isOffline: own.map(() => false) },
-        o.overlong,
-        cfg.rollout.maxTokens,
-      );
-      for (const r of ownRewards) {
-        online.reward += r;
-        online.rewardSq += r * r;
-      }
       const { keep } = filterGroups(
         flat.map((f) => f.mem.accuracy),
         flat.map((f) => f.gi),
@@ -225,27 +148,90 @@ export class GroupCollector {
       );
       for (let g = 0; g < groups.length; g++)
         if (keep[g]) kept.push(groups[g]);
-        else droppedGroups++;
-      drawnGroups += groups.length;
+        else tally.droppedGroups++;
+      tally.drawnGroups += groups.length;
       draws++;
     } while (needsAnotherDraw(kept.length, wanted, draws, o.groupFilter.maxFillAttempts));
     kept.forEach((g, gi) => g.members.forEach((mem) => (mem.group = gi)));
-    const metrics: Metrics = {
-      'groups/kept': kept.length,
-      'groups/dropped_frac': drawnGroups ? droppedGroups / drawnGroups : 0,
-      'groups/draws': draws,
-      'rollouts/generated': generated,
-    };
-    if (online.n > 0) {
-      metrics['reward/mean'] = online.reward / online.n;
-      // population std over the step's rollouts
-      metrics['reward/std'] = Math.sqrt(Math.max(0, online.rewardSq / online.n - (online.reward / online.n) ** 2));
-      metrics['acc/mean'] = online.acc / online.n;
-      metrics['completions/mean_length'] = online.len / online.n;
-      metrics['completions/clipped_frac'] = online.clipped / online.n;
+    return { groups: kept, metrics: tally.metrics(kept.length, draws, o.prefixSearch.enabled) };
+  }
+
+  /**
+   * One draw: G rollouts per example (verified), BREAD's branching and ReLIFT's buffer on all-fail
+   * groups, the verified teacher trace where the method has an offline member, then every
+   * member's shaped reward R_i = acc_i + shaping.
+   */
+  private async drawGroups(
+    examples: TrainingExample[],
+    step: number,
+    draw: number,
+    timer: StepTimer,
+    tally: StepTally,
+  ): Promise<StepGroup[]> {
+    const o = this.stage.options;
+    const G = this.config.rollout.groupSize;
+    let samples: RolloutSample[][] = examples.map(() => []);
+    let accs: number[][] = examples.map(() => []);
+    if (o.onlineRollouts) {
+      const prompts = examples.map((e) => this.env.promptIds(e));
+      const request = this.rolloutRequest(G, mixSeed(this.config.seed, step, draw));
+      samples = await timer.time('rollout', () => this.env.generate(prompts, request));
+      tally.generated += prompts.length * G;
+      accs = await timer.time('reward', () => this.verifyGroups(examples, samples));
     }
-    if (o.prefixSearch.enabled) metrics['bread/branched_groups'] = bread;
-    return { groups: kept, metrics };
+    const groups: StepGroup[] = [];
+    for (let i = 0; i < examples.length; i++) {
+      const e = examples[i];
+      const promptIds = this.env.promptIds(e);
+      let members: Member[] = samples[i].map((s, j) => ({
+        group: 0,
+        promptIds,
+        responseIds: s.ids,
+        isOffline: false,
+        accuracy: accs[i][j],
+        reward: accs[i][j],
+        clipped: s.finishReason === 'length',
+        rolloutLogprobs: s.logprobs,
+      }));
+      // The rollout statistics describe the policy on its own (before BREAD's branching).
+      tally.addRollouts(members);
+      const verifiedTrace = this.usesTraces() && this.hasVerifiedTrace(e);
+      if (o.onlineRollouts && isHardGroup(accs[i]) && verifiedTrace) {
+        this.stage.hardQuestions?.add(e.id);
+        if (o.prefixSearch.enabled) {
+          const branched = await this.branchFromPrefix(e, step, draw, i, timer);
+          tally.generated += branched.generated;
+          if (branched.members) {
+            members = branched.members;
+            tally.branched++;
+          }
+        }
+      }
+      if ((o.offlineMember || !o.onlineRollouts) && verifiedTrace) members.push(this.offlineMember(e, 0));
+      groups.push({ example: e, members });
+    }
+    const all = groups.flatMap((g) => g.members);
+    const rewards = this.shapedRewards(all);
+    all.forEach((mem, k) => (mem.reward = rewards[k]));
+    // reward/mean: the rollouts' own shaped rewards (by the same formula).
+    tally.addRewards(this.shapedRewards(samples.flatMap((row, i) => this.asMembers(row, accs[i]))));
+    return groups;
+  }
+
+  private shapedRewards(members: Pick<Member, 'accuracy' | 'responseIds' | 'isOffline'>[]): Float64Array {
+    return shapeRewards(
+      {
+        accuracies: members.map((m) => m.accuracy),
+        lengths: members.map((m) => m.responseIds.length),
+        isOffline: members.map((m) => m.isOffline),
+      },
+      this.stage.options.overlong,
+      this.config.rollout.maxTokens,
+    );
+  }
+
+  private asMembers(row: RolloutSample[], accs: number[]): Pick<Member, 'accuracy' | 'responseIds' | 'isOffline'>[] {
+    return row.map((s, j) => ({ accuracy: accs[j], responseIds: s.ids, isOffline: false }));
   }
 
   private async verifyGroups(examples: TrainingExample[], samples: RolloutSample[][]): Promise<number[][]> {
@@ -304,5 +290,52 @@ export class GroupCollector {
       return accs.reduce((a, b) => a + b, 0) / accs.length;
     }, o.prefixSearch);
     return { members: tried.get(choice.segments) ?? null, generated: sampled };
+  }
+}
+
+/** What one step's draws add up to: its rollout statistics, group counts and compute. */
+class StepTally {
+  drawnGroups = 0;
+  droppedGroups = 0;
+  /** Every sequence sampled this step, BREAD's prefix search included (compute). */
+  generated = 0;
+  /** Groups BREAD replaced by continuations of a teacher prefix. */
+  branched = 0;
+  private readonly online = { n: 0, acc: 0, reward: 0, rewardSq: 0, len: 0, clipped: 0 };
+
+  addRollouts(members: Member[]): void {
+    for (const m of members) {
+      this.online.n++;
+      this.online.acc += m.accuracy;
+      this.online.len += m.responseIds.length;
+      this.online.clipped += m.clipped ? 1 : 0;
+    }
+  }
+
+  addRewards(rewards: ArrayLike<number>): void {
+    for (let i = 0; i < rewards.length; i++) {
+      const r = rewards[i];
+      this.online.reward += r;
+      this.online.rewardSq += r * r;
+    }
+  }
+
+  metrics(kept: number, draws: number, prefixSearch: boolean): Metrics {
+    const { n, acc, reward, rewardSq, len, clipped } = this.online;
+    const metrics: Metrics = {
+      'groups/kept': kept,
+      'groups/dropped_frac': this.drawnGroups ? this.droppedGroups / this.drawnGroups : 0,
+      'groups/draws': draws,
+      'rollouts/generated': this.generated,
+    };
+    if (n > 0) {
+      metrics['reward/mean'] = reward / n;
+      metrics['reward/std'] = Math.sqrt(Math.max(0, rewardSq / n - (reward / n) ** 2)); // population std
+      metrics['acc/mean'] = acc / n;
+      metrics['completions/mean_length'] = len / n;
+      metrics['completions/clipped_frac'] = clipped / n;
+    }
+    if (prefixSearch) metrics['bread/branched_groups'] = this.branched;
+    return metrics;
   }
 }
