@@ -24,6 +24,7 @@ export function registerData(program: Command): void {
     .option('--test <n>', 'held-out problems (never among the training ones)', intOption('test'), 500)
     .action(async (opts: { out: string; seed: number; train: number; test: number }) => {
       const { writeBuiltinDataset } = await import('../data/task/builtin.ts');
+      (await import('../util/lock.ts')).lockFolder(opts.out, 'data builtin');
       const files = writeBuiltinDataset(opts);
       console.log(`wrote ${files.train} (${opts.train} rows, per level ${JSON.stringify(files.levels.train)})`);
       console.log(`wrote ${files.test} (${opts.test} rows, per level ${JSON.stringify(files.levels.test)})`);

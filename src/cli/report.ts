@@ -21,7 +21,7 @@ export function registerReport(program: Command): void {
     )
     .argument('<runs...>', 'run folders')
     .requiredOption('--out <dir>', 'output folder')
-    .option('--base <dir>', 'base model folder (Figure 5\'s "before"; default: the runs\' model.path)')
+    .option('--base <dir>', 'base model folder or Hub id (Figure 5\'s "before"; default: the runs\' model.path)')
     .option('--base-eval <dir>', 'red eval folder of the base model (a "base" row in the table)')
     .option('--title <text>', 'page title')
     .option('--trace-file <jsonl>', 'take the teacher trace of Figure 5 from this file (problem/answer/distill)')
@@ -35,11 +35,15 @@ export function registerReport(program: Command): void {
       if (backend !== 'auto' && backend !== 'native' && backend !== 'reference')
         fail(`--backend must be auto, native or reference, got '${backend}'`);
       const { buildReport } = await import('../report/build.ts');
+      const { resolveModelPath } = await import('../hub/snapshot.ts');
+      const baseDir = opts.base ? await resolveModelPath(opts.base, '--base') : '';
+      // One writer per report folder (a demo writing its report there holds it too).
+      (await import('../util/lock.ts')).lockFolder(opts.out, 'report');
       const r = await buildReport({
         runDirs: runs,
         out: opts.out,
         ...(opts.base || opts.baseEval
-          ? { base: { dir: opts.base ?? '', ...(opts.baseEval ? { evalDir: opts.baseEval } : {}) } }
+          ? { base: { dir: baseDir, ...(opts.baseEval ? { evalDir: opts.baseEval } : {}) } }
           : {}),
         ...(opts.title ? { title: opts.title } : {}),
         ...(opts.traceFile ? { traceFile: opts.traceFile } : {}),

@@ -5,6 +5,8 @@ import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { loadDataset, promptMessages, type TrainingExample } from '../data/dataset.ts';
 import { getBackend, type BackendPreference } from '../engine/index.ts';
+import { hubSettings } from '../hub/client.ts';
+import { resolveModelPath } from '../hub/snapshot.ts';
 import { Qwen2Model } from '../model/qwen2.ts';
 import { loadTokenizer } from '../model/tokenizer.ts';
 import { fail } from '../util/errors.ts';
@@ -141,13 +143,28 @@ async function pickTrace(file: string, fields: string | null): Promise<TrainingE
 }
 
 /**
+ * The folder of a model given as a folder or a Hub id. An id is read from the Hugging Face cache
+ * only (the training run fetched it): a report never downloads a model for a figure.
+ */
+async function localModelDir(dirOrId: string | null): Promise<string | null> {
+  if (dirOrId === null || existsSync(dirOrId)) return dirOrId;
+  try {
+    return await resolveModelPath(dirOrId, 'the base model', { settings: { ...hubSettings(), offline: true } });
+  } catch {
+    return null;
+  }
+}
+
+/**
  * Figure 5: base → each of (grpo, red) where present, else the first two runs with a checkpoint.
  * Returns why it was skipped instead of a figure when something it needs is missing.
  */
 async function tokenDiffFigure(runs: readonly RunSummary[], o: BuildReportOptions): Promise<Figure | string> {
   const mode = o.tokenDiff ?? 'auto';
   if (mode === 'off') return 'turned off';
-  const baseDir = (o.base?.dir || null) ?? runs.find((r) => r.modelPath !== null)?.modelPath ?? null;
+  const baseDir = await localModelDir(
+    (o.base?.dir || null) ?? runs.find((r) => r.modelPath !== null)?.modelPath ?? null,
+  );
   if (!baseDir || !existsSync(path.join(baseDir, 'config.json')))
     return 'no base model folder (config.yaml model.path) to compare against';
   const withCkpt = runs.filter((r) => r.checkpoint !== null);

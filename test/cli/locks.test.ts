@@ -1,9 +1,10 @@
 // Every command that writes a folder holds it: a second `red pretrain` or `red demo` on a folder
-// in use is refused with the first one's PID (the first is killed once that is seen).
+// in use is refused with the first one's PID (the first is killed once that is seen); `red report`
+// and `red data builtin` on a folder this test holds are refused with one line and write nothing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,6 +41,27 @@ for (const [command, args] of [
     } finally {
       first.kill('SIGKILL');
       await exited;
+    }
+  });
+}
+
+for (const [command, args] of [
+  ['report', ['report', 'no-such-run']],
+  ['data builtin', ['data', 'builtin', '--train', '10', '--test', '5']],
+] as const) {
+  test(`red ${command} on a folder another process holds is refused with one line, and writes nothing`, () => {
+    const out = path.join(mkdtempSync(path.join(tmpdir(), 'red-lock-held-')), 'out');
+    const lock = lockFolder(out, 'train');
+    try {
+      const r = spawnSync(process.execPath, [BIN, ...args, '--out', out], { encoding: 'utf8' });
+      assert.notEqual(r.status, 0);
+      assert.equal(
+        r.stderr.trim(),
+        `red: ${out} is in use by PID ${process.pid} (red train); wait for it to finish, stop it, or use another folder`,
+      );
+      assert.deepEqual(readdirSync(out), ['.red.lock']);
+    } finally {
+      lock.release();
     }
   });
 }
