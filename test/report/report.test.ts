@@ -1,9 +1,10 @@
 // The report's pieces against hand-computed values: the results table (columns, overall figures,
 // the RED verdict), metrics.jsonl parsing, the token view's colours and probability changes, and
-// the per-token trace logprobs against a one-prefix-at-a-time forward.
+// the per-token trace logprobs against a one-prefix-at-a-time forward, and a Hub-id base model
+// found in the HF cache for the token view.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { EvalResults } from '../../src/eval/results.ts';
@@ -245,4 +246,45 @@ test('token view: a trace cut to the limit ends at a line end and says how many 
   });
   assert.match(svg, />… 4 more tokens</);
   assert.doesNotMatch(tokenDiffSvg({ tokens: toks, panels: [{ label: 'p', delta: [] }], caption: 'x' }), /more token/);
+});
+
+test('red report: a run whose model.path is a Hub id gets its token view from the HF cache, offline', async () => {
+  const { writeTinySetup } = await import('../train/tiny.ts');
+  const { runTrain } = await import('../../src/train/run.ts');
+  const { createProgress } = await import('../../src/train/metrics.ts');
+  const { buildReport } = await import('../../src/report/build.ts');
+  const root = mkdtempSync(path.join(tmpdir(), 'red-report-hub-'));
+  const tiny = writeTinySetup(root, 8);
+  // The huggingface_hub cache layout: refs/main names the commit, snapshots/<commit>/ the files.
+  const cache = path.join(root, 'hub');
+  const commit = 'a'.repeat(40);
+  const snap = path.join(cache, 'models--tiny-org--base', 'snapshots', commit);
+  mkdirSync(path.join(cache, 'models--tiny-org--base', 'refs'), { recursive: true });
+  writeFileSync(path.join(cache, 'models--tiny-org--base', 'refs', 'main'), commit);
+  cpSync(tiny.model, snap, { recursive: true });
+  const env = { HF_HUB_CACHE: process.env.HF_HUB_CACHE, HF_HUB_OFFLINE: process.env.HF_HUB_OFFLINE };
+  process.env.HF_HUB_CACHE = cache;
+  process.env.HF_HUB_OFFLINE = '1';
+  try {
+    const config = path.join(root, 'sft.yaml');
+    writeFileSync(
+      config,
+      `model: { path: tiny-org/base, backend: reference }
+data: { train: ${tiny.train} }
+rollout: { maxTokens: 400 }
+sft: { batchSize: 2 }
+checkpoint: { every: 1, keep: 1 }
+log: { progress: none, tensorboard: false }
+`,
+    );
+    const run = path.join(root, 'run');
+    await runTrain({ config, out: run, method: 'sft', sets: [], maxSteps: 1, resume: false }, createProgress('none'));
+    const r = await buildReport({ runDirs: [run], out: path.join(root, 'report'), backend: 'reference' });
+    assert.equal(r.tokenDiffSkipped ?? null, null, `token view skipped: ${r.tokenDiffSkipped}`);
+  } finally {
+    for (const [k, v] of Object.entries(env)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
 });
