@@ -277,7 +277,7 @@ export async function buildEnv(config: TrainConfig, needsReference: boolean, out
     decode: (ids) => tokenizer.decode(ids),
     eosId,
     examples: data.examples,
-    loadWeights: (dir) => readWeights(dir, model.layout, model.config, (x, n) => backend.sumSquares(x, n)),
+    loadWeights: (dir) => readWeights(dir, model.layout, model.config),
     skippedRows: data.skipped,
   };
 }

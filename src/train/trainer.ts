@@ -431,7 +431,7 @@ export class Trainer {
         `${dir}: the checkpoint has ${loaded.length} parameters, the model ${this.env.model.params.length}; it belongs to another model`,
       );
     }
-    this.env.model.params.set(loaded);
+    this.env.model.writeWeights(loaded);
     this.s.progress.log(`resuming from ${dir} (step ${raw.step})`);
   }
 }
