@@ -4,7 +4,7 @@
 // the contract; a view is a subarray of its parent's storage. Each kernel call unwraps its tensor
 // arguments (checking their dtypes) and calls the host kernel: no allocation per call, since
 // decoding makes ~400 calls per token.
-import type { Backend, DType, HostArray, HostArrayOf, Tensor } from './backend.ts';
+import type { Backend, DeviceKernels, DType, HostArray, HostArrayOf, Tensor } from './backend.ts';
 import type { HostKernels } from './kernels.ts';
 import { fail } from '../util/errors.ts';
 
@@ -52,57 +52,59 @@ const f32n = (t: Tensor<'f32'> | null, what: string): Float32Array | null => (t 
 
 /** The Backend over host kernels `k` (tensors are host typed arrays). */
 export function cpuBackend(k: HostKernels): Backend {
-  const memory: Pick<Backend, 'alloc' | 'view' | 'upload' | 'download' | 'copy' | 'zero'> = {
-    alloc: (dtype, length) => {
-      if (!(Number.isInteger(length) && length >= 0))
-        fail(`alloc: length must be a non-negative integer, got ${length}`);
-      const make = HOST_ARRAY[dtype] as new (n: number) => HostArrayOf[typeof dtype];
-      if (!make) fail(`alloc: unknown dtype "${String(dtype)}" (f32, bf16 or i32)`);
-      return new CpuTensor(dtype, new make(length));
-    },
-    view: (t, offset, length) => {
-      const s = storage(t, t.dtype, 'view');
-      if (!(
-        Number.isInteger(offset) &&
-        Number.isInteger(length) &&
-        offset >= 0 &&
-        length >= 0 &&
-        offset + length <= t.length
-      ))
-        fail(`view: [${offset}, ${offset + length}) is outside a tensor of ${t.length} elements`);
-      return new CpuTensor(t.dtype, s.subarray(offset, offset + length) as typeof s);
-    },
-    upload: (dst, src) => {
-      const d = storage(dst, dst.dtype, 'upload');
-      if (dtypeOfHost(src) !== dst.dtype)
-        fail(`upload: a ${dtypeOfHost(src) ?? 'non-typed'} array into a ${dst.dtype} tensor`);
-      if (src.length > d.length) fail(`upload: ${src.length} elements do not fit a tensor of ${d.length}`);
-      d.set(src as never);
-    },
-    download: (src, dst) => {
-      const s = storage(src, src.dtype, 'download');
-      if (!dst) return s.slice() as typeof s;
-      if (dtypeOfHost(dst) !== src.dtype)
-        fail(`download: a ${src.dtype} tensor into a ${dtypeOfHost(dst) ?? 'non-typed'} array`);
-      if (dst.length < s.length) fail(`download: ${s.length} elements do not fit an array of ${dst.length}`);
-      dst.set(s as never);
-      return dst;
-    },
-    copy: (dst, src) => {
-      const s = storage(src, src.dtype, 'copy'),
-        d = storage(dst, src.dtype, 'copy');
-      if (s.length > d.length) fail(`copy: ${s.length} elements do not fit a tensor of ${d.length}`);
-      d.set(s as never);
-    },
-    zero: (t) => {
-      storage(t, t.dtype, 'zero').fill(0);
-    },
-  };
+  return { name: k.name, isa: k.isa, threads: k.threads, ...memory, ...kernelsOnTensors(k) };
+}
+
+/** The memory half of the contract: storage is a typed array, a view its subarray. */
+const memory: Pick<Backend, 'alloc' | 'view' | 'upload' | 'download' | 'copy' | 'zero'> = {
+  alloc: (dtype, length) => {
+    if (!(Number.isInteger(length) && length >= 0)) fail(`alloc: length must be a non-negative integer, got ${length}`);
+    const make = HOST_ARRAY[dtype] as new (n: number) => HostArrayOf[typeof dtype];
+    if (!make) fail(`alloc: unknown dtype "${String(dtype)}" (f32, bf16 or i32)`);
+    return new CpuTensor(dtype, new make(length));
+  },
+  view: (t, offset, length) => {
+    const s = storage(t, t.dtype, 'view');
+    if (!(
+      Number.isInteger(offset) &&
+      Number.isInteger(length) &&
+      offset >= 0 &&
+      length >= 0 &&
+      offset + length <= t.length
+    ))
+      fail(`view: [${offset}, ${offset + length}) is outside a tensor of ${t.length} elements`);
+    return new CpuTensor(t.dtype, s.subarray(offset, offset + length) as typeof s);
+  },
+  upload: (dst, src) => {
+    const d = storage(dst, dst.dtype, 'upload');
+    if (dtypeOfHost(src) !== dst.dtype)
+      fail(`upload: a ${dtypeOfHost(src) ?? 'non-typed'} array into a ${dst.dtype} tensor`);
+    if (src.length > d.length) fail(`upload: ${src.length} elements do not fit a tensor of ${d.length}`);
+    d.set(src as never);
+  },
+  download: (src, dst) => {
+    const s = storage(src, src.dtype, 'download');
+    if (!dst) return s.slice() as typeof s;
+    if (dtypeOfHost(dst) !== src.dtype)
+      fail(`download: a ${src.dtype} tensor into a ${dtypeOfHost(dst) ?? 'non-typed'} array`);
+    if (dst.length < s.length) fail(`download: ${s.length} elements do not fit an array of ${dst.length}`);
+    dst.set(s as never);
+    return dst;
+  },
+  copy: (dst, src) => {
+    const s = storage(src, src.dtype, 'copy'),
+      d = storage(dst, src.dtype, 'copy');
+    if (s.length > d.length) fail(`copy: ${s.length} elements do not fit a tensor of ${d.length}`);
+    d.set(s as never);
+  },
+  zero: (t) => {
+    storage(t, t.dtype, 'zero').fill(0);
+  },
+};
+
+/** Each kernel of `k` on tensors: unwrap (dtype-checked), call. A table, one entry per kernel. */
+function kernelsOnTensors(k: HostKernels): DeviceKernels {
   return {
-    name: k.name,
-    isa: k.isa,
-    threads: k.threads,
-    ...memory,
     matmul: (out, a, b, M, N, K, tA, tB, acc) =>
       k.matmul(f32(out, 'matmul'), f32(a, 'matmul'), f32(b, 'matmul'), M, N, K, tA, tB, acc),
     matmulBf16: (out, a, b, M, N, K, tA, tB, acc) =>

@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Backend, DType, HostArrayOf } from '../../src/engine/backend.ts';
 import { availableBackends, availableKernels, skippedBackends } from '../../src/engine/index.ts';
+import { fromBf16, toBf16 } from '../../src/engine/bf16.ts';
 import { RedError } from '../../src/util/errors.ts';
 import { Rng } from '../../src/util/rng.ts';
 
@@ -120,4 +121,27 @@ availableBackends().forEach((be: Backend, i) => {
     kernels.chooseToken(wantChosen, b.subarray(0, N), N, 0, 0);
     assert.deepEqual(chosen, wantChosen);
   });
+});
+
+test('widenBf16 and embeddingForwardBf16 (the bf16 model kernels) widen bf16 bits exactly, on every backend', () => {
+  const rng = new Rng(3);
+  const [V, C, T] = [5, 3, 4];
+  const table = toBf16(Float32Array.from({ length: V * C }, () => rng.normal()));
+  const ids = Int32Array.from([4, 0, 4, 2]);
+  for (const be of availableBackends()) {
+    const wte = be.alloc('bf16', V * C),
+      idsT = be.alloc('i32', T);
+    be.upload(wte, table);
+    be.upload(idsT, ids);
+    const wide = be.alloc('f32', V * C);
+    be.widenBf16(wide, wte, V * C);
+    assert.deepEqual(be.download(wide), fromBf16(table));
+    const out = be.alloc('f32', T * C);
+    be.embeddingForwardBf16(out, idsT, wte, T, C);
+    const want = new Float32Array(T * C);
+    ids.forEach((id, t) => want.set(fromBf16(table.subarray(id * C, (id + 1) * C)), t * C));
+    assert.deepEqual(be.download(out), want, `[${be.name}] embeddingForwardBf16`);
+    be.upload(idsT, Int32Array.from([V]));
+    assert.throws(() => be.embeddingForwardBf16(out, idsT, wte, 1, C), /outside \[0, 5\)/);
+  }
 });
