@@ -144,12 +144,18 @@ export class Qwen2Model {
     if (precision === 'bf16') {
       const p16 = backend.alloc('bf16', this.layout.total);
       const views = bf16ModelViews(backend, config, this.layout, p16);
-      [this.precision, this.weights, this.p32, this.w, this.widen] = ['bf16', p16, null, views.w, views.widen];
+      this.precision = 'bf16';
+      this.weights = p16;
+      this.p32 = null;
+      this.w = views.w;
+      this.widen = views.widen;
       noteBf16Speed(backend);
     } else {
-      const p = backend.alloc('f32', this.layout.total);
-      [this.precision, this.weights, this.p32] = ['fp32', p, p];
-      this.w = modelViews(backend, config, this.layout, p);
+      const p32 = backend.alloc('f32', this.layout.total);
+      this.precision = 'fp32';
+      this.weights = p32;
+      this.p32 = p32;
+      this.w = modelViews(backend, config, this.layout, p32);
       this.widen = () => {};
     }
     if (params) this.writeWeights(params);
@@ -164,7 +170,7 @@ export class Qwen2Model {
 
   /** The parameters downloaded to the host, in the model's precision (bf16: bits). */
   readWeights(): Float32Array | Uint16Array {
-    return this.weights.dtype === 'bf16' ? this.backend.download(this.weights) : this.backend.download(this.weights);
+    return this.backend.download(this.weights);
   }
 
   /** The fp32 parameters downloaded to the host (fp32 models only). */
