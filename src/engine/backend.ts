@@ -21,6 +21,11 @@ export interface HostArrayOf {
 }
 export type HostArray = HostArrayOf[DType];
 
+/** The dtype a host array holds (null for anything else). */
+export function hostDType(a: unknown): DType | null {
+  return a instanceof Float32Array ? 'f32' : a instanceof Uint16Array ? 'bf16' : a instanceof Int32Array ? 'i32' : null;
+}
+
 /** A handle to `length` elements of `dtype` owned by a backend; nothing else is visible. */
 export interface Tensor<D extends DType = DType> {
   readonly dtype: D;

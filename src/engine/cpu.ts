@@ -4,7 +4,7 @@
 // the contract; a view is a subarray of its parent's storage. Each kernel call unwraps its tensor
 // arguments (checking their dtypes) and calls the host kernel: no allocation per call, since
 // decoding makes ~400 calls per token.
-import type { Backend, DeviceKernels, DType, HostArray, HostArrayOf, Tensor } from './backend.ts';
+import { hostDType, type Backend, type DeviceKernels, type DType, type HostArrayOf, type Tensor } from './backend.ts';
 import type { HostKernels } from './kernels.ts';
 import { fail } from '../util/errors.ts';
 
@@ -27,10 +27,6 @@ const HOST_ARRAY: { [D in DType]: new (n: number) => HostArrayOf[D] } = {
   bf16: Uint16Array,
   i32: Int32Array,
 };
-
-function dtypeOfHost(a: HostArray): DType | null {
-  return a instanceof Float32Array ? 'f32' : a instanceof Uint16Array ? 'bf16' : a instanceof Int32Array ? 'i32' : null;
-}
 
 /** t's storage, checked to be a CPU tensor of dtype `want` (`what` names the call in the error). */
 function storage<D extends DType>(t: Tensor<D>, want: D, what: string): HostArrayOf[D] {
@@ -77,16 +73,16 @@ const memory: Pick<Backend, 'alloc' | 'view' | 'upload' | 'download' | 'copy' | 
   },
   upload: (dst, src) => {
     const d = storage(dst, dst.dtype, 'upload');
-    if (dtypeOfHost(src) !== dst.dtype)
-      fail(`upload: a ${dtypeOfHost(src) ?? 'non-typed'} array into a ${dst.dtype} tensor`);
+    if (hostDType(src) !== dst.dtype)
+      fail(`upload: a ${hostDType(src) ?? 'non-typed'} array into a ${dst.dtype} tensor`);
     if (src.length > d.length) fail(`upload: ${src.length} elements do not fit a tensor of ${d.length}`);
     d.set(src as never);
   },
   download: (src, dst) => {
     const s = storage(src, src.dtype, 'download');
     if (!dst) return s.slice() as typeof s;
-    if (dtypeOfHost(dst) !== src.dtype)
-      fail(`download: a ${src.dtype} tensor into a ${dtypeOfHost(dst) ?? 'non-typed'} array`);
+    if (hostDType(dst) !== src.dtype)
+      fail(`download: a ${src.dtype} tensor into a ${hostDType(dst) ?? 'non-typed'} array`);
     if (dst.length < s.length) fail(`download: ${s.length} elements do not fit an array of ${dst.length}`);
     dst.set(s as never);
     return dst;
