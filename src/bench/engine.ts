@@ -8,7 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import type { Backend } from '../engine/backend.ts';
+import type { Backend, HostArrayOf, Tensor } from '../engine/backend.ts';
 import { toBf16 } from '../engine/bf16.ts';
 import type { NativeExtras } from '../engine/native.ts';
 import { parsePrecision, type Precision } from '../engine/precision.ts';
@@ -208,11 +208,18 @@ function benchGemm(
   peaks: Peaks,
 ): Peak {
   const rng = new Rng(M * 31 + N);
-  const af = uniform(rng, M * K),
-    bf = uniform(rng, K * N),
-    out = new Float32Array(M * N);
-  const a16 = toBf16(af),
-    b16 = toBf16(bf);
+  const upload = <D extends 'f32' | 'bf16'>(dtype: D, host: HostArrayOf[D]): Tensor<D> => {
+    const t = be.alloc(dtype, host.length);
+    be.upload(t, host);
+    return t;
+  };
+  const afHost = uniform(rng, M * K),
+    bfHost = uniform(rng, K * N);
+  const af = upload('f32', afHost),
+    bf = upload('f32', bfHost),
+    out = be.alloc('f32', M * N);
+  const a16 = upload('bf16', toBf16(afHost)),
+    b16 = upload('bf16', toBf16(bfHost));
   const flops = 2 * M * K * N;
   const [minReps, minS, maxReps] = quick ? [3, 0.5, 10] : [5, 1.5, 30];
   const fn =

@@ -30,8 +30,8 @@ const now = () => performance.now() / 1000;
 /** GB/s of backend.sumSquares over a buffer much larger than the caches (median of a few). */
 function memoryBandwidth(be: Backend, mb: number): number {
   const n = (mb * 1024 * 1024) / 4;
-  const x = new Float32Array(n);
-  for (let i = 0; i < n; i += 1024) x[i] = 1; // touch every page before timing
+  const x = be.alloc('f32', n);
+  be.upload(x, new Float32Array(n).fill(1)); // touch every page before timing
   const times: number[] = [];
   for (let r = 0; r < 5; r++) {
     const t0 = now();
@@ -208,8 +208,10 @@ function benchTokenChoice({ be, config, base }: ShapeBench): void {
   const V = config.vocabSize;
   const chooser = new TokenChooser(V, be);
   const rng = new Rng(4);
-  const row = new Float32Array(V);
-  for (let v = 0; v < V; v++) row[v] = rng.normal() * 3;
+  const host = new Float32Array(V);
+  for (let v = 0; v < V; v++) host[v] = rng.normal() * 3;
+  const row = be.alloc('f32', V);
+  be.upload(row, host);
   for (const [label, policy] of [
     ['t1', { temperature: 1, topP: 1, topK: 0 }],
     ['t1_top_p_0.95', { temperature: 1, topP: 0.95, topK: 0 }],

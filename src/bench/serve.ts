@@ -135,7 +135,9 @@ async function benchWeightSync(big: Qwen2Model, syncShape: Shape, b: ServeBench)
   for (const dtype of ['fp32', 'bf16'] as const) {
     const times: { save: number; load: number }[] = [];
     for (let k = 1; k <= 3; k++) {
-      big.params[0] += 1e-3; // a new step's weights
+      const w = big.readParams();
+      w[0] += 1e-3; // a new step's weights
+      big.writeWeights(w);
       const a = now();
       big.save(syncDir, dtype);
       const t = now();

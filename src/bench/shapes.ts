@@ -60,8 +60,9 @@ export function randomModel(config: ModelConfig, backend: Backend): Qwen2Model {
   const m = new Qwen2Model(config, backend);
   if (m.layout.total < 50e6) return Qwen2Model.init(config, 0, { backend });
   let x = 0x9e3779b9;
+  const host = new Float32Array(m.layout.total);
   for (const spec of m.layout.specs) {
-    const p = m.params.subarray(spec.offset, spec.offset + spec.size);
+    const p = host.subarray(spec.offset, spec.offset + spec.size);
     if (spec.name.endsWith('norm.weight')) {
       p.fill(1);
       continue;
@@ -73,5 +74,6 @@ export function randomModel(config: ModelConfig, backend: Backend): Qwen2Model {
       p[i] = ((x >>> 0) / 4294967296 - 0.5) * 0.04;
     }
   }
+  m.writeWeights(host);
   return m;
 }

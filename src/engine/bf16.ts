@@ -1,6 +1,7 @@
 // bfloat16 on the host: a bf16 tensor is a Uint16Array of raw bits (the top half of an fp32).
 // fp32 → bf16 rounds to nearest, ties to even, as torch and the CPU's vcvtneps2bf16 do; bf16 →
-// fp32 is exact. The one definition of both conversions; backends take bf16 as Uint16Array.
+// fp32 is exact. The one definition of both conversions; host kernels take bf16 as Uint16Array and a
+// bf16 tensor (backend.ts) holds these bits.
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);

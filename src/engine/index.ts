@@ -1,8 +1,10 @@
 // Picks the compute backend: the native addon when it is built, else the TypeScript reference
 // (with one warning per process). The env var RED_BACKEND overrides the caller's preference.
+// Kernel tests reach the host kernel tables underneath (availableKernels).
 import type { Backend } from './backend.ts';
-import { loadNativeBackend } from './native.ts';
-import { referenceBackend } from './reference.ts';
+import type { HostKernels } from './kernels.ts';
+import { loadNativeBackend, loadNativeKernels } from './native.ts';
+import { referenceBackend, referenceKernels } from './reference.ts';
 import { fail } from '../util/errors.ts';
 
 export type BackendPreference = 'auto' | 'native' | 'reference';
@@ -51,6 +53,12 @@ export function getBackend(pref: BackendPreference = 'auto'): Backend {
 export function availableBackends(): Backend[] {
   const b = native();
   return b ? [referenceBackend, b] : [referenceBackend];
+}
+
+/** The host kernel tables behind availableBackends(), in the same order (kernel tests). */
+export function availableKernels(): HostKernels[] {
+  const k = loadNativeKernels();
+  return k ? [referenceKernels, k] : [referenceKernels];
 }
 
 /** Names of the backends that are not available here, so tests can say what they skipped. */

@@ -1,6 +1,8 @@
 // Loads the native addon (build/Release/red_native.node, built by scripts/build-native.mjs from
-// native/). The addon exports one function per Backend method with the same name and arguments,
-// plus isa() and threads(); this file only binds them. Returns null when the addon is not built.
+// native/). The addon exports one function per HostKernels method with the same name and
+// arguments, plus isa() and threads(); this file only binds them (widenBf16 and
+// embeddingForwardBf16, memory-bound loops without a C++ twin, are the reference's) and puts the
+// handle contract of cpu.ts over them. Returns null when the addon is not built.
 // The addon picks AVX-512, AVX2+FMA or portable kernels once at load; RED_ISA=avx2|portable
 // forces a lower set, OMP_NUM_THREADS the thread count. Every call checks that each buffer holds
 // what its sizes imply (and the index arrays' ranges) and throws a RangeError/TypeError otherwise.
@@ -9,10 +11,13 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { fail } from '../util/errors.ts';
 import type { Backend } from './backend.ts';
+import { cpuBackend } from './cpu.ts';
+import type { HostKernels } from './kernels.ts';
+import { embeddingForwardBf16, widenBf16 } from './reference/bf16.ts';
 
 const addonPath = fileURLToPath(new URL('../../build/Release/red_native.node', import.meta.url));
 
-/** What the native addon measures beyond the Backend contract (bench only). */
+/** What the native addon measures beyond the kernel contract (bench only). */
 export interface NativeExtras {
   /**
    * Which bf16 kernels run: "avx512_bf16+amx" (GEMMs on AMX tiles), "avx512_bf16" (vdpbf16ps;
@@ -26,7 +31,21 @@ export interface NativeExtras {
   peak(dtype: 'fp32' | 'bf16' | 'amx', seconds: number): number | null;
 }
 
+let kernelsCache: (HostKernels & NativeExtras) | null | undefined;
+
+/** The addon's host kernels, or null when it is not built (loaded once per process). */
+export function loadNativeKernels(): (HostKernels & NativeExtras) | null {
+  if (kernelsCache === undefined) kernelsCache = bindAddon();
+  return kernelsCache;
+}
+
+/** The native Backend of handles (cpu.ts over the addon's kernels), or null when it is not built. */
 export function loadNativeBackend(): (Backend & NativeExtras) | null {
+  const k = loadNativeKernels();
+  return k && { ...cpuBackend(k), bf16Isa: k.bf16Isa, peak: k.peak };
+}
+
+function bindAddon(): (HostKernels & NativeExtras) | null {
   if (!existsSync(addonPath)) return null;
   const isa = process.env.RED_ISA;
   if (isa && !['avx512', 'avx2', 'portable'].includes(isa))
@@ -39,7 +58,18 @@ export function loadNativeBackend(): (Backend & NativeExtras) | null {
     process.env.GOMP_SPINCOUNT = '3000';
   }
   const require = createRequire(import.meta.url);
-  const addon = require(addonPath) as Omit<Backend, 'name' | 'isa' | 'threads'> &
+  const addon = require(addonPath) as Omit<
+    HostKernels,
+    'name' | 'isa' | 'threads' | 'widenBf16' | 'embeddingForwardBf16'
+  > &
     Omit<NativeExtras, 'bf16Isa'> & { isa(): string; threads(): number; bf16Isa(): string };
-  return { ...addon, name: 'native', isa: addon.isa(), threads: addon.threads(), bf16Isa: addon.bf16Isa() };
+  return {
+    ...addon,
+    widenBf16,
+    embeddingForwardBf16,
+    name: 'native',
+    isa: addon.isa(),
+    threads: addon.threads(),
+    bf16Isa: addon.bf16Isa(),
+  };
 }

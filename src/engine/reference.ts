@@ -1,11 +1,21 @@
-// The TypeScript reference backend: the living definition of every kernel in backend.ts.
+// The TypeScript reference: the living definition of every kernel in kernels.ts (referenceKernels,
+// on host arrays) and, through cpu.ts, the reference Backend of handles (referenceBackend).
 // Plain loops, sums accumulated in doubles, no cleverness beyond register tiles and a
 // cache-friendly loop order in the matrix products; the native addon is tested against it, and it
 // is the fallback when no compiler exists. The kernels live in reference/, one file per native
 // file (gemm, kernels, attention, bf16), so a kernel's twin is found by its file name.
 import type { Backend } from './backend.ts';
+import { cpuBackend } from './cpu.ts';
+import type { HostKernels } from './kernels.ts';
 import { attentionBackward, attentionDecode, attentionDecodeBf16, attentionForward } from './reference/attention.ts';
-import { linearBackwardBf16, linearForwardBf16, matmulBf16, roundBf16 } from './reference/bf16.ts';
+import {
+  embeddingForwardBf16,
+  linearBackwardBf16,
+  linearForwardBf16,
+  matmulBf16,
+  roundBf16,
+  widenBf16,
+} from './reference/bf16.ts';
 import { matmul } from './reference/gemm.ts';
 import {
   adamw,
@@ -27,7 +37,7 @@ import {
   swigluForward,
 } from './reference/kernels.ts';
 
-export const referenceBackend: Backend = {
+export const referenceKernels: HostKernels = {
   name: 'reference',
   isa: 'typescript',
   threads: 1,
@@ -38,7 +48,9 @@ export const referenceBackend: Backend = {
   linearBackward,
   linearBackwardBf16,
   roundBf16,
+  widenBf16,
   embeddingForward,
+  embeddingForwardBf16,
   embeddingBackward,
   rmsnormForward,
   rmsnormBackward,
@@ -58,3 +70,6 @@ export const referenceBackend: Backend = {
   sumSquares,
   scale,
 };
+
+/** The reference kernels behind the handle contract: tensors are host arrays. */
+export const referenceBackend: Backend = cpuBackend(referenceKernels);

@@ -3,10 +3,10 @@
 // order. The caller owns the buffers (training keeps them per layer for backward, or recomputes
 // them from the layer's input under activation checkpointing; decoding reuses one set and may
 // alias them) and supplies the attention step (packed causal attention, or attention against a
-// KV cache).
+// KV cache). Every buffer is a backend tensor (src/engine/backend.ts): nothing here touches memory.
 import type { Backend } from '../engine/backend.ts';
 import type { ModelConfig } from './config.ts';
-import { linearBackwardW, linearW, type LayerViews, type Weight } from './params.ts';
+import { linearBackwardW, linearW, type F32, type I32, type LayerViews, type Weight } from './params.ts';
 
 /** The shape of a decoder (Qwen2/Llama), in the shape vocabulary of the backend. */
 export interface DecoderShape {
@@ -41,21 +41,21 @@ export function decoderShape(c: ModelConfig): DecoderShape {
  * resid = resid2 = out (the residual stream updated in place); backward needs them distinct.
  */
 export interface BlockBuffers {
-  resid: Float32Array; // (T, C) the residual stream entering the layer
-  ln1: Float32Array; // (T, C) input_layernorm output
-  rstd1: Float32Array; // (T)
-  q: Float32Array; // (T, NH*HD) after RoPE
-  k: Float32Array; // (T, NKV*HD) after RoPE
-  v: Float32Array; // (T, NKV*HD)
-  att: Float32Array; // (T, NH*HD) attention output, before o_proj
-  resid2: Float32Array; // (T, C) the residual stream after attention
-  ln2: Float32Array; // (T, C) post_attention_layernorm output
-  rstd2: Float32Array; // (T)
-  gate: Float32Array; // (T, I)
-  up: Float32Array; // (T, I)
-  mlp: Float32Array; // (T, I) silu(gate)·up
-  proj: Float32Array; // (T, C) o_proj / down_proj output before the residual add
-  out: Float32Array; // (T, C) the residual stream leaving the layer
+  resid: F32; // (T, C) the residual stream entering the layer
+  ln1: F32; // (T, C) input_layernorm output
+  rstd1: F32; // (T)
+  q: F32; // (T, NH*HD) after RoPE
+  k: F32; // (T, NKV*HD) after RoPE
+  v: F32; // (T, NKV*HD)
+  att: F32; // (T, NH*HD) attention output, before o_proj
+  resid2: F32; // (T, C) the residual stream after attention
+  ln2: F32; // (T, C) post_attention_layernorm output
+  rstd2: F32; // (T)
+  gate: F32; // (T, I)
+  up: F32; // (T, I)
+  mlp: F32; // (T, I) silu(gate)·up
+  proj: F32; // (T, C) o_proj / down_proj output before the residual add
+  out: F32; // (T, C) the residual stream leaving the layer
 }
 
 /**
@@ -67,7 +67,7 @@ export function blockForward(
   s: DecoderShape,
   lw: LayerViews<Weight>,
   b: BlockBuffers,
-  positions: Int32Array,
+  positions: I32,
   T: number,
   attend: () => void,
 ): void {
@@ -91,21 +91,22 @@ export function blockForward(
 
 /** Gradient scratch of blockBackward (each (T, ·) of the named width). */
 export interface BlockGradScratch {
-  dln: Float32Array; // (T, C)
-  dtmp: Float32Array; // (T, C)
-  dq: Float32Array; // (T, NH*HD)
-  dk: Float32Array; // (T, NKV*HD)
-  dv: Float32Array; // (T, NKV*HD)
-  datt: Float32Array; // (T, NH*HD)
-  dmlp: Float32Array; // (T, I)
-  dgate: Float32Array; // (T, I)
-  dup: Float32Array; // (T, I)
+  dln: F32; // (T, C)
+  dtmp: F32; // (T, C)
+  dq: F32; // (T, NH*HD)
+  dk: F32; // (T, NKV*HD)
+  dv: F32; // (T, NKV*HD)
+  datt: F32; // (T, NH*HD)
+  dmlp: F32; // (T, I)
+  dgate: F32; // (T, I)
+  dup: F32; // (T, I)
 }
 
 /**
  * The twin of blockForward: dresid (T, C) holds d out on entry and d resid on return (the
  * residual stream's gradient flows through); parameter gradients accumulate into lg. b holds
- * the forward's activations (b.mlp is recomputed here); lse (T, NH) is attention's log-sum-exp.
+ * the forward's activations (b.mlp is recomputed here); lse (T, NH) is attention's log-sum-exp;
+ * the batch's B sequences are delimited by cuSeqlens (B+1).
  */
 export function blockBackward(
   be: Backend,
@@ -113,17 +114,17 @@ export function blockBackward(
   lw: LayerViews<Weight>,
   lg: LayerViews,
   b: BlockBuffers,
-  lse: Float32Array,
-  dresid: Float32Array,
+  lse: F32,
+  dresid: F32,
   g: BlockGradScratch,
-  positions: Int32Array,
-  cuSeqlens: Int32Array,
+  positions: I32,
+  cuSeqlens: I32,
+  B: number,
   T: number,
 ): void {
   const { C, NH, NKV, HD, I, ropeTheta } = s;
   const QD = NH * HD,
-    KD = NKV * HD,
-    B = cuSeqlens.length - 1;
+    KD = NKV * HD;
   // MLP: out = resid2 + down(swiglu(gate(ln2), up(ln2))); dresid flows through unchanged.
   be.swigluForward(b.mlp, b.gate, b.up, T * I); // the input of down_proj (not kept by forward)
   linearBackwardW(be, g.dmlp, lg.downWeight, null, dresid, b.mlp, lw.downWeight, T, I, C);

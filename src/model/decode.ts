@@ -2,27 +2,32 @@
 // causal attention) and stores their keys/values in cache slots; each decode step then runs B
 // new tokens, one per active slot, through the linear layers as B rows and attends to the cache
 // (backend.attentionDecode). Only the positions whose next token is wanted reach the lm_head.
-import type { Backend } from '../engine/backend.ts';
+// Weights, cache and activations are backend tensors: a step uploads its ids, positions, slots and
+// lengths and returns the logits as a tensor, so nothing else crosses between host and backend.
+import type { Backend, Tensor } from '../engine/backend.ts';
 import { fail } from '../util/errors.ts';
 import type { Precision } from '../engine/precision.ts';
 import type { ModelConfig } from './config.ts';
 import { blockForward, decoderShape, type BlockBuffers, type DecoderShape } from './block.ts';
-import { embedW, linearW, type ModelViews, type Weight } from './params.ts';
+import { embedW, linearW, type F32, type I32, type ModelViews, type Weight } from './params.ts';
 
 export { decoderShape, type DecoderShape } from './block.ts';
+
+/** A cache tensor: fp32, or bf16 (half the memory). */
+export type KvTensor = Tensor<'f32'> | Tensor<'bf16'>;
 
 /**
  * Keys and values of S sequences ("slots"), each up to maxLen positions, per layer:
  * k[l], v[l] of shape (S, maxLen, NKV*HD), the layout of Backend.attentionDecode.
  */
 export class KvCache {
-  /** fp32, or bf16 bits (Uint16Array) for a bf16 cache: half the memory. */
   readonly k: KvTensor[];
   readonly v: KvTensor[];
   /** Values per position: NKV*HD. */
   readonly rowSize: number;
 
   constructor(
+    private readonly be: Backend,
     readonly shape: DecoderShape,
     readonly slots: number,
     readonly maxLen: number,
@@ -33,8 +38,8 @@ export class KvCache {
     this.k = [];
     this.v = [];
     for (let l = 0; l < shape.L; l++) {
-      this.k.push(dtype === 'bf16' ? new Uint16Array(n) : new Float32Array(n));
-      this.v.push(dtype === 'bf16' ? new Uint16Array(n) : new Float32Array(n));
+      this.k.push(dtype === 'bf16' ? be.alloc('bf16', n) : be.alloc('f32', n));
+      this.v.push(dtype === 'bf16' ? be.alloc('bf16', n) : be.alloc('f32', n));
     }
   }
 
@@ -43,69 +48,56 @@ export class KvCache {
     return 2 * this.shape.L * this.slots * this.maxLen * this.rowSize * (this.dtype === 'bf16' ? 2 : 4);
   }
 
-  /** Rows k, v (n·rowSize values) of layer l stored at value offset `at` (rounded to bf16 in a bf16 cache). */
-  write(be: Backend, l: number, at: number, k: Float32Array, v: Float32Array): void {
-    for (const [dst, src] of [
-      [this.k[l], k],
-      [this.v[l], v],
-    ] as const) {
-      if (dst instanceof Uint16Array) be.roundBf16(dst.subarray(at, at + src.length), src, src.length);
-      else dst.set(src, at);
-    }
+  /** Rows k, v (same length) of layer l stored at value offset `at` (rounded to bf16 in a bf16 cache). */
+  write(l: number, at: number, k: F32, v: F32): void {
+    store(this.be, this.k[l], at, k);
+    store(this.be, this.v[l], at, v);
   }
 
   /** attentionDecode against layer l's cache, in its dtype. */
-  attend(
-    be: Backend,
-    l: number,
-    out: Float32Array,
-    q: Float32Array,
-    slots: Int32Array,
-    lens: Int32Array,
-    B: number,
-  ): void {
+  attend(l: number, out: F32, q: F32, slots: I32, lens: I32, B: number): void {
     const { NH, NKV, HD } = this.shape,
       k = this.k[l],
       v = this.v[l];
-    if (k instanceof Uint16Array)
-      be.attentionDecodeBf16(out, q, k, v as Uint16Array, slots, lens, B, NH, NKV, HD, this.maxLen);
-    else be.attentionDecode(out, q, k, v as Float32Array, slots, lens, B, NH, NKV, HD, this.maxLen);
+    if (k.dtype === 'bf16')
+      this.be.attentionDecodeBf16(out, q, k, v as Tensor<'bf16'>, slots, lens, B, NH, NKV, HD, this.maxLen);
+    else this.be.attentionDecode(out, q, k, v as Tensor<'f32'>, slots, lens, B, NH, NKV, HD, this.maxLen);
   }
 
   /** Positions 0..len−1 of slot `from` copied into slot `to` (samples sharing a prompt). */
   copySlot(from: number, to: number, len: number): void {
-    const R = this.rowSize,
-      M = this.maxLen;
-    for (let l = 0; l < this.shape.L; l++) {
-      this.k[l].copyWithin(to * M * R, from * M * R, (from * M + len) * R);
-      this.v[l].copyWithin(to * M * R, from * M * R, (from * M + len) * R);
-    }
+    const n = len * this.rowSize,
+      stride = this.maxLen * this.rowSize;
+    for (const t of [...this.k, ...this.v])
+      this.be.copy(this.be.view(t, to * stride, n), this.be.view(t, from * stride, n));
   }
 
-  /** A copy of positions 0..len−1 of `slot`, to restore into another slot later. */
+  /** A copy of positions 0..len−1 of `slot` (on the backend), to restore into another slot later. */
   savePrefix(slot: number, len: number): KvPrefix {
-    const R = this.rowSize,
-      M = this.maxLen;
-    const k: KvTensor[] = [],
-      v: KvTensor[] = [];
-    for (let l = 0; l < this.shape.L; l++) {
-      k.push(this.k[l].slice(slot * M * R, (slot * M + len) * R));
-      v.push(this.v[l].slice(slot * M * R, (slot * M + len) * R));
-    }
-    return { len, k, v };
+    const n = len * this.rowSize,
+      off = slot * this.maxLen * this.rowSize;
+    const save = (t: KvTensor): KvTensor => {
+      const out = t.dtype === 'bf16' ? this.be.alloc('bf16', n) : this.be.alloc('f32', n);
+      this.be.copy(out, this.be.view(t, off, n));
+      return out;
+    };
+    return { len, k: this.k.map(save), v: this.v.map(save) };
   }
 
   restorePrefix(prefix: KvPrefix, slot: number): void {
     const off = slot * this.maxLen * this.rowSize;
     for (let l = 0; l < this.shape.L; l++) {
-      (this.k[l] as Float32Array).set(prefix.k[l] as Float32Array, off); // same dtype: savePrefix of a cache like this one
-      (this.v[l] as Float32Array).set(prefix.v[l] as Float32Array, off);
+      this.be.copy(this.be.view(this.k[l], off, prefix.k[l].length), prefix.k[l]);
+      this.be.copy(this.be.view(this.v[l], off, prefix.v[l].length), prefix.v[l]);
     }
   }
 }
 
-/** A cache tensor: fp32, or bf16 bits. */
-export type KvTensor = Float32Array | Uint16Array;
+/** src (f32) into cache tensor dst at `at`: copied, or rounded to bf16. */
+function store(be: Backend, dst: KvTensor, at: number, src: F32): void {
+  if (dst.dtype === 'bf16') be.roundBf16(be.view(dst, at, src.length), src, src.length);
+  else be.copy(be.view(dst, at, src.length), src);
+}
 
 /** Keys/values of one prompt kept outside the cache: k[l], v[l] of shape (len, NKV*HD), in the cache's dtype. */
 export interface KvPrefix {
@@ -114,57 +106,59 @@ export interface KvPrefix {
   v: KvTensor[];
 }
 
-/** Activation buffers for up to `rows` tokens, grown on demand. */
+/** Activation and index tensors for up to `rows` tokens, grown on demand. */
 class Activations {
   rows = 0;
-  x = new Float32Array(0); // (T, C) residual stream
-  xn = new Float32Array(0); // (T, C) normalised input of a sublayer
-  rstd = new Float32Array(0); // (T)
-  q = new Float32Array(0); // (T, NH*HD)
-  k = new Float32Array(0); // (T, NKV*HD)
-  v = new Float32Array(0); // (T, NKV*HD)
-  att = new Float32Array(0); // (T, NH*HD)
-  lse = new Float32Array(0); // (T, NH)
-  proj = new Float32Array(0); // (T, C)
-  gate = new Float32Array(0); // (T, I)
-  up = new Float32Array(0); // (T, I)
-  h = new Float32Array(0); // (T, I) silu(gate)·up
-  /** The same buffers as blockForward sees them: the residual stream x updated in place, xn and rstd shared by both norms. */
-  block: BlockBuffers | null = null;
+  /** The buffers as blockForward sees them: the residual stream x updated in place, xn and rstd shared by both norms. */
+  block!: BlockBuffers;
+  lse!: F32; // (T, NH) prefill's attention log-sum-exp (unused after)
+  ids!: I32; // (T)
+  positions!: I32; // (T)
+  cuSeqlens!: I32; // (T+1)
+  slots!: I32; // (T) a step's slot per row
+  lens!: I32; // (T) a step's keys per slot after the step
+  rows32!: I32; // (T) prefill: the row of each prompt's last token
+  headNorm!: F32; // (T, C) final-normed rows that reach the lm_head
+  rstdHead!: F32; // (T)
+  headIn!: F32; // (T, C) prefill: the last rows gathered
+  logits!: F32; // (T, V)
 
-  ensure(rows: number, s: DecoderShape): void {
+  ensure(be: Backend, rows: number, s: DecoderShape): void {
     if (rows <= this.rows) return;
-    const { C, NH, NKV, HD, I } = s;
+    const { C, NH, NKV, HD, I, V } = s;
+    const f = (n: number): F32 => be.alloc('f32', n),
+      i = (n: number): I32 => be.alloc('i32', n);
     this.rows = rows;
-    this.x = new Float32Array(rows * C);
-    this.xn = new Float32Array(rows * C);
-    this.rstd = new Float32Array(rows);
-    this.q = new Float32Array(rows * NH * HD);
-    this.k = new Float32Array(rows * NKV * HD);
-    this.v = new Float32Array(rows * NKV * HD);
-    this.att = new Float32Array(rows * NH * HD);
-    this.lse = new Float32Array(rows * NH);
-    this.proj = new Float32Array(rows * C);
-    this.gate = new Float32Array(rows * I);
-    this.up = new Float32Array(rows * I);
-    this.h = new Float32Array(rows * I);
+    const x = f(rows * C), // (T, C) residual stream
+      xn = f(rows * C), // (T, C) normalised input of a sublayer
+      rstd = f(rows); // (T)
     this.block = {
-      resid: this.x,
-      ln1: this.xn,
-      rstd1: this.rstd,
-      q: this.q,
-      k: this.k,
-      v: this.v,
-      att: this.att,
-      resid2: this.x,
-      ln2: this.xn,
-      rstd2: this.rstd,
-      gate: this.gate,
-      up: this.up,
-      mlp: this.h,
-      proj: this.proj,
-      out: this.x,
+      resid: x,
+      ln1: xn,
+      rstd1: rstd,
+      q: f(rows * NH * HD),
+      k: f(rows * NKV * HD),
+      v: f(rows * NKV * HD),
+      att: f(rows * NH * HD),
+      resid2: x,
+      ln2: xn,
+      rstd2: rstd,
+      gate: f(rows * I),
+      up: f(rows * I),
+      mlp: f(rows * I),
+      proj: f(rows * C),
+      out: x,
     };
+    this.lse = f(rows * NH);
+    [this.ids, this.positions, this.cuSeqlens, this.slots, this.lens, this.rows32] = [
+      i(rows),
+      i(rows),
+      i(rows + 1),
+      i(rows),
+      i(rows),
+      i(rows),
+    ];
+    [this.headNorm, this.rstdHead, this.headIn, this.logits] = [f(rows * C), f(rows), f(rows * C), f(rows * V)];
   }
 }
 
@@ -172,12 +166,7 @@ export class KvDecoder {
   readonly cache: KvCache;
   readonly shape: DecoderShape;
   private readonly act = new Activations();
-  private headIn = new Float32Array(0); // (B, C) residual rows that reach the lm_head
-  private headNorm = new Float32Array(0); // (B, C) the same, final-normed
-  private logitsBuf = new Float32Array(0); // (B, V)
-  private rstdHead = new Float32Array(0); // (B)
-  private lens = new Int32Array(0); // (B) keys per slot after this step, for attentionDecode
-  private headRows = new Int32Array(0); // (B) 0..B−1: every decode row reaches the lm_head
+  private lens = new Int32Array(0); // (B) host: keys per slot after this step
 
   constructor(
     readonly backend: Backend,
@@ -192,7 +181,7 @@ export class KvDecoder {
       fail(`decoder weights have ${weights.layers.length} layers, the config says ${this.shape.L}`);
     // bf16 weights (a bf16 inference model) keep a bf16 cache: half the memory, keys and values
     // rounded as they are stored.
-    this.cache = new KvCache(this.shape, slots, maxLen, weights.embed instanceof Uint16Array ? 'bf16' : 'fp32');
+    this.cache = new KvCache(backend, this.shape, slots, maxLen, weights.embed.dtype === 'bf16' ? 'bf16' : 'fp32');
   }
 
   /**
@@ -200,7 +189,7 @@ export class KvDecoder {
    * pass; their keys/values go to cache slot slots[p] at positions 0..len−1. Returns the logits
    * of each prompt's last position, (P, V), valid until the next call.
    */
-  prefill(ids: Int32Array, cuSeqlens: Int32Array, slots: Int32Array, P: number): Float32Array {
+  prefill(ids: Int32Array, cuSeqlens: Int32Array, slots: Int32Array, P: number): F32 {
     const T = cuSeqlens[P];
     const positions = new Int32Array(T);
     const last = new Int32Array(P);
@@ -212,92 +201,87 @@ export class KvDecoder {
       for (let t = 0; t < len; t++) positions[cuSeqlens[p] + t] = t;
       last[p] = cuSeqlens[p + 1] - 1;
     }
-    const { NH, NKV, HD } = this.shape;
+    const { NH, NKV, HD, C } = this.shape;
     const R = NKV * HD,
-      M = this.cache.maxLen;
-    this.layersForward(ids, positions, T, (l, a) => {
+      M = this.cache.maxLen,
+      be = this.backend,
+      a = this.act;
+    a.ensure(be, T, this.shape);
+    be.upload(a.cuSeqlens, cuSeqlens.subarray(0, P + 1));
+    this.layersForward(ids.subarray(0, T), positions, T, (l, b) => {
       // packed causal attention over the prompts, then their k/v rows into their slots
-      this.backend.attentionForward(a.att, a.lse, a.q, a.k, a.v, cuSeqlens, P, T, NH, NKV, HD);
+      be.attentionForward(b.att, a.lse, b.q, b.k, b.v, a.cuSeqlens, P, T, NH, NKV, HD);
       for (let p = 0; p < P; p++) {
         const t0 = cuSeqlens[p],
-          len = cuSeqlens[p + 1] - t0;
-        this.cache.write(
-          this.backend,
-          l,
-          slots[p] * M * R,
-          a.k.subarray(t0 * R, (t0 + len) * R),
-          a.v.subarray(t0 * R, (t0 + len) * R),
-        );
+          n = (cuSeqlens[p + 1] - t0) * R;
+        this.cache.write(l, slots[p] * M * R, be.view(b.k, t0 * R, n), be.view(b.v, t0 * R, n));
       }
     });
-    return this.head(last, P);
+    be.upload(a.rows32, last);
+    be.embeddingForward(a.headIn, a.rows32, a.block.resid, P, C); // the last rows, gathered
+    return this.head(a.headIn, P);
   }
 
   /**
    * One decode step: token b (ids[b]) sits at position positions[b] of slot slots[b], whose
    * earlier positions are cached. Writes its k/v there and returns next-token logits (B, V),
-   * valid until the next call.
+   * valid until the next call. Uploads ids, positions, slots and lengths (4·B int32s) and nothing else.
    */
-  step(ids: Int32Array, slots: Int32Array, positions: Int32Array, B: number): Float32Array {
-    const { NKV, HD } = this.shape;
-    const R = NKV * HD,
-      M = this.cache.maxLen;
-    // Per-step index buffers are kept (grown on demand): a step should allocate nothing.
-    if (this.lens.length < B) {
-      this.lens = new Int32Array(B);
-      this.headRows = Int32Array.from({ length: B }, (_, b) => b);
-    }
-    const lens = this.lens;
+  step(ids: Int32Array, slots: Int32Array, positions: Int32Array, B: number): F32 {
+    const R = this.shape.NKV * this.shape.HD,
+      M = this.cache.maxLen,
+      be = this.backend,
+      a = this.act;
+    if (this.lens.length < B) this.lens = new Int32Array(B);
+    const lens = this.lens.subarray(0, B);
     for (let b = 0; b < B; b++) {
       if (positions[b] >= M) fail(`decode: position ${positions[b]} is past the cache length ${M}`);
       lens[b] = positions[b] + 1;
     }
-    this.layersForward(ids, positions, B, (l, a) => {
-      for (let b = 0; b < B; b++) {
-        this.cache.write(
-          this.backend,
-          l,
-          (slots[b] * M + positions[b]) * R,
-          a.k.subarray(b * R, (b + 1) * R),
-          a.v.subarray(b * R, (b + 1) * R),
-        );
-      }
-      this.cache.attend(this.backend, l, a.att, a.q, slots, lens, B);
+    a.ensure(be, B, this.shape);
+    be.upload(a.slots, slots.subarray(0, B));
+    be.upload(a.lens, lens);
+    // Row b of k and v, the same tensors at every layer: their views are made once per step.
+    const kRows: F32[] = [],
+      vRows: F32[] = [];
+    for (let b = 0; b < B; b++) {
+      kRows.push(be.view(a.block.k, b * R, R));
+      vRows.push(be.view(a.block.v, b * R, R));
+    }
+    this.layersForward(ids.subarray(0, B), positions.subarray(0, B), B, (l, blk) => {
+      for (let b = 0; b < B; b++) this.cache.write(l, (slots[b] * M + positions[b]) * R, kRows[b], vRows[b]);
+      this.cache.attend(l, blk.att, blk.q, a.slots, a.lens, B);
     });
-    return this.head(this.headRows, B);
+    return this.head(a.block.resid, B); // every row reaches the lm_head
   }
 
   /**
-   * Embedding and every layer over T rows; `attend(l, act)` fills act.att (T, NH*HD) from
-   * act.q/k/v after RoPE (and stores k/v wherever the caller caches them).
+   * Uploads ids and positions (T); embedding and every layer over T rows; `attend(l, b)` fills
+   * b.att (T, NH*HD) from b.q/k/v after RoPE (and stores k/v wherever the caller caches them).
    */
   private layersForward(
     ids: Int32Array,
     positions: Int32Array,
     T: number,
-    attend: (l: number, a: Activations) => void,
+    attend: (l: number, b: BlockBuffers) => void,
   ): void {
     const s = this.shape,
       w = this.weights,
-      be = this.backend;
-    const a = this.act;
-    a.ensure(T, s);
-    embedW(be, a.x, ids, w.embed, T, s.C);
-    for (let l = 0; l < s.L; l++) blockForward(be, s, w.layers[l], a.block!, positions, T, () => attend(l, a));
+      be = this.backend,
+      a = this.act;
+    be.upload(a.ids, ids);
+    be.upload(a.positions, positions);
+    embedW(be, a.block.resid, a.ids, w.embed, T, s.C);
+    for (let l = 0; l < s.L; l++) blockForward(be, s, w.layers[l], a.block, a.positions, T, () => attend(l, a.block));
   }
 
-  /** Final norm and lm_head on the residual rows `rows` only: (B, V). */
-  private head(rows: Int32Array, B: number): Float32Array {
-    const { C, V, eps } = this.shape;
-    if (this.headIn.length < B * C) {
-      this.headIn = new Float32Array(B * C);
-      this.headNorm = new Float32Array(B * C);
-      this.rstdHead = new Float32Array(B);
-      this.logitsBuf = new Float32Array(B * V);
-    }
-    for (let b = 0; b < B; b++) this.headIn.set(this.act.x.subarray(rows[b] * C, (rows[b] + 1) * C), b * C);
-    this.backend.rmsnormForward(this.headNorm, this.rstdHead, this.headIn, this.weights.finalNorm, B, C, eps);
-    linearW(this.backend, this.logitsBuf, this.headNorm, this.weights.lmHead, null, B, C, V);
-    return this.logitsBuf;
+  /** Final norm and lm_head on the first B rows of `x` (B, C): logits (B, V). */
+  private head(x: F32, B: number): F32 {
+    const { C, V, eps } = this.shape,
+      a = this.act,
+      be = this.backend;
+    be.rmsnormForward(a.headNorm, a.rstdHead, x, this.weights.finalNorm, B, C, eps);
+    linearW(be, a.logits, a.headNorm, this.weights.lmHead, null, B, C, V);
+    return be.view(a.logits, 0, B * V);
   }
 }

@@ -12,18 +12,18 @@ import { Checkpoint, writeSafetensors, type SafetensorsFile } from './safetensor
 
 /**
  * Fails naming the first tensor that holds a NaN or an Inf (a corrupt or diverged checkpoint would
- * otherwise generate one token forever and train with `loss -`). For fp32, `sumSquares` (the
- * backend's Σx², one fast pass) settles the common all-finite case; only a non-finite sum is
- * searched. bf16 weights (raw bits) are scanned directly.
+ * otherwise generate one token forever and train with `loss -`). For fp32, `allFinite` (e.g. the
+ * model uploading them and taking the backend's Σx², one fast pass) settles the common all-finite
+ * case; only otherwise are the values searched. bf16 weights (raw bits) are scanned directly.
  */
 export function checkFinite(
   dir: string,
   params: Float32Array | Uint16Array,
   layout: ParamLayout,
-  sumSquares?: (x: Float32Array, n: number) => number,
+  allFinite?: AllFinite,
 ): void {
   const f32 = params instanceof Float32Array;
-  if (f32 && sumSquares && Number.isFinite(sumSquares(params, params.length))) return;
+  if (f32 && allFinite && allFinite(params)) return;
   const bits = f32 ? new Uint32Array(params.buffer, params.byteOffset, params.length) : params;
   // Exponent all ones: Inf (mantissa 0) or NaN; fp32 and bf16 share the layout, bf16 is the top half.
   const [EXP, MANT, SIGN] = f32 ? [0x7f800000, 0x007fffff, 0x80000000] : [0x7f80, 0x007f, 0x8000];
@@ -38,14 +38,15 @@ export function checkFinite(
   }
 }
 
-type SumSquares = (x: Float32Array, n: number) => number;
+/** A fast test that every value of the fp32 parameters is finite (false: search them). */
+export type AllFinite = (params: Float32Array) => boolean;
 
 /** Reads every parameter of `layout` from the checkpoint in `dir` into a new flat buffer (checked finite). */
 export function readWeights(
   dir: string,
   layout: ParamLayout,
   config: ModelConfig,
-  sumSquares?: SumSquares,
+  allFinite?: AllFinite,
 ): Float32Array {
   return readCheckedWeights(
     dir,
@@ -53,7 +54,7 @@ export function readWeights(
     config,
     (n) => new Float32Array(n),
     (file, name, dst) => file.readInto(name, dst),
-    sumSquares,
+    allFinite,
   );
 }
 
@@ -74,7 +75,7 @@ function readCheckedWeights<B extends Float32Array | Uint16Array>(
   config: ModelConfig,
   alloc: (n: number) => B,
   readInto: (file: SafetensorsFile, name: string, dst: B) => void,
-  sumSquares?: SumSquares,
+  allFinite?: AllFinite,
 ): B {
   const ckpt = Checkpoint.open(dir);
   try {
@@ -105,7 +106,7 @@ function readCheckedWeights<B extends Float32Array | Uint16Array>(
       const found = ckpt.find(spec.name)!;
       readInto(found.file, spec.name, params.subarray(spec.offset, spec.offset + spec.size) as B);
     }
-    checkFinite(dir, params, layout, sumSquares);
+    checkFinite(dir, params, layout, allFinite);
     return params;
   } finally {
     ckpt.close();

@@ -1,14 +1,17 @@
-// The parameter layout, llm.c style: every parameter lives in ONE flat Float32Array (and its
+// The parameter layout, llm.c style: every parameter lives in ONE flat f32 tensor (and its
 // gradient in another of the same layout), described by a table of (Hugging Face name, shape,
-// offset). Named views are subarrays of whichever flat buffer is passed in. For bf16 inference the
-// flat buffer is a Uint16Array of bf16 bits: the matrices are views of it, the norms and biases
-// small fp32 copies (they feed fp32 arithmetic).
-import type { Backend } from '../engine/backend.ts';
-import { fail } from '../util/errors.ts';
+// offset). Named views are backend views of whichever flat tensor is passed in. For bf16 inference
+// the flat tensor is bf16: the matrices are views of it, the norms and biases small f32 tensors
+// widened from it on the backend (they feed fp32 arithmetic).
+import type { Backend, Tensor } from '../engine/backend.ts';
 import type { ModelConfig } from './config.ts';
 
-/** A weight matrix in fp32, or in bf16 (a Uint16Array of bf16 bits, src/engine/bf16.ts). */
-export type Weight = Float32Array | Uint16Array;
+/** An f32 tensor (activations, norms, biases, gradients). */
+export type F32 = Tensor<'f32'>;
+/** An i32 tensor (ids, positions, sequence offsets). */
+export type I32 = Tensor<'i32'>;
+/** A weight matrix: its dtype says fp32 or bf16 (src/engine/bf16.ts). */
+export type Weight = Tensor<'f32'> | Tensor<'bf16'>;
 
 export interface ParamSpec {
   /** The Hugging Face tensor name, e.g. `model.layers.0.self_attn.q_proj.weight`. */
@@ -30,25 +33,25 @@ export interface ParamLayout {
  * The parameters of one decoder layer (QD = NH·HD, KD = NKV·HD, I = intermediate size); the
  * matrices are W (fp32 or bf16), norms and biases always fp32.
  */
-export interface LayerViews<W extends Weight = Float32Array> {
-  inputNorm: Float32Array; // (C)
+export interface LayerViews<W extends Weight = F32> {
+  inputNorm: F32; // (C)
   qWeight: W; // (QD, C)
-  qBias: Float32Array | null; // (QD)
+  qBias: F32 | null; // (QD)
   kWeight: W; // (KD, C)
-  kBias: Float32Array | null; // (KD)
+  kBias: F32 | null; // (KD)
   vWeight: W; // (KD, C)
-  vBias: Float32Array | null; // (KD)
+  vBias: F32 | null; // (KD)
   oWeight: W; // (C, QD)
-  postNorm: Float32Array; // (C)
+  postNorm: F32; // (C)
   gateWeight: W; // (I, C)
   upWeight: W; // (I, C)
   downWeight: W; // (C, I)
 }
 
-export interface ModelViews<W extends Weight = Float32Array> {
+export interface ModelViews<W extends Weight = F32> {
   embed: W; // (V, C)
   layers: LayerViews<W>[];
-  finalNorm: Float32Array; // (C)
+  finalNorm: F32; // (C)
   /** (V, C); the same memory as `embed` when the embeddings are tied. */
   lmHead: W;
 }
@@ -87,56 +90,65 @@ export function paramLayout(c: ModelConfig): ParamLayout {
   return { specs, byName: new Map(specs.map((s) => [s.name, s])), total: offset };
 }
 
-/** The view of parameter `name` in `buf` (a buffer of `layout.total` elements). */
-export function view(layout: ParamLayout, buf: Float32Array, name: string): Float32Array {
+/** The view of parameter `name` in `buf` (a tensor of `layout.total` elements). */
+export function paramView<D extends Weight['dtype']>(
+  be: Backend,
+  layout: ParamLayout,
+  buf: Tensor<D>,
+  name: string,
+): Tensor<D> {
   const s = layout.byName.get(name);
   if (!s) throw new Error(`no parameter ${name}`);
-  return buf.subarray(s.offset, s.offset + s.size);
+  return be.view(buf, s.offset, s.size);
 }
 
 /** Named views of every parameter in `buf` (the parameters, their gradients, or a moment). */
-export function modelViews(c: ModelConfig, layout: ParamLayout, buf: Float32Array): ModelViews {
-  const v = (name: string): Float32Array => view(layout, buf, name);
+export function modelViews(be: Backend, c: ModelConfig, layout: ParamLayout, buf: F32): ModelViews {
+  const v = (name: string): F32 => paramView(be, layout, buf, name);
   return viewsOf(c, v, v);
 }
 
-/** Views of bf16 parameters `buf` (layout order): matrices view it, norms and biases are widened copies. */
-export function bf16ModelViews(c: ModelConfig, layout: ParamLayout, buf: Uint16Array): ModelViews<Uint16Array> {
-  const m = (name: string): Uint16Array => {
-    const s = layout.byName.get(name);
-    if (!s) throw new Error(`no parameter ${name}`);
-    return buf.subarray(s.offset, s.offset + s.size);
+/**
+ * Views of bf16 parameters `buf` (layout order): matrices view it, norms and biases are f32
+ * tensors that `widen()` refills from it (after every upload of new weights).
+ */
+export function bf16ModelViews(
+  be: Backend,
+  c: ModelConfig,
+  layout: ParamLayout,
+  buf: Tensor<'bf16'>,
+): { w: ModelViews<Tensor<'bf16'>>; widen: () => void } {
+  const small: [Tensor<'bf16'>, F32][] = [];
+  const widened = (name: string): F32 => {
+    const src = paramView(be, layout, buf, name),
+      dst = be.alloc('f32', src.length);
+    small.push([src, dst]);
+    return dst;
   };
-  const small = (name: string): Float32Array => {
-    const h = m(name),
-      out = new Float32Array(h.length),
-      o32 = new Uint32Array(out.buffer);
-    for (let i = 0; i < h.length; i++) o32[i] = h[i] << 16;
-    return out;
+  const w = viewsOf(c, (name) => paramView(be, layout, buf, name), widened);
+  const widen = (): void => {
+    for (const [src, dst] of small) be.widenBf16(dst, src, src.length);
   };
-  return viewsOf(c, m, small);
+  widen();
+  return { w, widen };
 }
 
 /** Mixed precision: matrices view the bf16 copy p16, norms and biases the fp32 master p32 itself. */
 export function mixedModelViews(
+  be: Backend,
   c: ModelConfig,
   layout: ParamLayout,
-  p16: Uint16Array,
-  p32: Float32Array,
-): ModelViews<Uint16Array> {
-  const m = (name: string): Uint16Array => {
-    const s = layout.byName.get(name);
-    if (!s) throw new Error(`no parameter ${name}`);
-    return p16.subarray(s.offset, s.offset + s.size);
-  };
-  return viewsOf(c, m, (name) => view(layout, p32, name));
+  p16: Tensor<'bf16'>,
+  p32: F32,
+): ModelViews<Tensor<'bf16'>> {
+  return viewsOf(
+    c,
+    (name) => paramView(be, layout, p16, name),
+    (name) => paramView(be, layout, p32, name),
+  );
 }
 
-function viewsOf<W extends Weight>(
-  c: ModelConfig,
-  m: (name: string) => W,
-  v: (name: string) => Float32Array,
-): ModelViews<W> {
+function viewsOf<W extends Weight>(c: ModelConfig, m: (name: string) => W, v: (name: string) => F32): ModelViews<W> {
   const layers: LayerViews<W>[] = [];
   for (let l = 0; l < c.numLayers; l++) {
     const p = `model.layers.${l}.`;
@@ -167,43 +179,37 @@ function viewsOf<W extends Weight>(
 /** out(T,OC) = inp(T,C)·weight(OC,C)ᵀ + bias in the weight's dtype (bf16: fp32 accumulation). */
 export function linearW(
   be: Backend,
-  out: Float32Array,
-  inp: Float32Array,
+  out: F32,
+  inp: F32,
   weight: Weight,
-  bias: Float32Array | null,
+  bias: F32 | null,
   T: number,
   C: number,
   OC: number,
 ): void {
-  if (weight instanceof Uint16Array) be.linearForwardBf16(out, inp, weight, bias, T, C, OC);
+  if (weight.dtype === 'bf16') be.linearForwardBf16(out, inp, weight, bias, T, C, OC);
   else be.linearForward(out, inp, weight, bias, T, C, OC);
 }
 
 /** linearBackward for a weight in either dtype (bf16: dout and inp rounded, fp32 accumulation). */
 export function linearBackwardW(
   be: Backend,
-  dinp: Float32Array | null,
-  dweight: Float32Array,
-  dbias: Float32Array | null,
-  dout: Float32Array,
-  inp: Float32Array,
+  dinp: F32 | null,
+  dweight: F32,
+  dbias: F32 | null,
+  dout: F32,
+  inp: F32,
   weight: Weight,
   T: number,
   C: number,
   OC: number,
 ): void {
-  if (weight instanceof Uint16Array) be.linearBackwardBf16(dinp, dweight, dbias, dout, inp, weight, T, C, OC);
+  if (weight.dtype === 'bf16') be.linearBackwardBf16(dinp, dweight, dbias, dout, inp, weight, T, C, OC);
   else be.linearBackward(dinp, dweight, dbias, dout, inp, weight, T, C, OC);
 }
 
 /** out(T,C) = wte[ids[t]] for a table in either dtype (bf16 rows widened to fp32, exactly). */
-export function embedW(be: Backend, out: Float32Array, ids: Int32Array, wte: Weight, T: number, C: number): void {
-  if (!(wte instanceof Uint16Array)) return be.embeddingForward(out, ids, wte, T, C);
-  const V = wte.length / C,
-    o32 = new Uint32Array(out.buffer, out.byteOffset, T * C);
-  for (let t = 0; t < T; t++) {
-    const id = ids[t];
-    if (!(id >= 0 && id < V)) fail(`embedding: ids[${t}] = ${id} is outside [0, ${V})`);
-    for (let c = 0, r = id * C, o = t * C; c < C; c++) o32[o + c] = wte[r + c] << 16;
-  }
+export function embedW(be: Backend, out: F32, ids: I32, wte: Weight, T: number, C: number): void {
+  if (wte.dtype === 'bf16') be.embeddingForwardBf16(out, ids, wte, T, C);
+  else be.embeddingForward(out, ids, wte, T, C);
 }

@@ -7,9 +7,12 @@
 // softmax and the loss head in fp32), with no fp32 copy of the matrices. An fp32 model can also
 // compute in bf16 (mixed precision, setComputePrecision): each forward rounds the fp32 master
 // weights into a bf16 copy that the GEMMs of forward and backward use; gradients, norms, the
-// loss head and the optimiser stay fp32.
+// loss head and the optimiser stay fp32. Parameters, gradients and activations are backend
+// tensors: a batch's ids/positions/offsets and the head's targets and coefficients are uploaded
+// each call, and only per-token logprob/entropy come back (downloaded), so the same code runs on
+// any backend.
 import path from 'node:path';
-import type { Backend } from '../engine/backend.ts';
+import type { Backend, Tensor } from '../engine/backend.ts';
 import { fromBf16, toBf16 } from '../engine/bf16.ts';
 import { getBackend } from '../engine/index.ts';
 import { noteBf16Speed, type Precision } from '../engine/precision.ts';
@@ -27,6 +30,8 @@ import {
   mixedModelViews,
   modelViews,
   paramLayout,
+  type F32,
+  type I32,
   type ModelViews,
   type ParamLayout,
   type Weight,
@@ -48,33 +53,37 @@ const HEAD_ROWS = 512;
  * refilled by recomputing the layer in backward.
  */
 type LayerActs = Omit<BlockBuffers, 'mlp' | 'proj' | 'out'> & {
-  lse: Float32Array; // (T, NH)
+  lse: F32; // (T, NH)
 };
 
 /** Buffers shared by all layers: the final stream, the head chunk and the backward scratch. */
 interface Scratch {
-  residOut: Float32Array; // (T, C) stream after the last layer
-  lnf: Float32Array; // (T, C) model.norm output
-  rstdf: Float32Array; // (T)
-  mlp: Float32Array; // (T, I) swiglu output (recomputed in backward rather than kept per layer)
-  proj: Float32Array; // (T, C) o_proj / down_proj output before the residual add
-  headIn: Float32Array; // (HEAD_ROWS, C) rows of lnf gathered for the head
-  headLogits: Float32Array; // (HEAD_ROWS, V) logits, then dlogits in place
-  headTargets: Int32Array; // (HEAD_ROWS)
-  headCl: Float32Array; // (HEAD_ROWS)
-  headCe: Float32Array; // (HEAD_ROWS)
-  headLp: Float32Array; // (HEAD_ROWS)
-  headEnt: Float32Array; // (HEAD_ROWS)
-  dresid: Float32Array; // (T, C) gradient of the residual stream
-  dln: Float32Array; // (T, C)
-  dtmp: Float32Array; // (T, C)
-  dq: Float32Array; // (T, QD)
-  dk: Float32Array; // (T, KD)
-  dv: Float32Array; // (T, KD)
-  datt: Float32Array; // (T, QD)
-  dmlp: Float32Array; // (T, I)
-  dgate: Float32Array; // (T, I)
-  dup: Float32Array; // (T, I)
+  residOut: F32; // (T, C) stream after the last layer
+  lnf: F32; // (T, C) model.norm output
+  rstdf: F32; // (T)
+  mlp: F32; // (T, I) swiglu output (recomputed in backward rather than kept per layer)
+  proj: F32; // (T, C) o_proj / down_proj output before the residual add
+  headIn: F32; // (HEAD_ROWS, C) rows of lnf gathered for the head
+  headLogits: F32; // (HEAD_ROWS, V) logits, then dlogits in place
+  headTargets: I32; // (HEAD_ROWS)
+  headRows: I32; // (HEAD_ROWS) token rows of this chunk (gathered and scattered by embedding kernels)
+  headCl: F32; // (HEAD_ROWS)
+  headCe: F32; // (HEAD_ROWS)
+  headLp: F32; // (HEAD_ROWS)
+  headEnt: F32; // (HEAD_ROWS)
+  dresid: F32; // (T, C) gradient of the residual stream
+  dln: F32; // (T, C)
+  dtmp: F32; // (T, C)
+  dq: F32; // (T, QD)
+  dk: F32; // (T, KD)
+  dv: F32; // (T, KD)
+  datt: F32; // (T, QD)
+  dmlp: F32; // (T, I)
+  dgate: F32; // (T, I)
+  dup: F32; // (T, I)
+  ids: I32; // (T) the batch, uploaded by trunkForward
+  positions: I32; // (T)
+  cuSeqlens: I32; // (T+1) B+1 used
 }
 
 export interface LoadOptions {
@@ -87,9 +96,11 @@ export class Qwen2Model {
   readonly layout: ParamLayout;
   /** fp32, or bf16 (inference only: forward, logits and generation; no backward, no optimizer). */
   readonly precision: Precision;
-  /** The bf16 parameters (bits, `layout` order) of a bf16 model; null in fp32. */
-  readonly params16: Uint16Array | null;
-  private readonly p32: Float32Array | null;
+  /** All parameters, one flat tensor in `layout` order, in the model's precision. */
+  readonly weights: Weight;
+  private readonly p32: F32 | null;
+  /** Refills a bf16 model's f32 norms and biases from `weights` (after an upload). */
+  private readonly widen: () => void;
   /** Named views of the parameters in their dtype (the matrices bf16 in a bf16 model). */
   readonly w: ModelViews<Weight>;
   /** generation_config.json's content, written back on save. */
@@ -103,40 +114,83 @@ export class Qwen2Model {
   private cap = 0;
   private acts: LayerActs[] = [];
   private s: Scratch | null = null;
-  /** The batch of the last forward, which backward differentiates. */
+  /** The batch of the last forward, which backward differentiates (its ids etc. are in the scratch). */
   private batch: PackedBatch | null = null;
   /** Token rows with a target (the rows the loss head computes), from the last forward. */
   private headRows = new Int32Array(0);
+  /** Host staging of one head chunk: targets and coefficients up, logprob and entropy down. */
+  private readonly host = {
+    targets: new Int32Array(HEAD_ROWS),
+    cl: new Float32Array(HEAD_ROWS),
+    ce: new Float32Array(HEAD_ROWS),
+    lp: new Float32Array(HEAD_ROWS),
+    ent: new Float32Array(HEAD_ROWS),
+  };
 
-  /** params: fp32 (or none: zeros), or a Uint16Array of bf16 bits for a bf16 inference model. */
+  /**
+   * A model on `backend` with zero parameters of `precision`, or with host `params` uploaded:
+   * fp32, or a Uint16Array of bf16 bits for a bf16 inference model.
+   */
   constructor(
     readonly config: ModelConfig,
     readonly backend: Backend,
     params?: Float32Array | Uint16Array,
+    precision: Precision = params instanceof Uint16Array ? 'bf16' : 'fp32',
   ) {
     this.layout = paramLayout(config);
     this.shape = decoderShape(config);
-    const p = params ?? new Float32Array(this.layout.total);
-    if (p.length !== this.layout.total) throw new Error(`params has ${p.length} elements, layout ${this.layout.total}`);
-    if (p instanceof Uint16Array) {
+    if (params && params.length !== this.layout.total)
+      throw new Error(`params has ${params.length} elements, layout ${this.layout.total}`);
+    if (precision === 'bf16') {
+      const p16 = backend.alloc('bf16', this.layout.total);
+      const views = bf16ModelViews(backend, config, this.layout, p16);
       this.precision = 'bf16';
-      this.params16 = p;
+      this.weights = p16;
       this.p32 = null;
-      this.w = bf16ModelViews(config, this.layout, p);
+      this.w = views.w;
+      this.widen = views.widen;
       noteBf16Speed(backend);
     } else {
+      const p32 = backend.alloc('f32', this.layout.total);
       this.precision = 'fp32';
-      this.params16 = null;
-      this.p32 = p;
-      this.w = modelViews(config, this.layout, p);
+      this.weights = p32;
+      this.p32 = p32;
+      this.w = modelViews(backend, config, this.layout, p32);
+      this.widen = () => {};
     }
+    if (params) this.writeWeights(params);
     this.generationConfig = defaultGenerationConfig(config);
   }
 
-  /** All fp32 parameters, one flat buffer in `layout` order (fp32 models only). */
-  get params(): Float32Array {
+  /** All fp32 parameters, one flat tensor in `layout` order (fp32 models only). */
+  get params(): F32 {
     if (!this.p32) fail(this.bf16Only('fp32 parameters'));
     return this.p32;
+  }
+
+  /** The parameters downloaded to the host, in the model's precision (bf16: bits). */
+  readWeights(): Float32Array | Uint16Array {
+    return this.backend.download(this.weights);
+  }
+
+  /** The fp32 parameters downloaded to the host (fp32 models only). */
+  readParams(): Float32Array {
+    return this.backend.download(this.params);
+  }
+
+  /** Uploads new parameters (host, `layout` order) in the model's precision: the one way weights change from the host. */
+  writeWeights(params: Float32Array | Uint16Array): void {
+    if (params.length !== this.layout.total)
+      fail(`weights: ${params.length} values for a model of ${this.layout.total} parameters`);
+    const be = this.backend;
+    if (this.weights.dtype === 'bf16') {
+      if (!(params instanceof Uint16Array)) fail('weights: a bf16 model takes bf16 bits (Uint16Array)');
+      be.upload(this.weights, params);
+    } else {
+      if (!(params instanceof Float32Array)) fail(this.bf16Only('fp32 weights'));
+      be.upload(this.weights, params);
+    }
+    this.widen();
   }
 
   private bf16Only(what: string): string {
@@ -144,7 +198,7 @@ export class Qwen2Model {
   }
 
   /** Mixed precision: the bf16 copy of the master weights and its views (null: compute in fp32). */
-  private mixed: { p16: Uint16Array; w: ModelViews<Uint16Array> } | null = null;
+  private mixed: { p16: Tensor<'bf16'>; w: ModelViews<Tensor<'bf16'>> } | null = null;
 
   /**
    * The precision of the GEMMs: bf16 on an fp32 model is mixed-precision training (fp32 master
@@ -158,8 +212,8 @@ export class Qwen2Model {
       return;
     }
     if (this.mixed) return;
-    const p16 = new Uint16Array(this.layout.total);
-    this.mixed = { p16, w: mixedModelViews(this.config, this.layout, p16, this.p32) };
+    const p16 = this.backend.alloc('bf16', this.layout.total);
+    this.mixed = { p16, w: mixedModelViews(this.backend, this.config, this.layout, p16, this.p32) };
     noteBf16Speed(this.backend);
   }
 
@@ -178,10 +232,10 @@ export class Qwen2Model {
 
   /** Bytes of the per-layer activation buffers now allocated (shared ones counted once). */
   get activationBytes(): number {
-    const seen = new Set<Float32Array>();
+    const seen = new Set<F32>();
     for (const a of this.acts) for (const b of Object.values(a)) seen.add(b);
     let n = 0;
-    for (const b of seen) n += b.byteLength;
+    for (const b of seen) n += b.length * 4;
     return n;
   }
 
@@ -198,22 +252,25 @@ export class Qwen2Model {
 
   /** A bf16 inference copy of this fp32 model (weights rounded to nearest even). */
   toBf16(): Qwen2Model {
-    const m = new Qwen2Model(this.config, this.backend, toBf16(this.params));
+    const m = new Qwen2Model(this.config, this.backend, toBf16(this.readParams()));
     m.generationConfig = this.generationConfig;
     m.sourceDir = this.sourceDir;
     return m;
   }
 
-  /** Loads a Hugging Face model folder (config.json + model.safetensors or shards). */
+  /** Loads a Hugging Face model folder (config.json + model.safetensors or shards): one upload of the weights. */
   static async load(dir: string, opts: LoadOptions = {}): Promise<Qwen2Model> {
     const config = loadConfig(path.join(dir, 'config.json'));
     const layout = paramLayout(config);
     const backend = opts.backend ?? getBackend();
-    const params =
-      opts.precision === 'bf16'
-        ? readWeightsBf16(dir, layout, config)
-        : readWeights(dir, layout, config, (x, n) => backend.sumSquares(x, n));
-    const model = new Qwen2Model(config, backend, params);
+    const precision = opts.precision ?? 'fp32';
+    const model = new Qwen2Model(config, backend, undefined, precision);
+    if (precision === 'bf16') model.writeWeights(readWeightsBf16(dir, layout, config));
+    else
+      readWeights(dir, layout, config, (host) => {
+        model.writeWeights(host); // uploaded, then Σx² on the backend settles the all-finite case
+        return Number.isFinite(backend.sumSquares(model.params, layout.total));
+      });
     model.generationConfig = readGenerationConfig(dir, config);
     model.sourceDir = path.resolve(dir);
     return model;
@@ -221,17 +278,18 @@ export class Qwen2Model {
 
   /** Random initialisation as transformers does: normal(0, initializer_range) weights, norms 1, biases 0. */
   static init(config: ModelConfig, seed: number, opts: LoadOptions = {}): Qwen2Model {
-    const model = new Qwen2Model(config, opts.backend ?? getBackend());
+    const layout = paramLayout(config);
     const raw = config.raw.initializer_range;
     const std = typeof raw === 'number' ? raw : 0.02;
     const rng = new Rng(seed);
-    for (const spec of model.layout.specs) {
-      const p = model.params.subarray(spec.offset, spec.offset + spec.size);
+    const host = new Float32Array(layout.total);
+    for (const spec of layout.specs) {
+      const p = host.subarray(spec.offset, spec.offset + spec.size);
       if (spec.name.endsWith('norm.weight')) p.fill(1);
       else if (spec.name.endsWith('.bias')) p.fill(0);
       else for (let i = 0; i < p.length; i++) p[i] = rng.normal() * std;
     }
-    return model;
+    return new Qwen2Model(config, opts.backend ?? getBackend(), host);
   }
 
   /**
@@ -240,7 +298,15 @@ export class Qwen2Model {
    * fp32 widens exactly).
    */
   save(dir: string, dtype: Precision = this.precision): void {
-    const params = dtype === 'bf16' ? (this.params16 ?? toBf16(this.p32!)) : (this.p32 ?? fromBf16(this.params16!));
+    const host = this.readWeights();
+    const params =
+      dtype === 'bf16'
+        ? host instanceof Uint16Array
+          ? host
+          : toBf16(host)
+        : host instanceof Float32Array
+          ? host
+          : fromBf16(host);
     writeModelDir(dir, {
       config: this.config,
       layout: this.layout,
@@ -250,32 +316,37 @@ export class Qwen2Model {
     });
   }
 
-  private gradBuf: Float32Array | null = null;
+  private gradBuf: F32 | null = null;
   private gradViews: ModelViews | null = null;
 
   /**
    * The gradients, same layout as params; backward accumulates here. Allocated on first use,
    * so a model that only generates or scores never pays for them.
    */
-  get grads(): Float32Array {
+  get grads(): F32 {
     if (!this.p32) fail(this.bf16Only('gradients'));
-    if (!this.gradBuf) this.gradBuf = new Float32Array(this.layout.total);
+    if (!this.gradBuf) this.gradBuf = this.backend.alloc('f32', this.layout.total);
     return this.gradBuf;
+  }
+
+  /** The gradients downloaded to the host. */
+  readGrads(): Float32Array {
+    return this.backend.download(this.grads);
   }
 
   /** Named views into grads. */
   get g(): ModelViews {
-    if (!this.gradViews) this.gradViews = modelViews(this.config, this.layout, this.grads);
+    if (!this.gradViews) this.gradViews = modelViews(this.backend, this.config, this.layout, this.grads);
     return this.gradViews;
   }
 
   zeroGrad(): void {
-    this.grads.fill(0);
+    this.backend.zero(this.grads);
   }
 
   /**
-   * Per-token log p(target) and entropy of the next-token distribution (0 where target = −1).
-   * Keeps the activations for backward(). Returns fresh arrays of length T.
+   * Per-token log p(target) and entropy of the next-token distribution (0 where target = −1),
+   * downloaded. Keeps the activations for backward(). Returns fresh host arrays of length T.
    */
   forward(batch: PackedBatch): { logprob: Float32Array; entropy: Float32Array } {
     const T = checkBatch(batch, this.config.vocabSize);
@@ -288,133 +359,135 @@ export class Qwen2Model {
     this.headRows = Int32Array.from(rows);
     const logprob = new Float32Array(T),
       entropy = new Float32Array(T);
+    const h = this.host;
     for (let r0 = 0; r0 < rows.length; r0 += HEAD_ROWS) {
       const n = Math.min(HEAD_ROWS, rows.length - r0);
-      this.gatherHeadRows(batch, rows, r0, n);
+      this.gatherHeadRows(batch, r0, n);
       linearW(be, s.headLogits, s.headIn, this.forwardViews(false).lmHead, null, n, C, V);
       be.lossHeadForward(s.headLp, s.headEnt, s.headLogits, s.headTargets, n, V);
+      be.download(be.view(s.headLp, 0, n), h.lp);
+      be.download(be.view(s.headEnt, 0, n), h.ent);
       for (let i = 0; i < n; i++) {
-        logprob[rows[r0 + i]] = s.headLp[i];
-        entropy[rows[r0 + i]] = s.headEnt[i];
+        logprob[rows[r0 + i]] = h.lp[i];
+        entropy[rows[r0 + i]] = h.ent[i];
       }
     }
     this.batch = batch;
     return { logprob, entropy };
   }
 
-  /** One loss-head chunk's inputs: final-norm rows rows[r0..r0+n) → headIn (n, C), their targets → headTargets. */
-  private gatherHeadRows(batch: PackedBatch, rows: ArrayLike<number>, r0: number, n: number): void {
-    const { s } = this.ready();
-    const C = this.config.hiddenSize;
-    for (let i = 0; i < n; i++) {
-      const t = rows[r0 + i];
-      s.headIn.set(s.lnf.subarray(t * C, (t + 1) * C), i * C);
-      s.headTargets[i] = batch.targets[t];
-    }
+  /**
+   * One loss-head chunk's inputs: the chunk's rows headRows[r0..r0+n) and their targets uploaded,
+   * final-norm rows gathered into headIn (n, C) (embeddingForward with lnf as the table).
+   */
+  private gatherHeadRows(batch: PackedBatch, r0: number, n: number): void {
+    const { backend: be, s } = this.ready();
+    const rows = this.headRows.subarray(r0, r0 + n);
+    for (let i = 0; i < n; i++) this.host.targets[i] = batch.targets[rows[i]];
+    be.upload(s.headRows, rows);
+    be.upload(s.headTargets, this.host.targets.subarray(0, n));
+    be.embeddingForward(s.headIn, s.headRows, s.lnf, n, this.config.hiddenSize);
   }
 
   /**
    * Gradient of Σ_t (coefLogprob[t]·logprob[t] + coefEntropy[t]·entropy[t]) for the last
-   * forward's batch, ACCUMULATED into grads (micro-batches add up). Coefficients are (T).
+   * forward's batch, ACCUMULATED into grads (micro-batches add up). Coefficients are host (T),
+   * uploaded chunk by chunk.
    */
   backward(coefLogprob: Float32Array, coefEntropy: Float32Array): void {
     if (!this.p32) fail(this.bf16Only('backward'));
     const batch = this.batch;
     if (!batch) throw new Error('backward() without a preceding forward()');
-    const T = batch.ids.length;
+    const T = batch.ids.length,
+      B = batch.cuSeqlens.length - 1;
     if (coefLogprob.length < T || coefEntropy.length < T)
       throw new Error(`backward: coefficients must have T=${T} entries`);
     const { backend: be, s } = this.ready();
     const c = this.config,
       w = this.forwardViews(false),
-      g = this.g;
+      g = this.g,
+      h = this.host;
     const C = c.hiddenSize,
       V = c.vocabSize;
 
     // Loss head, chunk by chunk: recompute the logits, turn them into dlogits in place, then
-    // d lm_head += dlogitsᵀ·lnf and d lnf = dlogits·lm_head (rows without a target get 0).
-    s.dtmp.fill(0, 0, T * C); // d lnf (T, C)
+    // d lm_head += dlogitsᵀ·lnf and d lnf = dlogits·lm_head, scattered to the chunk's rows of
+    // dtmp (embeddingBackward into zeros: rows are distinct, so it is a copy; others stay 0).
+    be.zero(s.dtmp); // d lnf (T, C)
     const rows = this.headRows;
     for (let r0 = 0; r0 < rows.length; r0 += HEAD_ROWS) {
       const n = Math.min(HEAD_ROWS, rows.length - r0);
-      this.gatherHeadRows(batch, rows, r0, n);
+      this.gatherHeadRows(batch, r0, n);
       for (let i = 0; i < n; i++) {
-        s.headCl[i] = coefLogprob[rows[r0 + i]];
-        s.headCe[i] = coefEntropy[rows[r0 + i]];
+        h.cl[i] = coefLogprob[rows[r0 + i]];
+        h.ce[i] = coefEntropy[rows[r0 + i]];
       }
+      be.upload(s.headCl, h.cl.subarray(0, n));
+      be.upload(s.headCe, h.ce.subarray(0, n));
       linearW(be, s.headLogits, s.headIn, w.lmHead, null, n, C, V);
       be.lossHeadBackward(s.headLogits, s.headLogits, s.headTargets, s.headCl, s.headCe, n, V);
       linearBackwardW(be, s.dln, g.lmHead, null, s.headLogits, s.headIn, w.lmHead, n, C, V);
-      for (let i = 0; i < n; i++) {
-        const t = rows[r0 + i];
-        s.dtmp.set(s.dln.subarray(i * C, (i + 1) * C), t * C);
-      }
+      be.embeddingBackward(s.dtmp, s.dln, s.headRows, n, C);
     }
-    s.dresid.fill(0, 0, T * C);
+    be.zero(s.dresid);
     be.rmsnormBackward(s.dresid, g.finalNorm, s.dtmp, s.residOut, w.finalNorm, s.rstdf, T, C);
 
     for (let l = c.numLayers - 1; l >= 0; l--) {
-      if (this.checkpointing) this.layerForward(l, w, batch, T); // refill the shared activations
+      if (this.checkpointing) this.layerForward(l, w, B, T); // refill the shared activations
+      const b = this.blockBuffers(l);
       blockBackward(
         be,
         this.shape,
         w.layers[l],
         g.layers[l],
-        this.blockBuffers(l),
+        b,
         this.acts[l].lse,
         s.dresid,
         s,
-        batch.positions,
-        batch.cuSeqlens,
+        s.positions,
+        s.cuSeqlens,
+        B,
         T,
       );
     }
-    be.embeddingBackward(g.embed, s.dresid, batch.ids, T, C);
+    be.embeddingBackward(g.embed, s.dresid, s.ids, T, C);
   }
 
-  /** Full (T, V) logits of a batch, for tests and scoring short texts (allocates T·V floats). */
+  /** Full (T, V) logits of a batch downloaded, for tests and scoring short texts (T·V floats). */
   logits(batch: PackedBatch): Float32Array {
     const T = checkBatch(batch, this.config.vocabSize);
     this.trunkForward(batch, T);
     const { backend: be, s } = this.ready();
-    const out = new Float32Array(T * this.config.vocabSize);
-    linearW(be, out, s.lnf, this.forwardViews(false).lmHead, null, T, this.config.hiddenSize, this.config.vocabSize);
+    const V = this.config.vocabSize;
+    const out = be.alloc('f32', T * V);
+    linearW(be, out, s.lnf, this.forwardViews(false).lmHead, null, T, this.config.hiddenSize, V);
     this.batch = null; // the head activations do not match a backward
-    return out;
+    return be.download(out);
   }
 
-  /** Embedding, every decoder layer and the final norm; leaves lnf (T, C) in the scratch. */
+  /** Uploads the batch; embedding, every decoder layer and the final norm; leaves lnf (T, C) in the scratch. */
   private trunkForward(batch: PackedBatch, T: number): void {
     this.ensureCapacity(T);
     const { backend: be, s } = this.ready();
     const c = this.config,
       w = this.forwardViews(true);
     const C = c.hiddenSize;
-
-    embedW(be, this.acts[0].resid, batch.ids, w.embed, T, C);
-    for (let l = 0; l < c.numLayers; l++) this.layerForward(l, w, batch, T);
+    be.upload(s.ids, batch.ids);
+    be.upload(s.positions, batch.positions);
+    be.upload(s.cuSeqlens, batch.cuSeqlens);
+    embedW(be, this.acts[0].resid, s.ids, w.embed, T, C);
+    for (let l = 0; l < c.numLayers; l++) this.layerForward(l, w, batch.cuSeqlens.length - 1, T);
     be.rmsnormForward(s.lnf, s.rstdf, s.residOut, w.finalNorm, T, C, c.rmsNormEps);
   }
 
-  /** Layer l's forward (blockForward) over the batch, into its activation buffers. */
-  private layerForward(l: number, w: ModelViews<Weight>, batch: PackedBatch, T: number): void {
+  /** Layer l's forward (blockForward) over the uploaded batch of B sequences, into its activation buffers. */
+  private layerForward(l: number, w: ModelViews<Weight>, B: number, T: number): void {
     const { NH, NKV, HD } = this.shape,
+      s = this.s!,
       b = this.blockBuffers(l),
       lse = this.acts[l].lse;
-    blockForward(this.backend, this.shape, w.layers[l], b, batch.positions, T, () => {
-      this.backend.attentionForward(
-        b.att,
-        lse,
-        b.q,
-        b.k,
-        b.v,
-        batch.cuSeqlens,
-        batch.cuSeqlens.length - 1,
-        T,
-        NH,
-        NKV,
-        HD,
-      );
+    blockForward(this.backend, this.shape, w.layers[l], b, s.positions, T, () => {
+      this.backend.attentionForward(b.att, lse, b.q, b.k, b.v, s.cuSeqlens, B, T, NH, NKV, HD);
     });
   }
 
@@ -440,7 +513,9 @@ export class Qwen2Model {
       QD = NH * c.headDim,
       KD = c.numKvHeads * c.headDim,
       I = c.intermediateSize;
-    const f = (n: number): Float32Array => new Float32Array(n);
+    const be = this.backend;
+    const f = (n: number): F32 => be.alloc('f32', n);
+    const i32 = (n: number): I32 => be.alloc('i32', n);
     const layerActs = (): Omit<LayerActs, 'resid'> => ({
       ln1: f(cap * C),
       rstd1: f(cap),
@@ -455,8 +530,8 @@ export class Qwen2Model {
       gate: f(cap * I),
       up: f(cap * I),
     });
+    this.acts = []; // drop the old activations before allocating the new ones
     const shared = this.checkpointing ? layerActs() : null;
-    this.acts = [];
     for (let l = 0; l < c.numLayers; l++) this.acts.push({ resid: f(cap * C), ...(shared ?? layerActs()) });
     const R = HEAD_ROWS,
       V = c.vocabSize;
@@ -469,7 +544,8 @@ export class Qwen2Model {
       proj: f(cap * C),
       headIn: f(R * C),
       headLogits,
-      headTargets: new Int32Array(R),
+      headTargets: i32(R),
+      headRows: i32(R),
       headCl: f(R),
       headCe: f(R),
       headLp: f(R),
@@ -484,6 +560,9 @@ export class Qwen2Model {
       dmlp: f(cap * I),
       dgate: f(cap * I),
       dup: f(cap * I),
+      ids: i32(cap),
+      positions: i32(cap),
+      cuSeqlens: i32(cap + 1),
     };
     this.cap = cap;
     this.batch = null;

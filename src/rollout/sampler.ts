@@ -2,7 +2,7 @@
 // sample in its own cache slot; a sample that ends frees its slot and the next waiting one
 // takes it. A prompt is prefilled once and its cached keys/values copied to its other samples.
 // Used by the trainer (G samples per prompt) and the evaluator (all samples of all problems).
-import type { Backend } from '../engine/backend.ts';
+import type { Backend, Tensor } from '../engine/backend.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { KvDecoder, type KvPrefix } from '../model/decode.ts';
 import type { ModelViews, Weight } from '../model/params.ts';
@@ -138,7 +138,7 @@ interface PromptState {
   /** Samples admitted so far. */
   started: number;
   /** Next-token logits after the prompt (V), kept until every sample has drawn its first token. */
-  logits: Float32Array | null;
+  logits: Tensor<'f32'> | null;
   /** Cached keys/values of the prompt, kept while samples are still waiting for a slot. */
   prefix: KvPrefix | null;
 }
@@ -328,8 +328,11 @@ class GenerationRun {
         slotIds[g] = r.slot;
       });
       const logits = this.dec.prefill(ids, cu, slotIds, group.length);
+      const be = this.dec.backend;
       group.forEach((r, g) => {
-        this.promptState[r.prompt].logits = logits.slice(g * V, (g + 1) * V);
+        const own = be.alloc('f32', V); // kept on the backend past the next prefill
+        be.copy(own, be.view(logits, g * V, V));
+        this.promptState[r.prompt].logits = own;
       });
       if (this.params.stats) this.params.stats.prefillTokens += tokens;
       i = j;
@@ -364,7 +367,7 @@ class GenerationRun {
   }
 
   /** Draws r's next token from logits[off..off+V); keeps r running or finishes it. */
-  private advance(r: Running, logits: Float32Array, off: number): void {
+  private advance(r: Running, logits: Tensor<'f32'>, off: number): void {
     const t = this.chooser.choose(logits, off, this.s.policy, r.rng);
     const reason = this.append(r, t.id, t.logprob);
     if (reason) this.finish(r, reason);

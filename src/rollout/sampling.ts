@@ -1,7 +1,9 @@
 // Choosing the next token from one row of logits: greedy, temperature, top-k and top-p
 // (nucleus), plus the per-sample random streams that make seeded sampling independent of how
-// samples are batched. Pure functions over a logits row; the decoding loop lives in sampler.ts.
-import type { Backend } from '../engine/backend.ts';
+// samples are batched. Logits are a backend tensor: greedy and plain sampling are one backend
+// kernel (only the chosen id and its logprob come back); top-k/top-p download the row explicitly
+// and run here. The decoding loop lives in sampler.ts.
+import type { Backend, Tensor } from '../engine/backend.ts';
 import { referenceBackend } from '../engine/reference.ts';
 import { Rng } from '../util/rng.ts';
 
@@ -69,6 +71,7 @@ export class TokenChooser {
   private readonly bin: Uint16Array; // (V) top-p bin of each token
   private readonly binMass = new Float64Array(NB); // (NB) probability mass per bin
   private readonly chosen = new Float64Array(2); // backend.chooseToken's (id, logprob)
+  private readonly row: Float32Array; // (V) a downloaded logits row (top-k / top-p)
 
   /** `backend` draws untruncated and greedy tokens (Backend.chooseToken); top-k/top-p run here. */
   constructor(
@@ -80,19 +83,35 @@ export class TokenChooser {
     this.idx = new Int32Array(V);
     this.heap = new Int32Array(V);
     this.bin = new Uint16Array(V);
+    this.row = new Float32Array(V);
   }
 
-  /** Chooses a token from logits[off .. off+V). */
-  choose(logits: Float32Array, off: number, policy: TokenPolicy, rng: Rng): ChosenToken {
+  /** logits[off .. off+V) downloaded into a scratch row (valid until the next call). */
+  download(logits: Tensor<'f32'>, off: number): Float32Array {
+    return this.backend.download(this.backend.view(logits, off, this.V), this.row);
+  }
+
+  /** Chooses a token from logits[off .. off+V) (a backend tensor). */
+  choose(logitsT: Tensor<'f32'>, off: number, policy: TokenPolicy, rng: Rng): ChosenToken {
     const V = this.V;
     const useK = policy.topK > 0 && policy.topK < V;
     const useP = policy.topP < 1;
     if (policy.temperature === 0 || (!useK && !useP)) {
       // Greedy, or the inverse CDF in vocabulary order: one backend kernel.
       const invT = policy.temperature === 0 ? 0 : 1 / policy.temperature;
-      this.backend.chooseToken(this.chosen, logits.subarray(off, off + V), V, invT, invT === 0 ? 0 : rng.uniform());
+      const row = this.backend.view(logitsT, off, V);
+      this.backend.chooseToken(this.chosen, row, V, invT, invT === 0 ? 0 : rng.uniform());
       return { id: this.chosen[0], logprob: this.chosen[1] };
     }
+    return this.truncated(this.download(logitsT, off), policy, rng);
+  }
+
+  /** Top-k and/or top-p on a host row of V logits. */
+  private truncated(logits: Float32Array, policy: TokenPolicy, rng: Rng): ChosenToken {
+    const V = this.V,
+      off = 0;
+    const useK = policy.topK > 0 && policy.topK < V;
+    const useP = policy.topP < 1;
     let max = -Infinity;
     for (let v = 0; v < V; v++) if (logits[off + v] > max) max = logits[off + v];
     const invT = 1 / policy.temperature;

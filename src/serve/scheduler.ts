@@ -4,7 +4,7 @@
 // on the old weights have finished (or were aborted). Token choice is rollout/sampling.ts's, so a
 // seeded request draws exactly what `red generate` draws for the same prompt and seed.
 // Simplified: samples of one request share a prefill only when they are admitted together.
-import type { Backend } from '../engine/backend.ts';
+import type { Backend, Tensor } from '../engine/backend.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { KvDecoder } from '../model/decode.ts';
 import type { ModelViews, Weight } from '../model/params.ts';
@@ -266,12 +266,12 @@ export class Scheduler {
   }
 
   /** Draws the next token of r from logits[off..off+V); keeps r running or finishes it. */
-  private advance(r: Running, logits: Float32Array, off: number): void {
+  private advance(r: Running, logits: Tensor<'f32'>, off: number): void {
     const req = r.req;
     const t = this.chooser.choose(logits, off, req.policy, r.rng);
     r.ids.push(t.id);
     r.logprobs.push(t.logprob);
-    if (req.topLogprobs > 0) r.top.push(topLogprobs(logits, off, this.V, req.topLogprobs));
+    if (req.topLogprobs > 0) r.top.push(topLogprobs(this.chooser.download(logits, off), 0, this.V, req.topLogprobs));
     this.generatedTokens++;
     req.onToken?.(t.id, t.logprob);
     let reason: SeqFinish | null = null;

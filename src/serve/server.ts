@@ -158,8 +158,11 @@ class Handlers {
     try {
       const version = await sch.updateWeights(() => {
         // readWeights checks every tensor's name and shape against this model before reading.
-        if (model.params16) model.params16.set(readWeightsBf16(dir, model.layout, model.config));
-        else model.params.set(readWeights(dir, model.layout, model.config));
+        model.writeWeights(
+          model.precision === 'bf16'
+            ? readWeightsBf16(dir, model.layout, model.config)
+            : readWeights(dir, model.layout, model.config),
+        );
         this.modelDir = dir;
         return (b.weight_version as string | undefined) ?? String(Number(sch.weightVersion) + 1 || 1);
       }, b.abort_all_requests === true);

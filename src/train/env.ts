@@ -2,13 +2,18 @@
 // the verifier and the tokenised data (run.ts builds them from the real parts; tests use fakes),
 // plus the step's seed derivation and timer.
 import type { TrainingExample } from '../data/dataset.ts';
+import type { Tensor } from '../engine/backend.ts';
 import type { PackedBatch } from '../model/batch.ts';
 import type { RemoteRequest } from '../rollout/remote.ts';
 
 /** The trainable policy (Qwen2Model satisfies it). */
 export interface TrainerModel {
-  readonly params: Float32Array;
-  readonly grads: Float32Array;
+  /** The flat fp32 parameters (a backend tensor; the optimiser updates them in place). */
+  readonly params: Tensor<'f32'>;
+  /** The parameters downloaded to the host (a snapshot). */
+  readParams(): Float32Array;
+  /** Uploads host parameters (a snapshot, or a checkpoint's weights). */
+  writeWeights(params: Float32Array): void;
   /** Per packed token log π(target) and entropy; keeps activations for backward. */
   forward(batch: PackedBatch): { logprob: Float32Array; entropy: Float32Array };
   /** Accumulates d/dθ Σ_t (coefLogprob_t·logprob_t + coefEntropy_t·entropy_t) of the last forward. */
@@ -18,6 +23,7 @@ export interface TrainerModel {
   save(dir: string, dtype: 'fp32' | 'bf16'): void;
 }
 
+/** The optimiser's state on the host (AdamW's step and downloaded moments). */
 export interface OptimizerState {
   step: number;
   m: Float32Array;

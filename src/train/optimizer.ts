@@ -1,9 +1,10 @@
 // AdamW over the model's flat parameter buffer (torch.optim.AdamW semantics: decoupled weight
 // decay, bias correction), with its two moments as flat buffers of the same layout, plus
-// global-norm gradient clipping as torch.nn.utils.clip_grad_norm_.
+// global-norm gradient clipping as torch.nn.utils.clip_grad_norm_. Parameters, gradients and
+// moments are backend tensors; the moments cross to the host only to be saved or restored.
 import type { Backend } from '../engine/backend.ts';
 import { fail } from '../util/errors.ts';
-import type { ParamLayout } from '../model/params.ts';
+import type { F32, ParamLayout } from '../model/params.ts';
 
 /** AdamW's hyper-parameters. The learning rate is not one: update(lr) takes it from the schedule. */
 export interface AdamWOptions {
@@ -23,6 +24,7 @@ export const ADAMW_DEFAULTS: Readonly<Required<Omit<AdamWOptions, 'noDecay'>>> =
   weightDecay: 0,
 });
 
+/** The optimiser's state on the host (downloaded moments): what a checkpoint saves. */
 export interface AdamWState {
   step: number;
   m: Float32Array;
@@ -35,29 +37,31 @@ export function noDecayNormsAndBiases(name: string): boolean {
 }
 
 export class AdamW {
-  readonly m: Float32Array; // first moment, the params' layout
-  readonly v: Float32Array; // second moment
+  readonly m: F32; // first moment, the params' layout
+  readonly v: F32; // second moment
   step = 0;
-  /** Contiguous [offset, size, decayed] runs of the layout, merged where the decay flag agrees. */
-  private runs: { offset: number; size: number; decay: boolean }[];
+  /** Contiguous runs of the layout, merged where the decay flag agrees, with their views of p, g, m, v. */
+  private runs: { offset: number; size: number; decay: boolean; p: F32; g: F32; m: F32; v: F32 }[];
   constructor(
     private backend: Backend,
-    private params: Float32Array,
-    private grads: Float32Array,
+    params: F32,
+    grads: F32,
     layout: ParamLayout,
     readonly opts: AdamWOptions,
   ) {
     if (params.length !== layout.total || grads.length !== layout.total)
       throw new Error('AdamW: buffers do not match the layout');
-    this.m = new Float32Array(layout.total);
-    this.v = new Float32Array(layout.total);
-    this.runs = [];
+    this.m = backend.alloc('f32', layout.total);
+    this.v = backend.alloc('f32', layout.total);
+    const spans: { offset: number; size: number; decay: boolean }[] = [];
     for (const s of layout.specs) {
       const decay = !(this.opts.noDecay?.(s.name) ?? false);
-      const last = this.runs[this.runs.length - 1];
+      const last = spans[spans.length - 1];
       if (last && last.decay === decay && last.offset + last.size === s.offset) last.size += s.size;
-      else this.runs.push({ offset: s.offset, size: s.size, decay });
+      else spans.push({ offset: s.offset, size: s.size, decay });
     }
+    const at = (t: F32, r: { offset: number; size: number }): F32 => backend.view(t, r.offset, r.size);
+    this.runs = spans.map((r) => ({ ...r, p: at(params, r), g: at(grads, r), m: at(this.m, r), v: at(this.v, r) }));
   }
 
   /** One update from the current gradients at learning rate `lr` (the schedule's, this step). */
@@ -66,36 +70,24 @@ export class AdamW {
     this.step += 1;
     const { beta1, beta2, eps, weightDecay } = this.opts;
     for (const r of this.runs) {
-      const end = r.offset + r.size;
-      this.backend.adamw(
-        this.params.subarray(r.offset, end),
-        this.grads.subarray(r.offset, end),
-        this.m.subarray(r.offset, end),
-        this.v.subarray(r.offset, end),
-        r.size,
-        rate,
-        beta1,
-        beta2,
-        eps,
-        r.decay ? weightDecay : 0,
-        this.step,
-      );
+      this.backend.adamw(r.p, r.g, r.m, r.v, r.size, rate, beta1, beta2, eps, r.decay ? weightDecay : 0, this.step);
     }
   }
 
+  /** The step and the moments, downloaded. */
   state(): AdamWState {
-    return { step: this.step, m: this.m, v: this.v };
+    return { step: this.step, m: this.backend.download(this.m), v: this.backend.download(this.v) };
   }
 
-  /** Restores a state saved from an optimiser over the same layout. */
+  /** Restores a state saved from an optimiser over the same layout (the moments uploaded). */
   load(state: AdamWState): void {
     if (state.m.length !== this.m.length || state.v.length !== this.v.length) {
       fail(`optimizer state has ${state.m.length} moments, the model has ${this.m.length} parameters`);
     }
     if (!Number.isInteger(state.step) || state.step < 0)
       fail(`optimizer state: step must be a non-negative integer, got ${state.step}`);
-    this.m.set(state.m);
-    this.v.set(state.v);
+    this.backend.upload(this.m, state.m);
+    this.backend.upload(this.v, state.v);
     this.step = state.step;
   }
 }
@@ -104,7 +96,7 @@ export class AdamW {
  * Global L2 norm of `grads`; when it exceeds maxNorm the gradients are scaled by
  * maxNorm / (norm + 1e-6) (when that is < 1), as torch.nn.utils.clip_grad_norm_. Returns the norm before clipping.
  */
-export function clipGradNorm(backend: Backend, grads: Float32Array, maxNorm: number): number {
+export function clipGradNorm(backend: Backend, grads: F32, maxNorm: number): number {
   const norm = Math.sqrt(backend.sumSquares(grads, grads.length));
   const coef = maxNorm / (norm + 1e-6); // torch clamps this at 1
   if (coef < 1) backend.scale(grads, coef, grads.length);

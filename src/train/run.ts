@@ -278,8 +278,7 @@ export async function buildEnv(config: TrainConfig, needsReference: boolean, out
     decode: (ids) => tokenizer.decode(ids),
     eosId,
     examples: data.examples,
-    loadWeights: (dir) =>
-      readMasterWeights(dir) ?? readWeights(dir, model.layout, model.config, (x, n) => backend.sumSquares(x, n)),
+    loadWeights: (dir) => readMasterWeights(dir) ?? readWeights(dir, model.layout, model.config),
     skippedRows: data.skipped,
   };
 }

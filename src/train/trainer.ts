@@ -395,7 +395,7 @@ export class Trainer {
     const dir = await this.checkpoints.save(this.state.step, (tmp) => {
       const dtype = this.s.config.checkpoint.saveDtype;
       this.env.model.save(tmp, dtype);
-      if (dtype === 'bf16') writeMasterWeights(tmp, this.env.model.params);
+      if (dtype === 'bf16') writeMasterWeights(tmp, this.env.model.readParams());
       const optimizers: string[] = [];
       if (!atStageStart) {
         writeOptimizer(path.join(tmp, 'optimizer.safetensors'), st.optimizer.state());
@@ -434,7 +434,7 @@ export class Trainer {
         `${dir}: the checkpoint has ${loaded.length} parameters, the model ${this.env.model.params.length}; it belongs to another model`,
       );
     }
-    this.env.model.params.set(loaded);
+    this.env.model.writeWeights(loaded);
     this.s.progress.log(`resuming from ${dir} (step ${raw.step})`);
   }
 }

@@ -13,7 +13,7 @@ import {
   type TokenBatch,
 } from '../rl/index.ts';
 import type { TrainConfig } from './config.ts';
-import type { OptimizerState, StepTimer, TrainerEnv, TrainerOptimizer } from './env.ts';
+import type { StepTimer, TrainerEnv, TrainerOptimizer } from './env.ts';
 import type { Metrics } from './metrics.ts';
 import { gatherTokens, packMembers, scatterTokens, type Member, type PackedMembers } from './pack.ts';
 
@@ -110,8 +110,7 @@ export async function policyUpdate(
   let ok = true;
   // Several updates per batch: a NaN in a later one must undo the earlier ones too, so the step
   // leaves no trace. (One update needs no copy: nothing is applied before the check.)
-  const before =
-    cfg.optim.updatesPerBatch > 1 ? { params: env.model.params.slice(), opt: copyState(optimizer.state()) } : null;
+  const before = cfg.optim.updatesPerBatch > 1 ? { params: env.model.readParams(), opt: optimizer.state() } : null;
   for (let u = 0; u < cfg.optim.updatesPerBatch; u++) {
     // Current policy: equal to π_old before the first update; recomputed after it.
     const current = u === 0 ? old : await scoreTokens(env.model, packed, timer);
@@ -127,7 +126,7 @@ export async function policyUpdate(
       // Nothing from a bad step reaches the parameters or the optimiser moments.
       env.model.zeroGrad();
       if (before && u > 0) {
-        env.model.params.set(before.params);
+        env.model.writeWeights(before.params);
         optimizer.load(before.opt);
       }
       ok = false;
@@ -201,8 +200,4 @@ async function backwardAndClip(
     gradNorm = env.clipGradNorm(cfg.optim.maxGradNorm > 0 ? cfg.optim.maxGradNorm : Infinity);
   });
   return gradNorm;
-}
-
-function copyState(s: OptimizerState): OptimizerState {
-  return { step: s.step, m: s.m.slice(), v: s.v.slice() };
 }

@@ -7,14 +7,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { Backend } from '../../src/engine/backend.ts';
-import { loadNativeBackend } from '../../src/engine/native.ts';
-import { referenceBackend as ref } from '../../src/engine/reference.ts';
+import type { HostKernels } from '../../src/engine/kernels.ts';
+import { loadNativeKernels } from '../../src/engine/native.ts';
+import { referenceKernels as ref } from '../../src/engine/reference.ts';
 import { fromBf16, roundToBf16, toBf16 } from '../../src/engine/bf16.ts';
 import { Rng } from '../../src/util/rng.ts';
 import { assertAllClose } from '../helpers/close.ts';
 
-const native = loadNativeBackend();
+const native = loadNativeKernels();
 const isChild = process.env.RED_NATIVE_TEST_CHILD === '1';
 const ISAS = ['avx512', 'avx2', 'portable'];
 
@@ -43,7 +43,7 @@ function cuSeqlensOf(lengths: number[]): Int32Array {
   return cu;
 }
 
-function compareKernels(nb: Backend): void {
+function compareKernels(nb: HostKernels): void {
   const tag = `[isa=${nb.isa}]`;
 
   test(`${tag} matmul: every transpose, with and without accumulate, awkward shapes and views`, () => {
@@ -391,7 +391,7 @@ function compareKernels(nb: Backend): void {
       assertClose(`attentionForward out ${label}`, outG, outW, 1e-5, 1e-4);
       assertClose(`attentionForward lse ${label}`, lseG, lseW, 1e-5, 1e-5);
       const dout = randn(rng, T * NH * HD);
-      const grads = (be: Backend) => {
+      const grads = (be: HostKernels) => {
         const dq = new Float32Array(T * NH * HD).fill(7),
           dk = new Float32Array(T * NKV * HD).fill(7);
         const dv = new Float32Array(T * NKV * HD).fill(7); // written, so the 7s must vanish

@@ -1,15 +1,15 @@
-// Checks every kernel of the Backend contract on every available backend: backward passes
+// Checks every kernel of the host kernel contract (kernels.ts) on every available kernel table: backward passes
 // against central finite differences of the forward, forward passes against direct loops and
 // hand-computed cases written out here.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { availableBackends, getBackend, skippedBackends } from '../../src/engine/index.ts';
+import { availableBackends, availableKernels, getBackend, skippedBackends } from '../../src/engine/index.ts';
 import { referenceBackend } from '../../src/engine/reference.ts';
 import { RedError } from '../../src/util/errors.ts';
 import { Rng } from '../../src/util/rng.ts';
 import { assertAllClose } from '../helpers/close.ts';
 
-const backends = availableBackends();
+const backends = availableKernels();
 if (skippedBackends().length) console.log(`engine kernels: skipped backends: ${skippedBackends().join(', ')}`);
 
 function randn(rng: Rng, n: number, std = 1): Float32Array {

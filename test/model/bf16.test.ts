@@ -82,10 +82,12 @@ for (const kind of ['tied', 'untied'] as const) {
         L = 17;
       const dec = new KvDecoder(backend, model.config, model.w, 1, 32);
       assert.equal(dec.cache.dtype, 'bf16');
-      assert.equal(dec.cache.k[0].BYTES_PER_ELEMENT, 2);
+      assert.equal(dec.cache.k[0].dtype, 'bf16');
       const prompt = batch.ids.subarray(24, 24 + L - 1);
       dec.prefill(prompt, Int32Array.from([0, L - 1]), Int32Array.from([0]), 1);
-      const step = dec.step(batch.ids.subarray(24 + L - 1, 24 + L), Int32Array.from([0]), Int32Array.from([L - 1]), 1);
+      const step = backend.download(
+        dec.step(batch.ids.subarray(24 + L - 1, 24 + L), Int32Array.from([0]), Int32Array.from([L - 1]), 1),
+      );
       let d = 0;
       for (let v = 0; v < V; v++) d = Math.max(d, Math.abs(step[v] - logits[(24 + L - 1) * V + v]));
       assert.ok(d < 0.03, `bf16 decode step vs forward logits: max |diff| ${d}`);
@@ -97,7 +99,7 @@ test('bf16 models are inference only: params, gradients and backward are one-lin
   const model = await Qwen2Model.load(`${fixtures}qwen2-tiny-tied`, { precision: 'bf16' });
   for (const f of [
     () => model.params,
-    () => model.grads,
+    () => model.readGrads(),
     () => model.backward(new Float32Array(1), new Float32Array(1)),
   ]) {
     assert.throws(
@@ -114,7 +116,7 @@ test('a BF16 checkpoint loads as bf16 bit for bit (no fp32 round trip), and in f
   try {
     cpSync(path.join(src, 'config.json'), path.join(tmp, 'config.json'));
     // A BF16 safetensors file written here by hand: header JSON, then each tensor's raw bits.
-    const bits = toBf16(fp32.params);
+    const bits = toBf16(fp32.readParams());
     const header: Record<string, unknown> = {};
     let off = 0;
     for (const s of fp32.layout.specs) {
@@ -130,12 +132,12 @@ test('a BF16 checkpoint loads as bf16 bit for bit (no fp32 round trip), and in f
       Buffer.concat([head, Buffer.from(json), Buffer.from(bits.buffer, bits.byteOffset, bits.byteLength)]),
     );
     const asBf16 = await Qwen2Model.load(tmp, { precision: 'bf16' });
-    assert.deepEqual(asBf16.params16, bits);
+    assert.deepEqual(asBf16.readWeights(), bits);
     const asFp32 = await Qwen2Model.load(tmp);
-    for (let i = 0; i < bits.length; i += 97) assert.equal(toBf16(asFp32.params.subarray(i, i + 1))[0], bits[i]);
+    for (let i = 0; i < bits.length; i += 97) assert.equal(toBf16(asFp32.readParams().subarray(i, i + 1))[0], bits[i]);
     // An F32 checkpoint read in bf16 rounds each weight to nearest even, like toBf16.
     const rounded = await Qwen2Model.load(src, { precision: 'bf16' });
-    assert.deepEqual(rounded.params16, bits);
+    assert.deepEqual(rounded.readWeights(), bits);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
@@ -160,7 +162,7 @@ for (const kind of ['tied', 'untied'] as const) {
       const model = await Qwen2Model.load(dir, { backend });
       model.setComputePrecision('bf16');
       assert.equal(model.computePrecision, 'bf16');
-      const master = model.params.slice();
+      const master = model.readParams();
       const gold = new SafetensorsFile(`${dir}/golden.safetensors`);
       const { batch, where } = goldenBatch(gold);
       const valid = gold.readFloat('valid'),
@@ -177,15 +179,13 @@ for (const kind of ['tied', 'untied'] as const) {
       model.zeroGrad();
       model.forward(batch);
       model.backward(coefLogprob, coefEntropy);
-      assert.deepEqual(model.params, master, 'the fp32 master weights are untouched by a mixed forward/backward');
+      assert.deepEqual(model.readParams(), master, 'the fp32 master weights are untouched by a mixed forward/backward');
       let worst = 0,
         worstName = '',
         sum = 0;
+      const grads = model.readGrads();
       for (const spec of model.layout.specs) {
-        const e = relErr(
-          model.grads.subarray(spec.offset, spec.offset + spec.size),
-          gold.readFloat(`grad.${spec.name}`),
-        );
+        const e = relErr(grads.subarray(spec.offset, spec.offset + spec.size), gold.readFloat(`grad.${spec.name}`));
         sum += e;
         if (e > worst) {
           worst = e;
@@ -199,7 +199,7 @@ for (const kind of ['tied', 'untied'] as const) {
       // Measured: max 1.32e-2 / 2.80e-2, mean 9.1e-3 / 1.2e-2 (tied / untied, both backends).
       assert.ok(worst < 0.05 && mean < 0.02, `gradient relative error max ${worst} (${worstName}), mean ${mean}`);
       assert.ok(mean > 1e-4, 'the gradients equal fp32 ones: the GEMMs did not run in bf16');
-      results.push(model.grads.slice());
+      results.push(model.readGrads());
       gold.close();
     }
     // The backends sum in different orders, so an activation can round to the other bf16 neighbour:
@@ -226,10 +226,13 @@ test('save: a bf16 model writes BF16 (its own dtype) that loads back bit for bit
         JSON.parse(readFileSync(path.join(tmp, 'a', 'config.json'), 'utf8')).dtype,
       'bfloat16',
     );
-    assert.deepEqual((await Qwen2Model.load(path.join(tmp, 'a'), { precision: 'bf16' })).params16, m16.params16);
+    assert.deepEqual(
+      (await Qwen2Model.load(path.join(tmp, 'a'), { precision: 'bf16' })).readWeights(),
+      m16.readWeights(),
+    );
     m16.save(path.join(tmp, 'b'), 'fp32');
     const back = await Qwen2Model.load(path.join(tmp, 'b'));
-    assert.deepEqual(toBf16(back.params), m16.params16);
+    assert.deepEqual(toBf16(back.readParams()), m16.readWeights());
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

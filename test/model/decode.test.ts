@@ -9,6 +9,7 @@ import type { Backend } from '../../src/engine/backend.ts';
 import { loadConfig, type ModelConfig } from '../../src/model/config.ts';
 import { modelViews, paramLayout, type ModelViews } from '../../src/model/params.ts';
 import { SafetensorsFile } from '../../src/model/safetensors.ts';
+import { tensorOf } from '../helpers/tensors.ts';
 import { KvDecoder } from '../../src/model/decode.ts';
 import { packSequences } from '../../src/model/batch.ts';
 import { parseConfig } from '../../src/model/config.ts';
@@ -19,7 +20,10 @@ import { fixturePath } from '../helpers/paths.ts';
 import { tinyQwen2Config } from '../helpers/tiny-config.ts';
 
 /** The fixture's weights read straight from model.safetensors into the flat layout. */
-function loadFixture(name: string): { config: ModelConfig; views: ModelViews; golden: SafetensorsFile } {
+function loadFixture(
+  name: string,
+  backend: Backend,
+): { config: ModelConfig; views: ModelViews; golden: SafetensorsFile } {
   const dir = fixturePath(name);
   const config = loadConfig(path.join(dir, 'config.json'));
   const layout = paramLayout(config);
@@ -29,7 +33,7 @@ function loadFixture(name: string): { config: ModelConfig; views: ModelViews; go
   st.close();
   return {
     config,
-    views: modelViews(config, layout, flat),
+    views: modelViews(backend, config, layout, tensorOf(backend, flat)),
     golden: new SafetensorsFile(path.join(dir, 'golden.safetensors')),
   };
 }
@@ -37,7 +41,7 @@ function loadFixture(name: string): { config: ModelConfig; views: ModelViews; go
 const TOL = 1e-4;
 
 function checkAgainstGolden(backend: Backend, name: string): void {
-  const { config, views, golden } = loadFixture(name);
+  const { config, views, golden } = loadFixture(name, backend);
   const V = config.vocabSize;
   const row = (a: Float32Array, r: number): Float32Array => a.subarray(r * V, (r + 1) * V); // (V) logits of row r
   const ids = golden.readInt('input_ids'); // (2, 24)
@@ -51,7 +55,7 @@ function checkAgainstGolden(backend: Backend, name: string): void {
   const packed = Int32Array.from([...ids.subarray(0, promptLen[0]), ...ids.subarray(S, S + promptLen[1])]);
   const cu = Int32Array.from([0, promptLen[0], promptLen[0] + promptLen[1]]);
   let worst = 0;
-  const logits = dec.prefill(packed, cu, Int32Array.from(slotOf), 2);
+  const logits = backend.download(dec.prefill(packed, cu, Int32Array.from(slotOf), 2));
   for (let b = 0; b < 2; b++) worst = Math.max(worst, maxAbsDiff(row(logits, b), row(hf, b * S + promptLen[b] - 1)));
   // decode: feed token at position pos, compare with HF logits at pos
   const pos = [...promptLen];
@@ -59,11 +63,13 @@ function checkAgainstGolden(backend: Backend, name: string): void {
     const active = [0, 1].filter((b) => pos[b] < lens[b]);
     if (active.length === 0) break;
     const stepIds = Int32Array.from(active.map((b) => ids[b * S + pos[b]]));
-    const out = dec.step(
-      stepIds,
-      Int32Array.from(active.map((b) => slotOf[b])),
-      Int32Array.from(active.map((b) => pos[b])),
-      active.length,
+    const out = backend.download(
+      dec.step(
+        stepIds,
+        Int32Array.from(active.map((b) => slotOf[b])),
+        Int32Array.from(active.map((b) => pos[b])),
+        active.length,
+      ),
     );
     active.forEach((b, i) => {
       worst = Math.max(worst, maxAbsDiff(row(out, i), row(hf, b * S + pos[b])));
@@ -82,11 +88,8 @@ function checkAgainstGolden(backend: Backend, name: string): void {
   d2.cache.copySlot(0, 2, 6);
   const saved = d2.cache.savePrefix(0, 6);
   d2.cache.restorePrefix(saved, 1);
-  const out = d2.step(
-    Int32Array.from([ids[6], ids[6], ids[6]]),
-    Int32Array.from([2, 0, 1]),
-    Int32Array.from([6, 6, 6]),
-    3,
+  const out = backend.download(
+    d2.step(Int32Array.from([ids[6], ids[6], ids[6]]), Int32Array.from([2, 0, 1]), Int32Array.from([6, 6, 6]), 3),
   );
   for (let i = 0; i < 3; i++) {
     const d = maxAbsDiff(row(out, i), row(hf, 6));
@@ -120,7 +123,7 @@ function checkAgainstFullForward(backend: Backend): void {
   );
   const model = Qwen2Model.init(config, 1, { backend });
   // larger weights than the 0.02 init, so attention is far from uniform
-  for (let i = 0; i < model.params.length; i++) model.params[i] *= 4;
+  model.writeWeights(model.readParams().map((x) => x * 4));
   const rng = new Rng(5);
   const lens = [3, 40, 17, 9, 26],
     prompt = [2, 11, 5, 1, 8],
@@ -138,7 +141,7 @@ function checkAgainstFullForward(backend: Backend): void {
   ]) {
     const ids = Int32Array.from(group.flatMap((b) => seqs[b].slice(0, prompt[b])));
     const cu = Int32Array.from([0, ...group.map((_, i) => group.slice(0, i + 1).reduce((a, b) => a + prompt[b], 0))]);
-    const logits = dec.prefill(ids, cu, Int32Array.from(group.map((b) => slotOf[b])), group.length);
+    const logits = backend.download(dec.prefill(ids, cu, Int32Array.from(group.map((b) => slotOf[b])), group.length));
     group.forEach((b, i) => {
       worst = Math.max(worst, maxAbsDiff(row(logits, i), row(full, rowOf(b, prompt[b] - 1))));
     });
@@ -147,11 +150,13 @@ function checkAgainstFullForward(backend: Backend): void {
   for (;;) {
     const active = [0, 1, 2, 3, 4].filter((b) => pos[b] < lens[b]);
     if (active.length === 0) break;
-    const out = dec.step(
-      Int32Array.from(active.map((b) => seqs[b][pos[b]])),
-      Int32Array.from(active.map((b) => slotOf[b])),
-      Int32Array.from(active.map((b) => pos[b])),
-      active.length,
+    const out = backend.download(
+      dec.step(
+        Int32Array.from(active.map((b) => seqs[b][pos[b]])),
+        Int32Array.from(active.map((b) => slotOf[b])),
+        Int32Array.from(active.map((b) => pos[b])),
+        active.length,
+      ),
     );
     active.forEach((b, i) => {
       worst = Math.max(worst, maxAbsDiff(row(out, i), row(full, rowOf(b, pos[b]))));

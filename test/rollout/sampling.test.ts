@@ -5,6 +5,11 @@ import assert from 'node:assert/strict';
 import { TokenChooser, sampleRng } from '../../src/rollout/sampling.ts';
 import { Rng } from '../../src/util/rng.ts';
 import { assertClose } from '../helpers/close.ts';
+import { tensorOf } from '../helpers/tensors.ts';
+import { referenceBackend } from '../../src/engine/reference.ts';
+
+/** A logits row on the reference backend (TokenChooser takes tensors). */
+const onRef = (row: Float32Array) => tensorOf(referenceBackend, row);
 
 // probabilities 0.5, 0.3, 0.15, 0.05 as logits (plus an arbitrary shift, softmax ignores it)
 const probs = [0.5, 0.3, 0.15, 0.05];
@@ -19,7 +24,7 @@ function frequencies(
   const counts = [0, 0, 0, 0];
   const logprob = new Map<number, number>();
   for (let i = 0; i < draws; i++) {
-    const t = chooser.choose(logits, 0, policy, rng);
+    const t = chooser.choose(onRef(logits), 0, policy, rng);
     counts[t.id]++;
     logprob.set(t.id, t.logprob);
   }
@@ -29,13 +34,13 @@ function frequencies(
 test('greedy: the first maximum, log-prob of the T=1 softmax', () => {
   const chooser = new TokenChooser(5);
   const row = Float32Array.from([0, 2, 1, 2, -1]);
-  const t = chooser.choose(row, 0, { temperature: 0, topP: 1, topK: 0 }, new Rng(0));
+  const t = chooser.choose(onRef(row), 0, { temperature: 0, topP: 1, topK: 0 }, new Rng(0));
   assert.equal(t.id, 1);
   const z = Math.exp(0) + 2 * Math.exp(2) + Math.exp(1) + Math.exp(-1);
   assertClose(t.logprob, 2 - Math.log(z), { atol: 1e-6 }, 'greedy logprob');
   // offset into a (B, V) buffer
   const two = Float32Array.from([9, 0, 0, 0, 0, ...row]);
-  assert.equal(chooser.choose(two, 5, { temperature: 0, topP: 1, topK: 0 }, new Rng(0)).id, 1);
+  assert.equal(chooser.choose(onRef(two), 5, { temperature: 0, topP: 1, topK: 0 }, new Rng(0)).id, 1);
 });
 
 test('temperature 1 and 0.5: frequencies follow softmax(z/T), log-probs exact', () => {
@@ -88,7 +93,7 @@ test('top-k on a large vocabulary keeps exactly the k largest (heap selection vs
   const topk = new Set([...row.keys()].sort((a, b) => row[b] - row[a]).slice(0, k));
   const chooser = new TokenChooser(V);
   const seen = new Set<number>();
-  for (let i = 0; i < 3000; i++) seen.add(chooser.choose(row, 0, { temperature: 2, topP: 1, topK: k }, rng).id);
+  for (let i = 0; i < 3000; i++) seen.add(chooser.choose(onRef(row), 0, { temperature: 2, topP: 1, topK: k }, rng).id);
   for (const id of seen) assert.ok(topk.has(id), `id ${id} outside the top ${k}`);
   assert.ok(seen.size > k / 2, `only ${seen.size} distinct ids drawn`);
 });
@@ -120,7 +125,7 @@ test('top-p on a large vocabulary keeps the same set as a full sort, with its re
       if (acc >= topP) break;
     }
     for (let i = 0; i < 400; i++) {
-      const t = chooser.choose(row, 0, { temperature: T, topP, topK: 0 }, rng);
+      const t = chooser.choose(onRef(row), 0, { temperature: T, topP, topK: 0 }, rng);
       assert.ok(kept.has(t.id), `T=${T} p=${topP}: id ${t.id} outside the nucleus of ${kept.size}`);
       assertClose(t.logprob, Math.log(e[t.id] / mass), { atol: 1e-9 }, `T=${T} p=${topP} logprob`);
     }

@@ -4,6 +4,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { TrainingExample } from '../../src/data/dataset.ts';
 import type { PackedBatch } from '../../src/model/batch.ts';
+import type { Tensor } from '../../src/engine/backend.ts';
 import { referenceBackend } from '../../src/engine/reference.ts';
 import { AdamW, clipGradNorm } from '../../src/train/optimizer.ts';
 import { readF32Tensors, writeF32Tensors, TRAINER_STATE_FILE } from '../../src/train/checkpoint.ts';
@@ -22,21 +23,34 @@ export { TRAINER_STATE_FILE };
 export const V = 8;
 export const EOS = 7;
 
+/** Parameters and gradients are reference-backend tensors; the math runs on downloaded copies. */
 export class BigramModel implements TrainerModel {
-  readonly params: Float32Array;
-  readonly grads: Float32Array;
+  readonly params: Tensor<'f32'>;
+  readonly grads: Tensor<'f32'>;
   private last: PackedBatch | null = null;
+  private w: Float32Array = new Float32Array(V * V); // the parameters as of the last forward
   forwards = 0;
   /** When set, forward returns NaN log-probs for steps where this returns true. */
   poison: (() => boolean) | null = null;
   constructor(seed = 1) {
-    this.params = new Float32Array(V * V);
-    this.grads = new Float32Array(V * V);
+    const host = new Float32Array(V * V);
     const rng = new Rng(seed);
-    for (let i = 0; i < this.params.length; i++) this.params[i] = rng.normal() * 0.5;
+    for (let i = 0; i < host.length; i++) host[i] = rng.normal() * 0.5;
+    this.params = referenceBackend.alloc('f32', V * V);
+    this.grads = referenceBackend.alloc('f32', V * V);
+    this.writeWeights(host);
+  }
+  readParams(): Float32Array {
+    return referenceBackend.download(this.params);
+  }
+  writeWeights(params: Float32Array): void {
+    referenceBackend.upload(this.params, params);
+  }
+  readGrads(): Float32Array {
+    return referenceBackend.download(this.grads);
   }
   private probs(row: number): Float64Array {
-    const z = this.params.subarray(row * V, row * V + V);
+    const z = this.w.subarray(row * V, row * V + V);
     let mx = -Infinity;
     for (const x of z) mx = Math.max(mx, x);
     const p = new Float64Array(V);
@@ -48,6 +62,7 @@ export class BigramModel implements TrainerModel {
   forward(batch: PackedBatch): { logprob: Float32Array; entropy: Float32Array } {
     this.forwards++;
     this.last = batch;
+    this.w = this.readParams();
     const T = batch.ids.length;
     const logprob = new Float32Array(T);
     const entropy = new Float32Array(T);
@@ -64,6 +79,7 @@ export class BigramModel implements TrainerModel {
   }
   backward(cl: Float32Array, ce: Float32Array): void {
     const b = this.last!;
+    const grads = this.readGrads();
     for (let t = 0; t < b.ids.length; t++) {
       if (b.targets[t] < 0) continue;
       const p = this.probs(b.ids[t]);
@@ -72,16 +88,17 @@ export class BigramModel implements TrainerModel {
       const row = b.ids[t] * V;
       for (let v = 0; v < V; v++) {
         // d logp_y/dz_v = 1[v=y] − p_v ;  dH/dz_v = −p_v (log p_v + H)
-        this.grads[row + v] += cl[t] * ((v === b.targets[t] ? 1 : 0) - p[v]) - ce[t] * p[v] * (Math.log(p[v]) + h);
+        grads[row + v] += cl[t] * ((v === b.targets[t] ? 1 : 0) - p[v]) - ce[t] * p[v] * (Math.log(p[v]) + h);
       }
     }
+    referenceBackend.upload(this.grads, grads);
   }
   zeroGrad(): void {
-    this.grads.fill(0);
+    referenceBackend.zero(this.grads);
   }
   save(dir: string): void {
     mkdirSync(dir, { recursive: true });
-    writeF32Tensors(path.join(dir, 'model.safetensors'), { w: this.params });
+    writeF32Tensors(path.join(dir, 'model.safetensors'), { w: this.readParams() });
   }
 }
 

@@ -55,7 +55,7 @@ for (const method of ['red', 'sft-grpo', 'relift', 'bread', 'srft', 'luffy']) {
     const envB = makeEnv(config, 6, new BigramModel(99)); // different init: the checkpoint must overwrite it
     assert.equal(await trainer(envB, config, dirB, { resume: true }).run(), stepsA);
 
-    assert.ok(bits(envA.model.params).equals(bits(envB.model.params)), 'parameters differ');
+    assert.ok(bits(envA.model.readParams()).equals(bits(envB.model.readParams())), 'parameters differ');
     const a = metricLines(dirA).map(withoutTiming);
     const b = metricLines(dirB).map(withoutTiming);
     assert.deepEqual(b, a);
@@ -144,12 +144,12 @@ test('SFT step: the gradient handed to the optimiser is d(token-mean NLL)/dW (fi
     };
     env.createOptimizer = () => ({
       update: () => {
-        grads ??= env.model.grads.slice();
+        grads ??= env.model.readGrads();
       },
       state: () => ({ step: 0, m: new Float32Array(V * V), v: new Float32Array(V * V) }),
       load: () => {},
     });
-    const w0 = env.model.params.slice();
+    const w0 = env.model.readParams();
     await trainer(env, config, out(), { maxSteps: 1 }).run();
     assert.ok(grads);
     // Each micro-batch is forwarded twice at most (π_old pass, then again for backward): dedupe.
@@ -250,7 +250,7 @@ test('group filtering: all groups equal → every draw dropped, maxFillAttempts 
     draws++;
     return gen(p, r);
   };
-  const w0 = env.model.params.slice();
+  const w0 = env.model.readParams();
   const dir = out();
   await trainer(env, config, dir, { maxSteps: 1 }).run();
   const [m] = metricLines(dir);
@@ -265,7 +265,7 @@ test('group filtering: all groups equal → every draw dropped, maxFillAttempts 
   );
   assert.equal(m['tokens/trained'] ?? 0, 0);
   assert.equal(m['acc/mean'], 1);
-  assert.ok(bits(w0).equals(bits(env.model.params)));
+  assert.ok(bits(w0).equals(bits(env.model.readParams())));
 });
 
 test('NaN in the loss: the step is skipped (nothing applied, no checkpoint), 3 in a row stop the run', async () => {
@@ -287,7 +287,7 @@ test('NaN in the loss: the step is skipped (nothing applied, no checkpoint), 3 i
     const u = o.update.bind(o);
     o.update = (lr) => {
       u(lr);
-      if (step === 1) after1 = env.model.params.slice();
+      if (step === 1) after1 = env.model.readParams();
     };
     return o;
   };
@@ -295,7 +295,7 @@ test('NaN in the loss: the step is skipped (nothing applied, no checkpoint), 3 i
   const m = metricLines(dir);
   assert.equal(m[1]['steps/skipped'], 1);
   assert.ok(!('loss/total' in m[1]), 'the NaN loss is not a number in the metrics');
-  assert.ok(bits(after1!).equals(bits(env.model.params)), 'a bad step changed the parameters');
+  assert.ok(bits(after1!).equals(bits(env.model.readParams())), 'a bad step changed the parameters');
   assert.ok(existsSync(path.join(dir, 'checkpoints', 'step-2')), 'the final checkpoint (good params) is written');
   const state = (s: number) =>
     JSON.parse(readFileSync(path.join(dir, 'checkpoints', `step-${s}`, TRAINER_STATE_FILE), 'utf8'));
@@ -343,7 +343,7 @@ test('several updates per batch: a NaN in the second update undoes the first (pa
     o.update = (lr) => {
       u(lr);
       if (step === 1 && o.state().step === 2)
-        snapshot = { params: env.model.params.slice(), m: o.state().m.slice(), step: o.state().step };
+        snapshot = { params: env.model.readParams(), m: o.state().m.slice(), step: o.state().step };
     };
     (env as unknown as { opt: typeof o }).opt = o;
     return o;
@@ -355,7 +355,7 @@ test('several updates per batch: a NaN in the second update undoes the first (pa
   // (assigned inside a callback, which the compiler's narrowing does not see)
   const snap = snapshot as { params: Float32Array; m: Float32Array; step: number } | null;
   assert.ok(snap, 'step 1 made two updates');
-  assert.ok(bits(snap.params).equals(bits(env.model.params)), 'the first update of the bad step was not undone');
+  assert.ok(bits(snap.params).equals(bits(env.model.readParams())), 'the first update of the bad step was not undone');
   const opt = (env as unknown as { opt: { state(): { step: number; m: Float32Array } } }).opt;
   assert.equal(opt.state().step, 2);
   assert.ok(bits(snap.m).equals(bits(opt.state().m)));
@@ -437,7 +437,7 @@ test("sft: entropy/sft is the mean over traces of each trace's token-mean entrop
   const env = makeEnv(config);
   // Traces of 1, 2 and 3 tokens (+ EOS): a token mean would weight the long ones more.
   env.traceIds = (e) => Array.from({ length: 1 + (Number(e.id.slice(3)) % 3) }, () => Number(e.answer));
-  const W = env.model.params.slice();
+  const W = env.model.readParams();
   const entropyAt = (row: number): number => {
     const z = Array.from(W.subarray(row * V, row * V + V));
     const mx = Math.max(...z);

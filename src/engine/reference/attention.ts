@@ -1,10 +1,10 @@
 // The reference attention (native/attention.inl's twin): causal GQA over packed sequences with the
 // log-sum-exp kept for backward, and decode attention over KV-cache slots (fp32 or bf16).
-import type { Backend } from '../backend.ts';
+import type { HostKernels } from '../kernels.ts';
 import { fromBf16 } from '../bf16.ts';
 import { scratchOf } from './scratch.ts';
 
-export const attentionForward: Backend['attentionForward'] = (out, lse, q, k, v, cuSeqlens, B, T, NH, NKV, HD) => {
+export const attentionForward: HostKernels['attentionForward'] = (out, lse, q, k, v, cuSeqlens, B, T, NH, NKV, HD) => {
   const scale = 1 / Math.sqrt(HD);
   const group = NH / NKV;
   const QS = NH * HD,
@@ -45,7 +45,7 @@ export const attentionForward: Backend['attentionForward'] = (out, lse, q, k, v,
   }
 };
 
-export const attentionBackward: Backend['attentionBackward'] = (
+export const attentionBackward: HostKernels['attentionBackward'] = (
   dq,
   dk,
   dv,
@@ -109,7 +109,7 @@ export const attentionBackward: Backend['attentionBackward'] = (
   }
 };
 
-export const attentionDecode: Backend['attentionDecode'] = (
+export const attentionDecode: HostKernels['attentionDecode'] = (
   out,
   q,
   kCache,
@@ -157,7 +157,7 @@ export const attentionDecode: Backend['attentionDecode'] = (
   }
 };
 
-export const attentionDecodeBf16: Backend['attentionDecodeBf16'] = (
+export const attentionDecodeBf16: HostKernels['attentionDecodeBf16'] = (
   out,
   q,
   kCache,

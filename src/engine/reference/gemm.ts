@@ -5,7 +5,7 @@
 //            4×4 register tiles over blocks of 64 rows of b that stay in cache.
 //  gemmAxpy: out(M,N) = A(M,K)·b(K,N) with A(i,k) = a[i·rs + k·cs] (any layout) and rows of b
 //            contiguous in j (axpy: out[i,:] += A(i,k)·b[k,:]), four rows of out at a time.
-import type { Backend } from '../backend.ts';
+import type { HostKernels } from '../kernels.ts';
 const DOT_BLOCK = 64;
 
 export function gemmDot(
@@ -145,7 +145,7 @@ export function gemmAxpy(
   }
 }
 
-export const matmul: Backend['matmul'] = (out, a, b, M, N, K, transA, transB, accumulate) => {
+export const matmul: HostKernels['matmul'] = (out, a, b, M, N, K, transA, transB, accumulate) => {
   // a(i,k) = transA ? a[k*M+i] : a[i*K+k];  b(k,j) = transB ? b[j*K+k] : b[k*N+j].
   if (transB) {
     // b's rows are contiguous in k: dot products, after laying a out as (M,K) if needed.

@@ -3,11 +3,11 @@
 //
 // One convention the contract leaves open, fixed here: in the loss head a target < 0 means
 // "no target at this position": logprob = entropy = 0 and the dlogits row is zero.
-import type { Backend } from '../backend.ts';
+import type { HostKernels } from '../kernels.ts';
 import { gemmAxpy, gemmDot } from './gemm.ts';
 import { scratchOf } from './scratch.ts';
 
-export const linearForward: Backend['linearForward'] = (out, inp, weight, bias, T, C, OC) => {
+export const linearForward: HostKernels['linearForward'] = (out, inp, weight, bias, T, C, OC) => {
   // out[t,o] = bias[o] + Σ_c inp[t,c]·weight[o,c]
   gemmDot(out, inp, weight, T, OC, C, false, bias);
 };
@@ -21,7 +21,7 @@ export function biasGrad(dbias: Float32Array, dout: Float32Array, T: number, OC:
   }
 }
 
-export const linearBackward: Backend['linearBackward'] = (dinp, dweight, dbias, dout, inp, weight, T, C, OC) => {
+export const linearBackward: HostKernels['linearBackward'] = (dinp, dweight, dbias, dout, inp, weight, T, C, OC) => {
   // dinp[t,c] = Σ_o dout[t,o]·weight[o,c]   (written)
   if (dinp) gemmAxpy(dinp, dout, OC, 1, weight, T, C, OC, false);
   // dweight[o,c] += Σ_t dout[t,o]·inp[t,c]   (doutᵀ·inp, accumulated)
@@ -29,21 +29,21 @@ export const linearBackward: Backend['linearBackward'] = (dinp, dweight, dbias, 
   if (dbias) biasGrad(dbias, dout, T, OC);
 };
 
-export const embeddingForward: Backend['embeddingForward'] = (out, ids, wte, T, C) => {
+export const embeddingForward: HostKernels['embeddingForward'] = (out, ids, wte, T, C) => {
   for (let t = 0; t < T; t++) {
     const row = ids[t] * C;
     for (let c = 0; c < C; c++) out[t * C + c] = wte[row + c];
   }
 };
 
-export const embeddingBackward: Backend['embeddingBackward'] = (dwte, dout, ids, T, C) => {
+export const embeddingBackward: HostKernels['embeddingBackward'] = (dwte, dout, ids, T, C) => {
   for (let t = 0; t < T; t++) {
     const row = ids[t] * C;
     for (let c = 0; c < C; c++) dwte[row + c] += dout[t * C + c];
   }
 };
 
-export const rmsnormForward: Backend['rmsnormForward'] = (out, rstd, inp, weight, T, C, eps) => {
+export const rmsnormForward: HostKernels['rmsnormForward'] = (out, rstd, inp, weight, T, C, eps) => {
   for (let t = 0; t < T; t++) {
     const o = t * C;
     let ss = 0;
@@ -54,7 +54,7 @@ export const rmsnormForward: Backend['rmsnormForward'] = (out, rstd, inp, weight
   }
 };
 
-export const rmsnormBackward: Backend['rmsnormBackward'] = (dinp, dweight, dout, inp, weight, rstd, T, C) => {
+export const rmsnormBackward: HostKernels['rmsnormBackward'] = (dinp, dweight, dout, inp, weight, rstd, T, C) => {
   // y_c = x_c·r·w_c, r = (mean(x²)+eps)^(−1/2), ∂r/∂x_c = −r³·x_c/C, so
   // dx_c = r·w_c·dy_c − (r³/C)·x_c·Σ_j dy_j·w_j·x_j;  dw_c += dy_c·x_c·r.
   for (let t = 0; t < T; t++) {
@@ -99,15 +99,15 @@ function rope(
   }
 }
 
-export const ropeForward: Backend['ropeForward'] = (x, positions, T, NH, HD, theta) => {
+export const ropeForward: HostKernels['ropeForward'] = (x, positions, T, NH, HD, theta) => {
   rope(x, positions, T, NH, HD, theta, 1);
 };
 
-export const ropeBackward: Backend['ropeBackward'] = (dx, positions, T, NH, HD, theta) => {
+export const ropeBackward: HostKernels['ropeBackward'] = (dx, positions, T, NH, HD, theta) => {
   rope(dx, positions, T, NH, HD, theta, -1);
 };
 
-export const chooseToken: Backend['chooseToken'] = (out, logits, V, invT, u) => {
+export const chooseToken: HostKernels['chooseToken'] = (out, logits, V, invT, u) => {
   let max = -Infinity,
     arg = 0;
   for (let v = 0; v < V; v++) {
@@ -142,14 +142,14 @@ export const chooseToken: Backend['chooseToken'] = (out, logits, V, invT, u) => 
   out[1] = Math.log(p[id] / total);
 };
 
-export const swigluForward: Backend['swigluForward'] = (out, gate, up, n) => {
+export const swigluForward: HostKernels['swigluForward'] = (out, gate, up, n) => {
   for (let i = 0; i < n; i++) {
     const g = gate[i];
     out[i] = (g / (1 + Math.exp(-g))) * up[i];
   }
 };
 
-export const swigluBackward: Backend['swigluBackward'] = (dgate, dup, dout, gate, up, n) => {
+export const swigluBackward: HostKernels['swigluBackward'] = (dgate, dup, dout, gate, up, n) => {
   // silu'(g) = σ(g)·(1 + g·(1 − σ(g)))
   for (let i = 0; i < n; i++) {
     const g = gate[i];
@@ -160,11 +160,11 @@ export const swigluBackward: Backend['swigluBackward'] = (dgate, dup, dout, gate
   }
 };
 
-export const add: Backend['add'] = (out, a, b, n) => {
+export const add: HostKernels['add'] = (out, a, b, n) => {
   for (let i = 0; i < n; i++) out[i] = a[i] + b[i];
 };
 
-export const lossHeadForward: Backend['lossHeadForward'] = (logprob, entropy, logits, targets, T, V) => {
+export const lossHeadForward: HostKernels['lossHeadForward'] = (logprob, entropy, logits, targets, T, V) => {
   for (let t = 0; t < T; t++) {
     const y = targets[t];
     if (y < 0) {
@@ -186,7 +186,7 @@ export const lossHeadForward: Backend['lossHeadForward'] = (logprob, entropy, lo
   }
 };
 
-export const lossHeadBackward: Backend['lossHeadBackward'] = (
+export const lossHeadBackward: HostKernels['lossHeadBackward'] = (
   dlogits,
   logits,
   targets,
@@ -225,7 +225,7 @@ export const lossHeadBackward: Backend['lossHeadBackward'] = (
   }
 };
 
-export const adamw: Backend['adamw'] = (params, grads, m, v, n, lr, beta1, beta2, eps, weightDecay, step) => {
+export const adamw: HostKernels['adamw'] = (params, grads, m, v, n, lr, beta1, beta2, eps, weightDecay, step) => {
   const bc1 = 1 - Math.pow(beta1, step);
   const bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
   const stepSize = lr / bc1;
@@ -240,12 +240,12 @@ export const adamw: Backend['adamw'] = (params, grads, m, v, n, lr, beta1, beta2
   }
 };
 
-export const sumSquares: Backend['sumSquares'] = (x, n) => {
+export const sumSquares: HostKernels['sumSquares'] = (x, n) => {
   let s = 0;
   for (let i = 0; i < n; i++) s += x[i] * x[i];
   return s;
 };
 
-export const scale: Backend['scale'] = (x, s, n) => {
+export const scale: HostKernels['scale'] = (x, s, n) => {
   for (let i = 0; i < n; i++) x[i] *= s;
 };
