@@ -435,6 +435,25 @@ Napi::Value Add(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// Rows of a column block: plain memcpy per row (the split of a fused projection is memory-bound).
+Napi::Value CopyColumns(const Napi::CallbackInfo& info) {
+  Args a(info, "copyColumns");
+  const i64 rows = a.size(2, "rows"), cols = a.size(3, "cols");
+  const i64 dstStride = a.size(4, "dstStride"), dstCol = a.size(5, "dstCol");
+  const i64 srcStride = a.size(6, "srcStride"), srcCol = a.size(7, "srcCol");
+  if (!a.failed() && (dstCol + cols > dstStride || srcCol + cols > srcStride))
+    a.rangeError("the column block runs past a row (col + cols > stride)");
+  if (a.failed()) return info.Env().Undefined();
+  const i64 needD = rows > 0 ? (rows - 1) * dstStride + dstCol + cols : 0;
+  const i64 needS = rows > 0 ? (rows - 1) * srcStride + srcCol + cols : 0;
+  float* dst = a.f32(0, "dst", needD);
+  const float* src = a.f32(1, "src", needS);
+  if (a.failed()) return info.Env().Undefined();
+  for (i64 r = 0; r < rows; ++r)
+    std::memcpy(dst + r * dstStride + dstCol, src + r * srcStride + srcCol, (size_t)cols * sizeof(float));
+  return info.Env().Undefined();
+}
+
 // targets[t] < V; negative means "no target" (see the reference's loss head).
 bool checkTargets(Args& a, const int32_t* targets, i64 T, i64 V) {
   for (i64 t = 0; t < T; ++t)
@@ -567,6 +586,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"swigluForward", SwigluForward},
       {"swigluBackward", SwigluBackward},
       {"add", Add},
+      {"copyColumns", CopyColumns},
       {"lossHeadForward", LossHeadForward},
       {"lossHeadBackward", LossHeadBackward},
       {"adamw", Adamw},

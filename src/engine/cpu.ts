@@ -242,6 +242,8 @@ function kernelsOnTensors(k: HostKernels): DeviceKernels {
         n,
       ),
     add: (out, a, b, n) => k.add(f32(out, 'add'), f32(a, 'add'), f32(b, 'add'), n),
+    copyColumns: (dst, src, rows, cols, ds, dc, ss, sc) =>
+      k.copyColumns(f32(dst, 'copyColumns'), f32(src, 'copyColumns'), rows, cols, ds, dc, ss, sc),
     lossHeadForward: (lp, ent, logits, targets, T, V) =>
       k.lossHeadForward(
         f32(lp, 'lossHead'),

@@ -238,6 +238,22 @@ export interface HostKernels {
   add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
 
   /**
+   * A block of columns between row-major matrices: dst[r·dstStride + dstCol + j] =
+   * src[r·srcStride + srcCol + j] for r < rows, j < cols. Splits a fused projection's output
+   * (q|k|v, gate|up) into its parts and joins their gradients for the fused backward.
+   */
+  copyColumns(
+    dst: Float32Array,
+    src: Float32Array,
+    rows: number,
+    cols: number,
+    dstStride: number,
+    dstCol: number,
+    srcStride: number,
+    srcCol: number,
+  ): void;
+
+  /**
    * The loss head on logits(T,V): logprob[t] = log softmax(logits[t])[targets[t]] and
    * entropy[t] = −Σ_v p_v log p_v of the full distribution.
    */

@@ -20,6 +20,7 @@ import { matmul } from './reference/gemm.ts';
 import {
   adamw,
   add,
+  copyColumns,
   chooseToken,
   embeddingBackward,
   embeddingForward,
@@ -64,6 +65,7 @@ export const referenceKernels: HostKernels = {
   swigluForward,
   swigluBackward,
   add,
+  copyColumns,
   lossHeadForward,
   lossHeadBackward,
   adamw,

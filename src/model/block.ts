@@ -44,6 +44,7 @@ export interface BlockBuffers {
   resid: F32; // (T, C) the residual stream entering the layer
   ln1: F32; // (T, C) input_layernorm output
   rstd1: F32; // (T)
+  qkv: F32; // (T, QD+2KD) the fused projection's output, split into q, k, v (scratch)
   q: F32; // (T, NH*HD) after RoPE
   k: F32; // (T, NKV*HD) after RoPE
   v: F32; // (T, NKV*HD)
@@ -51,6 +52,7 @@ export interface BlockBuffers {
   resid2: F32; // (T, C) the residual stream after attention
   ln2: F32; // (T, C) post_attention_layernorm output
   rstd2: F32; // (T)
+  gateUp: F32; // (T, 2I) the fused projection's output, split into gate, up (scratch)
   gate: F32; // (T, I)
   up: F32; // (T, I)
   mlp: F32; // (T, I) silu(gate)·up
@@ -72,18 +74,23 @@ export function blockForward(
   attend: () => void,
 ): void {
   const { C, NH, NKV, HD, I, eps, ropeTheta } = s;
+  const QD = NH * HD,
+    KD = NKV * HD,
+    QKV = QD + 2 * KD;
   be.rmsnormForward(b.ln1, b.rstd1, b.resid, lw.inputNorm, T, C, eps);
-  linearW(be, b.q, b.ln1, lw.qWeight, lw.qBias, T, C, NH * HD);
-  linearW(be, b.k, b.ln1, lw.kWeight, lw.kBias, T, C, NKV * HD);
-  linearW(be, b.v, b.ln1, lw.vWeight, lw.vBias, T, C, NKV * HD);
+  linearW(be, b.qkv, b.ln1, lw.qkvWeight, lw.qkvBias, T, C, QKV);
+  be.copyColumns(b.q, b.qkv, T, QD, QD, 0, QKV, 0);
+  be.copyColumns(b.k, b.qkv, T, KD, KD, 0, QKV, QD);
+  be.copyColumns(b.v, b.qkv, T, KD, KD, 0, QKV, QD + KD);
   be.ropeForward(b.q, positions, T, NH, HD, ropeTheta);
   be.ropeForward(b.k, positions, T, NKV, HD, ropeTheta);
   attend();
   linearW(be, b.proj, b.att, lw.oWeight, null, T, NH * HD, C);
   be.add(b.resid2, b.resid, b.proj, T * C);
   be.rmsnormForward(b.ln2, b.rstd2, b.resid2, lw.postNorm, T, C, eps);
-  linearW(be, b.gate, b.ln2, lw.gateWeight, null, T, C, I);
-  linearW(be, b.up, b.ln2, lw.upWeight, null, T, C, I);
+  linearW(be, b.gateUp, b.ln2, lw.gateUpWeight, null, T, C, 2 * I);
+  be.copyColumns(b.gate, b.gateUp, T, I, I, 0, 2 * I, 0);
+  be.copyColumns(b.up, b.gateUp, T, I, I, 0, 2 * I, I);
   be.swigluForward(b.mlp, b.gate, b.up, T * I);
   linearW(be, b.proj, b.mlp, lw.downWeight, null, T, I, C);
   be.add(b.out, b.resid2, b.proj, T * C);
@@ -92,14 +99,15 @@ export function blockForward(
 /** Gradient scratch of blockBackward (each (T, ·) of the named width). */
 export interface BlockGradScratch {
   dln: F32; // (T, C)
-  dtmp: F32; // (T, C)
   dq: F32; // (T, NH*HD)
   dk: F32; // (T, NKV*HD)
   dv: F32; // (T, NKV*HD)
+  dqkv: F32; // (T, QD+2KD) dq, dk, dv side by side for the fused projection's backward
   datt: F32; // (T, NH*HD)
   dmlp: F32; // (T, I)
   dgate: F32; // (T, I)
   dup: F32; // (T, I)
+  dgateUp: F32; // (T, 2I) dgate, dup side by side
 }
 
 /**
@@ -124,24 +132,24 @@ export function blockBackward(
 ): void {
   const { C, NH, NKV, HD, I, ropeTheta } = s;
   const QD = NH * HD,
-    KD = NKV * HD;
+    KD = NKV * HD,
+    QKV = QD + 2 * KD;
   // MLP: out = resid2 + down(swiglu(gate(ln2), up(ln2))); dresid flows through unchanged.
   be.swigluForward(b.mlp, b.gate, b.up, T * I); // the input of down_proj (not kept by forward)
   linearBackwardW(be, g.dmlp, lg.downWeight, null, dresid, b.mlp, lw.downWeight, T, I, C);
   be.swigluBackward(g.dgate, g.dup, g.dmlp, b.gate, b.up, T * I);
-  linearBackwardW(be, g.dln, lg.upWeight, null, g.dup, b.ln2, lw.upWeight, T, C, I);
-  linearBackwardW(be, g.dtmp, lg.gateWeight, null, g.dgate, b.ln2, lw.gateWeight, T, C, I);
-  be.add(g.dln, g.dln, g.dtmp, T * C);
+  be.copyColumns(g.dgateUp, g.dup, T, I, 2 * I, I, I, 0);
+  be.copyColumns(g.dgateUp, g.dgate, T, I, 2 * I, 0, I, 0);
+  linearBackwardW(be, g.dln, lg.gateUpWeight, null, g.dgateUp, b.ln2, lw.gateUpWeight, T, C, 2 * I);
   be.rmsnormBackward(dresid, lg.postNorm, g.dln, b.resid2, lw.postNorm, b.rstd2, T, C);
   // Attention: resid2 = resid + o_proj(attention(rope(q), rope(k), v)).
   linearBackwardW(be, g.datt, lg.oWeight, null, dresid, b.att, lw.oWeight, T, QD, C);
   be.attentionBackward(g.dq, g.dk, g.dv, g.datt, b.q, b.k, b.v, b.att, lse, cuSeqlens, B, T, NH, NKV, HD);
   be.ropeBackward(g.dk, positions, T, NKV, HD, ropeTheta);
   be.ropeBackward(g.dq, positions, T, NH, HD, ropeTheta);
-  linearBackwardW(be, g.dln, lg.vWeight, lg.vBias, g.dv, b.ln1, lw.vWeight, T, C, KD);
-  linearBackwardW(be, g.dtmp, lg.kWeight, lg.kBias, g.dk, b.ln1, lw.kWeight, T, C, KD);
-  be.add(g.dln, g.dln, g.dtmp, T * C);
-  linearBackwardW(be, g.dtmp, lg.qWeight, lg.qBias, g.dq, b.ln1, lw.qWeight, T, C, QD);
-  be.add(g.dln, g.dln, g.dtmp, T * C);
+  be.copyColumns(g.dqkv, g.dv, T, KD, QKV, QD + KD, KD, 0);
+  be.copyColumns(g.dqkv, g.dk, T, KD, QKV, QD, KD, 0);
+  be.copyColumns(g.dqkv, g.dq, T, QD, QKV, 0, QD, 0);
+  linearBackwardW(be, g.dln, lg.qkvWeight, lg.qkvBias, g.dqkv, b.ln1, lw.qkvWeight, T, C, QKV);
   be.rmsnormBackward(dresid, lg.inputNorm, g.dln, b.resid, lw.inputNorm, b.rstd1, T, C);
 }

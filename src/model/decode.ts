@@ -131,11 +131,14 @@ class Activations {
     this.rows = rows;
     const x = f(rows * C), // (T, C) residual stream
       xn = f(rows * C), // (T, C) normalised input of a sublayer
-      rstd = f(rows); // (T)
+      rstd = f(rows), // (T)
+      fused = f(rows * Math.max((NH + 2 * NKV) * HD, 2 * I)); // (T, QD+2KD) then (T, 2I)
     this.block = {
       resid: x,
       ln1: xn,
       rstd1: rstd,
+      qkv: fused,
+      gateUp: fused,
       q: f(rows * NH * HD),
       k: f(rows * NKV * HD),
       v: f(rows * NKV * HD),

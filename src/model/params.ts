@@ -31,20 +31,17 @@ export interface ParamLayout {
 
 /**
  * The parameters of one decoder layer (QD = NH·HD, KD = NKV·HD, I = intermediate size); the
- * matrices are W (fp32 or bf16), norms and biases always fp32.
+ * matrices are W (fp32 or bf16), norms and biases always fp32. q_proj, k_proj and v_proj are
+ * adjacent in the layout, so they are one fused (QD+2KD, C) matrix (and one bias); gate_proj and
+ * up_proj likewise one (2I, C) matrix: one GEMM each instead of three and two.
  */
 export interface LayerViews<W extends Weight = F32> {
   inputNorm: F32; // (C)
-  qWeight: W; // (QD, C)
-  qBias: F32 | null; // (QD)
-  kWeight: W; // (KD, C)
-  kBias: F32 | null; // (KD)
-  vWeight: W; // (KD, C)
-  vBias: F32 | null; // (KD)
+  qkvWeight: W; // (QD+2KD, C) q_proj, k_proj, v_proj stacked
+  qkvBias: F32 | null; // (QD+2KD)
   oWeight: W; // (C, QD)
   postNorm: F32; // (C)
-  gateWeight: W; // (I, C)
-  upWeight: W; // (I, C)
+  gateUpWeight: W; // (2I, C) gate_proj over up_proj
   downWeight: W; // (C, I)
 }
 
@@ -56,7 +53,10 @@ export interface ModelViews<W extends Weight = F32> {
   lmHead: W;
 }
 
-/** The table of every parameter in Hugging Face order (lm_head.weight only when untied). */
+/**
+ * The table of every parameter (lm_head.weight only when untied), in Hugging Face order except
+ * within a layer, where q/k/v weights precede their biases so that each fused group is contiguous.
+ */
 export function paramLayout(c: ModelConfig): ParamLayout {
   const C = c.hiddenSize,
     QD = c.numHeads * c.headDim,
@@ -72,12 +72,15 @@ export function paramLayout(c: ModelConfig): ParamLayout {
   add('model.embed_tokens.weight', [c.vocabSize, C]);
   for (let l = 0; l < c.numLayers; l++) {
     const p = `model.layers.${l}.`;
+    // q, k, v (then their biases) and gate, up adjacent: the fused projections of LayerViews.
     add(p + 'self_attn.q_proj.weight', [QD, C]);
-    if (c.attentionBias) add(p + 'self_attn.q_proj.bias', [QD]);
     add(p + 'self_attn.k_proj.weight', [KD, C]);
-    if (c.attentionBias) add(p + 'self_attn.k_proj.bias', [KD]);
     add(p + 'self_attn.v_proj.weight', [KD, C]);
-    if (c.attentionBias) add(p + 'self_attn.v_proj.bias', [KD]);
+    if (c.attentionBias) {
+      add(p + 'self_attn.q_proj.bias', [QD]);
+      add(p + 'self_attn.k_proj.bias', [KD]);
+      add(p + 'self_attn.v_proj.bias', [KD]);
+    }
     add(p + 'self_attn.o_proj.weight', [C, QD]);
     add(p + 'mlp.gate_proj.weight', [I, C]);
     add(p + 'mlp.up_proj.weight', [I, C]);
@@ -90,21 +93,31 @@ export function paramLayout(c: ModelConfig): ParamLayout {
   return { specs, byName: new Map(specs.map((s) => [s.name, s])), total: offset };
 }
 
-/** The view of parameter `name` in `buf` (a tensor of `layout.total` elements). */
+/** The view of parameters `names` in `buf` (a tensor of `layout.total` elements): adjacent ones form one view. */
 export function paramView<D extends Weight['dtype']>(
   be: Backend,
   layout: ParamLayout,
   buf: Tensor<D>,
-  name: string,
+  ...names: string[]
 ): Tensor<D> {
-  const s = layout.byName.get(name);
-  if (!s) throw new Error(`no parameter ${name}`);
-  return be.view(buf, s.offset, s.size);
+  const specs = names.map((name) => {
+    const s = layout.byName.get(name);
+    if (!s) throw new Error(`no parameter ${name}`);
+    return s;
+  });
+  for (let i = 1; i < specs.length; i++)
+    if (specs[i].offset !== specs[i - 1].offset + specs[i - 1].size)
+      throw new Error(`parameters ${names.join(', ')} are not adjacent in the layout`);
+  return be.view(
+    buf,
+    specs[0].offset,
+    specs.reduce((n, s) => n + s.size, 0),
+  );
 }
 
 /** Named views of every parameter in `buf` (the parameters, their gradients, or a moment). */
 export function modelViews(be: Backend, c: ModelConfig, layout: ParamLayout, buf: F32): ModelViews {
-  const v = (name: string): F32 => paramView(be, layout, buf, name);
+  const v = (...names: string[]): F32 => paramView(be, layout, buf, ...names);
   return viewsOf(c, v, v);
 }
 
@@ -119,13 +132,13 @@ export function bf16ModelViews(
   buf: Tensor<'bf16'>,
 ): { w: ModelViews<Tensor<'bf16'>>; widen: () => void } {
   const small: [Tensor<'bf16'>, F32][] = [];
-  const widened = (name: string): F32 => {
-    const src = paramView(be, layout, buf, name),
+  const widened = (...names: string[]): F32 => {
+    const src = paramView(be, layout, buf, ...names),
       dst = be.alloc('f32', src.length);
     small.push([src, dst]);
     return dst;
   };
-  const w = viewsOf(c, (name) => paramView(be, layout, buf, name), widened);
+  const w = viewsOf(c, (...names) => paramView(be, layout, buf, ...names), widened);
   const widen = (): void => {
     for (const [src, dst] of small) be.widenBf16(dst, src, src.length);
   };
@@ -143,27 +156,28 @@ export function mixedModelViews(
 ): ModelViews<Tensor<'bf16'>> {
   return viewsOf(
     c,
-    (name) => paramView(be, layout, p16, name),
-    (name) => paramView(be, layout, p32, name),
+    (...names) => paramView(be, layout, p16, ...names),
+    (...names) => paramView(be, layout, p32, ...names),
   );
 }
 
-function viewsOf<W extends Weight>(c: ModelConfig, m: (name: string) => W, v: (name: string) => F32): ModelViews<W> {
+/** The views of a model: m(...names) gives a matrix (several adjacent ones fused), v(...names) an f32 norm or bias. */
+function viewsOf<W extends Weight>(
+  c: ModelConfig,
+  m: (...names: string[]) => W,
+  v: (...names: string[]) => F32,
+): ModelViews<W> {
   const layers: LayerViews<W>[] = [];
   for (let l = 0; l < c.numLayers; l++) {
     const p = `model.layers.${l}.`;
+    const qkv = (kind: string) => ['q', 'k', 'v'].map((x) => `${p}self_attn.${x}_proj.${kind}`);
     layers.push({
       inputNorm: v(p + 'input_layernorm.weight'),
-      qWeight: m(p + 'self_attn.q_proj.weight'),
-      qBias: c.attentionBias ? v(p + 'self_attn.q_proj.bias') : null,
-      kWeight: m(p + 'self_attn.k_proj.weight'),
-      kBias: c.attentionBias ? v(p + 'self_attn.k_proj.bias') : null,
-      vWeight: m(p + 'self_attn.v_proj.weight'),
-      vBias: c.attentionBias ? v(p + 'self_attn.v_proj.bias') : null,
+      qkvWeight: m(...qkv('weight')),
+      qkvBias: c.attentionBias ? v(...qkv('bias')) : null,
       oWeight: m(p + 'self_attn.o_proj.weight'),
       postNorm: v(p + 'post_attention_layernorm.weight'),
-      gateWeight: m(p + 'mlp.gate_proj.weight'),
-      upWeight: m(p + 'mlp.up_proj.weight'),
+      gateUpWeight: m(p + 'mlp.gate_proj.weight', p + 'mlp.up_proj.weight'),
       downWeight: m(p + 'mlp.down_proj.weight'),
     });
   }

@@ -62,6 +62,11 @@ interface Scratch {
   lnf: F32; // (T, C) model.norm output
   rstdf: F32; // (T)
   mlp: F32; // (T, I) swiglu output (recomputed in backward rather than kept per layer)
+  /**
+   * (T, max(QD+2KD, 2I)): the fused q|k|v and gate|up outputs before their split, and in backward
+   * their gradients before the fused GEMM (never two of them live at once).
+   */
+  fused: F32;
   proj: F32; // (T, C) o_proj / down_proj output before the residual add
   headIn: F32; // (HEAD_ROWS, C) rows of lnf gathered for the head
   headLogits: F32; // (HEAD_ROWS, V) logits, then dlogits in place
@@ -78,6 +83,8 @@ interface Scratch {
   dk: F32; // (T, KD)
   dv: F32; // (T, KD)
   datt: F32; // (T, QD)
+  dqkv: F32; // = fused
+  dgateUp: F32; // = fused
   dmlp: F32; // (T, I)
   dgate: F32; // (T, I)
   dup: F32; // (T, I)
@@ -516,9 +523,11 @@ export class Qwen2Model {
     const be = this.backend;
     const f = (n: number): F32 => be.alloc('f32', n);
     const i32 = (n: number): I32 => be.alloc('i32', n);
+    const fused = f(cap * Math.max(QD + 2 * KD, 2 * I));
     const layerActs = (): Omit<LayerActs, 'resid'> => ({
       ln1: f(cap * C),
       rstd1: f(cap),
+      qkv: fused,
       q: f(cap * QD),
       k: f(cap * KD),
       v: f(cap * KD),
@@ -527,6 +536,7 @@ export class Qwen2Model {
       resid2: f(cap * C),
       ln2: f(cap * C),
       rstd2: f(cap),
+      gateUp: fused,
       gate: f(cap * I),
       up: f(cap * I),
     });
@@ -541,6 +551,7 @@ export class Qwen2Model {
       lnf: f(cap * C),
       rstdf: f(cap),
       mlp: f(cap * I),
+      fused,
       proj: f(cap * C),
       headIn: f(R * C),
       headLogits,
@@ -557,6 +568,8 @@ export class Qwen2Model {
       dk: f(cap * KD),
       dv: f(cap * KD),
       datt: f(cap * QD),
+      dqkv: fused,
+      dgateUp: fused,
       dmlp: f(cap * I),
       dgate: f(cap * I),
       dup: f(cap * I),

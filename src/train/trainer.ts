@@ -49,7 +49,11 @@ export interface TrainerSettings {
 
 /** The JSON part of a checkpoint's training state (trainer_state.json). */
 export interface TrainerState {
-  version: 1;
+  /**
+   * 2: the flat parameter layout with q/k/v weights before their biases (the fused projections);
+   * a version-1 state's optimiser moments are in the older order and cannot be read back.
+   */
+  version: 2;
   /** Global optimiser steps done (checkpoint step-N holds the state after step N). */
   step: number;
   stage: number;
@@ -108,7 +112,7 @@ export class Trainer {
     this.checkpoints = new CheckpointManager(path.join(s.outDir, 'checkpoints'), s.config.checkpoint.keep);
     this.byId = new Map(env.examples.map((e) => [e.id, e]));
     this.state = {
-      version: 1,
+      version: 2,
       step: 0,
       stage: 0,
       stageStep: 0,
@@ -413,8 +417,12 @@ export class Trainer {
 
   private loadCheckpoint(dir: string): void {
     const raw = readStateJson(path.join(dir, TRAINER_STATE_FILE)) as Partial<TrainerState>;
+    if ((raw.version as number | undefined) === 1)
+      fail(
+        `${dir}: written by an older red train whose parameter order differs, so its optimizer state cannot be resumed; start a new run from its weights (model.path: ${dir})`,
+      );
     if (
-      raw.version !== 1 ||
+      raw.version !== 2 ||
       typeof raw.step !== 'number' ||
       typeof raw.stage !== 'number' ||
       raw.dataCursor === undefined

@@ -391,6 +391,22 @@ for (const be of backends) {
     }
   });
 
+  test(`${tag} copyColumns: a column block moves between strides, nothing else is touched`, () => {
+    // src (3, 5) = 10·r + c; columns 1..3 of each row into dst (3, 4) at column 1.
+    const src = Float32Array.from({ length: 15 }, (_, i) => 10 * Math.floor(i / 5) + (i % 5));
+    const dst = new Float32Array(12).fill(-1);
+    be.copyColumns(dst, src, 3, 3, 4, 1, 5, 1);
+    assert.deepEqual(Array.from(dst), [-1, 1, 2, 3, -1, 11, 12, 13, -1, 21, 22, 23]);
+    // The join back: dst's block into a wider (3, 7) at column 4.
+    const wide = new Float32Array(21);
+    be.copyColumns(wide, dst, 3, 3, 7, 4, 4, 1);
+    assert.deepEqual(Array.from(wide.subarray(14)), [0, 0, 0, 0, 21, 22, 23]);
+    if (be.name === 'native') {
+      assert.throws(() => be.copyColumns(dst, src, 3, 3, 4, 2, 5, 1), /runs past a row/);
+      assert.throws(() => be.copyColumns(dst, src, 4, 3, 4, 1, 5, 1), RangeError);
+    }
+  });
+
   test(`${tag} swiglu: forward by hand, backward = finite differences`, () => {
     const o = new Float32Array(2);
     be.swigluForward(o, Float32Array.from([0, 2]), Float32Array.from([5, 3]), 2);

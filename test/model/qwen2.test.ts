@@ -138,7 +138,7 @@ test('init: norms 1, biases 0, weights normal(0, initializer_range), reproducibl
   assert.ok(
     be.download(a.w.layers[0].inputNorm).every((x) => x === 1) && be.download(a.w.finalNorm).every((x) => x === 1),
   );
-  assert.ok(be.download(a.w.layers[1].qBias!).every((x) => x === 0));
+  assert.ok(be.download(a.w.layers[1].qkvBias!).every((x) => x === 0));
   const w = be.download(a.w.embed as Tensor<'f32'>);
   let s = 0,
     s2 = 0;

@@ -236,6 +236,24 @@ print(len(h) - ('__metadata__' in h), 'tensors;', 'bad:', bad)`,
   assert.ok(worst > 0 && worst <= 2 ** -8, `bf16 rounding: largest relative change ${worst}`);
 });
 
+test('a checkpoint of the older parameter order (trainer state version 1) is refused with one line naming the fix', async () => {
+  const dir = out();
+  await runTrain({ config: config(), out: dir, method: 'grpo', sets: [], maxSteps: 1, resume: false }, quiet);
+  const step1 = path.join(dir, 'checkpoints', 'step-1');
+  const stateFile = path.join(step1, 'trainer_state.json');
+  writeFileSync(stateFile, JSON.stringify({ ...JSON.parse(readFileSync(stateFile, 'utf8')), version: 1 }));
+  await assert.rejects(
+    runTrain({ config: config(), out: dir, method: 'grpo', sets: [], maxSteps: 2, resume: true }, quiet),
+    (err: Error) => {
+      assert.equal(
+        err.message,
+        `${step1}: written by an older red train whose parameter order differs, so its optimizer state cannot be resumed; start a new run from its weights (model.path: ${step1})`,
+      );
+      return true;
+    },
+  );
+});
+
 test('sft lowers the token-mean NLL of a fixed batch', async () => {
   const dir = out();
   // batchSize = the whole set: every step sees the same traces.

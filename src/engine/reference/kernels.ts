@@ -164,6 +164,14 @@ export const add: HostKernels['add'] = (out, a, b, n) => {
   for (let i = 0; i < n; i++) out[i] = a[i] + b[i];
 };
 
+export const copyColumns: HostKernels['copyColumns'] = (dst, src, rows, cols, dstStride, dstCol, srcStride, srcCol) => {
+  for (let r = 0; r < rows; r++) {
+    const d = r * dstStride + dstCol,
+      s = r * srcStride + srcCol;
+    for (let j = 0; j < cols; j++) dst[d + j] = src[s + j];
+  }
+};
+
 export const lossHeadForward: HostKernels['lossHeadForward'] = (logprob, entropy, logits, targets, T, V) => {
   for (let t = 0; t < T; t++) {
     const y = targets[t];
