@@ -245,6 +245,28 @@ Napi::Value ChooseToken(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value ChooseTokenTruncated(const Napi::CallbackInfo& info) {
+  Args a(info, "chooseTokenTruncated");
+  const i64 V = a.size(2, "V");
+  const double invT = a.number(3, "invT");
+  const i64 topK = a.size(4, "topK");
+  const double topP = a.number(5, "topP"), u = a.number(6, "u");
+  if (a.failed()) return info.Env().Undefined();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[0].As<Napi::TypedArray>().ElementLength() < 2) {
+    Napi::TypeError::New(info.Env(), "chooseTokenTruncated: out must be a Float64Array of 2").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  const float* z = a.f32(1, "logits", V);
+  if (!a.failed() && V == 0) a.rangeError("V must be at least 1");
+  if (!a.failed() && !(invT > 0)) a.rangeError("invT must be > 0 (greedy is chooseToken)");
+  if (!a.failed() && !(topP > 0 && topP <= 1)) a.rangeError("topP must be in (0, 1]");
+  if (!a.failed() && !(u >= 0 && u < 1)) a.rangeError("u must be in [0, 1)");
+  if (a.failed()) return info.Env().Undefined();
+  K->chooseTokenTruncated(info[0].As<Napi::Float64Array>().Data(), z, V, invT, topK, topP, u);
+  return info.Env().Undefined();
+}
+
 // peak(dtype "fp32" | "bf16" | "amx", seconds): GFLOP/s of a register-only loop on every thread;
 // null for bf16 without avx512_bf16 and amx without AMX (no such unit to measure).
 Napi::Value Peak(const Napi::CallbackInfo& info) {
@@ -573,6 +595,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"roundBf16", RoundBf16},
       {"peak", Peak},
       {"chooseToken", ChooseToken},
+      {"chooseTokenTruncated", ChooseTokenTruncated},
       {"embeddingForward", EmbeddingForward},
       {"embeddingBackward", EmbeddingBackward},
       {"rmsnormForward", RmsnormForward},

@@ -28,9 +28,11 @@ inline int omp_get_max_threads() { return 1; }
 #include <cstdlib>
 #include <cstring>
 #include <algorithm>
+#include <functional>
 #include <chrono>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace red {
 
@@ -107,6 +109,9 @@ struct Kernels {
   // out[0] = id, out[1] = logprob of a token drawn from logits z (V) at 1/T = invT (0: greedy) with
   // the uniform u ∈ [0, 1): inverse CDF in vocabulary order (src/engine/backend.ts chooseToken).
   void (*chooseToken)(double* out, const float* z, i64 V, double invT, double u);
+  // The same with top-k (topK > 0) and/or top-p (topP < 1) at invT > 0 (src/engine/kernels.ts
+  // chooseTokenTruncated): the draw is the inverse CDF over the kept ids in vocabulary order.
+  void (*chooseTokenTruncated)(double* out, const float* z, i64 V, double invT, i64 topK, double topP, double u);
 };
 
 // bf16 operands (raw bfloat16 bits in uint16_t), fp32 accumulation. One table with AVX-512 BF16

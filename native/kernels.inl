@@ -408,7 +408,8 @@ static void lossHeadBackward(float* dlogits, const float* logits, const int32_t*
 // the first maximum, with the T = 1 log-softmax. Otherwise p_v = exp((z_v − max)·invT) and the
 // token is the first whose cumulative mass exceeds u·Σp (inverse CDF in vocabulary order); its
 // logprob is log(p/Σp). Sums in double, exp in fp32 (relative error ~1e-7).
-static void chooseToken(double* out, const float* z, i64 V, double invT, double u) {
+// p_v = exp((z_v − max)·scale) into p (fp32 exp, relative error ~1e-7); returns Σp in double and the first maximum's id.
+static double expRow(float* p, const float* z, i64 V, float scale, i64* argmax) {
   Vf mv = vset1(-INFINITY);
   i64 v = 0;
   for (; v + W <= V; v += W) mv = vmax(mv, vload(z + v));
@@ -416,9 +417,7 @@ static void chooseToken(double* out, const float* z, i64 V, double invT, double 
   for (; v < V; ++v) mx = std::max(mx, z[v]);
   i64 arg = 0;
   while (arg < V - 1 && !(z[arg] == mx)) ++arg;  // the first maximum, as torch.argmax
-  const float scale = invT == 0 ? 1.0f : (float)invT;
-  static thread_local Scratch scratch;
-  float* p = scratch.get((size_t)V);
+  *argmax = arg;
   double total = 0;
   const Vf mxv = vset1(mx), sv = vset1(scale);
   for (v = 0; v + W <= V; v += W) {
@@ -427,6 +426,14 @@ static void chooseToken(double* out, const float* z, i64 V, double invT, double 
     total += vhsum(e);
   }
   for (; v < V; ++v) total += p[v] = std::exp((z[v] - mx) * scale);
+  return total;
+}
+
+static void chooseToken(double* out, const float* z, i64 V, double invT, double u) {
+  static thread_local Scratch scratch;
+  float* p = scratch.get((size_t)V);
+  i64 arg = 0;
+  const double total = expRow(p, z, V, invT == 0 ? 1.0f : (float)invT, &arg);
   if (invT == 0) {
     out[0] = (double)arg;
     out[1] = -std::log(total);
@@ -434,8 +441,8 @@ static void chooseToken(double* out, const float* z, i64 V, double invT, double 
   }
   const double target = u * total;
   double acc = 0;
-  i64 id = V - 1;
-  for (v = 0; v + W <= V; v += W) {  // whole vectors while the cumulative mass stays below target
+  i64 id = V - 1, v = 0;
+  for (; v + W <= V; v += W) {  // whole vectors while the cumulative mass stays below target
     const double s = vhsum(vload(p + v));
     if (acc + s > target) break;
     acc += s;
@@ -450,4 +457,94 @@ static void chooseToken(double* out, const float* z, i64 V, double invT, double 
   while (id > 0 && p[id] == 0) --id;  // u rounding past the last nonzero entry
   out[0] = (double)id;
   out[1] = std::log(p[id] / total);
+}
+
+// chooseToken with top-k and/or top-p (src/engine/kernels.ts chooseTokenTruncated): the kept set is
+// the ids with p ≥ the topK-th largest (ties kept), then the shortest run of the most likely of
+// those (equal p: lower id first) reaching topP of their mass; the draw is the inverse CDF over the
+// kept ids in vocabulary order. Top-p finds its boundary without a full sort: ids are binned by
+// (max − z)·invT (NB bins over RANGE nats), bins are walked from the most likely until their mass
+// reaches the target, and only the boundary bin is sorted.
+static void chooseTokenTruncated(double* out, const float* z, i64 V, double invT, i64 topK, double topP, double u) {
+  static thread_local Scratch pS, keptS, idS;
+  float* p = pS.get((size_t)V);
+  i64 arg = 0;
+  expRow(p, z, V, (float)invT, &arg);
+  float* keep = keptS.get((size_t)V);  // 1 where kept (floats: Scratch holds floats)
+  int32_t* ids = reinterpret_cast<int32_t*>(idS.get((size_t)V));
+  i64 n = 0;
+  float kth = 0;
+  if (topK > 0 && topK < V) {
+    // The k-th largest p: a min-heap of the k largest so far; most ids fail the first comparison.
+    float* heap = keep;
+    std::memcpy(heap, p, (size_t)topK * 4);
+    std::make_heap(heap, heap + topK, std::greater<float>());
+    for (i64 v = topK; v < V; ++v)
+      if (p[v] > heap[0]) {
+        std::pop_heap(heap, heap + topK, std::greater<float>());
+        heap[topK - 1] = p[v];
+        std::push_heap(heap, heap + topK, std::greater<float>());
+      }
+    kth = heap[0];
+  }
+  double mass = 0;
+  for (i64 v = 0; v < V; ++v)
+    if (p[v] >= kth) {
+      ids[n++] = (int32_t)v;
+      mass += p[v];
+    }
+  for (i64 v = 0; v < V; ++v) keep[v] = 0;
+  if (topP < 1) {
+    constexpr int NB = 4096;
+    constexpr double RANGE = 64, perUnit = NB / RANGE;
+    static thread_local std::vector<double> binMass;
+    static thread_local std::vector<uint16_t> binOf;
+    binMass.assign(NB, 0);
+    binOf.resize((size_t)n);
+    const double mx = (double)z[arg], target = topP * mass;
+    for (i64 i = 0; i < n; ++i) {
+      const int b = (int)std::min<double>(NB - 1, std::floor((mx - (double)z[ids[i]]) * invT * perUnit));
+      binOf[i] = (uint16_t)b;
+      binMass[b] += p[ids[i]];
+    }
+    double above = 0;
+    int last = NB - 1;
+    for (int b = 0; b < NB; ++b) {
+      if (above + binMass[b] >= target) {
+        last = b;
+        break;
+      }
+      above += binMass[b];
+    }
+    std::vector<int32_t> boundary;
+    for (i64 i = 0; i < n; ++i) {
+      if (binOf[i] < last) keep[ids[i]] = 1;
+      else if (binOf[i] == last) boundary.push_back(ids[i]);
+    }
+    std::sort(boundary.begin(), boundary.end(), [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+    double acc = above;
+    bool any = above > 0;
+    for (int32_t id : boundary) {
+      if (any && acc >= target) break;
+      keep[id] = 1;
+      acc += p[id];
+      any = true;
+    }
+  } else {
+    for (i64 i = 0; i < n; ++i) keep[ids[i]] = 1;
+  }
+  double kept = 0;
+  for (i64 v = 0; v < V; ++v)
+    if (keep[v] != 0) kept += p[v];
+  const double target = u * kept;
+  double acc = 0;
+  i64 id = -1;
+  for (i64 v = 0; v < V; ++v) {
+    if (keep[v] == 0) continue;
+    if (p[v] > 0) id = v;  // u rounding past the last kept token with mass: that one
+    acc += p[v];
+    if (acc > target && p[v] > 0) break;
+  }
+  out[0] = (double)id;
+  out[1] = std::log(p[id] / kept);
 }

@@ -26,4 +26,5 @@ const Kernels kernels = {
     scale,
     peakFp32,
     chooseToken,
+    chooseTokenTruncated,
 };

@@ -266,6 +266,8 @@ function kernelsOnTensors(k: HostKernels): DeviceKernels {
     adamw: (p, g, m, v, n, lr, b1, b2, eps, wd, step) =>
       k.adamw(f32(p, 'adamw'), f32(g, 'adamw'), f32(m, 'adamw'), f32(v, 'adamw'), n, lr, b1, b2, eps, wd, step),
     chooseToken: (out, logits, V, invT, u) => k.chooseToken(out, f32(logits, 'chooseToken'), V, invT, u),
+    chooseTokenTruncated: (out, logits, V, invT, topK, topP, u) =>
+      k.chooseTokenTruncated(out, f32(logits, 'chooseTokenTruncated'), V, invT, topK, topP, u),
     sumSquares: (x, n) => k.sumSquares(f32(x, 'sumSquares'), n),
     scale: (x, s, n) => k.scale(f32(x, 'scale'), s, n),
   };

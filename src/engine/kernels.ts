@@ -308,6 +308,24 @@ export interface HostKernels {
    */
   chooseToken(out: Float64Array, logits: Float32Array, V: number, invT: number, u: number): void;
 
+  /**
+   * chooseToken with truncation, invT > 0: p_v = exp((z_v − max)·invT). top-k keeps the ids whose
+   * p is at least the topK-th largest (ties kept, as transformers' TopKLogitsWarper; topK = 0 or
+   * ≥ V keeps all); top-p then keeps the smallest set of the most likely of those (equal p: the
+   * lower id first) whose mass reaches topP times theirs (topP = 1 keeps all). The token is the
+   * first kept id, in vocabulary order, whose cumulative kept mass exceeds u·(kept mass); out[0] =
+   * the id, out[1] = log(p / kept mass), the logprob it was drawn with.
+   */
+  chooseTokenTruncated(
+    out: Float64Array,
+    logits: Float32Array,
+    V: number,
+    invT: number,
+    topK: number,
+    topP: number,
+    u: number,
+  ): void;
+
   /** Σ x² over n elements, accumulated in double (global gradient norm). */
   sumSquares(x: Float32Array, n: number): number;
   /** x ← x·s over n elements (gradient clipping). */

@@ -543,6 +543,43 @@ function compareKernels(nb: HostKernels): void {
     assert.throws(() => nb.chooseToken(new Float64Array(2), new Float32Array(3), 3, 1, 1), /u must be in \[0, 1\)/);
   });
 
+  test(`${tag} chooseTokenTruncated: top-k/top-p draws pick the reference's token, logprob to 1e-5`, () => {
+    const rng = new Rng(32);
+    for (const V of [5, 1000, 4099]) {
+      const z = randView(rng, V, 3);
+      for (const [invT, topK, topP] of [
+        [1, 3, 1],
+        [1 / 0.6, 0, 0.9],
+        [1, 50, 0.7],
+        [0.5, 0, 0.3],
+        [2, V + 5, 0.999],
+      ]) {
+        // The reference's kept set: ids whose draw interval holds u, in vocabulary order.
+        const want = new Float64Array(2),
+          got = new Float64Array(2);
+        const seen = new Set<number>();
+        for (let i = 0; i < 60; i++) {
+          const u = (i + 0.5) / 60;
+          ref.chooseTokenTruncated(want, z, V, invT, topK, topP, u);
+          nb.chooseTokenTruncated(got, z, V, invT, topK, topP, u);
+          seen.add(want[0]);
+          // u near an interval's edge may fall either side under fp32 exp: compare the intervals' middles only.
+          ref.chooseTokenTruncated(want, z, V, invT, topK, topP, Math.min(0.999999, u + 1e-4));
+          const stable = want[0];
+          ref.chooseTokenTruncated(want, z, V, invT, topK, topP, Math.max(0, u - 1e-4));
+          if (want[0] !== stable) continue;
+          assert.equal(got[0], stable, `V=${V} invT=${invT} k=${topK} p=${topP} u=${u}`);
+          assert.ok(Math.abs(got[1] - want[1]) < 1e-5, `logprob ${got[1]} vs ${want[1]}`);
+        }
+        if (topK > 0 && topK < V) assert.ok(seen.size <= topK + 2, `top-${topK} drew ${seen.size} ids`);
+      }
+    }
+    const out = new Float64Array(2),
+      row = new Float32Array(3);
+    assert.throws(() => nb.chooseTokenTruncated(out, row, 3, 0, 1, 1, 0.5), /invT must be > 0/);
+    assert.throws(() => nb.chooseTokenTruncated(out, row, 3, 1, 1, 0, 0.5), /topP must be in \(0, 1\]/);
+  });
+
   test(`${tag} adamw`, () => {
     const rng = new Rng(10);
     const n = 1029;

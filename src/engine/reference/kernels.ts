@@ -142,6 +142,37 @@ export const chooseToken: HostKernels['chooseToken'] = (out, logits, V, invT, u)
   out[1] = Math.log(p[id] / total);
 };
 
+export const chooseTokenTruncated: HostKernels['chooseTokenTruncated'] = (out, logits, V, invT, topK, topP, u) => {
+  let max = -Infinity;
+  for (let v = 0; v < V; v++) max = Math.max(max, logits[v]);
+  const p = Float64Array.from({ length: V }, (_, v) => Math.exp((logits[v] - max) * invT));
+  // Most likely first, equal p by the lower id: top-k keeps a prefix (with the k-th's ties),
+  // top-p the shortest prefix of that reaching its share of the mass.
+  let kept = Array.from({ length: V }, (_, v) => v).sort((a, b) => p[b] - p[a] || a - b);
+  if (topK > 0 && topK < V) {
+    const kth = p[kept[topK - 1]];
+    kept = kept.filter((v) => p[v] >= kth);
+  }
+  if (topP < 1) {
+    const target = topP * kept.reduce((acc, v) => acc + p[v], 0);
+    let acc = 0,
+      n = 0;
+    while (n < kept.length && acc < target) acc += p[kept[n++]];
+    kept = kept.slice(0, Math.max(1, n));
+  }
+  kept.sort((a, b) => a - b); // the draw: inverse CDF in vocabulary order
+  const mass = kept.reduce((acc, v) => acc + p[v], 0);
+  let acc = 0,
+    id = -1;
+  for (const v of kept) {
+    if (p[v] > 0) id = v; // u rounding past the last kept token with mass: that one
+    acc += p[v];
+    if (acc > u * mass && p[v] > 0) break;
+  }
+  out[0] = id;
+  out[1] = Math.log(p[id] / mass);
+};
+
 export const swigluForward: HostKernels['swigluForward'] = (out, gate, up, n) => {
   for (let i = 0; i < n; i++) {
     const g = gate[i];
