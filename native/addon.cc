@@ -301,6 +301,34 @@ Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// bf16 rows widened to fp32 (exact: the bits shifted up), for a bf16 model's embedding.
+Napi::Value EmbeddingForwardBf16(const Napi::CallbackInfo& info) {
+  Args a(info, "embeddingForwardBf16");
+  const i64 T = a.size(3, "T"), C = a.size(4, "C");
+  float* out = a.f32(0, "out", T * C);
+  const int32_t* ids = a.i32(1, "ids", T);
+  const uint16_t* wte = a.bf16(2, "wte", 0);
+  if (a.failed() || !checkIds(a, ids, T, C ? a.lengthOf(2) / C : 0, "ids")) return info.Env().Undefined();
+  for (i64 t = 0; t < T; ++t) {
+    const uint16_t* row = wte + (i64)ids[t] * C;
+    uint32_t* o = reinterpret_cast<uint32_t*>(out + t * C);
+    for (i64 c = 0; c < C; ++c) o[c] = (uint32_t)row[c] << 16;
+  }
+  return info.Env().Undefined();
+}
+
+// out(n) = x(n) widened from bf16 bits to fp32, exactly (a bf16 model's norms and biases).
+Napi::Value WidenBf16(const Napi::CallbackInfo& info) {
+  Args a(info, "widenBf16");
+  const i64 n = a.size(2, "n");
+  float* out = a.f32(0, "out", n);
+  const uint16_t* x = a.bf16(1, "x", n);
+  if (a.failed()) return info.Env().Undefined();
+  uint32_t* o = reinterpret_cast<uint32_t*>(out);
+  for (i64 i = 0; i < n; ++i) o[i] = (uint32_t)x[i] << 16;
+  return info.Env().Undefined();
+}
+
 Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   Args a(info, "embeddingBackward");
   const i64 T = a.size(3, "T"), C = a.size(4, "C");
@@ -597,6 +625,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"chooseToken", ChooseToken},
       {"chooseTokenTruncated", ChooseTokenTruncated},
       {"embeddingForward", EmbeddingForward},
+      {"embeddingForwardBf16", EmbeddingForwardBf16},
+      {"widenBf16", WidenBf16},
       {"embeddingBackward", EmbeddingBackward},
       {"rmsnormForward", RmsnormForward},
       {"rmsnormBackward", RmsnormBackward},

@@ -1,8 +1,7 @@
 // Loads the native addon (build/Release/red_native.node, built by scripts/build-native.mjs from
 // native/). The addon exports one function per HostKernels method with the same name and
-// arguments, plus isa() and threads(); this file only binds them (widenBf16 and
-// embeddingForwardBf16, memory-bound loops without a C++ twin, are the reference's) and puts the
-// handle contract of cpu.ts over them. Returns null when the addon is not built.
+// arguments, plus isa() and threads(); this file only binds them and puts the handle contract of
+// cpu.ts over them. Returns null when the addon is not built.
 // The addon picks AVX-512, AVX2+FMA or portable kernels once at load; RED_ISA=avx2|portable
 // forces a lower set, OMP_NUM_THREADS the thread count. Every call checks that each buffer holds
 // what its sizes imply (and the index arrays' ranges) and throws a RangeError/TypeError otherwise.
@@ -13,7 +12,6 @@ import { fail } from '../util/errors.ts';
 import type { Backend } from './backend.ts';
 import { cpuBackend } from './cpu.ts';
 import type { HostKernels } from './kernels.ts';
-import { embeddingForwardBf16, widenBf16 } from './reference/bf16.ts';
 
 const addonPath = fileURLToPath(new URL('../../build/Release/red_native.node', import.meta.url));
 
@@ -58,15 +56,10 @@ function bindAddon(): (HostKernels & NativeExtras) | null {
     process.env.GOMP_SPINCOUNT = '3000';
   }
   const require = createRequire(import.meta.url);
-  const addon = require(addonPath) as Omit<
-    HostKernels,
-    'name' | 'isa' | 'threads' | 'widenBf16' | 'embeddingForwardBf16'
-  > &
+  const addon = require(addonPath) as Omit<HostKernels, 'name' | 'isa' | 'threads'> &
     Omit<NativeExtras, 'bf16Isa'> & { isa(): string; threads(): number; bf16Isa(): string };
   return {
     ...addon,
-    widenBf16,
-    embeddingForwardBf16,
     name: 'native',
     isa: addon.isa(),
     threads: addon.threads(),
