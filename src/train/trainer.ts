@@ -28,7 +28,7 @@ import {
 } from './checkpoint.ts';
 import type { TrainConfig } from './config.ts';
 import { mixSeed, StepTimer, type OptimizerState, type TrainerEnv, type TrainerOptimizer } from './env.ts';
-import { GroupCollector, groupsPerStep } from './groups.ts';
+import { GroupCollector, groupsPerStep, type StepGroup } from './groups.ts';
 import { MetricsWriter, type Metrics, type Progress } from './metrics.ts';
 import { learningRate } from './schedule.ts';
 import { policyUpdate } from './update.ts';
@@ -242,7 +242,6 @@ export class Trainer {
     const t0 = performance.now();
     const timer = new StepTimer();
     const st = this.stage;
-    const o = st.options;
     const cfg = this.s.config;
     const step = this.state.step + 1;
     const lr = learningRate(this.state.stageStep + 1, {
@@ -256,63 +255,9 @@ export class Trainer {
     const { groups, metrics: collectMetrics } = await this.collect(step, timer, m);
     Object.assign(m, collectMetrics);
     const cursorBeforePrefetch = await this.prefetch(step);
-    let updated = false;
-    if (groups.length > 0) {
-      const members = groups.flatMap((g) => g.members);
-      const regulator = {
-        state: this.state.entropyRegulator,
-        settings: { enabled: o.entropyRegulation, maxWeight: cfg.rollout.groupSize },
-      };
-      const result = await policyUpdate(
-        this.env,
-        cfg,
-        {
-          members,
-          lr,
-          optimizer: st.optimizer,
-          loss: (b, ctx) => objectives[o.objective](b, o, ctx),
-          klCoef: o.klCoef,
-          regulator,
-          rolloutCorrection: o.rolloutCorrection,
-        },
-        timer,
-      );
-      Object.assign(m, result.metrics);
-      updated = result.ok;
-      // RED (I)'s memory of the previous entropies moves only with a step that was applied.
-      if (result.regulatorNext) this.state.entropyRegulator = result.regulatorNext;
-      m['tokens/step'] = result.tokens;
-      m['tokens/trained'] = result.responseTokens;
-    }
+    const updated = groups.length > 0 && (await this.policyStep(groups, lr, timer, m));
     // ReLIFT: one SFT step on the buffered questions' traces, with its own optimiser.
-    if (st.hardQuestions && st.sftOptimizer && st.hardQuestions.ready()) {
-      const ids = st.hardQuestions.drain();
-      const members = ids.map((id, g) => st.groups.offlineMember(this.byId.get(id)!, g));
-      const r = await policyUpdate(
-        this.env,
-        cfg,
-        {
-          members,
-          lr: o.sftInterleave.lr ?? st.lr,
-          optimizer: st.sftOptimizer,
-          klCoef: 0,
-          regulator: null,
-          loss: (b) =>
-            nllLoss(
-              { logprobs: b.logprobs, tokens: b.offsets[b.offsets.length - 1], entropies: b.entropies },
-              o.sftInterleave.entropyCoef,
-            ),
-        },
-        timer,
-      );
-      for (const [k, v] of Object.entries(r.metrics)) m[`relift/${k}`] = v;
-      m['relift/sft_steps'] = r.ok ? 1 : 0;
-      m['tokens/trained'] = (m['tokens/trained'] ?? 0) + r.responseTokens;
-      if (!r.ok)
-        this.s.progress.log(
-          `step ${step}: NaN or Inf in ReLIFT's SFT step; it was skipped (its questions are dropped)`,
-        );
-    }
+    if (st.hardQuestions && st.sftOptimizer && st.hardQuestions.ready()) await this.reliftStep(step, timer, m);
     if (!updated && groups.length > 0) this.onSkippedStep(step);
     else if (groups.length > 0) this.state.consecutiveSkips = 0;
 
@@ -326,8 +271,73 @@ export class Trainer {
       m['timing_s/weight_sync'] = await this.env.syncWeights(String(step));
       m['rollout/weight_version'] = step;
     }
+    this.addStepTotals(m, (performance.now() - t0) / 1000, timer);
+    return m;
+  }
 
-    const total = (performance.now() - t0) / 1000;
+  /** The method's update on the step's groups; true when it was applied (no NaN or Inf). */
+  private async policyStep(groups: StepGroup[], lr: number, timer: StepTimer, m: Metrics): Promise<boolean> {
+    const st = this.stage;
+    const o = st.options;
+    const cfg = this.s.config;
+    const regulator = {
+      state: this.state.entropyRegulator,
+      settings: { enabled: o.entropyRegulation, maxWeight: cfg.rollout.groupSize },
+    };
+    const result = await policyUpdate(
+      this.env,
+      cfg,
+      {
+        members: groups.flatMap((g) => g.members),
+        lr,
+        optimizer: st.optimizer,
+        loss: (b, ctx) => objectives[o.objective](b, o, ctx),
+        klCoef: o.klCoef,
+        regulator,
+        rolloutCorrection: o.rolloutCorrection,
+      },
+      timer,
+    );
+    Object.assign(m, result.metrics);
+    // RED (I)'s memory of the previous entropies moves only with a step that was applied.
+    if (result.regulatorNext) this.state.entropyRegulator = result.regulatorNext;
+    m['tokens/step'] = result.tokens;
+    m['tokens/trained'] = result.responseTokens;
+    return result.ok;
+  }
+
+  /** ReLIFT's interleaved SFT step on the traces of the buffered hard questions. */
+  private async reliftStep(step: number, timer: StepTimer, m: Metrics): Promise<void> {
+    const st = this.stage;
+    const o = st.options;
+    const members = st.hardQuestions!.drain().map((id, g) => st.groups.offlineMember(this.byId.get(id)!, g));
+    const r = await policyUpdate(
+      this.env,
+      this.s.config,
+      {
+        members,
+        lr: o.sftInterleave.lr ?? st.lr,
+        optimizer: st.sftOptimizer!,
+        klCoef: 0,
+        regulator: null,
+        loss: (b) =>
+          nllLoss(
+            { logprobs: b.logprobs, tokens: b.offsets[b.offsets.length - 1], entropies: b.entropies },
+            o.sftInterleave.entropyCoef,
+          ),
+      },
+      timer,
+    );
+    for (const [k, v] of Object.entries(r.metrics)) m[`relift/${k}`] = v;
+    m['relift/sft_steps'] = r.ok ? 1 : 0;
+    m['tokens/trained'] = (m['tokens/trained'] ?? 0) + r.responseTokens;
+    if (!r.ok)
+      this.s.progress.log(`step ${step}: NaN or Inf in ReLIFT's SFT step; it was skipped (its questions are dropped)`);
+  }
+
+  /** Timings, throughput and the run's counters, added to the step's metrics. */
+  private addStepTotals(m: Metrics, total: number, timer: StepTimer): void {
+    const st = this.stage;
     for (const [k, v] of Object.entries(timer.s)) m[`timing_s/${k}`] = v;
     m['timing_s/step'] = total;
     m['timing_s/overhead'] = Math.max(0, total - timer.s.rollout - timer.s.logprob - timer.s.update);
@@ -336,8 +346,7 @@ export class Trainer {
     m['data/skipped_rows'] = this.env.skippedRows;
     m['data/skipped_prompts'] = this.state.skippedPrompts;
     m['data/offline_dropped'] = st.offlineDropped;
-    if (o.sftInterleave.enabled) m['relift/buffer_size'] = st.hardQuestions?.size ?? 0;
-    return m;
+    if (st.options.sftInterleave.enabled) m['relift/buffer_size'] = st.hardQuestions?.size ?? 0;
   }
 
   /** The step's groups: prefetched during the previous step (rollout.async), or collected now. */
