@@ -195,47 +195,12 @@ export async function buildEnv(config: TrainConfig, needsReference: boolean, out
     process.stderr.write(
       `warning: ${config.data.train}: skipped ${data.skipped} row(s) (${describeSkipped(data.skippedBy)}); counted in data/skipped_rows\n`,
     );
-  const backend = getBackend(config.model.backend);
-  const model = await Qwen2Model.load(config.model.path, { backend });
-  const tokenizer = loadTokenizer(config.model.path, model.config.vocabSize);
-  if (!tokenizer.hasChatTemplate)
-    fail(
-      `model.path: ${config.model.path}: tokenizer_config.json has no chat_template, which red train needs to build prompts; use a chat (instruct) model, or add its chat_template`,
-    );
-  const refModel = needsReference
-    ? await Qwen2Model.load(config.model.referencePath ?? config.model.path, { backend })
-    : null;
-  if (refModel && refModel.params.length !== model.params.length)
-    fail(`model.referencePath: ${config.model.referencePath} is not the same architecture as model.path`);
-  for (const m of [model, refModel]) m?.setComputePrecision(config.model.precision);
-  model.setActivationCheckpointing(config.model.activationCheckpointing);
+  const { backend, model, refModel, tokenizer } = await loadPolicy(config, needsReference);
   const stopIds = stopTokenIds(tokenizer);
   const eosId = END_OF_TURN.map((t) => tokenizer.tokenToId(t)).find((id) => id !== undefined) ?? tokenizer.eosIds[0];
   if (eosId === undefined)
     fail(`${config.model.path}: the tokenizer has no end-of-turn or EOS token to end the teacher traces with`);
   const o = config.optim;
-
-  // Prompt ids are cached (short, reused every epoch); traces only for small sets (a 46k × 8k-token
-  // cache would not fit in memory).
-  const promptCache = new Map<string, number[]>();
-  const traceCache = data.examples.length <= 20_000 ? new Map<string, number[]>() : null;
-  const promptIds = (e: TrainingExample): number[] => {
-    let ids = promptCache.get(e.id);
-    if (!ids) {
-      ids = tokenizer.encode(tokenizer.applyChatTemplate(promptMessages(e), true));
-      promptCache.set(e.id, ids);
-    }
-    return ids;
-  };
-  const traceIds = (e: TrainingExample): number[] => {
-    if (e.trace === undefined) fail(`${config.data.train}: ${e.id} has no teacher trace`);
-    const hit = traceCache?.get(e.id);
-    if (hit) return hit;
-    const ids = tokenizer.encode(e.trace);
-    traceCache?.set(e.id, ids);
-    return ids;
-  };
-
   return {
     model,
     refModel,
@@ -273,13 +238,62 @@ export async function buildEnv(config: TrainConfig, needsReference: boolean, out
         )
       : {}),
     verify: (items) => Promise.all(items.map(async (x) => ((await verify(x.gold, x.text)).equal ? 1 : 0))),
-    promptIds,
-    traceIds,
+    ...tokenCaches(config, tokenizer, data.examples.length),
     decode: (ids) => tokenizer.decode(ids),
     eosId,
     examples: data.examples,
     loadWeights: (dir) => readMasterWeights(dir) ?? readWeights(dir, model.layout, model.config),
     skippedRows: data.skipped,
+  };
+}
+
+/** The policy (and the frozen reference when the KL term needs it) in the run's precision, and its tokenizer. */
+async function loadPolicy(config: TrainConfig, needsReference: boolean) {
+  const backend = getBackend(config.model.backend);
+  const model = await Qwen2Model.load(config.model.path, { backend });
+  const tokenizer = loadTokenizer(config.model.path, model.config.vocabSize);
+  if (!tokenizer.hasChatTemplate)
+    fail(
+      `model.path: ${config.model.path}: tokenizer_config.json has no chat_template, which red train needs to build prompts; use a chat (instruct) model, or add its chat_template`,
+    );
+  const refModel = needsReference
+    ? await Qwen2Model.load(config.model.referencePath ?? config.model.path, { backend })
+    : null;
+  if (refModel && refModel.params.length !== model.params.length)
+    fail(`model.referencePath: ${config.model.referencePath} is not the same architecture as model.path`);
+  for (const m of [model, refModel]) m?.setComputePrecision(config.model.precision);
+  model.setActivationCheckpointing(config.model.activationCheckpointing);
+  return { backend, model, refModel, tokenizer };
+}
+
+/**
+ * Prompt ids through the chat template and trace ids, cached: prompts always (short, reused every
+ * epoch), traces only for small sets (a 46k × 8k-token cache would not fit in memory).
+ */
+function tokenCaches(
+  config: TrainConfig,
+  tokenizer: Tokenizer,
+  examples: number,
+): Pick<TrainerEnv, 'promptIds' | 'traceIds'> {
+  const promptCache = new Map<string, number[]>();
+  const traceCache = examples <= 20_000 ? new Map<string, number[]>() : null;
+  return {
+    promptIds: (e: TrainingExample): number[] => {
+      let ids = promptCache.get(e.id);
+      if (!ids) {
+        ids = tokenizer.encode(tokenizer.applyChatTemplate(promptMessages(e), true));
+        promptCache.set(e.id, ids);
+      }
+      return ids;
+    },
+    traceIds: (e: TrainingExample): number[] => {
+      if (e.trace === undefined) fail(`${config.data.train}: ${e.id} has no teacher trace`);
+      const hit = traceCache?.get(e.id);
+      if (hit) return hit;
+      const ids = tokenizer.encode(e.trace);
+      traceCache?.set(e.id, ids);
+      return ids;
+    },
   };
 }
 
