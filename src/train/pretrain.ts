@@ -174,6 +174,8 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
   const tokFiles = builtinTokenizerFiles();
   const tok = new Tokenizer({ ...tokFiles, generationConfig: {}, source: 'built-in tokenizer' });
   const config = parseConfig(tinyConfigJson(o.model, tok.vocabSize), 'tiny model config');
+  // The held-out problems are drawn first: asking for more than a level has fails now, not after training.
+  const heldOut = o.evalPerLevel > 0 ? evalProblems(o) : [];
   const model = Qwen2Model.init(config, o.seed, { backend });
   model.setComputePrecision(o.precision ?? 'fp32');
   const optim = new AdamW(backend, model.params, model.grads, model.layout, {
@@ -214,21 +216,20 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
   }
   const trainSeconds = (performance.now() - started) / 1000;
 
-  const levels = o.evalPerLevel > 0 ? await evaluateLevels(model, tok, o) : [];
-
+  const record = (levels: LevelAccuracy[]) => ({
+    note: 'red pretrain: tiny base model of the built-in task (short solutions + a traceShare of teacher traces)',
+    options: { ...o, onStep: undefined, backend: backend.name, precision: o.precision ?? 'fp32' },
+    parameters: model.params.length,
+    final_loss: losses.at(-1),
+    losses,
+    levels,
+  });
   // Tokenizer files go into a staging folder the model is "loaded from", so save() copies them
   // into the new folder before its atomic rename: the folder appears complete or not at all.
   const staging = mkdtempSync(path.join(tmpdir(), 'red-pretrain-'));
   try {
     writeBuiltinTokenizer(staging);
-    writeJsonAtomic(path.join(staging, 'pretrain.json'), {
-      note: 'red pretrain: tiny base model of the built-in task (short solutions + a traceShare of teacher traces)',
-      options: { ...o, onStep: undefined, backend: backend.name, precision: o.precision ?? 'fp32' },
-      parameters: model.params.length,
-      final_loss: losses.at(-1),
-      losses,
-      levels,
-    });
+    writeJsonAtomic(path.join(staging, 'pretrain.json'), record([]));
     model.generationConfig = {
       bos_token_id: BUILTIN_IDS.endoftext,
       eos_token_id: [BUILTIN_IDS.imEnd, BUILTIN_IDS.endoftext],
@@ -239,6 +240,9 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
   } finally {
     rmSync(staging, { recursive: true, force: true });
   }
+  // Evaluated once the model is safely saved; the figures then join its pretrain.json.
+  const levels = heldOut.length > 0 ? await evaluateLevels(model, tok, heldOut, o) : [];
+  if (levels.length > 0) writeJsonAtomic(path.join(o.out, 'pretrain.json'), record(levels));
   return {
     dir: o.out,
     parameters: model.params.length,
@@ -249,22 +253,30 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
   };
 }
 
-/** Per-level accuracy on held-out problems: sampled at temperature 1 and greedy. */
-export async function evaluateLevels(
-  model: Qwen2Model,
-  tok: Tokenizer,
-  o: Pick<PretrainOptions, 'seed' | 'evalPerLevel' | 'evalSamples'>,
-): Promise<LevelAccuracy[]> {
-  const out: LevelAccuracy[] = [];
-  for (const level of LEVELS) {
+/** `evalPerLevel` held-out problems of each level (fails when a level has fewer). */
+function evalProblems(o: Pick<PretrainOptions, 'seed' | 'evalPerLevel'>): Problem[][] {
+  return LEVELS.map((level) => {
     const weights: [number, number, number, number, number] = [0, 0, 0, 0, 0];
     weights[level - 1] = 1;
-    const problems = generateProblems({
+    return generateProblems({
       seed: o.seed + 1000 * level,
       count: o.evalPerLevel,
       split: 'test',
       levelWeights: weights,
     });
+  });
+}
+
+/** Per-level accuracy on held-out problems (one list per level): sampled at temperature 1 and greedy. */
+export async function evaluateLevels(
+  model: Qwen2Model,
+  tok: Tokenizer,
+  heldOut: Problem[][],
+  o: Pick<PretrainOptions, 'seed' | 'evalSamples'>,
+): Promise<LevelAccuracy[]> {
+  const out: LevelAccuracy[] = [];
+  for (const [i, problems] of heldOut.entries()) {
+    const level = LEVELS[i];
     const promptEncoder = new PromptEncoder(tok);
     const prompts = problems.map((p) => promptEncoder.encode(p.text));
     // 256 = the demo's response limit: a trace-style answer must have room to reach its box.

@@ -124,3 +124,25 @@ test('a short pretrain run lowers the loss and writes a folder that loads back',
   const fresh = Qwen2Model.init(model.config, 99);
   assert.ok(nll(model) < nll(fresh) - 1, `trained ${nll(model)} vs fresh ${nll(fresh)}`);
 });
+
+test('more held-out problems per level than a level has: refused before any training, nothing written', async () => {
+  const out = path.join(mkdtempSync(path.join(tmpdir(), 'red-pt-eval-')), 'base');
+  const steps: number[] = [];
+  await assert.rejects(
+    pretrain({
+      out,
+      seed: 1,
+      steps: 3,
+      batchSize: 2,
+      model: QUICK_MODEL,
+      poolSize: 20,
+      evalPerLevel: 100_000,
+      backend: 'reference',
+      onStep: (s) => steps.push(s.step),
+    }),
+    (err: Error) =>
+      err instanceof RedError && /could only generate \d+ distinct level-1 test problems/.test(err.message),
+  );
+  assert.deepEqual(steps, [], 'no step ran');
+  assert.ok(!existsSync(path.join(out, 'model.safetensors')));
+});
