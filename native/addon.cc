@@ -101,6 +101,10 @@ class Args {
   int32_t* i32(size_t i, const char* name, i64 need) {
     return typed<int32_t>(i, name, need, false, napi_int32_array, "Int32Array");
   }
+  // Host results (chooseToken's id and logprob).
+  double* f64(size_t i, const char* name, i64 need) {
+    return typed<double>(i, name, need, false, napi_float64_array, "Float64Array");
+  }
   // bf16 tensors travel as Uint16Array (the raw bfloat16 bits).
   uint16_t* bf16(size_t i, const char* name, i64 need) {
     return typed<uint16_t>(i, name, need, false, napi_uint16_array, "Uint16Array (bf16 bits)");
@@ -230,18 +234,13 @@ Napi::Value ChooseToken(const Napi::CallbackInfo& info) {
   Args a(info, "chooseToken");
   const i64 V = a.size(2, "V");
   const double invT = a.number(3, "invT"), u = a.number(4, "u");
-  if (a.failed()) return info.Env().Undefined();
-  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-      info[0].As<Napi::TypedArray>().ElementLength() < 2) {
-    Napi::TypeError::New(info.Env(), "chooseToken: out must be a Float64Array of 2").ThrowAsJavaScriptException();
-    return info.Env().Undefined();
-  }
+  double* out = a.f64(0, "out", 2);
   const float* z = a.f32(1, "logits", V);
   if (!a.failed() && V == 0) a.rangeError("V must be at least 1");
   if (!a.failed() && !(invT >= 0)) a.rangeError("invT must be ≥ 0");
   if (!a.failed() && !(u >= 0 && u < 1)) a.rangeError("u must be in [0, 1)");
   if (a.failed()) return info.Env().Undefined();
-  K->chooseToken(info[0].As<Napi::Float64Array>().Data(), z, V, invT, u);
+  K->chooseToken(out, z, V, invT, u);
   return info.Env().Undefined();
 }
 
@@ -251,19 +250,14 @@ Napi::Value ChooseTokenTruncated(const Napi::CallbackInfo& info) {
   const double invT = a.number(3, "invT");
   const i64 topK = a.size(4, "topK");
   const double topP = a.number(5, "topP"), u = a.number(6, "u");
-  if (a.failed()) return info.Env().Undefined();
-  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-      info[0].As<Napi::TypedArray>().ElementLength() < 2) {
-    Napi::TypeError::New(info.Env(), "chooseTokenTruncated: out must be a Float64Array of 2").ThrowAsJavaScriptException();
-    return info.Env().Undefined();
-  }
+  double* out = a.f64(0, "out", 2);
   const float* z = a.f32(1, "logits", V);
   if (!a.failed() && V == 0) a.rangeError("V must be at least 1");
   if (!a.failed() && !(invT > 0)) a.rangeError("invT must be > 0 (greedy is chooseToken)");
   if (!a.failed() && !(topP > 0 && topP <= 1)) a.rangeError("topP must be in (0, 1]");
   if (!a.failed() && !(u >= 0 && u < 1)) a.rangeError("u must be in [0, 1)");
   if (a.failed()) return info.Env().Undefined();
-  K->chooseTokenTruncated(info[0].As<Napi::Float64Array>().Data(), z, V, invT, topK, topP, u);
+  K->chooseTokenTruncated(out, z, V, invT, topK, topP, u);
   return info.Env().Undefined();
 }
 
