@@ -60,20 +60,19 @@ export function randomModel(config: ModelConfig, backend: Backend): Qwen2Model {
   const m = new Qwen2Model(config, backend);
   if (m.layout.total < 50e6) return Qwen2Model.init(config, 0, { backend });
   let x = 0x9e3779b9;
-  const host = new Float32Array(m.layout.total);
+  // One tensor at a time into its view (no host copy of the whole model).
+  const host = new Float32Array(m.layout.specs.reduce((n, spec) => Math.max(n, spec.size), 0));
   for (const spec of m.layout.specs) {
-    const p = host.subarray(spec.offset, spec.offset + spec.size);
-    if (spec.name.endsWith('norm.weight')) {
-      p.fill(1);
-      continue;
-    }
-    for (let i = 0; i < p.length; i++) {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5; // xorshift32
-      p[i] = ((x >>> 0) / 4294967296 - 0.5) * 0.04;
-    }
+    const p = host.subarray(0, spec.size);
+    if (spec.name.endsWith('norm.weight')) p.fill(1);
+    else
+      for (let i = 0; i < p.length; i++) {
+        x ^= x << 13;
+        x ^= x >>> 17;
+        x ^= x << 5; // xorshift32
+        p[i] = ((x >>> 0) / 4294967296 - 0.5) * 0.04;
+      }
+    backend.upload(backend.view(m.params, spec.offset, spec.size), p);
   }
-  m.writeWeights(host);
   return m;
 }

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fail } from '../util/errors.ts';
 import { writeJsonAtomic } from '../util/fs.ts';
 import { configToJson, type ModelConfig } from './config.ts';
-import type { ParamLayout } from './params.ts';
+import type { ParamLayout, ParamSpec } from './params.ts';
 import { Checkpoint, writeSafetensors, type SafetensorsFile } from './safetensors.ts';
 
 /**
@@ -48,35 +48,51 @@ export function readWeights(
   config: ModelConfig,
   allFinite?: AllFinite,
 ): Float32Array {
-  return readCheckedWeights(
-    dir,
-    layout,
-    config,
-    (n) => new Float32Array(n),
-    (file, name, dst) => file.readInto(name, dst),
-    allFinite,
-  );
+  const params = new Float32Array(layout.total);
+  streamWeights(dir, layout, config, 'fp32', (spec, data) => params.set(data, spec.offset));
+  checkFinite(dir, params, layout, allFinite);
+  return params;
 }
 
 /** The same as bf16 bits (BF16 tensors copied as they are, F32/F16 rounded): no fp32 copy. */
 export function readWeightsBf16(dir: string, layout: ParamLayout, config: ModelConfig): Uint16Array {
-  return readCheckedWeights(
-    dir,
-    layout,
-    config,
-    (n) => new Uint16Array(n),
-    (file, name, dst) => file.readIntoBf16(name, dst),
-  );
+  const params = new Uint16Array(layout.total);
+  streamWeights(dir, layout, config, 'bf16', (spec, data) => params.set(data, spec.offset));
+  checkFinite(dir, params, layout);
+  return params;
+}
+
+/**
+ * Every parameter of `layout` from the checkpoint in `dir`, one tensor at a time, as fp32 or as
+ * bf16 bits: `sink(spec, data)` gets each in a host buffer reused for the next one (so a model is
+ * loaded without a host copy of all its weights). Names, shapes and dtypes are checked before any
+ * tensor is read; finiteness is the caller's (checkFinite).
+ */
+export function streamWeights(
+  dir: string,
+  layout: ParamLayout,
+  config: ModelConfig,
+  dtype: 'fp32' | 'bf16',
+  sink: (spec: ParamSpec, data: Float32Array | Uint16Array) => void,
+): void {
+  const largest = layout.specs.reduce((n, spec) => Math.max(n, spec.size), 0);
+  if (dtype === 'bf16') {
+    const buf = new Uint16Array(largest);
+    readCheckedWeights(dir, layout, config, buf, (file, name, dst) => file.readIntoBf16(name, dst), sink);
+  } else {
+    const buf = new Float32Array(largest);
+    readCheckedWeights(dir, layout, config, buf, (file, name, dst) => file.readInto(name, dst), sink);
+  }
 }
 
 function readCheckedWeights<B extends Float32Array | Uint16Array>(
   dir: string,
   layout: ParamLayout,
   config: ModelConfig,
-  alloc: (n: number) => B,
+  buf: B,
   readInto: (file: SafetensorsFile, name: string, dst: B) => void,
-  allFinite?: AllFinite,
-): B {
+  sink: (spec: ParamSpec, data: B) => void,
+): void {
   const ckpt = Checkpoint.open(dir);
   try {
     // Check names and shapes of everything first: a bad checkpoint fails before any allocation.
@@ -101,13 +117,11 @@ function readCheckedWeights<B extends Float32Array | Uint16Array>(
       if (name === 'lm_head.weight' && config.tieWordEmbeddings) continue; // tied: the embedding is the head
       fail(`${ckpt.find(name)?.file.file}: unexpected tensor "${name}" (config.json describes a model without it)`);
     }
-    const params = alloc(layout.total);
     for (const spec of layout.specs) {
-      const found = ckpt.find(spec.name)!;
-      readInto(found.file, spec.name, params.subarray(spec.offset, spec.offset + spec.size) as B);
+      const data = buf.subarray(0, spec.size) as B;
+      readInto(ckpt.find(spec.name)!.file, spec.name, data);
+      sink(spec, data);
     }
-    checkFinite(dir, params, layout, allFinite);
-    return params;
   } finally {
     ckpt.close();
   }

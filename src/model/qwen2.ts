@@ -21,7 +21,7 @@ import { Rng } from '../util/rng.ts';
 import { checkBatch, type PackedBatch } from './batch.ts';
 import { blockBackward, blockForward, decoderShape, type BlockBuffers, type DecoderShape } from './block.ts';
 import { loadConfig, type ModelConfig } from './config.ts';
-import { defaultGenerationConfig, readGenerationConfig, readWeights, readWeightsBf16, writeModelDir } from './io.ts';
+import { checkFinite, defaultGenerationConfig, readGenerationConfig, streamWeights, writeModelDir } from './io.ts';
 import {
   bf16ModelViews,
   embedW,
@@ -259,7 +259,10 @@ export class Qwen2Model {
 
   /** A bf16 inference copy of this fp32 model (weights rounded to nearest even). */
   toBf16(): Qwen2Model {
-    const m = new Qwen2Model(this.config, this.backend, toBf16(this.readParams()));
+    // Rounded on the backend: no host copy of the weights (2 GB of fp32 at 0.5B parameters).
+    const m = new Qwen2Model(this.config, this.backend, undefined, 'bf16');
+    this.backend.roundBf16(m.weights as Tensor<'bf16'>, this.params, this.layout.total);
+    m.widen();
     m.generationConfig = this.generationConfig;
     m.sourceDir = this.sourceDir;
     return m;
@@ -272,12 +275,17 @@ export class Qwen2Model {
     const backend = opts.backend ?? getBackend();
     const precision = opts.precision ?? 'fp32';
     const model = new Qwen2Model(config, backend, undefined, precision);
-    if (precision === 'bf16') model.writeWeights(readWeightsBf16(dir, layout, config));
-    else
-      readWeights(dir, layout, config, (host) => {
-        model.writeWeights(host); // uploaded, then Σx² on the backend settles the all-finite case
-        return Number.isFinite(backend.sumSquares(model.params, layout.total));
-      });
+    // One tensor at a time into its view: no host copy of the whole model. Each is checked for
+    // NaN/Inf on the host as it passes, except that fp32 leaves the common all-finite case to one
+    // Σx² on the backend and searches only when that is not finite.
+    const weights = model.weights as Tensor<Weight['dtype']>;
+    streamWeights(dir, layout, config, precision, (spec, data) => {
+      backend.upload(backend.view(weights, spec.offset, spec.size), data as never);
+      if (data instanceof Uint16Array) checkFinite(dir, data, { ...layout, specs: [{ ...spec, offset: 0 }] });
+    });
+    if (precision === 'fp32' && !Number.isFinite(backend.sumSquares(model.params, layout.total)))
+      checkFinite(dir, model.readParams(), layout);
+    model.widen();
     model.generationConfig = readGenerationConfig(dir, config);
     model.sourceDir = path.resolve(dir);
     return model;
