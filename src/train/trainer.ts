@@ -266,8 +266,11 @@ export class Trainer {
     // A prefetched batch is redrawn after a resume: the saved cursor is the one before it.
     this.state.dataCursor = cursorBeforePrefetch ?? st.data.cursor();
     this.state.hardQuestions = st.hardQuestions?.toJSON() ?? null;
-    // The next step's rollouts come from the new parameters, labelled with this step.
+    // The next step's rollouts come from the new parameters, labelled with this step. A prefetched
+    // batch (rollout.async) must finish on the old ones first: a sync that overtook its requests
+    // would have the servers generate it on-policy while it is logged (and corrected) as one step off.
     if (this.env.syncWeights) {
+      await this.prefetched?.result.catch(() => {}); // a failure surfaces when the next step reads it
       m['timing_s/weight_sync'] = await this.env.syncWeights(String(step));
       m['rollout/weight_version'] = step;
     }
