@@ -28,7 +28,7 @@ export async function run(opts: BenchOptions): Promise<void> {
   if (pref !== 'auto' && pref !== 'native' && pref !== 'reference')
     fail(`--backend must be auto, native or reference, got '${opts.backend}'`);
   const backend = getBackend(pref);
-  const problems = opts.quick ? 24 : 200;
+  const problems = opts.quick ? 24 : 119; // 119: the whole held-out split
   const n = 4;
   const maxTokens = opts.quick ? 32 : 128;
   const dir = mkdtempSync(path.join(tmpdir(), 'red-bench-eval-'));

@@ -11,6 +11,8 @@ function intOption(name: string): (value: string) => number {
   };
 }
 
+const rows = (levels: Record<number, number>) => Object.values(levels).reduce((a, b) => a + b, 0);
+
 export function registerData(program: Command): void {
   const data = program.command('data').description('datasets: write the built-in task');
   data
@@ -20,14 +22,18 @@ export function registerData(program: Command): void {
     )
     .requiredOption('--out <dir>', 'output folder')
     .option('--seed <n>', 'generator seed', intOption('seed'), 0)
-    .option('--train <n>', 'training problems', intOption('train'), 4000)
-    .option('--test <n>', 'held-out problems (never among the training ones)', intOption('test'), 500)
-    .action(async (opts: { out: string; seed: number; train: number; test: number }) => {
+    .option('--train <n>', 'training problems (default: all 361)', intOption('train'))
+    .option('--test <n>', 'held-out problems, never among the training ones (default: all 119)', intOption('test'))
+    .action(async (opts: { out: string; seed: number; train?: number; test?: number }) => {
       const { writeBuiltinDataset } = await import('../data/task/builtin.ts');
       (await import('../util/lock.ts')).lockFolder(opts.out, 'data builtin');
       const files = writeBuiltinDataset(opts);
-      console.log(`wrote ${files.train} (${opts.train} rows, per level ${JSON.stringify(files.levels.train)})`);
-      console.log(`wrote ${files.test} (${opts.test} rows, per level ${JSON.stringify(files.levels.test)})`);
+      console.log(
+        `wrote ${files.train} (${rows(files.levels.train)} rows, per level ${JSON.stringify(files.levels.train)})`,
+      );
+      console.log(
+        `wrote ${files.test} (${rows(files.levels.test)} rows, per level ${JSON.stringify(files.levels.test)})`,
+      );
       console.log(`wrote ${opts.out}/tokenizer.json and tokenizer_config.json`);
     });
 }

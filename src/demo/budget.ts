@@ -12,7 +12,8 @@ export interface DemoBudget {
   name: BudgetName;
   /** Seed of the data, the base model and every run (the paper's recipe uses 42 for training). */
   seed: number;
-  data: { train: number; test: number };
+  /** Rows of the built-in task's train and held-out splits (default: all, 361 and 119). */
+  data: { train?: number; test?: number };
   /** The base model's pretraining (its own seed: the default budget's base is exactly `red pretrain`'s). */
   pretrain: { seed: number; steps: number; batchSize: number; poolSize: number; model: TinyModelShape };
   train: {
@@ -44,7 +45,7 @@ export interface DemoBudget {
 const DEFAULT_BUDGET: DemoBudget = {
   name: 'default',
   seed: 42,
-  data: { train: 4000, test: 500 },
+  data: {},
   pretrain: {
     seed: PRETRAIN_DEFAULTS.seed,
     steps: PRETRAIN_DEFAULTS.steps,
@@ -52,7 +53,7 @@ const DEFAULT_BUDGET: DemoBudget = {
     poolSize: PRETRAIN_DEFAULTS.poolSize,
     model: TINY_MODEL,
   },
-  train: { steps: 40, promptsPerStep: 8, groupSize: 4, maxTokens: 256, rlLr: 1e-4, sftLr: 1e-3 },
+  train: { steps: 150, promptsPerStep: 8, groupSize: 4, maxTokens: 256, rlLr: 1e-4, sftLr: 1e-3 },
   // ≥ 100 problems × 16 samples: pass@k for k = 1…16 (Recall vs Extend) from the same samples.
   eval: { problems: 100, samples: 16, temperature: 0.6, maxTokens: 256 },
 };
@@ -64,7 +65,7 @@ const DEFAULT_BUDGET: DemoBudget = {
 const QUICK_BUDGET: DemoBudget = {
   name: 'quick',
   seed: 42,
-  data: { train: 400, test: 100 },
+  data: {},
   pretrain: {
     seed: PRETRAIN_DEFAULTS.seed,
     steps: 300,

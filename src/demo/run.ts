@@ -218,7 +218,8 @@ function prepareData(o: DemoOptions, out: string, say: (line: string) => void): 
     rmSync(dataDir, { recursive: true, force: true });
     cpSync(cached, dataDir, { recursive: true });
   } else writeBuiltinDataset({ ...dataOpts, out: dataDir });
-  say(`data: ${how}, ${b.data.train} train / ${b.data.test} held-out problems (${secs(t)})`);
+  const rows = (f: string) => readFileSync(path.join(dataDir, f), 'utf8').trim().split('\n').length;
+  say(`data: ${how}, ${rows('train.jsonl')} train / ${rows('test.jsonl')} held-out problems (${secs(t)})`);
   return dataDir;
 }
 

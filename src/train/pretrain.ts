@@ -1,9 +1,10 @@
 // Pretrains the tiny Qwen2-architecture base model of the built-in task from scratch: causal LM
-// loss on the response tokens of chat-formatted prompts + mostly SHORT (direct) solutions and a
-// share of column-procedure traces of the easy levels only, packed sequences, AdamW with warm-up
-// and cosine decay. The base then answers easy problems directly and often, and hard ones almost
-// never: it has never run the procedure over as many columns (the capability the teacher's traces
-// of the hard levels bring); the trace format itself is not alien to SFT and RL.
+// loss on the response tokens of chat-formatted prompts + lines of f's table, direct answers of
+// levels 1–2 and a share of teacher traces of levels 1–2 only; packed sequences, AdamW with
+// warm-up and cosine decay. The base then knows f's table, answers one step often and two steps
+// sometimes, and longer chains almost never: it has never written a chain of more than two steps
+// (the capability the teacher's traces of the hard levels bring); the trace format itself is not
+// alien to SFT and RL.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -44,8 +45,8 @@ export interface PretrainOptions {
   /** Global gradient-norm clip. */
   gradClip: number;
   /**
-   * Relative frequency of levels 1..5 in the pretraining stream: skewed to easy so the model
-   * learns the format and easy arithmetic but stays weak on hard levels.
+   * Relative frequency of levels 1..5 among the direct answers: levels 1–2 only by default, so the
+   * model has never seen a hard problem answered.
    */
   levelWeights: [number, number, number, number, number];
   /** Training problems (repeats allowed) in the pool the epochs cycle over. */
@@ -57,9 +58,11 @@ export interface PretrainOptions {
   traceShare: number;
   /**
    * Relative frequency of levels 1..5 among those traces: the easy levels only by default, so
-   * the base knows the column procedure on short numbers but has never run it on long ones.
+   * the base knows the chain on one or two steps but has never written a longer one.
    */
   traceLevelWeights: [number, number, number, number, number];
+  /** Share of the pool's documents that are lines of f's table (the facts every chain is made of); in [0, 1). */
+  tableShare: number;
   model: TinyModelShape;
   /** Held-out problems per level sampled after training (0 = skip the evaluation). */
   evalPerLevel: number;
@@ -76,21 +79,23 @@ export interface PretrainOptions {
 
 export const PRETRAIN_DEFAULTS: Omit<PretrainOptions, 'out' | 'onStep' | 'backend'> = {
   seed: 0,
-  // 3600 steps: the model answers level 1 directly ~70% of the time (T = 1) and level 2 ~15%.
+  // 3600 steps: the model knows ~95% of f's table and answers level 1 ~60% of the time (T = 1),
+  // level 2 ~30%, levels 3–5 0–4%.
   steps: 3600,
   batchSize: 16,
   lr: 5e-3,
   warmupSteps: 20,
   weightDecay: 0.01,
   gradClip: 1.0,
-  levelWeights: [12, 4, 2, 1, 1],
+  levelWeights: [2, 1, 0, 0, 0],
   poolSize: 4000,
-  // 30% of sequences are column-procedure traces of levels 1–2 (2 columns): the base knows the
-  // format and the per-column step, and has never run it over 3–5 columns.
+  // 30% of sequences are traces of levels 1–2 (chains of 1–2 steps): the base knows the format
+  // and the step, and has never written a chain of 3–5; 25% are lines of f's table.
   traceShare: 0.3,
   traceLevelWeights: [1, 1, 0, 0, 0],
+  tableShare: 0.25,
   model: TINY_MODEL,
-  evalPerLevel: 40,
+  evalPerLevel: 20,
   evalSamples: 4,
 };
 
@@ -139,8 +144,8 @@ interface Sequence {
   responseStart: number;
 }
 
-function toSequence(tok: Tokenizer, prompts: PromptEncoder, p: Problem, responseText: string): Sequence {
-  const prompt = prompts.encode(p.text);
+function toSequence(tok: Tokenizer, prompts: PromptEncoder, promptText: string, responseText: string): Sequence {
+  const prompt = prompts.encode(promptText);
   const response = [...tok.encode(responseText), BUILTIN_IDS.imEnd];
   return { ids: [...prompt, ...response], responseStart: prompt.length };
 }
@@ -158,6 +163,8 @@ export function validatePretrainOptions(o: PretrainOptions): void {
     problems.push(`evalPerLevel must be a non-negative integer, got ${o.evalPerLevel}`);
   if (!Number.isInteger(o.seed) || o.seed < 0) problems.push(`seed must be a non-negative integer, got ${o.seed}`);
   if (!(o.traceShare >= 0 && o.traceShare < 1)) problems.push(`traceShare must be in [0, 1), got ${o.traceShare}`);
+  if (!(o.tableShare >= 0 && o.traceShare + o.tableShare < 1))
+    problems.push(`tableShare must be ≥ 0 with traceShare + tableShare < 1, got ${o.tableShare}`);
   if (!(o.lr > 0)) problems.push(`lr must be > 0, got ${o.lr}`);
   for (const k of ['hidden', 'layers', 'heads', 'kvHeads', 'intermediate'] as const) posInt(`model.${k}`, o.model[k]);
   if (o.model.hidden % o.model.heads !== 0)
@@ -187,7 +194,7 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
   // The mixed pool, cycled in seeded (shuffled) epochs, so batches mix traces at about traceShare.
   const prompts = new PromptEncoder(tok);
   const data = new EpochIterator(
-    pretrainDocuments(o).map((d) => toSequence(tok, prompts, d.problem, d.response)),
+    pretrainDocuments(o).map((d) => toSequence(tok, prompts, d.prompt, d.response)),
     o.seed,
   );
 

@@ -7,159 +7,95 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadDataset } from '../../src/data/dataset.ts';
 import { builtinRows, writeBuiltinDataset } from '../../src/data/task/builtin.ts';
-import { generateProblems, kindsOf, LEVELS, splitOf, type Problem } from '../../src/data/task/problems.ts';
+import { allProblems, generateProblems, LEVELS, splitOf, type Problem } from '../../src/data/task/problems.ts';
 import { shortSolution, teacherTrace } from '../../src/data/task/teacher.ts';
 import { Rng } from '../../src/util/rng.ts';
 
-// Exact rationals as [numerator, denominator] with BigInt, to re-solve every problem independently.
-type Q = [bigint, bigint];
-const gcd = (a: bigint, b: bigint): bigint => (b === 0n ? (a < 0n ? -a : a) : gcd(b, a % b));
-const norm = ([n, d]: Q): Q => {
-  if (d < 0n) [n, d] = [-n, -d];
-  const g = gcd(n, d) || 1n;
-  return [n / g, d / g];
-};
-const show = (q: Q): string => {
-  const [n, d] = norm(q);
-  return d === 1n ? `${n}` : `${n}/${d}`;
-};
-
-/** A small recursive-descent evaluator for + - * / ^ and parentheses over exact rationals. */
-function evaluate(expr: string): Q {
-  let i = 0;
-  const peek = () => expr[i];
-  const atom = (): Q => {
-    if (peek() === '(') {
-      i++;
-      const v = sum();
-      assert.equal(expr[i++], ')');
-      return v;
-    }
-    const m = /^\d+/.exec(expr.slice(i));
-    assert.ok(m, `number expected at ${i} in ${expr}`);
-    i += m[0].length;
-    return [BigInt(m[0]), 1n];
-  };
-  const power = (): Q => {
-    const b = atom();
-    if (peek() !== '^') return b;
-    i++;
-    const e = atom();
-    return [b[0] ** e[0], b[1] ** e[0]];
-  };
-  const product = (): Q => {
-    let v = power();
-    while (peek() === '*' || peek() === '/') {
-      const op = expr[i++];
-      const r = power();
-      v = norm(op === '*' ? [v[0] * r[0], v[1] * r[1]] : [v[0] * r[1], v[1] * r[0]]);
-    }
-    return v;
-  };
-  const sum = (): Q => {
-    let v = product();
-    while (peek() === '+' || peek() === '-') {
-      const op = expr[i++];
-      const r = product();
-      v = norm([op === '+' ? v[0] * r[1] + r[0] * v[1] : v[0] * r[1] - r[0] * v[1], v[1] * r[1]]);
-    }
-    return v;
-  };
-  const v = sum();
-  assert.equal(i, expr.length, `trailing text in ${expr}`);
-  return v;
-}
+/** b^e mod m by BigInt exponentiation: an independent computation of the task's map. */
+const powMod = (b: number, e: number, m: number) => Number(BigInt(b) ** BigInt(e) % BigInt(m));
 
 /** The answer of a problem statement, computed from its text alone. */
 function solveText(text: string): string {
-  let m: RegExpExecArray | null;
-  if ((m = /^Compute (.+)\.$/.exec(text))) return show(evaluate(m[1]));
-  if ((m = /^Find (\d+)\^(\d+) mod (\d+)\.$/.exec(text))) return String(BigInt(m[1]) ** BigInt(m[2]) % BigInt(m[3]));
-  if ((m = /^Find (\d+) mod (\d+)\.$/.exec(text))) return String(Number(m[1]) % Number(m[2]));
-  if ((m = /^Solve (.+)=(.+)\.$/.exec(text))) {
-    // Both sides are linear in x: try integers until the sides agree (the task only has x ≥ 1).
-    const side = (s: string, x: number) => evaluate(s.replace(/(\d)x/g, `$1*${x}`).replace(/x/g, String(x)));
-    for (let x = 0; x <= 200; x++) if (show(side(m[1], x)) === show(side(m[2], x))) return String(x);
-    return 'none';
-  }
-  if ((m = /^x\+y=(\d+) and x-y=(\d+)\. Find x\.$/.exec(text))) {
-    for (let x = 0; x <= 200; x++) if (2 * x - Number(m[1]) === Number(m[2])) return String(x);
-    return 'none';
-  }
-  if ((m = /^\w+ has (\d+) bags of (\d+) \w+ and gives away (\d+)\. How many are left\?$/.exec(text)))
-    return String(+m[1] * +m[2] - +m[3]);
-  if ((m = /^\w+ buys (\d+) pens at \$(\d+) each and pays \$(\d+)\. What is the change\?$/.exec(text)))
-    return String(+m[3] - +m[1] * +m[2]);
-  return `unparsed: ${text}`;
+  const m = /^Compute f\^(\d)\((\d+)\), where f\(n\) = (\d+)\^n mod (\d+)\.$/.exec(text);
+  if (!m) return `unparsed: ${text}`;
+  let x = Number(m[2]);
+  for (let i = 0; i < Number(m[1]); i++) x = powMod(Number(m[3]), x, Number(m[4]));
+  return String(x);
 }
 
 const lastBoxed = (s: string) => [...s.matchAll(/\\boxed\{([^}]*)\}/g)].at(-1)?.[1];
 
-test('every problem kind of every level yields the answer its own text implies', () => {
-  const problems = generateProblems({ seed: 11, count: 1500, split: 'train' });
-  const kinds = new Set(problems.map((p) => `${p.level}:${p.kind}`));
-  for (const level of LEVELS)
-    for (const k of kindsOf(level)) assert.ok(kinds.has(`${level}:${k}`), `kind ${level}:${k} never drawn`);
-  for (const p of problems) {
-    assert.equal(p.answer, solveText(p.text), `${p.text}`);
+test('every problem of both splits yields the answer its own text implies; f has no short cycle', () => {
+  const all = [...allProblems('train', 1), ...allProblems('test', 1)];
+  assert.equal(all.length, 5 * 96);
+  assert.equal(new Set(all.map((p) => p.text)).size, all.length);
+  for (const level of LEVELS) assert.equal(all.filter((p) => p.level === level).length, 96);
+  for (const p of all) {
+    assert.equal(p.answer, solveText(p.text), p.text);
     assert.ok(p.text.length <= 80, `problem too long: ${p.text}`);
-    assert.ok(
-      (!p.answer.startsWith('-') && p.answer !== '0') || p.kind === 'mod' || p.kind === 'powMod',
-      `unexpected answer ${p.answer} for ${p.text}`,
-    );
+    assert.equal(p.worked.chain.length, p.level + 1);
+  }
+  // No start returns to itself within five steps, so no chain has a short-cut.
+  for (let s = 1; s <= 96; s++) {
+    let x = s;
+    for (let k = 1; k <= 5; k++) {
+      x = powMod(10, x, 97);
+      assert.notEqual(x, s, `f^${k}(${s}) = ${s}`);
+    }
   }
 });
 
-/** Every "a op b = c" chain written in a text must be true arithmetic. */
-function checkEquations(text: string, where: string): number {
-  let checked = 0;
-  for (const m of text.matchAll(/(?<![\w/^(])(\d+(?:[+\-*/]\d+)+) = (\d+(?:\/\d+)?)(?![\d*/+^-])/g)) {
-    assert.equal(show(evaluate(m[1])), show(evaluate(m[2])), `${where}: "${m[0]}" is false`);
-    checked++;
-  }
-  return checked;
-}
-
-test('teacher traces are correct, end in the boxed answer and are several times longer than the short solution', () => {
-  const problems = generateProblems({ seed: 12, count: 600, split: 'train' });
+test('teacher traces are correct chains, end in the boxed answer and are several times longer than the short solution', () => {
+  const problems = generateProblems({ seed: 12, count: 600, split: 'train', repeats: true });
   const rng = new Rng(4);
-  let longChars = 0;
-  let shortChars = 0;
-  let equations = 0;
+  let longTokens = 0;
+  let shortTokens = 0;
+  let steps = 0;
   for (const p of problems) {
     const trace = teacherTrace(p, rng);
     const short = shortSolution(p);
     assert.match(trace, /^<think>\n[\s\S]+\n<\/think>\n\n/);
-    assert.match(trace, /(verify|check|Check)/);
-    // One line per column of the longer operand, each with its carry.
-    const columns = trace.match(/^[a-z-]+: .* = \d+, write \d carry \d$/gm) ?? [];
-    assert.equal(columns.length, Math.max(...(p.text.match(/\d+/g) ?? []).map((n) => n.length)), `${p.text}: ${trace}`);
+    const chain = /^(\d+(?: → \d+)+)$/m.exec(trace)?.[1].split(' → ').map(Number);
+    assert.ok(chain, trace);
+    assert.equal(chain.length, p.level + 1, `${p.text}: ${trace}`);
+    assert.equal(String(chain[0]), /\((\d+)\)/.exec(p.text)?.[1]);
+    for (let i = 1; i < chain.length; i++, steps++) assert.equal(chain[i], powMod(10, chain[i - 1], 97), trace);
     assert.equal(lastBoxed(trace), p.answer);
     assert.equal(lastBoxed(short), p.answer);
     assert.equal(trace.split('</think>')[1].match(/\\boxed/g)?.length, 1);
-    equations += checkEquations(trace, p.text) + checkEquations(short, p.text);
-    longChars += trace.length;
-    shortChars += short.length;
+    // Digits are single tokens, the arrow and its spaces about one: count digits and arrows.
+    longTokens += (trace.match(/\d|→|\w+/g) ?? []).length;
+    shortTokens += (short.match(/\d|→|\w+/g) ?? []).length;
   }
-  assert.throws(() => checkEquations('so 3+4 = 8.', 'self-test'), /is false/); // the checker can fail
-  assert.ok(equations > 1500, `only ${equations} equations checked`);
-  assert.ok(longChars > 4 * shortChars, `traces ${longChars} chars vs short ${shortChars}`);
+  assert.ok(steps > 1500, `only ${steps} steps checked`);
+  assert.ok(longTokens > 2.5 * shortTokens, `traces ${longTokens} vs short ${shortTokens}`);
 });
 
 test('train and held-out splits never share a problem; generation is seeded', () => {
-  const train = generateProblems({ seed: 1, count: 3000, split: 'train' });
-  const test_ = generateProblems({ seed: 1, count: 400, split: 'test' });
+  const train = allProblems('train', 1);
+  const test_ = allProblems('test', 1);
+  assert.ok(test_.length >= 100, `${test_.length} held-out problems`);
   const trainTexts = new Set(train.map((p) => p.text));
-  assert.equal(trainTexts.size, 3000);
   for (const p of test_) assert.ok(!trainTexts.has(p.text), `held-out problem in train: ${p.text}`);
   for (const p of test_) assert.equal(splitOf(p.text), 'test');
-  // The held-out split covers every level.
-  for (const level of LEVELS) assert.ok(test_.some((p: Problem) => p.level === level));
+  // Every level is held out, and the first rows take turns between the levels.
+  for (const level of LEVELS) assert.ok(test_.filter((p: Problem) => p.level === level).length >= 20);
+  assert.deepEqual(
+    test_.slice(0, 10).map((p) => p.level),
+    [1, 2, 3, 4, 5, 1, 2, 3, 4, 5],
+  );
   assert.deepEqual(builtinRows('train', 50, 5), builtinRows('train', 50, 5));
+  assert.deepEqual(builtinRows('train', 50, 5), builtinRows('train', undefined, 5).slice(0, 50));
   assert.notDeepEqual(builtinRows('train', 50, 5), builtinRows('train', 50, 6));
+  assert.throws(
+    () => builtinRows('test', 500, 5),
+    (e: unknown) =>
+      e instanceof Error &&
+      e.message === `the built-in task has ${test_.length} test problems; ask for at most ${test_.length}, not 500`,
+  );
   // Level weights are honoured: all-easy gives only level 1.
   assert.ok(
-    generateProblems({ seed: 2, count: 100, split: 'train', levelWeights: [1, 0, 0, 0, 0] }).every(
+    generateProblems({ seed: 2, count: 100, split: 'train', levelWeights: [1, 0, 0, 0, 0], repeats: true }).every(
       (p) => p.level === 1,
     ),
   );

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { qwenBoxedPrompt } from '../../src/data/dataset.ts';
-import { generateProblems } from '../../src/data/task/problems.ts';
+import { allProblems } from '../../src/data/task/problems.ts';
 import { shortSolution, teacherTrace } from '../../src/data/task/teacher.ts';
 import {
   BUILTIN_IDS,
@@ -48,7 +48,7 @@ function gpt2Char(byte: number): string {
 
 function taskTexts(): string[] {
   const rng = new Rng(2);
-  return generateProblems({ seed: 21, count: 150, split: 'test' }).flatMap((p) => [
+  return allProblems('test', 21).flatMap((p) => [
     renderChatML(qwenBoxedPrompt(p.text), true) + shortSolution(p) + '<|im_end|>',
     teacherTrace(p, rng),
   ]);

@@ -11,7 +11,7 @@ import { Qwen2Model } from '../../src/model/qwen2.ts';
 import { loadTokenizer } from '../../src/model/tokenizer.ts';
 import { RedError } from '../../src/util/errors.ts';
 import { pretrain, PRETRAIN_DEFAULTS, validatePretrainOptions } from '../../src/train/pretrain.ts';
-import { pretrainDocuments, PromptEncoder } from '../../src/data/task/documents.ts';
+import { pretrainDocuments, PromptEncoder, TABLE_LINES } from '../../src/data/task/documents.ts';
 import { QUICK_MODEL } from '../../src/data/task/model.ts';
 import { lastBoxed } from '../../src/reward/extract.ts';
 
@@ -20,7 +20,7 @@ test('prompt ids built from cached pieces equal the ids of the whole rendered pr
   writeBuiltinTokenizer(tokDir);
   const tok = loadTokenizer(tokDir);
   const enc = new PromptEncoder(tok);
-  for (const p of generateProblems({ seed: 3, count: 300, split: 'train' })) {
+  for (const p of generateProblems({ seed: 3, count: 300, split: 'train', repeats: true })) {
     assert.deepEqual(enc.encode(p.text), tok.encode(renderChatML(qwenBoxedPrompt(p.text), true)), p.text);
   }
   for (const odd of [' leading space?', 'ends in a digit 7', 'two\nlines.']) {
@@ -28,40 +28,56 @@ test('prompt ids built from cached pieces equal the ids of the whole rendered pr
   }
 });
 
-test('the pretraining pool mixes short solutions with a traceShare of teacher traces, all train split', () => {
+test("the pretraining pool mixes f's table, direct answers and a traceShare of teacher traces, all train split", () => {
   const o = {
     seed: 5,
     poolSize: 300,
     traceShare: 0.15,
-    levelWeights: [12, 4, 2, 1, 1] as [number, number, number, number, number],
+    tableShare: 0.2,
+    levelWeights: [2, 1, 0, 0, 0] as [number, number, number, number, number],
     traceLevelWeights: [1, 1, 1, 1, 1] as [number, number, number, number, number],
   };
   const docs = pretrainDocuments(o);
   assert.equal(docs.length, 300);
-  const traces = docs.filter((d) => d.trace);
+  const traces = docs.filter((d) => d.kind === 'trace');
   assert.equal(traces.length, 45); // round(300 · 0.15)
-  for (const d of docs) {
-    assert.equal(splitOf(d.problem.text), 'train', d.problem.text);
-    assert.equal(d.response.startsWith('<think>\n'), d.trace);
+  const tables = docs.filter((d) => d.kind === 'table');
+  assert.equal(tables.length, 60); // round(300 · 0.2)
+  for (const d of tables) {
+    const lines = d.response.split('\n');
+    assert.equal(lines.length, TABLE_LINES);
+    // Each line n → 10^n mod 97, checked by BigInt exponentiation.
+    for (const line of lines) {
+      const [n, y] = line.split(' → ').map(Number);
+      assert.equal(BigInt(y), 10n ** BigInt(n) % 97n, line);
+    }
+  }
+  for (const d of docs.filter((x) => x.kind !== 'table')) {
+    assert.ok(d.problem);
+    assert.equal(d.prompt, d.problem.text);
+    assert.equal(splitOf(d.prompt), 'train', d.prompt);
+    assert.equal(d.response.startsWith('<think>\n'), d.kind === 'trace');
     assert.equal(lastBoxed(d.response), d.problem.answer);
+    if (d.kind === 'direct') assert.ok(d.problem.level <= 2, d.prompt);
   }
   // The traces' problems come from their own stream, not the first problems of the short pool.
-  const shortTexts = docs.filter((d) => !d.trace).map((d) => d.problem.text);
+  const shortTexts = docs.filter((d) => d.kind === 'direct').map((d) => d.prompt);
   assert.notDeepEqual(
-    traces.map((d) => d.problem.text),
+    traces.map((d) => d.prompt),
     shortTexts.slice(0, 45),
   );
-  assert.equal(pretrainDocuments({ ...o, traceShare: 0 }).filter((d) => d.trace).length, 0);
+  assert.equal(pretrainDocuments({ ...o, traceShare: 0 }).filter((d) => d.kind === 'trace').length, 0);
   assert.ok(PRETRAIN_DEFAULTS.traceShare >= 0.1 && PRETRAIN_DEFAULTS.traceShare <= 0.4);
-  // By default the base sees the procedure on the easy levels only.
+  // By default the base sees chains of one or two steps only.
   const easy = pretrainDocuments({ ...o, traceLevelWeights: PRETRAIN_DEFAULTS.traceLevelWeights }).filter(
-    (d) => d.trace,
+    (d) => d.kind === 'trace',
   );
-  assert.ok(easy.length > 0 && easy.every((d) => d.problem.level <= 2), 'a default trace above level 2');
-  assert.throws(
-    () => validatePretrainOptions({ ...PRETRAIN_DEFAULTS, out: 'x', traceShare: 1 }),
-    (e: unknown) => e instanceof RedError && /traceShare/.test(e.message),
-  );
+  assert.ok(easy.length > 0 && easy.every((d) => (d.problem?.level ?? 9) <= 2), 'a default trace above level 2');
+  for (const bad of [{ traceShare: 1 }, { tableShare: 0.8 }])
+    assert.throws(
+      () => validatePretrainOptions({ ...PRETRAIN_DEFAULTS, out: 'x', ...bad }),
+      (e: unknown) => e instanceof RedError && new RegExp(Object.keys(bad)[0]).test(e.message),
+    );
 });
 
 test('a short pretrain run lowers the loss and writes a folder that loads back', async () => {

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fail } from '../../util/errors.ts';
 import { writeFileAtomic } from '../../util/fs.ts';
 import { Rng } from '../../util/rng.ts';
-import { generateProblems, type Level, type Split } from './problems.ts';
+import { allProblems, type Level, type Split } from './problems.ts';
 import { shortSolution, teacherTrace } from './teacher.ts';
 import { writeBuiltinTokenizer } from './tokenizer.ts';
 
@@ -21,11 +21,17 @@ export interface BuiltinRow {
   kind: string;
 }
 
-/** `count` distinct problems of one split with their traces; the same (split, seed, count) gives the same rows. */
-export function builtinRows(split: Split, count: number, seed: number, levelWeights?: readonly number[]): BuiltinRow[] {
+/**
+ * The first `count` (default all) problems of one split with their traces, in a seeded order whose
+ * levels take turns; the same (split, seed, count) gives the same rows, and a smaller count a prefix.
+ */
+export function builtinRows(split: Split, count: number | undefined, seed: number): BuiltinRow[] {
   // Separate streams per split so the train rows do not change when --test changes.
   const streamSeed = (seed ^ (split === 'train' ? 0x7a11 : 0x7e57)) >>> 0;
-  const problems = generateProblems({ seed: streamSeed, count, split, levelWeights });
+  const all = allProblems(split, streamSeed);
+  if (count !== undefined && count > all.length)
+    fail(`the built-in task has ${all.length} ${split} problems; ask for at most ${all.length}, not ${count}`);
+  const problems = all.slice(0, count);
   const wording = new Rng(streamSeed ^ 0x5eed);
   return problems.map((p) => ({
     problem: p.text,
@@ -41,8 +47,9 @@ export interface BuiltinDatasetOptions {
   /** Folder to write train.jsonl, test.jsonl, tokenizer.json and tokenizer_config.json into. */
   out: string;
   seed: number;
-  train: number;
-  test: number;
+  /** Rows of each split (default: all the split has). */
+  train?: number;
+  test?: number;
 }
 
 export interface BuiltinDatasetFiles {
@@ -55,7 +62,7 @@ export interface BuiltinDatasetFiles {
 export function writeBuiltinDataset(options: BuiltinDatasetOptions): BuiltinDatasetFiles {
   for (const key of ['train', 'test'] as const) {
     const n = options[key];
-    if (!Number.isInteger(n) || n < 1) fail(`--${key} must be a positive integer, got ${n}`);
+    if (n !== undefined && (!Number.isInteger(n) || n < 1)) fail(`--${key} must be a positive integer, got ${n}`);
   }
   if (!Number.isInteger(options.seed) || options.seed < 0)
     fail(`--seed must be a non-negative integer, got ${options.seed}`);

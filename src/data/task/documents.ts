@@ -1,8 +1,8 @@
-// The built-in task's pretraining text: problems with short solutions and with teacher traces,
-// and the qwen-boxed prompt ids they are trained after.
+// The built-in task's pretraining text: lines of f's table, problems with short solutions and
+// with teacher traces, and the qwen-boxed prompt ids they are trained after.
 import { qwenBoxedPrompt } from '../dataset.ts';
 import { Rng } from '../../util/rng.ts';
-import { generateProblems, type Problem } from './problems.ts';
+import { BASE, generateProblems, MODULUS, step, type Problem } from './problems.ts';
 import { shortSolution, teacherTrace } from './teacher.ts';
 import { renderChatML } from './tokenizer.ts';
 
@@ -37,30 +37,40 @@ export class PromptEncoder {
   }
 }
 
-/** One pretraining document: a problem and the response text the model learns after its prompt. */
+/** One pretraining document: a prompt and the response text the model learns after it. */
 export interface PretrainDocument {
-  problem: Problem;
+  prompt: string;
   response: string;
-  trace: boolean;
+  /** A problem with its direct answer, with a teacher trace, or lines of f's table. */
+  kind: 'direct' | 'trace' | 'table';
+  /** The problem of a direct or trace document. */
+  problem?: Problem;
 }
 
+/** Lines of f's table per table document. */
+export const TABLE_LINES = 12;
+
 /**
- * The pretraining pool: `poolSize − round(poolSize · traceShare)` train-split problems with short
- * solutions, then `round(poolSize · traceShare)` train-split problems from a second seeded stream
- * with teacher traces (never a held-out problem; easy ones recur, as facts do in pretraining text).
+ * The pretraining pool of `poolSize` documents: `round(poolSize · tableShare)` documents of
+ * TABLE_LINES random lines of f's table ("46 → 32", the knowledge every chain is made of), then
+ * train-split problems with direct answers, then `round(poolSize · traceShare)` train-split
+ * problems from a second seeded stream with teacher traces (never a held-out problem; problems
+ * recur, as facts do in pretraining text).
  */
 export function pretrainDocuments(o: {
   seed: number;
   poolSize: number;
   traceShare: number;
-  /** Relative frequency of levels 1–5 among the short-solution problems, and among the traced ones. */
+  tableShare: number;
+  /** Relative frequency of levels 1–5 among the direct-answer problems, and among the traced ones. */
   levelWeights: [number, number, number, number, number];
   traceLevelWeights: [number, number, number, number, number];
 }): PretrainDocument[] {
   const traces = Math.round(o.poolSize * o.traceShare);
+  const tables = Math.round(o.poolSize * o.tableShare);
   const short = generateProblems({
     seed: o.seed,
-    count: o.poolSize - traces,
+    count: o.poolSize - traces - tables,
     split: 'train',
     levelWeights: o.levelWeights,
     repeats: true,
@@ -78,7 +88,23 @@ export function pretrainDocuments(o: {
         })
       : [];
   return [
-    ...short.map((p) => ({ problem: p, response: shortSolution(p), trace: false })),
-    ...long.map((p) => ({ problem: p, response: teacherTrace(p, wording), trace: true })),
+    ...tableDocuments(tables, (o.seed ^ 0xfac7) >>> 0),
+    ...short.map((p): PretrainDocument => ({ prompt: p.text, response: shortSolution(p), kind: 'direct', problem: p })),
+    ...long.map((p): PretrainDocument => ({
+      prompt: p.text,
+      response: teacherTrace(p, wording),
+      kind: 'trace',
+      problem: p,
+    })),
   ];
+}
+
+/** `count` documents of TABLE_LINES lines of f's table each, the arguments drawn uniformly from 1..96. */
+function tableDocuments(count: number, seed: number): PretrainDocument[] {
+  const rng = new Rng(seed);
+  const prompt = `List some steps n → f(n), where f(n) = ${BASE}^n mod ${MODULUS}.`;
+  return Array.from({ length: count }, () => {
+    const lines = Array.from({ length: TABLE_LINES }, () => step(1 + rng.int(MODULUS - 1)));
+    return { prompt, response: lines.join('\n'), kind: 'table' };
+  });
 }

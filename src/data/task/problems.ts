@@ -1,10 +1,12 @@
-// The built-in task: long addition and multiplication by one digit at five difficulty levels, the
-// operands one digit longer at each level (level 1: 2-digit + 1-digit, level 5: 5-digit numbers).
-// Each problem carries its worked solution as data: the direct result (what a model that adds in
-// its head writes) and the column-by-column procedure with carries (what the teacher writes out).
-// A small model answers short sums directly; long ones need the procedure, which is local and
-// the same at every length, so it can be learnt from worked examples (the Extend of the paper).
-// Train and held-out problems never overlap: the split is a hash of the problem text.
+// The built-in task: iterate one fixed map, f(n) = 10^n mod 97, k times from a start 1..96, at
+// five difficulty levels (level k: "Compute f^3(46), where f(n) = 10^n mod 97.": 46 → 32 → 61 →
+// 82). f is a permutation of 1..96 with no fixed point and long cycles (12, 28 and 56), so no
+// chain short-cuts. Each problem carries its worked solution as data: the direct result (what a
+// model that knows f^k by heart writes) and the chain of values (what the teacher writes out).
+// A small model that knows f's table (its pretraining facts) answers one step directly and two
+// sometimes; longer chains need the chain written out, each value looked up from the one before
+// it: the same step at every level, so it can be learnt from worked examples (the Extend of the
+// paper). Train and held-out problems never overlap: the split is a hash of the problem text.
 import { fail } from '../../util/errors.ts';
 import { Rng } from '../../util/rng.ts';
 
@@ -14,23 +16,19 @@ export type Split = 'train' | 'test';
 
 /** The solution of one problem as plain statements the teacher arranges into text. */
 export interface Worked {
-  /** What is asked, as a phrase: "add 4821 and 3795". */
+  /** What is asked, as a phrase: "apply f 3 times to 46". */
   goal: string;
-  /** The direct result in one line: "4821+3795 = 8616". */
+  /** The direct result in one line: "f^3(46) = 82" (one step: "46 → 32", as f's table writes it). */
   direct: string;
-  /** The column procedure, one line per column from the right ("2+9+1 = 12, write 2 carry 1"). */
-  columns: string[];
-  /** How the written digits give the answer ("Reading the written digits from the left: 8616"). */
-  readout: string;
-  /** A check of the result by the inverse operation ("8616-3795 = 4821"). */
-  check: string;
+  /** Every value from the start to the answer: [46, 32, 61, 82]. */
+  chain: number[];
 }
 
 export interface Problem {
   level: Level;
   /** Which generator made it (for statistics and tests). */
   kind: string;
-  /** The problem statement: "Compute 4821+3795." */
+  /** The problem statement: "Compute f^3(46), where f(n) = 10^n mod 97." */
   text: string;
   /** The exact answer, a positive integer. */
   answer: string;
@@ -48,80 +46,37 @@ function pick<T>(rng: Rng, items: readonly T[]): T {
   return items[rng.int(items.length)];
 }
 
-/** A uniform n-digit number (no leading zero). */
-function digits(rng: Rng, n: number): number {
-  return between(rng, 10 ** (n - 1), 10 ** n - 1);
+/** The map every problem iterates: f(n) = BASE^n mod MODULUS on 1..MODULUS−1. */
+export const MODULUS = 97;
+export const BASE = 10;
+
+/** f(n) = 10^n mod 97, by repeated multiplication (n < 97). */
+export function f(n: number): number {
+  let r = 1;
+  for (let i = 0; i < n; i++) r = (r * BASE) % MODULUS;
+  return r;
 }
 
-const PLACES = ['ones', 'tens', 'hundreds', 'thousands', 'ten-thousands', 'hundred-thousands', 'millions'];
+/** One line of f's table as every text writes it: "46 → 32". */
+export function step(n: number): string {
+  return `${n} → ${f(n)}`;
+}
 
-/** a + b column by column from the right: one line per column, the carry written out. */
-function addition(a: number, b: number): Omit<Problem, 'level' | 'kind'> {
-  const [da, db] = [String(a).split('').reverse(), String(b).split('').reverse()];
-  const columns: string[] = [];
-  let carry = 0;
-  const written: number[] = [];
-  for (let i = 0; i < Math.max(da.length, db.length); i++) {
-    const terms = [da[i] ?? '0', db[i] ?? '0', ...(i > 0 ? [String(carry)] : [])];
-    const sum = terms.reduce((acc, t) => acc + Number(t), 0);
-    columns.push(`${PLACES[i]}: ${terms.join('+')} = ${sum}, write ${sum % 10} carry ${Math.floor(sum / 10)}`);
-    written.push(sum % 10);
-    carry = Math.floor(sum / 10);
-  }
-  if (carry > 0) columns.push(`the last carry ${carry} is written in front`);
-  const c = a + b;
+/** f applied k times to s. */
+function chain(s: number, k: number): Omit<Problem, 'level' | 'kind'> {
+  const values = [s];
+  for (let e = 0; e < k; e++) values.push(f(values[e]));
+  const x = values[k];
   return {
-    text: `Compute ${a}+${b}.`,
-    answer: String(c),
-    worked: {
-      goal: `add ${a} and ${b}`,
-      direct: `${a}+${b} = ${c}`,
-      columns,
-      readout: `Reading the written digits from the left: ${c}`,
-      check: `${c}-${b} = ${a}`,
-    },
+    text: `Compute f^${k}(${s}), where f(n) = ${BASE}^n mod ${MODULUS}.`,
+    answer: String(x),
+    worked: { goal: `apply f ${k} times to ${s}`, direct: k === 1 ? step(s) : `f^${k}(${s}) = ${x}`, chain: values },
   };
 }
 
-/** a · d (one digit d) column by column from the right, the carry written out. */
-function multiplication(a: number, d: number): Omit<Problem, 'level' | 'kind'> {
-  const da = String(a).split('').reverse();
-  const columns: string[] = [];
-  let carry = 0;
-  for (let i = 0; i < da.length; i++) {
-    const v = Number(da[i]) * d + carry;
-    columns.push(`${PLACES[i]}: ${da[i]}*${d}+${carry} = ${v}, write ${v % 10} carry ${Math.floor(v / 10)}`);
-    carry = Math.floor(v / 10);
-  }
-  if (carry > 0) columns.push(`the last carry ${carry} is written in front`);
-  const c = a * d;
-  return {
-    text: `Compute ${a}*${d}.`,
-    answer: String(c),
-    worked: {
-      goal: `multiply ${a} by ${d}`,
-      direct: `${a}*${d} = ${c}`,
-      columns,
-      readout: `Reading the written digits from the left: ${c}`,
-      check: `${c}/${d} = ${a}`,
-    },
-  };
-}
-
-/**
- * Level 1: a 2-digit plus a 1-digit number (either order); level L ≥ 2: two L-digit numbers, or an L-digit
- * number times one digit 2–9. Each level adds one column to the procedure.
- */
+/** Level k: f applied k times to a start 1..96 (one kind per level). */
 function levelGenerators(level: Level): Record<string, Generator> {
-  if (level === 1)
-    return {
-      add: (rng) => addition(digits(rng, 2), digits(rng, 1)),
-      addSmallFirst: (rng) => addition(digits(rng, 1), digits(rng, 2)),
-    };
-  return {
-    add: (rng) => addition(digits(rng, level), digits(rng, level)),
-    mulDigit: (rng) => multiplication(digits(rng, level), between(rng, 2, 9)),
-  };
+  return { chain: (rng) => chain(between(rng, 1, MODULUS - 1), level) };
 }
 
 const GENERATORS: Record<Level, Record<string, Generator>> = {
@@ -131,11 +86,6 @@ const GENERATORS: Record<Level, Record<string, Generator>> = {
   4: levelGenerators(4),
   5: levelGenerators(5),
 };
-
-/** The generator kinds of each level, for tests and statistics. */
-export function kindsOf(level: Level): string[] {
-  return Object.keys(GENERATORS[level]);
-}
 
 /** FNV-1a of the text: decides the split from the problem alone, whatever seed drew it. */
 function textHash(text: string): number {
@@ -147,9 +97,9 @@ function textHash(text: string): number {
   return h;
 }
 
-/** About 1 problem in 8 of every kind is held out. */
+/** About 1 problem in 4 is held out: 24 of each level's 96, 119 in all. */
 export function splitOf(text: string): Split {
-  return textHash(text) % 8 === 0 ? 'test' : 'train';
+  return textHash(text) % 4 === 0 ? 'test' : 'train';
 }
 
 /** One problem of `level` (any split). */
@@ -205,5 +155,20 @@ export function generateProblems(options: {
       break;
     }
   }
+  return out;
+}
+
+/** Every problem of a split, each level shuffled by `seed`, the levels taking turns (1, 2, 3, 4, 5, 1, …). */
+export function allProblems(split: Split, seed: number): Problem[] {
+  const rng = new Rng(seed);
+  const perLevel = LEVELS.map((level) =>
+    rng.shuffle(
+      Array.from({ length: MODULUS - 1 }, (_, i): Problem => ({ level, kind: 'chain', ...chain(i + 1, level) })).filter(
+        (p) => splitOf(p.text) === split,
+      ),
+    ),
+  );
+  const out: Problem[] = [];
+  for (let i = 0; i < MODULUS; i++) for (const ps of perLevel) if (i < ps.length) out.push(ps[i]);
   return out;
 }

@@ -126,7 +126,7 @@ export function learnMerges(texts: readonly string[], numMerges: number): [strin
 
 /** Text the merges are learned from: chat-formatted prompts, short solutions and teacher traces. */
 function tokenizerCorpus(): string[] {
-  const problems = generateProblems({ seed: 0, count: 3000, split: 'train' });
+  const problems = generateProblems({ seed: 0, count: 3000, split: 'train', repeats: true });
   const rng = new Rng(1);
   return problems.map((p) => {
     const prompt = renderChatML(qwenBoxedPrompt(p.text), true);
