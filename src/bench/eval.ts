@@ -28,7 +28,8 @@ export async function run(opts: BenchOptions): Promise<void> {
   if (pref !== 'auto' && pref !== 'native' && pref !== 'reference')
     fail(`--backend must be auto, native or reference, got '${opts.backend}'`);
   const backend = getBackend(pref);
-  const problems = opts.quick ? 24 : 119; // 119: the whole held-out split
+  const rows = builtinRows('test', opts.quick ? 24 : undefined, 0); // default: the whole held-out split
+  const problems = rows.length;
   const n = 4;
   const maxTokens = opts.quick ? 32 : 128;
   const dir = mkdtempSync(path.join(tmpdir(), 'red-bench-eval-'));
@@ -36,9 +37,7 @@ export async function run(opts: BenchOptions): Promise<void> {
     const file = path.join(dir, 'heldout.jsonl');
     writeFileSync(
       file,
-      builtinRows('test', problems, 0)
-        .map((r) => JSON.stringify({ problem: r.problem, answer: r.answer, level: r.level }))
-        .join('\n') + '\n',
+      rows.map((r) => JSON.stringify({ problem: r.problem, answer: r.answer, level: r.level })).join('\n') + '\n',
     );
     const tokenizer = new Tokenizer({ ...builtinTokenizerFiles(), generationConfig: {}, source: 'built-in tokenizer' });
     // The built-in task's tiny model shape (hidden 128, 3 layers), random weights: a random model

@@ -22,8 +22,12 @@ export function registerData(program: Command): void {
     )
     .requiredOption('--out <dir>', 'output folder')
     .option('--seed <n>', 'generator seed', intOption('seed'), 0)
-    .option('--train <n>', 'training problems (default: all 361)', intOption('train'))
-    .option('--test <n>', 'held-out problems, never among the training ones (default: all 119)', intOption('test'))
+    .option('--train <n>', 'training problems (default: all of the train split)', intOption('train'))
+    .option(
+      '--test <n>',
+      'held-out problems, never among the training ones (default: all of the held-out split)',
+      intOption('test'),
+    )
     .action(async (opts: { out: string; seed: number; train?: number; test?: number }) => {
       const { writeBuiltinDataset } = await import('../data/task/builtin.ts');
       (await import('../util/lock.ts')).lockFolder(opts.out, 'data builtin');

@@ -12,7 +12,7 @@ export interface DemoBudget {
   name: BudgetName;
   /** Seed of the data, the base model and every run (the paper's recipe uses 42 for training). */
   seed: number;
-  /** Rows of the built-in task's train and held-out splits (default: all, 361 and 119). */
+  /** Rows of the built-in task's train and held-out splits (default: all, 360 and 120). */
   data: { train?: number; test?: number };
   /** The base model's pretraining (its own seed: the default budget's base is exactly `red pretrain`'s). */
   pretrain: { seed: number; steps: number; batchSize: number; poolSize: number; model: TinyModelShape };

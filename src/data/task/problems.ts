@@ -97,7 +97,7 @@ function textHash(text: string): number {
   return h;
 }
 
-/** About 1 problem in 4 is held out: 24 of each level's 96, 119 in all. */
+/** About 1 problem in 4 is held out: 120 of the 480. */
 export function splitOf(text: string): Split {
   return textHash(text) % 4 === 0 ? 'test' : 'train';
 }
