@@ -441,7 +441,7 @@ function demoNotes(b: DemoBudget, baseModel: string | undefined, seeds: readonly
       : `One seed (${seeds[0]}); the ± in the verdict is the binomial standard error of the evaluation samples, not seed-to-seed variation (use --seeds N for that).`,
     baseModel !== undefined
       ? `Base model: ${baseModel} (given with --base), copied to base/.`
-      : `Base model: pretrained ${b.pretrain.steps} steps from scratch (seed ${b.pretrain.seed}) on direct answers of the training split plus a ${Math.round(PRETRAIN_DEFAULTS.traceShare * 100)}% share of teacher traces (the column procedure) of levels 1–2 only: the base has never run the procedure over 3–5 columns.`,
+      : `Base model: pretrained ${b.pretrain.steps} steps from scratch (seed ${b.pretrain.seed}) on lines of f's table (${Math.round(PRETRAIN_DEFAULTS.tableShare * 100)}% of documents), direct answers of levels 1–2 of the training split and a ${Math.round(PRETRAIN_DEFAULTS.traceShare * 100)}% share of teacher traces (the chain of values) of levels 1–2 only: the base knows every step and has never written a chain of 3–5.`,
     `Evaluation: the first ${b.eval.problems} held-out problems, avg@${b.eval.samples} at temperature ${b.eval.temperature}, ≤ ${b.eval.maxTokens} tokens; LEN = mean response tokens; pass@k for k = 1…${b.eval.samples} from the same samples (the base evaluated with seed ${b.seed}).`,
     'Method options are the presets of src/rl/options.ts, unchanged (e.g. luffy trains at half the shared lr, as RED-SPEC: 1e-6 vs 2e-6); nothing is tuned per method.',
   ];
