@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -138,4 +138,15 @@ test('red data builtin writes the files and rejects bad sizes with one line', ()
   });
   assert.equal(bad.status, 1);
   assert.equal(bad.stderr.trim(), "red: --train must be a non-negative integer, got 'many'");
+  // More rows than a split has: one line, and nothing written (the train split is fine, yet not written).
+  const fresh = mkdtempSync(path.join(tmpdir(), 'red-builtin-big-'));
+  const big = spawnSync(process.execPath, [bin, 'data', 'builtin', '--out', fresh, '--test', '500'], {
+    encoding: 'utf8',
+  });
+  assert.equal(big.status, 1);
+  assert.equal(big.stderr.trim(), 'red: the built-in task has 120 test problems; ask for at most 120, not 500');
+  assert.deepEqual(
+    readdirSync(fresh).filter((f) => !f.startsWith('.')),
+    [],
+  );
 });

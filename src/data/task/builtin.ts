@@ -66,13 +66,17 @@ export function writeBuiltinDataset(options: BuiltinDatasetOptions): BuiltinData
   }
   if (!Number.isInteger(options.seed) || options.seed < 0)
     fail(`--seed must be a non-negative integer, got ${options.seed}`);
+  // Both splits are drawn before anything is written: a size a split cannot give writes nothing.
+  const rows = {
+    train: builtinRows('train', options.train, options.seed),
+    test: builtinRows('test', options.test, options.seed),
+  };
   mkdirSync(options.out, { recursive: true });
   const files = { train: path.join(options.out, 'train.jsonl'), test: path.join(options.out, 'test.jsonl') };
   const levels = { train: countLevels([]), test: countLevels([]) };
   for (const split of ['train', 'test'] as const) {
-    const rows = builtinRows(split, options[split], options.seed);
-    levels[split] = countLevels(rows);
-    writeFileAtomic(files[split], rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    levels[split] = countLevels(rows[split]);
+    writeFileAtomic(files[split], rows[split].map((r) => JSON.stringify(r)).join('\n') + '\n');
   }
   writeBuiltinTokenizer(options.out);
   return { ...files, levels };
