@@ -23,12 +23,16 @@ const red::Bf16Kernels* KB = nullptr;  // null: no avx512_bf16, the fp32 fallbac
 
 // Without avx512_bf16: bf16 operands widened to fp32 (exact) and the fp32 kernels run; the same
 // results up to fp32 summation order, slower and with twice the memory traffic.
-float* widened(red::Scratch& s, const uint16_t* x, i64 n) {
-  float* f = s.get((size_t)n);
+// out(n) = x(n) widened from bf16 bits to fp32: exact, the bits shifted up.
+void widenBits(float* out, const uint16_t* x, i64 n) {
   for (i64 i = 0; i < n; ++i) {
     const uint32_t u = (uint32_t)x[i] << 16;
-    std::memcpy(f + i, &u, 4);
+    std::memcpy(out + i, &u, 4);
   }
+}
+float* widened(red::Scratch& s, const uint16_t* x, i64 n) {
+  float* f = s.get((size_t)n);
+  widenBits(f, x, n);
   return f;
 }
 float roundedToBf16(float x) {
@@ -303,11 +307,7 @@ Napi::Value EmbeddingForwardBf16(const Napi::CallbackInfo& info) {
   const int32_t* ids = a.i32(1, "ids", T);
   const uint16_t* wte = a.bf16(2, "wte", 0);
   if (a.failed() || !checkIds(a, ids, T, C ? a.lengthOf(2) / C : 0, "ids")) return info.Env().Undefined();
-  for (i64 t = 0; t < T; ++t) {
-    const uint16_t* row = wte + (i64)ids[t] * C;
-    uint32_t* o = reinterpret_cast<uint32_t*>(out + t * C);
-    for (i64 c = 0; c < C; ++c) o[c] = (uint32_t)row[c] << 16;
-  }
+  for (i64 t = 0; t < T; ++t) widenBits(out + t * C, wte + (i64)ids[t] * C, C);
   return info.Env().Undefined();
 }
 
@@ -317,9 +317,7 @@ Napi::Value WidenBf16(const Napi::CallbackInfo& info) {
   const i64 n = a.size(2, "n");
   float* out = a.f32(0, "out", n);
   const uint16_t* x = a.bf16(1, "x", n);
-  if (a.failed()) return info.Env().Undefined();
-  uint32_t* o = reinterpret_cast<uint32_t*>(out);
-  for (i64 i = 0; i < n; ++i) o[i] = (uint32_t)x[i] << 16;
+  if (!a.failed()) widenBits(out, x, n);
   return info.Env().Undefined();
 }
 
