@@ -55,17 +55,12 @@ void roundBf16Fallback(uint16_t* out, const float* x, i64 n) {
     out[i] = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 0x40) : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
   }
 }
+// bf16.cc's backward splits dout and inp into bf16 pairs that carry them to ~2⁻¹⁷: fp32 products on
+// the widened weight are what that approximates.
 void linearBackwardBf16Fallback(float* dinp, float* dw, float* db, const float* dout, const float* inp,
                                 const uint16_t* w, i64 T, i64 C, i64 OC) {
-  static red::Scratch sd, sx, sw;
-  float* d = sd.get((size_t)(T * OC));
-  for (i64 i = 0; i < T * OC; ++i) d[i] = roundedToBf16(dout[i]);
-  float* x = sx.get((size_t)(T * C));
-  for (i64 i = 0; i < T * C; ++i) x[i] = roundedToBf16(inp[i]);
-  K->linearBackward(dinp, dw, nullptr, d, x, widened(sw, w, OC * C), T, C, OC);
-  if (db)
-    for (i64 t = 0; t < T; ++t)
-      for (i64 o = 0; o < OC; ++o) db[o] += dout[t * OC + o];
+  static red::Scratch sw;
+  K->linearBackward(dinp, dw, db, dout, inp, widened(sw, w, OC * C), T, C, OC);
 }
 void linearForwardBf16Fallback(float* out, const float* inp, const uint16_t* w, const float* bias, i64 T, i64 C,
                                i64 OC) {

@@ -15,6 +15,16 @@ export const linearForwardBf16: HostKernels['linearForwardBf16'] = (out, inp, we
   gemmDot(out, roundToBf16(inp.subarray(0, T * C)), fromBf16(weight.subarray(0, OC * C)), T, OC, C, false, bias);
 };
 
+/** x ≈ hi + lo, both bf16 values: hi = bf16(x), lo = bf16(x − hi) (hi + lo is exact in fp32). */
+function splitBf16(x: Float32Array): [Float32Array, Float32Array] {
+  const hi = roundToBf16(x);
+  const rest = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) rest[i] = x[i] - hi[i];
+  return [hi, roundToBf16(rest)];
+}
+
+// dout and inp are split, not rounded (native/bf16.cc says why): dinp = (dh + dl)·W and
+// dweight += dhᵀ·xh + dlᵀ·xh + dhᵀ·xl.
 export const linearBackwardBf16: HostKernels['linearBackwardBf16'] = (
   dinp,
   dweight,
@@ -26,9 +36,19 @@ export const linearBackwardBf16: HostKernels['linearBackwardBf16'] = (
   C,
   OC,
 ) => {
-  const d = roundToBf16(dout.subarray(0, T * OC));
-  if (dinp) gemmAxpy(dinp, d, OC, 1, fromBf16(weight.subarray(0, OC * C)), T, C, OC, false);
-  gemmAxpy(dweight, d, 1, OC, roundToBf16(inp.subarray(0, T * C)), OC, C, T, true);
+  const [dh, dl] = splitBf16(dout.subarray(0, T * OC));
+  if (dinp) {
+    const d = new Float32Array(T * OC);
+    for (let i = 0; i < d.length; i++) d[i] = dh[i] + dl[i];
+    gemmAxpy(dinp, d, OC, 1, fromBf16(weight.subarray(0, OC * C)), T, C, OC, false);
+  }
+  const [xh, xl] = splitBf16(inp.subarray(0, T * C));
+  for (const [d, x] of [
+    [dh, xh],
+    [dl, xh],
+    [dh, xl],
+  ])
+    gemmAxpy(dweight, d, 1, OC, x, OC, C, T, true);
   if (dbias) biasGrad(dbias, dout, T, OC);
 };
 
