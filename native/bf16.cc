@@ -493,17 +493,23 @@ static void splitBf16(uint16_t* hi, uint16_t* lo, const float* x, i64 n) {
   }
 }
 
-// splitBf16 of x (T, C), each part transposed to (C, T). In 16×16 blocks for the caches.
+// splitBf16 of x (T, C), each part transposed to (C, T): 16 rows of a column are gathered into one
+// register, split, and stored as 16 consecutive bf16.
 static void splitTransposed(uint16_t* hi, uint16_t* lo, const float* x, i64 T, i64 C) {
-  for (i64 t0 = 0; t0 < T; t0 += 16)
-    for (i64 c0 = 0; c0 < C; c0 += 16)
-      for (i64 c = c0; c < std::min(C, c0 + 16); ++c)
-        for (i64 t = t0; t < std::min(T, t0 + 16); ++t) {
-          const float v = x[t * C + c];
-          const uint16_t h = toBf16(v);
-          hi[c * T + t] = h;
-          lo[c * T + t] = toBf16(v - fromBf16(h));
-        }
+  const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                          _mm512_set1_epi32((int)C));
+  for (i64 t0 = 0; t0 < T; t0 += 16) {
+    const int n = T - t0 < 16 ? (int)(T - t0) : 16;
+    const __mmask16 m = (__mmask16)((1u << n) - 1u);
+    const float* base = x + t0 * C;
+    for (i64 c = 0; c < C; ++c) {
+      const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, rows, base + c, 4);
+      const __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
+      const __m512 hf = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+      _mm256_mask_storeu_epi16(hi + c * T + t0, m, h);
+      _mm256_mask_storeu_epi16(lo + c * T + t0, m, (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(v, hf)));
+    }
+  }
 }
 
 // The backward's operands dout and inp are fp32 and are split (splitBf16), not rounded: rounding
