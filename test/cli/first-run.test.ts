@@ -3,15 +3,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { tempDir } from '../helpers/tmp.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 
 test('red train --config examples/builtin/red.yaml before the data and base exist: one line with the commands to run first', () => {
-  const cwd = mkdtempSync(path.join(tmpdir(), 'red-first-'));
+  const cwd = tempDir('red-first-');
   try {
     const r = spawnSync(
       process.execPath,

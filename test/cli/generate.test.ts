@@ -4,14 +4,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { availableBackends, skippedBackends } from '../../src/engine/index.ts';
 import { SafetensorsFile } from '../../src/model/safetensors.ts';
 import { chatPromptIds, writeTinyTokenizer } from '../model/tiny-tokenizer.ts';
 import { fixturePath as fixture } from '../helpers/paths.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -90,7 +90,7 @@ for (const backend of availableBackends()) {
 }
 
 test('red generate --prompt --chat renders the chat template and decodes the text', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-gen-'));
+  const dir = tempDir('red-gen-');
   try {
     for (const f of ['config.json', 'generation_config.json', 'model.safetensors'])
       copyFileSync(path.join(fixture('qwen2-tiny-tied'), f), path.join(dir, f));

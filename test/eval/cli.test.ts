@@ -3,12 +3,12 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { byteTokenizerFiles, tinyModel } from './tiny.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
-const ROOT = mkdtempSync(path.join(tmpdir(), 'red-eval-cli-'));
+const ROOT = tempDir('red-eval-cli-');
 after(() => rmSync(ROOT, { recursive: true, force: true }));
 const BIN = new URL('../../bin/red.js', import.meta.url).pathname;
 

@@ -2,12 +2,12 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { compareFolders } from '../../src/eval/compare.ts';
 import { metricsOf, overallOf, type BenchmarkResult, type EvalResults } from '../../src/eval/results.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
-const ROOT = mkdtempSync(path.join(tmpdir(), 'red-eval-test-'));
+const ROOT = tempDir('red-eval-test-');
 after(() => rmSync(ROOT, { recursive: true, force: true }));
 
 function bench(name: string, title: string, acc: number, len: number): BenchmarkResult {

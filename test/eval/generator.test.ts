@@ -4,7 +4,6 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadBenchmark, resolveBenchmark } from '../../src/eval/benchmarks.ts';
 import { encodePrompt, samplerGenerator, stopRule } from '../../src/eval/generator.ts';
@@ -12,8 +11,9 @@ import { buildPrompt, samplingFor, type AnswerVerifier, type Generator } from '.
 import { runEval, type EvalJob } from '../../src/eval/run.ts';
 import { byteTokenizer, tinyModel } from './tiny.ts';
 import { lastBoxed } from '../../src/reward/extract.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
-const ROOT = mkdtempSync(path.join(tmpdir(), 'red-eval-test-'));
+const ROOT = tempDir('red-eval-test-');
 after(() => rmSync(ROOT, { recursive: true, force: true }));
 
 const exactVerifier: AnswerVerifier = {

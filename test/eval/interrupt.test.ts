@@ -5,13 +5,13 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { lockFolder } from '../../src/util/lock.ts';
 import { byteTokenizerFiles, tinyModel } from './tiny.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
-const ROOT = mkdtempSync(path.join(tmpdir(), 'red-eval-int-'));
+const ROOT = tempDir('red-eval-int-');
 after(() => rmSync(ROOT, { recursive: true, force: true }));
 const BIN = new URL('../../bin/red.js', import.meta.url).pathname;
 

@@ -2,13 +2,12 @@
 // the ChatML template rendered with add_generation_prompt, EOS ids and vocabulary checks.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { rmSync } from 'node:fs';
 import { loadTokenizer, Tokenizer, eosIdsOf } from '../../src/model/tokenizer.ts';
 import { RedError } from '../../src/util/errors.ts';
 import { TINY, tinyTokenizerFiles, writeTinyTokenizer } from './tiny-tokenizer.ts';
 import { fixturePath } from '../helpers/paths.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 test('BPE encode applies merges in rank order, decode inverts it', () => {
   const tok = new Tokenizer(tinyTokenizerFiles());
@@ -83,7 +82,7 @@ test('EOS ids: generation_config list ∪ tokenizer_config eos_token; number for
 });
 
 test('loadTokenizer: folder without tokenizer, vocabulary larger than the embedding', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-tok-'));
+  const dir = tempDir('red-tok-');
   try {
     assert.throws(
       () => loadTokenizer(dir),

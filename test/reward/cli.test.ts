@@ -3,9 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { tempDir } from '../helpers/tmp.ts';
 
 const RED = new URL('../../bin/red.js', import.meta.url).pathname;
 
@@ -144,7 +144,7 @@ test('red verify --jsonl: verdicts added in input order, a malformed line report
   // Many quick numeric lines after slow ones: if output followed completion order, they would overtake.
   for (let i = 7; i < 300; i++) rows.push({ gold: String(i), pred: `\\boxed{${i % 2 === 0 ? i : i + 1}}`, id: i });
   const text = rows.map((r) => (typeof r === 'string' ? r : JSON.stringify(r))).join('\n') + '\n';
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-verify-'));
+  const dir = tempDir('red-verify-');
   try {
     const file = path.join(dir, 'pairs.jsonl');
     writeFileSync(file, text);

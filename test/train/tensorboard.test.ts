@@ -5,10 +5,10 @@
 // wall_time 1, step 2, file_version 3, summary 5, session_log 7; Value tag 1, simple_value 2).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { MetricsWriter } from '../../src/train/metrics.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 function crc32cBitwise(bytes: Uint8Array): number {
   let crc = ~0 >>> 0;
@@ -100,7 +100,7 @@ test('CRC-32C of the reader: the standard check value', () => {
 });
 
 test('every metrics.jsonl line is a TensorBoard scalar event at its step, in a valid TFRecord file', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-tb-'));
+  const dir = tempDir('red-tb-');
   try {
     const w = new MetricsWriter(path.join(dir, 'metrics.jsonl'), undefined, true);
     const steps: Array<Record<string, number>> = [
@@ -151,7 +151,7 @@ test('every metrics.jsonl line is a TensorBoard scalar event at its step, in a v
 });
 
 test('log.tensorboard off: no tb folder', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-tb-'));
+  const dir = tempDir('red-tb-');
   try {
     new MetricsWriter(path.join(dir, 'metrics.jsonl')).write({ step: 1, lr: 1 });
     assert.deepEqual(readdirSync(dir), ['metrics.jsonl']);
