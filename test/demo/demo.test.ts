@@ -5,7 +5,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BUDGETS, DEMO_METHODS } from '../../src/demo/budget.ts';
 import { runDemo } from '../../src/demo/run.ts';
@@ -144,15 +143,16 @@ test('red demo --tiny: every method trained, evaluated, tabulated and reported',
 test('red report and red demo: user errors are one line naming what is wrong', async () => {
   const { spawnSync } = await import('node:child_process');
   const bin = new URL('../../bin/red.js', import.meta.url).pathname;
-  const missing = path.join(tmpdir(), 'red-no-such-run');
-  const r = spawnSync(process.execPath, [bin, 'report', missing, '--out', path.join(tmpdir(), 'red-report-x')], {
+  const root = tempDir('red-demo-err-'); // the commands lock (so create) --out before they check their arguments
+  const missing = path.join(root, 'no-such-run');
+  const r = spawnSync(process.execPath, [bin, 'report', missing, '--out', path.join(root, 'report')], {
     encoding: 'utf8',
   });
   assert.equal(r.status, 1);
   assert.equal(r.stderr.trim(), `red: ${missing}: run folder not found`);
   const d = spawnSync(
     process.execPath,
-    [bin, 'demo', '--tiny', '--methods', 'sft,nope', '--out', path.join(tmpdir(), 'red-demo-x')],
+    [bin, 'demo', '--tiny', '--methods', 'sft,nope', '--out', path.join(root, 'demo')],
     { encoding: 'utf8' },
   );
   assert.equal(d.status, 1);
