@@ -4,12 +4,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadNativeBackend } from '../../src/engine/native.ts';
 import { fixturePath } from '../helpers/paths.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const model = fixturePath('qwen2-tiny-tied');
@@ -31,7 +31,7 @@ test('--version prints the package version', () => {
 });
 
 test('a missing tokenizer.json: each command names the way around it that it has', () => {
-  const data = path.join(mkdtempSync(path.join(tmpdir(), 'red-err-')), 'q.jsonl');
+  const data = path.join(tempDir('red-err-'), 'q.jsonl');
   writeFileSync(data, '{"problem": "1+1", "answer": "2"}\n');
   const out = path.join(path.dirname(data), 'out');
   const cases: [string[], RegExp][] = [

@@ -4,14 +4,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { availableBackends, skippedBackends } from '../../src/engine/index.ts';
 import { SafetensorsFile } from '../../src/model/safetensors.ts';
 import { chatPromptIds, writeTinyTokenizer } from '../model/tiny-tokenizer.ts';
 import { fixturePath as fixture } from '../helpers/paths.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -90,62 +90,58 @@ for (const backend of availableBackends()) {
 }
 
 test('red generate --prompt --chat renders the chat template and decodes the text', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-gen-'));
-  try {
-    for (const f of ['config.json', 'generation_config.json', 'model.safetensors'])
-      copyFileSync(path.join(fixture('qwen2-tiny-tied'), f), path.join(dir, f));
-    writeTinyTokenizer(dir, false);
-    const chat = red([
-      'generate',
-      '--model',
-      dir,
-      '--prompt',
-      'hi',
-      '--chat',
-      '--temperature',
-      '0',
-      '--max-tokens',
-      '6',
-      '--json',
-    ]);
-    assert.equal(chat.code, 0, chat.stderr);
-    // ChatML by hand, not through the template under test.
-    const ids = chatPromptIds('hi');
-    const byIds = red([
-      'generate',
-      '--model',
-      dir,
-      '--prompt-ids',
-      ids.join(','),
-      '--temperature',
-      '0',
-      '--max-tokens',
-      '6',
-      '--json',
-    ]);
-    const [a] = jsonLines(chat.stdout),
-      [c] = jsonLines(byIds.stdout);
-    assert.deepEqual(a.ids, c.ids);
-    assert.equal(typeof a.text, 'string');
-    assert.equal(a.text, c.text);
-    // the terminal form streams the same text
-    const plain = red([
-      'generate',
-      '--model',
-      dir,
-      '--prompt',
-      'hi',
-      '--chat',
-      '--temperature',
-      '0',
-      '--max-tokens',
-      '6',
-    ]);
-    assert.equal(plain.code, 0, plain.stderr);
-    assert.equal(plain.stdout, `${a.text as string}\n`);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const dir = tempDir('red-gen-');
+  for (const f of ['config.json', 'generation_config.json', 'model.safetensors'])
+    copyFileSync(path.join(fixture('qwen2-tiny-tied'), f), path.join(dir, f));
+  writeTinyTokenizer(dir, false);
+  const chat = red([
+    'generate',
+    '--model',
+    dir,
+    '--prompt',
+    'hi',
+    '--chat',
+    '--temperature',
+    '0',
+    '--max-tokens',
+    '6',
+    '--json',
+  ]);
+  assert.equal(chat.code, 0, chat.stderr);
+  // ChatML by hand, not through the template under test.
+  const ids = chatPromptIds('hi');
+  const byIds = red([
+    'generate',
+    '--model',
+    dir,
+    '--prompt-ids',
+    ids.join(','),
+    '--temperature',
+    '0',
+    '--max-tokens',
+    '6',
+    '--json',
+  ]);
+  const [a] = jsonLines(chat.stdout),
+    [c] = jsonLines(byIds.stdout);
+  assert.deepEqual(a.ids, c.ids);
+  assert.equal(typeof a.text, 'string');
+  assert.equal(a.text, c.text);
+  // the terminal form streams the same text
+  const plain = red([
+    'generate',
+    '--model',
+    dir,
+    '--prompt',
+    'hi',
+    '--chat',
+    '--temperature',
+    '0',
+    '--max-tokens',
+    '6',
+  ]);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.equal(plain.stdout, `${a.text as string}\n`);
 });
 
 test('red generate / score: user mistakes give one clear line', () => {

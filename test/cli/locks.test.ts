@@ -4,11 +4,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { lockFolder } from '../../src/util/lock.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/red.js', import.meta.url));
 
@@ -17,7 +17,7 @@ for (const [command, args] of [
   ['demo', ['--tiny', '--no-cache', '--backend', 'reference']],
 ] as const) {
   test(`a second red ${command} on a folder in use is refused with the first one's PID`, async () => {
-    const out = path.join(mkdtempSync(path.join(tmpdir(), `red-lock-${command}-`)), 'out');
+    const out = path.join(tempDir(`red-lock-${command}-`), 'out');
     const first = spawn(process.execPath, [BIN, command, '--out', out, ...args], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
@@ -50,7 +50,7 @@ for (const [command, args] of [
   ['data builtin', ['data', 'builtin', '--train', '10', '--test', '5']],
 ] as const) {
   test(`red ${command} on a folder another process holds is refused with one line, and writes nothing`, () => {
-    const out = path.join(mkdtempSync(path.join(tmpdir(), 'red-lock-held-')), 'out');
+    const out = path.join(tempDir('red-lock-held-'), 'out');
     const lock = lockFolder(out, 'train');
     try {
       const r = spawnSync(process.execPath, [BIN, ...args, '--out', out], { encoding: 'utf8' });

@@ -4,14 +4,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readRecordsDetailed } from '../../src/data/records.ts';
 import { writeTinySetup } from '../train/tiny.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
-const dir = mkdtempSync(path.join(tmpdir(), 'red-badrows-'));
+const dir = tempDir('red-badrows-');
 const BIN = fileURLToPath(new URL('../../bin/red.js', import.meta.url));
 const row = (problem: string, answer: string) => Buffer.from(JSON.stringify({ problem, answer }) + '\n');
 

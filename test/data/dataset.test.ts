@@ -1,13 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { EpochIterator, loadDataset, parseFieldMapping, promptMessages } from '../../src/data/dataset.ts';
 import { RedError } from '../../src/util/errors.ts';
 import { benchmarkPath as bench } from '../helpers/paths.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
-const tmp = mkdtempSync(path.join(tmpdir(), 'red-dataset-'));
+const tmp = tempDir('red-dataset-');
 const jsonl = (name: string, rows: unknown[]) => {
   const file = path.join(tmp, name);
   writeFileSync(file, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');

@@ -1,13 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { getPath, readRecords, readRecordsDetailed, streamRecords } from '../../src/data/records.ts';
 import { RedError } from '../../src/util/errors.ts';
 import { benchmarkPath as bench } from '../helpers/paths.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
-const tmp = mkdtempSync(path.join(tmpdir(), 'red-records-'));
+const tmp = tempDir('red-records-');
 
 test('reads the LUFFY validation parquet (snappy, verl schema) with the row counts SOURCES.md states', async () => {
   const rows = await readRecords(bench('luffy_valid.parquet'));

@@ -1,8 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadDataset } from '../../src/data/dataset.ts';
@@ -10,6 +9,7 @@ import { builtinRows, writeBuiltinDataset } from '../../src/data/task/builtin.ts
 import { allProblems, generateProblems, LEVELS, splitOf, type Problem } from '../../src/data/task/problems.ts';
 import { shortSolution, teacherTrace } from '../../src/data/task/teacher.ts';
 import { Rng } from '../../src/util/rng.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 /** b^e mod m by BigInt exponentiation: an independent computation of the task's map. */
 const powMod = (b: number, e: number, m: number) => Number(BigInt(b) ** BigInt(e) % BigInt(m));
@@ -102,7 +102,7 @@ test('train and held-out splits never share a problem; generation is seeded', ()
 });
 
 test('the written dataset goes through the paper-format loader', async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-builtin-'));
+  const dir = tempDir('red-builtin-');
   const files = writeBuiltinDataset({ out: dir, seed: 7, train: 120, test: 30 });
   const train = await loadDataset(files.train, { fields: 'paper' });
   const held = await loadDataset(files.test, { fields: 'paper' });
@@ -122,7 +122,7 @@ test('the written dataset goes through the paper-format loader', async () => {
 });
 
 test('red data builtin writes the files and rejects bad sizes with one line', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-builtin-cli-'));
+  const dir = tempDir('red-builtin-cli-');
   const bin = fileURLToPath(new URL('../../bin/red.js', import.meta.url));
   const ok = spawnSync(
     process.execPath,
@@ -139,7 +139,7 @@ test('red data builtin writes the files and rejects bad sizes with one line', ()
   assert.equal(bad.status, 1);
   assert.equal(bad.stderr.trim(), "red: --train must be a non-negative integer, got 'many'");
   // More rows than a split has: one line, and nothing written (the train split is fine, yet not written).
-  const fresh = mkdtempSync(path.join(tmpdir(), 'red-builtin-big-'));
+  const fresh = tempDir('red-builtin-big-');
   const big = spawnSync(process.execPath, [bin, 'data', 'builtin', '--out', fresh, '--test', '500'], {
     encoding: 'utf8',
   });

@@ -1,8 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { qwenBoxedPrompt } from '../../src/data/dataset.ts';
 import { allProblems } from '../../src/data/task/problems.ts';
@@ -16,6 +13,7 @@ import {
 } from '../../src/data/task/tokenizer.ts';
 import { loadTokenizer } from '../../src/model/tokenizer.ts';
 import { Rng } from '../../src/util/rng.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const files = builtinTokenizerFiles();
 const hf = new HfTokenizer(files.tokenizerJson, files.tokenizerConfig);
@@ -111,7 +109,7 @@ test('any text round-trips (byte-level coverage), and the project loader reads t
   ]) {
     assert.equal(hf.decode(hf.encode(text).ids, { clean_up_tokenization_spaces: false }), text);
   }
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-tok-'));
+  const dir = tempDir('red-tok-');
   writeBuiltinTokenizer(dir);
   const tok = loadTokenizer(dir, BUILTIN_VOCAB_SIZE);
   assert.deepEqual(tok.eosIds, [BUILTIN_IDS.imEnd]);

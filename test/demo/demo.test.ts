@@ -4,13 +4,13 @@
 // figure, each SVG has marks and each PNG the PNG signature.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { BUDGETS, DEMO_METHODS } from '../../src/demo/budget.ts';
 import { runDemo } from '../../src/demo/run.ts';
 import { PRESET_NAMES } from '../../src/rl/options.ts';
 import { buildReport } from '../../src/report/build.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 
@@ -19,7 +19,7 @@ test('the demo methods are exactly the presets of Table 2', () => {
 });
 
 test('red demo --tiny: every method trained, evaluated, tabulated and reported', async () => {
-  const root = mkdtempSync(path.join(tmpdir(), 'red-demo-'));
+  const root = tempDir('red-demo-');
   const out = path.join(root, 'out');
   const lines: string[] = [];
   const result = await runDemo({
@@ -143,15 +143,16 @@ test('red demo --tiny: every method trained, evaluated, tabulated and reported',
 test('red report and red demo: user errors are one line naming what is wrong', async () => {
   const { spawnSync } = await import('node:child_process');
   const bin = new URL('../../bin/red.js', import.meta.url).pathname;
-  const missing = path.join(tmpdir(), 'red-no-such-run');
-  const r = spawnSync(process.execPath, [bin, 'report', missing, '--out', path.join(tmpdir(), 'red-report-x')], {
+  const root = tempDir('red-demo-err-'); // the commands lock (so create) --out before they check their arguments
+  const missing = path.join(root, 'no-such-run');
+  const r = spawnSync(process.execPath, [bin, 'report', missing, '--out', path.join(root, 'report')], {
     encoding: 'utf8',
   });
   assert.equal(r.status, 1);
   assert.equal(r.stderr.trim(), `red: ${missing}: run folder not found`);
   const d = spawnSync(
     process.execPath,
-    [bin, 'demo', '--tiny', '--methods', 'sft,nope', '--out', path.join(tmpdir(), 'red-demo-x')],
+    [bin, 'demo', '--tiny', '--methods', 'sft,nope', '--out', path.join(root, 'demo')],
     { encoding: 'utf8' },
   );
   assert.equal(d.status, 1);
@@ -161,7 +162,7 @@ test('red report and red demo: user errors are one line naming what is wrong', a
 test('red demo: Ctrl-C says how to resume, and the same command then reuses what finished', async () => {
   const { spawn, spawnSync } = await import('node:child_process');
   const bin = new URL('../../bin/red.js', import.meta.url).pathname;
-  const root = mkdtempSync(path.join(tmpdir(), 'red-demo-int-'));
+  const root = tempDir('red-demo-int-');
   const args = [
     bin,
     'demo',

@@ -1,15 +1,14 @@
 // `red eval` end to end as a user runs it: a model folder (tiny random Qwen2 + tokenizer files),
 // a JSONL benchmark with its own field names, protocol overrides, and every output file.
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { byteTokenizerFiles, tinyModel } from './tiny.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
-const ROOT = mkdtempSync(path.join(tmpdir(), 'red-eval-cli-'));
-after(() => rmSync(ROOT, { recursive: true, force: true }));
+const ROOT = tempDir('red-eval-cli-');
 const BIN = new URL('../../bin/red.js', import.meta.url).pathname;
 
 test('red eval writes results, samples and the pass@k chart, with field mapping and overrides', () => {

@@ -1,14 +1,13 @@
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { compareFolders } from '../../src/eval/compare.ts';
 import { metricsOf, overallOf, type BenchmarkResult, type EvalResults } from '../../src/eval/results.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
-const ROOT = mkdtempSync(path.join(tmpdir(), 'red-eval-test-'));
-after(() => rmSync(ROOT, { recursive: true, force: true }));
+const ROOT = tempDir('red-eval-test-');
 
 function bench(name: string, title: string, acc: number, len: number): BenchmarkResult {
   return {

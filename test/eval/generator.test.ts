@@ -1,10 +1,9 @@
 // The evaluator over the real sampler: a tiny random Qwen2 on the reference backend and a
 // byte-level tokenizer with a ChatML template, so prompts, stop ids and per-problem seeds are
 // exercised end to end in well under a second of decoding.
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadBenchmark, resolveBenchmark } from '../../src/eval/benchmarks.ts';
 import { encodePrompt, samplerGenerator, stopRule } from '../../src/eval/generator.ts';
@@ -12,9 +11,9 @@ import { buildPrompt, samplingFor, type AnswerVerifier, type Generator } from '.
 import { runEval, type EvalJob } from '../../src/eval/run.ts';
 import { byteTokenizer, tinyModel } from './tiny.ts';
 import { lastBoxed } from '../../src/reward/extract.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
-const ROOT = mkdtempSync(path.join(tmpdir(), 'red-eval-test-'));
-after(() => rmSync(ROOT, { recursive: true, force: true }));
+const ROOT = tempDir('red-eval-test-');
 
 const exactVerifier: AnswerVerifier = {
   async verify(gold, response) {

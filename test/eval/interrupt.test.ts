@@ -2,17 +2,16 @@
 // command then reuses every finished problem (none redone, none duplicated); a second writer on
 // the folder is refused; a model without a chat template gets the fix eval actually has
 // (--prompt raw), and the failed run does not block that corrected command; a full disk is one line.
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { lockFolder } from '../../src/util/lock.ts';
 import { byteTokenizerFiles, tinyModel } from './tiny.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
-const ROOT = mkdtempSync(path.join(tmpdir(), 'red-eval-int-'));
-after(() => rmSync(ROOT, { recursive: true, force: true }));
+const ROOT = tempDir('red-eval-int-');
 const BIN = new URL('../../bin/red.js', import.meta.url).pathname;
 
 function modelFolder(name: string, chatTemplate: boolean): string {

@@ -1,7 +1,6 @@
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadBenchmark, resolveBenchmark, type EvalProblem } from '../../src/eval/benchmarks.ts';
 import { lastBoxed } from '../../src/reward/extract.ts';
@@ -15,11 +14,11 @@ import {
 import type { EvalResults } from '../../src/eval/results.ts';
 import { runEval, type EvalJob } from '../../src/eval/run.ts';
 import { assertClose } from '../helpers/close.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const EXACT = { atol: 1e-12 }; // sums of a few float64 fractions
 
-const ROOT = mkdtempSync(path.join(tmpdir(), 'red-eval-test-'));
-after(() => rmSync(ROOT, { recursive: true, force: true }));
+const ROOT = tempDir('red-eval-test-');
 
 // A verifier that needs no math: the last \boxed{} must equal a gold exactly. A gold spelled
 // "???" stands for one the real verifier cannot parse.

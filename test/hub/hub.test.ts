@@ -6,18 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import {
-  existsSync,
-  lstatSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  readlinkSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SafetensorsFile } from '../../src/model/safetensors.ts';
@@ -29,6 +18,7 @@ import { runTrain } from '../../src/train/run.ts';
 import { writeTinySetup } from '../train/tiny.ts';
 import { FakeHub, type FakeRepo } from './fake-hub.ts';
 import { fixturePath } from '../helpers/paths.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const fixture = fixturePath('qwen2-tiny-tied');
@@ -65,12 +55,7 @@ const DATA: FakeRepo = {
 
 const hub = new FakeHub([MODEL, DATA]);
 let endpoint = '';
-const tmp: string[] = [];
-function freshCache(): string {
-  const d = mkdtempSync(path.join(tmpdir(), 'red-hub-'));
-  tmp.push(d);
-  return d;
-}
+const freshCache = (): string => tempDir('red-hub-');
 /** `red ARGS` in a child process; async, since the Hub it talks to lives in this process. */
 function red(
   args: string[],
@@ -111,7 +96,6 @@ before(async () => {
 });
 after(async () => {
   await hub.stop();
-  for (const d of tmp) rmSync(d, { recursive: true, force: true });
 });
 
 test('ids: org/name[@rev][/path] only when no such local path exists', () => {

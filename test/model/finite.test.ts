@@ -4,20 +4,20 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { availableBackends } from '../../src/engine/index.ts';
 import { Qwen2Model } from '../../src/model/qwen2.ts';
 import { fixturePath } from '../helpers/paths.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const fixture = fixturePath('qwen2-tiny-tied');
 const BIN = fileURLToPath(new URL('../../bin/red.js', import.meta.url));
 
 /** A copy of the fixture with `value` (as float32) at element `index` of tensor `name`. */
 function corrupt(name: string, index: number, value: number): string {
-  const dir = path.join(mkdtempSync(path.join(tmpdir(), 'red-nan-')), 'model');
+  const dir = path.join(tempDir('red-nan-'), 'model');
   cpSync(fixture, dir, { recursive: true });
   const file = path.join(dir, 'model.safetensors');
   const bytes = readFileSync(file);

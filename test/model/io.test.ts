@@ -1,19 +1,9 @@
 // Model folder I/O: save → load is bit-identical and keeps the other files, sharded checkpoints
 // load, the transformers-4 config form loads, BF16/F16 decode as IEEE says, and every kind of
 // broken input fails with one RedError naming the file and the tensor, leaving nothing behind.
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  copyFileSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  truncateSync,
-  writeFileSync,
-  statSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { RedError } from '../../src/util/errors.ts';
 import { referenceBackend } from '../../src/engine/reference.ts';
@@ -21,24 +11,15 @@ import { Qwen2Model } from '../../src/model/qwen2.ts';
 import { packSequences } from '../../src/model/batch.ts';
 import { SafetensorsFile, writeSafetensors } from '../../src/model/safetensors.ts';
 import { fixturePath } from '../helpers/paths.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const fixture = fixturePath('qwen2-tiny-tied');
 const untiedFixture = fixturePath('qwen2-tiny-untied');
 const opts = { backend: referenceBackend };
 
-const temps: string[] = [];
-after(() => {
-  for (const d of temps) rmSync(d, { recursive: true, force: true });
-});
-function tempDir(): string {
-  const d = mkdtempSync(path.join(tmpdir(), 'red-model-io-'));
-  temps.push(d);
-  return d;
-}
-
 /** A copy of the fixture's model files (no golden data) in a fresh folder. */
 function copyModel(src = fixture): string {
-  const dir = tempDir();
+  const dir = tempDir('red-model-io-');
   for (const f of ['config.json', 'generation_config.json', 'model.safetensors'])
     copyFileSync(path.join(src, f), path.join(dir, f));
   return dir;
@@ -58,7 +39,7 @@ test('save → load is bit-identical, keeps generation_config and tokenizer file
     const dir = copyModel(src);
     writeFileSync(path.join(dir, 'tokenizer.json'), '{"fake": true}');
     const model = await Qwen2Model.load(dir, opts);
-    const out = path.join(tempDir(), 'saved');
+    const out = path.join(tempDir('red-model-io-'), 'saved');
     model.save(out);
     assert.deepEqual(readdirSync(out).sort(), [
       'config.json',
@@ -108,7 +89,7 @@ test('the transformers-4 config form (top-level rope_theta) loads and computes t
   const batch = packSequences([[5, 9, 200, 17, 3]]);
   assert.deepEqual(m4.logits(batch), m5.logits(batch));
   // and re-saving keeps the transformers-4 form
-  const out = path.join(tempDir(), 'm');
+  const out = path.join(tempDir('red-model-io-'), 'm');
   m4.save(out);
   const saved = JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
   assert.equal(saved.rope_theta, 10000);
@@ -117,7 +98,7 @@ test('the transformers-4 config form (top-level rope_theta) loads and computes t
 
 test('a sharded checkpoint (index + two shards) loads the same parameters', async () => {
   const ref = await Qwen2Model.load(fixture, opts);
-  const dir = tempDir();
+  const dir = tempDir('red-model-io-');
   copyFileSync(path.join(fixture, 'config.json'), path.join(dir, 'config.json'));
   const specs = ref.layout.specs;
   const half = Math.floor(specs.length / 2);
@@ -149,7 +130,7 @@ test('a sharded checkpoint (index + two shards) loads the same parameters', asyn
 });
 
 test('BF16 and F16 tensors decode to the float32 values their bits encode', () => {
-  const dir = tempDir();
+  const dir = tempDir('red-model-io-');
   const file = path.join(dir, 'half.safetensors');
   // bf16: 1.0 = 0x3F80, −2.5 = 0xC020, 3.140625 = 0x4049
   // f16: 1.0 = 0x3C00, −2 = 0xC000, 0.5 = 0x3800, 65504 = 0x7BFF, 2^−24 = 0x0001 (subnormal), −0 = 0x8000, inf = 0x7C00
@@ -231,7 +212,7 @@ test('broken inputs: each a RedError naming the file and the tensor', async () =
   }
   // an unsupported dtype
   {
-    const dir = tempDir();
+    const dir = tempDir('red-model-io-');
     const file = path.join(dir, 'x.safetensors');
     const header = JSON.stringify({ w: { dtype: 'F64', shape: [1], data_offsets: [0, 8] } });
     const prefix = Buffer.alloc(8);

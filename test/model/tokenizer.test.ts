@@ -2,13 +2,11 @@
 // the ChatML template rendered with add_generation_prompt, EOS ids and vocabulary checks.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { loadTokenizer, Tokenizer, eosIdsOf } from '../../src/model/tokenizer.ts';
 import { RedError } from '../../src/util/errors.ts';
 import { TINY, tinyTokenizerFiles, writeTinyTokenizer } from './tiny-tokenizer.ts';
 import { fixturePath } from '../helpers/paths.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 test('BPE encode applies merges in rank order, decode inverts it', () => {
   const tok = new Tokenizer(tinyTokenizerFiles());
@@ -83,23 +81,19 @@ test('EOS ids: generation_config list ∪ tokenizer_config eos_token; number for
 });
 
 test('loadTokenizer: folder without tokenizer, vocabulary larger than the embedding', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-tok-'));
-  try {
-    assert.throws(
-      () => loadTokenizer(dir),
-      (e: unknown) => e instanceof RedError && /no tokenizer\.json/.test(e.message),
-    );
-    writeTinyTokenizer(dir);
-    const tok = loadTokenizer(dir, TINY.vocab);
-    assert.equal(tok.vocabSize, TINY.vocab);
-    assert.throws(
-      () => loadTokenizer(dir, 200),
-      (e: unknown) => e instanceof RedError && /ids up to 262.*only 200 rows/.test(e.message),
-    );
-    assert.deepEqual(eosIdsOf(dir), [TINY.imEnd, TINY.endoftext]);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const dir = tempDir('red-tok-');
+  assert.throws(
+    () => loadTokenizer(dir),
+    (e: unknown) => e instanceof RedError && /no tokenizer\.json/.test(e.message),
+  );
+  writeTinyTokenizer(dir);
+  const tok = loadTokenizer(dir, TINY.vocab);
+  assert.equal(tok.vocabSize, TINY.vocab);
+  assert.throws(
+    () => loadTokenizer(dir, 200),
+    (e: unknown) => e instanceof RedError && /ids up to 262.*only 200 rows/.test(e.message),
+  );
+  assert.deepEqual(eosIdsOf(dir), [TINY.imEnd, TINY.endoftext]);
 });
 
 test('eosIdsOf reads the fixture generation_config.json', () => {

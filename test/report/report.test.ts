@@ -4,8 +4,7 @@
 // found in the HF cache for the token view.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { EvalResults } from '../../src/eval/results.ts';
 import { packSequences } from '../../src/model/batch.ts';
@@ -23,6 +22,7 @@ import {
 } from '../../src/report/tokendiff.ts';
 import { curveSeries } from '../../src/report/figures.ts';
 import { tinyQwen2Config } from '../helpers/tiny-config.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 function evalWithLevels(levels: Record<string, [number, number]>, acc: number, len: number): EvalResults {
   const byLevel = Object.fromEntries(
@@ -126,7 +126,7 @@ test('table: several benchmarks become one column each', () => {
 });
 
 test('metrics.jsonl: steps in order, a torn last line ignored, a bad middle line named', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-report-'));
+  const dir = tempDir('red-report-');
   const f = path.join(dir, 'metrics.jsonl');
   writeFileSync(f, '{"step":2,"acc/mean":0.5}\n{"step":1,"acc/mean":0.25,"red/w":1}\n{"step":3,"acc');
   const m = readMetrics(f);
@@ -253,7 +253,7 @@ test('red report: a run whose model.path is a Hub id gets its token view from th
   const { runTrain } = await import('../../src/train/run.ts');
   const { createProgress } = await import('../../src/train/metrics.ts');
   const { buildReport } = await import('../../src/report/build.ts');
-  const root = mkdtempSync(path.join(tmpdir(), 'red-report-hub-'));
+  const root = tempDir('red-report-hub-');
   const tiny = writeTinySetup(root, 8);
   // The huggingface_hub cache layout: refs/main names the commit, snapshots/<commit>/ the files.
   const cache = path.join(root, 'hub');

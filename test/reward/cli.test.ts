@@ -3,9 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { tempDir } from '../helpers/tmp.ts';
 
 const RED = new URL('../../bin/red.js', import.meta.url).pathname;
 
@@ -144,45 +144,41 @@ test('red verify --jsonl: verdicts added in input order, a malformed line report
   // Many quick numeric lines after slow ones: if output followed completion order, they would overtake.
   for (let i = 7; i < 300; i++) rows.push({ gold: String(i), pred: `\\boxed{${i % 2 === 0 ? i : i + 1}}`, id: i });
   const text = rows.map((r) => (typeof r === 'string' ? r : JSON.stringify(r))).join('\n') + '\n';
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-verify-'));
-  try {
-    const file = path.join(dir, 'pairs.jsonl');
-    writeFileSync(file, text);
-    // Two workers reading the file (so slow and quick lines finish out of order), one on stdin.
-    for (const args of [
-      ['--jsonl', file, '--workers', '2'],
-      ['--jsonl', '-', '--workers', '1'],
-    ]) {
-      const r = await red(['verify', ...args, '--timeout-ms', '1500'], args[1] === '-' ? text : undefined);
-      assert.equal(r.code, 0, r.stderr);
-      const out = r.stdout
-        .trim()
-        .split('\n')
-        .map((l) => JSON.parse(l) as Record<string, unknown>);
-      assert.equal(out.length, rows.length);
-      assert.deepEqual(
-        out.slice(0, 7).map((o) => [o.id, o.equal]),
-        [
-          [0, true],
-          [1, true],
-          [undefined, undefined],
-          [3, false],
-          [4, true],
-          [5, undefined],
-          [6, false],
-        ],
-      );
-      assert.equal(out[2].line, 3);
-      assert.match(String(out[2].error), /not JSON/);
-      assert.equal(out[3].reason, 'timeout');
-      assert.match(String(out[5].error), /"pred"/);
-      for (let i = 7; i < 300; i++) {
-        assert.equal(out[i].id, i, `line ${i + 1} out of order`);
-        assert.equal(out[i].equal, i % 2 === 0);
-      }
+  const dir = tempDir('red-verify-');
+  const file = path.join(dir, 'pairs.jsonl');
+  writeFileSync(file, text);
+  // Two workers reading the file (so slow and quick lines finish out of order), one on stdin.
+  for (const args of [
+    ['--jsonl', file, '--workers', '2'],
+    ['--jsonl', '-', '--workers', '1'],
+  ]) {
+    const r = await red(['verify', ...args, '--timeout-ms', '1500'], args[1] === '-' ? text : undefined);
+    assert.equal(r.code, 0, r.stderr);
+    const out = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.equal(out.length, rows.length);
+    assert.deepEqual(
+      out.slice(0, 7).map((o) => [o.id, o.equal]),
+      [
+        [0, true],
+        [1, true],
+        [undefined, undefined],
+        [3, false],
+        [4, true],
+        [5, undefined],
+        [6, false],
+      ],
+    );
+    assert.equal(out[2].line, 3);
+    assert.match(String(out[2].error), /not JSON/);
+    assert.equal(out[3].reason, 'timeout');
+    assert.match(String(out[5].error), /"pred"/);
+    for (let i = 7; i < 300; i++) {
+      assert.equal(out[i].id, i, `line ${i + 1} out of order`);
+      assert.equal(out[i].equal, i % 2 === 0);
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
   }
 });
 

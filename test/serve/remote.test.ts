@@ -4,10 +4,9 @@
 // garbage is retried and then gives one clear error.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { RemoteRollouts } from '../../src/rollout/remote.ts';
 import { resolveTrainConfig } from '../../src/train/config.ts';
@@ -16,8 +15,9 @@ import { rolloutImportanceWeights } from '../../src/train/update.ts';
 import { runTrain } from '../../src/train/run.ts';
 import { writeTinySetup } from '../train/tiny.ts';
 import { startServer, type Served } from './helpers.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
-const tiny = writeTinySetup(mkdtempSync(path.join(tmpdir(), 'red-remote-')), 12);
+const tiny = writeTinySetup(tempDir('red-remote-'), 12);
 let a: Served, b: Served;
 // The reference backend on both sides: the servers then draw exactly the trainer's own tokens.
 before(async () => {
@@ -33,10 +33,7 @@ after(async () => {
 const request = { n: 4, seed: 1, temperature: 1, topP: 1, topK: 0, maxTokens: 300, stopStrings: [], stopTokenIds: [] };
 
 /** Runs 2 GRPO steps with `rollout` settings; returns the metrics of each step. */
-async function grpoRun(
-  rollout: string,
-  dir = mkdtempSync(path.join(tmpdir(), 'red-remote-run-')),
-): Promise<Record<string, number>[]> {
+async function grpoRun(rollout: string, dir = tempDir('red-remote-run-')): Promise<Record<string, number>[]> {
   const cfg = path.join(dir, 'train.yaml');
   writeFileSync(
     cfg,
@@ -87,7 +84,7 @@ for (const api of ['openai', 'sglang'] as const) {
 }
 
 test('rollout.syncDtype bf16 (the default): the synced folder holds BF16 tensors and the servers sample from them', async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-remote-bf16-'));
+  const dir = tempDir('red-remote-bf16-');
   const m = await grpoRun(`engine: remote, servers: [${a.url}, ${b.url}]`, dir);
   const st = readFileSync(path.join(dir, 'sync', 'policy', 'model.safetensors'));
   const header = JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString('utf8')) as Record<
@@ -111,7 +108,7 @@ test('rollout.syncDtype bf16 (the default): the synced folder holds BF16 tensors
 });
 
 test('rollout.async: step k+1 is generated on the weights before step k, and the lag is logged', async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-remote-async-'));
+  const dir = tempDir('red-remote-async-');
   const cfg = path.join(dir, 'train.yaml');
   writeFileSync(
     cfg,

@@ -5,8 +5,7 @@
 // prompts alone, and malformed requests get a 400 without taking the server down.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync } from 'node:fs';
 import path from 'node:path';
 import OpenAI from 'openai';
 import { getBackend } from '../../src/engine/index.ts';
@@ -16,6 +15,7 @@ import { generate } from '../../src/rollout/sampler.ts';
 import { Rng } from '../../src/util/rng.ts';
 import { chatPromptIds, writeTinyTokenizer } from '../model/tiny-tokenizer.ts';
 import { fixture, post, red, startServer, type Served } from './helpers.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const FIX = fixture('qwen2-tiny-tied');
 let server: Served;
@@ -110,7 +110,7 @@ test('seeded sampling equals red generate with the same seed (n = 3)', async () 
 });
 
 test('chat completions go through the chat template; streaming gives the same text', async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-serve-chat-'));
+  const dir = tempDir('red-serve-chat-');
   for (const f of ['config.json', 'generation_config.json', 'model.safetensors'])
     copyFileSync(path.join(FIX, f), path.join(dir, f));
   writeTinyTokenizer(dir, false);
@@ -156,7 +156,7 @@ test('chat completions go through the chat template; streaming gives the same te
 });
 
 test("after update_weights_from_disk the served logprobs are the new checkpoint's red score", async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-serve-upd-'));
+  const dir = tempDir('red-serve-upd-');
   const other = path.join(dir, 'other');
   const m = await Qwen2Model.load(FIX);
   const rng = new Rng(5);

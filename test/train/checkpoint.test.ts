@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CheckpointManager, readF32Tensors, TRAINER_STATE_FILE, writeF32Tensors } from '../../src/train/checkpoint.ts';
 import { RedError } from '../../src/util/errors.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const writeStep = (step: number) => (dir: string) => {
   writeFileSync(path.join(dir, 'payload.txt'), `step ${step}`);
@@ -12,7 +12,7 @@ const writeStep = (step: number) => (dir: string) => {
 };
 
 test('keeps the newest K, ignores partial folders, latest() is the newest complete one', async () => {
-  const root = path.join(mkdtempSync(path.join(tmpdir(), 'red-ckpt-')), 'checkpoints');
+  const root = path.join(tempDir('red-ckpt-'), 'checkpoints');
   const m = new CheckpointManager(root, 2);
   assert.equal(m.latest(), null);
   for (const s of [1, 2, 3, 4]) await m.save(s, writeStep(s));
@@ -39,7 +39,7 @@ test('keeps the newest K, ignores partial folders, latest() is the newest comple
 });
 
 test('a full disk mid-write: clear error, previous checkpoint intact, nothing half-written', async () => {
-  const root = path.join(mkdtempSync(path.join(tmpdir(), 'red-ckpt-')), 'checkpoints');
+  const root = path.join(tempDir('red-ckpt-'), 'checkpoints');
   const m = new CheckpointManager(root, 3);
   await m.save(1, writeStep(1));
   const full = (dir: string) => {
@@ -57,14 +57,14 @@ test('a full disk mid-write: clear error, previous checkpoint intact, nothing ha
 });
 
 test('an unwritable output folder: clear error', async () => {
-  const base = mkdtempSync(path.join(tmpdir(), 'red-ckpt-'));
+  const base = tempDir('red-ckpt-');
   writeFileSync(path.join(base, 'file'), 'x'); // a file where the folder should be
   const m = new CheckpointManager(path.join(base, 'file', 'checkpoints'), 3);
   await assert.rejects(m.save(1, writeStep(1)), /cannot write checkpoint .*step-1: .*no earlier checkpoint exists/);
 });
 
 test('float32 safetensors round trip is bit-exact and has the standard layout', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-st-'));
+  const dir = tempDir('red-st-');
   const m = new Float32Array([1.5, -0, Number.MIN_VALUE, 3.4028234663852886e38, Math.fround(0.1)]);
   const v = new Float32Array([NaN, 2]);
   writeF32Tensors(path.join(dir, 'o.safetensors'), { m, v });

@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { applySets, configToYaml, readYamlConfig, resolveTrainConfig } from '../../src/train/config.ts';
 import { RedError } from '../../src/util/errors.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const minimal = () => ({ model: { path: 'm' }, data: { train: 't.jsonl' } }) as Record<string, unknown>;
 
@@ -93,7 +93,7 @@ test('the written config.yaml reads back to the same resolved config', () => {
 });
 
 test('extends: a base file overridden key by key; paths relative to the file that sets them; cycles and missing bases are errors', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-cfg-'));
+  const dir = tempDir('red-cfg-');
   writeFileSync(
     path.join(dir, 'base.yaml'),
     'model: { path: m }\ndata: { train: t.jsonl, epochs: 2 }\nrollout: { groupSize: 4 }\n',

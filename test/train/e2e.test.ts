@@ -5,8 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PRESET_NAMES } from '../../src/rl/options.ts';
@@ -16,10 +15,11 @@ import { Qwen2Model } from '../../src/model/qwen2.ts';
 import { referenceBackend } from '../../src/engine/reference.ts';
 import { MASTER_WEIGHTS_FILE, readF32Tensors } from '../../src/train/checkpoint.ts';
 import { writeTinySetup } from './tiny.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const quiet = createProgress('none');
-const setupDir = mkdtempSync(path.join(tmpdir(), 'red-e2e-'));
+const setupDir = tempDir('red-e2e-');
 const tiny = writeTinySetup(setupDir, 12);
 
 // A model that can score: the tiny model after 30 SFT steps on "\boxed{1}" / "\boxed{2}" for
@@ -57,7 +57,7 @@ log: { progress: none }
 })();
 
 function config(extra = ''): string {
-  const file = path.join(mkdtempSync(path.join(tmpdir(), 'red-cfg-')), 'train.yaml');
+  const file = path.join(tempDir('red-cfg-'), 'train.yaml');
   writeFileSync(
     file,
     `model: { path: ${coin.model}, backend: reference }
@@ -79,7 +79,7 @@ const lines = (dir: string) =>
     .trim()
     .split('\n')
     .map((l) => JSON.parse(l) as Record<string, number>);
-const out = () => path.join(mkdtempSync(path.join(tmpdir(), 'red-out-')), 'run');
+const out = () => path.join(tempDir('red-out-'), 'run');
 
 for (const method of PRESET_NAMES) {
   test(`${method}: two steps, metrics and a loadable checkpoint`, async () => {
@@ -274,7 +274,7 @@ test('sft lowers the token-mean NLL of a fixed batch', async () => {
 });
 
 test('a malformed row: an error naming file and row; with data.onBadRow skip it is counted', async () => {
-  const bad = path.join(mkdtempSync(path.join(tmpdir(), 'red-bad-')), 'train.jsonl');
+  const bad = path.join(tempDir('red-bad-'), 'train.jsonl');
   const rows = readFileSync(tiny.train, 'utf8').trim().split('\n');
   rows.splice(2, 0, '{"problem": "no answer here"}');
   writeFileSync(bad, rows.join('\n') + '\n');
@@ -315,7 +315,7 @@ test('missing inputs are listed together before anything runs', async () => {
 });
 
 test('an unwritable output folder: a clear error before anything runs', async () => {
-  const file = path.join(mkdtempSync(path.join(tmpdir(), 'red-f-')), 'file');
+  const file = path.join(tempDir('red-f-'), 'file');
   writeFileSync(file, 'x');
   await assert.rejects(
     runTrain({ config: config(), out: path.join(file, 'run'), sets: [], maxSteps: 1, resume: false }, quiet),

@@ -1,13 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { createProgress, MetricsWriter } from '../../src/train/metrics.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 test('metrics.jsonl: one line per step, non-finite left out, resume drops steps after the checkpoint', () => {
-  const file = path.join(mkdtempSync(path.join(tmpdir(), 'red-m-')), 'metrics.jsonl');
+  const file = path.join(tempDir('red-m-'), 'metrics.jsonl');
   const w = new MetricsWriter(file);
   for (let s = 1; s <= 4; s++) w.write({ step: s, 'reward/mean': s / 4, 'loss/policy': s === 2 ? NaN : 1 });
   appendFileSync(file, '{"step": 5, "rew'); // torn by a kill

@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { qwenBoxedPrompt } from '../../src/data/dataset.ts';
 import { generateProblems, splitOf } from '../../src/data/task/problems.ts';
@@ -14,9 +13,10 @@ import { pretrain, PRETRAIN_DEFAULTS, validatePretrainOptions } from '../../src/
 import { pretrainDocuments, PromptEncoder, TABLE_LINES } from '../../src/data/task/documents.ts';
 import { QUICK_MODEL } from '../../src/data/task/model.ts';
 import { lastBoxed } from '../../src/reward/extract.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 test('prompt ids built from cached pieces equal the ids of the whole rendered prompt', () => {
-  const tokDir = mkdtempSync(path.join(tmpdir(), 'red-pt-tok-'));
+  const tokDir = tempDir('red-pt-tok-');
   writeBuiltinTokenizer(tokDir);
   const tok = loadTokenizer(tokDir);
   const enc = new PromptEncoder(tok);
@@ -81,7 +81,7 @@ test("the pretraining pool mixes f's table, direct answers and a traceShare of t
 });
 
 test('a short pretrain run lowers the loss and writes a folder that loads back', async () => {
-  const out = path.join(mkdtempSync(path.join(tmpdir(), 'red-pt-')), 'base');
+  const out = path.join(tempDir('red-pt-'), 'base');
   const steps = 24;
   const r = await pretrain({
     out,
@@ -142,7 +142,7 @@ test('a short pretrain run lowers the loss and writes a folder that loads back',
 });
 
 test('more held-out problems per level than a level has: refused before any training, nothing written', async () => {
-  const out = path.join(mkdtempSync(path.join(tmpdir(), 'red-pt-eval-')), 'base');
+  const out = path.join(tempDir('red-pt-eval-'), 'base');
   const steps: number[] = [];
   await assert.rejects(
     pretrain({

@@ -5,17 +5,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runTrain } from '../../src/train/run.ts';
 import { createProgress } from '../../src/train/metrics.ts';
 import { writeTinySetup } from './tiny.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/red.js', import.meta.url));
 const quiet = createProgress('none');
-const root = mkdtempSync(path.join(tmpdir(), 'red-runfolder-'));
+const root = tempDir('red-runfolder-');
 const tiny = writeTinySetup(root, 8);
 const cfg = path.join(root, 'train.yaml');
 writeFileSync(

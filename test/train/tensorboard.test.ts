@@ -5,10 +5,10 @@
 // wall_time 1, step 2, file_version 3, summary 5, session_log 7; Value tag 1, simple_value 2).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { MetricsWriter } from '../../src/train/metrics.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 function crc32cBitwise(bytes: Uint8Array): number {
   let crc = ~0 >>> 0;
@@ -100,62 +100,54 @@ test('CRC-32C of the reader: the standard check value', () => {
 });
 
 test('every metrics.jsonl line is a TensorBoard scalar event at its step, in a valid TFRecord file', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-tb-'));
-  try {
-    const w = new MetricsWriter(path.join(dir, 'metrics.jsonl'), undefined, true);
-    const steps: Array<Record<string, number>> = [
-      { step: 1, 'reward/mean': 0.25, 'loss/policy': -0.125, lr: 1e-4, 'timing_s/rollout': 3.5 },
-      { step: 2, 'reward/mean': 0.5, 'loss/policy': Number.NaN, lr: 2e-4, 'grad/norm': 12345.678 },
-    ];
-    const t0 = Date.now() / 1000;
-    for (const m of steps) w.write(m);
-    const files = readdirSync(path.join(dir, 'tb'));
-    assert.equal(files.length, 1);
-    assert.match(files[0], /^events\.out\.tfevents\.\d{10}\./);
-    const events = readEvents(path.join(dir, 'tb', files[0]));
-    assert.equal(events[0].fileVersion, 'brain.Event:2');
-    assert.equal(events.length, 3);
-    const lines = readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l) as Record<string, number>);
-    for (let k = 0; k < 2; k++) {
-      const ev = events[k + 1];
-      assert.equal(ev.step, lines[k].step);
-      assert.ok(Math.abs(ev.wallTime - t0) < 60);
-      const { step: _, ...expected } = lines[k];
-      assert.deepEqual(Object.keys(ev.scalars!).sort(), Object.keys(expected).sort()); // NaN left out, as in the JSON
-      for (const [tag, v] of Object.entries(expected)) assert.equal(ev.scalars![tag], Math.fround(v), tag);
-    }
-
-    // A resumed run opens a second file whose SessionLog START at step 2 purges the old step 2.
-    const resumed = new MetricsWriter(path.join(dir, 'metrics.jsonl'), 1, true);
-    resumed.write({ step: 2, 'reward/mean': 0.75 });
-    const second = readdirSync(path.join(dir, 'tb'))
-      .map((f) => path.join(dir, 'tb', f))
-      .find((f) => readEvents(f).some((e) => e.sessionStart));
-    assert.ok(second, 'no file with a SessionLog START');
-    const ev2 = readEvents(second);
-    assert.deepEqual(
-      ev2.map((e) => [e.step, e.sessionStart === true]),
-      [
-        [0, false],
-        [2, true],
-        [2, false],
-      ],
-    );
-    assert.equal(ev2[2].scalars!['reward/mean'], 0.75);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+  const dir = tempDir('red-tb-');
+  const w = new MetricsWriter(path.join(dir, 'metrics.jsonl'), undefined, true);
+  const steps: Array<Record<string, number>> = [
+    { step: 1, 'reward/mean': 0.25, 'loss/policy': -0.125, lr: 1e-4, 'timing_s/rollout': 3.5 },
+    { step: 2, 'reward/mean': 0.5, 'loss/policy': Number.NaN, lr: 2e-4, 'grad/norm': 12345.678 },
+  ];
+  const t0 = Date.now() / 1000;
+  for (const m of steps) w.write(m);
+  const files = readdirSync(path.join(dir, 'tb'));
+  assert.equal(files.length, 1);
+  assert.match(files[0], /^events\.out\.tfevents\.\d{10}\./);
+  const events = readEvents(path.join(dir, 'tb', files[0]));
+  assert.equal(events[0].fileVersion, 'brain.Event:2');
+  assert.equal(events.length, 3);
+  const lines = readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, number>);
+  for (let k = 0; k < 2; k++) {
+    const ev = events[k + 1];
+    assert.equal(ev.step, lines[k].step);
+    assert.ok(Math.abs(ev.wallTime - t0) < 60);
+    const { step: _, ...expected } = lines[k];
+    assert.deepEqual(Object.keys(ev.scalars!).sort(), Object.keys(expected).sort()); // NaN left out, as in the JSON
+    for (const [tag, v] of Object.entries(expected)) assert.equal(ev.scalars![tag], Math.fround(v), tag);
   }
+
+  // A resumed run opens a second file whose SessionLog START at step 2 purges the old step 2.
+  const resumed = new MetricsWriter(path.join(dir, 'metrics.jsonl'), 1, true);
+  resumed.write({ step: 2, 'reward/mean': 0.75 });
+  const second = readdirSync(path.join(dir, 'tb'))
+    .map((f) => path.join(dir, 'tb', f))
+    .find((f) => readEvents(f).some((e) => e.sessionStart));
+  assert.ok(second, 'no file with a SessionLog START');
+  const ev2 = readEvents(second);
+  assert.deepEqual(
+    ev2.map((e) => [e.step, e.sessionStart === true]),
+    [
+      [0, false],
+      [2, true],
+      [2, false],
+    ],
+  );
+  assert.equal(ev2[2].scalars!['reward/mean'], 0.75);
 });
 
 test('log.tensorboard off: no tb folder', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-tb-'));
-  try {
-    new MetricsWriter(path.join(dir, 'metrics.jsonl')).write({ step: 1, lr: 1 });
-    assert.deepEqual(readdirSync(dir), ['metrics.jsonl']);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const dir = tempDir('red-tb-');
+  new MetricsWriter(path.join(dir, 'metrics.jsonl')).write({ step: 1, lr: 1 });
+  assert.deepEqual(readdirSync(dir), ['metrics.jsonl']);
 });

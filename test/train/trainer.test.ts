@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { Trainer, type TrainerEnv } from '../../src/train/trainer.ts';
 import { resolveStages } from '../../src/rl/options.ts';
@@ -11,8 +10,9 @@ import type { PackedBatch } from '../../src/model/batch.ts';
 import { BigramModel, fakeGenerate, makeConfig, makeEnv, quiet, TRAINER_STATE_FILE, V } from './fakes.ts';
 import { mixSeed } from '../../src/train/env.ts';
 import { resolveTrainConfig } from '../../src/train/config.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
-const out = () => mkdtempSync(path.join(tmpdir(), 'red-train-'));
+const out = () => tempDir('red-train-');
 const trainer = (
   env: TrainerEnv,
   config: TrainConfig,

@@ -4,11 +4,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LOCK_FILE, lockFolder } from '../../src/util/lock.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const lockModule = fileURLToPath(new URL('../../src/util/lock.ts', import.meta.url));
 
@@ -21,7 +21,7 @@ async function waitFor(cond: () => boolean, what: string, ms = 30_000): Promise<
 }
 
 test("a second writer is refused with the first one's PID; a dead writer's lock is taken over and logged", async () => {
-  const dir = path.join(mkdtempSync(path.join(tmpdir(), 'red-lock-')), 'out');
+  const dir = path.join(tempDir('red-lock-'), 'out');
   const script = path.join(path.dirname(dir), 'hold.ts');
   writeFileSync(
     script,
