@@ -2,8 +2,7 @@
 // path on the built-in task's held-out split, with a random model of the tiny task model's shape,
 // beside the sampler's own decode rate measured in the same run: the gap is what loading,
 // prompting, verifying and saving progress cost on top of generation.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { BenchOptions } from './options.ts';
 import { builtinRows } from '../data/task/builtin.ts';
@@ -14,6 +13,7 @@ import { Qwen2Model } from '../model/qwen2.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import { newGenerateStats } from '../rollout/sampler.ts';
 import { fail } from '../util/errors.ts';
+import { makeTempDir } from '../util/exit.ts';
 import { loadBenchmark, resolveBenchmark } from '../eval/benchmarks.ts';
 import { mathVerifier, samplerGenerator } from '../eval/generator.ts';
 import { samplingFor } from '../eval/protocol.ts';
@@ -32,7 +32,8 @@ export async function run(opts: BenchOptions): Promise<void> {
   const problems = rows.length;
   const n = 4;
   const maxTokens = opts.quick ? 32 : 128;
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-bench-eval-'));
+  const scratch = makeTempDir('red-bench-eval-');
+  const dir = scratch.path;
   try {
     const file = path.join(dir, 'heldout.jsonl');
     writeFileSync(
@@ -97,6 +98,6 @@ export async function run(opts: BenchOptions): Promise<void> {
     });
   } finally {
     await mathVerifier.close?.();
-    rmSync(dir, { recursive: true, force: true });
+    scratch.remove();
   }
 }

@@ -3,14 +3,14 @@
 // weight-sync time of a step (write the policy folder + /update_weights_from_disk) for the
 // Qwen2.5-0.5B shape (random weights: speed does not depend on the values).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BenchOptions } from './options.ts';
 import { getBackend } from '../engine/index.ts';
 import { generate } from '../rollout/sampler.ts';
 import { fail } from '../util/errors.ts';
+import { atExit, makeTempDir } from '../util/exit.ts';
 import { Rng } from '../util/rng.ts';
 import type { Qwen2Model } from '../model/qwen2.ts';
 import { SHAPE_05B, SHAPE_20M, configOf, randomModel, type Shape } from './shapes.ts';
@@ -58,18 +58,22 @@ async function post(url: string, body: unknown): Promise<Record<string, unknown>
 export async function run(opts: BenchOptions): Promise<void> {
   const backend = opts.backend ?? 'auto';
   const be = getBackend(backend as 'auto');
-  const dir = mkdtempSync(path.join(tmpdir(), 'red-bench-serve-'));
+  const scratch = makeTempDir('red-bench-serve-');
   const children: ChildProcess[] = [];
+  // The servers go too when this process is stopped (Ctrl-C, SIGTERM) before the finally runs.
+  const killServers = atExit(() => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  });
   try {
     emit({ name: 'machine', backend: be.name, threads: be.threads, cpus: availableParallelism() });
-    const bench: ServeBench = { dir, backend, quick: !!opts.quick, children };
+    const bench: ServeBench = { dir: scratch.path, backend, quick: !!opts.quick, children };
     const model = randomModel(configOf(SHAPE_20M), be);
     await benchClients(model, SHAPE_20M, bench);
     const syncShape = opts.quick ? SHAPE_20M : SHAPE_05B;
     await benchWeightSync(syncShape === SHAPE_20M ? model : randomModel(configOf(syncShape), be), syncShape, bench);
   } finally {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
+    killServers();
+    scratch.remove();
   }
 }
 

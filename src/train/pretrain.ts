@@ -5,8 +5,6 @@
 // sometimes, and longer chains almost never: it has never written a chain of more than two steps
 // (the capability the teacher's traces of the hard levels bring); the trace format itself is not
 // alien to SFT and RL.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Backend } from '../engine/backend.ts';
 import { getBackend, type BackendPreference } from '../engine/index.ts';
@@ -24,6 +22,7 @@ import { lastBoxed } from '../reward/extract.ts';
 import { nllLoss } from '../rl/sft.ts';
 import { generate } from '../rollout/sampler.ts';
 import { fail } from '../util/errors.ts';
+import { makeTempDir } from '../util/exit.ts';
 import { writeJsonAtomic } from '../util/fs.ts';
 import { ADAMW_DEFAULTS, AdamW, clipGradNorm, noDecayNormsAndBiases } from './optimizer.ts';
 import { learningRate } from './schedule.ts';
@@ -233,19 +232,19 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
   });
   // Tokenizer files go into a staging folder the model is "loaded from", so save() copies them
   // into the new folder before its atomic rename: the folder appears complete or not at all.
-  const staging = mkdtempSync(path.join(tmpdir(), 'red-pretrain-'));
+  const staging = makeTempDir('red-pretrain-');
   try {
-    writeBuiltinTokenizer(staging);
-    writeJsonAtomic(path.join(staging, 'pretrain.json'), record([]));
+    writeBuiltinTokenizer(staging.path);
+    writeJsonAtomic(path.join(staging.path, 'pretrain.json'), record([]));
     model.generationConfig = {
       bos_token_id: BUILTIN_IDS.endoftext,
       eos_token_id: [BUILTIN_IDS.imEnd, BUILTIN_IDS.endoftext],
       pad_token_id: BUILTIN_IDS.endoftext,
     };
-    model.sourceDir = staging;
+    model.sourceDir = staging.path;
     model.save(o.out, o.saveDtype ?? 'fp32');
   } finally {
-    rmSync(staging, { recursive: true, force: true });
+    staging.remove();
   }
   // Evaluated once the model is safely saved; the figures then join its pretrain.json.
   const levels = heldOut.length > 0 ? await evaluateLevels(model, tok, heldOut, o) : [];
