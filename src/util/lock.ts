@@ -1,11 +1,14 @@
 // One writer per output folder: a lock file DIR/.red.lock holding the writer's PID (and, on Linux,
 // the process's start time, so a PID reused by an unrelated process after a crash is not taken for
 // the writer). A second writer is refused while that process lives; the lock of a dead one is
-// taken over and the takeover is logged. Simplified: the check-then-replace of a stale lock is not
-// atomic against a third process doing the same in the same millisecond.
-import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+// taken over and the takeover is logged. A folder the lock created is removed again on release or
+// exit while it is empty: a command that fails before it writes anything leaves nothing behind.
+// Simplified: the check-then-replace of a stale lock is not atomic against a third process doing
+// the same in the same millisecond.
+import { existsSync, linkSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fail } from './errors.ts';
+import { atExit } from './exit.ts';
 
 export const LOCK_FILE = '.red.lock';
 
@@ -53,10 +56,14 @@ function readOwner(file: string): LockOwner | null {
   }
 }
 
-const held = new Set<string>();
-process.on('exit', () => {
-  for (const f of held) rmSync(f, { force: true });
-});
+/** The folders that `mkdirSync(dir, { recursive: true })` made, deepest first; `first` is its return value. */
+function madeFolders(dir: string, first: string | undefined): string[] {
+  if (first === undefined) return [];
+  const top = path.resolve(first);
+  const made = [path.resolve(dir)];
+  while (made.at(-1) !== top && path.dirname(made.at(-1)!) !== made.at(-1)) made.push(path.dirname(made.at(-1)!));
+  return made;
+}
 
 /**
  * Locks `dir` (created if missing) for this process, or fails with "DIR is in use by PID n".
@@ -68,8 +75,9 @@ export function lockFolder(
   log: (message: string) => void = (m) => process.stderr.write(`${m}\n`),
 ): FolderLock {
   const file = path.join(dir, LOCK_FILE);
+  let made: string[];
   try {
-    mkdirSync(dir, { recursive: true });
+    made = madeFolders(dir, mkdirSync(dir, { recursive: true }));
   } catch (err) {
     fail(`cannot write to the output folder ${dir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
@@ -104,26 +112,35 @@ export function lockFolder(
     }
   } catch (err) {
     rmSync(mine, { force: true });
+    removeEmpty(made);
     if ((err as Error).name === 'RedError') throw err;
     fail(
       `cannot lock ${dir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); is the folder writable?`,
     );
   }
   rmSync(mine, { force: true });
-  return heldLock(dir, file);
+  return heldLock(dir, file, made);
 }
 
-function heldLock(dir: string, file: string): FolderLock {
-  held.add(file);
-  return {
-    dir,
-    file,
-    release: () => {
-      if (!held.delete(file)) return;
-      // Only our own lock: a folder deleted and re-locked meanwhile belongs to someone else.
-      if (readOwner(file)?.pid === process.pid) unlinkSync(file);
-    },
-  };
+/** Removes the folders in `made` (deepest first) while they are empty; never anything in them. */
+function removeEmpty(made: readonly string[]): void {
+  for (const dir of made) {
+    try {
+      rmdirSync(dir);
+    } catch {
+      return; // not empty (or gone): what is in it, and the folders above it, stay
+    }
+  }
+}
+
+/** `made`: the folders that taking the lock created, removed on release or exit while empty. */
+function heldLock(dir: string, file: string, made: readonly string[] = []): FolderLock {
+  // Only our own lock: a folder deleted and re-locked meanwhile belongs to someone else.
+  const release = atExit(() => {
+    if (readOwner(file)?.pid === process.pid) rmSync(file, { force: true });
+    removeEmpty(made);
+  });
+  return { dir, file, release: () => release() };
 }
 
 /**

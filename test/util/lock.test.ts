@@ -1,10 +1,10 @@
 // Folder locks between real processes: a child process holds DIR's lock; this process is refused
 // with the child's PID; once the child is killed (SIGKILL: no chance to clean up) the stale lock
-// is taken over and the takeover is logged.
+// is taken over and the takeover is logged; the folders a lock made go again with it while empty.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LOCK_FILE, lockFolder } from '../../src/util/lock.ts';
@@ -54,4 +54,19 @@ test("a second writer is refused with the first one's PID; a dead writer's lock 
   lock.release();
   assert.ok(!existsSync(path.join(dir, LOCK_FILE)));
   lockFolder(dir, 'eval').release();
+});
+
+test('a folder the lock created goes again on release while empty; a folder with anything in it stays', () => {
+  const root = tempDir('red-lock-made-');
+  const dir = path.join(root, 'a', 'b');
+  lockFolder(dir, 'report').release();
+  assert.deepEqual(readdirSync(root), [], 'the lock left the folders it made');
+  const kept = lockFolder(dir, 'report');
+  writeFileSync(path.join(dir, 'results.md'), '# kept\n');
+  kept.release();
+  assert.deepEqual(readdirSync(dir), ['results.md']);
+  // Folders that were there before the lock are never removed, empty or not.
+  rmSync(path.join(dir, 'results.md'));
+  lockFolder(dir, 'report').release();
+  assert.ok(existsSync(dir));
 });
