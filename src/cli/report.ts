@@ -1,6 +1,7 @@
 // `red report RUN_DIR... --out DIR`: the demo's report (table, training curves, token view) from
 // any run folders, read from their config.yaml, metrics.jsonl and eval results.
 import type { Command } from 'commander';
+import type { BuildReportOptions } from '../report/build.ts';
 import { fail } from '../util/errors.ts';
 
 interface ReportCliOptions {
@@ -34,12 +35,10 @@ export function registerReport(program: Command): void {
       const backend = opts.backend;
       if (backend !== 'auto' && backend !== 'native' && backend !== 'reference')
         fail(`--backend must be auto, native or reference, got '${backend}'`);
-      const { buildReport } = await import('../report/build.ts');
+      const { buildReport, readReportInputs } = await import('../report/build.ts');
       const { resolveModelPath } = await import('../hub/snapshot.ts');
       const baseDir = opts.base ? await resolveModelPath(opts.base, '--base') : '';
-      // One writer per report folder (a demo writing its report there holds it too).
-      (await import('../util/lock.ts')).lockFolder(opts.out, 'report');
-      const r = await buildReport({
+      const options: BuildReportOptions = {
         runDirs: runs,
         out: opts.out,
         ...(opts.base || opts.baseEval
@@ -49,7 +48,12 @@ export function registerReport(program: Command): void {
         ...(opts.traceFile ? { traceFile: opts.traceFile } : {}),
         tokenDiff: mode,
         backend,
-      });
+      };
+      // Every run folder and input is read before --out is made: a bad command leaves nothing.
+      const inputs = readReportInputs(options);
+      // One writer per report folder (a demo writing its report there holds it too).
+      (await import('../util/lock.ts')).lockFolder(opts.out, 'report');
+      const r = await buildReport(options, inputs);
       process.stdout.write(r.markdown);
       process.stderr.write(
         `wrote ${r.html}, results.md, results.json and ${r.figures.length} figures in ${opts.out}/figures${r.tokenDiffSkipped ? ` (token view: ${r.tokenDiffSkipped})` : ''}\n`,

@@ -44,8 +44,27 @@ export interface BuiltReport {
 /** Models above this many bytes of weights are not loaded for the token view in 'auto' mode. */
 const TOKEN_DIFF_MAX_BYTES = 200e6;
 
-export async function buildReport(o: BuildReportOptions): Promise<BuiltReport> {
+/** What a report is made of, read from the folders and checked before anything is written. */
+export interface ReportInputs {
+  runs: RunSummary[];
+  /** One run per method (its first seed): the curves and the token view show these. */
+  firstSeeds: RunSummary[];
+  /** The table's rows: the base (with --base-eval) and every run. */
+  rows: TableInput[];
+}
+
+/**
+ * Reads and checks every run folder and input file the report names: a missing or malformed one
+ * fails here, before buildReport writes anything.
+ */
+export function readReportInputs(o: BuildReportOptions): ReportInputs {
   if (o.runDirs.length === 0) fail('red report: give at least one run folder');
+  if (o.traceFile !== undefined && !existsSync(o.traceFile)) fail(`${o.traceFile}: trace file not found`);
+  const baseEval = o.base?.evalDir;
+  if (baseEval && !existsSync(path.join(baseEval, 'results.json')))
+    fail(
+      `${path.join(baseEval, 'results.json')} not found: is ${baseEval} a folder written by \`red eval\` (and finished)?`,
+    );
   const runs = o.runDirs.map(loadRun);
   // Runs sharing a label are the seeds of one method (METHOD/seed-N); anything else must differ.
   const seen = new Map<string, Set<number | null>>();
@@ -57,13 +76,13 @@ export async function buildReport(o: BuildReportOptions): Promise<BuiltReport> {
   }
   // Curves and the token view show one run per method: its first seed.
   const firstSeeds = runs.filter((r, i) => runs.findIndex((x) => x.name === r.name) === i);
-  const inputs: TableInput[] = [];
-  if (o.base?.evalDir && existsSync(path.join(o.base.evalDir, 'results.json'))) {
-    const b = loadRun(o.base.evalDir);
-    inputs.push({ name: 'base', steps: 0, seed: null, eval: b.eval, trainSeconds: null, evalSeconds: b.evalSeconds });
+  const rows: TableInput[] = [];
+  if (baseEval) {
+    const b = loadRun(baseEval);
+    rows.push({ name: 'base', steps: 0, seed: null, eval: b.eval, trainSeconds: null, evalSeconds: b.evalSeconds });
   }
   for (const r of runs) {
-    inputs.push({
+    rows.push({
       name: r.name,
       steps: r.metrics.at(-1)?.step ?? null,
       seed: r.seed,
@@ -74,6 +93,15 @@ export async function buildReport(o: BuildReportOptions): Promise<BuiltReport> {
       trainTokens: metricSum(r.metrics, 'tokens/trained'),
     });
   }
+  return { runs, firstSeeds, rows };
+}
+
+/** Writes the report into `o.out`; `read`: its inputs, when the caller read them first (to lock `o.out` after). */
+export async function buildReport(
+  o: BuildReportOptions,
+  read: ReportInputs = readReportInputs(o),
+): Promise<BuiltReport> {
+  const { runs, firstSeeds, rows: inputs } = read;
   const table = resultsTable(inputs);
   const markdown = tableMarkdown(table);
 

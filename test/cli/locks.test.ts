@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { lockFolder } from '../../src/util/lock.ts';
@@ -45,8 +45,13 @@ for (const [command, args] of [
   });
 }
 
+// A run folder `red report` accepts (it reads its inputs before it takes the lock): one logged step.
+const run = path.join(tempDir('red-lock-run-'), 'run');
+mkdirSync(run);
+writeFileSync(path.join(run, 'metrics.jsonl'), '{"step":1}\n');
+
 for (const [command, args] of [
-  ['report', ['report', 'no-such-run']],
+  ['report', ['report', run]],
   ['data builtin', ['data', 'builtin', '--train', '10', '--test', '5']],
 ] as const) {
   test(`red ${command} on a folder another process holds is refused with one line, and writes nothing`, () => {
