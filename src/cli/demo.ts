@@ -1,6 +1,7 @@
 // `red demo` (= `npm start`): every Table 2 method on the built-in task with one budget and seed,
 // evaluated on the held-out split; prints the table and writes the report. --quick: ≤ 2 minutes.
 import type { Command } from 'commander';
+import type { DemoOptions } from '../demo/run.ts';
 import { fail } from '../util/errors.ts';
 
 interface DemoCliOptions {
@@ -42,10 +43,8 @@ export function registerDemo(program: Command): void {
     .option('--backend <name>', 'auto, native or reference', 'auto')
     .action(async (opts: DemoCliOptions) => {
       const { BUDGETS } = await import('../demo/budget.ts');
-      const { runDemo } = await import('../demo/run.ts');
+      const { checkDemoOptions, runDemo } = await import('../demo/run.ts');
       if (opts.quick && opts.tiny) fail('--quick and --tiny are two budgets; give one');
-      // One demo per folder (released on exit).
-      (await import('../util/lock.ts')).lockFolder(opts.out, 'demo');
       const backend = opts.backend;
       if (backend !== 'auto' && backend !== 'native' && backend !== 'reference')
         fail(`--backend must be auto, native or reference, got '${backend}'`);
@@ -61,6 +60,19 @@ export function registerDemo(program: Command): void {
         .filter((s) => s !== '');
       const seeds = Number(opts.seeds);
       if (!Number.isInteger(seeds) || seeds < 1) fail(`--seeds must be a positive integer, got '${opts.seeds}'`);
+      const demo: DemoOptions = {
+        out: opts.out,
+        budget: { ...base, train: { ...base.train, steps } },
+        cacheDir: opts.cache === false ? null : opts.cache,
+        methods,
+        seeds,
+        ...(opts.base !== undefined ? { baseModel: opts.base } : {}),
+        backend,
+      };
+      // Every argument is checked before --out is made: a bad command leaves nothing behind.
+      checkDemoOptions(demo);
+      // One demo per folder (released on exit).
+      (await import('../util/lock.ts')).lockFolder(opts.out, 'demo');
       // Ctrl-C: finished methods are kept and reused by the same command, so say how to resume.
       process.once('SIGINT', () => {
         const again = ['red', ...process.argv.slice(2)].join(' ');
@@ -69,15 +81,7 @@ export function registerDemo(program: Command): void {
         );
         process.exit(130);
       });
-      const result = await runDemo({
-        out: opts.out,
-        budget: { ...base, train: { ...base.train, steps } },
-        cacheDir: opts.cache === false ? null : opts.cache,
-        methods,
-        seeds,
-        ...(opts.base !== undefined ? { baseModel: opts.base } : {}),
-        backend,
-      });
+      const result = await runDemo(demo);
       process.stdout.write(
         `\n${result.markdown}\nOutputs in ${result.out} (report.html, results.md, results.json, figures/, runs/<method>/seed-<n>/).\n`,
       );

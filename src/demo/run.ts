@@ -8,7 +8,7 @@ import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statS
 import path from 'node:path';
 import YAML from 'yaml';
 import { writeBuiltinDataset } from '../data/task/builtin.ts';
-import type { BackendPreference } from '../engine/index.ts';
+import { getBackend, type BackendPreference } from '../engine/index.ts';
 import { closeVerifier } from '../reward/index.ts';
 import { resolveStages } from '../rl/options.ts';
 import { CheckpointManager } from '../train/checkpoint.ts';
@@ -133,13 +133,26 @@ function complete(dir: string, files: readonly string[]): boolean {
   return files.every((f) => existsSync(path.join(dir, f)));
 }
 
-export async function runDemo(o: DemoOptions): Promise<DemoResult> {
-  const log = o.log ?? ((line: string) => console.log(line));
-  const b = o.budget;
+/** What a model folder given with --base must hold. */
+const MODEL_FILES = ['config.json', 'model.safetensors', 'tokenizer.json'];
+
+/** The methods, the base model and the backend asked for exist: checked before anything is written. */
+export function checkDemoOptions(o: Pick<DemoOptions, 'methods' | 'baseModel' | 'backend'>): void {
   const methods = o.methods ?? DEMO_METHODS;
+  if (methods.length === 0) fail(`--methods is empty; give some of ${DEMO_METHODS.join(', ')}`);
   for (const m of methods)
     if (!(DEMO_METHODS as readonly string[]).includes(m))
       fail(`--methods: unknown method '${m}'; expected some of ${DEMO_METHODS.join(', ')}`);
+  if (o.baseModel !== undefined && !complete(o.baseModel, MODEL_FILES))
+    fail(`--base ${o.baseModel}: not a model folder with ${MODEL_FILES.join(', ')}`);
+  getBackend(o.backend); // --backend native without the addon fails now, not after the data is built
+}
+
+export async function runDemo(o: DemoOptions): Promise<DemoResult> {
+  checkDemoOptions(o);
+  const log = o.log ?? ((line: string) => console.log(line));
+  const b = o.budget;
+  const methods = o.methods ?? DEMO_METHODS;
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
   const clock = () => ((performance.now() - t0) / 1000).toFixed(1).padStart(6);
@@ -229,15 +242,12 @@ async function prepareBase(o: DemoOptions, out: string, say: (line: string) => v
   const b = o.budget;
   const baseDir = path.join(out, 'base');
   const pre = { ...b.pretrain, evalPerLevel: 0, evalSamples: 1 };
-  const modelFiles = ['config.json', 'model.safetensors', 'tokenizer.json'];
   let how = 'pretrained';
   let target = o.cacheDir ? path.join(o.cacheDir, `base-${cacheKey(pre, BASE_SOURCES)}`) : baseDir;
   if (o.baseModel !== undefined) {
-    if (!complete(o.baseModel, modelFiles))
-      fail(`--base ${o.baseModel}: not a model folder with ${modelFiles.join(', ')}`);
-    target = path.resolve(o.baseModel);
+    target = path.resolve(o.baseModel); // checked by checkDemoOptions
     how = `given ${o.baseModel}`;
-  } else if (o.cacheDir && complete(target, modelFiles)) how = `reused ${target}`;
+  } else if (o.cacheDir && complete(target, MODEL_FILES)) how = `reused ${target}`;
   else await pretrain({ ...pre, out: target, backend: o.backend });
   if (target !== baseDir) {
     rmSync(baseDir, { recursive: true, force: true });

@@ -143,7 +143,7 @@ test('red demo --tiny: every method trained, evaluated, tabulated and reported',
 test('red report and red demo: user errors are one line naming what is wrong', async () => {
   const { spawnSync } = await import('node:child_process');
   const bin = new URL('../../bin/red.js', import.meta.url).pathname;
-  const root = tempDir('red-demo-err-'); // the commands lock (so create) --out before they check their arguments
+  const root = tempDir('red-demo-err-');
   const missing = path.join(root, 'no-such-run');
   const r = spawnSync(process.execPath, [bin, 'report', missing, '--out', path.join(root, 'report')], {
     encoding: 'utf8',
