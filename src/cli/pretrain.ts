@@ -2,6 +2,7 @@
 // plus a small share of teacher traces, easy-skewed curriculum) and saves it as a Hugging Face model folder with its tokenizer.
 import type { Command } from 'commander';
 import { parsePrecision } from '../engine/precision.ts';
+import type { PretrainStep } from '../train/pretrain.ts';
 import { fail } from '../util/errors.ts';
 
 interface PretrainCliOptions {
@@ -42,7 +43,9 @@ export function registerPretrain(program: Command): void {
     .option('--precision <name>', 'fp32, or bf16: mixed precision (fp32 master weights, bf16 GEMMs) (default fp32)')
     .option('--save-dtype <dtype>', 'dtype of the saved model.safetensors: fp32 or bf16 (default fp32)')
     .action(async (opts: PretrainCliOptions) => {
-      const { pretrain, PRETRAIN_DEFAULTS, PRETRAIN_QUICK } = await import('../train/pretrain.ts');
+      const { pretrain, validatePretrainOptions, PRETRAIN_DEFAULTS, PRETRAIN_QUICK } =
+        await import('../train/pretrain.ts');
+      const { getBackend } = await import('../engine/index.ts');
       const backend = opts.backend;
       if (backend !== undefined && backend !== 'auto' && backend !== 'native' && backend !== 'reference')
         fail(`--backend must be auto, native or reference, got '${backend}'`);
@@ -50,10 +53,8 @@ export function registerPretrain(program: Command): void {
       const set = <T>(v: T | undefined, fallback: T): T => (v === undefined ? fallback : v);
       const steps = set(parseNumber('steps', opts.steps, true), base.steps);
       const every = Math.max(1, Math.round(steps / 20));
-      // One writer per model folder; the lock leaves with the old folder when save() replaces it.
-      (await import('../util/lock.ts')).lockFolder(opts.out, 'pretrain');
       const started = performance.now();
-      const result = await pretrain({
+      const options = {
         ...base,
         out: opts.out,
         seed: set(parseNumber('seed', opts.seed, true), base.seed),
@@ -61,10 +62,10 @@ export function registerPretrain(program: Command): void {
         batchSize: set(parseNumber('batch-size', opts.batchSize, true), base.batchSize),
         lr: set(parseNumber('lr', opts.lr, false), base.lr),
         evalPerLevel: set(parseNumber('eval-per-level', opts.evalPerLevel, true), base.evalPerLevel),
-        backend,
+        backend: getBackend(backend), // --backend native without the addon fails here
         precision: parsePrecision(opts.precision, '--precision'),
         saveDtype: parsePrecision(opts.saveDtype, '--save-dtype'),
-        onStep: (s) => {
+        onStep: (s: PretrainStep) => {
           if (s.step % every === 0 || s.step === 1 || s.step === steps) {
             const elapsed = (performance.now() - started) / 1000;
             console.log(
@@ -72,7 +73,12 @@ export function registerPretrain(program: Command): void {
             );
           }
         },
-      });
+      };
+      // Every argument is checked before --out is made (taking the lock makes it): a bad command leaves nothing.
+      validatePretrainOptions(options);
+      // One writer per model folder; the lock leaves with the old folder when save() replaces it.
+      (await import('../util/lock.ts')).lockFolder(opts.out, 'pretrain');
+      const result = await pretrain(options);
       console.log(
         `saved ${result.dir} (${result.parameters} parameters, ${result.seconds.toFixed(1)}s, ${result.tokensPerSecond.toFixed(0)} tok/s)`,
       );

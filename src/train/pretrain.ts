@@ -170,6 +170,7 @@ export function validatePretrainOptions(o: PretrainOptions): void {
     problems.push(`model.hidden (${o.model.hidden}) must be a multiple of model.heads (${o.model.heads})`);
   if (o.model.heads % o.model.kvHeads !== 0) problems.push(`model.heads must be a multiple of model.kvHeads`);
   if (problems.length > 0) fail(`pretrain options: ${problems.join('; ')}`);
+  if (o.evalPerLevel > 0) evalProblems(o); // fails when a level has fewer held-out problems (a few ms)
 }
 
 export async function pretrain(options: Partial<PretrainOptions> & { out: string }): Promise<PretrainResult> {
@@ -180,7 +181,7 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
   const tokFiles = builtinTokenizerFiles();
   const tok = new Tokenizer({ ...tokFiles, generationConfig: {}, source: 'built-in tokenizer' });
   const config = parseConfig(tinyConfigJson(o.model, tok.vocabSize), 'tiny model config');
-  // The held-out problems are drawn first: asking for more than a level has fails now, not after training.
+  // Drawn before training (validatePretrainOptions checked that every level has enough).
   const heldOut = o.evalPerLevel > 0 ? evalProblems(o) : [];
   const model = Qwen2Model.init(config, o.seed, { backend });
   model.setComputePrecision(o.precision ?? 'fp32');
