@@ -29,9 +29,11 @@ export function registerData(program: Command): void {
       intOption('test'),
     )
     .action(async (opts: { out: string; seed: number; train?: number; test?: number }) => {
-      const { writeBuiltinDataset } = await import('../data/task/builtin.ts');
+      const { drawBuiltinDataset, writeBuiltinDataset } = await import('../data/task/builtin.ts');
+      // Drawn (and the sizes checked) before --out is made: a bad command leaves nothing behind.
+      const drawn = drawBuiltinDataset(opts);
       (await import('../util/lock.ts')).lockFolder(opts.out, 'data builtin');
-      const files = writeBuiltinDataset(opts);
+      const files = writeBuiltinDataset(opts, drawn);
       console.log(
         `wrote ${files.train} (${rows(files.levels.train)} rows, per level ${JSON.stringify(files.levels.train)})`,
       );

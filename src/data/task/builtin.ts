@@ -59,18 +59,31 @@ export interface BuiltinDatasetFiles {
   levels: { train: Record<Level, number>; test: Record<Level, number> };
 }
 
-export function writeBuiltinDataset(options: BuiltinDatasetOptions): BuiltinDatasetFiles {
+/** The rows of both splits. */
+export interface BuiltinDataset {
+  train: BuiltinRow[];
+  test: BuiltinRow[];
+}
+
+/** Both splits drawn (and the sizes checked): a size a split cannot give fails here, before anything is written. */
+export function drawBuiltinDataset(options: Omit<BuiltinDatasetOptions, 'out'>): BuiltinDataset {
   for (const key of ['train', 'test'] as const) {
     const n = options[key];
     if (n !== undefined && (!Number.isInteger(n) || n < 1)) fail(`--${key} must be a positive integer, got ${n}`);
   }
   if (!Number.isInteger(options.seed) || options.seed < 0)
     fail(`--seed must be a non-negative integer, got ${options.seed}`);
-  // Both splits are drawn before anything is written: a size a split cannot give writes nothing.
-  const rows = {
+  return {
     train: builtinRows('train', options.train, options.seed),
     test: builtinRows('test', options.test, options.seed),
   };
+}
+
+/** Writes the dataset into `options.out`; `rows`: the splits, when the caller drew them first (to lock the folder after). */
+export function writeBuiltinDataset(
+  options: BuiltinDatasetOptions,
+  rows: BuiltinDataset = drawBuiltinDataset(options),
+): BuiltinDatasetFiles {
   mkdirSync(options.out, { recursive: true });
   const files = { train: path.join(options.out, 'train.jsonl'), test: path.join(options.out, 'test.jsonl') };
   const levels = { train: countLevels([]), test: countLevels([]) };
