@@ -28,7 +28,7 @@ import {
 import { readMasterWeights } from './checkpoint.ts';
 import { createProgress, type Progress } from './metrics.ts';
 import { AdamW, clipGradNorm } from './optimizer.ts';
-import { prepareRunFolder } from './runfolder.ts';
+import { checkRunFolder, clearRunFolder } from './runfolder.ts';
 import { remoteRollouts } from './remote.ts';
 import { asRolloutSamples } from './env.ts';
 import { Trainer, type TrainerEnv } from './trainer.ts';
@@ -118,10 +118,18 @@ export async function runTrain(cmd: TrainCommand, progress?: Progress): Promise<
   const syncDir = config.rollout.engine === 'remote' ? config.rollout.syncDir : undefined;
   const syncLock = syncDir !== undefined ? lockFolder(syncDir, 'train (weight sync)') : null;
   try {
-    const changes = prepareRunFolder({ out: cmd.out, resume: cmd.resume, force: cmd.force ?? false }, config);
-    if (changes.length > 0)
+    const folder = checkRunFolder({ out: cmd.out, resume: cmd.resume, force: cmd.force ?? false }, config);
+    // Model, tokenizer and data are loaded (and checked) before the folder changes: an input that
+    // fails to load writes no config.yaml and leaves a run that --force would replace in place.
+    const env = await buildEnv(
+      await resolveHubInputs(config),
+      stages.some((s) => s.klCoef > 0),
+      cmd.out,
+    );
+    if (folder.clear) clearRunFolder(cmd.out);
+    if (folder.changes.length > 0)
       process.stderr.write(
-        `red train: resuming with settings changed since ${cmd.out} was started: ${changes.join('; ')}\n`,
+        `red train: resuming with settings changed since ${cmd.out} was started: ${folder.changes.join('; ')}\n`,
       );
     try {
       writeFileAtomic(path.join(cmd.out, 'config.yaml'), configToYaml(config));
@@ -130,7 +138,7 @@ export async function runTrain(cmd: TrainCommand, progress?: Progress): Promise<
         `cannot write to the output folder ${cmd.out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
       );
     }
-    return await trainInFolder(cmd, config, stages, progress);
+    return await trainInFolder(cmd, config, stages, env, progress);
   } finally {
     syncLock?.release();
     lock.release();
@@ -141,13 +149,9 @@ async function trainInFolder(
   cmd: TrainCommand,
   config: TrainConfig,
   stages: ReturnType<typeof resolveStages>,
+  env: TrainerEnv,
   progress?: Progress,
 ): Promise<number> {
-  const env = await buildEnv(
-    await resolveHubInputs(config),
-    stages.some((s) => s.klCoef > 0),
-    cmd.out,
-  );
   const p = progress ?? createProgress(config.log.progress);
   const trainer = new Trainer(env, {
     config,

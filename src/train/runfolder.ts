@@ -22,8 +22,8 @@ export function runFolderEntries(dir: string): string[] {
   return started;
 }
 
-/** Empties `dir` except its lock file (held by this process). */
-function emptyFolder(dir: string): void {
+/** Empties `dir` except its lock file (held by this process): what --force does to a folder holding another run. */
+export function clearRunFolder(dir: string): void {
   for (const n of readdirSync(dir)) if (n !== LOCK_FILE) rmSync(path.join(dir, n), { recursive: true, force: true });
 }
 
@@ -52,25 +52,31 @@ export interface RunFolderRequest {
   force: boolean;
 }
 
+export interface RunFolderCheck {
+  /** The keys changed since the folder's config.yaml, on resume (for the log). */
+  changes: string[];
+  /** --force on a folder holding another run: empty it (clearRunFolder) once the run's inputs have loaded. */
+  clear: boolean;
+}
+
 /**
- * Checks (and with --force prepares) the folder for a run of `config`. Returns the changes since
- * the folder's config.yaml on resume (for the log); fails with the fix otherwise.
+ * Checks the folder for a run of `config` without changing it; fails with the fix when the run
+ * may not go there.
  */
-export function prepareRunFolder(req: RunFolderRequest, config: unknown): string[] {
+export function checkRunFolder(req: RunFolderRequest, config: unknown): RunFolderCheck {
   const { out } = req;
   if (!req.resume) {
     const entries = runFolderEntries(out);
-    if (entries.length === 0) return [];
+    if (entries.length === 0) return { changes: [], clear: false };
     if (!req.force) {
       fail(
         `${out} already holds a run (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''}); add --resume to continue it, --force to delete it and start over, or choose another --out`,
       );
     }
-    emptyFolder(out);
-    return [];
+    return { changes: [], clear: true };
   }
   const file = path.join(out, 'config.yaml');
-  if (!existsSync(file)) return [];
+  if (!existsSync(file)) return { changes: [], clear: false };
   let before: unknown;
   try {
     before = YAML.parse(readFileSync(file, 'utf8'));
@@ -88,5 +94,5 @@ export function prepareRunFolder(req: RunFolderRequest, config: unknown): string
         `resume with the same ${identity.map((c) => c.split(' ')[0]).join(' and ')}, add --force to continue from that checkpoint anyway, or choose another --out`,
     );
   }
-  return changes;
+  return { changes, clear: false };
 }

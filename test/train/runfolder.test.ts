@@ -1,6 +1,7 @@
 // The run folder of `red train` cannot be lost or corrupted: a rerun without --resume is refused
 // (it used to truncate metrics.jsonl and let `keep` delete its own new checkpoint), --force starts
-// over keeping nothing; --resume with another method is refused, other changed keys are listed;
+// over keeping nothing, but only once the new run's inputs have loaded; --resume with another
+// method is refused, other changed keys are listed;
 // two `red train` processes on one folder: the second is refused with the first one's PID.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -78,6 +79,30 @@ test('a run that failed before its first step does not block the corrected comma
   );
   await runTrain({ config: cfg, out: dir, method: 'sft', sets: [], maxSteps: 1, resume: false }, quiet);
   assert.deepEqual(steps(dir), [1]);
+});
+
+test('--force with an input that fails to load keeps the run it would replace', async () => {
+  const dir = outDir();
+  await runTrain({ config: cfg, out: dir, method: 'sft', sets: [], maxSteps: 2, resume: false }, quiet);
+  const config = readFileSync(path.join(dir, 'config.yaml'), 'utf8');
+  await assert.rejects(
+    runTrain(
+      {
+        config: cfg,
+        out: dir,
+        method: 'grpo',
+        sets: ['data.fields=problem=nope,answer=answer'],
+        maxSteps: 1,
+        resume: false,
+        force: true,
+      },
+      quiet,
+    ),
+    /missing field 'nope'/,
+  );
+  assert.equal(readFileSync(path.join(dir, 'config.yaml'), 'utf8'), config);
+  assert.deepEqual(steps(dir), [1, 2]);
+  assert.deepEqual(checkpoints(dir), ['step-1', 'step-2']);
 });
 
 test('--resume with another method is refused and leaves config.yaml; other changed keys are listed', async () => {
