@@ -43,6 +43,12 @@ float roundedToBf16(float x) {
   std::memcpy(&x, &u, 4);
   return x;
 }
+// x(n) rounded to bf16 values, kept in fp32.
+float* rounded(red::Scratch& s, const float* x, i64 n) {
+  float* f = s.get((size_t)n);
+  for (i64 i = 0; i < n; ++i) f[i] = roundedToBf16(x[i]);
+  return f;
+}
 void matmulBf16Fallback(float* out, const uint16_t* a, const uint16_t* b, i64 M, i64 N, i64 Kd, bool ta, bool tb,
                         bool acc) {
   static red::Scratch sa, sb;
@@ -55,19 +61,22 @@ void roundBf16Fallback(uint16_t* out, const float* x, i64 n) {
     out[i] = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 0x40) : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
   }
 }
-// bf16.cc's backward splits dout and inp into bf16 pairs that carry them to ~2⁻¹⁷: fp32 products on
-// the widened weight are what that approximates.
+// Rounded: dout and inp rounded to bf16 values, as bf16.cc rounds them. Split: bf16.cc's pairs
+// carry them to ~2⁻¹⁷, and fp32 products on the unrounded operands are what that approximates.
 void linearBackwardBf16Fallback(float* dinp, float* dw, float* db, const float* dout, const float* inp,
-                                const uint16_t* w, i64 T, i64 C, i64 OC) {
-  static red::Scratch sw;
-  K->linearBackward(dinp, dw, db, dout, inp, widened(sw, w, OC * C), T, C, OC);
+                                const uint16_t* w, i64 T, i64 C, i64 OC, bool split) {
+  static red::Scratch sd, sx, sw;
+  const float* d = split ? dout : rounded(sd, dout, T * OC);
+  const float* x = split ? inp : rounded(sx, inp, T * C);
+  K->linearBackward(dinp, dw, nullptr, d, x, widened(sw, w, OC * C), T, C, OC);
+  if (db)
+    for (i64 t = 0; t < T; ++t)
+      for (i64 o = 0; o < OC; ++o) db[o] += dout[t * OC + o];
 }
 void linearForwardBf16Fallback(float* out, const float* inp, const uint16_t* w, const float* bias, i64 T, i64 C,
                                i64 OC) {
   static red::Scratch sx, sw;
-  float* x = sx.get((size_t)(T * C));
-  for (i64 i = 0; i < T * C; ++i) x[i] = roundedToBf16(inp[i]);
-  K->linearForward(out, x, widened(sw, w, OC * C), bias, T, C, OC);
+  K->linearForward(out, rounded(sx, inp, T * C), widened(sw, w, OC * C), bias, T, C, OC);
 }
 
 // Reads the arguments of one call; the first problem is thrown and later reads return defaults.
@@ -214,8 +223,10 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   const float* dout = a.f32(3, "dout", T * OC);
   const float* inp = a.f32(4, "inp", T * C);
   const auto* w = weights<Bf16>(a, 5, "weight", OC * C);
+  const bool split = Bf16 && a.boolean(9, "split");
   if (a.failed()) return info.Env().Undefined();
-  if constexpr (Bf16) (KB ? KB->linearBackward : linearBackwardBf16Fallback)(dinp, dw, db, dout, inp, w, T, C, OC);
+  if constexpr (Bf16)
+    (KB ? KB->linearBackward : linearBackwardBf16Fallback)(dinp, dw, db, dout, inp, w, T, C, OC, split);
   else K->linearBackward(dinp, dw, db, dout, inp, w, T, C, OC);
   return info.Env().Undefined();
 }

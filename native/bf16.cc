@@ -482,15 +482,19 @@ static void linearForwardBf16(float* out, const float* inp, const uint16_t* weig
 }
 
 // x ≈ hi + lo with hi = bf16(x) and lo = bf16(x − hi): the pair carries x to about 2⁻¹⁷ of its
-// size (hi + lo is exact in fp32), where hi alone carries it to 2⁻⁹.
+// size (hi + lo is exact in fp32), where hi alone carries it to 2⁻⁹. split16 is 16 lanes of it.
+static inline void split16(__m512 v, __m256i& hi, __m256i& lo) {
+  hi = (__m256i)_mm512_cvtneps_pbh(v);
+  const __m512 hf = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16));
+  lo = (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(v, hf));
+}
 static void splitBf16(uint16_t* hi, uint16_t* lo, const float* x, i64 n) {
   i64 i = 0;
   for (; i + 16 <= n; i += 16) {
-    const __m512 v = _mm512_loadu_ps(x + i);
-    const __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
-    const __m512 hf = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    __m256i h, l;
+    split16(_mm512_loadu_ps(x + i), h, l);
     _mm256_storeu_si256((__m256i*)(hi + i), h);
-    _mm256_storeu_si256((__m256i*)(lo + i), (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(v, hf)));
+    _mm256_storeu_si256((__m256i*)(lo + i), l);
   }
   for (; i < n; ++i) {
     hi[i] = toBf16(x[i]);
@@ -498,48 +502,67 @@ static void splitBf16(uint16_t* hi, uint16_t* lo, const float* x, i64 n) {
   }
 }
 
-// splitBf16 of x (T, C), each part transposed to (C, T): 16 rows of a column are gathered into one
-// register, split, and stored as 16 consecutive bf16.
-static void splitTransposed(uint16_t* hi, uint16_t* lo, const float* x, i64 T, i64 C) {
+// x (T, C) read transposed: for each column c and 16 rows t0.., store(v, m, c·T + t0) gets the 16
+// values gathered into one register (lanes past T are 0 and off in the mask m) and their offset in
+// the (C, T) layout, where they are 16 consecutive elements.
+template <class Store>
+static inline void forEachTransposed16(const float* x, i64 T, i64 C, Store store) {
   const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
                                           _mm512_set1_epi32((int)C));
   for (i64 t0 = 0; t0 < T; t0 += 16) {
     const int n = T - t0 < 16 ? (int)(T - t0) : 16;
     const __mmask16 m = (__mmask16)((1u << n) - 1u);
     const float* base = x + t0 * C;
-    for (i64 c = 0; c < C; ++c) {
-      const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, rows, base + c, 4);
-      const __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
-      const __m512 hf = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-      _mm256_mask_storeu_epi16(hi + c * T + t0, m, h);
-      _mm256_mask_storeu_epi16(lo + c * T + t0, m, (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(v, hf)));
-    }
+    for (i64 c = 0; c < C; ++c) store(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, rows, base + c, 4), m, c * T + t0);
   }
 }
+// Rows t of x (T, C) rounded to bf16 and transposed: dst (C, T).
+static void roundTransposed(uint16_t* dst, const float* x, i64 T, i64 C) {
+  forEachTransposed16(x, T, C, [&](__m512 v, __mmask16 m, i64 o) {
+    _mm256_mask_storeu_epi16(dst + o, m, (__m256i)_mm512_cvtneps_pbh(v));
+  });
+}
+// splitBf16 of x (T, C), each part transposed to (C, T).
+static void splitTransposed(uint16_t* hi, uint16_t* lo, const float* x, i64 T, i64 C) {
+  forEachTransposed16(x, T, C, [&](__m512 v, __mmask16 m, i64 o) {
+    __m256i h, l;
+    split16(v, h, l);
+    _mm256_mask_storeu_epi16(hi + o, m, h);
+    _mm256_mask_storeu_epi16(lo + o, m, l);
+  });
+}
 
-// The backward's operands dout and inp are fp32 and are split (splitBf16), not rounded: rounding
-// them to bf16 slowed training measurably on the built-in task (the README's precision notes),
-// while the bf16 weight is exact. So dinp = (dh + dl)·W (two bf16 products) and
-// dweight += dhᵀ·xh + dlᵀ·xh + dhᵀ·xl (three; dlᵀ·xl is below 2⁻¹⁷): fp32's accuracy to about
-// 2⁻¹⁶ at 2.5× the bf16 products' work, still faster than fp32 FMAs where AMX runs them.
+// dout and inp are fp32; the bf16 weight is exact. Rounded (split false, the usual mixed
+// precision): dinp = bf16(dout)·W and dweight += bf16(dout)ᵀ·bf16(inp), one bf16 product each.
+// Split (splitBf16): dinp = (dh + dl)·W (two products) and dweight += dhᵀ·xh + dlᵀ·xh + dhᵀ·xl
+// (three; dlᵀ·xl is below 2⁻¹⁷): fp32's accuracy to about 2⁻¹⁶ at 2.5× the bf16 products' work,
+// still faster than fp32 FMAs where AMX runs them. Which trains better is open (model.bf16Backward).
 static void linearBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                               const uint16_t* weight, i64 T, i64 C, i64 OC) {
+                               const uint16_t* weight, i64 T, i64 C, i64 OC, bool split) {
   if (T <= 0) return;
   static thread_local Scratch sdh, sdl, sxh, sxl;
   uint16_t* dh = static_cast<uint16_t*>(sdh.bytes((size_t)T * OC * 2));
-  uint16_t* dl = static_cast<uint16_t*>(sdl.bytes((size_t)T * OC * 2));
-  if (dinp) {
-    splitBf16(dh, dl, dout, T * OC);
-    matmulBf16(dinp, dh, weight, T, C, OC, false, false, false);  // (T,OC)·(OC,C)
-    matmulBf16(dinp, dl, weight, T, C, OC, false, false, true);
-  }
-  splitTransposed(dh, dl, dout, T, OC);  // (OC, T) each
+  uint16_t* dl = split ? static_cast<uint16_t*>(sdl.bytes((size_t)T * OC * 2)) : nullptr;
   uint16_t* xh = static_cast<uint16_t*>(sxh.bytes((size_t)T * C * 2));
-  uint16_t* xl = static_cast<uint16_t*>(sxl.bytes((size_t)T * C * 2));
-  splitBf16(xh, xl, inp, T * C);
+  uint16_t* xl = split ? static_cast<uint16_t*>(sxl.bytes((size_t)T * C * 2)) : nullptr;
+  if (dinp) {
+    if (split) splitBf16(dh, dl, dout, T * OC);
+    else roundToBf16(dh, dout, T * OC);
+    matmulBf16(dinp, dh, weight, T, C, OC, false, false, false);  // (T,OC)·(OC,C)
+    if (split) matmulBf16(dinp, dl, weight, T, C, OC, false, false, true);
+  }
+  if (split) {
+    splitTransposed(dh, dl, dout, T, OC);  // (OC, T) each
+    splitBf16(xh, xl, inp, T * C);
+  } else {
+    roundTransposed(dh, dout, T, OC);  // (OC, T)
+    roundToBf16(xh, inp, T * C);
+  }
   matmulBf16(dweight, dh, xh, OC, C, T, false, false, true);  // (OC,T)·(T,C), accumulated
-  matmulBf16(dweight, dl, xh, OC, C, T, false, false, true);
-  matmulBf16(dweight, dh, xl, OC, C, T, false, false, true);
+  if (split) {
+    matmulBf16(dweight, dl, xh, OC, C, T, false, false, true);
+    matmulBf16(dweight, dh, xl, OC, C, T, false, false, true);
+  }
   if (dbias)
     for (i64 t = 0; t < T; ++t)
       for (i64 o = 0; o < OC; ++o) dbias[o] += dout[t * OC + o];

@@ -128,9 +128,10 @@ struct Bf16Kernels {
   void (*linearForward)(float* out, const float* inp, const uint16_t* weight, const float* bias, i64 T, i64 C,
                         i64 OC);
   // dinp(T,C) = bf16(dout)·weight (written; may be null); dweight(OC,C) += bf16(dout)ᵀ·bf16(inp);
-  // dbias(OC) += Σ_t dout (fp32; may be null).
+  // dbias(OC) += Σ_t dout (fp32; may be null). split: dout and inp as bf16 hi+lo pairs instead of
+  // rounded, as accurate as fp32 products on the widened weight.
   void (*linearBackward)(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                         const uint16_t* weight, i64 T, i64 C, i64 OC);
+                         const uint16_t* weight, i64 T, i64 C, i64 OC, bool split);
   // out(n) ← bf16 bits of x (nearest even).
   void (*round)(uint16_t* out, const float* x, i64 n);
   // GFLOP/s of a register-only loop of bf16 dot products (2 products + 2 adds per fp32 lane).

@@ -129,7 +129,7 @@ function kernelsOnTensors(k: HostKernels): DeviceKernels {
         C,
         OC,
       ),
-    linearBackwardBf16: (dinp, dw, db, dout, inp, w, T, C, OC) =>
+    linearBackwardBf16: (dinp, dw, db, dout, inp, w, T, C, OC, split) =>
       k.linearBackwardBf16(
         f32n(dinp, 'linearBackwardBf16'),
         f32(dw, 'linearBackwardBf16'),
@@ -140,6 +140,7 @@ function kernelsOnTensors(k: HostKernels): DeviceKernels {
         T,
         C,
         OC,
+        split,
       ),
     roundBf16: (out, x, n) => k.roundBf16(bf16(out, 'roundBf16'), f32(x, 'roundBf16'), n),
     widenBf16: (out, x, n) => k.widenBf16(f32(out, 'widenBf16'), bf16(x, 'widenBf16'), n),

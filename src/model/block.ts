@@ -5,6 +5,7 @@
 // alias them) and supplies the attention step (packed causal attention, or attention against a
 // KV cache). Every buffer is a backend tensor (src/engine/backend.ts): nothing here touches memory.
 import type { Backend } from '../engine/backend.ts';
+import type { Bf16Backward } from '../engine/precision.ts';
 import type { ModelConfig } from './config.ts';
 import { linearBackwardW, linearW, type F32, type I32, type LayerViews, type Weight } from './params.ts';
 
@@ -114,7 +115,8 @@ export interface BlockGradScratch {
  * The twin of blockForward: dresid (T, C) holds d out on entry and d resid on return (the
  * residual stream's gradient flows through); parameter gradients accumulate into lg. b holds
  * the forward's activations (b.mlp is recomputed here); lse (T, NH) is attention's log-sum-exp;
- * the batch's B sequences are delimited by cuSeqlens (B+1).
+ * the batch's B sequences are delimited by cuSeqlens (B+1). bf16Backward: how bf16 weights'
+ * products treat dout and the input (linearBackwardW).
  */
 export function blockBackward(
   be: Backend,
@@ -129,6 +131,7 @@ export function blockBackward(
   cuSeqlens: I32,
   B: number,
   T: number,
+  bf16Backward: Bf16Backward,
 ): void {
   const { C, NH, NKV, HD, I, ropeTheta } = s;
   const QD = NH * HD,
@@ -136,20 +139,20 @@ export function blockBackward(
     QKV = QD + 2 * KD;
   // MLP: out = resid2 + down(swiglu(gate(ln2), up(ln2))); dresid flows through unchanged.
   be.swigluForward(b.mlp, b.gate, b.up, T * I); // the input of down_proj (not kept by forward)
-  linearBackwardW(be, g.dmlp, lg.downWeight, null, dresid, b.mlp, lw.downWeight, T, I, C);
+  linearBackwardW(be, g.dmlp, lg.downWeight, null, dresid, b.mlp, lw.downWeight, T, I, C, bf16Backward);
   be.swigluBackward(g.dgate, g.dup, g.dmlp, b.gate, b.up, T * I);
   be.copyColumns(g.dgateUp, g.dup, T, I, 2 * I, I, I, 0);
   be.copyColumns(g.dgateUp, g.dgate, T, I, 2 * I, 0, I, 0);
-  linearBackwardW(be, g.dln, lg.gateUpWeight, null, g.dgateUp, b.ln2, lw.gateUpWeight, T, C, 2 * I);
+  linearBackwardW(be, g.dln, lg.gateUpWeight, null, g.dgateUp, b.ln2, lw.gateUpWeight, T, C, 2 * I, bf16Backward);
   be.rmsnormBackward(dresid, lg.postNorm, g.dln, b.resid2, lw.postNorm, b.rstd2, T, C);
   // Attention: resid2 = resid + o_proj(attention(rope(q), rope(k), v)).
-  linearBackwardW(be, g.datt, lg.oWeight, null, dresid, b.att, lw.oWeight, T, QD, C);
+  linearBackwardW(be, g.datt, lg.oWeight, null, dresid, b.att, lw.oWeight, T, QD, C, bf16Backward);
   be.attentionBackward(g.dq, g.dk, g.dv, g.datt, b.q, b.k, b.v, b.att, lse, cuSeqlens, B, T, NH, NKV, HD);
   be.ropeBackward(g.dk, positions, T, NKV, HD, ropeTheta);
   be.ropeBackward(g.dq, positions, T, NH, HD, ropeTheta);
   be.copyColumns(g.dqkv, g.dv, T, KD, QKV, QD + KD, KD, 0);
   be.copyColumns(g.dqkv, g.dk, T, KD, QKV, QD, KD, 0);
   be.copyColumns(g.dqkv, g.dq, T, QD, QKV, 0, QD, 0);
-  linearBackwardW(be, g.dln, lg.qkvWeight, lg.qkvBias, g.dqkv, b.ln1, lw.qkvWeight, T, C, QKV);
+  linearBackwardW(be, g.dln, lg.qkvWeight, lg.qkvBias, g.dqkv, b.ln1, lw.qkvWeight, T, C, QKV, bf16Backward);
   be.rmsnormBackward(dresid, lg.inputNorm, g.dln, b.resid, lw.inputNorm, b.rstd1, T, C);
 }

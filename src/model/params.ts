@@ -4,6 +4,7 @@
 // the flat tensor is bf16: the matrices are views of it, the norms and biases small f32 tensors
 // widened from it on the backend (they feed fp32 arithmetic).
 import type { Backend, Tensor } from '../engine/backend.ts';
+import type { Bf16Backward } from '../engine/precision.ts';
 import type { ModelConfig } from './config.ts';
 
 /** An f32 tensor (activations, norms, biases, gradients). */
@@ -205,7 +206,10 @@ export function linearW(
   else be.linearForward(out, inp, weight, bias, T, C, OC);
 }
 
-/** linearBackward for a weight in either dtype (bf16: dout and inp rounded, fp32 accumulation). */
+/**
+ * linearBackward for a weight in either dtype (bf16: dout and inp rounded or split into bf16 pairs
+ * as bf16Backward says, fp32 accumulation).
+ */
 export function linearBackwardW(
   be: Backend,
   dinp: F32 | null,
@@ -217,8 +221,10 @@ export function linearBackwardW(
   T: number,
   C: number,
   OC: number,
+  bf16Backward: Bf16Backward,
 ): void {
-  if (weight.dtype === 'bf16') be.linearBackwardBf16(dinp, dweight, dbias, dout, inp, weight, T, C, OC);
+  if (weight.dtype === 'bf16')
+    be.linearBackwardBf16(dinp, dweight, dbias, dout, inp, weight, T, C, OC, bf16Backward === 'split');
   else be.linearBackward(dinp, dweight, dbias, dout, inp, weight, T, C, OC);
 }
 

@@ -15,7 +15,7 @@ import path from 'node:path';
 import type { Backend, Tensor } from '../engine/backend.ts';
 import { fromBf16, toBf16 } from '../engine/bf16.ts';
 import { getBackend } from '../engine/index.ts';
-import { noteBf16Speed, type Precision } from '../engine/precision.ts';
+import { DEFAULT_BF16_BACKWARD, noteBf16Speed, type Bf16Backward, type Precision } from '../engine/precision.ts';
 import { fail } from '../util/errors.ts';
 import { Rng } from '../util/rng.ts';
 import { checkBatch, type PackedBatch } from './batch.ts';
@@ -206,13 +206,19 @@ export class Qwen2Model {
 
   /** Mixed precision: the bf16 copy of the master weights and its views (null: compute in fp32). */
   private mixed: { p16: Tensor<'bf16'>; w: ModelViews<Tensor<'bf16'>> } | null = null;
+  /** How backward's bf16 GEMMs take dout and the layer inputs: rounded or split (precision.ts). */
+  private bf16Backward: Bf16Backward = DEFAULT_BF16_BACKWARD;
 
   /**
    * The precision of the GEMMs: bf16 on an fp32 model is mixed-precision training (fp32 master
-   * weights, gradients and optimiser; a bf16 copy rounded at every forward). A bf16 model always
-   * computes in bf16.
+   * weights, gradients and optimiser; a bf16 copy rounded at every forward), whose backward
+   * rounds or splits its fp32 operands as bf16Backward says. A bf16 model always computes in bf16.
    */
-  setComputePrecision(p: Precision): void {
+  setComputePrecision(
+    p: Precision,
+    { bf16Backward = DEFAULT_BF16_BACKWARD }: { bf16Backward?: Bf16Backward } = {},
+  ): void {
+    this.bf16Backward = bf16Backward;
     if (p === 'fp32' || !this.p32) {
       if (p === 'fp32' && !this.p32) fail(this.bf16Only('fp32 compute'));
       this.mixed = null;
@@ -441,7 +447,7 @@ export class Qwen2Model {
       be.upload(s.headCe, h.ce.subarray(0, n));
       linearW(be, s.headLogits, s.headIn, w.lmHead, null, n, C, V);
       be.lossHeadBackward(s.headLogits, s.headLogits, s.headTargets, s.headCl, s.headCe, n, V);
-      linearBackwardW(be, s.dln, g.lmHead, null, s.headLogits, s.headIn, w.lmHead, n, C, V);
+      linearBackwardW(be, s.dln, g.lmHead, null, s.headLogits, s.headIn, w.lmHead, n, C, V, this.bf16Backward);
       be.embeddingBackward(s.dtmp, s.dln, s.headRows, n, C);
     }
     be.zero(s.dresid);
@@ -463,6 +469,7 @@ export class Qwen2Model {
         s.cuSeqlens,
         B,
         T,
+        this.bf16Backward,
       );
     }
     be.embeddingBackward(g.embed, s.dresid, s.ids, T, C);

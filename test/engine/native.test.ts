@@ -149,29 +149,34 @@ function compareKernels(nb: HostKernels): void {
         assertClose(`linearForwardBf16 ${M}x${K}->${N} bias=${+!!bb}`, got, want, 2e-5 * Math.sqrt(K) + 1e-5, 1e-4);
       }
     }
-    // Mixed-precision backward: dinp written, dweight and dbias accumulate, as accurate as fp32
-    // math on the unrounded dout and inp with the widened weight (dout and inp are split into bf16
-    // pairs, not rounded: rounding them alone misses these bounds by ~100×).
-    for (const [T, C, OC] of [
-      [1, 5, 3],
-      [7, 33, 17],
-      [40, 64, 70],
-      [129, 96, 50],
-    ]) {
-      const dout = randView(rng, T * OC),
-        inp = randView(rng, T * C),
-        w = toBf16(randn(rng, OC * C, 0.1));
-      const dw0 = randn(rng, OC * C),
-        db0 = randn(rng, OC);
-      const got = { dinp: new Float32Array(T * C), dw: Float32Array.from(dw0), db: Float32Array.from(db0) };
-      const want = { dinp: new Float32Array(T * C), dw: Float32Array.from(dw0), db: Float32Array.from(db0) };
-      nb.linearBackwardBf16(got.dinp, got.dw, got.db, dout, inp, w, T, C, OC);
-      ref.linearBackward(want.dinp, want.dw, null, dout, inp, fromBf16(w), T, C, OC);
-      for (let o = 0; o < OC; o++) for (let t = 0; t < T; t++) want.db[o] += dout[t * OC + o];
-      const tol = 2e-5 * Math.sqrt(Math.max(T, OC)) + 1e-5;
-      assertClose(`linearBackwardBf16 dinp ${T}x${C}x${OC}`, got.dinp, want.dinp, tol, 1e-4);
-      assertClose(`linearBackwardBf16 dweight ${T}x${C}x${OC}`, got.dw, want.dw, tol, 1e-4);
-      assertClose(`linearBackwardBf16 dbias ${T}x${C}x${OC}`, got.db, want.db, tol, 1e-4);
+    // Mixed-precision backward: dinp written, dweight and dbias accumulate. Rounded: the same
+    // rounding of dout and inp done on the host, then fp32 math. Split: as accurate as fp32 math on
+    // the unrounded dout and inp with the widened weight (the bf16 pairs carry them to ~2⁻¹⁷;
+    // rounding alone misses these bounds by ~100×).
+    for (const split of [false, true]) {
+      for (const [T, C, OC] of [
+        [1, 5, 3],
+        [7, 33, 17],
+        [40, 64, 70],
+        [129, 96, 50],
+      ]) {
+        const dout = randView(rng, T * OC),
+          inp = randView(rng, T * C),
+          w = toBf16(randn(rng, OC * C, 0.1));
+        const dw0 = randn(rng, OC * C),
+          db0 = randn(rng, OC);
+        const got = { dinp: new Float32Array(T * C), dw: Float32Array.from(dw0), db: Float32Array.from(db0) };
+        const want = { dinp: new Float32Array(T * C), dw: Float32Array.from(dw0), db: Float32Array.from(db0) };
+        nb.linearBackwardBf16(got.dinp, got.dw, got.db, dout, inp, w, T, C, OC, split);
+        const [d, x] = split ? [dout, inp] : [roundToBf16(dout), roundToBf16(inp)];
+        ref.linearBackward(want.dinp, want.dw, null, d, x, fromBf16(w), T, C, OC);
+        for (let o = 0; o < OC; o++) for (let t = 0; t < T; t++) want.db[o] += dout[t * OC + o];
+        const tol = 2e-5 * Math.sqrt(Math.max(T, OC)) + 1e-5;
+        const label = `linearBackwardBf16 split=${split} ${T}x${C}x${OC}`;
+        assertClose(`${label} dinp`, got.dinp, want.dinp, tol, 1e-4);
+        assertClose(`${label} dweight`, got.dw, want.dw, tol, 1e-4);
+        assertClose(`${label} dbias`, got.db, want.db, tol, 1e-4);
+      }
     }
     const x = Float32Array.from([1, 1 + 2 ** -8, 1 + 3 * 2 ** -8, -0, 3.4e38, NaN, ...randn(rng, 37)]);
     const bits = new Uint16Array(x.length + 1);

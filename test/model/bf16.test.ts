@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { availableBackends } from '../../src/engine/index.ts';
 import { toBf16 } from '../../src/engine/bf16.ts';
+import { BF16_BACKWARDS, type Bf16Backward } from '../../src/engine/precision.ts';
 import { Qwen2Model } from '../../src/model/qwen2.ts';
 import { KvDecoder } from '../../src/model/decode.ts';
 import { packSequences } from '../../src/model/batch.ts';
@@ -156,59 +157,72 @@ function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
 
 for (const kind of ['tied', 'untied'] as const) {
   const dir = `${fixtures}qwen2-tiny-${kind}`;
-  test(`mixed precision ${kind}: bf16 GEMMs on fp32 master weights give transformers' fp32 gradients within the pinned error; native = reference`, async () => {
-    const results: Float32Array[] = [];
+  test(`mixed precision ${kind}: bf16 GEMMs on fp32 master weights give transformers' fp32 gradients within the pinned error, with either bf16 backward; native = reference`, async () => {
+    const results = new Map<string, Float32Array>(); // by `${backend} ${bf16Backward}`
     for (const backend of availableBackends()) {
-      const model = await Qwen2Model.load(dir, { backend });
-      model.setComputePrecision('bf16');
-      assert.equal(model.computePrecision, 'bf16');
-      const master = model.readParams();
-      const gold = new SafetensorsFile(`${dir}/golden.safetensors`);
-      const { batch, where } = goldenBatch(gold);
-      const valid = gold.readFloat('valid'),
-        cl = gold.readFloat('loss_coef_logprob'),
-        ce = gold.readFloat('loss_coef_entropy');
-      const T = where.length,
-        coefLogprob = new Float32Array(T),
-        coefEntropy = new Float32Array(T);
-      where.forEach(([b, i], t) => {
-        if (i === 23 || valid[b * 23 + i] !== 1) return;
-        coefLogprob[t] = cl[b * 23 + i];
-        coefEntropy[t] = 0.1 * ce[b * 23 + i];
-      });
-      model.zeroGrad();
-      model.forward(batch);
-      model.backward(coefLogprob, coefEntropy);
-      assert.deepEqual(model.readParams(), master, 'the fp32 master weights are untouched by a mixed forward/backward');
-      let worst = 0,
-        worstName = '',
-        sum = 0;
-      const grads = model.readGrads();
-      for (const spec of model.layout.specs) {
-        const e = relErr(grads.subarray(spec.offset, spec.offset + spec.size), gold.readFloat(`grad.${spec.name}`));
-        sum += e;
-        if (e > worst) {
-          worst = e;
-          worstName = spec.name;
+      for (const bf16Backward of BF16_BACKWARDS) {
+        const model = await Qwen2Model.load(dir, { backend });
+        model.setComputePrecision('bf16', { bf16Backward });
+        assert.equal(model.computePrecision, 'bf16');
+        const master = model.readParams();
+        const gold = new SafetensorsFile(`${dir}/golden.safetensors`);
+        const { batch, where } = goldenBatch(gold);
+        const valid = gold.readFloat('valid'),
+          cl = gold.readFloat('loss_coef_logprob'),
+          ce = gold.readFloat('loss_coef_entropy');
+        const T = where.length,
+          coefLogprob = new Float32Array(T),
+          coefEntropy = new Float32Array(T);
+        where.forEach(([b, i], t) => {
+          if (i === 23 || valid[b * 23 + i] !== 1) return;
+          coefLogprob[t] = cl[b * 23 + i];
+          coefEntropy[t] = 0.1 * ce[b * 23 + i];
+        });
+        model.zeroGrad();
+        model.forward(batch);
+        model.backward(coefLogprob, coefEntropy);
+        assert.deepEqual(
+          model.readParams(),
+          master,
+          'the fp32 master weights are untouched by a mixed forward/backward',
+        );
+        let worst = 0,
+          worstName = '',
+          sum = 0;
+        const grads = model.readGrads();
+        for (const spec of model.layout.specs) {
+          const e = relErr(grads.subarray(spec.offset, spec.offset + spec.size), gold.readFloat(`grad.${spec.name}`));
+          sum += e;
+          if (e > worst) {
+            worst = e;
+            worstName = spec.name;
+          }
         }
+        const mean = sum / model.layout.specs.length;
+        console.log(
+          `  [${backend.name}] mixed ${kind}, backward ${bf16Backward}: gradient relative error per tensor max ${worst.toExponential(3)} (${worstName}), mean ${mean.toExponential(3)}`,
+        );
+        // Measured (tied / untied, both backends): round max 1.32e-2 / 2.80e-2, mean 9.1e-3 / 1.2e-2;
+        // split max 1.27e-2 / 2.38e-2, mean 8.3e-3 / 1.1e-2.
+        assert.ok(worst < 0.05 && mean < 0.02, `gradient relative error max ${worst} (${worstName}), mean ${mean}`);
+        assert.ok(mean > 1e-4, 'the gradients equal fp32 ones: the GEMMs did not run in bf16');
+        results.set(`${backend.name} ${bf16Backward}`, grads);
+        gold.close();
       }
-      const mean = sum / model.layout.specs.length;
-      console.log(
-        `  [${backend.name}] mixed ${kind}: gradient relative error per tensor max ${worst.toExponential(3)} (${worstName}), mean ${mean.toExponential(3)}`,
-      );
-      // Measured: max 1.32e-2 / 2.80e-2, mean 9.1e-3 / 1.2e-2 (tied / untied, both backends).
-      assert.ok(worst < 0.05 && mean < 0.02, `gradient relative error max ${worst} (${worstName}), mean ${mean}`);
-      assert.ok(mean > 1e-4, 'the gradients equal fp32 ones: the GEMMs did not run in bf16');
-      results.push(model.readGrads());
-      gold.close();
+      const modes = relErr(results.get(`${backend.name} round`)!, results.get(`${backend.name} split`)!);
+      console.log(`  [${backend.name}] mixed ${kind}: round vs split gradients ${modes.toExponential(3)}`);
+      // Measured 3.8e-3 (both kinds, both backends): a backend that ignored the mode gives 0.
+      assert.ok(modes > 1e-3, `[${backend.name}] round and split backward gave the same gradients (${modes})`);
     }
-    // The backends sum in different orders, so an activation can round to the other bf16 neighbour:
-    // measured 1.5e-3 (untied).
-    if (results.length === 2)
-      assert.ok(
-        relErr(results[1], results[0]) < 5e-3,
-        `native vs reference mixed gradients: ${relErr(results[1], results[0])}`,
-      );
+    // The backends sum in different orders, so a rounded activation or dout can land on the other
+    // bf16 neighbour: measured 1.5e-3 (round, untied); split carries them to ~2⁻¹⁷: 4.5e-6.
+    const agree = { round: 5e-3, split: 1e-4 } satisfies Record<Bf16Backward, number>;
+    if (results.size === 4)
+      for (const bf16Backward of BF16_BACKWARDS) {
+        const e = relErr(results.get(`native ${bf16Backward}`)!, results.get(`reference ${bf16Backward}`)!);
+        console.log(`  mixed ${kind}, backward ${bf16Backward}: native vs reference gradients ${e.toExponential(3)}`);
+        assert.ok(e < agree[bf16Backward], `native vs reference mixed gradients, backward ${bf16Backward}: ${e}`);
+      }
   });
 }
 

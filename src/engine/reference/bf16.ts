@@ -1,5 +1,5 @@
 // The reference bf16 kernels (native/bf16.cc's twin): bf16 operands widened exactly, activations
-// rounded to bf16 as the native kernels round them, the fp32 products of gemm.ts. widenBf16 and
+// rounded to bf16 (or split into bf16 pairs) as the native kernels do, the fp32 products of gemm.ts. widenBf16 and
 // embeddingForwardBf16 have no C++ twin: the native backend runs these loops too (native.ts).
 import type { HostKernels } from '../kernels.ts';
 import { fromBf16, roundToBf16, toBf16 } from '../bf16.ts';
@@ -15,16 +15,21 @@ export const linearForwardBf16: HostKernels['linearForwardBf16'] = (out, inp, we
   gemmDot(out, roundToBf16(inp.subarray(0, T * C)), fromBf16(weight.subarray(0, OC * C)), T, OC, C, false, bias);
 };
 
-/** x ≈ hi + lo, both bf16 values: hi = bf16(x), lo = bf16(x − hi) (hi + lo is exact in fp32). */
-function splitBf16(x: Float32Array): [Float32Array, Float32Array] {
+/**
+ * x as a sum of bf16 values: rounded, [bf16(x)]; split, [hi, lo] with hi = bf16(x) and
+ * lo = bf16(x − hi) (hi + lo is exact in fp32).
+ */
+function bf16Parts(x: Float32Array, split: boolean): Float32Array[] {
   const hi = roundToBf16(x);
+  if (!split) return [hi];
   const rest = new Float32Array(x.length);
   for (let i = 0; i < x.length; i++) rest[i] = x[i] - hi[i];
   return [hi, roundToBf16(rest)];
 }
 
-// dout and inp are split, not rounded (native/bf16.cc says why): dinp = (dh + dl)·W and
-// dweight += dhᵀ·xh + dlᵀ·xh + dhᵀ·xl.
+// dinp = (Σ parts of dout)·W and dweight += Σ dᵢᵀ·xⱼ over the parts with i + j ≤ 1: rounded,
+// bf16(dout)ᵀ·bf16(inp); split, dhᵀ·xh + dlᵀ·xh + dhᵀ·xl (dlᵀ·xl, below 2⁻¹⁷, is left out as
+// native/bf16.cc leaves it out).
 export const linearBackwardBf16: HostKernels['linearBackwardBf16'] = (
   dinp,
   dweight,
@@ -35,20 +40,17 @@ export const linearBackwardBf16: HostKernels['linearBackwardBf16'] = (
   T,
   C,
   OC,
+  split,
 ) => {
-  const [dh, dl] = splitBf16(dout.subarray(0, T * OC));
+  const ds = bf16Parts(dout.subarray(0, T * OC), split),
+    xs = bf16Parts(inp.subarray(0, T * C), split);
   if (dinp) {
     const d = new Float32Array(T * OC);
-    for (let i = 0; i < d.length; i++) d[i] = dh[i] + dl[i];
+    for (const part of ds) for (let i = 0; i < d.length; i++) d[i] += part[i];
     gemmAxpy(dinp, d, OC, 1, fromBf16(weight.subarray(0, OC * C)), T, C, OC, false);
   }
-  const [xh, xl] = splitBf16(inp.subarray(0, T * C));
-  for (const [d, x] of [
-    [dh, xh],
-    [dl, xh],
-    [dh, xl],
-  ])
-    gemmAxpy(dweight, d, 1, OC, x, OC, C, T, true);
+  for (let i = 0; i < ds.length; i++)
+    for (let j = 0; i + j < ds.length; j++) gemmAxpy(dweight, ds[i], 1, OC, xs[j], OC, C, T, true);
   if (dbias) biasGrad(dbias, dout, T, OC);
 };
 
