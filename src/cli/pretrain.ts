@@ -1,7 +1,7 @@
 // `red pretrain`: trains the tiny base model of the built-in task from scratch (short solutions
 // plus a small share of teacher traces, easy-skewed curriculum) and saves it as a Hugging Face model folder with its tokenizer.
 import type { Command } from 'commander';
-import { parsePrecision } from '../engine/precision.ts';
+import { BF16_BACKWARDS, DEFAULT_BF16_BACKWARD, parseBf16Backward, parsePrecision } from '../engine/precision.ts';
 import type { PretrainStep } from '../train/pretrain.ts';
 import { fail } from '../util/errors.ts';
 
@@ -15,6 +15,7 @@ interface PretrainCliOptions {
   evalPerLevel?: string;
   backend?: string;
   precision?: string;
+  bf16Backward?: string;
   saveDtype?: string;
 }
 
@@ -41,6 +42,10 @@ export function registerPretrain(program: Command): void {
     .option('--quick', 'a much smaller model and a short run (smoke test)', false)
     .option('--backend <name>', 'auto, native or reference (default auto)')
     .option('--precision <name>', 'fp32, or bf16: mixed precision (fp32 master weights, bf16 GEMMs) (default fp32)')
+    .option(
+      '--bf16-backward <mode>',
+      `with --precision bf16, how backward feeds its bf16 GEMMs: ${BF16_BACKWARDS.join(' or ')} (round: dout and inputs rounded to bf16; split: bf16 hi+lo pairs, fp32-accurate, slower) (default ${DEFAULT_BF16_BACKWARD})`,
+    )
     .option('--save-dtype <dtype>', 'dtype of the saved model.safetensors: fp32 or bf16 (default fp32)')
     .action(async (opts: PretrainCliOptions) => {
       const { pretrain, validatePretrainOptions, PRETRAIN_DEFAULTS, PRETRAIN_QUICK } =
@@ -64,6 +69,7 @@ export function registerPretrain(program: Command): void {
         evalPerLevel: set(parseNumber('eval-per-level', opts.evalPerLevel, true), base.evalPerLevel),
         backend: getBackend(backend), // --backend native without the addon fails here
         precision: parsePrecision(opts.precision, '--precision'),
+        bf16Backward: parseBf16Backward(opts.bf16Backward, '--bf16-backward'),
         saveDtype: parsePrecision(opts.saveDtype, '--save-dtype'),
         onStep: (s: PretrainStep) => {
           if (s.step % every === 0 || s.step === 1 || s.step === steps) {

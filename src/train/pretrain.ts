@@ -8,7 +8,7 @@
 import path from 'node:path';
 import type { Backend } from '../engine/backend.ts';
 import { getBackend, type BackendPreference } from '../engine/index.ts';
-import type { Precision } from '../engine/precision.ts';
+import { DEFAULT_BF16_BACKWARD, type Bf16Backward, type Precision } from '../engine/precision.ts';
 import { EpochIterator } from '../data/dataset.ts';
 import { generateProblems, LEVELS, type Level, type Problem } from '../data/task/problems.ts';
 import { PromptEncoder, pretrainDocuments } from '../data/task/documents.ts';
@@ -70,6 +70,8 @@ export interface PretrainOptions {
   backend?: BackendPreference | Backend;
   /** bf16: mixed precision (GEMMs on a bf16 copy of the fp32 master weights); default fp32. */
   precision?: Precision;
+  /** With precision bf16, how backward feeds its bf16 GEMMs (precision.ts); default DEFAULT_BF16_BACKWARD. */
+  bf16Backward?: Bf16Backward;
   /** The dtype of the saved model.safetensors; default fp32. */
   saveDtype?: Precision;
   /** Called after every step. */
@@ -184,7 +186,7 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
   // Drawn before training (validatePretrainOptions checked that every level has enough).
   const heldOut = o.evalPerLevel > 0 ? evalProblems(o) : [];
   const model = Qwen2Model.init(config, o.seed, { backend });
-  model.setComputePrecision(o.precision ?? 'fp32');
+  model.setComputePrecision(o.precision ?? 'fp32', { bf16Backward: o.bf16Backward });
   const optim = new AdamW(backend, model.params, model.grads, model.layout, {
     ...ADAMW_DEFAULTS,
     weightDecay: o.weightDecay,
@@ -225,7 +227,13 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
 
   const record = (levels: LevelAccuracy[]) => ({
     note: 'red pretrain: tiny base model of the built-in task (short solutions + a traceShare of teacher traces)',
-    options: { ...o, onStep: undefined, backend: backend.name, precision: o.precision ?? 'fp32' },
+    options: {
+      ...o,
+      onStep: undefined,
+      backend: backend.name,
+      precision: o.precision ?? 'fp32',
+      bf16Backward: o.bf16Backward ?? DEFAULT_BF16_BACKWARD,
+    },
     parameters: model.params.length,
     final_loss: losses.at(-1),
     losses,

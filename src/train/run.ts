@@ -265,7 +265,8 @@ async function loadPolicy(config: TrainConfig, needsReference: boolean) {
     : null;
   if (refModel && refModel.params.length !== model.params.length)
     fail(`model.referencePath: ${config.model.referencePath} is not the same architecture as model.path`);
-  for (const m of [model, refModel]) m?.setComputePrecision(config.model.precision);
+  for (const m of [model, refModel])
+    m?.setComputePrecision(config.model.precision, { bf16Backward: config.model.bf16Backward });
   model.setActivationCheckpointing(config.model.activationCheckpointing);
   return { backend, model, refModel, tokenizer };
 }

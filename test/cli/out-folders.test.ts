@@ -94,6 +94,11 @@ const cases: [string, string[], string | RegExp, number?][] = [
     '--precision must be one of fp32, bf16; got "fp61"',
   ],
   [
+    'pretrain: a typo in --bf16-backward',
+    ['pretrain', '--quick', '--precision', 'bf16', '--bf16-backward', 'nope'],
+    '--bf16-backward must be one of round, split; got "nope"',
+  ],
+  [
     'pretrain: more held-out problems than a level has',
     ['pretrain', '--quick', '--eval-per-level', '100000'],
     /could only generate \d+ distinct level-1 test problems/,

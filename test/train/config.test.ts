@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
+import { DEFAULT_BF16_BACKWARD } from '../../src/engine/precision.ts';
 import { applySets, configToYaml, readYamlConfig, resolveTrainConfig } from '../../src/train/config.ts';
 import { RedError } from '../../src/util/errors.ts';
 import { tempDir } from '../helpers/tmp.ts';
@@ -62,6 +63,23 @@ test('every problem is listed by path in one error, the algorithm group included
       /model is required/.test(err.message) &&
       /data is required/.test(err.message) &&
       /method must be one of sft, grpo/.test(err.message),
+  );
+});
+
+test('model.bf16Backward: round or split (default DEFAULT_BF16_BACKWARD); anything else is named with the choices', () => {
+  assert.equal(resolveTrainConfig(minimal(), 'test').model.bf16Backward, DEFAULT_BF16_BACKWARD);
+  for (const mode of ['round', 'split'] as const)
+    assert.equal(
+      resolveTrainConfig({ ...minimal(), model: { path: 'm', bf16Backward: mode } }, 'test').model.bf16Backward,
+      mode,
+    );
+  assert.throws(
+    () =>
+      resolveTrainConfig({ ...minimal(), model: { path: 'm', precision: 'bf16', bf16Backward: 'nope' } }, 'my.yaml'),
+    (err: unknown) =>
+      err instanceof RedError &&
+      err.message ===
+        'invalid configuration (my.yaml):\n  model.bf16Backward must be one of "round", "split", got "nope"',
   );
 });
 
