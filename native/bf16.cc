@@ -179,12 +179,12 @@ static void matmulBlocked(float* out, const uint16_t* a, const uint16_t* b, i64 
   }
 }
 
-// out[i, j] (+)= Σ_k ar[i, k]·w[j, k] for rows j0 ≤ j < j1 of the bf16 weight w (N, K), ar fp32
-// (MM, K): the weight is streamed once and widened in registers.
 // How far ahead (elements: 16 KB) gemvBf16 prefetches the weight stream; rows are contiguous, so
 // near a row's end this fetches the next rows. Measured on 0.5B decode at batch 1: 56-58 ms per
 // step without it, 49 ms with it (2-8K elements were within noise of each other).
 constexpr i64 kGemvPrefetch = 8192;
+// out[i, j] (+)= Σ_k ar[i, k]·w[j, k] for rows j0 ≤ j < j1 of the bf16 weight w (N, K), ar fp32
+// (MM, K): the weight is streamed once and widened in registers.
 template <int MM>
 static void gemvBf16(float* out, const float* ar, const uint16_t* w, i64 j0, i64 j1, i64 N, i64 K, bool accumulate) {
   constexpr int S = MM <= 4 ? 2 : 1;
