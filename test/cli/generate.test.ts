@@ -89,57 +89,27 @@ for (const backend of availableBackends()) {
   }
 }
 
+/** `red generate` of the model in dir, greedy, 6 tokens, with the given prompt options. */
+const greedy6 = (dir: string, ...args: string[]) =>
+  red(['generate', '--model', dir, ...args, '--temperature', '0', '--max-tokens', '6']);
+
 test('red generate --prompt --chat renders the chat template and decodes the text', () => {
   const dir = tempDir('red-gen-');
   for (const f of ['config.json', 'generation_config.json', 'model.safetensors'])
     copyFileSync(path.join(fixture('qwen2-tiny-tied'), f), path.join(dir, f));
   writeTinyTokenizer(dir, false);
-  const chat = red([
-    'generate',
-    '--model',
-    dir,
-    '--prompt',
-    'hi',
-    '--chat',
-    '--temperature',
-    '0',
-    '--max-tokens',
-    '6',
-    '--json',
-  ]);
+  const chat = greedy6(dir, '--prompt', 'hi', '--chat', '--json');
   assert.equal(chat.code, 0, chat.stderr);
   // ChatML by hand, not through the template under test.
   const ids = chatPromptIds('hi');
-  const byIds = red([
-    'generate',
-    '--model',
-    dir,
-    '--prompt-ids',
-    ids.join(','),
-    '--temperature',
-    '0',
-    '--max-tokens',
-    '6',
-    '--json',
-  ]);
+  const byIds = greedy6(dir, '--prompt-ids', ids.join(','), '--json');
   const [a] = jsonLines(chat.stdout),
     [c] = jsonLines(byIds.stdout);
   assert.deepEqual(a.ids, c.ids);
   assert.equal(typeof a.text, 'string');
   assert.equal(a.text, c.text);
   // the terminal form streams the same text
-  const plain = red([
-    'generate',
-    '--model',
-    dir,
-    '--prompt',
-    'hi',
-    '--chat',
-    '--temperature',
-    '0',
-    '--max-tokens',
-    '6',
-  ]);
+  const plain = greedy6(dir, '--prompt', 'hi', '--chat');
   assert.equal(plain.code, 0, plain.stderr);
   assert.equal(plain.stdout, `${a.text as string}\n`);
 });
