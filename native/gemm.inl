@@ -203,12 +203,14 @@ constexpr typename GemvTable<Ms...>::Fn GemvTable<Ms...>::fns[sizeof...(Ms)];
 template <int... Is>
 static constexpr auto makeGemvTable(std::integer_sequence<int, Is...>) { return GemvTable<Is...>{}; }
 
-// Below this many bytes of weights a GEMV runs on the calling thread: on the shared 2-core machine
-// one thread streams as fast as two (sumSquares over 512 MB: 18.9 vs 18.6 GB/s), and waking an
-// OpenMP worker that the OS has descheduled cost 0.1-0.2 ms per call, which made the 20M model's
-// batch-1 step 18.9 ms vs 6.1 ms on one thread. Above it, the rows go out in ~1 MB chunks as
-// parallelTasks, so a late helper only takes fewer of them.
-constexpr i64 kGemvParallelBytes = 8 << 20;
+// Below this many bytes of weights a GEMV runs on the calling thread: waking a helper that the OS
+// has descheduled costs 0.1-0.2 ms on the shared 2-core machine, more than a small GEMV takes.
+// Above it, the rows go out in ~1 MB chunks as parallelTasks (pool.cc), so a late helper only
+// takes fewer of them. At 8 MB the 0.5B model's q/k/v and o projections (1.6-4 MB) ran on one
+// thread at ~11.7 GB/s against ~21 GB/s on two; at 1 MB, quiet machine, decode at batch 1 went
+// from 8.2-8.6 to 5.2-6.2 ms per step (20M, fp32), 2.4-2.5 to 2.1 (20M, bf16), 93-100 to 85-86
+// (0.5B, fp32) and 45-48 to 42-44 (0.5B, bf16).
+constexpr i64 kGemvParallelBytes = 1 << 20;
 
 static void matmulSmallM(float* out, const float* a, const float* b, i64 M, i64 N, i64 K, bool transA, bool transB,
                          bool accumulate) {

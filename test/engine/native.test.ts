@@ -65,7 +65,7 @@ function compareKernels(nb: HostKernels): void {
       [350, 45, 530],
       [9, 3100, 20],
       // the GEMV path for every M ≤ 8: row groups with a remainder, K tails, and (2150·1000·4 B
-      // ≥ 8 MiB of weights) its chunked parallel split
+      // ≥ 1 MiB of weights) its chunked parallel split
       [2, 39, 45],
       [3, 23, 16],
       [6, 13, 70],
@@ -100,7 +100,7 @@ function compareKernels(nb: HostKernels): void {
   test(`${tag} matmulBf16 / linearForwardBf16 match bf16-rounded inputs in fp32 math, awkward shapes`, () => {
     const rng = new Rng(21);
     // Odd K (padded to pairs), K past the 1024-deep K block (512 pairs), N past the 3072-wide N
-    // block, tile tails, the GEMV path (M ≤ 8 with a (N,K) b; 4200·1000·2 B ≥ 8 MiB: chunked).
+    // block, tile tails, the GEMV path (M ≤ 8 with a (N,K) b; 4200·1000·2 B ≥ 1 MiB: chunked).
     const shapes: [number, number, number][] = [
       [1, 1, 1],
       [3, 37, 19],
