@@ -134,49 +134,13 @@ static inline void packBPanelBf16(float* dst, const uint16_t* b, bool transB, i6
   else packBPairs(dst, b, N, j0, p0, kp);
 }
 
-// The blocked product on K-pairs: a (M,K) row-major, K even (see the file comment).
+// The blocked product on K-pairs: a (M,K) row-major, K even (see the file comment): gemm.inl's loop
+// nest on words, one word = one K-pair.
 static void matmulBlocked(float* out, const uint16_t* a, const uint16_t* b, i64 M, i64 N, i64 K, bool transB,
                           bool accumulate) {
-  const i64 K2 = K / 2;
-  const float* aw = reinterpret_cast<const float*>(a);  // (M, K2) words
-  static thread_local Scratch bScratch;
-  const i64 ncMax = N < NC ? N : NC;
-  const i64 kcMax = K2 < KC ? K2 : KC;
-  float* bPack = bScratch.get((size_t)kcMax * ((ncMax + NR - 1) / NR) * NR);
-  const int nthreads = omp_get_max_threads();
-  const i64 panels = (M + MR - 1) / MR;
-  const i64 rowBlocks = ((M + MC - 1) / MC + nthreads - 1) / nthreads * nthreads;
-  const i64 maxBlockRows = (panels + rowBlocks - 1) / rowBlocks * MR;
-#pragma omp parallel num_threads(nthreads)
-  {
-    static thread_local Scratch aScratch;
-    float* aPack = aScratch.get((size_t)maxBlockRows * kcMax);
-    for (i64 jc = 0; jc < N; jc += NC) {
-      const i64 nc = N - jc < NC ? N - jc : NC;
-      const i64 nPanels = (nc + NR - 1) / NR;
-      for (i64 pc = 0; pc < K2; pc += KC) {
-        const i64 kc = K2 - pc < KC ? K2 - pc : KC;
-        const bool add = accumulate || pc > 0;
-#pragma omp for schedule(static)
-        for (i64 jp = 0; jp < nPanels; ++jp) packBPanelBf16(bPack + jp * kc * NR, b, transB, N, K, jc + jp * NR, pc, kc);
-#pragma omp for schedule(dynamic, 1)
-        for (i64 blk = 0; blk < rowBlocks; ++blk) {
-          const i64 ic = std::min<i64>(M, panels * blk / rowBlocks * MR);
-          const i64 mc = std::min<i64>(M, panels * (blk + 1) / rowBlocks * MR) - ic;
-          if (mc <= 0) continue;
-          packA(aPack, aw, false, M, K2, ic, mc, pc, kc);
-          for (i64 jp = 0; jp < nPanels; ++jp) {
-            const i64 j = jc + jp * NR;
-            const int nr = (int)(N - j < NR ? N - j : NR);
-            for (i64 ir = 0; ir < mc; ir += MR) {
-              const int mr = (int)(mc - ir < MR ? mc - ir : MR);
-              microBf16(mr, kc, aPack + ir * kc, bPack + jp * kc * NR, out + (ic + ir) * N + j, N, nr, add);
-            }
-          }
-        }
-      }
-    }
-  }
+  blockedGemm(
+      out, reinterpret_cast<const float*>(a), false, M, N, K / 2, accumulate,
+      [&](float* dst, i64 j0, i64 p0, i64 kp) { packBPanelBf16(dst, b, transB, N, K, j0, p0, kp); }, microBf16);
 }
 
 // How far ahead (elements: 16 KB) gemvBf16 prefetches the weight stream; rows are contiguous, so
@@ -326,6 +290,7 @@ static void amxBlock(i64 kp, const float* Ap, i64 lda, const float* Bp, float* C
 // to a multiple of 16 pairs and A blocks copied as 32-row, zero-padded word rows.
 static void matmulAmx(float* out, const uint16_t* a, const uint16_t* b, i64 M, i64 N, i64 K, bool transB,
                       bool accumulate) {
+  constexpr i64 NC = 3072;  // columns per packed B block (shared, in L3)
   const i64 K2 = K / 2;
   const uint32_t* aw = reinterpret_cast<const uint32_t*>(a);
   static thread_local Scratch bScratch;

@@ -49,8 +49,8 @@ function compareKernels(nb: HostKernels): void {
   test(`${tag} matmul: every transpose, with and without accumulate, awkward shapes and views`, () => {
     const rng = new Rng(1);
     // (M, N, K): 1-sized dims, the M ≤ 4 path, the few-rows path (M ≤ 336) and the blocked one,
-    // tails of the 14x32 / 6x16 tiles, K past the 512-deep K block in both paths, N past the
-    // 3072-wide N block.
+    // tails of the 14x32 / 6x16 tiles, K past the K block in both paths (512 deep, 256 deep), N
+    // past the blocked path's 1536-wide B block with a short last chunk of A micro-panels.
     const shapes: [number, number, number][] = [
       [1, 1, 1],
       [1, 37, 19],
@@ -63,6 +63,7 @@ function compareKernels(nb: HostKernels): void {
       [15, 48, 7],
       [40, 70, 600],
       [350, 45, 530],
+      [400, 1600, 70],
       [9, 3100, 20],
       // the GEMV path for every M ≤ 8: row groups with a remainder, K tails, and (2150·1000·4 B
       // ≥ 1 MiB of weights) its chunked parallel split
@@ -100,7 +101,8 @@ function compareKernels(nb: HostKernels): void {
   test(`${tag} matmulBf16 / linearForwardBf16 match bf16-rounded inputs in fp32 math, awkward shapes`, () => {
     const rng = new Rng(21);
     // Odd K (padded to pairs), K past the 1024-deep K block (512 pairs), N past the 3072-wide N
-    // block, tile tails, the GEMV path (M ≤ 8 with a (N,K) b; 4200·1000·2 B ≥ 1 MiB: chunked).
+    // block (AMX) and the 1536-wide B block (vdpbf16ps), tile tails, the GEMV path (M ≤ 8 with a
+    // (N,K) b; 4200·1000·2 B ≥ 1 MiB: chunked).
     const shapes: [number, number, number][] = [
       [1, 1, 1],
       [3, 37, 19],
@@ -110,6 +112,8 @@ function compareKernels(nb: HostKernels): void {
       [15, 48, 7],
       [200, 97, 1031],
       [350, 45, 530],
+      [400, 1600, 70],
+      [340, 3100, 40],
       [20, 3100, 40],
       [2, 39, 45],
       [8, 9, 33],
