@@ -27,7 +27,6 @@ constexpr i64 KC = 256, MC = 120, KCB = 256, NCB = 1024;
 constexpr int MR = 4;
 constexpr i64 KC = 256, MC = 64, KCB = 256, NCB = 512;
 #endif
-constexpr i64 kChunkPanels = 2;  // A micro-panels per dynamically scheduled chunk
 constexpr int NR = 2 * W;
 static_assert(MR <= W, "packA transposes MR rows as one W×W block");
 
@@ -301,47 +300,70 @@ static inline i64 evenBlock(i64 n, i64 most, i64 step) {
   return ((n + blocks - 1) / blocks + step - 1) / step * step;
 }
 
-// The many-rows loop nest (see the file comment) on word-addressed panels: K counts words, a is
-// (M, K) words (or (K, M) when transA); packB(dst, j0, p0, kc) packs one (kc, NR) micro-panel of B
-// and micro(mr, kc, Ap, Bp, C, ldc, nr, add) runs one register tile. The fp32 GEMM and the bf16
-// vdpbf16ps GEMM (bf16.cc, words = K-pairs) share it.
-template <class PackB, class Micro>
-static void blockedGemm(float* out, const float* a, bool transA, i64 M, i64 N, i64 K, bool accumulate, PackB packB,
-                        Micro micro) {
-  const i64 kcMax = evenBlock(K, KCB, 8), ncMax = evenBlock(N, NCB, NR);
+// The many-rows loop nest (see the file comment), written once for every blocked GEMM: fp32 here,
+// and in bf16.cc vdpbf16ps and AMX, which count K in words (a word = one bf16 K-pair). Ops gives:
+//   kPanelRows, kChunkPanels: rows per register-tile panel, panels per dynamically taken chunk;
+//   kPad: each K block's packed depth kcp is kc rounded up to it (AMX tiles take 16 pairs);
+//   packChunk(dst, r0, rows, p0, kc, kcp): op(a) rows r0.. of the K block as panels of (kcp, ·);
+//   packPanel(dst, j0, p0, kc, kcp): one (kcp, NR) micro-panel of op(b), zero past kc and past N;
+//   micro(mr, kcp, Ap, Bp, C, ldc, nr, add): one tile, C ← [C +] Apᵀ·Bp;
+//   threadBegin() / threadEnd(): per-thread set-up (AMX tile state).
+template <class Ops>
+static void blockedGemm(float* out, i64 M, i64 N, i64 K, bool accumulate, const Ops& ops) {
+  constexpr i64 pad = Ops::kPad, panelRows = Ops::kPanelRows, chunkRows = Ops::kChunkPanels * panelRows;
+  const i64 kcMax = evenBlock(K, KCB, pad > 8 ? pad : 8), ncMax = evenBlock(N, NCB, NR);
+  const i64 chunks = (M + chunkRows - 1) / chunkRows;
   static thread_local Scratch bScratch;
-  float* bPack = bScratch.get((size_t)kcMax * ncMax);  // (ncMax / NR) micro-panels of (kc, NR)
-  const i64 chunkRows = kChunkPanels * MR, chunks = (M + chunkRows - 1) / chunkRows;
+  float* bPack = bScratch.get((size_t)kcMax * ncMax);  // (ncMax / NR) micro-panels of (kcp, NR)
 #pragma omp parallel num_threads(omp_get_max_threads())
   {
+    Ops::threadBegin();
     static thread_local Scratch aScratch;
     float* aPack = aScratch.get((size_t)kcMax * chunkRows);
     for (i64 pc = 0; pc < K; pc += kcMax) {
-      const i64 kc = std::min(K - pc, kcMax);
+      const i64 kc = std::min(K - pc, kcMax), kcp = (kc + pad - 1) / pad * pad;
       const bool add = accumulate || pc > 0;
       for (i64 jc = 0; jc < N; jc += ncMax) {
         const i64 nPanels = (std::min(N - jc, ncMax) + NR - 1) / NR;
 #pragma omp for schedule(static)
-        for (i64 jp = 0; jp < nPanels; ++jp) packB(bPack + jp * kc * NR, jc + jp * NR, pc, kc);
+        for (i64 jp = 0; jp < nPanels; ++jp) ops.packPanel(bPack + jp * kcp * NR, jc + jp * NR, pc, kc, kcp);
         // (implicit barrier: the whole B block is packed)
 #pragma omp for schedule(dynamic, 1)
         for (i64 ch = 0; ch < chunks; ++ch) {
           const i64 r0 = ch * chunkRows, rows = std::min(M - r0, chunkRows);
-          packA(aPack, a, transA, M, K, r0, rows, pc, kc);
-          for (i64 ir = 0; ir < rows; ir += MR) {
-            const int mr = (int)std::min<i64>(rows - ir, MR);
+          ops.packChunk(aPack, r0, rows, pc, kc, kcp);
+          for (i64 ir = 0; ir < rows; ir += panelRows) {
+            const int mr = (int)std::min(rows - ir, panelRows);
             for (i64 jp = 0; jp < nPanels; ++jp) {
               const i64 j = jc + jp * NR;
-              micro(mr, kc, aPack + ir * kc, bPack + jp * kc * NR, out + (r0 + ir) * N + j, N,
-                    (int)std::min<i64>(N - j, NR), add);
+              Ops::micro(mr, kcp, aPack + ir * kcp, bPack + jp * kcp * NR, out + (r0 + ir) * N + j, N,
+                         (int)std::min<i64>(N - j, NR), add);
             }
           }
         }
         // (implicit barrier: bPack is free to be repacked)
       }
     }
+    Ops::threadEnd();
   }
 }
+
+// blockedGemm's Ops for fp32.
+struct Fp32Ops {
+  static constexpr i64 kPanelRows = MR, kChunkPanels = 2, kPad = 1;
+  const float *a, *b;
+  bool transA, transB;
+  i64 M, N, K;
+  void packChunk(float* dst, i64 r0, i64 rows, i64 p0, i64 kc, i64) const {
+    packA(dst, a, transA, M, K, r0, rows, p0, kc);
+  }
+  void packPanel(float* dst, i64 j0, i64 p0, i64 kc, i64) const { packBPanel(dst, b, transB, N, K, j0, p0, kc); }
+  static void micro(int mr, i64 kc, const float* Ap, const float* Bp, float* C, i64 ldc, int nr, bool add) {
+    microKernelRows(mr, kc, Ap, Bp, C, ldc, nr, add);
+  }
+  static void threadBegin() {}
+  static void threadEnd() {}
+};
 
 static void matmul(float* out, const float* a, const float* b, i64 M, i64 N, i64 K, bool transA, bool transB,
                    bool accumulate) {
@@ -352,9 +374,7 @@ static void matmul(float* out, const float* a, const float* b, i64 M, i64 N, i64
   }
   if (M <= kSmallM) return matmulSmallM(out, a, b, M, N, K, transA, transB, accumulate);
   if (M <= 2 * MC) return matmulFewRows(out, a, b, M, N, K, transA, transB, accumulate);
-  blockedGemm(
-      out, a, transA, M, N, K, accumulate,
-      [&](float* dst, i64 j0, i64 p0, i64 kc) { packBPanel(dst, b, transB, N, K, j0, p0, kc); }, microKernelRows);
+  blockedGemm(out, M, N, K, accumulate, Fp32Ops{a, b, transA, transB, M, N, K});
 }
 
 // The fp32 peak: NACC independent FMA chains per thread on registers only (enough chains to cover
