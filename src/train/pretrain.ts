@@ -151,7 +151,11 @@ function toSequence(tok: Tokenizer, prompts: PromptEncoder, promptText: string, 
   return { ids: [...prompt, ...response], responseStart: prompt.length };
 }
 
-export function validatePretrainOptions(o: PretrainOptions): void {
+/**
+ * Checks every option (one line naming each problem) and returns the held-out problems per level,
+ * drawn here because a level with too few of them is itself a bad option.
+ */
+export function validatePretrainOptions(o: PretrainOptions): Problem[][] {
   const problems: string[] = [];
   const posInt = (name: string, v: number) => {
     if (!Number.isInteger(v) || v < 1) problems.push(`${name} must be a positive integer, got ${v}`);
@@ -172,19 +176,17 @@ export function validatePretrainOptions(o: PretrainOptions): void {
     problems.push(`model.hidden (${o.model.hidden}) must be a multiple of model.heads (${o.model.heads})`);
   if (o.model.heads % o.model.kvHeads !== 0) problems.push(`model.heads must be a multiple of model.kvHeads`);
   if (problems.length > 0) fail(`pretrain options: ${problems.join('; ')}`);
-  if (o.evalPerLevel > 0) evalProblems(o); // fails when a level has fewer held-out problems (a few ms)
+  return o.evalPerLevel > 0 ? evalProblems(o) : []; // fails when a level has fewer held-out problems
 }
 
 export async function pretrain(options: Partial<PretrainOptions> & { out: string }): Promise<PretrainResult> {
   const o: PretrainOptions = { ...PRETRAIN_DEFAULTS, ...options };
-  validatePretrainOptions(o);
+  const heldOut = validatePretrainOptions(o); // drawn before training
   const started = performance.now();
   const backend = typeof o.backend === 'object' ? o.backend : getBackend(o.backend ?? 'auto');
   const tokFiles = builtinTokenizerFiles();
   const tok = new Tokenizer({ ...tokFiles, generationConfig: {}, source: 'built-in tokenizer' });
   const config = parseConfig(tinyConfigJson(o.model, tok.vocabSize), 'tiny model config');
-  // Drawn before training (validatePretrainOptions checked that every level has enough).
-  const heldOut = o.evalPerLevel > 0 ? evalProblems(o) : [];
   const model = Qwen2Model.init(config, o.seed, { backend });
   model.setComputePrecision(o.precision ?? 'fp32', { bf16Backward: o.bf16Backward });
   const optim = new AdamW(backend, model.params, model.grads, model.layout, {
