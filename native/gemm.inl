@@ -294,6 +294,10 @@ static void matmulFewRows(float* out, const float* a, const float* b, i64 M, i64
   }
 }
 
+// blockedGemm's work items per thread and K block: enough that a thread that ends a last item
+// early idles for a small share of the step (with 8, at most 1/8 of it).
+constexpr i64 kItemsPerThread = 8;
+
 // n split into equal blocks of at most `most`, each a multiple of `step`.
 static inline i64 evenBlock(i64 n, i64 most, i64 step) {
   const i64 blocks = (n + most - 1) / most;
@@ -313,9 +317,10 @@ static void blockedGemm(float* out, i64 M, i64 N, i64 K, bool accumulate, const 
   constexpr i64 pad = Ops::kPad, panelRows = Ops::kPanelRows, chunkRows = Ops::kChunkPanels * panelRows;
   const i64 kcMax = evenBlock(K, KCB, pad > 8 ? pad : 8), ncMax = evenBlock(N, NCB, NR);
   const i64 chunks = (M + chunkRows - 1) / chunkRows;
+  const int nthreads = omp_get_max_threads();
   static thread_local Scratch bScratch;
   float* bPack = bScratch.get((size_t)kcMax * ncMax);  // (ncMax / NR) micro-panels of (kcp, NR)
-#pragma omp parallel num_threads(omp_get_max_threads())
+#pragma omp parallel num_threads(nthreads)
   {
     Ops::threadBegin();
     static thread_local Scratch aScratch;
@@ -328,13 +333,18 @@ static void blockedGemm(float* out, i64 M, i64 N, i64 K, bool accumulate, const 
 #pragma omp for schedule(static)
         for (i64 jp = 0; jp < nPanels; ++jp) ops.packPanel(bPack + jp * kcp * NR, jc + jp * NR, pc, kc, kcp);
         // (implicit barrier: the whole B block is packed)
+        // Work items: a chunk of A against a slice of the block's micro-panels. One slice unless
+        // there are too few chunks for the threads to end together (many threads, few rows).
+        const i64 slices = std::min(nPanels, std::max<i64>(1, (kItemsPerThread * nthreads + chunks - 1) / chunks));
 #pragma omp for schedule(dynamic, 1)
-        for (i64 ch = 0; ch < chunks; ++ch) {
+        for (i64 item = 0; item < chunks * slices; ++item) {
+          const i64 ch = item / slices, sl = item % slices;
           const i64 r0 = ch * chunkRows, rows = std::min(M - r0, chunkRows);
+          const i64 q0 = nPanels * sl / slices, q1 = nPanels * (sl + 1) / slices;
           ops.packChunk(aPack, r0, rows, pc, kc, kcp);
           for (i64 ir = 0; ir < rows; ir += panelRows) {
             const int mr = (int)std::min(rows - ir, panelRows);
-            for (i64 jp = 0; jp < nPanels; ++jp) {
+            for (i64 jp = q0; jp < q1; ++jp) {
               const i64 j = jc + jp * NR;
               Ops::micro(mr, kcp, aPack + ir * kcp, bPack + jp * kcp * NR, out + (r0 + ir) * N + j, N,
                          (int)std::min<i64>(N - j, NR), add);
