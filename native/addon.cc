@@ -483,7 +483,8 @@ Napi::Value Add(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Rows of a column block: plain memcpy per row (the split of a fused projection is memory-bound).
+// Rows of a column block: plain memcpy per row (the split of a fused projection is memory-bound),
+// rows across threads when large.
 Napi::Value CopyColumns(const Napi::CallbackInfo& info) {
   Args a(info, "copyColumns");
   const i64 rows = a.size(2, "rows"), cols = a.size(3, "cols");
@@ -497,6 +498,7 @@ Napi::Value CopyColumns(const Napi::CallbackInfo& info) {
   float* dst = a.f32(0, "dst", needD);
   const float* src = a.f32(1, "src", needS);
   if (a.failed()) return info.Env().Undefined();
+#pragma omp parallel for schedule(static) if (rows * cols > red::kParallelMin)
   for (i64 r = 0; r < rows; ++r)
     std::memcpy(dst + r * dstStride + dstCol, src + r * srcStride + srcCol, (size_t)cols * sizeof(float));
   return info.Env().Undefined();

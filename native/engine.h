@@ -56,6 +56,12 @@ struct Scratch {
   int32_t* ints(size_t n) { return static_cast<int32_t*>(bytes(n * sizeof(int32_t))); }
 };
 
+// Memory-bound loops below this much work (elements) stay on one thread. An OpenMP fork costs
+// microseconds on an idle machine but 0.1-0.3 ms when the worker's core is busy (the shared 2-core
+// machine): at 2^15 a batch-64 decode step's SwiGLU (64×1408) took 2.2 ms over 8 layers on two
+// threads vs 0.46 ms on one. 2^18 floats (1 MiB) stream in ~50 µs on one thread.
+constexpr i64 kParallelMin = 1 << 18;
+
 // Runs fn(ctx, task) for task = 0..n−1 on the calling thread and the pool's helper threads
 // (pool.cc), in any order, each task once; returns when all are done. Unlike an OpenMP parallel
 // region, the caller never waits for a helper that has not started, so on a busy machine a small

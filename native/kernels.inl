@@ -3,11 +3,6 @@
 // simd.h; rows are split across threads, per-channel sums (dweight, dbias, dwte) across columns so
 // no two threads add into the same element. Included by the isa_*.cc files, after gemm.inl.
 
-// Rows or columns below this much work (elements) stay on one thread. An OpenMP fork costs
-// microseconds on an idle machine but 0.1-0.3 ms when the worker's core is busy (the shared 2-core
-// machine): at 2^15 a batch-64 decode step's SwiGLU (64×1408) took 2.2 ms over 8 layers on two
-// threads vs 0.46 ms on one. 2^18 floats (1 MiB) stream in ~50 µs on one thread.
-constexpr i64 kParallelMin = 1 << 18;
 
 // ---- linear: out(T,OC) = inp(T,C)·weight(OC,C)ᵀ + bias(OC) ----
 

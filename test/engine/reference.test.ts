@@ -401,6 +401,18 @@ for (const be of backends) {
     const wide = new Float32Array(21);
     be.copyColumns(wide, dst, 3, 3, 7, 4, 4, 1);
     assert.deepEqual(Array.from(wide.subarray(14)), [0, 0, 0, 0, 21, 22, 23]);
+    // Large enough for the native rows to go to threads (2000·200 > 2^18 elements).
+    const [rows, cols, ss, sc, ds, dc] = [2000, 200, 300, 50, 250, 30];
+    const big = Float32Array.from({ length: rows * ss }, (_, i) => i);
+    const into = new Float32Array(rows * ds).fill(-1);
+    be.copyColumns(into, big, rows, cols, ds, dc, ss, sc);
+    let wrong = 0;
+    for (let r = 0; r < rows; r++)
+      for (let c = 0; c < ds; c++) {
+        const want = c >= dc && c < dc + cols ? r * ss + sc + (c - dc) : -1;
+        if (into[r * ds + c] !== want) wrong++;
+      }
+    assert.equal(wrong, 0, 'copyColumns 2000x200: elements out of place');
     if (be.name === 'native') {
       assert.throws(() => be.copyColumns(dst, src, 3, 3, 4, 2, 5, 1), /runs past a row/);
       assert.throws(() => be.copyColumns(dst, src, 4, 3, 4, 1, 5, 1), RangeError);
