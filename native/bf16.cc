@@ -339,6 +339,128 @@ static void matmulAmx(float* out, const uint16_t* a, const uint16_t* b, i64 M, i
   blockedGemm(out, M, N, K / 2, accumulate, AmxOps{a, b, transB, M, N, K});
 }
 
+// Decode batches on AMX (M ≤ 64 rows of a against a (N,K) weight w, K even): w is the tiles' A
+// operand, loaded straight from its rows (16 rows × 16 K-pairs a tile), so it streams once and is
+// never packed; the few rows of a are packed instead, as K-pair words transposed to (K/2, Mp).
+// A task computes outᵀ for 64/MB rows of w in 4 C tiles (16·(4/MB) rows × 16·MB columns) and
+// writes it back transposed. The blocked path packed all of w on every call: a 0.5B decode step
+// at batch 16 took 3-4× the time to stream its weights.
+constexpr i64 kAmxWeightRowsMaxM = 64;
+
+// Where one A tile (16 rows of w from n, K-pairs k..k+16) loads from, and its row stride in bytes:
+// w itself when the tile is all there, else a zero-padded copy in pad.
+static inline const uint32_t* weightTile(const uint32_t* ww, i64 N, i64 K2, i64 n, i64 k, uint32_t* pad,
+                                         i64& strideBytes) {
+  strideBytes = K2 * 4;
+  if (n + 16 <= N && k + 16 <= K2) return ww + n * K2 + k;
+  std::memset(pad, 0, 16 * 16 * 4);
+  for (i64 r = 0; r < 16 && n + r < N; ++r)
+    std::memcpy(pad + r * 16, ww + (n + r) * K2 + k, std::min<i64>(16, K2 - k) * 4);
+  strideBytes = 64;
+  return pad;
+}
+// (The AMX intrinsics are asm without a memory clobber: the fences keep pad's copy before the tile
+// load that reads it, and the next copy after.)
+#define RED_LOAD_WEIGHT_TILE(T, n)                                      \
+  do {                                                                  \
+    i64 stride_;                                                        \
+    const uint32_t* src_ = weightTile(ww, N, K2, (n), k, pad, stride_); \
+    __asm__ volatile("" ::: "memory");                                  \
+    _tile_loadd(T, src_, stride_);                                      \
+    __asm__ volatile("" ::: "memory");                                  \
+  } while (0)
+
+// C tile (16 rows n0.. of w × 16 columns t0.. of a), stored in tmp, transposed into out[t][n].
+static inline void storeTransposedTile(float* out, const float* tmp, i64 M, i64 N, i64 n0, i64 t0, bool accumulate) {
+  Vf r[16];
+  for (int i = 0; i < 16; ++i) r[i] = vload(tmp + i * 16);
+  vtranspose(r);  // r[j] = column t0 + j over the 16 rows n0..
+  const int nn = (int)std::min<i64>(16, N - n0);
+  for (int j = 0; j < 16 && t0 + j < M; ++j) {
+    float* o = out + (t0 + j) * N + n0;
+    Vf v = r[j];
+    if (accumulate) v = vadd(v, nn == 16 ? vload(o) : vloadPart(o, nn));
+    if (nn == 16) vstore(o, v);
+    else vstorePart(o, v, nn);
+  }
+}
+
+// Rows n0..n0+64/MB of w against all columns of xT (K2p, Mp) words, MB = Mp / 16 column tiles.
+template <int MB>
+static void amxWeightRowsTask(float* out, const uint32_t* xT, const uint32_t* ww, i64 M, i64 N, i64 K2, i64 n0,
+                              bool accumulate) {
+  constexpr i64 Mp = 16 * MB;
+  alignas(64) uint32_t pad[16 * 16];
+  alignas(64) float tmp[4][16 * 16];
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  for (i64 k = 0; k < K2; k += 16) {
+    const uint32_t* xk = xT + k * Mp;  // 16 K-pair rows of Mp words
+    if constexpr (MB == 1) {
+      _tile_loadd(6, xk, Mp * 4);
+      RED_LOAD_WEIGHT_TILE(4, n0);
+      _tile_dpbf16ps(0, 4, 6);
+      RED_LOAD_WEIGHT_TILE(5, n0 + 16);
+      _tile_dpbf16ps(1, 5, 6);
+      RED_LOAD_WEIGHT_TILE(4, n0 + 32);
+      _tile_dpbf16ps(2, 4, 6);
+      RED_LOAD_WEIGHT_TILE(5, n0 + 48);
+      _tile_dpbf16ps(3, 5, 6);
+    } else if constexpr (MB == 2) {
+      RED_LOAD_WEIGHT_TILE(4, n0);
+      RED_LOAD_WEIGHT_TILE(5, n0 + 16);
+      _tile_loadd(6, xk, Mp * 4);
+      _tile_loadd(7, xk + 16, Mp * 4);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+    } else {
+      RED_LOAD_WEIGHT_TILE(4, n0);
+      _tile_loadd(6, xk, Mp * 4);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_loadd(7, xk + 16, Mp * 4);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_loadd(6, xk + 32, Mp * 4);
+      _tile_dpbf16ps(2, 4, 6);
+      _tile_loadd(7, xk + 48, Mp * 4);
+      _tile_dpbf16ps(3, 4, 7);
+    }
+  }
+  _tile_stored(0, tmp[0], 64);
+  _tile_stored(1, tmp[1], 64);
+  _tile_stored(2, tmp[2], 64);
+  _tile_stored(3, tmp[3], 64);
+  __asm__ volatile("" ::: "memory");
+  for (int c = 0; c < 4; ++c) {  // C tile c = n-group c / MB, column tile c % MB
+    const i64 n = n0 + 16 * (c / MB);
+    if (n < N) storeTransposedTile(out, tmp[c], M, N, n, 16 * (c % MB), accumulate);
+  }
+}
+
+#undef RED_LOAD_WEIGHT_TILE
+
+static void matmulAmxWeightRows(float* out, const uint16_t* a, const uint16_t* w, i64 M, i64 N, i64 K,
+                                bool accumulate) {
+  const i64 K2 = K / 2, K2p = (K2 + 15) / 16 * 16, MB = M <= 16 ? 1 : M <= 32 ? 2 : 4, Mp = 16 * MB;
+  static thread_local Scratch sx;
+  uint32_t* xT = static_cast<uint32_t*>(sx.bytes((size_t)K2p * Mp * 4));  // (K2p, Mp), zero past K2 and M
+  std::memset(xT, 0, (size_t)K2p * Mp * 4);
+  const uint32_t* aw = reinterpret_cast<const uint32_t*>(a);
+  for (i64 t = 0; t < M; ++t)
+    for (i64 p = 0; p < K2; ++p) xT[p * Mp + t] = aw[t * K2 + p];
+  const uint32_t* ww = reinterpret_cast<const uint32_t*>(w);
+  const auto task = MB == 1 ? amxWeightRowsTask<1> : MB == 2 ? amxWeightRowsTask<2> : amxWeightRowsTask<4>;
+  const i64 rows = 64 / MB;  // rows of w per task: 4 / MB n-groups of 16
+  parallelTasks((N + rows - 1) / rows, [&](i64 g) {
+    amxBegin();
+    task(out, xT, ww, M, N, K2, g * rows, accumulate);
+    _tile_release();
+  });
+}
+
 // The AMX peak: 4 independent TDPBF16PS chains on registers-only tiles, every thread at once.
 static double peakAmx(double seconds) {
   if (!amxAvailable()) return 0;
@@ -390,6 +512,8 @@ static void matmulBf16(float* out, const uint16_t* a, const uint16_t* b, i64 M, 
       for (i64 k = 0; k < K; ++k) af[i * K + k] = fromBf16(transA ? a[k * M + i] : a[i * K + k]);
     return gemvRowsBf16(out, af, b, M, N, K, accumulate);
   }
+  if (M <= kAmxWeightRowsMaxM && transB && !transA && K % 2 == 0 && amxAvailable())
+    return matmulAmxWeightRows(out, a, b, M, N, K, accumulate);
   const auto blocked = amxAvailable() ? matmulAmx : matmulBlocked;
   if (K % 2 == 0 && !transA) return blocked(out, a, b, M, N, K, transB, accumulate);
   // Odd K or a transposed a: copy into even-K row-major layouts (zero-padded K), then as above.

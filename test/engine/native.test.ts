@@ -100,9 +100,8 @@ function compareKernels(nb: HostKernels): void {
 
   test(`${tag} matmulBf16 / linearForwardBf16 match bf16-rounded inputs in fp32 math, awkward shapes`, () => {
     const rng = new Rng(21);
-    // Odd K (padded to pairs), K past the 1024-deep K block (512 pairs), N past the 3072-wide N
-    // block (AMX) and the 1536-wide B block (vdpbf16ps), tile tails, the GEMV path (M ≤ 8 with a
-    // (N,K) b; 4200·1000·2 B ≥ 1 MiB: chunked).
+    // Odd K (padded to pairs), K past the K block (256 pairs), N past the 1536-wide B block, tile
+    // tails, the GEMV path (M ≤ 8 with a (N,K) b; 4200·1000·2 B ≥ 1 MiB: chunked).
     const shapes: [number, number, number][] = [
       [1, 1, 1],
       [3, 37, 19],
@@ -110,6 +109,9 @@ function compareKernels(nb: HostKernels): void {
       [17, 33, 29],
       [29, 64, 64],
       [15, 48, 7],
+      // decode batches on AMX (M ≤ 64, even K, a (N,K) b): 16, 32 and 64 columns per tile set, tails
+      [12, 70, 98],
+      [50, 37, 66],
       [200, 97, 1031],
       [350, 45, 530],
       [400, 1600, 70],
