@@ -339,13 +339,18 @@ static void matmulAmx(float* out, const uint16_t* a, const uint16_t* b, i64 M, i
   blockedGemm(out, M, N, K / 2, accumulate, AmxOps{a, b, transB, M, N, K});
 }
 
-// Decode batches on AMX (M ≤ 64 rows of a against a (N,K) weight w, K even): w is the tiles' A
+// Decode batches on AMX (5-64 rows of a against a (N,K) weight w, K even): w is the tiles' A
 // operand, loaded straight from its rows (16 rows × 16 K-pairs a tile), so it streams once and is
 // never packed; the few rows of a are packed instead, as K-pair words transposed to (K/2, Mp).
 // A task computes outᵀ for 64/MB rows of w in 4 C tiles (16·(4/MB) rows × 16·MB columns) and
 // writes it back transposed. The blocked path packed all of w on every call: a 0.5B decode step
 // at batch 16 took 3-4× the time to stream its weights.
-constexpr i64 kAmxWeightRowsMaxM = 64;
+// From 5 rows (with AMX) it beats widening the weight for FMAs: 8 rows × the 0.5B MLP weights,
+// 0.21-0.22 ms against 0.35-0.53; at 4 rows they tie, and 1-2 rows stream faster through FMAs.
+constexpr i64 kAmxWeightRowsMinM = 5, kAmxWeightRowsMaxM = 64;
+static inline bool amxWeightRows(i64 M, i64 K, bool transA, bool transB) {
+  return M >= kAmxWeightRowsMinM && M <= kAmxWeightRowsMaxM && transB && !transA && K % 2 == 0 && amxAvailable();
+}
 
 // Where one A tile (16 rows of w from n, K-pairs k..k+16) loads from, and its row stride in bytes:
 // w itself when the tile is all there, else a zero-padded copy in pad.
@@ -505,6 +510,7 @@ static void matmulBf16(float* out, const uint16_t* a, const uint16_t* b, i64 M, 
     if (!accumulate) std::memset(out, 0, sizeof(float) * M * N);
     return;
   }
+  if (amxWeightRows(M, K, transA, transB)) return matmulAmxWeightRows(out, a, b, M, N, K, accumulate);
   if (M <= kSmallM && transB) {  // decode: a widened to fp32 (exact), the weight streamed once
     static thread_local Scratch sa;
     float* af = sa.get((size_t)M * K);
@@ -512,8 +518,6 @@ static void matmulBf16(float* out, const uint16_t* a, const uint16_t* b, i64 M, 
       for (i64 k = 0; k < K; ++k) af[i * K + k] = fromBf16(transA ? a[k * M + i] : a[i * K + k]);
     return gemvRowsBf16(out, af, b, M, N, K, accumulate);
   }
-  if (M <= kAmxWeightRowsMaxM && transB && !transA && K % 2 == 0 && amxAvailable())
-    return matmulAmxWeightRows(out, a, b, M, N, K, accumulate);
   const auto blocked = amxAvailable() ? matmulAmx : matmulBlocked;
   if (K % 2 == 0 && !transA) return blocked(out, a, b, M, N, K, transB, accumulate);
   // Odd K or a transposed a: copy into even-K row-major layouts (zero-padded K), then as above.
@@ -544,7 +548,9 @@ static void matmulBf16(float* out, const uint16_t* a, const uint16_t* b, i64 M, 
 static void linearForwardBf16(float* out, const float* inp, const uint16_t* weight, const float* bias, i64 T, i64 C,
                               i64 OC) {
   if (T <= 0 || OC <= 0) return;
-  if (T <= kSmallM) {  // the input rounded to bf16 values kept in fp32, then the weight streamed once
+  // A few rows without AMX tiles for them: the input rounded to bf16 values kept in fp32, then
+  // the weight streamed once; otherwise the input rounded to bf16 and matmulBf16.
+  if (T <= kSmallM && !amxWeightRows(T, C, false, true)) {
     static thread_local Scratch sx;
     float* xr = sx.get((size_t)T * C);
     for (i64 i = 0; i < T * C; ++i) xr[i] = fromBf16(toBf16(inp[i]));
