@@ -339,17 +339,20 @@ static void matmulAmx(float* out, const uint16_t* a, const uint16_t* b, i64 M, i
   blockedGemm(out, M, N, K / 2, accumulate, AmxOps{a, b, transB, M, N, K});
 }
 
-// Decode batches on AMX (5-64 rows of a against a (N,K) weight w, K even): w is the tiles' A
+// Decode batches on AMX (a few rows of a against a (N,K) weight w, K even): w is the tiles' A
 // operand, loaded straight from its rows (16 rows × 16 K-pairs a tile), so it streams once and is
-// never packed; the few rows of a are packed instead, as K-pair words transposed to (K/2, Mp).
-// A task computes outᵀ for 64/MB rows of w in 4 C tiles (16·(4/MB) rows × 16·MB columns) and
-// writes it back transposed. The blocked path packed all of w on every call: a 0.5B decode step
+// never packed; the rows of a are packed instead, as K-pair words transposed to (K/2, Mp). A task
+// takes 32 rows of w (16 with at most 16 rows of a) through 4 C tiles per 32 (16) columns and
+// writes outᵀ back transposed. The blocked path packs all of w on every call: a 0.5B decode step
 // at batch 16 took 3-4× the time to stream its weights.
-// From 5 rows (with AMX) it beats widening the weight for FMAs: 8 rows × the 0.5B MLP weights,
-// 0.21-0.22 ms against 0.35-0.53; at 4 rows they tie, and 1-2 rows stream faster through FMAs.
-constexpr i64 kAmxWeightRowsMinM = 5, kAmxWeightRowsMaxM = 64;
-static inline bool amxWeightRows(i64 M, i64 K, bool transA, bool transB) {
-  return M >= kAmxWeightRowsMinM && M <= kAmxWeightRowsMaxM && transB && !transA && K % 2 == 0 && amxAvailable();
+// Where it wins (measured, 2-core Xeon): from 5 rows (8 rows × the 0.5B MLP weights: 0.21-0.22 ms
+// against 0.35-0.53 through FMAs; they tie at 4) to 64; up to 256 rows when w is wide and short
+// (N ≥ 4096, K ≤ 1024: 1.2-1.75× at 96-256 rows of the 0.5B gate/up and lm head), where its 32
+// rows stay in L1 while the column blocks pass; with N = 896-1152 or K = 4864 the blocked path was
+// as fast or faster.
+static inline bool amxWeightRows(i64 M, i64 N, i64 K, bool transA, bool transB) {
+  const bool shape = M <= 64 || (M <= 256 && K <= 1024 && N >= 4096);
+  return M >= 5 && shape && transB && !transA && K % 2 == 0 && amxAvailable();
 }
 
 // Where one A tile (16 rows of w from n, K-pairs k..k+16) loads from, and its row stride in bytes:
@@ -390,58 +393,51 @@ static inline void storeTransposedTile(float* out, const float* tmp, i64 M, i64 
   }
 }
 
-// Rows n0..n0+64/MB of w against all columns of xT (K2p, Mp) words, MB = Mp / 16 column tiles.
+// Rows n0..n0+64/MB of w against the M columns of xT (K2p, Mp) words, 16·MB columns at a time
+// (MB = 1: 4 n-groups × 1 column tile; MB = 2: 2 × 2).
 template <int MB>
-static void amxWeightRowsTask(float* out, const uint32_t* xT, const uint32_t* ww, i64 M, i64 N, i64 K2, i64 n0,
-                              bool accumulate) {
-  constexpr i64 Mp = 16 * MB;
+static void amxWeightRowsTask(float* out, const uint32_t* xT, i64 Mp, const uint32_t* ww, i64 M, i64 N, i64 K2,
+                              i64 n0, bool accumulate) {
   alignas(64) uint32_t pad[16 * 16];
   alignas(64) float tmp[4][16 * 16];
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
-  for (i64 k = 0; k < K2; k += 16) {
-    const uint32_t* xk = xT + k * Mp;  // 16 K-pair rows of Mp words
-    if constexpr (MB == 1) {
-      _tile_loadd(6, xk, Mp * 4);
-      RED_LOAD_WEIGHT_TILE(4, n0);
-      _tile_dpbf16ps(0, 4, 6);
-      RED_LOAD_WEIGHT_TILE(5, n0 + 16);
-      _tile_dpbf16ps(1, 5, 6);
-      RED_LOAD_WEIGHT_TILE(4, n0 + 32);
-      _tile_dpbf16ps(2, 4, 6);
-      RED_LOAD_WEIGHT_TILE(5, n0 + 48);
-      _tile_dpbf16ps(3, 5, 6);
-    } else if constexpr (MB == 2) {
-      RED_LOAD_WEIGHT_TILE(4, n0);
-      RED_LOAD_WEIGHT_TILE(5, n0 + 16);
-      _tile_loadd(6, xk, Mp * 4);
-      _tile_loadd(7, xk + 16, Mp * 4);
-      _tile_dpbf16ps(0, 4, 6);
-      _tile_dpbf16ps(1, 4, 7);
-      _tile_dpbf16ps(2, 5, 6);
-      _tile_dpbf16ps(3, 5, 7);
-    } else {
-      RED_LOAD_WEIGHT_TILE(4, n0);
-      _tile_loadd(6, xk, Mp * 4);
-      _tile_dpbf16ps(0, 4, 6);
-      _tile_loadd(7, xk + 16, Mp * 4);
-      _tile_dpbf16ps(1, 4, 7);
-      _tile_loadd(6, xk + 32, Mp * 4);
-      _tile_dpbf16ps(2, 4, 6);
-      _tile_loadd(7, xk + 48, Mp * 4);
-      _tile_dpbf16ps(3, 4, 7);
+  const i64 xs = Mp * 4;  // xT's row stride in bytes
+  for (i64 m0 = 0; m0 < M; m0 += 16 * MB) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (i64 k = 0; k < K2; k += 16) {
+      const uint32_t* xk = xT + k * Mp + m0;  // 16 K-pair rows of this column block
+      if constexpr (MB == 1) {
+        _tile_loadd(6, xk, xs);
+        RED_LOAD_WEIGHT_TILE(4, n0);
+        _tile_dpbf16ps(0, 4, 6);
+        RED_LOAD_WEIGHT_TILE(5, n0 + 16);
+        _tile_dpbf16ps(1, 5, 6);
+        RED_LOAD_WEIGHT_TILE(4, n0 + 32);
+        _tile_dpbf16ps(2, 4, 6);
+        RED_LOAD_WEIGHT_TILE(5, n0 + 48);
+        _tile_dpbf16ps(3, 5, 6);
+      } else {
+        RED_LOAD_WEIGHT_TILE(4, n0);
+        RED_LOAD_WEIGHT_TILE(5, n0 + 16);
+        _tile_loadd(6, xk, xs);
+        _tile_loadd(7, xk + 16, xs);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
     }
-  }
-  _tile_stored(0, tmp[0], 64);
-  _tile_stored(1, tmp[1], 64);
-  _tile_stored(2, tmp[2], 64);
-  _tile_stored(3, tmp[3], 64);
-  __asm__ volatile("" ::: "memory");
-  for (int c = 0; c < 4; ++c) {  // C tile c = n-group c / MB, column tile c % MB
-    const i64 n = n0 + 16 * (c / MB);
-    if (n < N) storeTransposedTile(out, tmp[c], M, N, n, 16 * (c % MB), accumulate);
+    _tile_stored(0, tmp[0], 64);
+    _tile_stored(1, tmp[1], 64);
+    _tile_stored(2, tmp[2], 64);
+    _tile_stored(3, tmp[3], 64);
+    __asm__ volatile("" ::: "memory");
+    for (int c = 0; c < 4; ++c) {  // C tile c = n-group c / MB, column tile c % MB
+      const i64 n = n0 + 16 * (c / MB);
+      if (n < N) storeTransposedTile(out, tmp[c], M, N, n, m0 + 16 * (c % MB), accumulate);
+    }
   }
 }
 
@@ -449,7 +445,7 @@ static void amxWeightRowsTask(float* out, const uint32_t* xT, const uint32_t* ww
 
 static void matmulAmxWeightRows(float* out, const uint16_t* a, const uint16_t* w, i64 M, i64 N, i64 K,
                                 bool accumulate) {
-  const i64 K2 = K / 2, K2p = (K2 + 15) / 16 * 16, MB = M <= 16 ? 1 : M <= 32 ? 2 : 4, Mp = 16 * MB;
+  const i64 K2 = K / 2, K2p = (K2 + 15) / 16 * 16, MB = M <= 16 ? 1 : 2, Mp = (M + 16 * MB - 1) / (16 * MB) * 16 * MB;
   static thread_local Scratch sx;
   uint32_t* xT = static_cast<uint32_t*>(sx.bytes((size_t)K2p * Mp * 4));  // (K2p, Mp), zero past K2 and M
   std::memset(xT, 0, (size_t)K2p * Mp * 4);
@@ -457,11 +453,11 @@ static void matmulAmxWeightRows(float* out, const uint16_t* a, const uint16_t* w
   for (i64 t = 0; t < M; ++t)
     for (i64 p = 0; p < K2; ++p) xT[p * Mp + t] = aw[t * K2 + p];
   const uint32_t* ww = reinterpret_cast<const uint32_t*>(w);
-  const auto task = MB == 1 ? amxWeightRowsTask<1> : MB == 2 ? amxWeightRowsTask<2> : amxWeightRowsTask<4>;
+  const auto task = MB == 1 ? amxWeightRowsTask<1> : amxWeightRowsTask<2>;
   const i64 rows = 64 / MB;  // rows of w per task: 4 / MB n-groups of 16
   parallelTasks((N + rows - 1) / rows, [&](i64 g) {
     amxBegin();
-    task(out, xT, ww, M, N, K2, g * rows, accumulate);
+    task(out, xT, Mp, ww, M, N, K2, g * rows, accumulate);
     _tile_release();
   });
 }
@@ -510,7 +506,7 @@ static void matmulBf16(float* out, const uint16_t* a, const uint16_t* b, i64 M, 
     if (!accumulate) std::memset(out, 0, sizeof(float) * M * N);
     return;
   }
-  if (amxWeightRows(M, K, transA, transB)) return matmulAmxWeightRows(out, a, b, M, N, K, accumulate);
+  if (amxWeightRows(M, N, K, transA, transB)) return matmulAmxWeightRows(out, a, b, M, N, K, accumulate);
   if (M <= kSmallM && transB) {  // decode: a widened to fp32 (exact), the weight streamed once
     static thread_local Scratch sa;
     float* af = sa.get((size_t)M * K);
@@ -550,7 +546,7 @@ static void linearForwardBf16(float* out, const float* inp, const uint16_t* weig
   if (T <= 0 || OC <= 0) return;
   // A few rows without AMX tiles for them: the input rounded to bf16 values kept in fp32, then
   // the weight streamed once; otherwise the input rounded to bf16 and matmulBf16.
-  if (T <= kSmallM && !amxWeightRows(T, C, false, true)) {
+  if (T <= kSmallM && !amxWeightRows(T, OC, C, false, true)) {
     static thread_local Scratch sx;
     float* xr = sx.get((size_t)T * C);
     for (i64 i = 0; i < T * C; ++i) xr[i] = fromBf16(toBf16(inp[i]));

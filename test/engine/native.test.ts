@@ -109,10 +109,12 @@ function compareKernels(nb: HostKernels): void {
       [17, 33, 29],
       [29, 64, 64],
       [15, 48, 7],
-      // decode batches on AMX (5-64 rows, even K, a (N,K) b): 16, 32 and 64 columns per tile set, tails
+      // decode batches on AMX (5-64 rows, even K, a (N,K) b): 16 and 32 columns per tile set, several
+      // column blocks, tails
       [6, 45, 40],
       [12, 70, 98],
       [50, 37, 66],
+      [100, 4100, 66], // past 64 rows: a wide, short weight (N ≥ 4096, K ≤ 1024)
       [200, 97, 1031],
       [350, 45, 530],
       [400, 1600, 70],
