@@ -135,13 +135,18 @@ static inline void packBPanelBf16(float* dst, const uint16_t* b, bool transB, i6
   else packBPairs(dst, b, N, j0, p0, kp);
 }
 
-// blockedGemm's Ops for vdpbf16ps: a (M,K) row-major with K even (see the file comment) is an (M, K/2)
-// matrix of words that packA packs unchanged.
-struct DpBf16Ops {
-  static constexpr i64 kPanelRows = MR, kChunkPanels = 2, kPad = 1;
+// The operands of a blocked bf16 product (a (M,K) row-major, K even; b as transB says), shared by
+// its two Ops below.
+struct Bf16Operands {
   const uint16_t *a, *b;
   bool transB;
   i64 M, N, K;
+};
+
+// blockedGemm's Ops for vdpbf16ps: a (M,K) row-major with K even (see the file comment) is an (M, K/2)
+// matrix of words that packA packs unchanged.
+struct DpBf16Ops : Bf16Operands {
+  static constexpr i64 kPanelRows = MR, kChunkPanels = 2, kPad = 1;
   void packChunk(float* dst, i64 r0, i64 rows, i64 p0, i64 kp, i64) const {
     packA(dst, reinterpret_cast<const float*>(a), false, M, K / 2, r0, rows, p0, kp);
   }
@@ -155,7 +160,7 @@ struct DpBf16Ops {
 
 static void matmulBlocked(float* out, const uint16_t* a, const uint16_t* b, i64 M, i64 N, i64 K, bool transB,
                           bool accumulate) {
-  blockedGemm(out, M, N, K / 2, accumulate, DpBf16Ops{a, b, transB, M, N, K});
+  blockedGemm(out, M, N, K / 2, accumulate, DpBf16Ops{{a, b, transB, M, N, K}});
 }
 
 // How far ahead (elements: 16 KB) gemvBf16 prefetches the weight stream; rows are contiguous, so
@@ -303,11 +308,8 @@ static void amxBlock(i64 kp, const float* Ap, i64 lda, const float* Bp, float* C
 
 // blockedGemm's Ops for AMX: chunks of one 32-row block, copied as zero-padded rows of kcp words
 // (a multiple of 16 pairs, as the B panels).
-struct AmxOps {
+struct AmxOps : Bf16Operands {
   static constexpr i64 kPanelRows = 32, kChunkPanels = 1, kPad = 16;
-  const uint16_t *a, *b;
-  bool transB;
-  i64 M, N, K;
   void packChunk(float* dst, i64 r0, i64 rows, i64 p0, i64 kp, i64 kpp) const {
     const uint32_t* aw = reinterpret_cast<const uint32_t*>(a);
     for (i64 r = 0; r < kPanelRows; ++r) {
@@ -336,7 +338,7 @@ struct AmxOps {
 // six shapes, 896×4096×4864 within noise).
 static void matmulAmx(float* out, const uint16_t* a, const uint16_t* b, i64 M, i64 N, i64 K, bool transB,
                       bool accumulate) {
-  blockedGemm(out, M, N, K / 2, accumulate, AmxOps{a, b, transB, M, N, K});
+  blockedGemm(out, M, N, K / 2, accumulate, AmxOps{{a, b, transB, M, N, K}});
 }
 
 // Decode batches on AMX (a few rows of a against a (N,K) weight w, K even): w is the tiles' A

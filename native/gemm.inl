@@ -5,7 +5,8 @@
 //   jc: N in equal blocks ≤ NCB  (the packed B block, ≤ KCB×NCB: packed by all threads, then read by
 //                                every core from its own L2)
 //   ir: MR-row micro-panels of A, in chunks the threads take dynamically; each chunk is packed
-//       into an L1 buffer and run against every B micro-panel of the block
+//       into an L1 buffer and run against every B micro-panel of the block (with many threads and
+//       few chunks, against a slice of them: the chunk is then packed once per slice)
 //   jr: NR-column micro-panels of B → microKernel: an MR×NR register tile updated kc times by FMAs.
 // Few rows (matmulFewRows): the threads take B micro-panels instead and pack them on the fly. Edges:
 // the last A micro-panel is packed with fewer rows and a kernel for exactly that many rows runs;
