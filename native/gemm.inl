@@ -297,7 +297,7 @@ static void matmulFewRows(float* out, const float* a, const float* b, i64 M, i64
 
 // blockedGemm's work items per thread and K block: enough that a thread that ends a last item
 // early idles for a small share of the step (with 8, at most 1/8 of it).
-constexpr i64 kItemsPerThread = 8;
+constexpr i64 kItemsPerThread = 8, kTailSlices = 4;
 
 // n split into equal blocks of at most `most`, each a multiple of `step`.
 static inline i64 evenBlock(i64 n, i64 most, i64 step) {
@@ -335,13 +335,20 @@ static void blockedGemm(float* out, i64 M, i64 N, i64 K, bool accumulate, const 
         for (i64 jp = 0; jp < nPanels; ++jp) ops.packPanel(bPack + jp * kcp * NR, jc + jp * NR, pc, kc, kcp);
         // (implicit barrier: the whole B block is packed)
         // Work items: a chunk of A against a slice of the block's micro-panels. One slice unless
-        // there are too few chunks for the threads to end together (many threads, few rows).
+        // there are too few chunks for the threads to end together (many threads, few rows); the
+        // last round of chunks (taken last) in kTailSlices times finer slices, so a thread that
+        // ends early idles for a fraction of a chunk rather than a whole one.
         const i64 slices = std::min(nPanels, std::max<i64>(1, (kItemsPerThread * nthreads + chunks - 1) / chunks));
+        const i64 tailChunks = nthreads > 1 ? std::min<i64>(chunks, nthreads) : 0;
+        const i64 tailSlices = std::min(nPanels, slices * kTailSlices);
+        const i64 headItems = (chunks - tailChunks) * slices;
 #pragma omp for schedule(dynamic, 1)
-        for (i64 item = 0; item < chunks * slices; ++item) {
-          const i64 ch = item / slices, sl = item % slices;
+        for (i64 item = 0; item < headItems + tailChunks * tailSlices; ++item) {
+          const bool head = item < headItems;
+          const i64 nsl = head ? slices : tailSlices, rel = head ? item : item - headItems;
+          const i64 ch = (head ? 0 : chunks - tailChunks) + rel / nsl, sl = rel % nsl;
           const i64 r0 = ch * chunkRows, rows = std::min(M - r0, chunkRows);
-          const i64 q0 = nPanels * sl / slices, q1 = nPanels * (sl + 1) / slices;
+          const i64 q0 = nPanels * sl / nsl, q1 = nPanels * (sl + 1) / nsl;
           ops.packChunk(aPack, r0, rows, pc, kc, kcp);
           for (i64 ir = 0; ir < rows; ir += panelRows) {
             const int mr = (int)std::min(rows - ir, panelRows);
