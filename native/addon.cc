@@ -453,23 +453,20 @@ Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
 
 Napi::Value SwigluForward(const Napi::CallbackInfo& info) {
   Args a(info, "swigluForward");
-  const i64 n = a.size(3, "n");
-  float* out = a.f32(0, "out", n);
-  const float* gate = a.f32(1, "gate", n);
-  const float* up = a.f32(2, "up", n);
-  if (!a.failed()) K->swigluForward(out, gate, up, n);
+  const i64 T = a.size(2, "T"), I = a.size(3, "I");
+  float* out = a.f32(0, "out", T * I);
+  const float* gateUp = a.f32(1, "gateUp", T * 2 * I);
+  if (!a.failed()) K->swigluForward(out, gateUp, T, I);
   return info.Env().Undefined();
 }
 
 Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
   Args a(info, "swigluBackward");
-  const i64 n = a.size(5, "n");
-  float* dgate = a.f32(0, "dgate", n);
-  float* dup = a.f32(1, "dup", n);
-  const float* dout = a.f32(2, "dout", n);
-  const float* gate = a.f32(3, "gate", n);
-  const float* up = a.f32(4, "up", n);
-  if (!a.failed()) K->swigluBackward(dgate, dup, dout, gate, up, n);
+  const i64 T = a.size(3, "T"), I = a.size(4, "I");
+  float* dgateUp = a.f32(0, "dgateUp", T * 2 * I);
+  const float* dout = a.f32(1, "dout", T * I);
+  const float* gateUp = a.f32(2, "gateUp", T * 2 * I);
+  if (!a.failed()) K->swigluBackward(dgateUp, dout, gateUp, T, I);
   return info.Env().Undefined();
 }
 

@@ -99,8 +99,8 @@ struct Kernels {
   // attentionDecode reading a bf16 cache (raw bits), widened exactly.
   void (*attentionDecodeBf16)(float* out, const float* q, const uint16_t* kCache, const uint16_t* vCache,
                               const int32_t* slots, const int32_t* lens, i64 B, i64 NH, i64 NKV, i64 HD, i64 maxLen);
-  void (*swigluForward)(float* out, const float* gate, const float* up, i64 n);
-  void (*swigluBackward)(float* dgate, float* dup, const float* dout, const float* gate, const float* up, i64 n);
+  void (*swigluForward)(float* out, const float* gateUp, i64 T, i64 I);
+  void (*swigluBackward)(float* dgateUp, const float* dout, const float* gateUp, i64 T, i64 I);
   void (*add)(float* out, const float* a, const float* b, i64 n);
   void (*lossHeadForward)(float* logprob, float* entropy, const float* logits, const int32_t* targets, i64 T, i64 V);
   void (*lossHeadBackward)(float* dlogits, const float* logits, const int32_t* targets, const float* coefLogprob,

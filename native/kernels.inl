@@ -208,39 +208,40 @@ static void ropeBackward(float* dx, const int32_t* positions, i64 T, i64 NH, i64
 static inline Vf vsigmoid(Vf g) { return vdiv(vset1(1.0f), vadd(vset1(1.0f), vexp(vsub(vzero(), g)))); }
 static inline float sigmoid1(float g) { return 1.0f / (1.0f + std::exp(-g)); }
 
-// out(n) = silu(gate)·up
-static void swigluForward(float* out, const float* gate, const float* up, i64 n) {
-  const i64 chunk = 4096;
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (i64 i0 = 0; i0 < n; i0 += chunk) {
-    const i64 i1 = i0 + chunk < n ? i0 + chunk : n;
-    i64 i = i0;
-    for (; i + W <= i1; i += W) {
+// out(T, I) = silu(gate)·up, gate and up the halves of each row of gateUp(T, 2I).
+static void swigluForward(float* out, const float* gateUp, i64 T, i64 I) {
+#pragma omp parallel for schedule(static) if (T * I > kParallelMin)
+  for (i64 t = 0; t < T; ++t) {
+    const float *gate = gateUp + t * 2 * I, *up = gate + I;
+    float* o = out + t * I;
+    i64 i = 0;
+    for (; i + W <= I; i += W) {
       const Vf g = vload(gate + i);
-      vstore(out + i, vmul(vmul(g, vsigmoid(g)), vload(up + i)));
+      vstore(o + i, vmul(vmul(g, vsigmoid(g)), vload(up + i)));
     }
-    for (; i < i1; ++i) out[i] = gate[i] * sigmoid1(gate[i]) * up[i];
+    for (; i < I; ++i) o[i] = gate[i] * sigmoid1(gate[i]) * up[i];
   }
 }
 
-// dgate = dout·up·σ(g)·(1 + g·(1 − σ(g))), dup = dout·silu(g); both written.
-static void swigluBackward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, i64 n) {
-  const i64 chunk = 4096;
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (i64 i0 = 0; i0 < n; i0 += chunk) {
-    const i64 i1 = i0 + chunk < n ? i0 + chunk : n;
-    i64 i = i0;
+// dgate = dout·up·σ(g)·(1 + g·(1 − σ(g))), dup = dout·silu(g), written as the halves of each row
+// of dgateUp(T, 2I).
+static void swigluBackward(float* dgateUp, const float* dout, const float* gateUp, i64 T, i64 I) {
+#pragma omp parallel for schedule(static) if (T * I > kParallelMin)
+  for (i64 t = 0; t < T; ++t) {
+    const float *gate = gateUp + t * 2 * I, *up = gate + I, *d = dout + t * I;
+    float *dgate = dgateUp + t * 2 * I, *dup = dgate + I;
     const Vf one = vset1(1.0f);
-    for (; i + W <= i1; i += W) {
-      const Vf g = vload(gate + i), d = vload(dout + i), s = vsigmoid(g);
+    i64 i = 0;
+    for (; i + W <= I; i += W) {
+      const Vf g = vload(gate + i), dv = vload(d + i), s = vsigmoid(g);
       const Vf dsilu = vmul(s, vfmadd(g, vsub(one, s), one));
-      vstore(dgate + i, vmul(vmul(d, vload(up + i)), dsilu));
-      vstore(dup + i, vmul(d, vmul(g, s)));
+      vstore(dgate + i, vmul(vmul(dv, vload(up + i)), dsilu));
+      vstore(dup + i, vmul(dv, vmul(g, s)));
     }
-    for (; i < i1; ++i) {
-      const float g = gate[i], s = sigmoid1(g), d = dout[i];
-      dgate[i] = d * up[i] * s * (1 + g * (1 - s));
-      dup[i] = d * g * s;
+    for (; i < I; ++i) {
+      const float g = gate[i], s = sigmoid1(g);
+      dgate[i] = d[i] * up[i] * s * (1 + g * (1 - s));
+      dup[i] = d[i] * g * s;
     }
   }
 }

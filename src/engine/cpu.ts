@@ -232,15 +232,14 @@ function kernelsOnTensors(k: HostKernels): DeviceKernels {
         HD,
         maxLen,
       ),
-    swigluForward: (out, gate, up, n) => k.swigluForward(f32(out, 'swiglu'), f32(gate, 'swiglu'), f32(up, 'swiglu'), n),
-    swigluBackward: (dgate, dup, dout, gate, up, n) =>
+    swigluForward: (out, gateUp, T, I) => k.swigluForward(f32(out, 'swiglu'), f32(gateUp, 'swiglu'), T, I),
+    swigluBackward: (dgateUp, dout, gateUp, T, I) =>
       k.swigluBackward(
-        f32(dgate, 'swigluBackward'),
-        f32(dup, 'swigluBackward'),
+        f32(dgateUp, 'swigluBackward'),
         f32(dout, 'swigluBackward'),
-        f32(gate, 'swigluBackward'),
-        f32(up, 'swigluBackward'),
-        n,
+        f32(gateUp, 'swigluBackward'),
+        T,
+        I,
       ),
     add: (out, a, b, n) => k.add(f32(out, 'add'), f32(a, 'add'), f32(b, 'add'), n),
     copyColumns: (dst, src, rows, cols, ds, dc, ss, sc) =>

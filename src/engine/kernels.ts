@@ -225,17 +225,13 @@ export interface HostKernels {
     maxLen: number,
   ): void;
 
-  /** out(n) = silu(gate)·up, silu(x) = x·sigmoid(x). */
-  swigluForward(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
-  /** dgate(n), dup(n) written. */
-  swigluBackward(
-    dgate: Float32Array,
-    dup: Float32Array,
-    dout: Float32Array,
-    gate: Float32Array,
-    up: Float32Array,
-    n: number,
-  ): void;
+  /**
+   * SwiGLU on the fused gate|up projection's output gateUp(T, 2I), gate = its first I columns and
+   * up the last I: out(T, I) = silu(gate)·up, silu(x) = x·sigmoid(x).
+   */
+  swigluForward(out: Float32Array, gateUp: Float32Array, T: number, I: number): void;
+  /** dgateUp(T, 2I) written: d gate in its first I columns, d up in the last I. */
+  swigluBackward(dgateUp: Float32Array, dout: Float32Array, gateUp: Float32Array, T: number, I: number): void;
 
   /** out(n) = a + b (out may alias a or b). */
   add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void;

@@ -53,9 +53,7 @@ export interface BlockBuffers {
   resid2: F32; // (T, C) the residual stream after attention
   ln2: F32; // (T, C) post_attention_layernorm output
   rstd2: F32; // (T)
-  gateUp: F32; // (T, 2I) the fused projection's output, split into gate, up (scratch)
-  gate: F32; // (T, I)
-  up: F32; // (T, I)
+  gateUp: F32; // (T, 2I) the fused projection's output: gate | up, side by side in each row
   mlp: F32; // (T, I) silu(gate)·up
   proj: F32; // (T, C) o_proj / down_proj output before the residual add
   out: F32; // (T, C) the residual stream leaving the layer
@@ -90,9 +88,7 @@ export function blockForward(
   be.add(b.resid2, b.resid, b.proj, T * C);
   be.rmsnormForward(b.ln2, b.rstd2, b.resid2, lw.postNorm, T, C, eps);
   linearW(be, b.gateUp, b.ln2, lw.gateUpWeight, null, T, C, 2 * I);
-  be.copyColumns(b.gate, b.gateUp, T, I, I, 0, 2 * I, 0);
-  be.copyColumns(b.up, b.gateUp, T, I, I, 0, 2 * I, I);
-  be.swigluForward(b.mlp, b.gate, b.up, T * I);
+  be.swigluForward(b.mlp, b.gateUp, T, I);
   linearW(be, b.proj, b.mlp, lw.downWeight, null, T, I, C);
   be.add(b.out, b.resid2, b.proj, T * C);
 }
@@ -106,9 +102,7 @@ export interface BlockGradScratch {
   dqkv: F32; // (T, QD+2KD) dq, dk, dv side by side for the fused projection's backward
   datt: F32; // (T, NH*HD)
   dmlp: F32; // (T, I)
-  dgate: F32; // (T, I)
-  dup: F32; // (T, I)
-  dgateUp: F32; // (T, 2I) dgate, dup side by side
+  dgateUp: F32; // (T, 2I) d gate | d up, for the fused projection's backward
 }
 
 /**
@@ -138,11 +132,9 @@ export function blockBackward(
     KD = NKV * HD,
     QKV = QD + 2 * KD;
   // MLP: out = resid2 + down(swiglu(gate(ln2), up(ln2))); dresid flows through unchanged.
-  be.swigluForward(b.mlp, b.gate, b.up, T * I); // the input of down_proj (not kept by forward)
+  be.swigluForward(b.mlp, b.gateUp, T, I); // the input of down_proj (not kept by forward)
   linearBackwardW(be, g.dmlp, lg.downWeight, null, dresid, b.mlp, lw.downWeight, T, I, C, bf16Backward);
-  be.swigluBackward(g.dgate, g.dup, g.dmlp, b.gate, b.up, T * I);
-  be.copyColumns(g.dgateUp, g.dup, T, I, 2 * I, I, I, 0);
-  be.copyColumns(g.dgateUp, g.dgate, T, I, 2 * I, 0, I, 0);
+  be.swigluBackward(g.dgateUp, g.dmlp, b.gateUp, T, I);
   linearBackwardW(be, g.dln, lg.gateUpWeight, null, g.dgateUp, b.ln2, lw.gateUpWeight, T, C, 2 * I, bf16Backward);
   be.rmsnormBackward(dresid, lg.postNorm, g.dln, b.resid2, lw.postNorm, b.rstd2, T, C);
   // Attention: resid2 = resid + o_proj(attention(rope(q), rope(k), v)).

@@ -146,8 +146,6 @@ class Activations {
       resid2: x,
       ln2: xn,
       rstd2: rstd,
-      gate: f(rows * I),
-      up: f(rows * I),
       mlp: f(rows * I),
       proj: f(rows * C),
       out: x,

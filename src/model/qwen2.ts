@@ -63,8 +63,8 @@ interface Scratch {
   rstdf: F32; // (T)
   mlp: F32; // (T, I) swiglu output (recomputed in backward rather than kept per layer)
   /**
-   * (T, max(QD+2KD, 2I)): the fused q|k|v and gate|up outputs before their split, and in backward
-   * their gradients before the fused GEMM (never two of them live at once).
+   * (T, max(QD+2KD, 2I)): the fused q|k|v output before its split, and in backward the fused
+   * projections' gradients before their GEMMs (never two of them live at once).
    */
   fused: F32;
   proj: F32; // (T, C) o_proj / down_proj output before the residual add
@@ -86,8 +86,6 @@ interface Scratch {
   dqkv: F32; // = fused
   dgateUp: F32; // = fused
   dmlp: F32; // (T, I)
-  dgate: F32; // (T, I)
-  dup: F32; // (T, I)
   ids: I32; // (T) the batch, uploaded by trunkForward
   positions: I32; // (T)
   cuSeqlens: I32; // (T+1) B+1 used
@@ -551,9 +549,7 @@ export class Qwen2Model {
       resid2: f(cap * C),
       ln2: f(cap * C),
       rstd2: f(cap),
-      gateUp: fused,
-      gate: f(cap * I),
-      up: f(cap * I),
+      gateUp: f(cap * 2 * I),
     });
     this.acts = []; // drop the old activations before allocating the new ones
     const shared = this.checkpointing ? layerActs() : null;
@@ -586,8 +582,6 @@ export class Qwen2Model {
       dqkv: fused,
       dgateUp: fused,
       dmlp: f(cap * I),
-      dgate: f(cap * I),
-      dup: f(cap * I),
       ids: i32(cap),
       positions: i32(cap),
       cuSeqlens: i32(cap + 1),

@@ -457,25 +457,22 @@ function compareKernels(nb: HostKernels): void {
   test(`${tag} swiglu, add, scale, sumSquares`, () => {
     const rng = new Rng(8);
     const n = 1031;
-    const gate = randn(rng, n, 4),
-      up = randn(rng, n),
-      dout = randn(rng, n);
-    gate[0] = 30;
-    gate[1] = -30;
-    gate[2] = 0;
-    const fG = new Float32Array(n),
-      fW = new Float32Array(n);
-    nb.swigluForward(fG, gate, up, n);
-    ref.swigluForward(fW, gate, up, n);
+    const [T, I] = [7, 147]; // rows of gate | up, a width past whole vectors
+    const gateUp = randn(rng, T * 2 * I, 4),
+      dout = randn(rng, T * I);
+    gateUp[0] = 30;
+    gateUp[1] = -30;
+    gateUp[2] = 0;
+    const fG = new Float32Array(T * I),
+      fW = new Float32Array(T * I);
+    nb.swigluForward(fG, gateUp, T, I);
+    ref.swigluForward(fW, gateUp, T, I);
     assertClose('swigluForward', fG, fW, 1e-6, 1e-5);
-    const dgG = new Float32Array(n),
-      duG = new Float32Array(n),
-      dgW = new Float32Array(n),
-      duW = new Float32Array(n);
-    nb.swigluBackward(dgG, duG, dout, gate, up, n);
-    ref.swigluBackward(dgW, duW, dout, gate, up, n);
-    assertClose('swigluBackward dgate', dgG, dgW, 1e-6, 1e-5);
-    assertClose('swigluBackward dup', duG, duW, 1e-6, 1e-5);
+    const dG = new Float32Array(T * 2 * I),
+      dW = new Float32Array(T * 2 * I);
+    nb.swigluBackward(dG, dout, gateUp, T, I);
+    ref.swigluBackward(dW, dout, gateUp, T, I);
+    assertClose('swigluBackward', dG, dW, 1e-6, 1e-5);
     const a = randn(rng, n),
       b = randn(rng, n);
     const sumW = new Float32Array(n);

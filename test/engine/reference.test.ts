@@ -420,24 +420,24 @@ for (const be of backends) {
   });
 
   test(`${tag} swiglu: forward by hand, backward = finite differences`, () => {
-    const o = new Float32Array(2);
-    be.swigluForward(o, Float32Array.from([0, 2]), Float32Array.from([5, 3]), 2);
-    assertAllClose(o, [0, (2 / (1 + Math.exp(-2))) * 3], { atol: 1e-6, rtol: 1e-6 }, 'swiglu hand case');
+    // Two rows of gate | up (I = 2): row 0 gate [0, 2] up [5, 3]; row 1 gate [1, −1] up [2, 4].
+    const silu = (x: number): number => x / (1 + Math.exp(-x));
+    const o = new Float32Array(4);
+    be.swigluForward(o, Float32Array.from([0, 2, 5, 3, 1, -1, 2, 4]), 2, 2);
+    const hand = [0, silu(2) * 3, silu(1) * 2, silu(-1) * 4];
+    assertAllClose(o, hand, { atol: 1e-6, rtol: 1e-6 }, 'swiglu hand case');
     const rng = new Rng(8);
-    const n = 12;
-    const gate = randn(rng, n, 2),
-      up = randn(rng, n),
-      R = randn(rng, n);
-    const out = new Float32Array(n);
+    const [T, I] = [3, 4];
+    const gateUp = randn(rng, T * 2 * I, 2),
+      R = randn(rng, T * I);
+    const out = new Float32Array(T * I);
     const loss = (): number => {
-      be.swigluForward(out, gate, up, n);
+      be.swigluForward(out, gateUp, T, I);
       return dot(out, R);
     };
-    const dg = new Float32Array(n),
-      du = new Float32Array(n);
-    be.swigluBackward(dg, du, R, gate, up, n);
-    assertAllClose(dg, finiteDiff(gate, loss, 1e-2), { atol: 1e-3, rtol: 1e-3 }, 'swiglu dgate');
-    assertAllClose(du, finiteDiff(up, loss, 1e-2), { atol: 1e-3, rtol: 1e-3 }, 'swiglu dup');
+    const d = new Float32Array(T * 2 * I);
+    be.swigluBackward(d, R, gateUp, T, I);
+    assertAllClose(d, finiteDiff(gateUp, loss, 1e-2), { atol: 1e-3, rtol: 1e-3 }, 'swiglu d gate|up');
   });
 
   test(`${tag} loss head: uniform logits by hand; backward with arbitrary coefficients = finite differences, in place`, () => {

@@ -173,22 +173,25 @@ export const chooseTokenTruncated: HostKernels['chooseTokenTruncated'] = (out, l
   out[1] = Math.log(p[id] / mass);
 };
 
-export const swigluForward: HostKernels['swigluForward'] = (out, gate, up, n) => {
-  for (let i = 0; i < n; i++) {
-    const g = gate[i];
-    out[i] = (g / (1 + Math.exp(-g))) * up[i];
-  }
+export const swigluForward: HostKernels['swigluForward'] = (out, gateUp, T, I) => {
+  for (let t = 0; t < T; t++)
+    for (let j = 0; j < I; j++) {
+      const g = gateUp[t * 2 * I + j];
+      out[t * I + j] = (g / (1 + Math.exp(-g))) * gateUp[t * 2 * I + I + j];
+    }
 };
 
-export const swigluBackward: HostKernels['swigluBackward'] = (dgate, dup, dout, gate, up, n) => {
+export const swigluBackward: HostKernels['swigluBackward'] = (dgateUp, dout, gateUp, T, I) => {
   // silu'(g) = σ(g)·(1 + g·(1 − σ(g)))
-  for (let i = 0; i < n; i++) {
-    const g = gate[i];
-    const sig = 1 / (1 + Math.exp(-g));
-    const d = dout[i];
-    dgate[i] = d * up[i] * sig * (1 + g * (1 - sig));
-    dup[i] = d * g * sig;
-  }
+  for (let t = 0; t < T; t++)
+    for (let j = 0; j < I; j++) {
+      const gi = t * 2 * I + j,
+        g = gateUp[gi],
+        sig = 1 / (1 + Math.exp(-g)),
+        d = dout[t * I + j];
+      dgateUp[gi] = d * gateUp[gi + I] * sig * (1 + g * (1 - sig));
+      dgateUp[gi + I] = d * g * sig;
+    }
 };
 
 export const add: HostKernels['add'] = (out, a, b, n) => {
