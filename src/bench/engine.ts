@@ -4,9 +4,9 @@
 // unset) at two shapes, each as a fraction of its dtype's peak; a full training
 // step (forward + backward + AdamW) of a ~20M Qwen2 on 2048 packed tokens and of the
 // Qwen2.5-0.5B shape on 512 tokens, as tokens/s and MFU against the best GEMM rate measured
-// here. The 0.5B step runs in a child process so its peak resident memory is its own.
+// here; causal attention forward and backward beside PyTorch's (src/bench/attention.ts). The 0.5B
+// step runs in a child process so its peak resident memory is its own.
 import { spawnSync } from 'node:child_process';
-import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Backend, HostArrayOf, Tensor } from '../engine/backend.ts';
 import { toBf16 } from '../engine/bf16.ts';
@@ -25,52 +25,13 @@ import { ADAMW_DEFAULTS, AdamW } from '../train/optimizer.ts';
 import type { BenchOptions } from './options.ts';
 import { fail } from '../util/errors.ts';
 import { Rng } from '../util/rng.ts';
+import { attentionRows } from './attention.ts';
+import { cpuSeconds, loadAvg, now, round, timeRuns, type Timing } from './timing.ts';
 
 const CHILD_ENV = 'RED_BENCH_ENGINE_CHILD';
 
 function emit(fields: Record<string, unknown>): void {
   console.log(JSON.stringify(fields));
-}
-
-const now = () => performance.now() / 1000;
-const round = (x: number, digits = 1) => +x.toFixed(digits);
-
-/** Process CPU seconds (every thread), to see a kernel's efficiency when the machine is shared. */
-const cpuSeconds = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-};
-
-interface Timing {
-  best: number;
-  median: number;
-  bestCpu: number;
-  reps: number;
-}
-
-/**
- * Runs `fn` once to warm up, then until `minReps` runs and `minSeconds` have passed (≤ maxReps).
- * best/median are wall seconds; bestCpu the least process CPU time of a run.
- */
-function timeRuns(fn: () => void, minReps: number, minSeconds: number, maxReps: number): Timing {
-  fn();
-  const times: number[] = [],
-    cpus: number[] = [];
-  const t0 = now();
-  while (times.length < minReps || (now() - t0 < minSeconds && times.length < maxReps)) {
-    const t = now(),
-      c = cpuSeconds();
-    fn();
-    times.push(now() - t);
-    cpus.push(cpuSeconds() - c);
-  }
-  times.sort((a, b) => a - b);
-  return {
-    best: times[0],
-    median: times[Math.floor(times.length / 2)],
-    bestCpu: Math.min(...cpus),
-    reps: times.length,
-  };
 }
 
 function uniform(rng: Rng, n: number): Float32Array {
@@ -199,8 +160,6 @@ function measurePeaks(be: Backend, quick: boolean): Peaks {
   }
   return peaks;
 }
-
-const loadAvg = () => round(loadavg()[0], 2);
 
 /** One gemm figure in `dtype` beside numpy's fp32 and the peak; returns our best GFLOP/s. */
 function benchGemm(
@@ -473,6 +432,8 @@ export async function run(opts: BenchOptions): Promise<void> {
     fp32.push(benchGemm(be, M, K, N, opts.quick, 'fp32', np, peaks));
     bf16.push(benchGemm(be, M, K, N, opts.quick, 'bf16', np, peaks));
   }
+  if (be.name === 'native') attentionRows(be, opts.quick, emit);
+  else emit({ bench: 'attention', note: 'native backend only (the reference takes minutes at these lengths)' });
   const best = (g: Peak[]): Peak => ({
     wall: Math.max(...g.map((x) => x.wall)),
     cpu: Math.max(...g.map((x) => x.cpu)),
