@@ -379,13 +379,15 @@ function compareKernels(nb: HostKernels): void {
   });
 
   // (lengths, NH, NKV, HD): one token, packed unequal sequences incl. an empty one, GQA,
-  // a 300-token sequence, head dims that are not a multiple of the vector width.
+  // a 300-token sequence, head dims that are not a multiple of the vector width, and a sequence
+  // whose Kᵀ and V outgrow 1 MB (the forward's multi-block passes, ending in a short one).
   const attentionCases: [number[], number, number, number][] = [
     [[1], 2, 1, 8],
     [[1, 17, 0, 40, 5], 4, 2, 16],
     [[300], 2, 1, 64],
     [[23, 9], 3, 3, 12],
     [[33], 4, 2, 80],
+    [[7, 1100], 2, 1, 128],
   ];
 
   test(`${tag} attention forward/backward over packed sequences`, () => {
