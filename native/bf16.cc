@@ -287,15 +287,24 @@ static void amxBlock(i64 kp, const float* Ap, i64 lda, const float* Bp, float* C
     _tile_zero(3);
   }
   const i64 ldaBytes = lda * 4;
+  // Software-pipelined: tiles are not renamed, so each operand of step k+1 is loaded as soon as
+  // the last product of step k that reads its tile has been issued.
+  _tile_loadd(4, Ap, ldaBytes);
+  _tile_loadd(6, Bp, NR * 4);
+  _tile_loadd(7, Bp + 16, NR * 4);
+  _tile_loadd(5, Ap + 16 * lda, ldaBytes);
   for (i64 k = 0; k < kp; k += 16) {
-    _tile_loadd(4, Ap + k, ldaBytes);
-    _tile_loadd(5, Ap + 16 * lda + k, ldaBytes);
-    _tile_loadd(6, Bp + k * NR, NR * 4);
-    _tile_loadd(7, Bp + k * NR + 16, NR * 4);
+    const i64 n = k + 16;
     _tile_dpbf16ps(0, 4, 6);
     _tile_dpbf16ps(1, 4, 7);
+    if (n < kp) _tile_loadd(4, Ap + n, ldaBytes);
     _tile_dpbf16ps(2, 5, 6);
+    if (n < kp) _tile_loadd(6, Bp + n * NR, NR * 4);
     _tile_dpbf16ps(3, 5, 7);
+    if (n < kp) {
+      _tile_loadd(7, Bp + n * NR + 16, NR * 4);
+      _tile_loadd(5, Ap + 16 * lda + n, ldaBytes);
+    }
   }
   _tile_stored(0, c, ldcBytes);
   _tile_stored(1, c + 16, ldcBytes);
