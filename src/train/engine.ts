@@ -134,3 +134,24 @@ export interface TrainingEngine {
   /** Ends the engine (its processes, when it has any). */
   close(): Promise<void>;
 }
+
+/** How a run's engine is made (the config's `engine` group plus the model folders it loads). */
+export interface EngineSettings {
+  kind: 'native' | 'torch';
+  /** The policy's Hugging Face folder (a local path: Hub ids are resolved before). */
+  modelPath: string;
+  /** The frozen reference model's folder, when the KL term needs one (else none is loaded). */
+  referencePath: string | null;
+  /** fp32, or bf16 mixed precision (fp32 master weights, gradients and moments). */
+  precision: 'fp32' | 'bf16';
+  /** Recompute each layer in backward instead of keeping its activations. */
+  activationCheckpointing: boolean;
+  /** torch: GPUs per node (CPU ranks where there is no GPU); native: ignored. */
+  devices: number;
+  /** torch: the interpreter; null = the first `python3` on PATH that imports torch. */
+  python: string | null;
+  /** torch: DDP for models that fit one device, FSDP2 (`fully_shard`) for the rest. */
+  strategy: 'ddp' | 'fsdp';
+  /** Told what the engine starts, chooses or skips (one line each). */
+  log: (line: string) => void;
+}
