@@ -251,22 +251,25 @@ function numberReading(num: string, percent: string | undefined): { answer: stri
   return decimalComma ? { answer, form: 'decimal-comma' } : { answer };
 }
 
+/** The rightmost plain number or arithmetic (the longer one where both end at the same place),
+ * outside broken `$` spans. Matches come in order and do not overlap, so the last one ends furthest
+ * right; only it is read. */
 function numberCandidate(text: string): Candidate | null {
   const hidden = [...text.matchAll(BROKEN_SPAN_RE)].map((m) => [m.index, m.index + m[0].length]);
   const visible = (at: number): boolean => !hidden.some(([a, b]) => at > a && at < b);
-  let best: Candidate | null = null;
-  for (const m of text.matchAll(NUMBER_RE)) {
-    if (!visible(m.index)) continue;
-    best = better(best, { ...numberReading(m[1], m[2]), rule: 'number', priority: 300, end: m.index + m[0].length });
+  let num: RegExpExecArray | null = null;
+  for (const m of text.matchAll(NUMBER_RE)) if (visible(m.index)) num = m;
+  let expr: RegExpExecArray | null = null;
+  for (const m of text.matchAll(EXPR_RE))
+    if (visible(m.index) && (m[0].match(/\(/g)?.length ?? 0) === (m[0].match(/\)/g)?.length ?? 0)) expr = m;
+  const end = (m: RegExpExecArray): number => m.index + m[0].length;
+  if (expr && (!num || end(expr) >= end(num))) {
+    const latex = expr[0].replace(/\*/g, '\\cdot ').replace(/×/g, '\\times ').replace(/÷/g, '\\div ');
+    return { answer: latex, rule: 'number', priority: 300, end: end(expr) };
   }
-  for (const m of text.matchAll(EXPR_RE)) {
-    if (!visible(m.index) || (m[0].match(/\(/g)?.length ?? 0) !== (m[0].match(/\)/g)?.length ?? 0)) continue;
-    const latex = m[0].replace(/\*/g, '\\cdot ').replace(/×/g, '\\times ').replace(/÷/g, '\\div ');
-    const c: Candidate = { answer: latex, rule: 'number', priority: 300, end: m.index + m[0].length };
-    // At the same end, the longer match (the arithmetic, not its last number) wins.
-    best = best && best.end === c.end && best.priority === 300 ? c : better(best, c);
-  }
-  return best;
+  if (!num) return null;
+  const { answer, form } = numberReading(num[1], num[2]);
+  return { answer, ...(form && { form }), rule: 'number', priority: 300, end: end(num) };
 }
 
 /** The first math or number starting within 50 characters after `from` (an 'answer-word' candidate);
@@ -299,7 +302,8 @@ function numberAfterAnswer(line: string): { answer: string; form?: Form; at: num
 function answerWordCandidate(text: string): Candidate | null {
   let best: Candidate | null = null;
   // The last few mentions decide (the rightmost match wins); a text repeating the word costs no more.
-  const hits = [...text.matchAll(/\banswer\b/gi)].slice(-20);
+  // Like Math-Verify's `(?i:answer)`, "answers" and "answered" count too.
+  const hits = [...text.matchAll(/answer/gi)].slice(-20);
   for (const m of hits) {
     const from = m.index + m[0].length;
     best = better(best, firstMathNear(text, from));

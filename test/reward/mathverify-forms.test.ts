@@ -299,6 +299,8 @@ const FORMS: Record<string, FormRow[]> = {
     ],
     ['4\\sqrt{2}', 'The diagonal is\n\\[d = 4\\sqrt{2}\\]\nwhich is about 5.66.', false],
     ['4\\sqrt{2}', 'The diagonal is \\[4\\sqrt{2}\\] where $d$ is the diagonal.', false],
+    ['2', 'Both answers work: $x = 2$. Checking the second case as well, we get\n\\[x = 5\\]', true],
+    ['5', 'Both answers work: $x = 2$. Checking the second case as well, we get\n\\[x = 5\\]', false],
     ['\\sqrt{2}', 'raw:Solving gives\n[ x = \\sqrt{2} ]\nand that is all.', true],
     ['\\sqrt{2}', 'raw:Solving gives\n[ x = \\sqrt{3} ]\nand that is all.', false],
   ],
