@@ -269,7 +269,9 @@ function numberCandidate(text: string): Candidate | null {
   }
   if (!num) return null;
   const { answer, form } = numberReading(num[1], num[2]);
-  return { answer, ...(form && { form }), rule: 'number', priority: 300, end: end(num) };
+  const c: Candidate = { answer, rule: 'number', priority: 300, end: end(num) };
+  if (form) c.form = form;
+  return c;
 }
 
 /** The first math or number starting within 50 characters after `from` (an 'answer-word' candidate);
@@ -319,7 +321,10 @@ export function extractTarget(response: string): Extracted | null {
   // A box cut off or left empty: the response failed to answer.
   if (boxed === null) return null;
   const best = better(boxed ?? null, phraseCandidate(text)) ?? answerWordCandidate(text) ?? unanchored(text);
-  return best && { answer: best.answer, rule: best.rule, ...(best.form && { form: best.form }) };
+  if (!best) return null;
+  const found: Extracted = { answer: best.answer, rule: best.rule };
+  if (best.form) found.form = best.form;
+  return found;
 }
 
 /** No box and no answer phrase: the rightmost math or plain number (Math-Verify's priority 300),
@@ -353,7 +358,7 @@ export function extractAnswer(response: string): string | null {
 /** Whether a gold reads as prose around math ("So $r = 3$ and …", "$12$ apples"): Math-Verify
  * parses a gold as it parses a response, so its answer is found the same way. */
 function isWorkedSolution(s: string): boolean {
-  if (!/(?<!\\)\$|\\\[|\\\(/.test(s)) return false;
+  if (!s.includes('$') && !s.includes('\\[') && !s.includes('\\(')) return false;
   return /[A-Za-z]{2,}/.test(s.replace(ENV_RE, ' '));
 }
 

@@ -115,19 +115,18 @@ export async function verify(gold: Gold, prediction: string, opts: VerifyOptions
     const found = target.answer;
     extracted = found;
     const forms = new Set<Form>(target.form ? [target.form] : []);
-    const note: NoteForm = (f) => forms.add(f);
+    const note: NoteForm = forms.add.bind(forms);
     const golds = goldAnswer(gold, note);
     if (golds.length === 0) return { equal: false, reason: 'no_gold', extracted };
     if (found.length > MAX_ANSWER_CHARS) return { equal: false, reason: 'too_long', extracted };
     const trace: Trace = {};
-    const result = (equal: boolean, reason?: string): VerifyResult => ({
-      equal,
-      ...(!equal && { reason }),
-      extracted,
-      target: target.rule,
-      rule: trace.rule,
-      ...(forms.size > 0 && { form: [...forms].join('+') }),
-    });
+    const result = (equal: boolean, reason?: string): VerifyResult => {
+      const r: VerifyResult = equal
+        ? { equal, extracted, target: target.rule, rule: trace.rule }
+        : { equal, reason, extracted, target: target.rule, rule: trace.rule };
+      if (forms.size > 0) r.form = [...forms].join('+');
+      return r;
+    };
     const budget: { ms: number; reason?: string } = { ms: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS };
     const cmp: Cmp = { leaf: casLeaf(opts, budget, note), note };
 

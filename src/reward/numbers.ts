@@ -48,7 +48,7 @@ function parseDecimal(s: string): Rational | null {
   // "142.0" is an integer written as a float (the AMC files): it stays exact.
   const decimal = frac.replace(/0+$/, '') !== '' || exp !== undefined;
   const value = rational(num, den, decimal);
-  return decimal && exp === undefined ? { ...value, places: frac.length } : value;
+  return decimal && exp === undefined ? { num: value.num, den: value.den, decimal, places: frac.length } : value;
 }
 
 /** `a`, `\frac{a}{b}`, `\frac12`, `a/b`, `-\frac{a}{b}`, `a\times 10^{k}` with decimal a, b.

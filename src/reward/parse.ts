@@ -123,7 +123,7 @@ const MEMBERSHIP_RE = /^(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?\w+\}?)?\s*\\in(?![A-Za-z
 /** Top-level `a=3,b=1;a=5,b=1` (tuples), `a, b`, `x \in S`, `A \cup B` and `x = 1` / `a < b`, in
  * that order of precedence. */
 const listOrRelationOf: ParseStep = (s, depth, note) => {
-  const groups = splitTop(s, SEMICOLON).parts;
+  const groups = s.includes(';') ? splitTop(s, SEMICOLON).parts : [s];
   if (groups.length > 1 && groups.some((g) => splitTop(g, COMMA).parts.length > 1)) {
     note('semicolon-tuples');
     const tuples = groups.map((g): Answer => {
