@@ -269,6 +269,7 @@ const FORMS: Record<string, FormRow[]> = {
     ['\\{2,5\\}', 'The roots are \\boxed{2} (a double root) and \\boxed{5}.', true, 'several-boxes'],
     ['\\{1,2\\}', '\\boxed{1} then \\boxed{2}', true, 'several-boxes'],
     ['\\{1,2\\}', '\\boxed{1}\\text{, then later }\\boxed{2}', true, 'several-boxes'],
+    ['\\boxed{(9,2), (2,9)}', 'The pairs are $(2,9)$ or $(9,2)$.', true],
     ['5', '\\boxed{5}\\boxed{5}', true],
     ['5', '\\boxed{5} and again \\boxed{5}', true],
     ['\\{2,5\\}', '\\boxed{2} and \\boxed{6}', false],
