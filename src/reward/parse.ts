@@ -151,7 +151,7 @@ const listOrRelationOf: ParseStep = (s, depth, note) => {
  * an `=` chain holding a macro no parser knows keeps its last side (Math-Verify parses only the
  * last equation when the whole fails). */
 function relationOf(s: string, rel: { parts: string[]; seps: string[] }, depth: number, note: NoteForm): Answer | null {
-  if (rel.parts.length > 2 && rel.seps.every((o) => o === '=') && !/[,;]/.test(s) && UNKNOWN_MACRO(rel.parts)) {
+  if (rel.parts.length > 2 && rel.seps.every((o) => o === '=') && !/[,;]/.test(s) && holdsUnknownMacro(rel.parts)) {
     note('unknown-macro-chain');
     return parseAt(rel.parts[rel.parts.length - 1], depth + 1, note);
   }
@@ -191,7 +191,7 @@ const KNOWN_COMMANDS = new Set(
     'varsigma tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega'
   ).split(' '),
 );
-const UNKNOWN_MACRO = (sides: string[]): boolean =>
+const holdsUnknownMacro = (sides: string[]): boolean =>
   sides.some((side) => [...side.matchAll(/\\([A-Za-z]+)/g)].some((m) => !KNOWN_COMMANDS.has(m[1])));
 
 /** Math-Verify's `is_expr_of_only_symbols`: names (letters, Greek letters, subscripted) joined by
