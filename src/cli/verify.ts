@@ -1,6 +1,6 @@
 // `red verify`: one verdict (`--gold G --pred P`, prints true/false, exit code 0 either way) or a
 // JSONL stream (`--jsonl FILE|-`): each line {"gold", "pred"} comes back with "equal" (and "reason"
-// when not equal; with --explain also "extracted", "target", "rule") added, in input order, while
+// when not equal; with --explain also "extracted", "target", "rule", "form") added, in input order, while
 // later lines are still being verified.
 import type { Command } from 'commander';
 import { createReadStream } from 'node:fs';
@@ -34,7 +34,7 @@ export function registerVerify(program: Command): void {
     .option('--pred <response>', 'the model response (its last \\boxed{} is the answer)')
     .option(
       '--explain',
-      'also print the reason, the extracted answer, its extraction target and the comparison rule that decided',
+      'also print the reason, the extracted answer, its extraction target, the comparison rule that decided and the answer form (several-boxes, decimal-comma, approx-chain, …) it took',
       false,
     )
     .option('--jsonl <file>', 'verify each line {"gold", "pred"} of FILE ("-" = stdin), writing it back with "equal"')
@@ -61,6 +61,7 @@ export function registerVerify(program: Command): void {
           console.log(`extracted: ${r.extracted ?? '(none)'}`);
           console.log(`target: ${r.target ?? '(none)'}`);
           console.log(`rule: ${r.rule ?? '(none)'}`);
+          if (r.form) console.log(`form: ${r.form}`);
         }
       } finally {
         await reward.closeVerifier();
@@ -131,6 +132,6 @@ async function verifyLine(
     });
   }
   const r = await verify(gold as string | number | string[], pred, { timeoutMs });
-  const why = explain ? { extracted: r.extracted, target: r.target, rule: r.rule } : {};
+  const why = explain ? { extracted: r.extracted, target: r.target, rule: r.rule, form: r.form } : {};
   return JSON.stringify(r.equal ? { ...obj, equal: true, ...why } : { ...obj, equal: false, reason: r.reason, ...why });
 }

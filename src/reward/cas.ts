@@ -21,7 +21,7 @@ const PARSE_OPTIONS = {
   },
 };
 
-export type CasVerdict = { equal: boolean; reason?: string };
+export type CasVerdict = { equal: boolean; reason?: string; renamed?: boolean };
 
 // Irregular points in (0.3, 2.9): far from the poles and branch cuts of typical answers, and no
 // two of them in a simple ratio. The point just above 1 tells x^100000 from x^100001, which
@@ -144,23 +144,34 @@ export class CasComparer {
   /** Each comparison runs in a scope of its own: the engine declares the symbols it meets (and
    * infers their types from use), and one answer's `f(x)` must not change how the next one's `f^2`
    * reads. */
-  compare(goldLatex: string, predLatex: string, mode: LeafMode = 'equal'): CasVerdict {
+  compare(goldLatex: string, predLatex: string, mode: LeafMode = 'equal', rename = false): CasVerdict {
     this.ce.pushScope();
     try {
-      return mode === 'equal'
-        ? this.compareInScope(goldLatex, predLatex)
-        : this.proportionalInScope(goldLatex, predLatex, mode === 'positive');
+      const a = this.parse(goldLatex);
+      let b = this.parse(predLatex);
+      if (!a || !b) return { equal: false, reason: `unparseable ${!a ? 'gold' : 'prediction'}` };
+      const renamed = rename ? this.renamed(a, b) : null;
+      if (renamed) b = renamed;
+      const verdict =
+        mode === 'equal' ? this.compareInScope(a, b) : this.proportionalInScope(a, b, mode === 'positive');
+      return renamed && verdict.equal ? { ...verdict, renamed: true } : verdict;
     } finally {
       this.ce.popScope();
     }
   }
 
+  /** `pred` with its free variables renamed to the gold's, in sorted order, when both have as many
+   * and they differ (Math-Verify's `strict=False`: `g(s)` is `g(t)`); else null. */
+  private renamed(gold: Expr, pred: Expr): Expr | null {
+    const gv = [...gold.unknowns].sort();
+    const pv = [...pred.unknowns].sort();
+    if (gv.length === 0 || gv.length !== pv.length || gv.every((v, i) => v === pv[i])) return null;
+    return pred.subs(Object.fromEntries(pv.map((v, i) => [v, this.ce.symbol(gv[i])])));
+  }
+
   /** Whether gold/pred is one non-zero constant (positive when `positive`) wherever both are
    * defined: two zero forms of the same equation, or of the same inequality. */
-  private proportionalInScope(goldLatex: string, predLatex: string, positive: boolean): CasVerdict {
-    const a = this.parse(goldLatex);
-    const b = this.parse(predLatex);
-    if (!a || !b) return { equal: false, reason: `unparseable ${!a ? 'gold' : 'prediction'}` };
+  private proportionalInScope(a: Expr, b: Expr, positive: boolean): CasVerdict {
     const vars = [...new Set([...a.unknowns, ...b.unknowns])].sort();
     if (vars.length === 0 || hasHead(a.json, BOUND_HEADS) || hasHead(b.json, BOUND_HEADS)) return { equal: false };
     let ratio = NaN;
@@ -184,10 +195,7 @@ export class CasComparer {
     return { equal: !positive || ratio > 0 };
   }
 
-  private compareInScope(goldLatex: string, predLatex: string): CasVerdict {
-    const a = this.parse(goldLatex);
-    const b = this.parse(predLatex);
-    if (!a || !b) return { equal: false, reason: `unparseable ${!a ? 'gold' : 'prediction'}` };
+  private compareInScope(a: Expr, b: Expr): CasVerdict {
     if (a.isSame(b) || JSON.stringify(a.json) === JSON.stringify(b.json)) return { equal: true };
     const vars = [...new Set([...a.unknowns, ...b.unknowns])].sort();
     // An integral, limit or derivative with a free variable is not sampled: only the identical

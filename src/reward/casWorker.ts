@@ -9,8 +9,11 @@ export interface CasRequest {
   gold: string;
   pred: string;
   mode?: LeafMode;
+  /** Rename the prediction's variables to the gold's (a non-strict comparison). */
+  rename?: boolean;
 }
-export type CasReply = { type: 'ready' } | { type: 'result'; id: number; equal: boolean; reason?: string };
+export type CasReply =
+  { type: 'ready' } | { type: 'result'; id: number; equal: boolean; reason?: string; renamed?: boolean };
 
 const port = parentPort;
 if (port) {
@@ -18,7 +21,7 @@ if (port) {
   port.on('message', (req: CasRequest) => {
     let reply: CasReply;
     try {
-      reply = { type: 'result', id: req.id, ...cas.compare(req.gold, req.pred, req.mode) };
+      reply = { type: 'result', id: req.id, ...cas.compare(req.gold, req.pred, req.mode, req.rename) };
     } catch (err) {
       reply = {
         type: 'result',

@@ -2,13 +2,21 @@
 // tuples/intervals ordered with their ends, matrices element-wise, `x=5` ~ `5`, `x\le5` ~ `5\ge x`
 // ~ `(-\infty,5]`, percentages, choices. Plain numbers are settled here; any other pair of leaves
 // goes to `leafEqual` (the CAS pool), which may throw CasTimeout.
-import type { Answer, RelOp } from './parse.ts';
-import { rationalEqual, scale, rationalToLatex } from './numbers.ts';
+import type { Form, NoteForm } from './forms.ts';
+import { isSymbolsOnly, type Answer, type RelOp } from './parse.ts';
+import { equalToPlacesWritten, rationalEqual, scale, rationalToLatex } from './numbers.ts';
 
 /** 'equal': the same value; 'proportional': l/r is a non-zero constant (equations up to scale);
  * 'positive': a positive constant (inequalities, whose direction a negative factor would flip). */
 export type LeafMode = 'equal' | 'proportional' | 'positive';
 export type LeafEqual = (gold: string, pred: string, mode?: LeafMode) => Promise<boolean>;
+
+/** What a comparison needs besides the answers: the CAS for leaves, and where to note the forms
+ * (forms.ts) a verdict passed through. */
+export interface Cmp {
+  leaf: LeafEqual;
+  note: NoteForm;
+}
 
 /** Which rule decided a comparison (for `red verify --explain`); set by the top-level call only. */
 export interface Trace {
@@ -45,12 +53,19 @@ function isName(a: Answer): boolean {
 }
 
 /** A label standing for the answer: a name, a tuple of names `(p,q)`, a ratio of names
- * `V_1:V_2`, a length `|AB|`, `\overline{AB}`, `\angle ABC`. */
+ * `V_1:V_2`, a length `|AB|`, `\overline{AB}`, `\angle ABC`, or any expression of names alone
+ * (`\frac{AB}{CD}`, `a+b`: Math-Verify's assignment test). */
 function isLabel(a: Answer): boolean {
+  return isNamedLabel(a) || isSymbolsLabel(a);
+}
+
+function isNamedLabel(a: Answer): boolean {
   if (isName(a)) return true;
   if (a.kind === 'seq') return a.open === '(' && a.close === ')' && a.items.every(isName);
   return a.kind === 'expr' && LABEL_RE.test(a.latex);
 }
+
+const isSymbolsLabel = (a: Answer): boolean => a.kind === 'expr' && isSymbolsOnly(a.latex);
 
 const NAME = String.raw`(?:[A-Za-z]+|\\[A-Za-z]+)(?:_\{?\w+\}?)?`;
 const LABEL_RE = new RegExp(
@@ -146,7 +161,7 @@ function answerKey(a: Answer): string {
 const MAX_PAIRWISE_ITEMS = 200;
 
 /** Greedy matching is exact here: equivalence is transitive, so any match of an item is as good as another. */
-async function sameMultiset(gs: Answer[], ps: Answer[], leaf: LeafEqual): Promise<boolean> {
+async function sameMultiset(gs: Answer[], ps: Answer[], cmp: Cmp): Promise<boolean> {
   if (gs.length !== ps.length) return false;
   const used = new Array<boolean>(ps.length).fill(false);
   const pKeys = ps.map(answerKey);
@@ -157,23 +172,29 @@ async function sameMultiset(gs: Answer[], ps: Answer[], leaf: LeafEqual): Promis
     const key = answerKey(g);
     for (let j = 0; j < ps.length && found < 0; j++) if (!used[j] && pKeys[j] === key) found = j;
     for (let j = 0; pairwise && j < ps.length && found < 0; j++)
-      if (!used[j] && (await answersEqual(g, ps[j], leaf))) found = j;
+      if (!used[j] && (await answersEqual(g, ps[j], cmp))) found = j;
     if (found < 0) return false;
     used[found] = true;
   }
   return true;
 }
 
-async function sameSequence(gs: Answer[], ps: Answer[], leaf: LeafEqual): Promise<boolean> {
+async function sameSequence(gs: Answer[], ps: Answer[], cmp: Cmp): Promise<boolean> {
   if (gs.length !== ps.length) return false;
-  for (let i = 0; i < gs.length; i++) if (!(await answersEqual(gs[i], ps[i], leaf))) return false;
+  for (let i = 0; i < gs.length; i++) if (!(await answersEqual(gs[i], ps[i], cmp))) return false;
   return true;
 }
 
-async function leavesEqual(g: Leaf, p: Leaf, leaf: LeafEqual, trace?: Trace): Promise<boolean> {
+async function leavesEqual(g: Leaf, p: Leaf, cmp: Cmp, trace?: Trace): Promise<boolean> {
   if (g.kind === 'number' && p.kind === 'number') {
     if (trace) trace.rule = g.value.decimal || p.value.decimal ? 'number (rounded to 6 decimals)' : 'number (exact)';
-    if (g.percent === p.percent) return rationalEqual(g.value, p.value);
+    if (g.percent === p.percent) {
+      if (rationalEqual(g.value, p.value)) return true;
+      if (!equalToPlacesWritten(g.value, p.value)) return false;
+      if (trace) trace.rule = 'number (to the digits written)';
+      cmp.note('rounded-decimal');
+      return true;
+    }
     // One side wrote a percent sign: 28\% = 0.28, and 28\% is accepted for a gold of 28.
     if (trace) trace.rule = 'percent';
     const pct = g.percent ? g : p;
@@ -205,7 +226,7 @@ async function leavesEqual(g: Leaf, p: Leaf, leaf: LeafEqual, trace?: Trace): Pr
     return true;
   }
   if (trace) trace.rule = 'cas';
-  return leaf(leafLatex(g), leafLatex(p));
+  return cmp.leaf(leafLatex(g), leafLatex(p));
 }
 
 /** Text compared as words: case, spaces and punctuation do not count. */
@@ -221,7 +242,7 @@ function textKey(s: string): string {
 async function relationsEqual(
   gold: Extract<Answer, { kind: 'relation' }>,
   pred: Extract<Answer, { kind: 'relation' }>,
-  leaf: LeafEqual,
+  cmp: Cmp,
   trace?: Trace,
 ): Promise<boolean> {
   const g = ascending(collapseAssignment(gold));
@@ -232,9 +253,9 @@ async function relationsEqual(
   };
   const sameOps = g.ops.length === p.ops.length && g.ops.every((o, i) => o === p.ops[i]);
   if (sameOps) {
-    if (await sameSequence(g.sides, p.sides, leaf)) return set('relation (side by side)');
+    if (await sameSequence(g.sides, p.sides, cmp)) return set('relation (side by side)');
     // `a = b` is `b = a`.
-    if (g.ops.every((o) => o === '=' || o === '\\ne') && (await sameSequence(g.sides, [...p.sides].reverse(), leaf)))
+    if (g.ops.every((o) => o === '=' || o === '\\ne') && (await sameSequence(g.sides, [...p.sides].reverse(), cmp)))
       return set('relation (sides swapped)');
   }
   const gz = zeroForm(g);
@@ -242,29 +263,34 @@ async function relationsEqual(
   if (gz !== null && pz !== null && sameOps) {
     if (g.ops[0] === '=' || g.ops[0] === '\\ne') {
       // An equation rearranged (`5x-7y+4=0` vs `5x+4=7y`) or scaled: l−r agree up to a factor.
-      if ((await leaf(gz, pz)) || (await leaf(gz, `-(${pz})`)) || (await leaf(gz, pz, 'proportional')))
+      if ((await cmp.leaf(gz, pz)) || (await cmp.leaf(gz, `-(${pz})`)) || (await cmp.leaf(gz, pz, 'proportional')))
         return set('equation (rearranged/scaled)');
-    } else if (await leaf(gz, pz, 'positive')) return set('inequality (rearranged/scaled)');
+    } else if (await cmp.leaf(gz, pz, 'positive')) return set('inequality (rearranged/scaled)');
   }
   if (sameOps) return false;
   const gi = asInterval(gold);
   const pi = asInterval(pred);
-  if (gi !== null && pi !== null && (await answersEqual(gi, pi, leaf))) return set('inequality as interval');
+  if (gi !== null && pi !== null && (await answersEqual(gi, pi, cmp))) return set('inequality as interval');
   return false;
 }
 
 type Seq = Extract<Answer, { kind: 'seq' }>;
-type ListSet = Extract<Answer, { kind: 'set' }>;
 type By = (rule: string, r: boolean | Promise<boolean>) => Promise<boolean>;
 
 const isTuple = (a: Answer): a is Seq => a.kind === 'seq' && a.open === '(' && a.close === ')';
-const isBareList = (a: Answer): a is ListSet => a.kind === 'set' && !a.braces && !a.plusMinus;
+
+/** `verdict`, noting `form` when it is true. */
+async function noted(cmp: Cmp, form: Form, verdict: Promise<boolean>): Promise<boolean> {
+  const v = await verdict;
+  if (v) cmp.note(form);
+  return v;
+}
 
 /** Answers of different kinds that may still state the same thing; null when no such rule applies. */
 function crossKindEqual(
   gold: Answer,
   pred: Answer,
-  leaf: LeafEqual,
+  cmp: Cmp,
   trace: Trace | undefined,
   by: By,
 ): Promise<boolean> | null {
@@ -272,43 +298,42 @@ function crossKindEqual(
   // prediction against a bare gold too (Math-Verify follows the gold's form).
   if (gold.kind === 'relation' && pred.kind !== 'relation') {
     const g = collapseAssignment(gold);
-    if (g.ops.every((o) => o === '=') && isLabel(g.sides[0]))
-      return by('assignment (right side)', answersEqual(g.sides[g.sides.length - 1], pred, leaf));
+    if (g.ops.every((o) => o === '=') && isLabel(g.sides[0])) {
+      if (!isNamedLabel(g.sides[0])) cmp.note('labelled-side');
+      return by('assignment (right side)', answersEqual(g.sides[g.sides.length - 1], pred, cmp));
+    }
     const iv = asInterval(gold);
     const ps = asSetOfReals(pred);
-    if (iv !== null && ps !== null) return by('inequality as interval', answersEqual(iv, ps, leaf));
-    return by(
-      'interval',
-      iv !== null && (pred.kind === 'seq' || pred.kind === 'union') && answersEqual(iv, pred, leaf),
-    );
+    if (iv !== null && ps !== null) return by('inequality as interval', answersEqual(iv, ps, cmp));
+    return by('interval', iv !== null && (pred.kind === 'seq' || pred.kind === 'union') && answersEqual(iv, pred, cmp));
   }
   if (pred.kind === 'relation' && gold.kind !== 'relation') {
     if (pred.ops.every((o) => o === '='))
-      return by('equation (right side)', answersEqual(gold, pred.sides[pred.sides.length - 1], leaf));
+      return by('equation (right side)', answersEqual(gold, pred.sides[pred.sides.length - 1], cmp));
     const iv = asInterval(pred);
     return by(
       'inequality as interval',
-      iv !== null && (gold.kind === 'seq' || gold.kind === 'union') && answersEqual(gold, iv, leaf),
+      iv !== null && (gold.kind === 'seq' || gold.kind === 'union') && answersEqual(gold, iv, cmp),
     );
   }
   // `x<-2 or x>2` against a union of intervals.
   if ((gold.kind === 'union' || gold.kind === 'seq') && pred.kind === 'set') {
     const ps = asSetOfReals(pred);
-    if (ps) return by('inequalities as union', answersEqual(gold, ps, leaf));
+    if (ps) return by('inequalities as union', answersEqual(gold, ps, cmp));
   }
-  // A bare list against a parenthesised tuple (Math-Verify's open interval or tuple against a
-  // finite set): in order when the gold is the tuple, in any order when the gold is the list.
-  if (isTuple(gold) && isBareList(pred))
-    return by('tuple against list (in order)', sameSequence(gold.items, pred.items, leaf));
-  if (isBareList(gold) && isTuple(pred))
-    return by('list against tuple (any order)', sameMultiset(gold.items, pred.items, leaf));
+  // A set or bare list against a parenthesised tuple (Math-Verify's open interval or tuple against
+  // a finite set): in order when the gold is the tuple, in any order when the gold is the set.
+  if (isTuple(gold) && pred.kind === 'set' && pred.items.length > 1)
+    return noted(cmp, 'tuple-set', by('tuple against set (in order)', sameSequence(gold.items, pred.items, cmp)));
+  if (gold.kind === 'set' && gold.items.length > 1 && isTuple(pred))
+    return noted(cmp, 'tuple-set', by('set against tuple (any order)', sameMultiset(gold.items, pred.items, cmp)));
   // A one-element set against a single value, and a choice letter followed by its value.
   if (gold.kind === 'set' && gold.items.length === 1 && pred.kind !== 'set')
-    return answersEqual(gold.items[0], pred, leaf, trace);
+    return answersEqual(gold.items[0], pred, cmp, trace);
   if (pred.kind === 'set' && pred.items.length === 1 && gold.kind !== 'set')
-    return answersEqual(gold, pred.items[0], leaf, trace);
+    return answersEqual(gold, pred.items[0], cmp, trace);
   if (pred.kind === 'choice' && gold.kind !== 'choice')
-    return by('choice value', pred.rest !== null && answersEqual(gold, pred.rest, leaf));
+    return by('choice value', pred.rest !== null && answersEqual(gold, pred.rest, cmp));
   // A letter gold written out as a bare expression (`C`) by the model.
   if (gold.kind === 'choice' && pred.kind !== 'choice')
     return by('choice letter', pred.kind === 'expr' && pred.latex === gold.letter);
@@ -316,14 +341,14 @@ function crossKindEqual(
 }
 
 /** Whether `pred` states the same answer as `gold`; `trace` (top level only) learns the rule. */
-export async function answersEqual(gold: Answer, pred: Answer, leaf: LeafEqual, trace?: Trace): Promise<boolean> {
-  if (isLeaf(gold) && isLeaf(pred)) return leavesEqual(gold, pred, leaf, trace);
+export async function answersEqual(gold: Answer, pred: Answer, cmp: Cmp, trace?: Trace): Promise<boolean> {
+  if (isLeaf(gold) && isLeaf(pred)) return leavesEqual(gold, pred, cmp, trace);
   const by: By = async (rule, r) => {
     const v = await r;
     if (trace) trace.rule = rule;
     return v;
   };
-  const cross = crossKindEqual(gold, pred, leaf, trace, by);
+  const cross = crossKindEqual(gold, pred, cmp, trace, by);
   if (cross) return cross;
 
   switch (gold.kind) {
@@ -333,18 +358,21 @@ export async function answersEqual(gold: Answer, pred: Answer, leaf: LeafEqual, 
       return by('different kinds', false);
     case 'choice':
       return by('choice letter', pred.kind === 'choice' && pred.letter === gold.letter);
-    case 'set':
-      return by('set (any order)', pred.kind === 'set' && sameMultiset(gold.items, pred.items, leaf));
+    case 'set': {
+      const pm = gold.plusMinus || (pred.kind === 'set' && pred.plusMinus);
+      const same = by('set (any order)', pred.kind === 'set' && sameMultiset(gold.items, pred.items, cmp));
+      return pm ? noted(cmp, 'pm-set', same) : same;
+    }
     case 'union':
-      return by('union (any order)', pred.kind === 'union' && sameMultiset(gold.items, pred.items, leaf));
+      return by('union (any order)', pred.kind === 'union' && sameMultiset(gold.items, pred.items, cmp));
     case 'seq':
-      if (pred.kind === 'matrix') return answersEqual(pred, gold, leaf, trace);
+      if (pred.kind === 'matrix') return answersEqual(pred, gold, cmp, trace);
       return by(
         'tuple/interval (in order)',
         pred.kind === 'seq' &&
           pred.open === gold.open &&
           pred.close === gold.close &&
-          sameSequence(gold.items, pred.items, leaf),
+          sameSequence(gold.items, pred.items, cmp),
       );
     case 'matrix': {
       if (pred.kind === 'seq') {
@@ -356,16 +384,16 @@ export async function answersEqual(gold: Answer, pred: Answer, leaf: LeafEqual, 
             : null;
         return by(
           'vector as tuple',
-          flat !== null && pred.open === '(' && pred.close === ')' && sameSequence(flat, pred.items, leaf),
+          flat !== null && pred.open === '(' && pred.close === ')' && sameSequence(flat, pred.items, cmp),
         );
       }
       if (pred.kind !== 'matrix' || pred.rows.length !== gold.rows.length) return by('matrix (element-wise)', false);
       for (let i = 0; i < gold.rows.length; i++)
-        if (!(await sameSequence(gold.rows[i], pred.rows[i], leaf))) return by('matrix (element-wise)', false);
+        if (!(await sameSequence(gold.rows[i], pred.rows[i], cmp))) return by('matrix (element-wise)', false);
       return by('matrix (element-wise)', true);
     }
     case 'relation':
-      return pred.kind === 'relation' && relationsEqual(gold, pred, leaf, trace);
+      return pred.kind === 'relation' && relationsEqual(gold, pred, cmp, trace);
     default:
       return gold satisfies never;
   }

@@ -2,15 +2,17 @@
 // chooses it (targets in priority order — "final answer is … I hope", then boxes and "final answer
 // is …", "answer: …", "answer … $x$", and last the rightmost math or plain number; ties go to the
 // rightmost), and the gold answer of a benchmark row in any of the shapes the benchmark files use
-// (142.0, "$…$" lists, full solutions ending in a box). Every scan here is linear in the text.
+// (142.0, "$…$" lists, full solutions ending in a box, worked solutions without one). Every scan
+// here is linear in the text.
+import type { Form, NoteForm } from './forms.ts';
 
 const BOX_RE = /\\(?:boxed|fbox)(?![A-Za-z])/g;
 
-/** Index just past the `}` that closes the `{` at `open`, or -1 when the braces never balance.
- * `\{` and `\}` are literal braces (set notation), not grouping. */
-export function matchBrace(text: string, open: number): number {
+/** Index just past the `}` that closes the `{` at `open` (before `limit`), or -1 when the braces
+ * never balance. `\{` and `\}` are literal braces (set notation), not grouping. */
+export function matchBrace(text: string, open: number, limit = text.length): number {
   let depth = 0;
-  for (let i = open; i < text.length; i++) {
+  for (let i = open; i < limit; i++) {
     const c = text[i];
     if (c === '\\') {
       i++;
@@ -65,6 +67,8 @@ export type ExtractRule = 'final-answer' | 'boxed' | 'answer-colon' | 'answer-wo
 export interface Extracted {
   answer: string;
   rule: ExtractRule;
+  /** The form of issue 30 that finding it took ('several-boxes', 'decimal-comma'), if any. */
+  form?: Form;
 }
 
 interface Candidate extends Extracted {
@@ -82,48 +86,55 @@ function better(a: Candidate | null, b: Candidate | null): Candidate | null {
   return b.end >= a.end ? b : a;
 }
 
-// What may stand between boxes that together give one answer: `\boxed{1}, \boxed{2}`, `… and …`.
-const BOX_JOINT_RE =
-  /^(?:\s|\$|,|;|\\quad|\\qquad|\\[,;:! ]|\\text\s*\{\s*(?:,?\s*(?:and|or))?\s*\}|\band\b|\bor\b|\\\]|\\\[|\\\(|\\\))*$/i;
+// Math-Verify joins a box to the box after it when fewer than 10 characters separate them, or fewer
+// than 70 that hold one of these and the two contents differ; a repeated content counts once.
+const BOX_SEPARATOR_RE = /\b(?:and|or)\b|[,;]/i;
 
-/** The last box, joined with the boxes right before it when only `and`/`,`/space separates them
- * (Math-Verify reads `\boxed{1}\boxed{2}` as the set {1, 2}). */
+function boxesJoin(between: string, content: string, next: string): boolean {
+  return between.length < 10 || (content !== next && between.length < 70 && BOX_SEPARATOR_RE.test(between));
+}
+
+/** The last box, joined with the boxes before it as Math-Verify joins them (`\boxed{2} and
+ * \boxed{5}` is the set {2, 5}). Each box's braces are matched before the next box starts, so the
+ * scan stays linear however many boxes there are. */
 function boxedCandidate(text: string): Candidate | null | undefined {
-  const starts: Array<{ at: number; after: number }> = [];
-  for (const m of text.matchAll(BOX_RE)) starts.push({ at: m.index, after: m.index + m[0].length });
+  const starts = [...text.matchAll(BOX_RE)].map((m) => ({ at: m.index, after: m.index + m[0].length }));
   if (starts.length === 0) return undefined;
   const contents: string[] = [];
   let end = -1;
   let nextStart = text.length;
-  // At most six boxes, as Math-Verify joins at most six math spans.
-  for (let k = starts.length - 1; k >= 0 && contents.length < 6; k--) {
-    const box = boxAt(text, starts[k].after);
-    if (!box) {
-      if (k === starts.length - 1) return null;
+  for (let k = starts.length - 1; k >= 0; k--) {
+    const last = k === starts.length - 1;
+    const box = boxAt(text, starts[k].after, nextStart);
+    // A box left open or empty: no answer when it is the last one; else the joining stops there.
+    if (!box || (!box.braced && !last)) {
+      if (last) return null;
       break;
     }
-    if (k < starts.length - 1 && !BOX_JOINT_RE.test(text.slice(box.end, nextStart))) break;
-    if (end < 0) end = box.end;
-    contents.unshift(box.content);
+    if (!last && !boxesJoin(text.slice(box.end, nextStart), box.content, contents[0])) break;
+    if (last) end = box.end;
+    if (contents[0] !== box.content) contents.unshift(box.content);
     nextStart = starts[k].at;
   }
-  return { answer: contents.join(','), rule: 'boxed', priority: 50, end };
+  const form = contents.length > 1 ? 'several-boxes' : undefined;
+  return { answer: contents.join(','), rule: 'boxed', priority: 50, end, form };
 }
 
-/** The content of the box whose name ends at `i`, and the index just past it. */
-function boxAt(text: string, i: number): { content: string; end: number } | null {
+/** The content of the box whose name ends at `i` (its braces closing before `limit`), and the
+ * index just past it; `\boxed 5` is one token, up to white space or the end of the math. */
+function boxAt(text: string, i: number, limit: number): { content: string; end: number; braced: boolean } | null {
   const nameEnd = i;
-  while (i < text.length && /\s/.test(text[i])) i++;
+  while (i < limit && /\s/.test(text[i])) i++;
   if (text[i] === '{') {
-    const close = matchBrace(text, i);
+    const close = matchBrace(text, i, limit);
     if (close < 0) return null;
     const content = text.slice(i + 1, close - 1).trim();
-    return content === '' ? null : { content, end: close };
+    return content === '' ? null : { content, end: close, braced: true };
   }
-  const m = /^[^\s$]+/.exec(text.slice(i, i + 200));
+  const m = /^[^\s$]+/.exec(text.slice(i, Math.min(limit, i + 200)));
   if (!m || i === nameEnd) return null;
   const content = m[0].replace(/[.,]+$/, '');
-  return content === '' ? null : { content, end: i + m[0].length };
+  return content === '' ? null : { content, end: i + m[0].length, braced: false };
 }
 
 // "The final answer is 5." / "Answer: $\frac12$": what follows on its line is the answer.
@@ -144,17 +155,18 @@ function phraseCandidate(text: string): Candidate | null {
       rest,
     );
     let ans: string;
+    let form: Form | undefined;
     let end = at + seg.length;
     let near: Candidate | null;
     if (env) {
       ans = (env[1] ?? env[2] ?? env[3]).trim();
       end = at + lead + env[0].length;
     } else if (num && !/^\.\d/.test(rest.slice(num[0].length))) {
-      ans = numberLatex(num[1], num[2]);
+      ({ answer: ans, form } = numberReading(num[1], num[2]));
       end = at + lead + num[0].length;
     } else if (/[A-Za-z]{2,}\s+[A-Za-z]{2,}/.test(rest) && (near = firstMathNear(text, at))) {
       // Prose after the phrase ("Answer: the number is 5."): the first math or number near it.
-      ({ answer: ans, end } = near);
+      ({ answer: ans, end, form } = near);
     } else {
       // A sentence end is a period followed by space or end, not a decimal point.
       ans = mathOf(rest)
@@ -167,16 +179,16 @@ function phraseCandidate(text: string): Candidate | null {
     if (ans === '' || /\\(?:boxed|fbox)(?![A-Za-z])/.test(ans)) continue;
     const final = /^final/i.test(hits[k][0]);
     const priority = final ? (/^\.?\s?I hope/.test(text.slice(end, end + 10)) ? 0 : 50) : 100;
-    best = better(best, { answer: ans, rule: final ? 'final-answer' : 'answer-colon', priority, end });
+    best = better(best, { answer: ans, rule: final ? 'final-answer' : 'answer-colon', priority, end, form });
   }
   return best;
 }
 
-// Math environments, as Math-Verify's plain-LaTeX target finds them, and a bare `\frac{3}{4}`; a
-// percent word may follow.
+// Math environments, as Math-Verify's plain-LaTeX target finds them: `$$…$$`, `\[…\]`, `$…$`,
+// `\(…\)`, a bare `\frac{3}{4}`, and ` [ … ] ` between white space; a percent word may follow.
 // No environment's content holds its own opener, so an unclosed `\[` costs one scan, not one per `\[`.
 const ENV_RE =
-  /(?<!\\)\$\$([^$]+?)\$\$|(?<!\\)\\\[((?:[^\\]|\\(?![[\]]))+?)\\\]|(?<![\\\d$])\$((?:\\\$|[^\n$])+?)(?<!\\)\$|\\\(((?:[^\n\\]|\\(?![()]))+?)\\\)|(-?\\[dt]?frac\{-?\d+(?:[.,]\d+)?\}\{-?\d+(?:[.,]\d+)?\})/g;
+  /(?<!\\)\$\$([^$]+?)\$\$|(?<!\\)\\\[((?:[^\\]|\\(?![[\]]))+?)\\\]|(?<![\\\d$])\$((?:\\\$|[^\n$])+?)(?<!\\)\$|\\\(((?:[^\n\\]|\\(?![()]))+?)\\\)|(-?\\[dt]?frac\{-?\d+(?:[.,]\d+)?\}\{-?\d+(?:[.,]\d+)?\})|(?<=\s)\[([^\n\][]+?)\](?=\s)/g;
 const PERCENT_WORD_RE = /^\s*(?:\\?%|percent(?:age)?|pct)(?![A-Za-z])/i;
 const ENV_JOINT_RE = /^\s*(?:,?\s*and|,?\s*or|,)\s*$/i;
 
@@ -192,7 +204,7 @@ function latexCandidate(
   ENV_RE.lastIndex = from;
   for (let m = ENV_RE.exec(text); m; m = ENV_RE.exec(text)) {
     if (m.index - from > window) break;
-    let body = (m[1] ?? m[2] ?? m[3] ?? m[4] ?? m[5]).trim();
+    let body = (m[1] ?? m[2] ?? m[3] ?? m[4] ?? m[5] ?? m[6]).trim();
     let end = m.index + m[0].length;
     const pct = PERCENT_WORD_RE.exec(text.slice(end, end + 12));
     if (pct) {
@@ -222,29 +234,44 @@ function latexCandidate(
 const NUMBER_RE =
   /(?<=^|[\s=*])[$€£¥₹]?(?<![\d.])(-?[1-9]\d{0,2}(?:[ ,]\d{3})+(?:\.\d+)?(?!\d)|-?\d+[.,]\d+|\.\d+|-?\d+)(\s*(?:%|\\%|percent(?:age)?|pct)(?![A-Za-z]))?/gi;
 const FIRST_NUMBER_RE = new RegExp(NUMBER_RE.source, 'i');
+// A reply that is one plain number and nothing else (a full stop may end it).
+const ONLY_NUMBER_RE = new RegExp(`^${NUMBER_RE.source}\\.?$`, 'i');
 const EXPR_RE = /(?<=^|[\s=*])-?\(?-?\d[\d.+\-*×/^()÷]*[+\-*×/^÷][\d.+\-*×/^()÷]*[\d)]/g;
+// An inline `$` that ends its line opens no math (inline math never spans lines), and Math-Verify
+// reads nothing up to the `$` that closes such a span, not even a plain number inside it.
+const BROKEN_SPAN_RE = /(?<![\\$])\$(?!\$)[ \t]*\n[^$]*(?<!\\)\$/g;
 
 /** A plain number as LaTeX: separators dropped, a decimal comma made a point, a percent `\%`. */
-function numberLatex(num: string, percent: string | undefined): string {
+function numberReading(num: string, percent: string | undefined): { answer: string; form?: Form } {
   let s = num;
-  if (/^-?\d+,\d+$/.test(s) && !/^-?[1-9]\d{0,2},\d{3}$/.test(s)) s = s.replace(',', '.');
+  const decimalComma = /^-?\d+,\d+$/.test(s) && !/^-?[1-9]\d{0,2},\d{3}$/.test(s);
+  if (decimalComma) s = s.replace(',', '.');
   s = s.replace(/[ ,]/g, '');
-  return percent ? `${s}\\%` : s;
+  const answer = percent ? `${s}\\%` : s;
+  return decimalComma ? { answer, form: 'decimal-comma' } : { answer };
 }
 
+/** The rightmost plain number or arithmetic (the longer one where both end at the same place),
+ * outside broken `$` spans. Matches come in order and do not overlap, so the last one ends furthest
+ * right; only it is read. */
 function numberCandidate(text: string): Candidate | null {
-  let best: Candidate | null = null;
-  for (const m of text.matchAll(NUMBER_RE)) {
-    best = better(best, { answer: numberLatex(m[1], m[2]), rule: 'number', priority: 300, end: m.index + m[0].length });
+  const hidden = [...text.matchAll(BROKEN_SPAN_RE)].map((m) => [m.index, m.index + m[0].length]);
+  const visible = (at: number): boolean => !hidden.some(([a, b]) => at > a && at < b);
+  let num: RegExpExecArray | null = null;
+  for (const m of text.matchAll(NUMBER_RE)) if (visible(m.index)) num = m;
+  let expr: RegExpExecArray | null = null;
+  for (const m of text.matchAll(EXPR_RE))
+    if (visible(m.index) && (m[0].match(/\(/g)?.length ?? 0) === (m[0].match(/\)/g)?.length ?? 0)) expr = m;
+  const end = (m: RegExpExecArray): number => m.index + m[0].length;
+  if (expr && (!num || end(expr) >= end(num))) {
+    const latex = expr[0].replace(/\*/g, '\\cdot ').replace(/×/g, '\\times ').replace(/÷/g, '\\div ');
+    return { answer: latex, rule: 'number', priority: 300, end: end(expr) };
   }
-  for (const m of text.matchAll(EXPR_RE)) {
-    if ((m[0].match(/\(/g)?.length ?? 0) !== (m[0].match(/\)/g)?.length ?? 0)) continue;
-    const latex = m[0].replace(/\*/g, '\\cdot ').replace(/×/g, '\\times ').replace(/÷/g, '\\div ');
-    const c: Candidate = { answer: latex, rule: 'number', priority: 300, end: m.index + m[0].length };
-    // At the same end, the longer match (the arithmetic, not its last number) wins.
-    best = best && best.end === c.end && best.priority === 300 ? c : better(best, c);
-  }
-  return best;
+  if (!num) return null;
+  const { answer, form } = numberReading(num[1], num[2]);
+  const c: Candidate = { answer, rule: 'number', priority: 300, end: end(num) };
+  if (form) c.form = form;
+  return c;
 }
 
 /** The first math or number starting within 50 characters after `from` (an 'answer-word' candidate);
@@ -254,12 +281,12 @@ function firstMathNear(text: string, from: number): Candidate | null {
   const env = near && { ...near, start: near.start! + from, end: near.end + from };
   const num = numberAfterAnswer(text.slice(from, from + 120).split('\n')[0]);
   if (!num || (env && from + num.at >= env.start)) return env;
-  return { answer: num.answer, rule: 'answer-word', priority: 200, end: from + num.end };
+  return { answer: num.answer, form: num.form, rule: 'answer-word', priority: 200, end: from + num.end };
 }
 
 /** The number an answer word points at, as Math-Verify reads it: the one after the last `=` within
  * 100 characters ("answer: 2 + 3 = 5"), else the first within 50; never one followed by `=`. */
-function numberAfterAnswer(line: string): { answer: string; at: number; end: number } | null {
+function numberAfterAnswer(line: string): { answer: string; form?: Form; at: number; end: number } | null {
   const eq = line.slice(0, 100).lastIndexOf('=');
   const tries = eq >= 0 ? [eq + 1, 0] : [0];
   for (const from of tries) {
@@ -268,7 +295,7 @@ function numberAfterAnswer(line: string): { answer: string; at: number; end: num
     const at = from + m.index;
     const end = at + m[0].length;
     if ((from === 0 && m.index > 50) || /^\s*=/.test(line.slice(end))) continue;
-    return { answer: numberLatex(m[1], m[2]), at, end };
+    return { ...numberReading(m[1], m[2]), at, end };
   }
   return null;
 }
@@ -277,7 +304,8 @@ function numberAfterAnswer(line: string): { answer: string; at: number; end: num
 function answerWordCandidate(text: string): Candidate | null {
   let best: Candidate | null = null;
   // The last few mentions decide (the rightmost match wins); a text repeating the word costs no more.
-  const hits = [...text.matchAll(/\banswer\b/gi)].slice(-20);
+  // Like Math-Verify's `(?i:answer)`, "answers" and "answered" count too.
+  const hits = [...text.matchAll(/answer/gi)].slice(-20);
   for (const m of hits) {
     const from = m.index + m[0].length;
     best = better(best, firstMathNear(text, from));
@@ -292,12 +320,17 @@ export function extractTarget(response: string): Extracted | null {
   const boxed = boxedCandidate(text);
   // A box cut off or left empty: the response failed to answer.
   if (boxed === null) return null;
-  let best = better(boxed ?? null, phraseCandidate(text));
-  if (best) return { answer: best.answer, rule: best.rule };
-  best = answerWordCandidate(text);
-  if (best) return { answer: best.answer, rule: best.rule };
-  // A bare short reply ("5", "x = 3 cm", "Evelyn") is its own answer; a number with a word after
-  // it ("5 apples") is the number.
+  const best = better(boxed ?? null, phraseCandidate(text)) ?? answerWordCandidate(text) ?? unanchored(text);
+  if (!best) return null;
+  const found: Extracted = { answer: best.answer, rule: best.rule };
+  if (best.form) found.form = best.form;
+  return found;
+}
+
+/** No box and no answer phrase: the rightmost math or plain number (Math-Verify's priority 300),
+ * or a bare short reply ("5", "x = 3 cm", "Evelyn") as its own answer; a number with a word after
+ * it ("5 apples") is the number, and so is a reply that is one plain number ("2000,75"). */
+function unanchored(text: string): Candidate | null {
   const latex = latexCandidate(text, 0, 300, 'latex');
   const number = numberCandidate(text);
   const bare = text.trim();
@@ -305,16 +338,16 @@ export function extractTarget(response: string): Extracted | null {
   if (
     !latex &&
     !(worded && number) &&
+    !ONLY_NUMBER_RE.test(bare) &&
     bare !== '' &&
     bare.length <= 100 &&
     !bare.includes('\n') &&
     !/[A-Za-z]{2,}\s+[A-Za-z]{2,}/.test(bare)
   ) {
-    const ans = mathOf(bare.replace(/\*\*/g, '')).replace(/\.$/, '');
-    if (ans !== '') return { answer: ans, rule: 'bare' };
+    const answer = mathOf(bare.replace(/\*\*/g, '')).replace(/\.$/, '');
+    if (answer !== '') return { answer, rule: 'bare', priority: 300, end: text.length };
   }
-  best = better(latex, number);
-  return best ? { answer: best.answer, rule: best.rule } : null;
+  return better(latex, number);
 }
 
 /** The final answer of a full model response, or null when it gives none. */
@@ -322,22 +355,34 @@ export function extractAnswer(response: string): string | null {
   return extractTarget(response)?.answer ?? null;
 }
 
+/** Whether a gold reads as prose around math ("So $r = 3$ and …", "$12$ apples"): Math-Verify
+ * parses a gold as it parses a response, so its answer is found the same way. */
+function isWorkedSolution(s: string): boolean {
+  if (!s.includes('$') && !s.includes('\\[') && !s.includes('\\(')) return false;
+  return /[A-Za-z]{2,}/.test(s.replace(ENV_RE, ' '));
+}
+
 /** Normalises a gold field into the list of acceptable answers: numbers (142.0 → "142"),
- * "$…$" strings (dollars stripped), lists (each element; OlympiadBench), and full solutions
- * (the last `\boxed{}`, as for Minerva). */
-export function goldAnswer(raw: string | number | readonly string[]): string[] {
+ * "$…$" strings (dollars stripped), lists (each element; OlympiadBench), full solutions (the last
+ * `\boxed{}`, as for Minerva), and worked solutions without a box (their answer, as a response's). */
+export function goldAnswer(raw: string | number | readonly string[], note?: NoteForm): string[] {
   if (typeof raw === 'number') {
     if (!Number.isFinite(raw)) return [String(raw)];
     return [Number.isInteger(raw) ? raw.toFixed(0) : String(raw)];
   }
   if (Array.isArray(raw)) {
     const out: string[] = [];
-    for (const r of raw) for (const g of goldAnswer(r)) if (!out.includes(g)) out.push(g);
+    for (const r of raw) for (const g of goldAnswer(r, note)) if (!out.includes(g)) out.push(g);
     return out;
   }
   let s = String(raw).trim();
   const boxed = lastBoxed(s);
+  const solved = typeof boxed !== 'string' && isWorkedSolution(s) ? extractTarget(s) : null;
   if (typeof boxed === 'string') s = boxed;
+  else if (solved) {
+    s = solved.answer;
+    note?.('worked-solution');
+  }
   // Unescaped `$` are math delimiters; `\$` is a dollar sign, kept for the normaliser.
   s = s
     .replace(/(^|[^\\])\$+/g, '$1')

@@ -17,6 +17,7 @@ const UNICODE: Array<[RegExp, string]> = [
   [/\u222A/g, '\\cup '],
   [/\u2229/g, '\\cap '],
   [/\u2208/g, '\\in '],
+  [/\u2248/g, '\\approx '],
   [/\u2205/g, '\\emptyset '],
   [/\u00B0/g, '^\\circ '],
   [/[\u00A0\u2009\u202F\u200B]/g, ' '],
@@ -232,13 +233,11 @@ export function normalizeLatex(input: string): string {
   s = s
     .replace(/\bnp\./g, '')
     .replace(/(?<![\\A-Za-z])(arcsin|arccos|arctan|sin|cos|tan|sqrt|log|ln|exp)(?=\()/g, '\\$1');
-  // "x \in [1,2]" is the interval.
-  s = s.replace(/^\s*[A-Za-z]\s*\\in(?![A-Za-z])/, '');
   // "t(0,4]" (OlympiadBench) is "t ∈ (0,4]": a letter before a half-open or closed interval.
   s = s.replace(/^\s*[A-Za-z]\s*(?=(?:\([^()[\]]*,[^()[\]]*\]|\[[^()[\]]*,[^()[\]]*[)\]])\s*$)/, '');
   s = s.replace(/\s+(?:and|or)\s+/gi, ',');
-  // "≈ 3.14" and "= 5" with nothing on the left: the value alone.
-  s = s.replace(/\\approx(?![A-Za-z])/g, '=').replace(/^\s*=\s*/, '');
+  // "≈ 3.14" and "= 5" with nothing on the left: the value alone (the parser reads `\approx` chains).
+  s = s.replace(/^\s*(?:=|\\approx(?![A-Za-z]))\s*/, '');
   s = s.trim();
   for (let i = 0; i < 3; i++) s = s.replace(TRAILING_UNIT_RE, '').trim();
   s = s.replace(/[.\s]+$/, '');

@@ -8,6 +8,8 @@ export interface Rational {
   num: bigint;
   den: bigint;
   decimal: boolean;
+  /** Digits after the point of a plain decimal literal as written (`0.67` → 2); absent otherwise. */
+  places?: number;
 }
 
 function gcd(a: bigint, b: bigint): bigint {
@@ -45,7 +47,8 @@ function parseDecimal(s: string): Rational | null {
   if (sign === '-') num = -num;
   // "142.0" is an integer written as a float (the AMC files): it stays exact.
   const decimal = frac.replace(/0+$/, '') !== '' || exp !== undefined;
-  return rational(num, den, decimal);
+  const value = rational(num, den, decimal);
+  return decimal && exp === undefined ? { num: value.num, den: value.den, decimal, places: frac.length } : value;
 }
 
 /** `a`, `\frac{a}{b}`, `\frac12`, `a/b`, `-\frac{a}{b}`, `a\times 10^{k}` with decimal a, b.
@@ -132,6 +135,27 @@ export function rationalEqual(a: Rational, b: Rational): boolean {
   const big = magA > magB ? magA : magB;
   if (1000n * big >= a.den * b.den) return round6(a) === round6(b);
   return abs(a.num * b.den - b.num * a.den) * 1_000_000n <= big;
+}
+
+/** round(n/d) for d > 0, ties to even (as sympy's `round`). */
+function roundHalfEven(n: bigint, d: bigint): bigint {
+  const neg = n < 0n;
+  const an = neg ? -n : n;
+  let q = an / d;
+  const twice = 2n * (an % d);
+  if (twice > d || (twice === d && q % 2n === 1n)) q += 1n;
+  return neg ? -q : q;
+}
+
+/** A decimal written with k places against an exact rational (neither written as a decimal): equal
+ * when the rational rounded to k places is that decimal, so 0.3333 = 1/3 and 0.67 = 2/3, but
+ * 0.666 ≠ 2/3 (issue 30: Math-Verify compares an approximate decimal to the digits written). */
+export function equalToPlacesWritten(a: Rational, b: Rational): boolean {
+  const [written, exact] = a.decimal ? [a, b] : [b, a];
+  if (written.places === undefined || exact.decimal) return false;
+  const unit = 10n ** BigInt(written.places);
+  // written · 10^k is a whole number, since the decimal has k places.
+  return roundHalfEven(exact.num * unit, exact.den) * written.den === written.num * unit;
 }
 
 export function rationalToString(a: Rational): string {

@@ -2,6 +2,7 @@
 // and inequalities are compared part by part and only leaf expressions reach the CAS.
 // Splitting is done on the top level of brackets only; `(`/`[` and `)`/`]` count alike so that
 // half-open intervals such as `[1,2)` balance.
+import type { NoteForm } from './forms.ts';
 import { addRational, mulRational, parseRational, rational, rationalToLatex, type Rational } from './numbers.ts';
 
 export type RelOp = '=' | '<' | '\\le' | '>' | '\\ge' | '\\ne';
@@ -81,87 +82,182 @@ function closingIndex(s: string, open: number): number {
 
 // `;` separates items too: `(1,2); (3,4)`.
 const COMMA = /[,;]/y;
-const RELATION = /=|<|>|\\le(?![A-Za-z])|\\ge(?![A-Za-z])|\\ne(?![A-Za-z])/y;
+const SEMICOLON = /;/y;
+const RELATION = /=|<|>|\\le(?![A-Za-z])|\\ge(?![A-Za-z])|\\ne(?![A-Za-z])|\\approx(?![A-Za-z])/y;
 const CUP = /\\cup(?![A-Za-z])/y;
 const ROW_SEP = /\\\\/y;
 const CELL_SEP = /&/y;
 
-/** Parses a normalised answer; null for an empty string. */
-export function parseAnswer(s: string, depth = 0): Answer | null {
+/** Parses a normalised answer; null for an empty string. `note` learns the forms it read. */
+export function parseAnswer(s: string, note: NoteForm = () => undefined): Answer | null {
+  return parseAt(s, 0, note);
+}
+
+function parseAt(s: string, depth: number, note: NoteForm): Answer | null {
   s = s.trim();
   if (s === '') return null;
   if (depth > MAX_DEPTH) return { kind: 'expr', latex: s };
   if (s === '\\emptyset') return { kind: 'set', items: [], braces: true };
   for (const step of PARSE_STEPS) {
-    const a = step(s, depth);
+    const a = step(s, depth, note);
     if (a !== undefined) return a;
   }
   return { kind: 'expr', latex: s };
 }
 
 /** One reading of an answer: undefined when it does not apply (null is a parse: of `()`). */
-type ParseStep = (s: string, depth: number) => Answer | null | undefined;
+type ParseStep = (s: string, depth: number, note: NoteForm) => Answer | null | undefined;
 
 /** `(B)`, `(B) 12`, `B`: a multiple-choice letter, with the answer after it. */
-const choiceOf: ParseStep = (s, depth) => {
+const choiceOf: ParseStep = (s, depth, note) => {
   const choice = /^\(([A-E])\)|^([A-E])$/.exec(s);
   if (!choice) return undefined;
-  const rest = choice[1] === undefined ? null : parseAnswer(s.slice(3), depth + 1);
+  const rest = choice[1] === undefined ? null : parseAt(s.slice(3), depth + 1, note);
   return { kind: 'choice', letter: choice[1] ?? choice[2], rest };
 };
 
-/** Top-level `a, b`, `A \cup B` and `x = 1` / `a < b`, in that order of precedence. */
-const listOrRelationOf: ParseStep = (s, depth) => {
-  const commas = splitTop(s, COMMA).parts;
-  if (commas.length > 1) return { kind: 'set', items: parseItems(commas, depth), braces: false };
-  const cups = splitTop(s, CUP).parts;
-  if (cups.length > 1) return { kind: 'union', items: parseItems(cups, depth) };
-  const rel = splitTop(s, RELATION);
-  if (rel.parts.length > 1 && rel.parts.every((p) => p.trim() !== '')) {
-    return {
-      kind: 'relation',
-      ops: rel.seps as RelOp[],
-      sides: rel.parts.map((p) => parseAnswer(p, depth + 1) ?? { kind: 'expr', latex: p }),
-    };
+// `x \in S`, `\theta \in S`, `x_1 \in S`: a name's membership states the set (Math-Verify reads it
+// as the assignment x = S).
+const MEMBERSHIP_RE = /^(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?\w+\}?)?\s*\\in(?![A-Za-z])/;
+
+/** Top-level `a=3,b=1;a=5,b=1` (tuples), `a, b`, `x \in S`, `A \cup B` and `x = 1` / `a < b`, in
+ * that order of precedence. */
+const listOrRelationOf: ParseStep = (s, depth, note) => {
+  const groups = s.includes(';') ? splitTop(s, SEMICOLON).parts : [s];
+  if (groups.length > 1 && groups.some((g) => splitTop(g, COMMA).parts.length > 1)) {
+    note('semicolon-tuples');
+    const tuples = groups.map((g): Answer => {
+      const items = parseItems(splitTop(g, COMMA).parts, depth, note);
+      return items.length === 1 ? items[0] : { kind: 'seq', open: '(', close: ')', items };
+    });
+    return { kind: 'set', items: tuples, braces: false };
   }
+  const commas = splitTop(s, COMMA).parts;
+  if (commas.length > 1) return { kind: 'set', items: parseItems(commas, depth, note), braces: false };
+  const member = MEMBERSHIP_RE.exec(s);
+  if (member) {
+    note('membership');
+    return parseAt(s.slice(member[0].length), depth + 1, note);
+  }
+  const cups = splitTop(s, CUP).parts;
+  if (cups.length > 1) return { kind: 'union', items: parseItems(cups, depth, note) };
+  const rel = splitTop(s, RELATION);
+  if (rel.parts.length > 1 && rel.parts.every((p) => p.trim() !== '')) return relationOf(s, rel, depth, note);
   return undefined;
 };
 
-/** `\{…\}` a set; `(…)` / `[…]` an interval or tuple, a parenthesised answer, or a bracketed matrix. */
-const bracketedOf: ParseStep = (s, depth) => {
+/** A relation chain. `\approx` keeps the chain before it, or only its right side when all before
+ * it are names (`x \approx 3.14` is 3.14, `\pi \approx 3.14` is π), as Math-Verify's parser does;
+ * an `=` chain holding a macro no parser knows keeps its last side (Math-Verify parses only the
+ * last equation when the whole fails). */
+function relationOf(s: string, rel: { parts: string[]; seps: string[] }, depth: number, note: NoteForm): Answer | null {
+  if (rel.parts.length > 2 && rel.seps.every((o) => o === '=') && !/[,;]/.test(s) && holdsUnknownMacro(rel.parts)) {
+    note('unknown-macro-chain');
+    return parseAt(rel.parts[rel.parts.length - 1], depth + 1, note);
+  }
+  let sides = [rel.parts[0]];
+  let ops: string[] = [];
+  rel.seps.forEach((op, i) => {
+    const next = rel.parts[i + 1];
+    if (op !== '\\approx') {
+      ops.push(op);
+      sides.push(next);
+      return;
+    }
+    note('approx-chain');
+    if (sides.every(isSymbolsOnly)) {
+      sides = [next];
+      ops = [];
+    }
+  });
+  if (sides.length === 1) return parseAt(sides[0], depth + 1, note);
+  return {
+    kind: 'relation',
+    ops: ops as RelOp[],
+    sides: sides.map((p) => parseAt(p, depth + 1, note) ?? { kind: 'expr', latex: p }),
+  };
+}
+
+// The commands Math-Verify's LaTeX parser reads (after normalisation); any other in a side makes
+// the whole chain unreadable to it.
+const KNOWN_COMMANDS = new Set(
+  (
+    'frac sqrt cdot times div pm mp infty le ge ne lt gt approx in notin cup cap setminus emptyset subset ' +
+    'subseteq sin cos tan cot sec csc arcsin arccos arctan sinh cosh tanh log ln exp lg max min gcd lcm det ' +
+    'mod bmod pmod lfloor rfloor lceil rceil vert lvert rvert mid langle rangle binom choose sum prod int ' +
+    'lim to partial prime ldots cdots dots vdots overline bar hat vec dot ddot tilde widehat widetilde ' +
+    'mathbb mathcal operatorname begin end boxed angle triangle circ degree % { } , alpha beta gamma delta ' +
+    'epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi omicron pi varpi rho varrho sigma ' +
+    'varsigma tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega'
+  ).split(' '),
+);
+const holdsUnknownMacro = (sides: string[]): boolean =>
+  sides.some((side) => [...side.matchAll(/\\([A-Za-z]+)/g)].some((m) => !KNOWN_COMMANDS.has(m[1])));
+
+/** Math-Verify's `is_expr_of_only_symbols`: names (letters, Greek letters, subscripted) joined by
+ * operators, fractions and powers, with no number anywhere (`\frac{AB}{CD}`, `a+b`, `x`), and so a
+ * label rather than a value. */
+export function isSymbolsOnly(latex: string): boolean {
+  const s = latex.replace(/_\{[^{}]*\}|_[A-Za-z0-9]/g, '');
+  const tokens = s.match(/\\[A-Za-z]+|\S/g) ?? [];
+  const name = (t: string): boolean => /^[A-Za-z]$/.test(t) || (GREEK.has(t.slice(1)) && t.startsWith('\\'));
+  const glue = (t: string): boolean =>
+    /^[+\-*/:^(){}|']$/.test(t) || t === '\\frac' || t === '\\cdot' || t === '\\times';
+  return tokens.some(name) && tokens.every((t) => name(t) || glue(t));
+}
+
+const GREEK = new Set(
+  (
+    'alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi omicron rho ' +
+    'varrho sigma varsigma tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Sigma Upsilon Phi Psi Omega'
+  ).split(' '),
+);
+
+/** `\{…\}` a set, and `{…}` holding commas (Math-Verify's parser reads it as a set too, while
+ * `{x}` is a group); `(…)` / `[…]` an interval or tuple, a parenthesised answer, or a bracketed
+ * matrix. */
+const bracketedOf: ParseStep = (s, depth, note) => {
   if (s.startsWith('\\{') && s.endsWith('\\}') && closingIndex(s, 0) === s.length - 2) {
     const inner = s.slice(2, -2);
-    return { kind: 'set', items: parseItems(splitTop(inner, COMMA).parts, depth), braces: true };
+    return { kind: 'set', items: parseItems(splitTop(inner, COMMA).parts, depth, note), braces: true };
+  }
+  if (s[0] === '{' && closingIndex(s, 0) === s.length - 1) {
+    const items = splitTop(s.slice(1, -1), COMMA).parts;
+    if (items.length === 1) return parseAt(items[0], depth + 1, note);
+    note('brace-set');
+    return { kind: 'set', items: parseItems(items, depth, note), braces: true };
   }
   const first = s[0];
   const last = s[s.length - 1];
   if (!((first === '(' || first === '[') && (last === ')' || last === ']') && closingIndex(s, 0) === s.length - 1))
     return undefined;
   const items = splitTop(s.slice(1, -1), COMMA).parts;
-  if (items.length > 1) return { kind: 'seq', open: first, close: last, items: parseItems(items, depth) };
-  if (first === '(' && last === ')') return parseAnswer(s.slice(1, -1), depth + 1);
+  if (items.length > 1) return { kind: 'seq', open: first, close: last, items: parseItems(items, depth, note) };
+  if (first === '(' && last === ')') return parseAt(s.slice(1, -1), depth + 1, note);
   // `\left[\begin{array}…\end{array}\right]`: a matrix in brackets.
-  const inner = parseAnswer(s.slice(1, -1), depth + 1);
+  const inner = parseAt(s.slice(1, -1), depth + 1, note);
   return inner?.kind === 'matrix' ? inner : { kind: 'expr', latex: s };
 };
 
-/** `1\pm\sqrt{5}` is the two values 1+√5 and 1−√5 (`\mp` takes the opposite sign). */
-const plusMinusOf: ParseStep = (s, depth) => {
+/** `1\pm\sqrt{5}` is the two values 1+√5 and 1−√5 (`\mp` takes the opposite sign); `\pm 7` is −7
+ * and 7, in that order, as Math-Verify lists them (the order counts against a tuple). */
+const plusMinusOf: ParseStep = (s, depth, note) => {
   if (!/\\(?:pm|mp)(?![A-Za-z])/.test(s)) return undefined;
   const plus = s.replace(/\\pm(?![A-Za-z])/g, '+').replace(/\\mp(?![A-Za-z])/g, '-');
   const minus = s.replace(/\\pm(?![A-Za-z])/g, '-').replace(/\\mp(?![A-Za-z])/g, '+');
-  return { kind: 'set', items: parseItems([plus, minus], depth), braces: false, plusMinus: true };
+  const values = /^\\pm(?![A-Za-z])/.test(s) ? [minus, plus] : [plus, minus];
+  return { kind: 'set', items: parseItems(values, depth, note), braces: false, plusMinus: true };
 };
 
 /** A matrix environment (not a determinant), row by row. */
-const matrixOf: ParseStep = (s, depth) => {
+const matrixOf: ParseStep = (s, depth, note) => {
   const matrix = /^\\begin\{([pbBvV]?matrix|array)\}([\s\S]*)\\end\{\1\}$/.exec(s);
   if (!matrix || matrix[1] === 'vmatrix' || matrix[1] === 'Vmatrix') return undefined;
   let body = matrix[2];
   if (matrix[1] === 'array') body = body.replace(/^\{[^{}]*\}/, '');
   const rows = splitTop(body, ROW_SEP)
     .parts.filter((r) => r.trim() !== '')
-    .map((r) => parseItems(splitTop(r, CELL_SEP).parts, depth));
+    .map((r) => parseItems(splitTop(r, CELL_SEP).parts, depth, note));
   return { kind: 'matrix', rows };
 };
 
@@ -190,10 +286,10 @@ const PARSE_STEPS: readonly ParseStep[] = [
   atomOf,
 ];
 
-function parseItems(parts: string[], depth: number): Answer[] {
+function parseItems(parts: string[], depth: number, note: NoteForm): Answer[] {
   const out: Answer[] = [];
   for (const p of parts) {
-    const a = parseAnswer(p, depth + 1);
+    const a = parseAt(p, depth + 1, note);
     // `\{1\pm\sqrt5, -2\}` has three elements, not two.
     if (a && a.kind === 'set' && a.plusMinus) out.push(...a.items);
     else if (a) out.push(a);

@@ -11,6 +11,8 @@ export interface LeafResult {
   reason?: string;
   /** Time the comparison held a worker (queueing and worker start-up excluded). */
   elapsedMs: number;
+  /** The prediction's variables were renamed to the gold's (a non-strict comparison). */
+  renamed?: boolean;
 }
 
 interface Job {
@@ -59,11 +61,12 @@ export class CasPool {
     private readonly workerUrl: URL = WORKER_URL,
   ) {}
 
-  /** Compares two leaf LaTeX strings in a worker, giving up after budgetMs of worker time. */
-  compare(gold: string, pred: string, budgetMs: number, mode: LeafMode = 'equal'): Promise<LeafResult> {
+  /** Compares two leaf LaTeX strings in a worker, giving up after budgetMs of worker time; with
+   * `rename`, the prediction's variables may be renamed to the gold's. */
+  compare(gold: string, pred: string, budgetMs: number, mode: LeafMode = 'equal', rename = false): Promise<LeafResult> {
     if (this.closed) return Promise.resolve({ status: 'error', reason: 'error: verifier closed', elapsedMs: 0 });
     return new Promise((resolve) => {
-      this.queue.push({ req: { id: this.nextId++, gold, pred, mode }, budgetMs, resolve });
+      this.queue.push({ req: { id: this.nextId++, gold, pred, mode, rename }, budgetMs, resolve });
       this.dispatch();
     });
   }
@@ -123,6 +126,7 @@ export class CasPool {
         status: msg.equal ? 'equal' : 'unequal',
         reason: msg.reason,
         elapsedMs: performance.now() - slot.startedAt,
+        ...(msg.renamed && { renamed: true }),
       });
     }
     this.dispatch();

@@ -208,3 +208,39 @@ test('idle CAS workers do not keep a process alive (no closeVerifier call)', asy
   assert.equal(r.code, 0);
   assert.equal(r.stdout, 'true\n');
 });
+
+test('red verify --explain names the answer form that decided (issue 30)', async () => {
+  const boxes = await red([
+    'verify',
+    '--gold',
+    '\\{2,5\\}',
+    '--pred',
+    'The roots are \\boxed{2} and \\boxed{5}.',
+    '--explain',
+    '--workers',
+    '1',
+  ]);
+  assert.equal(boxes.code, 0, boxes.stderr);
+  assert.deepEqual(boxes.stdout.trim().split('\n'), [
+    'true',
+    'reason: equal',
+    'extracted: 2,5',
+    'target: boxed',
+    'rule: set (any order)',
+    'form: several-boxes',
+  ]);
+  const rows = [
+    { gold: '2000.75', pred: '2000,75' },
+    { gold: '\\frac14', pred: '\\boxed{x = 2+2 = 1/4 \\approx 0.2}' },
+  ];
+  const jl = await red(
+    ['verify', '--jsonl', '-', '--explain', '--workers', '1'],
+    rows.map((r) => JSON.stringify(r)).join('\n') + '\n',
+  );
+  assert.equal(jl.code, 0, jl.stderr);
+  const forms = jl.stdout
+    .trim()
+    .split('\n')
+    .map((l) => (JSON.parse(l) as { equal: boolean; form?: string }).form);
+  assert.deepEqual(forms, ['decimal-comma', 'approx-chain']);
+});
