@@ -1,5 +1,5 @@
 // `red verify`: one verdict (`--gold G --pred P`, prints true/false, exit code 0 either way) or a
-// JSONL stream (`--jsonl FILE|-`): each line {"gold", "pred"} comes back with "equal" (and "reason"
+// JSONL stream (`--jsonl FILE|-`): each line {"gold", "pred", "strict"?} comes back with "equal" (and "reason"
 // when not equal; with --explain also "extracted", "target", "rule", "form") added, in input order, while
 // later lines are still being verified.
 import type { Command } from 'commander';
@@ -11,6 +11,8 @@ interface VerifyCliOptions {
   gold?: string;
   pred?: string;
   explain: boolean;
+  /** false (--no-strict): Math-Verify's strict=False, the prediction's variables renamed to the gold's. */
+  strict: boolean;
   jsonl?: string;
   timeoutMs: string;
   workers?: string;
@@ -37,6 +39,10 @@ export function registerVerify(program: Command): void {
       'also print the reason, the extracted answer, its extraction target, the comparison rule that decided and the answer form (several-boxes, decimal-comma, approx-chain, …) it took',
       false,
     )
+    .option(
+      '--no-strict',
+      "Math-Verify's strict=False: a prediction in other variable names than the gold's is compared after renaming them (g(s) = g(t)); a JSONL line's \"strict\": false does the same for that line",
+    )
     .option('--jsonl <file>', 'verify each line {"gold", "pred"} of FILE ("-" = stdin), writing it back with "equal"')
     .option('--timeout-ms <ms>', 'CAS time allowed per comparison', '1000')
     .option('--workers <n>', 'CAS worker threads (default: number of cores)')
@@ -51,10 +57,10 @@ export function registerVerify(program: Command): void {
       if (workers !== undefined) reward.configureVerifier({ poolSize: workers });
       try {
         if (opts.jsonl !== undefined) {
-          await verifyJsonl(opts.jsonl, timeoutMs, opts.explain, reward.verify);
+          await verifyJsonl(opts.jsonl, { timeoutMs, strict: opts.strict }, opts.explain, reward.verify);
           return;
         }
-        const r = await reward.verify(opts.gold!, opts.pred!, { timeoutMs });
+        const r = await reward.verify(opts.gold!, opts.pred!, { timeoutMs, strict: opts.strict });
         console.log(String(r.equal));
         if (opts.explain) {
           console.log(`reason: ${r.reason ?? (r.equal ? 'equal' : 'not_equal')}`);
@@ -74,7 +80,13 @@ type VerifyFn = typeof import('../reward/index.ts').verify;
 // Lines in flight at once: enough to keep every worker busy, bounded so memory stays flat.
 const WINDOW = 256;
 
-async function verifyJsonl(file: string, timeoutMs: number, explain: boolean, verify: VerifyFn): Promise<void> {
+/** What every line is verified with, unless the line says otherwise ("strict"). */
+interface LineDefaults {
+  timeoutMs: number;
+  strict: boolean;
+}
+
+async function verifyJsonl(file: string, defaults: LineDefaults, explain: boolean, verify: VerifyFn): Promise<void> {
   const input = file === '-' ? process.stdin : createReadStream(file);
   const opened = new Promise<void>((resolve, reject) => {
     if (file === '-') resolve();
@@ -92,7 +104,7 @@ async function verifyJsonl(file: string, timeoutMs: number, explain: boolean, ve
   for await (const raw of lines) {
     lineNo++;
     if (raw.trim() === '') continue;
-    pending.push(verifyLine(raw, lineNo, timeoutMs, explain, verify));
+    pending.push(verifyLine(raw, lineNo, defaults, explain, verify));
     if (pending.length >= WINDOW) await write(await pending.shift()!);
   }
   while (pending.length > 0) await write(await pending.shift()!);
@@ -101,7 +113,7 @@ async function verifyJsonl(file: string, timeoutMs: number, explain: boolean, ve
 async function verifyLine(
   raw: string,
   lineNo: number,
-  timeoutMs: number,
+  defaults: LineDefaults,
   explain: boolean,
   verify: VerifyFn,
 ): Promise<string> {
@@ -125,13 +137,14 @@ async function verifyLine(
     typeof gold === 'string' ||
     typeof gold === 'number' ||
     (Array.isArray(gold) && gold.every((g) => typeof g === 'string'));
-  if (!goldOk || typeof pred !== 'string') {
+  if (!goldOk || typeof pred !== 'string' || (obj.strict !== undefined && typeof obj.strict !== 'boolean')) {
     return JSON.stringify({
       ...obj,
-      error: `line ${lineNo}: expected "gold" (string, number or list of strings) and "pred" (string)`,
+      error: `line ${lineNo}: expected "gold" (string, number or list of strings), "pred" (string) and optionally "strict" (true or false)`,
     });
   }
-  const r = await verify(gold as string | number | string[], pred, { timeoutMs });
+  const strict = typeof obj.strict === 'boolean' ? obj.strict : defaults.strict;
+  const r = await verify(gold as string | number | string[], pred, { timeoutMs: defaults.timeoutMs, strict });
   const why = explain ? { extracted: r.extracted, target: r.target, rule: r.rule, form: r.form } : {};
   return JSON.stringify(r.equal ? { ...obj, equal: true, ...why } : { ...obj, equal: false, reason: r.reason, ...why });
 }

@@ -244,3 +244,28 @@ test('red verify --explain names the answer form that decided (issue 30)', async
     .map((l) => (JSON.parse(l) as { equal: boolean; form?: string }).form);
   assert.deepEqual(forms, ['decimal-comma', 'approx-chain']);
 });
+
+test('red verify --no-strict and a JSONL line\'s "strict": false compare g(s) with g(t), as Math-Verify\'s strict=False', async () => {
+  // Math-Verify renames the prediction's free variables to the gold's only when strict is off.
+  const strict = await red(['verify', '--gold', 'g(t)', '--pred', '\\boxed{g(s)}', '--workers', '1']);
+  assert.equal(strict.stdout.trim(), 'false', strict.stderr);
+  const loose = await red(['verify', '--gold', 'g(t)', '--pred', '\\boxed{g(s)}', '--no-strict', '--workers', '1']);
+  assert.equal(loose.stdout.trim(), 'true', loose.stderr);
+  const lines = [
+    { gold: 'g(t)', pred: '\\boxed{g(s)}' },
+    { gold: 'g(t)', pred: '\\boxed{g(s)}', strict: false },
+    { gold: 't^2', pred: '\\boxed{s^3}', strict: false },
+    { gold: 'g(t)', pred: '\\boxed{g(s)}', strict: 'no' },
+  ];
+  const out = await red(['verify', '--jsonl', '-', '--workers', '1'], lines.map((l) => JSON.stringify(l)).join('\n'));
+  const rows = out.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { equal?: boolean; error?: string });
+  assert.deepEqual(
+    rows.slice(0, 3).map((r) => r.equal),
+    [false, true, false],
+    out.stdout,
+  );
+  assert.match(rows[3].error ?? '', /"strict" \(true or false\)/);
+});
