@@ -2,6 +2,7 @@
 // allocates that a setting will not fit. Each figure follows the buffers the model really
 // allocates (params.ts, decode.ts's KvCache, qwen2.ts's per-layer activations and scratch) and
 // leaves out the smaller ones: an estimate from below, so a refusal is never a false alarm.
+import { formatCount, type MemoryPart } from '../util/memory.ts';
 import type { ModelConfig } from './config.ts';
 import { paramLayout } from './params.ts';
 
@@ -29,4 +30,33 @@ export function activationBytesPerToken(c: ModelConfig, checkpointing: boolean):
   const perLayer = C + (checkpointing ? 0 : layerSet);
   const shared = (checkpointing ? layerSet : 0) + 5 * C + I + Math.max(QD + 2 * KD, 2 * I);
   return 4 * (c.numLayers * perLayer + shared);
+}
+
+/** Bytes a sample costs besides its tokens: its work item, its Sample and its ids/logprobs arrays. */
+export const BYTES_PER_SAMPLE = 64;
+
+/** What sampling allocates at the least, for checkMemoryFits. */
+export interface SamplingSize {
+  /** Samples generated in one call (all of them are queued at once). */
+  samples: number;
+  /** KV-cache slots (sequences decoded at once). */
+  slots: number;
+  /** Positions per slot: the longest prompt plus the response limit. */
+  positions: number;
+  /** The option(s) that set the positions and the samples, named when that part is the largest. */
+  sizedBy: { positions: string; samples: string };
+}
+
+/** The weights of an inference model, its KV cache and the queued samples (bf16: 2-byte weights and cache). */
+export function samplingMemory(c: ModelConfig, s: SamplingSize, bf16: boolean): MemoryPart[] {
+  const bytes = bf16 ? 2 : 4;
+  return [
+    { what: `the weights of ${formatCount(parameterCount(c))} parameters`, bytes: parameterCount(c) * bytes },
+    {
+      what: `the KV cache of ${s.slots} sequences × ${s.positions} positions`,
+      bytes: kvCacheBytes(c, s.slots, s.positions, bytes),
+      sizedBy: s.sizedBy.positions,
+    },
+    { what: `${s.samples} samples`, bytes: s.samples * BYTES_PER_SAMPLE, sizedBy: s.sizedBy.samples },
+  ];
 }

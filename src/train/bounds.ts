@@ -6,14 +6,12 @@
 import path from 'node:path';
 import type { AlgorithmOptions } from '../rl/options.ts';
 import { loadConfig, type ModelConfig } from '../model/config.ts';
-import { activationBytesPerToken, kvCacheBytes, parameterCount } from '../model/footprint.ts';
+import { activationBytesPerToken, BYTES_PER_SAMPLE, kvCacheBytes, parameterCount } from '../model/footprint.ts';
 import { checkMemoryFits, formatCount, type MemoryPart } from '../util/memory.ts';
 import type { TrainConfig } from './config.ts';
 
 /** KV-cache slots of the local sampler (its default maxBatch): decoding is continuous beyond them. */
 const SAMPLER_SLOTS = 64;
-/** Bytes a rollout costs before its tokens: its work item, its Sample, its ids and logprobs arrays. */
-const BYTES_PER_ROLLOUT = 64;
 
 /** Checks `config` (model.path already a local folder) for the run's `stages`; writes its warnings to `warn`. */
 export function checkTrainBounds(
@@ -65,7 +63,7 @@ function trainMemory(config: TrainConfig, model: ModelConfig, stages: readonly A
     },
     {
       what: `${P} prompts × ${G} rollouts per step`,
-      bytes: rollouts * BYTES_PER_ROLLOUT,
+      bytes: rollouts * BYTES_PER_SAMPLE,
       sizedBy: 'rollout.groupSize or rollout.promptsPerStep',
     },
     {
