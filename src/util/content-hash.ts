@@ -2,9 +2,10 @@
 // by where it lies: sha256 of each file, then of the list. Hashing a multi-GB checkpoint on every
 // run would be slow, so each file's hash is kept in a record the caller stores (eval's run.json,
 // the demo's folder) and reused while the file's size and mtime are unchanged.
-import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
+import { writeJsonAtomic } from './fs.ts';
 
 /** One file's hash and the size and mtime it was taken at. */
 export interface FileDigest {
@@ -71,4 +72,20 @@ export function modelFiles(dir: string): string[] {
     .filter((n) => MODEL_FILE.test(n) && n !== 'master.safetensors' && !n.includes('optimizer'))
     .sort()
     .map((n) => path.join(dir, n));
+}
+
+/**
+ * contentHash with its digests kept in `cacheFile` (JSON, read when present and rewritten), for a
+ * caller that has no record of its own to keep them in.
+ */
+export function cachedContentHash(files: readonly string[], base: string, cacheFile: string): string {
+  let known: DigestRecord = {};
+  try {
+    known = JSON.parse(readFileSync(cacheFile, 'utf8')) as DigestRecord;
+  } catch {
+    // no cache yet, or a torn one: hash afresh
+  }
+  const h = contentHash(files, base, known);
+  writeJsonAtomic(cacheFile, { ...known, ...h.files });
+  return h.sha256;
 }

@@ -109,3 +109,9 @@ export function errorLine(err: unknown): string {
   if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return message; // a system error: its message names it
   return `${message} (an unexpected error: RED_DEBUG=1 shows where it happened)`;
 }
+
+/** Writes `err` to stderr as the CLI shows it: `red: ` and one line; the stack instead under RED_DEBUG=1. */
+export function printError(err: unknown): void {
+  if (process.env.RED_DEBUG === '1' && err instanceof Error) console.error(err.stack);
+  else console.error(`red: ${errorLine(err)}`);
+}

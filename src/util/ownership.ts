@@ -168,7 +168,9 @@ export function checkOutFolder(dir: string, req: OutFolderRequest): FolderState 
  * written into a run folder leave it a run folder). Called when a command starts writing there.
  */
 export function markFolder(dir: string, kind: FolderKind, command: string): void {
-  if (folderState(dir).kind !== null) return;
+  if (markerKind(dir) !== null) return;
+  const legacy = folderState(dir).kind;
+  if (legacy !== null && legacy !== kind) return;
   writeJsonAtomic(path.join(dir, MARKER_FILE), { kind, command, created: new Date().toISOString() });
 }
 
@@ -179,6 +181,12 @@ export function ownedEntries(dir: string, kind: FolderKind): string[] {
   return readdirSync(dir)
     .filter((n) => owned.has(n))
     .sort();
+}
+
+/** The entries of `dir` that are not among those red writes in a folder of `kind` (a user's, beside red's). */
+export function unownedEntries(dir: string, kind: FolderKind): string[] {
+  const owned = new Set(KINDS[kind].entries);
+  return folderState(dir).entries.filter((e) => !owned.has(e.replace(/\/$/, '')));
 }
 
 /**
