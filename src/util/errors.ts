@@ -72,12 +72,15 @@ const SYSCALL_VERBS: Record<string, string> = {
   fsync: 'write',
 };
 
-/** "the file system is read-only (EROFS); choose …": a system error's meaning, code and fix, or null. */
-export function systemErrorReason(err: unknown): string | null {
+/**
+ * "the file system is read-only (EROFS); choose …": a system error's meaning, code and fix (without
+ * the fix when the caller names its own), or null.
+ */
+export function systemErrorReason(err: unknown, withFix = true): string | null {
   const code = knownCode(err);
   if (code === null) return null;
   const { means, fix } = ERRNO[code];
-  return `${means} (${code})${fix ? `; ${fix}` : ''}`;
+  return `${means} (${code})${fix && withFix ? `; ${fix}` : ''}`;
 }
 
 /**

@@ -36,3 +36,29 @@ test('red train --config examples/builtin/red.yaml before the data and base exis
     lines[0],
   );
 });
+
+test('with a Hub id in model.path the first-run hint never proposes writing into it', () => {
+  const cwd = tempDir('red-first-');
+  const r = spawnSync(
+    process.execPath,
+    [
+      path.join(repo, 'bin/red.js'),
+      'train',
+      '--config',
+      path.join(repo, 'examples/builtin/red.yaml'),
+      '--set',
+      'model.path=acme/tiny',
+      '--out',
+      'runs/builtin/red',
+    ],
+    { cwd, encoding: 'utf8', env: { ...process.env, HF_HUB_OFFLINE: '1' } },
+  );
+  assert.equal(r.status, 1);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, r.stderr);
+  assert.ok(!lines[0].includes('--out acme/tiny'), lines[0]);
+  assert.ok(
+    lines[0].endsWith(`make them first: red data builtin --out ${path.join(repo, 'runs/builtin/data')}`),
+    lines[0],
+  );
+});
