@@ -21,14 +21,14 @@ export function checkTrainBounds(
 ): void {
   const model = loadConfig(path.join(config.model.path, 'config.json'));
   checkMemoryFits('this run', trainMemory(config, model, stages));
+  const sft = stages.some((s) => !s.onlineRollouts);
+  const rl = stages.some((s) => s.onlineRollouts);
   // The prompt limit is a filter most prompts stay far below: only a response limit that leaves
-  // no position for any prompt is flagged.
-  if (config.rollout.maxTokens >= model.maxPositionEmbeddings)
+  // no position for any prompt is flagged, where responses are sampled (SFT reads traces as they are).
+  if (rl && config.rollout.maxTokens >= model.maxPositionEmbeddings)
     warn(
       `rollout.maxTokens ${config.rollout.maxTokens} is not below model.path's max_position_embeddings ${model.maxPositionEmbeddings} (config.json): long responses run into positions the model was not trained on; lower rollout.maxTokens, or use a model whose config.json allows more`,
     );
-  const sft = stages.some((s) => !s.onlineRollouts);
-  const rl = stages.some((s) => s.onlineRollouts);
   if (rl && config.optim.lr > 1)
     warn(
       `optim.lr ${config.optim.lr} is above 1: each AdamW step moves every weight by about lr, so the weights blow up at the first step (the paper's rate is 2e-6)`,

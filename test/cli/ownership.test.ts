@@ -12,22 +12,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FakeHub } from '../hub/fake-hub.ts';
 import { tempDir } from '../helpers/tmp.ts';
-import { writeTinySetup } from '../train/tiny.ts';
+import { tinyTrainYaml, writeTinySetup } from '../train/tiny.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/red.js', import.meta.url));
 const root = tempDir('red-ownership-');
 const tiny = writeTinySetup(path.join(root, 'inputs'), 8);
 const trainConfig = path.join(root, 'inputs', 'train.yaml');
-writeFileSync(
-  trainConfig,
-  `model: { path: ${tiny.model}, backend: reference }
-data: { train: ${tiny.train}, epochs: 1 }
-rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 240 }
-sft: { batchSize: 2 }
-checkpoint: { every: 1, keep: 1 }
-log: { progress: none }
-`,
-);
+writeFileSync(trainConfig, tinyTrainYaml(tiny, 'checkpoint: { every: 1, keep: 1 }\n'));
 const toy = path.join(root, 'inputs', 'toy.jsonl');
 writeFileSync(toy, '{"problem": "1+1", "answer": "2"}\n');
 

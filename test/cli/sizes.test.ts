@@ -9,21 +9,13 @@ import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from '../helpers/tmp.ts';
-import { writeTinySetup } from '../train/tiny.ts';
+import { tinyTrainYaml, writeTinySetup } from '../train/tiny.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/red.js', import.meta.url));
 const root = tempDir('red-sizes-');
 const tiny = writeTinySetup(path.join(root, 'inputs'), 8);
 const config = path.join(root, 'train.yaml');
-writeFileSync(
-  config,
-  `model: { path: ${tiny.model}, backend: reference }
-data: { train: ${tiny.train}, epochs: 1 }
-rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 240 }
-sft: { batchSize: 2 }
-log: { progress: none }
-`,
-);
+writeFileSync(config, tinyTrainYaml(tiny));
 const toy = path.join(root, 'toy.jsonl');
 writeFileSync(toy, '{"problem": "1+1", "answer": "2"}\n');
 
