@@ -95,6 +95,12 @@ const KINDS: Record<FolderKind, KindInfo> = {
   },
 };
 
+/**
+ * The order in which unmarked folders are matched, the most specific first: a demo folder also
+ * holds a report's files, a run folder an eval's.
+ */
+const LEGACY_ORDER: readonly FolderKind[] = ['demo', 'run', 'model', 'eval', 'report', 'data'];
+
 /** What a folder is: absent, empty (of anything but red's lock), red's of some kind, or someone else's. */
 export interface FolderState {
   /** null: absent, empty, or not red's. */
@@ -124,9 +130,7 @@ export function folderState(dir: string): FolderState {
   );
   const marked = markerKind(dir);
   if (marked !== null) return { kind: marked, entries };
-  const legacy = (Object.keys(KINDS) as FolderKind[]).find((k) =>
-    KINDS[k].legacy.some((set) => set.every((n) => names.includes(n))),
-  );
+  const legacy = LEGACY_ORDER.find((k) => KINDS[k].legacy.some((set) => set.every((n) => names.includes(n))));
   return { kind: legacy ?? null, entries };
 }
 
