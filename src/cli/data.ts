@@ -32,7 +32,11 @@ export function registerData(program: Command): void {
       const { drawBuiltinDataset, writeBuiltinDataset } = await import('../data/task/builtin.ts');
       // Drawn (and the sizes checked) before --out is made: a bad command leaves nothing behind.
       const drawn = drawBuiltinDataset(opts);
+      // Its files replace those of an earlier `red data builtin` only, never a folder of the user's.
+      const own = await import('../util/ownership.ts');
+      own.checkOutFolder(opts.out, { command: 'red data builtin', kind: 'data' });
       (await import('../util/lock.ts')).lockFolder(opts.out, 'data builtin');
+      own.markFolder(opts.out, 'data', 'red data builtin');
       const files = writeBuiltinDataset(opts, drawn);
       console.log(
         `wrote ${files.train} (${rows(files.levels.train)} rows, per level ${JSON.stringify(files.levels.train)})`,

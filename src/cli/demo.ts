@@ -71,8 +71,14 @@ export function registerDemo(program: Command): void {
       };
       // Every argument is checked before --out is made: a bad command leaves nothing behind.
       checkDemoOptions(demo);
+      // The demo replaces its own base/, data/ and runs in --out: a folder of the user's, or one
+      // holding the --base model, is refused.
+      const own = await import('../util/ownership.ts');
+      own.checkOutFolder(opts.out, { command: 'red demo', kind: 'demo' });
+      own.checkOutIsNoInput(opts.out, [{ option: '--base', path: opts.base }], true);
       // One demo per folder (released on exit).
       (await import('../util/lock.ts')).lockFolder(opts.out, 'demo');
+      own.markFolder(opts.out, 'demo', 'red demo');
       // Ctrl-C: finished methods are kept and reused by the same command, so say how to resume.
       process.once('SIGINT', () => {
         const again = ['red', ...process.argv.slice(2)].join(' ');

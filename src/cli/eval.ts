@@ -108,65 +108,134 @@ async function compareAction(dirs: string[], out: string | undefined): Promise<v
   process.stdout.write(md);
 }
 
+type EvalJobs = Awaited<ReturnType<typeof benchmarkJobs>>;
+type EvalModel = Awaited<ReturnType<typeof loadEvalModel>>;
+type Warn = (message: string) => void;
+
+/**
+ * `red eval --model M --out DIR`: the folder checked (red's or new, no input), the benchmarks
+ * and the model loaded, the memory checked, the evaluation run with a progress display, the
+ * tables printed.
+ */
 async function evalAction(opts: EvalCliOptions): Promise<void> {
   if (!opts.model) fail('--model is required (or use --compare)');
   if (!opts.out) fail('--out is required');
-  const path = await import('node:path');
   const { PROMPT_STYLES } = await import('../eval/protocol.ts');
+  const prompt = PROMPT_STYLES.find((p) => p === opts.prompt);
+  if (!prompt) fail(`--prompt must be one of ${PROMPT_STYLES.join(', ')}, got '${opts.prompt}'`);
+  const { checkOutFolder } = await import('../util/ownership.ts');
+  checkOutFolder(opts.out, { command: 'red eval', kind: 'eval', alsoInto: ['run'] });
+  const progress = await progressReporter();
+  const warn: Warn = (w) => {
+    progress.pause();
+    process.stderr.write(`warning: ${w}\n`);
+  };
+  const jobs = await benchmarkJobs(opts, warn);
+  const loaded = await loadEvalModel(opts.model, opts, prompt === 'qwen-boxed');
+  await checkEvalSizes(opts, jobs, loaded, warn);
+  try {
+    const results = await runWithInterrupt(opts, opts.out, prompt, jobs, loaded, progress, warn);
+    progress.stop();
+    await printEvalResults(results, loaded.stats, opts.out);
+  } finally {
+    progress.stop();
+    await (await import('../eval/generator.ts')).mathVerifier.close?.();
+  }
+}
+
+/** --out is none of the inputs; the run fits in memory; a response limit past the model's positions is said. */
+async function checkEvalSizes(opts: EvalCliOptions, jobs: EvalJobs, loaded: EvalModel, warn: Warn): Promise<void> {
+  const { checkOutIsNoInput } = await import('../util/ownership.ts');
+  const { samplingMemory } = await import('../model/footprint.ts');
+  const { checkMemoryFits } = await import('../util/memory.ts');
+  const inputs = [
+    { option: '--model', path: loaded.dir },
+    { option: '--data', path: opts.data },
+    ...jobs.map((j) => ({ option: `--benchmarks ${j.spec.name}`, path: j.file })),
+  ];
+  checkOutIsNoInput(opts.out!, inputs);
+  const config = loaded.model.config;
+  const maxTokens = Math.max(...jobs.map((j) => j.sampling.maxTokens));
+  const n = Math.max(...jobs.map((j) => j.sampling.n));
+  // A call holds about --chunk samples, or one problem's n when that is more.
+  const samples = Math.max(opts.chunk, n);
+  const size = {
+    samples,
+    slots: Math.min(opts.maxBatch, samples),
+    positions: maxTokens + 1,
+    sizedBy: { positions: '--max-tokens or --max-batch', samples: '--n or --chunk' },
+  };
+  checkMemoryFits('this evaluation', samplingMemory(config, size, opts.precision === 'bf16'));
+  if (maxTokens >= config.maxPositionEmbeddings)
+    warn(
+      `--max-tokens ${maxTokens} is not below the model's max_position_embeddings ${config.maxPositionEmbeddings} (config.json): long responses run into positions it was not trained on`,
+    );
+}
+
+/** runEval with Ctrl-C saying what is kept and how to resume (exit 130). */
+async function runWithInterrupt(
+  opts: EvalCliOptions,
+  out: string,
+  prompt: import('../eval/protocol.ts').PromptStyle,
+  jobs: EvalJobs,
+  loaded: EvalModel,
+  progress: Awaited<ReturnType<typeof progressReporter>>,
+  warn: Warn,
+) {
+  const path = await import('node:path');
   const { runEval } = await import('../eval/run.ts');
   const { writePasskChart } = await import('../report/passk.ts');
   const { samplerGenerator, mathVerifier } = await import('../eval/generator.ts');
-  const { newGenerateStats } = await import('../rollout/sampler.ts');
-  const prompt = PROMPT_STYLES.find((p) => p === opts.prompt);
-  if (!prompt) fail(`--prompt must be one of ${PROMPT_STYLES.join(', ')}, got '${opts.prompt}'`);
-  const jobs = await benchmarkJobs(opts);
-  const { model, tokenizer } = await loadEvalModel(opts.model, opts, prompt === 'qwen-boxed');
-  const stats = newGenerateStats();
-  const generate = samplerGenerator({ model, tokenizer, maxBatch: opts.maxBatch, stats });
-  const progress = await progressReporter();
   const onSigint = () => {
     progress.stop();
-    interruptedNote(path.join(opts.out!, 'samples.jsonl'));
+    interruptedNote(path.join(out, 'samples.jsonl'));
     process.exit(130);
   };
   process.once('SIGINT', onSigint);
   try {
-    const results = await runEval({
-      outDir: opts.out,
-      model: opts.model,
+    return await runEval({
+      outDir: out,
+      model: opts.model!,
+      modelDir: loaded.dir,
       jobs,
-      generate,
+      generate: samplerGenerator({
+        model: loaded.model,
+        tokenizer: loaded.tokenizer,
+        maxBatch: opts.maxBatch,
+        stats: loaded.stats,
+      }),
       verifier: mathVerifier,
       prompt,
       seed: opts.seed,
       chunkSamples: opts.chunk,
       chart: writePasskChart,
       onProgress: progress.update,
-      onWarning: (w) => {
-        progress.pause();
-        process.stderr.write(`warning: ${w}\n`);
-      },
+      onWarning: warn,
     });
-    progress.stop();
-    const { resultsMarkdown } = await import('../eval/results.ts');
-    process.stdout.write(resultsMarkdown(results));
-    if (stats.decodeSeconds > 0) {
-      process.stderr.write(
-        `sampler: prefill ${stats.prefillTokens} tokens in ${stats.prefillSeconds.toFixed(1)} s, decode ${stats.decodeTokens} tokens in ${stats.decodeSeconds.toFixed(1)} s (${(stats.decodeTokens / stats.decodeSeconds).toFixed(1)} tokens/s)\n`,
-      );
-    }
-    process.stderr.write(
-      `wrote ${path.join(opts.out, 'results.json')}, results.md, samples.jsonl, passk.svg, passk.png\n`,
-    );
   } finally {
     process.off('SIGINT', onSigint);
-    progress.stop();
-    await mathVerifier.close?.();
   }
 }
 
+/** The tables on stdout; the sampler's throughput and the files written on stderr. */
+async function printEvalResults(
+  results: import('../eval/results.ts').EvalResults,
+  stats: EvalModel['stats'],
+  out: string,
+): Promise<void> {
+  const path = await import('node:path');
+  const { resultsMarkdown } = await import('../eval/results.ts');
+  process.stdout.write(resultsMarkdown(results));
+  if (stats.decodeSeconds > 0) {
+    process.stderr.write(
+      `sampler: prefill ${stats.prefillTokens} tokens in ${stats.prefillSeconds.toFixed(1)} s, decode ${stats.decodeTokens} tokens in ${stats.decodeSeconds.toFixed(1)} s (${(stats.decodeTokens / stats.decodeSeconds).toFixed(1)} tokens/s)\n`,
+    );
+  }
+  process.stderr.write(`wrote ${path.join(out, 'results.json')}, results.md, samples.jsonl, passk.svg, passk.png\n`);
+}
+
 /** Each --benchmarks entry resolved (registry name or file, Hub ids fetched), loaded, with its sampling protocol. */
-async function benchmarkJobs(opts: EvalCliOptions) {
+async function benchmarkJobs(opts: EvalCliOptions, warn: (message: string) => void) {
   const path = await import('node:path');
   const { existsSync } = await import('node:fs');
   const { resolveBenchmark, loadBenchmark, benchmarkPath } = await import('../eval/benchmarks.ts');
@@ -206,16 +275,17 @@ async function benchmarkJobs(opts: EvalCliOptions) {
     jobs.push({
       spec,
       file,
-      problems: await loadBenchmark(spec, dataDir, opts.limit),
+      problems: await loadBenchmark(spec, dataDir, opts.limit, warn),
       sampling: samplingFor(spec, overrides),
     });
   }
   return jobs;
 }
 
-/** The model (a folder or a Hub id) on the chosen backend and precision, and its tokenizer. */
+/** The model (a folder or a Hub id) on the chosen backend and precision, its local folder, its tokenizer and its sampler's counters. */
 async function loadEvalModel(id: string, opts: EvalCliOptions, needsChatTemplate: boolean) {
   const { Qwen2Model } = await import('../model/qwen2.ts');
+  const { newGenerateStats } = await import('../rollout/sampler.ts');
   const { loadTokenizer } = await import('../model/tokenizer.ts');
   const { getBackend } = await import('../engine/index.ts');
   const { parsePrecision } = await import('../engine/precision.ts');
@@ -232,7 +302,7 @@ async function loadEvalModel(id: string, opts: EvalCliOptions, needsChatTemplate
     fail(
       `${id}: tokenizer_config.json has no chat_template, which --prompt qwen-boxed needs; use --prompt raw (the problem text alone), or a chat model`,
     );
-  return { model, tokenizer };
+  return { dir: modelDir, model, tokenizer, stats: newGenerateStats() };
 }
 
 /** Ctrl-C: finished problems are already in samples.jsonl (appended chunk by chunk); say so. */

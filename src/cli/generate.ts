@@ -1,6 +1,7 @@
 // `red generate`: samples completions of one prompt (text, chat, or token ids) from a model
 // folder, streaming text to a terminal, or one JSON object per sample with --json.
 import type { Command } from 'commander';
+import type { Sample } from '../rollout/sampler.ts';
 import { fail } from '../util/errors.ts';
 
 /** "1,2,3" → [1, 2, 3]; `flag` names the option in errors. */
@@ -81,31 +82,15 @@ export function registerGenerate(program: Command): void {
     .action(generateAction);
 }
 
+/** `red generate`: the model and its tokenizer, the prompt, a check that it fits, then the samples printed as they finish. */
 async function generateAction(opts: GenerateOptions): Promise<void> {
-  const [{ Qwen2Model }, { getBackend }, tk, { generate }, { parsePrecision }] = await Promise.all([
-    import('../model/qwen2.ts'),
-    import('../engine/index.ts'),
-    import('../model/tokenizer.ts'),
-    import('../rollout/sampler.ts'),
-    import('../engine/precision.ts'),
-  ]);
-  const precision = parsePrecision(opts.precision, '--precision');
   if ((opts.prompt === undefined) === (opts.promptIds === undefined))
     fail('give exactly one of --prompt TEXT or --prompt-ids 1,2,3');
   if (opts.chat && opts.prompt === undefined) fail('--chat needs --prompt TEXT');
-  const backend = getBackend(opts.backend);
-  opts.model = await (await import('../hub/snapshot.ts')).resolveModelPath(opts.model, '--model');
-  const model = await Qwen2Model.load(opts.model, { backend, precision });
-  // A text prompt needs the tokenizer (loadTokenizer fails clearly without one); with ids,
-  // a tokenizer is still used for the output text when the folder has one.
-  const tokenizer =
-    opts.prompt !== undefined || tk.hasTokenizer(opts.model)
-      ? tk.loadTokenizer(opts.model, model.config.vocabSize, 'give the prompt as token ids (--prompt-ids) instead')
-      : undefined;
+  const { model, tokenizer, eosIds } = await loadGenerationModel(opts);
   const prompt = promptIds(opts, tokenizer);
-  const eosIds = [...new Set([...tk.eosIdsOf(opts.model), ...(tokenizer?.eosIds ?? [])])];
-  if (opts.stop.length > 0 && !tokenizer) fail(`--stop needs a tokenizer, and ${opts.model} has no tokenizer.json`);
-
+  await checkGenerateSizes(opts, model.config, prompt.length);
+  const { generate } = await import('../rollout/sampler.ts');
   // Streaming: with one sample and no --json, text is printed as it grows.
   const stream = !opts.json && opts.n === 1 ? new StreamPrinter(tokenizer) : null;
   const started = performance.now();
@@ -124,32 +109,83 @@ async function generateAction(opts: GenerateOptions): Promise<void> {
       tokenizer,
       onToken: stream ? (_p, _s, id) => stream.token(id) : undefined,
     },
-    (_p, j, s) => {
-      if (opts.json)
-        console.log(
-          JSON.stringify({
-            index: j,
-            ids: s.ids,
-            text: s.text ?? null,
-            logprobs: s.logprobs,
-            finish_reason: s.finishReason,
-          }),
-        );
-      else if (!stream) {
-        console.log(`--- sample ${j} (${s.finishReason}, ${s.ids.length} tokens) ---`);
-        console.log(s.text ?? s.ids.join(' '));
-      }
-    },
+    (_p, j, s) => printSample(opts, j, s, stream !== null),
   );
-  const seconds = (performance.now() - started) / 1000;
-  const tokens = samples.reduce((a, s) => a + s.ids.length, 0);
   stream?.finish(samples[0].text);
-  if (!opts.json) {
+  if (!opts.json) printTiming(samples, performance.now() - started, model.backend.name, stream !== null);
+}
+
+/** The model (a folder or a Hub id) and, when a text prompt or the folder has one, its tokenizer and EOS ids. */
+async function loadGenerationModel(opts: GenerateOptions) {
+  const [{ Qwen2Model }, { getBackend }, tk, { parsePrecision }, hub] = await Promise.all([
+    import('../model/qwen2.ts'),
+    import('../engine/index.ts'),
+    import('../model/tokenizer.ts'),
+    import('../engine/precision.ts'),
+    import('../hub/snapshot.ts'),
+  ]);
+  const precision = parsePrecision(opts.precision, '--precision');
+  const backend = getBackend(opts.backend);
+  opts.model = await hub.resolveModelPath(opts.model, '--model');
+  const model = await Qwen2Model.load(opts.model, { backend, precision });
+  // A text prompt needs the tokenizer (loadTokenizer fails clearly without one); with ids,
+  // a tokenizer is still used for the output text when the folder has one.
+  const tokenizer =
+    opts.prompt !== undefined || tk.hasTokenizer(opts.model)
+      ? tk.loadTokenizer(opts.model, model.config.vocabSize, 'give the prompt as token ids (--prompt-ids) instead')
+      : undefined;
+  if (opts.stop.length > 0 && !tokenizer) fail(`--stop needs a tokenizer, and ${opts.model} has no tokenizer.json`);
+  const eosIds = [...new Set([...tk.eosIdsOf(opts.model), ...(tokenizer?.eosIds ?? [])])];
+  return { model, tokenizer, eosIds };
+}
+
+/** The samples and their KV cache fit in memory; a response limit past the model's positions is said. */
+async function checkGenerateSizes(
+  opts: GenerateOptions,
+  config: import('../model/config.ts').ModelConfig,
+  promptTokens: number,
+): Promise<void> {
+  const { samplingMemory } = await import('../model/footprint.ts');
+  const { checkMemoryFits } = await import('../util/memory.ts');
+  const size = {
+    samples: opts.n,
+    slots: Math.min(64, opts.n), // the sampler's default number of sequences decoded at once
+    positions: promptTokens + opts.maxTokens,
+    sizedBy: { positions: '--max-tokens', samples: '--n' },
+  };
+  checkMemoryFits('this generation', samplingMemory(config, size, opts.precision === 'bf16'));
+  if (promptTokens + opts.maxTokens > config.maxPositionEmbeddings)
     process.stderr.write(
-      `[${tokens} tokens in ${seconds.toFixed(2)} s, ${(tokens / seconds).toFixed(1)} tok/s, ${backend.name} backend` +
-        `${stream ? `, finish: ${samples[0].finishReason}` : ''}]\n`,
+      `warning: the prompt's ${promptTokens} tokens + --max-tokens ${opts.maxTokens} pass the model's max_position_embeddings ${config.maxPositionEmbeddings} (config.json): later tokens are at positions it was not trained on\n`,
     );
+}
+
+/** One finished sample: a JSON object with --json, a headed block when not streaming (streaming prints as it goes). */
+function printSample(opts: GenerateOptions, j: number, s: Sample, streaming: boolean): void {
+  if (opts.json)
+    console.log(
+      JSON.stringify({
+        index: j,
+        ids: s.ids,
+        text: s.text ?? null,
+        logprobs: s.logprobs,
+        finish_reason: s.finishReason,
+      }),
+    );
+  else if (!streaming) {
+    console.log(`--- sample ${j} (${s.finishReason}, ${s.ids.length} tokens) ---`);
+    console.log(s.text ?? s.ids.join(' '));
   }
+}
+
+/** The tokens, time, speed and backend of the call on stderr (and how the streamed sample finished). */
+function printTiming(samples: Sample[], ms: number, backend: string, streamed: boolean): void {
+  const seconds = ms / 1000;
+  const tokens = samples.reduce((a, s) => a + s.ids.length, 0);
+  process.stderr.write(
+    `[${tokens} tokens in ${seconds.toFixed(2)} s, ${(tokens / seconds).toFixed(1)} tok/s, ${backend} backend` +
+      `${streamed ? `, finish: ${samples[0].finishReason}` : ''}]\n`,
+  );
 }
 
 /** What the prompt options need of a tokenizer. */

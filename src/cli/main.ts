@@ -1,8 +1,10 @@
 // Entry point of the `red` command: registers every subcommand and turns any error into one
 // clear line on stderr (exit code 1) instead of a stack trace; RED_DEBUG=1 shows the stack.
+// Exit codes: 0 done, 1 an error, 130 interrupted by Ctrl-C (train after its checkpoint, eval,
+// demo); `red verify` follows cmp and diff instead: 0 equal, 1 not equal, 2 an error.
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { errorLine } from '../util/errors.ts';
+import { printError } from '../util/errors.ts';
 import { registerCommands } from './commands.ts';
 
 // `red score … | head` closes our stdout early: that is the reader's choice, not an error.
@@ -13,8 +15,7 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 
 /** Prints the error as one line (the stack only under RED_DEBUG=1) and exits 1. */
 function die(err: unknown): never {
-  if (process.env.RED_DEBUG === '1' && err instanceof Error) console.error(err.stack);
-  else console.error(`red: ${errorLine(err)}`);
+  printError(err);
   process.exit(1);
 }
 process.on('uncaughtException', die);

@@ -2,7 +2,7 @@
 // plus a small share of teacher traces, easy-skewed curriculum) and saves it as a Hugging Face model folder with its tokenizer.
 import type { Command } from 'commander';
 import { BF16_BACKWARDS, DEFAULT_BF16_BACKWARD, parseBf16Backward, parsePrecision } from '../engine/precision.ts';
-import type { PretrainStep } from '../train/pretrain.ts';
+import type { PretrainOptions, PretrainStep } from '../train/pretrain.ts';
 import { fail } from '../util/errors.ts';
 
 interface PretrainCliOptions {
@@ -17,6 +17,7 @@ interface PretrainCliOptions {
   precision?: string;
   bf16Backward?: string;
   saveDtype?: string;
+  force: boolean;
 }
 
 function parseNumber(name: string, value: string | undefined, integer: boolean): number | undefined {
@@ -47,6 +48,11 @@ export function registerPretrain(program: Command): void {
       `with --precision bf16, how backward feeds its bf16 GEMMs: ${BF16_BACKWARDS.join(' or ')} (round: dout and inputs rounded to bf16; split: bf16 hi+lo pairs, fp32-accurate, slower) (default ${DEFAULT_BF16_BACKWARD})`,
     )
     .option('--save-dtype <dtype>', 'dtype of the saved model.safetensors: fp32 or bf16 (default fp32)')
+    .option(
+      '--force',
+      'replace the model an earlier red pretrain wrote in --out (never a folder red did not write)',
+      false,
+    )
     .action(async (opts: PretrainCliOptions) => {
       const { pretrain, validatePretrainOptions, PRETRAIN_DEFAULTS, PRETRAIN_QUICK } =
         await import('../train/pretrain.ts');
@@ -82,6 +88,7 @@ export function registerPretrain(program: Command): void {
       };
       // Every argument is checked before --out is made (taking the lock makes it): a bad command leaves nothing.
       validatePretrainOptions(options);
+      await checkPretrainRun(options, opts.force);
       // One writer per model folder; the lock leaves with the old folder when save() replaces it.
       (await import('../util/lock.ts')).lockFolder(opts.out, 'pretrain');
       const result = await pretrain(options);
@@ -96,4 +103,42 @@ export function registerPretrain(program: Command): void {
           );
       }
     });
+}
+
+/**
+ * What pretrain may replace and allocate: --out is new, empty, or a model an earlier red pretrain
+ * wrote and --force is given (the save replaces the whole folder, so one holding anything red did
+ * not write is refused even then); the step's memory fits; a learning rate above 1 is said.
+ */
+async function checkPretrainRun(o: PretrainOptions, force: boolean): Promise<void> {
+  const { checkOutFolder, listEntries, unownedEntries } = await import('../util/ownership.ts');
+  const state = checkOutFolder(o.out, { command: 'red pretrain', kind: 'model', force });
+  if (state.entries.length > 0 && !force)
+    fail(`--out ${o.out} already holds a model red pretrained; add --force to replace it, or choose another --out`);
+  const foreign = state.entries.length > 0 ? unownedEntries(o.out, 'model') : [];
+  if (foreign.length > 0)
+    fail(
+      `--out ${o.out} also holds ${listEntries(foreign)}, which red did not write; --force replaces the whole folder: move them out first, or choose another --out`,
+    );
+  const { parseConfig } = await import('../model/config.ts');
+  const { tinyConfigJson } = await import('../data/task/model.ts');
+  const { BUILTIN_VOCAB_SIZE } = await import('../data/task/tokenizer.ts');
+  const { activationBytesPerToken, parameterCount } = await import('../model/footprint.ts');
+  const { checkMemoryFits, formatCount } = await import('../util/memory.ts');
+  const config = parseConfig(tinyConfigJson(o.model, BUILTIN_VOCAB_SIZE), 'tiny model config');
+  const N = parameterCount(config);
+  // Every sequence of a batch is a chat prompt and a response: a few tokens at the very least.
+  const tokens = 2 * o.batchSize;
+  checkMemoryFits('this pretraining', [
+    { what: `weights, gradients and AdamW moments of ${formatCount(N)} parameters`, bytes: 16 * N },
+    {
+      what: `activations of ${tokens} tokens per step`,
+      bytes: tokens * activationBytesPerToken(config, false),
+      sizedBy: '--batch-size',
+    },
+  ]);
+  if (o.lr > 1)
+    process.stderr.write(
+      `warning: --lr ${o.lr} is above 1: each AdamW step moves every weight by about lr, so the weights blow up at the first step (the default is 5e-3)\n`,
+    );
 }

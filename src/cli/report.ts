@@ -51,8 +51,19 @@ export function registerReport(program: Command): void {
       };
       // Every run folder and input is read before --out is made: a bad command leaves nothing.
       const inputs = readReportInputs(options);
+      // --out is a new folder or a report's (a demo's holds one too), and none of the inputs: the
+      // report's results.json must not replace the one `red eval` wrote into a run folder.
+      const own = await import('../util/ownership.ts');
+      own.checkOutFolder(opts.out, { command: 'red report', kind: 'report', alsoInto: ['demo'] });
+      own.checkOutIsNoInput(opts.out, [
+        ...runs.map((r) => ({ option: 'run folder', path: r })),
+        { option: '--base', path: baseDir },
+        { option: '--base-eval', path: opts.baseEval },
+        { option: '--trace-file', path: opts.traceFile },
+      ]);
       // One writer per report folder (a demo writing its report there holds it too).
       (await import('../util/lock.ts')).lockFolder(opts.out, 'report');
+      own.markFolder(opts.out, 'report', 'red report');
       const r = await buildReport(options, inputs);
       process.stdout.write(r.markdown);
       process.stderr.write(

@@ -18,6 +18,7 @@ import { pretrain, PRETRAIN_DEFAULTS } from '../train/pretrain.ts';
 import { buildEnv, loadCommandConfig } from '../train/run.ts';
 import { Trainer } from '../train/trainer.ts';
 import { fail } from '../util/errors.ts';
+import { cachedContentHash, modelFiles } from '../util/content-hash.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.ts';
 import { buildReport } from '../report/build.ts';
 import type { EvalResults } from '../eval/results.ts';
@@ -229,7 +230,7 @@ function prepareData(o: DemoOptions, out: string, say: (line: string) => void): 
     if (complete(cached, dataFiles)) how = `reused ${cached}`;
     else writeBuiltinDataset({ ...dataOpts, out: cached });
     rmSync(dataDir, { recursive: true, force: true });
-    cpSync(cached, dataDir, { recursive: true });
+    cpSync(cached, dataDir, { recursive: true, preserveTimestamps: true });
   } else writeBuiltinDataset({ ...dataOpts, out: dataDir });
   const rows = (f: string) => readFileSync(path.join(dataDir, f), 'utf8').trim().split('\n').length;
   say(`data: ${how}, ${rows('train.jsonl')} train / ${rows('test.jsonl')} held-out problems (${secs(t)})`);
@@ -251,7 +252,7 @@ async function prepareBase(o: DemoOptions, out: string, say: (line: string) => v
   else await pretrain({ ...pre, out: target, backend: o.backend });
   if (target !== baseDir) {
     rmSync(baseDir, { recursive: true, force: true });
-    cpSync(target, baseDir, { recursive: true });
+    cpSync(target, baseDir, { recursive: true, preserveTimestamps: true }); // mtimes kept: the hashes stay cached
   }
   say(`base model: ${how}${o.baseModel === undefined ? `, ${b.pretrain.steps} steps` : ''} (${secs(t)})`);
   return baseDir;
@@ -262,11 +263,11 @@ async function prepareBase(o: DemoOptions, out: string, say: (line: string) => v
  * data, the evaluation settings and the code (a change to any of them retrains).
  */
 function runKeys(ctx: Omit<RunContext, 'keyOf'>, dataDir: string): (what: unknown) => string {
+  // The base model and the data by content, each file's hash kept while its size and mtime hold.
+  const inputs = [...modelFiles(ctx.baseDir), path.join(dataDir, 'train.jsonl'), ctx.testFile];
   const common = createHash('sha256')
     .update(readFileSync(ctx.configFile))
-    .update(readFileSync(path.join(ctx.baseDir, 'model.safetensors')))
-    .update(readFileSync(path.join(dataDir, 'train.jsonl')))
-    .update(readFileSync(ctx.testFile))
+    .update(cachedContentHash(inputs, ctx.out, path.join(ctx.out, '.red-digests.json')))
     .update(JSON.stringify(ctx.o.budget.eval))
     .update(cacheKey(null, RUN_SOURCES))
     .update(nativeBinary() ?? '')

@@ -3,6 +3,7 @@
 // `name=path` form for any other JSONL/Parquet file, and the loader that turns records into
 // problems. Each file stores its gold differently (SOURCES.md); the rules below undo that.
 import path from 'node:path';
+import { describeSkipped } from '../data/dataset.ts';
 import { getPath, readRecordsDetailed, tryGetPath, type DataRecord, type RecordSource } from '../data/records.ts';
 import { lastBoxed } from '../reward/extract.ts';
 import { fail } from '../util/errors.ts';
@@ -241,14 +242,20 @@ export function benchmarkPath(spec: BenchmarkSpec, dataDir: string | undefined):
   return path.join(dataDir, spec.file);
 }
 
-/** The first `limit` problems of a benchmark (all when limit is undefined). */
+/**
+ * The first `limit` problems of a benchmark (all when limit is undefined). Rows that are not UTF-8
+ * are left out, and `onWarning` hears how many (else they would vanish from the count unsaid).
+ */
 export async function loadBenchmark(
   spec: BenchmarkSpec,
   dataDir: string | undefined,
   limit?: number,
+  onWarning: (message: string) => void = () => {},
 ): Promise<EvalProblem[]> {
   const file = benchmarkPath(spec, dataDir);
-  const { records, rows } = await readRecordsDetailed(file);
+  const { records, rows, skipped, skippedBy } = await readRecordsDetailed(file);
+  if (skipped > 0)
+    onWarning(`${file}: skipped ${skipped} row(s) (${describeSkipped(skippedBy)}); they are not evaluated`);
   if (records.length === 0) fail(`${file}: no records`);
   const count = limit === undefined ? records.length : Math.min(limit, records.length);
   const problems: EvalProblem[] = [];

@@ -7,7 +7,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fail } from '../util/errors.ts';
 import { writeFileAtomic, writeJsonAtomic, writeOrFail } from '../util/fs.ts';
+import { contentHash, modelFiles, type ContentHash } from '../util/content-hash.ts';
 import { lockFolder } from '../util/lock.ts';
+import { markFolder } from '../util/ownership.ts';
 import type { BenchmarkSpec, EvalProblem } from './benchmarks.ts';
 import {
   buildPrompt,
@@ -49,6 +51,8 @@ export interface RunEvalOptions {
   outDir: string;
   /** Shown in the tables (the model folder). */
   model: string;
+  /** The model's local folder, whose content a resumed run must match (a changed model is refused). */
+  modelDir?: string;
   jobs: EvalJob[];
   generate: Generator;
   verifier: AnswerVerifier;
@@ -68,6 +72,8 @@ export interface RunEvalOptions {
 /** What a run's folder was started with; a resume must match it for the benchmarks both have. */
 interface RunManifest {
   model: string;
+  /** The model's content (config, weights, tokenizer), when its folder was given: what a resume checks. */
+  modelContent?: ContentHash;
   prompt: PromptStyle;
   seed: number;
   benchmarks: Record<string, SamplingSettings>;
@@ -77,35 +83,65 @@ function sameSampling(a: SamplingSettings, b: SamplingSettings): boolean {
   return a.n === b.n && a.temperature === b.temperature && a.topP === b.topP && a.maxTokens === b.maxTokens;
 }
 
+function readManifest(file: string): RunManifest {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as RunManifest;
+  } catch (err) {
+    return fail(
+      `${file}: unreadable (${(err as Error).message}); delete it only if samples.jsonl beside it came from this model and settings`,
+    );
+  }
+}
+
+/** "model.safetensors: sha256 1a2b3c4d… → 9f8e7d6c…; tokenizer.json: added": what differs between two model contents. */
+function contentChanges(before: ContentHash, now: ContentHash): string {
+  const byName = (c: ContentHash) => new Map(Object.entries(c.files).map(([f, d]) => [path.basename(f), d.sha256]));
+  const [a, b] = [byName(before), byName(now)];
+  const short = (h: string | undefined) => (h === undefined ? '(none)' : `${h.slice(0, 8)}…`);
+  return [...new Set([...a.keys(), ...b.keys()])]
+    .filter((n) => a.get(n) !== b.get(n))
+    .sort()
+    .map((n) => `${n}: sha256 ${short(a.get(n))} → ${short(b.get(n))}`)
+    .join('; ');
+}
+
+/** What differs between the folder's earlier run and this one, for the benchmarks both have. */
+function manifestChanges(before: RunManifest, now: RunManifest): string[] {
+  const problems: string[] = [];
+  // Samples of another model must not be mixed in: its content decides (a folder written before
+  // red hashed models has only the path to go by).
+  if (before.modelContent && now.modelContent) {
+    if (before.modelContent.sha256 !== now.modelContent.sha256)
+      problems.push(`the model changed (${contentChanges(before.modelContent, now.modelContent)})`);
+  } else if (path.resolve(before.model) !== path.resolve(now.model))
+    problems.push(`model ${before.model} → ${now.model}`);
+  if (before.prompt !== now.prompt) problems.push(`prompt ${before.prompt} → ${now.prompt}`);
+  if (before.seed !== now.seed) problems.push(`seed ${before.seed} → ${now.seed}`);
+  for (const [name, s] of Object.entries(now.benchmarks)) {
+    const b = before.benchmarks[name];
+    if (b && !sameSampling(b, s)) problems.push(`${name}: ${JSON.stringify(b)} → ${JSON.stringify(s)}`);
+  }
+  return problems;
+}
+
 /**
- * Writes run.json, or checks that the folder's earlier run used the same settings. `hasSamples`:
- * whether samples.jsonl holds any record; without one (a run that failed before its first chunk)
- * the earlier settings guard nothing and are replaced, so the corrected command just runs.
+ * Writes run.json, or checks that the folder's earlier run used the same model (by content) and
+ * settings. `hasSamples`: whether samples.jsonl holds any record; without one (a run that failed
+ * before its first chunk) the earlier settings guard nothing and are replaced, so the corrected
+ * command just runs.
  */
 function checkManifest(file: string, o: RunEvalOptions, hasSamples: boolean): void {
+  const before = existsSync(file) && hasSamples ? readManifest(file) : null;
   const now: RunManifest = { model: o.model, prompt: o.prompt, seed: o.seed, benchmarks: {} };
+  // The model's files are hashed once per change of size or mtime (the digests kept in run.json).
+  if (o.modelDir !== undefined)
+    now.modelContent = contentHash(modelFiles(o.modelDir), o.modelDir, before?.modelContent?.files);
   for (const j of o.jobs) now.benchmarks[j.spec.name] = j.sampling;
-  if (existsSync(file) && hasSamples) {
-    let before: RunManifest;
-    try {
-      before = JSON.parse(readFileSync(file, 'utf8')) as RunManifest;
-    } catch (err) {
-      fail(
-        `${file}: unreadable (${(err as Error).message}); delete it only if samples.jsonl beside it came from this model and settings`,
-      );
-    }
-    const problems: string[] = [];
-    // Samples of another model must not be mixed in; the folder path is what identifies it.
-    if (path.resolve(before.model) !== path.resolve(now.model)) problems.push(`model ${before.model} → ${now.model}`);
-    if (before.prompt !== now.prompt) problems.push(`prompt ${before.prompt} → ${now.prompt}`);
-    if (before.seed !== now.seed) problems.push(`seed ${before.seed} → ${now.seed}`);
-    for (const [name, s] of Object.entries(now.benchmarks)) {
-      const b = before.benchmarks[name];
-      if (b && !sameSampling(b, s)) problems.push(`${name}: ${JSON.stringify(b)} → ${JSON.stringify(s)}`);
-    }
+  if (before) {
+    const problems = manifestChanges(before, now);
     if (problems.length > 0)
       fail(
-        `${file}: this folder holds an evaluation with other settings (${problems.join('; ')}); use another --out or the same settings`,
+        `${file}: this folder holds an evaluation with other settings (${problems.join('; ')}); its samples are not this run's: use another --out, or the same model and settings`,
       );
     now.benchmarks = { ...before.benchmarks, ...now.benchmarks };
   }
@@ -178,6 +214,7 @@ export async function runEval(o: RunEvalOptions): Promise<EvalResults> {
 }
 
 async function evalInFolder(o: RunEvalOptions): Promise<EvalResults> {
+  markFolder(o.outDir, 'eval', 'red eval');
   const log = SamplesLog.open(path.join(o.outDir, 'samples.jsonl'));
   await checkInputs(o, log);
   const pending = pendingProblems(o, log);
@@ -223,9 +260,10 @@ function pendingProblems(o: RunEvalOptions, log: SamplesLog): Pending[] {
       if (problem.gold === null) continue;
       const done = log.existing.get(problemKey(problem.benchmark, problem.index));
       if (!done) pending.push({ job, problem });
-      else if (done.problem !== problem.problem) {
+      else if (done.problem !== problem.problem || JSON.stringify(done.gold) !== JSON.stringify(problem.gold)) {
+        // The data by content: a changed problem or gold answer makes the recorded verdicts another data set's.
         fail(
-          `${log.file}: ${problem.benchmark} problem ${problem.index} differs from ${job.file} row ${problem.row}; the data changed since this folder was written; use another --out`,
+          `${log.file}: ${problem.benchmark} problem ${problem.index} differs from ${job.file} row ${problem.row} (its ${done.problem !== problem.problem ? 'text' : 'gold answer'}); the data changed since this folder was written; use another --out`,
         );
       }
     }

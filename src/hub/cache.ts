@@ -7,7 +7,6 @@ import {
   copyFileSync,
   existsSync,
   lstatSync,
-  mkdirSync,
   readFileSync,
   readdirSync,
   renameSync,
@@ -16,7 +15,7 @@ import {
 } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import { writeFileAtomic } from '../util/fs.ts';
+import { makeDir, writeFileAtomic } from '../util/fs.ts';
 import type { HubRef, RepoType } from './id.ts';
 
 export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -41,10 +40,11 @@ export function cachedCommit(cacheDir: string, ref: HubRef): string | null {
   return isCommitHash(commit) ? commit : null;
 }
 
+/** Records that `ref.revision` resolved to `commit`; nothing is written when the cache says so already (a read-only cache then serves). */
 export function writeRef(cacheDir: string, ref: HubRef, commit: string): void {
-  if (isCommitHash(ref.revision)) return;
+  if (isCommitHash(ref.revision) || cachedCommit(cacheDir, ref) === commit) return;
   const file = path.join(repoFolder(cacheDir, ref.type, ref.repo), 'refs', ref.revision);
-  mkdirSync(path.dirname(file), { recursive: true });
+  makeDir(path.dirname(file));
   writeFileAtomic(file, commit);
 }
 
@@ -58,7 +58,7 @@ export function blobPath(cacheDir: string, ref: HubRef, etag: string): string {
 
 /** Points snapshots/<commit>/<file> at its blob: a relative symlink, as huggingface_hub makes. */
 export function linkSnapshotFile(blob: string, target: string): void {
-  mkdirSync(path.dirname(target), { recursive: true });
+  makeDir(path.dirname(target));
   const tmp = `${target}.tmp-${process.pid}`;
   rmSync(tmp, { force: true });
   try {

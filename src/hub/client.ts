@@ -74,9 +74,7 @@ async function httpError(s: HubSettings, res: Response, what: string): Promise<n
   let detail = res.headers.get('x-error-message') ?? '';
   if (!detail) detail = (await res.text().catch(() => '')).replace(/\s+/g, ' ').slice(0, 200);
   if (code === 'RepoNotFound')
-    fail(
-      `${what}: no such local path, and no such repository on ${s.endpoint}${s.token ? '' : ' (or it is private or gated: set HF_TOKEN)'}`,
-    );
+    fail(`${what}: no such repository on ${s.endpoint}${s.token ? '' : ' (or it is private or gated: set HF_TOKEN)'}`);
   if (code === 'RevisionNotFound') fail(`${what}: no such revision on ${s.endpoint}`);
   if (code === 'EntryNotFound') fail(`${what}: no such file in the repository`);
   if (code === 'GatedRepo')

@@ -1,9 +1,10 @@
 // Turns a Hub id into a local folder or file: the files a run needs are fetched into the shared
 // Hugging Face cache (or found there: offline, or with the network gone) and the snapshot folder
 // snapshots/<commit>/ is returned. Callers resolve ids here before they load anything.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { fail } from '../util/errors.ts';
+import { fail, RedError, systemErrorReason } from '../util/errors.ts';
+import { makeDir } from '../util/fs.ts';
 import {
   blobPath,
   cachedCommit,
@@ -98,18 +99,38 @@ export async function snapshotDownload(
     fail(
       `${what}: ${ref.type} ${id} has no ${ref.type === 'model' ? 'config, tokenizer or safetensors files' : `parquet or jsonl files${ref.path ? ` under '${ref.path}'` : ''}`}`,
     );
-  writeRef(cacheDir, ref, info.commit);
   const dir = snapshotDir(cacheDir, ref, info.commit);
-  const missing: Array<{ file: string; meta: FileMeta }> = [];
-  for (const file of files) {
-    if (existsSync(path.join(dir, file))) continue;
-    const meta = await fetchFileMeta(s, ref, info.commit, file, `${what}: ${ref.type} ${id}`);
-    const blob = blobPath(cacheDir, ref, meta.etag);
-    if (existsSync(blob)) linkSnapshotFile(blob, path.join(dir, file));
-    else missing.push({ file, meta });
-  }
-  if (missing.length > 0) await fetchMissing(s, cacheDir, ref, dir, missing, `${what}: ${ref.type} ${id}`, o);
+  await writingCache(cacheDir, async () => {
+    writeRef(cacheDir, ref, info.commit);
+    const missing: Array<{ file: string; meta: FileMeta }> = [];
+    for (const file of files) {
+      if (existsSync(path.join(dir, file))) continue;
+      const meta = await fetchFileMeta(s, ref, info.commit, file, `${what}: ${ref.type} ${id}`);
+      const blob = blobPath(cacheDir, ref, meta.etag);
+      if (existsSync(blob)) linkSnapshotFile(blob, path.join(dir, file));
+      else missing.push({ file, meta });
+    }
+    if (missing.length > 0) await fetchMissing(s, cacheDir, ref, dir, missing, `${what}: ${ref.type} ${id}`, o);
+  });
   return { dir, commit: info.commit, files };
+}
+
+/**
+ * Runs `write` on the cache; a system error there (a read-only or full cache) becomes one line
+ * naming the cache, what the system said, and where to put one instead.
+ */
+async function writingCache(cacheDir: string, write: () => Promise<void>): Promise<void> {
+  try {
+    await write();
+  } catch (err) {
+    const reason = systemErrorReason(err, false);
+    if (reason === null) throw err;
+    const { path: at, code } = err as NodeJS.ErrnoException;
+    const full = code === 'ENOSPC' || code === 'EDQUOT';
+    fail(
+      `cannot write to the Hugging Face cache ${cacheDir}${at ? ` (${at})` : ''}: ${reason}; ${full ? 'free some space, or ' : ''}set HF_HUB_CACHE to a folder you can write to`,
+    );
+  }
 }
 
 async function fetchMissing(
@@ -130,7 +151,7 @@ async function fetchMissing(
     for (const { file, meta } of missing) {
       progress.file(file, meta.size);
       const blob = blobPath(cacheDir, ref, meta.etag);
-      mkdirSync(path.dirname(blob), { recursive: true });
+      makeDir(path.dirname(blob));
       await downloadBlob(s, meta, blob, `${what}: ${file}`, {
         retries: o.retries,
         onProgress: (n) => progress.update(n),
@@ -142,18 +163,32 @@ async function fetchMissing(
   }
 }
 
+/**
+ * Runs `fetch` for `arg`, a string taken as a Hub id because no local path of that name exists:
+ * any failure says both, since `arg` may as well be a mistyped path (`runs/bsae`).
+ */
+async function asHubId<T>(arg: string, local: string, fetch: () => Promise<T>): Promise<T> {
+  try {
+    return await fetch();
+  } catch (err) {
+    if (err instanceof RedError)
+      err.message += ` (taken as a Hub id since no local ${local} ${arg} exists: ${path.resolve(arg)})`;
+    throw err;
+  }
+}
+
 /** A model folder: `arg` itself when it exists or is no Hub id, else the id's cached snapshot. */
 export async function resolveModelPath(arg: string, what: string, o: HubOptions = {}): Promise<string> {
   const ref = hubRefOf(arg, 'model');
   if (!ref) return arg;
-  return (await snapshotDownload(ref, isModelFile, what, o)).dir;
+  return asHubId(arg, 'folder', async () => (await snapshotDownload(ref, isModelFile, what, o)).dir);
 }
 
 /** A dataset file: `arg` itself when it exists or is no Hub id, else the one data file the id names. */
 export async function resolveDataFile(arg: string, what: string, o: HubOptions = {}): Promise<string> {
   const ref = hubRefOf(arg, 'dataset');
   if (!ref) return arg;
-  const snap = await snapshotDownload(ref, datasetFileFilter(ref.path), what, o);
+  const snap = await asHubId(arg, 'file or folder', () => snapshotDownload(ref, datasetFileFilter(ref.path), what, o));
   let files = snap.files;
   // A whole dataset with several splits: its train split is the one to train on.
   if (files.length > 1 && ref.path === '') files = files.filter(datasetFileFilter('train'));
@@ -170,7 +205,7 @@ export async function resolveDataFile(arg: string, what: string, o: HubOptions =
 export async function resolveDataDir(arg: string, what: string, o: HubOptions = {}): Promise<string> {
   const ref = hubRefOf(arg, 'dataset');
   if (!ref) return arg;
-  const snap = await snapshotDownload(ref, datasetFileFilter(ref.path), what, o);
+  const snap = await asHubId(arg, 'folder', () => snapshotDownload(ref, datasetFileFilter(ref.path), what, o));
   return ref.path && !snap.files.some((f) => f.startsWith(`${ref.path}/`)) ? snap.dir : path.join(snap.dir, ref.path);
 }
 
@@ -184,5 +219,5 @@ export async function downloadById(
   const ref = parseHubId(id, type);
   if (!ref) fail(`'${id}' is not a Hub ${type} id (org/name${type === 'dataset' ? '[/path]' : ''})`);
   if (revision !== undefined) ref.revision = revision;
-  return snapshotDownload(ref, type === 'model' ? isModelFile : datasetFileFilter(ref.path), `red download`, o);
+  return snapshotDownload(ref, type === 'model' ? isModelFile : datasetFileFilter(ref.path), 'download', o);
 }

@@ -17,7 +17,7 @@ import {
   statSync,
 } from 'node:fs';
 import path from 'node:path';
-import { fail, RedError } from '../util/errors.ts';
+import { fail, RedError, systemErrorReason } from '../util/errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.ts';
 import { writeSafetensors } from '../model/safetensors.ts';
 
@@ -89,16 +89,9 @@ export class CheckpointManager {
         // the folder may be unreachable (the reason we failed); nothing more to clean
       }
       if (err instanceof RedError) throw err;
-      const e = err as NodeJS.ErrnoException;
       const prev = this.latest();
-      const why =
-        e.code === 'ENOSPC'
-          ? 'the disk is full'
-          : e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EROFS'
-            ? 'the folder is not writable'
-            : 'an I/O error';
       fail(
-        `cannot write checkpoint ${final}: ${why} (${e.code ?? ''} ${e.message}); ` +
+        `cannot write checkpoint ${final}: ${systemErrorReason(err) ?? `an I/O error (${(err as Error).message})`}; ` +
           (prev ? `the previous checkpoint ${prev.dir} is intact` : 'no earlier checkpoint exists'),
       );
     }

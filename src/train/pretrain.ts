@@ -24,6 +24,7 @@ import { generate } from '../rollout/sampler.ts';
 import { fail } from '../util/errors.ts';
 import { makeTempDir } from '../util/exit.ts';
 import { writeJsonAtomic } from '../util/fs.ts';
+import { markFolder } from '../util/ownership.ts';
 import { ADAMW_DEFAULTS, AdamW, clipGradNorm, noDecayNormsAndBiases } from './optimizer.ts';
 import { learningRate } from './schedule.ts';
 
@@ -254,6 +255,7 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
     };
     model.sourceDir = staging.path;
     model.save(o.out, o.saveDtype ?? 'fp32');
+    markFolder(o.out, 'model', 'red pretrain'); // the folder is red's: a later --force may replace it
   } finally {
     staging.remove();
   }

@@ -14,7 +14,7 @@ import { closeVerifier, verify, warmVerifier } from '../reward/index.ts';
 import { resolveStages } from '../rl/options.ts';
 import { promptSeed } from '../rollout/remote.ts';
 import { generate } from '../rollout/sampler.ts';
-import { fail } from '../util/errors.ts';
+import { fail, systemErrorReason } from '../util/errors.ts';
 import { writeFileAtomic } from '../util/fs.ts';
 import { lockFolder } from '../util/lock.ts';
 import {
@@ -28,7 +28,8 @@ import {
 import { readMasterWeights } from './checkpoint.ts';
 import { createProgress, type Progress } from './metrics.ts';
 import { AdamW, clipGradNorm } from './optimizer.ts';
-import { checkRunFolder, clearRunFolder } from './runfolder.ts';
+import { checkTrainBounds } from './bounds.ts';
+import { checkRunFolder, prepareRunFolder } from './runfolder.ts';
 import { remoteRollouts } from './remote.ts';
 import { asRolloutSamples } from './env.ts';
 import { Trainer, type TrainerEnv } from './trainer.ts';
@@ -94,8 +95,10 @@ function builtinFirstSteps(config: TrainConfig, source: string): string | null {
   const steps: string[] = [];
   const shown = (p: string) =>
     path.relative(process.cwd(), p).startsWith('..') ? p : path.relative(process.cwd(), p) || '.';
-  if (!existsSync(config.data.train)) steps.push(`${cli} data builtin --out ${shown(path.dirname(config.data.train))}`);
-  if (!existsSync(path.join(config.model.path, 'config.json')))
+  // A Hub id is fetched, never written: no step proposes `--out org/name`.
+  if (!existsSync(config.data.train) && !hubRefOf(config.data.train, 'dataset'))
+    steps.push(`${cli} data builtin --out ${shown(path.dirname(config.data.train))}`);
+  if (!existsSync(path.join(config.model.path, 'config.json')) && !hubRefOf(config.model.path, 'model'))
     steps.push(`${cli} pretrain --out ${shown(config.model.path)}`);
   if (steps.length === 0) return null;
   return `${source}: the built-in task's inputs do not exist yet; make them first: ${steps.join(' && ')}`;
@@ -121,12 +124,14 @@ export async function runTrain(cmd: TrainCommand, progress?: Progress): Promise<
     const folder = checkRunFolder({ out: cmd.out, resume: cmd.resume, force: cmd.force ?? false }, config);
     // Model, tokenizer and data are loaded (and checked) before the folder changes: an input that
     // fails to load writes no config.yaml and leaves a run that --force would replace in place.
+    const resolved = await resolveHubInputs(config);
+    checkTrainBounds(resolved, stages); // sizes against the model and the machine, before anything is allocated
     const env = await buildEnv(
-      await resolveHubInputs(config),
+      resolved,
       stages.some((s) => s.klCoef > 0),
       cmd.out,
     );
-    if (folder.clear) clearRunFolder(cmd.out);
+    prepareRunFolder(cmd.out, folder);
     if (folder.changes.length > 0)
       process.stderr.write(
         `red train: resuming with settings changed since ${cmd.out} was started: ${folder.changes.join('; ')}\n`,
@@ -134,9 +139,7 @@ export async function runTrain(cmd: TrainCommand, progress?: Progress): Promise<
     try {
       writeFileAtomic(path.join(cmd.out, 'config.yaml'), configToYaml(config));
     } catch (err) {
-      fail(
-        `cannot write to the output folder ${cmd.out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-      );
+      fail(`cannot write to the output folder ${cmd.out}: ${systemErrorReason(err) ?? (err as Error).message}`);
     }
     return await trainInFolder(cmd, config, stages, env, progress);
   } finally {
@@ -180,6 +183,7 @@ async function trainInFolder(
     p.stop();
     const resumeHint = interrupts > 0 ? `; to continue: red train --out ${cmd.out} --resume` : '';
     process.stderr.write(`red train: stopped at step ${last}; outputs in ${cmd.out}${resumeHint}\n`);
+    if (interrupts > 0) process.exitCode = 130; // interrupted, as eval and demo report it (128 + SIGINT)
     return last;
   } finally {
     process.off('SIGINT', onSigint);

@@ -1,30 +1,53 @@
-// What `red train` may do with its --out folder. A fresh run refuses a folder that holds another
-// run (its metrics and checkpoints would be mixed with the new ones); --force empties it first.
+// What `red train` may do with its --out folder. Only a new or empty folder or one of red's own
+// runs (util/ownership.ts) is written at all. A fresh run refuses a folder that holds another run
+// (its metrics and checkpoints would be mixed with the new ones); --force empties it first of what
+// red wrote there, never of anything else, and never when an input of the run lies inside it.
 // A resumed run refuses a changed method or model (the checkpoint belongs to the old ones) unless
 // --force, and lists every other key that changed since the folder's config.yaml was written.
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { fail } from '../util/errors.ts';
-import { LOCK_FILE } from '../util/lock.ts';
+import {
+  checkOutFolder,
+  checkOutIsNoInput,
+  emptyOwnedFolder,
+  listEntries,
+  markFolder,
+  ownedEntries,
+  type CommandInput,
+} from '../util/ownership.ts';
+import type { TrainConfig } from './config.ts';
 
 /** Keys whose change makes the checkpoint meaningless for the new config. */
 const IDENTITY_KEYS = ['method', 'model.path'];
 
-/** Entries of `dir` that belong to a run: anything but the lock, and not a run that never started. */
+/** Entries of `dir` that red's runs write, but not those of a run that never started. */
 export function runFolderEntries(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  const names = readdirSync(dir).filter((n) => n !== LOCK_FILE && !n.startsWith(`${LOCK_FILE}.`));
   // A run that failed before its first step leaves only config.yaml (and an empty metrics.jsonl):
   // nothing to lose, and refusing the corrected command would only be in the way.
   const metrics = path.join(dir, 'metrics.jsonl');
-  const started = names.filter((n) => n !== 'config.yaml' && !(n === 'metrics.jsonl' && statSync(metrics).size === 0));
-  return started;
+  return ownedEntries(dir, 'run').filter(
+    (n) => n !== 'config.yaml' && !(n === 'metrics.jsonl' && statSync(metrics).size === 0),
+  );
 }
 
-/** Empties `dir` except its lock file (held by this process): what --force does to a folder holding another run. */
-export function clearRunFolder(dir: string): void {
-  for (const n of readdirSync(dir)) if (n !== LOCK_FILE) rmSync(path.join(dir, n), { recursive: true, force: true });
+/**
+ * Readies `dir` for the run once its inputs have loaded: with `check.clear` (--force on a folder
+ * holding another run) removes what red wrote there; marks the folder as a run of red train.
+ */
+export function prepareRunFolder(dir: string, check: RunFolderCheck): void {
+  if (check.clear) emptyOwnedFolder(dir, 'run');
+  markFolder(dir, 'run', 'red train');
+}
+
+/** The files and folders a run reads, which --out must not be (or, with --force, hold). */
+function runInputs(config: TrainConfig): CommandInput[] {
+  return [
+    { option: 'model.path', path: config.model.path },
+    { option: 'model.referencePath', path: config.model.referencePath },
+    { option: 'data.train', path: config.data.train },
+  ];
 }
 
 /** `a.b.c` → value, for every leaf (arrays are leaves). */
@@ -63,18 +86,21 @@ export interface RunFolderCheck {
  * Checks the folder for a run of `config` without changing it; fails with the fix when the run
  * may not go there.
  */
-export function checkRunFolder(req: RunFolderRequest, config: unknown): RunFolderCheck {
+export function checkRunFolder(req: RunFolderRequest, config: TrainConfig): RunFolderCheck {
   const { out } = req;
+  checkOutFolder(out, { command: 'red train', kind: 'run', force: req.force });
   if (!req.resume) {
     const entries = runFolderEntries(out);
+    checkOutIsNoInput(out, runInputs(config), entries.length > 0 && req.force);
     if (entries.length === 0) return { changes: [], clear: false };
     if (!req.force) {
       fail(
-        `${out} already holds a run (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''}); add --resume to continue it, --force to delete it and start over, or choose another --out`,
+        `${out} already holds a run (${listEntries(entries, 3)}); add --resume to continue it, --force to delete it and start over, or choose another --out`,
       );
     }
     return { changes: [], clear: true };
   }
+  checkOutIsNoInput(out, runInputs(config));
   const file = path.join(out, 'config.yaml');
   if (!existsSync(file)) return { changes: [], clear: false };
   let before: unknown;

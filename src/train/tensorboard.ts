@@ -79,8 +79,15 @@ export class TensorBoardWriter {
   readonly file: string;
 
   /**
-   * Starts a new event file in `dir`. With `resumeStep`, a SessionLog START at resumeStep + 1 tells
-   * TensorBoard to drop the earlier files' points after that step (they will be redone).
+   * Starts a new event file in `dir`, opening with a SessionLog START. TensorBoard's reader
+   * (event_accumulator's _CheckForRestartAndMaybePurge, file_version 2) takes the first START of a
+   * run for its beginning and, at every later START, drops the points at or after that START's
+   * step. So a fresh run writes one at step 0 (nothing to drop), and a run resumed from
+   * `resumeStep` one at resumeStep + 1, dropping the steps the stopped run logged after its last
+   * checkpoint (they are redone). The resumed file writes it twice: a run begun by an older red has
+   * no START of its own, and the first of the two then stands for the run's beginning.
+   * (TensorBoard's Rust loader ignores SessionLog; it drops a tag's points at or after any step
+   * it sees again, which the redone steps are.)
    */
   constructor(dir: string, resumeStep?: number) {
     mkdirSync(dir, { recursive: true });
@@ -88,10 +95,10 @@ export class TensorBoardWriter {
     let n = 0;
     do this.file = path.join(dir, `events.out.tfevents.${Math.floor(now)}.${hostname()}.${process.pid}.${n++}`);
     while (existsSync(this.file));
-    const parts = [record(event(now, 0, bytesField(3, Buffer.from('brain.Event:2'))))];
-    // SessionLog { status = 1 (START = 1) }
-    if (resumeStep !== undefined)
-      parts.push(record(event(now, resumeStep + 1, bytesField(7, Buffer.from([(1 << 3) | 0, 1])))));
+    // SessionLog { status = 1 (START) }
+    const start = record(event(now, (resumeStep ?? -1) + 1, bytesField(7, Buffer.from([(1 << 3) | 0, 1]))));
+    const parts = [record(event(now, 0, bytesField(3, Buffer.from('brain.Event:2')))), start];
+    if (resumeStep !== undefined) parts.push(start);
     writeFileSync(this.file, Buffer.concat(parts));
   }
 

@@ -60,8 +60,10 @@ export interface TempDir {
 
 /** A fresh folder `<os.tmpdir()>/<prefix>XXXXXX`, removed by remove(), at exit, or on SIGINT/SIGTERM. */
 export function makeTempDir(prefix: string): TempDir {
-  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  // The handlers first: a signal between the folder's creation and them would kill the process
+  // the default way and leave the folder (seen on a loaded machine).
   exitOnSignals();
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
   const remove = atExit(() => rmSync(dir, { recursive: true, force: true }));
   return { path: dir, remove: () => remove() };
 }

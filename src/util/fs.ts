@@ -1,8 +1,8 @@
 // Files are written to a temporary name beside the target and renamed, so a reader never
 // sees a half-written file and a crash leaves the previous version intact.
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { errnoHint, fail } from './errors.ts';
+import { errnoHint, fail, systemErrorReason } from './errors.ts';
 
 export function writeFileAtomic(file: string, data: string | Uint8Array): void {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}`);
@@ -39,5 +39,35 @@ export function writeOrFail<T>(file: string, write: () => T, then = ''): T {
     const hint = errnoHint(err);
     if (hint === null) throw err;
     return fail(`cannot write ${file} (${(err as NodeJS.ErrnoException).code}): ${hint}${then ? `; ${then}` : ''}`);
+  }
+}
+
+/**
+ * `mkdir -p DIR` that reports the error that stopped it: node's recursive mkdir answers ENOENT when
+ * a missing parent cannot be made on a read-only file system, so on ENOENT the missing folders are
+ * made one level at a time and the real code (EROFS, EACCES) surfaces. Returns the first folder it
+ * made, as mkdirSync does (undefined when DIR existed).
+ */
+export function makeDir(dir: string): string | undefined {
+  try {
+    return mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const missing: string[] = [];
+  for (let d = path.resolve(dir); !existsSync(d) && path.dirname(d) !== d; d = path.dirname(d)) missing.push(d);
+  missing.reverse();
+  for (const d of missing) mkdirSync(d);
+  return missing[0];
+}
+
+/** makeDir, failing with one line that names the folder, what the system said and the fix. */
+export function makeDirOrFail(dir: string, what = 'the output folder'): string | undefined {
+  try {
+    return makeDir(dir);
+  } catch (err) {
+    const reason = systemErrorReason(err);
+    if (reason === null) throw err;
+    return fail(`cannot create ${what} ${dir}: ${reason}`);
   }
 }

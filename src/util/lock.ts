@@ -5,10 +5,11 @@
 // exit while it is empty: a command that fails before it writes anything leaves nothing behind.
 // Simplified: the check-then-replace of a stale lock is not atomic against a third process doing
 // the same in the same millisecond.
-import { existsSync, linkSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fail } from './errors.ts';
+import { fail, systemErrorReason } from './errors.ts';
 import { atExit } from './exit.ts';
+import { makeDir, makeDirOrFail } from './fs.ts';
 
 export const LOCK_FILE = '.red.lock';
 
@@ -75,18 +76,13 @@ export function lockFolder(
   log: (message: string) => void = (m) => process.stderr.write(`${m}\n`),
 ): FolderLock {
   const file = path.join(dir, LOCK_FILE);
-  let made: string[];
-  try {
-    made = madeFolders(dir, mkdirSync(dir, { recursive: true }));
-  } catch (err) {
-    fail(`cannot write to the output folder ${dir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
+  const made = madeFolders(dir, makeDirOrFail(dir));
   const me: LockOwner = { pid: process.pid, start: processStart(process.pid), command };
   // Written whole under a private name, then hard-linked into place: link() fails if the lock
   // exists, so exactly one of two racing writers gets it, and nobody reads a half-written lock.
   const mine = path.join(dir, `${LOCK_FILE}.${process.pid}`);
-  writeFileSync(mine, JSON.stringify(me) + '\n');
   try {
+    writeFileSync(mine, JSON.stringify(me) + '\n');
     for (let attempt = 0; ; attempt++) {
       try {
         linkSync(mine, file);
@@ -114,9 +110,9 @@ export function lockFolder(
     rmSync(mine, { force: true });
     removeEmpty(made);
     if ((err as Error).name === 'RedError') throw err;
-    fail(
-      `cannot lock ${dir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); is the folder writable?`,
-    );
+    const reason = systemErrorReason(err);
+    if (reason === null) throw err;
+    fail(`cannot write to the output folder ${dir}: ${reason}`);
   }
   rmSync(mine, { force: true });
   return heldLock(dir, file, made);
@@ -149,7 +145,7 @@ function heldLock(dir: string, file: string, made: readonly string[] = []): Fold
  * such as two runs downloading the same blob. The lock of a dead process is taken over.
  */
 export async function waitForFileLock(file: string, command: string, pollMs = 100): Promise<FolderLock> {
-  mkdirSync(path.dirname(file), { recursive: true });
+  makeDir(path.dirname(file));
   const mine = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}`;
   writeFileSync(
     mine,

@@ -4,7 +4,7 @@
 // corrupt mirror caught by the sha256, and offline runs from the cache.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -183,7 +183,7 @@ test('a refused token is one line naming 401 and HF_TOKEN; the token never reach
     await assert.rejects(
       resolveModelPath('tiny-org/nope', 'model.path', { settings: online(token), cacheDir: freshCache(), quiet: true }),
       (e: Error) =>
-        /^model\.path: model tiny-org\/nope: no such local path, and no such repository on http:\/\/127\.0\.0\.1:\d+/.test(
+        /^model\.path: model tiny-org\/nope: no such repository on http:\/\/127\.0\.0\.1:\d+.* \(taken as a Hub id since no local folder tiny-org\/nope exists: \/.*tiny-org\/nope\)$/.test(
           e.message,
         ) && !e.message.includes('\n'),
     );
@@ -420,4 +420,72 @@ test('two processes downloading the same model at once: the second waits on the 
   );
   // huggingface_hub's lock folder; every lock was released.
   assert.deepEqual(readdirSync(path.join(cache, '.locks', 'models--tiny-org--qwen2-tied')), []);
+});
+
+test('a path typo shaped like org/name: the one line says it is no local folder and what the Hub said', async () => {
+  const cwd = tempDir('red-typo-');
+  const env = { ...process.env, HF_HUB_CACHE: freshCache(), HF_HUB_OFFLINE: '1', RED_DEBUG: '' };
+  const r = await new Promise<{ status: number | null; stderr: string }>((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [path.join(repoRoot, 'bin/red.js'), 'generate', '--model', 'runs/bsae', '--prompt-ids', '1'],
+      { cwd, env },
+    );
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject).on('close', (status) => resolve({ status, stderr }));
+  });
+  assert.equal(r.status, 1, r.stderr);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.match(r.stderr, /model runs\/bsae is not in the Hugging Face cache .* HF_HUB_OFFLINE is set/);
+  assert.ok(
+    r.stderr
+      .trimEnd()
+      .endsWith(`(taken as a Hub id since no local folder runs/bsae exists: ${path.join(cwd, 'runs/bsae')})`),
+    r.stderr,
+  );
+});
+
+/** `red ARGS` in a private mount namespace where `dir` is mounted read-only (null when this machine cannot). */
+function redWithReadOnly(
+  dir: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ status: number | null; stdout: string; stderr: string }> | null {
+  const probe = spawnSync('unshare', ['-rm', 'sh', '-c', `mount --bind ${JSON.stringify(dir)} ${JSON.stringify(dir)}`]);
+  if (probe.status !== 0) return null;
+  const q = (a: string) => JSON.stringify(a);
+  const cmd = `mount --bind ${q(dir)} ${q(dir)} && mount -o remount,ro,bind ${q(dir)} && exec ${q(process.execPath)} ${[path.join(repoRoot, 'bin/red.js'), ...args].map(q).join(' ')}`;
+  return new Promise((resolve, reject) => {
+    const child = spawn('unshare', ['-rm', 'sh', '-c', cmd], { cwd: repoRoot, env });
+    let stdout = '',
+      stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject).on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
+test('a read-only Hugging Face cache: one line naming it and EROFS; filled and up to date, it serves without a write', async (t) => {
+  const cache = freshCache();
+  const env = { ...process.env, HF_ENDPOINT: endpoint, HF_HUB_CACHE: cache, HF_HUB_OFFLINE: '', RED_DEBUG: '' };
+  const empty = redWithReadOnly(cache, ['download', MODEL.repo], env);
+  if (empty === null) {
+    t.skip('cannot mount in a private namespace here (unshare -rm)');
+    return;
+  }
+  const r = await empty;
+  assert.equal(r.status, 1, r.stderr);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.match(
+    r.stderr,
+    new RegExp(
+      `^red: cannot write to the Hugging Face cache ${cache} \\(.*\\): the file system is read-only \\(EROFS\\); set HF_HUB_CACHE to a folder you can write to\\n$`,
+    ),
+  );
+  const filled = await red(['download', MODEL.repo], env);
+  assert.equal(filled.status, 0, filled.stderr);
+  const again = await redWithReadOnly(cache, ['download', MODEL.repo], env)!;
+  assert.equal(again.status, 0, again.stderr);
+  assert.equal(again.stdout, filled.stdout);
 });

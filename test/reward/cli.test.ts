@@ -26,7 +26,7 @@ function red(args: string[], stdin?: string): Promise<{ code: number | null; std
   });
 }
 
-test('red verify --gold --pred prints true/false, exit code 0 either way', async () => {
+test('red verify --gold --pred prints true/false, exit code 0 when equal and 1 when not (as cmp and diff)', async () => {
   // A symbolic comparison: it runs in a worker thread started under bin/red.js's tsx registration.
   const yes = await red([
     'verify',
@@ -40,7 +40,7 @@ test('red verify --gold --pred prints true/false, exit code 0 either way', async
   assert.equal(yes.code, 0, yes.stderr);
   assert.equal(yes.stdout, 'true\n');
   const no = await red(['verify', '--gold', '3', '--pred', '\\boxed{4}', '--explain', '--workers', '1']);
-  assert.equal(no.code, 0, no.stderr);
+  assert.equal(no.code, 1, no.stderr);
   assert.deepEqual(no.stdout.trim().split('\n'), [
     'false',
     'reason: not_equal',
@@ -125,13 +125,13 @@ test('red verify --explain names the extraction target and the comparison rule t
   );
 });
 
-test('red verify without --gold/--pred is one clear error line', async () => {
+test('red verify without --gold/--pred is one clear error line, exit code 2 (trouble, as cmp and diff)', async () => {
   const r = await red(['verify', '--gold', '3']);
-  assert.equal(r.code, 1);
+  assert.equal(r.code, 2);
   assert.match(r.stderr, /^red: .*--gold and --pred/);
 });
 
-test('red verify --jsonl: verdicts added in input order, a malformed line reported, the run goes on', async () => {
+test('red verify --jsonl: verdicts added in input order, a malformed line reported, the run goes on, exit code 2', async () => {
   const rows = [
     { gold: '5', pred: '\\boxed{5}', id: 0 },
     { gold: 'x^2+2x+1', pred: 'work \\boxed{(x+1)^2}', id: 1 },
@@ -153,7 +153,7 @@ test('red verify --jsonl: verdicts added in input order, a malformed line report
     ['--jsonl', '-', '--workers', '1'],
   ]) {
     const r = await red(['verify', ...args, '--timeout-ms', '1500'], args[1] === '-' ? text : undefined);
-    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.code, 2, r.stderr); // a line that is not {"gold", "pred"}: trouble, the worst verdict of the stream
     const out = r.stdout
       .trim()
       .split('\n')
@@ -182,9 +182,21 @@ test('red verify --jsonl: verdicts added in input order, a malformed line report
   }
 });
 
+test('red verify --jsonl: exit code 0 when every line is equal, 1 when one is not', async () => {
+  const line = (gold: string, pred: string) => JSON.stringify({ gold, pred });
+  const same = await red(['verify', '--jsonl', '-', '--workers', '1'], `${line('2', '\\boxed{2}')}\n`);
+  assert.equal(same.code, 0, same.stderr);
+  const differs = await red(
+    ['verify', '--jsonl', '-', '--workers', '1'],
+    `${line('2', '\\boxed{2}')}\n${line('3', '\\boxed{4}')}\n`,
+  );
+  assert.equal(differs.code, 1, differs.stderr);
+  assert.equal(differs.stdout.trim().split('\n').length, 2);
+});
+
 test('red verify --jsonl on a missing file is one clear error line', async () => {
   const r = await red(['verify', '--jsonl', '/nonexistent/pairs.jsonl']);
-  assert.equal(r.code, 1);
+  assert.equal(r.code, 2);
   assert.match(r.stderr, /^red: cannot read \/nonexistent\/pairs\.jsonl/);
 });
 

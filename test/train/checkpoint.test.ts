@@ -48,7 +48,9 @@ test('a full disk mid-write: clear error, previous checkpoint intact, nothing ha
   };
   await assert.rejects(m.save(2, full), (err: unknown) => {
     assert.ok(err instanceof RedError);
-    assert.match(err.message, /cannot write checkpoint .*step-2: the disk is full/);
+    // The code once, with what it means and the fix (it used to read "(ENOSPC ENOSPC: no space …)").
+    assert.match(err.message, /cannot write checkpoint .*step-2: the disk is full \(ENOSPC\); free some space/);
+    assert.equal(err.message.split('ENOSPC').length, 2, err.message);
     assert.match(err.message, /previous checkpoint .*step-1 is intact/);
     return true;
   });

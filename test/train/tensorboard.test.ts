@@ -5,7 +5,7 @@
 // wall_time 1, step 2, file_version 3, summary 5, session_log 7; Value tag 1, simple_value 2).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { MetricsWriter } from '../../src/train/metrics.ts';
 import { tempDir } from '../helpers/tmp.ts';
@@ -111,7 +111,7 @@ test('every metrics.jsonl line is a TensorBoard scalar event at its step, in a v
   const files = readdirSync(path.join(dir, 'tb'));
   assert.equal(files.length, 1);
   assert.match(files[0], /^events\.out\.tfevents\.\d{10}\./);
-  const events = readEvents(path.join(dir, 'tb', files[0]));
+  const events = readEvents(path.join(dir, 'tb', files[0])).filter((e) => !e.sessionStart);
   assert.equal(events[0].fileVersion, 'brain.Event:2');
   assert.equal(events.length, 3);
   const lines = readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
@@ -132,7 +132,7 @@ test('every metrics.jsonl line is a TensorBoard scalar event at its step, in a v
   resumed.write({ step: 2, 'reward/mean': 0.75 });
   const second = readdirSync(path.join(dir, 'tb'))
     .map((f) => path.join(dir, 'tb', f))
-    .find((f) => readEvents(f).some((e) => e.sessionStart));
+    .find((f) => readEvents(f).some((e) => e.sessionStart && e.step === 2));
   assert.ok(second, 'no file with a SessionLog START');
   const ev2 = readEvents(second);
   assert.deepEqual(
@@ -140,10 +140,70 @@ test('every metrics.jsonl line is a TensorBoard scalar event at its step, in a v
     [
       [0, false],
       [2, true],
+      [2, true],
       [2, false],
     ],
   );
-  assert.equal(ev2[2].scalars!['reward/mean'], 0.75);
+  assert.equal(ev2[3].scalars!['reward/mean'], 0.75);
+});
+
+/**
+ * What TensorBoard shows of a run folder, per tag: its (step, value) points, read as TensorBoard's
+ * Python loader reads them (tensorboard/backend/event_processing/plugin_event_accumulator.py):
+ * files in name order; with file_version ≥ 2 the first SessionLog START of the run marks its
+ * beginning and each later START drops every point whose step is ≥ the START's step
+ * (_CheckForRestartAndMaybePurge / _Purge); scalars are appended as they come.
+ */
+function tensorboardView(tbDir: string): Record<string, Array<[number, number]>> {
+  const tags: Record<string, Array<[number, number]>> = {};
+  let seenStart = false;
+  for (const f of readdirSync(tbDir).sort()) {
+    for (const e of readEvents(path.join(tbDir, f))) {
+      if (e.sessionStart) {
+        if (seenStart) for (const t of Object.keys(tags)) tags[t] = tags[t].filter(([step]) => step < e.step);
+        seenStart = true;
+      }
+      for (const [tag, v] of Object.entries(e.scalars ?? {})) (tags[tag] ??= []).push([e.step, v]);
+    }
+  }
+  return tags;
+}
+
+/** The event file without its SessionLog records: what red wrote before it marked sessions. */
+function withoutSessionLog(file: string): void {
+  const buf = readFileSync(file);
+  const keep: Buffer[] = [];
+  for (let off = 0; off < buf.length;) {
+    const n = Number(buf.readBigUInt64LE(off));
+    const rec = buf.subarray(off, off + 16 + n);
+    if (!decode(rec.subarray(12, 12 + n)).some((f) => f.no === 7)) keep.push(rec);
+    off += 16 + n;
+  }
+  writeFileSync(file, Buffer.concat(keep));
+}
+
+test('a run stopped after step 3 and resumed from its checkpoint at step 2: TensorBoard shows each step once', async () => {
+  for (const olderFirstFile of [false, true]) {
+    const dir = tempDir('red-tb-');
+    const metrics = path.join(dir, 'metrics.jsonl');
+    const first = new MetricsWriter(metrics, undefined, true);
+    for (const step of [1, 2, 3]) first.write({ step, 'reward/mean': step / 10 });
+    // The event files' names start with the second: the resumed one must sort after.
+    if (olderFirstFile) withoutSessionLog(path.join(dir, 'tb', readdirSync(path.join(dir, 'tb'))[0]));
+    await new Promise((r) => setTimeout(r, 1100));
+    const resumed = new MetricsWriter(metrics, 2, true);
+    for (const step of [3, 4]) resumed.write({ step, 'reward/mean': step });
+    assert.deepEqual(
+      tensorboardView(path.join(dir, 'tb'))['reward/mean'],
+      [
+        [1, Math.fround(0.1)],
+        [2, Math.fround(0.2)],
+        [3, 3],
+        [4, 4],
+      ],
+      olderFirstFile ? 'first file written without a START' : 'both files from this version',
+    );
+  }
 });
 
 test('log.tensorboard off: no tb folder', () => {

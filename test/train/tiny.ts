@@ -27,3 +27,16 @@ export function writeConfig(file: string, text: string): string {
   writeFileSync(file, text);
   return file;
 }
+
+/**
+ * A train config for the tiny setup on the reference backend, one step of 2 prompts × 2 samples;
+ * responses up to 240 tokens, so the teacher traces verify whole; `extra` adds YAML lines.
+ */
+export function tinyTrainYaml(tiny: { model: string; train: string }, extra = ''): string {
+  return `model: { path: ${tiny.model}, backend: reference }
+data: { train: ${tiny.train}, epochs: 1 }
+rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 240 }
+sft: { batchSize: 2 }
+log: { progress: none }
+${extra}`;
+}
