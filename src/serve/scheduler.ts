@@ -350,11 +350,11 @@ export class Scheduler {
       ? this.chooser.choose(this.processedRow, 0, req.policy, r.rng)
       : this.chooser.choose(logits, off, req.policy, r.rng);
     const k = req.topLogprobs;
-    return {
-      id: t.id,
-      logprob: raw ? logSoftmaxAt(row, t.id) : t.logprob,
-      top: k > 0 ? (raw ? topLogprobs(row, k, null) : topLogprobs(drawn, k, req.policy)) : null,
-    };
+    const logprob = raw ? logSoftmaxAt(row, t.id) : t.logprob;
+    const top = k > 0 ? (raw ? topLogprobs(row, k, null) : topLogprobs(drawn, k, req.policy)) : null;
+    // The host's sum and the kernel's differ in the last bits: the sampled token shows one value.
+    for (const entry of top ?? []) if (entry[0] === t.id) entry[1] = logprob;
+    return { id: t.id, logprob, top };
   }
 
   /** Whether the token just drawn ends r: a stop id, a stop string completed by it, or the length. */
