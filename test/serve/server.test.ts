@@ -94,30 +94,34 @@ test('a weight folder whose config.json changed is refused, naming the key; the 
   assert.deepEqual((g.json.choices as Choice[])[0].token_ids, greedy.slice(0, 6));
 });
 
-test("pause_generation: SGLang's default mode aborts what runs; in_place holds it; retract is refused", async () => {
-  const aborted = (await running(s.url)).answer;
-  assert.equal((await post(`${s.url}/pause_generation`, {})).json.success, true);
-  const a = ((await aborted).json.choices as Choice[])[0];
-  assert.equal(a.finish_reason, 'abort');
-  assert.ok(a.token_ids.length < 400);
-  assert.equal((await post(`${s.url}/continue_generation`, {})).json.success, true);
+test(
+  "pause_generation: SGLang's default mode aborts what runs; in_place holds it; retract is refused",
+  { timeout: 60_000 },
+  async () => {
+    const aborted = (await running(s.url)).answer;
+    assert.equal((await post(`${s.url}/pause_generation`, {})).json.success, true);
+    const a = ((await aborted).json.choices as Choice[])[0];
+    assert.equal(a.finish_reason, 'abort');
+    assert.ok(a.token_ids.length < 400);
+    assert.equal((await post(`${s.url}/continue_generation`, {})).json.success, true);
 
-  const held = (await running(s.url)).answer;
-  let done = false;
-  void held.then(() => (done = true));
-  assert.equal((await post(`${s.url}/pause_generation`, { mode: 'in_place' })).json.success, true);
-  await new Promise((r) => setTimeout(r, 300));
-  assert.equal(done, false);
-  assert.equal((await health(s.url)).running, 1);
-  assert.equal((await post(`${s.url}/continue_generation`, {})).json.success, true);
-  const h = ((await held).json.choices as Choice[])[0];
-  assert.equal(h.finish_reason, 'length');
-  assert.equal(h.token_ids.length, 400);
+    const held = (await running(s.url)).answer;
+    let done = false;
+    void held.then(() => (done = true));
+    assert.equal((await post(`${s.url}/pause_generation`, { mode: 'in_place' })).json.success, true);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(done, false);
+    assert.equal((await health(s.url)).running, 1);
+    assert.equal((await post(`${s.url}/continue_generation`, {})).json.success, true);
+    const h = ((await held).json.choices as Choice[])[0];
+    assert.equal(h.finish_reason, 'length');
+    assert.equal(h.token_ids.length, 400);
 
-  const retract = await post(`${s.url}/pause_generation`, { mode: 'retract' });
-  assert.equal(retract.status, 400);
-  assert.equal((retract.json.error as { param: string }).param, 'mode');
-});
+    const retract = await post(`${s.url}/pause_generation`, { mode: 'retract' });
+    assert.equal(retract.status, 400);
+    assert.equal((retract.json.error as { param: string }).param, 'mode');
+  },
+);
 
 test('Expect: 100-continue with an over-size body: a 413 before the body is sent, no reset', async () => {
   const { hostname, port } = new URL(s.url);
