@@ -317,7 +317,7 @@ export class RemoteRollouts {
         throw new AttemptError(what, false, { retryAfterS: retryAfterSeconds(r) });
       if (r.status === 404 && route === '/update_weights_from_disk')
         fail(
-          `rollout: ${s.url} has no /update_weights_from_disk: start vLLM through red-vllm (\`red-vllm --model M …\` or \`python -m red_vllm …\`, with vLLM's serve arguments; see the README) or use SGLang`,
+          `rollout: ${s.url} has no /update_weights_from_disk: start vLLM through red-vllm (\`red-vllm MODEL …\` with vllm serve's arguments, or \`python -m red_vllm MODEL …\`; see the README) or use SGLang`,
         );
       if (r.status !== 408)
         fail(

@@ -84,7 +84,7 @@ test('a server without /update_weights_from_disk (stock vLLM): the sync stops na
   await assert.rejects(client.syncWeights('/tmp/policy', '1'), (err: Error) => {
     assert.equal(
       err.message,
-      `rollout: ${url} has no /update_weights_from_disk: start vLLM through red-vllm (\`red-vllm --model M …\` or \`python -m red_vllm …\`, with vLLM's serve arguments; see the README) or use SGLang`,
+      `rollout: ${url} has no /update_weights_from_disk: start vLLM through red-vllm (\`red-vllm MODEL …\` with vllm serve's arguments, or \`python -m red_vllm MODEL …\`; see the README) or use SGLang`,
     );
     return true;
   });
