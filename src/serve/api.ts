@@ -165,65 +165,70 @@ function logitBias(v: unknown, at: string, V: number): [number, number][] {
   });
 }
 
+type Scope = 'openai' | 'completion' | 'chat' | 'sglang' | 'generate';
+
 /**
- * Fields of vLLM's or OpenAI's (or SGLang's) API that red serve does not implement, each with the
- * values that mean "off": anything else is refused, naming the field.
+ * Fields of vLLM's or OpenAI's API ('openai': both endpoints) or SGLang's ('sglang': its
+ * sampling_params; 'generate': the /generate body) that red serve does not implement: refused
+ * whatever their value …
  */
-const OFF: Record<string, (v: unknown) => boolean> = {
-  echo: (v) => v === false,
-  suffix: (v) => v === '',
-  use_beam_search: (v) => v === false,
-  length_penalty: (v) => v === 1,
-  early_stopping: (v) => v === false,
-  prompt_logprobs: () => false,
-  response_format: (v) => (v as Json)?.type === 'text',
-  guided_json: () => false,
-  guided_regex: () => false,
-  guided_choice: () => false,
-  guided_grammar: () => false,
-  structured_outputs: () => false,
-  logits_processors: () => false,
-  bad_words: (v) => Array.isArray(v) && v.length === 0,
-  allowed_token_ids: () => false,
-  truncate_prompt_tokens: () => false,
-  skip_special_tokens: (v) => v === true,
-  spaces_between_special_tokens: (v) => v === true,
-  return_tokens_as_token_ids: (v) => v === false,
-  tools: (v) => Array.isArray(v) && v.length === 0,
-  tool_choice: (v) => v === 'none',
-  functions: () => false,
-  function_call: (v) => v === 'none',
-  add_generation_prompt: (v) => v === true,
-  continue_final_message: (v) => v === false,
-  chat_template: () => false,
-  chat_template_kwargs: (v) => typeof v === 'object' && v !== null && Object.keys(v).length === 0,
-  documents: () => false,
-  reasoning_effort: () => false,
-  audio: () => false,
-  prediction: () => false,
-  web_search_options: () => false,
-  // SGLang's sampling_params and /generate fields
-  json_schema: () => false,
-  regex: () => false,
-  ebnf: () => false,
-  structural_tag: () => false,
-  custom_params: () => false,
-  logprob_start_len: (v) => v === -1,
-  token_ids_logprob: () => false,
-  return_hidden_states: (v) => v === false,
-  custom_logit_processor: () => false,
-  lora_path: () => false,
-  image_data: () => false,
-  audio_data: () => false,
-  video_data: () => false,
-  input_embeds: () => false,
-  session_params: () => false,
+const REFUSED: Record<Scope, string[]> = {
+  openai: [
+    'prompt_logprobs',
+    'guided_json',
+    'guided_regex',
+    'guided_choice',
+    'guided_grammar',
+    'structured_outputs',
+    'logits_processors',
+    'allowed_token_ids',
+    'truncate_prompt_tokens',
+  ],
+  completion: [],
+  chat: ['functions', 'chat_template', 'documents', 'reasoning_effort', 'audio', 'prediction', 'web_search_options'],
+  sglang: ['json_schema', 'regex', 'ebnf', 'structural_tag', 'custom_params'],
+  generate: [
+    'token_ids_logprob',
+    'custom_logit_processor',
+    'lora_path',
+    'image_data',
+    'audio_data',
+    'video_data',
+    'input_embeds',
+    'session_params',
+  ],
+};
+/** … or unless they hold the value that means "off". */
+const OFF_VALUE: Record<string, [Scope[], unknown]> = {
+  use_beam_search: [['openai'], false],
+  length_penalty: [['openai'], 1],
+  early_stopping: [['openai'], false],
+  response_format: [['openai'], { type: 'text' }],
+  bad_words: [['openai'], []],
+  skip_special_tokens: [['openai', 'sglang'], true],
+  spaces_between_special_tokens: [['openai', 'sglang'], true],
+  return_tokens_as_token_ids: [['openai'], false],
+  echo: [['completion', 'chat'], false],
+  suffix: [['completion'], ''],
+  tools: [['chat'], []],
+  tool_choice: [['chat'], 'none'],
+  function_call: [['chat'], 'none'],
+  add_generation_prompt: [['chat'], true],
+  continue_final_message: [['chat'], false],
+  chat_template_kwargs: [['chat'], {}],
+  logprob_start_len: [['generate'], -1],
+  return_hidden_states: [['generate'], false],
 };
 
-function refuseUnsupported(b: Json, keys: readonly string[], where = ''): void {
-  for (const key of keys) {
-    const v = b[key];
-    if (v !== undefined && v !== null && !OFF[key](v))
+function refuseUnsupported(b: Json, scopes: readonly Scope[], where = ''): void {
+  const refused = new Set(scopes.flatMap((x) => REFUSED[x]));
+  for (const [key, v] of Object.entries(b)) {
+    if (v === undefined || v === null) continue;
+    const off = Object.hasOwn(OFF_VALUE, key) ? OFF_VALUE[key] : undefined;
+    const unsupported =
+      refused.has(key) ||
+      (off && off[0].some((x) => scopes.includes(x)) && JSON.stringify(v) !== JSON.stringify(off[1]));
+    if (unsupported)
       throw new BadRequest(
         `${where}${key} is not supported by red serve (got ${JSON.stringify(v)}); leave it out`,
         400,
@@ -231,63 +236,6 @@ function refuseUnsupported(b: Json, keys: readonly string[], where = ''): void {
       );
   }
 }
-
-const SAMPLING_UNSUPPORTED = [
-  'use_beam_search',
-  'length_penalty',
-  'early_stopping',
-  'prompt_logprobs',
-  'response_format',
-  'guided_json',
-  'guided_regex',
-  'guided_choice',
-  'guided_grammar',
-  'structured_outputs',
-  'logits_processors',
-  'bad_words',
-  'allowed_token_ids',
-  'truncate_prompt_tokens',
-  'skip_special_tokens',
-  'spaces_between_special_tokens',
-  'return_tokens_as_token_ids',
-];
-const CHAT_UNSUPPORTED = [
-  'echo',
-  'tools',
-  'tool_choice',
-  'functions',
-  'function_call',
-  'add_generation_prompt',
-  'continue_final_message',
-  'chat_template',
-  'chat_template_kwargs',
-  'documents',
-  'reasoning_effort',
-  'audio',
-  'prediction',
-  'web_search_options',
-];
-const SGLANG_SAMPLING_UNSUPPORTED = [
-  'json_schema',
-  'regex',
-  'ebnf',
-  'structural_tag',
-  'custom_params',
-  'skip_special_tokens',
-  'spaces_between_special_tokens',
-];
-const GENERATE_UNSUPPORTED = [
-  'logprob_start_len',
-  'token_ids_logprob',
-  'return_hidden_states',
-  'custom_logit_processor',
-  'lora_path',
-  'image_data',
-  'audio_data',
-  'video_data',
-  'input_embeds',
-  'session_params',
-];
 
 /**
  * The sampling settings of one request body, under vLLM's names (top_k −1 or 0 = off). `names`
@@ -401,7 +349,7 @@ export function parseCompletion(body: unknown, lim: Limits, raw = ''): Job {
     prompts = p.map((x, i) => (typeof x === 'string' ? x : idList(x, `prompt[${i}]`, lim.vocabSize)));
   } else
     throw new BadRequest('prompt must be a string, a list of token ids, or a non-empty list of either', 400, 'prompt');
-  refuseUnsupported(b, ['echo', 'suffix', ...SAMPLING_UNSUPPORTED]);
+  refuseUnsupported(b, ['openai', 'completion']);
   const logprobs = b.logprobs === undefined || b.logprobs === null ? null : int(b, 'logprobs', 0, 0, MAX_TOP_LOGPROBS);
   const sampling = samplingOf(b, lim, { maxTokens: Math.min(16, lim.maxTokens), minMaxTokens: 1, logprobs }, raw);
   return checkSequences(
@@ -450,7 +398,7 @@ export function parseChat(body: unknown, lim: Limits, raw = ''): Job {
   if (!Array.isArray(m) || m.length === 0)
     throw new BadRequest('messages must be a non-empty list of {role, content}', 400, 'messages');
   const messages = m.map(chatMessage);
-  refuseUnsupported(b, [...CHAT_UNSUPPORTED, ...SAMPLING_UNSUPPORTED]);
+  refuseUnsupported(b, ['openai', 'chat']);
   const wantLogprobs = bool(b, 'logprobs');
   if (!wantLogprobs && b.top_logprobs !== undefined && b.top_logprobs !== null)
     throw new BadRequest('top_logprobs needs logprobs: true', 400, 'top_logprobs');
@@ -507,13 +455,13 @@ export function parseGenerate(body: unknown, lim: Limits, raw = ''): { job: Job;
     throw new BadRequest('give input_ids (a list of token ids, or a list of such lists) or text', 400, 'input_ids');
   if (bool(b, 'stream'))
     throw new BadRequest('stream is not supported on /generate; use /v1/completions', 400, 'stream');
-  refuseUnsupported(b, GENERATE_UNSUPPORTED);
+  refuseUnsupported(b, ['generate']);
   const count = prompts.length;
   const logprob = perItem(b, 'return_logprob', count);
   const top = perItem(b, 'top_logprobs_num', count);
   const sampling = perItem(b, 'sampling_params', count).map(({ value, at }, i) => {
     const sp = value === undefined || value === null ? {} : asObject(value, at);
-    refuseUnsupported(sp, SGLANG_SAMPLING_UNSUPPORTED, `${at}.`);
+    refuseUnsupported(sp, ['sglang'], `${at}.`);
     const wants = bool({ v: logprob[i].value }, 'v', false, logprob[i].at);
     const k = int({ v: top[i].value }, 'v', 0, 0, MAX_TOP_LOGPROBS, top[i].at);
     // SGLang answers max_new_tokens 0 (a prefill only) with an empty sample.

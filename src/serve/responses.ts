@@ -94,17 +94,16 @@ export function stopReason(d: Finished): string | number | null {
   return typeof m === 'string' || d.sampling.stopTokenIds.includes(m) ? m : null;
 }
 
-export function completionResponse(job: Job, done: Finished[], f: Formatting): Json {
+/** An OpenAI response object around one choice per sample (`choice`: its endpoint's fields). */
+function response(object: string, done: Finished[], f: Formatting, choice: (d: Finished) => Json): Json {
   return {
     id: f.id,
-    object: 'text_completion',
+    object,
     created: f.created,
     model: f.model,
     choices: done.map((d) => ({
       index: d.index,
-      text: d.result.text ?? '',
-      ...(job.returnTokenIds ? { prompt_token_ids: d.promptIds, token_ids: d.result.ids } : {}),
-      logprobs: d.sampling.logprobs === null ? null : completionLogprobs(d.result, d.sampling.logprobs, f),
+      ...choice(d),
       finish_reason: d.result.finishReason,
       stop_reason: stopReason(d),
     })),
@@ -113,23 +112,20 @@ export function completionResponse(job: Job, done: Finished[], f: Formatting): J
   };
 }
 
+export function completionResponse(job: Job, done: Finished[], f: Formatting): Json {
+  return response('text_completion', done, f, (d) => ({
+    text: d.result.text ?? '',
+    ...(job.returnTokenIds ? { prompt_token_ids: d.promptIds, token_ids: d.result.ids } : {}),
+    logprobs: d.sampling.logprobs === null ? null : completionLogprobs(d.result, d.sampling.logprobs, f),
+  }));
+}
+
 export function chatResponse(job: Job, done: Finished[], f: Formatting): Json {
-  return {
-    id: f.id,
-    object: 'chat.completion',
-    created: f.created,
-    model: f.model,
-    choices: done.map((d) => ({
-      index: d.index,
-      message: { role: 'assistant', content: d.result.text ?? '' },
-      ...(job.returnTokenIds ? { token_ids: d.result.ids } : {}),
-      logprobs: d.sampling.logprobs === null ? null : chatLogprobs(d.result, f),
-      finish_reason: d.result.finishReason,
-      stop_reason: stopReason(d),
-    })),
-    usage: usage(done),
-    weight_version: done[0]?.result.weightVersion,
-  };
+  return response('chat.completion', done, f, (d) => ({
+    message: { role: 'assistant', content: d.result.text ?? '' },
+    ...(job.returnTokenIds ? { token_ids: d.result.ids } : {}),
+    logprobs: d.sampling.logprobs === null ? null : chatLogprobs(d.result, f),
+  }));
 }
 
 /** SGLang's /generate answer for one sample. */
