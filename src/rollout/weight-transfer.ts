@@ -115,7 +115,8 @@ export class NcclWeightSync {
       shapes: tensors.map((t) => t.shape),
       packed: false,
     };
-    if (this.pausable) this.pausable = await this.optional('/pause?mode=wait', {});
+    // mode=wait, and its older spelling, which versions without `mode` take (they would abort).
+    if (this.pausable) this.pausable = await this.optional('/pause?mode=wait&wait_for_inflight_requests=true', {});
     if (this.phased) this.phased = await this.optional('/start_weight_update', { is_checkpoint_format: true });
     await Promise.all([
       ...this.servers.map((u) => this.call(u, '/update_weights', { update_info: updateInfo })),

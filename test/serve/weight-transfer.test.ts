@@ -121,7 +121,7 @@ test("vLLM's weight-transfer protocol: ranks across two servers, then pause, sta
     assert.deepEqual(
       log.filter((l) => l.startsWith(s)),
       [
-        `${s} POST /pause?mode=wait {}`,
+        `${s} POST /pause?mode=wait&wait_for_inflight_requests=true {}`,
         `${s} POST /start_weight_update {"is_checkpoint_format":true}`,
         `${s} POST /update_weights ${update}`,
         `${s} POST /finish_weight_update {"weight_version":"3"}`,
@@ -138,7 +138,12 @@ test('a vLLM without /pause and /start_weight_update (the two-call protocol) is 
   const log: string[] = [];
   const { trainer, rendezvous } = fakeTrainer(log);
   const old = (route: string): Reply =>
-    ['/pause?mode=wait', '/start_weight_update', '/finish_weight_update', '/resume'].includes(route)
+    [
+      '/pause?mode=wait&wait_for_inflight_requests=true',
+      '/start_weight_update',
+      '/finish_weight_update',
+      '/resume',
+    ].includes(route)
       ? { status: 404, json: { detail: 'Not Found' } }
       : vllm(1)(route);
   const u = await standIn('A', log, rendezvous, old);
@@ -148,7 +153,7 @@ test('a vLLM without /pause and /start_weight_update (the two-call protocol) is 
   await sync.sync(tensors, '2');
   assert.deepEqual(
     log.filter((l) => l.startsWith('A POST') && !l.includes('init')).map((l) => l.split(' ')[2]),
-    ['/pause?mode=wait', '/start_weight_update', '/update_weights', '/update_weights'],
+    ['/pause?mode=wait&wait_for_inflight_requests=true', '/start_weight_update', '/update_weights', '/update_weights'],
   );
 });
 
