@@ -13,19 +13,9 @@ import type { Qwen2Model } from '../model/qwen2.ts';
 import type { Tokenizer } from '../model/tokenizer.ts';
 import { BadRequest, asObject, parseChat, parseCompletion, parseGenerate, type Job } from './api.ts';
 import type { LogprobsMode } from './logits.ts';
-import {
-  chatLogprobs,
-  chatResponse,
-  completionLogprobs,
-  completionResponse,
-  generateResult,
-  stopReason,
-  usage,
-  type Finished,
-  type Formatting,
-} from './responses.ts';
+import { chatResponse, completionResponse, generateResult, type Finished, type Formatting } from './responses.ts';
 import { Scheduler, type SeqRequest } from './scheduler.ts';
-import { streamableLength } from './text.ts';
+import { SseStream } from './stream.ts';
 
 export interface ServeOptions {
   model: Qwen2Model;
@@ -359,102 +349,16 @@ class Handlers {
     });
   }
 
-  /**
-   * Server-sent events: a chunk per token, its text held back while it may still become a stop
-   * string; the last token comes with the finish reason, and with include_usage a last chunk
-   * holds the usage.
-   */
+  /** Server-sent events (stream.ts), fed by the scheduler's per-token and per-sample callbacks. */
   private async stream(res: ServerResponse, job: Job, f: Formatting, kind: 'completion' | 'chat'): Promise<void> {
-    const tk = this.o.tokenizer;
-    const choices: { ids: number[]; logprobs: number[]; top: [number, number][][]; shown: string; offset: number }[] =
-      [];
-    const chunk = (choice: Record<string, unknown>[], extra: Record<string, unknown> = {}) => {
-      if (!res.headersSent)
-        res.writeHead(200, {
-          'content-type': 'text/event-stream',
-          'cache-control': 'no-cache',
-          connection: 'keep-alive',
-        });
-      const body = {
-        id: f.id,
-        object: kind === 'completion' ? 'text_completion' : 'chat.completion.chunk',
-        created: f.created,
-        model: f.model,
-        choices: choice,
-        ...(job.includeUsage ? { usage: null } : {}),
-        ...extra,
-        weight_version: this.scheduler.weightVersion,
-      };
-      res.write(`data: ${JSON.stringify(body)}\n\n`);
-    };
-    // Tokens [from, …) of choice `index` with their text: one choice object of a chunk.
-    const emit = (index: number, from: number, text: string, finish: Finished | null) => {
-      const c = choices[index];
-      const span = { ids: c.ids.slice(from), logprobs: c.logprobs.slice(from), top: c.top.slice(from) };
-      const s = job.sampling[this.promptOf(job, index)];
-      let logprobs: unknown = null;
-      if (s.logprobs !== null && span.ids.length > 0)
-        logprobs = kind === 'completion' ? completionLogprobs(span, s.logprobs, f, c.offset) : chatLogprobs(span, f);
-      c.offset += span.ids.reduce((a, id) => a + this.tokenText(id).length, 0);
-      const base = kind === 'completion' ? { text } : { delta: finish && text === '' ? {} : { content: text } };
-      chunk([
-        {
-          index,
-          ...base,
-          logprobs,
-          ...(job.returnTokenIds ? { token_ids: span.ids } : {}),
-          finish_reason: finish?.result.finishReason ?? null,
-          ...(finish ? { stop_reason: stopReason(finish) } : {}),
-        },
-      ]);
-    };
-    const total = job.sampling.reduce((a, s) => a + s.n, 0);
-    for (let i = 0; i < total; i++) choices.push({ ids: [], logprobs: [], top: [], shown: '', offset: 0 });
-    if (kind === 'chat')
-      chunk(
-        choices.map((_, index) => ({
-          index,
-          delta: { role: 'assistant', content: '' },
-          logprobs: null,
-          finish_reason: null,
-        })),
-      );
-    const stops = (i: number) => job.sampling[this.promptOf(job, i)].stop;
+    const sse = new SseStream(res, job, f, kind, this.o.tokenizer, () => this.scheduler.weightVersion);
     const done = await this.submit(
       job,
       res,
-      (index, id, lp, top) => {
-        const c = choices[index];
-        c.ids.push(id);
-        c.logprobs.push(lp);
-        c.top.push(top ?? []);
-        const text = tk ? tk.decode(c.ids) : '';
-        const safe = text.slice(0, streamableLength(text, stops(index)));
-        const delta = safe.startsWith(c.shown) ? safe.slice(c.shown.length) : '';
-        c.shown += delta;
-        emit(index, c.ids.length - 1, delta, null);
-      },
-      (d) => {
-        const c = choices[d.index],
-          r = d.result;
-        const from = c.ids.length;
-        c.ids.push(...r.ids.slice(from));
-        c.logprobs.push(...r.logprobs.slice(from));
-        c.top.push(...r.top.slice(from));
-        const text = r.text ?? '';
-        emit(d.index, from, text.startsWith(c.shown) ? text.slice(c.shown.length) : '', d);
-      },
+      (index, id, lp, top) => sse.token(index, id, lp, top),
+      (d) => sse.done(d),
     );
-    if (job.includeUsage) chunk([], { usage: usage(done) });
-    if (!res.headersSent) res.writeHead(200, { 'content-type': 'text/event-stream' });
-    res.end('data: [DONE]\n\n');
-  }
-
-  /** Which prompt of the job choice `index` samples. */
-  private promptOf(job: Job, index: number): number {
-    let p = 0;
-    while (index >= job.sampling[p].n) index -= job.sampling[p++].n;
-    return p;
+    sse.end(done);
   }
 }
 
