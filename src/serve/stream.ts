@@ -36,15 +36,6 @@ export class SseStream {
     job.sampling.forEach((s, prompt) => {
       for (let j = 0; j < s.n; j++) this.choices.push({ ids: [], logprobs: [], top: [], shown: '', offset: 0, prompt });
     });
-    if (kind === 'chat')
-      this.chunk(
-        this.choices.map((_, index) => ({
-          index,
-          delta: { role: 'assistant', content: '' },
-          logprobs: null,
-          finish_reason: null,
-        })),
-      );
   }
 
   /** A token that did not end its sample: the text it makes safe to show. */
@@ -75,7 +66,7 @@ export class SseStream {
   /** The usage chunk (when asked for) and [DONE]. */
   end(done: Finished[]): void {
     if (this.job.includeUsage) this.chunk([], { usage: usage(done) });
-    if (!this.res.headersSent) this.res.writeHead(200, { 'content-type': 'text/event-stream' });
+    else if (!this.res.headersSent) this.chunk([]);
     this.res.end('data: [DONE]\n\n');
   }
 
@@ -102,21 +93,36 @@ export class SseStream {
     ]);
   }
 
+  /** Writes one chunk; the first also writes the headers (and, for chat, the role of every choice). */
   private chunk(choices: Json[], extra: Json = {}): void {
-    if (!this.res.headersSent)
+    if (!this.res.headersSent) {
+      // Only now: a request refused before its first token still gets its 400.
       this.res.writeHead(200, {
         'content-type': 'text/event-stream',
         'cache-control': 'no-cache',
         connection: 'keep-alive',
       });
+      if (this.kind === 'chat') {
+        const role = (index: number) => ({
+          index,
+          delta: { role: 'assistant', content: '' },
+          logprobs: null,
+          finish_reason: null,
+        });
+        this.write({ choices: this.choices.map((_, index) => role(index)) });
+      }
+    }
+    this.write({ choices, ...extra });
+  }
+
+  private write(fields: Json): void {
     const body = {
       id: this.f.id,
       object: this.kind === 'completion' ? 'text_completion' : 'chat.completion.chunk',
       created: this.f.created,
       model: this.f.model,
-      choices,
       ...(this.job.includeUsage ? { usage: null } : {}),
-      ...extra,
+      ...fields,
       weight_version: this.weightVersion(),
     };
     this.res.write(`data: ${JSON.stringify(body)}\n\n`);

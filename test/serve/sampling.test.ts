@@ -343,6 +343,16 @@ test('fields red does not implement are a 400 naming them, never a silent 200', 
 });
 
 test('errors carry param; another model is a 404; GET /v1/models/{id}', async () => {
+  // A stream refused before its first token is still a 400, not a 200 that breaks off.
+  await assert.rejects(
+    client.chat.completions.create({
+      model: 'tiny',
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 63,
+      stream: true,
+    }),
+    (err: InstanceType<typeof OpenAI.APIError>) => err.status === 400 && err.param === 'max_tokens',
+  );
   await assert.rejects(
     client.completions.create({ model: 'tiny', prompt: 'x', temperature: 'hot' as unknown as number }),
     (err: InstanceType<typeof OpenAI.APIError>) => err.status === 400 && err.param === 'temperature',
