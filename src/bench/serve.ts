@@ -1,7 +1,9 @@
 // `red bench serve`: the rollout server's cost. Throughput of one `red serve` process with 64
-// concurrent clients beside the in-process sampler on the same 64 prompts at batch 64, and the
-// weight-sync time of a step (write the policy folder + /update_weights_from_disk) for the
-// Qwen2.5-0.5B shape (random weights: speed does not depend on the values).
+// concurrent clients beside the in-process sampler on the same 64 prompts at batch 64; time to
+// first token and inter-token latency of 64 concurrent streams through the official `openai`
+// client beside the same sampler's (its per-token callback); and the weight-sync time of a step
+// (write the policy folder + /update_weights_from_disk) for the Qwen2.5-0.5B shape (random
+// weights: speed does not depend on the values).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { availableParallelism, loadavg } from 'node:os';
 import path from 'node:path';
@@ -125,7 +127,84 @@ async function benchClients(model: Qwen2Model, shape: Shape, b: ServeBench): Pro
     target: 'ratio ≥ 0.9',
     target_met: ratio >= 0.9,
   });
+  await benchStreams(model, prompts, maxTokens, server.url, shape.name);
   server.child.kill('SIGKILL');
+}
+
+const percentile = (xs: number[], q: number): number => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+};
+const ms = (x: number) => +(x * 1000).toFixed(2);
+
+/** Per-token arrival times → time to first token (from `start`) and every gap between two tokens. */
+function latencies(start: number, arrivals: number[][]): { ttft: number[]; itl: number[] } {
+  const ttft = arrivals.map((a) => a[0] - start);
+  const itl = arrivals.flatMap((a) => a.slice(1).map((t, i) => t - a[i]));
+  return { ttft, itl };
+}
+
+/**
+ * 64 concurrent streams through the `openai` client (one chunk per token) beside the in-process
+ * sampler on the same prompts at batch 64, timing each token by its onToken callback.
+ */
+async function benchStreams(
+  model: Qwen2Model,
+  prompts: number[][],
+  maxTokens: number,
+  url: string,
+  served: string,
+): Promise<void> {
+  let OpenAI: typeof import('openai').default;
+  try {
+    OpenAI = (await import('openai')).default;
+  } catch {
+    emit({ name: 'serve_64_streams', skipped: 'the openai npm package is not installed (a devDependency of red)' });
+    return;
+  }
+  const local: number[][] = prompts.map(() => []);
+  const t0 = now();
+  await generate(model, prompts, {
+    temperature: 1,
+    maxTokens,
+    seed: 0,
+    eosIds: [],
+    maxBatch: 64,
+    onToken: (i) => local[i].push(now()),
+  });
+  const mine = latencies(t0, local);
+  const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
+  const arrivals: number[][] = prompts.map(() => []);
+  const t1 = now();
+  await Promise.all(
+    prompts.map(async (p, i) => {
+      const stream = await client.completions.create({
+        model: served,
+        prompt: p,
+        max_tokens: maxTokens,
+        temperature: 1,
+        seed: i,
+        stream: true,
+        ignore_eos: true,
+      } as import('openai').OpenAI.Completions.CompletionCreateParamsStreaming);
+      for await (const chunk of stream) if (chunk.choices.length > 0) arrivals[i].push(now());
+    }),
+  );
+  const theirs = latencies(t1, arrivals);
+  for (const [name, a, b] of [
+    ['serve_64_streams_ttft_ms', theirs.ttft, mine.ttft],
+    ['serve_64_streams_itl_ms', theirs.itl, mine.itl],
+  ] as const)
+    emit({
+      name,
+      value: ms(percentile(a, 0.5)),
+      p99: ms(percentile(a, 0.99)),
+      local_batch64_p50: ms(percentile(b, 0.5)),
+      local_batch64_p99: ms(percentile(b, 0.99)),
+      streams: prompts.length,
+      max_tokens: maxTokens,
+      client: 'openai npm',
+    });
 }
 
 /** Weight sync of one step: the trainer writes the policy folder, the server loads it (median of 3). */

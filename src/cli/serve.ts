@@ -16,7 +16,16 @@ interface ServeCliOptions {
   weightVersion: string;
   backend: 'auto' | 'native' | 'reference';
   precision: string;
+  logprobsMode: string;
 }
+
+/** vLLM's --logprobs-mode values red serve has (the logits modes are not offered). */
+const LOGPROBS_MODES: Record<string, 'raw' | 'processed'> = {
+  raw: 'raw',
+  raw_logprobs: 'raw',
+  processed: 'processed',
+  processed_logprobs: 'processed',
+};
 
 export function registerServe(program: Command): void {
   program
@@ -47,6 +56,11 @@ export function registerServe(program: Command): void {
     .option('--weight-version <v>', 'weight_version of the loaded weights', '0')
     .option('--backend <name>', 'auto, native or reference', 'auto')
     .option('--precision <name>', 'fp32, or bf16: weights and KV cache in bfloat16, GEMMs accumulating in fp32', 'fp32')
+    .option(
+      '--logprobs-mode <mode>',
+      "what logprobs are (vLLM's names): processed_logprobs = of the distribution each token was drawn from (after temperature, penalties, top-k/top-p; what importance sampling needs), raw_logprobs = the model's log-softmax (vLLM's default)",
+      'processed_logprobs',
+    )
     .action(async (opts: ServeCliOptions) => {
       const [{ Qwen2Model }, { getBackend }, tk, { createRedServer }, { parsePrecision }] = await Promise.all([
         import('../model/qwen2.ts'),
@@ -56,6 +70,9 @@ export function registerServe(program: Command): void {
         import('../engine/precision.ts'),
       ]);
       const precision = parsePrecision(opts.precision, '--precision');
+      const logprobsMode = Object.hasOwn(LOGPROBS_MODES, opts.logprobsMode) ? LOGPROBS_MODES[opts.logprobsMode] : null;
+      if (!logprobsMode)
+        fail(`--logprobs-mode must be processed_logprobs or raw_logprobs, got ${JSON.stringify(opts.logprobsMode)}`);
       if (opts.port > 65535) fail(`--port must be ≤ 65535, got ${opts.port}`);
       const model = await Qwen2Model.load(opts.model, { backend: getBackend(opts.backend), precision });
       const tokenizer = tk.hasTokenizer(opts.model) ? tk.loadTokenizer(opts.model, model.config.vocabSize) : undefined;
@@ -72,6 +89,7 @@ export function registerServe(program: Command): void {
         maxTokens: opts.maxTokens,
         maxBodyBytes: opts.maxBodyMb * 1024 * 1024,
         weightVersion: opts.weightVersion,
+        logprobsMode,
       });
       let port: number;
       try {

@@ -4,8 +4,11 @@
 // or malformed answer is retried on another server a bounded number of times (after a wait when the
 // server said it is busy: HTTP 429/5xx, honouring Retry-After), then the step stops with one clear
 // error; a request the server refuses as malformed (any other 4xx) stops at once. Weight sync asks
-// every server to load a folder and checks the version.
-import { fail } from '../util/errors.ts';
+// every server to load a folder and checks the version. Each sample of a prompt has its own seed
+// (a server such as SGLang with deterministic inference gives the n samples of one request the
+// same one), and the servers' logprobs are checked to be those of the distribution the tokens were
+// drawn from (vLLM's default reports the model's raw ones), since importance sampling needs that.
+import { RedError, fail } from '../util/errors.ts';
 
 export type RemoteApi = 'openai' | 'sglang';
 
@@ -103,6 +106,78 @@ export class RemoteRollouts {
       );
   }
 
+  /**
+   * Checks that every server reports the logprobs of the distribution its tokens are drawn from at
+   * these settings (importance sampling needs them). Two one-token probes per setting in use: with
+   * temperature T the gaps between the top logprobs scale by 1/T, and with top-k 1 every token but
+   * the first has −∞; a server whose logprobs stay the model's raw ones (vLLM's default) stops the
+   * run naming the fix. A model whose probe distribution is too flat to tell is let through, said.
+   */
+  async checkLogprobs(policy: { temperature: number; topP: number; topK: number }): Promise<void> {
+    const T = policy.temperature;
+    if (T === 0) return; // greedy: every server reports the model's log-softmax
+    const fix = `start vLLM with --logprobs-mode processed_logprobs (red-vllm does so by default), or red serve with --logprobs-mode processed_logprobs`;
+    await Promise.all(
+      this.servers.map(async (s) => {
+        const neutral = await this.topRow(s, { temperature: 1, topP: 1, topK: 0 }).catch((err: unknown) => {
+          if (err instanceof AttemptError) fail(`rollout: ${s.url} did not answer the logprob probe: ${err.message}`);
+          throw err;
+        });
+        if (neutral === null) {
+          this.o.log?.(`rollout: ${s.url} reports no top logprobs; its logprobs could not be checked`);
+          return;
+        }
+        if (T !== 1) {
+          const scaled = (await this.topRow(s, { temperature: T, topP: 1, topK: 0 })) ?? [];
+          const n = Math.min(neutral.length, scaled.length) - 1;
+          const gap = neutral[0] - neutral[n],
+            gapT = scaled[0] - scaled[n];
+          if (n < 1 || Math.abs(gap / T - gap) < 1e-3)
+            this.o.log?.(
+              `rollout: ${s.url}: the probe's distribution is too flat to check its logprobs at temperature ${T}`,
+            );
+          else if (Math.abs(gapT - gap) < Math.abs(gapT - gap / T))
+            fail(
+              `rollout: ${s.url} reports raw logprobs (they do not change with the temperature), but rollout.temperature is ${T}: TIS and rollout/logprob_diff need those of the distribution each token was drawn from; ${fix}`,
+            );
+        }
+        if (policy.topK > 0 || policy.topP < 1) {
+          const cut = (await this.topRow(s, { temperature: 1, topP: 1, topK: 1 })) ?? [];
+          if (cut.length > 1 && cut[1] > -1000)
+            fail(
+              `rollout: ${s.url} reports logprobs from before top-k/top-p (with top_k 1 its second token keeps logprob ${cut[1].toFixed(2)}), but rollout.topK is ${policy.topK} and rollout.topP ${policy.topP}: TIS needs those of the distribution each token was drawn from; ${fix}, or set rollout.topK 0 and rollout.topP 1`,
+            );
+        }
+      }),
+    );
+  }
+
+  /** The top-5 logprobs of one token after a fixed prompt, most likely first (null: the server gives none). */
+  private async topRow(s: Server, p: { temperature: number; topP: number; topK: number }): Promise<number[] | null> {
+    const prompt = [1, 2, 3];
+    const sampling = { temperature: p.temperature, top_p: p.topP, top_k: p.topK > 0 ? p.topK : -1 };
+    const json = (
+      this.o.api === 'openai'
+        ? await this.post(s, '/v1/completions', { prompt, max_tokens: 1, seed: 0, logprobs: 5, ...sampling })
+        : await this.post(s, '/generate', {
+            input_ids: prompt,
+            return_logprob: true,
+            top_logprobs_num: 5,
+            sampling_params: { max_new_tokens: 1, sampling_seed: 0, ...sampling },
+          })
+    ) as {
+      choices?: { logprobs?: { top_logprobs?: Record<string, unknown>[] } }[];
+      meta_info?: { output_top_logprobs?: unknown[][][] };
+    };
+    const row =
+      this.o.api === 'openai'
+        ? Object.values(json.choices?.[0]?.logprobs?.top_logprobs?.[0] ?? {})
+        : (json.meta_info?.output_top_logprobs?.[0] ?? []).map((entry) => entry[0]);
+    if (row.length === 0) return null;
+    // −∞ comes as vLLM's −9999, as null, or not at all.
+    return row.map((x) => (typeof x === 'number' && Number.isFinite(x) ? x : -Infinity)).sort((a, b) => b - a);
+  }
+
   /** n samples for each prompt; samples[i][j] is sample j of prompt i. */
   async generate(prompts: number[][], req: RemoteRequest): Promise<RemoteSample[][]> {
     // The version the samples must come from is the one current when they were asked for.
@@ -158,12 +233,25 @@ export class RemoteRollouts {
     return pool.reduce((a, b) => (b.outstanding < a.outstanding ? b : a));
   }
 
+  /**
+   * One prompt's n samples. OpenAI API: one request with n (vLLM seeds sample j with seed + j, red
+   * serve with seed + j·2³²). SGLang: one batched request with n items, each with its own seed
+   * (SGLang with --enable-deterministic-inference gives the n samples of one item the same seed,
+   * so a group would come back identical: zero advantage and no error).
+   */
   private async request(
     s: Server,
     prompt: number[],
     req: RemoteRequest,
     version: string | null,
   ): Promise<RemoteSample[]> {
+    const sampling = {
+      temperature: req.temperature,
+      top_p: req.topP,
+      top_k: req.topK > 0 ? req.topK : -1,
+      stop: req.stopStrings,
+      stop_token_ids: req.stopTokenIds,
+    };
     const [route, body] =
       this.o.api === 'openai'
         ? [
@@ -172,34 +260,27 @@ export class RemoteRollouts {
               prompt,
               n: req.n,
               max_tokens: req.maxTokens,
-              temperature: req.temperature,
-              top_p: req.topP,
-              top_k: req.topK > 0 ? req.topK : -1,
               seed: req.seed,
-              stop: req.stopStrings,
-              stop_token_ids: req.stopTokenIds,
               logprobs: 0,
               return_token_ids: true,
+              ...sampling,
             },
           ]
         : [
             '/generate',
             {
-              input_ids: prompt,
+              input_ids: Array.from({ length: req.n }, () => prompt),
               return_logprob: true,
-              sampling_params: {
-                n: req.n,
+              sampling_params: Array.from({ length: req.n }, (_, j) => ({
+                n: 1,
                 max_new_tokens: req.maxTokens,
-                temperature: req.temperature,
-                top_p: req.topP,
-                top_k: req.topK > 0 ? req.topK : -1,
-                sampling_seed: req.seed,
-                stop: req.stopStrings,
-                stop_token_ids: req.stopTokenIds,
-              },
+                sampling_seed: sampleSeed(req.seed, j),
+                ...sampling,
+              })),
             },
           ];
     const json = await this.post(s, route, body);
+    if (this.o.api === 'openai') noTokenIds(json, `${s.url}${route}`);
     const samples = this.o.api === 'openai' ? readCompletion(json, req.n) : readGenerate(json, req.n);
     if (version !== null && samples.version !== undefined && olderVersion(samples.version, version)) {
       throw new AttemptError(`answered with weight_version ${samples.version}, older than ${version} (a stale policy)`);
@@ -226,12 +307,18 @@ export class RemoteRollouts {
     } catch (err) {
       throw new AttemptError(`the answer broke off (${cause(err)})`, true);
     }
-    if (!r.ok) {
+    // A weight load that failed answers 400 {success: false, message}: syncWeights reports the message.
+    const failedLoad = r.status === 400 && route === '/update_weights_from_disk';
+    if (!r.ok && !failedLoad) {
       const what = `HTTP ${r.status} ${text.slice(0, 200)}`;
       // 429 and 5xx: busy or broken for now, worth another try after a wait. Any other 4xx: the
       // request itself is wrong, and every server would say the same.
       if (r.status === 429 || r.status >= 500)
         throw new AttemptError(what, false, { retryAfterS: retryAfterSeconds(r) });
+      if (r.status === 404 && route === '/update_weights_from_disk')
+        fail(
+          `rollout: ${s.url} has no /update_weights_from_disk: start vLLM through red-vllm (\`red-vllm MODEL …\` with vllm serve's arguments, or \`python -m red_vllm MODEL …\`; see the README) or use SGLang`,
+        );
       if (r.status !== 408)
         fail(
           `rollout: ${s.url}${route} refused the request (${what}); check that rollout.api (${this.o.api}) is the API this server speaks`,
@@ -267,6 +354,7 @@ export class RemoteRollouts {
             s.down = true;
             return;
           }
+          if (err instanceof RedError) throw err;
           fail(`rollout: ${s.url} could not load the weights in ${dir}: ${(err as Error).message}`);
         }
         const o = json as { success?: unknown; message?: unknown; weight_version?: unknown };
@@ -306,6 +394,14 @@ export function promptSeed(seed: number, index: number): number {
   return (seed ^ Math.imul(index + 1, 0x9e3779b1)) >>> 0;
 }
 
+/**
+ * Sample j's seed on SGLang: below 2³¹, since SGLang versions of late 2025 hold sampling_seed in
+ * an int32 tensor.
+ */
+export function sampleSeed(seed: number, j: number): number {
+  return ((seed ^ Math.imul(j + 1, 0x85ebca77)) >>> 0) % 2 ** 31;
+}
+
 function cause(err: unknown): string {
   const e = err as { cause?: { code?: string; message?: string }; message?: string };
   return e.cause?.code ?? e.cause?.message ?? e.message ?? String(err);
@@ -328,6 +424,15 @@ function logprobList(v: unknown, n: number, where: string): number[] {
   if (!Array.isArray(v) || v.length !== n || v.some((x) => typeof x !== 'number'))
     throw new AttemptError(`${where} is not a list of ${n} logprobs`);
   return v as number[];
+}
+
+/** vLLM before 0.10.2 ignores return_token_ids: every try would fail the same way, so the run stops at once. */
+function noTokenIds(json: unknown, where: string): void {
+  const choices = (json as { choices?: unknown })?.choices;
+  if (Array.isArray(choices) && choices.some((c) => typeof c === 'object' && c !== null && !('token_ids' in c)))
+    fail(
+      `rollout: ${where} answered without choices[].token_ids: this vLLM returns no token_ids: vLLM ≥ 0.10.2 is needed (it returns them for return_token_ids: true)`,
+    );
 }
 
 /** An OpenAI /v1/completions answer (vLLM's token_ids with return_token_ids). */

@@ -3,6 +3,8 @@
 // (prefilled together in one packed pass), and applies weight updates once the sequences running
 // on the old weights have finished (or were aborted). Token choice is rollout/sampling.ts's, so a
 // seeded request draws exactly what `red generate` draws for the same prompt and seed.
+// Logits that need more than the kernels do (penalties, logit_bias, min_tokens, min_p, top or raw
+// logprobs) are downloaded, processed on the host (logits.ts) and drawn from a re-uploaded copy.
 // Simplified: samples of one request share a prefill only when they are admitted together.
 import type { Backend, Tensor } from '../engine/backend.ts';
 import type { ModelConfig } from '../model/config.ts';
@@ -11,6 +13,15 @@ import type { ModelViews, Weight } from '../model/params.ts';
 import type { TokenDecoder } from '../model/tokenizer.ts';
 import { TokenChooser, sampleRng, type TokenPolicy } from '../rollout/sampling.ts';
 import type { Rng } from '../util/rng.ts';
+import {
+  SeenTokens,
+  logSoftmaxAt,
+  processLogits,
+  topLogprobs,
+  type LogitsProcessing,
+  type LogprobsMode,
+} from './logits.ts';
+import { stopIn } from './text.ts';
 
 /** What the scheduler needs of the served model (a Qwen2Model fits); params are updated in place. */
 export interface ServedModel {
@@ -27,14 +38,24 @@ export interface SeqRequest {
   /** Sample j of a request with seed s draws from sampleRng(s, 0, j), as `red generate` does. */
   seed: number;
   sampleIndex: number;
+  /** New tokens at most (0: the sample ends at once, empty). */
   maxTokens: number;
+  /** Until this many tokens are out, stopIds cannot be drawn and stop strings are not checked. */
+  minTokens: number;
   stopIds: ReadonlySet<number>;
   stopStrings: string[];
+  /** The text keeps the stop string or stop token that ended the sample. */
+  includeStop: boolean;
+  /** Penalties, logit_bias, min_p (null: none). */
+  logits: LogitsProcessing | null;
+  /** Whether the response reports logprobs (in raw mode they cost a host pass). */
+  logprobs: boolean;
   /** > 0: the `topLogprobs` most likely tokens of each step are reported too. */
   topLogprobs: number;
   /** Samples of one request share this key, so their prompt is prefilled once when admitted together. */
   group: object;
-  onToken?: (id: number, logprob: number) => void;
+  /** Each token that does not end the sample (the last one is in onDone's result). */
+  onToken?: (id: number, logprob: number, top: [number, number][] | null) => void;
   onDone: (result: SeqResult) => void;
 }
 
@@ -44,7 +65,7 @@ export interface SeqResult {
   /** Per step: [id, logprob] of the most likely tokens (only when topLogprobs > 0). */
   top: [number, number][][];
   finishReason: SeqFinish;
-  /** Text cut before a stop string; only with a tokenizer. */
+  /** Text cut before a stop string, without a final stop token (unless includeStop); only with a tokenizer. */
   text?: string;
   /** The stop string or id that ended the sample. */
   matched?: string | number;
@@ -60,6 +81,8 @@ interface Running {
   top: [number, number][][];
   pos: number;
   matched?: string | number;
+  /** Token counts for the penalties (only when the request has some). */
+  seen: SeenTokens | null;
 }
 
 interface PendingUpdate {
@@ -76,6 +99,9 @@ export class Scheduler {
   private readonly dec: KvDecoder;
   private readonly chooser: TokenChooser;
   private readonly V: number;
+  /** (V) a processed logits row, uploaded for the kernel to draw from. */
+  private readonly processedRow: Tensor<'f32'>;
+  private readonly backend: Backend;
   private waiting: SeqRequest[] = [];
   private active: Running[] = [];
   private freeSlots: number[] = [];
@@ -91,10 +117,13 @@ export class Scheduler {
     readonly maxLen: number,
     private readonly tokenizer: TokenDecoder | undefined,
     public weightVersion: string,
+    readonly logprobsMode: LogprobsMode = 'processed',
   ) {
     this.V = model.config.vocabSize;
+    this.backend = model.backend;
     this.dec = new KvDecoder(model.backend, model.config, model.w, maxBatch, maxLen);
     this.chooser = new TokenChooser(this.V, model.backend); // the same token choice as red generate
+    this.processedRow = model.backend.alloc('f32', this.V);
     for (let s = maxBatch - 1; s >= 0; s--) this.freeSlots.push(s);
   }
 
@@ -103,8 +132,16 @@ export class Scheduler {
   }
 
   submit(req: SeqRequest): void {
+    if (req.maxTokens === 0) {
+      req.onDone(this.empty('length'));
+      return;
+    }
     this.waiting.push(req);
     this.kick();
+  }
+
+  private empty(finishReason: SeqFinish): SeqResult {
+    return { ids: [], logprobs: [], top: [], finishReason, text: '', weightVersion: this.weightVersion };
   }
 
   /** Ends a sequence early (its client went away); it finishes with 'abort'. */
@@ -112,15 +149,24 @@ export class Scheduler {
     const w = this.waiting.indexOf(req);
     if (w >= 0) {
       this.waiting.splice(w, 1);
-      req.onDone({ ids: [], logprobs: [], top: [], finishReason: 'abort', weightVersion: this.weightVersion });
+      req.onDone(this.empty('abort'));
       return;
     }
     const r = this.active.find((x) => x.req === req);
     if (r) this.finish(r, 'abort');
   }
 
-  pause(): void {
+  /**
+   * Stops generating until resume(). SGLang's modes: 'abort' (its default) ends every running
+   * and waiting sequence with finish_reason abort; 'in_place' keeps them where they are.
+   */
+  pause(mode: 'abort' | 'in_place'): number {
     this.paused = true;
+    if (mode === 'in_place') return 0;
+    const ended = this.active.length + this.waiting.length;
+    for (const r of [...this.active]) this.finish(r, 'abort');
+    for (const req of this.waiting.splice(0)) req.onDone(this.empty('abort'));
+    return ended;
   }
   resume(): void {
     this.paused = false;
@@ -187,8 +233,7 @@ export class Scheduler {
         `red serve: generation failed (${(err as Error).message}); aborting ${this.active.length + this.waiting.length} sequences\n`,
       );
       for (const r of [...this.active]) this.finish(r, 'abort');
-      for (const req of this.waiting.splice(0))
-        req.onDone({ ids: [], logprobs: [], top: [], finishReason: 'abort', weightVersion: this.weightVersion });
+      for (const req of this.waiting.splice(0)) req.onDone(this.empty('abort'));
     } finally {
       this.running = false;
     }
@@ -218,6 +263,7 @@ export class Scheduler {
         logprobs: [],
         top: [],
         pos: req.prompt.length - 1,
+        seen: req.logits && hasPenalties(req.logits) ? new SeenTokens(req.prompt) : null,
       });
     }
     // The first admitted sample of each group is prefilled; its siblings copy its cache rows.
@@ -268,28 +314,68 @@ export class Scheduler {
   /** Draws the next token of r from logits[off..off+V); keeps r running or finishes it. */
   private advance(r: Running, logits: Tensor<'f32'>, off: number): void {
     const req = r.req;
-    const t = this.chooser.choose(logits, off, req.policy, r.rng);
+    const t = this.draw(r, logits, off);
     r.ids.push(t.id);
     r.logprobs.push(t.logprob);
-    if (req.topLogprobs > 0) r.top.push(topLogprobs(this.chooser.download(logits, off), 0, this.V, req.topLogprobs));
+    if (t.top) r.top.push(t.top);
+    r.seen?.add(t.id);
     this.generatedTokens++;
-    req.onToken?.(t.id, t.logprob);
-    let reason: SeqFinish | null = null;
-    if (req.stopIds.has(t.id)) {
-      reason = 'stop';
-      r.matched = t.id;
-    } else if (req.stopStrings.length > 0 && this.tokenizer) {
-      const window = 4 * Math.max(...req.stopStrings.map((s) => s.length)) + 2;
-      const tail = this.tokenizer.decode(r.ids.slice(Math.max(0, r.ids.length - window)));
-      const hit = req.stopStrings.find((s) => tail.includes(s));
-      if (hit !== undefined) {
-        reason = 'stop';
-        r.matched = hit;
+    const reason = this.stopReason(r);
+    if (reason) this.finish(r, reason);
+    else {
+      req.onToken?.(t.id, t.logprob, t.top);
+      this.active.push(r);
+    }
+  }
+
+  /**
+   * The kernel's draw, from the logits row as it is or, when the request needs it, from a
+   * host-processed copy; with the logprob (and top logprobs) in this server's logprobs mode.
+   */
+  private draw(r: Running, logits: Tensor<'f32'>, off: number) {
+    const req = r.req;
+    const banned = r.ids.length < req.minTokens && req.stopIds.size > 0 ? req.stopIds : noIds;
+    const raw = this.logprobsMode === 'raw';
+    const processing = req.logits !== null || banned !== noIds;
+    if (!processing && req.topLogprobs === 0 && !(raw && req.logprobs))
+      return { ...this.chooser.choose(logits, off, req.policy, r.rng), top: null };
+    const row = this.chooser.download(logits, off).slice(); // (V) the model's logits
+    let drawn = row;
+    if (processing) {
+      drawn = row.slice();
+      processLogits(drawn, req.logits, r.seen, req.policy.temperature, banned);
+      this.backend.upload(this.processedRow, drawn);
+    }
+    const t = processing
+      ? this.chooser.choose(this.processedRow, 0, req.policy, r.rng)
+      : this.chooser.choose(logits, off, req.policy, r.rng);
+    const k = req.topLogprobs;
+    const logprob = raw ? logSoftmaxAt(row, t.id) : t.logprob;
+    const top = k > 0 ? (raw ? topLogprobs(row, k, null) : topLogprobs(drawn, k, req.policy)) : null;
+    // The host's sum and the kernel's differ in the last bits: the sampled token shows one value.
+    for (const entry of top ?? []) if (entry[0] === t.id) entry[1] = logprob;
+    return { id: t.id, logprob, top };
+  }
+
+  /** Whether the token just drawn ends r: a stop id, a stop string completed by it, or the length. */
+  private stopReason(r: Running): SeqFinish | null {
+    const req = r.req,
+      id = r.ids[r.ids.length - 1];
+    if (req.stopIds.has(id)) {
+      r.matched = id;
+      return 'stop';
+    }
+    if (req.stopStrings.length > 0 && this.tokenizer && r.ids.length > req.minTokens) {
+      // Only the text near the end can hold a stop string that the newest token completed.
+      const window = r.ids.slice(Math.max(0, r.ids.length - 4 * Math.max(...req.stopStrings.map((s) => s.length)) - 2));
+      const before = this.tokenizer.decode(window.slice(0, -1)).length;
+      const hit = stopIn(this.tokenizer.decode(window), before, req.stopStrings);
+      if (hit) {
+        r.matched = hit.stop;
+        return 'stop';
       }
     }
-    if (!reason && (r.ids.length >= req.maxTokens || r.pos + 1 >= this.maxLen)) reason = 'length';
-    if (reason) this.finish(r, reason);
-    else this.active.push(r);
+    return r.ids.length >= req.maxTokens || r.pos + 1 >= this.maxLen ? 'length' : null;
   }
 
   private finish(r: Running, reason: SeqFinish): void {
@@ -303,31 +389,26 @@ export class Scheduler {
       matched: r.matched,
       weightVersion: this.weightVersion,
     };
-    if (this.tokenizer) {
-      let text = this.tokenizer.decode(r.ids);
-      if (reason === 'stop' && typeof r.matched === 'string')
-        text = text.slice(0, Math.max(0, text.indexOf(r.matched)));
-      result.text = text;
-    }
+    if (this.tokenizer) result.text = this.finalText(r, reason);
     r.req.onDone(result);
+  }
+
+  /** The sample's text: without the stop token that ended it, cut at the stop string (vLLM's rules). */
+  private finalText(r: Running, reason: SeqFinish): string {
+    const tk = this.tokenizer!,
+      req = r.req;
+    const stopToken = reason === 'stop' && typeof r.matched === 'number' && !req.includeStop;
+    const text = tk.decode(stopToken ? r.ids.slice(0, -1) : r.ids);
+    if (reason !== 'stop' || typeof r.matched !== 'string') return text;
+    const hit = stopIn(text, tk.decode(r.ids.slice(0, -1)).length, req.stopStrings);
+    if (!hit) return text;
+    r.matched = hit.stop;
+    return text.slice(0, hit.at + (req.includeStop ? hit.stop.length : 0));
   }
 }
 
-/** The k most likely tokens of a logits row as [id, log-softmax], most likely first. O(V·k). */
-export function topLogprobs(logits: Float32Array, off: number, V: number, k: number): [number, number][] {
-  let max = -Infinity;
-  for (let v = 0; v < V; v++) max = Math.max(max, logits[off + v]);
-  let sum = 0;
-  for (let v = 0; v < V; v++) sum += Math.exp(logits[off + v] - max);
-  const lse = max + Math.log(sum);
-  const best: [number, number][] = [];
-  for (let v = 0; v < V; v++) {
-    const z = logits[off + v];
-    if (best.length === k && z <= best[k - 1][1]) continue;
-    let i = best.length;
-    while (i > 0 && best[i - 1][1] < z) i--;
-    best.splice(i, 0, [v, z]);
-    if (best.length > k) best.pop();
-  }
-  return best.map(([id, z]) => [id, z - lse]);
+const noIds: ReadonlySet<number> = new Set();
+
+function hasPenalties(p: LogitsProcessing): boolean {
+  return p.presencePenalty !== 0 || p.frequencyPenalty !== 0 || p.repetitionPenalty !== 1;
 }

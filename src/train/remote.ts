@@ -24,6 +24,7 @@ export async function remoteRollouts(
     log,
   });
   await client.checkHealth();
+  await client.checkLogprobs({ temperature: r.temperature, topP: r.topP, topK: r.topK });
   const dir = path.resolve(syncDir, 'policy');
   return {
     generate: async (prompts, req) => {

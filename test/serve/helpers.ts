@@ -12,6 +12,8 @@ export interface Served {
   url: string;
   child: ChildProcess;
   stop(): Promise<void>;
+  /** What the server has written to stderr so far. */
+  stderr(): string;
 }
 
 export function startServer(model: string, extra: string[] = []): Promise<Served> {
@@ -44,7 +46,7 @@ export function startServer(model: string, extra: string[] = []): Promise<Served
       const m = /listening on (http:\/\/\S+)/.exec(out);
       if (m) {
         clearTimeout(timer);
-        resolve({ url: m[1], child, stop });
+        resolve({ url: m[1], child, stop, stderr: () => err });
       }
     });
     child.once('exit', (code) => {

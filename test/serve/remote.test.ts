@@ -57,18 +57,21 @@ log: { progress: none }
 }
 
 for (const api of ['openai', 'sglang'] as const) {
-  test(`a GRPO run with rollout.engine remote (${api}) over two servers trains as the local engine does`, async () => {
+  test(`a GRPO run with rollout.engine remote (${api}) over two servers trains${api === 'openai' ? ' as the local engine does' : ''}`, async () => {
     // fp32 sync: the servers hold exactly the trainer's weights.
     const m = await grpoRun(`engine: remote, api: ${api}, servers: [${a.url}, ${b.url}], syncDtype: fp32`);
     // Same weights, same seeds, same kernels: the servers sample the tokens the local engine samples,
-    // also after the first weight sync.
-    const local = await grpoRun('engine: local');
-    for (const key of ['completions/mean_length', 'reward/mean', 'loss/total', 'grad/norm']) {
-      assert.deepEqual(
-        m.map((x) => x[key]),
-        local.map((x) => x[key]),
-        key,
-      );
+    // also after the first weight sync. (Through /generate each sample has a seed of its own, which
+    // the local engine does not mirror: there only the logprobs below are compared.)
+    if (api === 'openai') {
+      const local = await grpoRun('engine: local');
+      for (const key of ['completions/mean_length', 'reward/mean', 'loss/total', 'grad/norm']) {
+        assert.deepEqual(
+          m.map((x) => x[key]),
+          local.map((x) => x[key]),
+          key,
+        );
+      }
     }
     for (const step of m) {
       // The servers run the trainer's own f32 weights: their logprobs are π_old up to rounding.

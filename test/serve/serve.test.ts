@@ -114,7 +114,7 @@ test('chat completions go through the chat template; streaming gives the same te
   for (const f of ['config.json', 'generation_config.json', 'model.safetensors'])
     copyFileSync(path.join(FIX, f), path.join(dir, f));
   writeTinyTokenizer(dir, false);
-  const s = await startServer(dir);
+  const s = await startServer(dir, ['--served-model-name', 'x']);
   try {
     const c = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused' });
     const r = await c.chat.completions.create({
@@ -174,7 +174,7 @@ test("after update_weights_from_disk the served logprobs are the new checkpoint'
         return_token_ids: true,
       });
     const before = await ask();
-    const up = await post(`${s.url}/update_weights_from_disk`, { model_path: other });
+    const up = await post(`${s.url}/update_weights_from_disk`, { model_path: other, weight_version: '1' });
     assert.equal(up.status, 200, JSON.stringify(up.json));
     assert.equal(up.json.success, true);
     assert.equal(up.json.weight_version, '1');
@@ -324,7 +324,11 @@ test('pause_generation holds requests until continue_generation; abort_all_reque
   }
   assert.ok(long, 'a 500-token request finished 5 times before /health saw it running');
   const before = (await health()).weight_version;
-  const up = await post(`${u}/update_weights_from_disk`, { model_path: FIX, abort_all_requests: true });
+  const up = await post(`${u}/update_weights_from_disk`, {
+    model_path: FIX,
+    abort_all_requests: true,
+    weight_version: `${before}+1`,
+  });
   assert.equal(up.json.success, true);
   const c = ((await long).json.choices as Choice[])[0];
   assert.equal(c.finish_reason, 'abort');
