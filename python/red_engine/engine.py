@@ -2,6 +2,7 @@
 broadcasts it): the training-engine contract of src/train/engine.ts. Gradients are summed across
 ranks, never averaged: red's losses already normalise over the whole batch."""
 
+import contextlib
 import math
 
 import torch
@@ -10,7 +11,7 @@ from torch import nn
 
 from .batches import LoadedBatch
 from .checkpoints import load_state, save_for_sampler, save_state, full_tensor, set_full_tensor
-from .model import Policy, decoder_layers, enable_checkpointing, head_of, load_causal_lm
+from .model import Policy, autocast, decoder_layers, enable_checkpointing, head_of, load_causal_lm
 from .sample import sample_rows
 
 
@@ -71,8 +72,8 @@ class Engine:
         return ddp
 
     def autocast(self):
-        on = self.compute_dtype != torch.float32 and not self.fsdp
-        return torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=on)
+        # FSDP2 casts the parameters itself (MixedPrecisionPolicy); DDP and one rank autocast.
+        return autocast(self.device, torch.float32 if self.fsdp else self.compute_dtype)
 
     # ---- batches ----------------------------------------------------------------------------
     def load_batch(self, arrays, budget):
@@ -124,10 +125,10 @@ class Engine:
         """DDP / FSDP2 reduce the gradients in the last micro-batch's backward only."""
         if self.fsdp:
             self.policy.set_requires_gradient_sync(last)
-            return nullcontext()
+            return contextlib.nullcontext()
         if isinstance(self.trainable, nn.parallel.DistributedDataParallel) and not last:
             return self.trainable.no_sync()
-        return nullcontext()
+        return contextlib.nullcontext()
 
     def set_aside_grads(self):
         # DDP all-reduces p.grad as a whole: gradients accumulated by an earlier forwardBackward
@@ -286,14 +287,6 @@ class Engine:
             ("lengths", torch.tensor(lengths, dtype=torch.int32)),
             ("stopped", torch.tensor(finish, dtype=torch.uint8)),
         ]
-
-
-class nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def allreduce_sum(_state, bucket):

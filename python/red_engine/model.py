@@ -3,6 +3,7 @@ causal LM it supports trains), else the plain Qwen2 of qwen2.py. Either way the 
 their Hugging Face names, and Policy (the module DDP / FSDP2 wrap) runs a micro-batch as one
 right-padded (B, L) batch with causal attention (no sequence sees another) into the chunked head."""
 
+import contextlib
 import json
 import os
 
@@ -135,3 +136,10 @@ def decoder_layers(lm):
     """The repeated blocks (FSDP2 shards each one as a unit)."""
     body = body_of(lm)
     return list(body.layers) if hasattr(body, "layers") else []
+
+
+def autocast(device, dtype):
+    """bf16 autocast on `device`, or nothing in fp32 (torch 1.13's CPU autocast refuses fp32)."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)

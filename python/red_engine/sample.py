@@ -7,7 +7,7 @@ import os
 
 import torch
 
-from .model import PlainQwen2, body_of, head_of
+from .model import PlainQwen2, autocast, body_of, head_of
 from .qwen2 import KVCache
 
 ROWS_PER_PASS = int(os.environ.get("RED_ENGINE_SAMPLE_ROWS", "64"))
@@ -123,7 +123,7 @@ def decode_pass(lm, prompts, seeds, members, params, device, compute_dtype):
     done = torch.zeros(B, dtype=torch.bool, device=device)
     finished_at = torch.full((B,), T, dtype=torch.long, device=device)
     for t in range(T):
-        with torch.autocast(device.type, dtype=compute_dtype, enabled=compute_dtype != torch.float32):
+        with autocast(device, compute_dtype):
             h = decoder.step(ids, positions, key_mask)
         logits = (h.to(compute_dtype) @ weight.to(compute_dtype).t()).float()
         if bias is not None:

@@ -66,6 +66,8 @@ class MappedFile:
         self.size = 0
 
     def ensure(self, size, grow):
+        if size == 0:
+            return
         current = os.fstat(self.fd).st_size
         if grow and current < size:
             current = max(size, 2 * current, 1 << 20)
