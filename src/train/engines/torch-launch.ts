@@ -71,7 +71,10 @@ function pythonsOnPath(): string[] {
 export function resolvePython(setting: string | null): string {
   if (setting !== null) {
     const probe = probePython(setting);
-    if (!probe.ok) fail(`engine.python: ${setting} ${probe.why}; ${INSTALL_HINT.replace(', or set engine.python', '')} for it, or set engine.python to one that imports torch`);
+    if (!probe.ok)
+      fail(
+        `engine.python: ${setting} ${probe.why}; ${INSTALL_HINT.replace(', or set engine.python', '')} for it, or set engine.python to one that imports torch`,
+      );
     return setting;
   }
   const tried: string[] = [];
@@ -102,7 +105,8 @@ export class EngineProcess {
 
   constructor(python: string, socketPath: string, onExit: () => void) {
     const pythonPath = [PYTHON_PACKAGE_DIR, process.env.PYTHONPATH].filter((p) => p).join(path.delimiter);
-    if (!existsSync(path.join(PYTHON_PACKAGE_DIR, 'red_engine'))) fail(`${PYTHON_PACKAGE_DIR}: red_engine is missing (a broken install of red)`);
+    if (!existsSync(path.join(PYTHON_PACKAGE_DIR, 'red_engine')))
+      fail(`${PYTHON_PACKAGE_DIR}: red_engine is missing (a broken install of red)`);
     this.child = spawn(python, ['-m', 'red_engine', '--socket', socketPath], {
       detached: true, // a process group of its own: Ctrl-C goes to red, which ends the group
       stdio: ['ignore', 'pipe', 'pipe'],

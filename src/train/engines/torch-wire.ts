@@ -58,7 +58,9 @@ export class SharedArrays {
       this.toSize = Math.max(offset, 2 * this.toSize, 1 << 20);
       ftruncateSync(this.toFd, this.toSize);
     }
-    arrays.forEach(([, a], i) => writeSync(this.toFd, new Uint8Array(a.buffer, a.byteOffset, a.byteLength), 0, a.byteLength, descs[i].offset));
+    arrays.forEach(([, a], i) =>
+      writeSync(this.toFd, new Uint8Array(a.buffer, a.byteOffset, a.byteLength), 0, a.byteLength, descs[i].offset),
+    );
     return descs;
   }
 
@@ -78,7 +80,9 @@ export class SharedArrays {
       if (this.scratch.length < bytes) this.scratch = Buffer.alloc(Math.max(bytes, 2 * this.scratch.length));
       let done = 0;
       while (done < bytes) done += readSync(this.fromFd, this.scratch, done, bytes - done, d.offset + done);
-      out[d.name] = MAKERS[d.dtype](this.scratch.buffer.slice(this.scratch.byteOffset, this.scratch.byteOffset + bytes));
+      out[d.name] = MAKERS[d.dtype](
+        this.scratch.buffer.slice(this.scratch.byteOffset, this.scratch.byteOffset + bytes),
+      );
     }
     return out;
   }
@@ -140,7 +144,12 @@ export class ControlSocket {
   }
 
   /** One request; its reply's fields and arrays. */
-  request(op: string, fields: Record<string, unknown>, arrays: [string, WireArray][], timeoutMs: number): Promise<Reply> {
+  request(
+    op: string,
+    fields: Record<string, unknown>,
+    arrays: [string, WireArray][],
+    timeoutMs: number,
+  ): Promise<Reply> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     const descs = this.shm.write(arrays);

@@ -87,14 +87,21 @@ export class TorchEngine implements TrainingEngine {
     const engine = new TorchEngine(control, shm, folders, proc);
     try {
       if (attach)
-        settings.log(`engine: waiting for rank 0 of torchrun to connect to ${attach} (python -m red_engine --socket ${attach})`);
+        settings.log(
+          `engine: waiting for rank 0 of torchrun to connect to ${attach} (python -m red_engine --socket ${attach})`,
+        );
       await control.waitConnected(
         attach ? seconds('RED_ENGINE_ATTACH_TIMEOUT_S', 600) * 1000 : CONNECT_TIMEOUT_MS,
         attach
           ? `no rank 0 connected to ${attach}; start torchrun on every node (README "Training on GPUs")`
           : `rank 0 did not connect in ${CONNECT_TIMEOUT_MS / 1000} s (RED_ENGINE_CONNECT_TIMEOUT_S raises it)`,
       );
-      const init = await control.request('init', { settings: { ...settings, log: undefined }, shm: folders.shm }, [], REQUEST_TIMEOUT_MS);
+      const init = await control.request(
+        'init',
+        { settings: { ...settings, log: undefined }, shm: folders.shm },
+        [],
+        REQUEST_TIMEOUT_MS,
+      );
       engine.info = init.fields.info as EngineModelInfo;
       engine.world = Number(init.fields.world);
       engine.device = String((init.fields.info as { device: string }).device);
@@ -159,7 +166,11 @@ export class TorchEngine implements TrainingEngine {
   }
 
   async optimStep(name: string, lr: number, maxGradNorm: number): Promise<OptimStepResult> {
-    const r = await this.call('optimStep', { name, lr, maxGradNorm: Number.isFinite(maxGradNorm) ? maxGradNorm : null });
+    const r = await this.call('optimStep', {
+      name,
+      lr,
+      maxGradNorm: Number.isFinite(maxGradNorm) ? maxGradNorm : null,
+    });
     return { gradNorm: scalar(r.fields.gradNorm), applied: r.fields.applied === true };
   }
 
