@@ -134,6 +134,20 @@ class Ranks:
 
         threading.Thread(target=loop, daemon=True).start()
 
+    def dead_child(self, wait_s=2.0):
+        """The line of a rank this process started that has ended (waiting up to wait_s for one to
+        be seen: a collective can fail on a dead peer a moment before its exit is), else None."""
+        deadline = time.monotonic() + wait_s
+        while self.children:
+            for r, p, log in self.children:
+                code = p.poll()
+                if code is not None:
+                    return f"engine rank {r} died ({exit_reason(code)}){last_line(log)}"
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
+        return None
+
     def stop_children(self, wait_s=5.0):
         self.stopping = True
         for _, p, _ in self.children:

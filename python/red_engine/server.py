@@ -137,7 +137,8 @@ def serve(socket_path):
             fields, outputs = run(engine, msg["op"], msg, arrays)
             fields["arrays"] = shm.write(outputs)
         except Exception as err:  # noqa: BLE001
-            line = one_line(err)
+            # With several ranks, a failed collective most often means a rank has died: say which.
+            line = (ranks.dead_child() if ranks.world > 1 else None) or one_line(err)
             channel.send({"id": msg["id"], "ok": False, "error": line, "fatal": ranks.world > 1})
             if ranks.world > 1:
                 ranks.stop_children(2.0)
