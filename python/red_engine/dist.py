@@ -16,7 +16,7 @@ import time
 import torch
 import torch.distributed as dist
 
-TIMEOUT_S = float(os.environ.get("RED_ENGINE_TIMEOUT_S", "600"))
+TIMEOUT_S = float(os.environ.get("RED_ENGINE_COLLECTIVE_TIMEOUT_S", "600"))  # one collective or command wait
 
 
 def die_with_parent(sig=signal.SIGKILL):

@@ -4,11 +4,12 @@ Rank 0 reads a request, checks what it can alone (unknown handle, missing file: 
 the engine goes on), then broadcasts it (and its arrays) to the other ranks and all run it. An
 exception once the ranks have started an operation ends the engine (they may be inside different
 collectives): red gets the line and every rank stops. While red is quiet, rank 0 broadcasts a ping
-every PING_S seconds, so the other ranks' waits (bounded by RED_ENGINE_TIMEOUT_S) never run out."""
+every PING_S seconds, so the other ranks' waits (bounded by RED_ENGINE_COLLECTIVE_TIMEOUT_S) never run out."""
 
 import os
 import signal
 import sys
+import time
 import traceback
 
 import torch
@@ -131,6 +132,7 @@ def serve(socket_path):
         except Exception as err:  # noqa: BLE001
             channel.send({"id": msg["id"], "ok": False, "error": one_line(err)})
             continue
+        started = time.perf_counter()
         try:
             ranks.broadcast_message(msg)
             arrays = ranks.broadcast_arrays(arrays, array_specs(msg))
@@ -144,7 +146,8 @@ def serve(socket_path):
                 ranks.stop_children(2.0)
                 report_and_exit(line)
             continue
-        channel.send({"id": msg["id"], "ok": True, **fields})
+        # engineS: the request's time inside the engine, so red can tell the wire's share of a step.
+        channel.send({"id": msg["id"], "ok": True, "engineS": time.perf_counter() - started, **fields})
 
 
 def array_specs(msg):

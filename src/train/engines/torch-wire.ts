@@ -97,6 +97,14 @@ interface Pending {
   resolve: (r: Reply) => void;
   reject: (e: Error) => void;
   timer: NodeJS.Timeout;
+  sentAt: number;
+}
+
+/** Seconds spent in answered requests, and the part rank 0 reported as its own (engineS). */
+export interface WireStats {
+  requests: number;
+  roundTripS: number;
+  engineS: number;
 }
 
 /**
@@ -111,6 +119,7 @@ export class ControlSocket {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private failure: Error | null = null;
+  readonly stats: WireStats = { requests: 0, roundTripS: 0, engineS: 0 };
   private readonly connected: Promise<void>;
   private rejectConnected: (e: Error) => void = () => {};
 
@@ -152,6 +161,7 @@ export class ControlSocket {
   ): Promise<Reply> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
+    const sentAt = performance.now(); // the wire's time includes writing the arrays
     const descs = this.shm.write(arrays);
     const body = Buffer.from(JSON.stringify({ id, op, ...fields, arrays: descs }), 'utf8');
     const head = Buffer.alloc(4);
@@ -161,7 +171,7 @@ export class ControlSocket {
         () => this.fail(`${op} got no answer in ${Math.round(timeoutMs / 1000)} s (RED_ENGINE_TIMEOUT_S raises it)`),
         timeoutMs,
       );
-      this.pending.set(id, { resolve, reject, timer });
+      this.pending.set(id, { resolve, reject, timer, sentAt });
       this.conn!.write(Buffer.concat([head, body]));
     });
   }
@@ -190,7 +200,11 @@ export class ControlSocket {
       return p.reject(err);
     }
     try {
-      p.resolve({ fields: msg, arrays: this.shm.read((msg.arrays as ArrayDesc[] | undefined) ?? []) });
+      const arrays = this.shm.read((msg.arrays as ArrayDesc[] | undefined) ?? []);
+      this.stats.requests++;
+      this.stats.roundTripS += (performance.now() - p.sentAt) / 1000;
+      this.stats.engineS += Number(msg.engineS ?? 0);
+      p.resolve({ fields: msg, arrays });
     } catch (err) {
       p.reject(err as Error);
     }

@@ -21,7 +21,7 @@ import type {
   TrainingEngine,
 } from '../engine.ts';
 import { EngineProcess, resolvePython } from './torch-launch.ts';
-import { ControlSocket, SharedArrays, type Reply, type WireArray } from './torch-wire.ts';
+import { ControlSocket, SharedArrays, type Reply, type WireArray, type WireStats } from './torch-wire.ts';
 
 const seconds = (name: string, fallback: number): number => {
   const v = Number(process.env[name]);
@@ -110,6 +110,11 @@ export class TorchEngine implements TrainingEngine {
       throw err;
     }
     return engine;
+  }
+
+  /** Time in requests so far, and the engine's own part of it (the rest is the wire and red). */
+  get wireStats(): WireStats {
+    return { ...this.control.stats };
   }
 
   /** Rank 0's process id (null when torchrun started it): tests count the ranks through it. */
