@@ -8,14 +8,19 @@ goes straight into dh (N, C) and dW (V, C) (fp32 accumulation). So a 16k-row mic
 151,936 holds one chunk of logits at a time. The gradients are computed in the forward pass and
 handed to autograd by backward, scaled by the incoming gradient of the surrogate."""
 
+import os
+
 import torch
 
-# Elements of one fp32 logits chunk (rows × V): 2^25 = 128 MB, plus as much again for p and dlogits.
-CHUNK_ELEMENTS = 1 << 25
+# Elements of one fp32 logits chunk (rows × V), plus as much again for p and dlogits: 2^25 (128 MB,
+# 220 rows at V = 151,936) on a CPU; 2^27 (512 MB, 883 rows) on a GPU, where fewer, larger chunks
+# keep the kernels busy.
+CHUNK_ELEMENTS = {"cpu": 1 << 25, "cuda": 1 << 27}
+CHUNK_OVERRIDE = int(os.environ.get("RED_ENGINE_HEAD_CHUNK_ELEMENTS", "0"))  # tests: many small chunks
 
 
-def chunk_rows(vocab):
-    return max(1, CHUNK_ELEMENTS // vocab)
+def chunk_rows(vocab, device):
+    return max(1, (CHUNK_OVERRIDE or CHUNK_ELEMENTS.get(device.type, 1 << 25)) // vocab)
 
 
 def score_chunk(logits, targets):
@@ -37,7 +42,7 @@ class ScoredHead(torch.autograd.Function):
         dh = torch.empty_like(h) if grads else None  # (N, C)
         dw = torch.zeros(weight.shape, dtype=torch.float32, device=h.device) if grads else None  # (V, C)
         db = torch.zeros(weight.shape[0], dtype=torch.float32, device=h.device) if grads and bias is not None else None
-        step = chunk_rows(weight.shape[0])
+        step = chunk_rows(weight.shape[0], h.device)
         for s in range(0, N, step):
             e = min(N, s + step)
             hs = h[s:e].to(compute_dtype)
