@@ -72,8 +72,9 @@ class Ranks:
             torch.cuda.set_device(self.local_rank)
             self.device = torch.device("cuda", self.local_rank)
         else:
+            # torch's own thread count (OMP_NUM_THREADS, else its choice), shared by this node's ranks.
             per_node = int(os.environ.get("LOCAL_WORLD_SIZE", str(max(1, len(self.children) + 1))))
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_node))
+            torch.set_num_threads(max(1, torch.get_num_threads() // per_node))
         if self.world == 1:
             return
         timeout = datetime.timedelta(seconds=TIMEOUT_S)

@@ -31,6 +31,7 @@ class Engine:
         self.names = [n for n, _ in lm.named_parameters()]
         self.params = [p for _, p in lm.named_parameters()]
         self.policy = self.place(Policy(lm, self.compute_dtype))
+        self.params = [p for _, p in lm.named_parameters()]  # FSDP2's shards (DTensors) once placed
         self.trainable = self.wrap_ddp(self.policy)
         self.reference = None
         if settings.get("referencePath"):
@@ -58,8 +59,6 @@ class Engine:
             self.fsdp_scale = 1.0
         else:
             self.fsdp_scale = float(self.ranks.world)  # undo the mean by scaling the surrogate
-        # The sharded parameters (DTensors) replace the plain ones: names keep their order.
-        self.params = [p for _, p in policy.lm.named_parameters()]
         return policy
 
     def wrap_ddp(self, policy):
@@ -265,9 +264,8 @@ class Engine:
         # DDP: every rank holds the whole model and decodes its share of the rows. FSDP2: every
         # forward is collective, so every rank decodes all rows (in step) and rank 0 keeps them.
         share = rows if self.fsdp else rows[self.ranks.rank :: self.ranks.world]
-        lm = self.policy.lm
         decoded = sample_rows(
-            lm, [prompts[i] for i, _ in share], [params["seeds"][i] for i, _ in share], [j for _, j in share],
+            self.policy, [prompts[i] for i, _ in share], [params["seeds"][i] for i, _ in share], [j for _, j in share],
             params, self.device, self.compute_dtype,
         ) if share else []
         parts = [list(zip(share, decoded))] if self.fsdp else self.ranks.gather_objects(list(zip(share, decoded)))

@@ -117,7 +117,11 @@ class Policy(nn.Module):
         self.lm = lm
         self.compute_dtype = compute_dtype
 
-    def forward(self, mb, cl=None, ce=None):
+    def forward(self, mb=None, cl=None, ce=None, run=None):
+        # run(lm): any other computation on the model (a decoding step), inside this call so that
+        # FSDP2 has gathered the parameters it holds at the root (embeddings, final norm, head).
+        if run is not None:
+            return run(self.lm)
         # mb: a MicroBatch (batches.py); rows (N) index the flattened (B·L) hidden states.
         h = hidden_states(self.lm, mb.ids)
         rows = h.reshape(-1, h.shape[-1]).index_select(0, mb.rows)  # (N, C)

@@ -90,17 +90,26 @@ class TransformersDecoder:
         return out.last_hidden_state[:, -1]
 
 
-def sample_rows(lm, prompts, seeds, members, params, device, compute_dtype):
-    """Decodes each row (prompt ids, its seed, its sample index); returns [(ids, logprobs, finish)]."""
+def next_logits(lm, decoder, ids, positions, key_mask, compute_dtype):
+    """The fp32 logits (B, V) of the last position after feeding `ids` (B, L)."""
+    h = decoder.step(ids, positions, key_mask)
+    weight, bias = head_of(lm)
+    logits = (h.to(compute_dtype) @ weight.to(compute_dtype).t()).float()
+    return logits + bias.float() if bias is not None else logits
+
+
+def sample_rows(policy, prompts, seeds, members, params, device, compute_dtype):
+    """Decodes each row (prompt ids, its seed, its sample index); returns [(ids, logprobs, finish)].
+    Every model call goes through `policy` (model.Policy), so FSDP2 gathers what it shards."""
     out = []
     for s in range(0, len(prompts), ROWS_PER_PASS):
         e = min(len(prompts), s + ROWS_PER_PASS)
-        out += decode_pass(lm, prompts[s:e], seeds[s:e], members[s:e], params, device, compute_dtype)
+        out += decode_pass(policy, prompts[s:e], seeds[s:e], members[s:e], params, device, compute_dtype)
     return out
 
 
 @torch.no_grad()
-def decode_pass(lm, prompts, seeds, members, params, device, compute_dtype):
+def decode_pass(policy, prompts, seeds, members, params, device, compute_dtype):
     B, P, T = len(prompts), max(len(p) for p in prompts), params["maxTokens"]
     # Left-padded prompts: row b's real tokens end at column P − 1, so every row decodes in step.
     ids = torch.zeros(B, P, dtype=torch.long)
@@ -114,20 +123,17 @@ def decode_pass(lm, prompts, seeds, members, params, device, compute_dtype):
     seeds_t = torch.tensor(seeds, dtype=torch.long, device=device)
     members_t = torch.tensor(members, dtype=torch.long, device=device)
     stop = torch.tensor(params["stopTokenIds"] or [-1], dtype=torch.long, device=device)
+    lm = policy.lm
     if isinstance(lm, PlainQwen2):
-        decoder = PlainDecoder(lm, B, P + T, next(lm.parameters()).dtype, device)
+        decoder = PlainDecoder(lm, B, P + T, compute_dtype, device)
     else:
         decoder = TransformersDecoder(lm)
-    weight, bias = head_of(lm)
     tokens, logprobs = [], []
     done = torch.zeros(B, dtype=torch.bool, device=device)
     finished_at = torch.full((B,), T, dtype=torch.long, device=device)
     for t in range(T):
         with autocast(device, compute_dtype):
-            h = decoder.step(ids, positions, key_mask)
-        logits = (h.to(compute_dtype) @ weight.to(compute_dtype).t()).float()
-        if bias is not None:
-            logits += bias.float()
+            logits = policy(run=lambda m: next_logits(m, decoder, ids, positions, key_mask, compute_dtype))
         u = uniforms(seeds_t, members_t, t)
         chosen, lp = choose(logits, u, params["temperature"], params["topK"], params["topP"])
         tokens.append(chosen)

@@ -164,6 +164,7 @@ def engine_info(engine):
         "maxPositionEmbeddings": engine.max_positions,
         "impl": engine.impl,
         "device": str(engine.device),
+        "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
 

@@ -59,6 +59,7 @@ interface TorchStep {
   engineS: number;
   world: number;
   device: string;
+  threads: number | null;
 }
 
 /** Median of `steps` torch training steps after one warm-up, and the wire's part of it. */
@@ -97,7 +98,8 @@ async function timeTorchSteps(
     }
     runs.sort((a, b) => a.s - b.s);
     const med = runs[Math.floor(runs.length / 2)];
-    return { stepS: med.s, wireS: med.wire, engineS: med.engine, world: engine.world, device: engine.device };
+    const threads = (engine.info as { threads?: number }).threads ?? null;
+    return { stepS: med.s, wireS: med.wire, engineS: med.engine, world: engine.world, device: engine.device, threads };
   } finally {
     await engine.close();
   }
@@ -114,6 +116,8 @@ export async function run(opts: BenchOptions): Promise<void> {
     return;
   }
   const be = getBackend('auto');
+  // Both engines on as many threads (torch's own default may differ from the native backend's).
+  process.env.OMP_NUM_THREADS ??= String(be.threads);
   const cases: [Shape, number][] = opts.quick
     ? [[SHAPE_20M, 2048]]
     : [
@@ -149,6 +153,7 @@ export async function run(opts: BenchOptions): Promise<void> {
       torch_in_engine_s: round(torch.engineS, 3),
       torch_ranks: torch.world,
       torch_device: torch.device,
+      torch_threads: torch.threads,
       native_threads: be.threads,
       python,
       cpu: cpuName(),
