@@ -11,7 +11,7 @@ from torch import nn
 
 from .batches import LoadedBatch
 from .checkpoints import load_state, save_for_sampler, save_state, full_tensor, set_full_tensor
-from .model import Policy, autocast, decoder_layers, enable_checkpointing, head_of, load_causal_lm
+from .model import Coefficients, Policy, autocast, decoder_layers, enable_checkpointing, head_of, load_causal_lm
 from .sample import sample_rows
 
 
@@ -54,11 +54,14 @@ class Engine:
         for layer in decoder_layers(policy.lm):
             fully_shard(layer, mp_policy=mp)
         fully_shard(policy, mp_policy=mp)
-        if hasattr(policy, "set_gradient_divide_factor"):
-            policy.set_gradient_divide_factor(1.0)  # sum, not mean
-            self.fsdp_scale = 1.0
-        else:
-            self.fsdp_scale = float(self.ranks.world)  # undo the mean by scaling the surrogate
+        # Sum, not mean: every sharded unit reduces its own gradients, so each is told (torch ≥ 2.9
+        # names it set_gradient_divide_factor, 2.6–2.8 set_reduce_scatter_divide_factor); where
+        # neither exists the surrogate is scaled by the world size to undo the mean.
+        units = [m for m in policy.modules() if hasattr(m, "set_requires_gradient_sync")]
+        setter = next((n for n in ("set_gradient_divide_factor", "set_reduce_scatter_divide_factor") if hasattr(policy, n)), None)
+        for unit in units if setter else []:
+            getattr(unit, setter)(1.0)
+        self.fsdp_scale = 1.0 if setter else float(self.ranks.world)
         return policy
 
     def wrap_ddp(self, policy):
@@ -115,7 +118,7 @@ class Engine:
             cl = dlogprob[mb.dst] if not mb.empty else torch.zeros(1, device=self.device)
             ce = dentropy[mb.dst] if not mb.empty else torch.zeros(1, device=self.device)
             with self.sync(last), self.autocast():
-                surrogate, _, _ = self.trainable(mb, cl, ce)
+                surrogate, _, _ = self.trainable(mb, Coefficients(cl, ce))
             (surrogate * scale).backward()
         self.restore_grads(carried)
         return {}, []

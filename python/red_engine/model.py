@@ -117,16 +117,26 @@ class Policy(nn.Module):
         self.lm = lm
         self.compute_dtype = compute_dtype
 
-    def forward(self, mb=None, cl=None, ce=None, run=None):
+    def forward(self, mb=None, coefs=None, run=None):
         # run(lm): any other computation on the model (a decoding step), inside this call so that
         # FSDP2 has gathered the parameters it holds at the root (embeddings, final norm, head).
         if run is not None:
             return run(self.lm)
         # mb: a MicroBatch (batches.py); rows (N) index the flattened (B·L) hidden states.
+        # coefs: None (scores only) or a Coefficients, which FSDP2 does not cast to bf16 as it
+        # casts a forward's tensor arguments.
         h = hidden_states(self.lm, mb.ids)
         rows = h.reshape(-1, h.shape[-1]).index_select(0, mb.rows)  # (N, C)
         weight, bias = head_of(self.lm)
+        cl, ce = (coefs.logprob, coefs.entropy) if coefs is not None else (None, None)
         return scored_head(rows, weight, bias, mb.targets, cl, ce, self.compute_dtype)
+
+
+class Coefficients:
+    """(N) fp32 dL/dlog π and dL/dH of a micro-batch's scored rows."""
+
+    def __init__(self, logprob, entropy):
+        self.logprob, self.entropy = logprob, entropy
 
 
 def enable_checkpointing(lm):
