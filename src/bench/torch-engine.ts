@@ -18,7 +18,7 @@ import { makeTempDir } from '../util/exit.ts';
 import { writeJsonAtomic } from '../util/fs.ts';
 import { packedBatch, timeTrainSteps } from './engine.ts';
 import type { BenchOptions } from './options.ts';
-import { SHAPE_05B, SHAPE_20M, configOf, type Shape } from './shapes.ts';
+import { SHAPE_05B, SHAPE_20M, configOf, fillRandom, type Shape } from './shapes.ts';
 import { loadAvg, now, round } from './timing.ts';
 
 const emit = (fields: Record<string, unknown>): void => console.log(JSON.stringify(fields));
@@ -37,17 +37,10 @@ function cpuName(): string {
 function randomFolder(shape: Shape, dir: string): void {
   const config = configOf(shape);
   writeJsonAtomic(path.join(dir, 'config.json'), configToJson(config, 'bfloat16'));
-  let x = 0x9e3779b9;
+  const state = { x: 0x9e3779b9 };
   const tensors = paramLayout(config).specs.map((spec) => {
     const data = new Float32Array(spec.size);
-    if (spec.name.endsWith('norm.weight')) data.fill(1);
-    else
-      for (let i = 0; i < data.length; i++) {
-        x ^= x << 13;
-        x ^= x >>> 17;
-        x ^= x << 5; // xorshift32
-        data[i] = ((x >>> 0) / 4294967296 - 0.5) * 0.04;
-      }
+    fillRandom(spec.name, data, state);
     return { name: spec.name, shape: spec.shape, data: toBf16(data) };
   });
   writeSafetensors(path.join(dir, 'model.safetensors'), tensors);

@@ -117,6 +117,27 @@ test(
   },
 );
 
+test('rank 0 killed: the next call says how it ended, at once', { skip: SKIP_TORCH }, async () => {
+  const g = goldenCase('tied');
+  const e = await openTorchEngine(g.dir);
+  try {
+    const b = await e.loadBatch(g.batch, { microBatchTokens: 0 });
+    process.kill(e.rank0Pid!, 'SIGKILL');
+    const t0 = Date.now();
+    await assert.rejects(e.forward(b, 'policy'), (err: Error) => {
+      assert.match(
+        err.message,
+        /^PyTorch engine: rank 0 ended \(killed by SIGKILL\) \(out of memory\? lower optim\.microBatchTokens\)/,
+      );
+      assert.ok(!err.message.includes('\n'));
+      return true;
+    });
+    assert.ok(Date.now() - t0 < 10_000);
+  } finally {
+    await e.close();
+  }
+});
+
 test(
   'SIGINT to the process that owns the engine ends every rank; no process is left behind',
   { skip: SKIP_TORCH },

@@ -143,7 +143,8 @@ export class EngineProcess {
         : `exit status ${this.exited.code}`
       : 'did not start';
     const last = this.tail.at(-1);
-    return `rank 0 ended (${how})${last ? `: ${last.trim()}` : ''}`;
+    const oom = this.exited?.signal === 'SIGKILL' ? ' (out of memory? lower optim.microBatchTokens)' : '';
+    return `rank 0 ended (${how})${oom}${last ? `: ${last.trim()}` : ''}`;
   }
 
   /** Signals every process of the engine's group (rank 0 and the ranks it started). */

@@ -137,8 +137,11 @@ export class ControlSocket {
         this.conn = conn;
         conn.unref();
         conn.on('data', (chunk) => this.receive(chunk));
-        conn.on('error', () => this.fail('the engine closed its socket'));
-        conn.on('close', () => this.fail('the engine closed its socket'));
+        // A closed socket most often means rank 0 ended: its exit (and the line saying why) comes a
+        // moment later and wins if it comes within a second.
+        const closed = () => setTimeout(() => this.fail('rank 0 closed its socket'), 1000).unref();
+        conn.on('error', closed);
+        conn.on('close', closed);
         resolve();
       });
     });
