@@ -142,8 +142,16 @@ class Coefficients:
 def enable_checkpointing(lm):
     if isinstance(lm, PlainQwen2):
         lm.model.checkpointing = True
-    else:
-        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return
+    lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    # transformers checkpoints only in training mode; training mode must not bring dropout with it
+    # (log-probabilities are compared across passes), so every dropout is set to zero.
+    lm.train()
+    for m in lm.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+        if isinstance(getattr(m, "attention_dropout", None), float):
+            m.attention_dropout = 0.0
 
 
 def decoder_layers(lm):

@@ -113,6 +113,7 @@ def serve(socket_path):
         report_and_exit(one_line(err))
     channel.send({"id": init["id"], "ok": True, "info": engine_info(engine), "world": ranks.world})
     while True:
+        cpu = time.thread_time()  # rank 0's CPU time on the wire: receiving, reading and writing arrays
         try:
             msg = channel.recv(PING_S)
         except EOFError:
@@ -128,6 +129,7 @@ def serve(socket_path):
             return
         try:
             arrays = shm.read(msg.get("arrays", []))
+            wire_cpu = time.thread_time() - cpu
             precheck(engine, msg, arrays)
         except Exception as err:  # noqa: BLE001
             channel.send({"id": msg["id"], "ok": False, "error": one_line(err)})
@@ -137,7 +139,10 @@ def serve(socket_path):
             ranks.broadcast_message(msg)
             arrays = ranks.broadcast_arrays(arrays, array_specs(msg))
             fields, outputs = run(engine, msg["op"], msg, arrays)
+            engine_s = time.perf_counter() - started
+            cpu = time.thread_time()
             fields["arrays"] = shm.write(outputs)
+            wire_cpu += time.thread_time() - cpu
         except Exception as err:  # noqa: BLE001
             # With several ranks, a failed collective most often means a rank has died: say which.
             line = (ranks.dead_child() if ranks.world > 1 else None) or one_line(err)
@@ -146,8 +151,9 @@ def serve(socket_path):
                 ranks.stop_children(2.0)
                 report_and_exit(line)
             continue
-        # engineS: the request's time inside the engine, so red can tell the wire's share of a step.
-        channel.send({"id": msg["id"], "ok": True, "engineS": time.perf_counter() - started, **fields})
+        # engineS: the request's time inside the engine, so red can tell the wire's share of a step;
+        # wireCpuS: rank 0's CPU time on the wire, which a loaded machine's scheduling does not inflate.
+        channel.send({"id": msg["id"], "ok": True, "engineS": engine_s, "wireCpuS": wire_cpu, **fields})
 
 
 def array_specs(msg):

@@ -49,6 +49,7 @@ function randomFolder(shape: Shape, dir: string): void {
 interface TorchStep {
   stepS: number;
   wireS: number;
+  wireCpuS: number;
   engineS: number;
   world: number;
   device: string;
@@ -75,7 +76,7 @@ async function timeTorchSteps(
   });
   try {
     await engine.createOptimizer('bench', { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.01, noDecay: 'none' });
-    const runs: { s: number; wire: number; engine: number }[] = [];
+    const runs: { s: number; wire: number; wireCpu: number; engine: number }[] = [];
     for (let s = 0; s <= steps; s++) {
       const before = engine.wireStats;
       const t0 = now();
@@ -87,12 +88,21 @@ async function timeTorchSteps(
       const t = now() - t0;
       const after = engine.wireStats;
       const engineS = after.engineS - before.engineS;
-      if (s > 0) runs.push({ s: t, wire: after.roundTripS - before.roundTripS - engineS, engine: engineS }); // step 0 warms up
+      const wireCpu = after.wireCpuS - before.wireCpuS;
+      if (s > 0) runs.push({ s: t, wire: after.roundTripS - before.roundTripS - engineS, wireCpu, engine: engineS }); // step 0 warms up
     }
     runs.sort((a, b) => a.s - b.s);
     const med = runs[Math.floor(runs.length / 2)];
     const threads = (engine.info as { threads?: number }).threads ?? null;
-    return { stepS: med.s, wireS: med.wire, engineS: med.engine, world: engine.world, device: engine.device, threads };
+    return {
+      stepS: med.s,
+      wireS: med.wire,
+      wireCpuS: med.wireCpu,
+      engineS: med.engine,
+      world: engine.world,
+      device: engine.device,
+      threads,
+    };
   } finally {
     await engine.close();
   }
@@ -143,6 +153,7 @@ export async function run(opts: BenchOptions): Promise<void> {
       native_step_s: round(native.stepS, 3),
       wire_share: round(torch.wireS / torch.stepS, 4),
       wire_ms: round(torch.wireS * 1000, 2),
+      wire_cpu_ms: round(torch.wireCpuS * 1000, 2),
       torch_in_engine_s: round(torch.engineS, 3),
       torch_ranks: torch.world,
       torch_device: torch.device,
@@ -155,7 +166,7 @@ export async function run(opts: BenchOptions): Promise<void> {
       step_def:
         'torch: loadBatch + forwardBackward(mean NLL) + AdamW optimStep + releaseBatch over the wire; native: zeroGrad + forward + backward + AdamW update in process; median after one warm-up',
       wire_def:
-        'round trips (arrays written to shared memory, JSON on the socket, arrays read back) less the time rank 0 reports inside the engine',
+        "round trips (arrays written to shared memory, JSON on the socket, arrays read back) less the time rank 0 reports inside the engine; wire_cpu_ms: red's CPU time while requests are out plus rank 0's outside the engine (not inflated by a loaded machine's scheduling)",
     });
   }
 }

@@ -44,9 +44,10 @@ for (const kind of ['tied', 'untied'] as const) {
     { skip: SKIP_TORCH },
     async () => {
       const g = goldenCase(kind);
-      // Untied: the loss head in chunks of 7 rows (6 chunks, the last partial) instead of one.
+      // Untied: the loss head in chunks of 7 rows (6 chunks, the last partial) instead of one, and
+      // each layer recomputed in backward (activation checkpointing): the same numbers either way.
       if (kind === 'untied') process.env.RED_ENGINE_HEAD_CHUNK_ELEMENTS = String(7 * 384);
-      const e = await openTorchEngine(g.dir);
+      const e = await openTorchEngine(g.dir, { activationCheckpointing: kind === 'untied' });
       delete process.env.RED_ENGINE_HEAD_CHUNK_ELEMENTS;
       try {
         assert.deepEqual(
@@ -130,8 +131,12 @@ describe('[torch] one rank: packing, rollback, files, sampling, refusals', { ski
   let source: string; // a copy of the tied fixture with tokenizer files beside it
   before(async () => {
     source = tempDir('red-torch-source-');
-    for (const f of ['config.json', 'generation_config.json', 'model.safetensors'])
+    for (const f of ['generation_config.json', 'model.safetensors'])
       copyFileSync(path.join(g!.dir, f), path.join(source, f));
+    // config.json as transformers 4 writes it (every Qwen2.5 on the Hub): rope_theta at the top level.
+    const config = JSON.parse(readFileSync(path.join(g!.dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    const { rope_parameters: rope, ...rest } = config as { rope_parameters: { rope_theta: number } };
+    writeFileSync(path.join(source, 'config.json'), JSON.stringify({ ...rest, rope_theta: rope.rope_theta }));
     writeFileSync(path.join(source, 'tokenizer.json'), '{"version": "1.0"}\n');
     writeFileSync(path.join(source, 'tokenizer_config.json'), '{}\n');
     e = await openTorchEngine(source);
@@ -152,6 +157,7 @@ describe('[torch] one rank: packing, rollback, files, sampling, refusals', { ski
     const swapped = await score([s1, s0], 0);
     const split = await score([s0, s1], 24); // 24-token budget: one sequence per micro-batch
     const n0 = s0.length - 1;
+    assertAllClose(both.logprob, g!.logprob, { atol: 1e-5 }, 'config.json with a top-level rope_theta: log π');
     assertAllClose(both.logprob.subarray(0, n0), alone0.logprob, 1e-6, 'sequence 0 packed vs alone');
     assertAllClose(both.logprob.subarray(n0), alone1.logprob, 1e-6, 'sequence 1 packed vs alone');
     assertAllClose(swapped.logprob, [...alone1.logprob, ...alone0.logprob], 1e-6, 'packed in the other order');
@@ -403,4 +409,30 @@ describe('[torch] two CPU ranks (gloo)', { skip: SKIP_TORCH }, () => {
     await e.optimStep('policy', 1e-3, 1.0);
     await e.releaseBatch(b);
   });
+});
+
+test('[torch] precision bf16: log π near fp32 and gradients along the golden ones', { skip: SKIP_TORCH }, async () => {
+  const g = goldenCase('tied');
+  const e = await openTorchEngine(g.dir, { precision: 'bf16' });
+  try {
+    const b = await e.loadBatch(g.batch, { microBatchTokens: 0 });
+    assertAllClose((await e.forward(b, 'policy')).logprob, g.logprob, { atol: 0.05 }, 'bf16 log π');
+    await e.forwardBackward(b, g.coefLogprob, g.coefEntropy);
+    const file = path.join(tempDir('red-torch-bf16-'), 'grads.safetensors');
+    await e.saveGradients(file);
+    const got = new SafetensorsFile(file);
+    let dot = 0,
+      a2 = 0,
+      b2 = 0;
+    for (const name of got.entries.keys()) {
+      const x = got.readFloat(name),
+        y = g.gold.readFloat(`grad.${name}`);
+      for (let i = 0; i < x.length; i++) ((dot += x[i] * y[i]), (a2 += x[i] * x[i]), (b2 += y[i] * y[i]));
+    }
+    const cosine = dot / Math.sqrt(a2 * b2);
+    console.log(`  bf16 gradient · golden gradient: cosine ${cosine.toFixed(5)}`);
+    assert.ok(cosine > 0.99, `cosine ${cosine}`);
+  } finally {
+    await e.close();
+  }
 });

@@ -98,13 +98,20 @@ interface Pending {
   reject: (e: Error) => void;
   timer: NodeJS.Timeout;
   sentAt: number;
+  /** process.cpuUsage() when the request was made (red's CPU on the wire, from writing its arrays). */
+  cpuAt: NodeJS.CpuUsage;
 }
 
-/** Seconds spent in answered requests, and the part rank 0 reported as its own (engineS). */
+/**
+ * Seconds spent in answered requests: wall time, the part rank 0 reported inside the engine
+ * (engineS), and CPU time on the wire (red's process while a request is out, rank 0's wireCpuS),
+ * which a loaded machine's scheduling does not inflate.
+ */
 export interface WireStats {
   requests: number;
   roundTripS: number;
   engineS: number;
+  wireCpuS: number;
 }
 
 /**
@@ -119,7 +126,7 @@ export class ControlSocket {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private failure: Error | null = null;
-  readonly stats: WireStats = { requests: 0, roundTripS: 0, engineS: 0 };
+  readonly stats: WireStats = { requests: 0, roundTripS: 0, engineS: 0, wireCpuS: 0 };
   private readonly connected: Promise<void>;
   private rejectConnected: (e: Error) => void = () => {};
 
@@ -165,6 +172,7 @@ export class ControlSocket {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     const sentAt = performance.now(); // the wire's time includes writing the arrays
+    const cpuAt = process.cpuUsage();
     const descs = this.shm.write(arrays);
     const body = Buffer.from(JSON.stringify({ id, op, ...fields, arrays: descs }), 'utf8');
     const head = Buffer.alloc(4);
@@ -174,7 +182,7 @@ export class ControlSocket {
         () => this.fail(`${op} got no answer in ${Math.round(timeoutMs / 1000)} s (RED_ENGINE_TIMEOUT_S raises it)`),
         timeoutMs,
       );
-      this.pending.set(id, { resolve, reject, timer, sentAt });
+      this.pending.set(id, { resolve, reject, timer, sentAt, cpuAt });
       this.conn!.write(Buffer.concat([head, body]));
     });
   }
@@ -207,6 +215,8 @@ export class ControlSocket {
       this.stats.requests++;
       this.stats.roundTripS += (performance.now() - p.sentAt) / 1000;
       this.stats.engineS += Number(msg.engineS ?? 0);
+      const cpu = process.cpuUsage(p.cpuAt);
+      this.stats.wireCpuS += (cpu.user + cpu.system) / 1e6 + Number(msg.wireCpuS ?? 0);
       p.resolve({ fields: msg, arrays });
     } catch (err) {
       p.reject(err as Error);
