@@ -166,7 +166,7 @@ export async function run(opts: BenchOptions): Promise<void> {
       step_def:
         'torch: loadBatch + forwardBackward(mean NLL) + AdamW optimStep + releaseBatch over the wire; native: zeroGrad + forward + backward + AdamW update in process; median after one warm-up',
       wire_def:
-        "round trips (arrays written to shared memory, JSON on the socket, arrays read back) less the time rank 0 reports inside the engine; wire_cpu_ms: red's CPU time while requests are out plus rank 0's outside the engine (not inflated by a loaded machine's scheduling)",
+        "round trips (arrays written to shared memory, JSON on the socket, arrays read back) less the time rank 0 reports inside the engine; wire_cpu_ms: red's CPU time writing requests and reading replies plus rank 0's outside the engine (not inflated by a loaded machine's scheduling)",
     });
   }
 }

@@ -98,14 +98,12 @@ interface Pending {
   reject: (e: Error) => void;
   timer: NodeJS.Timeout;
   sentAt: number;
-  /** process.cpuUsage() when the request was made (red's CPU on the wire, from writing its arrays). */
-  cpuAt: NodeJS.CpuUsage;
 }
 
 /**
  * Seconds spent in answered requests: wall time, the part rank 0 reported inside the engine
- * (engineS), and CPU time on the wire (red's process while a request is out, rank 0's wireCpuS),
- * which a loaded machine's scheduling does not inflate.
+ * (engineS), and CPU time on the wire (red's, writing requests and reading replies, and rank 0's
+ * wireCpuS), which a loaded machine's scheduling does not inflate.
  */
 export interface WireStats {
   requests: number;
@@ -182,12 +180,24 @@ export class ControlSocket {
         () => this.fail(`${op} got no answer in ${Math.round(timeoutMs / 1000)} s (RED_ENGINE_TIMEOUT_S raises it)`),
         timeoutMs,
       );
-      this.pending.set(id, { resolve, reject, timer, sentAt, cpuAt });
+      this.pending.set(id, { resolve, reject, timer, sentAt });
       this.conn!.write(Buffer.concat([head, body]));
+      this.addCpu(cpuAt);
     });
   }
 
+  private addCpu(since: NodeJS.CpuUsage): void {
+    const cpu = process.cpuUsage(since);
+    this.stats.wireCpuS += (cpu.user + cpu.system) / 1e6;
+  }
+
   private receive(chunk: Buffer): void {
+    const cpuAt = process.cpuUsage();
+    this.receiveFrames(chunk);
+    this.addCpu(cpuAt);
+  }
+
+  private receiveFrames(chunk: Buffer): void {
     this.inbox = Buffer.concat([this.inbox, chunk]);
     while (this.inbox.length >= 4) {
       const n = this.inbox.readUInt32LE(0);
@@ -215,8 +225,7 @@ export class ControlSocket {
       this.stats.requests++;
       this.stats.roundTripS += (performance.now() - p.sentAt) / 1000;
       this.stats.engineS += Number(msg.engineS ?? 0);
-      const cpu = process.cpuUsage(p.cpuAt);
-      this.stats.wireCpuS += (cpu.user + cpu.system) / 1e6 + Number(msg.wireCpuS ?? 0);
+      this.stats.wireCpuS += Number(msg.wireCpuS ?? 0);
       p.resolve({ fields: msg, arrays });
     } catch (err) {
       p.reject(err as Error);
