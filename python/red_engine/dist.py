@@ -53,6 +53,9 @@ class Ranks:
         """Rank 0, not under torchrun: starts ranks 1..devices-1 as `python -m red_engine --worker`."""
         if self.launched or devices <= 1:
             return
+        gpus = torch.cuda.device_count() if os.environ.get("RED_ENGINE_CPU") != "1" else 0
+        if 0 < gpus < devices:
+            raise ValueError(f"engine.devices is {devices} but torch sees {gpus} GPU(s) on this machine; set engine.devices to at most {gpus}")
         port = free_port()
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(devices))
         os.environ.update(RANK="0", LOCAL_RANK="0", RED_ENGINE_SPAWNED="1")
