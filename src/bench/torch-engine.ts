@@ -2,7 +2,8 @@
 // of the mean token NLL, AdamW step) through its real wire, beside the native engine's step on the
 // same shape and packed batch measured in the same run, with the wire's share of the torch step
 // (round trips less the time rank 0 reports inside the engine). Shapes: the ~20M Qwen2 on 2048
-// tokens and, without --quick, the Qwen2.5-0.5B shape on 512 tokens (random weights).
+// tokens and, without --quick, the Qwen2.5-0.5B shape on 512 tokens (random weights). First, the
+// wire alone at the issue's H200 reference batch (16,384 tokens) against that step's time.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { getBackend } from '../engine/index.ts';
@@ -12,6 +13,7 @@ import { configToJson } from '../model/config.ts';
 import { paramLayout } from '../model/params.ts';
 import { writeSafetensors } from '../model/safetensors.ts';
 import type { EngineBatch } from '../train/engine.ts';
+import { packSequences } from '../model/batch.ts';
 import { findTorchPython } from '../train/engines/torch-launch.ts';
 import { TorchEngine } from '../train/engines/torch.ts';
 import { makeTempDir } from '../util/exit.ts';
@@ -56,12 +58,16 @@ interface TorchStep {
   threads: number | null;
 }
 
-/** Median of `steps` torch training steps after one warm-up, and the wire's part of it. */
+/**
+ * Medians of `steps` torch training steps after one warm-up, each figure on its own, and the wire's
+ * part of them. `scoreFirst`: a forward of the policy first, as the trainer's π_old pass.
+ */
 async function timeTorchSteps(
   folder: string,
   batch: EngineBatch,
   steps: number,
   precision: Precision,
+  scoreFirst = false,
 ): Promise<TorchStep> {
   const engine = await TorchEngine.create({
     kind: 'torch',
@@ -81,6 +87,7 @@ async function timeTorchSteps(
       const before = engine.wireStats;
       const t0 = now();
       const handle = await engine.loadBatch(batch, { microBatchTokens: 0 });
+      if (scoreFirst) await engine.forward(handle, 'policy');
       const coef = new Float32Array(handle.scoredTokens).fill(-1 / handle.scoredTokens); // d(mean NLL)/d log π
       await engine.forwardBackward(handle, coef, new Float32Array(handle.scoredTokens));
       await engine.optimStep('bench', 1e-5, Infinity);
@@ -91,8 +98,9 @@ async function timeTorchSteps(
       const wireCpu = after.wireCpuS - before.wireCpuS;
       if (s > 0) runs.push({ s: t, wire: after.roundTripS - before.roundTripS - engineS, wireCpu, engine: engineS }); // step 0 warms up
     }
-    runs.sort((a, b) => a.s - b.s);
-    const med = runs[Math.floor(runs.length / 2)];
+    const median = (key: keyof (typeof runs)[number]): number =>
+      runs.map((r) => r[key]).sort((a, b) => a - b)[Math.floor(runs.length / 2)];
+    const med = { s: median('s'), wire: median('wire'), wireCpu: median('wireCpu'), engine: median('engine') };
     const threads = (engine.info as { threads?: number }).threads ?? null;
     return {
       stepS: med.s,
@@ -105,6 +113,51 @@ async function timeTorchSteps(
     };
   } finally {
     await engine.close();
+  }
+}
+
+/** A model too small to matter, so that the step is nearly all wire: one layer, hidden 64. */
+const SHAPE_WIRE: Shape = {
+  name: 'wire-probe',
+  hidden: 64,
+  layers: 1,
+  heads: 4,
+  kvHeads: 2,
+  intermediate: 128,
+  vocab: 512,
+};
+/** The H200 reference step of the issue: 8 × 2048 tokens of the 0.5B shape at 78.5k tokens/s. */
+const H200_05B_STEP_S = 16384 / 78500;
+
+/**
+ * The wire's cost per training step at the reference's 16,384 tokens (64 sequences of 256 here:
+ * the arrays are what cross, not the attention): loadBatch, forward, forwardBackward, optimStep,
+ * releaseBatch, as wall and as CPU time, against the H200 reference step.
+ */
+async function wireRow(): Promise<void> {
+  const folder = makeTempDir('red-bench-wire-');
+  try {
+    randomFolder(SHAPE_WIRE, folder.path);
+    const seqs = Array.from({ length: 64 }, (_, b) => Array.from({ length: 256 }, (_, t) => (b * 7919 + t * 31) % 512));
+    const packed = packSequences(seqs);
+    const batch = { ids: packed.ids, cuSeqlens: packed.cuSeqlens, scoredFrom: new Int32Array(64).fill(1) };
+    const t = await timeTorchSteps(folder.path, batch, 10, 'fp32', true);
+    emit({
+      bench: 'engine_wire',
+      tokens: 16384,
+      requests_per_step: 5,
+      wire_ms: round(t.wireS * 1000, 2),
+      wire_cpu_ms: round(t.wireCpuS * 1000, 2),
+      of_h200_05b_step: round(t.wireS / H200_05B_STEP_S, 4),
+      cpu_of_h200_05b_step: round(t.wireCpuS / H200_05B_STEP_S, 4),
+      h200_05b_step_s: round(H200_05B_STEP_S, 3),
+      target: 'the wire under 2% of a 0.5B step',
+      cpu: cpuName(),
+      load_avg_1m: loadAvg(),
+      def: 'medians of 10 steps; wire_ms: round trips less the time inside the engine (a loaded machine adds its scheduling delays); wire_cpu_ms: CPU time of red and rank 0 on the wire; of_h200_05b_step: against 16,384 tokens at the H200 reference 78.5k tokens/s (issue 26)',
+    });
+  } finally {
+    folder.remove();
   }
 }
 
@@ -127,6 +180,7 @@ export async function run(opts: BenchOptions): Promise<void> {
         [SHAPE_20M, 2048],
         [SHAPE_05B, 512],
       ];
+  await wireRow();
   for (const [shape, tokens] of cases) {
     const folder = makeTempDir('red-bench-torch-');
     randomFolder(shape, folder.path);
