@@ -4,6 +4,7 @@
 // state and sampler files read back by independent readers, and seeded sampling.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { packSequences } from '../../src/model/batch.ts';
@@ -13,7 +14,8 @@ import type { AdamWSettings } from '../../src/train/engine.ts';
 import type { TorchEngine } from '../../src/train/engines/torch.ts';
 import { assertAllClose, closeness } from '../helpers/close.ts';
 import { tempDir } from '../helpers/tmp.ts';
-import { SKIP_TORCH, goldenCase, openTorchEngine, packBatch, type GoldenCase } from './torch-fixtures.ts';
+import { PYTHON_PACKAGE_DIR } from '../../src/train/engines/torch-launch.ts';
+import { SKIP_TORCH, TORCH_PYTHON, goldenCase, openTorchEngine, packBatch, type GoldenCase } from './torch-fixtures.ts';
 
 const GOLDEN_ADAMW: AdamWSettings = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, noDecay: 'none' };
 const GREEDY = { n: 1, temperature: 0, topP: 1, topK: 0, seeds: [0], stopTokenIds: [] };
@@ -436,3 +438,30 @@ test('[torch] precision bf16: log π near fp32 and gradients along the golden on
     await e.close();
   }
 });
+
+test(
+  '[torch] RED_ENGINE_ATTACH: red waits on the socket and a rank 0 started elsewhere (as by torchrun) connects',
+  { skip: SKIP_TORCH },
+  async () => {
+    const g = goldenCase('tied');
+    const socket = path.join(tempDir('red-torch-attach-'), 'engine.sock');
+    process.env.RED_ENGINE_ATTACH = socket;
+    const opening = openTorchEngine(g.dir, { python: '/nonexistent/python3' }); // not used: nothing is started
+    delete process.env.RED_ENGINE_ATTACH;
+    while (!existsSync(socket)) await new Promise((r) => setTimeout(r, 50));
+    const rank0 = spawn(TORCH_PYTHON!, ['-m', 'red_engine', '--socket', socket], {
+      env: { ...process.env, PYTHONPATH: PYTHON_PACKAGE_DIR },
+      stdio: 'ignore',
+    });
+    const exited = new Promise((resolve) => rank0.on('exit', resolve));
+    const e = await opening;
+    try {
+      assert.equal(e.rank0Pid, null);
+      const b = await e.loadBatch(g.batch, { microBatchTokens: 0 });
+      assertAllClose((await e.forward(b, 'policy')).logprob, g.logprob, { atol: 1e-5 }, 'attached rank 0: log π');
+    } finally {
+      await e.close();
+    }
+    await exited; // close() told it to exit
+  },
+);
