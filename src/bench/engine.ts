@@ -252,7 +252,7 @@ interface Peak {
 }
 
 /** Packed sequences of unequal lengths (as an RL batch is) totalling `tokens`. */
-function packedBatch(tokens: number, vocab: number, seed: number): PackedBatch {
+export function packedBatch(tokens: number, vocab: number, seed: number): PackedBatch {
   const rng = new Rng(seed);
   const lengths: number[] = [];
   const pattern = [0.25, 0.22, 0.16, 0.12, 0.25];
@@ -266,7 +266,7 @@ function packedBatch(tokens: number, vocab: number, seed: number): PackedBatch {
   return packSequences(lengths.map((l) => Array.from({ length: l }, () => rng.int(vocab))));
 }
 
-interface StepTiming {
+export interface StepTiming {
   stepS: number;
   stepCpuS: number;
   forwardS: number;
@@ -280,7 +280,7 @@ interface StepTiming {
 }
 
 /** Times full training steps: zeroGrad, forward, backward of the mean token NLL, AdamW update. */
-function timeTrainSteps(
+export function timeTrainSteps(
   shape: Shape,
   tokens: number,
   be: Backend,

@@ -4,4 +4,6 @@ export interface BenchOptions {
   backend?: string;
   /** fp32 or bf16 (benches that take it). */
   precision?: string;
+  /** engine bench: native (default) or torch (the PyTorch engine's step beside the native one). */
+  engine?: string;
 }

@@ -59,20 +59,26 @@ export function configOf(s: Shape): ModelConfig {
 export function randomModel(config: ModelConfig, backend: Backend): Qwen2Model {
   const m = new Qwen2Model(config, backend);
   if (m.layout.total < 50e6) return Qwen2Model.init(config, 0, { backend });
-  let x = 0x9e3779b9;
+  const state = { x: 0x9e3779b9 };
   // One tensor at a time into its view (no host copy of the whole model).
   const host = new Float32Array(m.layout.specs.reduce((n, spec) => Math.max(n, spec.size), 0));
   for (const spec of m.layout.specs) {
     const p = host.subarray(0, spec.size);
-    if (spec.name.endsWith('norm.weight')) p.fill(1);
-    else
-      for (let i = 0; i < p.length; i++) {
-        x ^= x << 13;
-        x ^= x >>> 17;
-        x ^= x << 5; // xorshift32
-        p[i] = ((x >>> 0) / 4294967296 - 0.5) * 0.04;
-      }
+    fillRandom(spec.name, p, state);
     backend.upload(backend.view(m.params, spec.offset, spec.size), p);
   }
   return m;
+}
+
+/** Parameter `name`'s random values: norms 1, the rest xorshift32 in ±0.02 (the stream goes on in `state`). */
+export function fillRandom(name: string, p: Float32Array, state: { x: number }): void {
+  if (name.endsWith('norm.weight')) return void p.fill(1);
+  let x = state.x;
+  for (let i = 0; i < p.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5; // xorshift32
+    p[i] = ((x >>> 0) / 4294967296 - 0.5) * 0.04;
+  }
+  state.x = x;
 }

@@ -23,8 +23,11 @@ export function registerBench(program: Command): void {
     .option('--quick', 'smaller sizes, fewer repeats', false)
     .option('--backend <name>', 'native or reference (default: native when built)')
     .option('--precision <name>', 'fp32 or bf16: the model benches run in it (engine: GEMMs run in both)')
+    .option('--engine <kind>', "engine: torch = the PyTorch training engine's step beside the native one")
     .action(async (name: string, opts: BenchOptions) => {
-      const load = benches[name];
+      if (opts.engine !== undefined && (name !== 'engine' || !['native', 'torch'].includes(opts.engine)))
+        fail(`--engine takes native or torch, with the engine benchmark only (got ${name} --engine ${opts.engine})`);
+      const load = opts.engine === 'torch' ? () => import('../bench/torch-engine.ts') : benches[name];
       if (!load) fail(`unknown benchmark "${name}"; available: ${Object.keys(benches).join(', ')}`);
       const mod = await load();
       await mod.run(opts);
