@@ -21,7 +21,8 @@ import {
 import { getBackend } from '../engine/index.ts';
 import { packSequences, type PackedBatch } from '../model/batch.ts';
 import { SHAPE_05B, SHAPE_20M, configOf, randomModel, type Shape } from './shapes.ts';
-import { ADAMW_DEFAULTS, AdamW } from '../train/optimizer.ts';
+import { AdamW } from '../train/optimizer.ts';
+import { ADAMW_DEFAULTS } from '../train/engine.ts';
 import type { BenchOptions } from './options.ts';
 import { fail } from '../util/errors.ts';
 import { Rng } from '../util/rng.ts';

@@ -16,7 +16,7 @@ import {
   type PresetName,
 } from '../rl/options.ts';
 import { fail } from '../util/errors.ts';
-import { ADAMW_DEFAULTS } from './optimizer.ts';
+import { ADAMW_DEFAULTS } from './engine.ts';
 
 const positiveInt = () => z.number().int().min(1);
 

@@ -24,7 +24,8 @@ import { generate } from '../rollout/sampler.ts';
 import { fail } from '../util/errors.ts';
 import { makeTempDir } from '../util/exit.ts';
 import { writeJsonAtomic } from '../util/fs.ts';
-import { ADAMW_DEFAULTS, AdamW, clipGradNorm, noDecayNormsAndBiases } from './optimizer.ts';
+import { AdamW, clipGradNorm, noDecayNormsAndBiases } from './optimizer.ts';
+import { ADAMW_DEFAULTS } from './engine.ts';
 import { learningRate } from './schedule.ts';
 
 export interface PretrainOptions {
