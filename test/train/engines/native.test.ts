@@ -5,12 +5,12 @@
 // red train's version-2 flat state, and greedy sampling.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { availableBackends, skippedBackends } from '../../../src/engine/index.ts';
 import { paramLayout } from '../../../src/model/params.ts';
 import { Qwen2Model } from '../../../src/model/qwen2.ts';
-import { SafetensorsFile, writeSafetensors } from '../../../src/model/safetensors.ts';
+import { SafetensorsFile } from '../../../src/model/safetensors.ts';
 import { loadConfig } from '../../../src/model/config.ts';
 import type { AdamWSettings, EngineBatch, EngineSettings, TrainingEngine } from '../../../src/train/engine.ts';
 import { createNativeEngine } from '../../../src/train/engines/native.ts';
@@ -18,6 +18,7 @@ import { closeness } from '../../helpers/close.ts';
 import { fixturePath } from '../../helpers/paths.ts';
 import { pySafetensors } from '../../helpers/safetensors-py.ts';
 import { tempDir } from '../../helpers/tmp.ts';
+import { writeVersion2State } from '../../helpers/version2.ts';
 
 if (skippedBackends().length) console.log(`native engine: skipped backends: ${skippedBackends().join(', ')}`);
 
@@ -253,6 +254,12 @@ for (const be of availableBackends()) {
       return b;
     };
     const b = await checkResumes(saved, 'master.safetensors');
+    // A state file cut short (a crash of some other writer) is named as truncated, not misread.
+    const cut = tempDir('red-state-cut-');
+    for (const f of readdirSync(saved)) writeFileSync(path.join(cut, f), bytesOf(saved, f));
+    const opt = bytesOf(saved, 'optimizer-sft.safetensors');
+    writeFileSync(path.join(cut, 'optimizer-sft.safetensors'), opt.subarray(0, opt.length - 3));
+    await assert.rejects((await fresh()).loadState(cut), /optimizer-sft\.safetensors: truncated/);
     // fp32 model weights and no master: loadState reads model.safetensors instead.
     const plain = tempDir('red-state-fp32-');
     await a.saveForSampler(plain, 'fp32');
@@ -261,27 +268,9 @@ for (const be of availableBackends()) {
     await checkResumes(plain, 'fp32 model.safetensors');
     // red train's version 2: flat `params`, and optimizer.safetensors / sft_optimizer.safetensors
     // holding flat m, v and step in the native layout (policy and sft).
-    const layout = paramLayout(loadConfig(path.join(dir, 'config.json')));
-    const flat = (file: string, suffix: string) => {
-      const f = new SafetensorsFile(path.join(saved, file));
-      const out = new Float32Array(layout.total);
-      for (const s of layout.specs) out.set(f.readFloat(s.name + suffix), s.offset);
-      const step = f.metadata.step;
-      f.close();
-      return { data: out, step: Number(step) };
-    };
     const v2 = tempDir('red-state-v2-');
     await a.saveForSampler(v2, 'bf16');
-    const t = (name: string, data: Float32Array) => ({ name, shape: [data.length], data });
-    writeSafetensors(path.join(v2, 'master.safetensors'), [t('params', flat('master.safetensors', '').data)]);
-    for (const [name, file] of [
-      ['policy', 'optimizer.safetensors'],
-      ['sft', 'sft_optimizer.safetensors'],
-    ]) {
-      const m = flat(`optimizer-${name}.safetensors`, '.exp_avg');
-      const v = flat(`optimizer-${name}.safetensors`, '.exp_avg_sq');
-      writeSafetensors(path.join(v2, file), [t('m', m.data), t('v', v.data), t('step', new Float32Array([m.step]))]);
-    }
+    writeVersion2State(saved, v2, paramLayout(loadConfig(path.join(dir, 'config.json'))));
     await checkResumes(v2, 'version-2 flat state');
     // A step on the original engine equals the step on the resumed one.
     await step(a, g.batch, g.coefLogprob);
