@@ -364,6 +364,8 @@ function trainStepRow(
     peak_gflops: round(peak.wall),
     peak_cpu_gflops: round(peak.cpu),
     mfu_def: '6·params·tokens/step_s ÷ best gemm GFLOP/s above (mfu_cpu: per CPU-second on both sides)',
+    step_def:
+      'the native engine through the training-engine contract: forward_s = forward (scoring), backward_s = forwardBackward (reusing that forward), optimizer_s = optimStep (gradient norm, AdamW, zeroing)',
     shape: `hidden ${shape.hidden}, ${shape.layers} layers, ${shape.heads}/${shape.kvHeads} heads, intermediate ${shape.intermediate}, vocab ${shape.vocab}, tied`,
     backend: be.name,
     isa: be.isa,

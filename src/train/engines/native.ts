@@ -9,7 +9,7 @@ import type { Bf16Backward, Precision } from '../../engine/precision.ts';
 import { checkFinite, readWeights } from '../../model/io.ts';
 import type { F32 } from '../../model/params.ts';
 import { Qwen2Model } from '../../model/qwen2.ts';
-import { generate, type GenerationModel } from '../../rollout/sampler.ts';
+import { generate, releaseGenerationCache, type GenerationModel } from '../../rollout/sampler.ts';
 import { fail } from '../../util/errors.ts';
 import type {
   AdamWSettings,
@@ -244,6 +244,7 @@ export class NativeEngine implements TrainingEngine {
 
   async close(): Promise<void> {
     this.batches.clear();
+    releaseGenerationCache(this.policy);
   }
 
   private loaded(batch: BatchHandle): LoadedBatch {
