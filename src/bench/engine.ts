@@ -2,9 +2,9 @@
 // run. The register-only fp32 FMA and bf16 dot-product peaks; GEMM GFLOP/s in fp32 and bf16
 // against numpy's float32 matmul (OpenBLAS, as the environment sets it and with its overrides
 // unset) at two shapes, each as a fraction of its dtype's peak; a full training
-// step (forward + backward + AdamW) of a ~20M Qwen2 on 2048 packed tokens and of the
-// Qwen2.5-0.5B shape on 512 tokens, as tokens/s and MFU against the best GEMM rate measured
-// here; causal attention forward and backward beside PyTorch's (src/bench/attention.ts). The 0.5B
+// step through the training-engine contract (forward, forwardBackward, optimStep: clipping norm
+// and AdamW) of a ~20M Qwen2 on 2048 packed tokens and of the Qwen2.5-0.5B shape on 512 tokens,
+// on the native engine, as tokens/s and MFU against the best GEMM rate measured here; causal attention forward and backward beside PyTorch's (src/bench/attention.ts). The 0.5B
 // step runs in a child process so its peak resident memory is its own.
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -19,9 +19,9 @@ import {
   type Precision,
 } from '../engine/precision.ts';
 import { getBackend } from '../engine/index.ts';
-import { packSequences, type PackedBatch } from '../model/batch.ts';
 import { SHAPE_05B, SHAPE_20M, configOf, randomModel, type Shape } from './shapes.ts';
-import { ADAMW_DEFAULTS, AdamW } from '../train/optimizer.ts';
+import { ADAMW_DEFAULTS, type EngineBatch } from '../train/engine.ts';
+import { NativeEngine } from '../train/engines/native.ts';
 import type { BenchOptions } from './options.ts';
 import { fail } from '../util/errors.ts';
 import { Rng } from '../util/rng.ts';
@@ -251,8 +251,8 @@ interface Peak {
   cpu: number;
 }
 
-/** Packed sequences of unequal lengths (as an RL batch is) totalling `tokens`. */
-export function packedBatch(tokens: number, vocab: number, seed: number): PackedBatch {
+/** Packed sequences of unequal lengths (as an RL batch is) totalling `tokens`, every token after a sequence's first scored. */
+export function packedBatch(tokens: number, vocab: number, seed: number): EngineBatch {
   const rng = new Rng(seed);
   const lengths: number[] = [];
   const pattern = [0.25, 0.22, 0.16, 0.12, 0.25];
@@ -263,7 +263,10 @@ export function packedBatch(tokens: number, vocab: number, seed: number): Packed
     lengths.push(len);
     left -= len;
   }
-  return packSequences(lengths.map((l) => Array.from({ length: l }, () => rng.int(vocab))));
+  const cuSeqlens = new Int32Array(lengths.length + 1);
+  lengths.forEach((l, b) => (cuSeqlens[b + 1] = cuSeqlens[b] + l));
+  const ids = Int32Array.from({ length: tokens }, () => rng.int(vocab));
+  return { ids, cuSeqlens, scoredFrom: new Int32Array(lengths.length).fill(1) };
 }
 
 export interface StepTiming {
@@ -279,8 +282,11 @@ export interface StepTiming {
   bf16Backward: Bf16Backward | null;
 }
 
-/** Times full training steps: zeroGrad, forward, backward of the mean token NLL, AdamW update. */
-export function timeTrainSteps(
+/**
+ * Times full training steps on the native engine through the contract: forward (scoring), then
+ * forwardBackward of the mean token NLL (reusing that forward) and optimStep (gradient norm, AdamW).
+ */
+export async function timeTrainSteps(
   shape: Shape,
   tokens: number,
   be: Backend,
@@ -288,28 +294,28 @@ export function timeTrainSteps(
   dtype: Precision = 'fp32',
   checkpointing = false,
   bf16Backward: Bf16Backward = DEFAULT_BF16_BACKWARD,
-): StepTiming {
-  const config = configOf(shape);
-  const model = randomModel(config, be);
-  model.setComputePrecision(dtype, { bf16Backward }); // bf16: mixed precision (fp32 master weights and optimiser)
-  model.setActivationCheckpointing(checkpointing);
-  const opt = new AdamW(be, model.params, model.grads, model.layout, { ...ADAMW_DEFAULTS, weightDecay: 0.01 });
-  const batch = packedBatch(tokens, config.vocabSize, 1);
-  let scored = 0;
-  for (let t = 0; t < tokens; t++) if (batch.targets[t] >= 0) scored++;
-  const coefLogprob = new Float32Array(tokens).fill(-1 / scored); // d(mean NLL)/d logprob
-  const coefEntropy = new Float32Array(tokens);
+): Promise<StepTiming> {
+  // bf16: mixed precision (fp32 master weights and optimiser)
+  const engine = new NativeEngine(randomModel(configOf(shape), be), null, {
+    precision: dtype,
+    activationCheckpointing: checkpointing,
+    bf16Backward,
+  });
+  await engine.createOptimizer('policy', { ...ADAMW_DEFAULTS, weightDecay: 0.01, noDecay: 'none' });
+  const batch = packedBatch(tokens, engine.info.vocabSize, 1);
+  const h = await engine.loadBatch(batch, { microBatchTokens: 0 });
+  const coefLogprob = new Float32Array(h.scoredTokens).fill(-1 / h.scoredTokens); // d(mean NLL)/d logprob
+  const coefEntropy = new Float32Array(h.scoredTokens);
   const runs: { f: number; b: number; o: number; cpu: number }[] = [];
   for (let s = 0; s <= steps; s++) {
     // step 0 warms up (allocations, page faults)
     const c0 = cpuSeconds();
     const t0 = now();
-    model.zeroGrad();
-    model.forward(batch);
+    await engine.forward(h, 'policy');
     const t1 = now();
-    model.backward(coefLogprob, coefEntropy);
+    await engine.forwardBackward(h, coefLogprob, coefEntropy);
     const t2 = now();
-    opt.update(1e-5);
+    await engine.optimStep('policy', 1e-5, Infinity);
     const t3 = now();
     if (s > 0) runs.push({ f: t1 - t0, b: t2 - t1, o: t3 - t2, cpu: cpuSeconds() - c0 });
   }
@@ -322,7 +328,7 @@ export function timeTrainSteps(
     backwardS: med.b,
     optimizerS: med.o,
     steps,
-    params: model.layout.total,
+    params: engine.info.parameters,
     sequences: batch.cuSeqlens.length - 1,
     bf16Backward: dtype === 'bf16' ? bf16Backward : null,
   };
@@ -358,6 +364,8 @@ function trainStepRow(
     peak_gflops: round(peak.wall),
     peak_cpu_gflops: round(peak.cpu),
     mfu_def: '6·params·tokens/step_s ÷ best gemm GFLOP/s above (mfu_cpu: per CPU-second on both sides)',
+    step_def:
+      'the native engine through the training-engine contract: forward_s = forward (scoring), backward_s = forwardBackward (reusing that forward), optimizer_s = optimStep (gradient norm, AdamW, zeroing)',
     shape: `hidden ${shape.hidden}, ${shape.layers} layers, ${shape.heads}/${shape.kvHeads} heads, intermediate ${shape.intermediate}, vocab ${shape.vocab}, tied`,
     backend: be.name,
     isa: be.isa,
@@ -399,7 +407,7 @@ function trainStep05bInChild(spec: ChildSpec): Record<string, unknown> {
 async function childMain(json: string): Promise<void> {
   const spec = JSON.parse(json) as ChildSpec;
   const be = getBackend(spec.pref as 'auto' | 'native' | 'reference');
-  const t = timeTrainSteps(SHAPE_05B, spec.tokens, be, spec.steps, spec.dtype, spec.checkpointing);
+  const t = await timeTrainSteps(SHAPE_05B, spec.tokens, be, spec.steps, spec.dtype, spec.checkpointing);
   const maxRssMb = process.resourceUsage().maxRSS / 1024; // maxRSS is in KiB
   emit({
     ...trainStepRow(SHAPE_05B, spec.tokens, be, t, spec.peak, spec.dtype),
@@ -442,10 +450,10 @@ export async function run(opts: BenchOptions): Promise<void> {
   const steps = opts.quick ? 2 : 3;
   // The 20M step in fp32, then in mixed precision with each backward mode (MFU against the best
   // bf16 GEMM above); the 0.5B steps below run the default mode only.
-  const step32 = timeTrainSteps(SHAPE_20M, 2048, be, steps);
+  const step32 = await timeTrainSteps(SHAPE_20M, 2048, be, steps);
   emit(trainStepRow(SHAPE_20M, 2048, be, step32, peak));
   for (const mode of BF16_BACKWARDS) {
-    const step16 = timeTrainSteps(SHAPE_20M, 2048, be, steps, 'bf16', false, mode);
+    const step16 = await timeTrainSteps(SHAPE_20M, 2048, be, steps, 'bf16', false, mode);
     emit({
       ...trainStepRow(SHAPE_20M, 2048, be, step16, best(bf16), 'bf16'),
       speedup_vs_fp32: round(step32.stepS / step16.stepS, 2),

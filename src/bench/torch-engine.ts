@@ -184,17 +184,12 @@ export async function run(opts: BenchOptions): Promise<void> {
   for (const [shape, tokens] of cases) {
     const folder = makeTempDir('red-bench-torch-');
     randomFolder(shape, folder.path);
-    const packed = packedBatch(tokens, shape.vocab, 1);
-    const batch: EngineBatch = {
-      ids: packed.ids,
-      cuSeqlens: packed.cuSeqlens,
-      scoredFrom: new Int32Array(packed.cuSeqlens.length - 1).fill(1),
-    };
+    const batch = packedBatch(tokens, shape.vocab, 1);
     const steps = opts.quick || shape === SHAPE_05B ? 2 : 3;
     // The torch engine first: its processes and memory are gone before the native model is built.
     const torch = await timeTorchSteps(folder.path, batch, steps, precision);
     folder.remove();
-    const native = timeTrainSteps(shape, tokens, be, steps, precision);
+    const native = await timeTrainSteps(shape, tokens, be, steps, precision);
     emit({
       bench: 'train_step_torch',
       dtype: precision,

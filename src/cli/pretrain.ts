@@ -57,9 +57,10 @@ export function registerPretrain(program: Command): void {
       const { pretrain, validatePretrainOptions, PRETRAIN_DEFAULTS, PRETRAIN_QUICK } =
         await import('../train/pretrain.ts');
       const { getBackend } = await import('../engine/index.ts');
-      const backend = opts.backend;
-      if (backend !== undefined && backend !== 'auto' && backend !== 'native' && backend !== 'reference')
-        fail(`--backend must be auto, native or reference, got '${backend}'`);
+      const backend = (['auto', 'native', 'reference'] as const).find((b) => b === opts.backend);
+      if (opts.backend !== undefined && backend === undefined)
+        fail(`--backend must be auto, native or reference, got '${opts.backend}'`);
+      getBackend(backend); // --backend native without the addon fails here, before anything is written
       const base = { ...PRETRAIN_DEFAULTS, ...(opts.quick ? PRETRAIN_QUICK : {}) };
       const set = <T>(v: T | undefined, fallback: T): T => (v === undefined ? fallback : v);
       const steps = set(parseNumber('steps', opts.steps, true), base.steps);
@@ -73,7 +74,7 @@ export function registerPretrain(program: Command): void {
         batchSize: set(parseNumber('batch-size', opts.batchSize, true), base.batchSize),
         lr: set(parseNumber('lr', opts.lr, false), base.lr),
         evalPerLevel: set(parseNumber('eval-per-level', opts.evalPerLevel, true), base.evalPerLevel),
-        backend: getBackend(backend), // --backend native without the addon fails here
+        backend,
         precision: parsePrecision(opts.precision, '--precision'),
         bf16Backward: parseBf16Backward(opts.bf16Backward, '--bf16-backward'),
         saveDtype: parsePrecision(opts.saveDtype, '--save-dtype'),

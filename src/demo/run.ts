@@ -411,7 +411,11 @@ async function trainOne(configFile: string, dir: string, method: string, seed: n
     stages.some((s) => s.klCoef > 0),
   );
   const trainer = new Trainer(env, { config, stages, outDir: dir, resume: false, progress: createProgress('none') });
-  return trainer.run();
+  try {
+    return await trainer.run();
+  } finally {
+    await env.engine.close();
+  }
 }
 
 /**
@@ -427,7 +431,8 @@ export function demoConfigYaml(
   const t = b.train;
   const config = {
     seed: b.seed,
-    model: { path: modelDir, ...(backend ? { backend } : {}) },
+    model: { path: modelDir },
+    ...(backend ? { engine: { backend } } : {}),
     data: { train: trainFile, maxPromptTokens: 128 },
     rollout: { groupSize: t.groupSize, promptsPerStep: t.promptsPerStep, maxTokens: t.maxTokens },
     optim: { lr: t.rlLr },

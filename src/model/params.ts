@@ -5,6 +5,7 @@
 // widened from it on the backend (they feed fp32 arithmetic).
 import type { Backend, Tensor } from '../engine/backend.ts';
 import type { Bf16Backward } from '../engine/precision.ts';
+import { Rng } from '../util/rng.ts';
 import type { ModelConfig } from './config.ts';
 
 /** An f32 tensor (activations, norms, biases, gradients). */
@@ -92,6 +93,25 @@ export function paramLayout(c: ModelConfig): ParamLayout {
   add('model.norm.weight', [C]);
   if (!c.tieWordEmbeddings) add('lm_head.weight', [c.vocabSize, C]);
   return { specs, byName: new Map(specs.map((s) => [s.name, s])), total: offset };
+}
+
+/**
+ * Random initial parameters (layout order) as transformers initialises them: normal(0,
+ * initializer_range) weights, norms 1, biases 0, drawn from `seed`.
+ */
+export function initialParams(config: ModelConfig, seed: number): Float32Array {
+  const layout = paramLayout(config);
+  const raw = config.raw.initializer_range;
+  const std = typeof raw === 'number' ? raw : 0.02;
+  const rng = new Rng(seed);
+  const host = new Float32Array(layout.total);
+  for (const spec of layout.specs) {
+    const p = host.subarray(spec.offset, spec.offset + spec.size);
+    if (spec.name.endsWith('norm.weight')) p.fill(1);
+    else if (spec.name.endsWith('.bias')) p.fill(0);
+    else for (let i = 0; i < p.length; i++) p[i] = rng.normal() * std;
+  }
+  return host;
 }
 
 /** The view of parameters `names` in `buf` (a tensor of `layout.total` elements): adjacent ones form one view. */

@@ -17,7 +17,6 @@ import { fromBf16, toBf16 } from '../engine/bf16.ts';
 import { getBackend } from '../engine/index.ts';
 import { DEFAULT_BF16_BACKWARD, noteBf16Speed, type Bf16Backward, type Precision } from '../engine/precision.ts';
 import { fail } from '../util/errors.ts';
-import { Rng } from '../util/rng.ts';
 import { checkBatch, type PackedBatch } from './batch.ts';
 import { blockBackward, blockForward, decoderShape, type BlockBuffers, type DecoderShape } from './block.ts';
 import { loadConfig, type ModelConfig } from './config.ts';
@@ -25,6 +24,7 @@ import { checkFinite, defaultGenerationConfig, readGenerationConfig, streamWeigh
 import {
   bf16ModelViews,
   embedW,
+  initialParams,
   linearBackwardW,
   linearW,
   mixedModelViews,
@@ -295,20 +295,9 @@ export class Qwen2Model {
     return model;
   }
 
-  /** Random initialisation as transformers does: normal(0, initializer_range) weights, norms 1, biases 0. */
+  /** Random initialisation as transformers does (initialParams): normal(0, initializer_range) weights, norms 1, biases 0. */
   static init(config: ModelConfig, seed: number, opts: LoadOptions = {}): Qwen2Model {
-    const layout = paramLayout(config);
-    const raw = config.raw.initializer_range;
-    const std = typeof raw === 'number' ? raw : 0.02;
-    const rng = new Rng(seed);
-    const host = new Float32Array(layout.total);
-    for (const spec of layout.specs) {
-      const p = host.subarray(spec.offset, spec.offset + spec.size);
-      if (spec.name.endsWith('norm.weight')) p.fill(1);
-      else if (spec.name.endsWith('.bias')) p.fill(0);
-      else for (let i = 0; i < p.length; i++) p[i] = rng.normal() * std;
-    }
-    return new Qwen2Model(config, opts.backend ?? getBackend(), host);
+    return new Qwen2Model(config, opts.backend ?? getBackend(), initialParams(config, seed));
   }
 
   /**

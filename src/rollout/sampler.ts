@@ -247,7 +247,7 @@ class GenerationRun {
     this.V = model.config.vocabSize;
     this.results = s.counts.map((c) => new Array<Sample>(c));
     this.eos = new Set(params.eosIds);
-    this.stopWindow = 4 * Math.max(0, ...s.stopStrings.map((x) => x.length)) + 2;
+    this.stopWindow = stopWindow(s.stopStrings);
     s.counts.forEach((c, i) => {
       for (let j = 0; j < c; j++) this.work.push([i, j]);
     });
@@ -381,10 +381,7 @@ class GenerationRun {
     this.params.onToken?.(r.prompt, r.sample, id);
     if (this.eos.has(id)) return 'stop';
     const tok = this.params.tokenizer;
-    if (this.s.stopStrings.length > 0 && tok) {
-      const tail = tok.decode(r.ids.slice(Math.max(0, r.ids.length - this.stopWindow)));
-      if (this.s.stopStrings.some((x) => tail.includes(x))) return 'stop';
-    }
+    if (tok && endsStopString(r.ids, this.s.stopStrings, tok, this.stopWindow)) return 'stop';
     return r.ids.length >= this.s.maxTokens ? 'length' : null;
   }
 
@@ -393,18 +390,39 @@ class GenerationRun {
     const sample: Sample = { ids: r.ids, logprobs: r.logprobs, finishReason: reason };
     const tok = this.params.tokenizer;
     if (tok) {
-      let text = tok.decode(r.ids);
-      let cut = text.length;
-      for (const x of this.s.stopStrings) {
-        const at = text.indexOf(x);
-        if (at >= 0 && at < cut) cut = at;
-      }
-      if (reason === 'stop') text = text.slice(0, cut);
-      sample.text = text;
+      const text = tok.decode(r.ids);
+      sample.text = reason === 'stop' ? cutBeforeStopString(text, this.s.stopStrings) : text;
     }
     this.results[r.prompt][r.sample] = sample;
     this.onSample?.(r.prompt, r.sample, sample);
   }
+}
+
+/** Trailing tokens decoded to see a stop string complete: one of c UTF-16 units spans ≤ 4c byte-level tokens. */
+export function stopWindow(stopStrings: readonly string[]): number {
+  return 4 * Math.max(0, ...stopStrings.map((x) => x.length)) + 2;
+}
+
+/** Whether the last of `ids` completes one of the stop strings (only the last `window` ids decoded). */
+export function endsStopString(
+  ids: readonly number[],
+  stopStrings: readonly string[],
+  tok: TokenDecoder,
+  window: number,
+): boolean {
+  if (stopStrings.length === 0) return false;
+  const tail = tok.decode(ids.slice(Math.max(0, ids.length - window)));
+  return stopStrings.some((x) => tail.includes(x));
+}
+
+/** The text cut before the first stop string it holds. */
+export function cutBeforeStopString(text: string, stopStrings: readonly string[]): string {
+  let cut = text.length;
+  for (const x of stopStrings) {
+    const at = text.indexOf(x);
+    if (at >= 0 && at < cut) cut = at;
+  }
+  return text.slice(0, cut);
 }
 
 const now = () => performance.now() / 1000;

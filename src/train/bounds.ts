@@ -47,8 +47,11 @@ function trainMemory(config: TrainConfig, model: ModelConfig, stages: readonly A
   const rollouts = rl ? P * G : 0;
   const slots = Math.min(SAMPLER_SLOTS, rollouts);
   // fp32 weights, gradients, AdamW m and v; a frozen reference for the KL term; a bf16 copy for mixed precision.
-  const stateBytes =
-    N * (16 + (stages.some((s) => s.klCoef > 0) ? 4 : 0) + (config.model.precision === 'bf16' ? 2 : 0));
+  // On engine.kind torch they live in the engine's ranks (GPU memory), not in this process.
+  const inProcess = config.engine.kind === 'native';
+  const stateBytes = inProcess
+    ? N * (16 + (stages.some((s) => s.klCoef > 0) ? 4 : 0) + (config.engine.precision === 'bf16' ? 2 : 0))
+    : 0;
   // One update holds every sequence of a batch (or of a micro-batch), each of ≥ 1 prompt and ≥ 1 response token.
   const sequences = Math.max(rollouts, stages.some((s) => !s.onlineRollouts) ? config.sft.batchSize : 0);
   const tokens =
@@ -68,7 +71,7 @@ function trainMemory(config: TrainConfig, model: ModelConfig, stages: readonly A
     },
     {
       what: `activations of ${tokens} tokens per update`,
-      bytes: tokens * activationBytesPerToken(model, config.model.activationCheckpointing),
+      bytes: inProcess ? tokens * activationBytesPerToken(model, config.engine.activationCheckpointing) : 0,
       sizedBy:
         sequences === rollouts
           ? 'rollout.groupSize or rollout.promptsPerStep'

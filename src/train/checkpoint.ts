@@ -1,17 +1,15 @@
 // Checkpoint folders `DIR/checkpoints/step-N/`, written atomically: everything goes into a
 // temporary sibling folder which is renamed into place only once complete, so a crash or a full
 // disk mid-write leaves the previous checkpoint intact and `latest()` never sees a partial one.
-// Also a minimal safetensors writer/reader for flat float32 state (AdamW moments).
+// What goes in is the engine's (saveForSampler, saveState) and trainer_state.json.
 import {
   closeSync,
   existsSync,
-  fstatSync,
   fsyncSync,
   mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
-  readSync,
   renameSync,
   rmSync,
   statSync,
@@ -19,7 +17,6 @@ import {
 import path from 'node:path';
 import { fail, RedError, systemErrorReason } from '../util/errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.ts';
-import { writeSafetensors } from '../model/safetensors.ts';
 
 /** The file whose presence marks a checkpoint folder as a training checkpoint (written last). */
 export const TRAINER_STATE_FILE = 'trainer_state.json';
@@ -130,98 +127,6 @@ export function readStateJson(file: string): unknown {
     return JSON.parse(readFileSync(file, 'utf8'));
   } catch (err) {
     return fail(`${file}: cannot read the training state (${(err as Error).message})`);
-  }
-}
-
-/**
- * Flat float32 arrays as a safetensors file (the model's writer: temporary name, then rename), so
- * optimiser moments are readable by any safetensors loader.
- */
-export function writeF32Tensors(file: string, tensors: Record<string, Float32Array>): void {
-  writeSafetensors(
-    file,
-    Object.entries(tensors).map(([name, data]) => ({ name, shape: [data.length], data })),
-  );
-}
-
-/**
- * A checkpoint saved in bf16 (checkpoint.saveDtype) keeps the fp32 master weights here, beside its
- * model.safetensors, so --resume continues from the exact weights rather than their bf16 rounding.
- */
-export const MASTER_WEIGHTS_FILE = 'master.safetensors';
-
-export function writeMasterWeights(dir: string, params: Float32Array): void {
-  writeF32Tensors(path.join(dir, MASTER_WEIGHTS_FILE), { params });
-}
-
-/** The checkpoint's fp32 master weights, or null when it has none (it was saved in fp32). */
-export function readMasterWeights(dir: string): Float32Array | null {
-  const file = path.join(dir, MASTER_WEIGHTS_FILE);
-  if (!existsSync(file)) return null;
-  const { params } = readF32Tensors(file);
-  if (!params) fail(`${file}: expected one tensor "params" (the flat fp32 master weights)`);
-  return params;
-}
-
-interface TensorHeader {
-  dtype: string;
-  shape: number[];
-  data_offsets: [number, number];
-}
-
-/** Bytes per read call. */
-const IO_CHUNK = 1 << 28;
-
-/**
- * Reads them back in chunks straight into the arrays: the moments of a 1.5B model are 6 GB each,
- * past Node's largest Buffer.
- */
-export function readF32Tensors(file: string): Record<string, Float32Array> {
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch (err) {
-    return fail(`${file}: cannot read (${(err as Error).message})`);
-  }
-  try {
-    const size = fstatSync(fd).size;
-    const len = Buffer.alloc(8);
-    if (size < 8 || readSync(fd, len, 0, 8, 0) !== 8) fail(`${file}: not a safetensors file (too short)`);
-    const n = Number(len.readBigUInt64LE(0));
-    if (8 + n > size) fail(`${file}: not a safetensors file (header length ${n} exceeds the file)`);
-    const headBytes = Buffer.alloc(n);
-    readExactly(fd, headBytes, 8, file);
-    let header: Record<string, TensorHeader>;
-    try {
-      header = JSON.parse(headBytes.toString('utf8'));
-    } catch {
-      return fail(`${file}: not a safetensors file (bad header)`);
-    }
-    const out: Record<string, Float32Array> = {};
-    for (const [name, h] of Object.entries(header)) {
-      if (name === '__metadata__') continue;
-      if (h.dtype !== 'F32') fail(`${file}: tensor ${name} has dtype ${h.dtype}; expected F32`);
-      const [a, b] = h.data_offsets;
-      if (8 + n + b > size || (b - a) % 4 !== 0)
-        fail(`${file}: tensor ${name} runs past the end of the file (truncated?)`);
-      const t = new Float32Array((b - a) / 4);
-      for (let pos = 0; pos < t.byteLength; pos += IO_CHUNK) {
-        readExactly(fd, Buffer.from(t.buffer, pos, Math.min(IO_CHUNK, t.byteLength - pos)), 8 + n + a + pos, file);
-      }
-      out[name] = t;
-    }
-    return out;
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function readExactly(fd: number, into: Buffer, position: number, file: string): void {
-  let off = 0;
-  while (off < into.length) {
-    const got = readSync(fd, into, off, into.length - off, position + off);
-    if (got === 0) fail(`${file}: unexpected end of file (truncated?)`);
-    off += got;
   }
 }
 

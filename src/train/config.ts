@@ -16,7 +16,7 @@ import {
   type PresetName,
 } from '../rl/options.ts';
 import { fail } from '../util/errors.ts';
-import { ADAMW_DEFAULTS } from './optimizer.ts';
+import { ADAMW_DEFAULTS, type EngineSettings } from './engine.ts';
 
 const positiveInt = () => z.number().int().min(1);
 
@@ -25,21 +25,39 @@ export const modelSchema = z.strictObject({
     .string()
     .min(1)
     .describe('Hugging Face model folder to start from (config.json, model.safetensors, tokenizer.json).'),
-  backend: z
-    .enum(['auto', 'native', 'reference'])
-    .default('auto')
-    .describe('Compute backend: the native addon when built (auto), or the TypeScript reference.'),
+  referencePath: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'Frozen reference model for the KL term (loaded only when the KL coefficient is above 0); default: model.path.',
+    ),
+});
+
+export const engineSchema = z.strictObject({
+  kind: z
+    .enum(['native', 'torch'])
+    .default('native')
+    .describe(
+      "The training engine behind the policy's compute: 'native' (this process, the CPU engine) or 'torch' (PyTorch processes: DDP / FSDP2 on GPUs or CPU ranks).",
+    ),
+  devices: positiveInt()
+    .default(1)
+    .describe('torch: GPUs per node (CPU ranks where there is no GPU). native: ignored.'),
+  python: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('torch: the Python interpreter to start; default the first python3 on PATH that imports torch.'),
+  strategy: z
+    .enum(['ddp', 'fsdp'])
+    .default('ddp')
+    .describe("torch: 'ddp' for models that fit one device, 'fsdp' (FSDP2 fully_shard) for the rest."),
   precision: z
     .enum(['fp32', 'bf16'])
     .default('fp32')
     .describe(
       'bf16: mixed precision, the GEMMs on a bf16 copy of the fp32 master weights (fp32 accumulation); gradients, AdamW moments, norms, softmax and the loss head stay fp32.',
-    ),
-  bf16Backward: z
-    .enum(BF16_BACKWARDS)
-    .default(DEFAULT_BF16_BACKWARD)
-    .describe(
-      "With precision bf16, how each linear layer's backward feeds dout and its input to the bf16 GEMMs: 'round' them to bf16 (the usual mixed precision), or 'split' each into a bf16 hi+lo pair (as accurate as fp32 products, 2.5× the bf16 GEMM work: a ~25% slower step). Ignored in fp32.",
     ),
   activationCheckpointing: z
     .boolean()
@@ -47,12 +65,17 @@ export const modelSchema = z.strictObject({
     .describe(
       "Keep only each layer's input in forward and recompute the layer in backward: activations of about T·hidden floats per layer instead of ~T·(6·hidden + 2·intermediate), for one more forward per step.",
     ),
-  referencePath: z
-    .string()
-    .min(1)
-    .optional()
+  backend: z
+    .enum(['auto', 'native', 'reference'])
+    .default('auto')
     .describe(
-      'Frozen reference model for the KL term (loaded only when the KL coefficient is above 0); default: model.path.',
+      'native: the compute backend, the C++ addon when built (auto) or the TypeScript reference. torch: ignored.',
+    ),
+  bf16Backward: z
+    .enum(BF16_BACKWARDS)
+    .default(DEFAULT_BF16_BACKWARD)
+    .describe(
+      "native, precision bf16: how each linear layer's backward feeds dout and its input to the bf16 GEMMs: 'round' them to bf16 (the usual mixed precision), or 'split' each into a bf16 hi+lo pair (as accurate as fp32 products, 2.5× the bf16 GEMM work: a ~25% slower step). Ignored in fp32.",
     ),
 });
 
@@ -105,10 +128,10 @@ export const rolloutSchema = z
       .describe('Response limit in tokens; offline traces are truncated to it too.'),
     stopStrings: z.array(z.string()).default([]).describe('Extra stop strings (the tokenizer EOS tokens always stop).'),
     engine: z
-      .enum(['local', 'remote'])
+      .enum(['local', 'engine', 'remote'])
       .default('local')
       .describe(
-        "Where rollouts are generated: 'local' (this process) or 'remote' (rollout.servers: red serve, SGLang or vLLM).",
+        "Where rollouts are generated: 'local' (this process's CPU sampler on the native engine's own weights; refused with engine.kind torch, whose weights live in its Python processes), 'engine' (the training engine's own sampling: the way to run end to end with PyTorch but no vLLM/SGLang; slow) or 'remote' (rollout.servers: red serve, SGLang or vLLM).",
       ),
     servers: z
       .array(z.string().url())
@@ -244,6 +267,7 @@ export const trainSchema = z.strictObject({
     ),
   seed: z.number().int().min(0).default(42).describe('Seeds sampling, data order and initialisation; resume is exact.'),
   model: modelSchema,
+  engine: engineSchema.prefault({}),
   data: dataSchema,
   rollout: rolloutSchema.prefault({}),
   algorithm: z
@@ -394,7 +418,13 @@ export function parseTrainBase(raw: unknown, source: string): TrainConfigBase {
  * The whole configuration, validated once: the trainer's groups and the algorithm options (the
  * method's preset row with `algorithm` overrides on top), every problem of both listed together.
  */
-export function resolveTrainConfig(raw: Record<string, unknown>, source: string): TrainConfig {
+export function resolveTrainConfig(
+  raw: Record<string, unknown>,
+  source: string,
+  warn: (line: string) => void = (line) => process.stderr.write(`warning: ${line}\n`),
+): TrainConfig {
+  const moved = moveDeprecatedKeys(raw, source);
+  if (moved) warn(moved);
   const problems: string[] = [];
   const base = trainSchema.safeParse(raw, { reportInput: true });
   if (!base.success) problems.push(...base.error.issues.map((i) => formatIssue(i)));
@@ -414,8 +444,55 @@ export function resolveTrainConfig(raw: Record<string, unknown>, source: string)
     if (a.success) algorithm = a.data;
     else problems.push(...a.error.issues.map((i) => formatIssue(i, ['algorithm'])));
   }
+  if (base.success && base.data.engine.kind === 'torch' && base.data.rollout.engine === 'local')
+    problems.push(
+      "rollout.engine: local samples on this process's CPU copy of the policy, which engine.kind torch does not keep; set rollout.engine: engine (sampling on the torch engine) or remote (red serve, SGLang or vLLM servers)",
+    );
   if (problems.length > 0 || !base.success || algorithm === null) return failWithIssues(source, problems);
   return { ...base.data, algorithm };
+}
+
+/** Keys that moved to the engine group (issue 26): read there, with one warning line naming them. */
+const MOVED_TO_ENGINE = ['backend', 'precision', 'bf16Backward', 'activationCheckpointing'] as const;
+
+/**
+ * Moves model.backend / precision / bf16Backward / activationCheckpointing of `raw` (in place) to
+ * the engine group, where a key already set there wins; returns the warning line, or null.
+ */
+export function moveDeprecatedKeys(raw: Record<string, unknown>, source: string): string | null {
+  const model = raw.model;
+  if (!isRecord(model)) return null;
+  const moved = MOVED_TO_ENGINE.filter((k) => k in model);
+  if (moved.length === 0) return null;
+  const engine = isRecord(raw.engine) ? raw.engine : (raw.engine = {});
+  for (const k of moved) {
+    if (!(k in engine)) engine[k] = model[k];
+    delete model[k];
+  }
+  const names = (prefix: string) => moved.map((k) => `${prefix}.${k}`).join(', ');
+  return `${source}: ${names('model')} moved to ${names('engine')}; read as such (rename them in the config)`;
+}
+
+/** The training engine's settings from the config: the one place they are built. */
+export function engineSettings(
+  config: TrainConfig,
+  needsReference: boolean,
+  log: (line: string) => void,
+): EngineSettings {
+  const e = config.engine;
+  return {
+    kind: e.kind,
+    modelPath: config.model.path,
+    referencePath: needsReference ? (config.model.referencePath ?? config.model.path) : null,
+    precision: e.precision,
+    activationCheckpointing: e.activationCheckpointing,
+    devices: e.devices,
+    python: e.python ?? null,
+    strategy: e.strategy,
+    backend: e.backend,
+    bf16Backward: e.bf16Backward,
+    log,
+  };
 }
 
 /** A plain object (not null, not an array). */

@@ -5,6 +5,7 @@
 // any number of GPUs or CPU ranks) in Python processes (engines/torch.ts, python/red_engine/).
 // The nearest published design is Tinker's training API (forward, forward_backward, optim_step,
 // save_weights_for_sampler, save_state / load_state, sample). Every call is async.
+import type { Bf16Backward } from '../engine/precision.ts';
 
 /**
  * A packed batch as the trainer hands it over: sequences of token ids, none attending across its
@@ -57,6 +58,14 @@ export interface AdamWSettings {
   noDecay: 'none' | 'norms-and-biases';
 }
 
+/** The one set of AdamW defaults, RED-SPEC's (β = (0.9, 0.95), weight decay 0): the config's `optim` defaults are these. */
+export const ADAMW_DEFAULTS: Readonly<Omit<AdamWSettings, 'noDecay'>> = Object.freeze({
+  beta1: 0.9,
+  beta2: 0.95,
+  eps: 1e-8,
+  weightDecay: 0,
+});
+
 export interface OptimStepResult {
   /** Global L2 norm of the accumulated gradient, before clipping (NaN / Inf when not finite). */
   gradNorm: number;
@@ -84,6 +93,19 @@ export interface EngineSample {
   /** The log-prob of each id under the distribution it was drawn from. */
   logprobs: number[];
   finishReason: 'stop' | 'length';
+}
+
+/** saveState's files (the format is documented on TrainingEngine). */
+export const MASTER_WEIGHTS_FILE = 'master.safetensors';
+export const optimizerStateFile = (name: string): string => `optimizer-${name}.safetensors`;
+
+export interface SaveStateOptions {
+  /**
+   * false: leave out master.safetensors, because the folder's model.safetensors already holds the
+   * fp32 parameters (saveForSampler(dir, 'fp32') just wrote them) and loadState falls back to it.
+   * Default true. An engine may write it anyway.
+   */
+  master?: boolean;
 }
 
 /** What the trainer may know of the model without touching its parameters. */
@@ -128,7 +150,7 @@ export interface TrainingEngine {
   /** Puts the stashed copy back (the stash stays until the next stash). */
   restore(): Promise<void>;
   saveForSampler(dir: string, dtype: 'fp32' | 'bf16'): Promise<void>;
-  saveState(dir: string): Promise<void>;
+  saveState(dir: string, opts?: SaveStateOptions): Promise<void>;
   loadState(dir: string): Promise<void>;
   sample(prompts: number[][], params: EngineSampleParams): Promise<EngineSample[][]>;
   /** Ends the engine (its processes, when it has any). */
@@ -152,6 +174,10 @@ export interface EngineSettings {
   python: string | null;
   /** torch: DDP for models that fit one device, FSDP2 (`fully_shard`) for the rest. */
   strategy: 'ddp' | 'fsdp';
+  /** native: the compute backend (the addon when built: auto); default auto. torch: ignored. */
+  backend?: 'auto' | 'native' | 'reference';
+  /** native, precision bf16: how backward feeds its bf16 GEMMs (src/engine/precision.ts); torch: ignored. */
+  bf16Backward?: Bf16Backward;
   /** Told what the engine starts, chooses or skips (one line each). */
   log: (line: string) => void;
 }

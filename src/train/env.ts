@@ -1,41 +1,9 @@
-// What the training loop computes with, as interfaces: the policy, the optimiser, the sampler,
-// the verifier and the tokenised data (run.ts builds them from the real parts; tests use fakes),
-// plus the step's seed derivation and timer.
+// What the training loop computes with, as interfaces: the training engine (the policy's compute,
+// src/train/engine.ts), the rollout sampler, the verifier and the tokenised data (run.ts builds
+// them from the real parts; tests use fakes), plus the step's seed derivation and timer.
 import type { TrainingExample } from '../data/dataset.ts';
-import type { Tensor } from '../engine/backend.ts';
-import type { PackedBatch } from '../model/batch.ts';
 import type { RemoteRequest } from '../rollout/remote.ts';
-
-/** The trainable policy (Qwen2Model satisfies it). */
-export interface TrainerModel {
-  /** The flat fp32 parameters (a backend tensor; the optimiser updates them in place). */
-  readonly params: Tensor<'f32'>;
-  /** The parameters downloaded to the host (a snapshot). */
-  readParams(): Float32Array;
-  /** Uploads host parameters (a snapshot, or a checkpoint's weights). */
-  writeWeights(params: Float32Array): void;
-  /** Per packed token log π(target) and entropy; keeps activations for backward. */
-  forward(batch: PackedBatch): { logprob: Float32Array; entropy: Float32Array };
-  /** Accumulates d/dθ Σ_t (coefLogprob_t·logprob_t + coefEntropy_t·entropy_t) of the last forward. */
-  backward(coefLogprob: Float32Array, coefEntropy: Float32Array): void;
-  zeroGrad(): void;
-  /** Writes a Hugging Face model folder (config, weights in `dtype`, tokenizer files). */
-  save(dir: string, dtype: 'fp32' | 'bf16'): void;
-}
-
-/** The optimiser's state on the host (AdamW's step and downloaded moments). */
-export interface OptimizerState {
-  step: number;
-  m: Float32Array;
-  v: Float32Array;
-}
-
-/** AdamW over the model's flat buffers (src/train/optimizer.ts satisfies it). */
-export interface TrainerOptimizer {
-  update(lr: number): void;
-  state(): OptimizerState;
-  load(state: OptimizerState): void;
-}
+import type { TrainingEngine } from './engine.ts';
 
 /** What the trainer asks of a rollout engine for each prompt (local or remote: one definition). */
 export type RolloutRequest = Omit<RemoteRequest, 'stopTokenIds'>;
@@ -61,13 +29,11 @@ export function asRolloutSamples(
 
 /** Everything the loop computes with, built from the config by run.ts (or faked in tests). */
 export interface TrainerEnv {
-  model: TrainerModel;
-  /** Frozen reference policy; present only when the KL coefficient is above 0. */
-  refModel: { forward(batch: PackedBatch): { logprob: Float32Array } } | null;
-  /** A fresh AdamW over model.params/grads with the optim settings. */
-  createOptimizer(): TrainerOptimizer;
-  /** Clips model.grads to a global norm; returns the norm before clipping. */
-  clipGradNorm(maxNorm: number): number;
+  /**
+   * The policy's compute (and the frozen reference's, when a stage's KL coefficient is above 0):
+   * forward/backward, optimisers, checkpoints and weights for the samplers all go through it.
+   */
+  engine: TrainingEngine;
   /** Samples `n` responses for each prompt (ids include the chat template). */
   generate(prompts: number[][], request: RolloutRequest): Promise<RolloutSample[][]>;
   /** acc ∈ {0,1} of each response against its gold answer, in order. */
@@ -81,8 +47,6 @@ export interface TrainerEnv {
   /** Appended to a trace that was not truncated. */
   eosId: number;
   examples: TrainingExample[];
-  /** The flat parameters saved in a checkpoint folder (to resume). */
-  loadWeights(dir: string): Float32Array;
   /** Malformed rows skipped while loading (data.onBadRow: skip). */
   skippedRows: number;
   /**

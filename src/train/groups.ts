@@ -136,86 +136,101 @@ export class GroupCollector {
     const wanted = groupsPerStep(this.config, o);
     const tally = new StepTally();
     const kept: StepGroup[] = [];
-    let draws = 0;
+    let draw = 0;
     do {
       const examples = Array.from({ length: wanted - kept.length }, () => this.nextExample());
-      const groups = await this.drawGroups(examples, step, draws, timer, tally);
-      const flat = groups.flatMap((g, gi) => g.members.map((mem) => ({ mem, gi })));
-      const { keep } = filterGroups(
-        flat.map((f) => f.mem.accuracy),
-        flat.map((f) => f.gi),
-        o.groupFilter.enabled,
-      );
-      for (let g = 0; g < groups.length; g++)
-        if (keep[g]) kept.push(groups[g]);
-        else tally.droppedGroups++;
-      tally.drawnGroups += groups.length;
-      draws++;
-    } while (needsAnotherDraw(kept.length, wanted, draws, o.groupFilter.maxFillAttempts));
+      const groups = await this.drawGroups(examples, { step, draw, timer, tally });
+      kept.push(...this.keptGroups(groups, tally));
+      draw++;
+    } while (needsAnotherDraw(kept.length, wanted, draw, o.groupFilter.maxFillAttempts));
     kept.forEach((g, gi) => g.members.forEach((mem) => (mem.group = gi)));
-    return { groups: kept, metrics: tally.metrics(kept.length, draws, o.prefixSearch.enabled) };
+    return { groups: kept, metrics: tally.metrics(kept.length, draw, o.prefixSearch.enabled) };
+  }
+
+  /** The groups of a draw that the filter keeps (the others counted as dropped). */
+  private keptGroups(groups: StepGroup[], tally: StepTally): StepGroup[] {
+    const flat = groups.flatMap((g, gi) => g.members.map((mem) => ({ mem, gi })));
+    const { keep } = filterGroups(
+      flat.map((f) => f.mem.accuracy),
+      flat.map((f) => f.gi),
+      this.stage.options.groupFilter.enabled,
+    );
+    tally.drawnGroups += groups.length;
+    tally.droppedGroups += groups.filter((_, g) => !keep[g]).length;
+    return groups.filter((_, g) => keep[g]);
   }
 
   /**
-   * One draw: G rollouts per example (verified), BREAD's branching and ReLIFT's buffer on all-fail
-   * groups, the verified teacher trace where the method has an offline member, then every
+   * One draw: G rollouts per example (verified), each example's group (groupOf), then every
    * member's shaped reward R_i = acc_i + shaping.
    */
-  private async drawGroups(
-    examples: TrainingExample[],
-    step: number,
-    draw: number,
-    timer: StepTimer,
-    tally: StepTally,
-  ): Promise<StepGroup[]> {
-    const o = this.stage.options;
-    const G = this.config.rollout.groupSize;
-    let samples: RolloutSample[][] = examples.map(() => []);
-    let accs: number[][] = examples.map(() => []);
-    if (o.onlineRollouts) {
-      const prompts = examples.map((e) => this.env.promptIds(e));
-      const request = this.rolloutRequest(G, mixSeed(this.config.seed, step, draw));
-      samples = await timer.time('rollout', () => this.env.generate(prompts, request));
-      tally.generated += prompts.length * G;
-      accs = await timer.time('reward', () => this.verifyGroups(examples, samples));
-    }
+  private async drawGroups(examples: TrainingExample[], d: Draw): Promise<StepGroup[]> {
+    const { samples, accs } = await this.rollOut(examples, d);
     const groups: StepGroup[] = [];
-    for (let i = 0; i < examples.length; i++) {
-      const e = examples[i];
-      const promptIds = this.env.promptIds(e);
-      let members: Member[] = samples[i].map((s, j) => ({
-        group: 0,
-        promptIds,
-        responseIds: s.ids,
-        isOffline: false,
-        accuracy: accs[i][j],
-        reward: accs[i][j],
-        clipped: s.finishReason === 'length',
-        rolloutLogprobs: s.logprobs,
-      }));
-      // The rollout statistics describe the policy on its own (before BREAD's branching).
-      tally.addRollouts(members);
-      const verifiedTrace = this.usesTraces() && this.hasVerifiedTrace(e);
-      if (o.onlineRollouts && isHardGroup(accs[i]) && verifiedTrace) {
-        this.stage.hardQuestions?.add(e.id);
-        if (o.prefixSearch.enabled) {
-          const branched = await this.branchFromPrefix(e, step, draw, i, timer);
-          tally.generated += branched.generated;
-          if (branched.members) {
-            members = branched.members;
-            tally.branched++;
-          }
-        }
-      }
-      if ((o.offlineMember || !o.onlineRollouts) && verifiedTrace) members.push(this.offlineMember(e, 0));
-      groups.push({ example: e, members });
-    }
+    for (let i = 0; i < examples.length; i++) groups.push(await this.groupOf(examples[i], i, samples[i], accs[i], d));
     const all = groups.flatMap((g) => g.members);
     const rewards = this.shapedRewards(all);
     all.forEach((mem, k) => (mem.reward = rewards[k]));
     // reward/mean: the rollouts' own shaped rewards (by the same formula).
-    tally.addRewards(this.shapedRewards(samples.flatMap((row, i) => this.asMembers(row, accs[i]))));
+    d.tally.addRewards(this.shapedRewards(samples.flatMap((row, i) => this.asMembers(row, accs[i]))));
     return groups;
+  }
+
+  /** G samples per example and their accuracies (none in a stage without rollouts). */
+  private async rollOut(
+    examples: TrainingExample[],
+    d: Draw,
+  ): Promise<{ samples: RolloutSample[][]; accs: number[][] }> {
+    if (!this.stage.options.onlineRollouts) return { samples: examples.map(() => []), accs: examples.map(() => []) };
+    const G = this.config.rollout.groupSize;
+    const prompts = examples.map((e) => this.env.promptIds(e));
+    const request = this.rolloutRequest(G, mixSeed(this.config.seed, d.step, d.draw));
+    const samples = await d.timer.time('rollout', () => this.env.generate(prompts, request));
+    d.tally.generated += prompts.length * G;
+    const accs = await d.timer.time('reward', () => this.verifyGroups(examples, samples));
+    return { samples, accs };
+  }
+
+  /**
+   * Example i's group: its rollouts as members; on an all-fail group ReLIFT's buffer takes the
+   * question and BREAD branches from a teacher prefix; the verified teacher trace joins where the
+   * method has an offline member.
+   */
+  private async groupOf(
+    e: TrainingExample,
+    i: number,
+    samples: RolloutSample[],
+    accs: number[],
+    d: Draw,
+  ): Promise<StepGroup> {
+    const o = this.stage.options;
+    const promptIds = this.env.promptIds(e);
+    let members: Member[] = samples.map((s, j) => ({
+      group: 0,
+      promptIds,
+      responseIds: s.ids,
+      isOffline: false,
+      accuracy: accs[j],
+      reward: accs[j],
+      clipped: s.finishReason === 'length',
+      rolloutLogprobs: s.logprobs,
+    }));
+    // The rollout statistics describe the policy on its own (before BREAD's branching).
+    d.tally.addRollouts(members);
+    const verifiedTrace = this.usesTraces() && this.hasVerifiedTrace(e);
+    if (o.onlineRollouts && isHardGroup(accs) && verifiedTrace) {
+      this.stage.hardQuestions?.add(e.id);
+      if (o.prefixSearch.enabled) {
+        const branched = await this.branchFromPrefix(e, d.step, d.draw, i, d.timer);
+        d.tally.generated += branched.generated;
+        if (branched.members) {
+          members = branched.members;
+          d.tally.branched++;
+        }
+      }
+    }
+    if ((o.offlineMember || !o.onlineRollouts) && verifiedTrace) members.push(this.offlineMember(e, 0));
+    return { example: e, members };
   }
 
   private shapedRewards(members: Pick<Member, 'accuracy' | 'responseIds' | 'isOffline'>[]): Float64Array {
@@ -291,6 +306,14 @@ export class GroupCollector {
     }, o.prefixSearch);
     return { members: tried.get(choice.segments) ?? null, generated: sampled };
   }
+}
+
+/** Where a draw stands: the step and draw (they seed its rollouts), its timer and tally. */
+interface Draw {
+  step: number;
+  draw: number;
+  timer: StepTimer;
+  tally: StepTally;
 }
 
 /** What one step's draws add up to: its rollout statistics, group counts and compute. */

@@ -16,14 +16,6 @@ export interface AdamWOptions {
   noDecay?: (name: string) => boolean;
 }
 
-/** The one set of AdamW defaults, RED-SPEC's (β = (0.9, 0.95), weight decay 0): the config's `optim` defaults are these. */
-export const ADAMW_DEFAULTS: Readonly<Required<Omit<AdamWOptions, 'noDecay'>>> = Object.freeze({
-  beta1: 0.9,
-  beta2: 0.95,
-  eps: 1e-8,
-  weightDecay: 0,
-});
-
 /** The optimiser's state on the host (downloaded moments): what a checkpoint saves. */
 export interface AdamWState {
   step: number;
@@ -72,6 +64,13 @@ export class AdamW {
     for (const r of this.runs) {
       this.backend.adamw(r.p, r.g, r.m, r.v, r.size, rate, beta1, beta2, eps, r.decay ? weightDecay : 0, this.step);
     }
+  }
+
+  /** Back to a fresh optimiser: zero moments, step 0 (no reallocation). */
+  reset(): void {
+    this.backend.zero(this.m);
+    this.backend.zero(this.v);
+    this.step = 0;
   }
 
   /** The step and the moments, downloaded. */

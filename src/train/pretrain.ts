@@ -4,29 +4,32 @@
 // warm-up and cosine decay. The base then knows f's table, answers one step often and two steps
 // sometimes, and longer chains almost never: it has never written a chain of more than two steps
 // (the capability the teacher's traces of the hard levels bring); the trace format itself is not
-// alien to SFT and RL.
+// alien to SFT and RL. The model trains on the native engine through the training-engine contract,
+// each step the trainer's own update (update.ts: the same forward, loss, forwardBackward and optimStep).
 import path from 'node:path';
-import type { Backend } from '../engine/backend.ts';
-import { getBackend, type BackendPreference } from '../engine/index.ts';
 import { DEFAULT_BF16_BACKWARD, type Bf16Backward, type Precision } from '../engine/precision.ts';
 import { EpochIterator } from '../data/dataset.ts';
 import { generateProblems, LEVELS, type Level, type Problem } from '../data/task/problems.ts';
 import { PromptEncoder, pretrainDocuments } from '../data/task/documents.ts';
 import { QUICK_MODEL, TINY_MODEL, tinyConfigJson, type TinyModelShape } from '../data/task/model.ts';
 import { BUILTIN_IDS, builtinTokenizerFiles, writeBuiltinTokenizer } from '../data/task/tokenizer.ts';
-import { packSequences } from '../model/batch.ts';
-import { parseConfig } from '../model/config.ts';
-import { Qwen2Model } from '../model/qwen2.ts';
+import { parseConfig, type ModelConfig } from '../model/config.ts';
+import { writeModelDir } from '../model/io.ts';
+import { initialParams, paramLayout } from '../model/params.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import { lastBoxed } from '../reward/extract.ts';
 import { nllLoss } from '../rl/sft.ts';
-import { generate } from '../rollout/sampler.ts';
+import { generate, type GenerationModel } from '../rollout/sampler.ts';
 import { fail } from '../util/errors.ts';
 import { makeTempDir } from '../util/exit.ts';
 import { writeJsonAtomic } from '../util/fs.ts';
 import { markFolder } from '../util/ownership.ts';
-import { ADAMW_DEFAULTS, AdamW, clipGradNorm, noDecayNormsAndBiases } from './optimizer.ts';
+import { ADAMW_DEFAULTS, type EngineSettings, type TrainingEngine } from './engine.ts';
+import { createNativeEngine, type NativeEngine } from './engines/native.ts';
+import { StepTimer } from './env.ts';
+import type { Member } from './pack.ts';
 import { learningRate } from './schedule.ts';
+import { policyUpdate, type UpdateSettings } from './update.ts';
 
 export interface PretrainOptions {
   /** Output model folder (replaced atomically). */
@@ -68,7 +71,8 @@ export interface PretrainOptions {
   evalPerLevel: number;
   /** Samples per evaluation problem at temperature 1 (the RL rollout setting). */
   evalSamples: number;
-  backend?: BackendPreference | Backend;
+  /** The native engine's compute backend (default auto: the addon when built). */
+  backend?: EngineSettings['backend'];
   /** bf16: mixed precision (GEMMs on a bf16 copy of the fp32 master weights); default fp32. */
   precision?: Precision;
   /** With precision bf16, how backward feeds its bf16 GEMMs (precision.ts); default DEFAULT_BF16_BACKWARD. */
@@ -139,17 +143,17 @@ export interface PretrainResult {
   levels: LevelAccuracy[];
 }
 
-/** One tokenised training sequence: the chat prompt and the short solution + <|im_end|>. */
-interface Sequence {
-  ids: number[];
-  /** Index of the first response token. */
-  responseStart: number;
-}
-
-function toSequence(tok: Tokenizer, prompts: PromptEncoder, promptText: string, responseText: string): Sequence {
-  const prompt = prompts.encode(promptText);
-  const response = [...tok.encode(responseText), BUILTIN_IDS.imEnd];
-  return { ids: [...prompt, ...response], responseStart: prompt.length };
+/** One training document as a member: the chat prompt, and the solution + <|im_end|> it is trained on. */
+function toMember(tok: Tokenizer, prompts: PromptEncoder, promptText: string, responseText: string): Member {
+  return {
+    group: 0,
+    promptIds: prompts.encode(promptText),
+    responseIds: [...tok.encode(responseText), BUILTIN_IDS.imEnd],
+    isOffline: true,
+    accuracy: 1,
+    reward: 1,
+    clipped: false,
+  };
 }
 
 /**
@@ -184,90 +188,136 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
   const o: PretrainOptions = { ...PRETRAIN_DEFAULTS, ...options };
   const heldOut = validatePretrainOptions(o); // drawn before training
   const started = performance.now();
-  const backend = typeof o.backend === 'object' ? o.backend : getBackend(o.backend ?? 'auto');
-  const tokFiles = builtinTokenizerFiles();
-  const tok = new Tokenizer({ ...tokFiles, generationConfig: {}, source: 'built-in tokenizer' });
+  const tok = new Tokenizer({ ...builtinTokenizerFiles(), generationConfig: {}, source: 'built-in tokenizer' });
   const config = parseConfig(tinyConfigJson(o.model, tok.vocabSize), 'tiny model config');
-  const model = Qwen2Model.init(config, o.seed, { backend });
-  model.setComputePrecision(o.precision ?? 'fp32', { bf16Backward: o.bf16Backward });
-  const optim = new AdamW(backend, model.params, model.grads, model.layout, {
-    ...ADAMW_DEFAULTS,
-    weightDecay: o.weightDecay,
-    noDecay: noDecayNormsAndBiases,
-  });
-
-  // The mixed pool, cycled in seeded (shuffled) epochs, so batches mix traces at about traceShare.
-  const prompts = new PromptEncoder(tok);
-  const data = new EpochIterator(
-    pretrainDocuments(o).map((d) => toSequence(tok, prompts, d.prompt, d.response)),
-    o.seed,
-  );
-
-  const warmup = Math.min(o.warmupSteps, Math.ceil(o.steps / 10));
-  const losses: number[] = [];
-  let tokens = 0;
-  for (let step = 1; step <= o.steps; step++) {
-    const t0 = performance.now();
-    const seqs = data.take(o.batchSize);
-    const batch = packSequences(
-      seqs.map((s) => s.ids),
-      seqs.map((s) => s.responseStart),
-    );
-    const T = batch.ids.length;
-    model.zeroGrad();
-    const { logprob } = model.forward(batch);
-    // The sft objective's loss (RED-SPEC `sft`): token-mean NLL over the response tokens.
-    const loss = nllLoss({ logprobs: logprob, tokens: T, mask: batch.targets.map((x) => (x >= 0 ? 1 : 0)) });
-    model.backward(Float32Array.from(loss.dLogprobs), new Float32Array(T));
-    const gradNorm = clipGradNorm(backend, model.grads, o.gradClip);
-    const lr = learningRate(step, { lr: o.lr, warmupSteps: warmup, minLrRatio: 0.1, totalSteps: o.steps });
-    optim.update(lr);
-    losses.push(loss.loss);
-    tokens += T;
-    o.onStep?.({ step, loss: loss.loss, lr, gradNorm, tokens: T, seconds: (performance.now() - t0) / 1000 });
-  }
-  const trainSeconds = (performance.now() - started) / 1000;
-
-  const record = (levels: LevelAccuracy[]) => ({
-    note: 'red pretrain: tiny base model of the built-in task (short solutions + a traceShare of teacher traces)',
-    options: {
-      ...o,
-      onStep: undefined,
-      backend: backend.name,
-      precision: o.precision ?? 'fp32',
-      bf16Backward: o.bf16Backward ?? DEFAULT_BF16_BACKWARD,
-    },
-    parameters: model.params.length,
-    final_loss: losses.at(-1),
-    losses,
-    levels,
-  });
-  // Tokenizer files go into a staging folder the model is "loaded from", so save() copies them
-  // into the new folder before its atomic rename: the folder appears complete or not at all.
+  // The initial model is a folder the engine loads; its tokenizer files and pretrain.json travel
+  // with saveForSampler into the output folder, whose atomic rename then shows it complete or not at all.
   const staging = makeTempDir('red-pretrain-');
+  let trained: { engine: NativeEngine; losses: number[]; tokensPerSecond: number };
   try {
-    writeBuiltinTokenizer(staging.path);
-    writeJsonAtomic(path.join(staging.path, 'pretrain.json'), record([]));
-    model.generationConfig = {
-      bos_token_id: BUILTIN_IDS.endoftext,
-      eos_token_id: [BUILTIN_IDS.imEnd, BUILTIN_IDS.endoftext],
-      pad_token_id: BUILTIN_IDS.endoftext,
-    };
-    model.sourceDir = staging.path;
-    model.save(o.out, o.saveDtype ?? 'fp32');
+    writeInitialModel(staging.path, config, o.seed);
+    const engine = await createNativeEngine({
+      kind: 'native',
+      modelPath: staging.path,
+      referencePath: null,
+      precision: o.precision ?? 'fp32',
+      activationCheckpointing: false,
+      devices: 1,
+      python: null,
+      strategy: 'ddp',
+      backend: o.backend ?? 'auto',
+      bf16Backward: o.bf16Backward,
+      log: () => {},
+    });
+    trained = { ...(await trainBase(engine, tok, o)), engine };
+    writeJsonAtomic(path.join(staging.path, 'pretrain.json'), pretrainRecord(o, trained, []));
+    await engine.saveForSampler(o.out, o.saveDtype ?? 'fp32');
     markFolder(o.out, 'model', 'red pretrain'); // the folder is red's: a later --force may replace it
   } finally {
     staging.remove();
   }
   // Evaluated once the model is safely saved; the figures then join its pretrain.json.
-  const levels = heldOut.length > 0 ? await evaluateLevels(model, tok, heldOut, o) : [];
-  if (levels.length > 0) writeJsonAtomic(path.join(o.out, 'pretrain.json'), record(levels));
+  const levels = heldOut.length > 0 ? await evaluateLevels(trained.engine.generationModel, tok, heldOut, o) : [];
+  if (levels.length > 0) writeJsonAtomic(path.join(o.out, 'pretrain.json'), pretrainRecord(o, trained, levels));
   return {
     dir: o.out,
-    parameters: model.params.length,
-    losses,
+    parameters: trained.engine.info.parameters,
+    losses: trained.losses,
     seconds: (performance.now() - started) / 1000,
-    tokensPerSecond: tokens / trainSeconds,
+    tokensPerSecond: trained.tokensPerSecond,
+    levels,
+  };
+}
+
+/** The tiny model with its initial weights, the built-in tokenizer and the task's generation config, as a Hugging Face folder. */
+function writeInitialModel(dir: string, config: ModelConfig, seed: number): void {
+  writeModelDir(dir, {
+    config,
+    layout: paramLayout(config),
+    params: initialParams(config, seed),
+    generationConfig: {
+      bos_token_id: BUILTIN_IDS.endoftext,
+      eos_token_id: [BUILTIN_IDS.imEnd, BUILTIN_IDS.endoftext],
+      pad_token_id: BUILTIN_IDS.endoftext,
+    },
+    sourceDir: null,
+  });
+  writeBuiltinTokenizer(dir);
+}
+
+/**
+ * The steps: the mixed pool cycled in seeded (shuffled) epochs, so batches mix traces at about
+ * traceShare; each step the sft objective's loss (RED-SPEC `sft`: token-mean NLL over the
+ * response tokens) through the trainer's update, AdamW with warm-up and cosine decay.
+ */
+async function trainBase(
+  engine: TrainingEngine,
+  tok: Tokenizer,
+  o: PretrainOptions,
+): Promise<{ losses: number[]; tokensPerSecond: number }> {
+  const started = performance.now();
+  await engine.createOptimizer('policy', {
+    ...ADAMW_DEFAULTS,
+    weightDecay: o.weightDecay,
+    noDecay: 'norms-and-biases',
+  });
+  const prompts = new PromptEncoder(tok);
+  const data = new EpochIterator(
+    pretrainDocuments(o).map((d) => toMember(tok, prompts, d.prompt, d.response)),
+    o.seed,
+  );
+  const settings: UpdateSettings = {
+    microBatchTokens: 0,
+    updatesPerBatch: 1,
+    maxGradNorm: o.gradClip,
+    maxResponseTokens: 0,
+  };
+  const warmup = Math.min(o.warmupSteps, Math.ceil(o.steps / 10));
+  const losses: number[] = [];
+  let tokens = 0;
+  for (let step = 1; step <= o.steps; step++) {
+    const t0 = performance.now();
+    const lr = learningRate(step, { lr: o.lr, warmupSteps: warmup, minLrRatio: 0.1, totalSteps: o.steps });
+    const r = await policyUpdate(
+      engine,
+      settings,
+      {
+        members: data.take(o.batchSize),
+        lr,
+        optimizer: 'policy',
+        loss: (b) => nllLoss({ logprobs: b.logprobs, tokens: b.offsets[b.offsets.length - 1] }),
+        klCoef: 0,
+        regulator: null,
+      },
+      new StepTimer(),
+    );
+    const loss = r.metrics['loss/total'];
+    losses.push(loss);
+    tokens += r.tokens;
+    const seconds = (performance.now() - t0) / 1000;
+    o.onStep?.({ step, loss, lr, gradNorm: r.metrics['grad/norm'], tokens: r.tokens, seconds });
+  }
+  return { losses, tokensPerSecond: tokens / ((performance.now() - started) / 1000) };
+}
+
+/** pretrain.json: what was trained, how, and (once evaluated) how well. */
+function pretrainRecord(
+  o: PretrainOptions,
+  trained: { engine: NativeEngine; losses: number[] },
+  levels: LevelAccuracy[],
+) {
+  return {
+    note: 'red pretrain: tiny base model of the built-in task (short solutions + a traceShare of teacher traces)',
+    options: {
+      ...o,
+      onStep: undefined,
+      backend: trained.engine.backendName,
+      precision: o.precision ?? 'fp32',
+      bf16Backward: o.bf16Backward ?? DEFAULT_BF16_BACKWARD,
+    },
+    parameters: trained.engine.info.parameters,
+    final_loss: trained.losses.at(-1),
+    losses: trained.losses,
     levels,
   };
 }
@@ -288,7 +338,7 @@ function evalProblems(o: Pick<PretrainOptions, 'seed' | 'evalPerLevel'>): Proble
 
 /** Per-level accuracy on held-out problems (one list per level): sampled at temperature 1 and greedy. */
 export async function evaluateLevels(
-  model: Qwen2Model,
+  model: GenerationModel,
   tok: Tokenizer,
   heldOut: Problem[][],
   o: Pick<PretrainOptions, 'seed' | 'evalSamples'>,

@@ -1,15 +1,16 @@
 // `rollout.engine: remote`: the trainer's generate() and weight sync over rollout/remote.ts.
-// After each optimiser step the policy is written as a Hugging Face folder under rollout.syncDir
-// (BF16 safetensors by default, rollout.syncDtype) and every server loads it.
+// After each optimiser step the engine writes the policy as a Hugging Face folder under
+// rollout.syncDir (saveForSampler; BF16 safetensors by default, rollout.syncDtype) and every server loads it.
 import path from 'node:path';
 import type { TokenDecoder } from '../model/tokenizer.ts';
 import { RemoteRollouts } from '../rollout/remote.ts';
 import type { TrainConfig } from './config.ts';
+import type { TrainingEngine } from './engine.ts';
 import { asRolloutSamples, type TrainerEnv } from './env.ts';
 
 export async function remoteRollouts(
   config: TrainConfig,
-  policy: { save(dir: string, dtype: 'bf16' | 'fp32'): void },
+  engine: Pick<TrainingEngine, 'saveForSampler'>,
   tokenizer: TokenDecoder,
   stopIds: number[],
   syncDir: string,
@@ -33,7 +34,7 @@ export async function remoteRollouts(
     },
     syncWeights: async (version) => {
       const t0 = performance.now();
-      policy.save(dir, r.syncDtype); // replaced atomically: a server never reads a half-written folder
+      await engine.saveForSampler(dir, r.syncDtype); // replaced atomically: a server never reads a half-written folder
       await client.syncWeights(dir, version);
       return (performance.now() - t0) / 1000;
     },

@@ -1,37 +1,34 @@
 // `red train` end to end: reads and validates the config (YAML + --set), writes DIR/config.yaml,
-// builds the real components (Qwen2Model, tokenizer, sampler, verifier, AdamW) into the
+// builds the real components (the training engine, tokenizer, rollouts, verifier) into the
 // Trainer's environment and runs every stage; Ctrl-C checkpoints after the current step.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { describeSkipped, loadDataset, promptMessages, type TrainingExample } from '../data/dataset.ts';
-import { getBackend } from '../engine/index.ts';
 import { hubRefOf } from '../hub/id.ts';
 import { resolveDataFile, resolveModelPath } from '../hub/snapshot.ts';
-import { readWeights } from '../model/io.ts';
-import { Qwen2Model } from '../model/qwen2.ts';
+import { loadConfig } from '../model/config.ts';
 import { loadTokenizer, type Tokenizer } from '../model/tokenizer.ts';
 import { closeVerifier, verify, warmVerifier } from '../reward/index.ts';
 import { resolveStages } from '../rl/options.ts';
-import { promptSeed } from '../rollout/remote.ts';
-import { generate } from '../rollout/sampler.ts';
 import { fail, systemErrorReason } from '../util/errors.ts';
 import { writeFileAtomic } from '../util/fs.ts';
 import { lockFolder } from '../util/lock.ts';
 import {
   applySets,
   configToYaml,
+  engineSettings,
   readYamlConfig,
   resolvePathKeys,
   resolveTrainConfig,
   type TrainConfig,
 } from './config.ts';
-import { readMasterWeights } from './checkpoint.ts';
+import type { TrainingEngine } from './engine.ts';
+import { createTrainingEngine } from './engines/index.ts';
 import { createProgress, type Progress } from './metrics.ts';
-import { AdamW, clipGradNorm } from './optimizer.ts';
 import { checkTrainBounds } from './bounds.ts';
 import { checkRunFolder, prepareRunFolder } from './runfolder.ts';
 import { remoteRollouts } from './remote.ts';
-import { asRolloutSamples } from './env.ts';
+import { engineRollouts, localRollouts } from './rollouts.ts';
 import { Trainer, type TrainerEnv } from './trainer.ts';
 
 export interface TrainCommand {
@@ -131,17 +128,21 @@ export async function runTrain(cmd: TrainCommand, progress?: Progress): Promise<
       stages.some((s) => s.klCoef > 0),
       cmd.out,
     );
-    prepareRunFolder(cmd.out, folder);
-    if (folder.changes.length > 0)
-      process.stderr.write(
-        `red train: resuming with settings changed since ${cmd.out} was started: ${folder.changes.join('; ')}\n`,
-      );
     try {
-      writeFileAtomic(path.join(cmd.out, 'config.yaml'), configToYaml(config));
-    } catch (err) {
-      fail(`cannot write to the output folder ${cmd.out}: ${systemErrorReason(err) ?? (err as Error).message}`);
+      prepareRunFolder(cmd.out, folder);
+      if (folder.changes.length > 0)
+        process.stderr.write(
+          `red train: resuming with settings changed since ${cmd.out} was started: ${folder.changes.join('; ')}\n`,
+        );
+      try {
+        writeFileAtomic(path.join(cmd.out, 'config.yaml'), configToYaml(config));
+      } catch (err) {
+        fail(`cannot write to the output folder ${cmd.out}: ${systemErrorReason(err) ?? (err as Error).message}`);
+      }
+      return await trainInFolder(cmd, config, stages, env, progress);
+    } finally {
+      await env.engine.close();
     }
-    return await trainInFolder(cmd, config, stages, env, progress);
   } finally {
     syncLock?.release();
     lock.release();
@@ -192,7 +193,7 @@ async function trainInFolder(
   }
 }
 
-/** The real components behind the Trainer. */
+/** The real components behind the Trainer (the caller closes env.engine). */
 export async function buildEnv(config: TrainConfig, needsReference: boolean, outDir = '.'): Promise<TrainerEnv> {
   const data = await loadDataset(config.data.train, {
     fields: config.data.fields,
@@ -203,76 +204,62 @@ export async function buildEnv(config: TrainConfig, needsReference: boolean, out
     process.stderr.write(
       `warning: ${config.data.train}: skipped ${data.skipped} row(s) (${describeSkipped(data.skippedBy)}); counted in data/skipped_rows\n`,
     );
-  const { backend, model, refModel, tokenizer } = await loadPolicy(config, needsReference);
+  const tokenizer = loadChatTokenizer(config);
   const stopIds = stopTokenIds(tokenizer);
   const eosId = END_OF_TURN.map((t) => tokenizer.tokenToId(t)).find((id) => id !== undefined) ?? tokenizer.eosIds[0];
   if (eosId === undefined)
     fail(`${config.model.path}: the tokenizer has no end-of-turn or EOS token to end the teacher traces with`);
-  const o = config.optim;
-  return {
-    model,
-    refModel,
-    createOptimizer: () =>
-      new AdamW(backend, model.params, model.grads, model.layout, {
-        beta1: o.beta1,
-        beta2: o.beta2,
-        eps: o.eps,
-        weightDecay: o.weightDecay,
-      }),
-    clipGradNorm: (maxNorm) => clipGradNorm(backend, model.grads, maxNorm),
-    generate: async (prompts, req) => {
-      const samples = await generate(model, prompts, {
-        n: req.n,
-        temperature: req.temperature,
-        topP: req.topP,
-        topK: req.topK,
-        maxTokens: req.maxTokens,
-        promptSeeds: prompts.map((_, i) => promptSeed(req.seed, i)),
-        eosIds: stopIds,
-        stopStrings: req.stopStrings,
-        tokenizer,
-      });
-      return asRolloutSamples(samples, (ids) => tokenizer.decode(ids));
-    },
-    // rollout.engine remote: generation and weight sync on the servers instead.
-    ...(config.rollout.engine === 'remote'
-      ? await remoteRollouts(
-          config,
-          model,
-          tokenizer,
-          stopIds,
-          config.rollout.syncDir ?? path.join(outDir, 'rollout-weights'),
-          (l) => process.stderr.write(`${l}\n`),
-        )
-      : {}),
-    verify: (items) => Promise.all(items.map(async (x) => ((await verify(x.gold, x.text)).equal ? 1 : 0))),
-    ...tokenCaches(config, tokenizer, data.examples.length),
-    decode: (ids) => tokenizer.decode(ids),
-    eosId,
-    examples: data.examples,
-    loadWeights: (dir) => readMasterWeights(dir) ?? readWeights(dir, model.layout, model.config),
-    skippedRows: data.skipped,
-  };
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const engine = await createTrainingEngine(engineSettings(config, needsReference, log));
+  try {
+    return {
+      engine,
+      ...(await rolloutsOf(config, engine, tokenizer, stopIds, outDir)),
+      verify: (items) => Promise.all(items.map(async (x) => ((await verify(x.gold, x.text)).equal ? 1 : 0))),
+      ...tokenCaches(config, tokenizer, data.examples.length),
+      decode: (ids) => tokenizer.decode(ids),
+      eosId,
+      examples: data.examples,
+      skippedRows: data.skipped,
+    };
+  } catch (err) {
+    await engine.close();
+    throw err;
+  }
 }
 
-/** The policy (and the frozen reference when the KL term needs it) in the run's precision, and its tokenizer. */
-async function loadPolicy(config: TrainConfig, needsReference: boolean) {
-  const backend = getBackend(config.model.backend);
-  const model = await Qwen2Model.load(config.model.path, { backend });
-  const tokenizer = loadTokenizer(config.model.path, model.config.vocabSize);
+/** rollout.engine's generate() (and, remote, the weight sync). */
+async function rolloutsOf(
+  config: TrainConfig,
+  engine: TrainingEngine,
+  tokenizer: Tokenizer,
+  stopIds: number[],
+  outDir: string,
+): Promise<Pick<TrainerEnv, 'generate' | 'syncWeights'>> {
+  const where = config.rollout.engine;
+  switch (where) {
+    case 'local':
+      return localRollouts(engine, tokenizer, stopIds);
+    case 'engine':
+      return engineRollouts(engine, tokenizer, stopIds);
+    case 'remote': {
+      const syncDir = config.rollout.syncDir ?? path.join(outDir, 'rollout-weights');
+      return remoteRollouts(config, engine, tokenizer, stopIds, syncDir, (l) => process.stderr.write(`${l}\n`));
+    }
+    default:
+      return where satisfies never;
+  }
+}
+
+/** The policy's tokenizer, which must have a chat template (prompts are built with it). */
+function loadChatTokenizer(config: TrainConfig): Tokenizer {
+  const vocabSize = loadConfig(path.join(config.model.path, 'config.json')).vocabSize;
+  const tokenizer = loadTokenizer(config.model.path, vocabSize);
   if (!tokenizer.hasChatTemplate)
     fail(
       `model.path: ${config.model.path}: tokenizer_config.json has no chat_template, which red train needs to build prompts; use a chat (instruct) model, or add its chat_template`,
     );
-  const refModel = needsReference
-    ? await Qwen2Model.load(config.model.referencePath ?? config.model.path, { backend })
-    : null;
-  if (refModel && refModel.params.length !== model.params.length)
-    fail(`model.referencePath: ${config.model.referencePath} is not the same architecture as model.path`);
-  for (const m of [model, refModel])
-    m?.setComputePrecision(config.model.precision, { bf16Backward: config.model.bf16Backward });
-  model.setActivationCheckpointing(config.model.activationCheckpointing);
-  return { backend, model, refModel, tokenizer };
+  return tokenizer;
 }
 
 /**

@@ -17,7 +17,7 @@ import {
   ownedEntries,
   type CommandInput,
 } from '../util/ownership.ts';
-import type { TrainConfig } from './config.ts';
+import { moveDeprecatedKeys, type TrainConfig } from './config.ts';
 
 /** Keys whose change makes the checkpoint meaningless for the new config. */
 const IDENTITY_KEYS = ['method', 'model.path'];
@@ -111,6 +111,9 @@ export function checkRunFolder(req: RunFolderRequest, config: TrainConfig): RunF
       `${file}: unreadable (${(err as Error).message}); give --config, or --force to continue without comparing`,
     );
   }
+  // A folder of an older red names the engine's keys under model: compare them where they are now.
+  if (before !== null && typeof before === 'object' && !Array.isArray(before))
+    moveDeprecatedKeys(before as Record<string, unknown>, file);
   const changes = configChanges(before, config);
   const identity = changes.filter((c) => IDENTITY_KEYS.some((k) => c.startsWith(`${k} `)));
   // Without a checkpoint there is nothing of the old run to continue from, hence nothing to protect.

@@ -1,8 +1,8 @@
 // The training loop of `red train`: stages (sft-grpo runs two), steps, the lr schedule,
 // checkpoints with exact resume, NaN handling, metrics and progress. A step's groups come from
 // groups.ts (rollouts, verification, filtering) and its update from update.ts; every component
-// comes in through TrainerEnv (env.ts; fakes in tests), and what a step does is read from the
-// algorithm options, never from a method's name.
+// comes in through TrainerEnv (env.ts; fakes in tests), the policy's compute through its training
+// engine only, and what a step does is read from the algorithm options, never from a method's name.
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import path from 'node:path';
 import type { TrainingExample } from '../data/dataset.ts';
@@ -17,21 +17,14 @@ import {
   type EntropyRegulatorState,
 } from '../rl/index.ts';
 import { fail } from '../util/errors.ts';
-import {
-  CheckpointManager,
-  readF32Tensors,
-  readStateJson,
-  TRAINER_STATE_FILE,
-  writeF32Tensors,
-  writeMasterWeights,
-  writeStateJson,
-} from './checkpoint.ts';
+import { CheckpointManager, readStateJson, TRAINER_STATE_FILE, writeStateJson } from './checkpoint.ts';
 import type { TrainConfig } from './config.ts';
-import { mixSeed, StepTimer, type OptimizerState, type TrainerEnv, type TrainerOptimizer } from './env.ts';
+import type { AdamWSettings } from './engine.ts';
+import { mixSeed, StepTimer, type TrainerEnv } from './env.ts';
 import { GroupCollector, groupsPerStep, type StepGroup } from './groups.ts';
 import { MetricsWriter, type Metrics, type Progress } from './metrics.ts';
 import { learningRate } from './schedule.ts';
-import { policyUpdate } from './update.ts';
+import { policyUpdate, updateSettings } from './update.ts';
 
 export * from './env.ts';
 
@@ -50,10 +43,11 @@ export interface TrainerSettings {
 /** The JSON part of a checkpoint's training state (trainer_state.json). */
 export interface TrainerState {
   /**
-   * 2: the flat parameter layout with q/k/v weights before their biases (the fused projections);
-   * a version-1 state's optimiser moments are in the older order and cannot be read back.
+   * 3: the engine's state files (master.safetensors, optimizer-NAME.safetensors per tensor under
+   * Hugging Face names). 2: flat state arrays in the native layout (read by the native engine).
+   * 1: an older flat order, whose moments cannot be read back.
    */
-  version: 2;
+  version: 3;
   /** Global optimiser steps done (checkpoint step-N holds the state after step N). */
   step: number;
   stage: number;
@@ -68,22 +62,23 @@ export interface TrainerState {
   skippedSteps: number;
   consecutiveSkips: number;
   skippedPrompts: number;
-  /** Which optimiser files the folder holds. */
+  /** The engine's optimisers (by name) whose state the folder holds. */
   optimizers: string[];
 }
 
+/** The engine's optimisers: every stage's `policy`, and ReLIFT's own for its interleaved SFT steps. */
+const POLICY = 'policy';
+const SFT = 'sft';
+
 const MAX_CONSECUTIVE_SKIPS = 3;
 
-/** The stage being run: its options, schedule, data order and optimiser(s). */
+/** The stage being run: its options, schedule, data order and ReLIFT buffer. */
 interface Stage {
   index: number;
   options: AlgorithmOptions;
   lr: number;
   totalSteps: number;
   data: EpochIterator<TrainingExample>;
-  optimizer: TrainerOptimizer;
-  /** ReLIFT's own optimiser for its interleaved SFT steps. */
-  sftOptimizer: TrainerOptimizer | null;
   hardQuestions: HardQuestionBuffer | null;
   groups: GroupCollector;
   /** Examples whose teacher trace did not verify (left out of the offline pool). */
@@ -112,7 +107,7 @@ export class Trainer {
     this.checkpoints = new CheckpointManager(path.join(s.outDir, 'checkpoints'), s.config.checkpoint.keep);
     this.byId = new Map(env.examples.map((e) => [e.id, e]));
     this.state = {
-      version: 2,
+      version: 3,
       step: 0,
       stage: 0,
       stageStep: 0,
@@ -138,15 +133,8 @@ export class Trainer {
 
   /** Runs every stage to its end (or to maxSteps / a stop request); returns the last step done. */
   async run(): Promise<number> {
-    let resumeFrom: string | null = null;
-    if (this.s.resume) {
-      const latest = this.checkpoints.latest();
-      if (latest) resumeFrom = latest.dir;
-      else this.s.progress.log(`no checkpoint in ${this.checkpoints.root}; starting from the beginning`);
-    }
-    if (resumeFrom) this.loadCheckpoint(resumeFrom);
-    // Remote rollouts: the servers start from exactly these parameters, whatever they loaded.
-    if (this.env.syncWeights) await this.env.syncWeights(String(this.state.step));
+    const resumeFrom = this.resumePoint();
+    if (resumeFrom) this.readTrainerState(resumeFrom);
     this.metrics = new MetricsWriter(
       path.join(this.s.outDir, 'metrics.jsonl'),
       resumeFrom ? this.state.step : undefined,
@@ -154,42 +142,82 @@ export class Trainer {
     );
     const firstStage = this.state.stage;
     for (let k = firstStage; k < this.s.stages.length; k++) {
-      this.stage = this.openStage(k, k === firstStage && resumeFrom !== null ? resumeFrom : null);
+      this.stage = await this.openStage(k, k === firstStage ? resumeFrom : null);
+      // Remote rollouts: the servers start from exactly these parameters, whatever they loaded.
+      if (k === firstStage && this.env.syncWeights) await this.env.syncWeights(String(this.state.step));
       this.stage.offlineDropped = await this.stage.groups.loadOfflinePool();
-      this.s.progress.start(this.stage.totalSteps, this.state.stageStep + 1);
-      let saved = this.state.step;
-      while (this.state.stageStep < this.stage.totalSteps) {
-        if (this.stopRequested || (this.s.maxSteps !== undefined && this.state.step >= this.s.maxSteps)) break;
-        const m = await this.trainStep();
-        this.metrics.write(m);
-        this.s.progress.update(this.state.stageStep, m);
-        // A skipped step changed nothing worth a checkpoint of its own.
-        if (this.state.step % this.s.config.checkpoint.every === 0 && this.state.consecutiveSkips === 0) {
-          await this.saveCheckpoint();
-          saved = this.state.step;
-        }
-        // Let signal handlers (Ctrl-C) run between steps.
-        await yieldToEventLoop();
-      }
-      const finishedStage = this.state.stageStep >= this.stage.totalSteps;
-      if (finishedStage && k + 1 < this.s.stages.length) {
-        // The next stage starts from this stage's weights with a fresh optimiser and schedule.
-        this.state.stage = k + 1;
-        this.state.stageStep = 0;
-        this.state.dataCursor = { epoch: 0, index: 0 };
-        this.state.entropyRegulator = initialEntropyState();
-        this.state.hardQuestions = null;
-      }
-      const enteredNextStage = this.state.stage !== k;
-      if (saved !== this.state.step || enteredNextStage) await this.saveCheckpoint();
+      const finishedStage = await this.runStage();
       this.s.progress.stop();
       if (!finishedStage) break;
     }
     return this.state.step;
   }
 
-  /** Sets up stage k; `fromCheckpoint` restores its optimiser(s) and the ReLIFT buffer. */
-  private openStage(k: number, fromCheckpoint: string | null): Stage {
+  /** The newest checkpoint to resume from (--resume), or null. */
+  private resumePoint(): string | null {
+    if (!this.s.resume) return null;
+    const latest = this.checkpoints.latest();
+    if (!latest) this.s.progress.log(`no checkpoint in ${this.checkpoints.root}; starting from the beginning`);
+    return latest?.dir ?? null;
+  }
+
+  /**
+   * Steps the open stage until it ends (or maxSteps / a stop request), checkpointing every
+   * checkpoint.every steps and once at the end; returns whether the stage finished.
+   */
+  private async runStage(): Promise<boolean> {
+    const k = this.stage.index;
+    this.s.progress.start(this.stage.totalSteps, this.state.stageStep + 1);
+    let saved = this.state.step;
+    while (this.state.stageStep < this.stage.totalSteps) {
+      if (this.stopRequested || (this.s.maxSteps !== undefined && this.state.step >= this.s.maxSteps)) break;
+      const m = await this.trainStep();
+      this.metrics.write(m);
+      this.s.progress.update(this.state.stageStep, m);
+      // A skipped step changed nothing worth a checkpoint of its own.
+      if (this.state.step % this.s.config.checkpoint.every === 0 && this.state.consecutiveSkips === 0) {
+        await this.saveCheckpoint();
+        saved = this.state.step;
+      }
+      // Let signal handlers (Ctrl-C) run between steps.
+      await yieldToEventLoop();
+    }
+    const finishedStage = this.state.stageStep >= this.stage.totalSteps;
+    if (finishedStage && k + 1 < this.s.stages.length) await this.enterStage(k + 1);
+    if (saved !== this.state.step || this.state.stage !== k) await this.saveCheckpoint();
+    return finishedStage;
+  }
+
+  /**
+   * Stage k starts from the previous stage's weights with fresh optimisers, schedule and data
+   * order; the checkpoint written now holds those fresh optimisers.
+   */
+  private async enterStage(k: number): Promise<void> {
+    this.state.stage = k;
+    this.state.stageStep = 0;
+    this.state.dataCursor = { epoch: 0, index: 0 };
+    this.state.entropyRegulator = initialEntropyState();
+    this.state.hardQuestions = null;
+    await this.createOptimizers(this.s.stages[k]);
+  }
+
+  /** The optimisers stage `options` trains with, created fresh in the engine; returns their names. */
+  private async createOptimizers(options: AlgorithmOptions): Promise<string[]> {
+    const o = this.s.config.optim;
+    const adamw: AdamWSettings = {
+      beta1: o.beta1,
+      beta2: o.beta2,
+      eps: o.eps,
+      weightDecay: o.weightDecay,
+      noDecay: 'none',
+    };
+    const names = options.sftInterleave.enabled ? [POLICY, SFT] : [POLICY];
+    for (const name of names) await this.env.engine.createOptimizer(name, adamw);
+    return names;
+  }
+
+  /** Sets up stage k with fresh optimisers; `fromCheckpoint` restores the engine's state and the ReLIFT buffer. */
+  private async openStage(k: number, fromCheckpoint: string | null): Promise<Stage> {
     const options = this.s.stages[k];
     const cfg = this.s.config;
     // A stage without rollouts is supervised (objective nll): its lr, epochs and batch come from
@@ -215,25 +243,22 @@ export class Trainer {
         ? HardQuestionBuffer.fromJSON(this.state.hardQuestions, 'trainer_state.json hardQuestions')
         : new HardQuestionBuffer(options.sftInterleave.bufferSize)
       : null;
-    const stage: Stage = {
+    await this.createOptimizers(options);
+    if (fromCheckpoint) {
+      await this.env.engine.loadState(fromCheckpoint);
+      this.s.progress.log(`resuming from ${fromCheckpoint} (step ${this.state.step})`);
+    }
+    return {
       index: k,
       options,
       lr,
       totalSteps,
       data,
-      optimizer: this.env.createOptimizer(),
-      sftOptimizer: options.sftInterleave.enabled ? this.env.createOptimizer() : null,
       hardQuestions,
-      // this.state is only replaced by loadCheckpoint, which runs before any stage opens.
+      // this.state is only replaced by readTrainerState, which runs before any stage opens.
       groups: new GroupCollector(this.env, cfg, { options, data, hardQuestions }, this.state),
       offlineDropped: 0,
     };
-    if (fromCheckpoint && this.state.optimizers.length > 0) {
-      stage.optimizer.load(readOptimizer(path.join(fromCheckpoint, 'optimizer.safetensors')));
-      if (stage.sftOptimizer)
-        stage.sftOptimizer.load(readOptimizer(path.join(fromCheckpoint, 'sft_optimizer.safetensors')));
-    }
-    return stage;
   }
 
   // ---------------------------------------------------------------- one step
@@ -241,41 +266,58 @@ export class Trainer {
   private async trainStep(): Promise<Metrics> {
     const t0 = performance.now();
     const timer = new StepTimer();
-    const st = this.stage;
-    const cfg = this.s.config;
     const step = this.state.step + 1;
-    const lr = learningRate(this.state.stageStep + 1, {
-      lr: st.lr,
+    const lr = this.stepLearningRate();
+    const m: Metrics = { step, stage: this.stage.index, lr };
+    const groups = await this.collect(step, timer, m);
+    const cursorBeforePrefetch = await this.prefetch(step);
+    await this.update(step, groups, lr, timer, m);
+    this.advance(step, cursorBeforePrefetch);
+    await this.syncRolloutWeights(step, m);
+    this.addStepTotals(m, (performance.now() - t0) / 1000, timer);
+    return m;
+  }
+
+  /** The schedule's learning rate for the stage's next step. */
+  private stepLearningRate(): number {
+    const cfg = this.s.config;
+    return learningRate(this.state.stageStep + 1, {
+      lr: this.stage.lr,
       warmupSteps: cfg.schedule.warmupSteps,
       minLrRatio: cfg.schedule.minLrRatio,
-      totalSteps: st.totalSteps,
+      totalSteps: this.stage.totalSteps,
     });
-    const m: Metrics = { step, stage: st.index, lr };
+  }
 
-    const { groups, metrics: collectMetrics } = await this.collect(step, timer, m);
-    Object.assign(m, collectMetrics);
-    const cursorBeforePrefetch = await this.prefetch(step);
+  /** The method's update on the groups, then ReLIFT's SFT step when its buffer is full; counts a skipped step. */
+  private async update(step: number, groups: StepGroup[], lr: number, timer: StepTimer, m: Metrics): Promise<void> {
+    const st = this.stage;
     const updated = groups.length > 0 && (await this.policyStep(groups, lr, timer, m));
     // ReLIFT: one SFT step on the buffered questions' traces, with its own optimiser.
-    if (st.hardQuestions && st.sftOptimizer && st.hardQuestions.ready()) await this.reliftStep(step, timer, m);
+    if (st.hardQuestions?.ready()) await this.reliftStep(step, timer, m);
     if (!updated && groups.length > 0) this.onSkippedStep(step);
     else if (groups.length > 0) this.state.consecutiveSkips = 0;
+  }
 
+  /** The step is done: the counters, the data cursor and ReLIFT's buffer move to it. */
+  private advance(step: number, cursorBeforePrefetch: EpochCursor | null): void {
     this.state.step = step;
     this.state.stageStep++;
     // A prefetched batch is redrawn after a resume: the saved cursor is the one before it.
-    this.state.dataCursor = cursorBeforePrefetch ?? st.data.cursor();
-    this.state.hardQuestions = st.hardQuestions?.toJSON() ?? null;
-    // The next step's rollouts come from the new parameters, labelled with this step. A prefetched
-    // batch (rollout.async) must finish on the old ones first: a sync that overtook its requests
-    // would have the servers generate it on-policy while it is logged (and corrected) as one step off.
-    if (this.env.syncWeights) {
-      await this.prefetched?.result.catch(() => {}); // a failure surfaces when the next step reads it
-      m['timing_s/weight_sync'] = await this.env.syncWeights(String(step));
-      m['rollout/weight_version'] = step;
-    }
-    this.addStepTotals(m, (performance.now() - t0) / 1000, timer);
-    return m;
+    this.state.dataCursor = cursorBeforePrefetch ?? this.stage.data.cursor();
+    this.state.hardQuestions = this.stage.hardQuestions?.toJSON() ?? null;
+  }
+
+  /**
+   * Remote rollouts: the next step's come from the new parameters, labelled with this step. A
+   * prefetched batch (rollout.async) must finish on the old ones first: a sync that overtook its
+   * requests would have the servers generate it on-policy while it is logged (and corrected) as one step off.
+   */
+  private async syncRolloutWeights(step: number, m: Metrics): Promise<void> {
+    if (!this.env.syncWeights) return;
+    await this.prefetched?.result.catch(() => {}); // a failure surfaces when the next step reads it
+    m['timing_s/weight_sync'] = await this.env.syncWeights(String(step));
+    m['rollout/weight_version'] = step;
   }
 
   /** The method's update on the step's groups; true when it was applied (no NaN or Inf). */
@@ -288,12 +330,12 @@ export class Trainer {
       settings: { enabled: o.entropyRegulation, maxWeight: cfg.rollout.groupSize },
     };
     const result = await policyUpdate(
-      this.env,
-      cfg,
+      this.env.engine,
+      updateSettings(cfg),
       {
         members: groups.flatMap((g) => g.members),
         lr,
-        optimizer: st.optimizer,
+        optimizer: POLICY,
         loss: (b, ctx) => objectives[o.objective](b, o, ctx),
         klCoef: o.klCoef,
         regulator,
@@ -315,12 +357,12 @@ export class Trainer {
     const o = st.options;
     const members = st.hardQuestions!.drain().map((id, g) => st.groups.offlineMember(this.byId.get(id)!, g));
     const r = await policyUpdate(
-      this.env,
-      this.s.config,
+      this.env.engine,
+      updateSettings(this.s.config),
       {
         members,
         lr: o.sftInterleave.lr ?? st.lr,
-        optimizer: st.sftOptimizer!,
+        optimizer: SFT,
         klCoef: 0,
         regulator: null,
         loss: (b) =>
@@ -352,21 +394,22 @@ export class Trainer {
     if (st.options.sftInterleave.enabled) m['relift/buffer_size'] = st.hardQuestions?.size ?? 0;
   }
 
-  /** The step's groups: prefetched during the previous step (rollout.async), or collected now. */
-  private async collect(
-    step: number,
-    timer: StepTimer,
-    m: Metrics,
-  ): Promise<Awaited<ReturnType<GroupCollector['collect']>>> {
+  /** The step's groups (their metrics into m): prefetched during the previous step (rollout.async), or collected now. */
+  private async collect(step: number, timer: StepTimer, m: Metrics): Promise<StepGroup[]> {
     const p = this.prefetched;
     this.prefetched = null;
-    if (!p || p.step !== step) return this.stage.groups.collect(step, timer);
-    const result = await p.result;
+    if (!p || p.step !== step) {
+      const { groups, metrics } = await this.stage.groups.collect(step, timer);
+      Object.assign(m, metrics);
+      return groups;
+    }
+    const { groups, metrics } = await p.result;
+    Object.assign(m, metrics);
     timer.s.rollout += p.timer.s.rollout;
     timer.s.reward += p.timer.s.reward;
     // Versions are step numbers: these rollouts came from the weights after step p.version.
     m['rollout/version_lag'] = step - 1 - p.version;
-    return result;
+    return groups;
   }
 
   /**
@@ -404,67 +447,46 @@ export class Trainer {
 
   // ---------------------------------------------------------------- checkpoints
 
+  /**
+   * A checkpoint: the policy as a Hugging Face folder (checkpoint.saveDtype), the engine's state
+   * (fp32 masters unless that folder already holds them, and the optimisers) and trainer_state.json.
+   */
   private async saveCheckpoint(): Promise<void> {
-    const st = this.stage;
-    // At a stage transition the next stage starts with fresh moments: none are written.
-    const atStageStart = this.state.stage !== st.index;
-    const dir = await this.checkpoints.save(this.state.step, (tmp) => {
+    const engine = this.env.engine;
+    const dir = await this.checkpoints.save(this.state.step, async (tmp) => {
       const dtype = this.s.config.checkpoint.saveDtype;
-      this.env.model.save(tmp, dtype);
-      if (dtype === 'bf16') writeMasterWeights(tmp, this.env.model.readParams());
-      const optimizers: string[] = [];
-      if (!atStageStart) {
-        writeOptimizer(path.join(tmp, 'optimizer.safetensors'), st.optimizer.state());
-        optimizers.push('optimizer.safetensors');
-        if (st.sftOptimizer) {
-          writeOptimizer(path.join(tmp, 'sft_optimizer.safetensors'), st.sftOptimizer.state());
-          optimizers.push('sft_optimizer.safetensors');
-        }
-      }
-      this.state.optimizers = optimizers;
+      await engine.saveForSampler(tmp, dtype);
+      await engine.saveState(tmp, { master: dtype !== 'fp32' });
+      const options = this.s.stages[this.state.stage];
+      this.state.optimizers = options.sftInterleave.enabled ? [POLICY, SFT] : [POLICY];
       writeStateJson(path.join(tmp, TRAINER_STATE_FILE), this.state);
     });
     this.s.progress.log(`checkpoint ${dir}`);
   }
 
-  private loadCheckpoint(dir: string): void {
-    const raw = readStateJson(path.join(dir, TRAINER_STATE_FILE)) as Partial<TrainerState>;
-    if ((raw.version as number | undefined) === 1)
+  /** trainer_state.json of a checkpoint; the engine's state is loaded when its stage opens. */
+  private readTrainerState(dir: string): void {
+    const file = path.join(dir, TRAINER_STATE_FILE);
+    const raw = readStateJson(file) as Partial<Omit<TrainerState, 'version'>> & { version?: number };
+    if (raw.version === 1)
       fail(
         `${dir}: written by an older red train whose parameter order differs, so its optimizer state cannot be resumed; start a new run from its weights (model.path: ${dir})`,
       );
+    if (raw.version === 2 && this.env.engine.kind !== 'native')
+      fail(
+        `${dir}: a version-2 checkpoint (flat optimizer state in the native engine's layout) resumes on engine.kind: native only; resume it with engine.kind: native, or start a new run from its weights (model.path: ${dir})`,
+      );
     if (
-      raw.version !== 2 ||
+      (raw.version !== 2 && raw.version !== 3) ||
       typeof raw.step !== 'number' ||
       typeof raw.stage !== 'number' ||
       raw.dataCursor === undefined
     ) {
-      fail(`${path.join(dir, TRAINER_STATE_FILE)}: not a training state written by this version of red train`);
+      fail(`${file}: not a training state written by this version of red train`);
     }
     if (raw.stage >= this.s.stages.length)
       fail(`${dir}: stage ${raw.stage} does not exist in method "${this.s.config.method}"`);
-    this.state = raw as TrainerState;
-    this.state.entropyRegulator = parseEntropyState(
-      raw.entropyRegulator,
-      `${path.join(dir, TRAINER_STATE_FILE)}: entropyRegulator`,
-    );
-    const loaded = this.env.loadWeights(dir);
-    if (loaded.length !== this.env.model.params.length) {
-      fail(
-        `${dir}: the checkpoint has ${loaded.length} parameters, the model ${this.env.model.params.length}; it belongs to another model`,
-      );
-    }
-    this.env.model.writeWeights(loaded);
-    this.s.progress.log(`resuming from ${dir} (step ${raw.step})`);
+    this.state = { ...(raw as TrainerState), version: 3 };
+    this.state.entropyRegulator = parseEntropyState(raw.entropyRegulator, `${file}: entropyRegulator`);
   }
-}
-
-function writeOptimizer(file: string, s: OptimizerState): void {
-  writeF32Tensors(file, { m: s.m, v: s.v, step: new Float32Array([s.step]) });
-}
-
-function readOptimizer(file: string): OptimizerState {
-  const t = readF32Tensors(file);
-  if (!t.m || !t.v || !t.step) fail(`${file}: expected tensors m, v and step`);
-  return { m: t.m, v: t.v, step: t.step[0] };
 }

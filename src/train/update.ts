@@ -1,7 +1,7 @@
-// One optimiser step on a batch of members: the π_old/entropy forward (feeding RED (I)), the
-// algorithm's loss over the whole batch, backward per micro-batch (gradients accumulate), clipping
-// and AdamW, repeated optim.updatesPerBatch times; a NaN or Inf anywhere leaves no trace.
-import type { PackedBatch } from '../model/batch.ts';
+// One optimiser step on a batch of members, through the training engine: the π_old/entropy
+// forward (feeding RED (I)), the algorithm's loss over the whole batch, forwardBackward (the engine
+// accumulates over its micro-batches), clipping and AdamW in optimStep, repeated
+// optim.updatesPerBatch times; a NaN or Inf anywhere leaves no trace (stash/restore).
 import {
   entropyRegulatorStep,
   memberEntropyMeans,
@@ -13,14 +13,38 @@ import {
   type TokenBatch,
 } from '../rl/index.ts';
 import type { TrainConfig } from './config.ts';
-import type { StepTimer, TrainerEnv, TrainerOptimizer } from './env.ts';
+import type { BatchHandle, TokenScores, TrainingEngine } from './engine.ts';
+import type { StepTimer } from './env.ts';
 import type { Metrics } from './metrics.ts';
-import { gatherTokens, packMembers, scatterTokens, type Member, type PackedMembers } from './pack.ts';
+import { packMembers, type Member } from './pack.ts';
+
+/** What an update reads of the run's settings (the trainer's from its config; pretraining its own). */
+export interface UpdateSettings {
+  /** optim.microBatchTokens: the most tokens one forward/backward holds (0: the whole batch). */
+  microBatchTokens: number;
+  /** optim.updatesPerBatch. */
+  updatesPerBatch: number;
+  /** optim.maxGradNorm: clip the global gradient norm to this (0: no clipping). */
+  maxGradNorm: number;
+  /** rollout.maxTokens: the response limit some objectives normalise by. */
+  maxResponseTokens: number;
+}
+
+export function updateSettings(cfg: TrainConfig): UpdateSettings {
+  const o = cfg.optim;
+  return {
+    microBatchTokens: o.microBatchTokens,
+    updatesPerBatch: o.updatesPerBatch,
+    maxGradNorm: o.maxGradNorm,
+    maxResponseTokens: cfg.rollout.maxTokens,
+  };
+}
 
 export interface UpdateRequest {
   members: Member[];
   lr: number;
-  optimizer: TrainerOptimizer;
+  /** The engine's optimiser to step (the trainer's policy, or ReLIFT's own sft). */
+  optimizer: string;
   /** The loss over the whole batch and its per-token gradients (an objective of src/rl). */
   loss: (batch: TokenBatch, ctx: LossContext) => LossResult;
   /** > 0: the frozen reference model's log-probs are computed for the KL term. */
@@ -30,6 +54,17 @@ export interface UpdateRequest {
   regulator: { state: EntropyRegulatorState; settings: EntropyRegulatorSettings } | null;
   /** Off-policy correction of online tokens against their sampler's logprobs (default none). */
   rolloutCorrection?: AlgorithmOptions['rolloutCorrection'];
+}
+
+export interface UpdateResult {
+  /** False when the loss or gradient was not finite (nothing was applied). */
+  ok: boolean;
+  metrics: Metrics;
+  /** Tokens the model ran over (prompts included). */
+  tokens: number;
+  /** Response tokens trained on (0 when nothing was applied). */
+  responseTokens: number;
+  regulatorNext: EntropyRegulatorState | null;
 }
 
 /**
@@ -65,100 +100,103 @@ export function rolloutImportanceWeights(
 }
 
 /**
- * Forward (π_old and entropies; also the current policy while the batch has not been updated),
- * the loss's per-token gradients, backward through the model, clipping and AdamW — repeated
- * optim.updatesPerBatch times. With a token budget the members are split into micro-batches
- * whose gradients accumulate; the loss is always computed over the whole batch.
- * Returns ok = false when the loss or gradient was not finite (nothing was applied).
+ * Loads the members as one engine batch, runs the update on it (updateOnBatch) and releases it.
+ * The loss is always computed over the whole batch; the engine splits forward/backward into
+ * micro-batches by the token budget and accumulates their gradients.
  */
 export async function policyUpdate(
-  env: TrainerEnv,
-  cfg: TrainConfig,
+  engine: TrainingEngine,
+  s: UpdateSettings,
   req: UpdateRequest,
   timer: StepTimer,
-): Promise<{
-  ok: boolean;
-  metrics: Metrics;
-  tokens: number;
-  responseTokens: number;
-  regulatorNext: EntropyRegulatorState | null;
-}> {
-  const { members, lr, optimizer } = req;
-  const packed = packMembers(members, cfg.optim.microBatchTokens);
-  const T = packed.responseTokens;
-  const single = packed.micro.length === 1;
+): Promise<UpdateResult> {
+  const { batch, offsets } = packMembers(req.members);
+  const handle = await engine.loadBatch(batch, { microBatchTokens: s.microBatchTokens });
+  try {
+    return await updateOnBatch(engine, s, req, handle, offsets, timer);
+  } finally {
+    await engine.releaseBatch(handle);
+  }
+}
+
+/**
+ * Forward (π_old and entropies; also the current policy while the batch has not been updated),
+ * the loss's per-token gradients, forwardBackward and optimStep, repeated updatesPerBatch times.
+ */
+async function updateOnBatch(
+  engine: TrainingEngine,
+  s: UpdateSettings,
+  req: UpdateRequest,
+  handle: BatchHandle,
+  offsets: Int32Array,
+  timer: StepTimer,
+): Promise<UpdateResult> {
+  const { members } = req;
   // Pass 1: π_old and entropies of the pre-update policy (feeds RED I and the ratios).
-  const old = await scoreTokens(env.model, packed, timer);
+  const old = await timer.time('logprob', () => engine.forward(handle, 'policy'));
   const refLogprobs =
-    req.klCoef > 0 && env.refModel ? (await scoreTokens(env.refModel, packed, timer)).logprobs : undefined;
+    req.klCoef > 0 ? (await timer.time('logprob', () => engine.forward(handle, 'reference'))).logprob : undefined;
   const base: Omit<TokenBatch, 'logprobs'> = {
-    offsets: packed.offsets,
+    offsets,
     groupOf: members.map((x) => x.group),
     isOffline: members.map((x) => x.isOffline),
     rewards: members.map((x) => x.reward),
     accuracies: members.map((x) => x.accuracy),
-    oldLogprobs: old.logprobs,
+    oldLogprobs: old.logprob,
     refLogprobs,
   };
   const metrics: Metrics = {};
   const correction = req.rolloutCorrection ?? { mode: 'none', cap: 2 };
-  const is = rolloutImportanceWeights(members, packed.offsets, old.logprobs, correction.cap);
+  const is = rolloutImportanceWeights(members, offsets, old.logprob, correction.cap);
   Object.assign(metrics, is.metrics);
   const tisWeights = correction.mode === 'tis' ? is.weights : null;
   const { w, regulatorNext } = offlineWeight(req.regulator, base, old, metrics);
-  const ctx = { offlineWeight: w, maxResponseTokens: cfg.rollout.maxTokens };
-  let ok = true;
+  const ctx = { offlineWeight: w, maxResponseTokens: s.maxResponseTokens };
   // Several updates per batch: a NaN in a later one must undo the earlier ones too, so the step
   // leaves no trace. (One update needs no copy: nothing is applied before the check.)
-  const before = cfg.optim.updatesPerBatch > 1 ? { params: env.model.readParams(), opt: optimizer.state() } : null;
-  for (let u = 0; u < cfg.optim.updatesPerBatch; u++) {
+  if (s.updatesPerBatch > 1) await engine.stash();
+  let ok = true;
+  for (let u = 0; u < s.updatesPerBatch && ok; u++) {
     // Current policy: equal to π_old before the first update; recomputed after it.
-    const current = u === 0 ? old : await scoreTokens(env.model, packed, timer);
-    const loss = req.loss({ ...base, logprobs: current.logprobs, entropies: current.entropies }, ctx);
+    const current = u === 0 ? old : await timer.time('logprob', () => engine.forward(handle, 'policy'));
+    const loss = req.loss({ ...base, logprobs: current.logprob, entropies: current.entropy }, ctx);
     // TIS: each online token's policy gradient scaled by its truncated importance weight.
-    if (tisWeights) for (let t = 0; t < T; t++) loss.dLogprobs[t] *= tisWeights[t];
-    // With one micro-batch, the last forward (this update's scoring) left its activations for backward.
-    const gradNorm = Number.isFinite(loss.loss) ? await backwardAndClip(env, cfg, packed, loss, single, timer) : NaN;
+    if (tisWeights) for (let t = 0; t < handle.scoredTokens; t++) loss.dLogprobs[t] *= tisWeights[t];
+    const gradNorm = await timer.time('update', () => applyLoss(engine, s, req, handle, loss));
     for (const [k, v] of Object.entries(loss.metrics)) metrics[k] = v;
     metrics['loss/total'] = loss.loss;
     metrics['grad/norm'] = gradNorm;
-    if (!Number.isFinite(gradNorm)) {
-      // Nothing from a bad step reaches the parameters or the optimiser moments.
-      env.model.zeroGrad();
-      if (before && u > 0) {
-        env.model.writeWeights(before.params);
-        optimizer.load(before.opt);
-      }
-      ok = false;
-      break;
-    }
-    await timer.time('update', () => optimizer.update(lr));
+    // Nothing from a bad step reaches the parameters or the optimiser moments.
+    ok = Number.isFinite(gradNorm);
+    if (!ok && u > 0) await engine.restore();
   }
   if (req.regulator) {
     metrics['loss/policy'] ??= 0;
     metrics['loss/offline'] ??= 0;
     metrics['clip/frac'] ??= 0; // objectives without a clip clip nothing
   }
-  const responseTokens = ok ? T : 0;
-  return { ok, metrics, tokens: packed.totalTokens, responseTokens, regulatorNext: ok ? regulatorNext : null };
+  const responseTokens = ok ? handle.scoredTokens : 0;
+  return { ok, metrics, tokens: handle.totalTokens, responseTokens, regulatorNext: ok ? regulatorNext : null };
 }
 
-/** Per response token of the packed batch: log-prob and entropy under `model` (a forward per micro-batch). */
-async function scoreTokens(
-  model: { forward(batch: PackedBatch): { logprob: Float32Array; entropy?: Float32Array } },
-  packed: PackedMembers,
-  timer: StepTimer,
-): Promise<{ logprobs: Float32Array; entropies: Float32Array }> {
-  const logprobs = new Float32Array(packed.responseTokens);
-  const entropies = new Float32Array(packed.responseTokens);
-  await timer.time('logprob', () => {
-    for (const mb of packed.micro) {
-      const out = model.forward(mb.batch);
-      gatherTokens(logprobs, out.logprob, mb, packed.offsets);
-      if (out.entropy) gatherTokens(entropies, out.entropy, mb, packed.offsets);
-    }
-  });
-  return { logprobs, entropies };
+/**
+ * The loss's per-token gradients through the model (forwardBackward; the engine reuses the
+ * scoring forward where it can), then clipping and the AdamW step; returns the gradient norm
+ * (NaN or Inf: the engine applied nothing).
+ */
+async function applyLoss(
+  engine: TrainingEngine,
+  s: UpdateSettings,
+  req: UpdateRequest,
+  handle: BatchHandle,
+  loss: LossResult,
+): Promise<number> {
+  if (!Number.isFinite(loss.loss)) return NaN;
+  const dLogprob = Float32Array.from(loss.dLogprobs);
+  const dEntropy = loss.dEntropies ? Float32Array.from(loss.dEntropies) : new Float32Array(handle.scoredTokens);
+  await engine.forwardBackward(handle, dLogprob, dEntropy);
+  const step = await engine.optimStep(req.optimizer, req.lr, s.maxGradNorm > 0 ? s.maxGradNorm : Infinity);
+  return step.gradNorm;
 }
 
 /**
@@ -168,36 +206,12 @@ async function scoreTokens(
 function offlineWeight(
   regulator: UpdateRequest['regulator'],
   base: Omit<TokenBatch, 'logprobs'>,
-  old: { logprobs: Float32Array; entropies: Float32Array },
+  old: TokenScores,
   metrics: Metrics,
 ): { w: number; regulatorNext: EntropyRegulatorState | null } {
   if (!regulator) return { w: 1, regulatorNext: null };
-  const H = memberEntropyMeans({ ...base, logprobs: old.logprobs, entropies: old.entropies });
+  const H = memberEntropyMeans({ ...base, logprobs: old.logprob, entropies: old.entropy });
   const reg = entropyRegulatorStep(regulator.state, H.rl, H.sft, regulator.settings);
   Object.assign(metrics, reg.metrics);
   return { w: reg.w, regulatorNext: reg.next };
-}
-
-/** Backward of the loss's per-token gradients over every micro-batch, then clipping; returns the gradient norm. */
-async function backwardAndClip(
-  env: TrainerEnv,
-  cfg: TrainConfig,
-  packed: PackedMembers,
-  loss: LossResult,
-  activationsFresh: boolean,
-  timer: StepTimer,
-): Promise<number> {
-  let gradNorm = NaN;
-  await timer.time('update', () => {
-    env.model.zeroGrad();
-    for (const mb of packed.micro) {
-      if (!(activationsFresh && mb === packed.micro[0])) env.model.forward(mb.batch);
-      env.model.backward(
-        scatterTokens(loss.dLogprobs, mb, packed.offsets),
-        scatterTokens(loss.dEntropies, mb, packed.offsets),
-      );
-    }
-    gradNorm = env.clipGradNorm(cfg.optim.maxGradNorm > 0 ? cfg.optim.maxGradNorm : Infinity);
-  });
-  return gradNorm;
 }

@@ -22,7 +22,8 @@ writeFileSync(path.join(run, 'metrics.jsonl'), '{"step":1,"loss/policy":0.5}\n')
 const trainConfig = path.join(root, 'inputs', 'train.yaml');
 writeFileSync(
   trainConfig,
-  `model: { path: ${tiny.model}, backend: reference }
+  `model: { path: ${tiny.model} }
+engine: { backend: reference }
 data: { train: ${tiny.train} }
 rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 16 }
 sft: { batchSize: 2 }

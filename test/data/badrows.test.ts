@@ -62,7 +62,7 @@ test('red train: one warning with the count, and the rows in data/skipped_rows',
   const cfg = path.join(dir, 'train.yaml');
   writeFileSync(
     cfg,
-    `model: { path: ${tiny.model}, backend: reference }\ndata: { train: ${bad}, maxRowBytes: 10000 }\nsft: { batchSize: 2 }\nlog: { progress: none }\n`,
+    `model: { path: ${tiny.model} }\nengine: { backend: reference }\ndata: { train: ${bad}, maxRowBytes: 10000 }\nsft: { batchSize: 2 }\nlog: { progress: none }\n`,
   );
   const out = path.join(dir, 'run');
   const r = spawnSync(

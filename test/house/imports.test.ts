@@ -1,6 +1,7 @@
 // The import graph of src/ follows one chain of layers (STYLE.md, issue 18):
 // util ← {engine, hub, reward, rl} ← {model, data} ← rollout ← {train, eval, serve} ← report ← demo ← bench ← cli.
 // A module may import its own folder or a folder of a lower layer; no cycles between files.
+// Within src/train, the training-engine contract (issue 26): only the engines touch parameter buffers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -33,9 +34,13 @@ function sourceFiles(dir: string): string[] {
   });
 }
 
-/** Relative imports of a file, static (`import … from`, `export … from`) and dynamic (`import('…')`). */
-function importsOf(file: string): string[] {
-  const text = readFileSync(file, 'utf8');
+/**
+ * Relative imports of a file, static (`import … from`, `export … from`) and dynamic (`import('…')`);
+ * `values`: leaving out `import type` (types carry no buffers).
+ */
+function importsOf(file: string, values = false): string[] {
+  let text = readFileSync(file, 'utf8');
+  if (values) text = text.replace(/^\s*import\s+type\s[^;]*?from\s*['"][^'"]+['"]/gms, '');
   const specs = [...text.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|^\s*import\s+)['"](\.{1,2}\/[^'"]+)['"]/gm)];
   return specs.map((m) => path.resolve(path.dirname(file), m[1]!));
 }
@@ -73,4 +78,28 @@ test('no import cycle between files of src/', () => {
   };
   for (const f of graph.keys()) visit(f, []);
   assert.deepEqual(cycles, [], `import cycles:\n${cycles.join('\n')}`);
+});
+
+// The training-engine contract (src/train/engine.ts): the trainer, ReLIFT's SFT step, pretraining,
+// weight sync and checkpoints reach the policy's compute through it only. Rule: no file of src/train
+// outside src/train/engines/ imports (other than `import type`) the model's compute
+// (src/model/qwen2.ts), a backend (src/engine/, except precision.ts: precision names and parsers),
+// or the AdamW of src/train/optimizer.ts; and no file outside src/train/engines/ imports that AdamW
+// (red bench's train step goes through the native engine too).
+test('above the training-engine contract nothing touches parameter buffers: src/train reaches them through src/train/engines only', () => {
+  const engines = path.join(SRC, 'train', 'engines') + path.sep;
+  const optimizer = path.join(SRC, 'train', 'optimizer.ts');
+  const touchesBuffers = (target: string): boolean =>
+    target === path.join(SRC, 'model', 'qwen2.ts') ||
+    target === optimizer ||
+    (target.startsWith(path.join(SRC, 'engine') + path.sep) && target !== path.join(SRC, 'engine', 'precision.ts'));
+  const bad: string[] = [];
+  for (const file of sourceFiles(SRC)) {
+    if (file.startsWith(engines)) continue;
+    const inTrain = folderOf(file) === 'train';
+    for (const target of importsOf(file, true))
+      if ((inTrain && touchesBuffers(target)) || target === optimizer)
+        bad.push(`${path.relative(SRC, file)} → ${path.relative(SRC, target)}`);
+  }
+  assert.deepEqual(bad, [], `imports that reach past the training-engine contract:\n${bad.join('\n')}`);
 });

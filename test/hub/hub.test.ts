@@ -330,7 +330,8 @@ test('red train with model.path and data.train as Hub ids: fetched, trained, ids
   const cfg = path.join(setup, 'train.yaml');
   writeFileSync(
     cfg,
-    `model: { path: tiny-org/tiny-base, backend: reference }
+    `model: { path: tiny-org/tiny-base }
+engine: { backend: reference }
 data: { train: tiny-org/tiny-task, epochs: 1 }
 rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 8 }
 log: { progress: none }

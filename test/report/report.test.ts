@@ -269,7 +269,8 @@ test('red report: a run whose model.path is a Hub id gets its token view from th
     const config = path.join(root, 'sft.yaml');
     writeFileSync(
       config,
-      `model: { path: tiny-org/base, backend: reference }
+      `model: { path: tiny-org/base }
+engine: { backend: reference }
 data: { train: ${tiny.train} }
 rollout: { maxTokens: 400 }
 sft: { batchSize: 2 }

@@ -37,7 +37,8 @@ async function grpoRun(rollout: string, dir = tempDir('red-remote-run-')): Promi
   const cfg = path.join(dir, 'train.yaml');
   writeFileSync(
     cfg,
-    `model: { path: ${tiny.model}, backend: reference }
+    `model: { path: ${tiny.model} }
+engine: { backend: reference }
 data: { train: ${tiny.train}, epochs: 1 }
 rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 12, syncDir: ${path.join(dir, 'sync')}, ${rollout} }
 algorithm: { groupFilter: { enabled: false }, rolloutCorrection: { mode: tis }, entropyCoef: 1 }
@@ -115,7 +116,8 @@ test('rollout.async: step k+1 is generated on the weights before step k, and the
   const cfg = path.join(dir, 'train.yaml');
   writeFileSync(
     cfg,
-    `model: { path: ${tiny.model}, backend: reference }
+    `model: { path: ${tiny.model} }
+engine: { backend: reference }
 data: { train: ${tiny.train}, epochs: 1 }
 rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 12, engine: remote, servers: [${a.url}, ${b.url}], syncDir: ${path.join(dir, 'sync')}, async: true, syncDtype: fp32 }
 algorithm: { groupFilter: { enabled: false }, rolloutCorrection: { mode: tis }, entropyCoef: 1 }

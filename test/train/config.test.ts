@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { DEFAULT_BF16_BACKWARD } from '../../src/engine/precision.ts';
-import { applySets, configToYaml, readYamlConfig, resolveTrainConfig } from '../../src/train/config.ts';
+import { applySets, configToYaml, engineSettings, readYamlConfig, resolveTrainConfig } from '../../src/train/config.ts';
 import { RedError } from '../../src/util/errors.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
@@ -66,21 +66,116 @@ test('every problem is listed by path in one error, the algorithm group included
   );
 });
 
-test('model.bf16Backward: round or split (default DEFAULT_BF16_BACKWARD); anything else is named with the choices', () => {
-  assert.equal(resolveTrainConfig(minimal(), 'test').model.bf16Backward, DEFAULT_BF16_BACKWARD);
+test('engine.bf16Backward: round or split (default DEFAULT_BF16_BACKWARD); anything else is named with the choices', () => {
+  assert.equal(resolveTrainConfig(minimal(), 'test').engine.bf16Backward, DEFAULT_BF16_BACKWARD);
   for (const mode of ['round', 'split'] as const)
     assert.equal(
-      resolveTrainConfig({ ...minimal(), model: { path: 'm', bf16Backward: mode } }, 'test').model.bf16Backward,
+      resolveTrainConfig({ ...minimal(), engine: { bf16Backward: mode } }, 'test').engine.bf16Backward,
       mode,
     );
   assert.throws(
-    () =>
-      resolveTrainConfig({ ...minimal(), model: { path: 'm', precision: 'bf16', bf16Backward: 'nope' } }, 'my.yaml'),
+    () => resolveTrainConfig({ ...minimal(), engine: { precision: 'bf16', bf16Backward: 'nope' } }, 'my.yaml'),
     (err: unknown) =>
       err instanceof RedError &&
       err.message ===
-        'invalid configuration (my.yaml):\n  model.bf16Backward must be one of "round", "split", got "nope"',
+        'invalid configuration (my.yaml):\n  engine.bf16Backward must be one of "round", "split", got "nope"',
   );
+});
+
+test('the engine group: its defaults, the EngineSettings built from it, and its keys named when wrong', () => {
+  const c = resolveTrainConfig(minimal(), 'test');
+  assert.deepEqual(c.engine, {
+    kind: 'native',
+    devices: 1,
+    strategy: 'ddp',
+    precision: 'fp32',
+    activationCheckpointing: false,
+    backend: 'auto',
+    bf16Backward: DEFAULT_BF16_BACKWARD,
+  });
+  const log = () => {};
+  const torch = resolveTrainConfig(
+    {
+      ...minimal(),
+      model: { path: 'm', referencePath: 'r' },
+      engine: { kind: 'torch', devices: 8, python: '/opt/py/bin/python3', strategy: 'fsdp', precision: 'bf16' },
+      rollout: { engine: 'engine' },
+    },
+    'test',
+  );
+  assert.deepEqual(engineSettings(torch, true, log), {
+    kind: 'torch',
+    modelPath: 'm',
+    referencePath: 'r',
+    precision: 'bf16',
+    activationCheckpointing: false,
+    devices: 8,
+    python: '/opt/py/bin/python3',
+    strategy: 'fsdp',
+    backend: 'auto',
+    bf16Backward: DEFAULT_BF16_BACKWARD,
+    log,
+  });
+  // The reference model is loaded only when a KL term needs it, from model.path by default.
+  assert.equal(engineSettings(c, false, log).referencePath, null);
+  assert.equal(engineSettings(c, true, log).referencePath, 'm');
+  assert.throws(
+    () => resolveTrainConfig({ ...minimal(), engine: { kind: 'cuda', strategy: 'zero3', devices: 0 } }, 'my.yaml'),
+    (err: Error) =>
+      /engine\.kind must be one of "native", "torch", got "cuda"/.test(err.message) &&
+      /engine\.strategy must be one of "ddp", "fsdp", got "zero3"/.test(err.message) &&
+      /engine\.devices must be ≥ 1/.test(err.message),
+  );
+});
+
+test("engine.kind torch with rollout.engine local is refused with one line naming 'engine' and 'remote'", () => {
+  assert.throws(
+    () => resolveTrainConfig({ ...minimal(), engine: { kind: 'torch' } }, 'my.yaml'),
+    (err: Error) =>
+      err.message ===
+      "invalid configuration (my.yaml):\n  rollout.engine: local samples on this process's CPU copy of the policy, which engine.kind torch does not keep; set rollout.engine: engine (sampling on the torch engine) or remote (red serve, SGLang or vLLM servers)",
+  );
+  for (const where of ['engine', 'remote'])
+    assert.equal(
+      resolveTrainConfig(
+        { ...minimal(), engine: { kind: 'torch' }, rollout: { engine: where, servers: ['http://127.0.0.1:1'] } },
+        'test',
+      ).rollout.engine,
+      where,
+    );
+});
+
+test('model.precision, activationCheckpointing, bf16Backward and backend still work, read as engine.*, with one warning line', () => {
+  const warnings: string[] = [];
+  const c = resolveTrainConfig(
+    {
+      ...minimal(),
+      model: {
+        path: 'm',
+        precision: 'bf16',
+        activationCheckpointing: true,
+        bf16Backward: 'round',
+        backend: 'reference',
+      },
+    },
+    'old.yaml',
+    (line) => warnings.push(line),
+  );
+  assert.deepEqual(warnings, [
+    'old.yaml: model.backend, model.precision, model.bf16Backward, model.activationCheckpointing moved to engine.backend, engine.precision, engine.bf16Backward, engine.activationCheckpointing; read as such (rename them in the config)',
+  ]);
+  assert.equal(c.engine.precision, 'bf16');
+  assert.equal(c.engine.activationCheckpointing, true);
+  assert.equal(c.engine.bf16Backward, 'round');
+  assert.equal(c.engine.backend, 'reference');
+  assert.deepEqual(Object.keys(c.model), ['path']);
+  // Set in both places, the new key wins.
+  const both = resolveTrainConfig(
+    { ...minimal(), model: { path: 'm', precision: 'bf16' }, engine: { precision: 'fp32' } },
+    'x',
+    () => {},
+  );
+  assert.equal(both.engine.precision, 'fp32');
 });
 
 test('--set overrides any field with YAML-typed values', () => {

@@ -13,9 +13,12 @@ import { runTrain } from '../../src/train/run.ts';
 import { createProgress } from '../../src/train/metrics.ts';
 import { Qwen2Model } from '../../src/model/qwen2.ts';
 import { referenceBackend } from '../../src/engine/reference.ts';
-import { MASTER_WEIGHTS_FILE, readF32Tensors } from '../../src/train/checkpoint.ts';
+import { SafetensorsFile } from '../../src/model/safetensors.ts';
+import { paramLayout } from '../../src/model/params.ts';
+import { MASTER_WEIGHTS_FILE } from '../../src/train/engine.ts';
 import { writeTinySetup } from './tiny.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { writeVersion2State } from '../helpers/version2.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const quiet = createProgress('none');
@@ -40,7 +43,8 @@ const coin = await (async () => {
   const file = path.join(setupDir, 'coin-warm.yaml');
   writeFileSync(
     file,
-    `model: { path: ${tiny.model}, backend: reference }
+    `model: { path: ${tiny.model} }
+engine: { backend: reference }
 data: { train: ${train} }
 rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 12 }
 sft: { batchSize: 12, lr: 3e-2 }
@@ -60,7 +64,8 @@ function config(extra = ''): string {
   const file = path.join(tempDir('red-cfg-'), 'train.yaml');
   writeFileSync(
     file,
-    `model: { path: ${coin.model}, backend: reference }
+    `model: { path: ${coin.model} }
+engine: { backend: reference }
 data: { train: ${coin.train}, epochs: 1 }
 rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 12 }
 algorithm: { sftInterleave: { bufferSize: 2 }, prefixSearch: { segments: 2 } }
@@ -138,7 +143,7 @@ for (const method of PRESET_NAMES) {
       'model.safetensors',
       'tokenizer.json',
       'tokenizer_config.json',
-      'optimizer.safetensors',
+      'optimizer-policy.safetensors',
       'trainer_state.json',
     ]) {
       assert.ok(existsSync(path.join(ck, f)), `${f} missing from the checkpoint`);
@@ -224,12 +229,18 @@ print(len(h) - ('__metadata__' in h), 'tensors;', 'bad:', bad)`,
   assert.equal(py.status, 0, String(py.stderr));
   assert.match(String(py.stdout), /^[1-9]\d* tensors; bad: \[\]/);
   // Resumed from the fp32 masters, not from their bf16 rounding: bit-identical to the straight run.
-  const masters = (dir: string) => readF32Tensors(path.join(step3(dir), MASTER_WEIGHTS_FILE)).params;
-  assert.deepEqual(masters(split), masters(straight));
+  const masters = (dir: string) => {
+    const f = new SafetensorsFile(path.join(step3(dir), MASTER_WEIGHTS_FILE));
+    const all = Float32Array.from(m0.layout.specs.flatMap((s) => [...f.readFloat(s.name)]));
+    f.close();
+    return all;
+  };
+  const m0 = await Qwen2Model.load(coin.model, { backend: referenceBackend });
+  assert.ok(Buffer.from(masters(split).buffer).equals(Buffer.from(masters(straight).buffer)));
   // The BF16 folder loads as a model, its weights the masters rounded.
   const m = await Qwen2Model.load(step3(straight), { backend: referenceBackend });
   const want = masters(straight);
-  const got = m.readParams();
+  const got = m.readParams(); // the layout order, as masters() reads them
   let worst = 0;
   for (let i = 0; i < want.length; i++)
     worst = Math.max(worst, Math.abs(got[i] - want[i]) / (Math.abs(want[i]) + 1e-30));
@@ -252,6 +263,79 @@ test('a checkpoint of the older parameter order (trainer state version 1) is ref
       return true;
     },
   );
+});
+
+test('a version-2 checkpoint (flat state of the native layout, as red wrote it before the engine contract) resumes exactly', async () => {
+  const sets = ['checkpoint.saveDtype=bf16'];
+  const run = (dir: string, maxSteps: number, resume: boolean) =>
+    runTrain({ config: config(), out: dir, method: 'relift', sets, maxSteps, resume }, quiet);
+  const straight = out();
+  await run(straight, 3, false);
+  const split = out();
+  await run(split, 1, false);
+  // Rewrite step-1 as red wrote it before: master.safetensors one flat `params`, each optimiser
+  // flat m, v and step in optimizer.safetensors / sft_optimizer.safetensors, trainer state version 2.
+  const step1 = path.join(split, 'checkpoints', 'step-1');
+  writeVersion2State(
+    step1,
+    step1,
+    paramLayout((await Qwen2Model.load(coin.model, { backend: referenceBackend })).config),
+  );
+  const stateFile = path.join(step1, 'trainer_state.json');
+  const state = JSON.parse(readFileSync(stateFile, 'utf8'));
+  writeFileSync(
+    stateFile,
+    JSON.stringify({ ...state, version: 2, optimizers: ['optimizer.safetensors', 'sft_optimizer.safetensors'] }),
+  );
+  await run(split, 3, true);
+  const step3 = (dir: string, f: string) => readFileSync(path.join(dir, 'checkpoints', 'step-3', f));
+  for (const f of ['master.safetensors', 'optimizer-policy.safetensors', 'optimizer-sft.safetensors'])
+    assert.ok(step3(straight, f).equals(step3(split, f)), `${f} differs from the uninterrupted run's`);
+  const strip = (m: Record<string, number>) =>
+    Object.fromEntries(
+      Object.entries(m).filter(([k]) => !k.startsWith('timing_s/') && k !== 'throughput/tokens_per_s'),
+    );
+  assert.deepEqual(lines(split).map(strip), lines(straight).map(strip));
+  assert.ok(
+    lines(straight).some((m) => m['relift/sft_steps'] === 1),
+    'ReLIFT made an SFT step (its optimiser is in the state)',
+  );
+});
+
+test('rollout.engine engine (sampling on the training engine) draws what local draws: the same metrics, stop strings included', async () => {
+  for (const extra of [[], ['rollout.stopStrings=["{"]']]) {
+    const metrics = async (where: string) => {
+      const dir = out();
+      await runTrain(
+        {
+          config: config(),
+          out: dir,
+          method: 'grpo',
+          sets: [`rollout.engine=${where}`, ...extra],
+          maxSteps: 2,
+          resume: false,
+        },
+        quiet,
+      );
+      return lines(dir).map((m) =>
+        Object.fromEntries(
+          Object.entries(m).filter(([k]) => !k.startsWith('timing_s/') && k !== 'throughput/tokens_per_s'),
+        ),
+      );
+    };
+    const local = await metrics('local');
+    assert.deepEqual(await metrics('engine'), local, `rollout.engine engine vs local ${extra.join(' ')}`);
+    if (extra.length === 0)
+      assert.ok(
+        local.some((m) => m['groups/kept'] > 0),
+        'some step trained',
+      );
+    else
+      assert.ok(
+        local.every((m) => m['completions/mean_length'] < 5),
+        'the stop string cut the samples short',
+      );
+  }
 });
 
 test('sft lowers the token-mean NLL of a fixed batch', async () => {
@@ -366,7 +450,7 @@ test('SIGKILL mid-step, then --resume: bit-identical weights and optimiser at st
   assert.equal(r.signal, 'SIGKILL', `the run ended before it was killed: ${r.stderr}`);
   assert.ok(!existsSync(path.join(dir, 'checkpoints', 'step-4')));
   await runTrain({ out: dir, sets: [], maxSteps: 4, resume: true }, quiet); // config from DIR/config.yaml
-  for (const f of ['model.safetensors', 'optimizer.safetensors']) {
+  for (const f of ['model.safetensors', 'optimizer-policy.safetensors']) {
     const a = readFileSync(path.join(ref, 'checkpoints', 'step-4', f));
     const b = readFileSync(path.join(dir, 'checkpoints', 'step-4', f));
     assert.ok(a.equals(b), `${f} differs between the uninterrupted and the resumed run`);
@@ -424,7 +508,7 @@ test('rollout/logprob_diff: the sampler and the trainer agree in fp32; mixed-pre
         config: config(),
         out: dir,
         method: 'red',
-        sets: [`model.precision=${precision}`, 'model.activationCheckpointing=true'],
+        sets: [`engine.precision=${precision}`, 'engine.activationCheckpointing=true'],
         maxSteps: 2,
         resume: false,
       },

@@ -6,8 +6,9 @@ import assert from 'node:assert/strict';
 import { objectives } from '../../src/rl/index.ts';
 import { StepTimer } from '../../src/train/env.ts';
 import type { Member } from '../../src/train/pack.ts';
-import { policyUpdate } from '../../src/train/update.ts';
-import { BigramModel, makeConfig, makeEnv } from './fakes.ts';
+import { ADAMW_DEFAULTS } from '../../src/train/engine.ts';
+import { policyUpdate, updateSettings } from '../../src/train/update.ts';
+import { BigramEngine, makeConfig, makeEnv } from './fakes.ts';
 
 test('rolloutCorrection tis scales the policy gradient by min(π_old/π_rollout, C)', async () => {
   const config = makeConfig({ method: 'grpo', optim: { lr: 0.05, maxGradNorm: 0 } });
@@ -36,14 +37,15 @@ test('rolloutCorrection tis scales the policy gradient by min(π_old/π_rollout,
     },
   ];
   const norm = async (mode: 'none' | 'tis', cap: number) => {
-    const env = makeEnv(config, 6, new BigramModel(3));
+    const env = makeEnv(config, 6, new BigramEngine(3));
+    await env.engine.createOptimizer('policy', { ...ADAMW_DEFAULTS, noDecay: 'none' });
     const r = await policyUpdate(
-      env,
-      config,
+      env.engine,
+      updateSettings(config),
       {
         members,
         lr: 0.05,
-        optimizer: env.createOptimizer(),
+        optimizer: 'policy',
         loss: (b, ctx) => objectives[o.objective](b, o, ctx),
         klCoef: 0,
         regulator: null,

@@ -22,7 +22,8 @@ const tiny = writeTinySetup(root, 8);
 const cfg = path.join(root, 'train.yaml');
 writeFileSync(
   cfg,
-  `model: { path: ${tiny.model}, backend: reference }
+  `model: { path: ${tiny.model} }
+engine: { backend: reference }
 data: { train: ${tiny.train}, epochs: 1 }
 rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 240 }  # whole teacher traces (they must verify within the limit)
 sft: { batchSize: 2 }

@@ -6,8 +6,8 @@ import { Trainer, type TrainerEnv } from '../../src/train/trainer.ts';
 import { resolveStages } from '../../src/rl/options.ts';
 import { learningRate } from '../../src/train/schedule.ts';
 import type { TrainConfig } from '../../src/train/config.ts';
-import type { PackedBatch } from '../../src/model/batch.ts';
-import { BigramModel, fakeGenerate, makeConfig, makeEnv, quiet, TRAINER_STATE_FILE, V } from './fakes.ts';
+import type { EngineBatch } from '../../src/train/engine.ts';
+import { BigramEngine, fakeGenerate, makeConfig, makeEnv, quiet, TRAINER_STATE_FILE, V } from './fakes.ts';
 import { mixSeed } from '../../src/train/env.ts';
 import { resolveTrainConfig } from '../../src/train/config.ts';
 import { tempDir } from '../helpers/tmp.ts';
@@ -52,10 +52,10 @@ for (const method of ['red', 'sft-grpo', 'relift', 'bread', 'srft', 'luffy']) {
     assert.equal(await trainer(makeEnv(cfgEvery2), cfgEvery2, dirB, { maxSteps: 5, resume: true }).run(), 5);
     // SIGKILL after step 5 but before its checkpoint: only step-4 survives; the metrics file has step 5.
     rmSync(path.join(dirB, 'checkpoints', 'step-5'), { recursive: true });
-    const envB = makeEnv(config, 6, new BigramModel(99)); // different init: the checkpoint must overwrite it
+    const envB = makeEnv(config, 6, new BigramEngine(99)); // different init: the checkpoint must overwrite it
     assert.equal(await trainer(envB, config, dirB, { resume: true }).run(), stepsA);
 
-    assert.ok(bits(envA.model.readParams()).equals(bits(envB.model.readParams())), 'parameters differ');
+    assert.ok(bits(envA.engine.readParams()).equals(bits(envB.engine.readParams())), 'parameters differ');
     const a = metricLines(dirA).map(withoutTiming);
     const b = metricLines(dirB).map(withoutTiming);
     assert.deepEqual(b, a);
@@ -115,17 +115,18 @@ test('algorithm.lr is refused with the two names a learning rate has (optim.lr, 
   );
 });
 
-/** −Σ_{t: target ≥ 0} log p(target_t) / N over recorded batches, computed directly from W. */
-function directNll(w: Float32Array, batches: PackedBatch[]): number {
+/** −Σ over scored tokens of log p(token | previous token) / N over recorded batches, computed directly from W. */
+function directNll(w: Float32Array, batches: EngineBatch[]): number {
   let s = 0;
   let n = 0;
   for (const b of batches) {
-    for (let t = 0; t < b.ids.length; t++) {
-      if (b.targets[t] < 0) continue;
-      const row = Array.from(w.subarray(b.ids[t] * V, b.ids[t] * V + V), Number);
-      const lse = Math.log(row.reduce((a, z) => a + Math.exp(z), 0));
-      s -= row[b.targets[t]] - lse;
-      n++;
+    for (let q = 0; q + 1 < b.cuSeqlens.length; q++) {
+      for (let t = b.cuSeqlens[q] + b.scoredFrom[q]; t < b.cuSeqlens[q + 1]; t++) {
+        const row = Array.from(w.subarray(b.ids[t - 1] * V, b.ids[t - 1] * V + V), Number);
+        const lse = Math.log(row.reduce((a, z) => a + Math.exp(z), 0));
+        s -= row[b.ids[t]] - lse;
+        n++;
+      }
     }
   }
   return s / n;
@@ -135,33 +136,29 @@ test('SFT step: the gradient handed to the optimiser is d(token-mean NLL)/dW (fi
   for (const microBatchTokens of [0, 6]) {
     const config = makeConfig({ method: 'sft', optim: { lr: 0.05, microBatchTokens, maxGradNorm: 0 } });
     const env = makeEnv(config);
-    const batches: PackedBatch[] = [];
-    const fwd = env.model.forward.bind(env.model);
+    const e = env.engine;
+    const batches: EngineBatch[] = [];
     let grads: Float32Array | null = null;
-    env.model.forward = (b) => {
-      if (!grads) batches.push(b);
-      return fwd(b);
+    let micro = 0;
+    const load = e.loadBatch.bind(e);
+    e.loadBatch = async (b, o) => {
+      const h = await load(b, o);
+      if (!grads) {
+        batches.push(b);
+        micro = e.lastMicroBatches;
+      }
+      return h;
     };
-    env.createOptimizer = () => ({
-      update: () => {
-        grads ??= env.model.readGrads();
-      },
-      state: () => ({ step: 0, m: new Float32Array(V * V), v: new Float32Array(V * V) }),
-      load: () => {},
-    });
-    const w0 = env.model.readParams();
+    const optimStep = e.optimStep.bind(e);
+    e.optimStep = async (name, lr, max) => {
+      grads ??= e.readGrads();
+      return optimStep(name, lr, max);
+    };
+    const w0 = e.readParams();
     await trainer(env, config, out(), { maxSteps: 1 }).run();
     assert.ok(grads);
-    // Each micro-batch is forwarded twice at most (π_old pass, then again for backward): dedupe.
-    const unique = [...new Set(batches)];
-    const seen = new Set<string>();
-    const distinct = unique.filter((b) => {
-      const k = Array.from(b.ids).join(',') + '|' + Array.from(b.targets).join(',');
-      if (seen.has(k)) return false;
-      seen.add(k);
-      return true;
-    });
-    if (microBatchTokens > 0) assert.ok(distinct.length > 1, 'expected several micro-batches');
+    assert.equal(batches.length, 1, 'one batch per step');
+    if (microBatchTokens > 0) assert.ok(micro > 1, 'expected several micro-batches');
     let worst = 0;
     for (let i = 0; i < V * V; i++) {
       const h = 1e-3;
@@ -169,7 +166,7 @@ test('SFT step: the gradient handed to the optimiser is d(token-mean NLL)/dW (fi
       wp[i] += h;
       const wm = w0.slice();
       wm[i] -= h;
-      const fd = (directNll(wp, distinct) - directNll(wm, distinct)) / (2 * h);
+      const fd = (directNll(wp, batches) - directNll(wm, batches)) / (2 * h);
       worst = Math.max(worst, Math.abs(fd - grads![i]));
     }
     assert.ok(worst < 2e-4, `largest |FD − grad| = ${worst} (microBatchTokens ${microBatchTokens})`);
@@ -188,11 +185,11 @@ test('offline traces: the chat prompt, then the trace truncated to the response 
     const config = makeConfig({ method: 'sft', rollout: { groupSize: 3, promptsPerStep: 2, maxTokens } });
     const env = makeEnv(config);
     env.traceIds = (e) => [Number(e.answer), Number(e.answer) + 1, Number(e.answer) + 2].slice(0, 3); // 3 tokens
-    const seen: PackedBatch[] = [];
-    const fwd = env.model.forward.bind(env.model);
-    env.model.forward = (b) => {
+    const seen: EngineBatch[] = [];
+    const load = env.engine.loadBatch.bind(env.engine);
+    env.engine.loadBatch = (b, o) => {
       seen.push(b);
-      return fwd(b);
+      return load(b, o);
     };
     await trainer(env, config, out(), { maxSteps: 1 }).run();
     const b = seen[0];
@@ -202,8 +199,8 @@ test('offline traces: the chat prompt, then the trace truncated to the response 
     const trace = [a, a + 1, a + 2].slice(0, maxTokens);
     assert.ok(first.length - 2 <= maxTokens);
     assert.deepEqual(first, [p, p, ...trace, ...(expectEos ? [7] : [])], `maxTokens ${maxTokens}`);
-    // Only the response is scored: targets start at the last prompt token.
-    assert.deepEqual(Array.from(b.targets.subarray(0, first.length)), [-1, ...first.slice(2), -1]);
+    // Only the response is scored: the tokens after the 2-token prompt.
+    assert.equal(b.scoredFrom[0], 2);
   }
 });
 
@@ -250,7 +247,7 @@ test('group filtering: all groups equal → every draw dropped, maxFillAttempts 
     draws++;
     return gen(p, r);
   };
-  const w0 = env.model.readParams();
+  const w0 = env.engine.readParams();
   const dir = out();
   await trainer(env, config, dir, { maxSteps: 1 }).run();
   const [m] = metricLines(dir);
@@ -265,7 +262,7 @@ test('group filtering: all groups equal → every draw dropped, maxFillAttempts 
   );
   assert.equal(m['tokens/trained'] ?? 0, 0);
   assert.equal(m['acc/mean'], 1);
-  assert.ok(bits(w0).equals(bits(env.model.readParams())));
+  assert.ok(bits(w0).equals(bits(env.engine.readParams())));
 });
 
 test('NaN in the loss: the step is skipped (nothing applied, no checkpoint), 3 in a row stop the run', async () => {
@@ -278,24 +275,20 @@ test('NaN in the loss: the step is skipped (nothing applied, no checkpoint), 3 i
     step++;
     return gen(p, r);
   };
-  env.model.poison = () => step === 2;
+  env.engine.poison = () => step === 2;
   const dir = out();
   let after1: Float32Array | null = null;
-  const origUpdate = env.createOptimizer;
-  env.createOptimizer = () => {
-    const o = origUpdate();
-    const u = o.update.bind(o);
-    o.update = (lr) => {
-      u(lr);
-      if (step === 1) after1 = env.model.readParams();
-    };
-    return o;
+  const optimStep = env.engine.optimStep.bind(env.engine);
+  env.engine.optimStep = async (name, lr, max) => {
+    const r = await optimStep(name, lr, max);
+    if (step === 1) after1 = env.engine.readParams();
+    return r;
   };
   await trainer(env, config, dir, { maxSteps: 2 }).run();
   const m = metricLines(dir);
   assert.equal(m[1]['steps/skipped'], 1);
   assert.ok(!('loss/total' in m[1]), 'the NaN loss is not a number in the metrics');
-  assert.ok(bits(after1!).equals(bits(env.model.readParams())), 'a bad step changed the parameters');
+  assert.ok(bits(after1!).equals(bits(env.engine.readParams())), 'a bad step changed the parameters');
   assert.ok(existsSync(path.join(dir, 'checkpoints', 'step-2')), 'the final checkpoint (good params) is written');
   const state = (s: number) =>
     JSON.parse(readFileSync(path.join(dir, 'checkpoints', `step-${s}`, TRAINER_STATE_FILE), 'utf8'));
@@ -308,7 +301,7 @@ test('NaN in the loss: the step is skipped (nothing applied, no checkpoint), 3 i
     s2++;
     return gen(p, r);
   };
-  env2.model.poison = () => s2 >= 2;
+  env2.engine.poison = () => s2 >= 2;
   const dir2 = out();
   await assert.rejects(trainer(env2, config, dir2).run(), /3 steps in a row \(up to step 4\) had NaN or Inf/);
   assert.deepEqual(
@@ -324,29 +317,25 @@ test('NaN in the loss: the step is skipped (nothing applied, no checkpoint), 3 i
 test('several updates per batch: a NaN in the second update undoes the first (params and moments)', async () => {
   const config = makeConfig({ method: 'grpo', optim: { lr: 0.05, updatesPerBatch: 2 } });
   const env = makeEnv(config);
+  const e = env.engine;
   env.verify = async (items) => items.map((_, i) => i % 2);
   let step = 0;
   let forwardsAtStepStart = 0;
   const gen = env.generate;
   env.generate = async (p, r) => {
     step++;
-    forwardsAtStepStart = env.model.forwards;
+    forwardsAtStepStart = e.forwards;
     return gen(p, r);
   };
   // Step 2: forward 1 is π_old (fine), forward 2 recomputes the policy for the second update (NaN).
-  env.model.poison = () => step === 2 && env.model.forwards - forwardsAtStepStart >= 2;
+  e.poison = () => step === 2 && e.forwards - forwardsAtStepStart >= 2;
   let snapshot: { params: Float32Array; m: Float32Array; step: number } | null = null;
-  const create = env.createOptimizer;
-  env.createOptimizer = () => {
-    const o = create();
-    const u = o.update.bind(o);
-    o.update = (lr) => {
-      u(lr);
-      if (step === 1 && o.state().step === 2)
-        snapshot = { params: env.model.readParams(), m: o.state().m.slice(), step: o.state().step };
-    };
-    (env as unknown as { opt: typeof o }).opt = o;
-    return o;
+  const optimStep = e.optimStep.bind(e);
+  e.optimStep = async (name, lr, max) => {
+    const r = await optimStep(name, lr, max);
+    const s = e.optimizers.get('policy')!.state();
+    if (step === 1 && s.step === 2) snapshot = { params: e.readParams(), m: s.m, step: s.step };
+    return r;
   };
   const dir = out();
   await trainer(env, config, dir, { maxSteps: 2 }).run();
@@ -355,10 +344,10 @@ test('several updates per batch: a NaN in the second update undoes the first (pa
   // (assigned inside a callback, which the compiler's narrowing does not see)
   const snap = snapshot as { params: Float32Array; m: Float32Array; step: number } | null;
   assert.ok(snap, 'step 1 made two updates');
-  assert.ok(bits(snap.params).equals(bits(env.model.readParams())), 'the first update of the bad step was not undone');
-  const opt = (env as unknown as { opt: { state(): { step: number; m: Float32Array } } }).opt;
-  assert.equal(opt.state().step, 2);
-  assert.ok(bits(snap.m).equals(bits(opt.state().m)));
+  assert.ok(bits(snap.params).equals(bits(e.readParams())), 'the first update of the bad step was not undone');
+  const opt = e.optimizers.get('policy')!.state();
+  assert.equal(opt.step, 2);
+  assert.ok(bits(snap.m).equals(bits(opt.m)));
 });
 
 test('a stop request (Ctrl-C) lets the step finish, checkpoints and returns', async () => {
@@ -437,7 +426,7 @@ test("sft: entropy/sft is the mean over traces of each trace's token-mean entrop
   const env = makeEnv(config);
   // Traces of 1, 2 and 3 tokens (+ EOS): a token mean would weight the long ones more.
   env.traceIds = (e) => Array.from({ length: 1 + (Number(e.id.slice(3)) % 3) }, () => Number(e.answer));
-  const W = env.model.readParams();
+  const W = env.engine.readParams();
   const entropyAt = (row: number): number => {
     const z = Array.from(W.subarray(row * V, row * V + V));
     const mx = Math.max(...z);
