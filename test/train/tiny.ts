@@ -33,7 +33,8 @@ export function writeConfig(file: string, text: string): string {
  * responses up to 240 tokens, so the teacher traces verify whole; `extra` adds YAML lines.
  */
 export function tinyTrainYaml(tiny: { model: string; train: string }, extra = ''): string {
-  return `model: { path: ${tiny.model}, backend: reference }
+  return `model: { path: ${tiny.model} }
+engine: { backend: reference }
 data: { train: ${tiny.train}, epochs: 1 }
 rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 240 }
 sft: { batchSize: 2 }
