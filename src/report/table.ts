@@ -86,7 +86,7 @@ export function resultsTable(inputs: readonly TableInput[]): ResultsTable {
       byLevel,
     ),
   );
-  return { columnKind: byLevel ? 'level' : 'benchmark', columns, rows, verdict: verdict(rows) };
+  return { columnKind: byLevel ? 'level' : 'benchmark', columns, rows, verdict: verdict(rows, columns) };
 }
 
 /** Mean and standard error (sample std / √n) of the finite values; se null below two values. */
@@ -144,8 +144,11 @@ function meanCurve(curves: readonly number[][]): number[] {
   return Array.from({ length: n }, (_, i) => curves.reduce((a, c) => a + c[i], 0) / curves.length);
 }
 
-/** "RED 41.0% vs best other (sft) 45.0%: RED is not ahead" — measured, not hoped for. */
-function verdict(rows: readonly TableRow[]): string | null {
+/**
+ * "RED 41.0% vs best other (sft) 45.0%: RED is not ahead, 4.0 points behind, most on L4 and L5"
+ * — measured, not hoped for.
+ */
+function verdict(rows: readonly TableRow[], columns: ResultsTable['columns']): string | null {
   const red = rows.find((r) => r.name === 'red');
   const others = rows.filter((r) => r.name !== 'red' && r.name !== 'base' && r.acc !== null);
   if (!red || red.acc === null || others.length === 0) return null;
@@ -153,8 +156,24 @@ function verdict(rows: readonly TableRow[]): string | null {
   const bestAcc = best.acc ?? 0;
   const rank =
     1 + rows.filter((r) => r.name !== 'red' && r.name !== 'base' && r.acc !== null && r.acc > red.acc!).length;
-  const ahead = red.acc > bestAcc ? 'RED is ahead' : red.acc === bestAcc ? 'RED ties with it' : 'RED is NOT ahead';
-  return `RED: overall Acc ${fmtPct(red.acc)}${stdErr(red)} (rank ${rank} of ${others.length + 1} methods); best other method: ${best.name} ${fmtPct(bestAcc)}${stdErr(best)}. ${ahead} on this run.`;
+  const ahead =
+    red.acc > bestAcc
+      ? 'RED is ahead on this run.'
+      : red.acc === bestAcc
+        ? 'RED ties with it on this run.'
+        : `RED is NOT ahead on this run: ${(100 * (bestAcc - red.acc)).toFixed(1)} points behind ${best.name}${largestGaps(red, best, columns)}.`;
+  return `RED: overall Acc ${fmtPct(red.acc)}${stdErr(red)} (rank ${rank} of ${others.length + 1} methods); best other method: ${best.name} ${fmtPct(bestAcc)}${stdErr(best)}. ${ahead}`;
+}
+
+/** ", most on L5 (1.9 vs 47.8) and L4 (0.0 vs 39.7)": the (up to) two columns where `best` leads RED most. */
+function largestGaps(red: TableRow, best: TableRow, columns: ResultsTable['columns']): string {
+  const gaps = columns
+    .map((c) => ({ c, r: red.cells[c.key]?.acc, b: best.cells[c.key]?.acc }))
+    .filter((g): g is { c: (typeof columns)[number]; r: number; b: number } => finite(g.r) && finite(g.b) && g.b > g.r)
+    .sort((x, y) => y.b - y.r - (x.b - x.r))
+    .slice(0, 2)
+    .map((g) => `${g.c.title} (${fmtPct(g.r)} vs ${fmtPct(g.b)})`);
+  return gaps.length > 0 ? `, most on ${gaps.join(' and ')}` : '';
 }
 
 /**

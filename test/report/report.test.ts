@@ -68,7 +68,7 @@ test('table: one column per level, Acc in %, the best non-base Acc in bold, and 
       name: 'sft',
       steps: 5,
       seed: 42,
-      eval: evalWithLevels({ 1: [0.9, 80], 2: [0.5, 90] }, 0.7, 85),
+      eval: evalWithLevels({ 1: [0.9, 80], 2: [0.6, 90] }, 0.7, 85),
       trainSeconds: 3,
       evalSeconds: 1,
     },
@@ -98,10 +98,10 @@ test('table: one column per level, Acc in %, the best non-base Acc in bold, and 
   // s.e. over 20 problems × 4 samples = 80: sqrt(0.6·0.4/80) = 5.48%, sqrt(0.7·0.3/80) = 5.12%.
   assert.equal(
     t.verdict,
-    'RED: overall Acc 60.0 ± 5.5 (rank 2 of 3 methods); best other method: sft 70.0 ± 5.1. RED is NOT ahead on this run.',
+    'RED: overall Acc 60.0 ± 5.5 (rank 2 of 3 methods); best other method: sft 70.0 ± 5.1. RED is NOT ahead on this run: 10.0 points behind sft, most on L2 (40.0 vs 60.0) and L1 (80.0 vs 90.0).',
   );
   const md = tableMarkdown(t);
-  assert.match(md, /^\| sft \| 5 \| 90\.0 \| 50\.0 \| \*\*70\.0\*\* \| 85 \| - \| - \| - \| 3\.0 \| 1\.0 \|$/m);
+  assert.match(md, /^\| sft \| 5 \| 90\.0 \| 60\.0 \| \*\*70\.0\*\* \| 85 \| - \| - \| - \| 3\.0 \| 1\.0 \|$/m);
   assert.match(md, /^\| red \| 5 \| 80\.0 \| 40\.0 \| 60\.0 \| 55 \| - \| - \| - \| 5\.0 \| 1\.0 \|$/m);
   assert.match(md, /^\| base \| 0 \| 50\.0 \| 10\.0 \| 30\.0 \| 25 \| - \| - \| - \| - \| 1\.0 \|$/m);
 });
