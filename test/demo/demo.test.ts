@@ -8,7 +8,9 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { BUDGETS, DEMO_METHODS } from '../../src/demo/budget.ts';
-import { runDemo } from '../../src/demo/run.ts';
+import YAML from 'yaml';
+import { demoConfigYaml, runDemo } from '../../src/demo/run.ts';
+import { resolveTrainConfig } from '../../src/train/config.ts';
 import { PRESET_NAMES } from '../../src/rl/options.ts';
 import { buildReport } from '../../src/report/build.ts';
 import { tempDir } from '../helpers/tmp.ts';
@@ -17,6 +19,19 @@ const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 
 test('the demo methods are exactly the presets of Table 2', () => {
   assert.deepEqual([...DEMO_METHODS].sort(), [...PRESET_NAMES].sort());
+});
+
+test('--set reaches every run: train-config.yaml records it and it beats the preset row (the r̄ ablation)', () => {
+  const yaml = demoConfigYaml(BUDGETS.tiny, '/m', '/t.jsonl', undefined, [
+    'algorithm.accuracyIncludesOffline=false',
+    'algorithm.entropySmoothing=0.9',
+  ]);
+  assert.match(yaml, /^# .*with --set algorithm\.accuracyIncludesOffline=false algorithm\.entropySmoothing=0\.9/);
+  const raw = YAML.parse(yaml) as Record<string, unknown>;
+  const red = resolveTrainConfig({ ...raw, method: 'red' }, 'test');
+  assert.equal(red.algorithm.accuracyIncludesOffline, false); // the red preset row sets true
+  assert.equal(red.algorithm.entropySmoothing, 0.9);
+  assert.equal(red.algorithm.sftInterleave.bufferSize, BUDGETS.tiny.train.promptsPerStep); // the demo's own keys stay
 });
 
 test('red demo --tiny: every method trained, evaluated, tabulated and reported', async () => {
