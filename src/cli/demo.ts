@@ -15,6 +15,7 @@ interface DemoCliOptions {
   cache: string | false;
   backend: string;
   base?: string;
+  set: string[];
 }
 
 export function registerDemo(program: Command): void {
@@ -41,6 +42,12 @@ export function registerDemo(program: Command): void {
     .option('--no-cache', 'build the data and the base model inside --out')
     .option('--base <dir>', 'start every method from this model folder instead of the pretrained tiny base')
     .option('--backend <name>', 'auto, native or reference', 'auto')
+    .option(
+      '--set <key.path=value>',
+      'override an option of the shared training config for every run, as red train --set (repeatable; e.g. algorithm.accuracyIncludesOffline=false)',
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
     .action(async (opts: DemoCliOptions) => {
       const { BUDGETS } = await import('../demo/budget.ts');
       const { checkDemoOptions, runDemo } = await import('../demo/run.ts');
@@ -68,6 +75,7 @@ export function registerDemo(program: Command): void {
         seeds,
         ...(opts.base !== undefined ? { baseModel: opts.base } : {}),
         backend,
+        sets: opts.set,
       };
       // Every argument is checked before --out is made: a bad command leaves nothing behind.
       checkDemoOptions(demo);

@@ -12,7 +12,7 @@ import { getBackend, type BackendPreference } from '../engine/index.ts';
 import { closeVerifier } from '../reward/index.ts';
 import { resolveStages } from '../rl/options.ts';
 import { CheckpointManager } from '../train/checkpoint.ts';
-import { configToYaml } from '../train/config.ts';
+import { applySets, configToYaml, resolveTrainConfig } from '../train/config.ts';
 import { createProgress } from '../train/metrics.ts';
 import { pretrain, PRETRAIN_DEFAULTS } from '../train/pretrain.ts';
 import { buildEnv, loadCommandConfig } from '../train/run.ts';
@@ -21,6 +21,7 @@ import { fail } from '../util/errors.ts';
 import { cachedContentHash, modelFiles } from '../util/content-hash.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.ts';
 import { buildReport } from '../report/build.ts';
+import { machineInfo, sha256File } from '../report/machine.ts';
 import type { EvalResults } from '../eval/results.ts';
 import { evaluateHeldOut } from './evaluate.ts';
 import { DEMO_METHODS, type DemoBudget } from './budget.ts';
@@ -38,6 +39,12 @@ export interface DemoOptions {
   /** Start from this model folder instead of pretraining one (it is copied to OUT/base). */
   baseModel?: string;
   backend?: BackendPreference;
+  /**
+   * `key.path=value` overrides of the shared training config, as `red train --set` (e.g.
+   * `algorithm.accuracyIncludesOffline=false` for an ablation): every run gets them, and
+   * train-config.yaml records them.
+   */
+  sets?: readonly string[];
   /** One line per phase (default: stdout). */
   log?: (line: string) => void;
 }
@@ -137,8 +144,8 @@ function complete(dir: string, files: readonly string[]): boolean {
 /** What a model folder given with --base must hold. */
 const MODEL_FILES = ['config.json', 'model.safetensors', 'tokenizer.json'];
 
-/** The methods, the base model and the backend asked for exist: checked before anything is written. */
-export function checkDemoOptions(o: Pick<DemoOptions, 'methods' | 'baseModel' | 'backend'>): void {
+/** The methods, the base model, the backend and the --set overrides are valid: checked before anything is written. */
+export function checkDemoOptions(o: Pick<DemoOptions, 'methods' | 'baseModel' | 'backend' | 'budget' | 'sets'>): void {
   const methods = o.methods ?? DEMO_METHODS;
   if (methods.length === 0) fail(`--methods is empty; give some of ${DEMO_METHODS.join(', ')}`);
   for (const m of methods)
@@ -147,6 +154,7 @@ export function checkDemoOptions(o: Pick<DemoOptions, 'methods' | 'baseModel' | 
   if (o.baseModel !== undefined && !complete(o.baseModel, MODEL_FILES))
     fail(`--base ${o.baseModel}: not a model folder with ${MODEL_FILES.join(', ')}`);
   getBackend(o.backend); // --backend native without the addon fails now, not after the data is built
+  if (o.sets?.length) resolveTrainConfig(demoConfig(o.budget, 'base', 'train.jsonl', o.backend, o.sets), '--set');
 }
 
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
@@ -168,7 +176,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const baseDir = await prepareBase(o, out, say);
   // One config for every method; each run only names its method.
   const configFile = path.join(out, 'train-config.yaml');
-  writeFileAtomic(configFile, demoConfigYaml(b, baseDir, path.join(dataDir, 'train.jsonl'), o.backend));
+  writeFileAtomic(configFile, demoConfigYaml(b, baseDir, path.join(dataDir, 'train.jsonl'), o.backend, o.sets));
   const seeds = Array.from({ length: o.seeds ?? 1 }, (_, i) => b.seed + i);
   const shared = { o, out, baseDir, configFile, testFile: path.join(dataDir, 'test.jsonl'), say };
   const ctx: RunContext = { ...shared, keyOf: runKeys(shared, dataDir) };
@@ -191,8 +199,12 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     out,
     base: { dir: baseDir, evalDir: path.join(out, 'base-eval') },
     title: `red demo (${b.name} budget): RED against the baselines on the built-in task`,
-    notes: demoNotes(b, o.baseModel, seeds),
+    notes: demoNotes(b, o.baseModel, seeds, o.sets ?? []),
     backend: o.backend,
+    provenance: {
+      machine: machineInfo(getBackend(o.backend)),
+      baseModelSha256: sha256File(path.join(baseDir, 'model.safetensors')),
+    },
   });
   say(
     `report: ${path.relative(process.cwd(), report.html) || report.html}, ${report.figures.length} figures (${secs(t)})`,
@@ -420,16 +432,18 @@ async function trainOne(configFile: string, dir: string, method: string, seed: n
 
 /**
  * The shared training config: examples/builtin/base.yaml's recipe (G, prompts per step, learning
- * rates, ReLIFT's buffer = one step of prompts) at the budget's size. Checkpoints only at the end.
+ * rates, ReLIFT's buffer = one step of prompts) at the budget's size, then the --set overrides.
+ * Checkpoints only at the end.
  */
-export function demoConfigYaml(
+function demoConfig(
   b: DemoBudget,
   modelDir: string,
   trainFile: string,
-  backend?: BackendPreference,
-): string {
+  backend: BackendPreference | undefined,
+  sets: readonly string[] = [],
+): Record<string, unknown> {
   const t = b.train;
-  const config = {
+  const config: Record<string, unknown> = {
     seed: b.seed,
     model: { path: modelDir },
     ...(backend ? { engine: { backend } } : {}),
@@ -442,16 +456,35 @@ export function demoConfigYaml(
     checkpoint: { every: t.steps, keep: 1 },
     log: { progress: 'none' },
   };
+  applySets(config, sets);
+  return config;
+}
+
+/** demoConfig as the YAML file every run reads. */
+export function demoConfigYaml(
+  b: DemoBudget,
+  modelDir: string,
+  trainFile: string,
+  backend?: BackendPreference,
+  sets: readonly string[] = [],
+): string {
+  const set = sets.length > 0 ? ` (with --set ${sets.join(' ')})` : '';
   return (
-    `# red demo (${b.name} budget): the config every method shares; each run adds only its method.\n` +
-    YAML.stringify(config)
+    `# red demo (${b.name} budget): the config every method shares${set}; each run adds only its method.\n` +
+    YAML.stringify(demoConfig(b, modelDir, trainFile, backend, sets))
   );
 }
 
-function demoNotes(b: DemoBudget, baseModel: string | undefined, seeds: readonly number[]): string[] {
+function demoNotes(
+  b: DemoBudget,
+  baseModel: string | undefined,
+  seeds: readonly number[],
+  sets: readonly string[],
+): string[] {
   const half = Math.max(1, Math.floor(b.train.steps / 2));
   return [
-    `Budget '${b.name}': every method trains ${b.train.steps} optimiser steps in all (sft-grpo: ${half} SFT steps then ${half} GRPO steps) of ${b.train.promptsPerStep} prompts each, G = ${b.train.groupSize}, responses ≤ ${b.train.maxTokens} tokens, from the same base model. Group filtering (drop groups whose members all score alike, redraw up to 6 times) is on for every method that samples; the Rollouts and Train tokens columns give the compute each method used.`,
+    ...(sets.length > 0 ? [`Every run with --set ${sets.join(' ')} (the presets otherwise unchanged).`] : []),
+    `Budget '${b.name}': every method trains ${b.train.steps} optimiser steps in all (sft-grpo: ${half} SFT steps then ${half} GRPO steps) of ${b.train.promptsPerStep} prompts each, G = ${b.train.groupSize}, responses ≤ ${b.train.maxTokens} tokens, from the same base model. Group filtering (drop groups whose members all score alike, redraw up to 6 times) is on for every method that samples; the Rollouts, Groups/step (the effective batch, of ${b.train.promptsPerStep} wanted) and Train tokens columns give the compute each method used.`,
     seeds.length > 1
       ? `Seeds ${seeds.join(', ')} per method (training and evaluation sampling); figures are the mean over seeds ± its standard error; the curves and the token view show seed ${seeds[0]}.`
       : `One seed (${seeds[0]}); the ± in the verdict is the binomial standard error of the evaluation samples, not seed-to-seed variation (use --seeds N for that).`,

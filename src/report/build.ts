@@ -13,7 +13,8 @@ import { fail } from '../util/errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.ts';
 import { curveFigures, passAtKFigure, type Figure } from './figures.ts';
 import { reportHtml } from './html.ts';
-import { loadRun, metricSum, type RunSummary } from './runs.ts';
+import { machineLine, type MachineInfo } from './machine.ts';
+import { loadRun, metricMean, metricSum, type RunSummary } from './runs.ts';
 import { resultsTable, tableMarkdown, type TableInput } from './table.ts';
 import { probabilityDelta, shownTokenCount, svgToPng, tokenDiffSvg, traceLogprobs } from './tokendiff.ts';
 
@@ -31,6 +32,11 @@ export interface BuildReportOptions {
   /** File whose first levelled (≥ 3) example's trace is scored (default: the runs' training data). */
   traceFile?: string;
   backend?: BackendPreference;
+  /**
+   * Where the runs were measured and the checksum of the weights they started from (the demo
+   * knows both; `red report` over other folders does not): in results.json and the notes.
+   */
+  provenance?: { machine: MachineInfo; baseModelSha256: string };
 }
 
 export interface BuiltReport {
@@ -90,6 +96,7 @@ export function readReportInputs(o: BuildReportOptions): ReportInputs {
       trainSeconds: r.trainSeconds,
       evalSeconds: r.evalSeconds,
       rollouts: metricSum(r.metrics, 'rollouts/generated'),
+      keptGroups: metricMean(r.metrics, 'groups/kept'),
       trainTokens: metricSum(r.metrics, 'tokens/trained'),
     });
   }
@@ -123,8 +130,12 @@ export async function buildReport(
   }
 
   const seeds = [...new Set(runs.map((r) => r.seed))];
+  const p = o.provenance;
   const notes = [
     ...(o.notes ?? []),
+    ...(p
+      ? [`Machine: ${machineLine(p.machine)}. Base model weights: SHA-256 ${p.baseModelSha256.slice(0, 16)}….`]
+      : []),
     `Seeds: ${seeds.map((s) => s ?? '?').join(', ')}.`,
     ...(tokenDiffSkipped ? [`Token-probability view: ${tokenDiffSkipped}`] : []),
   ];
@@ -137,6 +148,7 @@ export async function buildReport(
     columns: table.columns,
     columnKind: table.columnKind,
     verdict: table.verdict,
+    ...(p ? { machine: p.machine, baseModel: { sha256: p.baseModelSha256 } } : {}),
     methods: Object.fromEntries(
       table.rows.map((r) => [
         r.name,

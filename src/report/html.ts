@@ -3,7 +3,7 @@
 // config, seed and wall time.
 import type { Figure } from './figures.ts';
 import type { RunSummary } from './runs.ts';
-import { fmtAcc, fmtCount, tableHead, tableNote, type ResultsTable } from './table.ts';
+import { fmtAcc, fmtCount, fmtGroups, tableHead, tableNote, type ResultsTable } from './table.ts';
 
 export interface ReportPage {
   title: string;
@@ -38,6 +38,7 @@ function tableHtml(t: ResultsTable): string {
         : fmtAcc(r.acc, r.accSe),
       num(r.len, 0),
       fmtCount(r.rollouts),
+      fmtGroups(r.keptGroups),
       fmtCount(r.trainTokens),
       num(r.trainSeconds, 1),
       num(r.evalSeconds, 1),

@@ -79,6 +79,12 @@ export function runLabel(dir: string): string {
   return /^seed-\d+$/.test(base) ? path.basename(path.dirname(full)) : base;
 }
 
+/** The mean of a metric over the steps that logged it; null when none did. */
+export function metricMean(metrics: readonly Metrics[], key: string): number | null {
+  const v = metrics.map((m) => m[key]).filter((x) => typeof x === 'number' && Number.isFinite(x));
+  return v.length === 0 ? null : v.reduce((a, b) => a + b, 0) / v.length;
+}
+
 /** The sum of a metric over the logged steps; null when no step logged it. */
 export function metricSum(metrics: readonly Metrics[], key: string): number | null {
   const v = metrics.map((m) => m[key]).filter((x) => typeof x === 'number' && Number.isFinite(x));

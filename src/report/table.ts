@@ -1,6 +1,7 @@
 // The Table-2-style results table: one row per method, Acc (%) per column and overall Acc and LEN,
-// and the compute it took (rollouts generated, tokens trained). Runs of one method with several
-// seeds share a row: every figure is the mean over seeds, Acc with its standard error over seeds.
+// and the compute it took (rollouts generated, groups kept per step, tokens trained). Runs of one
+// method with several seeds share a row: every figure is the mean over seeds, Acc with its
+// standard error over seeds.
 // Columns are the difficulty levels when every run was evaluated on one levelled benchmark (the
 // built-in held-out split), else the benchmarks (paper-scale runs); the overall figures are
 // red eval's (mean over benchmarks, as the paper averages).
@@ -15,6 +16,8 @@ export interface TableInput {
   evalSeconds: number | null;
   /** Sequences sampled in training (sum of rollouts/generated); null when not logged. */
   rollouts?: number | null;
+  /** Groups the updates kept per step after group filtering (mean of groups/kept); null when not logged. */
+  keptGroups?: number | null;
   /** Response tokens the updates trained on (sum of tokens/trained); null when not logged. */
   trainTokens?: number | null;
 }
@@ -44,6 +47,7 @@ export interface TableRow {
   trainSeconds: number | null;
   evalSeconds: number | null;
   rollouts: number | null;
+  keptGroups: number | null;
   trainTokens: number | null;
   /** passAtK[k−1]: mean over benchmarks (and seeds) of the unbiased pass@k; [] when not evaluated. */
   passAtK: number[];
@@ -82,7 +86,7 @@ export function resultsTable(inputs: readonly TableInput[]): ResultsTable {
       byLevel,
     ),
   );
-  return { columnKind: byLevel ? 'level' : 'benchmark', columns, rows, verdict: verdict(rows) };
+  return { columnKind: byLevel ? 'level' : 'benchmark', columns, rows, verdict: verdict(rows, columns) };
 }
 
 /** Mean and standard error (sample std / √n) of the finite values; se null below two values. */
@@ -127,6 +131,7 @@ function methodRow(runs: readonly TableInput[], keys: readonly string[], byLevel
     trainSeconds: meanSe(runs.map((r) => r.trainSeconds)).mean,
     evalSeconds: meanSe(runs.map((r) => r.evalSeconds)).mean,
     rollouts: meanSe(runs.map((r) => r.rollouts)).mean,
+    keptGroups: meanSe(runs.map((r) => r.keptGroups)).mean,
     trainTokens: meanSe(runs.map((r) => r.trainTokens)).mean,
     passAtK: meanCurve(runs.map((r) => (r.eval ? meanCurve(r.eval.benchmarks.map((b) => b.passAtK)) : []))),
   };
@@ -139,8 +144,11 @@ function meanCurve(curves: readonly number[][]): number[] {
   return Array.from({ length: n }, (_, i) => curves.reduce((a, c) => a + c[i], 0) / curves.length);
 }
 
-/** "RED 41.0% vs best other (sft) 45.0%: RED is not ahead" — measured, not hoped for. */
-function verdict(rows: readonly TableRow[]): string | null {
+/**
+ * "RED 41.0% vs best other (sft) 45.0%: RED is not ahead, 4.0 points behind, most on L4 and L5"
+ * — measured, not hoped for.
+ */
+function verdict(rows: readonly TableRow[], columns: ResultsTable['columns']): string | null {
   const red = rows.find((r) => r.name === 'red');
   const others = rows.filter((r) => r.name !== 'red' && r.name !== 'base' && r.acc !== null);
   if (!red || red.acc === null || others.length === 0) return null;
@@ -148,8 +156,24 @@ function verdict(rows: readonly TableRow[]): string | null {
   const bestAcc = best.acc ?? 0;
   const rank =
     1 + rows.filter((r) => r.name !== 'red' && r.name !== 'base' && r.acc !== null && r.acc > red.acc!).length;
-  const ahead = red.acc > bestAcc ? 'RED is ahead' : red.acc === bestAcc ? 'RED ties with it' : 'RED is NOT ahead';
-  return `RED: overall Acc ${fmtPct(red.acc)}${stdErr(red)} (rank ${rank} of ${others.length + 1} methods); best other method: ${best.name} ${fmtPct(bestAcc)}${stdErr(best)}. ${ahead} on this run.`;
+  const ahead =
+    red.acc > bestAcc
+      ? 'RED is ahead on this run.'
+      : red.acc === bestAcc
+        ? 'RED ties with it on this run.'
+        : `RED is NOT ahead on this run: ${(100 * (bestAcc - red.acc)).toFixed(1)} points behind ${best.name}${largestGaps(red, best, columns)}.`;
+  return `RED: overall Acc ${fmtPct(red.acc)}${stdErr(red)} (rank ${rank} of ${others.length + 1} methods); best other method: ${best.name} ${fmtPct(bestAcc)}${stdErr(best)}. ${ahead}`;
+}
+
+/** ", most on L5 (1.9 vs 47.8) and L4 (0.0 vs 39.7)": the (up to) two columns where `best` leads RED most. */
+function largestGaps(red: TableRow, best: TableRow, columns: ResultsTable['columns']): string {
+  const gaps = columns
+    .map((c) => ({ c, r: red.cells[c.key]?.acc, b: best.cells[c.key]?.acc }))
+    .filter((g): g is { c: (typeof columns)[number]; r: number; b: number } => finite(g.r) && finite(g.b) && g.b > g.r)
+    .sort((x, y) => y.b - y.r - (x.b - x.r))
+    .slice(0, 2)
+    .map((g) => `${g.c.title} (${fmtPct(g.r)} vs ${fmtPct(g.b)})`);
+  return gaps.length > 0 ? `, most on ${gaps.join(' and ')}` : '';
 }
 
 /**
@@ -175,6 +199,11 @@ function fmtSecs(x: number | null | undefined): string {
   return finite(x) ? x.toFixed(1) : '-';
 }
 
+/** Kept groups per step, one decimal. */
+export function fmtGroups(x: number | null | undefined): string {
+  return finite(x) ? x.toFixed(1) : '-';
+}
+
 /** A count in k/M units: 1234 → "1.2k", 2_500_000 → "2.50M". */
 export function fmtCount(x: number | null | undefined): string {
   if (!finite(x)) return '-';
@@ -197,6 +226,7 @@ export function tableHead(t: ResultsTable): string[] {
     'Acc',
     'LEN',
     'Rollouts',
+    'Groups/step',
     'Train tokens',
     'Train s',
     'Eval s',
@@ -210,7 +240,7 @@ export function tableNote(t: ResultsTable): string {
     t.columnKind === 'level'
       ? 'Acc: % of correct samples (avg@k) per difficulty level and overall'
       : 'Acc: % per benchmark and the mean over benchmarks';
-  return `${acc}${seeds > 1 ? `, mean ± s.e. over ${seeds} seeds` : ''}; LEN: mean response tokens; Rollouts: sequences sampled in training; Train tokens: response tokens the updates trained on.`;
+  return `${acc}${seeds > 1 ? `, mean ± s.e. over ${seeds} seeds` : ''}; LEN: mean response tokens; Rollouts: sequences sampled in training; Groups/step: groups an update kept per step after group filtering (mean over steps); Train tokens: response tokens the updates trained on.`;
 }
 
 /** The table as Markdown: Acc in %, LEN in tokens, the best overall Acc in bold. */
@@ -228,6 +258,7 @@ export function tableMarkdown(t: ResultsTable): string {
         r.acc !== null && r.acc === best && r.name !== 'base' ? `**${acc}**` : acc,
         fmtLen(r.len),
         fmtCount(r.rollouts),
+        fmtGroups(r.keptGroups),
         fmtCount(r.trainTokens),
         fmtSecs(r.trainSeconds),
         fmtSecs(r.evalSeconds),

@@ -1,4 +1,4 @@
-// Per-member scalars of a group: shaped rewards, GRPO advantages, the group's online accuracy r̄,
+// Per-member scalars of a group: shaped rewards, GRPO advantages, the group's accuracy r̄,
 // and the dynamic-sampling filter (which groups carry a learning signal). Pure array functions.
 import type { Floats } from './batch.ts';
 
@@ -37,8 +37,9 @@ export function groupAdvantages(rewards: Floats, groupOf: ArrayLike<number>, nor
 }
 
 /**
- * RED-SPEC "π_offline" r̄: per group, mean accuracy of its online members (of all members with
- * includeOffline, the paper's code). A group with no member counted gets 0. Returns (nGroups).
+ * RED-SPEC "π_offline" r̄ (Eq. 8's r_mean-group): per group, mean accuracy of all its G+1 members
+ * with includeOffline (the default: the group the advantage averages over), of the G online ones
+ * without (the ablation). A group with no member counted gets 0. Returns (nGroups).
  */
 export function groupMeanAccuracy(
   accuracies: Floats,

@@ -1,12 +1,18 @@
 // RED (I), dynamic entropy regulation (RED-SPEC "(I) Dynamic entropy regulation"): a pure step
 // (state, H) → { w, next } across training steps that turns the relative change of the online and
 // offline entropies into the offline weight w. Its state is two numbers, kept in checkpoints.
+// Beyond the paper, H may be smoothed by an EMA before the ratio (entropySmoothing, off by default).
 import { z } from 'zod';
 import { fail } from '../util/errors.ts';
+import type { AlgorithmOptions } from './options.ts';
 
 export const MIN_DELTA_RL = 1e-8;
 
-/** What a checkpoint stores: the previous step's H_rl and H_sft (null before the first step). */
+/**
+ * What a checkpoint stores: the previous step's H_rl and H_sft as the ratio reads them (the EMA
+ * S(k−1) when smoothing is on, H(k−1) itself when it is off; null before the first step), so a
+ * resumed run continues exactly.
+ */
 export interface EntropyRegulatorState {
   prevRl: number | null;
   prevSft: number | null;
@@ -28,6 +34,9 @@ export interface EntropyStep {
     'entropy/delta_rl': number;
     'entropy/delta_sft': number;
     'red/w': number;
+    /** S(k), only when smoothing is on. */
+    'entropy/rl_smoothed'?: number;
+    'entropy/sft_smoothed'?: number;
   };
 }
 
@@ -43,12 +52,28 @@ export function entropyWeight(deltaSft: number, deltaRl: number, maxWeight: numb
   return Math.min(Math.max(raw, 1), maxWeight);
 }
 
-/** What the regulator reads from the options: whether w moves, and its upper bound G. */
+/**
+ * Beyond the paper (RED-SPEC (I), "Noise"): S(k) = β·S(k−1) + (1−β)·H(k), S(1) = H(1). β = 0 gives
+ * H(k) itself. A missing H (NaN: no member of that kind this step) gives NaN, and the caller keeps S.
+ */
+export function smoothedEntropy(current: number, previous: number | null, beta: number): number {
+  if (!Number.isFinite(current)) return NaN;
+  return previous === null || beta === 0 ? current : beta * previous + (1 - beta) * current;
+}
+
+/** What the regulator reads from the options: whether w moves, its upper bound G, and β. */
 export interface EntropyRegulatorSettings {
   /** false: w is always 1 (the entropies are still tracked and logged). */
   enabled: boolean;
   /** G, the number of online rollouts per group (w's upper bound). */
   maxWeight: number;
+  /** β of the EMA of H before the ratio (options.entropySmoothing); 0 = the paper's raw ratio. */
+  smoothing: number;
+}
+
+/** The regulator's settings from a stage's options and G (rollout.groupSize). */
+export function entropyRegulatorSettings(o: AlgorithmOptions, groupSize: number): EntropyRegulatorSettings {
+  return { enabled: o.entropyRegulation, maxWeight: groupSize, smoothing: o.entropySmoothing };
 }
 
 /** The state before the first step. */
@@ -58,10 +83,10 @@ export function initialEntropyState(): EntropyRegulatorState {
 
 /**
  * Step k as a pure function (state, H) → { w, next }: H_rl(k) and H_sft(k) from the pre-update
- * policy (memberEntropyMeans of the step's batch). w = 1 at the first step, or when a ratio is
- * undefined (no offline member this step, or a previous entropy of 0). A missing value (NaN)
- * keeps the previous one in `next`. The caller commits `next` only when its step succeeded, so a
- * skipped step leaves the regulator where it was.
+ * policy (memberEntropyMeans of the step's batch), smoothed to S(k) when s.smoothing > 0. w = 1 at
+ * the first step, or when a ratio is undefined (no offline member this step, or a previous entropy
+ * of 0). A missing value (NaN) keeps the previous one in `next`. The caller commits `next` only
+ * when its step succeeded, so a skipped step leaves the regulator where it was.
  */
 export function entropyRegulatorStep(
   state: Readonly<EntropyRegulatorState>,
@@ -70,15 +95,21 @@ export function entropyRegulatorStep(
   s: EntropyRegulatorSettings,
 ): EntropyStep & { next: EntropyRegulatorState } {
   if (!(s.maxWeight >= 1)) throw new Error(`entropyRegulatorStep: maxWeight (G) must be ≥ 1, got ${s.maxWeight}`);
-  const deltaRl = relativeEntropyChange(hRl, state.prevRl);
-  const deltaSft = relativeEntropyChange(hSft, state.prevSft);
+  if (!(s.smoothing >= 0 && s.smoothing < 1))
+    throw new Error(`entropyRegulatorStep: smoothing (β) must be in [0, 1), got ${s.smoothing}`);
+  const sRl = smoothedEntropy(hRl, state.prevRl, s.smoothing);
+  const sSft = smoothedEntropy(hSft, state.prevSft, s.smoothing);
+  // RED-SPEC Eq. 9/11 on S (= H when smoothing is off).
+  const deltaRl = relativeEntropyChange(sRl, state.prevRl);
+  const deltaSft = relativeEntropyChange(sSft, state.prevSft);
   const defined = !Number.isNaN(deltaRl) && !Number.isNaN(deltaSft);
   const w = s.enabled && defined ? entropyWeight(deltaSft, deltaRl, s.maxWeight) : 1;
   const next = {
-    prevRl: Number.isFinite(hRl) ? hRl : state.prevRl,
-    prevSft: Number.isFinite(hSft) ? hSft : state.prevSft,
+    prevRl: Number.isFinite(sRl) ? sRl : state.prevRl,
+    prevSft: Number.isFinite(sSft) ? sSft : state.prevSft,
     steps: state.steps + 1,
   };
+  const smoothed = s.smoothing > 0 ? { 'entropy/rl_smoothed': sRl, 'entropy/sft_smoothed': sSft } : {};
   return {
     w,
     next,
@@ -88,6 +119,7 @@ export function entropyRegulatorStep(
       'entropy/delta_rl': deltaRl,
       'entropy/delta_sft': deltaSft,
       'red/w': w,
+      ...smoothed,
     },
   };
 }

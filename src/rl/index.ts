@@ -3,7 +3,7 @@
 //   options = resolvePreset(config.method, config.algorithm); for each of resolveStages(options):
 //   rollouts → shapeRewards (R_i) → filterGroups / needsAnotherDraw (refill) → pack a TokenBatch
 //   pre-update forward: oldLogprobs, entropies → H = memberEntropyMeans(batch) →
-//   { w, next } = entropyRegulatorStep(state, H.rl, H.sft, { enabled, maxWeight: G }) (next kept if the step succeeds)
+//   { w, next } = entropyRegulatorStep(state, H.rl, H.sft, entropyRegulatorSettings(options, G)) (next kept if the step succeeds)
 //   forward: logprobs (+ entropies) → r = objectives[options.objective](batch, options,
 //   { offlineWeight: w, maxResponseTokens }) → backprop r.dLogprobs (and r.dEntropies) per token.
 export * from './options.ts';

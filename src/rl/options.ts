@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { fail } from '../util/errors.ts';
 
-export const PI_OFFLINE_NAMES = ['one', 'self', 'luffy', 'accuracy'] as const;
+export const PI_OFFLINE_NAMES = ['one', 'self', 'luffy', 'accuracy', 'accuracy-no-sg'] as const;
 /** How offline tokens' importance ratio is formed (RED-SPEC "π_offline: the variants"). */
 export type PiOfflineName = (typeof PI_OFFLINE_NAMES)[number];
 
@@ -55,16 +55,28 @@ export const AlgorithmOptionsSchema = z
     piOffline: z
       .enum(PI_OFFLINE_NAMES)
       .default('one')
-      .describe('behaviour probability of offline tokens: one | self | luffy | accuracy (RED II)'),
+      .describe(
+        'behaviour probability of offline tokens: one | self | luffy | accuracy (RED II) | accuracy-no-sg (RED II without the stop-gradient, for study)',
+      ),
     luffyGamma: positive.default(0.1).describe("γ of LUFFY's policy shaping ρ = π/(π+γ) (piOffline luffy)"),
     accuracyIncludesOffline: z
       .boolean()
-      .default(false)
-      .describe("r̄ of piOffline accuracy over all G+1 members (the paper's code) instead of the G online ones"),
+      .default(true)
+      .describe(
+        "r̄ of piOffline accuracy: mean accuracy over all G+1 members (Eq. 8, the paper's code); false = the G online ones only (an ablation: an all-fail group then imitates at full strength)",
+      ),
     entropyRegulation: z
       .boolean()
       .default(false)
       .describe('RED (I): offline weight w = clip(ΔH_sft/ΔH_rl, 1, G) each step; false = w 1'),
+    entropySmoothing: z
+      .number()
+      .min(0)
+      .lt(1)
+      .default(0)
+      .describe(
+        'RED (I), beyond the paper: β of an EMA S(k) = β·S(k−1) + (1−β)·H(k) of H_rl and H_sft taken before the ratio ΔH = |1 − S(k)/S(k−1)|; 0 = the raw entropies (the paper)',
+      ),
     normalizeStd: z
       .boolean()
       .default(true)
@@ -269,12 +281,12 @@ export const PRESETS: Record<PresetName, Preset> = {
     sets: { offlineMember: true, piOffline: 'one', entropyRegulation: true },
   },
   'red-II': {
-    description: 'RED (II): accuracy-aware policy shift π_offline = accuracy, w = 1',
-    sets: { offlineMember: true, piOffline: 'accuracy', entropyRegulation: false },
+    description: 'RED (II): accuracy-aware policy shift π_offline = accuracy (r̄ over the G+1 members), w = 1',
+    sets: { offlineMember: true, piOffline: 'accuracy', accuracyIncludesOffline: true, entropyRegulation: false },
   },
   red: {
-    description: 'RED: (I) entropy regulation and (II) π_offline = accuracy together',
-    sets: { offlineMember: true, piOffline: 'accuracy', entropyRegulation: true },
+    description: 'RED: (I) entropy regulation and (II) π_offline = accuracy (r̄ over the G+1 members) together',
+    sets: { offlineMember: true, piOffline: 'accuracy', accuracyIncludesOffline: true, entropyRegulation: true },
   },
 };
 

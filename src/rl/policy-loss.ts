@@ -64,6 +64,17 @@ export const offlineRatios: Record<PiOfflineName, OfflineRatioFn> = {
     const r = Math.exp(logp - logPiOffline);
     return { value: r, dLogprob: r };
   },
+  // accuracy-no-sg (RED-SPEC's note, for study): π_offline = π + (1−π)·r̄ with the gradient through
+  // both. With D = π + (1−π)·r̄ = r̄ + (1−r̄)·π and ρ = π/D:
+  //   dρ/dπ = (D − π·(1−r̄))/D² = r̄/D²,  so  dρ/dlog π = π·r̄/D² = ρ·r̄/D.
+  // Against `accuracy` (dρ/dlog π = ρ) every token's gradient is scaled by r̄/D ≤ 1: r̄ = 1 gives
+  // `one` (ρ = π, gradient π); r̄ = 0 gives ρ ≡ 1 and no gradient at all (the trace teaches nothing).
+  'accuracy-no-sg': (logp, _sg, rbar) => {
+    const p = Math.exp(logp);
+    const logD = rbar === 0 ? logp : Math.log(rbar + (1 - rbar) * p);
+    const r = Math.exp(logp - logD);
+    return { value: r, dLogprob: rbar === 0 ? 0 : (r * rbar) / Math.exp(logD) };
+  },
 };
 
 /** Per-token KL(π‖π_ref) estimators on samples of π: value and d/dlog π. */

@@ -9,6 +9,7 @@ import type { TrainingExample } from '../data/dataset.ts';
 import { EpochIterator, type EpochCursor } from '../data/dataset.ts';
 import {
   HardQuestionBuffer,
+  entropyRegulatorSettings,
   initialEntropyState,
   nllLoss,
   objectives,
@@ -327,7 +328,7 @@ export class Trainer {
     const cfg = this.s.config;
     const regulator = {
       state: this.state.entropyRegulator,
-      settings: { enabled: o.entropyRegulation, maxWeight: cfg.rollout.groupSize },
+      settings: entropyRegulatorSettings(o, cfg.rollout.groupSize),
     };
     const result = await policyUpdate(
       this.env.engine,

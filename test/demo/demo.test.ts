@@ -4,10 +4,13 @@
 // figure, each SVG has marks and each PNG the PNG signature.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { BUDGETS, DEMO_METHODS } from '../../src/demo/budget.ts';
-import { runDemo } from '../../src/demo/run.ts';
+import YAML from 'yaml';
+import { demoConfigYaml, runDemo } from '../../src/demo/run.ts';
+import { resolveTrainConfig } from '../../src/train/config.ts';
 import { PRESET_NAMES } from '../../src/rl/options.ts';
 import { buildReport } from '../../src/report/build.ts';
 import { tempDir } from '../helpers/tmp.ts';
@@ -16,6 +19,19 @@ const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 
 test('the demo methods are exactly the presets of Table 2', () => {
   assert.deepEqual([...DEMO_METHODS].sort(), [...PRESET_NAMES].sort());
+});
+
+test('--set reaches every run: train-config.yaml records it and it beats the preset row (the r̄ ablation)', () => {
+  const yaml = demoConfigYaml(BUDGETS.tiny, '/m', '/t.jsonl', undefined, [
+    'algorithm.accuracyIncludesOffline=false',
+    'algorithm.entropySmoothing=0.9',
+  ]);
+  assert.match(yaml, /^# .*with --set algorithm\.accuracyIncludesOffline=false algorithm\.entropySmoothing=0\.9/);
+  const raw = YAML.parse(yaml) as Record<string, unknown>;
+  const red = resolveTrainConfig({ ...raw, method: 'red' }, 'test');
+  assert.equal(red.algorithm.accuracyIncludesOffline, false); // the red preset row sets true
+  assert.equal(red.algorithm.entropySmoothing, 0.9);
+  assert.equal(red.algorithm.sftInterleave.bufferSize, BUDGETS.tiny.train.promptsPerStep); // the demo's own keys stay
 });
 
 test('red demo --tiny: every method trained, evaluated, tabulated and reported', async () => {
@@ -64,6 +80,27 @@ test('red demo --tiny: every method trained, evaluated, tabulated and reported',
   }
   const md = readFileSync(path.join(out, 'results.md'), 'utf8');
   for (const m of DEMO_METHODS) assert.match(md, new RegExp(`^\\| ${m} \\|`, 'm'));
+
+  // The machine and the base weights, read back independently: /proc/cpuinfo and sha256sum.
+  const rec = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as {
+    machine: { cpu: string; amx: boolean; threads: number; isa: string };
+    baseModel: { sha256: string };
+    methods: Record<string, { keptGroups: number | null }>;
+  };
+  const sha = spawnSync('sha256sum', [path.join(out, 'base', 'model.safetensors')], { encoding: 'utf8' });
+  assert.equal(rec.baseModel.sha256, sha.stdout.split(' ')[0]);
+  const cpuinfo = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '';
+  const model = /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1]?.trim();
+  if (model !== undefined) assert.equal(rec.machine.cpu, model);
+  if (/^flags\s*:.*\bamx_tile\b/m.test(cpuinfo) === false) assert.equal(rec.machine.amx, false);
+  assert.ok(rec.machine.threads >= 1 && rec.machine.isa.length > 0);
+  assert.match(md, /Machine: .+ logical CPUs\); engine .+ threads?; Node v/);
+  // Kept groups per step: the mean of groups/kept over grpo's metrics.jsonl.
+  const grpoSteps = readFileSync(path.join(out, 'runs', 'grpo', 'seed-42', 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => (JSON.parse(l) as Record<string, number>)['groups/kept']);
+  assert.equal(rec.methods.grpo.keptGroups, grpoSteps.reduce((a, b) => a + b, 0) / grpoSteps.length);
 
   const html = readFileSync(path.join(out, 'report.html'), 'utf8');
   assert.doesNotMatch(
@@ -141,7 +178,6 @@ test('red demo --tiny: every method trained, evaluated, tabulated and reported',
 });
 
 test('red report and red demo: user errors are one line naming what is wrong', async () => {
-  const { spawnSync } = await import('node:child_process');
   const bin = new URL('../../bin/red.js', import.meta.url).pathname;
   const root = tempDir('red-demo-err-');
   const missing = path.join(root, 'no-such-run');
@@ -157,10 +193,22 @@ test('red report and red demo: user errors are one line naming what is wrong', a
   );
   assert.equal(d.status, 1);
   assert.match(d.stderr.trim(), /^red: --methods: unknown method 'nope'; expected some of sft, grpo, /);
+  // --set is checked like red train's, before the output folder is made.
+  const s = spawnSync(
+    process.execPath,
+    [bin, 'demo', '--tiny', '--set', 'algorithm.accuracyIncludesOffline=maybe', '--out', path.join(root, 'set')],
+    { encoding: 'utf8' },
+  );
+  assert.equal(s.status, 1);
+  assert.match(
+    s.stderr,
+    /^red: invalid configuration \(--set\):\n {2}algorithm\.accuracyIncludesOffline must be a boolean, got "maybe"\n$/,
+  );
+  assert.ok(!existsSync(path.join(root, 'set')), 'nothing written');
 });
 
 test('red demo: Ctrl-C says how to resume, and the same command then reuses what finished', async () => {
-  const { spawn, spawnSync } = await import('node:child_process');
+  const { spawn } = await import('node:child_process');
   const bin = new URL('../../bin/red.js', import.meta.url).pathname;
   const root = tempDir('red-demo-int-');
   const args = [

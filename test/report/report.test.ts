@@ -68,7 +68,7 @@ test('table: one column per level, Acc in %, the best non-base Acc in bold, and 
       name: 'sft',
       steps: 5,
       seed: 42,
-      eval: evalWithLevels({ 1: [0.9, 80], 2: [0.5, 90] }, 0.7, 85),
+      eval: evalWithLevels({ 1: [0.9, 80], 2: [0.6, 90] }, 0.7, 85),
       trainSeconds: 3,
       evalSeconds: 1,
     },
@@ -98,12 +98,12 @@ test('table: one column per level, Acc in %, the best non-base Acc in bold, and 
   // s.e. over 20 problems × 4 samples = 80: sqrt(0.6·0.4/80) = 5.48%, sqrt(0.7·0.3/80) = 5.12%.
   assert.equal(
     t.verdict,
-    'RED: overall Acc 60.0 ± 5.5 (rank 2 of 3 methods); best other method: sft 70.0 ± 5.1. RED is NOT ahead on this run.',
+    'RED: overall Acc 60.0 ± 5.5 (rank 2 of 3 methods); best other method: sft 70.0 ± 5.1. RED is NOT ahead on this run: 10.0 points behind sft, most on L2 (40.0 vs 60.0) and L1 (80.0 vs 90.0).',
   );
   const md = tableMarkdown(t);
-  assert.match(md, /^\| sft \| 5 \| 90\.0 \| 50\.0 \| \*\*70\.0\*\* \| 85 \| - \| - \| 3\.0 \| 1\.0 \|$/m);
-  assert.match(md, /^\| red \| 5 \| 80\.0 \| 40\.0 \| 60\.0 \| 55 \| - \| - \| 5\.0 \| 1\.0 \|$/m);
-  assert.match(md, /^\| base \| 0 \| 50\.0 \| 10\.0 \| 30\.0 \| 25 \| - \| - \| - \| 1\.0 \|$/m);
+  assert.match(md, /^\| sft \| 5 \| 90\.0 \| 60\.0 \| \*\*70\.0\*\* \| 85 \| - \| - \| - \| 3\.0 \| 1\.0 \|$/m);
+  assert.match(md, /^\| red \| 5 \| 80\.0 \| 40\.0 \| 60\.0 \| 55 \| - \| - \| - \| 5\.0 \| 1\.0 \|$/m);
+  assert.match(md, /^\| base \| 0 \| 50\.0 \| 10\.0 \| 30\.0 \| 25 \| - \| - \| - \| - \| 1\.0 \|$/m);
 });
 
 test('table: several benchmarks become one column each', () => {
@@ -194,7 +194,7 @@ test('traceLogprobs: each trace token scored as a forward over its own prefix sc
 });
 
 test('table: the seeds of a method share a row (mean ± s.e. over seeds) and the compute columns show rollouts and tokens', () => {
-  const run = (name: string, seed: number, acc: number, l1: number, rollouts: number) => ({
+  const run = (name: string, seed: number, acc: number, l1: number, rollouts: number, keptGroups = 6) => ({
     name,
     steps: 5,
     seed,
@@ -205,13 +205,14 @@ test('table: the seeds of a method share a row (mean ± s.e. over seeds) and the
     trainSeconds: 2,
     evalSeconds: 1,
     rollouts,
+    keptGroups,
     trainTokens: 2500,
   });
   const t = resultsTable([
     run('grpo', 42, 0.4, 0.5, 1000),
     run('red', 42, 0.5, 0.6, 800),
-    run('red', 43, 0.6, 0.8, 900),
-    run('red', 44, 0.7, 0.7, 1000),
+    run('red', 43, 0.6, 0.8, 900, 7.5),
+    run('red', 44, 0.7, 0.7, 1000, 4.5),
   ]);
   assert.deepEqual(
     t.rows.map((r) => r.name),
@@ -228,7 +229,13 @@ test('table: the seeds of a method share a row (mean ± s.e. over seeds) and the
     [0.6, 0.7],
   );
   const md = tableMarkdown(t);
-  assert.match(md, /^\| red \| 5 \| 70\.0 ± 5\.8 \| \*\*60\.0 ± 5\.8\*\* \| 20 \| 900 \| 2\.5k \| 2\.0 \| 1\.0 \|$/m);
+  // Groups/step: the mean over seeds of each run's mean kept groups, (6 + 7.5 + 4.5)/3 = 6.0.
+  assert.equal(red.keptGroups, 6);
+  assert.match(
+    md,
+    /^\| red \| 5 \| 70\.0 ± 5\.8 \| \*\*60\.0 ± 5\.8\*\* \| 20 \| 900 \| 6\.0 \| 2\.5k \| 2\.0 \| 1\.0 \|$/m,
+  );
+  assert.match(md, /\| Rollouts \| Groups\/step \| Train tokens \|/);
   assert.match(md, /mean ± s\.e\. over 3 seeds/);
   assert.match(t.verdict!, /RED: overall Acc 60\.0 ± 5\.8 \(s\.e\. over 3 seeds\)/);
 });

@@ -7,6 +7,8 @@ import {
   initialEntropyState,
   parseEntropyState,
   relativeEntropyChange,
+  smoothedEntropy,
+  type EntropyRegulatorState,
 } from '../../src/rl/entropy.ts';
 import { RedError } from '../../src/util/errors.ts';
 import { assertClose } from './helpers.ts';
@@ -40,7 +42,7 @@ test('ΔH = |1 − H(k)/H(k−1)| and w = clip(ΔH_sft / max(ΔH_rl, 1e-8), 1, G
   assert.equal(entropyWeight(0, 0, 7), 1); // nothing moves: 0 → 1
 });
 
-const on = { enabled: true, maxWeight: 7 };
+const on = { enabled: true, maxWeight: 7, smoothing: 0 };
 
 test('the regulator: w = 1 at the first step, then the ratio of entropy changes; state survives JSON', () => {
   let state = initialEntropyState();
@@ -78,7 +80,7 @@ test('a step is pure: the state it was given is unchanged, so an uncommitted (fa
 });
 
 test('the regulator off (mixpolicy, red-II): w stays 1 while the entropies are still logged', () => {
-  const off = { enabled: false, maxWeight: 7 };
+  const off = { enabled: false, maxWeight: 7, smoothing: 0 };
   const s = entropyRegulatorStep(entropyRegulatorStep(initialEntropyState(), 2, 1, off).next, 2, 0.5, off);
   assert.equal(s.w, 1);
   assertClose(s.metrics['entropy/delta_sft'], 0.5);
@@ -97,4 +99,56 @@ test('parseEntropyState names the key and what was expected', () => {
     () => parseEntropyState({ prevRl: 'x' }, 'ckpt/state.json: entropyRegulator'),
     (e: unknown) => e instanceof RedError && /ckpt\/state.json: entropyRegulator.*prevRl/.test(e.message),
   );
+});
+
+test('smoothing: an EMA S(k) = β·S(k−1) + (1−β)·H(k) before the ratio, logged, kept in the state', () => {
+  const smooth = { enabled: true, maxWeight: 7, smoothing: 0.5 };
+  assertClose(smoothedEntropy(1.8, 2, 0.5), 1.9);
+  assert.equal(smoothedEntropy(1.8, null, 0.5), 1.8); // S(1) = H(1)
+  assert.equal(smoothedEntropy(1.8, 2, 0), 1.8); // β = 0: the raw entropy
+  assert.ok(Number.isNaN(smoothedEntropy(NaN, 2, 0.5)));
+  const s1 = entropyRegulatorStep(initialEntropyState(), 2.0, 1.0, smooth);
+  assert.equal(s1.w, 1);
+  assert.deepEqual(s1.next, { prevRl: 2, prevSft: 1, steps: 1 });
+  // Step 2, by hand: S_rl = 0.5·2 + 0.5·1.8 = 1.9, S_sft = 0.5·1 + 0.5·0.6 = 0.8 → ΔS_rl = 0.05,
+  // ΔS_sft = 0.2 → w = 4. The raw ratio would be |1 − 0.6|/|1 − 0.9| = 4 too; step 3 tells them apart.
+  const s2 = entropyRegulatorStep(s1.next, 1.8, 0.6, smooth);
+  assertClose(s2.w, 4);
+  assert.equal(s2.metrics['entropy/rl'], 1.8);
+  assertClose(s2.metrics['entropy/rl_smoothed'] ?? NaN, 1.9);
+  assertClose(s2.metrics['entropy/sft_smoothed'] ?? NaN, 0.8);
+  // Step 3: H_rl = 2.0 → S_rl = 1.95, ΔS_rl = |1 − 1.95/1.9| = 1/38; H_sft = 0.8 → S_sft = 0.8,
+  // ΔS_sft = 0 → w = 1 (raw: ΔH_rl = 1/9, ΔH_sft = 1/3 → w = 3).
+  const s3 = entropyRegulatorStep(s2.next, 2.0, 0.8, smooth);
+  assertClose(s3.metrics['entropy/delta_rl'], 1 / 38);
+  assertClose(s3.metrics['entropy/delta_sft'], 0);
+  assert.equal(s3.w, 1);
+  assertClose(entropyRegulatorStep(s2.next, 2.0, 0.8, on).w, 1); // same state read raw: S(2) is the reference
+  assertClose(entropyRegulatorStep({ prevRl: 1.8, prevSft: 0.6, steps: 2 }, 2.0, 0.8, on).w, 3);
+  // A step without offline members keeps S_sft.
+  const s4 = entropyRegulatorStep(s3.next, 2.0, NaN, smooth);
+  assertClose(s4.next.prevSft ?? NaN, 0.8);
+  // Off (β = 0): no smoothed series in the metrics, the paper's raw ratio.
+  assert.ok(!('entropy/rl_smoothed' in entropyRegulatorStep(s1.next, 1.8, 0.6, on).metrics));
+  assert.throws(() => entropyRegulatorStep(s1.next, 1.8, 0.6, { ...smooth, smoothing: 1 }), /smoothing/);
+});
+
+test('smoothing resumes exactly: a state through JSON (the checkpoint) continues the same series', () => {
+  const smooth = { enabled: true, maxWeight: 4, smoothing: 0.8 };
+  const H = Array.from({ length: 12 }, (_, k) => [1 + 0.3 * Math.sin(k), 2 + 0.5 * Math.cos(1.7 * k)]);
+  const run = (state: EntropyRegulatorState, from: number, to: number) => {
+    const w: number[] = [];
+    for (let k = from; k < to; k++) {
+      const s = entropyRegulatorStep(state, H[k][0], H[k][1], smooth);
+      w.push(s.w);
+      state = s.next;
+    }
+    return { w, state };
+  };
+  const straight = run(initialEntropyState(), 0, 12);
+  const first = run(initialEntropyState(), 0, 5);
+  const resumed = run(parseEntropyState(JSON.parse(JSON.stringify(first.state))), 5, 12);
+  assert.deepEqual([...first.w, ...resumed.w], straight.w);
+  assert.deepEqual(resumed.state, straight.state);
+  assert.ok(new Set(straight.w).size > 2, 'w moves in this series');
 });

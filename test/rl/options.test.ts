@@ -24,7 +24,8 @@ test("defaults: the spec's choices when nothing is set", () => {
   assert.equal(o.klCoef, 0);
   assert.deepEqual(o.groupFilter, { enabled: true, maxFillAttempts: 6 });
   assert.equal(o.luffyGamma, 0.1);
-  assert.equal(o.accuracyIncludesOffline, false);
+  assert.equal(o.accuracyIncludesOffline, true); // r̄ over all G+1 members (RED-SPEC "π_offline")
+  assert.equal(o.entropySmoothing, 0); // the paper's raw ratio
 });
 
 test('presets are rows of options (RED-SPEC Table 2)', () => {
@@ -146,6 +147,12 @@ test('`red methods --json` lists every preset with the options it sets', () => {
   assert.equal(byName['red-II'].options.piOffline, 'accuracy');
   assert.equal(byName['red-II'].options.entropyRegulation, false);
   assert.equal(byName.red.options.entropyRegulation, true);
+  // RED II's r̄ reading is shown on its rows (the G+1 members), the G-only reading as an option.
+  for (const m of ['red', 'red-II']) assert.equal(byName[m].sets.accuracyIncludesOffline, true, m);
+  const rbar = out.options.find((o) => o.key === 'accuracyIncludesOffline');
+  assert.equal(rbar?.default, true);
+  assert.match(rbar?.description ?? '', /false = the G online ones only \(an ablation/);
+  assert.equal(out.options.find((o) => o.key === 'entropySmoothing')?.default, 0);
   assert.deepEqual(byName['sft-grpo'].sets.stages, ['sft', 'grpo']);
   const epsLow = out.options.find((o) => o.key === 'clip.epsLow');
   assert.equal(epsLow?.default, 0.2);
@@ -158,4 +165,5 @@ test('`red methods --json` lists every preset with the options it sets', () => {
   assert.equal(table.status, 0, table.stderr);
   assert.match(table.stdout, /^red-II\s+RED \(II\)/m);
   assert.match(table.stdout, /piOffline=luffy/);
+  assert.match(table.stdout, /piOffline=accuracy {2}accuracyIncludesOffline=true {2}entropyRegulation=true/);
 });

@@ -6,6 +6,7 @@ import {
   AGGREGATION_NAMES,
   PI_OFFLINE_NAMES,
   parseAlgorithmOptions,
+  resolvePreset,
   type AlgorithmOverrides,
 } from '../../src/rl/options.ts';
 import { objectives } from '../../src/rl/objectives.ts';
@@ -43,20 +44,54 @@ test('policy loss by hand: MixPolicy (π_offline = one, w = 1), ρ_online = 1', 
   assert.equal(r.dEntropies, null);
 });
 
-test('policy loss by hand: RED II (π_offline = accuracy) with r̄ = mean online accuracy = 1/2, w = 3', () => {
+test('policy loss by hand: RED II (π_offline = accuracy), r̄ over the G online members (ablation) = 1/2, w = 3', () => {
   // π_offline = π + (1−π)·r̄: 0.5 + 0.5·0.5 = 0.75 and 0.1 + 0.9·0.5 = 0.55; ρ = 0.5/0.75 = 2/3, 0.1/0.55 = 2/11.
   // offline loss = −w·(1/6)·a·(2/3 + 2/11); gradient −w·(1/6)·a·ρ per token.
-  const r = policyLoss(hand, opts({ offlineMember: true, piOffline: 'accuracy' }), { ...ctx, offlineWeight: 3 });
+  const r = policyLoss(hand, opts({ offlineMember: true, piOffline: 'accuracy', accuracyIncludesOffline: false }), {
+    ...ctx,
+    offlineWeight: 3,
+  });
   assertClose(r.metrics['loss/offline'], -3 * (a / 6) * (2 / 3 + 2 / 11));
   assertAllClose(r.dLogprobs.slice(0, 2), [-3 * (a / 6) * (2 / 3), -3 * (a / 6) * (2 / 11)]);
   assertClose(r.metrics['red/rbar_mean'], 0.5);
-  // accuracyIncludesOffline: r̄ = (1+1+0)/3 = 2/3 → π_offline(0.5) = 0.5 + 0.5·2/3 = 5/6, ρ = 0.6.
-  const all = policyLoss(
-    hand,
-    opts({ offlineMember: true, piOffline: 'accuracy', accuracyIncludesOffline: true }),
-    ctx,
-  );
+  // The default, r̄ over all G+1: (1+1+0)/3 = 2/3 → π_offline(0.5) = 0.5 + 0.5·2/3 = 5/6, ρ = 0.6.
+  const all = policyLoss(hand, opts({ offlineMember: true, piOffline: 'accuracy' }), ctx);
   assertClose(all.dLogprobs[0], -(a / 6) * 0.6);
+  assertClose(all.metrics['red/rbar_mean'], 2 / 3);
+});
+
+test('RED II default: a verified trace and G failed rollouts give r̄ = 1/(G+1), ρ_off = π / (π + (1−π)/(G+1))', () => {
+  // One group: G = 4 failed rollouts (reward 0) and the verified trace (reward 1), the trace in the
+  // middle. Offline tokens π = 0.6, 0.05, 0.9. R = [0,0,1,0,0]: mean 1/5, unbiased std √(1/5),
+  // Â_off = (4/5)/(√(1/5) + 1e-6). κ (seq-mean-token-mean): 1/(5·3) per offline token.
+  const G = 4;
+  const pis = [0.6, 0.05, 0.9];
+  const b: TokenBatch = {
+    offsets: [0, 2, 4, 7, 9, 11],
+    groupOf: [0, 0, 0, 0, 0],
+    isOffline: [false, false, true, false, false],
+    rewards: [0, 0, 1, 0, 0],
+    accuracies: [0, 0, 1, 0, 0],
+    logprobs: [L(0.3), L(0.3), L(0.2), L(0.2), ...pis.map(L), L(0.4), L(0.4), L(0.7), L(0.7)],
+  };
+  const aOff = 4 / 5 / (Math.sqrt(1 / 5) + 1e-6);
+  const rho = pis.map((p) => p / (p + (1 - p) / (G + 1)));
+  for (const method of ['red', 'red-II'] as const) {
+    const r = policyLoss(b, resolvePreset(method), ctx);
+    assertClose(r.metrics['red/rbar_mean'], 1 / (G + 1), 1e-12, `${method}: r̄`);
+    assertClose(r.metrics['offline/ratio_mean'], (rho[0] + rho[1] + rho[2]) / 3, 1e-12, `${method}: mean ρ_off`);
+    // d loss / d log π_t = −κ·w·Â_off·ρ_t (the stop-gradient form: dρ/dlog π = ρ).
+    assertAllClose(
+      r.dLogprobs.slice(4, 7),
+      rho.map((x) => -(1 / 15) * aOff * x),
+      1e-12,
+      `${method}: offline gradient`,
+    );
+  }
+  // The ablation reads r̄ over the G online members only: 0, so ρ_off = π/sg(π) = 1 (pure imitation).
+  const ablation = policyLoss(b, resolvePreset('red', { accuracyIncludesOffline: false }), ctx);
+  assertClose(ablation.metrics['red/rbar_mean'], 0);
+  assertClose(ablation.metrics['offline/ratio_mean'], 1);
 });
 
 test('π_offline limits: accuracy with r̄ = 0 is ∇log π (weight 1), with r̄ = 1 equals one; self has value 1', () => {
@@ -82,10 +117,15 @@ test('π_offline limits: accuracy with r̄ = 0 is ∇log π (weight 1), with r̄
     assertClose(lu.value, p / (p + 0.1));
     assertClose(lu.dLogprob, (0.1 * p) / (p + 0.1) ** 2);
   }
-  // Same limits through the whole loss. r̄ = 0: online members all wrong (rewards differ through
-  // shaping so the advantages are not zero) → offline gradient = −κ·w·Â_off per token, as `self`.
+  // Same limits through the whole loss. r̄ = 0 (only in the ablation, r̄ over the online members):
+  // online members all wrong (rewards differ through shaping so the advantages are not zero) →
+  // offline gradient = −κ·w·Â_off per token, as `self`.
   const zero: TokenBatch = { ...hand, accuracies: [1, 0, 0], rewards: [1, 0.3, 0] };
-  const acc0 = policyLoss(zero, opts({ offlineMember: true, piOffline: 'accuracy' }), ctx);
+  const acc0 = policyLoss(
+    zero,
+    opts({ offlineMember: true, piOffline: 'accuracy', accuracyIncludesOffline: false }),
+    ctx,
+  );
   const self0 = policyLoss(zero, opts({ offlineMember: true, piOffline: 'self' }), ctx);
   assertAllClose(acc0.dLogprobs, self0.dLogprobs);
   assertClose(acc0.loss, self0.loss);
@@ -165,6 +205,7 @@ function specLoss(
   w: number,
   lNorm: number,
   clip: boolean,
+  includeOffline = true,
 ): number {
   const M = b.groupOf.length;
   const groups = [...new Set(Array.from(b.groupOf))].sort((x, y) => x - y);
@@ -179,8 +220,9 @@ function specLoss(
     idx.forEach((m) => {
       adv[m] = (b.rewards[m] - mean) / (std + 1e-6);
     });
-    const online = idx.filter((m) => !b.isOffline[m]);
-    rbar[g] = online.reduce((x, m) => x + b.accuracies[m], 0) / online.length;
+    // r̄ (Eq. 8): over all G+1 members (the default); over the online ones with includeOffline false.
+    const counted = idx.filter((m) => includeOffline || !b.isOffline[m]);
+    rbar[g] = counted.reduce((x, m) => x + b.accuracies[m], 0) / counted.length;
   }
   const tokenTerm = (m: number, t: number): number => {
     const lp = b.logprobs[t];
@@ -193,7 +235,7 @@ function specLoss(
             ? 1
             : piOffline === 'luffy'
               ? p / (p + 0.1)
-              : p / (p + (1 - p) * rbar[b.groupOf[m]]);
+              : p / (p + (1 - p) * rbar[b.groupOf[m]]); // accuracy and accuracy-no-sg: the same value
       return w * rho * adv[m];
     }
     const rho = Math.exp(lp - (b.oldLogprobs ?? b.logprobs)[t]);
@@ -236,17 +278,26 @@ test('the loss of every aggregation × π_offline × clip equals a direct loop o
   for (const aggregation of AGGREGATION_NAMES) {
     for (const piOffline of PI_OFFLINE_NAMES) {
       for (const clip of [true, false]) {
-        const r = policyLoss(
-          b,
-          opts({ offlineMember: true, piOffline, aggregation, clip: { enabled: clip }, lNorm: 9 }),
-          { offlineWeight: 2.5, maxResponseTokens: 99 },
-        );
-        assertClose(
-          r.loss,
-          specLoss(b, piOffline, aggregation, 2.5, 9, clip),
-          1e-12,
-          `${aggregation} ${piOffline} clip=${clip}`,
-        );
+        for (const includeOffline of [true, false]) {
+          const r = policyLoss(
+            b,
+            opts({
+              offlineMember: true,
+              piOffline,
+              aggregation,
+              clip: { enabled: clip },
+              lNorm: 9,
+              accuracyIncludesOffline: includeOffline,
+            }),
+            { offlineWeight: 2.5, maxResponseTokens: 99 },
+          );
+          assertClose(
+            r.loss,
+            specLoss(b, piOffline, aggregation, 2.5, 9, clip, includeOffline),
+            1e-12,
+            `${aggregation} ${piOffline} clip=${clip} r̄ over ${includeOffline ? 'G+1' : 'G'}`,
+          );
+        }
       }
     }
   }
@@ -310,7 +361,7 @@ test('every gradient of the policy loss matches central differences (all variant
       }
     }
   }
-  assert.equal(checked, 24);
+  assert.equal(checked, 3 * PI_OFFLINE_NAMES.length * 2);
   // The clip must actually have been active somewhere for this to test the clipped branch.
   const r = policyLoss(b, opts({ offlineMember: true }), ctx);
   assert.ok(r.metrics['clip/frac'] > 0, 'the random batch has clipped tokens');
@@ -385,4 +436,37 @@ test('micro-batches: shares of the loss sum to the full loss, gradients equal th
 test('accuracy with r̄ = 0 stays exact where π underflows (log π = −800)', () => {
   const r = offlineRatios.accuracy(-800, -800, 0, 0.1);
   assert.deepEqual([r.value, r.dLogprob], [1, 1]);
+});
+
+test('accuracy-no-sg: ρ = π/(π + (1−π)·r̄) differentiated through both, against the hand-derived gradient and central differences', () => {
+  const f = offlineRatios['accuracy-no-sg'];
+  for (const rbar of [0, 0.2, 0.5, 1])
+    for (const p of [0.9, 0.3, 0.01]) {
+      const logp = L(p);
+      const D = p + (1 - p) * rbar;
+      const r = f(logp, logp + 5, rbar, 0.1); // the sg argument is not read: nothing is stopped
+      assertClose(r.value, p / D, 1e-12, `value r̄=${rbar} π=${p}`);
+      // Hand: dρ/dlog π = π·r̄/D² (docs in policy-loss.ts); against `accuracy` that is ρ·r̄/D.
+      assertClose(r.dLogprob, (p * rbar) / D ** 2, 1e-12, `gradient r̄=${rbar} π=${p}`);
+      const h = 1e-6;
+      const fd = (f(logp + h, 0, rbar, 0.1).value - f(logp - h, 0, rbar, 0.1).value) / (2 * h);
+      assertClose(r.dLogprob, fd, 1e-8, `finite differences r̄=${rbar} π=${p}`);
+    }
+  // The limits: r̄ = 1 is `one`; r̄ = 0 makes ρ ≡ 1 (no gradient), even where π underflows.
+  const one = offlineRatios.one(L(0.3), L(0.3), 0, 0.1);
+  assert.deepEqual(f(L(0.3), 0, 1, 0.1), one);
+  assert.deepEqual(f(-800, 0, 0, 0.1), { value: 1, dLogprob: 0 });
+  // Through the whole loss (value equal to accuracy's, gradient not): central differences of the
+  // loss in every log π with nothing held behind sg for this variant.
+  const b = randomBatch({ groups: 2, online: 3, offline: true, maxLen: 5, seed: 11 });
+  const o = opts({ offlineMember: true, piOffline: 'accuracy-no-sg' });
+  const withSg = policyLoss(b, opts({ offlineMember: true, piOffline: 'accuracy' }), ctx);
+  const noSg = checkGradients(b, (x) => policyLoss(x, o, ctx));
+  assertClose(noSg.loss, withSg.loss, 1e-12);
+  let differ = 0;
+  for (let m = 0; m < b.groupOf.length; m++)
+    if (b.isOffline[m])
+      for (let t = b.offsets[m]; t < b.offsets[m + 1]; t++)
+        if (Math.abs(noSg.dLogprobs[t] - withSg.dLogprobs[t]) > 1e-6) differ++;
+  assert.ok(differ > 0, 'the gradients of accuracy and accuracy-no-sg differ on offline tokens');
 });

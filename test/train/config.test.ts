@@ -51,7 +51,7 @@ test('every problem is listed by path in one error, the algorithm group included
         'optim.lr must be a number, got "fast"',
         'log.progress must be one of "auto", "bar", "plain", "none", got "fancy"',
         'algorithm.clip.epsLow must be ≥ 0',
-        'algorithm.piOffline must be one of "one", "self", "luffy", "accuracy", got "two"',
+        'algorithm.piOffline must be one of "one", "self", "luffy", "accuracy", "accuracy-no-sg", got "two"',
       ])
         assert.ok(m.includes(line), `missing "${line}" in:\n${m}`);
       return true;
