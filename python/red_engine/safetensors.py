@@ -9,12 +9,16 @@ import struct
 import torch
 
 DTYPES = {
+    "F64": torch.float64,
     "F32": torch.float32,
     "BF16": torch.bfloat16,
     "F16": torch.float16,
-    "I32": torch.int32,
     "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
     "U8": torch.uint8,
+    "BOOL": torch.bool,
 }
 NAMES = {v: k for k, v in DTYPES.items()}
 
@@ -57,6 +61,29 @@ class SafetensorsFile:
         if not buf:
             return torch.empty(e["shape"], dtype=dtype)
         return torch.frombuffer(buf, dtype=dtype).reshape(e["shape"]).clone()
+
+
+def folder_files(folder):
+    """The folder's *.safetensors files in name order, as SafetensorsFile; fails naming the folder
+    when there are none."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{folder} is not a folder")
+    names = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors"))
+    if not names:
+        raise FileNotFoundError(f"{folder} holds no *.safetensors file")
+    return [SafetensorsFile(os.path.join(folder, f)) for f in names]
+
+
+def signature(folder):
+    """{tensor name: (dtype, shape)} over every file of the folder, from the headers alone."""
+    return {n: (f.entries[n]["dtype"], tuple(f.shape(n))) for f in folder_files(folder) for n in f.names()}
+
+
+def tensors(folder):
+    """Every tensor of the folder as (name, CPU tensor), read one at a time."""
+    for f in folder_files(folder):
+        for name in f.names():
+            yield name, f.read(name)
 
 
 def write(path, tensors, metadata=None):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from red_vllm import safetensors_io
+from red_engine import safetensors as safetensors_io
 
 
 class DiskReload:
