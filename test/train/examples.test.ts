@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PRESET_NAMES } from '../../src/rl/options.ts';
 import { readYamlConfig, resolveTrainConfig } from '../../src/train/config.ts';
+import { configChanges } from '../../src/train/runfolder.ts';
 
 const examples = fileURLToPath(new URL('../../examples/', import.meta.url));
 
@@ -38,4 +39,25 @@ test('examples/paper: the RED-SPEC recipe for Qwen2.5-Math-1.5B', () => {
     ],
     [2e-6, 64, 7, 8192, 1024, 5, 42],
   );
+});
+
+test('examples/paper: the 8-GPU recipe is the paper recipe with only the engine, the rollout servers and the micro-batch changed', () => {
+  const read = (f: string) => resolveTrainConfig(readYamlConfig(path.join(examples, 'paper', f)), f);
+  const one = read('qwen2.5-math-1.5b-red.yaml');
+  const eight = read('qwen2.5-math-1.5b-red-8gpu.yaml');
+  assert.deepEqual(
+    [eight.engine.kind, eight.engine.devices, eight.engine.strategy, eight.engine.precision],
+    ['torch', 8, 'ddp', 'bf16'],
+  );
+  assert.equal(eight.engine.activationCheckpointing, true);
+  assert.equal(eight.rollout.engine, 'remote');
+  assert.equal(eight.rollout.servers.length, 2);
+  // Every key outside these groups (method, model, data, algorithm, lr, G, prompts per step, …) is the paper's.
+  const changed = configChanges(one, eight).map((c) => c.split(' ')[0]);
+  const allowed = /^(engine\.|rollout\.(engine|servers|api|syncDir)$|optim\.microBatchTokens$)/;
+  assert.deepEqual(
+    changed.filter((k) => !allowed.test(k)),
+    [],
+  );
+  assert.ok(changed.includes('engine.kind'));
 });
