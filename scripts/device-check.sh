@@ -5,7 +5,7 @@
 #   speed     engine train-step tokens/s at the Qwen2.5-0.5B and 1.5B shapes (bf16, random weights)
 #             beside a bare PyTorch + transformers loop of the same model and batch (target ≥ 0.95×)
 #   scaling   DDP on 2 GPUs, where the machine has them
-#   e2e       a 3-step `red train` on the built-in task with rollout.engine: engine
+#   e2e       a 3-step `red train --method red` run on the built-in task with rollout.engine: engine
 #
 #   bash scripts/device-check.sh --prepare      here: packs node, bundles red, copies the fixtures
 #                                               into .device/ (carry [".device"] to the GPU machine)
@@ -81,7 +81,7 @@ if {
   timeout 30 "${red[@]}" data builtin --out "$work/data" &&
     timeout 60 "${red[@]}" pretrain --out "$work/base" --steps 100 --eval-per-level 0 &&
     PATH="$(dirname "$(command -v "$python")"):$PATH" timeout 120 "${red[@]}" train \
-      --config "$root/examples/builtin/grpo.yaml" --out "$work/run" --max-steps 3 \
+      --config "$root/examples/builtin/red.yaml" --out "$work/run" --max-steps 3 \
       --set "model.path=$work/base" --set "data.train=$work/data/train.jsonl" \
       --set engine.kind=torch --set rollout.engine=engine
 } >"$out/e2e.log" 2>&1; then
