@@ -12,7 +12,7 @@ import { toBf16 } from '../engine/bf16.ts';
 import { configToJson } from '../model/config.ts';
 import { paramLayout } from '../model/params.ts';
 import { writeSafetensors } from '../model/safetensors.ts';
-import type { EngineBatch } from '../train/engine.ts';
+import { ADAMW_DEFAULTS, oneDeviceSettings, type EngineBatch } from '../train/engine.ts';
 import { packSequences } from '../model/batch.ts';
 import { findTorchPython } from '../train/engines/torch-launch.ts';
 import { TorchEngine } from '../train/engines/torch.ts';
@@ -69,19 +69,9 @@ async function timeTorchSteps(
   precision: Precision,
   scoreFirst = false,
 ): Promise<TorchStep> {
-  const engine = await TorchEngine.create({
-    kind: 'torch',
-    modelPath: folder,
-    referencePath: null,
-    precision,
-    activationCheckpointing: false,
-    devices: 1,
-    python: null,
-    strategy: 'ddp',
-    log: () => {},
-  });
+  const engine = await TorchEngine.create(oneDeviceSettings('torch', folder, { precision }));
   try {
-    await engine.createOptimizer('bench', { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.01, noDecay: 'none' });
+    await engine.createOptimizer('bench', { ...ADAMW_DEFAULTS, weightDecay: 0.01, noDecay: 'none' });
     const runs: { s: number; wire: number; wireCpu: number; engine: number }[] = [];
     for (let s = 0; s <= steps; s++) {
       const before = engine.wireStats;

@@ -181,3 +181,26 @@ export interface EngineSettings {
   /** Told what the engine starts, chooses or skips (one line each). */
   log: (line: string) => void;
 }
+
+/**
+ * Settings of an engine on one device in fp32, without a reference model (pretraining, benches,
+ * tests); `over` changes any of them.
+ */
+export function oneDeviceSettings(
+  kind: EngineSettings['kind'],
+  modelPath: string,
+  over: Partial<EngineSettings> = {},
+): EngineSettings {
+  return {
+    kind,
+    modelPath,
+    referencePath: null,
+    precision: 'fp32',
+    activationCheckpointing: false,
+    devices: 1,
+    python: null,
+    strategy: 'ddp',
+    log: () => {},
+    ...over,
+  };
+}

@@ -24,7 +24,7 @@ import { fail } from '../util/errors.ts';
 import { makeTempDir } from '../util/exit.ts';
 import { writeJsonAtomic } from '../util/fs.ts';
 import { markFolder } from '../util/ownership.ts';
-import { ADAMW_DEFAULTS, type EngineSettings, type TrainingEngine } from './engine.ts';
+import { ADAMW_DEFAULTS, oneDeviceSettings, type EngineSettings, type TrainingEngine } from './engine.ts';
 import { createNativeEngine, type NativeEngine } from './engines/native.ts';
 import { StepTimer } from './env.ts';
 import type { Member } from './pack.ts';
@@ -196,19 +196,13 @@ export async function pretrain(options: Partial<PretrainOptions> & { out: string
   let trained: { engine: NativeEngine; losses: number[]; tokensPerSecond: number };
   try {
     writeInitialModel(staging.path, config, o.seed);
-    const engine = await createNativeEngine({
-      kind: 'native',
-      modelPath: staging.path,
-      referencePath: null,
-      precision: o.precision ?? 'fp32',
-      activationCheckpointing: false,
-      devices: 1,
-      python: null,
-      strategy: 'ddp',
-      backend: o.backend ?? 'auto',
-      bf16Backward: o.bf16Backward,
-      log: () => {},
-    });
+    const engine = await createNativeEngine(
+      oneDeviceSettings('native', staging.path, {
+        precision: o.precision ?? 'fp32',
+        backend: o.backend ?? 'auto',
+        bf16Backward: o.bf16Backward,
+      }),
+    );
     trained = { ...(await trainBase(engine, tok, o)), engine };
     writeJsonAtomic(path.join(staging.path, 'pretrain.json'), pretrainRecord(o, trained, []));
     await engine.saveForSampler(o.out, o.saveDtype ?? 'fp32');
