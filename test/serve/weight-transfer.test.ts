@@ -101,6 +101,8 @@ test("vLLM's weight-transfer protocol: ranks across two servers, then pause, sta
     masterPort: 29500,
     worldSize: 4,
     groupName: 'weight_update_group',
+    backend: 'nccl',
+    timeoutS: 10,
   });
   assert.deepEqual(
     new Set(log),
