@@ -134,7 +134,7 @@ class SglangGroup:
         for _, t in named_tensors:
             t = t.detach().contiguous()
             if self.backend == "gloo" and t.dtype == torch.bfloat16:
-                t = t.view(torch.int16)  # gloo (torch 1.13) has no bfloat16: the same bytes go as int16
+                t = t.view(torch.uint8)  # gloo (torch 1.13) has no bfloat16 (nor int16): the same bytes go as uint8
             dist.broadcast(t, src=0, group=self.group)
             sent += t.numel() * t.element_size()
         return sent
