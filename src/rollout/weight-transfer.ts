@@ -70,7 +70,7 @@ export class NcclWeightSync {
     if (o.servers.length === 0) fail('rollout.servers: NCCL weight sync needs at least one server URL');
     if (o.protocol === 'vllm' && o.backend === 'gloo')
       fail(
-        "rollout.weightSync: vLLM's weight transfer is NCCL only, and the training engine's tensors are on CPUs; train on GPUs (engine.devices) or set rollout.weightSync: disk",
+        "rollout.weightSync: vLLM's weight transfer is NCCL only, and the training engine's tensors are on CPUs; run the PyTorch engine on GPUs, or set rollout.weightSync: disk",
       );
     this.servers = o.servers.map((u) => u.replace(/\/+$/, ''));
     this.group = o.groupName ?? 'weight_update_group';

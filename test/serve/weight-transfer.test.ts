@@ -227,3 +227,12 @@ test("SGLang's protocol: the group from tp_size, update_weights_from_distributed
     /runs with dp_size 2; NCCL weight sync to SGLang needs dp_size 1/,
   );
 });
+
+test("vLLM's weight transfer (NCCL only) from a trainer on CPUs (gloo) is refused, naming the fix", () => {
+  const { trainer } = fakeTrainer([]);
+  assert.throws(
+    () =>
+      new NcclWeightSync({ servers: ['http://127.0.0.1:1'], protocol: 'vllm', backend: 'gloo', ...master }, trainer),
+    /rollout\.weightSync: vLLM's weight transfer is NCCL only, .*; run the PyTorch engine on GPUs, or set rollout\.weightSync: disk$/,
+  );
+});
