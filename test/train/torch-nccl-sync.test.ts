@@ -96,17 +96,19 @@ function standInCalls(out: string): { route: string; body: Record<string, unknow
 }
 
 test(
-  "[torch] NCCL sync to a stand-in SGLang (gloo): the received tensors are saveForSampler's, bit for bit, bf16 and fp32, after an optimiser step",
+  "[torch] NCCL sync to a stand-in SGLang (gloo): the received tensors are saveForSampler's, bit for bit, bf16 and fp32, after an optimiser step on two ranks",
   { skip: SKIP_TORCH },
   async () => {
     const g = goldenCase('untied');
     const out = tempDir('red-nccl-standin-');
-    const [e, url] = await Promise.all([openTorchEngine(g.dir), startStandIn(g.dir, out)]);
+    // Two ranks (DDP): rank 0 alone joins and sends; the other takes the requests and does nothing.
+    const [e, url] = await Promise.all([openTorchEngine(g.dir, { devices: 2 }), startStandIn(g.dir, out)]);
     try {
       const b = await e.loadBatch(g.batch, { microBatchTokens: 0 });
       await e.createOptimizer('policy', { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0, noDecay: 'none' });
       await e.forwardBackward(b, g.coefLogprob, g.coefEntropy);
       assert.ok((await e.optimStep('policy', 1e-2, Infinity)).applied);
+      assert.equal(e.world, 2);
       assert.equal(e.transferBackend, 'gloo', 'CPU ranks: gloo');
       const sync = new NcclWeightSync(
         {
