@@ -41,6 +41,7 @@ class Engine:
         self.batches, self.next_batch = {}, 1
         self.optimizers, self.optimizer_settings, self.pending_optimizer_state = {}, {}, {}
         self.stashed = None
+        self.weight_group = None  # rollout.weightSync nccl: rank 0's group with the servers (weight_sync.py)
         log(f"engine: {self.impl} model, {ranks.world} rank(s) on {self.device.type}, {settings['strategy']}, {settings['precision']}")
 
     # ---- placement --------------------------------------------------------------------------

@@ -104,6 +104,7 @@ class SglangGroup:
     def __init__(self, address: str, port: int, world_size: int, name: str, backend: str, timeout_s: float):
         from torch.distributed import distributed_c10d as c10d
 
+        self.backend = backend
         timeout = timedelta(seconds=timeout_s)
         store, rank, size = next(c10d.rendezvous(f"tcp://{address}:{port}", 0, world_size, timeout=timeout))
         store.set_timeout(timeout)
@@ -132,6 +133,8 @@ class SglangGroup:
         sent = 0
         for _, t in named_tensors:
             t = t.detach().contiguous()
+            if self.backend == "gloo" and t.dtype == torch.bfloat16:
+                t = t.view(torch.uint8)  # gloo (torch 1.13) has no bfloat16 (nor int16): the same bytes go as uint8
             dist.broadcast(t, src=0, group=self.group)
             sent += t.numel() * t.element_size()
         return sent

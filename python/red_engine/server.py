@@ -17,6 +17,7 @@ import torch
 from .checkpoints import check_state
 from .dist import Ranks, die_with_parent
 from .engine import Engine
+from .weight_sync import broadcast_weights, check_broadcast, check_join, join_weight_group
 from .wire import DTYPES, Channel, SharedArrays
 
 PING_S = 20.0
@@ -56,6 +57,8 @@ def run(engine, op, msg, arrays):
         "sample": lambda: e.sample(arrays, msg["params"]),
         "saveGrads": lambda: e.save_grads(msg["file"]),
         "loadGrads": lambda: e.load_grads(msg["file"], msg["prefix"]),
+        "joinWeightGroup": lambda: join_weight_group(e, msg["group"]),
+        "broadcastWeights": lambda: broadcast_weights(e, msg["tensors"]),
     }
     if op not in handlers:
         raise ValueError(f"unknown engine operation {op!r} (red and python/red_engine are from different versions)")
@@ -81,6 +84,10 @@ def precheck(engine, msg, arrays):
         raise ValueError("restore: nothing was stashed")
     if op == "loadState":
         check_state(engine, msg["dir"])
+    if op == "joinWeightGroup":
+        check_join(msg["group"])
+    if op == "broadcastWeights":
+        check_broadcast(engine, msg["tensors"])
     if op == "sample" and any(not (0 <= i < engine.vocab_size) for i in arrays["promptIds"].tolist()):
         raise ValueError(f"sample: a prompt token id is outside the vocabulary [0, {engine.vocab_size})")
 

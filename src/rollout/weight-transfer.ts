@@ -10,6 +10,7 @@
 import { fail } from '../util/errors.ts';
 
 export type TransferProtocol = 'vllm' | 'sglang';
+export type TransferBackend = 'nccl' | 'gloo';
 
 /** One tensor as it is broadcast: its Hugging Face name, torch dtype name ('bfloat16', 'float32', …) and shape. */
 export interface TensorSpec {
@@ -26,6 +27,10 @@ export interface GroupSpec {
   worldSize: number;
   /** SGLang: the torch.distributed group's name; vLLM has one unnamed group. */
   groupName: string;
+  /** torch.distributed's backend: 'nccl', or 'gloo' for a trainer on CPUs (SGLang's group only). */
+  backend: TransferBackend;
+  /** Seconds the join, and each broadcast, may wait for the other ranks. */
+  timeoutS: number;
 }
 
 /** The trainer's side of the transfer (rank 0 of the group), injected. */
@@ -44,6 +49,8 @@ export interface NcclSyncOptions {
   masterPort: number;
   /** SGLang's group name (default weight_update_group, SGLang's own default). */
   groupName?: string;
+  /** Default 'nccl'; 'gloo' where the trainer's tensors are on CPUs (SGLang only: vLLM's transfer engine is NCCL). */
+  backend?: TransferBackend;
   /** Seconds one HTTP call may take (a transfer of large weights included). */
   timeoutS: number;
 }
@@ -61,6 +68,10 @@ export class NcclWeightSync {
     private readonly trainer: TensorBroadcaster,
   ) {
     if (o.servers.length === 0) fail('rollout.servers: NCCL weight sync needs at least one server URL');
+    if (o.protocol === 'vllm' && o.backend === 'gloo')
+      fail(
+        "rollout.weightSync: vLLM's weight transfer is NCCL only, and the training engine's tensors are on CPUs; run the PyTorch engine on GPUs, or set rollout.weightSync: disk",
+      );
     this.servers = o.servers.map((u) => u.replace(/\/+$/, ''));
     this.group = o.groupName ?? 'weight_update_group';
   }
@@ -79,7 +90,7 @@ export class NcclWeightSync {
             ...base,
             rank_offset: rankOffset,
             group_name: this.group,
-            backend: 'nccl',
+            backend: this.o.backend ?? 'nccl',
           }).then((r) => succeeded(u, '/init_weights_update_group', r));
     });
     await Promise.all([
@@ -90,6 +101,8 @@ export class NcclWeightSync {
         masterPort: this.o.masterPort,
         worldSize,
         groupName: this.group,
+        backend: this.o.backend ?? 'nccl',
+        timeoutS: this.o.timeoutS,
       }),
     ]);
     this.ready = true;

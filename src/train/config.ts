@@ -156,6 +156,28 @@ export const rolloutSchema = z
       .describe(
         "Remote: the dtype of the synced weights. bf16 halves the bytes written and loaded each step; the servers then sample from bf16-rounded weights (see rollout/logprob_diff and algorithm.rolloutCorrection). fp32 gives the servers the trainer's exact weights.",
       ),
+    weightSync: z
+      .enum(['disk', 'nccl'])
+      .default('disk')
+      .describe(
+        "Remote: how the servers get the policy after each step. 'disk': a folder under rollout.syncDir and POST /update_weights_from_disk (red serve, SGLang, red-vllm). 'nccl': the PyTorch engine's rank 0 broadcasts every tensor to the servers' workers (rollout.api openai: vLLM's weight-transfer routes; sglang: /init_weights_update_group + /update_weights_from_distributed); needs engine.kind torch and rollout.nccl.",
+      ),
+    nccl: z
+      .strictObject({
+        address: z
+          .string()
+          .min(1)
+          .default('127.0.0.1')
+          .describe("weightSync nccl: an address of the trainer's rank 0 that every server can reach."),
+        port: z
+          .number()
+          .int()
+          .min(0)
+          .max(65535)
+          .default(0)
+          .describe("weightSync nccl: the group's port on that host (0: a free one, chosen at start)."),
+      })
+      .prefault({}),
     maxAttempts: positiveInt()
       .default(3)
       .describe('Remote: tries per prompt, on different servers, before the step fails.'),
@@ -448,8 +470,24 @@ export function resolveTrainConfig(
     problems.push(
       "rollout.engine: local samples on this process's CPU copy of the policy, which engine.kind torch does not keep; set rollout.engine: engine (sampling on the torch engine) or remote (red serve, SGLang or vLLM servers)",
     );
+  if (base.success) problems.push(...ncclSyncProblems(base.data));
   if (problems.length > 0 || !base.success || algorithm === null) return failWithIssues(source, problems);
   return { ...base.data, algorithm };
+}
+
+/** rollout.weightSync nccl: the tensors come from the PyTorch engine's processes and go to remote servers. */
+function ncclSyncProblems(c: TrainConfigBase): string[] {
+  if (c.rollout.weightSync !== 'nccl') return [];
+  const problems: string[] = [];
+  if (c.engine.kind !== 'torch')
+    problems.push(
+      'rollout.weightSync: nccl broadcasts from the PyTorch engine; set engine.kind: torch, or rollout.weightSync: disk',
+    );
+  if (c.rollout.engine !== 'remote')
+    problems.push(
+      `rollout.weightSync: nccl sends the weights to rollout.servers; set rollout.engine: remote, or rollout.weightSync: disk (rollout.engine is ${c.rollout.engine})`,
+    );
+  return problems;
 }
 
 /** Keys that moved to the engine group (issue 26): read there, with one warning line naming them. */

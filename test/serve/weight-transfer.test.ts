@@ -101,6 +101,8 @@ test("vLLM's weight-transfer protocol: ranks across two servers, then pause, sta
     masterPort: 29500,
     worldSize: 4,
     groupName: 'weight_update_group',
+    backend: 'nccl',
+    timeoutS: 10,
   });
   assert.deepEqual(
     new Set(log),
@@ -223,5 +225,14 @@ test("SGLang's protocol: the group from tp_size, update_weights_from_distributed
   await assert.rejects(
     new NcclWeightSync({ servers: [dp], protocol: 'sglang', ...master }, trainer).init(),
     /runs with dp_size 2; NCCL weight sync to SGLang needs dp_size 1/,
+  );
+});
+
+test("vLLM's weight transfer (NCCL only) from a trainer on CPUs (gloo) is refused, naming the fix", () => {
+  const { trainer } = fakeTrainer([]);
+  assert.throws(
+    () =>
+      new NcclWeightSync({ servers: ['http://127.0.0.1:1'], protocol: 'vllm', backend: 'gloo', ...master }, trainer),
+    /rollout\.weightSync: vLLM's weight transfer is NCCL only, .*; run the PyTorch engine on GPUs, or set rollout\.weightSync: disk$/,
   );
 });

@@ -145,6 +145,30 @@ test("engine.kind torch with rollout.engine local is refused with one line namin
     );
 });
 
+test('rollout.weightSync nccl without engine.kind torch or rollout.engine remote is refused, one line each naming the fix', () => {
+  const servers = ['http://127.0.0.1:1'];
+  const problems = (engine: Record<string, unknown>, rollout: Record<string, unknown>) => {
+    try {
+      resolveTrainConfig({ ...minimal(), engine, rollout: { weightSync: 'nccl', ...rollout } }, 'my.yaml');
+      return [];
+    } catch (err) {
+      return (err as Error).message.split('\n').slice(1);
+    }
+  };
+  assert.deepEqual(problems({}, { engine: 'remote', servers }), [
+    '  rollout.weightSync: nccl broadcasts from the PyTorch engine; set engine.kind: torch, or rollout.weightSync: disk',
+  ]);
+  assert.deepEqual(problems({ kind: 'torch' }, { engine: 'engine' }), [
+    '  rollout.weightSync: nccl sends the weights to rollout.servers; set rollout.engine: remote, or rollout.weightSync: disk (rollout.engine is engine)',
+  ]);
+  const c = resolveTrainConfig(
+    { ...minimal(), engine: { kind: 'torch' }, rollout: { engine: 'remote', servers, weightSync: 'nccl' } },
+    'test',
+  );
+  assert.deepEqual([c.rollout.weightSync, c.rollout.nccl], ['nccl', { address: '127.0.0.1', port: 0 }]);
+  assert.equal(resolveTrainConfig(minimal(), 'test').rollout.weightSync, 'disk');
+});
+
 test('model.precision, activationCheckpointing, bf16Backward and backend still work, read as engine.*, with one warning line', () => {
   const warnings: string[] = [];
   const c = resolveTrainConfig(

@@ -5,6 +5,7 @@
 // (README "Training on GPUs"). Every failure is one line that names the fix; every wait is bounded.
 import { mkdtempSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import type { GroupSpec, TensorBroadcaster, TensorSpec, TransferBackend } from '../../rollout/weight-transfer.ts';
 import { fail, RedError } from '../../util/errors.ts';
 import { atExit, makeTempDir } from '../../util/exit.ts';
 import type {
@@ -59,7 +60,7 @@ function firstNonFinite(a: Float32Array): number {
   return -1;
 }
 
-export class TorchEngine implements TrainingEngine {
+export class TorchEngine implements TrainingEngine, TensorBroadcaster {
   readonly kind = 'torch';
   info!: EngineModelInfo;
   /** Ranks in all, and where rank 0 runs (e.g. "cuda:0", "cpu"). */
@@ -207,6 +208,21 @@ export class TorchEngine implements TrainingEngine {
   /** Test-only: sets every gradient from the tensors `<prefix><name>` of a safetensors file. */
   async loadGradients(file: string, prefix: string): Promise<void> {
     await this.call('loadGrads', { file: path.resolve(file), prefix });
+  }
+
+  /** rollout.weightSync nccl: tensors on a GPU go over NCCL; CPU ranks can only use gloo. */
+  get transferBackend(): TransferBackend {
+    return this.device.startsWith('cuda') ? 'nccl' : 'gloo';
+  }
+
+  /** Rank 0 joins the servers' transfer group (python/red_engine/nccl_sync.py); resolves once every rank has. */
+  async joinGroup(group: GroupSpec): Promise<void> {
+    await this.call('joinWeightGroup', { group });
+  }
+
+  /** Every parameter named in `tensors`, whole (FSDP2 shards gathered), in their dtype and order, from rank 0 to the group. */
+  async broadcast(tensors: TensorSpec[]): Promise<void> {
+    await this.call('broadcastWeights', { tensors });
   }
 
   async sample(prompts: number[][], params: EngineSampleParams): Promise<EngineSample[][]> {

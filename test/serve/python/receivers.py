@@ -19,7 +19,8 @@ import torch
 import torch.distributed as dist
 
 
-def sglang(address, port, rank, world, group, specs, out):
+def join_sglang(address, port, rank, world, group, backend="gloo"):
+    """SGLang's /init_weights_update_group on one worker: rank `rank` of a group named `group`."""
     from torch.distributed import distributed_c10d as c10d
 
     timeout = timedelta(seconds=60)
@@ -27,20 +28,31 @@ def sglang(address, port, rank, world, group, specs, out):
     store.set_timeout(timeout)
     store = c10d.PrefixStore(group, store)
     try:
-        made = c10d._new_process_group_helper(world, rank, [], c10d.Backend("gloo"), store, group_name=group, pg_options=None, timeout=timeout)
+        made = c10d._new_process_group_helper(world, rank, [], c10d.Backend(backend), store, group_name=group, pg_options=None, timeout=timeout)
     except TypeError:
-        made = c10d._new_process_group_helper(world, rank, [], c10d.Backend("gloo"), store, group_name=group, backend_options=None, timeout=timeout)
+        made = c10d._new_process_group_helper(world, rank, [], c10d.Backend(backend), store, group_name=group, backend_options=None, timeout=timeout)
     pg = made[0] if isinstance(made, tuple) else made
     ranks = c10d._world.pg_group_ranks if hasattr(c10d, "_world") else c10d._pg_group_ranks  # torch < 2
     ranks[pg] = {i: i for i in range(world)}
+    return pg
+
+
+def receive_sglang(pg, specs):
+    """SGLang's /update_weights_from_distributed: {name: tensor} from rank 0's broadcasts."""
     received, handles = {}, []
     for spec in specs:  # SGLang posts every receive at once, then waits
         t = torch.empty(spec["shape"], dtype=getattr(torch, spec["dtype"]))
-        handles.append(dist.broadcast(t, src=0, group=pg, async_op=True))
+        # gloo (torch 1.13) has no bfloat16: nccl_sync sends its bytes as uint8, received the same way.
+        into = t.view(torch.uint8) if t.dtype == torch.bfloat16 else t
+        handles.append(dist.broadcast(into, src=0, group=pg, async_op=True))
         received[spec["name"]] = t
     for h in handles:
         h.wait()
-    torch.save(received, out)
+    return received
+
+
+def sglang(address, port, rank, world, group, specs, out):
+    torch.save(receive_sglang(join_sglang(address, port, rank, world, group), specs), out)
 
 
 def vllm(address, port, rank, world, out):

@@ -43,11 +43,12 @@ class SglangGroupTest(unittest.TestCase):
         from red_engine.nccl_sync import join_group, tensor_specs
 
         gen = torch.Generator().manual_seed(0)
-        # float16 for the 16-bit tensor: gloo (in torch 1.13) has no bfloat16; NCCL has both.
+        # bfloat16 too, which gloo (in torch 1.13) lacks: it travels as its bytes and arrives intact.
         tensors = [
             ("model.embed_tokens.weight", torch.randn(6, 4, generator=gen).to(torch.float16)),
             ("model.layers.0.self_attn.q_proj.bias", torch.randn(4, generator=gen)),
             ("model.norm.weight", torch.arange(5, dtype=torch.float32)),
+            ("lm_head.weight", torch.randn(3, 4, generator=gen).to(torch.bfloat16)),
         ]
         specs = tensor_specs(tensors)
         self.assertEqual(specs[0], {"name": "model.embed_tokens.weight", "dtype": "float16", "shape": [6, 4]})
@@ -57,7 +58,7 @@ class SglangGroupTest(unittest.TestCase):
             procs = receivers(lambda r: ["sglang", "127.0.0.1", port, r, world, "weight_update_group", json.dumps(specs), out(r)], world)
             group = join_group("sglang", "127.0.0.1", port, world, backend="gloo", timeout_s=60)
             sent = group.broadcast(tensors)
-            self.assertEqual(sent, 6 * 4 * 2 + 4 * 4 + 5 * 4)
+            self.assertEqual(sent, 6 * 4 * 2 + 4 * 4 + 5 * 4 + 3 * 4 * 2)
             for p in procs:
                 self.assertEqual(p.wait(timeout=60), 0)
             for r in range(1, world):
