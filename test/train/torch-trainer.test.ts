@@ -1,7 +1,8 @@
 // The trainer on the PyTorch engine (engine.kind torch, fp32, one CPU rank) against the native
 // engine: every preset for two steps from the same weights and the same rollouts (one fixed
 // sampler, the native sampler over the initial weights, serves both), exact resume on torch, a
-// checkpoint moving between engines, and a non-finite gradient skipped alike. The engines are
+// checkpoint moving between engines, a non-finite gradient or coefficient skipped alike, and
+// `red train` through the CLI with rollout.engine engine. The engines are
 // shared across cases (loadState puts the initial weights back, each stage creates its optimisers).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,9 +16,10 @@ import type { OptimStepResult, TrainingEngine } from '../../src/train/engine.ts'
 import { createTrainingEngine } from '../../src/train/engines/index.ts';
 import { createProgress } from '../../src/train/metrics.ts';
 import { buildEnv } from '../../src/train/run.ts';
-import { Trainer, type TrainerEnv } from '../../src/train/trainer.ts';
+import { mixSeed, Trainer, type TrainerEnv } from '../../src/train/trainer.ts';
 import { tempDir } from '../helpers/tmp.ts';
-import { writeCoinModel, writeTinySetup } from './tiny.ts';
+import { red } from '../serve/helpers.ts';
+import { writeCoinModel, writeConfig, writeTinySetup } from './tiny.ts';
 import { SKIP_TORCH } from './torch-fixtures.ts';
 
 type MetricRow = Record<string, number | null>;
@@ -39,6 +41,22 @@ function weights(dir: string): Map<string, Float32Array> {
   f.close();
   return out;
 }
+
+/**
+ * The warmed tiny model (rollouts right about half the time) as a folder of its weights, config
+ * and tokenizer only (no optimiser state to pick up), and its data.
+ */
+async function writeInitialModel(): Promise<{ init: string; train: string }> {
+  const dir = tempDir('red-torch-trainer-');
+  const coin = await writeCoinModel(dir, writeTinySetup(dir, 12));
+  const init = path.join(dir, 'init');
+  mkdirSync(init);
+  for (const f of readdirSync(coin.model))
+    if (!f.startsWith('optimizer-') && f !== 'trainer_state.json')
+      copyFileSync(path.join(coin.model, f), path.join(init, f));
+  return { init, train: coin.train };
+}
+const setup = SKIP_TORCH ? Promise.resolve({ init: '', train: '' }) : writeInitialModel();
 
 describe('[torch] the trainer on engine.kind torch against native', { skip: SKIP_TORCH }, () => {
   let init: string; // the warmed tiny model: model.safetensors, config and tokenizer only
@@ -75,14 +93,7 @@ describe('[torch] the trainer on engine.kind torch against native', { skip: SKIP
   };
 
   before(async () => {
-    const setup = tempDir('red-torch-trainer-');
-    const coin = await writeCoinModel(setup, writeTinySetup(setup, 12));
-    train = coin.train;
-    init = path.join(setup, 'init');
-    mkdirSync(init);
-    for (const f of readdirSync(coin.model))
-      if (!f.startsWith('optimizer-') && f !== 'trainer_state.json')
-        copyFileSync(path.join(coin.model, f), path.join(init, f));
+    ({ init, train } = await setup);
     const cfg = config('red');
     env = await buildEnv(cfg, false);
     const log = () => {};
@@ -168,52 +179,80 @@ describe('[torch] the trainer on engine.kind torch against native', { skip: SKIP
     });
   }
 
-  test('a non-finite gradient: not applied on either engine, parameters unchanged, the step counted as skipped alike', async () => {
-    const cfg = config('red');
+  /**
+   * Two steps on each engine with step 2 made bad by `poison` (undone after): step 2 must be counted
+   * as skipped, change no parameter or moment (its checkpoint holds step 1's, bit for bit), and
+   * leave the two engines' runs alike. Returns each engine's run folder.
+   */
+  const skippedStepRuns = async (
+    cfg: TrainConfig,
+    poison: (engine: TrainingEngine, e: TrainerEnv) => () => void,
+  ): Promise<Record<string, string>> => {
     const runs: Record<string, string> = {};
     for (const engine of [native, torch]) {
-      const dir = tempDir(`red-tt-inf-${engine.kind}-`);
-      // Step 2's coefficients overflow the gradient (finite, ±3e38 each); the engine must refuse the step.
-      const forwardBackward = engine.forwardBackward,
-        optimStep = engine.optimStep;
-      const results: OptimStepResult[] = [];
+      const dir = tempDir(`red-tt-skip-${engine.kind}-`);
+      const undo = poison(engine, env);
+      try {
+        assert.equal(await trainOn(engine, cfg, dir, 2), 2);
+      } finally {
+        undo();
+      }
+      const m = lines(dir);
+      assert.deepEqual(
+        m.map((x) => x['steps/skipped']),
+        [0, 1],
+        `${engine.kind}: steps/skipped`,
+      );
+      assert.ok(!('grad/norm' in m[1]), `${engine.kind}: a non-finite grad/norm is left out of metrics.jsonl`);
+      for (const f of ['model.safetensors', 'optimizer-policy.safetensors'])
+        assert.ok(
+          readFileSync(path.join(checkpoint(dir, 1), f)).equals(readFileSync(path.join(checkpoint(dir, 2), f))),
+          `${engine.kind}: ${f} changed in the skipped step`,
+        );
+      runs[engine.kind] = dir;
+    }
+    assertSameRun('skipped step', runs.native, runs.torch, init);
+    return runs;
+  };
+
+  test('a non-finite gradient: not applied on either engine (OptimStepResult), the step skipped alike', async () => {
+    const results: Record<string, OptimStepResult[]> = { native: [], torch: [] };
+    await skippedStepRuns(config('red'), (engine) => {
+      // Step 2's coefficients are finite (±3e38 each) and overflow the gradient: the engine refuses it.
+      const { forwardBackward, optimStep } = engine;
       let calls = 0;
       engine.forwardBackward = (h, dl, de) =>
         forwardBackward.call(engine, h, ++calls === 2 ? dl.map((x) => Math.sign(x) * 3e38) : dl, de);
       engine.optimStep = async (name, lr, max) => {
         const r = await optimStep.call(engine, name, lr, max);
-        results.push(r);
+        results[engine.kind].push(r);
         return r;
       };
-      try {
-        assert.equal(await trainOn(engine, cfg, dir, 2), 2);
-      } finally {
-        engine.forwardBackward = forwardBackward;
-        engine.optimStep = optimStep;
-      }
+      return () => ((engine.forwardBackward = forwardBackward), (engine.optimStep = optimStep));
+    });
+    for (const [kind, r] of Object.entries(results)) {
       assert.deepEqual(
-        results.map((r) => r.applied),
+        r.map((x) => x.applied),
         [true, false],
-        `${engine.kind}: applied per step`,
+        `${kind}: applied per step`,
       );
-      assert.ok(!Number.isFinite(results[1].gradNorm), `${engine.kind}: grad norm ${results[1].gradNorm}`);
-      const m = lines(dir);
-      assert.ok(!('grad/norm' in m[1]), `${engine.kind}: a non-finite grad/norm is left out of metrics.jsonl`);
-      assert.deepEqual(
-        m.map((x) => x['steps/skipped']),
-        [0, 1],
-      );
-      // Step 2 changed nothing: its checkpoint holds step 1's parameters and moments, bit for bit.
-      const step1 = weights(checkpoint(dir, 1)),
-        step2 = weights(checkpoint(dir, 2));
-      for (const [n, x] of step1) assert.ok(Buffer.from(x.buffer).equals(Buffer.from(step2.get(n)!.buffer)), n);
-      for (const f of ['optimizer-policy.safetensors'])
-        assert.ok(
-          readFileSync(path.join(checkpoint(dir, 1), f)).equals(readFileSync(path.join(checkpoint(dir, 2), f))),
-        );
-      runs[engine.kind] = dir;
+      assert.ok(!Number.isFinite(r[1].gradNorm), `${kind}: grad norm ${r[1].gradNorm}`);
     }
-    assertSameRun('skipped step', runs.native, runs.torch, init);
+  });
+
+  test('a NaN coefficient (a NaN sampler logprob under TIS) skips the step alike on both engines', async () => {
+    const cfg = config('grpo', ['algorithm.rolloutCorrection.mode=tis']);
+    const step2 = mixSeed(cfg.seed, 2, 0); // the seed of step 2's first draw
+    await skippedStepRuns(cfg, (_engine, e) => {
+      const generate = e.generate;
+      e.generate = async (prompts, req) => {
+        const rows = await generate(prompts, req);
+        if (req.seed !== step2) return rows;
+        const [first, ...rest] = rows[0];
+        return [[{ ...first, logprobs: [NaN, ...first.logprobs!.slice(1)] }, ...rest], ...rows.slice(1)];
+      };
+      return () => (e.generate = generate);
+    });
   });
 });
 
@@ -263,3 +302,55 @@ function assertSameRun(what: string, a: string, b: string, init: string): void {
   assert.ok(worst <= METRIC_TOL, `${what}: ${worstKey} (|diff| / (1 + |a|) = ${worst.toExponential(2)})`);
   assert.ok(moved > 0 && update <= UPDATE_TOL, `${what}: weights differ by ${update.toExponential(2)} of the update`);
 }
+
+test(
+  '[torch] red train through the CLI: engine.kind torch, rollout.engine engine, 2 GRPO steps, a checkpoint red generate loads; rollout.engine local refused',
+  { skip: SKIP_TORCH },
+  async () => {
+    const { init, train } = await setup;
+    const dir = tempDir('red-tt-cli-');
+    const yaml = (where: string) =>
+      writeConfig(
+        path.join(dir, `${where}.yaml`),
+        `model: { path: ${init} }
+engine: { kind: torch }
+data: { train: ${train}, epochs: 1 }
+rollout: { engine: ${where}, groupSize: 2, promptsPerStep: 2, maxTokens: 12 }
+optim: { lr: 1e-3 }
+log: { progress: none }
+`,
+      );
+    const out = path.join(dir, 'run');
+    const r = red(['train', '--config', yaml('engine'), '--out', out, '--method', 'grpo', '--max-steps', '2']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^engine: .* 1 rank\(s\) on cpu, ddp, fp32$/m, 'the PyTorch engine trained');
+    const m = lines(out);
+    assert.deepEqual(
+      m.map((x) => x.step),
+      [1, 2],
+    );
+    for (const x of m) assert.ok(Number(x['grad/norm']) > 0 && Number(x['rollouts/generated']) > 0, JSON.stringify(x));
+    const g = red([
+      'generate',
+      '--model',
+      checkpoint(out, 2),
+      '--prompt',
+      'Pick 1 or 2.',
+      '--chat',
+      '--max-tokens',
+      '6',
+      '--json',
+    ]);
+    assert.equal(g.code, 0, g.stderr);
+    const sample = JSON.parse(g.stdout.trim().split('\n')[0]) as { ids: number[] };
+    assert.ok(sample.ids.length > 0 && sample.ids.length <= 6);
+
+    const local = red(['train', '--config', yaml('local'), '--out', path.join(dir, 'refused'), '--max-steps', '1']);
+    assert.notEqual(local.code, 0);
+    assert.match(
+      local.stderr,
+      /^ {2}rollout\.engine: local .*engine\.kind torch.*rollout\.engine: engine .* or remote .*$/m,
+    );
+    assert.doesNotMatch(local.stderr, /^\s+at /m, 'no stack trace');
+  },
+);
