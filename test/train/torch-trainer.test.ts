@@ -82,6 +82,10 @@ describe('[torch] the trainer on engine.kind torch against native', { skip: SKIP
     return resolveTrainConfig(raw, 'torch-trainer test');
   };
 
+  /** The torch engine of `cfg` (fp32, one CPU rank), with the reference model the KL case needs. */
+  const torchSettings = (cfg: TrainConfig) =>
+    engineSettings({ ...cfg, engine: { ...cfg.engine, kind: 'torch' } }, true, () => {});
+
   /** Trains `engine` from the initial weights (or a checkpoint in `dir`, resume) up to maxSteps. */
   const trainOn = async (engine: TrainingEngine, cfg: TrainConfig, dir: string, maxSteps: number, resume = false) => {
     await engine.loadState(init);
@@ -96,9 +100,8 @@ describe('[torch] the trainer on engine.kind torch against native', { skip: SKIP
     ({ init, train } = await setup);
     const cfg = config('red');
     env = await buildEnv(cfg, false);
-    const log = () => {};
-    native = await createTrainingEngine(engineSettings(cfg, true, log));
-    torch = await createTrainingEngine(engineSettings({ ...cfg, engine: { ...cfg.engine, kind: 'torch' } }, true, log));
+    native = await createTrainingEngine(engineSettings(cfg, true, () => {}));
+    torch = await createTrainingEngine(torchSettings(cfg));
   });
   after(async () => {
     await Promise.all([env?.engine.close(), native?.close(), torch?.close()]);
@@ -142,14 +145,19 @@ describe('[torch] the trainer on engine.kind torch against native', { skip: SKIP
   }
 
   for (const method of ['red', 'relift']) {
-    test(`${method} on torch: 2 steps, stop, resume for 2 more: bit-identical to 4 straight`, async () => {
+    test(`${method} on torch: 2 steps, stop, resume in new engine processes for 2 more: bit-identical to 4 straight`, async () => {
       const cfg = config(method);
       const straight = tempDir('red-tt-straight-'),
         split = tempDir('red-tt-split-');
       assert.equal(await trainOn(torch, cfg, straight, 4), 4);
       assert.equal(await trainOn(torch, cfg, split, 2), 2);
-      // trainOn puts the initial weights back first: all that resumes comes from the checkpoint.
-      assert.equal(await trainOn(torch, cfg, split, 4, true), 4);
+      // As after a kill: nothing of the first half's engine process, all from the checkpoint.
+      const fresh = await createTrainingEngine(torchSettings(cfg));
+      try {
+        assert.equal(await trainOn(fresh, cfg, split, 4, true), 4);
+      } finally {
+        await fresh.close();
+      }
       assert.deepEqual(lines(split).map(withoutTiming), lines(straight).map(withoutTiming));
       const files = readdirSync(checkpoint(straight, 4)).filter((f) => f.endsWith('.safetensors'));
       assert.ok(files.includes('optimizer-policy.safetensors'));
