@@ -194,6 +194,10 @@ async function applyLoss(
   if (!Number.isFinite(loss.loss)) return NaN;
   const dLogprob = Float32Array.from(loss.dLogprobs);
   const dEntropy = loss.dEntropies ? Float32Array.from(loss.dEntropies) : new Float32Array(handle.scoredTokens);
+  // A non-finite coefficient under a finite loss (a NaN sampler logprob through TIS, or one past
+  // fp32's range) is a bad step like a NaN loss: skipped here, so every engine counts it alike (the
+  // native one would apply nothing; the torch engine refuses such coefficients outright).
+  if (!dLogprob.every(Number.isFinite) || !dEntropy.every(Number.isFinite)) return NaN;
   await engine.forwardBackward(handle, dLogprob, dEntropy);
   const step = await engine.optimStep(req.optimizer, req.lr, s.maxGradNorm > 0 ? s.maxGradNorm : Infinity);
   return step.gradNorm;

@@ -16,7 +16,7 @@ import { referenceBackend } from '../../src/engine/reference.ts';
 import { SafetensorsFile } from '../../src/model/safetensors.ts';
 import { paramLayout } from '../../src/model/params.ts';
 import { MASTER_WEIGHTS_FILE } from '../../src/train/engine.ts';
-import { writeTinySetup } from './tiny.ts';
+import { writeCoinModel, writeTinySetup } from './tiny.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { writeVersion2State } from '../helpers/version2.ts';
 
@@ -25,40 +25,8 @@ const quiet = createProgress('none');
 const setupDir = tempDir('red-e2e-');
 const tiny = writeTinySetup(setupDir, 12);
 
-// A model that can score: the tiny model after 30 SFT steps on "\boxed{1}" / "\boxed{2}" for
-// prompts whose answer (1 or 2) it cannot read off, so its rollouts are right about half the time
-// and GRPO-style methods keep mixed groups (a random model never answers, every group is dropped
-// and grpo or bread would never update).
-const coin = await (async () => {
-  const answers = [1, 2, 2, 1, 2, 1, 1, 2, 1, 2, 2, 1];
-  const train = path.join(setupDir, 'coin.jsonl');
-  writeFileSync(
-    train,
-    answers
-      .map((a, i) =>
-        JSON.stringify({ problem: `Pick 1 or 2 (${'abcdefghijkl'[i]}).`, answer: String(a), distill: `\\boxed{${a}}` }),
-      )
-      .join('\n') + '\n',
-  );
-  const file = path.join(setupDir, 'coin-warm.yaml');
-  writeFileSync(
-    file,
-    `model: { path: ${tiny.model} }
-engine: { backend: reference }
-data: { train: ${train} }
-rollout: { groupSize: 2, promptsPerStep: 2, maxTokens: 12 }
-sft: { batchSize: 12, lr: 3e-2 }
-schedule: { totalSteps: 30, warmupSteps: 0 }
-checkpoint: { every: 1000, keep: 1 }
-log: { progress: none }
-`,
-  );
-  await runTrain(
-    { config: file, out: path.join(setupDir, 'coin-warm'), method: 'sft', sets: [], resume: false },
-    createProgress('none'),
-  );
-  return { model: path.join(setupDir, 'coin-warm', 'checkpoints', 'step-30'), train };
-})();
+// A model that can score (half right on its coin prompts): tiny.ts's warm-up.
+const coin = await writeCoinModel(setupDir, tiny);
 
 function config(extra = ''): string {
   const file = path.join(tempDir('red-cfg-'), 'train.yaml');
