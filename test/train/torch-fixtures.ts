@@ -2,7 +2,7 @@
 // (else each test skips with the line that says how to get one), the engine settings they use,
 // and the transformers golden fixtures as the engine's packed batch and per-token coefficients.
 import { SafetensorsFile } from '../../src/model/safetensors.ts';
-import type { EngineBatch, EngineSettings } from '../../src/train/engine.ts';
+import { oneDeviceSettings, type EngineBatch, type EngineSettings } from '../../src/train/engine.ts';
 import { findTorchPython } from '../../src/train/engines/torch-launch.ts';
 import { TorchEngine } from '../../src/train/engines/torch.ts';
 import { fixturePath } from '../helpers/paths.ts';
@@ -13,20 +13,8 @@ export const SKIP_TORCH = TORCH_PYTHON
   : 'skipped: no PyTorch (apt-get install -y python3-torch libopenblas0-pthread)';
 if (SKIP_TORCH) console.log(SKIP_TORCH);
 
-export function torchSettings(modelPath: string, over: Partial<EngineSettings> = {}): EngineSettings {
-  return {
-    kind: 'torch',
-    modelPath,
-    referencePath: null,
-    precision: 'fp32',
-    activationCheckpointing: false,
-    devices: 1,
-    python: null,
-    strategy: 'ddp',
-    log: () => {},
-    ...over,
-  };
-}
+export const torchSettings = (modelPath: string, over: Partial<EngineSettings> = {}): EngineSettings =>
+  oneDeviceSettings('torch', modelPath, over);
 
 export const openTorchEngine = (modelPath: string, over: Partial<EngineSettings> = {}): Promise<TorchEngine> =>
   TorchEngine.create(torchSettings(modelPath, over));

@@ -12,7 +12,13 @@ import { paramLayout } from '../../../src/model/params.ts';
 import { Qwen2Model } from '../../../src/model/qwen2.ts';
 import { SafetensorsFile } from '../../../src/model/safetensors.ts';
 import { loadConfig } from '../../../src/model/config.ts';
-import type { AdamWSettings, EngineBatch, EngineSettings, TrainingEngine } from '../../../src/train/engine.ts';
+import {
+  oneDeviceSettings,
+  type AdamWSettings,
+  type EngineBatch,
+  type EngineSettings,
+  type TrainingEngine,
+} from '../../../src/train/engine.ts';
 import { createNativeEngine } from '../../../src/train/engines/native.ts';
 import { closeness } from '../../helpers/close.ts';
 import { fixturePath } from '../../helpers/paths.ts';
@@ -22,18 +28,8 @@ import { writeVersion2State } from '../../helpers/version2.ts';
 
 if (skippedBackends().length) console.log(`native engine: skipped backends: ${skippedBackends().join(', ')}`);
 
-const settings = (modelPath: string, backend: string): EngineSettings => ({
-  kind: 'native',
-  modelPath,
-  referencePath: null,
-  precision: 'fp32',
-  activationCheckpointing: false,
-  devices: 1,
-  python: null,
-  strategy: 'ddp',
-  backend: backend as 'native' | 'reference',
-  log: () => {},
-});
+const settings = (modelPath: string, backend: string): EngineSettings =>
+  oneDeviceSettings('native', modelPath, { backend: backend as 'native' | 'reference' });
 
 /** β1 = β2 = 0: after one step exp_avg is the gradient itself (m = 0·m + 1·g); lr 0 leaves θ. */
 const PROBE: AdamWSettings = { beta1: 0, beta2: 0, eps: 1e-8, weightDecay: 0, noDecay: 'none' };
