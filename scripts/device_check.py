@@ -15,6 +15,7 @@ import socket
 import struct
 import subprocess
 import sys
+import shutil
 import tempfile
 import time
 import traceback
@@ -299,6 +300,14 @@ def main():
         emit(args.out, {"check": "setup", "error": "no CUDA device visible to torch"})
         return 1
     root = tempfile.mkdtemp(prefix="red-device-check-")
+    try:
+        return run_checks(args, gpu, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run_checks(args, gpu, root):
+    """Each part in turn, its figures (or its error) into args.out; 1 when any part failed."""
     status = 0
     for name, run in (
         ("numerics", lambda: numerics(args.fixtures, args.out)),
