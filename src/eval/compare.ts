@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fail } from '../util/errors.ts';
 import { writeFileAtomic } from '../util/fs.ts';
+import { checkOutFolder, markFolder } from '../util/ownership.ts';
 import { compareMarkdown, type EvalResults } from './results.ts';
 
 function readResults(dir: string): EvalResults {
@@ -29,7 +30,10 @@ export async function compareFolders(dirs: readonly string[], out?: string): Pro
   const labels = names.map((n, i) => (names.indexOf(n) !== names.lastIndexOf(n) ? dirs[i] : n));
   const md = compareMarkdown(dirs.map((d, i) => ({ label: labels[i], results: readResults(d) })));
   if (out) {
+    // Only a new or empty folder, or an earlier comparison: never a user's folder or an evaluation.
+    checkOutFolder(out, { command: 'red eval --compare', kind: 'comparison' });
     mkdirSync(out, { recursive: true });
+    markFolder(out, 'comparison', 'red eval --compare');
     writeFileAtomic(path.join(out, 'compare.md'), md);
   }
   return md;

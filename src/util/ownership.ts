@@ -10,7 +10,7 @@ import { fail } from './errors.ts';
 import { writeJsonAtomic } from './fs.ts';
 import { LOCK_FILE } from './lock.ts';
 
-export type FolderKind = 'run' | 'model' | 'eval' | 'report' | 'data' | 'demo';
+export type FolderKind = 'run' | 'model' | 'eval' | 'report' | 'data' | 'demo' | 'comparison';
 
 /** The marker: { kind, command, created } as JSON, beside the lock file. */
 export const MARKER_FILE = '.red-folder.json';
@@ -93,13 +93,18 @@ const KINDS: Record<FolderKind, KindInfo> = {
     ],
     legacy: [['train-config.yaml', 'runs']],
   },
+  comparison: {
+    what: 'a comparison written by red eval --compare',
+    entries: ['compare.md'],
+    legacy: [['compare.md']],
+  },
 };
 
 /**
  * The order in which unmarked folders are matched, the most specific first: a demo folder also
  * holds a report's files, a run folder an eval's.
  */
-const LEGACY_ORDER: readonly FolderKind[] = ['demo', 'run', 'model', 'eval', 'report', 'data'];
+const LEGACY_ORDER: readonly FolderKind[] = ['demo', 'run', 'model', 'eval', 'report', 'data', 'comparison'];
 
 /** What a folder is: absent, empty (of anything but red's lock), red's of some kind, or someone else's. */
 export interface FolderState {

@@ -68,6 +68,7 @@ const commands: [string, string[], string[]][] = [
   ['pretrain', ['pretrain', '--quick', '--steps', '1', '--eval-per-level', '0', '--backend', 'reference'], ['--force']],
   ['eval', ['eval', '--model', tiny.model, '--benchmarks', `toy=${toy}`, '--n', '1', '--backend', 'reference'], []],
   ['report', ['report', run, '--token-diff', 'off'], []],
+  ['eval --compare', ['eval', '--compare', run], []],
   ['data builtin', ['data', 'builtin', '--train', '4', '--test', '2'], []],
   ['demo', ['demo', '--tiny', '--methods', 'sft', '--backend', 'reference', '--cache', path.join(root, 'cache')], []],
 ];
@@ -76,7 +77,7 @@ describe("every command with an --out leaves a user's folder as it was", { concu
   for (const [name, args, force] of commands) {
     for (const extra of force.length > 0 ? [[], force] : [[]]) {
       it(`${name}${extra.length > 0 ? ' --force' : ''}: refused in one line listing what the folder holds`, async () => {
-        const dir = userFolder(`user-${name.replace(' ', '-')}${extra.length > 0 ? '-force' : ''}`);
+        const dir = userFolder(`user-${name.replace(/ /g, '-')}${extra.length > 0 ? '-force' : ''}`);
         const r = await red([...args, ...extra, '--out', dir]);
         assert.equal(r.code, 1, r.stderr);
         assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
